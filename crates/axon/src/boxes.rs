@@ -1,0 +1,281 @@
+//! Typed box handles: [`Inbox`] to receive, [`Outbox`] to send.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::spec::{BoxId, Direction};
+use crate::store::{PushError, Store};
+
+/// The capacity an inbox gets unless its component says otherwise.
+pub const DEFAULT_CAPACITY: usize = 64;
+
+/// Anything that can travel through a box.
+pub trait Message: Send + 'static {}
+
+impl<T: Send + 'static> Message for T {}
+
+/// The receiving end of a box. Owned by its component's main routine.
+///
+/// An inbox is bounded: senders wait while it is full, so a slow component slows its producers
+/// down instead of growing memory. See `docs/semantics.md` §3.
+pub struct Inbox<T: Message> {
+    pub(crate) store: Arc<Store<T>>,
+}
+
+/// The sending end of a box. Cheap to clone; clones send from the same box.
+///
+/// A send follows the box's link to the inbox at the end of the chain (through any passthrough
+/// hops) and queues the message there. An outbox that is not linked keeps what is sent to it, up
+/// to its capacity, and hands it on in order when it is linked (`docs/semantics.md` §2).
+pub struct Outbox<T: Message> {
+    pub(crate) store: Arc<Store<T>>,
+}
+
+impl<T: Message> Clone for Outbox<T> {
+    fn clone(&self) -> Self {
+        Outbox {
+            store: Arc::clone(&self.store),
+        }
+    }
+}
+
+/// Why [`Outbox::send`] failed. The message is handed back.
+#[derive(PartialEq, Eq)]
+pub struct SendError<T>(pub T);
+
+/// Why [`Outbox::try_send`] failed. The message is handed back.
+#[derive(PartialEq, Eq)]
+pub enum TrySendError<T> {
+    /// The inbox at the end of the link is full (Axon's `noSpaceInBox`).
+    Full(T),
+    /// The outbox is not linked and its own buffer is full.
+    Unlinked(T),
+    /// The inbox at the end of the link belongs to a component that has ended.
+    Closed(T),
+}
+
+impl<T> TrySendError<T> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            TrySendError::Full(t) | TrySendError::Unlinked(t) | TrySendError::Closed(t) => t,
+        }
+    }
+}
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SendError(..)")
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the receiving component has ended")
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {}
+
+impl<T> fmt::Debug for TrySendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrySendError::Full(_) => "Full(..)",
+            TrySendError::Unlinked(_) => "Unlinked(..)",
+            TrySendError::Closed(_) => "Closed(..)",
+        })
+    }
+}
+
+impl<T> fmt::Display for TrySendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrySendError::Full(_) => "the destination inbox is full",
+            TrySendError::Unlinked(_) => "the outbox is not linked and its buffer is full",
+            TrySendError::Closed(_) => "the receiving component has ended",
+        })
+    }
+}
+
+impl<T> std::error::Error for TrySendError<T> {}
+
+static STANDALONE: AtomicU64 = AtomicU64::new(1);
+
+fn standalone_id<T>(name: &str, direction: Direction) -> BoxId {
+    let n = STANDALONE.fetch_add(1, Ordering::Relaxed);
+    BoxId {
+        owner: format!("standalone#{n}").into(),
+        name: name.into(),
+        direction,
+        message_type: std::any::type_name::<T>(),
+    }
+}
+
+impl<T: Message> Inbox<T> {
+    /// An inbox that belongs to no component: a place to collect what a component sends, for
+    /// programs and tests that drive components from outside.
+    pub fn standalone(name: &str, capacity: usize) -> Self {
+        Inbox {
+            store: Store::new(standalone_id::<T>(name, Direction::In), capacity),
+        }
+    }
+
+    /// Waits for the next message. Cancel safe: dropping the future loses nothing.
+    pub async fn recv(&self) -> T {
+        self.store.pop().await
+    }
+
+    /// The next message if one is queued (Axon's `recv` after `dataReady`).
+    pub fn try_recv(&self) -> Option<T> {
+        self.store.try_pop()
+    }
+
+    /// Moves up to `max` queued messages into `out` and returns how many; waits for at least one.
+    pub async fn recv_many(&self, out: &mut Vec<T>, max: usize) -> usize {
+        loop {
+            let n = self.store.pop_many(out, max.max(1));
+            if n > 0 {
+                return n;
+            }
+            self.store.wait_data().await;
+        }
+    }
+
+    /// Waits until a message is queued, without taking it. Cancel safe.
+    pub async fn ready(&self) {
+        self.store.wait_data().await
+    }
+
+    /// How many messages are queued (Axon's `dataReady`).
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// True if nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most messages this inbox queues before senders wait.
+    pub fn capacity(&self) -> usize {
+        self.store.capacity()
+    }
+
+    /// Changes the capacity (Axon's `setInboxSize`).
+    pub fn set_capacity(&self, capacity: usize) {
+        self.store.set_capacity(capacity)
+    }
+
+    /// Which box this is.
+    pub fn id(&self) -> &BoxId {
+        &self.store.id
+    }
+
+    /// A reference for linking and unlinking this box.
+    pub fn boxref(&self) -> crate::BoxRef {
+        crate::BoxRef::new(self.store.clone())
+    }
+}
+
+impl<T: Message> Outbox<T> {
+    /// An outbox that belongs to no component: a way to feed a component from outside.
+    pub fn standalone(name: &str) -> Self {
+        Outbox {
+            store: Store::new(standalone_id::<T>(name, Direction::Out), DEFAULT_CAPACITY),
+        }
+    }
+
+    /// Sends `msg`, waiting while the destination is full. Fails, handing `msg` back, if the
+    /// destination's component has ended.
+    ///
+    /// Not cancel safe: if the future is dropped while waiting for room, `msg` goes with it. Use
+    /// [`Outbox::ready`] and [`Outbox::try_send`] inside `select!`.
+    pub async fn send(&self, msg: T) -> Result<(), SendError<T>> {
+        let mut msg = msg;
+        loop {
+            match self.store.try_push(msg, false) {
+                Ok(()) => return Ok(()),
+                Err(PushError::Closed(m)) => return Err(SendError(m)),
+                Err(PushError::Full(m, full, _)) => {
+                    msg = m;
+                    self.store.wait_space(&full).await;
+                }
+            }
+        }
+    }
+
+    /// Sends `msg` if there is room now; otherwise hands it back saying why.
+    pub fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
+        match self.store.try_push(msg, false) {
+            Ok(()) => Ok(()),
+            Err(PushError::Closed(m)) => Err(TrySendError::Closed(m)),
+            Err(PushError::Full(m, _, true)) => Err(TrySendError::Unlinked(m)),
+            Err(PushError::Full(m, _, false)) => Err(TrySendError::Full(m)),
+        }
+    }
+
+    /// Sends `msg` even if the destination is full. For the few messages that must not wait
+    /// (a final control message); never for data.
+    pub fn force_send(&self, msg: T) -> Result<(), SendError<T>> {
+        match self.store.try_push(msg, true) {
+            Ok(()) => Ok(()),
+            Err(PushError::Closed(m) | PushError::Full(m, ..)) => Err(SendError(m)),
+        }
+    }
+
+    /// Waits until a send would not have to wait (or would fail at once). Cancel safe.
+    pub async fn ready(&self) {
+        loop {
+            let end = self.end_if_full();
+            match end {
+                None => return,
+                Some(full) => self.store.wait_space(&full).await,
+            }
+            if self.end_if_full().is_none() {
+                return;
+            }
+        }
+    }
+
+    fn end_if_full(&self) -> Option<Arc<Store<T>>> {
+        self.store.full_end()
+    }
+
+    /// True if this outbox is linked to a destination.
+    pub fn is_linked(&self) -> bool {
+        self.store.is_linked()
+    }
+
+    /// True if the inbox at the end of this outbox's link belongs to a component that ended.
+    pub fn is_closed(&self) -> bool {
+        self.store.end_is_closed()
+    }
+
+    /// How many messages this outbox holds because it is not linked.
+    pub fn buffered(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Which box this is.
+    pub fn id(&self) -> &BoxId {
+        &self.store.id
+    }
+
+    /// A reference for linking and unlinking this box.
+    pub fn boxref(&self) -> crate::BoxRef {
+        crate::BoxRef::new(self.store.clone())
+    }
+}
+
+impl<T: Message> fmt::Debug for Inbox<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Inbox({})", self.store.id)
+    }
+}
+
+impl<T: Message> fmt::Debug for Outbox<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Outbox({})", self.store.id)
+    }
+}

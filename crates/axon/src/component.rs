@@ -1,0 +1,297 @@
+//! Components: named, typed boxes declared once as data, and a main routine.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::boxes::{Inbox, Message, Outbox, DEFAULT_CAPACITY};
+use crate::control::Control;
+use crate::link::{BoxRef, WiringError};
+use crate::scheduler::{Context, Handle, Scheduler};
+use crate::spec::{BoxId, BoxSpec, Direction};
+use crate::store::Store;
+
+/// The error a component's main routine may return. The runtime reports it on the component's
+/// `signal` (as [`Control::Error`] carrying a [`crate::ComponentFailure`]) and in the run's report.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a main routine returns.
+pub type MainResult = Result<(), BoxError>;
+
+pub(crate) type MainFuture = Pin<Box<dyn Future<Output = MainResult> + Send + 'static>>;
+pub(crate) type Body = Box<dyn FnOnce(Context) -> MainFuture + Send + 'static>;
+
+/// A process-unique component number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ComponentId(pub u64);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A component that has been built but not yet activated: its boxes exist (so it can be linked)
+/// and its main routine waits for [`Component::activate`].
+///
+/// Components are written with [`Component::build`]:
+///
+/// ```
+/// use axon::{Component, Control};
+///
+/// /// Kamaelia's OneShot in full: send one message, then ProducerFinished, and end.
+/// fn one_shot(msg: String) -> Component {
+///     let mut c = Component::build("OneShot");
+///     let outbox = c.outbox::<String>("outbox", "the message, once");
+///     let signal = c.signal();
+///     c.control();
+///     c.main(move |_cx| async move {
+///         outbox.send(msg).await?;
+///         signal.send(Control::producer_finished()).await?;
+///         Ok(())
+///     })
+/// }
+/// # let c = one_shot("hello".into());
+/// # assert_eq!(c.boxes().count(), 3);
+/// ```
+pub struct Component {
+    pub(crate) name: Arc<str>,
+    pub(crate) label: Arc<str>,
+    pub(crate) id: ComponentId,
+    pub(crate) boxes: Vec<(BoxSpec, BoxRef)>,
+    pub(crate) body: Body,
+    pub(crate) error: Option<WiringError>,
+}
+
+/// Declares a component's boxes, then takes its main routine. See [`Component::build`].
+pub struct ComponentBuilder {
+    name: Arc<str>,
+    label: Arc<str>,
+    id: ComponentId,
+    boxes: Vec<(BoxSpec, BoxRef)>,
+    error: Option<WiringError>,
+}
+
+impl Component {
+    /// Starts declaring a component called `name` (its kind, e.g. `"TcpClient"`).
+    pub fn build(name: impl Into<Arc<str>>) -> ComponentBuilder {
+        let name = name.into();
+        let id = ComponentId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
+        ComponentBuilder {
+            label: format!("{name}#{}", id.0).into(),
+            name,
+            id,
+            boxes: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// The component's kind, e.g. `"Pipeline"`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The component's unique label, `Name#id`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Its id.
+    pub fn id(&self) -> ComponentId {
+        self.id
+    }
+
+    /// Its boxes, in declaration order.
+    pub fn boxes(&self) -> impl Iterator<Item = &BoxSpec> + '_ {
+        self.boxes.iter().map(|(s, _)| s)
+    }
+
+    /// The box called `name`, for linking.
+    pub fn boxref(&self, name: &str) -> Result<BoxRef, WiringError> {
+        find_box(&self.label, &self.boxes, name)
+    }
+
+    /// The typed sending end of one of this component's outboxes (to inject messages in tests
+    /// or tools). Fails if there is no such outbox or it carries another type.
+    pub fn outbox<T: Message>(&self, name: &str) -> Result<Outbox<T>, WiringError> {
+        let r = self.boxref(name)?;
+        r.outbox::<T>().ok_or_else(|| wrong_type::<T>(&r))
+    }
+
+    /// Starts the component's main routine on the current scheduler (Axon's `activate`).
+    pub fn activate(self) -> Handle {
+        Scheduler::current().activate(self, None)
+    }
+}
+
+fn wrong_type<T>(r: &BoxRef) -> WiringError {
+    let want = BoxId {
+        owner: "caller".into(),
+        name: "typed handle".into(),
+        direction: Direction::Out,
+        message_type: std::any::type_name::<T>(),
+    };
+    WiringError::TypeMismatch {
+        src: r.id().clone(),
+        dst: want,
+    }
+}
+
+pub(crate) fn find_box(
+    label: &str,
+    boxes: &[(BoxSpec, BoxRef)],
+    name: &str,
+) -> Result<BoxRef, WiringError> {
+    boxes
+        .iter()
+        .find(|(s, _)| &*s.name == name)
+        .map(|(_, r)| r.clone())
+        .ok_or_else(|| WiringError::UnknownBox {
+            component: label.to_string(),
+            name: name.to_string(),
+            available: boxes.iter().map(|(s, _)| s.name.to_string()).collect(),
+        })
+}
+
+impl ComponentBuilder {
+    /// The label the component will have (`Name#id`).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn declare<T: Message>(
+        &mut self,
+        name: &str,
+        direction: Direction,
+        description: &'static str,
+        capacity: usize,
+    ) -> Arc<Store<T>> {
+        if self.boxes.iter().any(|(s, _)| &*s.name == name) && self.error.is_none() {
+            self.error = Some(WiringError::DuplicateBox {
+                component: self.label.to_string(),
+                name: name.to_string(),
+            });
+        }
+        let id = BoxId {
+            owner: self.label.clone(),
+            name: name.into(),
+            direction,
+            message_type: std::any::type_name::<T>(),
+        };
+        let store = Store::<T>::new(id.clone(), capacity);
+        self.boxes.push((
+            BoxSpec {
+                name: id.name,
+                direction,
+                message_type: id.message_type,
+                description,
+            },
+            BoxRef::new(store.clone()),
+        ));
+        store
+    }
+
+    /// Declares an inbox of `T` with the default capacity.
+    pub fn inbox<T: Message>(&mut self, name: &str, description: &'static str) -> Inbox<T> {
+        self.inbox_with_capacity(name, description, DEFAULT_CAPACITY)
+    }
+
+    /// Declares an inbox of `T` that queues at most `capacity` messages.
+    pub fn inbox_with_capacity<T: Message>(
+        &mut self,
+        name: &str,
+        description: &'static str,
+        capacity: usize,
+    ) -> Inbox<T> {
+        Inbox {
+            store: self.declare(name, Direction::In, description, capacity),
+        }
+    }
+
+    /// Declares an outbox of `T`.
+    pub fn outbox<T: Message>(&mut self, name: &str, description: &'static str) -> Outbox<T> {
+        Outbox {
+            store: self.declare(name, Direction::Out, description, DEFAULT_CAPACITY),
+        }
+    }
+
+    /// Declares the standard `control` inbox.
+    pub fn control(&mut self) -> Inbox<Control> {
+        self.inbox(
+            "control",
+            "shutdown signalling (ProducerFinished, ShutdownMicroprocess)",
+        )
+    }
+
+    /// Declares the standard `signal` outbox.
+    pub fn signal(&mut self) -> Outbox<Control> {
+        self.outbox(
+            "signal",
+            "errors, then one final ProducerFinished or ShutdownMicroprocess",
+        )
+    }
+
+    /// Declares a box that mirrors `like` (same message type) under `name`: how a chassis gives
+    /// itself an `inbox` of whatever type its first child takes.
+    pub fn mirror(
+        &mut self,
+        name: &str,
+        direction: Direction,
+        like: &BoxRef,
+        description: &'static str,
+    ) -> BoxRef {
+        if self.boxes.iter().any(|(s, _)| &*s.name == name) && self.error.is_none() {
+            self.error = Some(WiringError::DuplicateBox {
+                component: self.label.to_string(),
+                name: name.to_string(),
+            });
+        }
+        let id = BoxId {
+            owner: self.label.clone(),
+            name: name.into(),
+            direction,
+            message_type: like.id().message_type,
+        };
+        let r = like.new_like(id.clone(), DEFAULT_CAPACITY);
+        self.boxes.push((
+            BoxSpec {
+                name: id.name,
+                direction,
+                message_type: id.message_type,
+                description,
+            },
+            r.clone(),
+        ));
+        r
+    }
+
+    /// Records a wiring error found while building; activation then fails with it.
+    pub fn fail(&mut self, error: WiringError) {
+        if self.error.is_none() {
+            self.error = Some(error);
+        }
+    }
+
+    /// The box called `name` declared so far.
+    pub fn boxref(&self, name: &str) -> Result<BoxRef, WiringError> {
+        find_box(&self.label, &self.boxes, name)
+    }
+
+    /// The wiring error recorded so far, if any.
+    pub fn error(&self) -> Option<&WiringError> {
+        self.error.as_ref()
+    }
+
+    /// Finishes the component with its main routine, which runs as its own task once activated.
+    pub fn main<F, Fut>(self, main: F) -> Component
+    where
+        F: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = MainResult> + Send + 'static,
+    {
+        Component {
+            name: self.name,
+            label: self.label,
+            id: self.id,
+            boxes: self.boxes,
+            body: Box::new(move |cx| Box::pin(main(cx))),
+            error: self.error,
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The live graph as Graphviz DOT text (Kamaelia's Introspector, rendered).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Arc;
+
+use crate::component::ComponentId;
+use crate::link::BoxRef;
+use crate::spec::{BoxId, BoxSpec, Direction, LinkKind};
+
+pub(crate) struct Node {
+    pub(crate) id: ComponentId,
+    pub(crate) label: Arc<str>,
+    pub(crate) parent: Option<ComponentId>,
+    pub(crate) boxes: Vec<(BoxSpec, BoxRef)>,
+}
+
+fn node_name(b: &BoxId) -> String {
+    format!("{:?}", format!("{}.{}", b.owner, b.name))
+}
+
+/// Components become clusters (nested under their parents), boxes become nodes, links become
+/// edges: solid for outbox -> inbox, dashed for passthrough.
+pub(crate) fn render(nodes: &[Node]) -> String {
+    let mut children: BTreeMap<Option<ComponentId>, Vec<&Node>> = BTreeMap::new();
+    let known: std::collections::BTreeSet<ComponentId> = nodes.iter().map(|n| n.id).collect();
+    for n in nodes {
+        let parent = n.parent.filter(|p| known.contains(p));
+        children.entry(parent).or_default().push(n);
+    }
+    let mut out = String::from("digraph axon {\n  rankdir=LR;\n  node [shape=box, fontsize=10];\n");
+    fn cluster(
+        out: &mut String,
+        n: &Node,
+        children: &BTreeMap<Option<ComponentId>, Vec<&Node>>,
+        depth: usize,
+    ) {
+        let pad = "  ".repeat(depth);
+        let _ = writeln!(out, "{pad}subgraph \"cluster_{}\" {{", n.label);
+        let _ = writeln!(out, "{pad}  label={:?};", n.label.to_string());
+        for (spec, r) in &n.boxes {
+            let shape = match spec.direction {
+                Direction::In => "invhouse",
+                Direction::Out => "house",
+            };
+            let _ = writeln!(
+                out,
+                "{pad}  {} [label={:?}, shape={shape}];",
+                node_name(r.id()),
+                spec.name.to_string()
+            );
+        }
+        if let Some(kids) = children.get(&Some(n.id)) {
+            for k in kids {
+                cluster(out, k, children, depth + 1);
+            }
+        }
+        let _ = writeln!(out, "{pad}}}");
+    }
+    if let Some(tops) = children.get(&None) {
+        for n in tops {
+            cluster(&mut out, n, &children, 1);
+        }
+    }
+    for n in nodes {
+        for (_, r) in &n.boxes {
+            if let Some(dst) = r.linked_to() {
+                let style = match LinkKind::between(r.direction(), dst.direction) {
+                    Some(LinkKind::Normal) | None => "solid",
+                    Some(_) => "dashed",
+                };
+                let _ = writeln!(
+                    out,
+                    "  {} -> {} [style={style}];",
+                    node_name(r.id()),
+                    node_name(&dst)
+                );
+            }
+        }
+    }
+    out.push_str("}\n");
+    out
+}

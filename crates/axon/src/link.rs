@@ -1,0 +1,249 @@
+//! Linkages between boxes: made and removed at any time, checked for type and direction.
+
+use std::any::TypeId;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::boxes::{Inbox, Message, Outbox};
+use crate::spec::{BoxId, Direction, LinkKind};
+use crate::store::{ErasedStore, LinkFailure};
+
+/// A type-erased reference to a box, for linking by name (Graphline) and for the graph.
+#[derive(Clone)]
+pub struct BoxRef {
+    pub(crate) store: Arc<dyn ErasedStore>,
+}
+
+impl BoxRef {
+    pub(crate) fn new(store: Arc<dyn ErasedStore>) -> Self {
+        BoxRef { store }
+    }
+
+    /// Which box this is.
+    pub fn id(&self) -> &BoxId {
+        self.store.id()
+    }
+
+    /// Inbox or outbox.
+    pub fn direction(&self) -> Direction {
+        self.store.id().direction
+    }
+
+    /// The box this one forwards to, if it is linked.
+    pub fn linked_to(&self) -> Option<BoxId> {
+        self.store.forward()
+    }
+
+    /// How many messages this box holds itself (an inbox's queue, or an unlinked outbox's buffer).
+    pub fn queued(&self) -> usize {
+        self.store.queued()
+    }
+
+    /// The typed outbox behind this reference, if it is an outbox of `T`.
+    pub fn outbox<T: Message>(&self) -> Option<Outbox<T>> {
+        if self.direction() != Direction::Out {
+            return None;
+        }
+        let store = self.store.clone().as_any().downcast().ok()?;
+        Some(Outbox { store })
+    }
+
+    pub(crate) fn message_type(&self) -> TypeId {
+        self.store.message_type()
+    }
+
+    /// A new box of the same message type, named `id` (used by chassis to mirror a child's box).
+    pub(crate) fn new_like(&self, id: BoxId, capacity: usize) -> BoxRef {
+        BoxRef::new(self.store.new_like(id, capacity))
+    }
+}
+
+impl fmt::Debug for BoxRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BoxRef({} {})", self.direction(), self.id())
+    }
+}
+
+/// A link that was made; [`Link::unlink`] removes it.
+#[derive(Clone, Debug)]
+pub struct Link {
+    src: BoxRef,
+    dst: BoxId,
+    kind: LinkKind,
+}
+
+impl Link {
+    /// Removes the link. Messages already delivered stay where they are; later sends from the
+    /// source stay in the source until it is linked again.
+    pub fn unlink(&self) {
+        if self.src.linked_to().as_ref() == Some(&self.dst) {
+            self.src.store.clone().unlink_erased();
+        }
+    }
+
+    /// Which kind of linkage this is.
+    pub fn kind(&self) -> LinkKind {
+        self.kind
+    }
+
+    /// The source box.
+    pub fn source(&self) -> &BoxId {
+        self.src.id()
+    }
+
+    /// The destination box.
+    pub fn destination(&self) -> &BoxId {
+        &self.dst
+    }
+}
+
+/// Why a linkage could not be made. Every variant names the boxes involved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WiringError {
+    /// The two boxes carry different message types.
+    TypeMismatch {
+        /// The source box.
+        src: BoxId,
+        /// The destination box.
+        dst: BoxId,
+    },
+    /// An inbox cannot send to an outbox.
+    WrongDirection {
+        /// The source box.
+        src: BoxId,
+        /// The destination box.
+        dst: BoxId,
+    },
+    /// The source already has a destination (Axon's `BoxAlreadyLinkedToDestination`).
+    AlreadyLinked {
+        /// The source box.
+        src: BoxId,
+        /// Where it already goes.
+        existing: BoxId,
+    },
+    /// The link would make messages go round in a circle of forwards.
+    Cycle {
+        /// The source box.
+        src: BoxId,
+        /// The destination box.
+        dst: BoxId,
+    },
+    /// A linkage names a component that is not there.
+    UnknownComponent {
+        /// The component name given.
+        component: String,
+    },
+    /// A linkage names a box the component does not have.
+    UnknownBox {
+        /// The component.
+        component: String,
+        /// The box name given.
+        name: String,
+        /// The boxes it does have.
+        available: Vec<String>,
+    },
+    /// A component declared two boxes with the same name.
+    DuplicateBox {
+        /// The component.
+        component: String,
+        /// The repeated name.
+        name: String,
+    },
+    /// A chassis was given no components.
+    Empty {
+        /// The chassis.
+        chassis: &'static str,
+    },
+}
+
+impl fmt::Display for WiringError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WiringError::TypeMismatch { src, dst } => write!(
+                f,
+                "cannot link {src} ({}) to {dst} ({}): the message types differ",
+                src.message_type, dst.message_type
+            ),
+            WiringError::WrongDirection { src, dst } => write!(
+                f,
+                "cannot link {src} ({}) to {dst} ({}): messages flow from an outbox or a passed-through inbox, never from an inbox into an outbox",
+                src.direction, dst.direction
+            ),
+            WiringError::AlreadyLinked { src, existing } => {
+                write!(f, "{src} is already linked to {existing}; unlink it first")
+            }
+            WiringError::Cycle { src, dst } => {
+                write!(f, "linking {src} to {dst} would make a cycle of forwards")
+            }
+            WiringError::UnknownComponent { component } => {
+                write!(f, "no component named {component:?}")
+            }
+            WiringError::UnknownBox {
+                component,
+                name,
+                available,
+            } => write!(
+                f,
+                "component {component:?} has no box named {name:?} (it has: {})",
+                available.join(", ")
+            ),
+            WiringError::DuplicateBox { component, name } => {
+                write!(f, "component {component:?} declares the box {name:?} twice")
+            }
+            WiringError::Empty { chassis } => write!(f, "a {chassis} needs at least one component"),
+        }
+    }
+}
+
+impl std::error::Error for WiringError {}
+
+/// Links two boxes named by reference. The kind follows from their directions: outbox -> inbox,
+/// inbox -> inbox (passthrough into a child), outbox -> outbox (passthrough out of a child).
+/// Messages the source already holds move to the destination in order.
+pub fn link_refs(src: &BoxRef, dst: &BoxRef) -> Result<Link, WiringError> {
+    let kind = LinkKind::between(src.direction(), dst.direction()).ok_or_else(|| {
+        WiringError::WrongDirection {
+            src: src.id().clone(),
+            dst: dst.id().clone(),
+        }
+    })?;
+    if src.message_type() != dst.message_type() {
+        return Err(WiringError::TypeMismatch {
+            src: src.id().clone(),
+            dst: dst.id().clone(),
+        });
+    }
+    src.store
+        .clone()
+        .link_erased(dst.store.clone())
+        .map_err(|e| match e {
+            LinkFailure::AlreadyLinked(existing) => WiringError::AlreadyLinked {
+                src: src.id().clone(),
+                existing,
+            },
+            LinkFailure::Cycle => WiringError::Cycle {
+                src: src.id().clone(),
+                dst: dst.id().clone(),
+            },
+            LinkFailure::TypeMismatch => WiringError::TypeMismatch {
+                src: src.id().clone(),
+                dst: dst.id().clone(),
+            },
+        })?;
+    Ok(Link {
+        src: src.clone(),
+        dst: dst.id().clone(),
+        kind,
+    })
+}
+
+/// Links an outbox to an inbox of the same type: the types are checked by the compiler.
+pub fn link<T: Message>(src: &Outbox<T>, dst: &Inbox<T>) -> Result<Link, WiringError> {
+    link_refs(&src.boxref(), &dst.boxref())
+}
+
+/// Removes whatever link leaves `src`, returning where it went.
+pub fn unlink(src: &BoxRef) -> Option<BoxId> {
+    src.store.clone().unlink_erased()
+}

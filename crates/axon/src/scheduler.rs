@@ -1,0 +1,513 @@
+//! Activation and run-to-completion: Axon's scheduler contract on tokio.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use futures_util::FutureExt;
+use tokio::sync::{watch, Notify};
+
+use crate::boxes::Outbox;
+use crate::component::{Body, BoxError, Component, ComponentId};
+use crate::control::{Control, ErrorMessage};
+use crate::link::{BoxRef, WiringError};
+use crate::registry::Registry;
+use crate::spec::{BoxSpec, Direction};
+use crate::store::Store;
+
+tokio::task_local! {
+    static CURRENT: Scheduler;
+}
+
+/// Tracks every activated component until it ends, and owns the service registry.
+///
+/// [`Scheduler::run`] (or the blocking [`crate::run`]) returns once every component activated
+/// under it has ended, promptly and with no idle linger. Components activated from inside a
+/// component's main routine join the same scheduler.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    idle: Notify,
+    registry: Registry,
+}
+
+#[derive(Default)]
+struct State {
+    live: BTreeMap<ComponentId, Record>,
+    pending: Vec<(Component, Option<ComponentId>, watch::Sender<Option<Exit>>)>,
+    failures: Vec<Arc<ComponentFailure>>,
+    activated: usize,
+}
+
+struct Record {
+    label: Arc<str>,
+    parent: Option<ComponentId>,
+    boxes: Vec<(BoxSpec, BoxRef)>,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    // The scheduler never panics while holding this lock.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running (or finished) component: its boxes, a way to stop it, and its exit.
+#[derive(Clone)]
+pub struct Handle {
+    id: ComponentId,
+    label: Arc<str>,
+    boxes: Arc<[(BoxSpec, BoxRef)]>,
+    exit: watch::Receiver<Option<Exit>>,
+}
+
+/// How a component ended.
+#[derive(Clone, Debug)]
+pub struct Exit {
+    /// `None` if its main routine returned `Ok`.
+    pub failure: Option<Arc<ComponentFailure>>,
+    /// Messages still queued in its inboxes when it ended, per box (they could not be delivered).
+    pub undelivered: Vec<(Arc<str>, usize)>,
+}
+
+/// A component that panicked or whose main routine returned an error.
+#[derive(Debug)]
+pub struct ComponentFailure {
+    /// The component's label.
+    pub component: Arc<str>,
+    /// What happened.
+    pub kind: FailureKind,
+}
+
+/// What went wrong in a [`ComponentFailure`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The main routine panicked; the panic message.
+    Panicked(String),
+    /// The main routine returned this error.
+    Error(BoxError),
+    /// The component could not be wired.
+    Wiring(WiringError),
+}
+
+impl fmt::Display for ComponentFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            FailureKind::Panicked(m) => write!(f, "{} panicked: {m}", self.component),
+            FailureKind::Error(e) => write!(f, "{} failed: {e}", self.component),
+            FailureKind::Wiring(e) => write!(f, "{} could not be wired: {e}", self.component),
+        }
+    }
+}
+
+impl std::error::Error for ComponentFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            FailureKind::Error(e) => Some(&**e),
+            FailureKind::Wiring(e) => Some(e),
+            FailureKind::Panicked(_) => None,
+        }
+    }
+}
+
+/// What a run did: how many components ran and which of them failed.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// Components activated during the run.
+    pub components: usize,
+    /// Components that panicked or returned an error, in the order they ended.
+    pub failures: Vec<Arc<ComponentFailure>>,
+}
+
+impl RunReport {
+    /// True if no component failed.
+    pub fn is_ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// What a component's main routine gets: its place in the system.
+pub struct Context {
+    sched: Scheduler,
+    id: ComponentId,
+    label: Arc<str>,
+}
+
+impl Context {
+    /// Activates `child` as this component's child (Axon's `addChildren` + `activate`).
+    pub fn activate(&self, child: Component) -> Handle {
+        self.sched.activate(child, Some(self.id))
+    }
+
+    /// The scheduler this component runs under.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.sched
+    }
+
+    /// The service registry (Kamaelia's Coordinating Assistant Tracker).
+    pub fn services(&self) -> &Registry {
+        self.sched.services()
+    }
+
+    /// This component's label.
+    pub fn label(&self) -> &Arc<str> {
+        &self.label
+    }
+
+    /// This component's id.
+    pub fn id(&self) -> ComponentId {
+        self.id
+    }
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scheduler {
+    /// A new, empty scheduler with its own registry.
+    pub fn new() -> Self {
+        Scheduler {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State::default()),
+                idle: Notify::new(),
+                registry: Registry::new(),
+            }),
+        }
+    }
+
+    /// The scheduler of the running component, or inside [`Scheduler::run`]; otherwise the
+    /// process-wide default one that [`crate::run`] drives.
+    pub fn current() -> Scheduler {
+        CURRENT
+            .try_with(Scheduler::clone)
+            .unwrap_or_else(|_| default_scheduler().clone())
+    }
+
+    /// The service registry.
+    pub fn services(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Runs `setup` (which activates components) under this scheduler, then waits until every
+    /// component activated under it has ended.
+    pub async fn run<F: Future>(&self, setup: F) -> RunReport {
+        let this = self.clone();
+        CURRENT
+            .scope(self.clone(), async move {
+                setup.await;
+                this.start_pending();
+                this.wait_idle().await;
+            })
+            .await;
+        self.take_report()
+    }
+
+    /// Waits until no component is alive.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let st = lock(&self.inner.state);
+                if st.live.is_empty() && st.pending.is_empty() {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// How many components are alive now.
+    pub fn live(&self) -> usize {
+        lock(&self.inner.state).live.len()
+    }
+
+    /// Failures so far, and the count of components activated; resets both.
+    pub fn take_report(&self) -> RunReport {
+        let mut st = lock(&self.inner.state);
+        RunReport {
+            components: std::mem::take(&mut st.activated),
+            failures: std::mem::take(&mut st.failures),
+        }
+    }
+
+    /// Sends ShutdownMicroprocess to the `control` inbox of every top-level live component
+    /// (what Ctrl-C does).
+    pub fn shutdown_all(&self) {
+        let tops: Vec<BoxRef> = {
+            let st = lock(&self.inner.state);
+            st.live
+                .values()
+                .filter(|r| r.parent.is_none())
+                .filter_map(|r| control_of(&r.boxes))
+                .collect()
+        };
+        for c in tops {
+            push_control(&c, Control::shutdown());
+        }
+    }
+
+    /// The live graph of components, boxes and links as Graphviz DOT text.
+    pub fn graph_dot(&self) -> String {
+        let st = lock(&self.inner.state);
+        let comps: Vec<crate::graph::Node> = st
+            .live
+            .iter()
+            .map(|(id, r)| crate::graph::Node {
+                id: *id,
+                label: r.label.clone(),
+                parent: r.parent,
+                boxes: r.boxes.clone(),
+            })
+            .collect();
+        drop(st);
+        crate::graph::render(&comps)
+    }
+
+    pub(crate) fn activate(&self, component: Component, parent: Option<ComponentId>) -> Handle {
+        let (tx, rx) = watch::channel(None);
+        let handle = Handle {
+            id: component.id,
+            label: component.label.clone(),
+            boxes: component.boxes.clone().into(),
+            exit: rx,
+        };
+        {
+            let mut st = lock(&self.inner.state);
+            st.activated += 1;
+            st.live.insert(
+                component.id,
+                Record {
+                    label: component.label.clone(),
+                    parent,
+                    boxes: component.boxes.clone(),
+                },
+            );
+            if tokio::runtime::Handle::try_current().is_err() {
+                st.pending.push((component, parent, tx));
+                return handle;
+            }
+        }
+        self.spawn(component, tx);
+        handle
+    }
+
+    fn start_pending(&self) {
+        let pending = std::mem::take(&mut lock(&self.inner.state).pending);
+        for (c, _, tx) in pending {
+            self.spawn(c, tx);
+        }
+    }
+
+    fn spawn(&self, component: Component, exit: watch::Sender<Option<Exit>>) {
+        let sched = self.clone();
+        let Component {
+            label,
+            id,
+            boxes,
+            body,
+            error,
+            ..
+        } = component;
+        let cx = Context {
+            sched: sched.clone(),
+            id,
+            label: label.clone(),
+        };
+        tokio::spawn(CURRENT.scope(sched.clone(), async move {
+            let failure = match error {
+                Some(e) => Some(FailureKind::Wiring(e)),
+                None => run_body(body, cx).await,
+            };
+            sched.finish(id, label, &boxes, failure, exit);
+        }));
+    }
+
+    fn finish(
+        &self,
+        id: ComponentId,
+        label: Arc<str>,
+        boxes: &[(BoxSpec, BoxRef)],
+        failure: Option<FailureKind>,
+        exit: watch::Sender<Option<Exit>>,
+    ) {
+        let failure = failure.map(|kind| {
+            Arc::new(ComponentFailure {
+                component: label.clone(),
+                kind,
+            })
+        });
+        if let Some(f) = &failure {
+            tracing::warn!(component = %label, "{f}");
+            if let Some(signal) = boxes
+                .iter()
+                .find(|(s, _)| &*s.name == "signal" && s.direction == Direction::Out)
+                .and_then(|(_, r)| r.outbox::<Control>())
+            {
+                send_failure(&signal, &label, f.clone());
+            }
+        }
+        let mut undelivered = Vec::new();
+        for (spec, r) in boxes {
+            if spec.direction == Direction::In {
+                let left = r.store.close_erased();
+                if left > 0 {
+                    tracing::warn!(component = %label, inbox = %spec.name, left, "messages left undelivered in an inbox when its component ended");
+                    undelivered.push((spec.name.clone(), left));
+                }
+            }
+        }
+        let empty = {
+            let mut st = lock(&self.inner.state);
+            st.live.remove(&id);
+            if let Some(f) = &failure {
+                st.failures.push(f.clone());
+            }
+            st.live.is_empty()
+        };
+        exit.send_replace(Some(Exit {
+            failure,
+            undelivered,
+        }));
+        if empty {
+            self.inner.idle.notify_waiters();
+        }
+    }
+}
+
+async fn run_body(body: Body, cx: Context) -> Option<FailureKind> {
+    let fut = AssertUnwindSafe(async move { body(cx).await });
+    match fut.catch_unwind().await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(FailureKind::Error(e)),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic with no message".to_string());
+            Some(FailureKind::Panicked(msg))
+        }
+    }
+}
+
+fn send_failure(signal: &Outbox<Control>, label: &Arc<str>, failure: Arc<ComponentFailure>) {
+    // A failed component never sent its final message; the runtime sends the error and then
+    // ProducerFinished, so whatever is downstream finishes instead of waiting forever. Forced
+    // sends: these two must not wait on a full inbox.
+    let err = Control::Error(ErrorMessage::from_arc(label.clone(), failure));
+    let _ = signal.force_send(err);
+    let _ = signal.force_send(Control::producer_finished());
+}
+
+fn control_of(boxes: &[(BoxSpec, BoxRef)]) -> Option<BoxRef> {
+    boxes
+        .iter()
+        .find(|(s, _)| &*s.name == "control" && s.direction == Direction::In)
+        .map(|(_, r)| r.clone())
+}
+
+pub(crate) fn push_control(control: &BoxRef, msg: Control) -> bool {
+    match control.store.clone().as_any().downcast::<Store<Control>>() {
+        Ok(store) => store.try_push(msg, true).is_ok(),
+        Err(_) => false,
+    }
+}
+
+impl Handle {
+    /// The component's id.
+    pub fn id(&self) -> ComponentId {
+        self.id
+    }
+
+    /// The component's label.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The box called `name`, for linking while the component runs.
+    pub fn boxref(&self, name: &str) -> Result<BoxRef, WiringError> {
+        crate::component::find_box(&self.label, &self.boxes, name)
+    }
+
+    /// Asks the component to stop: delivers ShutdownMicroprocess to its `control` inbox (through
+    /// any passthrough), ahead of the capacity limit. Kamaelia's `stop()`, done through the
+    /// component's own shutdown path so it can close cleanly and send its final message.
+    /// Returns false if it has no control inbox or has already ended.
+    pub fn stop(&self) -> bool {
+        control_of(&self.boxes).is_some_and(|c| push_control(&c, Control::shutdown()))
+    }
+
+    /// True once the component has ended.
+    pub fn is_finished(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+
+    /// Waits for the component to end and says how.
+    pub async fn join(&self) -> Exit {
+        let mut rx = self.exit.clone();
+        loop {
+            if let Some(e) = rx.borrow_and_update().clone() {
+                return e;
+            }
+            if rx.changed().await.is_err() {
+                // The sender lives until the exit is recorded, so this cannot happen; if it
+                // did, report an exit with no failure rather than hang.
+                return rx.borrow().clone().unwrap_or(Exit {
+                    failure: None,
+                    undelivered: Vec::new(),
+                });
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Handle({})", self.label)
+    }
+}
+
+fn default_scheduler() -> &'static Scheduler {
+    static DEFAULT: OnceLock<Scheduler> = OnceLock::new();
+    DEFAULT.get_or_init(Scheduler::new)
+}
+
+/// Runs the process-wide scheduler until every activated component has ended (Axon's
+/// `scheduler.run.runThreads()`), on a multi-threaded tokio runtime it builds.
+///
+/// `setup` runs first and usually activates the top-level components; components activated
+/// before `run` was called are started too. Ctrl-C sends ShutdownMicroprocess to every top-level
+/// component; a second Ctrl-C exits the process with status 130.
+pub fn run<F: Future>(setup: F) -> std::io::Result<RunReport> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let sched = default_scheduler().clone();
+    Ok(rt.block_on(async move {
+        let ctrl_c = tokio::spawn({
+            let sched = sched.clone();
+            async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    tracing::info!("interrupted: shutting down");
+                    sched.shutdown_all();
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        std::process::exit(130);
+                    }
+                }
+            }
+        });
+        let report = sched.run(setup).await;
+        ctrl_c.abort();
+        report
+    }))
+}

@@ -1,0 +1,335 @@
+//! The storage behind every box: a bounded FIFO that can forward to another storage.
+//!
+//! Kamaelia's boxes form in-trees: a box either keeps messages itself or hands them on to its
+//! target, and a send through any number of passthrough hops lands in the root's storage in one
+//! step. Here each box owns a [`Store`]; a link sets the source store's `forward` to the
+//! destination store and moves whatever the source held, in order. A send follows the forwards
+//! under each store's lock and pushes once into the store at the end of the chain, so no message
+//! is copied or handed through an intermediate task.
+
+use std::any::{Any, TypeId};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::sync::Notify;
+
+use crate::spec::{BoxId, Direction};
+
+pub(crate) struct Store<T> {
+    state: Mutex<State<T>>,
+    data_ready: Notify,
+    space: Notify,
+    pub(crate) id: BoxId,
+}
+
+struct State<T> {
+    queue: VecDeque<T>,
+    capacity: usize,
+    forward: Option<Arc<Store<T>>>,
+    /// How many stores forward into this one (for the graph and for cycle checks).
+    sources: Vec<Weak<Store<T>>>,
+    closed: bool,
+    rx_waiting: bool,
+    tx_waiting: bool,
+}
+
+/// Why a push did not happen; the message is handed back.
+pub(crate) enum PushError<T> {
+    Full(T, Arc<Store<T>>, bool),
+    Closed(T),
+}
+
+pub(crate) enum LinkFailure {
+    AlreadyLinked(BoxId),
+    Cycle,
+    TypeMismatch,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code panics while holding a store lock, so poisoning cannot carry a broken invariant.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<T: Send + 'static> Store<T> {
+    pub(crate) fn new(id: BoxId, capacity: usize) -> Arc<Self> {
+        Arc::new(Store {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                capacity: capacity.max(1),
+                forward: None,
+                sources: Vec::new(),
+                closed: false,
+                rx_waiting: false,
+                tx_waiting: false,
+            }),
+            data_ready: Notify::new(),
+            space: Notify::new(),
+            id,
+        })
+    }
+
+    /// Pushes into the end of the chain starting at `self`, unless it is full or closed.
+    /// `force` ignores the capacity (used for runtime messages and for migration).
+    pub(crate) fn try_push(self: &Arc<Self>, msg: T, force: bool) -> Result<(), PushError<T>> {
+        let mut cur = Arc::clone(self);
+        loop {
+            let mut g = lock(&cur.state);
+            if let Some(next) = g.forward.clone() {
+                drop(g);
+                cur = next;
+                continue;
+            }
+            if g.closed {
+                return Err(PushError::Closed(msg));
+            }
+            if !force && g.queue.len() >= g.capacity {
+                let unlinked = cur.id.direction == Direction::Out;
+                drop(g);
+                return Err(PushError::Full(msg, cur, unlinked));
+            }
+            g.queue.push_back(msg);
+            let wake = std::mem::take(&mut g.rx_waiting);
+            drop(g);
+            if wake {
+                cur.data_ready.notify_one();
+            }
+            return Ok(());
+        }
+    }
+
+    /// Waits until the end of the chain has room (or is closed, or the chain changes).
+    pub(crate) async fn wait_space(self: &Arc<Self>, full: &Arc<Self>) {
+        let notified = full.space.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            let mut g = lock(&full.state);
+            if g.forward.is_some() || g.closed || g.queue.len() < g.capacity {
+                return;
+            }
+            g.tx_waiting = true;
+        }
+        notified.await;
+    }
+
+    pub(crate) fn try_pop(&self) -> Option<T> {
+        let mut g = lock(&self.state);
+        let v = g.queue.pop_front();
+        if v.is_none() {
+            g.rx_waiting = true;
+            return None;
+        }
+        let wake = std::mem::take(&mut g.tx_waiting);
+        drop(g);
+        if wake {
+            self.space.notify_waiters();
+        }
+        v
+    }
+
+    /// Moves up to `max` messages into `out`; returns how many.
+    pub(crate) fn pop_many(&self, out: &mut Vec<T>, max: usize) -> usize {
+        let mut g = lock(&self.state);
+        let n = g.queue.len().min(max);
+        if n == 0 {
+            g.rx_waiting = true;
+            return 0;
+        }
+        out.extend(g.queue.drain(..n));
+        let wake = std::mem::take(&mut g.tx_waiting);
+        drop(g);
+        if wake {
+            self.space.notify_waiters();
+        }
+        n
+    }
+
+    pub(crate) async fn pop(&self) -> T {
+        loop {
+            if let Some(v) = self.try_pop() {
+                return v;
+            }
+            self.data_ready.notified().await;
+        }
+    }
+
+    pub(crate) async fn wait_data(&self) {
+        loop {
+            {
+                let mut g = lock(&self.state);
+                if !g.queue.is_empty() {
+                    return;
+                }
+                g.rx_waiting = true;
+            }
+            self.data_ready.notified().await;
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.state).queue.len()
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        lock(&self.state).capacity
+    }
+
+    pub(crate) fn set_capacity(&self, capacity: usize) {
+        let mut g = lock(&self.state);
+        g.capacity = capacity.max(1);
+        let wake = std::mem::take(&mut g.tx_waiting);
+        drop(g);
+        if wake {
+            self.space.notify_waiters();
+        }
+    }
+
+    pub(crate) fn is_linked(&self) -> bool {
+        lock(&self.state).forward.is_some()
+    }
+
+    pub(crate) fn forward_id(&self) -> Option<BoxId> {
+        lock(&self.state).forward.as_ref().map(|f| f.id.clone())
+    }
+
+    /// The end of the chain from `self` if it is full (and open), else `None`.
+    pub(crate) fn full_end(self: &Arc<Self>) -> Option<Arc<Self>> {
+        let mut cur = Arc::clone(self);
+        loop {
+            let g = lock(&cur.state);
+            match g.forward.clone() {
+                Some(next) => {
+                    drop(g);
+                    cur = next;
+                }
+                None => {
+                    let full = !g.closed && g.queue.len() >= g.capacity;
+                    drop(g);
+                    return full.then_some(cur);
+                }
+            }
+        }
+    }
+
+    /// Whether following forwards from `self` ends in a closed store.
+    pub(crate) fn end_is_closed(self: &Arc<Self>) -> bool {
+        let mut cur = Arc::clone(self);
+        loop {
+            let g = lock(&cur.state);
+            match g.forward.clone() {
+                Some(next) => {
+                    drop(g);
+                    cur = next;
+                }
+                None => return g.closed,
+            }
+        }
+    }
+
+    /// Makes `self` forward to `dst`, moving what `self` holds to the end of `dst`'s chain.
+    pub(crate) fn link_to(self: &Arc<Self>, dst: &Arc<Self>) -> Result<(), LinkFailure> {
+        // A chain from dst that reaches self would loop forever.
+        let mut cur = Arc::clone(dst);
+        loop {
+            if Arc::ptr_eq(&cur, self) {
+                return Err(LinkFailure::Cycle);
+            }
+            let next = lock(&cur.state).forward.clone();
+            match next {
+                Some(n) => cur = n,
+                None => break,
+            }
+        }
+        let mut g = lock(&self.state);
+        if let Some(existing) = &g.forward {
+            return Err(LinkFailure::AlreadyLinked(existing.id.clone()));
+        }
+        g.forward = Some(Arc::clone(dst));
+        let moved: Vec<T> = g.queue.drain(..).collect();
+        // Pushing while holding our own lock keeps later sends (which must take our lock to
+        // find the forward) behind the moved messages: order is preserved.
+        for msg in moved {
+            if let Err(PushError::Closed(_) | PushError::Full(..)) = dst.try_push(msg, true) {
+                // A closed destination cannot take them; they were queued to a box that is gone.
+                // This is reported through the returned count in `leftover` by the caller.
+                tracing::warn!(box_ = %self.id, dest = %dst.id, "message moved to a closed box");
+            }
+        }
+        g.rx_waiting = false;
+        drop(g);
+        lock(&dst.state).sources.push(Arc::downgrade(self));
+        self.space.notify_waiters();
+        self.data_ready.notify_waiters();
+        Ok(())
+    }
+
+    /// Removes `self`'s forward; later sends stay in `self` until it is linked again.
+    pub(crate) fn unlink(self: &Arc<Self>) -> Option<BoxId> {
+        let mut g = lock(&self.state);
+        let old = g.forward.take();
+        drop(g);
+        let old = old?;
+        lock(&old.state)
+            .sources
+            .retain(|w| w.upgrade().is_some_and(|s| !Arc::ptr_eq(&s, self)));
+        self.space.notify_waiters();
+        Some(old.id.clone())
+    }
+
+    /// Marks the store closed (its owner ended) and returns how many messages it still held.
+    pub(crate) fn close(&self) -> usize {
+        let mut g = lock(&self.state);
+        g.closed = true;
+        let left = g.queue.len();
+        drop(g);
+        self.space.notify_waiters();
+        left
+    }
+}
+
+/// The type-erased face of a store, for linking by name and for the graph.
+pub(crate) trait ErasedStore: Send + Sync {
+    fn id(&self) -> &BoxId;
+    fn message_type(&self) -> TypeId;
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    fn link_erased(self: Arc<Self>, dst: Arc<dyn ErasedStore>) -> Result<(), LinkFailure>;
+    fn unlink_erased(self: Arc<Self>) -> Option<BoxId>;
+    fn forward(&self) -> Option<BoxId>;
+    fn new_like(&self, id: BoxId, capacity: usize) -> Arc<dyn ErasedStore>;
+    fn close_erased(&self) -> usize;
+    fn queued(&self) -> usize;
+}
+
+impl<T: Send + 'static> ErasedStore for Store<T> {
+    fn id(&self) -> &BoxId {
+        &self.id
+    }
+    fn message_type(&self) -> TypeId {
+        TypeId::of::<T>()
+    }
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+    fn link_erased(self: Arc<Self>, dst: Arc<dyn ErasedStore>) -> Result<(), LinkFailure> {
+        let dst = dst
+            .as_any()
+            .downcast::<Store<T>>()
+            .map_err(|_| LinkFailure::TypeMismatch)?;
+        self.link_to(&dst)
+    }
+    fn unlink_erased(self: Arc<Self>) -> Option<BoxId> {
+        self.unlink()
+    }
+    fn forward(&self) -> Option<BoxId> {
+        self.forward_id()
+    }
+    fn new_like(&self, id: BoxId, capacity: usize) -> Arc<dyn ErasedStore> {
+        Store::<T>::new(id, capacity)
+    }
+    fn close_erased(&self) -> usize {
+        self.close()
+    }
+    fn queued(&self) -> usize {
+        self.len()
+    }
+}

@@ -1,0 +1,5 @@
+//! The `kamaelia` command-line program.
+
+fn main() {
+    println!("kamaelia: nothing here yet");
+}

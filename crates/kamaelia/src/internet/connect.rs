@@ -1,0 +1,616 @@
+//! Opening a TCP connection to a host name: resolution, Happy Eyeballs, one deadline.
+//!
+//! # How it works
+//!
+//! [`connect`] resolves the host with [`tokio::net::lookup_host`] (so the runtime is never
+//! blocked; IP literals, bracketed or not, skip the resolver), keeps the addresses of the
+//! requested [`Family`], and orders them as RFC 8305 section 4 asks: families interleaved,
+//! starting with the family of the first address the resolver returned. Attempts then start one
+//! after another, each [`CONNECTION_ATTEMPT_DELAY`] after the previous one started, or at once
+//! when the previous one fails. The first attempt to succeed wins and the others are dropped,
+//! which closes their sockets. One deadline bounds resolution and every attempt.
+//!
+//! # Errors
+//!
+//! When every attempt fails the error reported is the most informative one: a refusal (the host
+//! is there, the port is closed) over an unusual local error over an unreachable network. See
+//! [`ConnectError`].
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, Instant};
+
+/// How long an attempt runs alone before the next address is tried too (RFC 8305 section 5
+/// recommends 250 ms).
+pub const CONNECTION_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Which address family [`connect`] may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Family {
+    /// IPv4 and IPv6, raced by Happy Eyeballs.
+    #[default]
+    Any,
+    /// IPv4 addresses only.
+    V4,
+    /// IPv6 addresses only.
+    V6,
+}
+
+impl Family {
+    /// Whether `addr` belongs to this family.
+    pub fn matches(self, addr: &SocketAddr) -> bool {
+        match self {
+            Family::Any => true,
+            Family::V4 => addr.is_ipv4(),
+            Family::V6 => addr.is_ipv6(),
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Family::Any => "any",
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        })
+    }
+}
+
+/// Why [`connect`] could not open a connection.
+///
+/// `Clone` so it can travel in messages; the underlying [`io::Error`]s are shared.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The resolver failed: the name does not exist or no resolver answered.
+    Resolve {
+        /// The host name as given.
+        host: String,
+        /// The resolver's error.
+        source: Arc<io::Error>,
+    },
+    /// The name resolved, but to no address of the requested family.
+    NoAddresses {
+        /// The host name as given.
+        host: String,
+        /// The family that was asked for.
+        family: Family,
+    },
+    /// Every attempt was refused, or at least one was and the others failed less informatively.
+    Refused {
+        /// The first address that refused.
+        addr: SocketAddr,
+    },
+    /// The deadline passed before resolution and an attempt completed.
+    TimedOut {
+        /// The host name as given.
+        host: String,
+        /// The port.
+        port: u16,
+        /// The deadline that passed.
+        after: Duration,
+    },
+    /// No route to the network or host of every address tried.
+    Unreachable {
+        /// The first unreachable address.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: Arc<io::Error>,
+    },
+    /// An attempt failed for another reason (permissions, no local address, ...).
+    Other {
+        /// The address being connected to.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: Arc<io::Error>,
+    },
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Resolve { host, .. } => write!(f, "could not resolve host {host:?}"),
+            ConnectError::NoAddresses { host, family } => {
+                write!(f, "host {host:?} has no {family} address")
+            }
+            ConnectError::Refused { addr } => write!(f, "connection to {addr} refused"),
+            ConnectError::TimedOut { host, port, after } => {
+                write!(f, "connecting to {host}:{port} timed out after {after:?}")
+            }
+            ConnectError::Unreachable { addr, .. } => write!(f, "{addr} is unreachable"),
+            ConnectError::Other { addr, .. } => write!(f, "could not connect to {addr}"),
+        }
+    }
+}
+
+impl StdError for ConnectError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            ConnectError::Resolve { source, .. }
+            | ConnectError::Unreachable { source, .. }
+            | ConnectError::Other { source, .. } => Some(source.as_ref()),
+            ConnectError::NoAddresses { .. }
+            | ConnectError::Refused { .. }
+            | ConnectError::TimedOut { .. } => None,
+        }
+    }
+}
+
+/// Connects to `host`:`port`, trying every address of `family` (Happy Eyeballs when both
+/// families are allowed), all within `timeout`.
+///
+/// `host` is a name or an IP literal; an IPv6 literal may be bracketed (`"[::1]"`). Returns the
+/// stream and the address it connected to.
+pub async fn connect(
+    host: &str,
+    port: u16,
+    family: Family,
+    timeout: Duration,
+) -> Result<(TcpStream, SocketAddr), ConnectError> {
+    let deadline = Instant::now() + timeout;
+    let attempt = async {
+        let addrs = resolve(host, port).await?;
+        let addrs: Vec<SocketAddr> = addrs.into_iter().filter(|a| family.matches(a)).collect();
+        if addrs.is_empty() {
+            return Err(ConnectError::NoAddresses {
+                host: host.to_owned(),
+                family,
+            });
+        }
+        race(&interleave(addrs), CONNECTION_ATTEMPT_DELAY).await
+    };
+    match tokio::time::timeout_at(deadline, attempt).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(ConnectError::TimedOut {
+            host: host.to_owned(),
+            port,
+            after: timeout,
+        }),
+    }
+}
+
+/// Connects to the first of `addrs` to answer, in the order given, staggered by
+/// [`CONNECTION_ATTEMPT_DELAY`], all within `timeout`.
+///
+/// For callers that resolved the addresses themselves; [`connect`] is this after resolution
+/// and RFC 8305 ordering. A timeout is reported against the first address; an empty `addrs`
+/// gives [`ConnectError::NoAddresses`].
+pub async fn connect_addrs(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+) -> Result<(TcpStream, SocketAddr), ConnectError> {
+    let Some(first) = addrs.first() else {
+        return Err(ConnectError::NoAddresses {
+            host: String::new(),
+            family: Family::Any,
+        });
+    };
+    match tokio::time::timeout(timeout, race(addrs, CONNECTION_ATTEMPT_DELAY)).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(ConnectError::TimedOut {
+            host: first.ip().to_string(),
+            port: first.port(),
+            after: timeout,
+        }),
+    }
+}
+
+/// Resolves `host` without blocking the runtime; IP literals never reach the resolver.
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectError> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    match tokio::net::lookup_host((bare, port)).await {
+        Ok(addrs) => Ok(addrs.collect()),
+        Err(source) => Err(ConnectError::Resolve {
+            host: host.to_owned(),
+            source: Arc::new(source),
+        }),
+    }
+}
+
+/// Orders addresses as RFC 8305 section 4 asks: duplicates removed, families alternating,
+/// starting with the family of the first address, order within a family kept.
+fn interleave(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let mut unique: Vec<SocketAddr> = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        if !unique.contains(&addr) {
+            unique.push(addr);
+        }
+    }
+    let Some(first_is_v6) = unique.first().map(SocketAddr::is_ipv6) else {
+        return unique;
+    };
+    let (primary, secondary): (Vec<_>, Vec<_>) =
+        unique.into_iter().partition(|a| a.is_ipv6() == first_is_v6);
+    let mut ordered = Vec::with_capacity(primary.len() + secondary.len());
+    let mut primary = primary.into_iter();
+    let mut secondary = secondary.into_iter();
+    loop {
+        match (primary.next(), secondary.next()) {
+            (None, None) => return ordered,
+            (p, s) => ordered.extend(p.into_iter().chain(s)),
+        }
+    }
+}
+
+/// One connection attempt, labelled with its address.
+async fn attempt(addr: SocketAddr) -> (SocketAddr, io::Result<TcpStream>) {
+    (addr, TcpStream::connect(addr).await)
+}
+
+/// Races connection attempts to `addrs` (tried in order, `stagger` apart or at once after a
+/// failure) and returns the first success; losers are dropped. Has no deadline of its own.
+async fn race(
+    addrs: &[SocketAddr],
+    stagger: Duration,
+) -> Result<(TcpStream, SocketAddr), ConnectError> {
+    let mut remaining = addrs.iter().copied();
+    let mut in_flight = FuturesUnordered::new();
+    let mut failures: Vec<(SocketAddr, io::Error)> = Vec::new();
+    let mut next_start = Instant::now();
+    let mut timer = pin!(sleep_until(next_start));
+    let mut exhausted = false;
+
+    loop {
+        if !exhausted && (in_flight.is_empty() || Instant::now() >= next_start) {
+            match remaining.next() {
+                Some(addr) => {
+                    in_flight.push(attempt(addr));
+                    next_start = Instant::now() + stagger;
+                    timer.as_mut().reset(next_start);
+                }
+                None => exhausted = true,
+            }
+            continue;
+        }
+        if in_flight.is_empty() {
+            return Err(most_informative(failures));
+        }
+        tokio::select! {
+            Some((addr, result)) = in_flight.next() => match result {
+                Ok(stream) => return Ok((stream, addr)),
+                Err(err) => {
+                    failures.push((addr, err));
+                    // RFC 8305 section 5: a failure starts the next attempt without waiting.
+                    next_start = Instant::now();
+                }
+            },
+            () = &mut timer, if !exhausted => {}
+        }
+    }
+}
+
+/// How informative a failed attempt is; higher wins.
+fn rank(err: &io::Error) -> u8 {
+    match classify_io(err) {
+        Failure::Refused => 3,
+        Failure::Other => 2,
+        Failure::Unreachable => 1,
+    }
+}
+
+/// What an attempt's error means to a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Refused,
+    Unreachable,
+    Other,
+}
+
+fn classify_io(err: &io::Error) -> Failure {
+    if err.kind() == io::ErrorKind::ConnectionRefused {
+        return Failure::Refused;
+    }
+    // `ErrorKind::{HostUnreachable, NetworkUnreachable}` are newer than the crate's MSRV;
+    // their Debug names are stable and match on every platform.
+    let kind = format!("{:?}", err.kind());
+    if kind == "HostUnreachable" || kind == "NetworkUnreachable" {
+        Failure::Unreachable
+    } else {
+        Failure::Other
+    }
+}
+
+/// Picks the failure to report: the best-ranked, the earliest among equals.
+fn most_informative(failures: Vec<(SocketAddr, io::Error)>) -> ConnectError {
+    let mut best: Option<(SocketAddr, io::Error)> = None;
+    for (addr, err) in failures {
+        let better = match &best {
+            Some((_, kept)) => rank(&err) > rank(kept),
+            None => true,
+        };
+        if better {
+            best = Some((addr, err));
+        }
+    }
+    let Some((addr, err)) = best else {
+        // `race` only reports failures after starting at least one attempt; an empty address
+        // list is rejected before it.
+        return ConnectError::NoAddresses {
+            host: String::new(),
+            family: Family::Any,
+        };
+    };
+    match classify_io(&err) {
+        Failure::Refused => ConnectError::Refused { addr },
+        Failure::Unreachable => ConnectError::Unreachable {
+            addr,
+            source: Arc::new(err),
+        },
+        Failure::Other => ConnectError::Other {
+            addr,
+            source: Arc::new(err),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use tokio::net::{TcpListener, TcpSocket};
+
+    const TEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+    async fn bounded<F: Future>(f: F) -> F::Output {
+        tokio::time::timeout(TEST_TIMEOUT, f)
+            .await
+            .expect("test exceeded its time bound")
+    }
+
+    fn v4(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// A port on `ip` where nothing listens: bound, then released.
+    async fn closed_port(ip: &str) -> SocketAddr {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        addr
+    }
+
+    /// A listener whose accept queue is full and never drained: Linux drops further SYNs, so a
+    /// connect to it hangs. Keep the returned values alive for as long as it must hang.
+    async fn hanging_listener() -> (SocketAddr, TcpListener, Vec<TcpStream>) {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(v4("127.0.0.1:0")).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..16 {
+            match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
+            {
+                Ok(Ok(stream)) => fillers.push(stream),
+                Ok(Err(err)) => panic!("filling the accept queue failed: {err}"),
+                Err(_still_pending) => return (addr, listener, fillers),
+            }
+        }
+        panic!("the accept queue never filled; this test needs Linux SYN-drop behaviour");
+    }
+
+    #[test]
+    fn interleave_starts_with_the_first_family_and_alternates() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let input = vec![
+            a("[::1]:1"),
+            a("[::2]:1"),
+            a("[::3]:1"),
+            a("10.0.0.1:1"),
+            a("[::1]:1"),
+            a("10.0.0.2:1"),
+        ];
+        let expected = vec![
+            a("[::1]:1"),
+            a("10.0.0.1:1"),
+            a("[::2]:1"),
+            a("10.0.0.2:1"),
+            a("[::3]:1"),
+        ];
+        assert_eq!(interleave(input), expected);
+
+        let v4_first = vec![a("10.0.0.1:1"), a("[::1]:1"), a("10.0.0.2:1")];
+        assert_eq!(
+            interleave(v4_first),
+            vec![a("10.0.0.1:1"), a("[::1]:1"), a("10.0.0.2:1")]
+        );
+        assert!(interleave(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn refusal_outranks_other_errors() {
+        let failures = vec![
+            (
+                v4("127.0.0.1:1"),
+                io::Error::from(io::ErrorKind::PermissionDenied),
+            ),
+            (
+                v4("127.0.0.1:2"),
+                io::Error::from(io::ErrorKind::ConnectionRefused),
+            ),
+            (
+                v4("127.0.0.1:3"),
+                io::Error::from(io::ErrorKind::ConnectionRefused),
+            ),
+        ];
+        match most_informative(failures) {
+            ConnectError::Refused { addr } => assert_eq!(addr, v4("127.0.0.1:2")),
+            other => panic!("expected refused, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_display_lowercase_and_chain_sources() {
+        let err = ConnectError::Other {
+            addr: v4("127.0.0.1:9"),
+            source: Arc::new(io::Error::from(io::ErrorKind::PermissionDenied)),
+        };
+        assert_eq!(err.to_string(), "could not connect to 127.0.0.1:9");
+        assert!(err.source().is_some());
+        let err = ConnectError::NoAddresses {
+            host: "localhost".into(),
+            family: Family::V6,
+        };
+        assert_eq!(err.to_string(), "host \"localhost\" has no IPv6 address");
+        assert!(err.clone().source().is_none());
+    }
+
+    #[tokio::test]
+    async fn connects_to_ipv4_loopback() {
+        bounded(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let (_stream, addr) = connect("127.0.0.1", port, Family::Any, TEST_TIMEOUT)
+                .await
+                .unwrap();
+            assert_eq!(addr, listener.local_addr().unwrap());
+            let (_server, peer) = listener.accept().await.unwrap();
+            assert!(peer.ip().is_loopback());
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn connects_to_bracketed_ipv6_loopback() {
+        bounded(async {
+            let listener = TcpListener::bind("[::1]:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            for host in ["[::1]", "::1"] {
+                let (_stream, addr) = connect(host, port, Family::Any, TEST_TIMEOUT)
+                    .await
+                    .unwrap();
+                assert_eq!(addr, listener.local_addr().unwrap());
+                listener.accept().await.unwrap();
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn family_filter_leaves_no_address() {
+        bounded(async {
+            let err = connect("::1", 1, Family::V4, TEST_TIMEOUT)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, ConnectError::NoAddresses { family: Family::V4, .. }),
+                "{err:?}"
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn closed_port_is_refused() {
+        bounded(async {
+            let closed = closed_port("127.0.0.1").await;
+            let err = connect("127.0.0.1", closed.port(), Family::Any, TEST_TIMEOUT)
+                .await
+                .unwrap_err();
+            match err {
+                ConnectError::Refused { addr } => assert_eq!(addr, closed),
+                other => panic!("expected refused, got {other:?}"),
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn every_address_refused_reports_refused() {
+        bounded(async {
+            let addrs = [
+                closed_port("127.0.0.1").await,
+                closed_port("::1").await,
+            ];
+            let err = connect_addrs(&addrs, TEST_TIMEOUT).await.unwrap_err();
+            match err {
+                ConnectError::Refused { addr } => assert_eq!(addr, addrs[0]),
+                other => panic!("expected refused, got {other:?}"),
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn refused_address_falls_through_at_once() {
+        bounded(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let good = listener.local_addr().unwrap();
+            let addrs = [closed_port("127.0.0.1").await, good];
+            let started = Instant::now();
+            let (_stream, addr) = connect_addrs(&addrs, TEST_TIMEOUT).await.unwrap();
+            assert_eq!(addr, good);
+            // A failure starts the next attempt without waiting out the stagger.
+            assert!(started.elapsed() < CONNECTION_ATTEMPT_DELAY, "{:?}", started.elapsed());
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn hanging_address_is_overtaken_after_the_stagger() {
+        bounded(async {
+            let (hanging, _listener, _fillers) = hanging_listener().await;
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let good = listener.local_addr().unwrap();
+            let started = Instant::now();
+            let (_stream, addr) = connect_addrs(&[hanging, good], TEST_TIMEOUT)
+                .await
+                .unwrap();
+            let elapsed = started.elapsed();
+            assert_eq!(addr, good);
+            assert!(elapsed >= CONNECTION_ATTEMPT_DELAY, "{elapsed:?}");
+            assert!(elapsed < CONNECTION_ATTEMPT_DELAY * 4, "{elapsed:?}");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn timeout_bounds_every_attempt() {
+        bounded(async {
+            let (hanging, _listener, _fillers) = hanging_listener().await;
+            let timeout = Duration::from_millis(300);
+            let started = Instant::now();
+            let err = connect("127.0.0.1", hanging.port(), Family::V4, timeout)
+                .await
+                .unwrap_err();
+            let elapsed = started.elapsed();
+            match err {
+                ConnectError::TimedOut { port, after, .. } => {
+                    assert_eq!(port, hanging.port());
+                    assert_eq!(after, timeout);
+                }
+                other => panic!("expected a timeout, got {other:?}"),
+            }
+            assert!(elapsed >= timeout, "{elapsed:?}");
+            assert!(elapsed < timeout * 4, "{elapsed:?}");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn localhost_resolves_and_connects() {
+        bounded(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let (_stream, addr) = connect("localhost", port, Family::V4, TEST_TIMEOUT)
+                .await
+                .unwrap();
+            assert_eq!(addr, listener.local_addr().unwrap());
+        })
+        .await;
+    }
+}

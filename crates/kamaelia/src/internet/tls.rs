@@ -1,0 +1,589 @@
+//! TLS settings, rustls configurations built from them, handshakes, and what can go wrong.
+//!
+//! # How it works
+//!
+//! [`TlsSettings`] describes a client: which certificates to trust ([`Trust`]), the name to
+//! verify (the host connected to unless overridden), an optional client certificate, ALPN
+//! protocols and a handshake deadline. [`TlsSettings::client_config`] turns it into a
+//! [`rustls::ClientConfig`] on the `ring` provider, always verifying the chain and the name.
+//! [`TlsSettings::connect`] runs a handshake over any byte stream (a fresh TCP stream or one
+//! switched to TLS mid-stream, as Kamaelia's `makessl` inbox does) and returns the stream with a
+//! [`TlsInfo`]. [`ServerTls`] builds a [`rustls::ServerConfig`] from a certificate and key.
+//!
+//! # Errors
+//!
+//! Every failure is a [`TlsError`]; [`classify`] maps the `io::Error`s tokio-rustls returns
+//! (which carry a [`rustls::Error`] inside) to it.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::ClientConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::server::ServerConfig;
+use rustls::{CertificateError, CommonState, ProtocolVersion, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// The handshake deadline unless [`TlsSettings::with_handshake_timeout`] says otherwise.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which certificate authorities a client trusts.
+#[derive(Debug, Clone, Default)]
+pub enum Trust {
+    /// Mozilla's root store, built into the binary (works offline, no system access).
+    #[default]
+    WebPkiRoots,
+    /// The certificates in a PEM file (read when the configuration is built).
+    PemFile(PathBuf),
+    /// The operating system's store, via `rustls-native-certs`.
+    System,
+    /// These certificates, already in DER.
+    Certificates(Vec<CertificateDer<'static>>),
+}
+
+/// How a client speaks TLS: trust, the name to verify, a client certificate, ALPN, a deadline.
+#[derive(Clone)]
+pub struct TlsSettings {
+    trust: Trust,
+    server_name: Option<String>,
+    client_cert: Option<Arc<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>>,
+    handshake_timeout: Duration,
+    alpn: Vec<Vec<u8>>,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("trust", &self.trust)
+            .field("server_name", &self.server_name)
+            .field("client_cert", &self.client_cert.is_some())
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("alpn", &self.alpn)
+            .finish()
+    }
+}
+
+impl TlsSettings {
+    /// Mozilla's roots, the host's own name, no client certificate, a 10 s handshake deadline.
+    pub fn new() -> Self {
+        Self {
+            trust: Trust::default(),
+            server_name: None,
+            client_cert: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            alpn: Vec::new(),
+        }
+    }
+
+    /// Trusts `trust` instead of Mozilla's roots.
+    pub fn with_trust(mut self, trust: Trust) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// Verifies (and sends as SNI) `name` instead of the host connected to.
+    pub fn with_server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// Presents `chain` (leaf first) with its private `key` when the server asks.
+    pub fn with_client_cert(
+        mut self,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Self {
+        self.client_cert = Some(Arc::new((chain, key)));
+        self
+    }
+
+    /// Gives up on a handshake that has not finished after `timeout`.
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Offers these ALPN protocols, most preferred first.
+    pub fn with_alpn(mut self, protocols: Vec<Vec<u8>>) -> Self {
+        self.alpn = protocols;
+        self
+    }
+
+    /// The trusted authorities.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    /// The handshake deadline.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
+    /// The name to verify when connecting to `host`: the override if set, else `host` itself
+    /// (an IP literal, bracketed or not, is verified as an IP address).
+    pub fn server_name_for(&self, host: &str) -> Result<ServerName<'static>, TlsError> {
+        let name = self.server_name.as_deref().unwrap_or(host);
+        let bare = name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .unwrap_or(name);
+        ServerName::try_from(bare.to_owned())
+            .map_err(|_| TlsError::InvalidServerName(name.to_owned()))
+    }
+
+    /// Builds the rustls client configuration: the `ring` provider, its safe default protocol
+    /// versions, these roots, verification of chain and name always on.
+    ///
+    /// Reads the PEM file or the system store synchronously; build once and reuse the result.
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
+        let roots = self.root_store()?;
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_root_certificates(roots);
+        let mut config = match &self.client_cert {
+            Some(identity) => {
+                let (chain, key) = identity.as_ref();
+                builder
+                    .with_client_auth_cert(chain.clone(), key.clone_key())
+                    .map_err(|e| TlsError::Config(format!("client certificate: {e}")))?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols.clone_from(&self.alpn);
+        Ok(Arc::new(config))
+    }
+
+    /// Runs a client handshake over `io` (which must not have unread plaintext buffered
+    /// elsewhere), verifying the certificate for [`server_name_for`](Self::server_name_for)
+    /// `(host)`, within the handshake deadline.
+    pub async fn connect<IO>(&self, host: &str, io: IO) -> Result<(TlsStream<IO>, TlsInfo), TlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let name = self.server_name_for(host)?;
+        let config = self.client_config()?;
+        let stream = handshake(config, name, io, self.handshake_timeout).await?;
+        let info = TlsInfo::from_common_state(stream.get_ref().1).ok_or_else(|| {
+            TlsError::HandshakeFailed("no protocol version after the handshake".into())
+        })?;
+        Ok((stream, info))
+    }
+
+    fn root_store(&self) -> Result<RootCertStore, TlsError> {
+        let mut roots = RootCertStore::empty();
+        match &self.trust {
+            Trust::WebPkiRoots => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            Trust::PemFile(path) => {
+                for cert in read_certificates(path)? {
+                    roots.add(cert).map_err(|e| {
+                        TlsError::Config(format!("{}: unusable CA certificate: {e}", path.display()))
+                    })?;
+                }
+            }
+            Trust::System => {
+                let found = rustls_native_certs::load_native_certs();
+                let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+                if added == 0 {
+                    let why = found
+                        .errors
+                        .first()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default();
+                    return Err(TlsError::Config(format!(
+                        "no usable certificates in the system store{why}"
+                    )));
+                }
+            }
+            Trust::Certificates(certs) => {
+                for cert in certs {
+                    roots
+                        .add(cert.clone())
+                        .map_err(|e| TlsError::Config(format!("unusable CA certificate: {e}")))?;
+                }
+            }
+        }
+        Ok(roots)
+    }
+}
+
+/// Runs a client handshake over `io` with `config`, verifying `name`, within `timeout`.
+pub async fn handshake<IO>(
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    io: IO,
+    timeout: Duration,
+) -> Result<TlsStream<IO>, TlsError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let expected = name.to_str().into_owned();
+    let connect = TlsConnector::from(config).connect(name, io);
+    match tokio::time::timeout(timeout, connect).await {
+        Err(_elapsed) => Err(TlsError::HandshakeTimeout(timeout)),
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(err)) => Err(match classify(&err) {
+            TlsError::NameMismatch { .. } => TlsError::NameMismatch { expected },
+            // Outside a handshake a bare EOF means a missing close_notify; inside one it means
+            // the peer gave up on (or never started) TLS.
+            TlsError::ClosedWithoutCloseNotify => TlsError::HandshakeFailed(
+                "the peer closed the connection during the handshake".into(),
+            ),
+            other => other,
+        }),
+    }
+}
+
+/// A server's certificate chain and key, from which a [`rustls::ServerConfig`] is built.
+pub struct ServerTls {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    alpn: Vec<Vec<u8>>,
+}
+
+impl Clone for ServerTls {
+    fn clone(&self) -> Self {
+        Self {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+            alpn: self.alpn.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("chain_len", &self.chain.len())
+            .field("alpn", &self.alpn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// A server identity from a DER chain (leaf first) and its private key.
+    pub fn from_der(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Self {
+        Self {
+            chain,
+            key,
+            alpn: Vec::new(),
+        }
+    }
+
+    /// A server identity from a PEM certificate chain file and a PEM private key file.
+    pub fn from_pem_files(
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<Self, TlsError> {
+        let chain = read_certificates(cert.as_ref())?;
+        let key_path = key.as_ref();
+        let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| match e {
+            rustls_pki_types::pem::Error::NoItemsFound => {
+                TlsError::Config(format!("{}: no private key in the file", key_path.display()))
+            }
+            other => TlsError::Config(format!("{}: {other}", key_path.display())),
+        })?;
+        Ok(Self::from_der(chain, key))
+    }
+
+    /// Accepts these ALPN protocols, most preferred first.
+    pub fn with_alpn(mut self, protocols: Vec<Vec<u8>>) -> Self {
+        self.alpn = protocols;
+        self
+    }
+
+    /// Builds the rustls server configuration on the `ring` provider, without client
+    /// authentication; fails if the key does not match the certificate or is unsupported.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| TlsError::Config(format!("server certificate or key: {e}")))?;
+        config.alpn_protocols.clone_from(&self.alpn);
+        Ok(Arc::new(config))
+    }
+}
+
+/// What a finished handshake agreed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// The protocol version, e.g. `"TLSv1.3"`.
+    pub version: String,
+    /// The IANA name of the cipher suite, e.g. `"TLS13_AES_256_GCM_SHA384"`.
+    pub cipher_suite: String,
+    /// The ALPN protocol agreed, if any.
+    pub alpn: Option<Vec<u8>>,
+}
+
+impl TlsInfo {
+    /// Reads what a connection agreed on; `None` until its handshake has finished.
+    pub fn from_common_state(state: &CommonState) -> Option<Self> {
+        let version = match state.protocol_version()? {
+            ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
+            ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),
+            other => format!("{other:?}"),
+        };
+        let suite = state.negotiated_cipher_suite()?.suite();
+        let cipher_suite = suite
+            .as_str()
+            .map_or_else(|| format!("{suite:?}"), str::to_owned);
+        Some(Self {
+            version,
+            cipher_suite,
+            alpn: state.alpn_protocol().map(<[u8]>::to_vec),
+        })
+    }
+}
+
+impl fmt::Display for TlsInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.version, self.cipher_suite)
+    }
+}
+
+/// Why TLS could not be set up or went wrong.
+///
+/// `Clone` so it can travel in messages.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The server's certificate chain does not lead to a trusted root, or is expired, revoked
+    /// or malformed; the reason says which.
+    UntrustedCertificate(String),
+    /// The server's certificate is valid but not for the name that was verified.
+    NameMismatch {
+        /// The name verified (empty when not known, as from [`classify`] alone).
+        expected: String,
+    },
+    /// The handshake failed for another reason: an alert from the peer, no common protocol
+    /// version or cipher suite, the peer closing mid-handshake.
+    HandshakeFailed(String),
+    /// The peer answered with bytes that are not TLS records (a plaintext server, garbage).
+    NotTls,
+    /// The handshake had not finished when its deadline passed.
+    HandshakeTimeout(Duration),
+    /// The name to verify is neither a DNS name nor an IP address.
+    InvalidServerName(String),
+    /// The settings could not be turned into a configuration: a missing or unreadable file, no
+    /// certificate or key in it, a key that does not fit.
+    Config(String),
+    /// TLS was requested (STARTTLS) while plaintext from the server was still unread; switching
+    /// would let a man in the middle inject that plaintext, so the switch is refused.
+    PlaintextPending {
+        /// How many plaintext bytes were pending.
+        bytes: usize,
+    },
+    /// TLS was requested on a connection already using it.
+    AlreadyTls,
+    /// TLS was requested before the connection was established, or after it closed.
+    NotConnected,
+    /// The peer closed the connection without a TLS `close_notify`: the data may be truncated.
+    ClosedWithoutCloseNotify,
+    /// The transport failed under TLS (reset, broken pipe).
+    Io(Arc<io::Error>),
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsError::UntrustedCertificate(reason) => {
+                write!(f, "the server's certificate is not trusted: {reason}")
+            }
+            TlsError::NameMismatch { expected } if expected.is_empty() => {
+                f.write_str("the server's certificate is not valid for the requested name")
+            }
+            TlsError::NameMismatch { expected } => {
+                write!(f, "the server's certificate is not valid for {expected:?}")
+            }
+            TlsError::HandshakeFailed(reason) => write!(f, "TLS handshake failed: {reason}"),
+            TlsError::NotTls => f.write_str("the peer did not speak TLS"),
+            TlsError::HandshakeTimeout(after) => {
+                write!(f, "TLS handshake timed out after {after:?}")
+            }
+            TlsError::InvalidServerName(name) => write!(f, "invalid TLS server name {name:?}"),
+            TlsError::Config(reason) => write!(f, "invalid TLS configuration: {reason}"),
+            TlsError::PlaintextPending { bytes } => write!(
+                f,
+                "refusing to start TLS with {bytes} bytes of unread plaintext from the server"
+            ),
+            TlsError::AlreadyTls => f.write_str("the connection is already using TLS"),
+            TlsError::NotConnected => f.write_str("no open connection to start TLS on"),
+            TlsError::ClosedWithoutCloseNotify => {
+                f.write_str("the peer closed the connection without a TLS close_notify")
+            }
+            TlsError::Io(_) => f.write_str("the connection failed under TLS"),
+        }
+    }
+}
+
+impl StdError for TlsError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            TlsError::Io(source) => Some(source.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for TlsError {
+    fn from(err: io::Error) -> Self {
+        match classify(&err) {
+            TlsError::Io(_) => TlsError::Io(Arc::new(err)),
+            other => other,
+        }
+    }
+}
+
+/// Maps an error from a tokio-rustls stream (handshake, read or write) to a [`TlsError`].
+pub fn classify(err: &io::Error) -> TlsError {
+    if let Some(tls) = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        return classify_rustls(tls);
+    }
+    match err.kind() {
+        io::ErrorKind::UnexpectedEof => TlsError::ClosedWithoutCloseNotify,
+        io::ErrorKind::NotConnected => TlsError::NotConnected,
+        kind => TlsError::Io(Arc::new(io::Error::new(kind, err.to_string()))),
+    }
+}
+
+fn classify_rustls(err: &rustls::Error) -> TlsError {
+    match err {
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => {
+            TlsError::NameMismatch {
+                expected: String::new(),
+            }
+        }
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+            expected,
+            ..
+        }) => TlsError::NameMismatch {
+            expected: expected.to_str().into_owned(),
+        },
+        rustls::Error::InvalidCertificate(other) => {
+            TlsError::UntrustedCertificate(other.to_string())
+        }
+        rustls::Error::InvalidMessage(_) => TlsError::NotTls,
+        other => TlsError::HandshakeFailed(other.to_string()),
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads every certificate in a PEM file; a missing file or one without certificates is an
+/// error naming the path.
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bad = |what: String| TlsError::Config(format!("{}: {what}", path.display()));
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| match e {
+            rustls_pki_types::pem::Error::Io(io) => bad(format!("cannot read: {io}")),
+            other => bad(other.to_string()),
+        })?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no certificates in the file".into()));
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_maps_rustls_errors() {
+        let wrap = |e: rustls::Error| io::Error::new(io::ErrorKind::InvalidData, e);
+        assert!(matches!(
+            classify(&wrap(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer
+            ))),
+            TlsError::UntrustedCertificate(_)
+        ));
+        assert!(matches!(
+            classify(&wrap(rustls::Error::InvalidCertificate(
+                CertificateError::BadSignature
+            ))),
+            TlsError::UntrustedCertificate(_)
+        ));
+        assert!(matches!(
+            classify(&wrap(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName
+            ))),
+            TlsError::NameMismatch { .. }
+        ));
+        assert!(matches!(
+            classify(&wrap(rustls::Error::InvalidMessage(
+                rustls::InvalidMessage::InvalidContentType
+            ))),
+            TlsError::NotTls
+        ));
+        assert!(matches!(
+            classify(&wrap(rustls::Error::AlertReceived(
+                rustls::AlertDescription::HandshakeFailure
+            ))),
+            TlsError::HandshakeFailed(_)
+        ));
+        assert!(matches!(
+            classify(&io::Error::from(io::ErrorKind::UnexpectedEof)),
+            TlsError::ClosedWithoutCloseNotify
+        ));
+        let reset = TlsError::from(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert!(matches!(&reset, TlsError::Io(e) if e.kind() == io::ErrorKind::ConnectionReset));
+        assert!(reset.source().is_some());
+    }
+
+    #[test]
+    fn server_names_accept_hosts_and_ip_literals() {
+        let settings = TlsSettings::new();
+        assert!(settings.server_name_for("localhost").is_ok());
+        assert!(settings.server_name_for("127.0.0.1").is_ok());
+        assert!(settings.server_name_for("[::1]").is_ok());
+        assert!(matches!(
+            settings.server_name_for("not a name"),
+            Err(TlsError::InvalidServerName(_))
+        ));
+        let overridden = TlsSettings::new().with_server_name("example.test");
+        assert_eq!(
+            overridden.server_name_for("127.0.0.1").unwrap().to_str(),
+            "example.test"
+        );
+    }
+
+    #[test]
+    fn webpki_roots_build_offline() {
+        assert!(TlsSettings::new().client_config().is_ok());
+    }
+
+    #[test]
+    fn errors_display_lowercase() {
+        for err in [
+            TlsError::NotTls,
+            TlsError::AlreadyTls,
+            TlsError::NotConnected,
+            TlsError::ClosedWithoutCloseNotify,
+            TlsError::PlaintextPending { bytes: 3 },
+            TlsError::HandshakeTimeout(Duration::from_secs(1)),
+        ] {
+            let text = err.to_string();
+            assert!(text.starts_with(char::is_lowercase), "{text}");
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Kamaelia components on the axon runtime.
