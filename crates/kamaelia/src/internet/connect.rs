@@ -393,8 +393,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let mut fillers = Vec::new();
         for _ in 0..16 {
-            match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
-            {
+            match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
                 Ok(Ok(stream)) => fillers.push(stream),
                 Ok(Err(err)) => panic!("filling the accept queue failed: {err}"),
                 Err(_still_pending) => return (addr, listener, fillers),
@@ -507,7 +506,13 @@ mod tests {
                 .await
                 .unwrap_err();
             assert!(
-                matches!(err, ConnectError::NoAddresses { family: Family::V4, .. }),
+                matches!(
+                    err,
+                    ConnectError::NoAddresses {
+                        family: Family::V4,
+                        ..
+                    }
+                ),
                 "{err:?}"
             );
         })
@@ -532,10 +537,7 @@ mod tests {
     #[tokio::test]
     async fn every_address_refused_reports_refused() {
         bounded(async {
-            let addrs = [
-                closed_port("127.0.0.1").await,
-                closed_port("::1").await,
-            ];
+            let addrs = [closed_port("127.0.0.1").await, closed_port("::1").await];
             let err = connect_addrs(&addrs, TEST_TIMEOUT).await.unwrap_err();
             match err {
                 ConnectError::Refused { addr } => assert_eq!(addr, addrs[0]),
@@ -555,7 +557,11 @@ mod tests {
             let (_stream, addr) = connect_addrs(&addrs, TEST_TIMEOUT).await.unwrap();
             assert_eq!(addr, good);
             // A failure starts the next attempt without waiting out the stagger.
-            assert!(started.elapsed() < CONNECTION_ATTEMPT_DELAY, "{:?}", started.elapsed());
+            assert!(
+                started.elapsed() < CONNECTION_ATTEMPT_DELAY,
+                "{:?}",
+                started.elapsed()
+            );
         })
         .await;
     }
@@ -567,9 +573,7 @@ mod tests {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let good = listener.local_addr().unwrap();
             let started = Instant::now();
-            let (_stream, addr) = connect_addrs(&[hanging, good], TEST_TIMEOUT)
-                .await
-                .unwrap();
+            let (_stream, addr) = connect_addrs(&[hanging, good], TEST_TIMEOUT).await.unwrap();
             let elapsed = started.elapsed();
             assert_eq!(addr, good);
             assert!(elapsed >= CONNECTION_ATTEMPT_DELAY, "{elapsed:?}");
@@ -597,6 +601,23 @@ mod tests {
             }
             assert!(elapsed >= timeout, "{elapsed:?}");
             assert!(elapsed < timeout * 4, "{elapsed:?}");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn dual_stack_falls_back_to_the_family_that_listens() {
+        bounded(async {
+            // Only IPv6 listens on this port: whichever family comes first, the IPv4 attempt is
+            // refused (or never needed) and the IPv6 one wins.
+            let listener = TcpListener::bind("[::1]:0").await.unwrap();
+            let good = listener.local_addr().unwrap();
+            let refused = SocketAddr::new("127.0.0.1".parse().unwrap(), good.port());
+            for addrs in [[refused, good], [good, refused]] {
+                let ordered = interleave(addrs.to_vec());
+                let (_stream, addr) = connect_addrs(&ordered, TEST_TIMEOUT).await.unwrap();
+                assert_eq!(addr, good);
+            }
         })
         .await;
     }

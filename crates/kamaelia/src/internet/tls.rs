@@ -168,10 +168,17 @@ impl TlsSettings {
         Ok(Arc::new(config))
     }
 
-    /// Runs a client handshake over `io` (which must not have unread plaintext buffered
-    /// elsewhere), verifying the certificate for [`server_name_for`](Self::server_name_for)
-    /// `(host)`, within the handshake deadline.
-    pub async fn connect<IO>(&self, host: &str, io: IO) -> Result<(TlsStream<IO>, TlsInfo), TlsError>
+    /// Runs a client handshake over `io` within the handshake deadline, verifying the
+    /// certificate for the name [`server_name_for`](Self::server_name_for) gives for `host`.
+    ///
+    /// `io` must have no plaintext from the server buffered elsewhere (see
+    /// [`TlsError::PlaintextPending`]). Builds the configuration each time; callers connecting
+    /// often can keep [`client_config`](Self::client_config) and call [`handshake`].
+    pub async fn connect<IO>(
+        &self,
+        host: &str,
+        io: IO,
+    ) -> Result<(TlsStream<IO>, TlsInfo), TlsError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
@@ -191,7 +198,10 @@ impl TlsSettings {
             Trust::PemFile(path) => {
                 for cert in read_certificates(path)? {
                     roots.add(cert).map_err(|e| {
-                        TlsError::Config(format!("{}: unusable CA certificate: {e}", path.display()))
+                        TlsError::Config(format!(
+                            "{}: unusable CA certificate: {e}",
+                            path.display()
+                        ))
                     })?;
                 }
             }
@@ -285,16 +295,14 @@ impl ServerTls {
     }
 
     /// A server identity from a PEM certificate chain file and a PEM private key file.
-    pub fn from_pem_files(
-        cert: impl AsRef<Path>,
-        key: impl AsRef<Path>,
-    ) -> Result<Self, TlsError> {
+    pub fn from_pem_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self, TlsError> {
         let chain = read_certificates(cert.as_ref())?;
         let key_path = key.as_ref();
         let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| match e {
-            rustls_pki_types::pem::Error::NoItemsFound => {
-                TlsError::Config(format!("{}: no private key in the file", key_path.display()))
-            }
+            rustls_pki_types::pem::Error::NoItemsFound => TlsError::Config(format!(
+                "{}: no private key in the file",
+                key_path.display()
+            )),
             other => TlsError::Config(format!("{}: {other}", key_path.display())),
         })?;
         Ok(Self::from_der(chain, key))
@@ -411,10 +419,10 @@ impl fmt::Display for TlsError {
             TlsError::NameMismatch { expected } => {
                 write!(f, "the server's certificate is not valid for {expected:?}")
             }
-            TlsError::HandshakeFailed(reason) => write!(f, "TLS handshake failed: {reason}"),
+            TlsError::HandshakeFailed(reason) => write!(f, "the TLS handshake failed: {reason}"),
             TlsError::NotTls => f.write_str("the peer did not speak TLS"),
             TlsError::HandshakeTimeout(after) => {
-                write!(f, "TLS handshake timed out after {after:?}")
+                write!(f, "the TLS handshake timed out after {after:?}")
             }
             TlsError::InvalidServerName(name) => write!(f, "invalid TLS server name {name:?}"),
             TlsError::Config(reason) => write!(f, "invalid TLS configuration: {reason}"),
@@ -452,7 +460,10 @@ impl From<io::Error> for TlsError {
 
 /// Maps an error from a tokio-rustls stream (handshake, read or write) to a [`TlsError`].
 pub fn classify(err: &io::Error) -> TlsError {
-    if let Some(tls) = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+    if let Some(tls) = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
         return classify_rustls(tls);
     }
     match err.kind() {

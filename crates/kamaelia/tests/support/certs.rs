@@ -88,7 +88,10 @@ impl TestPki {
     }
 
     /// A client certificate for `name` signed by the CA, with its key (for mutual TLS).
-    pub fn client_identity(&self, name: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    pub fn client_identity(
+        &self,
+        name: &str,
+    ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -126,10 +129,8 @@ impl TempFile {
     pub fn new(suffix: &str, contents: &[u8]) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "kamaelia-test-{}-{n}-{suffix}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("kamaelia-test-{}-{n}-{suffix}", std::process::id()));
         std::fs::write(&path, contents).unwrap();
         Self { path }
     }

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: test PKI, a fault-injecting proxy, small servers,
 //! and time bounds. Each test binary compiles this separately and uses only part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 pub mod certs;
 pub mod proxy;

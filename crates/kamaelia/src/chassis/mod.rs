@@ -1,0 +1,14 @@
+//! Chassis: components that contain and wire other components (Kamaelia.Chassis).
+
+mod graphline;
+mod pipeline;
+
+pub use graphline::Graphline;
+pub use pipeline::Pipeline;
+
+use axon::{Context, Handle};
+
+/// Activates `children` as children of the running chassis and waits until all have ended.
+async fn run_children(cx: &Context, children: Vec<axon::Component>) -> Vec<Handle> {
+    children.into_iter().map(|c| cx.activate(c)).collect()
+}

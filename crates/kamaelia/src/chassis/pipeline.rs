@@ -1,0 +1,146 @@
+//! Pipeline: components wired in a line.
+
+use axon::{link_refs, Component, Direction, WiringError};
+
+/// A chain of components, each one's `outbox` into the next one's `inbox` and each one's
+/// `signal` into the next one's `control` (Kamaelia.Chassis.Pipeline).
+///
+/// # Example
+///
+/// The page's first example, sending a file to a server, reads in Rust:
+///
+/// ```ignore
+/// use kamaelia::{Pipeline, RateControlledFileReader, TcpClient};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Pipeline::new([
+///     RateControlledFileReader::new("myfile").rate(100_000).into(),
+///     TcpClient::new("127.0.0.1", 1000).into(),
+/// ])?
+/// .activate();
+/// axon::run(async {})?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A runnable one, with a sink inbox standing in for the far end:
+///
+/// ```
+/// use axon::{Inbox, Scheduler};
+/// use kamaelia::{OneShot, Pipeline};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let p = Pipeline::new([OneShot::new(7_u32)])?;
+/// let sink = Inbox::<u32>::standalone("sink", 4);
+/// axon::link_refs(&p.boxref("outbox")?, &sink.boxref())?;
+/// assert!(Scheduler::new().run(async { p.activate(); }).await.is_ok());
+/// assert_eq!(sink.recv().await, 7);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # How it works
+///
+/// Everything is wired when the Pipeline is built, so a wiring error (a missing box, a type
+/// mismatch between neighbours) is returned by [`Pipeline::new`] before anything runs. The
+/// Pipeline's own `inbox` and `control` are passed through to the first child, and the last
+/// child's `outbox` and `signal` are passed out as the Pipeline's own: no message is copied or
+/// handled by the Pipeline on the way. When activated it activates its children and ends once
+/// all of them have ended. It sends nothing itself.
+///
+/// # Inboxes
+///
+/// | name | type | meaning |
+/// |---|---|---|
+/// | `inbox` | the first child's `inbox` type | passed through to the first child (only if it has an `inbox`) |
+/// | `control` | `Control` | passed through to the first child |
+///
+/// # Outboxes
+///
+/// | name | type | meaning |
+/// |---|---|---|
+/// | `outbox` | the last child's `outbox` type | the last child's output (only if it has an `outbox`) |
+/// | `signal` | `Control` | the last child's `signal` |
+///
+/// # Shutdown
+///
+/// A control message reaches the first child; each child passes its final message down the line
+/// on `signal`, so the last child's final message leaves as the Pipeline's. The Pipeline ends
+/// when all children have ended.
+///
+/// # Errors
+///
+/// [`Pipeline::new`] fails with a [`WiringError`] if there are no children, a neighbour lacks
+/// `outbox`/`inbox` or `signal`/`control`, or the types of neighbouring boxes differ. A child's
+/// failure travels down the line on `signal` as `Control::Error`.
+pub struct Pipeline;
+
+impl Pipeline {
+    /// Builds a Pipeline of `children`, in order.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new<I>(children: I) -> Result<Component, WiringError>
+    where
+        I: IntoIterator,
+        I::Item: Into<Component>,
+    {
+        let children: Vec<Component> = children.into_iter().map(Into::into).collect();
+        let (first, last) = match (children.first(), children.last()) {
+            (Some(f), Some(l)) => (f, l),
+            _ => {
+                return Err(WiringError::Empty {
+                    chassis: "Pipeline",
+                })
+            }
+        };
+        let mut b = Component::build("Pipeline");
+        let own_control = b.control().boxref();
+        let own_signal = b.signal().boxref();
+        let own_inbox = match first.boxref("inbox") {
+            Ok(r) => Some((
+                b.mirror(
+                    "inbox",
+                    Direction::In,
+                    &r,
+                    "passed through to the first child",
+                ),
+                r,
+            )),
+            Err(_) => None,
+        };
+        let own_outbox = match last.boxref("outbox") {
+            Ok(r) => Some((
+                b.mirror("outbox", Direction::Out, &r, "the last child's outbox"),
+                r,
+            )),
+            Err(_) => None,
+        };
+        for pair in children.windows(2) {
+            link_refs(&pair[0].boxref("outbox")?, &pair[1].boxref("inbox")?)?;
+            link_refs(&pair[0].boxref("signal")?, &pair[1].boxref("control")?)?;
+        }
+        if let Some((own, child)) = &own_inbox {
+            link_refs(own, child)?;
+        }
+        link_refs(&own_control, &first.boxref("control")?)?;
+        if let Some((own, child)) = &own_outbox {
+            link_refs(child, own)?;
+        }
+        link_refs(&last.boxref("signal")?, &own_signal)?;
+        Ok(b.main(move |cx| async move {
+            let handles = super::run_children(&cx, children).await;
+            for h in &handles {
+                h.join().await;
+            }
+            Ok(())
+        }))
+    }
+}
+
+/// Builds a [`Pipeline`] from components of different types: `pipeline![a, b, c]`.
+#[macro_export]
+macro_rules! pipeline {
+    ($($c:expr),+ $(,)?) => {
+        $crate::Pipeline::new([$($crate::axon::Component::from($c)),+])
+    };
+}
