@@ -14,12 +14,12 @@ const SELF_NAMES: [&str; 2] = ["", "self"];
 ///
 /// The page's SSL example reads in Rust (the `graphline!` macro keeps its shape):
 ///
-/// ```ignore
+/// ```no_run
 /// use kamaelia::{graphline, ConsoleEchoer, ConsoleReader, MakeSsl, OneShot, TcpClient};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// graphline! {
-///     MAKESSL = OneShot::new(MakeSsl),
+///     MAKESSL = OneShot::new(MakeSsl::new()),
 ///     CONSOLE = ConsoleReader::new(),
 ///     ECHO = ConsoleEchoer::new(),
 ///     CONNECTION = TcpClient::new("localhost", 8443),

@@ -9,7 +9,7 @@ use axon::{link_refs, Component, Direction, WiringError};
 ///
 /// The page's first example, sending a file to a server, reads in Rust:
 ///
-/// ```ignore
+/// ```no_run
 /// use kamaelia::{Pipeline, RateControlledFileReader, TcpClient};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,11 +27,11 @@ use axon::{link_refs, Component, Direction, WiringError};
 ///
 /// ```
 /// use axon::{Inbox, Scheduler};
-/// use kamaelia::{OneShot, Pipeline};
+/// use kamaelia::{pipeline, OneShot};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let p = Pipeline::new([OneShot::new(7_u32)])?;
+/// let p = pipeline![OneShot::new(7_u32)]?;
 /// let sink = Inbox::<u32>::standalone("sink", 4);
 /// axon::link_refs(&p.boxref("outbox")?, &sink.boxref())?;
 /// assert!(Scheduler::new().run(async { p.activate(); }).await.is_ok());
@@ -81,10 +81,9 @@ impl Pipeline {
     #[allow(clippy::new_ret_no_self)]
     pub fn new<I>(children: I) -> Result<Component, WiringError>
     where
-        I: IntoIterator,
-        I::Item: Into<Component>,
+        I: IntoIterator<Item = Component>,
     {
-        let children: Vec<Component> = children.into_iter().map(Into::into).collect();
+        let children: Vec<Component> = children.into_iter().collect();
         let (first, last) = match (children.first(), children.last()) {
             (Some(f), Some(l)) => (f, l),
             _ => {

@@ -1,9 +1,26 @@
-//! Kamaelia.Internet: TCP and TLS building blocks and the components built on them.
+//! Kamaelia.Internet: TcpClient, ConnectedSocketAdapter and TcpServer, with TLS switched on
+//! mid-connection, and the TCP and TLS building blocks under them.
 
+mod conn;
 mod connect;
+mod csa;
+mod messages;
+mod protocols;
+mod selector;
+mod tcp_client;
+mod tcp_server;
 mod tls;
 
 pub use connect::{connect, connect_addrs, ConnectError, Family, CONNECTION_ATTEMPT_DELAY};
+pub use csa::{ConnectedSocketAdapter, OnFinish, TlsRole};
+pub use messages::{
+    Connected, HowDied, Listening, MakeSsl, PeerHalfClosed, ShutdownCsa, SocketShutdown, SslReady,
+    TcpError,
+};
+pub use protocols::{DiscardProtocol, EchoProtocol};
+pub use selector::{Selector, SELECTOR_SERVICE};
+pub use tcp_client::{TcpClient, DEFAULT_CONNECT_TIMEOUT};
+pub use tcp_server::{ConnectionInfo, TcpServer};
 pub use tls::{
     classify, handshake, ServerTls, TlsError, TlsInfo, TlsSettings, Trust,
     DEFAULT_HANDSHAKE_TIMEOUT,

@@ -1,0 +1,8 @@
+//! Kamaelia.File: reading files into a system — [`RateControlledFileReader`].
+
+mod rate_controlled_file_reader;
+mod token_bucket;
+
+pub use rate_controlled_file_reader::{
+    FileReaderError, RateControlledFileReader, DEFAULT_RATE, MAX_CHUNK_SIZE,
+};

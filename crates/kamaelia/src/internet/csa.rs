@@ -1,0 +1,631 @@
+//! ConnectedSocketAdapter: the component that owns one connection.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use axon::{Component, Control, Inbox, Outbox};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio_rustls::{client, server, TlsAcceptor};
+
+use super::conn::Rewind;
+use super::messages::{
+    HowDied, MakeSsl, PeerHalfClosed, ShutdownCsa, SocketShutdown, SslReady, TcpError,
+};
+use super::{classify, handshake, TlsError, TlsInfo, TlsSettings};
+
+/// How many bytes one read asks for.
+const READ_CHUNK: usize = 64 * 1024;
+/// How many messages are taken from `inbox` ahead of the socket (one vectored write).
+const WRITE_BATCH: usize = 64;
+
+/// What a connection does when it receives ProducerFinished.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnFinish {
+    /// Send everything queued, then close the connection (Kamaelia's default).
+    #[default]
+    Close,
+    /// Send everything queued, shut the write side, and keep delivering what the peer sends
+    /// until it closes (Kamaelia's `wait_for_serverclose`, done right).
+    HalfClose,
+}
+
+/// Which side of a TLS handshake this end plays when `makessl` arrives.
+#[derive(Clone)]
+pub enum TlsRole {
+    /// A client verifying the server's certificate for `host` (or the settings' server name).
+    Client {
+        /// Trust, name and timeout.
+        settings: TlsSettings,
+        /// The host connected to.
+        host: String,
+    },
+    /// A server presenting a certificate.
+    Server {
+        /// The server configuration.
+        config: Arc<rustls::ServerConfig>,
+        /// How long a handshake may take.
+        timeout: Duration,
+    },
+}
+
+/// The component that owns one established connection: it writes what arrives on `inbox`,
+/// sends what it reads on `outbox`, and switches to TLS on `makessl` (Kamaelia's
+/// ConnectedSocketAdapter). [`super::TcpClient`] and [`super::TcpServer`] make one per
+/// connection; programs rarely make one themselves.
+///
+/// # Example
+///
+/// ```
+/// use axon::{Control, Inbox, Outbox, Scheduler};
+/// use bytes::Bytes;
+/// use kamaelia::internet::{ConnectedSocketAdapter, OnFinish};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let client = tokio::net::TcpStream::connect(listener.local_addr()?).await?;
+/// let (mut server, _) = listener.accept().await?;
+/// let peer = client.peer_addr()?;
+/// let csa = ConnectedSocketAdapter::new(client, peer, None, OnFinish::Close);
+///
+/// let feed = Outbox::<Bytes>::standalone("feed");
+/// let stop = Outbox::<Control>::standalone("stop");
+/// axon::link_refs(&feed.boxref(), &csa.boxref("inbox")?)?;
+/// axon::link_refs(&stop.boxref(), &csa.boxref("control")?)?;
+/// feed.send(Bytes::from_static(b"hello")).await?;
+/// stop.send(Control::producer_finished()).await?;
+/// let report = Scheduler::new().run(async { csa.activate(); }).await;
+/// assert!(report.is_ok());
+/// let mut got = Vec::new();
+/// server.read_to_end(&mut got).await?;
+/// assert_eq!(got, b"hello");
+/// # server.shutdown().await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # How it works
+///
+/// One task reads and writes the socket concurrently: it reads only while `outbox` has room
+/// (so a slow consumer stops the reading and TCP's flow control reaches the sender) and takes
+/// messages from `inbox` only as fast as the socket accepts them (so a slow network fills
+/// `inbox` and upstream waits). On `makessl` it first writes everything already queued, in
+/// plaintext, then runs the TLS handshake; what arrives on `inbox` meanwhile waits and goes out
+/// encrypted.
+///
+/// # Inboxes
+///
+/// | name | type | meaning |
+/// |---|---|---|
+/// | `inbox` | `Bytes` | data to send |
+/// | `control` | `Control` | ProducerFinished: send what is queued, then close (or half-close); ShutdownMicroprocess: close now |
+/// | `makessl` | [`MakeSsl`] | switch to TLS |
+///
+/// # Outboxes
+///
+/// | name | type | meaning |
+/// |---|---|---|
+/// | `outbox` | `Bytes` | data received |
+/// | `signal` | `Control` | errors, [`PeerHalfClosed`], then [`ShutdownCsa`] as a notice when it ends |
+/// | `sslready` | [`SslReady`] | the TLS version and cipher suite, once the handshake is done |
+/// | `CreatorFeedback` | `Control` | [`SocketShutdown`] saying how the connection ended |
+///
+/// # Shutdown
+///
+/// ProducerFinished: everything queued in `inbox` is written, then the write side is shut (TLS:
+/// close_notify first); with [`OnFinish::Close`] it ends there, with [`OnFinish::HalfClose`] it
+/// keeps reading until the peer closes. ShutdownMicroprocess: it closes at once and
+/// [`HowDied::Shutdown`] counts what was dropped. The peer's half-close ends only the receive
+/// side; sending goes on.
+///
+/// # Errors
+///
+/// A reset, a broken pipe, another I/O error or a TLS failure is sent on `signal` as a
+/// [`TcpError`] and ends the connection. `makessl` on a connection already using TLS is an
+/// error on `signal` (`TlsError::AlreadyTls`) and the connection carries on.
+pub struct ConnectedSocketAdapter;
+
+impl ConnectedSocketAdapter {
+    /// A component owning `stream` (connected to `peer`). With `tls`, `makessl` switches to TLS
+    /// in that role; without, `makessl` is refused with an error.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        tls: Option<TlsRole>,
+        on_finish: OnFinish,
+    ) -> Component {
+        Self::with_options(stream, peer, tls, on_finish, false)
+    }
+
+    /// As [`ConnectedSocketAdapter::new`]; with `tls_first`, the TLS handshake runs before any
+    /// data (a server speaking TLS from the first byte).
+    pub fn with_options(
+        stream: TcpStream,
+        peer: SocketAddr,
+        tls: Option<TlsRole>,
+        on_finish: OnFinish,
+        tls_first: bool,
+    ) -> Component {
+        let mut b = Component::build("ConnectedSocketAdapter");
+        let boxes = Boxes {
+            inbox: b.inbox("inbox", "data to send"),
+            control: b.control(),
+            makessl: b.inbox("makessl", "switch this connection to TLS"),
+            outbox: b.outbox("outbox", "data received"),
+            signal: b.signal(),
+            sslready: b.outbox("sslready", "TLS negotiated: version and cipher suite"),
+            feedback: b.outbox("CreatorFeedback", "SocketShutdown when the connection ends"),
+        };
+        b.main(move |cx| async move {
+            let label = cx.label().clone();
+            let mut conn = Connection {
+                b: boxes,
+                peer,
+                tls,
+                on_finish,
+                halves: Some(tokio::io::split(Conn::Plain(Rewind::new(stream)))),
+                outq: VecDeque::new(),
+                needs_flush: false,
+                recv_open: true,
+                send_open: true,
+                finishing: false,
+                is_tls: false,
+            };
+            let how = conn.run(tls_first).await;
+            if let HowDied::Failed(e) = &how {
+                let _ = conn
+                    .b
+                    .signal
+                    .send(Control::error(label.clone(), e.clone()))
+                    .await;
+            }
+            conn.close(&how).await;
+            let _ = conn
+                .b
+                .feedback
+                .send(Control::notice(SocketShutdown(how)))
+                .await;
+            let _ = conn.b.signal.send(Control::notice(ShutdownCsa)).await;
+            Ok(())
+        })
+    }
+}
+
+struct Boxes {
+    inbox: Inbox<Bytes>,
+    control: Inbox<Control>,
+    makessl: Inbox<MakeSsl>,
+    outbox: Outbox<Bytes>,
+    signal: Outbox<Control>,
+    sslready: Outbox<SslReady>,
+    feedback: Outbox<Control>,
+}
+
+struct Connection {
+    b: Boxes,
+    peer: SocketAddr,
+    tls: Option<TlsRole>,
+    on_finish: OnFinish,
+    halves: Option<(ReadHalf<Conn>, WriteHalf<Conn>)>,
+    /// Messages taken from `inbox`, not yet fully written; the front one may be partly written.
+    outq: VecDeque<Bytes>,
+    needs_flush: bool,
+    recv_open: bool,
+    send_open: bool,
+    finishing: bool,
+    is_tls: bool,
+}
+
+enum Event {
+    Control(Control),
+    MakeSsl(MakeSsl),
+    Read(io::Result<usize>),
+    Wrote(io::Result<usize>),
+    Flushed(io::Result<()>),
+    Data(Bytes),
+}
+
+impl Connection {
+    async fn run(&mut self, tls_first: bool) -> HowDied {
+        if tls_first {
+            if let Err(how) = self.start_tls(MakeSsl::new()).await {
+                return how;
+            }
+        }
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        loop {
+            if self.finishing && self.send_open && self.outq.is_empty() && self.b.inbox.is_empty() {
+                if let Err(how) = self.shut_write().await {
+                    return how;
+                }
+                if self.on_finish == OnFinish::Close {
+                    return HowDied::Finished;
+                }
+            }
+            if !self.send_open && !self.recv_open {
+                return if self.finishing {
+                    HowDied::Finished
+                } else {
+                    HowDied::PeerClosed
+                };
+            }
+            let Some((rd, wr)) = self.halves.as_mut() else {
+                return HowDied::Failed(TcpError::Tls(TlsError::NotConnected));
+            };
+            let b = &self.b;
+            let ev = tokio::select! {
+                c = b.control.recv() => Event::Control(c),
+                m = b.makessl.recv() => Event::MakeSsl(m),
+                r = read_when_ready(&b.outbox, rd, &mut buf), if self.recv_open => Event::Read(r),
+                r = write_or_flush(wr, &self.outq), if !self.outq.is_empty() || self.needs_flush => r,
+                d = b.inbox.recv(), if self.send_open && self.outq.len() < WRITE_BATCH => Event::Data(d),
+            };
+            match ev {
+                Event::Control(c) => {
+                    if c.is_shutdown() {
+                        return self.shutdown_now();
+                    } else if c.is_producer_finished() {
+                        self.finishing = true;
+                    } else {
+                        let _ = self.b.signal.send(c).await;
+                    }
+                }
+                Event::MakeSsl(m) => {
+                    if self.is_tls || !self.send_open {
+                        let e = if self.is_tls {
+                            TlsError::AlreadyTls
+                        } else {
+                            TlsError::NotConnected
+                        };
+                        let _ = self
+                            .b
+                            .signal
+                            .send(Control::error("ConnectedSocketAdapter", TcpError::Tls(e)))
+                            .await;
+                    } else if let Err(how) = self.start_tls(m).await {
+                        return how;
+                    }
+                }
+                Event::Read(Ok(0)) => self.peer_closed(false).await,
+                Event::Read(Ok(_)) => {
+                    let chunk = buf.split().freeze();
+                    if buf.capacity() < READ_CHUNK / 4 {
+                        buf.reserve(READ_CHUNK);
+                    }
+                    self.deliver(chunk).await;
+                }
+                Event::Read(Err(e)) => {
+                    if self.is_tls && e.kind() == io::ErrorKind::UnexpectedEof {
+                        self.peer_closed(true).await;
+                    } else {
+                        return HowDied::Failed(self.error(e));
+                    }
+                }
+                Event::Wrote(Ok(n)) => {
+                    consume(&mut self.outq, n);
+                    self.needs_flush = true;
+                }
+                Event::Wrote(Err(e)) | Event::Flushed(Err(e)) => {
+                    return HowDied::Failed(self.error(e));
+                }
+                Event::Flushed(Ok(())) => self.needs_flush = false,
+                Event::Data(d) => {
+                    if !d.is_empty() {
+                        self.outq.push_back(d);
+                    }
+                    // Take what else is queued now, up to a batch, for one vectored write.
+                    while self.outq.len() < WRITE_BATCH {
+                        match self.b.inbox.try_recv() {
+                            Some(d) if d.is_empty() => {}
+                            Some(d) => self.outq.push_back(d),
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn error(&self, e: io::Error) -> TcpError {
+        if self.is_tls {
+            match classify(&e) {
+                TlsError::Io(_) => TcpError::io(self.peer, e),
+                other => TcpError::Tls(other),
+            }
+        } else {
+            TcpError::io(self.peer, e)
+        }
+    }
+
+    async fn deliver(&mut self, chunk: Bytes) {
+        match self.b.outbox.try_send(chunk) {
+            Ok(()) => {}
+            Err(axon::TrySendError::Closed(_)) => {
+                tracing::warn!(peer = %self.peer, "received data has nowhere to go: the receiving component has ended; no longer reading");
+                self.recv_open = false;
+            }
+            Err(e) => {
+                if self.b.outbox.send(e.into_inner()).await.is_err() {
+                    self.recv_open = false;
+                }
+            }
+        }
+    }
+
+    async fn peer_closed(&mut self, truncation_possible: bool) {
+        self.recv_open = false;
+        let _ = self
+            .b
+            .signal
+            .send(Control::notice(PeerHalfClosed {
+                truncation_possible,
+            }))
+            .await;
+    }
+
+    fn shutdown_now(&mut self) -> HowDied {
+        let mut dropped_messages = self.outq.len();
+        let mut dropped_bytes: usize = self.outq.iter().map(Bytes::len).sum();
+        while let Some(d) = self.b.inbox.try_recv() {
+            dropped_messages += 1;
+            dropped_bytes += d.len();
+        }
+        self.outq.clear();
+        HowDied::Shutdown {
+            dropped_messages,
+            dropped_bytes,
+        }
+    }
+
+    /// Writes everything queued, then shuts the write side (TLS: close_notify, then FIN).
+    async fn shut_write(&mut self) -> Result<(), HowDied> {
+        self.send_open = false;
+        let Some((_, wr)) = self.halves.as_mut() else {
+            return Ok(());
+        };
+        let b = &self.b;
+        let shut = async {
+            wr.flush().await?;
+            wr.shutdown().await
+        };
+        tokio::select! {
+            r = shut => r.map_err(|e| HowDied::Failed(TcpError::io(self.peer, e))),
+            c = wait_shutdown(&b.control, &b.signal) => Err(self.dropped_after(c)),
+        }
+    }
+
+    fn dropped_after(&mut self, _c: Control) -> HowDied {
+        self.shutdown_now()
+    }
+
+    /// Flushes plaintext, checks nothing unread is pending (client), and runs the handshake.
+    async fn start_tls(&mut self, m: MakeSsl) -> Result<(), HowDied> {
+        let Some(role) = self.tls.clone() else {
+            return Err(HowDied::Failed(TcpError::Tls(TlsError::Config(
+                "this connection has no TLS configuration".into(),
+            ))));
+        };
+        // Everything queued before makessl goes out in plaintext first.
+        while let Some(d) = self.b.inbox.try_recv() {
+            self.outq.push_back(d);
+        }
+        if let Some(reply) = m.reply {
+            self.outq.push_back(reply);
+        }
+        let Some((rd, mut wr)) = self.halves.take() else {
+            return Err(HowDied::Failed(TcpError::Tls(TlsError::NotConnected)));
+        };
+        let peer = self.peer;
+        let outq = &mut self.outq;
+        let flush = async {
+            while !outq.is_empty() {
+                let n = write_some(&mut wr, outq).await?;
+                consume(outq, n);
+            }
+            wr.flush().await
+        };
+        let b = &self.b;
+        tokio::select! {
+            r = flush => r.map_err(|e| HowDied::Failed(TcpError::io(peer, e)))?,
+            c = wait_shutdown(&b.control, &b.signal) => return Err(self.dropped_after(c)),
+        }
+        self.needs_flush = false;
+        let conn = rd.unsplit(wr);
+        let Conn::Plain(mut sock) = conn else {
+            return Err(HowDied::Failed(TcpError::Tls(TlsError::AlreadyTls)));
+        };
+        let handshake = async {
+            match role {
+                TlsRole::Client { settings, host } => {
+                    match sock.pending() {
+                        Ok(Some(0)) => {}
+                        Ok(Some(bytes)) => return Err(TlsError::PlaintextPending { bytes }),
+                        Ok(None) => return Err(TlsError::NotConnected),
+                        Err(e) => return Err(TlsError::Io(Arc::new(e))),
+                    }
+                    let name = settings.server_name_for(&host)?;
+                    let config = settings.client_config()?;
+                    let s = handshake(config, name, sock, settings.handshake_timeout()).await?;
+                    let info = TlsInfo::from_common_state(s.get_ref().1);
+                    Ok((Conn::Client(Box::new(s)), info))
+                }
+                TlsRole::Server { config, timeout } => {
+                    sock.push_front(m.pushback);
+                    let accept = TlsAcceptor::from(config).accept(sock);
+                    let s = match tokio::time::timeout(timeout, accept).await {
+                        Err(_) => return Err(TlsError::HandshakeTimeout(timeout)),
+                        Ok(Err(e)) => return Err(classify(&e)),
+                        Ok(Ok(s)) => s,
+                    };
+                    let info = TlsInfo::from_common_state(s.get_ref().1);
+                    Ok((Conn::Server(Box::new(s)), info))
+                }
+            }
+        };
+        let result = tokio::select! {
+            r = handshake => r,
+            c = wait_shutdown(&b.control, &b.signal) => return Err(self.dropped_after(c)),
+        };
+        match result {
+            Ok((conn, info)) => {
+                self.is_tls = true;
+                self.halves = Some(tokio::io::split(conn));
+                let info = info.unwrap_or_else(|| TlsInfo {
+                    version: "unknown".into(),
+                    cipher_suite: "unknown".into(),
+                    alpn: None,
+                });
+                let _ = self.b.sslready.send(SslReady(info)).await;
+                Ok(())
+            }
+            Err(e) => Err(HowDied::Failed(TcpError::Tls(e))),
+        }
+    }
+
+    /// Closes the connection; after a clean finish it was shut already.
+    async fn close(&mut self, how: &HowDied) {
+        if let Some((rd, wr)) = self.halves.take() {
+            let mut conn = rd.unsplit(wr);
+            if matches!(how, HowDied::PeerClosed) {
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn.shutdown()).await;
+            }
+            drop(conn);
+        }
+    }
+}
+
+/// Waits for ShutdownMicroprocess on `control`, forwarding errors and notices and noting
+/// ProducerFinished (which changes nothing in the middle of a flush or handshake).
+async fn wait_shutdown(control: &Inbox<Control>, signal: &Outbox<Control>) -> Control {
+    loop {
+        let c = control.recv().await;
+        if c.is_shutdown() {
+            return c;
+        }
+        if !c.is_final() {
+            let _ = signal.send(c).await;
+        }
+    }
+}
+
+async fn read_when_ready(
+    outbox: &Outbox<Bytes>,
+    rd: &mut ReadHalf<Conn>,
+    buf: &mut BytesMut,
+) -> io::Result<usize> {
+    outbox.ready().await;
+    rd.read_buf(buf).await
+}
+
+/// Writes from `outq` if it has anything, else flushes (TLS keeps records buffered).
+async fn write_or_flush(wr: &mut WriteHalf<Conn>, outq: &VecDeque<Bytes>) -> Event {
+    if outq.is_empty() {
+        Event::Flushed(wr.flush().await)
+    } else {
+        Event::Wrote(write_some(wr, outq).await)
+    }
+}
+
+async fn write_some(wr: &mut WriteHalf<Conn>, outq: &VecDeque<Bytes>) -> io::Result<usize> {
+    let slices: Vec<IoSlice<'_>> = outq
+        .iter()
+        .take(WRITE_BATCH)
+        .map(|b| IoSlice::new(b))
+        .collect();
+    let n = wr.write_vectored(&slices).await?;
+    if n == 0 {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    Ok(n)
+}
+
+fn consume(outq: &mut VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = outq.front_mut() else {
+            return;
+        };
+        if front.len() <= n {
+            n -= front.len();
+            outq.pop_front();
+        } else {
+            front.advance(n);
+            n = 0;
+        }
+    }
+}
+
+/// Plain TCP, or TLS as a client or a server.
+enum Conn {
+    Plain(Rewind),
+    Client(Box<client::TlsStream<Rewind>>),
+    Server(Box<server::TlsStream<Rewind>>),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Client(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Server(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Client(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Server(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Client(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Conn::Server(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(s) => s.is_write_vectored(),
+            Conn::Client(s) => s.is_write_vectored(),
+            Conn::Server(s) => s.is_write_vectored(),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Client(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Server(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Client(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Server(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

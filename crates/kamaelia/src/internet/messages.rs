@@ -1,0 +1,211 @@
+//! The messages the network components send and take, and their error type.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{ConnectError, TlsError, TlsInfo};
+
+/// The message for a `makessl` inbox: switch this connection to TLS now.
+///
+/// A client needs nothing more than `MakeSsl::new()` (or `MakeSsl::default()`). A STARTTLS
+/// *server* may give the plaintext reply to write just before the switch (e.g. `220 Ready`) and
+/// any bytes it already read past the STARTTLS command (the start of the client's ClientHello),
+/// so that nothing the client sent is lost and no read happens between the reply and the switch.
+#[derive(Clone, Debug, Default)]
+pub struct MakeSsl {
+    /// Plaintext written (and flushed) immediately before the handshake starts.
+    pub reply: Option<Bytes>,
+    /// Bytes already read from the peer that belong to the TLS handshake (server side only).
+    pub pushback: Bytes,
+}
+
+impl MakeSsl {
+    /// A plain request to switch to TLS.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes `reply` in plaintext just before the switch (server side STARTTLS).
+    pub fn with_reply(mut self, reply: impl Into<Bytes>) -> Self {
+        self.reply = Some(reply.into());
+        self
+    }
+
+    /// Feeds `bytes` to the handshake before anything read from the socket (server side).
+    pub fn with_pushback(mut self, bytes: impl Into<Bytes>) -> Self {
+        self.pushback = bytes.into();
+        self
+    }
+}
+
+/// Sent once on `sslready` when the TLS handshake has completed: what was negotiated.
+#[derive(Clone, Debug)]
+pub struct SslReady(pub TlsInfo);
+
+/// A notice on `signal`: the connection is up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connected {
+    /// The address connected to.
+    pub peer: SocketAddr,
+    /// Our end.
+    pub local: SocketAddr,
+}
+
+/// A notice on `signal`: the peer has finished sending (its FIN, or TLS close_notify). The
+/// receive side is over; sending continues.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerHalfClosed {
+    /// True if a TLS peer closed without close_notify: what was received may be truncated.
+    pub truncation_possible: bool,
+}
+
+/// A notice on a TcpServer's `signal`: it is listening.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listening(pub SocketAddr);
+
+/// How a connection ended; carried by [`SocketShutdown`] and by the final message's detail.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum HowDied {
+    /// ProducerFinished: everything queued was sent and the connection closed cleanly.
+    Finished,
+    /// The peer closed and there was nothing more to send.
+    PeerClosed,
+    /// ShutdownMicroprocess (or stop()): closed promptly; what was still queued was dropped.
+    Shutdown {
+        /// Messages dropped from the send queue.
+        dropped_messages: usize,
+        /// Bytes in those messages (and in a partly written one).
+        dropped_bytes: usize,
+    },
+    /// It failed; the error was also sent on `signal`.
+    Failed(TcpError),
+}
+
+impl fmt::Display for HowDied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HowDied::Finished => f.write_str("finished"),
+            HowDied::PeerClosed => f.write_str("closed by the peer"),
+            HowDied::Shutdown {
+                dropped_messages: 0,
+                ..
+            } => f.write_str("shut down"),
+            HowDied::Shutdown {
+                dropped_messages,
+                dropped_bytes,
+            } => write!(
+                f,
+                "shut down, dropping {dropped_messages} queued messages ({dropped_bytes} bytes)"
+            ),
+            HowDied::Failed(e) => write!(f, "failed: {e}"),
+        }
+    }
+}
+
+/// Sent by a [`super::ConnectedSocketAdapter`] on `CreatorFeedback` when it ends (Kamaelia's
+/// `socketShutdown`).
+#[derive(Clone, Debug)]
+pub struct SocketShutdown(pub HowDied);
+
+/// Sent by a [`super::ConnectedSocketAdapter`] on `signal` when it ends (Kamaelia's
+/// `shutdownCSA`).
+#[derive(Clone, Debug)]
+pub struct ShutdownCsa;
+
+/// What went wrong with a connection. Travels on `signal` as `Control::Error`.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum TcpError {
+    /// Connecting failed: the name did not resolve, the connection was refused, the attempt
+    /// timed out; see [`ConnectError`].
+    Connect(ConnectError),
+    /// The peer reset the connection (ECONNRESET).
+    Reset {
+        /// The peer.
+        peer: SocketAddr,
+    },
+    /// Writing to a connection the peer has closed (EPIPE).
+    BrokenPipe {
+        /// The peer.
+        peer: SocketAddr,
+    },
+    /// Another I/O error on an established connection.
+    Io {
+        /// The peer.
+        peer: SocketAddr,
+        /// The error.
+        source: Arc<io::Error>,
+    },
+    /// TLS could not be started or failed; see [`TlsError`].
+    Tls(TlsError),
+    /// A server could not listen on its address.
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: Arc<io::Error>,
+    },
+}
+
+impl TcpError {
+    pub(crate) fn io(peer: SocketAddr, e: io::Error) -> TcpError {
+        match e.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                TcpError::Reset { peer }
+            }
+            io::ErrorKind::BrokenPipe => TcpError::BrokenPipe { peer },
+            _ => TcpError::Io {
+                peer,
+                source: Arc::new(e),
+            },
+        }
+    }
+}
+
+impl fmt::Display for TcpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TcpError::Connect(e) => fmt::Display::fmt(e, f),
+            TcpError::Reset { peer } => write!(f, "connection reset by peer {peer}"),
+            TcpError::BrokenPipe { peer } => {
+                write!(
+                    f,
+                    "broken pipe: {peer} closed the connection while we were sending"
+                )
+            }
+            TcpError::Io { peer, source } => {
+                write!(f, "i/o error on the connection to {peer}: {source}")
+            }
+            TcpError::Tls(e) => fmt::Display::fmt(e, f),
+            TcpError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for TcpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TcpError::Connect(e) => e.source(),
+            TcpError::Tls(e) => e.source(),
+            TcpError::Io { source, .. } | TcpError::Bind { source, .. } => Some(&**source),
+            TcpError::Reset { .. } | TcpError::BrokenPipe { .. } => None,
+        }
+    }
+}
+
+impl From<ConnectError> for TcpError {
+    fn from(e: ConnectError) -> Self {
+        TcpError::Connect(e)
+    }
+}
+
+impl From<TlsError> for TcpError {
+    fn from(e: TlsError) -> Self {
+        TcpError::Tls(e)
+    }
+}

@@ -1,0 +1,391 @@
+//! TcpClient: Kamaelia's Simple TCP Client.
+
+use std::time::Duration;
+
+use axon::{link_refs, BoxRef, Component, Context, Control, Detail, Inbox, MainResult, Outbox};
+use bytes::Bytes;
+
+use super::csa::{ConnectedSocketAdapter, OnFinish, TlsRole};
+use super::messages::{Connected, HowDied, MakeSsl, SocketShutdown, SslReady, TcpError};
+use super::selector::Selector;
+use super::{connect, Family, TlsSettings};
+
+/// Kamaelia's default connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A component with a TCP connection to a server (Kamaelia.Internet.TCPClient). Send to its
+/// `inbox` to send data to the server; pick up data received from the server on its `outbox`.
+///
+/// # Example
+///
+/// Sending the contents of a file to a server (the page's first example):
+///
+/// ```
+/// use kamaelia::{Pipeline, RateControlledFileReader, TcpClient};
+/// # use tokio::io::AsyncReadExt;
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// # let port = listener.local_addr()?.port();
+/// # let dir = std::env::temp_dir().join(format!("tcpclient-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// # let myfile = dir.join("myfile");
+/// # std::fs::write(&myfile, b"the contents of myfile")?;
+/// # let server = tokio::spawn(async move {
+/// #     let (mut s, _) = listener.accept().await.unwrap();
+/// #     let mut got = Vec::new();
+/// #     s.read_to_end(&mut got).await.unwrap();
+/// #     got
+/// # });
+/// let report = axon::Scheduler::new()
+///     .run(async {
+///         Pipeline::new([
+///             RateControlledFileReader::new(&myfile).rate(100_000).into(),
+///             TcpClient::new("127.0.0.1", port).into(),
+///         ])
+///         .expect("wiring")
+///         .activate();
+///     })
+///     .await;
+/// assert!(report.is_ok());
+/// # assert_eq!(server.await?, b"the contents of myfile");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Switching to TLS (the page's SSL example) is a Graphline with a [`crate::OneShot`] of
+/// [`MakeSsl`] into `makessl`; see [`crate::Graphline`] and `examples/ssl_console.rs`.
+///
+/// # How it works
+///
+/// When activated it waits for the optional delay (a timer, not a busy wait), then resolves the
+/// host without blocking and connects, trying every address and racing IPv6 and IPv4 (Happy
+/// Eyeballs, RFC 8305); the connect timeout bounds all of it. Control messages are honoured
+/// during the delay and while connecting. The socket is created on the runtime of the
+/// `"selector"` service, which it looks up in the registry (Kamaelia's Coordinating Assistant
+/// Tracker) and creates on first use.
+///
+/// Once connected it creates a [`ConnectedSocketAdapter`] (CSA) and wires it as the page says:
+/// its own `inbox`, `makessl` and `control` pass straight through to the CSA's, the CSA's
+/// `outbox` and `sslready` come out as its own, and the CSA's `CreatorFeedback` (and `signal`)
+/// feed its `_socketFeedback`. Everything sent to `inbox` before the connection was up moves to
+/// the CSA in order and is sent first. It then waits for the CSA's [`SocketShutdown`] and sends
+/// exactly one final message on `signal`.
+///
+/// *Our additions*: `family`, `tls` settings, `nodelay`, `on_finish` (Kamaelia's
+/// `wait_for_serverclose`); typed errors; a [`Connected`] notice; [`HowDied`] in the final
+/// message; certificate verification on `makessl`.
+///
+/// # Inboxes
+///
+/// | name | type | meaning |
+/// |---|---|---|
+/// | `inbox` | `Bytes` | data to send to the server |
+/// | `control` | `Control` | ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now |
+/// | `makessl` | [`MakeSsl`] | switch the connection to TLS |
+/// | `_socketFeedback` | `Control` | notifications from the CSA |
+///
+/// # Outboxes
+///
+/// | name | type | meaning |
+/// |---|---|---|
+/// | `outbox` | `Bytes` | data received from the server |
+/// | `signal` | `Control` | [`Connected`], errors, [`super::PeerHalfClosed`], then one final message |
+/// | `sslready` | [`SslReady`] | TLS negotiated (version, cipher suite) |
+/// | `_csaControl` | `Control` | control messages it took before the CSA existed, passed on to it |
+///
+/// # Shutdown
+///
+/// ProducerFinished (at any time, even before the connection is up): everything queued is sent,
+/// then the connection closes (TLS: close_notify first), or with [`OnFinish::HalfClose`] the
+/// write side is shut and what the server sends is still delivered until it closes.
+/// ShutdownMicroprocess (or [`axon::Handle::stop`]) in any phase closes promptly; queued data is
+/// dropped and the final message's [`HowDied::Shutdown`] says how much. The final message is
+/// ShutdownMicroprocess after a shutdown and ProducerFinished otherwise, each carrying the
+/// [`HowDied`] as its detail.
+///
+/// # Errors
+///
+/// Each failure is a [`TcpError`] on `signal` as `Control::Error`, then the final message: the
+/// name did not resolve, the connection was refused or timed out ([`TcpError::Connect`]), reset by
+/// the peer, broken pipe, a TLS failure with its reason ([`TcpError::Tls`]). A clean close by the
+/// server is not an error.
+#[derive(Clone, Debug)]
+pub struct TcpClient {
+    host: String,
+    port: u16,
+    delay: Duration,
+    connect_timeout: Duration,
+    family: Family,
+    tls: TlsSettings,
+    nodelay: bool,
+    on_finish: OnFinish,
+}
+
+impl TcpClient {
+    /// A client for `host` (a name, or an IPv4 or IPv6 literal) and `port`.
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        TcpClient {
+            host: host.into(),
+            port,
+            delay: Duration::ZERO,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            family: Family::Any,
+            tls: TlsSettings::new(),
+            nodelay: false,
+            on_finish: OnFinish::Close,
+        }
+    }
+
+    /// Waits `delay` after activation before connecting (default none).
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// Gives up connecting after `timeout` (default 60 s, as Kamaelia).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Uses only one address family (default: both, raced).
+    pub fn family(mut self, family: Family) -> Self {
+        self.family = family;
+        self
+    }
+
+    /// TLS settings used on `makessl` (default: the built-in Mozilla roots, verifying `host`).
+    pub fn tls(mut self, settings: TlsSettings) -> Self {
+        self.tls = settings;
+        self
+    }
+
+    /// Sets TCP_NODELAY on the connection.
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+
+    /// What ProducerFinished does (default [`OnFinish::Close`]).
+    pub fn on_finish(mut self, on_finish: OnFinish) -> Self {
+        self.on_finish = on_finish;
+        self
+    }
+
+    /// Kamaelia's `wait_for_serverclose`: [`OnFinish::HalfClose`] when true.
+    pub fn wait_for_server_close(self, on: bool) -> Self {
+        self.on_finish(if on {
+            OnFinish::HalfClose
+        } else {
+            OnFinish::Close
+        })
+    }
+}
+
+struct Boxes {
+    inbox: Inbox<Bytes>,
+    control: Inbox<Control>,
+    makessl: Inbox<MakeSsl>,
+    feedback: Inbox<Control>,
+    outbox: Outbox<Bytes>,
+    signal: Outbox<Control>,
+    sslready: Outbox<SslReady>,
+    csa_control: Outbox<Control>,
+}
+
+impl From<TcpClient> for Component {
+    fn from(cfg: TcpClient) -> Component {
+        let mut b = Component::build("TcpClient");
+        let boxes = Boxes {
+            inbox: b.inbox("inbox", "data to send to the socket"),
+            control: b.control(),
+            makessl: b.inbox("makessl", "ask the connection to switch to TLS"),
+            feedback: b.inbox(
+                "_socketFeedback",
+                "notifications from the ConnectedSocketAdapter",
+            ),
+            outbox: b.outbox("outbox", "data received from the socket"),
+            signal: b.signal(),
+            sslready: b.outbox("sslready", "TLS negotiated successfully"),
+            csa_control: b.outbox(
+                "_csaControl",
+                "control messages taken before the connection was up",
+            ),
+        };
+        b.main(move |cx| run(cfg, boxes, cx))
+    }
+}
+
+/// What happened while waiting for the connection.
+enum Early {
+    Shutdown,
+    Failed(TcpError),
+}
+
+async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
+    let label = cx.label().clone();
+    let (selector, _) = Selector::get_or_create(cx.services())?;
+    let mut finishing = false;
+
+    let connected = async {
+        if !cfg.delay.is_zero() {
+            let sleep = tokio::time::sleep(cfg.delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut sleep => break,
+                    c = b.control.recv() => {
+                        if handle_early(c, &mut finishing, &b.signal).await {
+                            return Err(Early::Shutdown);
+                        }
+                    }
+                }
+            }
+        }
+        let (host, port, family, timeout) =
+            (cfg.host.clone(), cfg.port, cfg.family, cfg.connect_timeout);
+        let task = selector
+            .handle()
+            .spawn(async move { connect(&host, port, family, timeout).await });
+        let abort = task.abort_handle();
+        let _abort_on_drop = AbortOnDrop(abort);
+        tokio::pin!(task);
+        loop {
+            tokio::select! {
+                r = &mut task => {
+                    return match r {
+                        Ok(Ok(ok)) => Ok(ok),
+                        Ok(Err(e)) => Err(Early::Failed(TcpError::Connect(e))),
+                        Err(join) => Err(Early::Failed(TcpError::Io {
+                            peer: ([0, 0, 0, 0], 0).into(),
+                            source: std::sync::Arc::new(std::io::Error::other(join.to_string())),
+                        })),
+                    };
+                }
+                c = b.control.recv() => {
+                    if handle_early(c, &mut finishing, &b.signal).await {
+                        return Err(Early::Shutdown);
+                    }
+                }
+            }
+        }
+    }
+    .await;
+
+    let (stream, peer) = match connected {
+        Ok(ok) => ok,
+        Err(Early::Shutdown) => {
+            let how = drop_queued(&b.inbox);
+            final_message(&b.signal, how).await;
+            return Ok(());
+        }
+        Err(Early::Failed(e)) => {
+            let _ = b.signal.send(Control::error(label, e.clone())).await;
+            final_message(&b.signal, HowDied::Failed(e)).await;
+            return Ok(());
+        }
+    };
+    if cfg.nodelay {
+        let _ = stream.set_nodelay(true);
+    }
+    if let Ok(local) = stream.local_addr() {
+        let _ = b
+            .signal
+            .send(Control::notice(Connected { peer, local }))
+            .await;
+    }
+
+    let role = TlsRole::Client {
+        settings: cfg.tls.clone(),
+        host: cfg.host.clone(),
+    };
+    let csa = ConnectedSocketAdapter::new(stream, peer, Some(role), cfg.on_finish);
+    wire(&b, &csa)?;
+    if finishing {
+        let _ = b.csa_control.send(Control::producer_finished()).await;
+    }
+    let csa = cx.activate(csa);
+
+    let how = loop {
+        let c = b.feedback.recv().await;
+        if let Some(SocketShutdown(how)) = c.payload::<SocketShutdown>() {
+            break how.clone();
+        }
+        if c.payload::<super::ShutdownCsa>().is_some() || c.is_final() {
+            continue;
+        }
+        let _ = b.signal.send(c).await;
+    };
+    csa.join().await;
+    // Anything the CSA sent on its signal after SocketShutdown (ShutdownCsa) is internal.
+    while let Some(c) = b.feedback.try_recv() {
+        if c.payload::<super::ShutdownCsa>().is_none() && !c.is_final() {
+            let _ = b.signal.send(c).await;
+        }
+    }
+    final_message(&b.signal, how).await;
+    Ok(())
+}
+
+/// Links the client to its new CSA as the page describes.
+fn wire(b: &Boxes, csa: &Component) -> Result<(), axon::WiringError> {
+    let pairs: [(BoxRef, BoxRef); 8] = [
+        (b.inbox.boxref(), csa.boxref("inbox")?),
+        (b.makessl.boxref(), csa.boxref("makessl")?),
+        (b.control.boxref(), csa.boxref("control")?),
+        (b.csa_control.boxref(), csa.boxref("control")?),
+        (csa.boxref("outbox")?, b.outbox.boxref()),
+        (csa.boxref("sslready")?, b.sslready.boxref()),
+        (csa.boxref("CreatorFeedback")?, b.feedback.boxref()),
+        (csa.boxref("signal")?, b.feedback.boxref()),
+    ];
+    for (src, dst) in &pairs {
+        link_refs(src, dst)?;
+    }
+    Ok(())
+}
+
+/// Handles a control message that arrived before the connection was up; true means stop now.
+async fn handle_early(c: Control, finishing: &mut bool, signal: &Outbox<Control>) -> bool {
+    if c.is_shutdown() {
+        return true;
+    }
+    if c.is_producer_finished() {
+        // Kamaelia threw the queued data away here; we send it once connected, then close.
+        *finishing = true;
+    } else {
+        let _ = signal.send(c).await;
+    }
+    false
+}
+
+fn drop_queued(inbox: &Inbox<Bytes>) -> HowDied {
+    let (mut dropped_messages, mut dropped_bytes) = (0, 0);
+    while let Some(d) = inbox.try_recv() {
+        dropped_messages += 1;
+        dropped_bytes += d.len();
+    }
+    HowDied::Shutdown {
+        dropped_messages,
+        dropped_bytes,
+    }
+}
+
+async fn final_message(signal: &Outbox<Control>, how: HowDied) {
+    let detail = Some(Detail::new(how.clone()));
+    let msg = match how {
+        HowDied::Shutdown { .. } => Control::ShutdownMicroprocess { detail },
+        _ => Control::ProducerFinished { detail },
+    };
+    let _ = signal.send(msg).await;
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

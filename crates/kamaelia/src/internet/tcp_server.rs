@@ -1,0 +1,326 @@
+//! TcpServer: listens, and gives each connection a ConnectedSocketAdapter and a protocol.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axon::{link_refs, Component, Context, Control, Inbox, MainResult, Outbox};
+use tokio::task::JoinSet;
+
+use super::csa::{ConnectedSocketAdapter, OnFinish, TlsRole};
+use super::messages::{Listening, PeerHalfClosed, ShutdownCsa, SocketShutdown, TcpError};
+use super::selector::Selector;
+use super::{ServerTls, DEFAULT_HANDSHAKE_TIMEOUT};
+
+/// What a protocol factory learns about a new connection.
+#[derive(Clone, Debug)]
+pub struct ConnectionInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Our address.
+    pub local: SocketAddr,
+}
+
+type Factory = Arc<dyn Fn(&ConnectionInfo) -> Component + Send + Sync>;
+
+#[derive(Clone)]
+enum TlsMode {
+    None,
+    FromStart(Arc<rustls::ServerConfig>),
+    StartTls(Arc<rustls::ServerConfig>),
+}
+
+/// A TCP server (Kamaelia's TCPServer with ServerCore's protocol handling): listens on an
+/// address, and for each connection makes a [`ConnectedSocketAdapter`] and a protocol component
+/// from a factory, wired to each other.
+///
+/// # Example
+///
+/// ```
+/// use kamaelia::internet::{EchoProtocol, TcpServer};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = TcpServer::bind("127.0.0.1:0", |_| EchoProtocol::new())?;
+/// let addr = server.local_addr();
+/// let sched = axon::Scheduler::new();
+/// let running = sched.run(async { server.activate(); });
+/// let client = async {
+///     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+///     s.write_all(b"ping").await.unwrap();
+///     s.shutdown().await.unwrap();
+///     let mut got = Vec::new();
+///     s.read_to_end(&mut got).await.unwrap();
+///     assert_eq!(got, b"ping");
+/// };
+/// tokio::select! { _ = running => unreachable!(), _ = client => {} }
+/// sched.shutdown_all();
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # How it works
+///
+/// The socket is bound and listening when [`TcpServer::bind`] returns, so the bound address
+/// (port 0 picks a free one) is known before activation and a bind failure is an error there.
+/// For each connection it makes a CSA and a protocol and links, as ServerCore does, the
+/// protocol's `outbox` into the CSA's `inbox`, the CSA's `outbox` into the protocol's `inbox`
+/// and the protocol's `signal` into the CSA's `control`; a protocol with a `makessl` outbox or a
+/// `sslready` inbox is linked to the CSA's too. When the peer finishes sending, or the
+/// connection ends, the protocol gets ProducerFinished on `control`.
+///
+/// With [`TcpServer::tls`] every connection speaks TLS from the first byte; with
+/// [`TcpServer::starttls`] a protocol switches its connection by sending [`super::MakeSsl`]
+/// (with the plaintext reply and any bytes it read past its STARTTLS command, so nothing the
+/// client sent is lost).
+///
+/// # Inboxes
+///
+/// | name | type | meaning |
+/// |---|---|---|
+/// | `control` | `Control` | ProducerFinished or ShutdownMicroprocess: stop listening and close every connection |
+/// | `_connections` | `Control` | events from the connections' supervisors |
+///
+/// # Outboxes
+///
+/// | name | type | meaning |
+/// |---|---|---|
+/// | `signal` | `Control` | [`Listening`], connection errors, then one final message |
+///
+/// # Shutdown
+///
+/// A final message on `control` closes the listener, sends ShutdownMicroprocess to every
+/// connection, waits for them and their protocols to end, and is forwarded on `signal`.
+///
+/// # Errors
+///
+/// [`TcpServer::bind`] fails with [`TcpError::Bind`]. Errors on a connection (reset, TLS
+/// failure) are sent on `signal` as `Control::Error` and end only that connection.
+pub struct TcpServer {
+    listener: Option<std::net::TcpListener>,
+    addr: SocketAddr,
+    factory: Factory,
+    tls: TlsMode,
+    on_finish: OnFinish,
+}
+
+impl TcpServer {
+    /// Binds and listens on `addr` (e.g. `"127.0.0.1:0"` or `"[::1]:8443"`); each connection
+    /// gets a protocol made by `factory`.
+    pub fn bind<F>(addr: &str, factory: F) -> Result<TcpServer, TcpError>
+    where
+        F: Fn(&ConnectionInfo) -> Component + Send + Sync + 'static,
+    {
+        let bind_err = |e: std::io::Error| TcpError::Bind {
+            addr: addr.to_string(),
+            source: Arc::new(e),
+        };
+        let sa: SocketAddr = addr.parse().map_err(|e: std::net::AddrParseError| {
+            bind_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        })?;
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(sa),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .map_err(bind_err)?;
+        socket.set_reuse_address(true).map_err(bind_err)?;
+        if sa.is_ipv6() {
+            socket.set_only_v6(true).map_err(bind_err)?;
+        }
+        socket.bind(&sa.into()).map_err(bind_err)?;
+        socket.listen(4096).map_err(bind_err)?;
+        socket.set_nonblocking(true).map_err(bind_err)?;
+        let listener: std::net::TcpListener = socket.into();
+        let addr = listener.local_addr().map_err(bind_err)?;
+        Ok(TcpServer {
+            listener: Some(listener),
+            addr,
+            factory: Arc::new(factory),
+            tls: TlsMode::None,
+            on_finish: OnFinish::Close,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Speaks TLS from the first byte of every connection.
+    pub fn tls(mut self, tls: &ServerTls) -> Result<TcpServer, TcpError> {
+        self.tls = TlsMode::FromStart(tls.server_config()?);
+        Ok(self)
+    }
+
+    /// Lets protocols switch a connection to TLS with [`super::MakeSsl`] (STARTTLS).
+    pub fn starttls(mut self, tls: &ServerTls) -> Result<TcpServer, TcpError> {
+        self.tls = TlsMode::StartTls(tls.server_config()?);
+        Ok(self)
+    }
+
+    /// What each connection does on ProducerFinished from its protocol (default close).
+    pub fn on_finish(mut self, on_finish: OnFinish) -> TcpServer {
+        self.on_finish = on_finish;
+        self
+    }
+
+    /// Activates the server.
+    pub fn activate(self) -> axon::Handle {
+        Component::from(self).activate()
+    }
+}
+
+impl From<TcpServer> for Component {
+    fn from(server: TcpServer) -> Component {
+        let mut b = Component::build("TcpServer");
+        let control = b.control();
+        let signal = b.signal();
+        let events = b.inbox::<Control>("_connections", "events from the connections");
+        b.main(move |cx| run(server, control, signal, events, cx))
+    }
+}
+
+async fn run(
+    mut server: TcpServer,
+    control: Inbox<Control>,
+    signal: Outbox<Control>,
+    _events: Inbox<Control>,
+    cx: Context,
+) -> MainResult {
+    let label = cx.label().clone();
+    let (selector, _) = Selector::get_or_create(cx.services())?;
+    let listener = {
+        let std_listener = server
+            .listener
+            .take()
+            .ok_or("the listener was already taken")?;
+        let _enter = selector.handle().enter();
+        tokio::net::TcpListener::from_std(std_listener)?
+    };
+    let _ = signal.send(Control::notice(Listening(server.addr))).await;
+    let mut connections: Vec<(axon::Handle, axon::Handle)> = Vec::new();
+    let mut supervisors = JoinSet::new();
+    let last = loop {
+        tokio::select! {
+            c = control.recv() => {
+                if c.is_final() {
+                    break c;
+                }
+                let _ = signal.send(c).await;
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let info = ConnectionInfo { peer, local: server.addr };
+                    match start_connection(&cx, &server, stream, &info, &signal, &label) {
+                        Ok((csa, proto, supervisor)) => {
+                            connections.push((csa, proto));
+                            supervisors.spawn(supervisor);
+                        }
+                        Err(e) => {
+                            let _ = signal.send(Control::error(label.clone(), e)).await;
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: report, back off, keep serving.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = supervisors.join_next() => {
+                connections.retain(|(csa, proto)| !(csa.is_finished() && proto.is_finished()));
+            }
+        }
+    };
+    drop(listener);
+    for (csa, _) in &connections {
+        csa.stop();
+    }
+    while supervisors.join_next().await.is_some() {}
+    for (csa, proto) in &connections {
+        csa.join().await;
+        proto.join().await;
+    }
+    let _ = signal.send(last).await;
+    Ok(())
+}
+
+type Started = (
+    axon::Handle,
+    axon::Handle,
+    std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+);
+
+fn start_connection(
+    cx: &Context,
+    server: &TcpServer,
+    stream: tokio::net::TcpStream,
+    info: &ConnectionInfo,
+    signal: &Outbox<Control>,
+    label: &Arc<str>,
+) -> Result<Started, axon::WiringError> {
+    let (role, tls_first) = match &server.tls {
+        TlsMode::None => (None, false),
+        TlsMode::FromStart(c) => (Some(server_role(c)), true),
+        TlsMode::StartTls(c) => (Some(server_role(c)), false),
+    };
+    let csa =
+        ConnectedSocketAdapter::with_options(stream, info.peer, role, server.on_finish, tls_first);
+    let proto = (server.factory)(info);
+    if let Ok(out) = proto.boxref("outbox") {
+        link_refs(&out, &csa.boxref("inbox")?)?;
+    }
+    if let Ok(inb) = proto.boxref("inbox") {
+        link_refs(&csa.boxref("outbox")?, &inb)?;
+    }
+    if let Ok(sig) = proto.boxref("signal") {
+        link_refs(&sig, &csa.boxref("control")?)?;
+    }
+    if let Ok(m) = proto.boxref("makessl") {
+        link_refs(&m, &csa.boxref("makessl")?)?;
+    }
+    if let Ok(r) = proto.boxref("sslready") {
+        link_refs(&csa.boxref("sslready")?, &r)?;
+    }
+    // The supervisor: the CSA's events in, the protocol's control out.
+    let events = Inbox::<Control>::standalone("connection events", 16);
+    link_refs(&csa.boxref("signal")?, &events.boxref())?;
+    link_refs(&csa.boxref("CreatorFeedback")?, &events.boxref())?;
+    let to_proto = Outbox::<Control>::standalone("to protocol");
+    if let Ok(c) = proto.boxref("control") {
+        link_refs(&to_proto.boxref(), &c)?;
+    }
+    let signal = signal.clone();
+    let label = label.clone();
+    let supervisor = Box::pin(async move {
+        let mut told = false;
+        loop {
+            let c = events.recv().await;
+            if c.payload::<SocketShutdown>().is_some() || c.payload::<PeerHalfClosed>().is_some() {
+                if !told {
+                    told = true;
+                    let _ = to_proto.force_send(Control::producer_finished());
+                }
+                if c.payload::<SocketShutdown>().is_some() {
+                    return;
+                }
+            } else if c.payload::<ShutdownCsa>().is_some() || c.is_final() {
+            } else if let Control::Error(e) = &c {
+                tracing::debug!(server = %label, "connection error: {e}");
+                let _ = signal.send(c).await;
+            }
+        }
+    });
+    let csa = cx.activate(csa);
+    let proto = cx.activate(proto);
+    Ok((csa, proto, supervisor))
+}
+
+fn server_role(config: &Arc<rustls::ServerConfig>) -> TlsRole {
+    TlsRole::Server {
+        config: config.clone(),
+        timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+    }
+}

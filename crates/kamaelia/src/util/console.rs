@@ -1,0 +1,535 @@
+//! `ConsoleReader` and `ConsoleEchoer`: standard input into a system, a system's output to
+//! standard output, as raw bytes.
+//!
+//! Kamaelia's `Kamaelia.Util.Console`. Unlike the Python original, both are binary-safe (they
+//! carry [`Bytes`], never `str` or `repr` text), the reader ends cleanly at end of input instead
+//! of killing the process, and the echoer writes everything it was sent before it finishes.
+//!
+//! # Example
+//!
+//! Reading from any [`AsyncRead`] (here a byte string; [`ConsoleReader::new`] reads standard
+//! input) and echoing to any [`AsyncWrite`] (here standard output), the way
+//! `examples/console_echo.rs` wires a terminal:
+//!
+//! ```
+//! use axon::{Component, Control, Inbox, Scheduler};
+//! use bytes::Bytes;
+//! use kamaelia::{ConsoleEchoer, ConsoleReader, ReadMode};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let reader: Component = ConsoleReader::from_reader(&b"one\ntwo\n"[..])
+//!     .read_mode(ReadMode::Lines)
+//!     .into();
+//! let echoer: Component = ConsoleEchoer::new().forwarder(true).into();
+//! let copies = Inbox::<Bytes>::standalone("copies", 8);
+//! let signal = Inbox::<Control>::standalone("signal", 8);
+//! axon::link_refs(&reader.boxref("outbox")?, &echoer.boxref("inbox")?)?;
+//! axon::link_refs(&reader.boxref("signal")?, &echoer.boxref("control")?)?;
+//! axon::link_refs(&echoer.boxref("outbox")?, &copies.boxref())?;
+//! axon::link_refs(&echoer.boxref("signal")?, &signal.boxref())?;
+//!
+//! let report = Scheduler::new()
+//!     .run(async {
+//!         reader.activate();
+//!         echoer.activate();
+//!     })
+//!     .await;
+//! assert!(report.is_ok());
+//! assert_eq!(copies.recv().await, "one\n");
+//! assert_eq!(copies.recv().await, "two\n");
+//! assert!(signal.recv().await.is_producer_finished());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How it works
+//!
+//! **ConsoleReader** reads through a buffer of `chunk_size` bytes (64 KiB by default). In
+//! [`ReadMode::Chunks`] each read becomes one message, whatever it holds; in
+//! [`ReadMode::Lines`] each message is one line including its `\n` (a line longer than
+//! `chunk_size` is sent in pieces, and a last line without `\n` is sent as it is). Reading
+//! standard input uses lines when it is a terminal and chunks otherwise (a pipe or a file).
+//! Each message is sent with backpressure: the reader stops reading while the next component's
+//! inbox is full. At end of input it sends `ProducerFinished` on `signal` and ends.
+//!
+//! Standard input is read by tokio on a blocking thread. A read that is waiting for the
+//! terminal cannot be cancelled: the component ends at once on `ShutdownMicroprocess`, but the
+//! thread stays blocked until the next line (or end of input) arrives.
+//!
+//! **ConsoleEchoer** takes whatever is queued in `inbox` (up to 64 messages at a time), writes
+//! each message's bytes exactly as they are, flushes once, and then, if it is a forwarder, passes
+//! the same messages on to `outbox`.
+//!
+//! # Inboxes
+//!
+//! ConsoleReader:
+//!
+//! | name | type | meaning |
+//! |------|------|---------|
+//! | `control` | [`Control`] | `ProducerFinished` or `ShutdownMicroprocess` stops reading; `Error`/`Notice` pass on to `signal` |
+//!
+//! ConsoleEchoer:
+//!
+//! | name | type | meaning |
+//! |------|------|---------|
+//! | `inbox` | [`Bytes`] | bytes to write to the output, unchanged |
+//! | `control` | [`Control`] | `ProducerFinished` or `ShutdownMicroprocess`: write what is queued, then finish; `Error`/`Notice` pass on to `signal` |
+//!
+//! # Outboxes
+//!
+//! ConsoleReader:
+//!
+//! | name | type | meaning |
+//! |------|------|---------|
+//! | `outbox` | [`Bytes`] | what was read: one line or one chunk per message |
+//! | `signal` | [`Control`] | `ProducerFinished` at end of input, or the final message received on `control` |
+//!
+//! ConsoleEchoer:
+//!
+//! | name | type | meaning |
+//! |------|------|---------|
+//! | `outbox` | [`Bytes`] | with `forwarder(true)`, each message after it was written |
+//! | `signal` | [`Control`] | `Error`/`Notice` from `control`, then the final message received on `control` |
+//!
+//! # Shutdown
+//!
+//! ConsoleReader: `ShutdownMicroprocess` ends it promptly, even while it waits for room
+//! downstream (the message in hand is dropped). `ProducerFinished` ends it after the message in
+//! hand is delivered. Either is forwarded on `signal` as its final message. End of input sends
+//! `ProducerFinished`.
+//!
+//! ConsoleEchoer: `ProducerFinished` and `ShutdownMicroprocess` both make it write everything
+//! already queued in `inbox`, flush, and forward the message on `signal` as its final message.
+//! (Messages arriving after that are reported by the runtime as undelivered.) It never ends on
+//! its own.
+//!
+//! `Error` and `Notice` on `control` are forwarded on `signal` by both, which keep going.
+//!
+//! # Errors
+//!
+//! Each ends the component with a [`ConsoleError`], which the runtime reports on `signal`
+//! (as [`Control::Error`]) followed by `ProducerFinished`:
+//!
+//! - [`ConsoleError::Read`]: reading the input failed.
+//! - [`ConsoleError::BrokenPipe`]: the output was closed by its reader (e.g. `| head`).
+//! - [`ConsoleError::Write`]: writing the output failed otherwise.
+//! - [`ConsoleError::OutboxClosed`]: the component `outbox` is linked to has ended.
+
+use std::fmt;
+use std::io::{self, IsTerminal};
+
+use axon::{Component, Control, Outbox};
+use bytes::Bytes;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+use super::watch::{ControlWatch, Undelivered};
+
+/// The largest message ConsoleReader sends unless told otherwise.
+const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
+
+/// How many queued messages ConsoleEchoer writes before each flush.
+const ECHO_BATCH: usize = 64;
+
+const READER_CONTROL: &str = "`ProducerFinished` or `ShutdownMicroprocess` stops reading; `Error`/`Notice` pass on to `signal`";
+const READER_OUTBOX: &str = "what was read: one line or one chunk per message";
+const READER_SIGNAL: &str =
+    "`ProducerFinished` at end of input, or the final message received on `control`";
+const ECHOER_INBOX: &str = "bytes to write to the output, unchanged";
+const ECHOER_CONTROL: &str = "`ProducerFinished` or `ShutdownMicroprocess`: write what is queued, then finish; `Error`/`Notice` pass on to `signal`";
+const ECHOER_OUTBOX: &str = "with `forwarder(true)`, each message after it was written";
+const ECHOER_SIGNAL: &str =
+    "`Error`/`Notice` from `control`, then the final message received on `control`";
+
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// How [`ConsoleReader`] cuts its input into messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReadMode {
+    /// One message per line, `\n` included; lines longer than the chunk size come in pieces.
+    Lines,
+    /// One message per read, of whatever it returned (at most the chunk size).
+    Chunks,
+}
+
+/// Kamaelia's `ConsoleReader`: sends what it reads from standard input (or any [`AsyncRead`]) on
+/// `outbox` as [`Bytes`]. Turn it into a [`Component`] with `.into()`. See the
+/// [module documentation](self).
+pub struct ConsoleReader {
+    reader: Option<Reader>,
+    mode: Option<ReadMode>,
+    chunk_size: usize,
+}
+
+/// Kamaelia's `ConsoleEchoer`: writes the [`Bytes`] it receives to standard output (or any
+/// [`AsyncWrite`]), byte for byte. Turn it into a [`Component`] with `.into()`. See the
+/// [module documentation](self).
+pub struct ConsoleEchoer {
+    writer: Option<Writer>,
+    forwarder: bool,
+}
+
+/// Why a [`ConsoleReader`] or [`ConsoleEchoer`] failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConsoleError {
+    /// Reading the input failed.
+    Read {
+        /// The error from the reader.
+        source: io::Error,
+    },
+    /// The output's reader went away (a broken pipe); what was not yet written is lost.
+    BrokenPipe,
+    /// Writing or flushing the output failed for a reason other than a broken pipe.
+    Write {
+        /// The error from the writer.
+        source: io::Error,
+    },
+    /// The component `outbox` is linked to has ended, so what was read has nowhere to go.
+    OutboxClosed,
+}
+
+impl ConsoleReader {
+    /// A reader of standard input: [`ReadMode::Lines`] if it is a terminal, else
+    /// [`ReadMode::Chunks`].
+    pub fn new() -> Self {
+        ConsoleReader {
+            reader: None,
+            mode: None,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
+    }
+
+    /// A reader of `reader` instead of standard input, in [`ReadMode::Chunks`] unless told
+    /// otherwise.
+    pub fn from_reader<R>(reader: R) -> Self
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+    {
+        ConsoleReader {
+            reader: Some(Box::new(reader)),
+            mode: None,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
+    }
+
+    /// Cuts the input this way instead of the default.
+    pub fn read_mode(mut self, mode: ReadMode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// The largest message to send (and the size of the read buffer); at least 1. Default 64 KiB.
+    pub fn chunk_size(mut self, bytes: usize) -> Self {
+        self.chunk_size = bytes.max(1);
+        self
+    }
+}
+
+impl Default for ConsoleReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for ConsoleReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsoleReader")
+            .field("stdin", &self.reader.is_none())
+            .field("mode", &self.mode)
+            .field("chunk_size", &self.chunk_size)
+            .finish()
+    }
+}
+
+impl From<ConsoleReader> for Component {
+    fn from(config: ConsoleReader) -> Component {
+        let mut b = Component::build("ConsoleReader");
+        let control = b.inbox::<Control>("control", READER_CONTROL);
+        let outbox = b.outbox::<Bytes>("outbox", READER_OUTBOX);
+        let signal = b.outbox::<Control>("signal", READER_SIGNAL);
+        let (reader, mode): (Reader, ReadMode) = match config.reader {
+            Some(r) => (r, config.mode.unwrap_or(ReadMode::Chunks)),
+            None => {
+                let auto = if io::stdin().is_terminal() {
+                    ReadMode::Lines
+                } else {
+                    ReadMode::Chunks
+                };
+                (Box::new(tokio::io::stdin()), config.mode.unwrap_or(auto))
+            }
+        };
+        let chunk_size = config.chunk_size;
+        b.main(move |_cx| async move {
+            let mut input = Input {
+                reader: BufReader::with_capacity(chunk_size, reader),
+                mode,
+                max: chunk_size,
+                pending: Vec::new(),
+            };
+            let mut watch = ControlWatch::new(&control, &signal);
+            while !watch.stopping() {
+                let control = watch.control();
+                let next = tokio::select! {
+                    biased;
+                    c = control.recv() => {
+                        watch.handle(c).await;
+                        continue;
+                    }
+                    next = input.next_message() => next.map_err(|source| ConsoleError::Read { source })?,
+                };
+                let Some(msg) = next else { break };
+                match watch.send(&outbox, msg).await {
+                    Ok(()) | Err(Undelivered::Shutdown) => {}
+                    Err(Undelivered::Closed) => return Err(ConsoleError::OutboxClosed.into()),
+                }
+            }
+            watch.finish(Control::producer_finished());
+            Ok(())
+        })
+    }
+}
+
+impl ConsoleEchoer {
+    /// An echoer to standard output that does not forward.
+    pub fn new() -> Self {
+        ConsoleEchoer {
+            writer: None,
+            forwarder: false,
+        }
+    }
+
+    /// An echoer to `writer` instead of standard output.
+    pub fn with_writer<W>(writer: W) -> Self
+    where
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
+        ConsoleEchoer {
+            writer: Some(Box::new(writer)),
+            forwarder: false,
+        }
+    }
+
+    /// If true, each message is also sent on `outbox` after it was written (Kamaelia's
+    /// `forwarder=True`).
+    pub fn forwarder(mut self, forwarder: bool) -> Self {
+        self.forwarder = forwarder;
+        self
+    }
+}
+
+impl Default for ConsoleEchoer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for ConsoleEchoer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsoleEchoer")
+            .field("stdout", &self.writer.is_none())
+            .field("forwarder", &self.forwarder)
+            .finish()
+    }
+}
+
+impl From<ConsoleEchoer> for Component {
+    fn from(config: ConsoleEchoer) -> Component {
+        let mut b = Component::build("ConsoleEchoer");
+        let inbox = b.inbox::<Bytes>("inbox", ECHOER_INBOX);
+        let control = b.inbox::<Control>("control", ECHOER_CONTROL);
+        let outbox = b.outbox::<Bytes>("outbox", ECHOER_OUTBOX);
+        let signal = b.outbox::<Control>("signal", ECHOER_SIGNAL);
+        let writer: Writer = match config.writer {
+            Some(w) => w,
+            None => Box::new(tokio::io::stdout()),
+        };
+        let forwarder = config.forwarder;
+        b.main(move |_cx| async move {
+            let mut out = Output {
+                writer,
+                forward: forwarder.then_some(outbox),
+            };
+            let mut watch = ControlWatch::new(&control, &signal);
+            let mut batch = Vec::with_capacity(ECHO_BATCH);
+            loop {
+                let control = watch.control();
+                tokio::select! {
+                    biased;
+                    c = control.recv() => {
+                        watch.handle(c).await;
+                        if watch.stopping() {
+                            // Only what is queued now: a producer that keeps sending must not
+                            // keep a finishing echoer alive.
+                            for _ in 0..inbox.len() {
+                                batch.extend(inbox.try_recv());
+                            }
+                            out.write(&mut batch, &mut watch).await?;
+                            break;
+                        }
+                    }
+                    _ = inbox.recv_many(&mut batch, ECHO_BATCH) => {
+                        out.write(&mut batch, &mut watch).await?;
+                    }
+                }
+            }
+            watch.finish(Control::producer_finished());
+            Ok(())
+        })
+    }
+}
+
+impl fmt::Display for ConsoleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConsoleError::Read { .. } => f.write_str("could not read the console input"),
+            ConsoleError::BrokenPipe => f.write_str("the console output was closed (broken pipe)"),
+            ConsoleError::Write { .. } => f.write_str("could not write the console output"),
+            ConsoleError::OutboxClosed => f.write_str("the component receiving the data has ended"),
+        }
+    }
+}
+
+impl std::error::Error for ConsoleError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConsoleError::Read { source } | ConsoleError::Write { source } => Some(source),
+            ConsoleError::BrokenPipe | ConsoleError::OutboxClosed => None,
+        }
+    }
+}
+
+/// ConsoleReader's input side: a buffered reader and the part of a line read so far.
+struct Input {
+    reader: BufReader<Reader>,
+    mode: ReadMode,
+    max: usize,
+    pending: Vec<u8>,
+}
+
+impl Input {
+    /// The next message, or `None` at end of input. Cancel safe: bytes taken from the reader are
+    /// kept in `pending` until their message is complete.
+    async fn next_message(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            let available = self.reader.fill_buf().await?;
+            if available.is_empty() {
+                if self.pending.is_empty() {
+                    return Ok(None);
+                }
+                return Ok(Some(self.take_pending()));
+            }
+            match self.mode {
+                ReadMode::Chunks => {
+                    let msg = Bytes::copy_from_slice(available);
+                    let n = available.len();
+                    self.reader.consume(n);
+                    return Ok(Some(msg));
+                }
+                ReadMode::Lines => {
+                    let room = self.max - self.pending.len();
+                    let take = available.len().min(room);
+                    let (end, complete) = match available[..take].iter().position(|&b| b == b'\n') {
+                        Some(i) => (i + 1, true),
+                        None => (take, take == room),
+                    };
+                    self.pending.extend_from_slice(&available[..end]);
+                    self.reader.consume(end);
+                    if complete {
+                        return Ok(Some(self.take_pending()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn take_pending(&mut self) -> Bytes {
+        Bytes::from(std::mem::take(&mut self.pending))
+    }
+}
+
+/// ConsoleEchoer's output side.
+struct Output {
+    writer: Writer,
+    forward: Option<Outbox<Bytes>>,
+}
+
+impl Output {
+    /// Writes and flushes every message in `batch`, then forwards them if asked to; empties it.
+    async fn write(
+        &mut self,
+        batch: &mut Vec<Bytes>,
+        watch: &mut ControlWatch<'_>,
+    ) -> Result<(), ConsoleError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for msg in batch.iter() {
+            self.writer.write_all(msg).await.map_err(write_error)?;
+        }
+        self.writer.flush().await.map_err(write_error)?;
+        match &self.forward {
+            None => batch.clear(),
+            Some(outbox) => {
+                for msg in batch.drain(..) {
+                    match watch.send(outbox, msg).await {
+                        Ok(()) => {}
+                        Err(Undelivered::Shutdown) => break,
+                        Err(Undelivered::Closed) => return Err(ConsoleError::OutboxClosed),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_error(source: io::Error) -> ConsoleError {
+    if source.kind() == io::ErrorKind::BrokenPipe {
+        ConsoleError::BrokenPipe
+    } else {
+        ConsoleError::Write { source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_doc_tables_list_the_declared_boxes() {
+        let source = include_str!("console.rs");
+        let reader: Component = ConsoleReader::from_reader(&b""[..]).into();
+        crate::util::assert_box_docs(&reader, source);
+        let echoer: Component = ConsoleEchoer::with_writer(tokio::io::sink()).into();
+        crate::util::assert_box_docs(&echoer, source);
+    }
+
+    async fn messages(input: &'static [u8], mode: ReadMode, max: usize) -> Vec<Bytes> {
+        let mut input = Input {
+            reader: BufReader::with_capacity(4, Box::new(input) as Reader),
+            mode,
+            max,
+            pending: Vec::new(),
+        };
+        let mut out = Vec::new();
+        while let Some(m) = input.next_message().await.unwrap() {
+            out.push(m);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn lines_keep_their_newline_and_long_lines_come_in_pieces() {
+        let got = messages(b"ab\ncdefgh\n\nxyz", ReadMode::Lines, 5).await;
+        assert_eq!(got, ["ab\n", "cdefg", "h\n", "\n", "xyz"]);
+    }
+
+    #[tokio::test]
+    async fn chunks_carry_every_byte() {
+        let got = messages(b"\0\xff\n\xfe tail", ReadMode::Chunks, 64).await;
+        assert_eq!(got.concat(), b"\0\xff\n\xfe tail");
+    }
+}
