@@ -222,10 +222,19 @@ impl ComponentBuilder {
 
     /// Declares the standard `signal` outbox.
     pub fn signal(&mut self) -> Outbox<Control> {
-        self.outbox(
+        let out: Outbox<Control> = self.outbox(
             "signal",
             "errors, then one final ProducerFinished or ShutdownMicroprocess",
-        )
+        );
+        // Replace the plain store with one that notes a final message, so the runtime never
+        // sends a second one after a failure.
+        let id = out.store.id.clone();
+        let store =
+            Store::<Control>::with_final_check(id, DEFAULT_CAPACITY, Some(Control::is_final));
+        if let Some(entry) = self.boxes.last_mut() {
+            entry.1 = BoxRef::new(store.clone());
+        }
+        Outbox { store }
     }
 
     /// Declares a box that mirrors `like` (same message type) under `name`: how a chassis gives

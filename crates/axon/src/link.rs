@@ -129,6 +129,13 @@ pub enum WiringError {
         /// The destination box.
         dst: BoxId,
     },
+    /// The destination belongs to a component that has ended; the source keeps its messages.
+    Closed {
+        /// The source box.
+        src: BoxId,
+        /// The destination box.
+        dst: BoxId,
+    },
     /// A linkage names a component that is not there.
     UnknownComponent {
         /// The component name given.
@@ -176,6 +183,10 @@ impl fmt::Display for WiringError {
             WiringError::Cycle { src, dst } => {
                 write!(f, "linking {src} to {dst} would make a cycle of forwards")
             }
+            WiringError::Closed { src, dst } => write!(
+                f,
+                "cannot link {src} to {dst}: its component has ended (the messages stay in {src})"
+            ),
             WiringError::UnknownComponent { component } => {
                 write!(f, "no component named {component:?}")
             }
@@ -221,6 +232,10 @@ pub fn link_refs(src: &BoxRef, dst: &BoxRef) -> Result<Link, WiringError> {
             LinkFailure::AlreadyLinked(existing) => WiringError::AlreadyLinked {
                 src: src.id().clone(),
                 existing,
+            },
+            LinkFailure::Closed(dst) => WiringError::Closed {
+                src: src.id().clone(),
+                dst,
             },
             LinkFailure::Cycle => WiringError::Cycle {
                 src: src.id().clone(),

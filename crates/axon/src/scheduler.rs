@@ -107,6 +107,8 @@ impl fmt::Display for ComponentFailure {
 
 impl std::error::Error for ComponentFailure {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // The inner error is the source, so it can be downcast to its own type. Display also
+        // shows its text, so a printed chain may repeat it.
         match &self.kind {
             FailureKind::Error(e) => Some(&**e),
             FailureKind::Wiring(e) => Some(e),
@@ -401,9 +403,14 @@ async fn run_body(body: Body, cx: Context) -> Option<FailureKind> {
 }
 
 fn send_failure(signal: &Outbox<Control>, label: &Arc<str>, failure: Arc<ComponentFailure>) {
-    // A failed component never sent its final message; the runtime sends the error and then
-    // ProducerFinished, so whatever is downstream finishes instead of waiting forever. Forced
-    // sends: these two must not wait on a full inbox.
+    // After its final message a component's signal carries nothing more (§5); the failure is
+    // still in the exit and the run's report.
+    if signal.store.final_sent() {
+        return;
+    }
+    // Otherwise the runtime sends the error and then ProducerFinished, so whatever is
+    // downstream finishes instead of waiting forever. Forced sends: these two must not wait on
+    // a full inbox.
     let err = Control::Error(ErrorMessage::from_arc(label.clone(), failure));
     let _ = signal.force_send(err);
     let _ = signal.force_send(Control::producer_finished());
@@ -493,7 +500,7 @@ pub fn run<F: Future>(setup: F) -> std::io::Result<RunReport> {
         .enable_all()
         .build()?;
     let sched = default_scheduler().clone();
-    Ok(rt.block_on(async move {
+    let report = rt.block_on(async move {
         let ctrl_c = tokio::spawn({
             let sched = sched.clone();
             async move {
@@ -509,5 +516,9 @@ pub fn run<F: Future>(setup: F) -> std::io::Result<RunReport> {
         let report = sched.run(setup).await;
         ctrl_c.abort();
         report
-    }))
+    });
+    // Every component has ended; a blocking read that cannot be cancelled (stdin) must not
+    // keep the process alive.
+    rt.shutdown_background();
+    Ok(report)
 }

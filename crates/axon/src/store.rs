@@ -9,6 +9,7 @@
 
 use std::any::{Any, TypeId};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::Notify;
@@ -20,6 +21,9 @@ pub(crate) struct Store<T> {
     data_ready: Notify,
     space: Notify,
     pub(crate) id: BoxId,
+    /// For `signal` outboxes: recognises a final message, so the runtime never sends another.
+    is_final: Option<fn(&T) -> bool>,
+    final_sent: AtomicBool,
 }
 
 struct State<T> {
@@ -41,6 +45,7 @@ pub(crate) enum PushError<T> {
 
 pub(crate) enum LinkFailure {
     AlreadyLinked(BoxId),
+    Closed(BoxId),
     Cycle,
     TypeMismatch,
 }
@@ -52,7 +57,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl<T: Send + 'static> Store<T> {
     pub(crate) fn new(id: BoxId, capacity: usize) -> Arc<Self> {
+        Self::with_final_check(id, capacity, None)
+    }
+
+    pub(crate) fn with_final_check(
+        id: BoxId,
+        capacity: usize,
+        is_final: Option<fn(&T) -> bool>,
+    ) -> Arc<Self> {
         Arc::new(Store {
+            is_final,
+            final_sent: AtomicBool::new(false),
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 capacity: capacity.max(1),
@@ -71,6 +86,20 @@ impl<T: Send + 'static> Store<T> {
     /// Pushes into the end of the chain starting at `self`, unless it is full or closed.
     /// `force` ignores the capacity (used for runtime messages and for migration).
     pub(crate) fn try_push(self: &Arc<Self>, msg: T, force: bool) -> Result<(), PushError<T>> {
+        let is_final = self.is_final.is_some_and(|f| f(&msg));
+        let r = self.push_chain(msg, force);
+        if is_final && r.is_ok() {
+            self.final_sent.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    /// True once a final message has been sent from this (signal) box.
+    pub(crate) fn final_sent(&self) -> bool {
+        self.final_sent.load(Ordering::Acquire)
+    }
+
+    fn push_chain(self: &Arc<Self>, msg: T, force: bool) -> Result<(), PushError<T>> {
         let mut cur = Arc::clone(self);
         loop {
             let mut g = lock(&cur.state);
@@ -244,15 +273,18 @@ impl<T: Send + 'static> Store<T> {
         if let Some(existing) = &g.forward {
             return Err(LinkFailure::AlreadyLinked(existing.id.clone()));
         }
+        if dst.end_is_closed() {
+            return Err(LinkFailure::Closed(dst.id.clone()));
+        }
         g.forward = Some(Arc::clone(dst));
-        let moved: Vec<T> = g.queue.drain(..).collect();
         // Pushing while holding our own lock keeps later sends (which must take our lock to
         // find the forward) behind the moved messages: order is preserved.
-        for msg in moved {
-            if let Err(PushError::Closed(_) | PushError::Full(..)) = dst.try_push(msg, true) {
-                // A closed destination cannot take them; they were queued to a box that is gone.
-                // This is reported through the returned count in `leftover` by the caller.
-                tracing::warn!(box_ = %self.id, dest = %dst.id, "message moved to a closed box");
+        while let Some(msg) = g.queue.pop_front() {
+            if let Err(PushError::Closed(m) | PushError::Full(m, ..)) = dst.push_chain(msg, true) {
+                // The destination ended while we moved: keep the rest here and refuse.
+                g.queue.push_front(m);
+                g.forward = None;
+                return Err(LinkFailure::Closed(dst.id.clone()));
             }
         }
         g.rx_waiting = false;
@@ -273,6 +305,13 @@ impl<T: Send + 'static> Store<T> {
             .sources
             .retain(|w| w.upgrade().is_some_and(|s| !Arc::ptr_eq(&s, self)));
         self.space.notify_waiters();
+        // Senders upstream of us may be waiting for room at the end of the old chain: wake them
+        // so they retry along the new one.
+        let mut cur = Some(Arc::clone(&old));
+        while let Some(c) = cur {
+            c.space.notify_waiters();
+            cur = lock(&c.state).forward.clone();
+        }
         Some(old.id.clone())
     }
 

@@ -1,85 +1,4 @@
-//! `RateControlledFileReader`: sends a file's bytes at a steady average rate.
-//!
-//! Kamaelia's `Kamaelia.File.Reading.RateControlledFileReader`, typically the source of a
-//! pipeline that feeds a file to a `TcpClient`. Kamaelia builds it as a Graphline of a
-//! busy-polling `ByteRate_RequestControl` and a `PromptedFileReader`; here it is one component
-//! that sleeps between chunks, and a missing file is an error on `signal` instead of a crash.
-//!
-//! # Example
-//!
-//! ```
-//! use axon::{Component, Control, Inbox, Scheduler};
-//! use bytes::Bytes;
-//! use kamaelia::RateControlledFileReader;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let path = std::env::temp_dir().join(format!("rcfr-doc-{}", std::process::id()));
-//! # std::fs::write(&path, b"a small file")?;
-//! // 100 kB/s in 1 kB chunks: Kamaelia's default rate.
-//! let reader: Component = RateControlledFileReader::new(&path).rate(100_000).into();
-//! let sink = Inbox::<Bytes>::standalone("sink", 16);
-//! let signal = Inbox::<Control>::standalone("signal", 4);
-//! axon::link_refs(&reader.boxref("outbox")?, &sink.boxref())?;
-//! axon::link_refs(&reader.boxref("signal")?, &signal.boxref())?;
-//!
-//! let report = Scheduler::new().run(async { reader.activate(); }).await;
-//! assert!(report.is_ok());
-//! assert_eq!(sink.recv().await, "a small file");
-//! assert!(signal.recv().await.is_producer_finished());
-//! # std::fs::remove_file(&path)?;
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! # How it works
-//!
-//! The file is opened with [`tokio::fs::File`] when the component starts. Then, until end of
-//! file: read up to `chunk_size` bytes; wait until the rate allows that many bytes to go; send
-//! them on `outbox`, waiting for room if the receiver is slow.
-//!
-//! The rate is kept by a token bucket that fills at `rate` bytes per second and holds at most two
-//! chunks. Waiting is a tokio sleep until enough tokens will be there — never a busy loop. The
-//! first chunk goes at once, and time the timer oversleeps is credited to the next chunk, so the
-//! average over the file is the rate. After a stall downstream the reader catches up by at
-//! most one chunk, not by the whole stall.
-//!
-//! The default chunk size is `rate / 100` bytes (about 100 chunks a second), bounded to
-//! 1 ..= [`MAX_CHUNK_SIZE`]: small enough to keep the flow smooth, large enough that timer
-//! granularity (1 ms) does not matter. With no rate limit it is [`MAX_CHUNK_SIZE`] (64 KiB).
-//!
-//! # Inboxes
-//!
-//! | name | type | meaning |
-//! |------|------|---------|
-//! | `control` | [`Control`] | `ShutdownMicroprocess` stops reading at once; `ProducerFinished` after the chunk in hand; `Error`/`Notice` pass on to `signal` |
-//!
-//! # Outboxes
-//!
-//! | name | type | meaning |
-//! |------|------|---------|
-//! | `outbox` | [`Bytes`] | the file's bytes, in order, in chunks of at most `chunk_size` |
-//! | `signal` | [`Control`] | `ProducerFinished` at end of file, or the final message received on `control` |
-//!
-//! # Shutdown
-//!
-//! At end of file the reader sends `ProducerFinished` on `signal` and ends.
-//!
-//! `ShutdownMicroprocess` on `control` stops it promptly — while it waits for the rate, for room
-//! downstream, or for the disk — and is forwarded on `signal` as its final message; the chunk in
-//! hand is dropped. `ProducerFinished` stops it after the chunk in hand has been delivered and is
-//! forwarded likewise. (Kamaelia's reader honours only `shutdownMicroprocess`.) `Error` and
-//! `Notice` are forwarded on `signal` and reading goes on.
-//!
-//! # Errors
-//!
-//! Each ends the component with a [`FileReaderError`] naming the file, which the runtime reports
-//! on `signal` (as [`Control::Error`]) followed by `ProducerFinished`:
-//!
-//! - [`FileReaderError::Open`]: the file is missing, unreadable, or otherwise cannot be opened.
-//! - [`FileReaderError::Read`]: a read failed (for example, the path is a directory).
-//! - [`FileReaderError::ZeroRate`]: `rate(0)` was asked for.
-//! - [`FileReaderError::OutboxClosed`]: the component `outbox` is linked to has ended.
+//! RateControlledFileReader: a file's bytes at a steady average rate.
 
 use std::fmt;
 use std::io;
@@ -105,9 +24,89 @@ const OUTBOX: &str = "the file's bytes, in order, in chunks of at most `chunk_si
 const SIGNAL: &str =
     "`ProducerFinished` at end of file, or the final message received on `control`";
 
-/// Kamaelia's `RateControlledFileReader(filename, rate=...)`: sends a file's bytes on `outbox`
-/// at `rate` bytes per second on average. Turn it into a [`Component`] with `.into()`. See the
-/// [module documentation](self).
+/// Kamaelia's `RateControlledFileReader(filename, rate=...)`: sends a file's bytes on `outbox` at
+/// `rate` bytes per second on average. Turn it into a [`Component`] with `.into()`.
+///
+/// Python's `Kamaelia.File.Reading.RateControlledFileReader`; typically the source of a pipeline
+/// that feeds a file to a `TcpClient`. Kamaelia builds it as a Graphline of a
+/// busy-polling `ByteRate_RequestControl` and a `PromptedFileReader`; here it is one component
+/// that sleeps between chunks, and a missing file is an error on `signal` instead of a crash.
+///
+/// # Example
+///
+/// ```
+/// use axon::{Component, Control, Inbox, Scheduler};
+/// use bytes::Bytes;
+/// use kamaelia::RateControlledFileReader;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let path = std::env::temp_dir().join(format!("rcfr-doc-{}", std::process::id()));
+/// # std::fs::write(&path, b"a small file")?;
+/// // 100 kB/s in 1 kB chunks: Kamaelia's default rate.
+/// let reader: Component = RateControlledFileReader::new(&path).rate(100_000).into();
+/// let sink = Inbox::<Bytes>::standalone("sink", 16);
+/// let signal = Inbox::<Control>::standalone("signal", 4);
+/// axon::link_refs(&reader.boxref("outbox")?, &sink.boxref())?;
+/// axon::link_refs(&reader.boxref("signal")?, &signal.boxref())?;
+///
+/// let report = Scheduler::new().run(async { reader.activate(); }).await;
+/// assert!(report.is_ok());
+/// assert_eq!(sink.recv().await, "a small file");
+/// assert!(signal.recv().await.is_producer_finished());
+/// # std::fs::remove_file(&path)?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # How it works
+///
+/// The file is opened with [`tokio::fs::File`] when the component starts. Then, until end of
+/// file: read up to `chunk_size` bytes; wait until the rate allows that many bytes to go; send
+/// them on `outbox`, waiting for room if the receiver is slow.
+///
+/// The rate is kept by a token bucket that fills at `rate` bytes per second and holds at most two
+/// chunks. Waiting is a tokio sleep until enough tokens will be there — never a busy loop. The
+/// first chunk goes at once, and time the timer oversleeps is credited to the next chunk, so the
+/// average over the file is the rate. After a stall downstream the reader catches up by at
+/// most one chunk, not by the whole stall.
+///
+/// The default chunk size is `rate / 100` bytes (about 100 chunks a second), bounded to
+/// 1 ..= [`MAX_CHUNK_SIZE`]: small enough to keep the flow smooth, large enough that timer
+/// granularity (1 ms) does not matter. With no rate limit it is [`MAX_CHUNK_SIZE`] (64 KiB).
+///
+/// # Inboxes
+///
+/// | name | type | meaning |
+/// |------|------|---------|
+/// | `control` | [`Control`] | `ShutdownMicroprocess` stops reading at once; `ProducerFinished` after the chunk in hand; `Error`/`Notice` pass on to `signal` |
+///
+/// # Outboxes
+///
+/// | name | type | meaning |
+/// |------|------|---------|
+/// | `outbox` | [`Bytes`] | the file's bytes, in order, in chunks of at most `chunk_size` |
+/// | `signal` | [`Control`] | `ProducerFinished` at end of file, or the final message received on `control` |
+///
+/// # Shutdown
+///
+/// At end of file the reader sends `ProducerFinished` on `signal` and ends.
+///
+/// `ShutdownMicroprocess` on `control` stops it promptly — while it waits for the rate, for room
+/// downstream, or for the disk — and is forwarded on `signal` as its final message; the chunk in
+/// hand is dropped. `ProducerFinished` stops it after the chunk in hand has been delivered and is
+/// forwarded likewise. (Kamaelia's reader honours only `shutdownMicroprocess`.) `Error` and
+/// `Notice` are forwarded on `signal` and reading goes on.
+///
+/// # Errors
+///
+/// Each ends the component with a [`FileReaderError`] naming the file, which the runtime reports
+/// on `signal` (as [`Control::Error`]) followed by `ProducerFinished`:
+///
+/// - [`FileReaderError::Open`]: the file is missing, unreadable, or otherwise cannot be opened.
+/// - [`FileReaderError::Read`]: a read failed (for example, the path is a directory).
+/// - [`FileReaderError::ZeroRate`]: `rate(0)` was asked for.
+/// - [`FileReaderError::OutboxClosed`]: the component `outbox` is linked to has ended.
 #[derive(Debug, Clone)]
 pub struct RateControlledFileReader {
     path: PathBuf,

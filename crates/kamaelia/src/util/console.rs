@@ -1,120 +1,5 @@
-//! `ConsoleReader` and `ConsoleEchoer`: standard input into a system, a system's output to
-//! standard output, as raw bytes.
-//!
-//! Kamaelia's `Kamaelia.Util.Console`. Unlike the Python original, both are binary-safe (they
-//! carry [`Bytes`], never `str` or `repr` text), the reader ends cleanly at end of input instead
-//! of killing the process, and the echoer writes everything it was sent before it finishes.
-//!
-//! # Example
-//!
-//! Reading from any [`AsyncRead`] (here a byte string; [`ConsoleReader::new`] reads standard
-//! input) and echoing to any [`AsyncWrite`] (here standard output), the way
-//! `examples/console_echo.rs` wires a terminal:
-//!
-//! ```
-//! use axon::{Component, Control, Inbox, Scheduler};
-//! use bytes::Bytes;
-//! use kamaelia::{ConsoleEchoer, ConsoleReader, ReadMode};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let reader: Component = ConsoleReader::from_reader(&b"one\ntwo\n"[..])
-//!     .read_mode(ReadMode::Lines)
-//!     .into();
-//! let echoer: Component = ConsoleEchoer::new().forwarder(true).into();
-//! let copies = Inbox::<Bytes>::standalone("copies", 8);
-//! let signal = Inbox::<Control>::standalone("signal", 8);
-//! axon::link_refs(&reader.boxref("outbox")?, &echoer.boxref("inbox")?)?;
-//! axon::link_refs(&reader.boxref("signal")?, &echoer.boxref("control")?)?;
-//! axon::link_refs(&echoer.boxref("outbox")?, &copies.boxref())?;
-//! axon::link_refs(&echoer.boxref("signal")?, &signal.boxref())?;
-//!
-//! let report = Scheduler::new()
-//!     .run(async {
-//!         reader.activate();
-//!         echoer.activate();
-//!     })
-//!     .await;
-//! assert!(report.is_ok());
-//! assert_eq!(copies.recv().await, "one\n");
-//! assert_eq!(copies.recv().await, "two\n");
-//! assert!(signal.recv().await.is_producer_finished());
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! # How it works
-//!
-//! **ConsoleReader** reads through a buffer of `chunk_size` bytes (64 KiB by default). In
-//! [`ReadMode::Chunks`] each read becomes one message, whatever it holds; in
-//! [`ReadMode::Lines`] each message is one line including its `\n` (a line longer than
-//! `chunk_size` is sent in pieces, and a last line without `\n` is sent as it is). Reading
-//! standard input uses lines when it is a terminal and chunks otherwise (a pipe or a file).
-//! Each message is sent with backpressure: the reader stops reading while the next component's
-//! inbox is full. At end of input it sends `ProducerFinished` on `signal` and ends.
-//!
-//! Standard input is read by tokio on a blocking thread. A read that is waiting for the
-//! terminal cannot be cancelled: the component ends at once on `ShutdownMicroprocess`, but the
-//! thread stays blocked until the next line (or end of input) arrives.
-//!
-//! **ConsoleEchoer** takes whatever is queued in `inbox` (up to 64 messages at a time), writes
-//! each message's bytes exactly as they are, flushes once, and then, if it is a forwarder, passes
-//! the same messages on to `outbox`.
-//!
-//! # Inboxes
-//!
-//! ConsoleReader:
-//!
-//! | name | type | meaning |
-//! |------|------|---------|
-//! | `control` | [`Control`] | `ProducerFinished` or `ShutdownMicroprocess` stops reading; `Error`/`Notice` pass on to `signal` |
-//!
-//! ConsoleEchoer:
-//!
-//! | name | type | meaning |
-//! |------|------|---------|
-//! | `inbox` | [`Bytes`] | bytes to write to the output, unchanged |
-//! | `control` | [`Control`] | `ProducerFinished` or `ShutdownMicroprocess`: write what is queued, then finish; `Error`/`Notice` pass on to `signal` |
-//!
-//! # Outboxes
-//!
-//! ConsoleReader:
-//!
-//! | name | type | meaning |
-//! |------|------|---------|
-//! | `outbox` | [`Bytes`] | what was read: one line or one chunk per message |
-//! | `signal` | [`Control`] | `ProducerFinished` at end of input, or the final message received on `control` |
-//!
-//! ConsoleEchoer:
-//!
-//! | name | type | meaning |
-//! |------|------|---------|
-//! | `outbox` | [`Bytes`] | with `forwarder(true)`, each message after it was written |
-//! | `signal` | [`Control`] | `Error`/`Notice` from `control`, then the final message received on `control` |
-//!
-//! # Shutdown
-//!
-//! ConsoleReader: `ShutdownMicroprocess` ends it promptly, even while it waits for room
-//! downstream (the message in hand is dropped). `ProducerFinished` ends it after the message in
-//! hand is delivered. Either is forwarded on `signal` as its final message. End of input sends
-//! `ProducerFinished`.
-//!
-//! ConsoleEchoer: `ProducerFinished` and `ShutdownMicroprocess` both make it write everything
-//! already queued in `inbox`, flush, and forward the message on `signal` as its final message.
-//! (Messages arriving after that are reported by the runtime as undelivered.) It never ends on
-//! its own.
-//!
-//! `Error` and `Notice` on `control` are forwarded on `signal` by both, which keep going.
-//!
-//! # Errors
-//!
-//! Each ends the component with a [`ConsoleError`], which the runtime reports on `signal`
-//! (as [`Control::Error`]) followed by `ProducerFinished`:
-//!
-//! - [`ConsoleError::Read`]: reading the input failed.
-//! - [`ConsoleError::BrokenPipe`]: the output was closed by its reader (e.g. `| head`).
-//! - [`ConsoleError::Write`]: writing the output failed otherwise.
-//! - [`ConsoleError::OutboxClosed`]: the component `outbox` is linked to has ended.
+//! ConsoleReader and ConsoleEchoer: standard input into a system, a system's output to standard
+//! output, as raw bytes.
 
 use std::fmt;
 use std::io::{self, IsTerminal};
@@ -155,8 +40,82 @@ pub enum ReadMode {
 }
 
 /// Kamaelia's `ConsoleReader`: sends what it reads from standard input (or any [`AsyncRead`]) on
-/// `outbox` as [`Bytes`]. Turn it into a [`Component`] with `.into()`. See the
-/// [module documentation](self).
+/// `outbox` as [`Bytes`]. Turn it into a [`Component`] with `.into()`.
+///
+/// Python's `Kamaelia.Util.Console.ConsoleReader` sends each line as `str` and, at end of input,
+/// raises `EOFError` and takes the process down. This one is binary-safe and ends cleanly: end of
+/// input is `ProducerFinished`.
+///
+/// # Example
+///
+/// Reading a byte string ([`ConsoleReader::new`] reads standard input; `examples/console_echo.rs`
+/// wires it to a [`ConsoleEchoer`]):
+///
+/// ```
+/// use axon::{Component, Control, Inbox, Scheduler};
+/// use bytes::Bytes;
+/// use kamaelia::{ConsoleReader, ReadMode};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let reader: Component = ConsoleReader::from_reader(&b"one\ntwo\n"[..])
+///     .read_mode(ReadMode::Lines)
+///     .into();
+/// let lines = Inbox::<Bytes>::standalone("lines", 8);
+/// let signal = Inbox::<Control>::standalone("signal", 8);
+/// axon::link_refs(&reader.boxref("outbox")?, &lines.boxref())?;
+/// axon::link_refs(&reader.boxref("signal")?, &signal.boxref())?;
+///
+/// let report = Scheduler::new().run(async { reader.activate(); }).await;
+/// assert!(report.is_ok());
+/// assert_eq!(lines.recv().await, "one\n");
+/// assert_eq!(lines.recv().await, "two\n");
+/// assert!(signal.recv().await.is_producer_finished());
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # How it works
+///
+/// It reads through a buffer of `chunk_size` bytes (64 KiB by default). In [`ReadMode::Chunks`]
+/// each read becomes one message, whatever it holds; in [`ReadMode::Lines`] each message is one
+/// line including its `\n` (a line longer than `chunk_size` is sent in pieces, and a last line
+/// without `\n` is sent as it is). Standard input is read in lines when it is a terminal and in
+/// chunks otherwise (a pipe or a file). Each message is sent with backpressure: the reader stops
+/// reading while the next component's inbox is full. At end of input it sends
+/// `ProducerFinished` on `signal` and ends.
+///
+/// Standard input is read by tokio on a blocking thread. A read that is waiting for the terminal
+/// cannot be cancelled: the component ends at once on `ShutdownMicroprocess`, but that thread
+/// stays blocked until the next line (or end of input) arrives.
+///
+/// # Inboxes
+///
+/// | name | type | meaning |
+/// |------|------|---------|
+/// | `control` | [`Control`] | `ProducerFinished` or `ShutdownMicroprocess` stops reading; `Error`/`Notice` pass on to `signal` |
+///
+/// # Outboxes
+///
+/// | name | type | meaning |
+/// |------|------|---------|
+/// | `outbox` | [`Bytes`] | what was read: one line or one chunk per message |
+/// | `signal` | [`Control`] | `ProducerFinished` at end of input, or the final message received on `control` |
+///
+/// # Shutdown
+///
+/// `ShutdownMicroprocess` ends it promptly, even while it waits for input or for room downstream
+/// (the message in hand is dropped). `ProducerFinished` ends it after the message in hand is
+/// delivered. Either is forwarded on `signal` as its final message. `Error` and `Notice` are
+/// forwarded on `signal` and reading goes on.
+///
+/// # Errors
+///
+/// Each ends the component with a [`ConsoleError`], which the runtime reports on `signal` (as
+/// [`Control::Error`]) followed by `ProducerFinished`:
+///
+/// - [`ConsoleError::Read`]: reading the input failed.
+/// - [`ConsoleError::OutboxClosed`]: the component `outbox` is linked to has ended.
 pub struct ConsoleReader {
     reader: Option<Reader>,
     mode: Option<ReadMode>,
@@ -164,8 +123,75 @@ pub struct ConsoleReader {
 }
 
 /// Kamaelia's `ConsoleEchoer`: writes the [`Bytes`] it receives to standard output (or any
-/// [`AsyncWrite`]), byte for byte. Turn it into a [`Component`] with `.into()`. See the
-/// [module documentation](self).
+/// [`AsyncWrite`]), byte for byte. Turn it into a [`Component`] with `.into()`.
+///
+/// Python's `Kamaelia.Util.Console.ConsoleEchoer` writes `str(data)` (so bytes come out as
+/// `b'...'`) and ends on any control message. This one writes the bytes themselves and writes
+/// everything it was sent before it finishes.
+///
+/// # Example
+///
+/// ```
+/// use axon::{Component, Control, Inbox, Outbox, Scheduler};
+/// use bytes::Bytes;
+/// use kamaelia::ConsoleEchoer;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let echoer: Component = ConsoleEchoer::new().forwarder(true).into();
+/// let data = Outbox::<Bytes>::standalone("data");
+/// let control = Outbox::<Control>::standalone("control");
+/// let copies = Inbox::<Bytes>::standalone("copies", 8);
+/// axon::link_refs(&data.boxref(), &echoer.boxref("inbox")?)?;
+/// axon::link_refs(&control.boxref(), &echoer.boxref("control")?)?;
+/// axon::link_refs(&echoer.boxref("outbox")?, &copies.boxref())?;
+///
+/// data.send(Bytes::from_static(b"hello, stdout\n")).await?;
+/// control.send(Control::producer_finished()).await?;
+/// let report = Scheduler::new().run(async { echoer.activate(); }).await;
+/// assert!(report.is_ok());
+/// assert_eq!(copies.recv().await, "hello, stdout\n");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # How it works
+///
+/// It takes whatever is queued in `inbox` (up to 64 messages at a time), writes each message's
+/// bytes exactly as they are, flushes once, and then, if it is a forwarder, passes the same
+/// messages on to `outbox`.
+///
+/// # Inboxes
+///
+/// | name | type | meaning |
+/// |------|------|---------|
+/// | `inbox` | [`Bytes`] | bytes to write to the output, unchanged |
+/// | `control` | [`Control`] | `ProducerFinished` or `ShutdownMicroprocess`: write what is queued, then finish; `Error`/`Notice` pass on to `signal` |
+///
+/// # Outboxes
+///
+/// | name | type | meaning |
+/// |------|------|---------|
+/// | `outbox` | [`Bytes`] | with `forwarder(true)`, each message after it was written |
+/// | `signal` | [`Control`] | `Error`/`Notice` from `control`, then the final message received on `control` |
+///
+/// # Shutdown
+///
+/// It never ends on its own. `ProducerFinished` and `ShutdownMicroprocess` both make it write
+/// everything already queued in `inbox`, flush, and forward the message on `signal` as its final
+/// message; messages arriving after that are reported by the runtime as undelivered. (After
+/// `ShutdownMicroprocess` a forwarder passes on only what fits downstream without waiting.)
+/// `Error` and `Notice` are forwarded on `signal` and it keeps going.
+///
+/// # Errors
+///
+/// Each ends the component with a [`ConsoleError`], which the runtime reports on `signal` (as
+/// [`Control::Error`]) followed by `ProducerFinished`:
+///
+/// - [`ConsoleError::BrokenPipe`]: the output was closed by its reader (e.g. `| head`).
+/// - [`ConsoleError::Write`]: writing or flushing the output failed otherwise.
+/// - [`ConsoleError::OutboxClosed`]: as a forwarder, the component `outbox` is linked to has
+///   ended.
 pub struct ConsoleEchoer {
     writer: Option<Writer>,
     forwarder: bool,

@@ -13,7 +13,7 @@ pub use one_shot::{OneShot, OneShotError};
 #[cfg(test)]
 pub(crate) fn assert_box_docs(c: &axon::Component, source: &str) {
     for spec in c.boxes() {
-        let row = format!("//! | `{}` | ", spec.name);
+        let row = format!("/// | `{}` | ", spec.name);
         let cell = format!(" | {} |", spec.description);
         assert!(
             source

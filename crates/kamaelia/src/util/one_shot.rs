@@ -1,61 +1,4 @@
-//! `OneShot`: sends one message, then `ProducerFinished`, and ends.
-//!
-//! Kamaelia's `Kamaelia.Util.OneShot`, typically the first stage of a pipeline that needs a single
-//! request, a single greeting or a canned answer.
-//!
-//! # Example
-//!
-//! ```
-//! use axon::{Component, Control, Inbox, Scheduler};
-//! use kamaelia::OneShot;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let shot: Component = OneShot::new("hello").into();
-//! let sink = Inbox::<&str>::standalone("sink", 4);
-//! let signal = Inbox::<Control>::standalone("signal", 4);
-//! axon::link_refs(&shot.boxref("outbox")?, &sink.boxref())?;
-//! axon::link_refs(&shot.boxref("signal")?, &signal.boxref())?;
-//!
-//! let report = Scheduler::new().run(async { shot.activate(); }).await;
-//! assert!(report.is_ok());
-//! assert_eq!(sink.recv().await, "hello");
-//! assert!(signal.recv().await.is_producer_finished());
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! # How it works
-//!
-//! The main routine sends the message on `outbox`, waiting for room if the inbox it is linked to
-//! is full, then sends `ProducerFinished` on `signal` and returns. If `outbox` is not linked yet
-//! the message waits in it and is handed on when it is linked.
-//!
-//! # Inboxes
-//!
-//! | name | type | meaning |
-//! |------|------|---------|
-//! | `control` | [`Control`] | ignored, as in Kamaelia, except `ShutdownMicroprocess` while the send waits for room |
-//!
-//! # Outboxes
-//!
-//! | name | type | meaning |
-//! |------|------|---------|
-//! | `outbox` | `T` | the message, once |
-//! | `signal` | [`Control`] | `ProducerFinished` after the message |
-//!
-//! # Shutdown
-//!
-//! OneShot ends by itself. Control messages are not read, with one exception Kamaelia lacks: if
-//! the send is waiting for room (the receiver is slow or the outbox is unlinked and full) a
-//! `ShutdownMicroprocess` abandons the message and is sent on `signal` as the final message, so
-//! a stuck OneShot can always be stopped. `Error` and `Notice` messages seen during that wait are
-//! forwarded on `signal`.
-//!
-//! # Errors
-//!
-//! [`OneShotError::OutboxClosed`] if the component `outbox` is linked to has already ended; the
-//! runtime reports it on `signal`, followed by `ProducerFinished`.
+//! OneShot: one message, then `ProducerFinished`.
 
 use std::fmt;
 
@@ -68,9 +11,65 @@ const CONTROL: &str =
 const OUTBOX: &str = "the message, once";
 const SIGNAL: &str = "`ProducerFinished` after the message";
 
-/// Kamaelia's `OneShot(msg)`: a component that sends `msg` on `outbox`, then `ProducerFinished`
-/// on `signal`, and ends. Turn it into a [`Component`] with `.into()`. See the
-/// [module documentation](self).
+/// Kamaelia's `OneShot(msg)`: sends one message, then `ProducerFinished`, and ends. Turn it
+/// into a [`Component`] with `.into()`.
+///
+/// Python's `Kamaelia.Util.OneShot`; typically the first stage of a pipeline that needs a single
+/// request, a single greeting or a canned answer.
+///
+/// # Example
+///
+/// ```
+/// use axon::{Component, Control, Inbox, Scheduler};
+/// use kamaelia::OneShot;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let shot: Component = OneShot::new("hello").into();
+/// let sink = Inbox::<&str>::standalone("sink", 4);
+/// let signal = Inbox::<Control>::standalone("signal", 4);
+/// axon::link_refs(&shot.boxref("outbox")?, &sink.boxref())?;
+/// axon::link_refs(&shot.boxref("signal")?, &signal.boxref())?;
+///
+/// let report = Scheduler::new().run(async { shot.activate(); }).await;
+/// assert!(report.is_ok());
+/// assert_eq!(sink.recv().await, "hello");
+/// assert!(signal.recv().await.is_producer_finished());
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # How it works
+///
+/// The main routine sends the message on `outbox`, waiting for room if the inbox it is linked to
+/// is full, then sends `ProducerFinished` on `signal` and returns. If `outbox` is not linked yet
+/// the message waits in it and is handed on when it is linked.
+///
+/// # Inboxes
+///
+/// | name | type | meaning |
+/// |------|------|---------|
+/// | `control` | [`Control`] | ignored, as in Kamaelia, except `ShutdownMicroprocess` while the send waits for room |
+///
+/// # Outboxes
+///
+/// | name | type | meaning |
+/// |------|------|---------|
+/// | `outbox` | `T` | the message, once |
+/// | `signal` | [`Control`] | `ProducerFinished` after the message |
+///
+/// # Shutdown
+///
+/// OneShot ends by itself. Control messages are not read, with one exception Kamaelia lacks: if
+/// the send is waiting for room (the receiver is slow or the outbox is unlinked and full) a
+/// `ShutdownMicroprocess` abandons the message and is sent on `signal` as the final message, so
+/// a stuck OneShot can always be stopped. `Error` and `Notice` messages seen during that wait are
+/// forwarded on `signal`.
+///
+/// # Errors
+///
+/// [`OneShotError::OutboxClosed`] if the component `outbox` is linked to has already ended; the
+/// runtime reports it on `signal`, followed by `ProducerFinished`.
 #[derive(Debug, Clone)]
 pub struct OneShot<T> {
     msg: T,

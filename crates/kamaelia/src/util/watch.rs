@@ -60,7 +60,7 @@ impl<'a> ControlWatch<'a> {
 
     /// Sends `msg` on `out`, waiting while the destination is full and handling control meanwhile.
     /// `ProducerFinished` does not interrupt the wait (the message in hand is still delivered);
-    /// `ShutdownMicroprocess` does.
+    /// `ShutdownMicroprocess` does, and after it a message is sent only if there is room at once.
     pub(crate) async fn send<T: Send + 'static>(
         &mut self,
         out: &Outbox<T>,
@@ -69,13 +69,13 @@ impl<'a> ControlWatch<'a> {
         let control = self.control;
         let mut msg = msg;
         loop {
-            if self.shutdown_requested() {
-                return Err(Undelivered::Shutdown);
-            }
             match out.try_send(msg) {
                 Ok(()) => return Ok(()),
                 Err(TrySendError::Closed(_)) => return Err(Undelivered::Closed),
                 Err(TrySendError::Full(m) | TrySendError::Unlinked(m)) => msg = m,
+            }
+            if self.shutdown_requested() {
+                return Err(Undelivered::Shutdown);
             }
             tokio::select! {
                 biased;

@@ -1,0 +1,234 @@
+//! Bounded inboxes: a slow reader holds its producer back, and failed sends hand the message
+//! back (docs/semantics.md §3).
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axon::{
+    link, link_refs, Component, Control, Inbox, Outbox, Scheduler, SendError, TrySendError,
+};
+use support::{soon, vm_rss_kib, within};
+
+const MESSAGE: usize = 64 * 1024;
+const MESSAGES: usize = 16 * 1024; // 16 Ki x 64 KiB = 1 GiB offered in total
+const CAPACITY: usize = 16;
+const RSS_LIMIT_KIB: u64 = 200 * 1024;
+
+/// §3 (bounded inboxes, send waits): a producer offers 1 GiB (16 384 messages of 64 KiB, every
+/// page written) to a consumer that reads slowly. The producer is held back by the consumer's
+/// inbox: the inbox never holds more than its capacity, and the process's resident memory,
+/// sampled throughout, stays under 200 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_bounds_memory_while_1_gib_is_offered() {
+    within("1 GiB through a 16-message inbox", async {
+        let mut b = Component::build("BigProducer");
+        let out = b.outbox::<Vec<u8>>("outbox", "64 KiB blocks");
+        let signal = b.signal();
+        b.control();
+        let producer = b.main(move |_cx| async move {
+            for i in 0..MESSAGES {
+                out.send(vec![i as u8; MESSAGE]).await?;
+            }
+            signal.send(Control::producer_finished()).await?;
+            Ok(())
+        });
+
+        let fullest = Arc::new(AtomicU64::new(0));
+        let received = Arc::new(AtomicU64::new(0));
+        let mut b = Component::build("SlowReader");
+        let inbox = b.inbox_with_capacity::<Vec<u8>>("inbox", "64 KiB blocks", CAPACITY);
+        let control = b.control();
+        b.signal();
+        let consumer = b.main({
+            let fullest = fullest.clone();
+            let received = received.clone();
+            move |_cx| async move {
+                let mut n = 0usize;
+                let check = |m: &Vec<u8>, n: usize| {
+                    assert_eq!(m.len(), MESSAGE);
+                    assert!(
+                        m[0] == n as u8 && m[MESSAGE - 1] == n as u8,
+                        "block {n} out of order"
+                    );
+                    received.store(n as u64 + 1, Ordering::Relaxed);
+                };
+                loop {
+                    fullest.fetch_max(inbox.len() as u64, Ordering::Relaxed);
+                    tokio::select! {
+                        m = inbox.recv() => {
+                            check(&m, n);
+                            n += 1;
+                            // Pacing, not synchronisation: read slower than the producer writes.
+                            if n % 32 == 0 {
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                            } else {
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                        c = control.recv() => if c.is_final() {
+                            while let Some(m) = inbox.try_recv() {
+                                check(&m, n);
+                                n += 1;
+                            }
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        });
+        let queue = consumer.boxref("inbox").unwrap();
+        link_refs(&producer.boxref("outbox").unwrap(), &queue).unwrap();
+        link_refs(
+            &producer.boxref("signal").unwrap(),
+            &consumer.boxref("control").unwrap(),
+        )
+        .unwrap();
+
+        let done = Arc::new(AtomicBool::new(false));
+        let sampler = tokio::spawn({
+            let done = done.clone();
+            let queue = queue.clone();
+            async move {
+                let (mut rss, mut queued) = (0u64, 0usize);
+                let mut tick = tokio::time::interval(Duration::from_millis(5));
+                while !done.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    rss = rss.max(vm_rss_kib());
+                    queued = queued.max(queue.queued());
+                }
+                (rss, queued)
+            }
+        });
+        let before = vm_rss_kib();
+        let report = Scheduler::new()
+            .run(async {
+                producer.activate();
+                consumer.activate();
+            })
+            .await;
+        done.store(true, Ordering::Relaxed);
+        let (peak_rss, peak_sampled) = sampler.await.unwrap();
+        eprintln!(
+            "1 GiB offered: peak RSS {} MiB (before {} MiB), fullest inbox {}/{CAPACITY}",
+            peak_rss / 1024,
+            before / 1024,
+            fullest.load(Ordering::Relaxed)
+        );
+        assert!(report.is_ok(), "{:?}", report.failures);
+        assert_eq!(received.load(Ordering::Relaxed), MESSAGES as u64);
+        let fullest = fullest.load(Ordering::Relaxed) as usize;
+        assert!(
+            fullest <= CAPACITY && peak_sampled <= CAPACITY,
+            "inbox held {fullest} / {peak_sampled}"
+        );
+        assert_eq!(
+            fullest, CAPACITY,
+            "the producer was never held back: the test did not test"
+        );
+        assert!(
+            peak_rss < RSS_LIMIT_KIB,
+            "resident memory peaked at {} MiB (was {} MiB before the run)",
+            peak_rss / 1024,
+            before / 1024
+        );
+    })
+    .await;
+}
+
+/// §3 (try_send hands back Full): `try_send` into a full inbox returns `Full` with the message;
+/// `ready` then waits until the inbox has room.
+#[tokio::test]
+async fn try_send_into_a_full_inbox_hands_the_message_back() {
+    let out = Outbox::<String>::standalone("out");
+    let inbox = Inbox::<String>::standalone("in", 2);
+    link(&out, &inbox).unwrap();
+    out.try_send("a".into()).unwrap();
+    out.try_send("b".into()).unwrap();
+    match out.try_send("c".into()) {
+        Err(TrySendError::Full(m)) => assert_eq!(m, "c"),
+        other => panic!("expected Full, got {other:?}"),
+    }
+    assert_eq!(inbox.len(), 2);
+
+    let ready = tokio::spawn({
+        let out = out.clone();
+        async move { out.ready().await }
+    });
+    tokio::task::yield_now().await;
+    assert!(!ready.is_finished(), "ready waits while the inbox is full");
+    assert_eq!(inbox.recv().await, "a");
+    soon("ready once there is room", ready).await.unwrap();
+    out.try_send("c".into()).unwrap();
+    assert_eq!(inbox.recv().await, "b");
+    assert_eq!(inbox.recv().await, "c");
+}
+
+/// A component with an inbox it never reads, ending on its first control message.
+fn non_reader(capacity: usize) -> Component {
+    let mut b = Component::build("NonReader");
+    b.inbox_with_capacity::<u64>("inbox", "never read", capacity);
+    let control = b.control();
+    b.main(move |_cx| async move {
+        control.recv().await;
+        Ok(())
+    })
+}
+
+/// §3 (Closed): once the component owning the destination inbox has ended, `send` fails with
+/// `SendError` handing the message back, `try_send` says `Closed`, and what was left in the inbox
+/// is reported in the component's exit.
+#[tokio::test]
+async fn sending_to_an_ended_component_hands_the_message_back() {
+    within("send to an ended component", async {
+        let c = non_reader(8);
+        let out = Outbox::<u64>::standalone("out");
+        link_refs(&out.boxref(), &c.boxref("inbox").unwrap()).unwrap();
+        out.send(1).await.unwrap();
+        out.send(2).await.unwrap();
+        let sched = Scheduler::new();
+        let report = sched
+            .run(async {
+                let h = c.activate();
+                assert!(h.stop());
+                let exit = h.join().await;
+                assert!(exit.failure.is_none());
+                assert_eq!(exit.undelivered, vec![("inbox".into(), 2)]);
+            })
+            .await;
+        assert!(report.is_ok());
+        assert!(out.is_closed());
+        assert_eq!(out.send(7).await, Err(SendError(7)));
+        assert!(matches!(out.try_send(8), Err(TrySendError::Closed(8))));
+    })
+    .await;
+}
+
+/// §3 / §6: a send waiting on a full inbox fails with `SendError`, handing the message back, when
+/// the inbox's component ends instead of reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_send_fails_when_the_reader_ends() {
+    within("reader ends under a waiting sender", async {
+        let c = non_reader(1);
+        let out = Outbox::<u64>::standalone("out");
+        link_refs(&out.boxref(), &c.boxref("inbox").unwrap()).unwrap();
+        out.send(1).await.unwrap();
+        let sched = Scheduler::new();
+        let report = sched
+            .run(async {
+                let h = c.activate();
+                let (waiting, result) = tokio::join!(out.send(2), async {
+                    // The send above cannot complete while the reader lives; stop it.
+                    assert!(h.stop());
+                    h.join().await
+                });
+                assert_eq!(waiting, Err(SendError(2)));
+                assert_eq!(result.undelivered, vec![("inbox".into(), 1)]);
+            })
+            .await;
+        assert!(report.is_ok());
+    })
+    .await;
+}

@@ -1,0 +1,297 @@
+//! RateControlledFileReader against real files: exact content, the rate, errors on `signal`,
+//! and shutdown part way through.
+
+use std::error::Error as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use axon::{Component, ComponentFailure, Control, Inbox, Outbox, RunReport, Scheduler};
+use bytes::Bytes;
+use kamaelia::{FileReaderError, RateControlledFileReader};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tokio::time::{timeout, Instant};
+
+/// The bound on each test (virtual time in the paused tests, where it is also the hang detector).
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A file in the temp directory, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, contents: &[u8]) -> TempFile {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "kamaelia-file-reader-{}-{n}-{tag}",
+            std::process::id()
+        ));
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0; n];
+    rand::thread_rng().fill_bytes(&mut v);
+    v
+}
+
+/// What a run produced: the chunks on `outbox` and everything on `signal`.
+struct Outcome {
+    report: RunReport,
+    chunks: Vec<Bytes>,
+    signals: Vec<Control>,
+}
+
+/// Runs `reader` with its `outbox` and `signal` collected until its final message; `control`, if
+/// given, is linked to the reader's `control` before it starts.
+async fn run(reader: Component, control: Option<&Outbox<Control>>) -> Outcome {
+    let sink = Inbox::<Bytes>::standalone("sink", 64);
+    let signal = Inbox::<Control>::standalone("signal", 64);
+    axon::link_refs(&reader.boxref("outbox").unwrap(), &sink.boxref()).unwrap();
+    axon::link_refs(&reader.boxref("signal").unwrap(), &signal.boxref()).unwrap();
+    if let Some(c) = control {
+        axon::link_refs(&c.boxref(), &reader.boxref("control").unwrap()).unwrap();
+    }
+    let sched = Scheduler::new();
+    let collect = async {
+        let mut chunks = Vec::new();
+        let mut signals = Vec::new();
+        loop {
+            tokio::select! {
+                c = signal.recv() => {
+                    let last = c.is_final();
+                    signals.push(c);
+                    if last {
+                        // Data was sent before the final message, so it is all queued now.
+                        while let Some(b) = sink.try_recv() {
+                            chunks.push(b);
+                        }
+                        return (chunks, signals);
+                    }
+                }
+                b = sink.recv() => chunks.push(b),
+            }
+        }
+    };
+    let (report, (chunks, signals)) = tokio::join!(
+        sched.run(async {
+            reader.activate();
+        }),
+        collect
+    );
+    Outcome {
+        report,
+        chunks,
+        signals,
+    }
+}
+
+/// The reader's own error inside the runtime's `Control::Error`.
+fn reader_error(c: &Control) -> &FileReaderError {
+    let failure = c
+        .error_ref::<ComponentFailure>()
+        .unwrap_or_else(|| panic!("expected an error on signal, got {c}"));
+    failure
+        .source()
+        .and_then(|e| e.downcast_ref::<FileReaderError>())
+        .unwrap_or_else(|| panic!("expected a FileReaderError, got {failure}"))
+}
+
+#[tokio::test]
+async fn the_file_arrives_exactly_and_then_producer_finished() {
+    let data = random_bytes(3 * 1024 * 1024 + 17);
+    let file = TempFile::new("exact", &data);
+    let reader = RateControlledFileReader::new(file.path()).rate(None).into();
+    let out = timeout(LIMIT, run(reader, None)).await.unwrap();
+
+    assert!(out.report.is_ok(), "{:?}", out.report.failures);
+    assert!(out
+        .chunks
+        .iter()
+        .all(|c| !c.is_empty() && c.len() <= 64 * 1024));
+    let got = out.chunks.concat();
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&data));
+    assert!(got == data, "same digest, different bytes");
+    assert_eq!(out.signals.len(), 1);
+    assert!(out.signals[0].is_producer_finished());
+}
+
+#[tokio::test]
+async fn an_empty_file_sends_only_producer_finished() {
+    let file = TempFile::new("empty", b"");
+    let reader = RateControlledFileReader::new(file.path()).into();
+    let out = timeout(LIMIT, run(reader, None)).await.unwrap();
+    assert!(out.report.is_ok());
+    assert!(out.chunks.is_empty());
+    assert_eq!(out.signals.len(), 1);
+    assert!(out.signals[0].is_producer_finished());
+}
+
+/// Paused time: the clock moves only when every task is waiting on a timer. The reads run on
+/// tokio's blocking pool, which holds the paused clock still while they are in flight, so the
+/// elapsed virtual time is exactly the time the reader chose to wait — no more, and (the lower
+/// bound is the point) no less.
+#[tokio::test(start_paused = true)]
+async fn the_average_rate_holds_in_paused_time() {
+    const SIZE: usize = 1_000_000;
+    const RATE: u64 = 100_000;
+    let data = random_bytes(SIZE);
+    let file = TempFile::new("paused-rate", &data);
+    let reader = RateControlledFileReader::new(file.path()).rate(RATE).into();
+    let start = Instant::now();
+    let out = timeout(LIMIT, run(reader, None)).await.unwrap();
+    let elapsed = start.elapsed().as_secs_f64();
+
+    assert!(out.report.is_ok());
+    assert!(out.chunks.concat() == data);
+    assert!(
+        out.chunks.iter().all(|c| c.len() <= 1_000),
+        "rate / 100 per chunk"
+    );
+    let expected = SIZE as f64 / RATE as f64;
+    assert!(
+        (elapsed - expected).abs() <= 0.15 * expected,
+        "{SIZE} bytes at {RATE} B/s took {elapsed:.3}s, expected {expected:.3}s ± 15%"
+    );
+}
+
+/// The same on the real clock, with a modest file: 200 kB at 400 kB/s is half a second.
+#[tokio::test]
+async fn the_average_rate_holds_in_real_time() {
+    const SIZE: usize = 200_000;
+    const RATE: u64 = 400_000;
+    let data = random_bytes(SIZE);
+    let file = TempFile::new("real-rate", &data);
+    let reader = RateControlledFileReader::new(file.path()).rate(RATE).into();
+    let start = std::time::Instant::now();
+    let out = timeout(LIMIT, run(reader, None)).await.unwrap();
+    let elapsed = start.elapsed().as_secs_f64();
+
+    assert!(out.report.is_ok());
+    assert!(out.chunks.concat() == data);
+    let expected = SIZE as f64 / RATE as f64;
+    assert!(
+        (elapsed - expected).abs() <= 0.15 * expected,
+        "{SIZE} bytes at {RATE} B/s took {elapsed:.3}s, expected {expected:.3}s ± 15%"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_file_is_an_error_on_signal_then_producer_finished() {
+    let path = std::env::temp_dir().join(format!(
+        "kamaelia-file-reader-{}-does-not-exist",
+        std::process::id()
+    ));
+    let reader = RateControlledFileReader::new(&path).into();
+    let out = timeout(LIMIT, run(reader, None)).await.unwrap();
+
+    assert!(out.chunks.is_empty());
+    assert_eq!(out.signals.len(), 2, "{:?}", out.signals);
+    let err = reader_error(&out.signals[0]);
+    assert!(matches!(err, FileReaderError::Open { .. }), "{err:?}");
+    assert_eq!(err.path(), path);
+    assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+    let io = err
+        .source()
+        .and_then(|e| e.downcast_ref::<std::io::Error>());
+    assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::NotFound));
+    assert!(out.signals[1].is_producer_finished());
+    assert_eq!(out.report.failures.len(), 1);
+}
+
+#[tokio::test]
+async fn a_directory_is_a_read_error() {
+    let dir = std::env::temp_dir();
+    let reader = RateControlledFileReader::new(&dir).into();
+    let out = timeout(LIMIT, run(reader, None)).await.unwrap();
+    let err = reader_error(&out.signals[0]);
+    assert!(matches!(err, FileReaderError::Read { .. }), "{err:?}");
+    assert!(out.signals[1].is_producer_finished());
+}
+
+#[tokio::test]
+async fn a_zero_rate_is_an_error() {
+    let file = TempFile::new("zero-rate", b"data");
+    let reader = RateControlledFileReader::new(file.path()).rate(0).into();
+    let out = timeout(LIMIT, run(reader, None)).await.unwrap();
+    assert!(matches!(
+        reader_error(&out.signals[0]),
+        FileReaderError::ZeroRate { .. }
+    ));
+    assert!(out.chunks.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_stops_it_mid_file_and_is_its_final_message() {
+    const SIZE: usize = 1_000_000;
+    let data = random_bytes(SIZE);
+    let file = TempFile::new("shutdown", &data);
+    let reader: Component = RateControlledFileReader::new(file.path())
+        .rate(100_000)
+        .into();
+    let sink = Inbox::<Bytes>::standalone("sink", 64);
+    let signal = Inbox::<Control>::standalone("signal", 64);
+    let control = Outbox::<Control>::standalone("control");
+    axon::link_refs(&reader.boxref("outbox").unwrap(), &sink.boxref()).unwrap();
+    axon::link_refs(&reader.boxref("signal").unwrap(), &signal.boxref()).unwrap();
+    axon::link_refs(&control.boxref(), &reader.boxref("control").unwrap()).unwrap();
+
+    let start = Instant::now();
+    let drive = async {
+        // Once data flows, ask it to stop; then take what it sent until its final message.
+        let mut got = vec![sink.recv().await];
+        control.send(Control::notice("still going")).await.unwrap();
+        control.send(Control::shutdown()).await.unwrap();
+        let mut signals = Vec::new();
+        loop {
+            tokio::select! {
+                c = signal.recv() => {
+                    let last = c.is_final();
+                    signals.push(c);
+                    if last { break; }
+                }
+                b = sink.recv() => got.push(b),
+            }
+        }
+        while let Some(b) = sink.try_recv() {
+            got.push(b);
+        }
+        (got.concat(), signals)
+    };
+    let sched = Scheduler::new();
+    let running = sched.run(async {
+        reader.activate();
+    });
+    let (report, (got, signals)) = timeout(LIMIT, async { tokio::join!(running, drive) })
+        .await
+        .unwrap();
+
+    assert!(report.is_ok());
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        !got.is_empty() && got.len() < SIZE / 10,
+        "{} bytes",
+        got.len()
+    );
+    assert_eq!(got[..], data[..got.len()]);
+    assert_eq!(signals.len(), 2, "{signals:?}");
+    assert_eq!(signals[0].payload::<&str>(), Some(&"still going"));
+    assert!(signals[1].is_shutdown());
+}
