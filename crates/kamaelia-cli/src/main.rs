@@ -1,5 +1,79 @@
-//! The `kamaelia` command-line program.
+//! The `kamaelia` command-line program: `connect`, `send`, `serve` and `demo`, each built from
+//! Kamaelia's components (see each module). Arguments become a validated [`flags::Config`]
+//! before anything runs; `main` maps the outcome to an exit status: 0 success, 1 a connection or
+//! TLS failure, 2 a usage error, 130 interrupted.
 
-fn main() {
-    println!("kamaelia: nothing here yet");
+mod connect;
+mod demo;
+mod errors;
+mod events;
+mod flags;
+mod progress;
+mod send;
+mod serve;
+mod session;
+mod starttls;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // clap prints usage errors itself and exits with status 2.
+    let config = match flags::Args::parse().validate() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kamaelia: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(config.output.verbose);
+    let output = config.output;
+    let result = match config.mode {
+        flags::Mode::Connect(ep) => connect::main(ep, output),
+        flags::Mode::Send(cfg) => send::main(cfg, output),
+        flags::Mode::Serve(cfg) => serve::main(cfg, output),
+        flags::Mode::Demo => demo::main(output),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("kamaelia: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The cause chain on one line, each cause once.
+fn chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// Warnings only by default (components log failures at warn, which the event lines already
+/// say in plain words, so those are off too); `--verbose` gives debug; RUST_LOG overrides both.
+fn init_tracing(verbose: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(if verbose {
+            "debug"
+        } else {
+            "error,kamaelia_cli=warn"
+        })
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(verbose)
+        .init();
 }

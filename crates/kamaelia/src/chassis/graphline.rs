@@ -256,17 +256,11 @@ impl Graphline {
                             let _ = out.force_send(msg.clone());
                         }
                     }
-                    msg = child_signals.recv() => {
-                        if !signal_fed && !msg.is_final() {
-                            let _ = signal.send(msg).await;
-                        }
-                    }
+                    msg = child_signals.recv() => pass_on(&signal, signal_fed, msg).await,
                 }
             }
             while let Some(msg) = child_signals.try_recv() {
-                if !signal_fed && !msg.is_final() {
-                    let _ = signal.send(msg).await;
-                }
+                pass_on(&signal, signal_fed, msg).await;
             }
             if !signal_fed {
                 let last = if shutdown_seen {
@@ -279,6 +273,22 @@ impl Graphline {
             Ok(())
         }))
     }
+}
+
+/// Passes a child's error or notice on the Graphline's `signal`. When a linkage feeds that
+/// `signal`, the Graphline may not add to it: errors are logged instead (the runtime's report
+/// still lists a failed child).
+async fn pass_on(signal: &Outbox<Control>, signal_fed: bool, msg: Control) {
+    if msg.is_final() {
+        return;
+    }
+    if signal_fed {
+        if let Control::Error(e) = &msg {
+            tracing::warn!("a Graphline child reported an error: {e}");
+        }
+        return;
+    }
+    let _ = signal.send(msg).await;
 }
 
 /// The Graphline's own box `name`, created to match `like` if it does not exist yet.

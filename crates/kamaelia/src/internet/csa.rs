@@ -237,13 +237,20 @@ enum Event {
 impl Connection {
     async fn run(&mut self, tls_first: bool) -> HowDied {
         if tls_first {
-            if let Err(how) = self.start_tls(MakeSsl::new()).await {
+            if let Err(how) = self.start_tls(MakeSsl::new(), true).await {
                 return how;
             }
         }
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         loop {
-            if self.finishing && self.send_open && self.outq.is_empty() && self.b.inbox.is_empty() {
+            // A makessl that arrived before the close is honoured first (it may have been sent
+            // before ProducerFinished; separate boxes carry no order between them).
+            if self.finishing
+                && self.send_open
+                && self.outq.is_empty()
+                && self.b.inbox.is_empty()
+                && self.b.makessl.is_empty()
+            {
                 if let Err(how) = self.shut_write().await {
                     return how;
                 }
@@ -291,7 +298,7 @@ impl Connection {
                             .signal
                             .send(Control::error("ConnectedSocketAdapter", TcpError::Tls(e)))
                             .await;
-                    } else if let Err(how) = self.start_tls(m).await {
+                    } else if let Err(how) = self.start_tls(m, false).await {
                         return how;
                     }
                 }
@@ -397,9 +404,11 @@ impl Connection {
             wr.flush().await?;
             wr.shutdown().await
         };
+        // Already finishing: a further ProducerFinished changes nothing.
+        let mut finished = true;
         tokio::select! {
             r = shut => r.map_err(|e| HowDied::Failed(TcpError::io(self.peer, e))),
-            c = wait_shutdown(&b.control, &b.signal) => Err(self.dropped_after(c)),
+            c = wait_shutdown(&b.control, &b.signal, &mut finished) => Err(self.dropped_after(c)),
         }
     }
 
@@ -408,15 +417,18 @@ impl Connection {
     }
 
     /// Flushes plaintext, checks nothing unread is pending (client), and runs the handshake.
-    async fn start_tls(&mut self, m: MakeSsl) -> Result<(), HowDied> {
+    async fn start_tls(&mut self, m: MakeSsl, first: bool) -> Result<(), HowDied> {
         let Some(role) = self.tls.clone() else {
             return Err(HowDied::Failed(TcpError::Tls(TlsError::Config(
                 "this connection has no TLS configuration".into(),
             ))));
         };
-        // Everything queued before makessl goes out in plaintext first.
-        while let Some(d) = self.b.inbox.try_recv() {
-            self.outq.push_back(d);
+        // Everything queued before makessl goes out in plaintext first, unless TLS comes first
+        // (then nothing has been taken from the inbox yet, and all of it waits for TLS).
+        if !first {
+            while let Some(d) = self.b.inbox.try_recv() {
+                self.outq.push_back(d);
+            }
         }
         if let Some(reply) = m.reply {
             self.outq.push_back(reply);
@@ -434,10 +446,12 @@ impl Connection {
             wr.flush().await
         };
         let b = &self.b;
+        let mut finished = false;
         tokio::select! {
             r = flush => r.map_err(|e| HowDied::Failed(TcpError::io(peer, e)))?,
-            c = wait_shutdown(&b.control, &b.signal) => return Err(self.dropped_after(c)),
+            c = wait_shutdown(&b.control, &b.signal, &mut finished) => return Err(self.dropped_after(c)),
         }
+        self.finishing |= finished;
         self.needs_flush = false;
         let conn = rd.unsplit(wr);
         let Conn::Plain(mut sock) = conn else {
@@ -471,10 +485,12 @@ impl Connection {
                 }
             }
         };
+        let mut finished = false;
         let result = tokio::select! {
             r = handshake => r,
-            c = wait_shutdown(&b.control, &b.signal) => return Err(self.dropped_after(c)),
+            c = wait_shutdown(&b.control, &b.signal, &mut finished) => return Err(self.dropped_after(c)),
         };
+        self.finishing |= finished;
         match result {
             Ok((conn, info)) => {
                 self.is_tls = true;
@@ -504,14 +520,20 @@ impl Connection {
 }
 
 /// Waits for ShutdownMicroprocess on `control`, forwarding errors and notices and noting
-/// ProducerFinished (which changes nothing in the middle of a flush or handshake).
-async fn wait_shutdown(control: &Inbox<Control>, signal: &Outbox<Control>) -> Control {
+/// ProducerFinished in `finished` (it takes effect once the flush or handshake is over).
+async fn wait_shutdown(
+    control: &Inbox<Control>,
+    signal: &Outbox<Control>,
+    finished: &mut bool,
+) -> Control {
     loop {
         let c = control.recv().await;
         if c.is_shutdown() {
             return c;
         }
-        if !c.is_final() {
+        if c.is_producer_finished() {
+            *finished = true;
+        } else {
             let _ = signal.send(c).await;
         }
     }

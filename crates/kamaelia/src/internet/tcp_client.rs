@@ -70,7 +70,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// its own `inbox`, `makessl` and `control` pass straight through to the CSA's, the CSA's
 /// `outbox` and `sslready` come out as its own, and the CSA's `CreatorFeedback` (and `signal`)
 /// feed its `_socketFeedback`. Everything sent to `inbox` before the connection was up moves to
-/// the CSA in order and is sent first. It then waits for the CSA's [`SocketShutdown`] and sends
+/// the CSA in order and is sent first — after the TLS handshake if a `makessl` was queued too
+/// (as in the page's SSL example, where OneShot sends it at once), so that nothing queued goes
+/// out in plaintext. It then waits for the CSA's [`SocketShutdown`] and sends
 /// exactly one final message on `signal`.
 ///
 /// *Our additions*: `family`, `tls` settings, `nodelay`, `on_finish` (Kamaelia's
@@ -290,23 +292,31 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
     if cfg.nodelay {
         let _ = stream.set_nodelay(true);
     }
-    if let Ok(local) = stream.local_addr() {
-        let _ = b
-            .signal
-            .send(Control::notice(Connected { peer, local }))
-            .await;
-    }
+    let local = stream.local_addr();
 
     let role = TlsRole::Client {
         settings: cfg.tls.clone(),
         host: cfg.host.clone(),
     };
-    let csa = ConnectedSocketAdapter::new(stream, peer, Some(role), cfg.on_finish);
+    // A makessl that was queued before the connection was up runs first: whatever else was
+    // queued cannot be ordered against it (they are different boxes), so none of it may go out
+    // in plaintext.
+    let tls_first = b.makessl.try_recv().is_some();
+    let csa =
+        ConnectedSocketAdapter::with_options(stream, peer, Some(role), cfg.on_finish, tls_first);
     wire(&b, &csa)?;
     if finishing {
         let _ = b.csa_control.send(Control::producer_finished()).await;
     }
     let csa = cx.activate(csa);
+    // Announced once the CSA owns the connection: from here on, data sent before a makessl goes
+    // out in plaintext first.
+    if let Ok(local) = local {
+        let _ = b
+            .signal
+            .send(Control::notice(Connected { peer, local }))
+            .await;
+    }
 
     let how = loop {
         let c = b.feedback.recv().await;

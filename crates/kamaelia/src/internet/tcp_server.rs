@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axon::{link_refs, Component, Context, Control, Inbox, MainResult, Outbox};
+use axon::{link_refs, Component, Context, Control, Inbox, MainResult, Outbox, TrySendError};
 use tokio::task::JoinSet;
 
 use super::csa::{ConnectedSocketAdapter, OnFinish, TlsRole};
@@ -208,7 +208,7 @@ async fn run(
                 if c.is_final() {
                     break c;
                 }
-                let _ = signal.send(c).await;
+                report(&signal, &label, c).await;
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
@@ -219,7 +219,7 @@ async fn run(
                             supervisors.spawn(supervisor);
                         }
                         Err(e) => {
-                            let _ = signal.send(Control::error(label.clone(), e)).await;
+                            report(&signal, &label, Control::error(label.clone(), e)).await;
                         }
                     }
                 }
@@ -243,8 +243,24 @@ async fn run(
         csa.join().await;
         proto.join().await;
     }
-    let _ = signal.send(last).await;
+    // Forced: the final message must not wait on a signal nobody reads.
+    let _ = signal.force_send(last);
     Ok(())
+}
+
+/// Sends a notice or an error on `signal` without letting a signal that nobody reads stall
+/// the server: a full destination is waited for (backpressure), but when nothing is linked and
+/// the outbox's own buffer is full the message is dropped, with a warning.
+async fn report(signal: &Outbox<Control>, label: &str, c: Control) {
+    match signal.try_send(c) {
+        Ok(()) | Err(TrySendError::Closed(_)) => {}
+        Err(TrySendError::Full(c)) => {
+            let _ = signal.send(c).await;
+        }
+        Err(TrySendError::Unlinked(c)) => {
+            tracing::warn!(server = %label, "signal is not linked and its buffer is full; dropped: {c}");
+        }
+    }
 }
 
 type Started = (
@@ -309,7 +325,7 @@ fn start_connection(
             } else if c.payload::<ShutdownCsa>().is_some() || c.is_final() {
             } else if let Control::Error(e) = &c {
                 tracing::debug!(server = %label, "connection error: {e}");
-                let _ = signal.send(c).await;
+                report(&signal, &label, c).await;
             }
         }
     });

@@ -1,0 +1,462 @@
+//! Command-line flags: clap turns the raw arguments into [`Args`], and [`Args::validate`] turns
+//! those into a [`Config`] that every command trusts. Nothing runs before validation passes;
+//! a validation failure is a usage error (exit status 2).
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kamaelia::internet::{Family, ServerTls, TlsSettings, Trust, DEFAULT_CONNECT_TIMEOUT};
+
+/// The raw arguments, as clap parses them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kamaelia",
+    version,
+    about = "Talk to TCP and TLS servers with Kamaelia's components (netcat / openssl s_client style)",
+    long_about = "Talk to TCP and TLS servers with Kamaelia's components.\n\n\
+        connect: stdin to the server, the server to stdout (byte-exact), TLS or STARTTLS on request.\n\
+        send:    a file to a server at a controlled rate.\n\
+        serve:   an echo or discard server, plain, TLS or STARTTLS.\n\
+        demo:    the two examples of Kamaelia's TCPClient page against a local server, offline.\n\n\
+        Without a command, runs the demo.\n\
+        Exit status: 0 success, 1 a connection or TLS failure, 2 a usage error, 130 interrupted."
+)]
+pub(crate) struct Args {
+    /// Tracing detail on stderr (RUST_LOG overrides the filter).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    /// Print each message the components send on their signal boxes as a JSON line on stderr
+    /// (instead of the event lines).
+    #[arg(long, global = true)]
+    json_events: bool,
+    /// No event lines on stderr (failures are still reported).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Connect to HOST PORT: stdin goes to the server, what the server sends goes to stdout.
+    Connect {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Send FILE ("-" for stdin) to HOST PORT, half-close, and wait for the server to close.
+    Send {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The file to send; "-" reads standard input.
+        file: PathBuf,
+        /// Bytes per second (k, M, G suffixes: 200k, 1.5M); default unlimited.
+        #[arg(long, value_name = "BYTES_PER_SEC", value_parser = parse_rate)]
+        rate: Option<u64>,
+        /// The largest message handed to the connection (k, M suffixes welcome).
+        #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+        chunk_size: Option<usize>,
+        #[command(flatten)]
+        tls: TlsArgs,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Listen on PORT (0 picks a free one) and echo or discard; prints the bound address.
+    Serve {
+        /// The port to listen on; 0 picks a free one.
+        #[arg(value_parser = parse_port_or_zero)]
+        port: u16,
+        /// The address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: IpAddr,
+        /// Send back everything received (the default).
+        #[arg(long, conflicts_with = "discard")]
+        echo: bool,
+        /// Read and throw away everything received.
+        #[arg(long)]
+        discard: bool,
+        /// The PEM certificate chain, for TLS.
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<PathBuf>,
+        /// The PEM private key, for TLS.
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
+        /// Speak plaintext until the client asks for STARTTLS (greeting, EHLO, STARTTLS), then
+        /// TLS; needs --cert and --key.
+        #[arg(long, requires = "cert")]
+        starttls: bool,
+    },
+    /// The embedded demo: a local server, the page's two examples, a report. Offline.
+    Demo,
+}
+
+#[derive(Debug, clap::Args)]
+struct TargetArgs {
+    /// The server: a name or an IP address (IPv6 with or without brackets).
+    host: String,
+    /// The port, 1-65535.
+    #[arg(value_parser = parse_port)]
+    port: u16,
+}
+
+#[derive(Debug, clap::Args)]
+struct TlsArgs {
+    /// Switch to TLS as soon as connected (the page's OneShot(MakeSsl) -> makessl).
+    #[arg(long)]
+    tls: bool,
+    /// Speak this protocol up to its STARTTLS command, then switch to TLS.
+    #[arg(long, value_name = "PROTO", conflicts_with = "tls")]
+    starttls: Option<StartTlsProto>,
+    /// Trust this PEM CA (default: the built-in Mozilla roots).
+    #[arg(long, value_name = "FILE", conflicts_with = "system_roots")]
+    ca: Option<PathBuf>,
+    /// Trust the operating system's certificate store.
+    #[arg(long)]
+    system_roots: bool,
+    /// The name to verify the certificate against (default: HOST).
+    #[arg(long, value_name = "NAME")]
+    servername: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ConnArgs {
+    /// Wait this long before connecting (fractions allowed: 0.5).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    delay: Option<Duration>,
+    /// Give up connecting after this long (default 60; fractions allowed).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    connect_timeout: Option<Duration>,
+    /// IPv4 only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// IPv6 only.
+    #[arg(short = '6')]
+    ipv6: bool,
+}
+
+/// A protocol `--starttls` knows how to speak up to the switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StartTlsProto {
+    /// SMTP: EHLO, STARTTLS, 220.
+    Smtp,
+    /// IMAP: a1 STARTTLS, a1 OK.
+    Imap,
+    /// POP3: STLS, +OK.
+    Pop3,
+}
+
+/// What every command gets: validated settings, nothing left to check.
+pub(crate) struct Config {
+    /// How to report.
+    pub(crate) output: Output,
+    /// What to do.
+    pub(crate) mode: Mode,
+}
+
+/// Reporting options shared by every command.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Output {
+    pub(crate) verbose: bool,
+    pub(crate) json: bool,
+    pub(crate) quiet: bool,
+}
+
+pub(crate) enum Mode {
+    Connect(Endpoint),
+    Send(SendConfig),
+    Serve(ServeConfig),
+    Demo,
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) family: Family,
+    pub(crate) delay: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) tls: Option<TlsMode>,
+}
+
+/// When to switch to TLS, and with which settings.
+#[derive(Debug, Clone)]
+pub(crate) enum TlsMode {
+    /// As soon as connected.
+    Immediate(TlsSettings),
+    /// After the protocol's STARTTLS dialogue.
+    StartTls(StartTlsProto, TlsSettings),
+}
+
+impl TlsMode {
+    pub(crate) fn settings(&self) -> &TlsSettings {
+        match self {
+            TlsMode::Immediate(s) | TlsMode::StartTls(_, s) => s,
+        }
+    }
+}
+
+pub(crate) struct SendConfig {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) source: Source,
+    pub(crate) rate: Option<u64>,
+    pub(crate) chunk_size: Option<usize>,
+}
+
+/// What `send` reads.
+pub(crate) enum Source {
+    /// A file, with its size when it was checked.
+    File { path: PathBuf, size: u64 },
+    /// Standard input.
+    Stdin,
+}
+
+pub(crate) struct ServeConfig {
+    pub(crate) bind: SocketAddr,
+    pub(crate) discard: bool,
+    pub(crate) tls: Option<ServeTls>,
+}
+
+pub(crate) struct ServeTls {
+    pub(crate) identity: ServerTls,
+    pub(crate) starttls: bool,
+}
+
+/// Arguments that parse but do not make sense: exit status 2, like clap's own errors.
+#[derive(Debug)]
+pub(crate) struct UsageError(String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+impl Args {
+    /// Checks everything that can be checked before running: files readable, TLS settings
+    /// buildable, combinations meaningful.
+    pub(crate) fn validate(self) -> Result<Config, UsageError> {
+        let output = Output {
+            verbose: self.verbose,
+            json: self.json_events,
+            quiet: self.quiet,
+        };
+        let mode = match self.command {
+            None | Some(Command::Demo) => Mode::Demo,
+            Some(Command::Connect { target, tls, conn }) => {
+                Mode::Connect(endpoint(target, tls, conn)?)
+            }
+            Some(Command::Send {
+                target,
+                file,
+                rate,
+                chunk_size,
+                tls,
+                conn,
+            }) => {
+                let source = if file.as_os_str() == "-" {
+                    Source::Stdin
+                } else {
+                    let meta = std::fs::metadata(&file)
+                        .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
+                    if meta.is_dir() {
+                        return Err(UsageError(format!("{} is a directory", file.display())));
+                    }
+                    std::fs::File::open(&file)
+                        .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
+                    Source::File {
+                        path: file,
+                        size: meta.len(),
+                    }
+                };
+                Mode::Send(SendConfig {
+                    endpoint: endpoint(target, tls, conn)?,
+                    source,
+                    rate,
+                    chunk_size,
+                })
+            }
+            Some(Command::Serve {
+                port,
+                bind,
+                echo: _,
+                discard,
+                cert,
+                key,
+                starttls,
+            }) => {
+                let tls = match (cert, key) {
+                    (Some(cert), Some(key)) => {
+                        let identity = ServerTls::from_pem_files(&cert, &key)
+                            .map_err(|e| UsageError(e.to_string()))?;
+                        identity
+                            .server_config()
+                            .map_err(|e| UsageError(e.to_string()))?;
+                        Some(ServeTls { identity, starttls })
+                    }
+                    _ => None,
+                };
+                Mode::Serve(ServeConfig {
+                    bind: SocketAddr::new(bind, port),
+                    discard,
+                    tls,
+                })
+            }
+        };
+        Ok(Config { output, mode })
+    }
+}
+
+fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint, UsageError> {
+    let family = match (conn.ipv4, conn.ipv6) {
+        (true, _) => Family::V4,
+        (_, true) => Family::V6,
+        _ => Family::Any,
+    };
+    if target.host.is_empty() {
+        return Err(UsageError("the host is empty".into()));
+    }
+    let wants_tls = tls.tls || tls.starttls.is_some();
+    if !wants_tls && (tls.ca.is_some() || tls.system_roots || tls.servername.is_some()) {
+        return Err(UsageError(
+            "--ca, --system-roots and --servername need --tls or --starttls".into(),
+        ));
+    }
+    let tls_mode = if wants_tls {
+        let mut settings = TlsSettings::new();
+        if let Some(ca) = tls.ca {
+            settings = settings.with_trust(Trust::PemFile(ca));
+        } else if tls.system_roots {
+            settings = settings.with_trust(Trust::System);
+        }
+        if let Some(name) = tls.servername {
+            settings = settings.with_server_name(name);
+        }
+        // Built once here so a bad CA file or server name is a usage error, not a failure
+        // after connecting.
+        settings
+            .client_config()
+            .map_err(|e| UsageError(e.to_string()))?;
+        settings
+            .server_name_for(&target.host)
+            .map_err(|e| UsageError(e.to_string()))?;
+        Some(match tls.starttls {
+            Some(proto) => TlsMode::StartTls(proto, settings),
+            None => TlsMode::Immediate(settings),
+        })
+    } else {
+        None
+    };
+    Ok(Endpoint {
+        host: target.host,
+        port: target.port,
+        family,
+        delay: conn.delay.unwrap_or(Duration::ZERO),
+        connect_timeout: conn.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        tls: tls_mode,
+    })
+}
+
+fn parse_port(s: &str) -> Result<u16, String> {
+    match parse_port_or_zero(s)? {
+        0 => Err("port 0 cannot be connected to; use 1-65535".into()),
+        p => Ok(p),
+    }
+}
+
+fn parse_port_or_zero(s: &str) -> Result<u16, String> {
+    let n: u64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a port number"))?;
+    u16::try_from(n).map_err(|_| format!("port {n} is out of range (1-65535)"))
+}
+
+/// Seconds, fractions allowed: `2`, `0.5`.
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a duration in seconds"))
+}
+
+/// A byte count with an optional SI (k, M, G = 10³, 10⁶, 10⁹) or binary (Ki, Mi, Gi) suffix,
+/// optionally followed by `B` and, for rates, `/s`.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t);
+    let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
+    let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        None => (t, 1u64),
+        Some((i, _)) => {
+            let mult = match &t[i..] {
+                "k" | "K" => 1_000,
+                "M" => 1_000_000,
+                "G" => 1_000_000_000,
+                "Ki" | "ki" => 1 << 10,
+                "Mi" => 1 << 20,
+                "Gi" => 1 << 30,
+                other => {
+                    return Err(format!(
+                        "unknown suffix {other:?} (use k, M, G, Ki, Mi, Gi)"
+                    ))
+                }
+            };
+            (&t[..i], mult)
+        }
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of bytes"))?;
+    let total = n * mult as f64;
+    if !total.is_finite() || total < 1.0 || total > u64::MAX as f64 {
+        return Err(format!("{s:?} must be at least 1 byte"));
+    }
+    Ok(total as u64)
+}
+
+fn parse_rate(s: &str) -> Result<u64, String> {
+    parse_bytes(s)
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let n = parse_bytes(s)?;
+    usize::try_from(n).map_err(|_| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_take_si_and_binary_suffixes() {
+        assert_eq!(parse_bytes("200k"), Ok(200_000));
+        assert_eq!(parse_bytes("1.5M"), Ok(1_500_000));
+        assert_eq!(parse_bytes("2G"), Ok(2_000_000_000));
+        assert_eq!(parse_bytes("64Ki"), Ok(65_536));
+        assert_eq!(parse_bytes("100kB/s"), Ok(100_000));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("3x").is_err());
+        assert!(parse_bytes("fast").is_err());
+    }
+
+    #[test]
+    fn ports_and_seconds_are_checked() {
+        assert_eq!(parse_port("443"), Ok(443));
+        assert!(parse_port("0").is_err());
+        assert!(parse_port("65536").unwrap_err().contains("out of range"));
+        assert_eq!(parse_port_or_zero("0"), Ok(0));
+        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("soon").is_err());
+    }
+}

@@ -1,0 +1,81 @@
+//! `kamaelia send`: the page's Pipeline, `RateControlledFileReader -> TcpClient`, with a
+//! `Meter` counting the bytes between them and a `ConsoleEchoer` for what the server says.
+//!
+//! ```text
+//! Pipeline(RateControlledFileReader(file, rate), Meter, TcpClient(host, port), ConsoleEchoer)
+//! ```
+//!
+//! With `--tls` or `--starttls` the reader and meter become the source of the SSL Graphline
+//! (see `session::graphline`). Standard input (`-`) is read by a `ConsoleReader` in chunk mode,
+//! paced by the meter.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axon::Component;
+use kamaelia::{ConsoleEchoer, ConsoleReader, Pipeline, RateControlledFileReader, ReadMode};
+
+use crate::events::Events;
+use crate::flags::{Output, SendConfig, Source};
+use crate::progress::{human, per_second, Meter, ProgressBar};
+use crate::session::{self, Observer};
+
+/// Runs `send` and returns the exit status.
+pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
+    session::run(|_sched| async move {
+        let count = Arc::new(AtomicU64::new(0));
+        let (reader, total, meter_rate): (Component, Option<u64>, Option<u64>) = match &cfg.source {
+            Source::File { path, size } => {
+                let mut r = RateControlledFileReader::new(path).rate(cfg.rate);
+                if let Some(n) = cfg.chunk_size {
+                    r = r.chunk_size(n);
+                }
+                (r.into(), Some(*size), None)
+            }
+            Source::Stdin => {
+                let mut r = ConsoleReader::new().read_mode(ReadMode::Chunks);
+                if let Some(n) = cfg.chunk_size {
+                    r = r.chunk_size(n);
+                }
+                (r.into(), None, cfg.rate)
+            }
+        };
+        let meter = Meter::new(count.clone(), meter_rate);
+        let client = session::client(&cfg.endpoint);
+        let session = match &cfg.endpoint.tls {
+            None => Pipeline::new([reader, meter, client.into(), ConsoleEchoer::new().into()])?,
+            Some(tls) => session::graphline(
+                Pipeline::new([reader, meter])?,
+                client,
+                ConsoleEchoer::new(),
+                Some(tls),
+            )?,
+        };
+        let events = Events::new(output);
+        let observer = Observer::attach(&session, events)?;
+        let started = Instant::now();
+        let bar = ProgressBar::start("send", count.clone(), total);
+        let summary = session::drive(session, observer).await;
+        bar.finish();
+        let sent = count.load(Ordering::Relaxed);
+        let since = summary.connected_at.unwrap_or(started);
+        let elapsed = since.elapsed();
+        events.failure(format_args!(
+            "sent {sent} bytes ({}) in {:.2} s, {}/s",
+            human(sent),
+            elapsed.as_secs_f64(),
+            human(per_second(sent, elapsed))
+        ));
+        let mut code = summary.exit_code();
+        if code == 0 {
+            if let Some(total) = total {
+                if sent != total && !summary.stdout_closed {
+                    events.failure(format_args!("only {sent} of {total} bytes were sent"));
+                    code = 1;
+                }
+            }
+        }
+        Ok(code)
+    })
+}

@@ -1,0 +1,250 @@
+//! What `connect`, `send` and the demo share: the page's Graphline around a TcpClient, the
+//! observer that turns its signal into stderr lines and an exit status, and the runtime.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axon::{link_refs, Component, Control, Inbox, Outbox, Scheduler, WiringError};
+use kamaelia::internet::{Connected, HowDied, PeerHalfClosed, TlsInfo};
+use kamaelia::{ConsoleEchoer, Graphline, MakeSsl, OneShot, SslReady, TcpClient};
+
+use crate::errors::{judge, Verdict};
+use crate::events::Events;
+use crate::flags::{Endpoint, TlsMode};
+use crate::starttls::{LayerMode, TlsLayer};
+
+/// Set by the first Ctrl-C.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// The TcpClient for `ep`, waiting for the server to close after our half-close.
+pub(crate) fn client(ep: &Endpoint) -> TcpClient {
+    let mut c = TcpClient::new(ep.host.clone(), ep.port)
+        .family(ep.family)
+        .delay(ep.delay)
+        .connect_timeout(ep.connect_timeout)
+        .wait_for_server_close(true);
+    if let Some(tls) = &ep.tls {
+        c = c.tls(tls.settings().clone());
+    }
+    c
+}
+
+/// The page's SSL Graphline: SOURCE -> CONNECTION -> ECHO, with `OneShot(MakeSsl)` -> makessl
+/// for `--tls` and a [`TlsLayer`] between source and connection whenever TLS is asked for (so
+/// nothing goes out before the handshake) or STARTTLS must be spoken.
+///
+/// The connection's `signal` feeds the echoer's `control` (so output is flushed before the
+/// run ends); the echoer's `signal` leaves as the Graphline's `signal`, and the TLS details as
+/// its `sslready`. The source's `control` is fed by the Graphline's `control` fan-out.
+pub(crate) fn graphline(
+    source: Component,
+    connection: TcpClient,
+    echo: ConsoleEchoer,
+    tls: Option<&TlsMode>,
+) -> Result<Component, WiringError> {
+    let g = Graphline::new()
+        .component("SOURCE", source)
+        .component("CONNECTION", connection)
+        .component("ECHO", echo);
+    let layer = match tls {
+        None => None,
+        Some(TlsMode::Immediate(_)) => Some(LayerMode::Gate),
+        Some(TlsMode::StartTls(p, _)) => Some(LayerMode::Dialogue(*p)),
+    };
+    let g = match layer {
+        None => g
+            .link(("SOURCE", "outbox"), ("CONNECTION", "inbox"))
+            .link(("SOURCE", "signal"), ("CONNECTION", "control"))
+            .link(("CONNECTION", "outbox"), ("ECHO", "inbox"))
+            .link(("CONNECTION", "signal"), ("ECHO", "control"))
+            .link(("CONNECTION", "sslready"), ("", "sslready")),
+        Some(mode) => {
+            let g = g
+                .component("LAYER", TlsLayer::new(mode))
+                .link(("SOURCE", "outbox"), ("LAYER", "inbox"))
+                .link(("SOURCE", "signal"), ("LAYER", "control"))
+                .link(("LAYER", "outbox"), ("CONNECTION", "inbox"))
+                .link(("LAYER", "signal"), ("CONNECTION", "control"))
+                .link(("CONNECTION", "outbox"), ("LAYER", "fromserver"))
+                .link(("LAYER", "toconsole"), ("ECHO", "inbox"))
+                .link(("CONNECTION", "signal"), ("LAYER", "connsignal"))
+                .link(("LAYER", "connevents"), ("ECHO", "control"))
+                .link(("CONNECTION", "sslready"), ("LAYER", "sslready"))
+                .link(("LAYER", "tlsready"), ("", "sslready"));
+            match mode {
+                LayerMode::Gate => g
+                    .component("MAKESSL", OneShot::new(MakeSsl::new()))
+                    .link(("MAKESSL", "outbox"), ("CONNECTION", "makessl")),
+                LayerMode::Dialogue(_) => g.link(("LAYER", "makessl"), ("CONNECTION", "makessl")),
+            }
+        }
+    };
+    g.link(("ECHO", "signal"), ("", "signal")).build()
+}
+
+/// What the observer learned by the time the connection (and the echoer) ended.
+#[derive(Debug, Default)]
+pub(crate) struct Summary {
+    /// The address connected to.
+    pub(crate) peer: Option<SocketAddr>,
+    /// When the connection came up.
+    pub(crate) connected_at: Option<Instant>,
+    /// What TLS agreed on.
+    pub(crate) tls: Option<TlsInfo>,
+    /// How the connection ended.
+    pub(crate) how: Option<HowDied>,
+    /// The first failure, in plain words.
+    pub(crate) failure: Option<String>,
+    /// Our stdout was closed by its reader.
+    pub(crate) stdout_closed: bool,
+    /// The graph, taken when TLS came up (if asked for).
+    pub(crate) graph: Option<String>,
+}
+
+impl Summary {
+    /// 0 success, 1 failure, 130 interrupted.
+    pub(crate) fn exit_code(&self) -> u8 {
+        if self.stdout_closed {
+            0
+        } else if self.failure.is_some() {
+            1
+        } else if INTERRUPTED.load(Ordering::Relaxed) {
+            130
+        } else {
+            0
+        }
+    }
+}
+
+/// Watches a session's `signal` (and `sslready`) until its final message.
+pub(crate) struct Observer {
+    pub(crate) signal: Inbox<Control>,
+    pub(crate) sslready: Inbox<SslReady>,
+    /// Into the Graphline's `control`: stops the source when the server has closed.
+    pub(crate) stop_source: Outbox<Control>,
+    pub(crate) events: Events,
+    /// Take the graph when TLS comes up.
+    pub(crate) snapshot: Option<Scheduler>,
+}
+
+impl Observer {
+    /// Links an observer to `session`'s `signal`, `sslready` and `control`.
+    pub(crate) fn attach(session: &Component, events: Events) -> Result<Self, WiringError> {
+        let signal = Inbox::standalone("session signal", 64);
+        let sslready = Inbox::standalone("session sslready", 4);
+        let stop_source = Outbox::standalone("stop source");
+        link_refs(&session.boxref("signal")?, &signal.boxref())?;
+        if let Ok(r) = session.boxref("sslready") {
+            link_refs(&r, &sslready.boxref())?;
+        }
+        link_refs(&stop_source.boxref(), &session.boxref("control")?)?;
+        Ok(Observer {
+            signal,
+            sslready,
+            stop_source,
+            events,
+            snapshot: None,
+        })
+    }
+
+    /// Reports each message until the final one; when the server half-closes, asks the source
+    /// to finish (ProducerFinished) so the session ends without waiting for more input.
+    pub(crate) async fn watch(self) -> Summary {
+        let mut s = Summary::default();
+        loop {
+            tokio::select! {
+                c = self.signal.recv() => {
+                    self.events.signal("signal", &c);
+                    if let Some(Connected { peer, .. }) = c.payload::<Connected>() {
+                        s.peer = Some(*peer);
+                        s.connected_at = Some(Instant::now());
+                        self.events.line(format_args!("connected to {peer}"));
+                    } else if let Some(p) = c.payload::<PeerHalfClosed>() {
+                        if p.truncation_possible {
+                            self.events.warn("the server closed without a TLS close_notify: possible truncation");
+                        }
+                        self.events.line("the server finished sending");
+                        let _ = self.stop_source.force_send(Control::producer_finished());
+                    } else if let Control::Error(e) = &c {
+                        match judge(e) {
+                            Verdict::StdoutClosed => {
+                                s.stdout_closed = true;
+                            }
+                            Verdict::Failed(line) => {
+                                tracing::debug!("error on signal: {e}");
+                                s.failure.get_or_insert(line);
+                            }
+                        }
+                    }
+                    if c.is_final() {
+                        s.how = c.payload::<HowDied>().cloned();
+                        break;
+                    }
+                }
+                r = self.sslready.recv() => {
+                    let SslReady(info) = r;
+                    self.events.sslready(&info);
+                    self.events.line(format_args!("TLS established: {} {}", info.version, info.cipher_suite));
+                    if let Some(sched) = &self.snapshot {
+                        s.graph = Some(sched.graph_dot());
+                    }
+                    s.tls = Some(info);
+                }
+            }
+        }
+        // A TLS summary can race the final message; take it if it is there.
+        if let Some(SslReady(info)) = self.sslready.try_recv() {
+            s.tls.get_or_insert(info);
+        }
+        match (&s.failure, &s.how) {
+            (Some(line), _) if !s.stdout_closed => self.events.failure(line),
+            (_, Some(how)) => self.events.line(format_args!("closed ({how})")),
+            _ => self.events.line("closed"),
+        }
+        s
+    }
+}
+
+/// Runs `body` on a multi-threaded runtime, with the process-wide scheduler (so
+/// `Component::activate` works anywhere in it). The first Ctrl-C sends ShutdownMicroprocess to
+/// every top-level component (as `axon::run` does); a second exits with status 130. The runtime
+/// is then left behind rather than waited for: a read of standard input on tokio's blocking
+/// pool cannot be cancelled.
+pub(crate) fn run<F, Fut, T>(body: F) -> anyhow::Result<T>
+where
+    F: FnOnce(Scheduler) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let sched = Scheduler::current();
+    let out = rt.block_on(async {
+        let ctrl_c = tokio::spawn({
+            let sched = sched.clone();
+            async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    INTERRUPTED.store(true, Ordering::Relaxed);
+                    tracing::info!("interrupted: shutting down");
+                    sched.shutdown_all();
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        std::process::exit(130);
+                    }
+                }
+            }
+        });
+        let out = body(sched).await;
+        ctrl_c.abort();
+        out
+    });
+    rt.shutdown_background();
+    out
+}
+
+/// Activates `session` and watches it to the end.
+pub(crate) async fn drive(session: Component, observer: Observer) -> Summary {
+    session.activate();
+    observer.watch().await
+}

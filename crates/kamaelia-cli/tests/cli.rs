@@ -1,0 +1,480 @@
+//! The `kamaelia` program end to end: the built binary, real pipes, servers in this process.
+//! Every run is bounded by a deadline and killed if it overruns.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::certs::Pki;
+use support::servers;
+use support::{args, random_bytes, run, sha256, start, unshare_works, Input, TempDir};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn port(addr: std::net::SocketAddr) -> String {
+    addr.port().to_string()
+}
+
+// connect: the page's SSL Graphline with the real console.
+
+#[test]
+fn connect_plain_echoes_stdin_and_exits_0_after_the_server_closes() {
+    let addr = servers::echo_server("127.0.0.1:0");
+    let r = run(
+        args(&["connect", "127.0.0.1", &port(addr)]),
+        Input::Bytes(b"hello\nworld\n".to_vec()),
+        LIMIT,
+    );
+    r.expect_code(0)
+        .expect_stderr(&format!("connected to {addr}"))
+        .expect_stderr("closed");
+    assert_eq!(r.stdout, b"hello\nworld\n");
+}
+
+#[test]
+fn connect_tls_verifies_against_the_given_ca() {
+    let pki = Pki::new();
+    let addr = servers::tls_echo_server(pki.server_config(), true);
+    let ca = pki.ca_pem.to_str().unwrap();
+    let r = run(
+        args(&[
+            "connect",
+            "--tls",
+            "--ca",
+            ca,
+            "localhost",
+            &port(addr),
+            "-4",
+        ]),
+        Input::Bytes(b"over TLS\n".to_vec()),
+        LIMIT,
+    );
+    r.expect_code(0).expect_stderr("TLS established: TLSv1.3");
+    assert_eq!(r.stdout, b"over TLS\n");
+    assert!(!r.stderr.contains("truncation"), "{}", r.stderr);
+}
+
+#[test]
+fn connect_tls_without_close_notify_warns_of_truncation_and_exits_0() {
+    let pki = Pki::new();
+    let addr = servers::tls_echo_server(pki.server_config(), false);
+    let r = run(
+        args(&[
+            "connect",
+            "--tls",
+            "--ca",
+            pki.ca_pem.to_str().unwrap(),
+            "127.0.0.1",
+            &port(addr),
+        ]),
+        Input::Bytes(b"x".to_vec()),
+        LIMIT,
+    );
+    r.expect_code(0).expect_stderr("possible truncation");
+    assert_eq!(r.stdout, b"x");
+}
+
+#[test]
+fn connect_starttls_smtp_switches_after_the_dialogue() {
+    let pki = Pki::new();
+    let addr = servers::smtp_server(pki.server_config(), b"");
+    let r = run(
+        args(&[
+            "connect",
+            "--starttls",
+            "smtp",
+            "--ca",
+            pki.ca_pem.to_str().unwrap(),
+            "--servername",
+            "localhost",
+            "127.0.0.1",
+            &port(addr),
+        ]),
+        Input::Bytes(b"EHLO again\r\nQUIT\r\n".to_vec()),
+        LIMIT,
+    );
+    r.expect_code(0).expect_stderr("TLS established");
+    // Only what came after the switch, byte-exact: the plaintext dialogue is not on stdout.
+    assert_eq!(r.stdout, b"EHLO again\r\nQUIT\r\n");
+}
+
+#[test]
+fn connect_starttls_refuses_plaintext_injected_after_the_go_ahead() {
+    let pki = Pki::new();
+    let addr = servers::smtp_server(pki.server_config(), b"250 injected\r\n");
+    let r = run(
+        args(&[
+            "connect",
+            "--starttls",
+            "smtp",
+            "--ca",
+            pki.ca_pem.to_str().unwrap(),
+            "127.0.0.1",
+            &port(addr),
+        ]),
+        Input::KeepOpen(b"secret\r\n".to_vec()),
+        LIMIT,
+    );
+    r.expect_code(1).expect_stderr("injection");
+    assert!(r.stdout.is_empty());
+}
+
+#[test]
+fn serve_and_connect_speak_tls_and_starttls_to_each_other() {
+    let pki = Pki::new();
+    for extra in [&[][..], &["--starttls"][..]] {
+        let mut serve = args(&[
+            "serve",
+            "0",
+            "--cert",
+            pki.cert_pem.to_str().unwrap(),
+            "--key",
+            pki.key_pem.to_str().unwrap(),
+        ]);
+        serve
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut server = serve.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(server.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr: std::net::SocketAddr = line.trim().parse().expect("serve prints its address");
+        let mode: &[&str] = if extra.is_empty() {
+            &["--tls"]
+        } else {
+            &["--starttls", "smtp"]
+        };
+        let mut c = args(&["connect"]);
+        c.args(mode).args([
+            "--ca",
+            pki.ca_pem.to_str().unwrap(),
+            "localhost",
+            &port(addr),
+        ]);
+        let r = run(c, Input::Bytes(b"ping\n".to_vec()), LIMIT);
+        let _ = server.kill();
+        let _ = server.wait();
+        r.expect_code(0).expect_stderr("TLS established");
+        assert_eq!(r.stdout, b"ping\n");
+    }
+}
+
+#[test]
+fn connect_binary_data_comes_back_byte_exact() {
+    let addr = servers::echo_server("127.0.0.1:0");
+    let mut data: Vec<u8> = (0..=255u8).cycle().take(64 * 1024).collect();
+    data.extend(random_bytes(1 << 20));
+    let r = run(
+        args(&["connect", "127.0.0.1", &port(addr)]),
+        Input::Bytes(data.clone()),
+        LIMIT,
+    );
+    r.expect_code(0);
+    assert_eq!(r.stdout.len(), data.len());
+    assert!(r.stdout == data, "binary data differs");
+}
+
+#[test]
+fn connect_20_mib_both_ways_at_once_does_not_deadlock() {
+    let addr = servers::echo_server("127.0.0.1:0");
+    let data = random_bytes(20 << 20);
+    let r = run(
+        args(&["connect", "127.0.0.1", &port(addr)]),
+        Input::Bytes(data.clone()),
+        Duration::from_secs(120),
+    );
+    r.expect_code(0);
+    assert_eq!(r.stdout.len(), data.len());
+    assert_eq!(sha256(&r.stdout), sha256(&data));
+}
+
+#[test]
+fn connect_ipv6_loopback_with_and_without_brackets() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback here");
+        return;
+    }
+    let addr = servers::echo_server("[::1]:0");
+    for host in ["::1", "[::1]"] {
+        let r = run(
+            args(&["connect", "-6", host, &port(addr)]),
+            Input::Bytes(b"six\n".to_vec()),
+            LIMIT,
+        );
+        r.expect_code(0).expect_stderr("connected to [::1]:");
+        assert_eq!(r.stdout, b"six\n");
+    }
+}
+
+#[test]
+fn connect_a_name_that_resolves_to_ipv6_only() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() || !unshare_works(&["-m"]) {
+        eprintln!("skipped: needs IPv6 loopback and `unshare -m` (root) to mount a hosts file");
+        return;
+    }
+    let addr = servers::echo_server("[::1]:0");
+    let dir = TempDir::new("hosts");
+    let hosts = dir.write("hosts", b"::1 v6only.test\n");
+    let script = format!(
+        "mount --bind {} /etc/hosts && exec \"$0\" connect v6only.test {}",
+        hosts.display(),
+        addr.port()
+    );
+    let mut c = std::process::Command::new("unshare");
+    c.args(["-m", "sh", "-c", &script, env!("CARGO_BIN_EXE_kamaelia")]);
+    let r = run(c, Input::Bytes(b"via ::1\n".to_vec()), LIMIT);
+    r.expect_code(0).expect_stderr("connected to [::1]:");
+    assert_eq!(r.stdout, b"via ::1\n");
+}
+
+#[test]
+fn connect_exits_0_when_the_server_closes_first_with_stdin_still_open() {
+    let addr = servers::closing_server(b"bye\n");
+    let r = run(
+        args(&["connect", "127.0.0.1", &port(addr)]),
+        Input::KeepOpen(Vec::new()),
+        Duration::from_secs(10),
+    );
+    r.expect_code(0);
+    assert_eq!(r.stdout, b"bye\n");
+}
+
+#[test]
+fn connect_json_events_prints_signal_messages_as_json() {
+    let addr = servers::echo_server("127.0.0.1:0");
+    let r = run(
+        args(&["connect", "--json-events", "127.0.0.1", &port(addr)]),
+        Input::Bytes(b"j".to_vec()),
+        LIMIT,
+    );
+    r.expect_code(0)
+        .expect_stderr("\"type\":\"Connected\"")
+        .expect_stderr("\"kind\":\"producer_finished\"");
+    for line in r.stderr.lines() {
+        assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+    }
+}
+
+// Failures: exit 1 at once, with stdin still open, and one line in plain words.
+
+fn fails_with(extra: &[&str], host: &str, port: &str, line: &str) {
+    let mut c = args(&["connect"]);
+    c.args(extra).args([host, port]);
+    let r = run(c, Input::KeepOpen(Vec::new()), Duration::from_secs(15));
+    r.expect_code(1).expect_stderr(line);
+    assert!(r.stdout.is_empty());
+}
+
+#[test]
+fn connect_refused() {
+    fails_with(
+        &[],
+        "127.0.0.1",
+        &port(servers::closed_port()),
+        "connection refused",
+    );
+}
+
+#[test]
+fn connect_timed_out() {
+    let (addr, _listener, _fillers) = servers::full_backlog();
+    let started = std::time::Instant::now();
+    fails_with(
+        &["--connect-timeout", "0.5"],
+        "127.0.0.1",
+        &port(addr),
+        "timed out",
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn connect_could_not_resolve() {
+    if !unshare_works(&["-n"]) {
+        eprintln!("skipped: `unshare -n` is not available, and a real resolver may hang");
+        return;
+    }
+    let mut c = std::process::Command::new("unshare");
+    c.args([
+        "-n",
+        env!("CARGO_BIN_EXE_kamaelia"),
+        "connect",
+        "no-such-host.invalid",
+        "80",
+    ]);
+    let r = run(c, Input::KeepOpen(Vec::new()), Duration::from_secs(20));
+    r.expect_code(1)
+        .expect_stderr("could not resolve no-such-host.invalid");
+}
+
+#[test]
+fn connect_reset_by_peer() {
+    let addr = servers::resetting_server();
+    let r = run(
+        args(&["connect", "127.0.0.1", &port(addr)]),
+        Input::KeepOpen(Vec::new()),
+        Duration::from_secs(15),
+    );
+    r.expect_code(1).expect_stderr("connection reset by peer");
+    assert_eq!(r.stdout, b"hi\n");
+}
+
+#[test]
+fn connect_tls_certificate_not_trusted() {
+    let pki = Pki::new();
+    let addr = servers::tls_echo_server(pki.server_config(), true);
+    fails_with(
+        &["--tls"],
+        "localhost",
+        &port(addr),
+        "TLS certificate not trusted",
+    );
+}
+
+#[test]
+fn connect_tls_name_mismatch() {
+    let pki = Pki::new();
+    let addr = servers::tls_echo_server(pki.server_config(), true);
+    fails_with(
+        &[
+            "--tls",
+            "--ca",
+            pki.ca_pem.to_str().unwrap(),
+            "--servername",
+            "wrong.example",
+        ],
+        "127.0.0.1",
+        &port(addr),
+        "TLS certificate name mismatch",
+    );
+}
+
+#[test]
+fn connect_tls_to_a_plaintext_server_fails_the_handshake() {
+    let addr = servers::closing_server(b"this is not TLS at all\r\n");
+    fails_with(&["--tls"], "127.0.0.1", &port(addr), "TLS handshake failed");
+}
+
+// Usage errors: exit 2 with a message, before anything runs.
+
+#[test]
+fn usage_errors_exit_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["connect", "localhost", "70000"], "out of range"),
+        (&["connect", "localhost"], "PORT"),
+        (&["connect", "localhost", "0"], "port 0"),
+        (&["connect", "--delay", "soon", "localhost", "1"], "seconds"),
+        (
+            &["connect", "-4", "-6", "localhost", "1"],
+            "cannot be used with",
+        ),
+        (
+            &["connect", "--ca", "/nonexistent.pem", "--tls", "h", "1"],
+            "/nonexistent.pem",
+        ),
+        (
+            &["send", "--rate", "0", "localhost", "1", "-"],
+            "at least 1 byte",
+        ),
+        (
+            &["send", "localhost", "1", "/nonexistent-file"],
+            "cannot read",
+        ),
+        (&["frobnicate"], "unrecognized subcommand"),
+    ];
+    for (argv, text) in cases {
+        let r = run(args(argv), Input::Bytes(Vec::new()), LIMIT);
+        assert_eq!(r.code(), 2, "{argv:?}: {}", r.stderr);
+        assert!(r.stderr.contains(text), "{argv:?}: {}", r.stderr);
+    }
+}
+
+// send: the page's Pipeline.
+
+#[test]
+fn send_paces_the_file_at_the_rate_within_25_percent() {
+    let (addr, got) = servers::sink_server();
+    let dir = TempDir::new("rate");
+    let file = dir.write("payload", &random_bytes(300_000));
+    let r = run(
+        args(&[
+            "send",
+            "--rate",
+            "200k",
+            "127.0.0.1",
+            &port(addr),
+            file.to_str().unwrap(),
+        ]),
+        Input::Bytes(Vec::new()),
+        LIMIT,
+    );
+    r.expect_code(0).expect_stderr("sent 300000 bytes");
+    assert_eq!(got.recv_timeout(Duration::from_secs(5)).unwrap(), 300_000);
+    assert_eq!(r.stdout, b"got 300000\n");
+    let secs = r.elapsed.as_secs_f64();
+    assert!(
+        (1.125..=1.875).contains(&secs),
+        "took {secs:.3} s, want 1.5 s ± 25%"
+    );
+}
+
+#[test]
+fn send_stdin_over_tls_arrives_whole() {
+    let pki = Pki::new();
+    let addr = servers::tls_echo_server(pki.server_config(), true);
+    let data = random_bytes(512 * 1024);
+    let r = run(
+        args(&[
+            "send",
+            "--tls",
+            "--ca",
+            pki.ca_pem.to_str().unwrap(),
+            "--chunk-size",
+            "16k",
+            "localhost",
+            &port(addr),
+            "-",
+        ]),
+        Input::Bytes(data.clone()),
+        LIMIT,
+    );
+    r.expect_code(0)
+        .expect_stderr("TLS established")
+        .expect_stderr("sent 524288 bytes");
+    assert!(r.stdout == data, "the echo differs");
+}
+
+#[test]
+fn send_to_a_refused_port_fails_with_a_summary() {
+    let dir = TempDir::new("refused");
+    let file = dir.write("f", b"data");
+    let r = run(
+        args(&[
+            "send",
+            "127.0.0.1",
+            &port(servers::closed_port()),
+            file.to_str().unwrap(),
+        ]),
+        Input::Bytes(Vec::new()),
+        LIMIT,
+    );
+    r.expect_code(1)
+        .expect_stderr("connection refused")
+        .expect_stderr("sent ");
+}
+
+// demo: the README's first command.
+
+#[test]
+fn demo_runs_offline_and_exits_0() {
+    let r = start(args(&["demo"]), Input::Bytes(Vec::new())).finish(Duration::from_secs(60));
+    r.expect_code(0);
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(out.contains("All checks passed."), "{out}");
+    assert!(out.contains("TLS established: TLSv1.3"), "{out}");
+    assert!(out.contains("digraph axon {"), "{out}");
+}

@@ -1,0 +1,220 @@
+//! Helpers for driving the built `kamaelia` program: a command runner with a deadline, small
+//! blocking servers on loopback (plain, TLS, fake SMTP), and certificates made at test time.
+
+#![allow(dead_code, unreachable_pub)]
+
+pub mod certs;
+pub mod servers;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The program under test.
+pub fn kamaelia() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kamaelia"));
+    c.env_remove("RUST_LOG");
+    c
+}
+
+/// What a finished run produced.
+#[derive(Debug)]
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+
+    /// Panics with the whole stderr unless the exit code is `code`.
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "exit status; stderr:\n{}\nstdout: {:?}",
+            self.stderr,
+            String::from_utf8_lossy(&self.stdout[..self.stdout.len().min(500)])
+        );
+        self
+    }
+
+    /// Panics unless stderr contains `text`.
+    pub fn expect_stderr(&self, text: &str) -> &Self {
+        assert!(
+            self.stderr.contains(text),
+            "stderr should contain {text:?}; it was:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+/// What to do with the child's standard input.
+pub enum Input {
+    /// Write these bytes, then close it (EOF).
+    Bytes(Vec<u8>),
+    /// Write these bytes and keep it open until the child exits.
+    KeepOpen(Vec<u8>),
+}
+
+/// A running child whose output is being collected.
+pub struct Running {
+    child: Child,
+    started: Instant,
+    out: JoinHandle<Vec<u8>>,
+    err: JoinHandle<Vec<u8>>,
+    input: Option<JoinHandle<Option<std::process::ChildStdin>>>,
+}
+
+/// Starts `cmd` with `input` on stdin, collecting stdout and stderr.
+pub fn start(mut cmd: Command, input: Input) -> Running {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn kamaelia");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let (data, keep) = match input {
+        Input::Bytes(b) => (b, false),
+        Input::KeepOpen(b) => (b, true),
+    };
+    let input = std::thread::spawn(move || {
+        // The child may exit (and close the pipe) before reading everything.
+        let _ = stdin.write_all(&data);
+        let _ = stdin.flush();
+        keep.then_some(stdin)
+    });
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v);
+        v
+    });
+    Running {
+        child,
+        started: Instant::now(),
+        out,
+        err,
+        input: Some(input),
+    }
+}
+
+impl Running {
+    /// Waits for the child to exit within `limit`; kills it and panics if it does not.
+    pub fn finish(mut self, limit: Duration) -> Run {
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            if self.started.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let err = self.err.join().unwrap_or_default();
+                panic!(
+                    "kamaelia did not exit within {limit:?}; stderr:\n{}",
+                    String::from_utf8_lossy(&err)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let elapsed = self.started.elapsed();
+        // Drop the kept-open stdin only now, so the child saw it open the whole time.
+        drop(self.input.take().and_then(|h| h.join().ok()));
+        Run {
+            status,
+            stdout: self.out.join().unwrap_or_default(),
+            stderr: String::from_utf8_lossy(&self.err.join().unwrap_or_default()).into_owned(),
+            elapsed,
+        }
+    }
+
+    /// Reads the first line of stdout (for `serve`, which prints its address) without waiting
+    /// for the child to exit. Only valid before [`Running::finish`]; consumes the collector.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cmd` to completion with `input`, bounded by `limit`.
+pub fn run(cmd: Command, input: Input, limit: Duration) -> Run {
+    start(cmd, input).finish(limit)
+}
+
+/// `kamaelia ARGS...`.
+pub fn args(list: &[&str]) -> Command {
+    let mut c = kamaelia();
+    c.args(list);
+    c
+}
+
+/// A directory for a test's files, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "kamaelia-cli-test-{}-{name}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `contents` to `name` in the directory and returns its path.
+    pub fn write(&self, name: &str, contents: &[u8]) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Random bytes (every byte value likely present).
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    use rand::RngCore;
+    let mut v = vec![0u8; n];
+    rand::thread_rng().fill_bytes(&mut v);
+    v
+}
+
+/// SHA-256, for comparing large outputs.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}
+
+/// True if `unshare` with these flags works here (root, or user namespaces allowed).
+pub fn unshare_works(flags: &[&str]) -> bool {
+    Command::new("unshare")
+        .args(flags)
+        .arg("true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

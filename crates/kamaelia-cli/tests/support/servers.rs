@@ -1,0 +1,178 @@
+//! Blocking loopback servers, one thread per connection; each binds port 0.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+/// Accepts connections on `bind` and runs `each` on every one, in its own thread.
+pub fn serve_each<F>(bind: &str, each: F) -> SocketAddr
+where
+    F: Fn(TcpStream) + Send + Sync + 'static,
+{
+    let listener = TcpListener::bind(bind).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let each = Arc::new(each);
+    thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let each = each.clone();
+            thread::spawn(move || each(s));
+        }
+    });
+    addr
+}
+
+/// Echoes each connection until EOF, then closes.
+pub fn echo_server(bind: &str) -> SocketAddr {
+    serve_each(bind, |s| {
+        let _ = echo(&mut &s, &mut &s);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    })
+}
+
+fn echo(r: &mut impl Read, w: &mut impl Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n = 0;
+    loop {
+        let k = r.read(&mut buf)?;
+        if k == 0 {
+            return Ok(n);
+        }
+        w.write_all(&buf[..k])?;
+        w.flush()?;
+        n += k as u64;
+    }
+}
+
+/// Speaks TLS from the first byte and echoes until the client's close_notify, then sends its
+/// own. With `close_notify: false` it closes the TCP connection without one.
+pub fn tls_echo_server(config: Arc<ServerConfig>, close_notify: bool) -> SocketAddr {
+    serve_each("127.0.0.1:0", move |s| {
+        let conn = ServerConnection::new(config.clone()).unwrap();
+        tls_echo(StreamOwned::new(conn, s), close_notify);
+    })
+}
+
+fn tls_echo(mut tls: StreamOwned<ServerConnection, TcpStream>, close_notify: bool) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => {
+                if tls.write_all(&buf[..k]).and_then(|()| tls.flush()).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    if close_notify {
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    }
+    let _ = tls.sock.shutdown(std::net::Shutdown::Both);
+}
+
+/// A fake SMTP server: greeting, EHLO, STARTTLS, `220`, then TLS echo. `after_go_ahead` is
+/// sent in plaintext right after the `220` (an injection when not empty).
+pub fn smtp_server(config: Arc<ServerConfig>, after_go_ahead: &'static [u8]) -> SocketAddr {
+    serve_each("127.0.0.1:0", move |s| {
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        let _ = w.write_all(b"220-fake.test ESMTP\r\n220 ready\r\n");
+        line.clear();
+        if r.read_line(&mut line).is_err() || !line.starts_with("EHLO ") {
+            return;
+        }
+        let _ = w.write_all(b"250-fake.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
+        line.clear();
+        if r.read_line(&mut line).is_err() || line != "STARTTLS\r\n" {
+            return;
+        }
+        let mut go = b"220 go ahead\r\n".to_vec();
+        go.extend_from_slice(after_go_ahead);
+        let _ = w.write_all(&go);
+        if !after_go_ahead.is_empty() {
+            // Keep the connection until the client gives up.
+            let _ = r.read_to_end(&mut Vec::new());
+            return;
+        }
+        assert!(
+            r.buffer().is_empty(),
+            "client sent data before the handshake"
+        );
+        let conn = ServerConnection::new(config.clone()).unwrap();
+        tls_echo(StreamOwned::new(conn, s), true);
+    })
+}
+
+/// Reads each connection to EOF, answers `got N`, and closes. Sends N on the channel.
+pub fn sink_server() -> (SocketAddr, mpsc::Receiver<u64>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let addr = serve_each("127.0.0.1:0", move |mut s| {
+        let mut n = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k as u64,
+            }
+        }
+        let _ = s.write_all(format!("got {n}\n").as_bytes());
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let _ = tx.lock().unwrap().send(n);
+    });
+    (addr, rx)
+}
+
+/// Sends `greeting` and closes at once, without reading.
+pub fn closing_server(greeting: &'static [u8]) -> SocketAddr {
+    serve_each("127.0.0.1:0", move |mut s| {
+        let _ = s.write_all(greeting);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        // Drain until the client closes so no RST is sent.
+        let _ = s.read_to_end(&mut Vec::new());
+    })
+}
+
+/// Sends `hi`, then resets the connection (SO_LINGER 0).
+pub fn resetting_server() -> SocketAddr {
+    serve_each("127.0.0.1:0", |mut s| {
+        let _ = s.write_all(b"hi\n");
+        thread::sleep(Duration::from_millis(200));
+        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        drop(s);
+    })
+}
+
+/// A port where nothing listens.
+pub fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = l.local_addr().unwrap();
+    drop(l);
+    a
+}
+
+/// A listener whose accept queue is full: further connects hang (Linux drops the SYNs).
+/// Keep the returned value alive while it must hang.
+pub fn full_backlog() -> (SocketAddr, socket2::Socket, Vec<TcpStream>) {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    s.listen(0).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..16 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(c) => fillers.push(c),
+            Err(_) => return (addr, s, fillers),
+        }
+    }
+    panic!("the accept queue never filled");
+}
