@@ -1,0 +1,108 @@
+//! A CA and a server certificate made with rcgen when the suite starts, and the rustls
+//! configurations both sides build from them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use kamaelia::internet::{TlsSettings, Trust};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// A CA, a leaf it signed for `localhost`, `127.0.0.1` and `::1`, and the CA as a PEM file for
+/// the command-line peers.
+pub(crate) struct Pki {
+    ca: CertificateDer<'static>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivatePkcs8KeyDer<'static>,
+    ca_pem_file: PathBuf,
+}
+
+impl Pki {
+    /// Makes the certificates and writes the CA's PEM under `dir`.
+    pub(crate) fn new(dir: &Path) -> Result<Self> {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "kamaelia-bench CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_key = KeyPair::generate()?;
+        let ca = ca_params.self_signed(&ca_key)?;
+        let mut leaf_params = CertificateParams::new(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ])?;
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf_key = KeyPair::generate()?;
+        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key)?;
+        let ca_pem_file = dir.join("ca.pem");
+        std::fs::write(&ca_pem_file, ca.pem())
+            .with_context(|| format!("writing {}", ca_pem_file.display()))?;
+        Ok(Pki {
+            ca: ca.der().clone(),
+            chain: vec![leaf.der().clone(), ca.der().clone()],
+            key: PrivatePkcs8KeyDer::from(leaf_key.serialize_der()),
+            ca_pem_file,
+        })
+    }
+
+    /// The CA certificate as a PEM file.
+    pub(crate) fn ca_pem_file(&self) -> &Path {
+        &self.ca_pem_file
+    }
+
+    /// The server configuration the hand-written servers use (rustls defaults, ring).
+    pub(crate) fn server_config(&self) -> Result<Arc<ServerConfig>> {
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(
+                self.chain.clone(),
+                PrivateKeyDer::Pkcs8(self.key.clone_key()),
+            )?;
+        Ok(Arc::new(config))
+    }
+
+    /// The server configuration for the sinks: no TLS 1.3 session tickets. A sender that never
+    /// reads (ncat --send-only, a sender that closes once written) would leave the tickets
+    /// unread, and closing a socket with unread data sends a reset that can cost the sink the
+    /// end of the data.
+    pub(crate) fn sink_server_config(&self) -> Result<Arc<ServerConfig>> {
+        let mut config = ServerConfig::clone(&*self.server_config()?);
+        config.send_tls13_tickets = 0;
+        Ok(Arc::new(config))
+    }
+
+    /// The client configuration the hand-written clients use: trusts only the CA, verifies.
+    pub(crate) fn client_config(&self) -> Result<Arc<ClientConfig>> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.clone())?;
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Arc::new(config))
+    }
+
+    /// The library's TLS settings trusting only the CA.
+    pub(crate) fn settings(&self) -> TlsSettings {
+        TlsSettings::new().with_trust(Trust::Certificates(vec![self.ca.clone()]))
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}

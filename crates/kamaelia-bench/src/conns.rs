@@ -1,0 +1,401 @@
+//! Figure 5: many concurrent connections held open. A server process and a clients process,
+//! both children of the suite (so each fits in the open-file limit and has its own memory
+//! figures), for the library (TcpServer + EchoProtocol, TcpClient + a holder component) and
+//! for a hand-written tokio program holding the same sockets.
+//!
+//! Each child prints `key=value` lines on stdout: `ready ...` once it is listening or every
+//! connection was served; then, when the suite writes `measure` on its stdin, it measures its
+//! CPU over [`IDLE_WINDOW`] and its memory and prints `measured ...`; it exits at stdin's end.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use axon::{link_refs, Component, Scheduler};
+use bytes::Bytes;
+use kamaelia::internet::{EchoProtocol, TcpClient, TcpServer};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::mpsc;
+
+use crate::harness::{alternate, median, Table};
+use crate::Config;
+
+/// How long the held connections are watched for CPU use.
+pub(crate) const IDLE_WINDOW: Duration = Duration::from_secs(2);
+/// What each client sends and gets back.
+const HELLO: &[u8; 8] = b"hello!!\n";
+/// File descriptors a process needs besides its sockets.
+const SPARE_FDS: usize = 64;
+
+/// Which program a child runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Side {
+    /// The library.
+    Ours,
+    /// Hand-written tokio.
+    Baseline,
+}
+
+/// The parent's side of figure 5.
+pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
+    let limit = open_file_limit()?;
+    let mut n = cfg.conns;
+    if n + SPARE_FDS > limit {
+        n = limit.saturating_sub(SPARE_FDS);
+        table.note(format!(
+            "figure 5: the open-file limit is {limit}: {n} connections instead of {} (raise it with `ulimit -n`)",
+            cfg.conns
+        ));
+    }
+    let results = alternate(
+        cfg.rounds,
+        &[Side::Ours, Side::Baseline],
+        |side| async move {
+            let (c, s) = run_pair(cfg.workers, side, n).await?;
+            let get = |m: &HashMap<String, f64>, k: &str| {
+                m.get(k)
+                    .copied()
+                    .ok_or_else(|| anyhow!("no {k} in a child's report"))
+            };
+            let per_conn = |m: &HashMap<String, f64>| -> Result<f64> {
+                Ok((get(m, "hwm_kib")? - get(m, "rss_before_kib")?) / n as f64)
+            };
+            Ok(vec![
+                get(&c, "secs")?,
+                per_conn(&c)?,
+                per_conn(&s)?,
+                get(&c, "cpu_pct")?,
+                get(&s, "cpu_pct")?,
+                get(&c, "served")?,
+            ])
+        },
+    )
+    .await?;
+    let (o, b) = (&results[0], &results[1]);
+    let m = |r: &[Vec<f64>], i| median(r, i);
+    table.row(
+        format!("5 {n} TcpClients -> TcpServer: time to connect and serve all"),
+        format!("{:.2} s", m(o, 0)),
+        format!("{:.2} s", m(b, 0)),
+        m(o, 0) / m(b, 0),
+        "-",
+    );
+    table.row(
+        "5 peak memory per connection, clients process (VmHWM)",
+        format!("{:.1} KiB", m(o, 1)),
+        format!("{:.1} KiB", m(b, 1)),
+        m(o, 1) / m(b, 1),
+        "<= 1.5",
+    );
+    table.row(
+        "5 peak memory per connection, server process (VmHWM)",
+        format!("{:.1} KiB", m(o, 2)),
+        format!("{:.1} KiB", m(b, 2)),
+        m(o, 2) / m(b, 2),
+        "<= 1.5",
+    );
+    table.row(
+        format!(
+            "5 CPU while idle, {} s, clients + server",
+            IDLE_WINDOW.as_secs()
+        ),
+        format!("{:.1} %", m(o, 3) + m(o, 4)),
+        format!("{:.1} %", m(b, 3) + m(b, 4)),
+        f64::NAN,
+        "near 0",
+    );
+    let served = |r: &[Vec<f64>]| r.iter().map(|s| s[5]).fold(f64::INFINITY, f64::min);
+    table.row(
+        "5 connections served (worst round)",
+        format!("{:.0}/{n}", served(o)),
+        format!("{:.0}/{n}", served(b)),
+        f64::NAN,
+        "all",
+    );
+    Ok(())
+}
+
+/// Starts the server child, then the clients child; returns both `measured` reports (clients'
+/// merged with its `ready` line).
+async fn run_pair(
+    workers: usize,
+    side: Side,
+    n: usize,
+) -> Result<(HashMap<String, f64>, HashMap<String, f64>)> {
+    let exe = std::env::current_exe()?;
+    let side_arg = format!("{side:?}").to_lowercase();
+    let workers = workers.to_string();
+    let mut server = spawn_child(
+        &exe,
+        &["--workers", &workers, "child-server", "--side", &side_arg],
+    )?;
+    let mut server_out = lines(&mut server)?;
+    let ready = next_line(&mut server_out, Duration::from_secs(20)).await?;
+    let addr = ready
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("addr="))
+        .ok_or_else(|| anyhow!("the server child said {ready:?}"))?
+        .to_string();
+    let server_ready = parse(&ready);
+    let n_arg = n.to_string();
+    let mut clients = spawn_child(
+        &exe,
+        &[
+            "--workers",
+            &workers,
+            "child-clients",
+            "--side",
+            &side_arg,
+            "--addr",
+            &addr,
+            "--n",
+            &n_arg,
+        ],
+    )?;
+    let mut clients_out = lines(&mut clients)?;
+    let held = parse(&next_line(&mut clients_out, Duration::from_secs(300)).await?);
+    for child in [&mut server, &mut clients] {
+        if let Some(stdin) = child.stdin.as_mut() {
+            stdin.write_all(b"measure\n").await?;
+            stdin.flush().await?;
+        }
+    }
+    let limit = IDLE_WINDOW + Duration::from_secs(30);
+    let mut c = parse(&next_line(&mut clients_out, limit).await?);
+    let mut s = parse(&next_line(&mut server_out, limit).await?);
+    c.extend(held);
+    s.extend(server_ready);
+    for mut child in [server, clients] {
+        drop(child.stdin.take());
+        if tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
+    }
+    Ok((c, s))
+}
+
+fn spawn_child(exe: &std::path::Path, args: &[&str]) -> Result<Child> {
+    Command::new(exe)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {} {}", exe.display(), args.join(" ")))
+}
+
+fn lines(child: &mut Child) -> Result<Lines<BufReader<ChildStdout>>> {
+    let out = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no stdout pipe"))?;
+    Ok(BufReader::new(out).lines())
+}
+
+async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>, limit: Duration) -> Result<String> {
+    match tokio::time::timeout(limit, lines.next_line()).await {
+        Err(_) => bail!("a figure 5 child said nothing within {limit:?}"),
+        Ok(Ok(Some(l))) => Ok(l),
+        Ok(Ok(None)) => bail!("a figure 5 child exited early"),
+        Ok(Err(e)) => Err(e.into()),
+    }
+}
+
+fn parse(line: &str) -> HashMap<String, f64> {
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+/// The server child: listens, serves, and measures itself on request.
+pub(crate) async fn child_server(side: Side) -> Result<()> {
+    let before = status_kib("VmRSS")?;
+    let addr = match side {
+        Side::Ours => {
+            let server = TcpServer::bind("127.0.0.1:0", |_| EchoProtocol::new())?;
+            let addr = server.local_addr();
+            tokio::spawn(async move {
+                Scheduler::new()
+                    .run(async {
+                        server.activate();
+                    })
+                    .await
+            });
+            addr
+        }
+        Side::Baseline => {
+            let socket = TcpSocket::new_v4()?;
+            socket.set_reuseaddr(true)?;
+            socket.bind("127.0.0.1:0".parse()?)?;
+            // The same backlog as TcpServer.
+            let listener = socket.listen(4096)?;
+            let addr = listener.local_addr()?;
+            tokio::spawn(async move {
+                while let Ok((mut s, _)) = listener.accept().await {
+                    tokio::spawn(async move {
+                        let mut buf = vec![0_u8; 1024];
+                        while let Ok(n) = s.read(&mut buf).await {
+                            if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+            addr
+        }
+    };
+    println!("ready addr={addr} rss_before_kib={before}");
+    measure_on_request(before).await
+}
+
+/// The clients child: `n` clients that each send [`HELLO`], get it back and stay connected.
+pub(crate) async fn child_clients(side: Side, addr: std::net::SocketAddr, n: usize) -> Result<()> {
+    let before = status_kib("VmRSS")?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let start = Instant::now();
+    match side {
+        Side::Ours => {
+            let mut parts = Vec::with_capacity(2 * n);
+            for _ in 0..n {
+                let client: Component = TcpClient::new(addr.ip().to_string(), addr.port()).into();
+                let holder = holder(tx.clone());
+                link_refs(&holder.boxref("outbox")?, &client.boxref("inbox")?)?;
+                link_refs(&client.boxref("outbox")?, &holder.boxref("inbox")?)?;
+                link_refs(&client.boxref("signal")?, &holder.boxref("control")?)?;
+                parts.push(client);
+                parts.push(holder);
+            }
+            tokio::spawn(async move {
+                Scheduler::new()
+                    .run(async {
+                        for c in parts {
+                            c.activate();
+                        }
+                    })
+                    .await
+            });
+        }
+        Side::Baseline => {
+            for _ in 0..n {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut s) = TcpStream::connect(addr).await else {
+                        return;
+                    };
+                    let mut back = [0_u8; 8];
+                    if s.write_all(HELLO).await.is_err() || s.read_exact(&mut back).await.is_err() {
+                        return;
+                    }
+                    let _ = tx.send(());
+                    // Held until the server closes.
+                    let _ = s.read(&mut back).await;
+                });
+            }
+        }
+    }
+    drop(tx);
+    let mut served = 0;
+    let deadline = tokio::time::sleep(Duration::from_secs(240));
+    tokio::pin!(deadline);
+    while served < n {
+        tokio::select! {
+            r = rx.recv() => match r { Some(()) => served += 1, None => break },
+            _ = &mut deadline => break,
+        }
+    }
+    println!(
+        "ready secs={:.4} served={served}",
+        start.elapsed().as_secs_f64()
+    );
+    measure_on_request(before).await
+}
+
+/// Sends [`HELLO`], waits for it to come back, reports, then holds the connection open.
+fn holder(served: mpsc::UnboundedSender<()>) -> Component {
+    let mut b = Component::build("Holder");
+    let inbox = b.inbox::<Bytes>("inbox", "the echo");
+    let control = b.control();
+    let outbox = b.outbox::<Bytes>("outbox", "the greeting");
+    b.signal();
+    b.main(move |_| async move {
+        outbox.send(Bytes::from_static(HELLO)).await?;
+        let mut got = 0;
+        while got < HELLO.len() {
+            got += inbox.recv().await.len();
+        }
+        let _ = served.send(());
+        while !control.recv().await.is_final() {}
+        Ok(())
+    })
+}
+
+/// Waits for `measure` on stdin; prints CPU over [`IDLE_WINDOW`] and memory; exits at stdin's
+/// end without tearing the connections down.
+async fn measure_on_request(rss_before_kib: f64) -> Result<()> {
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(l) = stdin.next_line().await? {
+        if l.trim() == "measure" {
+            let t0 = cpu_ticks()?;
+            tokio::time::sleep(IDLE_WINDOW).await;
+            let t1 = cpu_ticks()?;
+            // /proc reports CPU time in USER_HZ, 100 per second on Linux.
+            let cpu_pct = (t1 - t0) as f64 / 100.0 / IDLE_WINDOW.as_secs_f64() * 100.0;
+            println!(
+                "measured hwm_kib={} rss_kib={} rss_before_kib={rss_before_kib} cpu_pct={cpu_pct:.2}",
+                status_kib("VmHWM")?,
+                status_kib("VmRSS")?
+            );
+        }
+    }
+    std::process::exit(0)
+}
+
+/// A `kB` field of /proc/self/status.
+fn status_kib(field: &str) -> Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| anyhow!("no {field} in /proc/self/status"))
+}
+
+/// utime + stime of this process, from /proc/self/stat.
+fn cpu_ticks() -> Result<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The command name may hold spaces; fields are counted after its closing parenthesis.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow!("odd /proc/self/stat"))?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After ")" the fields start at 3 (state); utime is field 14, stime 15.
+    let (utime, stime) = (f.get(11), f.get(12));
+    match (
+        utime.and_then(|u| u.parse::<u64>().ok()),
+        stime.and_then(|s| s.parse::<u64>().ok()),
+    ) {
+        (Some(u), Some(s)) => Ok(u + s),
+        _ => bail!("no utime/stime in /proc/self/stat"),
+    }
+}
+
+/// The soft limit on open files, from /proc/self/limits.
+fn open_file_limit() -> Result<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits")?;
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|v| v.split_whitespace().next())
+        .map(|v| v.parse().unwrap_or(usize::MAX))
+        .ok_or_else(|| anyhow!("no open-file limit in /proc/self/limits"))
+}

@@ -1,0 +1,264 @@
+//! Figure 4: 64-byte ping-pong round trips, p50 and p99.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use axon::{link_refs, Component, Control, Scheduler};
+use bytes::Bytes;
+use kamaelia::internet::{PeerHalfClosed, TcpClient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::{alternate, median, quantile, Table};
+use crate::servers;
+use crate::tools::{self, Fill, Stdin, Tool};
+use crate::Config;
+
+#[derive(Clone, Copy)]
+enum Side {
+    Library,
+    Tokio,
+}
+
+/// The library and the hand-written responder answer a pinger server that times each round trip.
+pub(crate) async fn library(cfg: &Config, table: &mut Table) -> Result<()> {
+    let n = cfg.pings;
+    let (addr, reports) = servers::pinger(n).await?;
+    let results = alternate(cfg.rounds, &[Side::Library, Side::Tokio], |side| {
+        let reports = &reports;
+        async move {
+            reports.drain().await;
+            match side {
+                Side::Library => library_responder(addr.port()).await?,
+                Side::Tokio => tokio_responder(addr).await?,
+            }
+            let mut rtts = reports.next(Duration::from_secs(10)).await?;
+            ensure!(rtts.len() == n, "{} of {n} round trips", rtts.len());
+            Ok(vec![quantile(&mut rtts, 0.5), quantile(&mut rtts, 0.99)])
+        }
+    })
+    .await?;
+    for (metric, q) in [(0, "p50"), (1, "p99")] {
+        let (a, b) = (median(&results[0], metric), median(&results[1], metric));
+        table.row(
+            format!("4 ping-pong 64 B x {n}, {q}: TcpClient + responder vs tokio"),
+            format!("{a:.1} us"),
+            format!("{b:.1} us"),
+            a / b,
+            "<= 1.2",
+        );
+    }
+    Ok(())
+}
+
+/// TcpClient with its outbox into a responder and the responder's outbox back into it.
+async fn library_responder(port: u16) -> Result<()> {
+    let client: Component = TcpClient::new("127.0.0.1", port).nodelay(true).into();
+    let responder = responder();
+    link_refs(&client.boxref("outbox")?, &responder.boxref("inbox")?)?;
+    link_refs(&responder.boxref("outbox")?, &client.boxref("inbox")?)?;
+    link_refs(&client.boxref("signal")?, &responder.boxref("control")?)?;
+    link_refs(&responder.boxref("signal")?, &client.boxref("control")?)?;
+    let report = tokio::time::timeout(
+        Duration::from_secs(300),
+        Scheduler::new().run(async {
+            client.activate();
+            responder.activate();
+        }),
+    )
+    .await?;
+    ensure!(
+        report.is_ok(),
+        "library responder failed: {:?}",
+        report.failures
+    );
+    Ok(())
+}
+
+/// Sends back what it gets; when the server has finished (or the connection ended) it asks the
+/// client to close.
+fn responder() -> Component {
+    let mut b = Component::build("Responder");
+    let inbox = b.inbox::<Bytes>("inbox", "pings");
+    let control = b.control();
+    let outbox = b.outbox::<Bytes>("outbox", "pongs");
+    let signal = b.signal();
+    b.main(move |_| async move {
+        loop {
+            tokio::select! {
+                d = inbox.recv() => outbox.send(d).await?,
+                c = control.recv() => {
+                    if c.is_final() || c.payload::<PeerHalfClosed>().is_some() {
+                        let _ = signal.send(Control::producer_finished()).await;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    })
+}
+
+async fn tokio_responder(addr: std::net::SocketAddr) -> Result<()> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let mut buf = vec![0_u8; 4096];
+    loop {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        s.write_all(&buf[..n]).await?;
+    }
+    s.shutdown().await?;
+    Ok(())
+}
+
+/// `kamaelia connect` and the peers as stdin/stdout relays to an echo server.
+pub(crate) async fn relays(cfg: &Config, table: &mut Table) -> Result<()> {
+    let what = "figure 4 relay";
+    let addr = servers::echo().await?;
+    let ca = cfg.pki.ca_pem_file();
+    let fill = Fill {
+        port: addr.port(),
+        file: ca,
+        ca,
+    };
+    let mut found = Vec::new();
+    found.extend(Tool::find(
+        "kamaelia connect",
+        &cfg.kamaelia,
+        &["connect", "127.0.0.1", "{port}"],
+        Stdin::Piped,
+    ));
+    found.extend(Tool::find(
+        "nc",
+        "nc".as_ref(),
+        &["-N", "127.0.0.1", "{port}"],
+        Stdin::Piped,
+    ));
+    found.extend(Tool::find(
+        "socat",
+        "socat".as_ref(),
+        &["-", "TCP:127.0.0.1:{port}"],
+        Stdin::Piped,
+    ));
+    found.extend(Tool::find(
+        "ncat",
+        "ncat".as_ref(),
+        &["127.0.0.1", "{port}"],
+        Stdin::Piped,
+    ));
+    tools::note_missing(
+        table,
+        what,
+        &["kamaelia connect", "nc", "socat", "ncat"],
+        &found,
+    );
+    let peers = tools::probed(found, table, what, |t| {
+        let fill = &fill;
+        async move { t.relay_pings(fill, 1, 3).await.map(|_| ()) }
+    })
+    .await;
+    if peers.is_empty() {
+        return Ok(());
+    }
+    let n = cfg.relay_pings;
+    let sides: Vec<usize> = (0..peers.len()).collect();
+    let results = alternate(cfg.rounds, &sides, |i| {
+        let (peers, fill) = (&peers, &fill);
+        async move {
+            let mut rtts = peers[i].relay_pings(fill, 20, n).await?;
+            Ok(vec![quantile(&mut rtts, 0.5), quantile(&mut rtts, 0.99)])
+        }
+    })
+    .await?;
+    let kamaelia = peers.iter().position(|p| p.name == "kamaelia connect");
+    for (metric, q) in [(0, "p50"), (1, "p99")] {
+        for (i, p) in peers.iter().enumerate() {
+            let v = median(&results[i], metric);
+            match kamaelia {
+                Some(k) if k == i => {}
+                Some(k) => {
+                    let ours = median(&results[k], metric);
+                    table.row(
+                        format!(
+                            "4 relay ping-pong x {n}, {q}: `kamaelia connect` vs {}",
+                            p.name
+                        ),
+                        format!("{ours:.1} us"),
+                        format!("{v:.1} us"),
+                        ours / v,
+                        "< 1",
+                    );
+                }
+                None => table.row(
+                    format!("4 relay ping-pong x {n}, {q}: (peer alone) {}", p.name),
+                    "-".to_string(),
+                    format!("{v:.1} us"),
+                    f64::NAN,
+                    "kamaelia faster",
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Figure 8: `kamaelia send` of a 1 KiB file, whole process, against nc.
+pub(crate) async fn startup(cfg: &Config, table: &mut Table) -> Result<()> {
+    let what = "figure 8";
+    let (addr, sink) = servers::sink(servers::ServerTls::Plain).await?;
+    let file = cfg.dir.join("startup-1k");
+    std::fs::write(&file, vec![0x5a_u8; 1024])?;
+    let fill = Fill {
+        port: addr.port(),
+        file: &file,
+        ca: cfg.pki.ca_pem_file(),
+    };
+    let mut found = Vec::new();
+    found.extend(Tool::find(
+        "kamaelia send",
+        &cfg.kamaelia,
+        &["send", "127.0.0.1", "{port}", "{file}"],
+        Stdin::Null,
+    ));
+    found.extend(Tool::find(
+        "nc",
+        "nc".as_ref(),
+        &["-N", "127.0.0.1", "{port}"],
+        Stdin::File,
+    ));
+    tools::note_missing(table, what, &["kamaelia send", "nc"], &found);
+    let peers = tools::probed(found, table, what, |t| {
+        let (fill, sink) = (&fill, &sink);
+        async move { t.probe_send(fill, 1024, sink).await }
+    })
+    .await;
+    if peers.len() < 2 {
+        table.note(format!(
+            "{what}: needs both `kamaelia send` and nc; not measured"
+        ));
+        return Ok(());
+    }
+    let reps = cfg.startup_reps;
+    let results = alternate(cfg.rounds, &[0_usize, 1], |i| {
+        let (peers, fill, sink) = (&peers, &fill, &sink);
+        async move {
+            let mut v = Vec::with_capacity(reps);
+            for _ in 0..reps {
+                v.push(peers[i].send_file(fill, 1024, sink).await? * 1e3);
+            }
+            Ok(vec![quantile(&mut v, 0.5)])
+        }
+    })
+    .await?;
+    let (a, b) = (median(&results[0], 0), median(&results[1], 0));
+    table.row(
+        format!("8 start-up: `kamaelia send` 1 KiB, whole process ({reps} per round) vs nc"),
+        format!("{a:.2} ms"),
+        format!("{b:.2} ms"),
+        a / b,
+        "<= 1.5",
+    );
+    Ok(())
+}
