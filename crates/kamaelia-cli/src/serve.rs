@@ -6,7 +6,7 @@ use std::io::Write as _;
 use axon::{link_refs, Component, Control, Inbox};
 use bytes::Bytes;
 use kamaelia::internet::{DiscardProtocol, EchoProtocol, Listening, TcpServer};
-use kamaelia::MakeSsl;
+use kamaelia::{MakeSsl, SslReady};
 
 use crate::errors::{judge, Verdict};
 use crate::events::Events;
@@ -72,13 +72,25 @@ pub(crate) fn main(cfg: ServeConfig, output: Output) -> anyhow::Result<u8> {
 /// A protocol that speaks just enough SMTP for a STARTTLS client, then echoes (or discards).
 ///
 /// It greets with `220`, answers `EHLO`/`HELO` with `250 STARTTLS`, and answers `STARTTLS` by
-/// sending [`MakeSsl`] with the reply `220 Ready to start TLS` and, as pushback, whatever it had
-/// read past the command; `QUIT` ends the session. Other plaintext lines are echoed; after the
-/// switch every byte is echoed (or discarded).
+/// sending [`MakeSsl`] with the reply `220 Ready to start TLS` and the count of bytes it consumed
+/// up to the end of the command ([`MakeSsl::with_consumed`]): the connection hands everything
+/// after them to the TLS handshake, and `sslready` says how many of those bytes this protocol
+/// must drop from what it has not read yet. `QUIT` ends the session. Other plaintext lines are
+/// echoed; after the switch every byte is echoed (or discarded).
 ///
-/// Boxes: `inbox`/`outbox` (`Bytes`), `control`/`signal`, `makessl` (`MakeSsl`, linked to the
-/// connection's by the TcpServer).
+/// Boxes: `inbox`/`outbox` (`Bytes`), `control`/`signal`, `makessl` (`MakeSsl`) and `sslready`
+/// (`SslReady`), linked to the connection's by the TcpServer.
 pub(crate) struct StartTlsServer;
+
+/// Where a [`StartTlsServer`] is in its session.
+enum Phase {
+    /// Plaintext SMTP: lines.
+    Plain,
+    /// makessl sent; bytes that arrive now were the client's handshake (or later data).
+    Switching,
+    /// TLS: `drop` more bytes are replayed handshake bytes, the rest is data.
+    Tls { drop: usize },
+}
 
 impl StartTlsServer {
     #[allow(clippy::new_ret_no_self)]
@@ -89,67 +101,62 @@ impl StartTlsServer {
         let outbox = b.outbox::<Bytes>("outbox", "bytes to the client");
         let signal = b.signal();
         let makessl = b.outbox::<MakeSsl>("makessl", "switches the connection to TLS");
+        let sslready = b.inbox::<SslReady>("sslready", "the switch is done");
         b.main(move |_cx| async move {
             outbox
                 .send(Bytes::from_static(b"220 kamaelia ESMTP ready\r\n"))
                 .await?;
-            let mut tls = false;
+            let mut phase = Phase::Plain;
             let mut buf: Vec<u8> = Vec::new();
-            let handle = |d: Bytes, tls: &mut bool, buf: &mut Vec<u8>| -> Vec<Out> {
-                let mut out = Vec::new();
-                if *tls {
-                    if echo {
-                        out.push(Out::Data(d));
-                    }
-                    return out;
-                }
-                buf.extend_from_slice(&d);
-                while let Some(end) = buf.iter().position(|&c| c == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=end).collect();
-                    let cmd = String::from_utf8_lossy(&line).trim().to_ascii_uppercase();
-                    if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
-                        out.push(Out::Data(Bytes::from_static(
-                            b"250-kamaelia\r\n250 STARTTLS\r\n",
-                        )));
-                    } else if cmd == "STARTTLS" {
-                        let rest = Bytes::from(std::mem::take(buf));
-                        out.push(Out::Switch(
-                            MakeSsl::new()
-                                .with_reply("220 Ready to start TLS\r\n")
-                                .with_pushback(rest),
-                        ));
-                        *tls = true;
-                        return out;
-                    } else if cmd == "QUIT" {
-                        out.push(Out::Data(Bytes::from_static(b"221 bye\r\n")));
-                        out.push(Out::Quit);
-                        return out;
-                    } else if echo {
-                        out.push(Out::Data(Bytes::from(line)));
-                    }
-                }
-                out
-            };
+            let mut consumed: u64 = 0;
             loop {
                 tokio::select! {
+                    r = sslready.recv(), if matches!(phase, Phase::Switching) => {
+                        // Bytes held since the command are the first of those replayed.
+                        let drop = (r.1 as usize).saturating_sub(buf.len());
+                        let keep = buf.split_off((r.1 as usize).min(buf.len()));
+                        buf.clear();
+                        phase = Phase::Tls { drop };
+                        if echo && !keep.is_empty() {
+                            outbox.send(Bytes::from(keep)).await?;
+                        }
+                    }
                     d = inbox.recv() => {
-                        for o in handle(d, &mut tls, &mut buf) {
-                            match o {
-                                Out::Data(d) => outbox.send(d).await?,
-                                Out::Switch(m) => makessl.send(m).await?,
-                                Out::Quit => {
-                                    signal.send(Control::producer_finished()).await?;
-                                    return Ok(());
+                        match &mut phase {
+                            Phase::Tls { drop } => {
+                                let n = (*drop).min(d.len());
+                                *drop -= n;
+                                if echo && n < d.len() {
+                                    outbox.send(d.slice(n..)).await?;
+                                }
+                            }
+                            Phase::Switching => buf.extend_from_slice(&d),
+                            Phase::Plain => {
+                                buf.extend_from_slice(&d);
+                                for o in smtp_lines(&mut buf, &mut consumed, echo) {
+                                    match o {
+                                        Out::Data(d) => outbox.send(d).await?,
+                                        Out::Switch(m) => {
+                                            makessl.send(m).await?;
+                                            phase = Phase::Switching;
+                                        }
+                                        Out::Quit => {
+                                            signal.send(Control::producer_finished()).await?;
+                                            return Ok(());
+                                        }
+                                    }
                                 }
                             }
                         }
                     }
                     c = control.recv() => {
                         if c.is_final() {
-                            while let Some(d) = inbox.try_recv() {
-                                for o in handle(d, &mut tls, &mut buf) {
-                                    if let Out::Data(d) = o {
-                                        outbox.send(d).await?;
+                            if let Phase::Tls { mut drop } = phase {
+                                while let Some(d) = inbox.try_recv() {
+                                    let n = drop.min(d.len());
+                                    drop -= n;
+                                    if echo && n < d.len() {
+                                        outbox.send(d.slice(n..)).await?;
                                     }
                                 }
                             }
@@ -162,6 +169,36 @@ impl StartTlsServer {
             }
         })
     }
+}
+
+/// Answers the complete SMTP lines in `buf` (removing them and counting them in `consumed`);
+/// stops after STARTTLS or QUIT.
+fn smtp_lines(buf: &mut Vec<u8>, consumed: &mut u64, echo: bool) -> Vec<Out> {
+    let mut out = Vec::new();
+    while let Some(end) = buf.iter().position(|&c| c == b'\n') {
+        let line: Vec<u8> = buf.drain(..=end).collect();
+        *consumed += line.len() as u64;
+        let cmd = String::from_utf8_lossy(&line).trim().to_ascii_uppercase();
+        if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+            out.push(Out::Data(Bytes::from_static(
+                b"250-kamaelia\r\n250 STARTTLS\r\n",
+            )));
+        } else if cmd == "STARTTLS" {
+            out.push(Out::Switch(
+                MakeSsl::new()
+                    .with_reply("220 Ready to start TLS\r\n")
+                    .with_consumed(*consumed),
+            ));
+            return out;
+        } else if cmd == "QUIT" {
+            out.push(Out::Data(Bytes::from_static(b"221 bye\r\n")));
+            out.push(Out::Quit);
+            return out;
+        } else if echo {
+            out.push(Out::Data(Bytes::from(line)));
+        }
+    }
+    out
 }
 
 enum Out {

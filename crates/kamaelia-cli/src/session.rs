@@ -184,7 +184,7 @@ impl Observer {
                     }
                 }
                 r = self.sslready.recv() => {
-                    let SslReady(info) = r;
+                    let SslReady(info, _) = r;
                     self.events.sslready(&info);
                     self.events.line(format_args!("TLS established: {} {}", info.version, info.cipher_suite));
                     if let Some(sched) = &self.snapshot {
@@ -195,7 +195,7 @@ impl Observer {
             }
         }
         // A TLS summary can race the final message; take it if it is there.
-        if let Some(SslReady(info)) = self.sslready.try_recv() {
+        if let Some(SslReady(info, _)) = self.sslready.try_recv() {
             s.tls.get_or_insert(info);
         }
         match (&s.failure, &s.how) {

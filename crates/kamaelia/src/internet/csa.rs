@@ -155,6 +155,7 @@ impl ConnectedSocketAdapter {
         on_finish: OnFinish,
         tls_first: bool,
     ) -> Component {
+        let server_starttls = !tls_first && matches!(tls, Some(TlsRole::Server { .. }));
         let mut b = Component::build("ConnectedSocketAdapter");
         let boxes = Boxes {
             inbox: b.inbox("inbox", "data to send"),
@@ -179,6 +180,10 @@ impl ConnectedSocketAdapter {
                 send_open: true,
                 finishing: false,
                 is_tls: false,
+                history: History {
+                    keep: server_starttls,
+                    ..History::default()
+                },
             };
             let how = conn.run(tls_first).await;
             if let HowDied::Failed(e) = &how {
@@ -223,6 +228,59 @@ struct Connection {
     send_open: bool,
     finishing: bool,
     is_tls: bool,
+    /// STARTTLS servers: what was delivered on `outbox` lately, so a protocol can hand back
+    /// what followed its command ([`MakeSsl::with_consumed`]).
+    history: History,
+}
+
+/// The last bytes delivered in plaintext, with their offset in the stream.
+#[derive(Default)]
+struct History {
+    keep: bool,
+    chunks: VecDeque<Bytes>,
+    start: u64,
+    end: u64,
+}
+
+/// How much of the delivered plaintext a STARTTLS server keeps for replay.
+const HISTORY_LIMIT: u64 = 256 * 1024;
+
+impl History {
+    fn record(&mut self, chunk: &Bytes) {
+        if !self.keep {
+            return;
+        }
+        self.end += chunk.len() as u64;
+        self.chunks.push_back(chunk.clone());
+        while self.end - self.start > HISTORY_LIMIT {
+            let Some(front) = self.chunks.pop_front() else {
+                break;
+            };
+            self.start += front.len() as u64;
+        }
+    }
+
+    /// Everything delivered after the first `consumed` bytes.
+    fn after(&self, consumed: u64) -> Result<Bytes, TlsError> {
+        if consumed < self.start || consumed > self.end {
+            return Err(TlsError::Config(format!(
+                "makessl says {consumed} bytes were consumed, but bytes {}..{} are all that can be handed back",
+                self.start, self.end
+            )));
+        }
+        let mut skip = consumed - self.start;
+        let mut out = Vec::with_capacity((self.end - consumed) as usize);
+        for c in &self.chunks {
+            let len = c.len() as u64;
+            if skip >= len {
+                skip -= len;
+                continue;
+            }
+            out.extend_from_slice(&c[skip as usize..]);
+            skip = 0;
+        }
+        Ok(out.into())
+    }
 }
 
 enum Event {
@@ -354,6 +412,7 @@ impl Connection {
     }
 
     async fn deliver(&mut self, chunk: Bytes) {
+        self.history.record(&chunk);
         match self.b.outbox.try_send(chunk) {
             Ok(()) => {}
             Err(axon::TrySendError::Closed(_)) => {
@@ -457,6 +516,17 @@ impl Connection {
         let Conn::Plain(mut sock) = conn else {
             return Err(HowDied::Failed(TcpError::Tls(TlsError::AlreadyTls)));
         };
+        // A STARTTLS server's handshake starts with what the client sent after the command.
+        let (replay, replayed) = match m.consumed {
+            Some(consumed) => match self.history.after(consumed) {
+                Ok(r) => {
+                    let n = r.len() as u64;
+                    (r, n)
+                }
+                Err(e) => return Err(HowDied::Failed(TcpError::Tls(e))),
+            },
+            None => (m.pushback, 0),
+        };
         let handshake = async {
             match role {
                 TlsRole::Client { settings, host } => {
@@ -473,7 +543,7 @@ impl Connection {
                     Ok((Conn::Client(Box::new(s)), info))
                 }
                 TlsRole::Server { config, timeout } => {
-                    sock.push_front(m.pushback);
+                    sock.push_front(replay);
                     let accept = TlsAcceptor::from(config).accept(sock);
                     let s = match tokio::time::timeout(timeout, accept).await {
                         Err(_) => return Err(TlsError::HandshakeTimeout(timeout)),
@@ -494,13 +564,14 @@ impl Connection {
         match result {
             Ok((conn, info)) => {
                 self.is_tls = true;
+                self.history = History::default();
                 self.halves = Some(tokio::io::split(conn));
                 let info = info.unwrap_or_else(|| TlsInfo {
                     version: "unknown".into(),
                     cipher_suite: "unknown".into(),
                     alpn: None,
                 });
-                let _ = self.b.sslready.send(SslReady(info)).await;
+                let _ = self.b.sslready.send(SslReady(info, replayed)).await;
                 Ok(())
             }
             Err(e) => Err(HowDied::Failed(TcpError::Tls(e))),

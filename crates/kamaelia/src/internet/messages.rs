@@ -15,12 +15,20 @@ use super::{ConnectError, TlsError, TlsInfo};
 /// *server* may give the plaintext reply to write just before the switch (e.g. `220 Ready`) and
 /// any bytes it already read past the STARTTLS command (the start of the client's ClientHello),
 /// so that nothing the client sent is lost and no read happens between the reply and the switch.
+/// A server protocol should say how many delivered bytes it consumed ([`MakeSsl::with_consumed`]):
+/// the connection then hands the handshake everything it delivered after them, even bytes it read
+/// while the `makessl` message was on its way.
 #[derive(Clone, Debug, Default)]
 pub struct MakeSsl {
     /// Plaintext written (and flushed) immediately before the handshake starts.
     pub reply: Option<Bytes>,
     /// Bytes already read from the peer that belong to the TLS handshake (server side only).
     pub pushback: Bytes,
+    /// How many bytes of what the connection delivered the protocol consumed before asking for
+    /// the switch (server side only). Everything the connection delivered after them, including
+    /// bytes it read while this message was on its way, is given to the handshake. Preferred
+    /// over `pushback`, which cannot include bytes delivered after the protocol built it.
+    pub consumed: Option<u64>,
 }
 
 impl MakeSsl {
@@ -40,11 +48,22 @@ impl MakeSsl {
         self.pushback = bytes.into();
         self
     }
+
+    /// Says the protocol consumed the first `bytes` bytes the connection delivered (up to the
+    /// end of its STARTTLS command); the rest goes to the handshake (server side).
+    pub fn with_consumed(mut self, bytes: u64) -> Self {
+        self.consumed = Some(bytes);
+        self
+    }
 }
 
-/// Sent once on `sslready` when the TLS handshake has completed: what was negotiated.
+/// Sent once on `sslready` when the TLS handshake has completed: what was negotiated, and (on a
+/// STARTTLS server) how many bytes the connection had delivered in plaintext after those the
+/// protocol consumed, and handed to the handshake instead ([`MakeSsl::with_consumed`]). The
+/// protocol drops that many bytes of plaintext it has not consumed yet: they were the client's
+/// handshake, not data.
 #[derive(Clone, Debug)]
-pub struct SslReady(pub TlsInfo);
+pub struct SslReady(pub TlsInfo, pub u64);
 
 /// A notice on `signal`: the connection is up.
 #[derive(Clone, Debug, PartialEq, Eq)]
