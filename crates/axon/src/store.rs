@@ -12,14 +12,13 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use tokio::sync::Notify;
+use std::future::poll_fn;
+use std::task::{Context as TaskContext, Poll, Waker};
 
 use crate::spec::{BoxId, Direction};
 
 pub(crate) struct Store<T> {
     state: Mutex<State<T>>,
-    data_ready: Notify,
-    space: Notify,
     pub(crate) id: BoxId,
     /// For `signal` outboxes: recognises a final message, so the runtime never sends another.
     is_final: Option<fn(&T) -> bool>,
@@ -33,8 +32,62 @@ struct State<T> {
     /// How many stores forward into this one (for the graph and for cycle checks).
     sources: Vec<Weak<Store<T>>>,
     closed: bool,
-    rx_waiting: bool,
-    tx_waiting: bool,
+    /// Tasks waiting for a message here.
+    rx: Wakers,
+    /// Tasks waiting for room here (or for this box's link to change).
+    tx: Wakers,
+}
+
+/// The tasks waiting on one side of a store. Registered and taken under the store's lock, so a
+/// wake-up cannot be lost; woken after the lock is released. Nearly always one task (the box's
+/// owner, or one sender): the first slot needs no allocation.
+#[derive(Default)]
+struct Wakers {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
+
+impl Wakers {
+    fn register(&mut self, waker: &Waker) {
+        match &self.first {
+            None => self.first = Some(waker.clone()),
+            Some(w) if w.will_wake(waker) => {}
+            Some(_) => {
+                if !self.rest.iter().any(|w| w.will_wake(waker)) {
+                    self.rest.push(waker.clone());
+                }
+            }
+        }
+    }
+
+    fn take(&mut self) -> Woken {
+        Woken {
+            first: self.first.take(),
+            rest: if self.rest.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut self.rest)
+            },
+        }
+    }
+}
+
+/// Wakers taken from a store, to be woken once its lock is released.
+#[must_use]
+struct Woken {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
+
+impl Woken {
+    fn wake(self) {
+        if let Some(w) = self.first {
+            w.wake();
+        }
+        for w in self.rest {
+            w.wake();
+        }
+    }
 }
 
 /// Why a push did not happen; the message is handed back.
@@ -74,11 +127,9 @@ impl<T: Send + 'static> Store<T> {
                 forward: None,
                 sources: Vec::new(),
                 closed: false,
-                rx_waiting: false,
-                tx_waiting: false,
+                rx: Wakers::default(),
+                tx: Wakers::default(),
             }),
-            data_ready: Notify::new(),
-            space: Notify::new(),
             id,
         })
     }
@@ -117,43 +168,56 @@ impl<T: Send + 'static> Store<T> {
                 return Err(PushError::Full(msg, cur, unlinked));
             }
             g.queue.push_back(msg);
-            let wake = std::mem::take(&mut g.rx_waiting);
+            let woken = g.rx.take();
             drop(g);
-            if wake {
-                cur.data_ready.notify_one();
-            }
+            woken.wake();
             return Ok(());
         }
     }
 
-    /// Waits until the end of the chain has room (or is closed, or the chain changes).
+    /// Waits until the end of the chain has room (or is closed, or the chain changes). Returns
+    /// after the first wake-up: what woke it may be a relink upstream, which only a fresh walk
+    /// of the chain (the caller's retry) can see.
     pub(crate) async fn wait_space(self: &Arc<Self>, full: &Arc<Self>) {
-        let notified = full.space.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        {
+        let mut registered = false;
+        poll_fn(|cx| {
+            if registered {
+                return Poll::Ready(());
+            }
             let mut g = lock(&full.state);
             if g.forward.is_some() || g.closed || g.queue.len() < g.capacity {
-                return;
+                return Poll::Ready(());
             }
-            g.tx_waiting = true;
-        }
-        notified.await;
+            g.tx.register(cx.waker());
+            registered = true;
+            Poll::Pending
+        })
+        .await
     }
 
     pub(crate) fn try_pop(&self) -> Option<T> {
         let mut g = lock(&self.state);
-        let v = g.queue.pop_front();
-        if v.is_none() {
-            g.rx_waiting = true;
-            return None;
-        }
-        let wake = std::mem::take(&mut g.tx_waiting);
+        let v = g.queue.pop_front()?;
+        let woken = g.tx.take();
         drop(g);
-        if wake {
-            self.space.notify_waiters();
+        woken.wake();
+        Some(v)
+    }
+
+    fn poll_pop(&self, cx: &mut TaskContext<'_>) -> Poll<T> {
+        let mut g = lock(&self.state);
+        match g.queue.pop_front() {
+            Some(v) => {
+                let woken = g.tx.take();
+                drop(g);
+                woken.wake();
+                Poll::Ready(v)
+            }
+            None => {
+                g.rx.register(cx.waker());
+                Poll::Pending
+            }
         }
-        v
     }
 
     /// Moves up to `max` messages into `out`; returns how many.
@@ -161,38 +225,32 @@ impl<T: Send + 'static> Store<T> {
         let mut g = lock(&self.state);
         let n = g.queue.len().min(max);
         if n == 0 {
-            g.rx_waiting = true;
             return 0;
         }
         out.extend(g.queue.drain(..n));
-        let wake = std::mem::take(&mut g.tx_waiting);
+        let woken = g.tx.take();
         drop(g);
-        if wake {
-            self.space.notify_waiters();
-        }
+        woken.wake();
         n
     }
 
+    /// Waits for a message and takes it. Cancel safe: a message is taken only when ready.
     pub(crate) async fn pop(&self) -> T {
-        loop {
-            if let Some(v) = self.try_pop() {
-                return v;
-            }
-            self.data_ready.notified().await;
-        }
+        poll_fn(|cx| self.poll_pop(cx)).await
     }
 
+    /// Waits until a message is queued, without taking it.
     pub(crate) async fn wait_data(&self) {
-        loop {
-            {
-                let mut g = lock(&self.state);
-                if !g.queue.is_empty() {
-                    return;
-                }
-                g.rx_waiting = true;
+        poll_fn(|cx| {
+            let mut g = lock(&self.state);
+            if g.queue.is_empty() {
+                g.rx.register(cx.waker());
+                Poll::Pending
+            } else {
+                Poll::Ready(())
             }
-            self.data_ready.notified().await;
-        }
+        })
+        .await
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -206,11 +264,9 @@ impl<T: Send + 'static> Store<T> {
     pub(crate) fn set_capacity(&self, capacity: usize) {
         let mut g = lock(&self.state);
         g.capacity = capacity.max(1);
-        let wake = std::mem::take(&mut g.tx_waiting);
+        let woken = g.tx.take();
         drop(g);
-        if wake {
-            self.space.notify_waiters();
-        }
+        woken.wake();
     }
 
     pub(crate) fn is_linked(&self) -> bool {
@@ -287,11 +343,11 @@ impl<T: Send + 'static> Store<T> {
                 return Err(LinkFailure::Closed(dst.id.clone()));
             }
         }
-        g.rx_waiting = false;
+        let (tx, rx) = (g.tx.take(), g.rx.take());
         drop(g);
         lock(&dst.state).sources.push(Arc::downgrade(self));
-        self.space.notify_waiters();
-        self.data_ready.notify_waiters();
+        tx.wake();
+        rx.wake();
         Ok(())
     }
 
@@ -299,18 +355,22 @@ impl<T: Send + 'static> Store<T> {
     pub(crate) fn unlink(self: &Arc<Self>) -> Option<BoxId> {
         let mut g = lock(&self.state);
         let old = g.forward.take();
+        let woken = g.tx.take();
         drop(g);
+        woken.wake();
         let old = old?;
         lock(&old.state)
             .sources
             .retain(|w| w.upgrade().is_some_and(|s| !Arc::ptr_eq(&s, self)));
-        self.space.notify_waiters();
         // Senders upstream of us may be waiting for room at the end of the old chain: wake them
         // so they retry along the new one.
         let mut cur = Some(Arc::clone(&old));
         while let Some(c) = cur {
-            c.space.notify_waiters();
-            cur = lock(&c.state).forward.clone();
+            let mut g = lock(&c.state);
+            let woken = g.tx.take();
+            cur = g.forward.clone();
+            drop(g);
+            woken.wake();
         }
         Some(old.id.clone())
     }
@@ -320,8 +380,10 @@ impl<T: Send + 'static> Store<T> {
         let mut g = lock(&self.state);
         g.closed = true;
         let left = g.queue.len();
+        let (tx, rx) = (g.tx.take(), g.rx.take());
         drop(g);
-        self.space.notify_waiters();
+        tx.wake();
+        rx.wake();
         left
     }
 }

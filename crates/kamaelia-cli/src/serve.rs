@@ -112,14 +112,7 @@ impl StartTlsServer {
             loop {
                 tokio::select! {
                     r = sslready.recv(), if matches!(phase, Phase::Switching) => {
-                        // Bytes held since the command are the first of those replayed.
-                        let drop = (r.1 as usize).saturating_sub(buf.len());
-                        let keep = buf.split_off((r.1 as usize).min(buf.len()));
-                        buf.clear();
-                        phase = Phase::Tls { drop };
-                        if echo && !keep.is_empty() {
-                            outbox.send(Bytes::from(keep)).await?;
-                        }
+                        phase = switched(r, &mut buf, echo, &outbox).await?;
                     }
                     d = inbox.recv() => {
                         match &mut phase {
@@ -151,6 +144,13 @@ impl StartTlsServer {
                     }
                     c = control.recv() => {
                         if c.is_final() {
+                            // The connection sent sslready before any data it decrypted, so a
+                            // switch in progress has finished by the time it says it is done.
+                            if matches!(phase, Phase::Switching) {
+                                if let Some(r) = sslready.try_recv() {
+                                    phase = switched(r, &mut buf, echo, &outbox).await?;
+                                }
+                            }
                             if let Phase::Tls { mut drop } = phase {
                                 while let Some(d) = inbox.try_recv() {
                                     let n = drop.min(d.len());
@@ -169,6 +169,24 @@ impl StartTlsServer {
             }
         })
     }
+}
+
+/// The switch is done: of the bytes held since the command, the first `replayed` were the
+/// client's handshake (the connection gave them to TLS); the rest, if any, is data.
+async fn switched(
+    ready: SslReady,
+    held: &mut Vec<u8>,
+    echo: bool,
+    outbox: &axon::Outbox<Bytes>,
+) -> Result<Phase, axon::SendError<Bytes>> {
+    let replayed = usize::try_from(ready.1).unwrap_or(usize::MAX);
+    let drop = replayed.saturating_sub(held.len());
+    let keep = held.split_off(replayed.min(held.len()));
+    held.clear();
+    if echo && !keep.is_empty() {
+        outbox.send(Bytes::from(keep)).await?;
+    }
+    Ok(Phase::Tls { drop })
 }
 
 /// Answers the complete SMTP lines in `buf` (removing them and counting them in `consumed`);

@@ -16,6 +16,9 @@ use crate::util::watch::{ControlWatch, Undelivered};
 /// The rate a reader has unless told otherwise: Kamaelia's default, 100 000 bytes per second.
 pub const DEFAULT_RATE: u64 = 100_000;
 
+/// How much an unlimited reader reads per trip to the blocking pool (sent as chunks).
+const READ_BLOCK: usize = 1024 * 1024;
+
 /// The largest default chunk: the chunk size when there is no rate limit.
 pub const MAX_CHUNK_SIZE: usize = 64 * 1024;
 
@@ -202,7 +205,14 @@ impl From<RateControlledFileReader> for Component {
             let mut watch = ControlWatch::new(&control, &signal);
             'reading: while !watch.stopping() {
                 let control = watch.control();
-                let mut buf = BytesMut::zeroed(chunk_size);
+                // Unlimited: read a large block per trip to the blocking pool and send it as
+                // chunk-sized slices of one buffer (no copy). Rated: one chunk at a time.
+                let block = if bucket.is_none() {
+                    chunk_size.max(READ_BLOCK)
+                } else {
+                    chunk_size
+                };
+                let mut buf = BytesMut::zeroed(block);
                 // tokio's File keeps a read it had started if this future is dropped, and the
                 // next read returns its bytes: losing the race to `control` loses no data.
                 let read = tokio::select! {
@@ -219,25 +229,30 @@ impl From<RateControlledFileReader> for Component {
                     Err(source) => return Err(FileReaderError::Read { path, source }.into()),
                 };
                 buf.truncate(n);
-                if let Some(bucket) = bucket.as_mut() {
-                    let len = u64::try_from(n).unwrap_or(u64::MAX);
-                    while let Some(wait) = bucket.take(len, Instant::now()) {
-                        tokio::select! {
-                            biased;
-                            c = control.recv() => {
-                                watch.handle(c).await;
-                                if watch.shutdown_requested() {
-                                    break 'reading;
+                let mut data = buf.freeze();
+                while !data.is_empty() && !watch.stopping() {
+                    let piece = data.split_to(chunk_size.min(data.len()));
+                    if let Some(bucket) = bucket.as_mut() {
+                        let len = u64::try_from(piece.len()).unwrap_or(u64::MAX);
+                        while let Some(wait) = bucket.take(len, Instant::now()) {
+                            tokio::select! {
+                                biased;
+                                c = control.recv() => {
+                                    watch.handle(c).await;
+                                    if watch.shutdown_requested() {
+                                        break 'reading;
+                                    }
                                 }
+                                () = tokio::time::sleep(wait) => {}
                             }
-                            () = tokio::time::sleep(wait) => {}
                         }
                     }
-                }
-                match watch.send(&outbox, buf.freeze()).await {
-                    Ok(()) | Err(Undelivered::Shutdown) => {}
-                    Err(Undelivered::Closed) => {
-                        return Err(FileReaderError::OutboxClosed { path }.into())
+                    match watch.send(&outbox, piece).await {
+                        Ok(()) => {}
+                        Err(Undelivered::Shutdown) => break 'reading,
+                        Err(Undelivered::Closed) => {
+                            return Err(FileReaderError::OutboxClosed { path }.into())
+                        }
                     }
                 }
             }

@@ -9,7 +9,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use axon::{Component, Control, Inbox, Outbox};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::{client, server, TlsAcceptor};
@@ -20,8 +20,10 @@ use super::messages::{
 };
 use super::{classify, handshake, TlsError, TlsInfo, TlsSettings};
 
-/// How many bytes one read asks for.
+/// The most one read asks for.
 const READ_CHUNK: usize = 64 * 1024;
+/// What the first read of a connection asks for: an idle connection holds only this much.
+const FIRST_READ: usize = 4 * 1024;
 /// How many messages are taken from `inbox` ahead of the socket (one vectored write).
 const WRITE_BATCH: usize = 64;
 
@@ -299,7 +301,10 @@ impl Connection {
                 return how;
             }
         }
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        // Reads start small and double while they fill the buffer, so an idle connection holds
+        // 4 KiB and a busy one reads 64 KiB at a time; see `read_when_ready` for reuse.
+        let mut buf = BytesMut::new();
+        let mut want = FIRST_READ;
         loop {
             // A makessl that arrived before the close is honoured first (it may have been sent
             // before ProducerFinished; separate boxes carry no order between them).
@@ -330,7 +335,7 @@ impl Connection {
             let ev = tokio::select! {
                 c = b.control.recv() => Event::Control(c),
                 m = b.makessl.recv() => Event::MakeSsl(m),
-                r = read_when_ready(&b.outbox, rd, &mut buf), if self.recv_open => Event::Read(r),
+                r = read_when_ready(&b.outbox, rd, &mut buf, want), if self.recv_open => Event::Read(r),
                 r = write_or_flush(wr, &self.outq), if !self.outq.is_empty() || self.needs_flush => r,
                 d = b.inbox.recv(), if self.send_open && self.outq.len() < WRITE_BATCH => Event::Data(d),
             };
@@ -361,11 +366,11 @@ impl Connection {
                     }
                 }
                 Event::Read(Ok(0)) => self.peer_closed(false).await,
-                Event::Read(Ok(_)) => {
-                    let chunk = buf.split().freeze();
-                    if buf.capacity() < READ_CHUNK / 4 {
-                        buf.reserve(READ_CHUNK);
+                Event::Read(Ok(n)) => {
+                    if n == want {
+                        want = (want * 2).min(READ_CHUNK);
                     }
+                    let chunk = buf.split().freeze();
                     self.deliver(chunk).await;
                 }
                 Event::Read(Err(e)) => {
@@ -610,13 +615,23 @@ async fn wait_shutdown(
     }
 }
 
+/// Waits for room in `outbox`, then reads at most `want` bytes.
+///
+/// The buffer is reserved only now, just before the read: by then the chunks split off earlier
+/// have usually been consumed and dropped, so `reserve` takes the same allocation back instead
+/// of allocating (and faulting in) fresh memory for every read.
 async fn read_when_ready(
     outbox: &Outbox<Bytes>,
     rd: &mut ReadHalf<Conn>,
     buf: &mut BytesMut,
+    want: usize,
 ) -> io::Result<usize> {
     outbox.ready().await;
-    rd.read_buf(buf).await
+    if buf.capacity() < want {
+        buf.reserve(want);
+    }
+    let mut limited = (&mut *buf).limit(want);
+    rd.read_buf(&mut limited).await
 }
 
 /// Writes from `outq` if it has anything, else flushes (TLS keeps records buffered).

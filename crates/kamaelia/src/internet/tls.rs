@@ -19,7 +19,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::client::ClientConfig;
@@ -57,6 +57,9 @@ pub struct TlsSettings {
     client_cert: Option<Arc<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>>,
     handshake_timeout: Duration,
     alpn: Vec<Vec<u8>>,
+    /// The configuration built from these settings, shared by clones: every connection made
+    /// with them reuses one root store and one session cache (so reconnects can resume).
+    built: Arc<Mutex<Option<Arc<ClientConfig>>>>,
 }
 
 impl Default for TlsSettings {
@@ -86,12 +89,14 @@ impl TlsSettings {
             client_cert: None,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             alpn: Vec::new(),
+            built: Arc::default(),
         }
     }
 
     /// Trusts `trust` instead of Mozilla's roots.
     pub fn with_trust(mut self, trust: Trust) -> Self {
         self.trust = trust;
+        self.built = Arc::default();
         self
     }
 
@@ -108,6 +113,7 @@ impl TlsSettings {
         key: PrivateKeyDer<'static>,
     ) -> Self {
         self.client_cert = Some(Arc::new((chain, key)));
+        self.built = Arc::default();
         self
     }
 
@@ -120,6 +126,7 @@ impl TlsSettings {
     /// Offers these ALPN protocols, most preferred first.
     pub fn with_alpn(mut self, protocols: Vec<Vec<u8>>) -> Self {
         self.alpn = protocols;
+        self.built = Arc::default();
         self
     }
 
@@ -148,8 +155,21 @@ impl TlsSettings {
     /// Builds the rustls client configuration: the `ring` provider, its safe default protocol
     /// versions, these roots, verification of chain and name always on.
     ///
-    /// Reads the PEM file or the system store synchronously; build once and reuse the result.
+    /// Reads the PEM file or the system store synchronously, the first time only: the result is
+    /// kept and shared by every clone of these settings (so connections share a session cache
+    /// and can resume). A failure is not kept: the next call tries again.
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
+        // Nothing panics while this lock is held.
+        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(config) = built.as_ref() {
+            return Ok(config.clone());
+        }
+        let config = self.build_client_config()?;
+        *built = Some(config.clone());
+        Ok(config)
+    }
+
+    fn build_client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
         let roots = self.root_store()?;
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
@@ -172,8 +192,8 @@ impl TlsSettings {
     /// certificate for the name [`server_name_for`](Self::server_name_for) gives for `host`.
     ///
     /// `io` must have no plaintext from the server buffered elsewhere (see
-    /// [`TlsError::PlaintextPending`]). Builds the configuration each time; callers connecting
-    /// often can keep [`client_config`](Self::client_config) and call [`handshake`].
+    /// [`TlsError::PlaintextPending`]). The configuration is built once per settings (and their clones);
+    /// see [`client_config`](Self::client_config).
     pub async fn connect<IO>(
         &self,
         host: &str,

@@ -276,19 +276,20 @@ impl From<ConsoleReader> for Component {
         let control = b.inbox::<Control>("control", READER_CONTROL);
         let outbox = b.outbox::<Bytes>("outbox", READER_OUTBOX);
         let signal = b.outbox::<Control>("signal", READER_SIGNAL);
-        let (reader, mode): (Reader, ReadMode) = match config.reader {
-            Some(r) => (r, config.mode.unwrap_or(ReadMode::Chunks)),
+        let (reader, mode): (Option<Reader>, ReadMode) = match config.reader {
+            Some(r) => (Some(r), config.mode.unwrap_or(ReadMode::Chunks)),
             None => {
                 let auto = if io::stdin().is_terminal() {
                     ReadMode::Lines
                 } else {
                     ReadMode::Chunks
                 };
-                (Box::new(tokio::io::stdin()), config.mode.unwrap_or(auto))
+                (None, config.mode.unwrap_or(auto))
             }
         };
         let chunk_size = config.chunk_size;
         b.main(move |_cx| async move {
+            let reader = reader.unwrap_or_else(stdin_reader);
             let mut input = Input {
                 reader: BufReader::with_capacity(chunk_size, reader),
                 mode,
@@ -518,6 +519,19 @@ fn write_error(source: io::Error) -> ConsoleError {
     } else {
         ConsoleError::Write { source }
     }
+}
+
+/// Standard input as an async reader. A pipe or FIFO is read through tokio's reactor (no
+/// blocking thread, no hop per read, and a pending read can be cancelled); anything else (a
+/// terminal, a file) through `tokio::io::stdin`, which reads on the blocking pool.
+fn stdin_reader() -> Reader {
+    use std::os::fd::AsFd;
+    if let Ok(fd) = io::stdin().as_fd().try_clone_to_owned() {
+        if let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_file(std::fs::File::from(fd)) {
+            return Box::new(pipe);
+        }
+    }
+    Box::new(tokio::io::stdin())
 }
 
 #[cfg(test)]
