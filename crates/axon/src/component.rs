@@ -55,7 +55,8 @@ pub struct Component {
     pub(crate) name: Arc<str>,
     pub(crate) label: Arc<str>,
     pub(crate) id: ComponentId,
-    pub(crate) boxes: Vec<(BoxSpec, BoxRef)>,
+    /// Shared with its handle and the scheduler's record: declared once, never copied.
+    pub(crate) boxes: Arc<[(BoxSpec, BoxRef)]>,
     pub(crate) body: Body,
     pub(crate) error: Option<WiringError>,
 }
@@ -298,7 +299,7 @@ impl ComponentBuilder {
             name: self.name,
             label: self.label,
             id: self.id,
-            boxes: self.boxes,
+            boxes: self.boxes.into(),
             body: Box::new(move |cx| Box::pin(main(cx))),
             error: self.error,
         }

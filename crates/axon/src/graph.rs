@@ -12,7 +12,7 @@ pub(crate) struct Node {
     pub(crate) id: ComponentId,
     pub(crate) label: Arc<str>,
     pub(crate) parent: Option<ComponentId>,
-    pub(crate) boxes: Vec<(BoxSpec, BoxRef)>,
+    pub(crate) boxes: Arc<[(BoxSpec, BoxRef)]>,
 }
 
 fn node_name(b: &BoxId) -> String {
@@ -38,7 +38,7 @@ pub(crate) fn render(nodes: &[Node]) -> String {
         let pad = "  ".repeat(depth);
         let _ = writeln!(out, "{pad}subgraph \"cluster_{}\" {{", n.label);
         let _ = writeln!(out, "{pad}  label={:?};", n.label.to_string());
-        for (spec, r) in &n.boxes {
+        for (spec, r) in n.boxes.iter() {
             let shape = match spec.direction {
                 Direction::In => "invhouse",
                 Direction::Out => "house",
@@ -63,7 +63,7 @@ pub(crate) fn render(nodes: &[Node]) -> String {
         }
     }
     for n in nodes {
-        for (_, r) in &n.boxes {
+        for (_, r) in n.boxes.iter() {
             if let Some(dst) = r.linked_to() {
                 let style = match LinkKind::between(r.direction(), dst.direction) {
                     Some(LinkKind::Normal) | None => "solid",

@@ -48,7 +48,7 @@ struct State {
 struct Record {
     label: Arc<str>,
     parent: Option<ComponentId>,
-    boxes: Vec<(BoxSpec, BoxRef)>,
+    boxes: Arc<[(BoxSpec, BoxRef)]>,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -280,7 +280,7 @@ impl Scheduler {
         let handle = Handle {
             id: component.id,
             label: component.label.clone(),
-            boxes: component.boxes.clone().into(),
+            boxes: component.boxes.clone(),
             exit: rx,
         };
         {

@@ -1,5 +1,6 @@
 //! Scale: 2,000 concurrent clients against one TcpServer, each echoing a message while all the
-//! others are connected.
+//! others are connected: once as plain tokio clients, once as 2,000 `TcpClient` components in
+//! the same scheduler as the server.
 //!
 //! That needs over 4,000 descriptors (both ends of every connection live in this process). If
 //! the soft RLIMIT_NOFILE is lower, the test runs itself again in a child process under
@@ -13,7 +14,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axon::Control;
+use bytes::Bytes;
 use kamaelia::internet::{EchoProtocol, TcpServer};
+use kamaelia::TcpClient;
 use server::RunningServer;
 use support::with_timeout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,6 +33,85 @@ const CHILD_GUARD: &str = "KAMAELIA_SCALE_TEST_CHILD";
 
 #[test]
 fn two_thousand_concurrent_clients_each_get_their_echo() {
+    if needs_rerun(TEST_NAME) {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(with_timeout(Duration::from_secs(30), scale()));
+}
+
+/// 2,000 `TcpClient`s and the server in one scheduler: each sends its message, finishes
+/// (half-close, `wait_for_server_close`), and gets exactly its own echo back before the server
+/// closes; every client sends exactly one final message and nothing fails.
+#[test]
+fn two_thousand_tcp_clients_each_get_their_echo() {
+    if needs_rerun("two_thousand_tcp_clients_each_get_their_echo") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(with_timeout(Duration::from_secs(60), async {
+        let server = TcpServer::bind("127.0.0.1:0", |_| EchoProtocol::new()).unwrap();
+        let port = server.local_addr().port();
+        let sched = axon::Scheduler::new();
+        let mut clients = Vec::new();
+        let report = sched
+            .run(async {
+                let server = server.activate();
+                for i in 0..CLIENTS {
+                    let c: axon::Component = TcpClient::new("127.0.0.1", port)
+                        .wait_for_server_close(true)
+                        .into();
+                    let feed = axon::Outbox::<Bytes>::standalone("feed");
+                    let stop = axon::Outbox::<Control>::standalone("stop");
+                    let out = axon::Inbox::<Bytes>::standalone("out", 16);
+                    let signal = axon::Inbox::<Control>::standalone("signal", 16);
+                    axon::link_refs(&feed.boxref(), &c.boxref("inbox").unwrap()).unwrap();
+                    axon::link_refs(&stop.boxref(), &c.boxref("control").unwrap()).unwrap();
+                    axon::link_refs(&c.boxref("outbox").unwrap(), &out.boxref()).unwrap();
+                    axon::link_refs(&c.boxref("signal").unwrap(), &signal.boxref()).unwrap();
+                    feed.send(Bytes::from(format!("hello from client {i}\n")))
+                        .await
+                        .unwrap();
+                    stop.send(Control::producer_finished()).await.unwrap();
+                    let handle = c.activate();
+                    clients.push((i, handle, out, signal));
+                }
+                for (_, handle, _, _) in &clients {
+                    handle.join().await;
+                }
+                server.stop();
+            })
+            .await;
+        assert!(report.is_ok(), "{:?}", report.failures);
+        for (i, _, out, signal) in &clients {
+            let mut got = Vec::new();
+            while let Some(b) = out.try_recv() {
+                got.extend_from_slice(&b);
+            }
+            assert_eq!(
+                got,
+                format!("hello from client {i}\n").as_bytes(),
+                "client {i}"
+            );
+            let msgs: Vec<Control> = std::iter::from_fn(|| signal.try_recv()).collect();
+            let finals = msgs.iter().filter(|m| m.is_final()).count();
+            assert_eq!(finals, 1, "client {i}: {msgs:?}");
+            assert!(
+                !msgs.iter().any(|m| matches!(m, Control::Error(_))),
+                "client {i}: {msgs:?}"
+            );
+        }
+    }));
+}
+
+/// True if this test was re-run in a child with a raised descriptor limit (and passed there).
+fn needs_rerun(test: &str) -> bool {
     if let Some((soft, hard)) = descriptor_limits() {
         if soft < DESCRIPTORS_NEEDED {
             assert!(
@@ -39,15 +122,11 @@ fn two_thousand_concurrent_clients_each_get_their_echo() {
                 hard >= DESCRIPTORS_NEEDED,
                 "this test needs {DESCRIPTORS_NEEDED} descriptors; the hard limit is {hard}"
             );
-            rerun_with_limit(DESCRIPTORS_NEEDED);
-            return;
+            rerun_with_limit(test, DESCRIPTORS_NEEDED);
+            return true;
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(with_timeout(Duration::from_secs(30), scale()));
+    false
 }
 
 async fn scale() {
@@ -125,7 +204,7 @@ fn descriptor_limits() -> Option<(u64, u64)> {
 
 /// Runs this test alone in a child process whose soft descriptor limit is `limit`, and checks
 /// that it passed.
-fn rerun_with_limit(limit: u64) {
+fn rerun_with_limit(test: &str, limit: u64) {
     let exe = std::env::current_exe().unwrap();
     let status = std::process::Command::new("sh")
         .arg("-c")
@@ -133,7 +212,7 @@ fn rerun_with_limit(limit: u64) {
         .arg("sh")
         .arg(limit.to_string())
         .arg(exe)
-        .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_GUARD, "1")
         .status()
         .unwrap();

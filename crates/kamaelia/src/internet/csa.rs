@@ -21,7 +21,7 @@ use super::messages::{
 use super::{classify, handshake, TlsError, TlsInfo, TlsSettings};
 
 /// The most one read asks for.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 /// What the first read of a connection asks for: an idle connection holds only this much.
 const FIRST_READ: usize = 4 * 1024;
 /// How many messages are taken from `inbox` ahead of the socket (one vectored write).
@@ -302,7 +302,7 @@ impl Connection {
             }
         }
         // Reads start small and double while they fill the buffer, so an idle connection holds
-        // 4 KiB and a busy one reads 64 KiB at a time; see `read_when_ready` for reuse.
+        // 4 KiB and a busy one reads 256 KiB at a time; see `read_when_ready` for reuse.
         let mut buf = BytesMut::new();
         let mut want = FIRST_READ;
         loop {
