@@ -10,7 +10,7 @@
 use std::any::{Any, TypeId};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::future::poll_fn;
 use std::task::{Context as TaskContext, Poll, Waker};
@@ -29,8 +29,6 @@ struct State<T> {
     queue: VecDeque<T>,
     capacity: usize,
     forward: Option<Arc<Store<T>>>,
-    /// How many stores forward into this one (for the graph and for cycle checks).
-    sources: Vec<Weak<Store<T>>>,
     closed: bool,
     /// Tasks waiting for a message here.
     rx: Wakers,
@@ -125,7 +123,6 @@ impl<T: Send + 'static> Store<T> {
                 queue: VecDeque::new(),
                 capacity: capacity.max(1),
                 forward: None,
-                sources: Vec::new(),
                 closed: false,
                 rx: Wakers::default(),
                 tx: Wakers::default(),
@@ -345,7 +342,6 @@ impl<T: Send + 'static> Store<T> {
         }
         let (tx, rx) = (g.tx.take(), g.rx.take());
         drop(g);
-        lock(&dst.state).sources.push(Arc::downgrade(self));
         tx.wake();
         rx.wake();
         Ok(())
@@ -359,9 +355,6 @@ impl<T: Send + 'static> Store<T> {
         drop(g);
         woken.wake();
         let old = old?;
-        lock(&old.state)
-            .sources
-            .retain(|w| w.upgrade().is_some_and(|s| !Arc::ptr_eq(&s, self)));
         // Senders upstream of us may be waiting for room at the end of the old chain: wake them
         // so they retry along the new one.
         let mut cur = Some(Arc::clone(&old));

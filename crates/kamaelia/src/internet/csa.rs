@@ -23,7 +23,7 @@ use super::{classify, handshake, TlsError, TlsInfo, TlsSettings};
 /// The most one read asks for.
 const READ_CHUNK: usize = 256 * 1024;
 /// What the first read of a connection asks for: an idle connection holds only this much.
-const FIRST_READ: usize = 4 * 1024;
+const FIRST_READ: usize = 1024;
 /// How many messages are taken from `inbox` ahead of the socket (one vectored write).
 const WRITE_BATCH: usize = 64;
 
@@ -295,14 +295,17 @@ enum Event {
 }
 
 impl Connection {
+    /// The connection's loop. The TLS switch and the closing flush are boxed when they run: the
+    /// handshake's state is large, and a loop that held it inline would cost every idle
+    /// connection that much memory.
     async fn run(&mut self, tls_first: bool) -> HowDied {
         if tls_first {
-            if let Err(how) = self.start_tls(MakeSsl::new(), true).await {
+            if let Err(how) = Box::pin(self.start_tls(MakeSsl::new(), true)).await {
                 return how;
             }
         }
         // Reads start small and double while they fill the buffer, so an idle connection holds
-        // 4 KiB and a busy one reads 256 KiB at a time; see `read_when_ready` for reuse.
+        // 1 KiB and a busy one reads 256 KiB at a time; see `read_when_ready` for reuse.
         let mut buf = BytesMut::new();
         let mut want = FIRST_READ;
         loop {
@@ -314,7 +317,7 @@ impl Connection {
                 && self.b.inbox.is_empty()
                 && self.b.makessl.is_empty()
             {
-                if let Err(how) = self.shut_write().await {
+                if let Err(how) = Box::pin(self.shut_write()).await {
                     return how;
                 }
                 if self.on_finish == OnFinish::Close {
@@ -361,7 +364,7 @@ impl Connection {
                             .signal
                             .send(Control::error("ConnectedSocketAdapter", TcpError::Tls(e)))
                             .await;
-                    } else if let Err(how) = self.start_tls(m, false).await {
+                    } else if let Err(how) = Box::pin(self.start_tls(m, false)).await {
                         return how;
                     }
                 }

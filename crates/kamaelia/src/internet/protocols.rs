@@ -3,12 +3,61 @@
 use axon::Component;
 use bytes::Bytes;
 
-/// A protocol that sends back everything it receives.
+/// A protocol that sends back everything it receives: give it to a [`super::TcpServer`] and
+/// you have an echo server.
 ///
-/// Boxes: `inbox` (`Bytes`), `control`, `outbox` (`Bytes`), `signal`. On a final control
-/// message (the connection's ProducerFinished when the peer has finished sending) it passes on
-/// what is still queued and forwards the message on `signal`, which closes the connection after
-/// the echo is flushed.
+/// # Example
+///
+/// ```
+/// use axon::{Control, Inbox, Outbox, Scheduler};
+/// use bytes::Bytes;
+/// use kamaelia::internet::EchoProtocol;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let echo = EchoProtocol::new();
+/// let (feed, stop) = (Outbox::<Bytes>::standalone("feed"), Outbox::<Control>::standalone("stop"));
+/// let back = Inbox::<Bytes>::standalone("back", 8);
+/// axon::link_refs(&feed.boxref(), &echo.boxref("inbox")?)?;
+/// axon::link_refs(&stop.boxref(), &echo.boxref("control")?)?;
+/// axon::link_refs(&echo.boxref("outbox")?, &back.boxref())?;
+/// feed.send(Bytes::from_static(b"ping")).await?;
+/// stop.send(Control::producer_finished()).await?;
+/// assert!(Scheduler::new().run(async { echo.activate(); }).await.is_ok());
+/// assert_eq!(back.recv().await, "ping");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # How it works
+///
+/// Each message on `inbox` goes out unchanged on `outbox`, in order; a full `outbox` (a slow
+/// client) holds it back, so the connection stops reading and TCP slows the client down.
+///
+/// # Inboxes
+///
+/// | name | type | meaning |
+/// |---|---|---|
+/// | `inbox` | `Bytes` | data from the connection |
+/// | `control` | `Control` | the TcpServer's ProducerFinished when the peer has finished sending |
+///
+/// # Outboxes
+///
+/// | name | type | meaning |
+/// |---|---|---|
+/// | `outbox` | `Bytes` | the same data, back to the connection |
+/// | `signal` | `Control` | the final message, into the connection's `control` |
+///
+/// # Shutdown
+///
+/// On a final control message it first passes on what is still queued, then forwards the
+/// message on `signal`, which makes the connection flush the echo and close. Errors and notices
+/// on `control` are forwarded and it carries on.
+///
+/// # Errors
+///
+/// It fails (and the runtime reports it on `signal`) only if its connection has ended while it
+/// still had data to send.
 pub struct EchoProtocol;
 
 impl EchoProtocol {
@@ -19,7 +68,16 @@ impl EchoProtocol {
     }
 }
 
-/// A protocol that reads and throws away everything it receives (a sink).
+/// A protocol that reads and throws away everything it receives (a sink), as fast as the
+/// connection delivers it. Boxes, shutdown and errors as [`EchoProtocol`], except that nothing
+/// is sent on `outbox`.
+///
+/// ```
+/// use kamaelia::internet::{DiscardProtocol, TcpServer};
+///
+/// let server = TcpServer::bind("127.0.0.1:0", |_| DiscardProtocol::new()).unwrap();
+/// assert_ne!(server.local_addr().port(), 0);
+/// ```
 pub struct DiscardProtocol;
 
 impl DiscardProtocol {

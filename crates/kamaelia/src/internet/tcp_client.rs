@@ -231,7 +231,9 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
     let (selector, _) = Selector::get_or_create(cx.services())?;
     let mut finishing = false;
 
-    let connected = async {
+    // Boxed, so the resolver and Happy Eyeballs state is freed once connected instead of
+    // staying inline in this (long-lived) task for the whole connection.
+    let connected = Box::pin(async {
         if !cfg.delay.is_zero() {
             let sleep = tokio::time::sleep(cfg.delay);
             tokio::pin!(sleep);
@@ -273,7 +275,7 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
                 }
             }
         }
-    }
+    })
     .await;
 
     let (stream, peer) = match connected {

@@ -80,7 +80,6 @@ enum TlsMode {
 /// | name | type | meaning |
 /// |---|---|---|
 /// | `control` | `Control` | ProducerFinished or ShutdownMicroprocess: stop listening and close every connection |
-/// | `_connections` | `Control` | events from the connections' supervisors |
 ///
 /// # Outboxes
 ///
@@ -177,8 +176,7 @@ impl From<TcpServer> for Component {
         let mut b = Component::build("TcpServer");
         let control = b.control();
         let signal = b.signal();
-        let events = b.inbox::<Control>("_connections", "events from the connections");
-        b.main(move |cx| run(server, control, signal, events, cx))
+        b.main(move |cx| run(server, control, signal, cx))
     }
 }
 
@@ -186,7 +184,6 @@ async fn run(
     mut server: TcpServer,
     control: Inbox<Control>,
     signal: Outbox<Control>,
-    _events: Inbox<Control>,
     cx: Context,
 ) -> MainResult {
     let label = cx.label().clone();
