@@ -501,13 +501,17 @@ pub fn run<F: Future>(setup: F) -> std::io::Result<RunReport> {
         .build()?;
     let sched = default_scheduler().clone();
     let report = rt.block_on(async move {
+        // Registered before `setup` runs, so an interrupt can never hit the default handler
+        // (which would kill the process without a shutdown) once components exist.
+        let interrupts = Interrupts::new()?;
         let ctrl_c = tokio::spawn({
             let sched = sched.clone();
             async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
+                let mut interrupts = interrupts;
+                if interrupts.next().await {
                     tracing::info!("interrupted: shutting down");
                     sched.shutdown_all();
-                    if tokio::signal::ctrl_c().await.is_ok() {
+                    if interrupts.next().await {
                         std::process::exit(130);
                     }
                 }
@@ -515,10 +519,37 @@ pub fn run<F: Future>(setup: F) -> std::io::Result<RunReport> {
         });
         let report = sched.run(setup).await;
         ctrl_c.abort();
-        report
-    });
+        Ok::<_, std::io::Error>(report)
+    })?;
     // Every component has ended; a blocking read that cannot be cancelled (stdin) must not
     // keep the process alive.
     rt.shutdown_background();
     Ok(report)
+}
+
+/// SIGINT (Ctrl-C), listened for from the moment it is made.
+struct Interrupts {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn new() -> std::io::Result<Self> {
+        Ok(Interrupts {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for the next interrupt; false if none can come.
+    async fn next(&mut self) -> bool {
+        #[cfg(unix)]
+        {
+            self.signal.recv().await.is_some()
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await.is_ok()
+        }
+    }
 }
