@@ -16,7 +16,14 @@ fn example() -> Option<std::path::PathBuf> {
         let target_dir = profile_dir.parent()?;
         let mut build = Command::new(env!("CARGO"));
         build
-            .args(["build", "-p", "axon", "--example", "interrupt", "--target-dir"])
+            .args([
+                "build",
+                "-p",
+                "axon",
+                "--example",
+                "interrupt",
+                "--target-dir",
+            ])
             .arg(target_dir);
         if profile_dir.file_name()? == "release" {
             build.arg("--release");

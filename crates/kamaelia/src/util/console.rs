@@ -369,14 +369,12 @@ impl From<ConsoleEchoer> for Component {
         let control = b.inbox::<Control>("control", ECHOER_CONTROL);
         let outbox = b.outbox::<Bytes>("outbox", ECHOER_OUTBOX);
         let signal = b.outbox::<Control>("signal", ECHOER_SIGNAL);
-        let writer: Writer = match config.writer {
-            Some(w) => w,
-            None => Box::new(tokio::io::stdout()),
-        };
+        // Standard output is opened when the echoer runs, inside the runtime that drives it.
+        let writer: Option<Writer> = config.writer;
         let forwarder = config.forwarder;
         b.main(move |_cx| async move {
             let mut out = Output {
-                writer,
+                writer: writer.unwrap_or_else(stdout_writer),
                 forward: forwarder.then_some(outbox),
             };
             let mut watch = ControlWatch::new(&control, &signal);
@@ -528,10 +526,99 @@ fn stdin_reader() -> Reader {
     use std::os::fd::AsFd;
     if let Ok(fd) = io::stdin().as_fd().try_clone_to_owned() {
         if let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_file(std::fs::File::from(fd)) {
-            return Box::new(pipe);
+            return Box::new(Pipe(Some(pipe)));
         }
     }
     Box::new(tokio::io::stdin())
+}
+
+/// Standard output as an async writer: a pipe or FIFO through tokio's reactor (no hop to the
+/// blocking pool per write, which is what a relay's latency is made of), anything else through
+/// `tokio::io::stdout`.
+fn stdout_writer() -> Writer {
+    use std::os::fd::AsFd;
+    if let Ok(fd) = io::stdout().as_fd().try_clone_to_owned() {
+        if let Ok(pipe) = tokio::net::unix::pipe::Sender::from_file(std::fs::File::from(fd)) {
+            return Box::new(Pipe(Some(pipe)));
+        }
+    }
+    Box::new(tokio::io::stdout())
+}
+
+/// A standard stream's pipe, driven by the reactor. Making it non-blocking changes the pipe for
+/// every process that shares it, so it is made blocking again when dropped.
+struct Pipe<P: IntoBlocking>(Option<P>);
+
+trait IntoBlocking {
+    fn into_blocking(self);
+}
+
+impl IntoBlocking for tokio::net::unix::pipe::Receiver {
+    fn into_blocking(self) {
+        let _ = self.into_blocking_fd();
+    }
+}
+
+impl IntoBlocking for tokio::net::unix::pipe::Sender {
+    fn into_blocking(self) {
+        let _ = self.into_blocking_fd();
+    }
+}
+
+impl<P: IntoBlocking> Drop for Pipe<P> {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            p.into_blocking();
+        }
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the pipe was closed")
+}
+
+impl AsyncRead for Pipe<tokio::net::unix::pipe::Receiver> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.0.as_mut() {
+            Some(p) => std::pin::Pin::new(p).poll_read(cx, buf),
+            None => std::task::Poll::Ready(Err(gone())),
+        }
+    }
+}
+
+impl AsyncWrite for Pipe<tokio::net::unix::pipe::Sender> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match self.0.as_mut() {
+            Some(p) => std::pin::Pin::new(p).poll_write(cx, buf),
+            None => std::task::Poll::Ready(Err(gone())),
+        }
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.0.as_mut() {
+            Some(p) => std::pin::Pin::new(p).poll_flush(cx),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.0.as_mut() {
+            Some(p) => std::pin::Pin::new(p).poll_shutdown(cx),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
 }
 
 #[cfg(test)]
