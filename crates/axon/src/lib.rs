@@ -50,6 +50,7 @@ pub use control::{Control, Detail, ErrorMessage, Payload};
 pub use link::{link, link_refs, unlink, BoxRef, Link, WiringError};
 pub use registry::{Registry, RegistryError};
 pub use scheduler::{
-    run, ComponentFailure, Context, Exit, FailureKind, Handle, RunReport, Scheduler,
+    block_on, interrupted, run, ComponentFailure, Context, Exit, FailureKind, Handle, RunReport,
+    Scheduler,
 };
 pub use spec::{BoxId, BoxSpec, Direction, LinkKind};

@@ -496,35 +496,53 @@ fn default_scheduler() -> &'static Scheduler {
 /// before `run` was called are started too. Ctrl-C sends ShutdownMicroprocess to every top-level
 /// component; a second Ctrl-C exits the process with status 130.
 pub fn run<F: Future>(setup: F) -> std::io::Result<RunReport> {
+    block_on(async move {
+        let sched = default_scheduler().clone();
+        sched.run(setup).await
+    })
+}
+
+/// Runs `body` to completion on a multi-threaded tokio runtime with [`run`]'s Ctrl-C handling
+/// (the first interrupt: ShutdownMicroprocess to every top-level component of the process-wide
+/// scheduler; the second: exit with status 130), and returns its output. For programs that
+/// watch their components themselves instead of waiting for all of them to end.
+///
+/// When `body` is done the runtime is left behind rather than waited for: a read on tokio's
+/// blocking pool (standard input from a terminal) cannot be cancelled and must not keep the
+/// process alive.
+pub fn block_on<F: Future>(body: F) -> std::io::Result<F::Output> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let sched = default_scheduler().clone();
-    let report = rt.block_on(async move {
-        // Registered before `setup` runs, so an interrupt can never hit the default handler
+    let out = rt.block_on(async move {
+        // Registered before `body` runs, so an interrupt can never hit the default handler
         // (which would kill the process without a shutdown) once components exist.
         let interrupts = Interrupts::new()?;
-        let ctrl_c = tokio::spawn({
-            let sched = sched.clone();
-            async move {
-                let mut interrupts = interrupts;
+        let ctrl_c = tokio::spawn(async move {
+            let mut interrupts = interrupts;
+            if interrupts.next().await {
+                INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!("interrupted: shutting down");
+                sched.shutdown_all();
                 if interrupts.next().await {
-                    tracing::info!("interrupted: shutting down");
-                    sched.shutdown_all();
-                    if interrupts.next().await {
-                        std::process::exit(130);
-                    }
+                    std::process::exit(130);
                 }
             }
         });
-        let report = sched.run(setup).await;
+        let out = body.await;
         ctrl_c.abort();
-        Ok::<_, std::io::Error>(report)
+        Ok::<_, std::io::Error>(out)
     })?;
-    // Every component has ended; a blocking read that cannot be cancelled (stdin) must not
-    // keep the process alive.
     rt.shutdown_background();
-    Ok(report)
+    Ok(out)
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True once [`run`] or [`block_on`] has seen an interrupt (Ctrl-C).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// SIGINT (Ctrl-C), listened for from the moment it is made.

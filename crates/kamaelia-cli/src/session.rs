@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axon::{link_refs, Component, Control, Inbox, Outbox, Scheduler, WiringError};
@@ -14,9 +13,6 @@ use crate::errors::{judge, Verdict};
 use crate::events::Events;
 use crate::flags::{Endpoint, TlsMode};
 use crate::starttls::{LayerMode, TlsLayer};
-
-/// Set by the first Ctrl-C.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// The TcpClient for `ep`, waiting for the server to close after our half-close.
 pub(crate) fn client(ep: &Endpoint) -> TcpClient {
@@ -110,7 +106,7 @@ impl Summary {
             0
         } else if self.failure.is_some() {
             1
-        } else if INTERRUPTED.load(Ordering::Relaxed) {
+        } else if axon::interrupted() {
             130
         } else {
             0
@@ -207,40 +203,16 @@ impl Observer {
     }
 }
 
-/// Runs `body` on a multi-threaded runtime, with the process-wide scheduler (so
-/// `Component::activate` works anywhere in it). The first Ctrl-C sends ShutdownMicroprocess to
-/// every top-level component (as `axon::run` does); a second exits with status 130. The runtime
-/// is then left behind rather than waited for: a read of standard input on tokio's blocking
-/// pool cannot be cancelled.
+/// Runs `body` with the process-wide scheduler (so `Component::activate` works anywhere in it)
+/// under `axon::block_on`: its Ctrl-C handling, and no waiting for a blocked read of standard
+/// input at the end.
 pub(crate) fn run<F, Fut, T>(body: F) -> anyhow::Result<T>
 where
     F: FnOnce(Scheduler) -> Fut,
     Fut: Future<Output = anyhow::Result<T>>,
 {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let sched = Scheduler::current();
-    let out = rt.block_on(async {
-        let ctrl_c = tokio::spawn({
-            let sched = sched.clone();
-            async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    INTERRUPTED.store(true, Ordering::Relaxed);
-                    tracing::info!("interrupted: shutting down");
-                    sched.shutdown_all();
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        std::process::exit(130);
-                    }
-                }
-            }
-        });
-        let out = body(sched).await;
-        ctrl_c.abort();
-        out
-    });
-    rt.shutdown_background();
-    out
+    axon::block_on(body(sched))?
 }
 
 /// Activates `session` and watches it to the end.
