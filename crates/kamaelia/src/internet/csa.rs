@@ -475,12 +475,8 @@ impl Connection {
         let mut finished = true;
         tokio::select! {
             r = shut => r.map_err(|e| HowDied::Failed(TcpError::io(self.peer, e))),
-            c = wait_shutdown(&b.control, &b.signal, &mut finished) => Err(self.dropped_after(c)),
+            _ = wait_shutdown(&b.control, &b.signal, &mut finished) => Err(self.shutdown_now()),
         }
-    }
-
-    fn dropped_after(&mut self, _c: Control) -> HowDied {
-        self.shutdown_now()
     }
 
     /// Flushes plaintext, checks nothing unread is pending (client), and runs the handshake.
@@ -516,7 +512,7 @@ impl Connection {
         let mut finished = false;
         tokio::select! {
             r = flush => r.map_err(|e| HowDied::Failed(TcpError::io(peer, e)))?,
-            c = wait_shutdown(&b.control, &b.signal, &mut finished) => return Err(self.dropped_after(c)),
+            _ = wait_shutdown(&b.control, &b.signal, &mut finished) => return Err(self.shutdown_now()),
         }
         self.finishing |= finished;
         self.needs_flush = false;
@@ -566,7 +562,7 @@ impl Connection {
         let mut finished = false;
         let result = tokio::select! {
             r = handshake => r,
-            c = wait_shutdown(&b.control, &b.signal, &mut finished) => return Err(self.dropped_after(c)),
+            _ = wait_shutdown(&b.control, &b.signal, &mut finished) => return Err(self.shutdown_now()),
         };
         self.finishing |= finished;
         match result {
