@@ -157,35 +157,45 @@ impl ComponentBuilder {
         &self.label
     }
 
-    fn declare<T: Message>(
-        &mut self,
-        name: &str,
-        direction: Direction,
-        description: &'static str,
-        capacity: usize,
-    ) -> Arc<Store<T>> {
+    /// The id of a new box `name`, noting a duplicate name as this component's wiring error.
+    fn new_id(&mut self, name: &str, direction: Direction, message_type: &'static str) -> BoxId {
         if self.boxes.iter().any(|(s, _)| &*s.name == name) && self.error.is_none() {
             self.error = Some(WiringError::DuplicateBox {
                 component: self.label.to_string(),
                 name: name.to_string(),
             });
         }
-        let id = BoxId {
+        BoxId {
             owner: self.label.clone(),
             name: name.into(),
             direction,
-            message_type: std::any::type_name::<T>(),
-        };
-        let store = Store::<T>::new(id.clone(), capacity);
+            message_type,
+        }
+    }
+
+    fn push(&mut self, id: BoxId, description: &'static str, r: BoxRef) {
         self.boxes.push((
             BoxSpec {
                 name: id.name,
-                direction,
+                direction: id.direction,
                 message_type: id.message_type,
                 description,
             },
-            BoxRef::new(store.clone()),
+            r,
         ));
+    }
+
+    fn declare<T: Message>(
+        &mut self,
+        name: &str,
+        direction: Direction,
+        description: &'static str,
+        capacity: usize,
+        is_final: Option<fn(&T) -> bool>,
+    ) -> Arc<Store<T>> {
+        let id = self.new_id(name, direction, std::any::type_name::<T>());
+        let store = Store::<T>::with_final_check(id.clone(), capacity, is_final);
+        self.push(id, description, BoxRef::new(store.clone()));
         store
     }
 
@@ -202,14 +212,14 @@ impl ComponentBuilder {
         capacity: usize,
     ) -> Inbox<T> {
         Inbox {
-            store: self.declare(name, Direction::In, description, capacity),
+            store: self.declare(name, Direction::In, description, capacity, None),
         }
     }
 
     /// Declares an outbox of `T`.
     pub fn outbox<T: Message>(&mut self, name: &str, description: &'static str) -> Outbox<T> {
         Outbox {
-            store: self.declare(name, Direction::Out, description, DEFAULT_CAPACITY),
+            store: self.declare(name, Direction::Out, description, DEFAULT_CAPACITY, None),
         }
     }
 
@@ -221,21 +231,18 @@ impl ComponentBuilder {
         )
     }
 
-    /// Declares the standard `signal` outbox.
+    /// Declares the standard `signal` outbox. It notes a final message, so the runtime never
+    /// sends another after a failure (docs/semantics.md §5).
     pub fn signal(&mut self) -> Outbox<Control> {
-        let out: Outbox<Control> = self.outbox(
-            "signal",
-            "errors, then one final ProducerFinished or ShutdownMicroprocess",
-        );
-        // Replace the plain store with one that notes a final message, so the runtime never
-        // sends a second one after a failure.
-        let id = out.store.id.clone();
-        let store =
-            Store::<Control>::with_final_check(id, DEFAULT_CAPACITY, Some(Control::is_final));
-        if let Some(entry) = self.boxes.last_mut() {
-            entry.1 = BoxRef::new(store.clone());
+        Outbox {
+            store: self.declare(
+                "signal",
+                Direction::Out,
+                "errors, then one final ProducerFinished or ShutdownMicroprocess",
+                DEFAULT_CAPACITY,
+                Some(Control::is_final),
+            ),
         }
-        Outbox { store }
     }
 
     /// Declares a box that mirrors `like` (same message type) under `name`: how a chassis gives
@@ -247,28 +254,9 @@ impl ComponentBuilder {
         like: &BoxRef,
         description: &'static str,
     ) -> BoxRef {
-        if self.boxes.iter().any(|(s, _)| &*s.name == name) && self.error.is_none() {
-            self.error = Some(WiringError::DuplicateBox {
-                component: self.label.to_string(),
-                name: name.to_string(),
-            });
-        }
-        let id = BoxId {
-            owner: self.label.clone(),
-            name: name.into(),
-            direction,
-            message_type: like.id().message_type,
-        };
+        let id = self.new_id(name, direction, like.id().message_type);
         let r = like.new_like(id.clone(), DEFAULT_CAPACITY);
-        self.boxes.push((
-            BoxSpec {
-                name: id.name,
-                direction,
-                message_type: id.message_type,
-                description,
-            },
-            r.clone(),
-        ));
+        self.push(id, description, r.clone());
         r
     }
 

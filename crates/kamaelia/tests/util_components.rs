@@ -1,6 +1,8 @@
 //! OneShot, ConsoleReader and ConsoleEchoer: in process against in-memory streams, and end to
 //! end through the `console_echo` example run as a real child process.
 
+mod support;
+
 use std::error::Error as _;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -320,36 +322,10 @@ async fn reader_reports_a_read_error_on_signal() {
 // ---------------------------------------------------------------------------------------------
 // The console_echo example as a child process: real stdin, real stdout.
 
-/// The built `console_echo` example, next to this test binary's directory
-/// (`target/<profile>/deps/..` → `target/<profile>/examples/`). `cargo test` builds examples;
-/// when only this test was built, it is built here with the same cargo, profile and target dir.
+/// The built `console_echo` example (built here if `cargo test` has not built it).
 fn console_echo() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-        let bin = profile_dir
-            .join("examples")
-            .join(format!("console_echo{}", std::env::consts::EXE_SUFFIX));
-        if !bin.exists() {
-            let target_dir = profile_dir.parent().unwrap();
-            let mut cargo = Command::new(env!("CARGO"));
-            cargo.args(["build", "-p", "kamaelia", "--example", "console_echo"]);
-            cargo.arg("--target-dir").arg(target_dir);
-            match profile_dir.file_name().and_then(|n| n.to_str()) {
-                Some("debug") | None => {}
-                Some("release") => {
-                    cargo.arg("--release");
-                }
-                Some(profile) => {
-                    cargo.args(["--profile", profile]);
-                }
-            }
-            let status = cargo.status().unwrap();
-            assert!(status.success(), "building the console_echo example failed");
-        }
-        bin
-    })
+    BIN.get_or_init(|| support::example_bin("console_echo"))
 }
 
 struct Echoed {

@@ -318,20 +318,9 @@ pub async fn until(mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// The path of example `name`, built by `cargo test` next to the test binaries; `None` (with
-/// the reason printed) if it has not been built, as when only one test target was asked for.
+/// The path of example `name` (built here if `cargo test` has not built it).
 pub fn example_bin(name: &str) -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent()?.parent()?.join("examples").join(name);
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "SKIPPED: example {name} is not built at {} (run `cargo test -p kamaelia`, which builds examples)",
-            path.display()
-        );
-        None
-    }
+    Some(crate::support::example_bin(name))
 }
 
 /// A TLS server from the first byte that echoes, and sends `()` on the returned channel each

@@ -150,20 +150,9 @@ pub fn errors_of<E: std::error::Error + Clone + 'static>(msgs: &[Control]) -> Ve
         .collect()
 }
 
-/// The path of example `name`, built by `cargo test` next to the test binaries; `None` (with
-/// the reason printed) if it has not been built, as when only one test target was asked for.
+/// The path of example `name` (built here if `cargo test` has not built it).
 pub fn example_bin(name: &str) -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent()?.parent()?.join("examples").join(name);
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "SKIPPED: example {name} is not built at {} (run `cargo test -p kamaelia`, which builds examples)",
-            path.display()
-        );
-        None
-    }
+    Some(crate::support::example_bin(name))
 }
 
 /// A child process killed when this is dropped, so a failing test leaves nothing running.
