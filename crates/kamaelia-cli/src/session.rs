@@ -175,24 +175,17 @@ impl Observer {
                         }
                     }
                     if c.is_final() {
+                        // sslready was sent long before the final message, but the two boxes
+                        // race here: report it first.
+                        if let Some(r) = self.sslready.try_recv() {
+                            self.tls_up(r, &mut s);
+                        }
                         s.how = c.payload::<HowDied>().cloned();
                         break;
                     }
                 }
-                r = self.sslready.recv() => {
-                    let SslReady(info, _) = r;
-                    self.events.sslready(&info);
-                    self.events.line(format_args!("TLS established: {} {}", info.version, info.cipher_suite));
-                    if let Some(sched) = &self.snapshot {
-                        s.graph = Some(sched.graph_dot());
-                    }
-                    s.tls = Some(info);
-                }
+                r = self.sslready.recv() => self.tls_up(r, &mut s),
             }
-        }
-        // A TLS summary can race the final message; take it if it is there.
-        if let Some(SslReady(info, _)) = self.sslready.try_recv() {
-            s.tls.get_or_insert(info);
         }
         match (&s.failure, &s.how) {
             (Some(line), _) if !s.stdout_closed => self.events.failure(line),
@@ -200,6 +193,19 @@ impl Observer {
             _ => self.events.line("closed"),
         }
         s
+    }
+
+    fn tls_up(&self, ready: SslReady, s: &mut Summary) {
+        let SslReady(info, _) = ready;
+        self.events.sslready(&info);
+        self.events.line(format_args!(
+            "TLS established: {} {}",
+            info.version, info.cipher_suite
+        ));
+        if let Some(sched) = &self.snapshot {
+            s.graph = Some(sched.graph_dot());
+        }
+        s.tls = Some(info);
     }
 }
 
