@@ -171,6 +171,7 @@ impl ConnectedSocketAdapter {
         b.main(move |cx| async move {
             let label = cx.label().clone();
             let mut conn = Connection {
+                label: label.clone(),
                 b: boxes,
                 peer,
                 tls,
@@ -218,6 +219,7 @@ struct Boxes {
 }
 
 struct Connection {
+    label: Arc<str>,
     b: Boxes,
     peer: SocketAddr,
     tls: Option<TlsRole>,
@@ -362,7 +364,7 @@ impl Connection {
                         let _ = self
                             .b
                             .signal
-                            .send(Control::error("ConnectedSocketAdapter", TcpError::Tls(e)))
+                            .send(Control::error(self.label.clone(), TcpError::Tls(e)))
                             .await;
                     } else if let Err(how) = Box::pin(self.start_tls(m, false)).await {
                         return how;
