@@ -7,7 +7,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use futures_util::FutureExt;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 use crate::boxes::Outbox;
 use crate::component::{Body, BoxError, Component, ComponentId};
@@ -40,7 +40,7 @@ struct Inner {
 #[derive(Default)]
 struct State {
     live: BTreeMap<ComponentId, Record>,
-    pending: Vec<(Component, Option<ComponentId>, watch::Sender<Option<Exit>>)>,
+    pending: Vec<(Component, Option<ComponentId>, Arc<ExitCell>)>,
     failures: Vec<Arc<ComponentFailure>>,
     activated: usize,
 }
@@ -62,7 +62,7 @@ pub struct Handle {
     id: ComponentId,
     label: Arc<str>,
     boxes: Arc<[(BoxSpec, BoxRef)]>,
-    exit: watch::Receiver<Option<Exit>>,
+    exit: Arc<ExitCell>,
 }
 
 /// How a component ended.
@@ -276,12 +276,12 @@ impl Scheduler {
     }
 
     pub(crate) fn activate(&self, component: Component, parent: Option<ComponentId>) -> Handle {
-        let (tx, rx) = watch::channel(None);
+        let exit = Arc::new(ExitCell::default());
         let handle = Handle {
             id: component.id,
             label: component.label.clone(),
             boxes: component.boxes.clone(),
-            exit: rx,
+            exit: exit.clone(),
         };
         {
             let mut st = lock(&self.inner.state);
@@ -295,11 +295,11 @@ impl Scheduler {
                 },
             );
             if tokio::runtime::Handle::try_current().is_err() {
-                st.pending.push((component, parent, tx));
+                st.pending.push((component, parent, exit));
                 return handle;
             }
         }
-        self.spawn(component, tx);
+        self.spawn(component, exit);
         handle
     }
 
@@ -310,7 +310,7 @@ impl Scheduler {
         }
     }
 
-    fn spawn(&self, component: Component, exit: watch::Sender<Option<Exit>>) {
+    fn spawn(&self, component: Component, exit: Arc<ExitCell>) {
         let sched = self.clone();
         let Component {
             label,
@@ -340,7 +340,7 @@ impl Scheduler {
         label: Arc<str>,
         boxes: &[(BoxSpec, BoxRef)],
         failure: Option<FailureKind>,
-        exit: watch::Sender<Option<Exit>>,
+        exit: Arc<ExitCell>,
     ) {
         let failure = failure.map(|kind| {
             Arc::new(ComponentFailure {
@@ -376,10 +376,10 @@ impl Scheduler {
             }
             st.live.is_empty()
         };
-        exit.send_replace(Some(Exit {
+        exit.set(Exit {
             failure,
             undelivered,
-        }));
+        });
         if empty {
             self.inner.idle.notify_waiters();
         }
@@ -456,24 +456,46 @@ impl Handle {
 
     /// True once the component has ended.
     pub fn is_finished(&self) -> bool {
-        self.exit.borrow().is_some()
+        self.exit.lock().0.is_some()
     }
 
     /// Waits for the component to end and says how.
     pub async fn join(&self) -> Exit {
-        let mut rx = self.exit.clone();
-        loop {
-            if let Some(e) = rx.borrow_and_update().clone() {
-                return e;
+        std::future::poll_fn(|cx| {
+            let mut g = self.exit.lock();
+            match &g.0 {
+                Some(e) => std::task::Poll::Ready(e.clone()),
+                None => {
+                    if !g.1.iter().any(|w| w.will_wake(cx.waker())) {
+                        g.1.push(cx.waker().clone());
+                    }
+                    std::task::Poll::Pending
+                }
             }
-            if rx.changed().await.is_err() {
-                // The sender lives until the exit is recorded, so this cannot happen; if it
-                // did, report an exit with no failure rather than hang.
-                return rx.borrow().clone().unwrap_or(Exit {
-                    failure: None,
-                    undelivered: Vec::new(),
-                });
-            }
+        })
+        .await
+    }
+}
+
+/// Where a component's exit is recorded once, for every handle to see (a lighter one-shot than
+/// a watch channel: there is one per component).
+#[derive(Default)]
+pub(crate) struct ExitCell(Mutex<(Option<Exit>, Vec<std::task::Waker>)>);
+
+impl ExitCell {
+    fn lock(&self) -> MutexGuard<'_, (Option<Exit>, Vec<std::task::Waker>)> {
+        // Nothing panics while this lock is held.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, exit: Exit) {
+        let waiters = {
+            let mut g = self.lock();
+            g.0 = Some(exit);
+            std::mem::take(&mut g.1)
+        };
+        for w in waiters {
+            w.wake();
         }
     }
 }
