@@ -199,7 +199,7 @@ impl<T: Message> Outbox<T> {
                 Err(PushError::Closed(m)) => return Err(SendError(m)),
                 Err(PushError::Full(m, full, _)) => {
                     msg = m;
-                    self.store.wait_space(&full).await;
+                    full.wait_space().await;
                 }
             }
         }
@@ -226,20 +226,9 @@ impl<T: Message> Outbox<T> {
 
     /// Waits until a send would not have to wait (or would fail at once). Cancel safe.
     pub async fn ready(&self) {
-        loop {
-            let end = self.end_if_full();
-            match end {
-                None => return,
-                Some(full) => self.store.wait_space(&full).await,
-            }
-            if self.end_if_full().is_none() {
-                return;
-            }
+        while let Some(full) = self.store.full_end() {
+            full.wait_space().await;
         }
-    }
-
-    fn end_if_full(&self) -> Option<Arc<Store<T>>> {
-        self.store.full_end()
     }
 
     /// True if this outbox is linked to a destination.

@@ -33,7 +33,8 @@ pub struct Scheduler {
 
 struct Inner {
     state: Mutex<State>,
-    idle: Notify,
+    /// Woken whenever a component is activated or ends.
+    changed: Notify,
     registry: Registry,
 }
 
@@ -179,7 +180,7 @@ impl Scheduler {
         Scheduler {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
-                idle: Notify::new(),
+                changed: Notify::new(),
                 registry: Registry::new(),
             }),
         }
@@ -212,17 +213,25 @@ impl Scheduler {
         self.take_report()
     }
 
-    /// Waits until no component is alive.
+    /// Waits until no component is alive (and none waits to be started).
     pub async fn wait_idle(&self) {
+        self.wait_for(|st| st.live.is_empty() && st.pending.is_empty())
+            .await
+    }
+
+    /// Waits until exactly `n` components are alive: a test's way to see connections come and
+    /// go without polling.
+    pub async fn wait_live(&self, n: usize) {
+        self.wait_for(|st| st.live.len() == n).await
+    }
+
+    async fn wait_for(&self, done: impl Fn(&State) -> bool) {
         loop {
-            let notified = self.inner.idle.notified();
+            let notified = self.inner.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                let st = lock(&self.inner.state);
-                if st.live.is_empty() && st.pending.is_empty() {
-                    return;
-                }
+            if done(&lock(&self.inner.state)) {
+                return;
             }
             notified.await;
         }
@@ -296,9 +305,12 @@ impl Scheduler {
             );
             if tokio::runtime::Handle::try_current().is_err() {
                 st.pending.push((component, parent, exit));
+                drop(st);
+                self.inner.changed.notify_waiters();
                 return handle;
             }
         }
+        self.inner.changed.notify_waiters();
         self.spawn(component, exit);
         handle
     }
@@ -368,21 +380,18 @@ impl Scheduler {
                 }
             }
         }
-        let empty = {
+        {
             let mut st = lock(&self.inner.state);
             st.live.remove(&id);
             if let Some(f) = &failure {
                 st.failures.push(f.clone());
             }
-            st.live.is_empty()
-        };
+        }
         exit.set(Exit {
             failure,
             undelivered,
         });
-        if empty {
-            self.inner.idle.notify_waiters();
-        }
+        self.inner.changed.notify_waiters();
     }
 }
 

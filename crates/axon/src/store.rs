@@ -172,16 +172,16 @@ impl<T: Send + 'static> Store<T> {
         }
     }
 
-    /// Waits until the end of the chain has room (or is closed, or the chain changes). Returns
+    /// Waits until this store (the full end of a chain) has room, is closed or forwards. Returns
     /// after the first wake-up: what woke it may be a relink upstream, which only a fresh walk
     /// of the chain (the caller's retry) can see.
-    pub(crate) async fn wait_space(self: &Arc<Self>, full: &Arc<Self>) {
+    pub(crate) async fn wait_space(&self) {
         let mut registered = false;
         poll_fn(|cx| {
             if registered {
                 return Poll::Ready(());
             }
-            let mut g = lock(&full.state);
+            let mut g = lock(&self.state);
             if g.forward.is_some() || g.closed || g.queue.len() < g.capacity {
                 return Poll::Ready(());
             }

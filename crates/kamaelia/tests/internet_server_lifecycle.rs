@@ -252,9 +252,7 @@ async fn a_server_whose_signal_nobody_reads_keeps_serving_and_stops() {
             c.set_zero_linger().unwrap();
         }
         // Every reset connection ends, with its protocol.
-        while sched.live() != 1 {
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
+        sched.wait_live(1).await;
         let mut c = connected_echo_client(addr).await;
         c.shutdown().await.unwrap();
         assert!(read_until_closed(&mut c).await.is_empty());

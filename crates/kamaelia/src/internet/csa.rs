@@ -477,7 +477,7 @@ impl Connection {
         let mut finished = true;
         tokio::select! {
             r = shut => r.map_err(|e| HowDied::Failed(TcpError::io(self.peer, e))),
-            _ = wait_shutdown(&b.control, &b.signal, &mut finished) => Err(self.shutdown_now()),
+            () = wait_shutdown(&b.control, &b.signal, &mut finished) => Err(self.shutdown_now()),
         }
     }
 
@@ -514,7 +514,7 @@ impl Connection {
         let mut finished = false;
         tokio::select! {
             r = flush => r.map_err(|e| HowDied::Failed(TcpError::io(peer, e)))?,
-            _ = wait_shutdown(&b.control, &b.signal, &mut finished) => return Err(self.shutdown_now()),
+            () = wait_shutdown(&b.control, &b.signal, &mut finished) => return Err(self.shutdown_now()),
         }
         self.finishing |= finished;
         self.needs_flush = false;
@@ -564,7 +564,7 @@ impl Connection {
         let mut finished = false;
         let result = tokio::select! {
             r = handshake => r,
-            _ = wait_shutdown(&b.control, &b.signal, &mut finished) => return Err(self.shutdown_now()),
+            () = wait_shutdown(&b.control, &b.signal, &mut finished) => return Err(self.shutdown_now()),
         };
         self.finishing |= finished;
         match result {
@@ -598,15 +598,11 @@ impl Connection {
 
 /// Waits for ShutdownMicroprocess on `control`, forwarding errors and notices and noting
 /// ProducerFinished in `finished` (it takes effect once the flush or handshake is over).
-async fn wait_shutdown(
-    control: &Inbox<Control>,
-    signal: &Outbox<Control>,
-    finished: &mut bool,
-) -> Control {
+async fn wait_shutdown(control: &Inbox<Control>, signal: &Outbox<Control>, finished: &mut bool) {
     loop {
         let c = control.recv().await;
         if c.is_shutdown() {
-            return c;
+            return;
         }
         if c.is_producer_finished() {
             *finished = true;

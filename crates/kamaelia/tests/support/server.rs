@@ -4,7 +4,6 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axon::{Control, Handle, Inbox, RunReport, Scheduler};
 use kamaelia::internet::{Listening, TcpServer};
@@ -86,12 +85,9 @@ impl RunningServer {
         (report, rest)
     }
 
-    /// Waits until `n` components run under the scheduler (polling: the scheduler has no
-    /// notification for a count other than zero).
+    /// Waits until `n` components run under the scheduler.
     pub async fn wait_live(&self, n: usize) {
-        while self.sched.live() != n {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        self.sched.wait_live(n).await
     }
 }
 
