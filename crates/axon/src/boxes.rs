@@ -268,3 +268,13 @@ impl<T: Message> fmt::Debug for Outbox<T> {
         write!(f, "Outbox({})", self.store.id)
     }
 }
+
+impl<T: Message> Inbox<T> {
+    /// Refuses further messages, as when the component ends: senders get `Closed` from now on
+    /// and waiting senders wake. What is already queued stays and can still be taken with
+    /// [`Inbox::try_recv`], so a component can account for everything it was given before it
+    /// ends. Returns how many messages are queued.
+    pub fn close(&self) -> usize {
+        self.store.close()
+    }
+}
