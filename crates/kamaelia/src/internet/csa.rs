@@ -27,9 +27,6 @@ const READ_CHUNK: usize = 256 * 1024;
 const FIRST_READ: usize = 1024;
 /// How many messages are taken from `inbox` ahead of the socket (one vectored write).
 const WRITE_BATCH: usize = 64;
-/// A connection that has read nothing for this long gives its read buffer back: after a burst
-/// an idle connection holds [`FIRST_READ`] bytes again, not the last read's size.
-const QUIET_AFTER: Duration = Duration::from_secs(1);
 
 /// The default of each direction of [`Limits`]: 256 KiB.
 pub const DEFAULT_LIMIT_BYTES: usize = 256 * 1024;
@@ -303,7 +300,6 @@ impl ConnectedSocketAdapter {
                 plaintext_idle: options.plaintext_timeout,
                 counts: Counts::default(),
                 last_activity: now,
-                last_read: now,
                 timer: None,
                 armed: None,
             };
@@ -364,10 +360,8 @@ struct Connection {
     counts: Counts,
     /// When a byte last moved either way (the idle timeout counts from here).
     last_activity: Instant,
-    /// When a byte was last read (a quiet connection gives its read buffer back).
-    last_read: Instant,
-    /// One timer for both, made only when needed and reset lazily: it may fire early, and is
-    /// then set again for the deadline as it stands.
+    /// The idle timer, made only when needed and reset lazily: it may fire early, and is then
+    /// set again for the deadline as it stands.
     timer: Option<Pin<Box<Sleep>>>,
     armed: Option<Instant>,
 }
@@ -491,7 +485,7 @@ impl Connection {
                     HowDied::PeerClosed
                 };
             }
-            self.arm(want > FIRST_READ);
+            self.arm();
             let take_more = self.takes_more();
             let Some((rd, wr)) = self.halves.as_mut() else {
                 return HowDied::Failed(TcpError::Tls(TlsError::NotConnected));
@@ -536,8 +530,7 @@ impl Connection {
                     self.peer_closed(false).await;
                 }
                 Event::Read(Ok(n)) => {
-                    let now = Instant::now();
-                    (self.last_activity, self.last_read) = (now, now);
+                    self.last_activity = Instant::now();
                     if n == want {
                         want = (want * 2).min(max_read);
                     }
@@ -576,23 +569,14 @@ impl Connection {
                 }
                 Event::Timer => {
                     self.armed = None;
-                    let now = Instant::now();
                     if let Some(after) = self.idle_limit() {
-                        if self
-                            .last_activity
-                            .checked_add(after)
-                            .is_some_and(|d| d <= now)
-                        {
+                        let deadline = self.last_activity.checked_add(after);
+                        if deadline.is_some_and(|d| d <= Instant::now()) {
                             return HowDied::Failed(TcpError::IdleTimeout {
                                 peer: self.peer,
                                 after,
                             });
                         }
-                    }
-                    let quiet = self.last_read.checked_add(QUIET_AFTER);
-                    if want > FIRST_READ && quiet.is_some_and(|d| d <= now) {
-                        buf = BytesMut::new();
-                        want = FIRST_READ.min(max_read);
                     }
                 }
             }
@@ -634,26 +618,18 @@ impl Connection {
         }
     }
 
-    /// Sets the timer for the earliest deadline: the idle timeout, and (`big`: the read buffer
-    /// has grown) the moment the connection counts as quiet. A deadline that overflows the
+    /// Sets the timer for the idle deadline, if there is one. A deadline that overflows the
     /// clock is no deadline.
-    fn arm(&mut self, big: bool) {
-        let idle = self
+    fn arm(&mut self) {
+        let next = self
             .idle_limit()
             .and_then(|d| self.last_activity.checked_add(d));
-        let quiet = big
-            .then(|| self.last_read.checked_add(QUIET_AFTER))
-            .flatten();
-        let next = match (idle, quiet) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
         let Some(next) = next else {
             self.armed = None;
             return;
         };
-        // Activity only moves deadlines later: an earlier timer fires, finds time left, and is
-        // set again, so a busy connection resets its timer at most once per period.
+        // Activity only moves the deadline later: an earlier timer fires, finds time left, and
+        // is set again, so a busy connection resets its timer at most once per period.
         if self.armed.is_some_and(|a| a <= next) {
             return;
         }
@@ -936,7 +912,10 @@ async fn expiry(timer: &mut Option<Pin<Box<Sleep>>>) {
 ///
 /// The buffer is reserved only now, just before the read: by then the chunks split off earlier
 /// have usually been consumed and dropped, so `reserve` takes the same allocation back instead
-/// of allocating (and faulting in) fresh memory for every read.
+/// of allocating (and faulting in) fresh memory for every read. When nothing is ready to read,
+/// a buffer grown past [`FIRST_READ`] is let go while the connection waits, so an idle
+/// connection does not keep the size of its last burst (it is reserved again on the next
+/// wake-up, usually from the allocation just freed).
 async fn read_when_ready(
     outbox: &Outbox<Bytes>,
     rd: &mut ReadHalf<Conn>,
@@ -944,11 +923,21 @@ async fn read_when_ready(
     want: usize,
 ) -> io::Result<usize> {
     outbox.ready().await;
-    if buf.capacity() < want {
-        buf.reserve(want);
-    }
-    let mut limited = (&mut *buf).limit(want);
-    rd.read_buf(&mut limited).await
+    std::future::poll_fn(|cx| {
+        if buf.capacity() < want {
+            buf.reserve(want);
+        }
+        let polled = {
+            let mut limited = (&mut *buf).limit(want);
+            let read = std::pin::pin!(rd.read_buf(&mut limited));
+            std::future::Future::poll(read, cx)
+        };
+        if polled.is_pending() && buf.capacity() > FIRST_READ {
+            *buf = BytesMut::new();
+        }
+        polled
+    })
+    .await
 }
 
 /// Writes from `outq` if it has anything, else flushes (TLS keeps records buffered).
