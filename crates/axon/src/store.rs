@@ -131,6 +131,9 @@ impl<T> State<T> {
     }
 }
 
+/// Held while a link is made (see [`Store::link_to`]).
+static LINKING: Mutex<()> = Mutex::new(());
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // No code panics while holding a store lock, so poisoning cannot carry a broken invariant.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -362,6 +365,10 @@ impl<T: Send + 'static> Store<T> {
 
     /// Makes `self` forward to `dst`, moving what `self` holds to the end of `dst`'s chain.
     pub(crate) fn link_to(self: &Arc<Self>, dst: &Arc<Self>) -> Result<(), LinkFailure> {
+        // The cycle check walks the chain one lock at a time, so two links made at once (A->B
+        // and B->A) could each pass it and close a loop that every send would then follow for
+        // ever. Links are made one at a time; sends never take this lock.
+        let _one_at_a_time = lock(&LINKING);
         // A chain from dst that reaches self would loop forever.
         let mut cur = Arc::clone(dst);
         loop {
