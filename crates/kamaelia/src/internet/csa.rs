@@ -264,12 +264,17 @@ impl ConnectedSocketAdapter {
     ) -> Component {
         let tls_first = options.tls_first;
         let server_starttls = !tls_first && matches!(tls, Some(TlsRole::Server { .. }));
+        let limits = options.limits;
         let mut b = Component::build("ConnectedSocketAdapter");
         let boxes = Boxes {
-            inbox: b.inbox("inbox", "data to send"),
+            inbox: b
+                .inbox("inbox", "data to send")
+                .limit_bytes(limits.send_bytes),
             control: b.control(),
             makessl: b.inbox("makessl", "switch this connection to TLS"),
-            outbox: b.outbox("outbox", "data received"),
+            outbox: b
+                .outbox("outbox", "data received")
+                .limit_bytes(limits.receive_bytes),
             signal: b.signal(),
             sslready: b.outbox("sslready", "TLS negotiated: version and cipher suite"),
             feedback: b.outbox("CreatorFeedback", "SocketShutdown when the connection ends"),

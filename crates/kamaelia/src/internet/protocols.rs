@@ -3,6 +3,8 @@
 use axon::Component;
 use bytes::Bytes;
 
+use super::DEFAULT_LIMIT_BYTES;
+
 /// A protocol that sends back everything it receives: give it to a [`super::TcpServer`] and
 /// you have an echo server.
 ///
@@ -91,7 +93,9 @@ impl DiscardProtocol {
 
 fn relay(name: &'static str, echo: bool) -> Component {
     let mut b = Component::build(name);
-    let inbox = b.inbox::<Bytes>("inbox", "data from the connection");
+    let inbox = b
+        .inbox::<Bytes>("inbox", "data from the connection")
+        .limit_bytes(DEFAULT_LIMIT_BYTES);
     let control = b.control();
     let outbox = b.outbox::<Bytes>("outbox", "data to the connection");
     let signal = b.signal();

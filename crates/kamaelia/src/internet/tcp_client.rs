@@ -221,14 +221,18 @@ impl From<TcpClient> for Component {
     fn from(cfg: TcpClient) -> Component {
         let mut b = Component::build("TcpClient");
         let boxes = Boxes {
-            inbox: b.inbox("inbox", "data to send to the socket"),
+            inbox: b
+                .inbox("inbox", "data to send to the socket")
+                .limit_bytes(cfg.limits.send_bytes),
             control: b.control(),
             makessl: b.inbox("makessl", "ask the connection to switch to TLS"),
             feedback: b.inbox(
                 "_socketFeedback",
                 "notifications from the ConnectedSocketAdapter",
             ),
-            outbox: b.outbox("outbox", "data received from the socket"),
+            outbox: b
+                .outbox("outbox", "data received from the socket")
+                .limit_bytes(cfg.limits.receive_bytes),
             signal: b.signal(),
             sslready: b.outbox("sslready", "TLS negotiated successfully"),
             csa_control: b.outbox(
