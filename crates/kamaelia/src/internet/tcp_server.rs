@@ -411,3 +411,62 @@ fn server_role(config: &Arc<rustls::ServerConfig>) -> TlsRole {
         timeout: DEFAULT_HANDSHAKE_TIMEOUT,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::internet::EchoProtocol;
+    use axon::Scheduler;
+    use bytes::Bytes;
+
+    /// A connection whose CSA fails (here: panics; a real CSA has no input that makes it
+    /// panic, so a stand-in with the CSA's boxes does) sends no SocketShutdown: the runtime
+    /// sends its error and a final message on its `signal`. The supervisor must take that as
+    /// the end, tell the protocol, and return once both have ended, so the server lets go of
+    /// them (before, it waited for a SocketShutdown for ever).
+    #[tokio::test]
+    async fn a_failed_csa_ends_its_supervisor_and_its_protocol() {
+        let mut b = Component::build("FailingCsa");
+        let _inbox = b.inbox::<Bytes>("inbox", "data to send");
+        let _signal = b.signal();
+        let _feedback = b.outbox::<Control>("CreatorFeedback", "SocketShutdown");
+        let csa = b.main(|_| async { panic!("a connection component that fails") });
+        let proto = EchoProtocol::new();
+        let events = Inbox::<Control>::standalone("connection events", 16);
+        let to_proto = Outbox::<Control>::standalone("to protocol");
+        let errors = Inbox::<Control>::standalone("server signal", 16);
+        let signal = Outbox::<Control>::standalone("signal");
+        let link = |a: axon::BoxRef, b: axon::BoxRef| link_refs(&a, &b).unwrap();
+        link(
+            proto.boxref("outbox").unwrap(),
+            csa.boxref("inbox").unwrap(),
+        );
+        link(csa.boxref("signal").unwrap(), events.boxref());
+        link(csa.boxref("CreatorFeedback").unwrap(), events.boxref());
+        link(to_proto.boxref(), proto.boxref("control").unwrap());
+        link(signal.boxref(), errors.boxref());
+
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let run = tokio::spawn(async move {
+            Scheduler::new()
+                .run(async move {
+                    let _ = tx.send((csa.activate(), proto.activate()));
+                })
+                .await
+        });
+        let (csa, proto) = rx.await.unwrap();
+        let supervised = supervise(events, to_proto, signal, "TcpServer".into(), (csa, proto));
+        tokio::time::timeout(Duration::from_secs(10), supervised)
+            .await
+            .expect("the supervisor ended");
+        let report = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("everything ended")
+            .unwrap();
+        // The stand-in's panic is the one failure; the protocol ended normally.
+        assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+        assert!(report.failures[0].component.starts_with("FailingCsa"));
+        // The failure was passed on as a connection error.
+        assert!(matches!(errors.try_recv(), Some(Control::Error(_))));
+    }
+}
