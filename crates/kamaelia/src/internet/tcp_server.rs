@@ -74,12 +74,27 @@ enum TlsMode {
 /// protocol's `outbox` into the CSA's `inbox`, the CSA's `outbox` into the protocol's `inbox`
 /// and the protocol's `signal` into the CSA's `control`; a protocol with a `makessl` outbox or a
 /// `sslready` inbox is linked to the CSA's too. When the peer finishes sending, or the
-/// connection ends, the protocol gets ProducerFinished on `control`.
+/// connection ends, the protocol gets ProducerFinished on `control`. A small supervisor per
+/// connection watches the CSA: it passes connection errors on, tells the protocol, and once the
+/// CSA and the protocol have both ended the server lets go of them. The connection has ended
+/// when the CSA says so, and also when the runtime reports the CSA itself failed (a final
+/// message on its `signal`), so a failing CSA cannot leave its protocol behind.
 ///
 /// With [`TcpServer::tls`] every connection speaks TLS from the first byte; with
 /// [`TcpServer::starttls`] a protocol switches its connection by sending [`super::MakeSsl`]
 /// (with the plaintext reply and any bytes it read past its STARTTLS command, so nothing the
-/// client sent is lost).
+/// client sent is lost). A STARTTLS connection that has not switched yet is closed after
+/// [`DEFAULT_PLAINTEXT_TIMEOUT`] (60 s) without traffic, unless
+/// [`TcpServer::plaintext_timeout`] says otherwise, so half-open plaintext connections cannot
+/// pile up; [`TcpServer::idle_timeout`] sets one for every connection (none by default).
+///
+/// Each connection's boxes and queues are bounded in bytes by [`TcpServer::limits`] (256 KiB
+/// each direction by default; see [`ConnectedSocketAdapter`]), and [`super::EchoProtocol`]'s
+/// and [`super::DiscardProtocol`]'s inboxes by the same default: an echo connection whose
+/// client floods and never reads holds about 1 MiB of the server's memory, not more.
+///
+/// A connection's [`super::Transferred`] notice is not forwarded: a server's `signal` would
+/// carry one per connection for ever.
 ///
 /// # Inboxes
 ///
@@ -101,7 +116,8 @@ enum TlsMode {
 /// # Errors
 ///
 /// [`TcpServer::bind`] fails with [`TcpError::Bind`]. Errors on a connection (reset, TLS
-/// failure) are sent on `signal` as `Control::Error` and end only that connection.
+/// failure, [`TcpError::IdleTimeout`]) are sent on `signal` as `Control::Error` and end only
+/// that connection.
 pub struct TcpServer {
     listener: Option<std::net::TcpListener>,
     addr: SocketAddr,
