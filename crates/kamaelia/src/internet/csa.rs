@@ -619,9 +619,12 @@ impl Connection {
     }
 
     /// Whether to take more from `inbox`: the write side is open and the queue ahead of the
-    /// socket has room for another message and is under the send limit.
+    /// socket has room for another message and is under the send limit. An empty queue always
+    /// takes one message, so a limit of 0 still makes progress.
     fn takes_more(&self) -> bool {
-        self.send_open && self.outq.len() < WRITE_BATCH && self.outq_bytes < self.limits.send_bytes
+        self.send_open
+            && self.outq.len() < WRITE_BATCH
+            && (self.outq.is_empty() || self.outq_bytes < self.limits.send_bytes)
     }
 
     fn queue(&mut self, d: Bytes) {
