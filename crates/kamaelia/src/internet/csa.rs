@@ -43,8 +43,9 @@ pub const DEFAULT_LIMIT_BYTES: usize = 256 * 1024;
 ///
 /// A box admits a message while it holds fewer bytes than its limit, so it holds at most the
 /// limit plus one message (one read: at most `receive_bytes`). A connection of
-/// [`super::TcpServer`] with [`super::EchoProtocol`] holds about five times the limit at most
-/// whatever its peer does: about 1.3 MiB with the defaults.
+/// [`super::TcpServer`] with [`super::EchoProtocol`] holds a few times the limit at most,
+/// whatever its peer does: with the defaults, about 0.95 MiB of server memory per client that
+/// floods and never reads (`tests/internet_server_flood_memory.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Bytes waiting to be sent: the inbox, and the queue ahead of the socket (each).
