@@ -44,7 +44,7 @@ pub const DEFAULT_LIMIT_BYTES: usize = 256 * 1024;
 /// A box admits a message while it holds fewer bytes than its limit, so it holds at most the
 /// limit plus one message (one read: at most `receive_bytes`). A connection of
 /// [`super::TcpServer`] with [`super::EchoProtocol`] holds a few times the limit at most,
-/// whatever its peer does: with the defaults, about 0.95 MiB of server memory per client that
+/// whatever its peer does: with the defaults, about 1.05 MiB of server memory per client that
 /// floods and never reads (`tests/internet_server_flood_memory.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -197,8 +197,8 @@ pub enum TlsRole {
 ///
 /// Every place that holds a connection's bytes is bounded in bytes by [`Limits`] (256 KiB each
 /// direction by default): `inbox`, the queue of messages taken from it ahead of the socket (it
-/// stops taking while that queue is at the limit), each read (a quarter of the receive limit
-/// at most, up to 256 KiB), and its own `outbox` buffer while unlinked. Once `outbox` is
+/// stops taking while that queue is at the limit), each read (half the receive limit at most,
+/// up to 256 KiB), and its own `outbox` buffer while unlinked. Once `outbox` is
 /// linked, the receiving component's inbox bounds what waits there, and the connection stops
 /// reading while it is full. Reads start at 1 KiB and grow while they fill; when nothing is
 /// ready to read, a grown buffer is let go, so an idle connection holds about 1 KiB whatever
@@ -483,10 +483,10 @@ impl Connection {
             }
         }
         // Reads start small and double while they fill the buffer, so an idle connection holds
-        // 1 KiB and a busy one reads up to a quarter of the receive limit (at most 256 KiB) at a
-        // time; see `read_when_ready` for reuse. A quarter, so that a box holding just under its
-        // limit and then admitting one more read stays near the limit.
-        let max_read = (self.limits.receive_bytes / 4).clamp(1, READ_CHUNK);
+        // 1 KiB and a busy one reads up to half the receive limit (at most 256 KiB) at a time;
+        // see `read_when_ready` for reuse. Half, so that a box holding just under its limit and
+        // then admitting one more read stays within one and a half times the limit.
+        let max_read = (self.limits.receive_bytes / 2).clamp(1, READ_CHUNK);
         let mut buf = BytesMut::new();
         let mut want = FIRST_READ.min(max_read);
         loop {
