@@ -42,7 +42,7 @@ pub const DEFAULT_LIMIT_BYTES: usize = 256 * 1024;
 /// waits for room there.
 ///
 /// A box admits a message while it holds fewer bytes than its limit, so it holds at most the
-/// limit plus one message (one read: at most `receive_bytes`). A connection of
+/// limit plus one message (one read: at most half of `receive_bytes`). A connection of
 /// [`super::TcpServer`] with [`super::EchoProtocol`] holds a few times the limit at most,
 /// whatever its peer does: with the defaults, about 1.05 MiB of server memory per client that
 /// floods and never reads (`tests/internet_server_flood_memory.rs`).
@@ -50,7 +50,8 @@ pub const DEFAULT_LIMIT_BYTES: usize = 256 * 1024;
 pub struct Limits {
     /// Bytes waiting to be sent: the inbox, and the queue ahead of the socket (each).
     pub send_bytes: usize,
-    /// Bytes received and not yet taken by the receiver; also the most one read asks for.
+    /// Bytes received and not yet taken by the receiver; one read asks for half of it at most
+    /// (and never more than 256 KiB).
     pub receive_bytes: usize,
 }
 
