@@ -174,6 +174,11 @@ async fn shutdown_during_transfer_drops_and_counts_what_was_queued() {
         let (s, _) = c.finish().await;
         let (messages, bytes) = shut_down(&s);
         assert!(messages > 0 && bytes > 0, "{s:?}");
+        // Every byte handed over was either sent or is counted as unsent.
+        let t = s.notices::<kamaelia::internet::Transferred>();
+        assert_eq!(t.len(), 1, "{s:?}");
+        assert_eq!(t[0].sent + t[0].unsent, sent as u64, "{:?}", t[0]);
+        assert!(t[0].unsent >= bytes as u64, "{:?}", t[0]);
         let _ = go.send(());
         let received = server.await.unwrap() as usize;
         // What arrived and what was dropped account for everything, less what sat in the
