@@ -1,5 +1,6 @@
 //! Components: named, typed boxes declared once as data, and a main routine.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +60,19 @@ pub struct Component {
     pub(crate) boxes: Arc<[(BoxSpec, BoxRef)]>,
     pub(crate) body: Body,
     pub(crate) error: Option<WiringError>,
+}
+
+impl fmt::Debug for Component {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Component")
+            .field("label", &self.label)
+            .field(
+                "boxes",
+                &self.boxes.iter().map(|(s, _)| &s.name).collect::<Vec<_>>(),
+            )
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Declares a component's boxes, then takes its main routine. See [`Component::build`].
@@ -166,6 +180,19 @@ pub(crate) fn find_box(
             name: name.to_string(),
             available: boxes.iter().map(|(s, _)| s.name.to_string()).collect(),
         })
+}
+
+impl fmt::Debug for ComponentBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ComponentBuilder")
+            .field("label", &self.label)
+            .field(
+                "boxes",
+                &self.boxes.iter().map(|(s, _)| &s.name).collect::<Vec<_>>(),
+            )
+            .field("error", &self.error)
+            .finish()
+    }
 }
 
 impl ComponentBuilder {

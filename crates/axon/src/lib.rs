@@ -34,6 +34,8 @@
 //! # }
 //! ```
 
+#![warn(missing_debug_implementations)]
+
 mod boxes;
 mod component;
 mod control;

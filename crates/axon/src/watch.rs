@@ -39,6 +39,7 @@ use crate::control::Control;
 /// watch.finish(Control::producer_finished());
 /// # }
 /// ```
+#[derive(Debug)]
 pub struct ControlWatch<'a> {
     control: &'a Inbox<Control>,
     signal: &'a Outbox<Control>,
