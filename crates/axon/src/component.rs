@@ -1,5 +1,6 @@
 //! Components: named, typed boxes declared once as data, and a main routine.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +60,19 @@ pub struct Component {
     pub(crate) boxes: Arc<[(BoxSpec, BoxRef)]>,
     pub(crate) body: Body,
     pub(crate) error: Option<WiringError>,
+}
+
+impl fmt::Debug for Component {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Component")
+            .field("label", &self.label)
+            .field(
+                "boxes",
+                &self.boxes.iter().map(|(s, _)| &s.name).collect::<Vec<_>>(),
+            )
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Declares a component's boxes, then takes its main routine. See [`Component::build`].
@@ -122,6 +136,23 @@ impl Component {
     }
 }
 
+/// The name of a component's main inbox (Kamaelia's `inbox`).
+pub const INBOX: &str = "inbox";
+/// The name of a component's main outbox (Kamaelia's `outbox`).
+pub const OUTBOX: &str = "outbox";
+/// The name of a component's control inbox: ProducerFinished, ShutdownMicroprocess (§5).
+pub const CONTROL: &str = "control";
+/// The name of a component's signal outbox: errors and notices, then one final message (§5).
+pub const SIGNAL: &str = "signal";
+
+/// The final-message check of a `signal` box, for whatever type it was declared with: only a
+/// [`Control`] can be final.
+fn is_final_control<T: 'static>(msg: &T) -> bool {
+    (msg as &dyn std::any::Any)
+        .downcast_ref::<Control>()
+        .is_some_and(Control::is_final)
+}
+
 fn wrong_type<T>(r: &BoxRef) -> WiringError {
     let want = BoxId {
         owner: "caller".into(),
@@ -149,6 +180,19 @@ pub(crate) fn find_box(
             name: name.to_string(),
             available: boxes.iter().map(|(s, _)| s.name.to_string()).collect(),
         })
+}
+
+impl fmt::Debug for ComponentBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ComponentBuilder")
+            .field("label", &self.label)
+            .field(
+                "boxes",
+                &self.boxes.iter().map(|(s, _)| &s.name).collect::<Vec<_>>(),
+            )
+            .field("error", &self.error)
+            .finish()
+    }
 }
 
 impl ComponentBuilder {
@@ -216,33 +260,43 @@ impl ComponentBuilder {
         }
     }
 
-    /// Declares an outbox of `T`.
+    /// Declares an outbox of `T`. An outbox called [`SIGNAL`] that carries [`Control`] is the
+    /// standard `signal` however it is declared: it notes its final message (see
+    /// [`ComponentBuilder::signal`]).
     pub fn outbox<T: Message>(&mut self, name: &str, description: &'static str) -> Outbox<T> {
+        let is_final = (name == SIGNAL).then_some(is_final_control::<T> as fn(&T) -> bool);
         Outbox {
-            store: self.declare(name, Direction::Out, description, DEFAULT_CAPACITY, None),
+            store: self.declare(
+                name,
+                Direction::Out,
+                description,
+                DEFAULT_CAPACITY,
+                is_final,
+            ),
         }
     }
 
     /// Declares the standard `control` inbox.
     pub fn control(&mut self) -> Inbox<Control> {
-        self.inbox(
-            "control",
-            "shutdown signalling (ProducerFinished, ShutdownMicroprocess)",
-        )
+        self.control_with("shutdown signalling (ProducerFinished, ShutdownMicroprocess)")
+    }
+
+    /// Declares the standard `control` inbox with a description of what this component does
+    /// with each control message.
+    pub fn control_with(&mut self, description: &'static str) -> Inbox<Control> {
+        self.inbox(CONTROL, description)
     }
 
     /// Declares the standard `signal` outbox. It notes a final message, so the runtime never
     /// sends another after a failure (docs/semantics.md §5).
     pub fn signal(&mut self) -> Outbox<Control> {
-        Outbox {
-            store: self.declare(
-                "signal",
-                Direction::Out,
-                "errors, then one final ProducerFinished or ShutdownMicroprocess",
-                DEFAULT_CAPACITY,
-                Some(Control::is_final),
-            ),
-        }
+        self.signal_with("errors, then one final ProducerFinished or ShutdownMicroprocess")
+    }
+
+    /// Declares the standard `signal` outbox with a description of what this component sends
+    /// on it; it notes a final message as [`ComponentBuilder::signal`] does.
+    pub fn signal_with(&mut self, description: &'static str) -> Outbox<Control> {
+        self.outbox(SIGNAL, description)
     }
 
     /// Declares a box that mirrors `like` (same message type) under `name`: how a chassis gives

@@ -191,6 +191,24 @@ impl ComponentFailure {
     }
 }
 
+impl fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = lock(&self.inner.state);
+        f.debug_struct("Scheduler")
+            .field("live", &st.live.len())
+            .field("failed", &st.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("component", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a component's main routine gets: its place in the system.
 pub struct Context {
     sched: Scheduler,

@@ -8,7 +8,8 @@ pub use pipeline::Pipeline;
 
 use axon::{Context, Handle};
 
-/// Activates `children` as children of the running chassis and waits until all have ended.
+/// Activates `children` as children of the running chassis and returns their handles at once;
+/// the chassis waits on them itself.
 async fn run_children(cx: &Context, children: Vec<axon::Component>) -> Vec<Handle> {
     children.into_iter().map(|c| cx.activate(c)).collect()
 }
