@@ -10,6 +10,8 @@
 //! )
 //! ```
 
+use std::io::IsTerminal;
+
 use kamaelia::{ConsoleEchoer, ConsoleReader};
 
 use crate::events::Events;
@@ -25,7 +27,10 @@ pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
             ConsoleEchoer::new(),
             ep.tls.as_ref(),
         )?;
-        let observer = Observer::attach(&g, Events::new(output))?;
+        // Typed input ends with the server's half-close (QUIT -> 221 -> close ends the
+        // session); piped or redirected input is sent whole.
+        let typed = std::io::stdin().is_terminal();
+        let observer = Observer::attach(&g, Events::new(output))?.end_when_server_finishes(typed);
         let summary = session::drive(g, observer).await;
         Ok(summary.exit_code())
     })

@@ -118,8 +118,11 @@ impl Summary {
 pub(crate) struct Observer {
     pub(crate) signal: Inbox<Control>,
     pub(crate) sslready: Inbox<SslReady>,
-    /// Into the Graphline's `control`: stops the source when the server has closed.
+    /// Into the Graphline's `control`: stops the source when the server has finished sending
+    /// and [`Observer::end_when_server_finishes`] asked for it.
     pub(crate) stop_source: Outbox<Control>,
+    /// End the input as soon as the server has finished sending (a typed `connect` session).
+    end_on_server_finish: bool,
     pub(crate) events: Events,
     /// Take the graph when TLS comes up.
     pub(crate) snapshot: Option<Scheduler>,
@@ -142,11 +145,20 @@ impl Observer {
             stop_source,
             events,
             snapshot: None,
+            end_on_server_finish: false,
         })
     }
 
-    /// Reports each message until the final one; when the server half-closes, asks the source
-    /// to finish (ProducerFinished) so the session ends without waiting for more input.
+    /// When the server has finished sending (its FIN or close_notify), ask the source to finish
+    /// (ProducerFinished) instead of sending on until the input ends. Only for input typed at a
+    /// terminal: a pipe or a file is sent whole whatever the server does, since the server's
+    /// half-close ends only what it sends.
+    pub(crate) fn end_when_server_finishes(mut self, on: bool) -> Self {
+        self.end_on_server_finish = on;
+        self
+    }
+
+    /// Reports each message until the final one.
     pub(crate) async fn watch(self) -> Summary {
         let mut s = Summary::default();
         loop {
@@ -162,7 +174,9 @@ impl Observer {
                             self.events.warn("the server closed without a TLS close_notify: possible truncation");
                         }
                         self.events.line("the server finished sending");
-                        let _ = self.stop_source.force_send(Control::producer_finished());
+                        if self.end_on_server_finish {
+                            let _ = self.stop_source.force_send(Control::producer_finished());
+                        }
                     } else if let Control::Error(e) = &c {
                         match judge(e) {
                             Verdict::StdoutClosed => {

@@ -231,16 +231,27 @@ fn connect_a_name_that_resolves_to_ipv6_only() {
     assert_eq!(r.stdout, b"via ::1\n");
 }
 
+/// Runs `kamaelia ARGS` with a terminal (a pty that stays open) as its standard input.
+fn with_terminal_stdin(list: &[&str]) -> std::process::Command {
+    const PTY: &str = "import pty, subprocess, sys\n\
+        master, slave = pty.openpty()\n\
+        sys.exit(subprocess.run(sys.argv[1:], stdin=slave).returncode)\n";
+    let mut c = std::process::Command::new("python3");
+    c.args(["-c", PTY, env!("CARGO_BIN_EXE_kamaelia")])
+        .args(list);
+    c
+}
+
 #[test]
-fn connect_exits_0_when_the_server_closes_first_with_stdin_still_open() {
-    let addr = servers::closing_server(b"bye\n");
+fn connect_typed_at_a_terminal_ends_when_the_server_closes() {
+    let addr = servers::closing_server(b"221 bye\n");
     let r = run(
-        args(&["connect", "127.0.0.1", &port(addr)]),
+        with_terminal_stdin(&["connect", "127.0.0.1", &port(addr)]),
         Input::KeepOpen(Vec::new()),
         Duration::from_secs(10),
     );
     r.expect_code(0);
-    assert_eq!(r.stdout, b"bye\n");
+    assert_eq!(r.stdout, b"221 bye\n");
 }
 
 #[test]
@@ -477,4 +488,134 @@ fn demo_runs_offline_and_exits_0() {
     assert!(out.contains("All checks passed."), "{out}");
     assert!(out.contains("TLS established: TLSv1.3"), "{out}");
     assert!(out.contains("digraph axon {"), "{out}");
+}
+
+// The server's half-close ends what it sends, never the upload (issue 8, §1).
+
+const GREETING: &[u8] = &[b'g'; 1000];
+
+#[test]
+fn connect_sends_all_its_input_after_the_server_half_closes() {
+    let (addr, rx) = servers::half_closing_server(GREETING);
+    let data = random_bytes(20 << 20);
+    let r = run(
+        args(&["connect", "127.0.0.1", &port(addr)]),
+        Input::Bytes(data.clone()),
+        LIMIT,
+    );
+    r.expect_code(0);
+    assert_eq!(r.stdout, GREETING);
+    let got = rx.recv_timeout(LIMIT).expect("the server's report");
+    assert_eq!(got.bytes, data.len() as u64, "{}", r.stderr);
+    assert_eq!(got.sha256, sha256(&data));
+}
+
+#[test]
+fn send_delivers_the_whole_file_to_a_receive_only_peer() {
+    let (addr, rx) = servers::half_closing_server(b"");
+    let dir = TempDir::new("recv-only");
+    let data = random_bytes(100_000_000);
+    let file = dir.write("100MB.bin", &data);
+    let r = run(
+        args(&["send", "127.0.0.1", &port(addr), file.to_str().unwrap()]),
+        Input::Bytes(Vec::new()),
+        LIMIT,
+    );
+    r.expect_code(0).expect_stderr("sent 100000000 bytes");
+    let got = rx.recv_timeout(LIMIT).expect("the server's report");
+    assert_eq!(got.bytes, data.len() as u64, "{}", r.stderr);
+    assert_eq!(got.sha256, sha256(&data));
+}
+
+/// One of nc, ncat, socat as the server: `tool_args` with `{P}` for the port, stdin from
+/// `server_input`; returns what it wrote to its stdout once `client` has run against it.
+fn against_tool(
+    tool: &str,
+    tool_args: &[&str],
+    server_input: &[u8],
+    client: impl FnOnce(u16) -> support::Run,
+) -> Option<(support::Run, support::servers::Received)> {
+    let path = support::peer_tool(tool)?;
+    let dir = TempDir::new(tool);
+    let input = dir.write("server-in", server_input);
+    let output = dir.path().join("server-out");
+    let p = support::free_port();
+    let mut child = std::process::Command::new(path)
+        .args(tool_args.iter().map(|a| a.replace("{P}", &p.to_string())))
+        .stdin(std::fs::File::open(&input).unwrap())
+        .stdout(std::fs::File::create(&output).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    support::wait_listening(p, LIMIT);
+    let r = client(p);
+    support::wait_child(&mut child, LIMIT);
+    Some((r, support::sha256_file(&output)))
+}
+
+#[test]
+fn connect_sends_all_its_input_after_nc_ncat_or_socat_half_close() {
+    let data = random_bytes(20 << 20);
+    let servers: [(&str, &[&str]); 3] = [
+        ("nc", &["-N", "-l", "127.0.0.1", "{P}"]),
+        ("ncat", &["-l", "127.0.0.1", "{P}"]),
+        (
+            "socat",
+            &[
+                "-t",
+                "30",
+                "TCP-LISTEN:{P},bind=127.0.0.1,reuseaddr",
+                "STDIO",
+            ],
+        ),
+    ];
+    for (tool, tool_args) in servers {
+        let client = |p: u16| {
+            run(
+                args(&["connect", "127.0.0.1", &p.to_string()]),
+                Input::Bytes(data.clone()),
+                LIMIT,
+            )
+        };
+        let Some((r, got)) = against_tool(tool, tool_args, GREETING, client) else {
+            continue;
+        };
+        r.expect_code(0);
+        assert_eq!(r.stdout, GREETING, "{tool}");
+        assert_eq!(got.bytes, data.len() as u64, "{tool}: {}", r.stderr);
+        assert_eq!(got.sha256, sha256(&data), "{tool}");
+    }
+}
+
+#[test]
+fn send_delivers_the_whole_file_to_receive_only_nc_and_ncat() {
+    let dir = TempDir::new("send-tools");
+    let data = random_bytes(100_000_000);
+    let file = dir.write("100MB.bin", &data);
+    let servers: [(&str, &[&str]); 3] = [
+        ("ncat", &["-l", "--recv-only", "127.0.0.1", "{P}"]),
+        ("nc", &["-N", "-l", "127.0.0.1", "{P}"]),
+        ("ncat", &["-l", "127.0.0.1", "{P}"]),
+    ];
+    for (tool, tool_args) in servers {
+        let client = |p: u16| {
+            run(
+                args(&["send", "127.0.0.1", &p.to_string(), file.to_str().unwrap()]),
+                Input::Bytes(Vec::new()),
+                LIMIT,
+            )
+        };
+        // The server's stdin is empty: it half-closes at once.
+        let Some((r, got)) = against_tool(tool, tool_args, b"", client) else {
+            continue;
+        };
+        r.expect_code(0);
+        assert_eq!(
+            got.bytes,
+            data.len() as u64,
+            "{tool} {tool_args:?}: {}",
+            r.stderr
+        );
+        assert_eq!(got.sha256, sha256(&data), "{tool}");
+    }
 }

@@ -176,3 +176,60 @@ pub fn full_backlog() -> (SocketAddr, socket2::Socket, Vec<TcpStream>) {
     }
     panic!("the accept queue never filled");
 }
+
+/// What a test peer read from one connection: how many bytes, and their SHA-256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    pub bytes: u64,
+    pub sha256: [u8; 32],
+}
+
+/// Reads `r` to its end (or to an error), hashing as it goes.
+pub fn read_all(mut r: impl Read) -> Received {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => {
+                h.update(&buf[..k]);
+                bytes += k as u64;
+            }
+        }
+    }
+    Received {
+        bytes,
+        sha256: h.finalize().into(),
+    }
+}
+
+/// Sends `first`, shuts its write side at once (FIN: "I have finished sending") and keeps
+/// reading to the end; reports what it read. With `first` empty it is a receive-only peer
+/// (`ncat --recv-only`, `nc -N -l < /dev/null`).
+pub fn half_closing_server(first: &'static [u8]) -> (SocketAddr, mpsc::Receiver<Received>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let addr = serve_each("127.0.0.1:0", move |mut s| {
+        let _ = s.write_all(first);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let got = read_all(&s);
+        let _ = tx.lock().unwrap().send(got);
+    });
+    (addr, rx)
+}
+
+/// Reads `limit` bytes, then closes the connection entirely while the client is still
+/// sending (the client's next writes meet a reset). Reports how many bytes it read.
+pub fn closing_mid_upload_server(limit: u64) -> (SocketAddr, mpsc::Receiver<u64>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let addr = serve_each("127.0.0.1:0", move |s| {
+        let got = read_all((&s).take(limit));
+        // Unread bytes in the receive queue make the close a reset.
+        drop(s);
+        let _ = tx.lock().unwrap().send(got.bytes);
+    });
+    (addr, rx)
+}
