@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! Graphline(
-//!     SOURCE     = ConsoleReader(),                 stdin
+//!     SOURCE     = Pipeline(ConsoleReader(), Meter) stdin, counted (--crlf: LF -> CRLF)
 //!     CONNECTION = TcpClient(host, port),           wait_for_server_close
 //!     ECHO       = ConsoleEchoer(),                 stdout, byte-exact
 //!     MAKESSL    = OneShot(MakeSsl),                --tls only
@@ -12,17 +12,25 @@
 
 use std::io::IsTerminal;
 
-use kamaelia::{ConsoleEchoer, ConsoleReader};
+use std::sync::Arc;
+
+use kamaelia::{ConsoleEchoer, ConsoleReader, Pipeline};
 
 use crate::events::Events;
 use crate::flags::{Endpoint, Output};
+use crate::progress::{Counts, Meter};
 use crate::session::{self, Observer};
 
 /// Runs `connect` and returns the exit status.
 pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
     session::run(|_sched| async move {
-        let g = session::graphline(
+        let counts = Arc::new(Counts::default());
+        let source = Pipeline::new([
             ConsoleReader::new().into(),
+            Meter::new(counts.clone(), None, ep.crlf),
+        ])?;
+        let g = session::graphline(
+            source,
             session::client(&ep),
             ConsoleEchoer::new(),
             ep.tls.as_ref(),

@@ -4,6 +4,7 @@
 //! TLS failure, 2 a usage error, 130 interrupted.
 
 mod connect;
+mod crlf;
 mod demo;
 mod errors;
 mod events;

@@ -619,3 +619,125 @@ fn send_delivers_the_whole_file_to_receive_only_nc_and_ncat() {
         assert_eq!(got.sha256, sha256(&data), "{tool}");
     }
 }
+
+// Flag values that parse but cannot be honoured are usage errors, never a panic (§2.10, §2.12).
+
+#[test]
+fn a_huge_chunk_size_or_duration_is_a_usage_error() {
+    let dir = TempDir::new("huge-flags");
+    let file = dir.write("small.txt", b"small\n");
+    let f = file.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["send", "--chunk-size", "100G", "127.0.0.1", "1", f],
+            "too large",
+        ),
+        (
+            &["send", "--chunk-size", "100G", "127.0.0.1", "1", "-"],
+            "too large",
+        ),
+        (
+            &["connect", "--connect-timeout", "1e19", "127.0.0.1", "1"],
+            "too long",
+        ),
+        (
+            &["connect", "--delay", "1e300", "127.0.0.1", "1"],
+            "too long",
+        ),
+        (
+            &["connect", "--idle-timeout", "inf", "127.0.0.1", "1"],
+            "too long",
+        ),
+        (
+            &["connect", "--connect-timeout", "NaN", "127.0.0.1", "1"],
+            "seconds",
+        ),
+    ];
+    for (argv, text) in cases {
+        let r = run(args(argv), Input::Bytes(Vec::new()), LIMIT);
+        assert_eq!(r.code(), 2, "{argv:?}: {}", r.stderr);
+        assert!(r.stderr.contains(text), "{argv:?}: {}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{argv:?}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn the_longest_durations_accepted_do_not_overflow_a_clock() {
+    let p = port(servers::closed_port());
+    let r = run(
+        args(&[
+            "connect",
+            "--connect-timeout",
+            "1e9",
+            "--idle-timeout",
+            "1e9",
+            "127.0.0.1",
+            &p,
+        ]),
+        Input::Bytes(Vec::new()),
+        LIMIT,
+    );
+    r.expect_code(1).expect_stderr("connection refused");
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}
+
+// send reads what it is given once, and checks the size of regular files only (§2.8, §2.9).
+
+#[test]
+fn send_from_a_fifo_opens_it_once_and_sends_what_the_writer_wrote() {
+    let (addr, rx) = servers::sink_server();
+    let dir = TempDir::new("fifo");
+    let fifo = dir.path().join("ff");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let writer = {
+        let fifo = fifo.clone();
+        // Opening for writing waits for the reader; a reader that opened, closed and opened
+        // again would leave the second open waiting for a writer that has gone.
+        std::thread::spawn(move || std::fs::write(fifo, b"data\n"))
+    };
+    let r = run(
+        args(&["send", "127.0.0.1", &port(addr), fifo.to_str().unwrap()]),
+        Input::Bytes(Vec::new()),
+        LIMIT,
+    );
+    r.expect_code(0);
+    assert!(writer.join().unwrap().is_ok());
+    assert_eq!(rx.recv_timeout(LIMIT).unwrap(), 5);
+    assert_eq!(r.stdout, b"got 5\n");
+}
+
+#[test]
+fn send_from_a_proc_file_sends_every_byte_and_exits_0() {
+    let (addr, rx) = servers::sink_server();
+    let r = run(
+        args(&["send", "127.0.0.1", &port(addr), "/proc/self/status"]),
+        Input::Bytes(Vec::new()),
+        LIMIT,
+    );
+    r.expect_code(0);
+    assert!(!r.stderr.contains("only"), "{}", r.stderr);
+    let got = rx.recv_timeout(LIMIT).unwrap();
+    assert!(got > 0);
+    r.expect_stderr(&format!("sent {got} bytes"));
+}
+
+// --crlf: LF sent as CRLF, CRLF left alone, across reads (§1).
+
+#[test]
+fn connect_crlf_sends_bare_lf_as_crlf() {
+    let (addr, rx) = servers::half_closing_server(b"");
+    let r = run(
+        args(&["connect", "--crlf", "127.0.0.1", &port(addr)]),
+        Input::Bytes(b"EHLO me\nDATA\r\n.\n\nQUIT".to_vec()),
+        LIMIT,
+    );
+    r.expect_code(0);
+    let got = rx.recv_timeout(LIMIT).unwrap();
+    let want = b"EHLO me\r\nDATA\r\n.\r\n\r\nQUIT";
+    assert_eq!(got.bytes, want.len() as u64);
+    assert_eq!(got.sha256, sha256(want));
+}
