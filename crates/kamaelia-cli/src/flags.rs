@@ -230,8 +230,6 @@ pub(crate) struct Endpoint {
     pub(crate) keep_open: bool,
     /// Send LF as CRLF.
     pub(crate) crlf: bool,
-    /// How long the STARTTLS dialogue may take once connected.
-    pub(crate) starttls_timeout: Duration,
 }
 
 /// When to switch to TLS, and with which settings.
@@ -239,14 +237,15 @@ pub(crate) struct Endpoint {
 pub(crate) enum TlsMode {
     /// As soon as connected.
     Immediate(TlsSettings),
-    /// After the protocol's STARTTLS dialogue.
-    StartTls(StartTlsProto, TlsSettings),
+    /// After the protocol's STARTTLS dialogue, which the server must finish within the
+    /// duration (counted from the moment the connection is up).
+    StartTls(StartTlsProto, TlsSettings, Duration),
 }
 
 impl TlsMode {
     pub(crate) fn settings(&self) -> &TlsSettings {
         match self {
-            TlsMode::Immediate(s) | TlsMode::StartTls(_, s) => s,
+            TlsMode::Immediate(s) | TlsMode::StartTls(_, s, _) => s,
         }
     }
 }
@@ -409,7 +408,11 @@ fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint
             .server_name_for(&target.host)
             .map_err(|e| UsageError(e.to_string()))?;
         Some(match starttls {
-            Some(proto) => TlsMode::StartTls(proto, settings),
+            Some(proto) => TlsMode::StartTls(
+                proto,
+                settings,
+                tls.starttls_timeout.unwrap_or(DEFAULT_STARTTLS_TIMEOUT),
+            ),
             None => TlsMode::Immediate(settings),
         })
     } else {
@@ -427,7 +430,6 @@ fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint
         // session is one, so it keeps the write side open unless told otherwise.
         keep_open: conn.no_shutdown || (starttls.is_some() && !conn.shutdown),
         crlf: conn.crlf,
-        starttls_timeout: tls.starttls_timeout.unwrap_or(DEFAULT_STARTTLS_TIMEOUT),
     })
 }
 

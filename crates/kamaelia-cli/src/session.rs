@@ -47,7 +47,7 @@ pub(crate) fn graphline(
     let layer = match tls {
         None => None,
         Some(TlsMode::Immediate(_)) => Some(LayerMode::Gate),
-        Some(TlsMode::StartTls(p, _)) => Some(LayerMode::Dialogue(*p)),
+        Some(TlsMode::StartTls(p, _, limit)) => Some(LayerMode::Dialogue(*p, *limit)),
     };
     let g = match layer {
         None => g
@@ -73,7 +73,7 @@ pub(crate) fn graphline(
                 LayerMode::Gate => g
                     .component("MAKESSL", OneShot::new(MakeSsl::new()))
                     .link(("MAKESSL", "outbox"), ("CONNECTION", "makessl")),
-                LayerMode::Dialogue(_) => g.link(("LAYER", "makessl"), ("CONNECTION", "makessl")),
+                LayerMode::Dialogue(..) => g.link(("LAYER", "makessl"), ("CONNECTION", "makessl")),
             }
         }
     };

@@ -741,3 +741,67 @@ fn connect_crlf_sends_bare_lf_as_crlf() {
     assert_eq!(got.bytes, want.len() as u64);
     assert_eq!(got.sha256, sha256(want));
 }
+
+// The STARTTLS client dialogue: its clock, its caps, and IMAP's BYE (§2.6, §2.13).
+
+fn starttls_args<'a>(
+    pki: &'a Pki,
+    proto: &'a str,
+    addr: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut v = vec![
+        "connect",
+        "--starttls",
+        proto,
+        "--ca",
+        pki.ca_pem.to_str().unwrap(),
+    ];
+    v.extend_from_slice(extra);
+    v.extend_from_slice(&["--servername", "localhost", "127.0.0.1", addr]);
+    v
+}
+
+#[test]
+fn connect_starttls_dialogue_clock_starts_when_connected_not_during_the_delay() {
+    let pki = Pki::new();
+    let addr = servers::smtp_server(pki.server_config(), b"");
+    let p = port(addr);
+    let argv = starttls_args(
+        &pki,
+        "smtp",
+        &p,
+        &["--delay", "1.5", "--starttls-timeout", "1", "--shutdown"],
+    );
+    let r = run(args(&argv), Input::Bytes(b"after\r\n".to_vec()), LIMIT);
+    r.expect_code(0).expect_stderr("TLS established");
+    assert_eq!(r.stdout, b"after\r\n");
+}
+
+#[test]
+fn connect_starttls_imap_bye_before_the_tagged_reply_fails_at_once() {
+    let pki = Pki::new();
+    let addr = servers::scripted_server(b"* OK ready\r\n", b"* BYE server shutting down\r\n");
+    let p = port(addr);
+    let r = run(
+        args(&starttls_args(&pki, "imap", &p, &[])),
+        Input::KeepOpen(Vec::new()),
+        LIMIT,
+    );
+    r.expect_code(1).expect_stderr("said goodbye");
+    assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
+}
+
+#[test]
+fn connect_starttls_endless_continuation_lines_are_cut_off() {
+    let pki = Pki::new();
+    let addr = servers::endless_ehlo_server();
+    let p = port(addr);
+    let r = run(
+        args(&starttls_args(&pki, "smtp", &p, &[])),
+        Input::KeepOpen(Vec::new()),
+        LIMIT,
+    );
+    r.expect_code(1).expect_stderr("reply lines");
+    assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
+}

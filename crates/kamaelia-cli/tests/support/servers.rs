@@ -233,3 +233,33 @@ pub fn closing_mid_upload_server(limit: u64) -> (SocketAddr, mpsc::Receiver<u64>
     });
     (addr, rx)
 }
+
+/// Sends `greeting`, then answers the first line the client sends with `answer`, and keeps the
+/// connection open until the client closes it.
+pub fn scripted_server(greeting: &'static [u8], answer: &'static [u8]) -> SocketAddr {
+    serve_each("127.0.0.1:0", move |s| {
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let _ = w.write_all(greeting);
+        let mut line = String::new();
+        if r.read_line(&mut line).is_ok() {
+            let _ = w.write_all(answer);
+        }
+        let _ = r.read_to_end(&mut Vec::new());
+    })
+}
+
+/// Greets like SMTP, then answers EHLO with `250-x` lines for ever (until the client goes).
+pub fn endless_ehlo_server() -> SocketAddr {
+    serve_each("127.0.0.1:0", |s| {
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let _ = w.write_all(b"220 hi\r\n");
+        let mut line = String::new();
+        if r.read_line(&mut line).is_err() {
+            return;
+        }
+        let lines = b"250-x\r\n".repeat(4096);
+        while w.write_all(&lines).is_ok() {}
+    })
+}
