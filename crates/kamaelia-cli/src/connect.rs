@@ -38,7 +38,9 @@ pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
         // Typed input ends with the server's half-close (QUIT -> 221 -> close ends the
         // session); piped or redirected input is sent whole.
         let typed = std::io::stdin().is_terminal();
-        let observer = Observer::attach(&g, Events::new(output))?.end_when_server_finishes(typed);
+        let observer = Observer::attach(&g, Events::new(output))?
+            .end_when_server_finishes(typed)
+            .counts(counts, None);
         let summary = session::drive(g, observer).await;
         Ok(summary.exit_code())
     })

@@ -52,12 +52,16 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
             )?,
         };
         let events = Events::new(output);
-        let observer = Observer::attach(&session, events)?;
+        let observer = Observer::attach(&session, events)?.counts(counts.clone(), total);
         let started = Instant::now();
         let bar = ProgressBar::start("send", counts.clone(), total);
         let summary = session::drive(session, observer).await;
         bar.finish();
-        let sent = counts.input();
+        // What the socket took, as the connection counted it (what left the meter otherwise).
+        let sent = summary
+            .transferred
+            .as_ref()
+            .map_or_else(|| counts.handed_on(), |t| t.sent);
         let since = summary.connected_at.unwrap_or(started);
         let elapsed = since.elapsed();
         events.failure(format_args!(
@@ -69,8 +73,11 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
         let mut code = summary.exit_code();
         if code == 0 {
             if let Some(total) = total {
-                if sent < total && !summary.stdout_closed {
-                    events.failure(format_args!("only {sent} of {total} bytes were sent"));
+                let read = counts.input();
+                if read < total && !summary.stdout_closed {
+                    events.failure(format_args!(
+                        "only {read} of {total} bytes were read and sent"
+                    ));
                     code = 1;
                 }
             }

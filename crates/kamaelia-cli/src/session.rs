@@ -6,21 +6,34 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axon::{link_refs, Component, Control, Inbox, Outbox, Scheduler, WiringError};
-use kamaelia::internet::{Connected, HowDied, PeerHalfClosed, TlsInfo};
+use std::sync::Arc;
+
+use kamaelia::internet::{
+    Connected, HowDied, OnFinish, PeerHalfClosed, TlsInfo, Transferred,
+};
 use kamaelia::{ConsoleEchoer, Graphline, MakeSsl, OneShot, SslReady, TcpClient};
 
 use crate::errors::{judge, Verdict};
 use crate::events::Events;
 use crate::flags::{Endpoint, TlsMode};
+use crate::progress::Counts;
 use crate::starttls::{LayerMode, TlsLayer};
 
-/// The TcpClient for `ep`, waiting for the server to close after our half-close.
+/// The TcpClient for `ep`. At the end of input it half-closes and waits for the server to
+/// close, or with `--no-shutdown` (the default for STARTTLS) keeps its write side open until
+/// the server closes.
 pub(crate) fn client(ep: &Endpoint) -> TcpClient {
+    let on_finish = if ep.keep_open {
+        OnFinish::KeepOpen
+    } else {
+        OnFinish::HalfClose
+    };
     let mut c = TcpClient::new(ep.host.clone(), ep.port)
         .family(ep.family)
         .delay(ep.delay)
         .connect_timeout(ep.connect_timeout)
-        .wait_for_server_close(true);
+        .idle_timeout(ep.idle_timeout)
+        .on_finish(on_finish);
     if let Some(tls) = &ep.tls {
         c = c.tls(tls.settings().clone());
     }
@@ -97,6 +110,19 @@ pub(crate) struct Summary {
     pub(crate) stdout_closed: bool,
     /// The graph, taken when TLS came up (if asked for).
     pub(crate) graph: Option<String>,
+    /// What the connection says went each way.
+    pub(crate) transferred: Option<Transferred>,
+    /// When the server finished sending: had our input ended by then?
+    pub(crate) server_finished: Option<ServerFinished>,
+}
+
+/// The server's half-close, and where our input was then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServerFinished {
+    /// Before our input ended: the input went on (or, typed at a terminal, was stopped).
+    BeforeInputEnded,
+    /// After our input had ended.
+    AfterInputEnded,
 }
 
 impl Summary {
@@ -126,6 +152,10 @@ pub(crate) struct Observer {
     pub(crate) events: Events,
     /// Take the graph when TLS comes up.
     pub(crate) snapshot: Option<Scheduler>,
+    /// What the source has counted, for the last line.
+    counts: Option<Arc<Counts>>,
+    /// The size of the input, if known beforehand (`send` of a regular file).
+    total: Option<u64>,
 }
 
 impl Observer {
@@ -146,7 +176,17 @@ impl Observer {
             events,
             snapshot: None,
             end_on_server_finish: false,
+            counts: None,
+            total: None,
         })
+    }
+
+    /// The source's counts (and the input's size, if known), so the last line can say how much
+    /// of the input was sent.
+    pub(crate) fn counts(mut self, counts: Arc<Counts>, total: Option<u64>) -> Self {
+        self.counts = Some(counts);
+        self.total = total;
+        self
     }
 
     /// When the server has finished sending (its FIN or close_notify), ask the source to finish
@@ -174,9 +214,17 @@ impl Observer {
                             self.events.warn("the server closed without a TLS close_notify: possible truncation");
                         }
                         self.events.line("the server finished sending");
+                        let ended = self.counts.as_ref().is_some_and(|c| c.input_ended());
+                        s.server_finished.get_or_insert(if ended {
+                            ServerFinished::AfterInputEnded
+                        } else {
+                            ServerFinished::BeforeInputEnded
+                        });
                         if self.end_on_server_finish {
                             let _ = self.stop_source.force_send(Control::producer_finished());
                         }
+                    } else if let Some(t) = c.payload::<Transferred>() {
+                        s.transferred = Some(t.clone());
                     } else if let Control::Error(e) = &c {
                         match judge(e) {
                             Verdict::StdoutClosed => {
@@ -201,12 +249,52 @@ impl Observer {
                 r = self.sslready.recv() => self.tls_up(r, &mut s),
             }
         }
-        match (&s.failure, &s.how) {
-            (Some(line), _) if !s.stdout_closed => self.events.failure(line),
-            (_, Some(how)) => self.events.line(format_args!("closed ({how})")),
-            _ => self.events.line("closed"),
+        if s.stdout_closed {
+            self.events.line("our output was closed by its reader");
+        } else if let Some(line) = &s.failure {
+            // Counts only once connected: a connect failure sent nothing.
+            match self.delivery(&s).filter(|_| s.peer.is_some()) {
+                Some(d) => self.events.failure(format_args!("{line}; {d}")),
+                None => self.events.failure(line),
+            }
+        } else {
+            self.events.line(self.ending(&s));
         }
         s
+    }
+
+    /// Why a session that did not fail ended, in plain words.
+    fn ending(&self, s: &Summary) -> String {
+        let received = s.transferred.as_ref().map_or(0, |t| t.received);
+        let sent = s.transferred.as_ref().map_or(0, |t| t.sent);
+        let input = match &self.counts {
+            Some(c) if c.input_ended() => format!("input ended ({sent} bytes sent)"),
+            _ => format!("input not ended ({sent} bytes sent)"),
+        };
+        match (&s.how, s.server_finished) {
+            (Some(HowDied::Shutdown { .. }), _) => {
+                format!("stopped: {sent} bytes sent, {received} received")
+            }
+            (_, Some(ServerFinished::BeforeInputEnded)) if self.end_on_server_finish => {
+                format!("the server closed after sending {received} bytes")
+            }
+            (_, Some(ServerFinished::BeforeInputEnded)) => format!(
+                "the server closed after sending {received} bytes; {input}"
+            ),
+            _ => format!("{input}; the server closed after sending {received} bytes"),
+        }
+    }
+
+    /// "N of M bytes sent, K not delivered", from the connection's count against the input's
+    /// (the file's size if known, else what was read from the input).
+    fn delivery(&self, s: &Summary) -> Option<String> {
+        let counts = self.counts.as_ref()?;
+        let sent = s.transferred.as_ref()?.sent;
+        let of = self.total.unwrap_or_else(|| counts.handed_on()).max(sent);
+        Some(format!(
+            "{sent} of {of} bytes sent, {} not delivered",
+            of - sent
+        ))
     }
 
     fn tls_up(&self, ready: SslReady, s: &mut Summary) {

@@ -89,6 +89,8 @@ fn connect_starttls_smtp_switches_after_the_dialogue() {
             pki.ca_pem.to_str().unwrap(),
             "--servername",
             "localhost",
+            // The fake server echoes until close_notify (a real one closes after QUIT).
+            "--shutdown",
             "127.0.0.1",
             &port(addr),
         ]),
@@ -146,7 +148,9 @@ fn serve_and_connect_speak_tls_and_starttls_to_each_other() {
         let mode: &[&str] = if extra.is_empty() {
             &["--tls"]
         } else {
-            &["--starttls", "smtp"]
+            // An echo server answers only what it is sent and never closes first: the
+            // half-close (not STARTTLS's default) ends the session.
+            &["--starttls", "smtp", "--shutdown"]
         };
         let mut c = args(&["connect"]);
         c.args(mode).args([
