@@ -8,9 +8,7 @@ use std::time::Instant;
 use axon::{link_refs, Component, Control, Inbox, Outbox, Scheduler, WiringError};
 use std::sync::Arc;
 
-use kamaelia::internet::{
-    Connected, HowDied, OnFinish, PeerHalfClosed, TlsInfo, Transferred,
-};
+use kamaelia::internet::{Connected, HowDied, OnFinish, PeerHalfClosed, TlsInfo, Transferred};
 use kamaelia::{ConsoleEchoer, Graphline, MakeSsl, OneShot, SslReady, TcpClient};
 
 use crate::errors::{judge, Verdict};
@@ -278,9 +276,9 @@ impl Observer {
             (_, Some(ServerFinished::BeforeInputEnded)) if self.end_on_server_finish => {
                 format!("the server closed after sending {received} bytes")
             }
-            (_, Some(ServerFinished::BeforeInputEnded)) => format!(
-                "the server closed after sending {received} bytes; {input}"
-            ),
+            (_, Some(ServerFinished::BeforeInputEnded)) => {
+                format!("the server closed after sending {received} bytes; {input}")
+            }
             _ => format!("{input}; the server closed after sending {received} bytes"),
         }
     }

@@ -809,3 +809,152 @@ fn connect_starttls_endless_continuation_lines_are_cut_off() {
     r.expect_code(1).expect_stderr("reply lines");
     assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
 }
+
+// How a session ends: --no-shutdown, --idle-timeout, a peer gone mid-upload, and the last line.
+
+#[test]
+fn connect_no_shutdown_gets_every_reply_from_a_server_that_hangs_up_on_half_close() {
+    let input = b"EHLO me\r\nMAIL FROM:<a@b>\r\nQUIT\r\n".to_vec();
+    let want = b"250 EHLO me\r\n250 MAIL FROM:<a@b>\r\n250 QUIT\r\n";
+    let (addr, rx) = servers::hangs_up_on_half_close_server();
+    let r = run(
+        args(&["connect", "--no-shutdown", "127.0.0.1", &port(addr)]),
+        Input::Bytes(input.clone()),
+        LIMIT,
+    );
+    r.expect_code(0)
+        .expect_stderr("input ended (32 bytes sent); the server closed after sending 44 bytes");
+    assert_eq!(r.stdout, want);
+    assert!(rx.recv_timeout(LIMIT).unwrap(), "the server did not answer");
+
+    // Without it, the half-close makes such a server hang up before it answers.
+    let (addr, rx) = servers::hangs_up_on_half_close_server();
+    let r = run(
+        args(&["connect", "127.0.0.1", &port(addr)]),
+        Input::Bytes(input),
+        LIMIT,
+    );
+    r.expect_code(0);
+    assert!(r.stdout.is_empty());
+    assert!(!rx.recv_timeout(LIMIT).unwrap());
+}
+
+#[test]
+fn connect_idle_timeout_ends_a_quiet_session_with_exit_1() {
+    let addr = servers::silent_server();
+    let r = run(
+        args(&["connect", "--idle-timeout", "0.5", "127.0.0.1", &port(addr)]),
+        Input::KeepOpen(Vec::new()),
+        LIMIT,
+    );
+    r.expect_code(1)
+        .expect_stderr("idle timeout: no traffic either way for 0.5 s");
+    assert!(r.elapsed >= Duration::from_millis(500), "{:?}", r.elapsed);
+    assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
+}
+
+#[test]
+fn send_to_a_peer_that_closes_mid_upload_exits_1_saying_what_was_not_delivered() {
+    let (addr, rx) = servers::closing_mid_upload_server(1 << 20);
+    let dir = TempDir::new("mid-upload");
+    let file = dir.write("20MB.bin", &random_bytes(20_000_000));
+    let r = run(
+        args(&["send", "127.0.0.1", &port(addr), file.to_str().unwrap()]),
+        Input::Bytes(Vec::new()),
+        LIMIT,
+    );
+    r.expect_code(1).expect_stderr(" of 20000000 bytes sent, ");
+    assert!(
+        r.stderr.contains("connection reset by peer") || r.stderr.contains("broken pipe"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("not delivered"), "{}", r.stderr);
+    assert_eq!(rx.recv_timeout(LIMIT).unwrap(), 1 << 20);
+}
+
+#[test]
+fn connect_to_a_peer_that_closes_mid_upload_exits_1_saying_what_was_not_delivered() {
+    let (addr, _rx) = servers::closing_mid_upload_server(1 << 20);
+    let r = run(
+        args(&["connect", "127.0.0.1", &port(addr)]),
+        Input::Bytes(random_bytes(20 << 20)),
+        LIMIT,
+    );
+    r.expect_code(1)
+        .expect_stderr(" bytes sent, ")
+        .expect_stderr("not delivered");
+}
+
+#[test]
+fn the_last_line_says_what_the_server_sent_and_that_the_input_was_sent_whole() {
+    let (addr, _rx) = servers::half_closing_server(GREETING);
+    let r = run(
+        args(&["connect", "127.0.0.1", &port(addr)]),
+        Input::Bytes(b"12345".to_vec()),
+        LIMIT,
+    );
+    // Which came first (the server's FIN or the end of our 5 bytes) is a race; the line
+    // tells them in the order they happened.
+    r.expect_code(0)
+        .expect_stderr("the server closed after sending 1000 bytes")
+        .expect_stderr("input ended (5 bytes sent)");
+    // The server echoes, so it closes after our input ended.
+    let addr = servers::echo_server("127.0.0.1:0");
+    let r = run(
+        args(&["connect", "127.0.0.1", &port(addr)]),
+        Input::Bytes(b"12345".to_vec()),
+        LIMIT,
+    );
+    r.expect_code(0)
+        .expect_stderr("input ended (5 bytes sent); the server closed after sending 5 bytes");
+}
+
+#[test]
+fn crlf_idle_timeout_and_a_peer_gone_mid_upload_against_nc_and_ncat() {
+    // --crlf: ncat as the receiver.
+    let client = |p: u16| {
+        run(
+            args(&["connect", "--crlf", "127.0.0.1", &p.to_string()]),
+            Input::Bytes(b"HELO a\nQUIT\r\n".to_vec()),
+            LIMIT,
+        )
+    };
+    if let Some((r, got)) = against_tool("ncat", &["-l", "127.0.0.1", "{P}"], b"", client) {
+        r.expect_code(0);
+        assert_eq!(got.sha256, sha256(b"HELO a\r\nQUIT\r\n"), "{}", r.stderr);
+    }
+
+    // --idle-timeout: nc as a server that never sends and never closes (no -N).
+    let client = |p: u16| {
+        run(
+            args(&[
+                "connect",
+                "--idle-timeout",
+                "0.5",
+                "127.0.0.1",
+                &p.to_string(),
+            ]),
+            Input::KeepOpen(Vec::new()),
+            LIMIT,
+        )
+    };
+    if let Some((r, _)) = against_tool("nc", &["-l", "127.0.0.1", "{P}"], b"", client) {
+        r.expect_code(1).expect_stderr("idle timeout");
+    }
+
+    // A peer gone mid-upload: ncat whose reader stops after 1 MiB.
+    if support::peer_tool("ncat").is_some() {
+        let client = |p: u16| {
+            run(
+                args(&["connect", "127.0.0.1", &p.to_string()]),
+                Input::Bytes(random_bytes(20 << 20)),
+                LIMIT,
+            )
+        };
+        let script = "ncat -l 127.0.0.1 {P} | head -c 1048576 > /dev/null";
+        if let Some((r, _)) = against_tool("sh", &["-c", script], b"", client) {
+            r.expect_code(1).expect_stderr("not delivered");
+        }
+    }
+}

@@ -263,3 +263,49 @@ pub fn endless_ehlo_server() -> SocketAddr {
         while w.write_all(&lines).is_ok() {}
     })
 }
+
+/// A request/response peer like aiosmtpd: it reads lines up to `QUIT`, and if the client then
+/// half-closes within a second it hangs up without answering; if the client stays, it answers
+/// every line (`250 <line>`) and closes. Reports whether it answered.
+pub fn hangs_up_on_half_close_server() -> (SocketAddr, mpsc::Receiver<bool>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let addr = serve_each("127.0.0.1:0", move |s| {
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            match r.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let quit = line.trim_end() == "QUIT";
+            lines.push(line);
+            if quit {
+                break;
+            }
+        }
+        // The server's own patience, not the test's synchronisation: a client that is still
+        // there after a second wants its answers.
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let half_closed = matches!(r.read(&mut [0u8; 1]), Ok(0));
+        if !half_closed {
+            for line in &lines {
+                let _ = w.write_all(format!("250 {}\r\n", line.trim_end()).as_bytes());
+            }
+        }
+        drop(w);
+        drop(r);
+        drop(s);
+        let _ = tx.lock().unwrap().send(!half_closed);
+    });
+    (addr, rx)
+}
+
+/// Accepts, sends nothing, and reads until the client goes.
+pub fn silent_server() -> SocketAddr {
+    serve_each("127.0.0.1:0", |s| {
+        let _ = read_all(&s);
+    })
+}
