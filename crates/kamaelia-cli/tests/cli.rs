@@ -958,3 +958,23 @@ fn crlf_idle_timeout_and_a_peer_gone_mid_upload_against_nc_and_ncat() {
         }
     }
 }
+
+// The pipes a shell shares with us are never left non-blocking, however we end (§2.7).
+
+#[test]
+fn a_connect_killed_by_timeout_leaves_the_shared_pipes_blocking() {
+    let addr = servers::silent_server();
+    // The issue's reproduction: `cat` after a killed kamaelia reads the same stdin pipe (the
+    // writer is late on purpose), and python reports both pipes' O_NONBLOCK.
+    let script = r#"{ sleep 0.5; echo late; } | { timeout 0.2 "$0" connect -q 127.0.0.1 "$1"; cat; python3 -c 'import fcntl, os; print(fcntl.fcntl(0, fcntl.F_GETFL) & os.O_NONBLOCK, fcntl.fcntl(1, fcntl.F_GETFL) & os.O_NONBLOCK)'; } | cat"#;
+    let mut c = std::process::Command::new("sh");
+    c.args(["-c", script, env!("CARGO_BIN_EXE_kamaelia"), &port(addr)]);
+    let r = run(c, Input::Bytes(Vec::new()), LIMIT);
+    r.expect_code(0);
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        "late\n0 0\n",
+        "{}",
+        r.stderr
+    );
+}
