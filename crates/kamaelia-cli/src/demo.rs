@@ -91,7 +91,9 @@ async fn demo(sched: &Scheduler, dir: &TempDir) -> anyhow::Result<u8> {
             sched.graph_dot()
         })
     };
-    eprintln!(
+    // Not eprintln!: it panics if stderr has gone.
+    let _ = writeln!(
+        std::io::stderr(),
         "kamaelia demo: sending {} at {}/s ...",
         human(FILE_SIZE as u64),
         human(RATE)

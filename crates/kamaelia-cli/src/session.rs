@@ -121,6 +121,8 @@ pub(crate) enum ServerFinished {
     BeforeInputEnded,
     /// After our input had ended.
     AfterInputEnded,
+    /// The input was not watched (no meter).
+    OrderUnknown,
 }
 
 impl Summary {
@@ -212,11 +214,10 @@ impl Observer {
                             self.events.warn("the server closed without a TLS close_notify: possible truncation");
                         }
                         self.events.line("the server finished sending");
-                        let ended = self.counts.as_ref().is_some_and(|c| c.input_ended());
-                        s.server_finished.get_or_insert(if ended {
-                            ServerFinished::AfterInputEnded
-                        } else {
-                            ServerFinished::BeforeInputEnded
+                        s.server_finished.get_or_insert(match &self.counts {
+                            Some(c) if c.input_ended() => ServerFinished::AfterInputEnded,
+                            Some(_) => ServerFinished::BeforeInputEnded,
+                            None => ServerFinished::OrderUnknown,
                         });
                         if self.end_on_server_finish {
                             let _ = self.stop_source.force_send(Control::producer_finished());
@@ -265,15 +266,21 @@ impl Observer {
     fn ending(&self, s: &Summary) -> String {
         let received = s.transferred.as_ref().map_or(0, |t| t.received);
         let sent = s.transferred.as_ref().map_or(0, |t| t.sent);
-        let input = match &self.counts {
-            Some(c) if c.input_ended() => format!("input ended ({sent} bytes sent)"),
-            _ => format!("input not ended ({sent} bytes sent)"),
+        // Without a meter, a clean finish (ProducerFinished) is the input's end.
+        let input_ended = match &self.counts {
+            Some(c) => c.input_ended(),
+            None => matches!(s.how, Some(HowDied::Finished)),
+        };
+        let input = if input_ended {
+            format!("input ended ({sent} bytes sent)")
+        } else {
+            format!("input not ended ({sent} bytes sent)")
         };
         match (&s.how, s.server_finished) {
             (Some(HowDied::Shutdown { .. }), _) => {
                 format!("stopped: {sent} bytes sent, {received} received")
             }
-            (_, Some(ServerFinished::BeforeInputEnded)) if self.end_on_server_finish => {
+            (_, Some(_)) if self.end_on_server_finish => {
                 format!("the server closed after sending {received} bytes")
             }
             (_, Some(ServerFinished::BeforeInputEnded)) => {
@@ -284,11 +291,18 @@ impl Observer {
     }
 
     /// "N of M bytes sent, K not delivered", from the connection's count against the input's
-    /// (the file's size if known, else what was read from the input).
+    /// (the file's size if known, else what the meter handed on, else what the connection was
+    /// given).
     fn delivery(&self, s: &Summary) -> Option<String> {
-        let counts = self.counts.as_ref()?;
-        let sent = s.transferred.as_ref()?.sent;
-        let of = self.total.unwrap_or_else(|| counts.handed_on()).max(sent);
+        let t = s.transferred.as_ref()?;
+        let sent = t.sent;
+        let given = sent.saturating_add(t.unsent);
+        let of = match (self.total, &self.counts) {
+            (Some(total), _) => total,
+            (None, Some(c)) => c.handed_on(),
+            (None, None) => given,
+        }
+        .max(given);
         Some(format!(
             "{sent} of {of} bytes sent, {} not delivered",
             of - sent

@@ -978,3 +978,87 @@ fn a_connect_killed_by_timeout_leaves_the_shared_pipes_blocking() {
         r.stderr
     );
 }
+
+// The program never dies from a signal it did not ask for, nor panics, when its output goes
+// away (§1, "never dies from a signal").
+
+/// Runs `cmd` with stdout and/or stderr a pipe whose reader has already gone.
+fn with_closed_outputs(
+    mut cmd: std::process::Command,
+    stdout: bool,
+    stderr: bool,
+) -> std::process::ExitStatus {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    // Keep the other one drained, so only the closed one fails.
+    let keep_out = (!stdout).then(|| std::thread::spawn(move || servers::read_all(out)));
+    let keep_err = (!stderr).then(|| std::thread::spawn(move || servers::read_all(err)));
+    let status = support::wait_child(&mut child, LIMIT);
+    drop((keep_out, keep_err));
+    status
+}
+
+#[test]
+fn closed_stdout_or_stderr_ends_with_a_status_not_a_signal_or_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let refused = port(servers::closed_port());
+    let talker = servers::closing_server(&[b'x'; 1 << 20]);
+    let talker = port(talker);
+    let cases: Vec<(Vec<&str>, bool, bool, i32)> = vec![
+        // A failure line to a closed stderr: still exit 1.
+        (vec!["connect", "127.0.0.1", &refused], false, true, 1),
+        (vec!["send", "127.0.0.1", &refused, "-"], false, true, 1),
+        // A usage error to a closed stderr: still exit 2.
+        (
+            vec!["connect", "--delay", "soon", "127.0.0.1", "1"],
+            false,
+            true,
+            2,
+        ),
+        // ... whether clap or validation found it.
+        (
+            vec!["send", "127.0.0.1", "1", "/nonexistent-file"],
+            false,
+            true,
+            2,
+        ),
+        // The server's bytes to a closed stdout: the reader went away, not an error.
+        (vec!["connect", "127.0.0.1", &talker], true, false, 0),
+        (vec!["connect", "127.0.0.1", &talker], true, true, 0),
+        (vec!["--help"], true, true, 0),
+    ];
+    for (argv, stdout, stderr, code) in cases {
+        let status = with_closed_outputs(args(&argv), stdout, stderr);
+        assert_eq!(status.signal(), None, "{argv:?}: {status:?}");
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "{argv:?} stdout closed {stdout}, stderr closed {stderr}"
+        );
+    }
+}
+
+// A CA file that is not a PEM file is a usage error with a clear line, however long (§2.11).
+
+#[test]
+fn a_bad_or_endless_pem_file_is_a_usage_error() {
+    let dir = TempDir::new("bad-pem");
+    let garbage = dir.write("garbage.pem", b"this is not a certificate\n");
+    let cases: &[(&str, &str)] = &[
+        ("/dev/zero", "too long for a PEM file"),
+        (garbage.to_str().unwrap(), "no certificates"),
+    ];
+    for (ca, text) in cases {
+        let r = run(
+            args(&["connect", "--tls", "--ca", ca, "localhost", "1"]),
+            Input::Bytes(Vec::new()),
+            LIMIT,
+        );
+        r.expect_code(2).expect_stderr(text).expect_stderr(ca);
+        assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
+    }
+}
