@@ -139,9 +139,9 @@ fn serve_and_connect_speak_tls_and_starttls_to_each_other() {
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        let mut server = serve.spawn().unwrap();
+        let mut server = support::KillOnDrop(serve.spawn().unwrap());
         let mut line = String::new();
-        BufReader::new(server.stdout.take().unwrap())
+        BufReader::new(server.0.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
         let addr: std::net::SocketAddr = line.trim().parse().expect("serve prints its address");
@@ -160,8 +160,7 @@ fn serve_and_connect_speak_tls_and_starttls_to_each_other() {
             &port(addr),
         ]);
         let r = run(c, Input::Bytes(b"ping\n".to_vec()), LIMIT);
-        let _ = server.kill();
-        let _ = server.wait();
+        drop(server);
         r.expect_code(0).expect_stderr("TLS established");
         assert_eq!(r.stdout, b"ping\n");
     }
@@ -544,16 +543,18 @@ fn against_tool(
     let input = dir.write("server-in", server_input);
     let output = dir.path().join("server-out");
     let p = support::free_port();
-    let mut child = std::process::Command::new(path)
-        .args(tool_args.iter().map(|a| a.replace("{P}", &p.to_string())))
-        .stdin(std::fs::File::open(&input).unwrap())
-        .stdout(std::fs::File::create(&output).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = support::KillOnDrop(
+        std::process::Command::new(path)
+            .args(tool_args.iter().map(|a| a.replace("{P}", &p.to_string())))
+            .stdin(std::fs::File::open(&input).unwrap())
+            .stdout(std::fs::File::create(&output).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     support::wait_listening(p, LIMIT);
     let r = client(p);
-    support::wait_child(&mut child, LIMIT);
+    support::wait_child(&mut child.0, LIMIT);
     Some((r, support::sha256_file(&output)))
 }
 

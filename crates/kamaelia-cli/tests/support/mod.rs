@@ -276,3 +276,13 @@ pub fn wait_child(child: &mut Child, limit: Duration) -> ExitStatus {
 pub fn sha256_file(path: &Path) -> servers::Received {
     servers::read_all(std::fs::File::open(path).unwrap())
 }
+
+/// A child process killed when dropped, so a failing test leaves no server behind.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
