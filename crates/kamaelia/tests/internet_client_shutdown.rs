@@ -146,19 +146,20 @@ async fn late_reader() -> (u16, oneshot::Sender<()>, tokio::task::JoinHandle<u64
     (port, go_tx, task)
 }
 
-/// Sends 64 KiB messages into `input` until the client's inbox is full (so its socket is full
-/// too); returns how much was sent.
+/// Sends 64 KiB messages into `input` until nothing moves: the socket is full, and so is the
+/// client's inbox (bounded at 256 KiB, far less than the socket buffers, so an inbox that is
+/// full for a moment says nothing about the socket). Returns how much was sent.
 async fn fill(input: &axon::Outbox<Bytes>) -> usize {
     let mut sent = 0;
     loop {
-        match input.try_send(Bytes::from(vec![3u8; 64 * 1024])) {
-            Ok(()) => sent += 64 * 1024,
-            Err(axon::TrySendError::Full(_)) if sent >= 1 << 20 => return sent,
-            Err(axon::TrySendError::Full(b)) => {
-                input.send(b).await.unwrap();
+        let chunk = Bytes::from(vec![3u8; 64 * 1024]);
+        // No event says "the socket is full": a send that waits this long is taken as it.
+        match tokio::time::timeout(Duration::from_millis(300), input.send(chunk)).await {
+            Ok(r) => {
+                r.unwrap();
                 sent += 64 * 1024;
             }
-            Err(e) => panic!("{e}"),
+            Err(_) => return sent,
         }
     }
 }
@@ -173,6 +174,11 @@ async fn shutdown_during_transfer_drops_and_counts_what_was_queued() {
         let (s, _) = c.finish().await;
         let (messages, bytes) = shut_down(&s);
         assert!(messages > 0 && bytes > 0, "{s:?}");
+        // Every byte handed over was either sent or is counted as unsent.
+        let t = s.notices::<kamaelia::internet::Transferred>();
+        assert_eq!(t.len(), 1, "{s:?}");
+        assert_eq!(t[0].sent + t[0].unsent, sent as u64, "{:?}", t[0]);
+        assert!(t[0].unsent >= bytes as u64, "{:?}", t[0]);
         let _ = go.send(());
         let received = server.await.unwrap() as usize;
         // What arrived and what was dropped account for everything, less what sat in the

@@ -42,14 +42,16 @@ pub const DEFAULT_LIMIT_BYTES: usize = 256 * 1024;
 /// waits for room there.
 ///
 /// A box admits a message while it holds fewer bytes than its limit, so it holds at most the
-/// limit plus one message (one read: at most `receive_bytes`). A connection of
-/// [`super::TcpServer`] with [`super::EchoProtocol`] holds about five times the limit at most
-/// whatever its peer does: about 1.3 MiB with the defaults.
+/// limit plus one message (one read: at most half of `receive_bytes`). A connection of
+/// [`super::TcpServer`] with [`super::EchoProtocol`] holds a few times the limit at most,
+/// whatever its peer does: with the defaults, about 1.05 MiB of server memory per client that
+/// floods and never reads (`tests/internet_server_flood_memory.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Bytes waiting to be sent: the inbox, and the queue ahead of the socket (each).
     pub send_bytes: usize,
-    /// Bytes received and not yet taken by the receiver; also the most one read asks for.
+    /// Bytes received and not yet taken by the receiver; one read asks for half of it at most
+    /// (and never more than 256 KiB).
     pub receive_bytes: usize,
 }
 
@@ -194,11 +196,24 @@ pub enum TlsRole {
 /// plaintext, then runs the TLS handshake; what arrives on `inbox` meanwhile waits and goes out
 /// encrypted.
 ///
+/// Every place that holds a connection's bytes is bounded in bytes by [`Limits`] (256 KiB each
+/// direction by default): `inbox`, the queue of messages taken from it ahead of the socket (it
+/// stops taking while that queue is at the limit), each read (half the receive limit at most,
+/// up to 256 KiB), and its own `outbox` buffer while unlinked. Once `outbox` is
+/// linked, the receiving component's inbox bounds what waits there, and the connection stops
+/// reading while it is full. Reads start at 1 KiB and grow while they fill; when nothing is
+/// ready to read, a grown buffer is let go, so an idle connection holds about 1 KiB whatever
+/// its last burst was.
+///
+/// With an idle timeout ([`CsaOptions::idle_timeout`], or a STARTTLS server's
+/// [`CsaOptions::plaintext_timeout`] before the switch) one timer watches for a period with no
+/// byte read from or written to the socket; it is reset lazily, at most once per period.
+///
 /// # Inboxes
 ///
 /// | name | type | meaning |
 /// |---|---|---|
-/// | `inbox` | `Bytes` | data to send |
+/// | `inbox` | `Bytes` | data to send (bounded by [`Limits::send_bytes`]) |
 /// | `control` | `Control` | ProducerFinished: send what is queued, then close (or half-close); ShutdownMicroprocess: close now |
 /// | `makessl` | [`MakeSsl`] | switch to TLS |
 ///
@@ -207,7 +222,7 @@ pub enum TlsRole {
 /// | name | type | meaning |
 /// |---|---|---|
 /// | `outbox` | `Bytes` | data received |
-/// | `signal` | `Control` | errors, [`PeerHalfClosed`], then [`ShutdownCsa`] as a notice when it ends |
+/// | `signal` | `Control` | errors, [`PeerHalfClosed`], then [`Transferred`] and [`ShutdownCsa`] as notices when it ends |
 /// | `sslready` | [`SslReady`] | the TLS version and cipher suite, once the handshake is done |
 /// | `CreatorFeedback` | `Control` | [`SocketShutdown`] saying how the connection ended |
 ///
@@ -215,15 +230,30 @@ pub enum TlsRole {
 ///
 /// ProducerFinished: everything queued in `inbox` is written, then the write side is shut (TLS:
 /// close_notify first); with [`OnFinish::Close`] it ends there, with [`OnFinish::HalfClose`] it
-/// keeps reading until the peer closes. ShutdownMicroprocess: it closes at once and
-/// [`HowDied::Shutdown`] counts what was dropped. The peer's half-close ends only the receive
-/// side; sending goes on.
+/// keeps reading until the peer closes. With [`OnFinish::KeepOpen`] the write side stays open
+/// (anything still arriving on `inbox` is sent) and it keeps reading until the peer closes,
+/// then closes and ends with [`HowDied::Finished`]. ShutdownMicroprocess: it closes at once and
+/// [`HowDied::Shutdown`] counts what was dropped.
+///
+/// The peer's half-close (its FIN, or TLS close_notify) ends only the receive side: it is
+/// announced with [`PeerHalfClosed`] and sending goes on until `inbox`'s producer finishes.
+/// Under TLS this holds too: rustls keeps encrypting and sending after it has received the
+/// peer's close_notify (TLS 1.3 half-close; TLS 1.2 peers usually close the socket as well, and
+/// then the next write fails as below).
+///
+/// When it ends, in every case, it closes `inbox` (senders get `Closed` from then on) and sends
+/// [`Transferred`] on `signal`: bytes sent, received, and `unsent`, which counts everything
+/// taken from `inbox` or still queued in it that never reached the socket, so that
+/// `sent + unsent` is every byte that was handed to it.
 ///
 /// # Errors
 ///
-/// A reset, a broken pipe, another I/O error or a TLS failure is sent on `signal` as a
-/// [`TcpError`] and ends the connection. `makessl` on a connection already using TLS is an
-/// error on `signal` (`TlsError::AlreadyTls`) and the connection carries on.
+/// A reset, a broken pipe, another I/O error, a TLS failure or an idle timeout
+/// ([`TcpError::IdleTimeout`]) is sent on `signal` as a [`TcpError`] and ends the connection;
+/// [`SocketShutdown`] carries it as [`HowDied::Failed`]. A peer that has closed entirely makes
+/// the next write fail with [`TcpError::Reset`] or [`TcpError::BrokenPipe`]. `makessl` on a
+/// connection already using TLS is an error on `signal` (`TlsError::AlreadyTls`) and the
+/// connection carries on.
 pub struct ConnectedSocketAdapter;
 
 impl ConnectedSocketAdapter {
@@ -454,10 +484,10 @@ impl Connection {
             }
         }
         // Reads start small and double while they fill the buffer, so an idle connection holds
-        // 1 KiB and a busy one reads up to a quarter of the receive limit (at most 256 KiB) at a
-        // time; see `read_when_ready` for reuse. A quarter, so that a box holding just under its
-        // limit and then admitting one more read stays near the limit.
-        let max_read = (self.limits.receive_bytes / 4).clamp(1, READ_CHUNK);
+        // 1 KiB and a busy one reads up to half the receive limit (at most 256 KiB) at a time;
+        // see `read_when_ready` for reuse. Half, so that a box holding just under its limit and
+        // then admitting one more read stays within one and a half times the limit.
+        let max_read = (self.limits.receive_bytes / 2).clamp(1, READ_CHUNK);
         let mut buf = BytesMut::new();
         let mut want = FIRST_READ.min(max_read);
         loop {
@@ -541,6 +571,8 @@ impl Connection {
                     }
                     let chunk = buf.split().freeze();
                     self.deliver(chunk).await;
+                    // A receiver that took its time is no reason to call the connection idle.
+                    self.last_activity = Instant::now();
                 }
                 Event::Read(Err(e)) => {
                     if self.is_tls && e.kind() == io::ErrorKind::UnexpectedEof {
@@ -589,9 +621,12 @@ impl Connection {
     }
 
     /// Whether to take more from `inbox`: the write side is open and the queue ahead of the
-    /// socket has room for another message and is under the send limit.
+    /// socket has room for another message and is under the send limit. An empty queue always
+    /// takes one message, so a limit of 0 still makes progress.
     fn takes_more(&self) -> bool {
-        self.send_open && self.outq.len() < WRITE_BATCH && self.outq_bytes < self.limits.send_bytes
+        self.send_open
+            && self.outq.len() < WRITE_BATCH
+            && (self.outq.is_empty() || self.outq_bytes < self.limits.send_bytes)
     }
 
     fn queue(&mut self, d: Bytes) {
