@@ -1063,3 +1063,30 @@ fn a_bad_or_endless_pem_file_is_a_usage_error() {
         assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
     }
 }
+
+#[test]
+fn connect_starttls_keeps_the_write_side_open_by_default_so_the_server_answers() {
+    let pki = Pki::new();
+    let addr = servers::smtp_server_answering_quit(pki.server_config());
+    let p = port(addr);
+    let r = run(
+        args(&starttls_args(&pki, "smtp", &p, &[])),
+        Input::Bytes(b"QUIT\r\n".to_vec()),
+        LIMIT,
+    );
+    // The counts are the connection's, the plaintext dialogue included.
+    r.expect_code(0)
+        .expect_stderr("input ended (")
+        .expect_stderr("; the server closed after sending ");
+    assert_eq!(r.stdout, b"221 bye\r\n");
+
+    // --shutdown gives the half-close (close_notify, FIN) back: such a server hangs up.
+    let addr = servers::smtp_server_answering_quit(pki.server_config());
+    let p = port(addr);
+    let r = run(
+        args(&starttls_args(&pki, "smtp", &p, &["--shutdown"])),
+        Input::Bytes(b"QUIT\r\n".to_vec()),
+        LIMIT,
+    );
+    assert!(r.stdout.is_empty(), "{}", r.stderr);
+}

@@ -79,6 +79,42 @@ fn tls_echo(mut tls: StreamOwned<ServerConnection, TcpStream>, close_notify: boo
 /// A fake SMTP server: greeting, EHLO, STARTTLS, `220`, then TLS echo. `after_go_ahead` is
 /// sent in plaintext right after the `220` (an injection when not empty).
 pub fn smtp_server(config: Arc<ServerConfig>, after_go_ahead: &'static [u8]) -> SocketAddr {
+    smtp_server_then(config, after_go_ahead, |tls| tls_echo(tls, true))
+}
+
+/// Like [`smtp_server`], but once TLS is up it acts like a real mail server that drops its
+/// replies on a hang-up: it reads up to `QUIT`, and if the client then closes (close_notify or
+/// FIN) within a second it hangs up without answering; otherwise it answers `221 bye` and
+/// closes (close_notify, then FIN).
+pub fn smtp_server_answering_quit(config: Arc<ServerConfig>) -> SocketAddr {
+    smtp_server_then(config, b"", |mut tls| {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.ends_with(b"QUIT\r\n") {
+            match tls.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(k) => got.extend_from_slice(&buf[..k]),
+            }
+        }
+        // The server's own patience, not the test's synchronisation.
+        tls.sock
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let hung_up = matches!(tls.read(&mut buf), Ok(0));
+        if !hung_up {
+            let _ = tls.write_all(b"221 bye\r\n");
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+        let _ = tls.sock.shutdown(std::net::Shutdown::Both);
+    })
+}
+
+fn smtp_server_then(
+    config: Arc<ServerConfig>,
+    after_go_ahead: &'static [u8],
+    then: fn(StreamOwned<ServerConnection, TcpStream>),
+) -> SocketAddr {
     serve_each("127.0.0.1:0", move |s| {
         let mut w = s.try_clone().unwrap();
         let mut r = BufReader::new(s.try_clone().unwrap());
@@ -106,7 +142,7 @@ pub fn smtp_server(config: Arc<ServerConfig>, after_go_ahead: &'static [u8]) -> 
             "client sent data before the handshake"
         );
         let conn = ServerConnection::new(config.clone()).unwrap();
-        tls_echo(StreamOwned::new(conn, s), true);
+        then(StreamOwned::new(conn, s));
     })
 }
 
