@@ -165,6 +165,11 @@ pub struct ConsoleReader {
 /// bytes exactly as they are, flushes once, and then, if it is a forwarder, passes the same
 /// messages on to `outbox`.
 ///
+/// A pipe or FIFO on standard output is opened again, non-blocking, in an open file
+/// description of its own (as [`ConsoleReader`] does for standard input), so the flags of a
+/// pipe shared with other processes are never changed; anything else is written through
+/// tokio's blocking pool.
+///
 /// # Inboxes
 ///
 /// | name | type | meaning |
