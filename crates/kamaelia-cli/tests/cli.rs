@@ -1115,44 +1115,25 @@ fn soak(rounds: usize) {
     let (half, recv_only, mid, inject) = (port(half), port(recv_only), port(mid), port(inject));
     let upload = random_bytes(2 << 20);
     let fds = open_fds();
+    let connect = |p: &str, input: Input| run(args(&["connect", "127.0.0.1", p]), input, LIMIT);
     for round in 0..rounds {
-        let r = run(
-            args(&["connect", "127.0.0.1", &refused]),
-            Input::Bytes(Vec::new()),
-            LIMIT,
-        );
-        r.expect_code(1).expect_stderr("connection refused");
-
-        let r = run(
-            args(&["connect", "127.0.0.1", &half]),
-            Input::Bytes(upload.clone()),
-            LIMIT,
-        );
-        r.expect_code(0);
+        connect(&refused, Input::Bytes(Vec::new()))
+            .expect_code(1)
+            .expect_stderr("connection refused");
+        connect(&half, Input::Bytes(upload.clone())).expect_code(0);
         assert_eq!(
             half_rx.recv_timeout(LIMIT).unwrap().bytes,
             upload.len() as u64
         );
-
-        let r = run(
-            args(&["connect", "127.0.0.1", &recv_only]),
-            Input::Bytes(upload.clone()),
-            LIMIT,
-        );
-        r.expect_code(0);
+        connect(&recv_only, Input::Bytes(upload.clone())).expect_code(0);
         assert_eq!(
             recv_rx.recv_timeout(LIMIT).unwrap().bytes,
             upload.len() as u64
         );
-
-        let r = run(
-            args(&["connect", "127.0.0.1", &mid]),
-            Input::Bytes(upload.clone()),
-            LIMIT,
-        );
-        r.expect_code(1).expect_stderr("not delivered");
+        connect(&mid, Input::Bytes(upload.clone()))
+            .expect_code(1)
+            .expect_stderr("not delivered");
         assert_eq!(mid_rx.recv_timeout(LIMIT).unwrap(), 256 * 1024);
-
         let r = run(
             args(&starttls_args(&pki, "smtp", &inject, &[])),
             Input::KeepOpen(b"secret\r\n".to_vec()),
