@@ -66,7 +66,8 @@ enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
-    /// Send FILE ("-" for stdin) to HOST PORT, half-close, and wait for the server to close.
+    /// Send FILE ("-" for stdin) to HOST PORT, half-close (unless --no-shutdown), and wait for
+    /// the server to close.
     ///
     /// The server's half-close (it has finished sending) does not stop the upload: the whole
     /// file is sent. If the server closes entirely, the next write fails: exit 1, with how many
