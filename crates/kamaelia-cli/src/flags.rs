@@ -145,7 +145,7 @@ struct TlsArgs {
     servername: Option<String>,
     /// How long the server may take over the STARTTLS dialogue, counted from the moment the
     /// connection is up (default 30; fractions allowed).
-    #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "starttls")]
+    #[arg(long, value_name = "SECS", value_parser = parse_positive_secs, requires = "starttls")]
     starttls_timeout: Option<Duration>,
 }
 
@@ -155,7 +155,7 @@ struct ConnArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     delay: Option<Duration>,
     /// Give up connecting after this long (default 60; fractions allowed).
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = parse_positive_secs)]
     connect_timeout: Option<Duration>,
     /// IPv4 only.
     #[arg(short = '4', conflicts_with = "ipv6")]
@@ -165,7 +165,7 @@ struct ConnArgs {
     ipv6: bool,
     /// End the session, with exit status 1, when no byte has moved either way for this long
     /// (fractions allowed; default: no limit).
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = parse_positive_secs)]
     idle_timeout: Option<Duration>,
     /// At the end of input, keep the write side open until the server closes (no FIN, no
     /// close_notify): for request/response servers (SMTP, IMAP) that hang up on a half-close
@@ -503,6 +503,14 @@ fn parse_rate(s: &str) -> Result<u64, String> {
     parse_bytes(s)
 }
 
+/// Seconds, more than zero: a timeout of nothing would end every session at once.
+fn parse_positive_secs(s: &str) -> Result<Duration, String> {
+    match parse_secs(s)? {
+        Duration::ZERO => Err(format!("{s:?} must be more than 0 seconds")),
+        d => Ok(d),
+    }
+}
+
 fn parse_chunk_size(s: &str) -> Result<usize, String> {
     let n = parse_bytes(s)?;
     if n > MAX_CHUNK_SIZE as u64 {
@@ -547,6 +555,11 @@ mod tests {
         assert!(parse_secs("inf").unwrap_err().contains("too long"));
         assert!(parse_secs("NaN").is_err());
         assert_eq!(parse_secs("1e9"), Ok(Duration::from_secs(MAX_SECS)));
+        assert!(parse_positive_secs("0")
+            .unwrap_err()
+            .contains("more than 0"));
+        assert!(parse_positive_secs("1e-300").is_err());
+        assert_eq!(parse_positive_secs("0.5"), Ok(Duration::from_millis(500)));
         assert!(parse_chunk_size("100G").unwrap_err().contains("too large"));
         assert_eq!(parse_chunk_size("4Mi"), Ok(MAX_CHUNK_SIZE));
     }
@@ -563,6 +576,9 @@ mod tests {
             }
             if let Ok(n) = parse_chunk_size(&s) {
                 proptest::prop_assert!((1..=MAX_CHUNK_SIZE).contains(&n));
+            }
+            if let Ok(d) = parse_positive_secs(&s) {
+                proptest::prop_assert!(d > Duration::ZERO);
             }
             if let Ok(d) = parse_secs(&s) {
                 proptest::prop_assert!(d <= Duration::from_secs(MAX_SECS));

@@ -292,7 +292,7 @@ impl Observer {
 
     /// "N of M bytes sent, K not delivered", from the connection's count against the input's
     /// (the file's size if known, else what the meter handed on, else what the connection was
-    /// given).
+    /// given); nothing if there was nothing to send.
     fn delivery(&self, s: &Summary) -> Option<String> {
         let t = s.transferred.as_ref()?;
         let sent = t.sent;
@@ -303,6 +303,10 @@ impl Observer {
             (None, None) => given,
         }
         .max(given);
+        if of == 0 {
+            // Nothing was at stake.
+            return None;
+        }
         Some(format!(
             "{sent} of {of} bytes sent, {} not delivered",
             of - sent

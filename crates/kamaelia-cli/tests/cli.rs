@@ -657,6 +657,14 @@ fn a_huge_chunk_size_or_duration_is_a_usage_error() {
             &["connect", "--connect-timeout", "NaN", "127.0.0.1", "1"],
             "seconds",
         ),
+        (
+            &["connect", "--idle-timeout", "0", "127.0.0.1", "1"],
+            "more than 0",
+        ),
+        (
+            &["connect", "--connect-timeout", "1e-300", "127.0.0.1", "1"],
+            "more than 0",
+        ),
     ];
     for (argv, text) in cases {
         let r = run(args(argv), Input::Bytes(Vec::new()), LIMIT);
