@@ -174,8 +174,9 @@ async fn peer_that_closed_entirely_fails_the_upload_and_every_byte_is_accounted_
         assert!(matches!(s.how(), HowDied::Failed(_)), "{:?}", s.how());
         let t = transferred(&s);
         assert_eq!(t.sent + t.unsent, handed, "{t:?}, handed {handed}");
+        // Usually some is unsent (queued when the write failed), but the reset may also be
+        // seen by a read while nothing is queued.
         assert!(t.sent >= 100_000, "{t:?}");
-        assert!(t.unsent > 0, "{t:?}");
         eprintln!("handed {handed} bytes: {t:?}");
     })
     .await;
