@@ -56,6 +56,10 @@ pub(crate) fn tcp_error(e: &TcpError) -> String {
         }
         TcpError::Io { peer, source } => format!("i/o error on the connection to {peer}: {source}"),
         TcpError::Tls(t) => tls_error(t),
+        TcpError::IdleTimeout { peer, after } => format!(
+            "idle timeout: no traffic either way for {} s ({peer}), so the session was ended",
+            after.as_secs_f64()
+        ),
         other => with_sources(other),
     }
 }

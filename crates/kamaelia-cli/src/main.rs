@@ -4,6 +4,7 @@
 //! TLS failure, 2 a usage error, 130 interrupted.
 
 mod connect;
+mod crlf;
 mod demo;
 mod errors;
 mod events;
@@ -23,7 +24,7 @@ fn main() -> ExitCode {
     let config = match flags::Args::parse().validate() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("kamaelia: {e}");
+            say(format_args!("kamaelia: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -38,10 +39,17 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("kamaelia: {}", chain(&e));
+            say(format_args!("kamaelia: {}", chain(&e)));
             ExitCode::FAILURE
         }
     }
+}
+
+/// A line on stderr. Not `eprintln!`, which panics if stderr has gone (a closed pipe): the
+/// exit status still says what happened.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// The cause chain on one line, each cause once.
