@@ -186,20 +186,24 @@ enum Item {
     Dropped(u64),
 }
 
-static SINK: Sink = Sink {
-    queue: Mutex::new(Queue {
-        items: VecDeque::new(),
-        bytes: 0,
-        writing: false,
-    }),
-    more: Condvar::new(),
-    idle: Condvar::new(),
-};
+static SINK: Sink = Sink::new();
 
 /// Whether the writer thread runs (started by the first line).
 static WRITER: OnceLock<bool> = OnceLock::new();
 
 impl Sink {
+    const fn new() -> Self {
+        Sink {
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                bytes: 0,
+                writing: false,
+            }),
+            more: Condvar::new(),
+            idle: Condvar::new(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // The writer never panics while holding the lock; a poisoned queue is still consistent.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
@@ -308,5 +312,29 @@ mod tests {
         assert_eq!(j.finish(), r#"{"a":"quote \" back \\ nl \n ctl \u0001"}"#);
         assert_eq!(type_name("Connected { peer: 1 }"), "Connected");
         assert_eq!(type_name("PeerClosed"), "PeerClosed");
+    }
+
+    #[test]
+    fn a_full_queue_drops_lines_and_counts_them_in_place() {
+        let sink = Sink::new();
+        let line = "x".repeat(1000);
+        for _ in 0..100 {
+            sink.push(&line);
+        }
+        sink.push(&"y".repeat(QUEUE_BYTES * 2));
+        let q = sink.lock();
+        assert!(q.bytes <= QUEUE_BYTES, "{} bytes queued", q.bytes);
+        let kept = q
+            .items
+            .iter()
+            .filter(|i| matches!(i, Item::Line(_)))
+            .count();
+        assert_eq!(kept, QUEUE_BYTES / 1000);
+        assert!(matches!(q.items.back(), Some(Item::Dropped(n)) if *n == 101 - kept as u64));
+        drop(q);
+        // An empty queue takes any one line, whatever its size.
+        let empty = Sink::new();
+        empty.push(&"z".repeat(QUEUE_BYTES * 2));
+        assert_eq!(empty.lock().bytes, QUEUE_BYTES * 2);
     }
 }

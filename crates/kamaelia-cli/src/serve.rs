@@ -390,9 +390,10 @@ enum Out {
 /// `split_to` (no copying of what follows), and consecutive echoed lines leave as one message.
 /// It holds at most one partial line of [`MAX_LINE`] bytes between calls.
 struct Dialogue {
-    /// Unanswered bytes: `buf[..run]` are whole lines to echo, then a partial line.
+    /// Unanswered bytes: `buf[..run]` are whole lines to echo (or discard), then a partial
+    /// line.
     buf: BytesMut,
-    /// The length of the run of whole lines to echo at the front of `buf`.
+    /// The length of the run of whole lines to echo (or discard) at the front of `buf`.
     run: usize,
     /// Where to look for the next newline: `buf[run..scanned]` has none.
     scanned: usize,
@@ -446,13 +447,13 @@ impl Dialogue {
             }
             self.consumed += len as u64;
             let cmd = command(&self.buf[self.run..end]);
-            if cmd == Command::Other && self.echo {
+            if cmd == Command::Other {
                 self.run = end;
                 self.scanned = end;
                 continue;
             }
             self.flush_run(out);
-            // The line itself is answered (or discarded), not echoed.
+            // The command itself is answered, not echoed.
             drop(self.buf.split_to(len));
             self.scanned = 0;
             match cmd {
@@ -494,10 +495,13 @@ impl Dialogue {
         self.buf.split()
     }
 
-    /// Sends the run of whole lines at the front of the buffer as one message.
+    /// Sends the run of whole lines at the front of the buffer as one message (or drops it).
     fn flush_run(&mut self, out: &mut Vec<Out>) {
         if self.run > 0 {
-            out.push(Out::Data(self.buf.split_to(self.run).freeze()));
+            let run = self.buf.split_to(self.run);
+            if self.echo {
+                out.push(Out::Data(run.freeze()));
+            }
             self.scanned -= self.run;
             self.run = 0;
         }
@@ -516,5 +520,141 @@ fn command(line: &[u8]) -> Command {
         Command::Quit
     } else {
         Command::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds `chunks` to a dialogue; returns the bytes it sent, the consumed count of a switch
+    /// (if any), whether it quit, and whether it failed with a line too long.
+    fn run(echo: bool, chunks: &[&[u8]]) -> (Vec<u8>, Option<u64>, bool, bool) {
+        let mut d = Dialogue::new(echo);
+        let mut out = Vec::new();
+        let (mut sent, mut switch, mut quit) = (Vec::new(), None, false);
+        let mut failed = false;
+        for c in chunks {
+            failed = d.feed(c, &mut out).is_err();
+            for o in out.drain(..) {
+                match o {
+                    Out::Data(b) => sent.extend_from_slice(&b),
+                    Out::Switch(_) => switch = Some(d.consumed),
+                    Out::Quit => quit = true,
+                }
+            }
+            if failed || switch.is_some() || quit {
+                break;
+            }
+        }
+        (sent, switch, quit, failed)
+    }
+
+    #[test]
+    fn the_dialogue_answers_echoes_and_switches() {
+        let (sent, switch, quit, failed) = run(
+            true,
+            &[
+                b"ehlo x\r\nhel",
+                b"lo\r\nwor",
+                b"ld\nSTARTTLS\r\n",
+                b"client hello",
+            ],
+        );
+        assert_eq!(sent, b"250-kamaelia\r\n250 STARTTLS\r\nhello\r\nworld\n");
+        assert_eq!(switch, Some(31));
+        assert!(!quit && !failed);
+        let (sent, _, quit, _) = run(false, &[b"a\nb\nquit\n"]);
+        assert_eq!(sent, b"221 bye\r\n");
+        assert!(quit);
+    }
+
+    #[test]
+    fn what_follows_starttls_is_kept_for_the_handshake() {
+        let mut d = Dialogue::new(true);
+        let mut out = Vec::new();
+        d.feed(b"STARTTLS\r\n\x16\x03\x01", &mut out).unwrap();
+        assert!(matches!(out.as_slice(), [Out::Switch(_)]));
+        assert_eq!(&d.take_rest()[..], b"\x16\x03\x01");
+    }
+
+    #[test]
+    fn a_line_longer_than_the_cap_fails_whole_or_in_pieces() {
+        let long = vec![b'a'; MAX_LINE + 1];
+        assert!(run(true, &[&long]).3);
+        let mut line = vec![b'a'; MAX_LINE];
+        line.push(b'\n');
+        assert!(run(true, &[&line]).3);
+        let ok = vec![b'a'; MAX_LINE - 1];
+        let (sent, _, _, failed) = run(true, &[b"x\n", &ok, b"\n"]);
+        assert!(!failed);
+        assert_eq!(sent.len(), 2 + MAX_LINE);
+        // A partial line at the cap fails as soon as it passes it, across chunks.
+        assert!(run(true, &[&ok, b"ab"]).3);
+    }
+
+    /// A line-by-line parse of the whole input: the reference for the chunked one.
+    fn reference(echo: bool, input: &[u8]) -> (Vec<u8>, Option<u64>, bool, bool) {
+        let (mut sent, mut consumed) = (Vec::new(), 0u64);
+        for line in input.split_inclusive(|&c| c == b'\n') {
+            if line.len() > MAX_LINE {
+                return (sent, None, false, true);
+            }
+            if line.last() != Some(&b'\n') {
+                break;
+            }
+            consumed += line.len() as u64;
+            match command(line) {
+                Command::Hello => sent.extend_from_slice(b"250-kamaelia\r\n250 STARTTLS\r\n"),
+                Command::StartTls => return (sent, Some(consumed), false, false),
+                Command::Quit => {
+                    sent.extend_from_slice(b"221 bye\r\n");
+                    return (sent, None, true, false);
+                }
+                Command::Other if echo => sent.extend_from_slice(line),
+                Command::Other => {}
+            }
+        }
+        (sent, None, false, false)
+    }
+
+    fn input() -> impl Strategy<Value = Vec<u8>> {
+        let word = prop_oneof![
+            Just(b"EHLO me\r\n".to_vec()),
+            Just(b"starttls\n".to_vec()),
+            Just(b"QUIT\r\n".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(vec![b'z'; MAX_LINE - 1]),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        ];
+        proptest::collection::vec(word, 0..12).prop_map(|w| w.concat())
+    }
+
+    proptest! {
+        /// Any bytes in any chunking: the same answers as a line-by-line parse, a clean
+        /// failure exactly when a line passes the cap, never a panic, and never more held
+        /// between chunks than a line.
+        #[test]
+        fn any_chunking_answers_like_a_line_by_line_parse(
+            echo in any::<bool>(),
+            data in input(),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let mut at: Vec<usize> = cuts.iter().map(|i| i.index(data.len() + 1)).collect();
+            at.extend([0, data.len()]);
+            at.sort_unstable();
+            let chunks: Vec<&[u8]> = at.windows(2).map(|w| &data[w[0]..w[1]]).collect();
+            let mut d = Dialogue::new(echo);
+            let mut out = Vec::new();
+            for c in &chunks {
+                let failed = d.feed(c, &mut out).is_err();
+                prop_assert!(failed || d.done || d.buf.len() <= MAX_LINE);
+                if failed || d.done {
+                    break;
+                }
+            }
+            prop_assert_eq!(run(echo, &chunks), reference(echo, &data));
+        }
     }
 }
