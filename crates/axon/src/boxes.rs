@@ -257,6 +257,49 @@ impl<T: Message> Outbox<T> {
     }
 }
 
+/// How a byte-bounded box weighs a message.
+fn weigh<T: AsRef<[u8]>>(msg: &T) -> usize {
+    msg.as_ref().len()
+}
+
+impl<T: Message + AsRef<[u8]>> Inbox<T> {
+    /// Bounds this inbox in bytes as well as in messages: once it holds `max` bytes or more,
+    /// senders wait (or get [`TrySendError::Full`]) until the owner takes some. An empty inbox
+    /// always admits one message, so it holds at most `max - 1` bytes plus its largest message.
+    /// See `docs/semantics.md` §3.
+    ///
+    /// ```
+    /// use axon::{Inbox, Outbox, TrySendError};
+    /// let inbox = Inbox::<Vec<u8>>::standalone("in", 64).limit_bytes(1000);
+    /// let out = Outbox::<Vec<u8>>::standalone("out");
+    /// axon::link_refs(&out.boxref(), &inbox.boxref()).unwrap();
+    /// out.try_send(vec![0; 600]).unwrap();
+    /// out.try_send(vec![0; 600]).unwrap(); // 600 < 1000: admitted
+    /// assert!(matches!(out.try_send(vec![0; 1]), Err(TrySendError::Full(_))));
+    /// inbox.try_recv();
+    /// out.try_send(vec![0; 1]).unwrap();
+    /// ```
+    pub fn limit_bytes(self, max: usize) -> Self {
+        self.store.set_byte_limit(max, weigh::<T>);
+        self
+    }
+
+    /// The bytes queued now and the byte bound, if [`Inbox::limit_bytes`] set one.
+    pub fn byte_usage(&self) -> Option<(usize, usize)> {
+        self.store.byte_usage()
+    }
+}
+
+impl<T: Message + AsRef<[u8]>> Outbox<T> {
+    /// Bounds what this outbox keeps while it is not linked, in bytes as well as in messages
+    /// (as [`Inbox::limit_bytes`]). Once linked, the bound of the inbox at the end of the link
+    /// applies.
+    pub fn limit_bytes(self, max: usize) -> Self {
+        self.store.set_byte_limit(max, weigh::<T>);
+        self
+    }
+}
+
 impl<T: Message> fmt::Debug for Inbox<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Inbox({})", self.store.id)
@@ -266,5 +309,15 @@ impl<T: Message> fmt::Debug for Inbox<T> {
 impl<T: Message> fmt::Debug for Outbox<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Outbox({})", self.store.id)
+    }
+}
+
+impl<T: Message> Inbox<T> {
+    /// Refuses further messages, as when the component ends: senders get `Closed` from now on
+    /// and waiting senders wake. What is already queued stays and can still be taken with
+    /// [`Inbox::try_recv`], so a component can account for everything it was given before it
+    /// ends. Returns how many messages are queued.
+    pub fn close(&self) -> usize {
+        self.store.close()
     }
 }

@@ -51,6 +51,6 @@ pub use link::{link, link_refs, unlink, BoxRef, Link, WiringError};
 pub use registry::{Registry, RegistryError};
 pub use scheduler::{
     block_on, interrupted, run, ComponentFailure, Context, Exit, FailureKind, Handle, RunReport,
-    Scheduler,
+    Scheduler, RECENT_FAILURES,
 };
 pub use spec::{BoxId, BoxSpec, Direction, LinkKind};

@@ -1,6 +1,6 @@
 //! Activation and run-to-completion: Axon's scheduler contract on tokio.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -42,9 +42,16 @@ struct Inner {
 struct State {
     live: BTreeMap<ComponentId, Record>,
     pending: Vec<(Component, Option<ComponentId>, Arc<ExitCell>)>,
-    failures: Vec<Arc<ComponentFailure>>,
+    /// The most recent failures, as text (see [`RunReport`]); at most [`RECENT_FAILURES`].
+    failures: VecDeque<Arc<ComponentFailure>>,
+    /// Every failure since the last report.
+    failed: usize,
     activated: usize,
 }
+
+/// How many failures a [`RunReport`] keeps in full; older ones are only counted, so a program
+/// that runs for months with failing connections does not grow.
+pub const RECENT_FAILURES: usize = 64;
 
 struct Record {
     label: Arc<str>,
@@ -119,18 +126,68 @@ impl std::error::Error for ComponentFailure {
 }
 
 /// What a run did: how many components ran and which of them failed.
+///
+/// The record is bounded and holds no messages: `failed` counts every failure, `failures` keeps
+/// the most recent [`RECENT_FAILURES`], each with its error reduced to text (its message and its
+/// sources' messages). An error that held a message (a [`crate::SendError`] handing back 256 KiB
+/// of data) keeps nothing of it here. The original error, downcastable, travels on the
+/// component's `signal` and in its [`Exit`].
 #[derive(Debug, Default)]
 pub struct RunReport {
     /// Components activated during the run.
     pub components: usize,
-    /// Components that panicked or returned an error, in the order they ended.
+    /// How many components panicked or returned an error.
+    pub failed: usize,
+    /// The most recent of them (at most [`RECENT_FAILURES`]), in the order they ended.
     pub failures: Vec<Arc<ComponentFailure>>,
 }
 
 impl RunReport {
     /// True if no component failed.
     pub fn is_ok(&self) -> bool {
-        self.failures.is_empty()
+        self.failed == 0
+    }
+}
+
+/// An error reduced to its text and its sources' texts: what the run's record keeps.
+#[derive(Debug)]
+struct ErrorText {
+    text: String,
+    source: Option<Box<ErrorText>>,
+}
+
+impl ErrorText {
+    fn of(e: &(dyn std::error::Error + 'static)) -> ErrorText {
+        ErrorText {
+            text: e.to_string(),
+            source: e.source().map(|s| Box::new(ErrorText::of(s))),
+        }
+    }
+}
+
+impl fmt::Display for ErrorText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for ErrorText {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|s| s as _)
+    }
+}
+
+impl ComponentFailure {
+    /// The same failure with no payload: errors become their text.
+    fn as_record(&self) -> ComponentFailure {
+        ComponentFailure {
+            component: self.component.clone(),
+            kind: match &self.kind {
+                FailureKind::Panicked(m) => FailureKind::Panicked(m.clone()),
+                FailureKind::Wiring(e) => FailureKind::Wiring(e.clone()),
+                FailureKind::Error(e) => FailureKind::Error(Box::new(ErrorText::of(&**e))),
+            },
+        }
     }
 }
 
@@ -247,7 +304,8 @@ impl Scheduler {
         let mut st = lock(&self.inner.state);
         RunReport {
             components: std::mem::take(&mut st.activated),
-            failures: std::mem::take(&mut st.failures),
+            failed: std::mem::take(&mut st.failed),
+            failures: std::mem::take(&mut st.failures).into(),
         }
     }
 
@@ -384,7 +442,11 @@ impl Scheduler {
             let mut st = lock(&self.inner.state);
             st.live.remove(&id);
             if let Some(f) = &failure {
-                st.failures.push(f.clone());
+                st.failed += 1;
+                if st.failures.len() == RECENT_FAILURES {
+                    st.failures.pop_front();
+                }
+                st.failures.push_back(Arc::new(f.as_record()));
             }
         }
         exit.set(Exit {

@@ -28,6 +28,12 @@ pub(crate) struct Store<T> {
 struct State<T> {
     queue: VecDeque<T>,
     capacity: usize,
+    /// What the queued messages weigh, when this store is bounded in bytes as well.
+    bytes: usize,
+    /// The byte bound: a non-empty store at or above it is full. `usize::MAX` when unbounded.
+    byte_limit: usize,
+    /// How a message is weighed; set with the byte bound.
+    weigh: Option<fn(&T) -> usize>,
     forward: Option<Arc<Store<T>>>,
     closed: bool,
     /// Tasks waiting for a message here.
@@ -101,6 +107,33 @@ pub(crate) enum LinkFailure {
     TypeMismatch,
 }
 
+impl<T> State<T> {
+    /// Full by count, or by bytes: an empty store always admits one message, however large, so
+    /// a message bigger than the byte bound still goes through.
+    fn is_full(&self) -> bool {
+        self.queue.len() >= self.capacity
+            || (!self.queue.is_empty() && self.bytes >= self.byte_limit)
+    }
+
+    fn push(&mut self, msg: T) {
+        if let Some(w) = self.weigh {
+            self.bytes = self.bytes.saturating_add(w(&msg));
+        }
+        self.queue.push_back(msg);
+    }
+
+    fn pop(&mut self) -> Option<T> {
+        let msg = self.queue.pop_front()?;
+        if let Some(w) = self.weigh {
+            self.bytes = self.bytes.saturating_sub(w(&msg));
+        }
+        Some(msg)
+    }
+}
+
+/// Held while a link is made (see [`Store::link_to`]).
+static LINKING: Mutex<()> = Mutex::new(());
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // No code panics while holding a store lock, so poisoning cannot carry a broken invariant.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -122,6 +155,9 @@ impl<T: Send + 'static> Store<T> {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 capacity: capacity.max(1),
+                bytes: 0,
+                byte_limit: usize::MAX,
+                weigh: None,
                 forward: None,
                 closed: false,
                 rx: Wakers::default(),
@@ -159,12 +195,12 @@ impl<T: Send + 'static> Store<T> {
             if g.closed {
                 return Err(PushError::Closed(msg));
             }
-            if !force && g.queue.len() >= g.capacity {
+            if !force && g.is_full() {
                 let unlinked = cur.id.direction == Direction::Out;
                 drop(g);
                 return Err(PushError::Full(msg, cur, unlinked));
             }
-            g.queue.push_back(msg);
+            g.push(msg);
             let woken = g.rx.take();
             drop(g);
             woken.wake();
@@ -182,7 +218,7 @@ impl<T: Send + 'static> Store<T> {
                 return Poll::Ready(());
             }
             let mut g = lock(&self.state);
-            if g.forward.is_some() || g.closed || g.queue.len() < g.capacity {
+            if g.forward.is_some() || g.closed || !g.is_full() {
                 return Poll::Ready(());
             }
             g.tx.register(cx.waker());
@@ -194,7 +230,7 @@ impl<T: Send + 'static> Store<T> {
 
     pub(crate) fn try_pop(&self) -> Option<T> {
         let mut g = lock(&self.state);
-        let v = g.queue.pop_front()?;
+        let v = g.pop()?;
         let woken = g.tx.take();
         drop(g);
         woken.wake();
@@ -203,7 +239,7 @@ impl<T: Send + 'static> Store<T> {
 
     fn poll_pop(&self, cx: &mut TaskContext<'_>) -> Poll<T> {
         let mut g = lock(&self.state);
-        match g.queue.pop_front() {
+        match g.pop() {
             Some(v) => {
                 let woken = g.tx.take();
                 drop(g);
@@ -224,7 +260,7 @@ impl<T: Send + 'static> Store<T> {
         if n == 0 {
             return 0;
         }
-        out.extend(g.queue.drain(..n));
+        out.extend(std::iter::from_fn(|| g.pop()).take(n));
         let woken = g.tx.take();
         drop(g);
         woken.wake();
@@ -258,6 +294,25 @@ impl<T: Send + 'static> Store<T> {
         lock(&self.state).capacity
     }
 
+    /// Bounds the store in bytes as well as in messages, weighing each message with `weigh`.
+    pub(crate) fn set_byte_limit(&self, max: usize, weigh: fn(&T) -> usize) {
+        let mut g = lock(&self.state);
+        g.byte_limit = max.max(1);
+        if g.weigh.is_none() {
+            g.bytes = g.queue.iter().map(weigh).fold(0, usize::saturating_add);
+        }
+        g.weigh = Some(weigh);
+        let woken = g.tx.take();
+        drop(g);
+        woken.wake();
+    }
+
+    /// The byte bound and what is queued now, if the store has one.
+    pub(crate) fn byte_usage(&self) -> Option<(usize, usize)> {
+        let g = lock(&self.state);
+        g.weigh.map(|_| (g.bytes, g.byte_limit))
+    }
+
     pub(crate) fn set_capacity(&self, capacity: usize) {
         let mut g = lock(&self.state);
         g.capacity = capacity.max(1);
@@ -285,7 +340,7 @@ impl<T: Send + 'static> Store<T> {
                     cur = next;
                 }
                 None => {
-                    let full = !g.closed && g.queue.len() >= g.capacity;
+                    let full = !g.closed && g.is_full();
                     drop(g);
                     return full.then_some(cur);
                 }
@@ -310,6 +365,10 @@ impl<T: Send + 'static> Store<T> {
 
     /// Makes `self` forward to `dst`, moving what `self` holds to the end of `dst`'s chain.
     pub(crate) fn link_to(self: &Arc<Self>, dst: &Arc<Self>) -> Result<(), LinkFailure> {
+        // The cycle check walks the chain one lock at a time, so two links made at once (A->B
+        // and B->A) could each pass it and close a loop that every send would then follow for
+        // ever. Links are made one at a time; sends never take this lock.
+        let _one_at_a_time = lock(&LINKING);
         // A chain from dst that reaches self would loop forever.
         let mut cur = Arc::clone(dst);
         loop {
@@ -332,9 +391,12 @@ impl<T: Send + 'static> Store<T> {
         g.forward = Some(Arc::clone(dst));
         // Pushing while holding our own lock keeps later sends (which must take our lock to
         // find the forward) behind the moved messages: order is preserved.
-        while let Some(msg) = g.queue.pop_front() {
+        while let Some(msg) = g.pop() {
             if let Err(PushError::Closed(m) | PushError::Full(m, ..)) = dst.push_chain(msg, true) {
                 // The destination ended while we moved: keep the rest here and refuse.
+                if let Some(w) = g.weigh {
+                    g.bytes = g.bytes.saturating_add(w(&m));
+                }
                 g.queue.push_front(m);
                 g.forward = None;
                 return Err(LinkFailure::Closed(dst.id.clone()));

@@ -232,3 +232,67 @@ async fn a_waiting_send_fails_when_the_reader_ends() {
     })
     .await;
 }
+
+/// §3 (byte bounds): an inbox bounded in bytes holds its producer back by bytes, not only by
+/// count. Messages of 1 B to 96 KiB go through a passthrough outbox into an inbox of 64 messages
+/// and 256 KiB. Sampled at every receive, the inbox never holds more than 256 KiB - 1 plus the
+/// largest message, it does reach its bound (so the producer was held back), and every message
+/// arrives in order. A count bound alone would have let 64 x 96 KiB = 6 MiB queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byte_bounded_inbox_holds_the_producer_back_by_bytes() {
+    const LIMIT: usize = 256 * 1024;
+    const LARGEST: usize = 96 * 1024;
+    const COUNT: usize = 4000;
+    let size = |i: usize| (i * 7919) % LARGEST + 1;
+    within("byte-bounded inbox", async {
+        let inbox = Inbox::<Vec<u8>>::standalone("bytes in", 64).limit_bytes(LIMIT);
+        let hop = Outbox::<Vec<u8>>::standalone("passthrough");
+        let out = Outbox::<Vec<u8>>::standalone("bytes out");
+        link_refs(&hop.boxref(), &inbox.boxref()).unwrap();
+        link_refs(&out.boxref(), &hop.boxref()).unwrap();
+        let producer = tokio::spawn(async move {
+            for i in 0..COUNT {
+                out.send(vec![i as u8; size(i)]).await.unwrap();
+            }
+        });
+        let mut fullest = 0;
+        for i in 0..COUNT {
+            let (queued, limit) = inbox.byte_usage().unwrap();
+            assert_eq!(limit, LIMIT);
+            fullest = fullest.max(queued);
+            let m = inbox.recv().await;
+            assert_eq!((m.len(), m[0]), (size(i), i as u8), "message {i}");
+            if i % 16 == 0 {
+                // Pacing, not synchronisation: read slower than the producer writes.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        producer.await.unwrap();
+        eprintln!("fullest: {fullest} bytes (bound {LIMIT} - 1 + {LARGEST})");
+        assert!(fullest < LIMIT + LARGEST, "held {fullest} bytes");
+        assert!(
+            fullest >= LIMIT,
+            "never reached the byte bound: the test did not test"
+        );
+        assert_eq!(inbox.byte_usage(), Some((0, LIMIT)));
+    })
+    .await;
+}
+
+/// §3 (byte bounds): `try_send` says Full once the bytes are reached, even with room by count,
+/// and a message larger than the whole bound still goes into an empty inbox.
+#[test]
+fn a_byte_bounded_inbox_refuses_by_bytes_and_admits_one_large_message_when_empty() {
+    let inbox = Inbox::<Vec<u8>>::standalone("in", 1000).limit_bytes(100);
+    let out = Outbox::<Vec<u8>>::standalone("out");
+    link(&out, &inbox).unwrap();
+    out.try_send(vec![0; 1000]).unwrap();
+    assert!(matches!(out.try_send(vec![1]), Err(TrySendError::Full(_))));
+    assert_eq!(inbox.try_recv().map(|m| m.len()), Some(1000));
+    // 99 bytes queued is below the bound, so the 100th byte is admitted; then it is full.
+    for _ in 0..100 {
+        out.try_send(vec![1]).unwrap();
+    }
+    assert!(matches!(out.try_send(vec![1]), Err(TrySendError::Full(_))));
+    assert_eq!(inbox.len(), 100);
+}

@@ -220,3 +220,71 @@ async fn a_failure_after_the_final_message_does_not_send_a_second_final() {
     })
     .await;
 }
+
+/// A payload that counts its drops.
+struct Tracked(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// §6 (a bounded record with no payloads): 200 components each fail by returning the
+/// `SendError` of a send to an ended component, the undelivered message inside it. Every one of
+/// those messages is freed once the components are gone, while the run's report is still held:
+/// the report counts all 200 failures, keeps the most recent 64 as text, and holds no message.
+/// Before, the report kept every failure with its message, so a long-running server that lost
+/// connections grew without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_counted_and_the_record_keeps_no_payload() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const N: usize = 200;
+    within("200 failing senders", async {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let sched = Scheduler::new();
+        let report = sched
+            .run(async {
+                for _ in 0..N {
+                    let mut b = Component::build("Sender");
+                    let out = b.outbox::<Tracked>("outbox", "payloads");
+                    b.control();
+                    b.signal();
+                    let dropped = dropped.clone();
+                    let sender = b.main(move |_cx| async move {
+                        out.send(Tracked(dropped)).await?;
+                        Ok(())
+                    });
+                    // The destination has ended: the send fails and hands the payload back.
+                    let mut b = Component::build("Gone");
+                    b.inbox::<Tracked>("inbox", "never read");
+                    let gone = b.main(|_cx| async { Ok(()) });
+                    link_refs(
+                        &sender.boxref("outbox").unwrap(),
+                        &gone.boxref("inbox").unwrap(),
+                    )
+                    .unwrap();
+                    gone.activate().join().await;
+                    let _ = sender.activate();
+                }
+            })
+            .await;
+        assert_eq!(report.failed, N);
+        assert_eq!(report.failures.len(), axon::RECENT_FAILURES);
+        assert!(!report.is_ok());
+        assert!(
+            report.failures[0]
+                .to_string()
+                .ends_with("failed: the receiving component has ended"),
+            "{}",
+            report.failures[0]
+        );
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            N,
+            "undelivered messages are still held somewhere"
+        );
+    })
+    .await;
+}

@@ -113,6 +113,58 @@ fn a_cycle_of_forwards_is_refused() {
     assert_eq!(a.boxref().linked_to().as_ref(), Some(b.id()));
 }
 
+/// §2: two threads linking A->B and B->A at the same moment: at most one link is made, never
+/// both. Both would be a loop of forwards that a link or send then follows for ever (seen as a
+/// link that never returns). 100,000 rounds, each started together on two threads.
+#[test]
+fn links_made_at_once_from_two_threads_never_close_a_cycle() {
+    use std::sync::mpsc;
+    use std::sync::{Arc, Barrier};
+    use std::time::Duration;
+    const ROUNDS: usize = 100_000;
+    let a = Arc::new(Inbox::<u64>::standalone("a", 8));
+    let b = Arc::new(Inbox::<u64>::standalone("b", 8));
+    let start = Arc::new(Barrier::new(3));
+    let (done_tx, done) = mpsc::channel::<()>();
+    let spawn = |src: Arc<Inbox<u64>>, dst: Arc<Inbox<u64>>| {
+        let (start, done_tx) = (start.clone(), done_tx.clone());
+        std::thread::spawn(move || {
+            for _ in 0..ROUNDS {
+                start.wait();
+                let _ = link_refs(&src.boxref(), &dst.boxref());
+                let _ = done_tx.send(());
+            }
+        })
+    };
+    let t1 = spawn(a.clone(), b.clone());
+    let t2 = spawn(b.clone(), a.clone());
+    let mut made = 0;
+    for round in 0..ROUNDS {
+        start.wait();
+        for _ in 0..2 {
+            // The threads are left behind if this fails; the process ends with the test run.
+            done.recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| {
+                    panic!("round {round}: a link never returned: a and b forward to each other")
+                });
+        }
+        let (ab, ba) = (a.boxref().linked_to(), b.boxref().linked_to());
+        assert!(
+            ab.is_none() || ba.is_none(),
+            "round {round}: a and b forward to each other"
+        );
+        made += usize::from(ab.is_some() || ba.is_some());
+        axon::unlink(&a.boxref());
+        axon::unlink(&b.boxref());
+    }
+    t1.join().unwrap();
+    t2.join().unwrap();
+    assert_eq!(
+        made, ROUNDS,
+        "every round makes exactly one of the two links"
+    );
+}
+
 /// §2 / §6: a component that declares two boxes with one name cannot be wired; activating it
 /// reports `FailureKind::Wiring(DuplicateBox)` in its exit and in the run's report, without
 /// running its main routine.

@@ -156,7 +156,8 @@ pub async fn connect(
     family: Family,
     timeout: Duration,
 ) -> Result<(TcpStream, SocketAddr), ConnectError> {
-    let deadline = Instant::now() + timeout;
+    // A timeout too long for the clock (e.g. 1e19 s) is no deadline at all.
+    let deadline = Instant::now().checked_add(timeout);
     let attempt = async {
         let addrs = resolve(host, port).await?;
         let addrs: Vec<SocketAddr> = addrs.into_iter().filter(|a| family.matches(a)).collect();
@@ -167,6 +168,9 @@ pub async fn connect(
             });
         }
         race(&interleave(addrs), CONNECTION_ATTEMPT_DELAY).await
+    };
+    let Some(deadline) = deadline else {
+        return attempt.await;
     };
     match tokio::time::timeout_at(deadline, attempt).await {
         Ok(result) => result,

@@ -12,11 +12,12 @@ use axon::{Component, Control, Inbox, Outbox};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 use tokio_rustls::{client, server, TlsAcceptor};
 
 use super::conn::Rewind;
 use super::messages::{
-    HowDied, MakeSsl, PeerHalfClosed, ShutdownCsa, SocketShutdown, SslReady, TcpError,
+    HowDied, MakeSsl, PeerHalfClosed, ShutdownCsa, SocketShutdown, SslReady, TcpError, Transferred,
 };
 use super::{classify, handshake, TlsError, TlsInfo, TlsSettings};
 
@@ -27,6 +28,92 @@ const FIRST_READ: usize = 1024;
 /// How many messages are taken from `inbox` ahead of the socket (one vectored write).
 const WRITE_BATCH: usize = 64;
 
+/// The default of each direction of [`Limits`]: 256 KiB.
+pub const DEFAULT_LIMIT_BYTES: usize = 256 * 1024;
+
+/// How many bytes a connection may hold in each direction.
+///
+/// `send_bytes` bounds the CSA's `inbox` (and a [`super::TcpClient`]'s own `inbox` before the
+/// connection is up) and, separately, the queue of messages taken from it that the socket has
+/// not accepted yet. `receive_bytes` bounds one read from the socket and the box the data is
+/// delivered into when it belongs to the connection (the CSA's own `outbox` buffer, a
+/// TcpClient's `outbox`, [`super::EchoProtocol`]'s and [`super::DiscardProtocol`]'s
+/// `inbox`). A component that receives from a connection bounds its own inbox; the connection
+/// waits for room there.
+///
+/// A box admits a message while it holds fewer bytes than its limit, so it holds at most the
+/// limit plus one message (one read: at most `receive_bytes`). A connection of
+/// [`super::TcpServer`] with [`super::EchoProtocol`] holds about five times the limit at most
+/// whatever its peer does: about 1.3 MiB with the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes waiting to be sent: the inbox, and the queue ahead of the socket (each).
+    pub send_bytes: usize,
+    /// Bytes received and not yet taken by the receiver; also the most one read asks for.
+    pub receive_bytes: usize,
+}
+
+impl Default for Limits {
+    /// [`DEFAULT_LIMIT_BYTES`] (256 KiB) each direction.
+    fn default() -> Self {
+        Limits {
+            send_bytes: DEFAULT_LIMIT_BYTES,
+            receive_bytes: DEFAULT_LIMIT_BYTES,
+        }
+    }
+}
+
+/// How a [`ConnectedSocketAdapter`] behaves: built with [`CsaOptions::default`] and the
+/// setters, given to [`ConnectedSocketAdapter::with_config`].
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct CsaOptions {
+    /// What ProducerFinished does.
+    pub on_finish: OnFinish,
+    /// Runs the TLS handshake before any data (a server speaking TLS from the first byte).
+    pub tls_first: bool,
+    /// Ends the connection with [`TcpError::IdleTimeout`] when no byte moved either way for
+    /// this long (default: never).
+    pub idle_timeout: Option<Duration>,
+    /// The idle timeout while the connection is still in plaintext and may switch to TLS
+    /// (a STARTTLS server's dialogue); the shorter of the two applies (default: none).
+    pub plaintext_timeout: Option<Duration>,
+    /// Byte bounds in each direction.
+    pub limits: Limits,
+}
+
+impl CsaOptions {
+    /// What ProducerFinished does (default [`OnFinish::Close`]).
+    pub fn on_finish(mut self, on_finish: OnFinish) -> Self {
+        self.on_finish = on_finish;
+        self
+    }
+
+    /// Whether the TLS handshake comes before any data (default false).
+    pub fn tls_first(mut self, on: bool) -> Self {
+        self.tls_first = on;
+        self
+    }
+
+    /// The idle timeout (default none).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The idle timeout before a switch to TLS (default none).
+    pub fn plaintext_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.plaintext_timeout = timeout;
+        self
+    }
+
+    /// The byte bounds (default [`Limits::default`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
 /// What a connection does when it receives ProducerFinished.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OnFinish {
@@ -36,6 +123,10 @@ pub enum OnFinish {
     /// Send everything queued, shut the write side, and keep delivering what the peer sends
     /// until it closes (Kamaelia's `wait_for_serverclose`, done right).
     HalfClose,
+    /// Send everything queued but leave the write side open, and keep delivering what the peer
+    /// sends until it closes; then close. For request/response peers that hang up on a
+    /// half-close before they answer (`kamaelia connect --no-shutdown`).
+    KeepOpen,
 }
 
 /// Which side of a TLS handshake this end plays when `makessl` arrives.
@@ -157,27 +248,49 @@ impl ConnectedSocketAdapter {
         on_finish: OnFinish,
         tls_first: bool,
     ) -> Component {
+        let options = CsaOptions::default()
+            .on_finish(on_finish)
+            .tls_first(tls_first);
+        Self::with_config(stream, peer, tls, options)
+    }
+
+    /// A component owning `stream` (connected to `peer`), set up by `options`: what
+    /// ProducerFinished does, TLS first or on `makessl`, idle timeouts and byte limits.
+    pub fn with_config(
+        stream: TcpStream,
+        peer: SocketAddr,
+        tls: Option<TlsRole>,
+        options: CsaOptions,
+    ) -> Component {
+        let tls_first = options.tls_first;
         let server_starttls = !tls_first && matches!(tls, Some(TlsRole::Server { .. }));
+        let limits = options.limits;
         let mut b = Component::build("ConnectedSocketAdapter");
         let boxes = Boxes {
-            inbox: b.inbox("inbox", "data to send"),
+            inbox: b
+                .inbox("inbox", "data to send")
+                .limit_bytes(limits.send_bytes),
             control: b.control(),
             makessl: b.inbox("makessl", "switch this connection to TLS"),
-            outbox: b.outbox("outbox", "data received"),
+            outbox: b
+                .outbox("outbox", "data received")
+                .limit_bytes(limits.receive_bytes),
             signal: b.signal(),
             sslready: b.outbox("sslready", "TLS negotiated: version and cipher suite"),
             feedback: b.outbox("CreatorFeedback", "SocketShutdown when the connection ends"),
         };
         b.main(move |cx| async move {
             let label = cx.label().clone();
+            let now = Instant::now();
             let mut conn = Connection {
                 label: label.clone(),
                 b: boxes,
                 peer,
                 tls,
-                on_finish,
+                on_finish: options.on_finish,
                 halves: Some(tokio::io::split(Conn::Plain(Rewind::new(stream)))),
                 outq: VecDeque::new(),
+                outq_bytes: 0,
                 needs_flush: false,
                 recv_open: true,
                 send_open: true,
@@ -187,6 +300,13 @@ impl ConnectedSocketAdapter {
                     keep: server_starttls,
                     ..History::default()
                 },
+                limits: options.limits,
+                idle: options.idle_timeout,
+                plaintext_idle: options.plaintext_timeout,
+                counts: Counts::default(),
+                last_activity: now,
+                timer: None,
+                armed: None,
             };
             let how = conn.run(tls_first).await;
             if let HowDied::Failed(e) = &how {
@@ -197,6 +317,8 @@ impl ConnectedSocketAdapter {
                     .await;
             }
             conn.close(&how).await;
+            let transferred = conn.transferred();
+            let _ = conn.b.signal.send(Control::notice(transferred)).await;
             let _ = conn
                 .b
                 .feedback
@@ -227,6 +349,8 @@ struct Connection {
     halves: Option<(ReadHalf<Conn>, WriteHalf<Conn>)>,
     /// Messages taken from `inbox`, not yet fully written; the front one may be partly written.
     outq: VecDeque<Bytes>,
+    /// The bytes in `outq`; nothing more is taken from `inbox` while it is at the send limit.
+    outq_bytes: usize,
     needs_flush: bool,
     recv_open: bool,
     send_open: bool,
@@ -235,6 +359,28 @@ struct Connection {
     /// STARTTLS servers: what was delivered on `outbox` lately, so a protocol can hand back
     /// what followed its command ([`MakeSsl::with_consumed`]).
     history: History,
+    limits: Limits,
+    idle: Option<Duration>,
+    plaintext_idle: Option<Duration>,
+    counts: Counts,
+    /// When a byte last moved either way (the idle timeout counts from here).
+    last_activity: Instant,
+    /// The idle timer, made only when needed and reset lazily: it may fire early, and is then
+    /// set again for the deadline as it stands.
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: Option<Instant>,
+}
+
+/// What [`Transferred`] reports, counted as the connection runs.
+#[derive(Default)]
+struct Counts {
+    /// Accepted by the socket or the TLS layer.
+    written: u64,
+    /// Of those, flushed to the socket.
+    flushed: u64,
+    received: u64,
+    /// Taken from `inbox` and thrown away (shutdown).
+    dropped: u64,
 }
 
 /// The last bytes delivered in plaintext, with their offset in the stream.
@@ -294,6 +440,7 @@ enum Event {
     Wrote(io::Result<usize>),
     Flushed(io::Result<()>),
     Data(Bytes),
+    Timer,
 }
 
 impl Connection {
@@ -307,9 +454,12 @@ impl Connection {
             }
         }
         // Reads start small and double while they fill the buffer, so an idle connection holds
-        // 1 KiB and a busy one reads 256 KiB at a time; see `read_when_ready` for reuse.
+        // 1 KiB and a busy one reads up to a quarter of the receive limit (at most 256 KiB) at a
+        // time; see `read_when_ready` for reuse. A quarter, so that a box holding just under its
+        // limit and then admitting one more read stays near the limit.
+        let max_read = (self.limits.receive_bytes / 4).clamp(1, READ_CHUNK);
         let mut buf = BytesMut::new();
-        let mut want = FIRST_READ;
+        let mut want = FIRST_READ.min(max_read);
         loop {
             // A makessl that arrived before the close is honoured first (it may have been sent
             // before ProducerFinished; separate boxes carry no order between them).
@@ -319,11 +469,18 @@ impl Connection {
                 && self.b.inbox.is_empty()
                 && self.b.makessl.is_empty()
             {
-                if let Err(how) = Box::pin(self.shut_write()).await {
-                    return how;
-                }
-                if self.on_finish == OnFinish::Close {
-                    return HowDied::Finished;
+                if self.on_finish == OnFinish::KeepOpen {
+                    // Everything is sent; the write side stays open until the peer closes.
+                    if !self.recv_open && !self.needs_flush {
+                        return HowDied::Finished;
+                    }
+                } else {
+                    if let Err(how) = Box::pin(self.shut_write()).await {
+                        return how;
+                    }
+                    if self.on_finish == OnFinish::Close {
+                        return HowDied::Finished;
+                    }
                 }
             }
             if !self.send_open && !self.recv_open {
@@ -333,6 +490,8 @@ impl Connection {
                     HowDied::PeerClosed
                 };
             }
+            self.arm();
+            let take_more = self.takes_more();
             let Some((rd, wr)) = self.halves.as_mut() else {
                 return HowDied::Failed(TcpError::Tls(TlsError::NotConnected));
             };
@@ -342,7 +501,8 @@ impl Connection {
                 m = b.makessl.recv() => Event::MakeSsl(m),
                 r = read_when_ready(&b.outbox, rd, &mut buf, want), if self.recv_open => Event::Read(r),
                 r = write_or_flush(wr, &self.outq), if !self.outq.is_empty() || self.needs_flush => r,
-                d = b.inbox.recv(), if self.send_open && self.outq.len() < WRITE_BATCH => Event::Data(d),
+                d = b.inbox.recv(), if take_more => Event::Data(d),
+                () = expiry(&mut self.timer), if self.armed.is_some() => Event::Timer,
             };
             match ev {
                 Event::Control(c) => {
@@ -370,10 +530,14 @@ impl Connection {
                         return how;
                     }
                 }
-                Event::Read(Ok(0)) => self.peer_closed(false).await,
+                Event::Read(Ok(0)) => {
+                    self.last_activity = Instant::now();
+                    self.peer_closed(false).await;
+                }
                 Event::Read(Ok(n)) => {
+                    self.last_activity = Instant::now();
                     if n == want {
-                        want = (want * 2).min(READ_CHUNK);
+                        want = (want * 2).min(max_read);
                     }
                     let chunk = buf.split().freeze();
                     self.deliver(chunk).await;
@@ -387,26 +551,129 @@ impl Connection {
                 }
                 Event::Wrote(Ok(n)) => {
                     consume(&mut self.outq, n);
+                    self.outq_bytes -= n;
+                    self.wrote(n);
                     self.needs_flush = true;
                 }
                 Event::Wrote(Err(e)) | Event::Flushed(Err(e)) => {
                     return HowDied::Failed(self.error(e));
                 }
-                Event::Flushed(Ok(())) => self.needs_flush = false,
+                Event::Flushed(Ok(())) => {
+                    self.needs_flush = false;
+                    self.counts.flushed = self.counts.written;
+                }
                 Event::Data(d) => {
-                    if !d.is_empty() {
-                        self.outq.push_back(d);
-                    }
+                    self.queue(d);
                     // Take what else is queued now, up to a batch, for one vectored write.
-                    while self.outq.len() < WRITE_BATCH {
+                    while self.takes_more() {
                         match self.b.inbox.try_recv() {
-                            Some(d) if d.is_empty() => {}
-                            Some(d) => self.outq.push_back(d),
+                            Some(d) => self.queue(d),
                             None => break,
                         }
                     }
                 }
+                Event::Timer => {
+                    self.armed = None;
+                    if let Some(after) = self.idle_limit() {
+                        let deadline = self.last_activity.checked_add(after);
+                        if deadline.is_some_and(|d| d <= Instant::now()) {
+                            return HowDied::Failed(TcpError::IdleTimeout {
+                                peer: self.peer,
+                                after,
+                            });
+                        }
+                    }
+                }
             }
+        }
+    }
+
+    /// Whether to take more from `inbox`: the write side is open and the queue ahead of the
+    /// socket has room for another message and is under the send limit.
+    fn takes_more(&self) -> bool {
+        self.send_open && self.outq.len() < WRITE_BATCH && self.outq_bytes < self.limits.send_bytes
+    }
+
+    fn queue(&mut self, d: Bytes) {
+        if !d.is_empty() {
+            self.outq_bytes += d.len();
+            self.outq.push_back(d);
+        }
+    }
+
+    /// Counts `n` bytes accepted by the socket (plain TCP: sent) or the TLS layer.
+    fn wrote(&mut self, n: usize) {
+        self.counts.written += n as u64;
+        if !self.is_tls {
+            self.counts.flushed = self.counts.written;
+        }
+        self.last_activity = Instant::now();
+    }
+
+    /// The idle timeout that applies now: the plaintext one counts only before TLS.
+    fn idle_limit(&self) -> Option<Duration> {
+        let plaintext = if self.is_tls {
+            None
+        } else {
+            self.plaintext_idle
+        };
+        match (self.idle, plaintext) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Sets the timer for the idle deadline, if there is one. A deadline that overflows the
+    /// clock is no deadline.
+    fn arm(&mut self) {
+        let next = self
+            .idle_limit()
+            .and_then(|d| self.last_activity.checked_add(d));
+        let Some(next) = next else {
+            self.armed = None;
+            return;
+        };
+        // Activity only moves the deadline later: an earlier timer fires, finds time left, and
+        // is set again, so a busy connection resets its timer at most once per period.
+        if self.armed.is_some_and(|a| a <= next) {
+            return;
+        }
+        match self.timer.as_mut() {
+            Some(t) => t.as_mut().reset(next),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(next))),
+        }
+        self.armed = Some(next);
+    }
+
+    /// A deadline for a phase that moves no data the loop sees (a flush, the closing
+    /// handshake): the idle timeout from now, or never.
+    fn idle_deadline(&self) -> impl std::future::Future<Output = Duration> + 'static {
+        let limit = self.idle_limit();
+        let at = limit.and_then(|d| Instant::now().checked_add(d));
+        async move {
+            match (at, limit) {
+                (Some(at), Some(limit)) => {
+                    tokio::time::sleep_until(at).await;
+                    limit
+                }
+                _ => std::future::pending().await,
+            }
+        }
+    }
+
+    /// What went each way, and what was handed over but never sent. Closes `inbox` first, so
+    /// nothing can arrive after it is counted.
+    fn transferred(&mut self) -> Transferred {
+        self.b.inbox.close();
+        while let Some(d) = self.b.inbox.try_recv() {
+            self.counts.dropped += d.len() as u64;
+        }
+        let queued: u64 = self.outq.iter().map(|b| b.len() as u64).sum();
+        let c = &self.counts;
+        Transferred {
+            sent: c.flushed,
+            received: c.received,
+            unsent: c.dropped + queued + (c.written - c.flushed),
         }
     }
 
@@ -423,8 +690,9 @@ impl Connection {
 
     async fn deliver(&mut self, chunk: Bytes) {
         self.history.record(&chunk);
+        let n = chunk.len() as u64;
         match self.b.outbox.try_send(chunk) {
-            Ok(()) => {}
+            Ok(()) => self.counts.received += n,
             Err(axon::TrySendError::Closed(_)) => {
                 tracing::warn!(peer = %self.peer, "received data has nowhere to go: the receiving component has ended; no longer reading");
                 self.recv_open = false;
@@ -432,6 +700,8 @@ impl Connection {
             Err(e) => {
                 if self.b.outbox.send(e.into_inner()).await.is_err() {
                     self.recv_open = false;
+                } else {
+                    self.counts.received += n;
                 }
             }
         }
@@ -456,6 +726,8 @@ impl Connection {
             dropped_bytes += d.len();
         }
         self.outq.clear();
+        self.outq_bytes = 0;
+        self.counts.dropped += dropped_bytes as u64;
         HowDied::Shutdown {
             dropped_messages,
             dropped_bytes,
@@ -465,6 +737,7 @@ impl Connection {
     /// Writes everything queued, then shuts the write side (TLS: close_notify, then FIN).
     async fn shut_write(&mut self) -> Result<(), HowDied> {
         self.send_open = false;
+        let idle = self.idle_deadline();
         let Some((_, wr)) = self.halves.as_mut() else {
             return Ok(());
         };
@@ -475,9 +748,15 @@ impl Connection {
         };
         // Already finishing: a further ProducerFinished changes nothing.
         let mut finished = true;
+        let peer = self.peer;
         tokio::select! {
-            r = shut => r.map_err(|e| HowDied::Failed(TcpError::io(self.peer, e))),
+            r = shut => {
+                r.map_err(|e| HowDied::Failed(TcpError::io(peer, e)))?;
+                self.counts.flushed = self.counts.written;
+                Ok(())
+            }
             () = wait_shutdown(&b.control, &b.signal, &mut finished) => Err(self.shutdown_now()),
+            after = idle => Err(HowDied::Failed(TcpError::IdleTimeout { peer, after })),
         }
     }
 
@@ -502,19 +781,30 @@ impl Connection {
             return Err(HowDied::Failed(TcpError::Tls(TlsError::NotConnected)));
         };
         let peer = self.peer;
+        let idle = self.idle_deadline();
         let outq = &mut self.outq;
+        let mut wrote = 0;
         let flush = async {
             while !outq.is_empty() {
                 let n = write_some(&mut wr, outq).await?;
                 consume(outq, n);
+                wrote += n;
             }
             wr.flush().await
         };
         let b = &self.b;
         let mut finished = false;
-        tokio::select! {
-            r = flush => r.map_err(|e| HowDied::Failed(TcpError::io(peer, e)))?,
-            () = wait_shutdown(&b.control, &b.signal, &mut finished) => return Err(self.shutdown_now()),
+        let flushed = tokio::select! {
+            r = flush => r.map_err(|e| Some(HowDied::Failed(TcpError::io(peer, e)))),
+            () = wait_shutdown(&b.control, &b.signal, &mut finished) => Err(None),
+            after = idle => Err(Some(HowDied::Failed(TcpError::IdleTimeout { peer, after }))),
+        };
+        self.outq_bytes = self.outq.iter().map(Bytes::len).sum();
+        self.wrote(wrote);
+        match flushed {
+            Ok(()) => self.counts.flushed = self.counts.written,
+            Err(Some(how)) => return Err(how),
+            Err(None) => return Err(self.shutdown_now()),
         }
         self.finishing |= finished;
         self.needs_flush = false;
@@ -562,6 +852,7 @@ impl Connection {
             }
         };
         let mut finished = false;
+        let b = &self.b;
         let result = tokio::select! {
             r = handshake => r,
             () = wait_shutdown(&b.control, &b.signal, &mut finished) => return Err(self.shutdown_now()),
@@ -584,11 +875,13 @@ impl Connection {
         }
     }
 
-    /// Closes the connection; after a clean finish it was shut already.
+    /// Closes the connection; after a clean finish it was shut already, except with
+    /// [`OnFinish::KeepOpen`], which shuts it here after the peer has closed.
     async fn close(&mut self, how: &HowDied) {
         if let Some((rd, wr)) = self.halves.take() {
             let mut conn = rd.unsplit(wr);
-            if matches!(how, HowDied::PeerClosed) {
+            let open = self.send_open && matches!(how, HowDied::Finished);
+            if open || matches!(how, HowDied::PeerClosed) {
                 let _ = tokio::time::timeout(Duration::from_secs(5), conn.shutdown()).await;
             }
             drop(conn);
@@ -612,11 +905,22 @@ async fn wait_shutdown(control: &Inbox<Control>, signal: &Outbox<Control>, finis
     }
 }
 
+/// Waits for the timer, if there is one.
+async fn expiry(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer.as_mut() {
+        Some(t) => t.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Waits for room in `outbox`, then reads at most `want` bytes.
 ///
 /// The buffer is reserved only now, just before the read: by then the chunks split off earlier
 /// have usually been consumed and dropped, so `reserve` takes the same allocation back instead
-/// of allocating (and faulting in) fresh memory for every read.
+/// of allocating (and faulting in) fresh memory for every read. When nothing is ready to read,
+/// a buffer grown past [`FIRST_READ`] is let go while the connection waits, so an idle
+/// connection does not keep the size of its last burst (it is reserved again on the next
+/// wake-up, usually from the allocation just freed).
 async fn read_when_ready(
     outbox: &Outbox<Bytes>,
     rd: &mut ReadHalf<Conn>,
@@ -624,11 +928,21 @@ async fn read_when_ready(
     want: usize,
 ) -> io::Result<usize> {
     outbox.ready().await;
-    if buf.capacity() < want {
-        buf.reserve(want);
-    }
-    let mut limited = (&mut *buf).limit(want);
-    rd.read_buf(&mut limited).await
+    std::future::poll_fn(|cx| {
+        if buf.capacity() < want {
+            buf.reserve(want);
+        }
+        let polled = {
+            let mut limited = (&mut *buf).limit(want);
+            let read = std::pin::pin!(rd.read_buf(&mut limited));
+            std::future::Future::poll(read, cx)
+        };
+        if polled.is_pending() && buf.capacity() > FIRST_READ {
+            *buf = BytesMut::new();
+        }
+        polled
+    })
+    .await
 }
 
 /// Writes from `outq` if it has anything, else flushes (TLS keeps records buffered).

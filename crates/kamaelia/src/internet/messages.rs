@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -80,6 +81,24 @@ pub struct Connected {
 pub struct PeerHalfClosed {
     /// True if a TLS peer closed without close_notify: what was received may be truncated.
     pub truncation_possible: bool,
+}
+
+/// A notice on `signal` when a connection ends: how many bytes went each way, and how many that
+/// were handed to it were never sent.
+///
+/// A [`super::ConnectedSocketAdapter`] sends it once, after any error and before
+/// [`ShutdownCsa`]; a [`super::TcpClient`] passes it on before its final message (and sends
+/// one of its own, with nothing sent, if it never connected). With it a program can say "sent 3
+/// of 5 MB" instead of "failed".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transferred {
+    /// Plaintext bytes the socket (or the TLS layer) accepted and flushed.
+    pub sent: u64,
+    /// Plaintext bytes delivered on `outbox`.
+    pub received: u64,
+    /// Bytes taken from `inbox`, or still queued in it, that never reached the socket: zero
+    /// after a clean finish; what was dropped when the connection failed or was shut down.
+    pub unsent: u64,
 }
 
 /// A notice on a TcpServer's `signal`: it is listening.
@@ -162,6 +181,15 @@ pub enum TcpError {
     },
     /// TLS could not be started or failed; see [`TlsError`].
     Tls(TlsError),
+    /// No byte moved either way (read from or written to the socket) for `after`: the idle
+    /// timeout of [`super::TcpClient::idle_timeout`], [`super::TcpServer::idle_timeout`] or
+    /// [`super::CsaOptions`], or a STARTTLS server's plaintext-phase timeout.
+    IdleTimeout {
+        /// The peer.
+        peer: SocketAddr,
+        /// How long the connection had been quiet.
+        after: Duration,
+    },
     /// A server could not listen on its address.
     Bind {
         /// The address.
@@ -201,6 +229,10 @@ impl fmt::Display for TcpError {
                 write!(f, "i/o error on the connection to {peer}: {source}")
             }
             TcpError::Tls(e) => fmt::Display::fmt(e, f),
+            TcpError::IdleTimeout { peer, after } => write!(
+                f,
+                "no traffic either way for {after:?} on the connection to {peer}, so it was closed"
+            ),
             TcpError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
         }
     }
@@ -212,7 +244,9 @@ impl std::error::Error for TcpError {
             TcpError::Connect(e) => e.source(),
             TcpError::Tls(e) => e.source(),
             TcpError::Io { source, .. } | TcpError::Bind { source, .. } => Some(&**source),
-            TcpError::Reset { .. } | TcpError::BrokenPipe { .. } => None,
+            TcpError::Reset { .. } | TcpError::BrokenPipe { .. } | TcpError::IdleTimeout { .. } => {
+                None
+            }
         }
     }
 }

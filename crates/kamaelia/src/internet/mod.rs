@@ -12,16 +12,16 @@ mod tcp_server;
 mod tls;
 
 pub use connect::{connect, connect_addrs, ConnectError, Family, CONNECTION_ATTEMPT_DELAY};
-pub use csa::{ConnectedSocketAdapter, OnFinish, TlsRole};
+pub use csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole, DEFAULT_LIMIT_BYTES};
 pub use messages::{
     Connected, HowDied, Listening, MakeSsl, PeerHalfClosed, ShutdownCsa, SocketShutdown, SslReady,
-    TcpError,
+    TcpError, Transferred,
 };
 pub use protocols::{DiscardProtocol, EchoProtocol};
 pub use selector::{Selector, SELECTOR_SERVICE};
 pub use tcp_client::{TcpClient, DEFAULT_CONNECT_TIMEOUT};
-pub use tcp_server::{ConnectionInfo, TcpServer};
+pub use tcp_server::{ConnectionInfo, TcpServer, DEFAULT_PLAINTEXT_TIMEOUT};
 pub use tls::{
     classify, handshake, ServerTls, TlsError, TlsInfo, TlsSettings, Trust,
-    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_HANDSHAKE_TIMEOUT, MAX_PEM_BYTES,
 };

@@ -3,6 +3,8 @@
 use axon::Component;
 use bytes::Bytes;
 
+use super::DEFAULT_LIMIT_BYTES;
+
 /// A protocol that sends back everything it receives: give it to a [`super::TcpServer`] and
 /// you have an echo server.
 ///
@@ -56,8 +58,9 @@ use bytes::Bytes;
 ///
 /// # Errors
 ///
-/// It fails (and the runtime reports it on `signal`) only if its connection has ended while it
-/// still had data to send.
+/// None. A connection that has gone away (its `inbox` refuses the echo) is a normal end: the
+/// protocol drops what it still held and ends without an error, so no data is kept in a
+/// failure record.
 pub struct EchoProtocol;
 
 impl EchoProtocol {
@@ -90,25 +93,26 @@ impl DiscardProtocol {
 
 fn relay(name: &'static str, echo: bool) -> Component {
     let mut b = Component::build(name);
-    let inbox = b.inbox::<Bytes>("inbox", "data from the connection");
+    let inbox = b
+        .inbox::<Bytes>("inbox", "data from the connection")
+        .limit_bytes(DEFAULT_LIMIT_BYTES);
     let control = b.control();
     let outbox = b.outbox::<Bytes>("outbox", "data to the connection");
     let signal = b.signal();
     b.main(move |_| async move {
-        let mut batch = Vec::with_capacity(64);
+        // One message at a time: a batch taken out of the inbox would be held beyond the
+        // inbox's byte limit while it waits for room in the connection.
         loop {
             tokio::select! {
-                _ = inbox.recv_many(&mut batch, 64) => {
-                    for d in batch.drain(..) {
-                        if echo {
-                            outbox.send(d).await?;
-                        }
+                d = inbox.recv() => {
+                    if echo && outbox.send(d).await.is_err() {
+                        return Ok(());
                     }
                 }
                 c = control.recv() => {
                     while let Some(d) = inbox.try_recv() {
-                        if echo {
-                            outbox.send(d).await?;
+                        if echo && outbox.send(d).await.is_err() {
+                            return Ok(());
                         }
                     }
                     let last = c.is_final();

@@ -5,8 +5,10 @@ use std::time::Duration;
 use axon::{link_refs, BoxRef, Component, Context, Control, Detail, Inbox, MainResult, Outbox};
 use bytes::Bytes;
 
-use super::csa::{ConnectedSocketAdapter, OnFinish, TlsRole};
-use super::messages::{Connected, HowDied, MakeSsl, SocketShutdown, SslReady, TcpError};
+use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole};
+use super::messages::{
+    Connected, HowDied, MakeSsl, ShutdownCsa, SocketShutdown, SslReady, TcpError, Transferred,
+};
 use super::selector::Selector;
 use super::{connect, Family, TlsSettings};
 
@@ -123,6 +125,8 @@ pub struct TcpClient {
     tls: TlsSettings,
     nodelay: bool,
     on_finish: OnFinish,
+    idle_timeout: Option<Duration>,
+    limits: Limits,
 }
 
 impl TcpClient {
@@ -137,6 +141,8 @@ impl TcpClient {
             tls: TlsSettings::new(),
             nodelay: false,
             on_finish: OnFinish::Close,
+            idle_timeout: None,
+            limits: Limits::default(),
         }
     }
 
@@ -176,6 +182,20 @@ impl TcpClient {
         self
     }
 
+    /// Ends the connection with [`TcpError::IdleTimeout`] when no byte has moved either way
+    /// for `timeout` once it is up (default `None`: never). Connecting has its own timeout.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Byte bounds for each direction (default [`Limits::default`], 256 KiB each): the
+    /// client's `inbox` and `outbox` and its connection's queues.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Kamaelia's `wait_for_serverclose`: [`OnFinish::HalfClose`] when true.
     pub fn wait_for_server_close(self, on: bool) -> Self {
         self.on_finish(if on {
@@ -201,14 +221,18 @@ impl From<TcpClient> for Component {
     fn from(cfg: TcpClient) -> Component {
         let mut b = Component::build("TcpClient");
         let boxes = Boxes {
-            inbox: b.inbox("inbox", "data to send to the socket"),
+            inbox: b
+                .inbox("inbox", "data to send to the socket")
+                .limit_bytes(cfg.limits.send_bytes),
             control: b.control(),
             makessl: b.inbox("makessl", "ask the connection to switch to TLS"),
             feedback: b.inbox(
                 "_socketFeedback",
                 "notifications from the ConnectedSocketAdapter",
             ),
-            outbox: b.outbox("outbox", "data received from the socket"),
+            outbox: b
+                .outbox("outbox", "data received from the socket")
+                .limit_bytes(cfg.limits.receive_bytes),
             signal: b.signal(),
             sslready: b.outbox("sslready", "TLS negotiated successfully"),
             csa_control: b.outbox(
@@ -281,12 +305,17 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
     let (stream, peer) = match connected {
         Ok(ok) => ok,
         Err(Early::Shutdown) => {
-            let how = drop_queued(&b.inbox);
+            let (dropped_messages, dropped_bytes) = drop_queued(&b.inbox, &b.signal).await;
+            let how = HowDied::Shutdown {
+                dropped_messages,
+                dropped_bytes,
+            };
             final_message(&b.signal, how).await;
             return Ok(());
         }
         Err(Early::Failed(e)) => {
             let _ = b.signal.send(Control::error(label, e.clone())).await;
+            drop_queued(&b.inbox, &b.signal).await;
             final_message(&b.signal, HowDied::Failed(e)).await;
             return Ok(());
         }
@@ -304,8 +333,12 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
     // queued cannot be ordered against it (they are different boxes), so none of it may go out
     // in plaintext.
     let tls_first = b.makessl.try_recv().is_some();
-    let csa =
-        ConnectedSocketAdapter::with_options(stream, peer, Some(role), cfg.on_finish, tls_first);
+    let options = CsaOptions::default()
+        .on_finish(cfg.on_finish)
+        .tls_first(tls_first)
+        .idle_timeout(cfg.idle_timeout)
+        .limits(cfg.limits);
+    let csa = ConnectedSocketAdapter::with_config(stream, peer, Some(role), options);
     wire(&b, &csa)?;
     if finishing {
         let _ = b.csa_control.send(Control::producer_finished()).await;
@@ -325,15 +358,25 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
         if let Some(SocketShutdown(how)) = c.payload::<SocketShutdown>() {
             break how.clone();
         }
-        if c.payload::<super::ShutdownCsa>().is_some() || c.is_final() {
+        if c.payload::<ShutdownCsa>().is_some() {
             continue;
+        }
+        if c.is_final() {
+            // Only the runtime sends a final message on a CSA's signal: the CSA failed (its
+            // error came just before and was passed on) and will say nothing more.
+            break HowDied::Failed(TcpError::Io {
+                peer,
+                source: std::sync::Arc::new(std::io::Error::other(
+                    "the component owning the connection failed",
+                )),
+            });
         }
         let _ = b.signal.send(c).await;
     };
     csa.join().await;
     // Anything the CSA sent on its signal after SocketShutdown (ShutdownCsa) is internal.
     while let Some(c) = b.feedback.try_recv() {
-        if c.payload::<super::ShutdownCsa>().is_none() && !c.is_final() {
+        if c.payload::<ShutdownCsa>().is_none() && !c.is_final() {
             let _ = b.signal.send(c).await;
         }
     }
@@ -373,16 +416,22 @@ async fn handle_early(c: Control, finishing: &mut bool, signal: &Outbox<Control>
     false
 }
 
-fn drop_queued(inbox: &Inbox<Bytes>) -> HowDied {
+/// Ends without a connection: refuses and counts what was queued, and says so in a
+/// [`Transferred`] notice. Returns the messages and bytes dropped.
+async fn drop_queued(inbox: &Inbox<Bytes>, signal: &Outbox<Control>) -> (usize, usize) {
+    inbox.close();
     let (mut dropped_messages, mut dropped_bytes) = (0, 0);
     while let Some(d) = inbox.try_recv() {
         dropped_messages += 1;
         dropped_bytes += d.len();
     }
-    HowDied::Shutdown {
-        dropped_messages,
-        dropped_bytes,
-    }
+    let transferred = Transferred {
+        sent: 0,
+        received: 0,
+        unsent: dropped_bytes as u64,
+    };
+    let _ = signal.send(Control::notice(transferred)).await;
+    (dropped_messages, dropped_bytes)
 }
 
 async fn final_message(signal: &Outbox<Control>, how: HowDied) {

@@ -1,5 +1,6 @@
 //! TcpServer: listens, and gives each connection a ConnectedSocketAdapter and a protocol.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,8 +8,8 @@ use std::time::Duration;
 use axon::{link_refs, Component, Context, Control, Inbox, MainResult, Outbox, TrySendError};
 use tokio::task::JoinSet;
 
-use super::csa::{ConnectedSocketAdapter, OnFinish, TlsRole};
-use super::messages::{Listening, PeerHalfClosed, ShutdownCsa, SocketShutdown, TcpError};
+use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole};
+use super::messages::{Listening, PeerHalfClosed, SocketShutdown, TcpError};
 use super::selector::Selector;
 use super::{ServerTls, DEFAULT_HANDSHAKE_TIMEOUT};
 
@@ -22,6 +23,11 @@ pub struct ConnectionInfo {
 }
 
 type Factory = Arc<dyn Fn(&ConnectionInfo) -> Component + Send + Sync>;
+
+/// How long a STARTTLS server's connection may stay quiet before it has switched to TLS,
+/// unless [`TcpServer::plaintext_timeout`] says otherwise: 60 s. Half-open plaintext
+/// connections cannot pile up for ever.
+pub const DEFAULT_PLAINTEXT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 enum TlsMode {
@@ -102,6 +108,9 @@ pub struct TcpServer {
     factory: Factory,
     tls: TlsMode,
     on_finish: OnFinish,
+    idle_timeout: Option<Duration>,
+    plaintext_timeout: Option<Duration>,
+    limits: Limits,
 }
 
 impl TcpServer {
@@ -139,6 +148,9 @@ impl TcpServer {
             factory: Arc::new(factory),
             tls: TlsMode::None,
             on_finish: OnFinish::Close,
+            idle_timeout: None,
+            plaintext_timeout: Some(DEFAULT_PLAINTEXT_TIMEOUT),
+            limits: Limits::default(),
         })
     }
 
@@ -162,6 +174,29 @@ impl TcpServer {
     /// What each connection does on ProducerFinished from its protocol (default close).
     pub fn on_finish(mut self, on_finish: OnFinish) -> TcpServer {
         self.on_finish = on_finish;
+        self
+    }
+
+    /// Ends a connection with [`TcpError::IdleTimeout`] (reported on `signal`) when no byte
+    /// has moved either way for `timeout` (default `None`: never).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> TcpServer {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// With [`TcpServer::starttls`]: the idle timeout of a connection that has not switched to
+    /// TLS yet (default [`DEFAULT_PLAINTEXT_TIMEOUT`], 60 s; `None`: only
+    /// [`TcpServer::idle_timeout`] applies). The shorter of the two applies before the switch.
+    pub fn plaintext_timeout(mut self, timeout: Option<Duration>) -> TcpServer {
+        self.plaintext_timeout = timeout;
+        self
+    }
+
+    /// Byte bounds for each connection (default [`Limits::default`], 256 KiB each direction).
+    /// A protocol bounds its own inbox; [`super::EchoProtocol`] and
+    /// [`super::DiscardProtocol`] use the default limits.
+    pub fn limits(mut self, limits: Limits) -> TcpServer {
+        self.limits = limits;
         self
     }
 
@@ -197,7 +232,9 @@ async fn run(
         tokio::net::TcpListener::from_std(std_listener)?
     };
     let _ = signal.send(Control::notice(Listening(server.addr))).await;
-    let mut connections: Vec<(axon::Handle, axon::Handle)> = Vec::new();
+    // Each connection's CSA and protocol, until its supervisor has seen both end.
+    let mut connections: HashMap<u64, (axon::Handle, axon::Handle)> = HashMap::new();
+    let mut next_id: u64 = 0;
     let mut supervisors = JoinSet::new();
     let last = loop {
         tokio::select! {
@@ -212,8 +249,13 @@ async fn run(
                     let info = ConnectionInfo { peer, local: server.addr };
                     match start_connection(&cx, &server, stream, &info, &signal, &label) {
                         Ok((csa, proto, supervisor)) => {
-                            connections.push((csa, proto));
-                            supervisors.spawn(supervisor);
+                            next_id += 1;
+                            let id = next_id;
+                            connections.insert(id, (csa, proto));
+                            supervisors.spawn(async move {
+                                supervisor.await;
+                                id
+                            });
                         }
                         Err(e) => {
                             report(&signal, &label, Control::error(label.clone(), e)).await;
@@ -226,17 +268,19 @@ async fn run(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(_) = supervisors.join_next() => {
-                connections.retain(|(csa, proto)| !(csa.is_finished() && proto.is_finished()));
+            Some(done) = supervisors.join_next() => {
+                if let Ok(id) = done {
+                    connections.remove(&id);
+                }
             }
         }
     };
     drop(listener);
-    for (csa, _) in &connections {
+    for (csa, _) in connections.values() {
         csa.stop();
     }
     while supervisors.join_next().await.is_some() {}
-    for (csa, proto) in &connections {
+    for (csa, proto) in connections.values() {
         csa.join().await;
         proto.join().await;
     }
@@ -279,8 +323,17 @@ fn start_connection(
         TlsMode::FromStart(c) => (Some(server_role(c)), true),
         TlsMode::StartTls(c) => (Some(server_role(c)), false),
     };
-    let csa =
-        ConnectedSocketAdapter::with_options(stream, info.peer, role, server.on_finish, tls_first);
+    let plaintext_timeout = match server.tls {
+        TlsMode::StartTls(_) => server.plaintext_timeout,
+        TlsMode::None | TlsMode::FromStart(_) => None,
+    };
+    let options = CsaOptions::default()
+        .on_finish(server.on_finish)
+        .tls_first(tls_first)
+        .idle_timeout(server.idle_timeout)
+        .plaintext_timeout(plaintext_timeout)
+        .limits(server.limits);
+    let csa = ConnectedSocketAdapter::with_config(stream, info.peer, role, options);
     let proto = (server.factory)(info);
     if let Ok(out) = proto.boxref("outbox") {
         link_refs(&out, &csa.boxref("inbox")?)?;
@@ -305,30 +358,51 @@ fn start_connection(
     if let Ok(c) = proto.boxref("control") {
         link_refs(&to_proto.boxref(), &c)?;
     }
-    let signal = signal.clone();
-    let label = label.clone();
-    let supervisor = Box::pin(async move {
-        let mut told = false;
-        loop {
-            let c = events.recv().await;
-            if c.payload::<SocketShutdown>().is_some() || c.payload::<PeerHalfClosed>().is_some() {
-                if !told {
-                    told = true;
-                    let _ = to_proto.force_send(Control::producer_finished());
-                }
-                if c.payload::<SocketShutdown>().is_some() {
-                    return;
-                }
-            } else if c.payload::<ShutdownCsa>().is_some() || c.is_final() {
-            } else if let Control::Error(e) = &c {
-                tracing::debug!(server = %label, "connection error: {e}");
-                report(&signal, &label, c).await;
-            }
-        }
-    });
     let csa = cx.activate(csa);
     let proto = cx.activate(proto);
+    let supervisor = Box::pin(supervise(
+        events,
+        to_proto,
+        signal.clone(),
+        label.clone(),
+        (csa.clone(), proto.clone()),
+    ));
     Ok((csa, proto, supervisor))
+}
+
+/// Watches one connection: passes its errors on, tells the protocol ProducerFinished when the
+/// peer has finished sending or the connection has ended, and returns once the CSA and the
+/// protocol have both ended, so the server can let go of them.
+///
+/// The connection has ended when the CSA says so ([`SocketShutdown`]) or when a final message
+/// arrives on its `signal`, which only the runtime sends, for a CSA that failed (panicked) and
+/// will say nothing more.
+async fn supervise(
+    events: Inbox<Control>,
+    to_proto: Outbox<Control>,
+    signal: Outbox<Control>,
+    label: Arc<str>,
+    (csa, proto): (axon::Handle, axon::Handle),
+) {
+    let mut told = false;
+    loop {
+        let c = events.recv().await;
+        let ended = c.payload::<SocketShutdown>().is_some() || c.is_final();
+        if ended || c.payload::<PeerHalfClosed>().is_some() {
+            if !told {
+                told = true;
+                let _ = to_proto.force_send(Control::producer_finished());
+            }
+            if ended {
+                break;
+            }
+        } else if let Control::Error(e) = &c {
+            tracing::debug!(server = %label, "connection error: {e}");
+            report(&signal, &label, c).await;
+        }
+    }
+    csa.join().await;
+    proto.join().await;
 }
 
 fn server_role(config: &Arc<rustls::ServerConfig>) -> TlsRole {

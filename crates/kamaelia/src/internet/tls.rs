@@ -35,13 +35,19 @@ use tokio_rustls::TlsConnector;
 /// The handshake deadline unless [`TlsSettings::with_handshake_timeout`] says otherwise.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest PEM file read (CA file, certificate chain, private key): 10 MiB. A longer file,
+/// or an endless one such as `/dev/zero`, is a [`TlsError::Config`] error after reading this
+/// much, never more memory.
+pub const MAX_PEM_BYTES: u64 = 10 * 1024 * 1024;
+
 /// Which certificate authorities a client trusts.
 #[derive(Debug, Clone, Default)]
 pub enum Trust {
     /// Mozilla's root store, built into the binary (works offline, no system access).
     #[default]
     WebPkiRoots,
-    /// The certificates in a PEM file (read when the configuration is built).
+    /// The certificates in a PEM file (read when the configuration is built; at most
+    /// [`MAX_PEM_BYTES`]).
     PemFile(PathBuf),
     /// The operating system's store, via `rustls-native-certs`.
     System,
@@ -314,11 +320,13 @@ impl ServerTls {
         }
     }
 
-    /// A server identity from a PEM certificate chain file and a PEM private key file.
+    /// A server identity from a PEM certificate chain file and a PEM private key file (each at
+    /// most [`MAX_PEM_BYTES`]).
     pub fn from_pem_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self, TlsError> {
         let chain = read_certificates(cert.as_ref())?;
         let key_path = key.as_ref();
-        let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| match e {
+        let pem = read_pem(key_path)?;
+        let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
             rustls_pki_types::pem::Error::NoItemsFound => TlsError::Config(format!(
                 "{}: no private key in the file",
                 key_path.display()
@@ -518,15 +526,31 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Reads every certificate in a PEM file; a missing file or one without certificates is an
-/// error naming the path.
+/// Reads a whole PEM file, refusing one longer than [`MAX_PEM_BYTES`] (it stops reading
+/// there, so an endless file costs no more).
+fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
+    use std::io::Read;
+    let bad = |what: String| TlsError::Config(format!("{}: {what}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let mut pem = Vec::new();
+    file.take(MAX_PEM_BYTES + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| bad(format!("cannot read: {e}")))?;
+    if pem.len() as u64 > MAX_PEM_BYTES {
+        return Err(bad(format!(
+            "longer than {} MiB, too long for a PEM file",
+            MAX_PEM_BYTES / (1024 * 1024)
+        )));
+    }
+    Ok(pem)
+}
+
+/// Reads every certificate in a PEM file; a missing file, one too long, or one without
+/// certificates is an error naming the path.
 fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bad = |what: String| TlsError::Config(format!("{}: {what}", path.display()));
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| match e {
-            rustls_pki_types::pem::Error::Io(io) => bad(format!("cannot read: {io}")),
-            other => bad(other.to_string()),
-        })?
+    let pem = read_pem(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(e.to_string()))?;
     if certs.is_empty() {
