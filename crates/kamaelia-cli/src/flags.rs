@@ -73,7 +73,8 @@ enum Command {
     /// direction (the library's default Limits; about 1 MiB per connection in all), a
     /// connection with no traffic either way for --idle-timeout seconds is closed, and under
     /// --starttls the plaintext dialogue takes lines of at most 8 KiB, holds at most 64 KiB
-    /// while switching, and must reach STARTTLS within --idle-timeout of connecting. Event
+    /// while switching, and must reach STARTTLS within 60 s of connecting (or --idle-timeout,
+    /// if shorter); a client that breaks a limit is dropped with a line saying why. Event
     /// lines on stderr never hold up serving: when stderr is not read fast enough, lines are
     /// dropped and "N event lines dropped" is printed once it flows again. The bound address
     /// goes to stdout; a closed stdout is not an error. Ctrl-C stops it, exit status 130.
@@ -100,8 +101,9 @@ enum Command {
         /// TLS; needs --cert and --key.
         #[arg(long, requires = "cert")]
         starttls: bool,
-        /// Close a connection that has seen no traffic either way for this long, and bound
-        /// the plaintext phase of --starttls by it (default 300; 0 never; fractions allowed).
+        /// Close a connection that has seen no traffic either way for this long (default 300;
+        /// 0 never; fractions allowed). Under --starttls the plaintext phase is limited to 60
+        /// s, or to this if shorter.
         #[arg(long, value_name = "SECS", value_parser = parse_secs)]
         idle_timeout: Option<Duration>,
     },
@@ -236,7 +238,7 @@ pub(crate) struct ServeConfig {
     pub(crate) discard: bool,
     pub(crate) tls: Option<ServeTls>,
     /// How long a connection may go without traffic (None: for ever); also the limit on the
-    /// plaintext phase of a STARTTLS session.
+    /// plaintext phase of a STARTTLS session when shorter than the default one.
     pub(crate) idle_timeout: Option<Duration>,
 }
 

@@ -2,10 +2,12 @@
 //! byte (`--cert --key`) or switched by STARTTLS (`--starttls`, see [`StartTlsServer`]).
 //!
 //! Nothing a client does can make it hold more than a bounded amount per connection: the
-//! connection's boxes are bounded in bytes ([`Limits`]), a connection with no traffic either
-//! way for `--idle-timeout` is closed, and the STARTTLS dialogue caps its lines
-//! ([`MAX_LINE`]), what it holds while switching ([`MAX_HELD`]) and its own duration. Event
-//! lines go through [`Events`], which never blocks serving.
+//! connection's boxes are bounded in bytes (the default [`Limits`], 256 KiB each way), a
+//! connection with no traffic either way for `--idle-timeout` is closed, and the STARTTLS
+//! dialogue caps its lines ([`MAX_LINE`]), what it holds while switching ([`MAX_HELD`]) and
+//! its own duration ([`DEFAULT_PLAINTEXT_TIMEOUT`], or the idle timeout if shorter). Event
+//! lines go through [`Events`], which never blocks serving, and nothing is kept about a
+//! connection once it has ended.
 
 use std::fmt;
 use std::io::Write as _;
@@ -14,7 +16,10 @@ use std::time::Duration;
 
 use axon::{link_refs, Component, Control, ErrorMessage, Inbox};
 use bytes::{Bytes, BytesMut};
-use kamaelia::internet::{DiscardProtocol, EchoProtocol, Listening, TcpError, TcpServer, TlsError};
+use kamaelia::internet::{
+    DiscardProtocol, EchoProtocol, Limits, Listening, TcpError, TcpServer, TlsError,
+    DEFAULT_PLAINTEXT_TIMEOUT,
+};
 use kamaelia::{MakeSsl, SslReady};
 
 use crate::errors::{judge, tcp_error, Verdict};
@@ -37,7 +42,11 @@ pub(crate) fn main(cfg: ServeConfig, output: Output) -> anyhow::Result<u8> {
         let events = Events::new(output);
         let discard = cfg.discard;
         let starttls = cfg.tls.as_ref().is_some_and(|t| t.starttls);
-        let plaintext_limit = cfg.idle_timeout;
+        // The whole plaintext dialogue, not just a quiet spell in it, is bounded: a client
+        // trickling a byte now and then cannot keep a connection before TLS for ever.
+        let plaintext_limit = Some(cfg.idle_timeout.map_or(DEFAULT_PLAINTEXT_TIMEOUT, |t| {
+            t.min(DEFAULT_PLAINTEXT_TIMEOUT)
+        }));
         let server = match TcpServer::bind(&cfg.bind.to_string(), move |info| {
             events.line(format_args!("connection from {}", info.peer));
             if starttls {
@@ -54,6 +63,10 @@ pub(crate) fn main(cfg: ServeConfig, output: Output) -> anyhow::Result<u8> {
                 return Ok(1);
             }
         };
+        // Said in --help: the library's default limits, 256 KiB each way per connection.
+        let server = server
+            .limits(Limits::default())
+            .idle_timeout(cfg.idle_timeout);
         let server = match &cfg.tls {
             None => server,
             Some(t) if t.starttls => server.starttls(&t.identity)?,
@@ -197,8 +210,8 @@ impl std::error::Error for DialogueError {}
 /// echoed; after the switch every byte is echoed (or discarded).
 ///
 /// Bounded whatever the client sends: lines of at most [`MAX_LINE`] bytes, at most
-/// [`MAX_HELD`] bytes held during the switch, and (when given) a limit on the whole plaintext
-/// phase, counted from the connection. Breaking one sends an error on `signal` (a
+/// [`MAX_HELD`] bytes held during the switch, an inbox bounded in bytes, and (when given) a
+/// limit on the whole plaintext phase, counted from the connection. Breaking one sends an error on `signal` (a
 /// [`DialogueError`], which the connection forwards to the server's `signal`), then
 /// ProducerFinished: the connection closes. Parsing is linear in the bytes received.
 ///
@@ -231,7 +244,9 @@ impl StartTlsServer {
         plaintext_limit: Option<Duration>,
     ) -> Component {
         let mut b = Component::build("StartTlsServer");
-        let inbox = b.inbox::<Bytes>("inbox", "bytes from the client");
+        let inbox = b
+            .inbox::<Bytes>("inbox", "bytes from the client")
+            .limit_bytes(Limits::default().receive_bytes);
         let control = b.control();
         let outbox = b.outbox::<Bytes>("outbox", "bytes to the client");
         let signal = b.signal();

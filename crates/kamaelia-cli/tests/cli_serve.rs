@@ -267,6 +267,36 @@ fn starttls_server_drops_300_clients_idle_in_the_plaintext_phase() {
 }
 
 #[test]
+fn starttls_server_drops_a_client_trickling_bytes_in_the_plaintext_phase() {
+    let pki = Pki::new();
+    let s = starttls_server(&pki, &["--idle-timeout", "1"]);
+    let mut c = greeted(s.addr);
+    // A byte every 200 ms: never idle, never a whole line, never STARTTLS.
+    c.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 256];
+    loop {
+        assert!(
+            start.elapsed() < LIMIT,
+            "still open after {:?}",
+            start.elapsed()
+        );
+        if c.write_all(b"N").is_err() {
+            break;
+        }
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    println!("a trickling client dropped after {:.2?}", start.elapsed());
+    s.wait_stderr("did not ask for STARTTLS within 1 s", LIMIT);
+}
+
+#[test]
 fn plain_serve_closes_a_connection_idle_for_idle_timeout() {
     let s = Served::start(&["--idle-timeout", "0.5"], Stderr::Collect);
     let mut c = connect(s.addr, Duration::from_secs(20));
