@@ -130,7 +130,7 @@ fn client_tls_error(t: &TlsError) -> Option<String> {
             "TLS handshake failed: the client did not speak TLS (plaintext or garbage)".into()
         }
         TlsError::ClosedWithoutCloseNotify => {
-            "TLS handshake failed: the client closed the connection".into()
+            "TLS handshake failed: the client closed the connection during it".into()
         }
         TlsError::HandshakeFailed(why) => format!("TLS handshake with the client failed: {why}"),
         TlsError::HandshakeTimeout(after) => format!(
