@@ -122,6 +122,23 @@ impl Component {
     }
 }
 
+/// The name of a component's main inbox (Kamaelia's `inbox`).
+pub const INBOX: &str = "inbox";
+/// The name of a component's main outbox (Kamaelia's `outbox`).
+pub const OUTBOX: &str = "outbox";
+/// The name of a component's control inbox: ProducerFinished, ShutdownMicroprocess (§5).
+pub const CONTROL: &str = "control";
+/// The name of a component's signal outbox: errors and notices, then one final message (§5).
+pub const SIGNAL: &str = "signal";
+
+/// The final-message check of a `signal` box, for whatever type it was declared with: only a
+/// [`Control`] can be final.
+fn is_final_control<T: 'static>(msg: &T) -> bool {
+    (msg as &dyn std::any::Any)
+        .downcast_ref::<Control>()
+        .is_some_and(Control::is_final)
+}
+
 fn wrong_type<T>(r: &BoxRef) -> WiringError {
     let want = BoxId {
         owner: "caller".into(),
@@ -216,33 +233,43 @@ impl ComponentBuilder {
         }
     }
 
-    /// Declares an outbox of `T`.
+    /// Declares an outbox of `T`. An outbox called [`SIGNAL`] that carries [`Control`] is the
+    /// standard `signal` however it is declared: it notes its final message (see
+    /// [`ComponentBuilder::signal`]).
     pub fn outbox<T: Message>(&mut self, name: &str, description: &'static str) -> Outbox<T> {
+        let is_final = (name == SIGNAL).then_some(is_final_control::<T> as fn(&T) -> bool);
         Outbox {
-            store: self.declare(name, Direction::Out, description, DEFAULT_CAPACITY, None),
+            store: self.declare(
+                name,
+                Direction::Out,
+                description,
+                DEFAULT_CAPACITY,
+                is_final,
+            ),
         }
     }
 
     /// Declares the standard `control` inbox.
     pub fn control(&mut self) -> Inbox<Control> {
-        self.inbox(
-            "control",
-            "shutdown signalling (ProducerFinished, ShutdownMicroprocess)",
-        )
+        self.control_with("shutdown signalling (ProducerFinished, ShutdownMicroprocess)")
+    }
+
+    /// Declares the standard `control` inbox with a description of what this component does
+    /// with each control message.
+    pub fn control_with(&mut self, description: &'static str) -> Inbox<Control> {
+        self.inbox(CONTROL, description)
     }
 
     /// Declares the standard `signal` outbox. It notes a final message, so the runtime never
     /// sends another after a failure (docs/semantics.md §5).
     pub fn signal(&mut self) -> Outbox<Control> {
-        Outbox {
-            store: self.declare(
-                "signal",
-                Direction::Out,
-                "errors, then one final ProducerFinished or ShutdownMicroprocess",
-                DEFAULT_CAPACITY,
-                Some(Control::is_final),
-            ),
-        }
+        self.signal_with("errors, then one final ProducerFinished or ShutdownMicroprocess")
+    }
+
+    /// Declares the standard `signal` outbox with a description of what this component sends
+    /// on it; it notes a final message as [`ComponentBuilder::signal`] does.
+    pub fn signal_with(&mut self, description: &'static str) -> Outbox<Control> {
+        self.outbox(SIGNAL, description)
     }
 
     /// Declares a box that mirrors `like` (same message type) under `name`: how a chassis gives

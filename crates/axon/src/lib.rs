@@ -43,9 +43,12 @@ mod registry;
 mod scheduler;
 mod spec;
 mod store;
+mod watch;
 
 pub use boxes::{Inbox, Message, Outbox, SendError, TrySendError, DEFAULT_CAPACITY};
-pub use component::{BoxError, Component, ComponentBuilder, ComponentId, MainResult};
+pub use component::{
+    BoxError, Component, ComponentBuilder, ComponentId, MainResult, CONTROL, INBOX, OUTBOX, SIGNAL,
+};
 pub use control::{Control, Detail, ErrorMessage, Payload};
 pub use link::{link, link_refs, unlink, BoxRef, Link, WiringError};
 pub use registry::{Registry, RegistryError};
@@ -54,3 +57,4 @@ pub use scheduler::{
     Scheduler, RECENT_FAILURES,
 };
 pub use spec::{BoxId, BoxSpec, Direction, LinkKind};
+pub use watch::{ControlWatch, Undelivered};

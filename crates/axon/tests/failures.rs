@@ -180,19 +180,46 @@ async fn downstream_components_finish_after_an_upstream_failure() {
     .await;
 }
 
-/// §5 (exactly one final message) with §6: a component that has already sent its final
-/// `ProducerFinished` and then returns `Err` must not get a second final message appended to its
-/// `signal` by the runtime. The failure is still in the run's report.
+/// How a test component declares its `signal`.
+#[derive(Clone, Copy, Debug)]
+enum SignalDecl {
+    Standard,
+    Described,
+    PlainOutbox,
+}
+
+/// §5: after a component's final message, a failure sends no second final message, however its
+/// `signal` was declared: `signal()`, `signal_with(description)`, or as a plain outbox of
+/// `Control` called "signal" (which several components did to give it their own description,
+/// and which once lost the guard).
 #[tokio::test]
 async fn a_failure_after_the_final_message_does_not_send_a_second_final() {
+    for decl in [
+        SignalDecl::Standard,
+        SignalDecl::Described,
+        SignalDecl::PlainOutbox,
+    ] {
+        one_final_after_failure(decl).await;
+    }
+}
+
+async fn one_final_after_failure(decl: SignalDecl) {
     within("fail after finishing", async {
         let mut b = Component::build("LateFailure");
         b.control();
-        let signal = b.signal();
+        let signal = match decl {
+            SignalDecl::Standard => b.signal(),
+            SignalDecl::Described => b.signal_with("its own words"),
+            SignalDecl::PlainOutbox => b.outbox::<Control>(axon::SIGNAL, "its own words"),
+        };
         let c = b.main(move |_cx| async move {
             signal.send(Control::producer_finished()).await?;
             Err(Refused(1).into())
         });
+        if !matches!(decl, SignalDecl::Standard) {
+            let spec = c.boxes().find(|s| &*s.name == "signal").unwrap();
+            assert_eq!(spec.description, "its own words");
+        }
         let sig = Inbox::<Control>::standalone("sig", 8);
         link_refs(&c.boxref("signal").unwrap(), &sig.boxref()).unwrap();
         let report = Scheduler::new()
@@ -210,12 +237,12 @@ async fn a_failure_after_the_final_message_does_not_send_a_second_final() {
             .iter()
             .filter(|m| m.starts_with("producer finished") || m.starts_with("shutdown"))
             .count();
-        assert_eq!(finals, 1, "signal carried {carried:?}");
+        assert_eq!(finals, 1, "{decl:?}: signal carried {carried:?}");
         assert!(
             carried
                 .last()
                 .is_some_and(|m| m.starts_with("producer finished")),
-            "{carried:?}"
+            "{decl:?}: {carried:?}"
         );
     })
     .await;

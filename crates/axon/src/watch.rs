@@ -1,0 +1,205 @@
+//! The control handling every component shares (docs/semantics.md §5): forward `Error` and
+//! `Notice`, remember a final message, and never let a send that waits for room hide a
+//! `ShutdownMicroprocess`.
+
+use crate::boxes::{Inbox, Outbox, TrySendError};
+use crate::control::Control;
+
+/// A component's `control` inbox and `signal` outbox, and the final message seen so far: the
+/// one implementation of the shutdown contract of `docs/semantics.md` §5.
+///
+/// * `Error` and `Notice` arriving on `control` go straight on to `signal`;
+/// * a final message is kept, to be sent last by [`ControlWatch::finish`]; a
+///   `ShutdownMicroprocess` outranks an earlier `ProducerFinished`;
+/// * [`ControlWatch::send`] waits for room downstream without hiding a `ShutdownMicroprocess`;
+/// * [`ControlWatch::until_shutdown`] runs beside a long operation (a flush, a handshake) that
+///   only `ShutdownMicroprocess` may interrupt.
+///
+/// ```
+/// use axon::{Control, ControlWatch, Inbox, Outbox};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let control = Inbox::<Control>::standalone("control", 8);
+/// let signal = Outbox::<Control>::standalone("signal");
+/// let inbox = Inbox::<u32>::standalone("inbox", 8);
+/// # let feed = Outbox::<Control>::standalone("feed");
+/// # axon::link(&feed, &control).unwrap();
+/// # feed.send(Control::producer_finished()).await.unwrap();
+/// let mut watch = ControlWatch::new(&control, &signal);
+/// // A component's loop: data until a final message, then what was queued before it.
+/// while !watch.stopping() {
+///     tokio::select! {
+///         c = watch.control().recv() => watch.handle(c).await,
+///         n = inbox.recv() => { let _ = n; }
+///     }
+/// }
+/// if !watch.shutdown_requested() {
+///     while let Some(n) = inbox.try_recv() { let _ = n; }
+/// }
+/// watch.finish(Control::producer_finished());
+/// # }
+/// ```
+pub struct ControlWatch<'a> {
+    control: &'a Inbox<Control>,
+    signal: &'a Outbox<Control>,
+    stop: Option<Control>,
+}
+
+/// Why [`ControlWatch::send`] did not deliver a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Undelivered {
+    /// `ShutdownMicroprocess` arrived while waiting for room; the message was dropped.
+    Shutdown,
+    /// The component at the end of the link has ended.
+    Closed,
+}
+
+impl<'a> ControlWatch<'a> {
+    /// A watch over `control`, forwarding to `signal`, with no final message seen yet.
+    pub fn new(control: &'a Inbox<Control>, signal: &'a Outbox<Control>) -> Self {
+        ControlWatch {
+            control,
+            signal,
+            stop: None,
+        }
+    }
+
+    /// The `control` inbox, to wait on in a `select!` whose handler calls [`ControlWatch::handle`]
+    /// (so handling, which may wait on `signal`, is never cancelled half way).
+    pub fn control(&self) -> &'a Inbox<Control> {
+        self.control
+    }
+
+    /// `Error` and `Notice` go straight on to `signal`; a final message is kept to be sent last.
+    /// A `ShutdownMicroprocess` outranks an earlier `ProducerFinished`.
+    pub async fn handle(&mut self, msg: Control) {
+        if msg.is_final() {
+            let upgrade = msg.is_shutdown() && !self.shutdown_requested();
+            if self.stop.is_none() || upgrade {
+                self.stop = Some(msg);
+            }
+        } else {
+            // If nobody listens to `signal` any more there is nobody to tell.
+            let _ = self.signal.send(msg).await;
+        }
+    }
+
+    /// True once a final message (either kind) has arrived.
+    pub fn stopping(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    /// True once `ShutdownMicroprocess` has arrived.
+    pub fn shutdown_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(Control::is_shutdown)
+    }
+
+    /// Sends `msg` on `out`, waiting while the destination is full and handling control meanwhile.
+    /// `ProducerFinished` does not interrupt the wait (the message in hand is still delivered);
+    /// `ShutdownMicroprocess` does, and after it a message is sent only if there is room at once.
+    pub async fn send<T: Send + 'static>(
+        &mut self,
+        out: &Outbox<T>,
+        msg: T,
+    ) -> Result<(), Undelivered> {
+        let control = self.control;
+        let mut msg = msg;
+        loop {
+            match out.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Closed(_)) => return Err(Undelivered::Closed),
+                Err(TrySendError::Full(m) | TrySendError::Unlinked(m)) => msg = m,
+            }
+            if self.shutdown_requested() {
+                return Err(Undelivered::Shutdown);
+            }
+            tokio::select! {
+                biased;
+                c = control.recv() => self.handle(c).await,
+                () = out.ready() => {}
+            }
+        }
+    }
+
+    /// Handles `control` until `ShutdownMicroprocess` arrives (a `ProducerFinished` meanwhile
+    /// is noted, see [`ControlWatch::stopping`]). Cancel safe between messages: race it against
+    /// an operation that only a shutdown may interrupt.
+    pub async fn until_shutdown(&mut self) {
+        while !self.shutdown_requested() {
+            let c = self.control.recv().await;
+            self.handle(c).await;
+        }
+    }
+
+    /// Sends the final message: the one received on `control`, or `otherwise`. Forced, so a full
+    /// inbox downstream cannot keep this component alive.
+    pub fn finish(self, otherwise: Control) {
+        // A closed signal link means nobody is waiting for the final message.
+        let _ = self.signal.force_send(self.stop.unwrap_or(otherwise));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link;
+
+    #[tokio::test]
+    async fn errors_pass_through_and_shutdown_outranks_producer_finished() {
+        let control = Inbox::<Control>::standalone("control", 8);
+        let signal = Outbox::<Control>::standalone("signal");
+        let seen = Inbox::<Control>::standalone("seen", 8);
+        link(&signal, &seen).unwrap();
+        let mut w = ControlWatch::new(&control, &signal);
+        w.handle(Control::notice("hi")).await;
+        w.handle(Control::producer_finished()).await;
+        assert!(w.stopping() && !w.shutdown_requested());
+        w.handle(Control::shutdown()).await;
+        w.handle(Control::producer_finished()).await;
+        assert!(w.shutdown_requested());
+        w.finish(Control::producer_finished());
+        assert_eq!(seen.recv().await.payload::<&str>(), Some(&"hi"));
+        assert!(seen.recv().await.is_shutdown());
+        assert!(seen.try_recv().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_send_waiting_for_room_gives_way_to_shutdown() {
+        let control = Inbox::<Control>::standalone("control", 8);
+        let signal = Outbox::<Control>::standalone("signal");
+        let out = Outbox::<u32>::standalone("out");
+        let full = Inbox::<u32>::standalone("full", 1);
+        link(&out, &full).unwrap();
+        let mut w = ControlWatch::new(&control, &signal);
+        assert_eq!(w.send(&out, 1).await, Ok(()));
+        let feed = Outbox::<Control>::standalone("feed");
+        link(&feed, &control).unwrap();
+        feed.send(Control::shutdown()).await.unwrap();
+        assert_eq!(w.send(&out, 2).await, Err(Undelivered::Shutdown));
+        assert_eq!(full.try_recv(), Some(1));
+    }
+
+    #[tokio::test]
+    async fn until_shutdown_notes_producer_finished_and_passes_notices_on() {
+        let control = Inbox::<Control>::standalone("control", 8);
+        let signal = Outbox::<Control>::standalone("signal");
+        let seen = Inbox::<Control>::standalone("seen", 8);
+        link(&signal, &seen).unwrap();
+        let feed = Outbox::<Control>::standalone("feed");
+        link(&feed, &control).unwrap();
+        for c in [
+            Control::producer_finished(),
+            Control::notice(7u8),
+            Control::shutdown(),
+            Control::notice(8u8),
+        ] {
+            feed.send(c).await.unwrap();
+        }
+        let mut w = ControlWatch::new(&control, &signal);
+        w.until_shutdown().await;
+        assert!(w.shutdown_requested());
+        assert_eq!(seen.try_recv().unwrap().payload::<u8>(), Some(&7));
+        assert!(seen.try_recv().is_none(), "stops at the shutdown");
+        assert_eq!(control.len(), 1, "what follows the shutdown is left");
+    }
+}
