@@ -194,11 +194,24 @@ pub enum TlsRole {
 /// plaintext, then runs the TLS handshake; what arrives on `inbox` meanwhile waits and goes out
 /// encrypted.
 ///
+/// Every place that holds a connection's bytes is bounded in bytes by [`Limits`] (256 KiB each
+/// direction by default): `inbox`, the queue of messages taken from it ahead of the socket (it
+/// stops taking while that queue is at the limit), each read (a quarter of the receive limit
+/// at most, up to 256 KiB), and its own `outbox` buffer while unlinked. Once `outbox` is
+/// linked, the receiving component's inbox bounds what waits there, and the connection stops
+/// reading while it is full. Reads start at 1 KiB and grow while they fill; when nothing is
+/// ready to read, a grown buffer is let go, so an idle connection holds about 1 KiB whatever
+/// its last burst was.
+///
+/// With an idle timeout ([`CsaOptions::idle_timeout`], or a STARTTLS server's
+/// [`CsaOptions::plaintext_timeout`] before the switch) one timer watches for a period with no
+/// byte read from or written to the socket; it is reset lazily, at most once per period.
+///
 /// # Inboxes
 ///
 /// | name | type | meaning |
 /// |---|---|---|
-/// | `inbox` | `Bytes` | data to send |
+/// | `inbox` | `Bytes` | data to send (bounded by [`Limits::send_bytes`]) |
 /// | `control` | `Control` | ProducerFinished: send what is queued, then close (or half-close); ShutdownMicroprocess: close now |
 /// | `makessl` | [`MakeSsl`] | switch to TLS |
 ///
@@ -207,7 +220,7 @@ pub enum TlsRole {
 /// | name | type | meaning |
 /// |---|---|---|
 /// | `outbox` | `Bytes` | data received |
-/// | `signal` | `Control` | errors, [`PeerHalfClosed`], then [`ShutdownCsa`] as a notice when it ends |
+/// | `signal` | `Control` | errors, [`PeerHalfClosed`], then [`Transferred`] and [`ShutdownCsa`] as notices when it ends |
 /// | `sslready` | [`SslReady`] | the TLS version and cipher suite, once the handshake is done |
 /// | `CreatorFeedback` | `Control` | [`SocketShutdown`] saying how the connection ended |
 ///
@@ -215,15 +228,30 @@ pub enum TlsRole {
 ///
 /// ProducerFinished: everything queued in `inbox` is written, then the write side is shut (TLS:
 /// close_notify first); with [`OnFinish::Close`] it ends there, with [`OnFinish::HalfClose`] it
-/// keeps reading until the peer closes. ShutdownMicroprocess: it closes at once and
-/// [`HowDied::Shutdown`] counts what was dropped. The peer's half-close ends only the receive
-/// side; sending goes on.
+/// keeps reading until the peer closes. With [`OnFinish::KeepOpen`] the write side stays open
+/// (anything still arriving on `inbox` is sent) and it keeps reading until the peer closes,
+/// then closes and ends with [`HowDied::Finished`]. ShutdownMicroprocess: it closes at once and
+/// [`HowDied::Shutdown`] counts what was dropped.
+///
+/// The peer's half-close (its FIN, or TLS close_notify) ends only the receive side: it is
+/// announced with [`PeerHalfClosed`] and sending goes on until `inbox`'s producer finishes.
+/// Under TLS this holds too: rustls keeps encrypting and sending after it has received the
+/// peer's close_notify (TLS 1.3 half-close; TLS 1.2 peers usually close the socket as well, and
+/// then the next write fails as below).
+///
+/// When it ends, in every case, it closes `inbox` (senders get `Closed` from then on) and sends
+/// [`Transferred`] on `signal`: bytes sent, received, and `unsent`, which counts everything
+/// taken from `inbox` or still queued in it that never reached the socket, so that
+/// `sent + unsent` is every byte that was handed to it.
 ///
 /// # Errors
 ///
-/// A reset, a broken pipe, another I/O error or a TLS failure is sent on `signal` as a
-/// [`TcpError`] and ends the connection. `makessl` on a connection already using TLS is an
-/// error on `signal` (`TlsError::AlreadyTls`) and the connection carries on.
+/// A reset, a broken pipe, another I/O error, a TLS failure or an idle timeout
+/// ([`TcpError::IdleTimeout`]) is sent on `signal` as a [`TcpError`] and ends the connection;
+/// [`SocketShutdown`] carries it as [`HowDied::Failed`]. A peer that has closed entirely makes
+/// the next write fail with [`TcpError::Reset`] or [`TcpError::BrokenPipe`]. `makessl` on a
+/// connection already using TLS is an error on `signal` (`TlsError::AlreadyTls`) and the
+/// connection carries on.
 pub struct ConnectedSocketAdapter;
 
 impl ConnectedSocketAdapter {
@@ -541,6 +569,8 @@ impl Connection {
                     }
                     let chunk = buf.split().freeze();
                     self.deliver(chunk).await;
+                    // A receiver that took its time is no reason to call the connection idle.
+                    self.last_activity = Instant::now();
                 }
                 Event::Read(Err(e)) => {
                     if self.is_tls && e.kind() == io::ErrorKind::UnexpectedEof {

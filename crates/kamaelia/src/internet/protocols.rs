@@ -34,7 +34,10 @@ use super::DEFAULT_LIMIT_BYTES;
 /// # How it works
 ///
 /// Each message on `inbox` goes out unchanged on `outbox`, in order; a full `outbox` (a slow
-/// client) holds it back, so the connection stops reading and TCP slows the client down.
+/// client) holds it back, so the connection stops reading and TCP slows the client down. It
+/// takes one message at a time, and its `inbox` is bounded in bytes
+/// ([`super::DEFAULT_LIMIT_BYTES`], 256 KiB) as well as in messages, so a client that sends
+/// and never reads costs a bounded amount of memory.
 ///
 /// # Inboxes
 ///

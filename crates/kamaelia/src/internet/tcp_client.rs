@@ -78,8 +78,14 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// exactly one final message on `signal`.
 ///
 /// *Our additions*: `family`, `tls` settings, `nodelay`, `on_finish` (Kamaelia's
-/// `wait_for_serverclose`); typed errors; a [`Connected`] notice; [`HowDied`] in the final
+/// `wait_for_serverclose`, and [`OnFinish::KeepOpen`]), `idle_timeout`, byte `limits`; typed
+/// errors; a [`Connected`] notice and a [`Transferred`] notice; [`HowDied`] in the final
 /// message; certificate verification on `makessl`.
+///
+/// Its own `inbox` and `outbox` are bounded in bytes by [`Limits`] (256 KiB each direction by
+/// default) as well as in messages, so what waits for the connection to come up, and what it
+/// receives while its `outbox` is not linked, is bounded too; the connection's own boxes and
+/// queues get the same limits (see [`ConnectedSocketAdapter`]).
 ///
 /// # Inboxes
 ///
@@ -95,7 +101,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// | name | type | meaning |
 /// |---|---|---|
 /// | `outbox` | `Bytes` | data received from the server |
-/// | `signal` | `Control` | [`Connected`], errors, [`super::PeerHalfClosed`], then one final message |
+/// | `signal` | `Control` | [`Connected`], errors, [`super::PeerHalfClosed`], [`Transferred`], then one final message |
 /// | `sslready` | [`SslReady`] | TLS negotiated (version, cipher suite) |
 /// | `_csaControl` | `Control` | control messages it took before the CSA existed, passed on to it |
 ///
@@ -103,18 +109,25 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 ///
 /// ProducerFinished (at any time, even before the connection is up): everything queued is sent,
 /// then the connection closes (TLS: close_notify first), or with [`OnFinish::HalfClose`] the
-/// write side is shut and what the server sends is still delivered until it closes.
+/// write side is shut and what the server sends is still delivered until it closes, or with
+/// [`OnFinish::KeepOpen`] the write side stays open and what the server sends is delivered
+/// until it closes. The server's half-close ends only what it sends: the upload goes on until
+/// `inbox`'s producer finishes.
 /// ShutdownMicroprocess (or [`axon::Handle::stop`]) in any phase closes promptly; queued data is
 /// dropped and the final message's [`HowDied::Shutdown`] says how much. The final message is
 /// ShutdownMicroprocess after a shutdown and ProducerFinished otherwise, each carrying the
-/// [`HowDied`] as its detail.
+/// [`HowDied`] as its detail. Just before it comes one [`Transferred`] notice: the connection's
+/// counts, or, if it never connected, what was queued and dropped as `unsent`. (Only if the
+/// connection's component itself failed is there none; its error is on `signal` instead.)
 ///
 /// # Errors
 ///
 /// Each failure is a [`TcpError`] on `signal` as `Control::Error`, then the final message: the
 /// name did not resolve, the connection was refused or timed out ([`TcpError::Connect`]), reset by
-/// the peer, broken pipe, a TLS failure with its reason ([`TcpError::Tls`]). A clean close by the
-/// server is not an error.
+/// the peer, broken pipe, a TLS failure with its reason ([`TcpError::Tls`]), no traffic for the
+/// idle timeout ([`TcpError::IdleTimeout`]). A clean close by the server is not an error. A
+/// huge `delay`, `connect_timeout` or `idle_timeout` (even [`Duration::MAX`]) means no
+/// deadline, never a panic.
 #[derive(Clone, Debug)]
 pub struct TcpClient {
     host: String,

@@ -74,12 +74,27 @@ enum TlsMode {
 /// protocol's `outbox` into the CSA's `inbox`, the CSA's `outbox` into the protocol's `inbox`
 /// and the protocol's `signal` into the CSA's `control`; a protocol with a `makessl` outbox or a
 /// `sslready` inbox is linked to the CSA's too. When the peer finishes sending, or the
-/// connection ends, the protocol gets ProducerFinished on `control`.
+/// connection ends, the protocol gets ProducerFinished on `control`. A small supervisor per
+/// connection watches the CSA: it passes connection errors on, tells the protocol, and once the
+/// CSA and the protocol have both ended the server lets go of them. The connection has ended
+/// when the CSA says so, and also when the runtime reports the CSA itself failed (a final
+/// message on its `signal`), so a failing CSA cannot leave its protocol behind.
 ///
 /// With [`TcpServer::tls`] every connection speaks TLS from the first byte; with
 /// [`TcpServer::starttls`] a protocol switches its connection by sending [`super::MakeSsl`]
 /// (with the plaintext reply and any bytes it read past its STARTTLS command, so nothing the
-/// client sent is lost).
+/// client sent is lost). A STARTTLS connection that has not switched yet is closed after
+/// [`DEFAULT_PLAINTEXT_TIMEOUT`] (60 s) without traffic, unless
+/// [`TcpServer::plaintext_timeout`] says otherwise, so half-open plaintext connections cannot
+/// pile up; [`TcpServer::idle_timeout`] sets one for every connection (none by default).
+///
+/// Each connection's boxes and queues are bounded in bytes by [`TcpServer::limits`] (256 KiB
+/// each direction by default; see [`ConnectedSocketAdapter`]), and [`super::EchoProtocol`]'s
+/// and [`super::DiscardProtocol`]'s inboxes by the same default: an echo connection whose
+/// client floods and never reads holds about 1 MiB of the server's memory, not more.
+///
+/// A connection's [`super::Transferred`] notice is not forwarded: a server's `signal` would
+/// carry one per connection for ever.
 ///
 /// # Inboxes
 ///
@@ -101,7 +116,8 @@ enum TlsMode {
 /// # Errors
 ///
 /// [`TcpServer::bind`] fails with [`TcpError::Bind`]. Errors on a connection (reset, TLS
-/// failure) are sent on `signal` as `Control::Error` and end only that connection.
+/// failure, [`TcpError::IdleTimeout`]) are sent on `signal` as `Control::Error` and end only
+/// that connection.
 pub struct TcpServer {
     listener: Option<std::net::TcpListener>,
     addr: SocketAddr,
@@ -409,5 +425,64 @@ fn server_role(config: &Arc<rustls::ServerConfig>) -> TlsRole {
     TlsRole::Server {
         config: config.clone(),
         timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::internet::EchoProtocol;
+    use axon::Scheduler;
+    use bytes::Bytes;
+
+    /// A connection whose CSA fails (here: panics; a real CSA has no input that makes it
+    /// panic, so a stand-in with the CSA's boxes does) sends no SocketShutdown: the runtime
+    /// sends its error and a final message on its `signal`. The supervisor must take that as
+    /// the end, tell the protocol, and return once both have ended, so the server lets go of
+    /// them (before, it waited for a SocketShutdown for ever).
+    #[tokio::test]
+    async fn a_failed_csa_ends_its_supervisor_and_its_protocol() {
+        let mut b = Component::build("FailingCsa");
+        let _inbox = b.inbox::<Bytes>("inbox", "data to send");
+        let _signal = b.signal();
+        let _feedback = b.outbox::<Control>("CreatorFeedback", "SocketShutdown");
+        let csa = b.main(|_| async { panic!("a connection component that fails") });
+        let proto = EchoProtocol::new();
+        let events = Inbox::<Control>::standalone("connection events", 16);
+        let to_proto = Outbox::<Control>::standalone("to protocol");
+        let errors = Inbox::<Control>::standalone("server signal", 16);
+        let signal = Outbox::<Control>::standalone("signal");
+        let link = |a: axon::BoxRef, b: axon::BoxRef| link_refs(&a, &b).unwrap();
+        link(
+            proto.boxref("outbox").unwrap(),
+            csa.boxref("inbox").unwrap(),
+        );
+        link(csa.boxref("signal").unwrap(), events.boxref());
+        link(csa.boxref("CreatorFeedback").unwrap(), events.boxref());
+        link(to_proto.boxref(), proto.boxref("control").unwrap());
+        link(signal.boxref(), errors.boxref());
+
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let run = tokio::spawn(async move {
+            Scheduler::new()
+                .run(async move {
+                    let _ = tx.send((csa.activate(), proto.activate()));
+                })
+                .await
+        });
+        let (csa, proto) = rx.await.unwrap();
+        let supervised = supervise(events, to_proto, signal, "TcpServer".into(), (csa, proto));
+        tokio::time::timeout(Duration::from_secs(10), supervised)
+            .await
+            .expect("the supervisor ended");
+        let report = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("everything ended")
+            .unwrap();
+        // The stand-in's panic is the one failure; the protocol ended normally.
+        assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+        assert!(report.failures[0].component.starts_with("FailingCsa"));
+        // The failure was passed on as a connection error.
+        assert!(matches!(errors.try_recv(), Some(Control::Error(_))));
     }
 }
