@@ -4,13 +4,15 @@
 //! Printing never blocks the caller: lines go into a queue of at most [`QUEUE_BYTES`] bytes
 //! that a writer thread copies to stderr. When stderr is not read (a pipe nobody empties, a
 //! terminal paused with Ctrl-S) and the queue is full, further lines are dropped and counted,
-//! and `kamaelia: N event lines dropped` takes their place once output flows again. [`flush`]
-//! waits, for a bounded time, until everything queued is written: the program calls it before
-//! it exits so that its last lines are not lost.
+//! and `kamaelia: N event lines dropped` (with `--json-events`, a `lines_dropped` JSON line)
+//! takes their place once output flows again. [`flush`] waits, for a bounded time, until
+//! everything queued is written: the program calls it before it exits so that its last lines
+//! are not lost.
 
 use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
 use std::io::{IsTerminal, Write as _};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,9 @@ pub(crate) struct Events {
 
 impl Events {
     pub(crate) fn new(output: Output) -> Self {
+        if output.json {
+            JSON.store(true, Ordering::Relaxed);
+        }
         Events {
             json: output.json,
             quiet: output.quiet,
@@ -191,6 +196,9 @@ static SINK: Sink = Sink::new();
 /// Whether the writer thread runs (started by the first line).
 static WRITER: OnceLock<bool> = OnceLock::new();
 
+/// `--json-events`: the count of dropped lines is a JSON line too.
+static JSON: AtomicBool = AtomicBool::new(false);
+
 impl Sink {
     const fn new() -> Self {
         Sink {
@@ -247,16 +255,25 @@ fn writer() {
                 let len = l.len();
                 (l, len)
             }
-            Item::Dropped(n) => (
-                format!(
-                    "kamaelia: {n} event line{} dropped (stderr was not read fast enough)",
-                    if n == 1 { "" } else { "s" }
-                ),
-                0,
-            ),
+            Item::Dropped(n) => (dropped_line(n), 0),
         };
         write_line(&mut std::io::stderr().lock(), &text);
         sink.lock().bytes -= len;
+    }
+}
+
+/// What stands for `n` dropped lines.
+fn dropped_line(n: u64) -> String {
+    if JSON.load(Ordering::Relaxed) {
+        let mut j = Json::new();
+        j.field("kind", "lines_dropped");
+        j.field("count", &n.to_string());
+        j.finish()
+    } else {
+        format!(
+            "kamaelia: {n} event line{} dropped (stderr was not read fast enough)",
+            if n == 1 { "" } else { "s" }
+        )
     }
 }
 
@@ -336,5 +353,17 @@ mod tests {
         let empty = Sink::new();
         empty.push(&"z".repeat(QUEUE_BYTES * 2));
         assert_eq!(empty.lock().bytes, QUEUE_BYTES * 2);
+    }
+
+    #[test]
+    fn the_count_of_dropped_lines_follows_the_mode() {
+        assert_eq!(
+            dropped_line(3),
+            "kamaelia: 3 event lines dropped (stderr was not read fast enough)"
+        );
+        JSON.store(true, Ordering::Relaxed);
+        let json = dropped_line(1);
+        JSON.store(false, Ordering::Relaxed);
+        assert_eq!(json, r#"{"kind":"lines_dropped","count":"1"}"#);
     }
 }
