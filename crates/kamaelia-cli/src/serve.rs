@@ -641,6 +641,7 @@ mod tests {
             Just(b"QUIT\r\n".to_vec()),
             Just(b"\n".to_vec()),
             Just(vec![b'z'; MAX_LINE - 1]),
+            Just(vec![b'z'; MAX_LINE]),
             proptest::collection::vec(any::<u8>(), 0..64),
         ];
         proptest::collection::vec(word, 0..12).prop_map(|w| w.concat())
