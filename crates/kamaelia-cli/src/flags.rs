@@ -89,6 +89,16 @@ enum Command {
         conn: ConnArgs,
     },
     /// Listen on PORT (0 picks a free one) and echo or discard; prints the bound address.
+    ///
+    /// Safe against hostile clients: each connection holds at most 256 KiB of data in each
+    /// direction (the library's default Limits; about 1 MiB per connection in all), a
+    /// connection with no traffic either way for --idle-timeout seconds is closed, and under
+    /// --starttls the plaintext dialogue takes lines of at most 8 KiB, holds at most 64 KiB
+    /// while switching, and must reach STARTTLS within 60 s of connecting (or --idle-timeout,
+    /// if shorter); a client that breaks a limit is dropped with a line saying why. Event
+    /// lines on stderr never hold up serving: when stderr is not read fast enough, lines are
+    /// dropped and "N event lines dropped" is printed once it flows again. The bound address
+    /// goes to stdout; a closed stdout is not an error. Ctrl-C stops it, exit status 130.
     Serve {
         /// The port to listen on; 0 picks a free one.
         #[arg(value_parser = parse_port_or_zero)]
@@ -112,6 +122,11 @@ enum Command {
         /// TLS; needs --cert and --key.
         #[arg(long, requires = "cert")]
         starttls: bool,
+        /// Close a connection that has seen no traffic either way for this long (default 300;
+        /// 0 never; fractions allowed). Under --starttls the plaintext phase is limited to 60
+        /// s, or to this if shorter.
+        #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+        idle_timeout: Option<Duration>,
     },
     /// The embedded demo: a local server, the page's two examples, a report. Offline.
     Demo,
@@ -272,11 +287,18 @@ pub(crate) enum Source {
     Stdin,
 }
 
+/// What `serve` does.
 pub(crate) struct ServeConfig {
     pub(crate) bind: SocketAddr,
     pub(crate) discard: bool,
     pub(crate) tls: Option<ServeTls>,
+    /// How long a connection may go without traffic (None: for ever); also the limit on the
+    /// plaintext phase of a STARTTLS session when shorter than the default one.
+    pub(crate) idle_timeout: Option<Duration>,
 }
+
+/// `serve`'s idle timeout when `--idle-timeout` is not given.
+pub(crate) const DEFAULT_SERVE_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub(crate) struct ServeTls {
     pub(crate) identity: ServerTls,
@@ -337,6 +359,7 @@ impl Args {
                 cert,
                 key,
                 starttls,
+                idle_timeout,
             }) => {
                 let tls = match (cert, key) {
                     (Some(cert), Some(key)) => {
@@ -353,6 +376,11 @@ impl Args {
                     bind: SocketAddr::new(bind, port),
                     discard,
                     tls,
+                    idle_timeout: match idle_timeout {
+                        None => Some(DEFAULT_SERVE_IDLE_TIMEOUT),
+                        Some(Duration::ZERO) => None,
+                        Some(d) => Some(d),
+                    },
                 })
             }
         };

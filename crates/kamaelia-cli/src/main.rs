@@ -36,6 +36,9 @@ fn main() -> ExitCode {
         flags::Mode::Serve(cfg) => serve::main(cfg, output),
         flags::Mode::Demo => demo::main(output),
     };
+    // Event lines are written by a thread: let the last ones out first (for a bounded time,
+    // as stderr may never be read).
+    events::flush(std::time::Duration::from_secs(2));
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

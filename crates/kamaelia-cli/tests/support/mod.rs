@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod certs;
+pub mod hostile;
 pub mod servers;
 
 use std::io::{Read, Write};
