@@ -106,6 +106,11 @@ fn tls_error(e: &TlsError) -> String {
         TlsError::ClosedWithoutCloseNotify => {
             "TLS handshake failed: the server closed the connection".to_string()
         }
+        // The server closed before the switch was handled (a makessl that arrived after the
+        // connection was up and the server had already hung up).
+        TlsError::NotConnected => {
+            "TLS handshake failed: the server closed the connection before TLS started".to_string()
+        }
         other => with_sources(other),
     }
 }
@@ -161,5 +166,6 @@ mod tests {
         .starts_with("TLS certificate name mismatch"));
         assert!(t(TlsError::NotTls).starts_with("TLS handshake failed"));
         assert!(t(TlsError::PlaintextPending { bytes: 3 }).contains("injection"));
+        assert!(t(TlsError::NotConnected).starts_with("TLS handshake failed: the server closed"));
     }
 }

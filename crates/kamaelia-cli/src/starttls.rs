@@ -69,6 +69,9 @@ pub(crate) enum StartTlsError {
     NotOffered,
     /// The server sent bytes after its go-ahead, before the handshake.
     Injection { bytes: usize },
+    /// `--tls`: the server sent bytes in plaintext before the handshake (it does not speak TLS
+    /// on this port, or something is injecting).
+    PlaintextBeforeTls { bytes: usize },
     /// The dialogue did not finish in time.
     TimedOut(Duration),
     /// A reply line was absurdly long.
@@ -94,6 +97,11 @@ impl fmt::Display for StartTlsError {
                 f,
                 "refusing to start TLS: the server sent {bytes} bytes after its go-ahead \
                  (possible injection)"
+            ),
+            StartTlsError::PlaintextBeforeTls { bytes } => write!(
+                f,
+                "TLS handshake failed: the server sent {bytes} plaintext bytes before TLS \
+                 started; not shown (not a TLS server, or an injection)"
             ),
             StartTlsError::TimedOut(after) => write!(
                 f,
@@ -451,8 +459,12 @@ async fn run(mode: LayerMode, b: Boxes, label: String) {
                     continue;
                 }
                 let Some(talk) = talk.as_mut() else {
-                    // Gate mode: nothing arrives before the handshake; keep it in order.
-                    down = Some(d);
+                    // Gate mode: the connection sends sslready before any byte it decrypts, and
+                    // sslready is looked at first, so these bytes were read in plaintext before
+                    // TLS (a makessl that reached the connection after the server had spoken).
+                    // They are never shown as if they were protected.
+                    let e = StartTlsError::PlaintextBeforeTls { bytes: d.len() };
+                    fail(&b, &label, e, &mut phase, &mut final_sent).await;
                     continue;
                 };
                 // After the go-ahead the connection sends sslready before any byte read under
@@ -720,5 +732,51 @@ mod tests {
             proptest::prop_assert!(sent <= 2);
             proptest::prop_assert!(t.lines <= MAX_LINES + 1);
         }
+    }
+
+    /// `--tls` (Gate mode): bytes the connection delivers before `sslready` were read in
+    /// plaintext (the server spoke before a late makessl reached the connection). They must
+    /// never reach the console, even when the connection then ends; the layer fails the session.
+    #[tokio::test]
+    async fn gate_refuses_plaintext_that_arrives_before_tls() {
+        use axon::{link_refs, Scheduler};
+        let layer = TlsLayer::new(LayerMode::Gate);
+        let from_server = Outbox::<Bytes>::standalone("server");
+        let conn_signal = Outbox::<Control>::standalone("conn signal");
+        let console = Inbox::<Bytes>::standalone("console", 8);
+        let events = Inbox::<Control>::standalone("events", 8);
+        let to_conn = Inbox::<Control>::standalone("to conn", 8);
+        let r = |n: &str| layer.boxref(n).unwrap();
+        link_refs(&from_server.boxref(), &r("fromserver")).unwrap();
+        link_refs(&conn_signal.boxref(), &r("connsignal")).unwrap();
+        link_refs(&r("toconsole"), &console.boxref()).unwrap();
+        link_refs(&r("connevents"), &events.boxref()).unwrap();
+        link_refs(&r("signal"), &to_conn.boxref()).unwrap();
+        from_server
+            .send(Bytes::from_static(b"this is not TLS\r\n"))
+            .await
+            .unwrap();
+        let sched = Scheduler::new();
+        let run = sched.run(async {
+            layer.activate();
+            let e = events.recv().await;
+            let text = e.to_string();
+            assert!(text.contains("plaintext bytes before TLS"), "{text}");
+            assert!(
+                to_conn.recv().await.is_shutdown(),
+                "the connection is closed"
+            );
+            conn_signal
+                .send(Control::producer_finished())
+                .await
+                .unwrap();
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(10), run)
+            .await
+            .expect("the layer ends");
+        assert!(
+            console.try_recv().is_none(),
+            "plaintext reached the console"
+        );
     }
 }
