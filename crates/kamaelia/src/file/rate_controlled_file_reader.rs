@@ -4,14 +4,13 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use axon::{Component, Control};
+use axon::{Component, Control, ControlWatch, Undelivered, OUTBOX};
 use bytes::{Bytes, BytesMut};
 use tokio::fs::File;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use super::token_bucket::TokenBucket;
-use crate::util::watch::{ControlWatch, Undelivered};
 
 /// The rate a reader has unless told otherwise: Kamaelia's default, 100 000 bytes per second.
 pub const DEFAULT_RATE: u64 = 100_000;
@@ -22,9 +21,9 @@ const READ_BLOCK: usize = 1024 * 1024;
 /// The largest default chunk: the chunk size when there is no rate limit.
 pub const MAX_CHUNK_SIZE: usize = 64 * 1024;
 
-const CONTROL: &str = "`ShutdownMicroprocess` stops reading at once; `ProducerFinished` after the chunk in hand; `Error`/`Notice` pass on to `signal`";
-const OUTBOX: &str = "the file's bytes, in order, in chunks of at most `chunk_size`";
-const SIGNAL: &str =
+const CONTROL_DOC: &str = "`ShutdownMicroprocess` stops reading at once; `ProducerFinished` after the chunk in hand; `Error`/`Notice` pass on to `signal`";
+const OUTBOX_DOC: &str = "the file's bytes, in order, in chunks of at most `chunk_size`";
+const SIGNAL_DOC: &str =
     "`ProducerFinished` at end of file, or the final message received on `control`";
 
 /// Kamaelia's `RateControlledFileReader(filename, rate=...)`: sends a file's bytes on `outbox` at
@@ -202,9 +201,9 @@ impl RateControlledFileReader {
 impl From<RateControlledFileReader> for Component {
     fn from(config: RateControlledFileReader) -> Component {
         let mut b = Component::build("RateControlledFileReader");
-        let control = b.inbox::<Control>("control", CONTROL);
-        let outbox = b.outbox::<Bytes>("outbox", OUTBOX);
-        let signal = b.outbox::<Control>("signal", SIGNAL);
+        let control = b.control_with(CONTROL_DOC);
+        let outbox = b.outbox::<Bytes>(OUTBOX, OUTBOX_DOC);
+        let signal = b.signal_with(SIGNAL_DOC);
         let chunk_size = config.effective_chunk_size();
         let RateControlledFileReader {
             path, file, rate, ..

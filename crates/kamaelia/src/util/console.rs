@@ -4,12 +4,10 @@
 use std::fmt;
 use std::io::{self, IsTerminal};
 
-use axon::{Component, Control, Outbox};
+use axon::{Component, Control, ControlWatch, Outbox, Undelivered, INBOX, OUTBOX};
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::unix::pipe;
-
-use super::watch::{ControlWatch, Undelivered};
 
 /// The largest message ConsoleReader sends unless told otherwise.
 const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
@@ -282,9 +280,9 @@ impl fmt::Debug for ConsoleReader {
 impl From<ConsoleReader> for Component {
     fn from(config: ConsoleReader) -> Component {
         let mut b = Component::build("ConsoleReader");
-        let control = b.inbox::<Control>("control", READER_CONTROL);
-        let outbox = b.outbox::<Bytes>("outbox", READER_OUTBOX);
-        let signal = b.outbox::<Control>("signal", READER_SIGNAL);
+        let control = b.control_with(READER_CONTROL);
+        let outbox = b.outbox::<Bytes>(OUTBOX, READER_OUTBOX);
+        let signal = b.signal_with(READER_SIGNAL);
         let (reader, mode): (Option<Reader>, ReadMode) = match config.reader {
             Some(r) => (Some(r), config.mode.unwrap_or(ReadMode::Chunks)),
             None => {
@@ -374,10 +372,10 @@ impl fmt::Debug for ConsoleEchoer {
 impl From<ConsoleEchoer> for Component {
     fn from(config: ConsoleEchoer) -> Component {
         let mut b = Component::build("ConsoleEchoer");
-        let inbox = b.inbox::<Bytes>("inbox", ECHOER_INBOX);
-        let control = b.inbox::<Control>("control", ECHOER_CONTROL);
-        let outbox = b.outbox::<Bytes>("outbox", ECHOER_OUTBOX);
-        let signal = b.outbox::<Control>("signal", ECHOER_SIGNAL);
+        let inbox = b.inbox::<Bytes>(INBOX, ECHOER_INBOX);
+        let control = b.control_with(ECHOER_CONTROL);
+        let outbox = b.outbox::<Bytes>(OUTBOX, ECHOER_OUTBOX);
+        let signal = b.signal_with(ECHOER_SIGNAL);
         // Standard output is opened when the echoer runs, inside the runtime that drives it.
         let writer: Option<Writer> = config.writer;
         let forwarder = config.forwarder;

@@ -3,7 +3,6 @@
 
 mod console;
 mod one_shot;
-pub(crate) mod watch;
 
 pub use console::{ConsoleEchoer, ConsoleError, ConsoleReader, ReadMode};
 pub use one_shot::{OneShot, OneShotError};

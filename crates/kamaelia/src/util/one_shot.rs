@@ -2,14 +2,12 @@
 
 use std::fmt;
 
-use axon::{Component, Control, Message};
+use axon::{Component, Control, ControlWatch, Message, Undelivered, OUTBOX};
 
-use super::watch::{ControlWatch, Undelivered};
-
-const CONTROL: &str =
+const CONTROL_DOC: &str =
     "ignored, as in Kamaelia, except `ShutdownMicroprocess` while the send waits for room";
-const OUTBOX: &str = "the message, once";
-const SIGNAL: &str = "`ProducerFinished` after the message";
+const OUTBOX_DOC: &str = "the message, once";
+const SIGNAL_DOC: &str = "`ProducerFinished` after the message";
 
 /// Kamaelia's `OneShot(msg)`: sends one message, then `ProducerFinished`, and ends. Turn it
 /// into a [`Component`] with `.into()`.
@@ -85,9 +83,9 @@ impl<T: Message> OneShot<T> {
 impl<T: Message> From<OneShot<T>> for Component {
     fn from(shot: OneShot<T>) -> Component {
         let mut b = Component::build("OneShot");
-        let control = b.inbox::<Control>("control", CONTROL);
-        let outbox = b.outbox::<T>("outbox", OUTBOX);
-        let signal = b.outbox::<Control>("signal", SIGNAL);
+        let control = b.control_with(CONTROL_DOC);
+        let outbox = b.outbox::<T>(OUTBOX, OUTBOX_DOC);
+        let signal = b.signal_with(SIGNAL_DOC);
         let msg = shot.msg;
         b.main(move |_cx| async move {
             let mut watch = ControlWatch::new(&control, &signal);
