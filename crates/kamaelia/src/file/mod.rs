@@ -3,6 +3,8 @@
 mod rate_controlled_file_reader;
 mod token_bucket;
 
+pub(crate) use token_bucket::TokenBucket;
+
 pub use rate_controlled_file_reader::{
     FileReaderError, RateControlledFileReader, DEFAULT_RATE, MAX_CHUNK_SIZE,
 };

@@ -1,11 +1,13 @@
 //! Kamaelia.Util: small helpers for wiring systems together — [`OneShot`], [`ConsoleReader`],
-//! [`ConsoleEchoer`].
+//! [`ConsoleEchoer`], [`RateLimiter`].
 
 mod console;
 mod one_shot;
+mod rate_limiter;
 
 pub use console::{ConsoleEchoer, ConsoleError, ConsoleReader, ReadMode};
 pub use one_shot::{OneShot, OneShotError};
+pub use rate_limiter::{RateLimiter, DEFAULT_BURST};
 
 /// Checks that a component module's `# Inboxes` / `# Outboxes` tables have one row per declared
 /// box, with the description the component declares (the box list is the single source).
