@@ -342,7 +342,6 @@ impl ConnectedSocketAdapter {
                 plaintext_idle: options.plaintext_timeout,
                 counts: Counts::default(),
                 last_activity: now,
-                last_read: now,
                 timer: None,
                 armed: None,
             };
@@ -403,8 +402,6 @@ struct Connection {
     counts: Counts,
     /// When a byte last moved either way (the idle timeout counts from here).
     last_activity: Instant,
-    /// When a byte was last read (a quiet connection lets go of its read buffer).
-    last_read: Instant,
     /// One timer for the idle timeout and the quiet check, made only when needed and reset
     /// lazily: it may fire early, and is then set again for the deadline as it stands.
     timer: Option<Pin<Box<Sleep>>>,
@@ -493,13 +490,7 @@ impl Connection {
                 return how;
             }
         }
-        // Reads start small and double while they fill the buffer, so an idle connection holds
-        // 1 KiB and a busy one reads up to half the receive limit (at most 256 KiB) at a time;
-        // see `read_when_ready` for reuse. Half, so that a box holding just under its limit and
-        // then admitting one more read stays within one and a half times the limit.
-        let max_read = (self.limits.receive_bytes / 2).clamp(1, READ_CHUNK);
-        let mut buf = BytesMut::new();
-        let mut want = FIRST_READ.min(max_read);
+        let mut rb = ReadBuffer::new(self.limits.receive_bytes, Instant::now());
         loop {
             // A makessl that arrived before the close is honoured first (it may have been sent
             // before ProducerFinished; separate boxes carry no order between them).
@@ -530,7 +521,7 @@ impl Connection {
                     HowDied::PeerClosed
                 };
             }
-            self.arm(want > FIRST_READ);
+            self.arm(rb.quiet_at());
             let take_more = self.takes_more();
             let Some((rd, wr)) = self.halves.as_mut() else {
                 return HowDied::Failed(TcpError::Tls(TlsError::NotConnected));
@@ -539,7 +530,7 @@ impl Connection {
             let ev = tokio::select! {
                 c = b.control.recv() => Event::Control(c),
                 m = b.makessl.recv() => Event::MakeSsl(m),
-                r = read_when_ready(&b.outbox, rd, &mut buf, want), if self.recv_open => Event::Read(r),
+                r = read_when_ready(&b.outbox, rd, &mut rb), if self.recv_open => Event::Read(r),
                 r = write_or_flush(wr, &self.outq), if !self.outq.is_empty() || self.needs_flush => r,
                 d = b.inbox.recv(), if take_more => Event::Data(d),
                 () = expiry(&mut self.timer), if self.armed.is_some() => Event::Timer,
@@ -576,11 +567,7 @@ impl Connection {
                 }
                 Event::Read(Ok(n)) => {
                     self.last_activity = Instant::now();
-                    self.last_read = self.last_activity;
-                    if n == want {
-                        want = (want * 2).min(max_read);
-                    }
-                    let chunk = buf.split().freeze();
+                    let chunk = rb.filled(n, self.last_activity);
                     self.deliver(chunk).await;
                     // A receiver that took its time is no reason to call the connection idle.
                     self.last_activity = Instant::now();
@@ -627,11 +614,7 @@ impl Connection {
                             });
                         }
                     }
-                    let quiet = self.last_read.checked_add(QUIET_AFTER);
-                    if want > FIRST_READ && quiet.is_some_and(|d| d <= now) {
-                        buf = BytesMut::new();
-                        want = FIRST_READ.min(max_read);
-                    }
+                    rb.release_if_quiet(now);
                 }
             }
         }
@@ -675,16 +658,13 @@ impl Connection {
         }
     }
 
-    /// Sets the timer for the earliest deadline: the idle timeout, if there is one, and (`big`:
-    /// the read buffer has grown) the moment the connection counts as quiet. A deadline that
-    /// overflows the clock is no deadline.
-    fn arm(&mut self, big: bool) {
+    /// Sets the timer for the earliest deadline: the idle timeout, if there is one, and `quiet`
+    /// (when a grown read buffer is let go). A deadline that overflows the clock is no
+    /// deadline.
+    fn arm(&mut self, quiet: Option<Instant>) {
         let idle = self
             .idle_limit()
             .and_then(|d| self.last_activity.checked_add(d));
-        let quiet = big
-            .then(|| self.last_read.checked_add(QUIET_AFTER))
-            .flatten();
         let next = match (idle, quiet) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -973,24 +953,82 @@ async fn expiry(timer: &mut Option<Pin<Box<Sleep>>>) {
     }
 }
 
-/// Waits for room in `outbox`, then reads at most `want` bytes.
+/// The buffer a connection reads into.
 ///
-/// The buffer is reserved only now, just before the read: by then the chunks split off earlier
-/// have usually been consumed and dropped, so `reserve` takes the same allocation back instead
-/// of allocating (and faulting in) fresh memory for every read. A connection quiet for
-/// [`QUIET_AFTER`] lets go of it (see `Connection::run`).
+/// Reads start small and double while they fill the buffer, so an idle connection holds 1 KiB
+/// and a busy one reads up to half the receive limit (at most 256 KiB) at a time. Half, so that
+/// a box holding just under its limit and then admitting one more read stays within one and a
+/// half times the limit. After [`QUIET_AFTER`] with nothing read, a grown buffer is let go and
+/// reads start small again.
+struct ReadBuffer {
+    buf: BytesMut,
+    want: usize,
+    max: usize,
+    last_read: Instant,
+}
+
+impl ReadBuffer {
+    fn new(receive_limit: usize, now: Instant) -> Self {
+        let max = (receive_limit / 2).clamp(1, READ_CHUNK);
+        ReadBuffer {
+            buf: BytesMut::new(),
+            want: FIRST_READ.min(max),
+            max,
+            last_read: now,
+        }
+    }
+
+    /// Reserves room for the next read. Done just before the read: by then the chunks split
+    /// off earlier have usually been consumed and dropped, so `reserve` takes the same
+    /// allocation back instead of allocating (and faulting in) fresh memory for every read.
+    fn prepare(&mut self) -> bytes::buf::Limit<&mut BytesMut> {
+        if self.buf.capacity() < self.want {
+            self.buf.reserve(self.want);
+        }
+        (&mut self.buf).limit(self.want)
+    }
+
+    /// Takes the `n` bytes just read, at `now`; a read that filled the buffer doubles the next.
+    fn filled(&mut self, n: usize, now: Instant) -> Bytes {
+        self.last_read = now;
+        if n == self.want {
+            self.want = (self.want * 2).min(self.max);
+        }
+        self.buf.split().freeze()
+    }
+
+    /// When a grown buffer is to be let go, if it has grown.
+    fn quiet_at(&self) -> Option<Instant> {
+        if self.want > FIRST_READ {
+            self.last_read.checked_add(QUIET_AFTER)
+        } else {
+            None
+        }
+    }
+
+    /// Lets go of a grown buffer if nothing has been read for [`QUIET_AFTER`].
+    fn release_if_quiet(&mut self, now: Instant) {
+        if self.quiet_at().is_some_and(|at| at <= now) {
+            self.buf = BytesMut::new();
+            self.want = FIRST_READ.min(self.max);
+        }
+    }
+
+    /// The bytes reserved now.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+/// Waits for room in `outbox`, then reads into `rb` (see [`ReadBuffer::prepare`]).
 async fn read_when_ready(
     outbox: &Outbox<Bytes>,
     rd: &mut ReadHalf<Conn>,
-    buf: &mut BytesMut,
-    want: usize,
+    rb: &mut ReadBuffer,
 ) -> io::Result<usize> {
     outbox.ready().await;
-    if buf.capacity() < want {
-        buf.reserve(want);
-    }
-    let mut limited = (&mut *buf).limit(want);
-    rd.read_buf(&mut limited).await
+    rd.read_buf(&mut rb.prepare()).await
 }
 
 /// Writes from `outq` if it has anything, else flushes (TLS keeps records buffered).
@@ -1094,5 +1132,48 @@ impl AsyncWrite for Conn {
             Conn::Client(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Conn::Server(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After a burst the buffer has grown to the largest read; a second with nothing read lets
+    /// it go, and reads start small again. (Before, an idle connection kept its last burst's
+    /// buffer for ever.)
+    #[test]
+    fn a_quiet_connection_lets_go_of_its_grown_read_buffer() {
+        let t0 = Instant::now();
+        let mut rb = ReadBuffer::new(DEFAULT_LIMIT_BYTES, t0);
+        assert_eq!(rb.quiet_at(), None, "a small buffer has nothing to let go");
+        // A burst: every read fills what it asked for.
+        for _ in 0..10 {
+            let mut room = rb.prepare();
+            let n = room.remaining_mut();
+            room.put_bytes(7, n);
+            drop(rb.filled(n, t0));
+        }
+        let _ = rb.prepare();
+        assert_eq!(rb.want, DEFAULT_LIMIT_BYTES / 2);
+        assert!(rb.held() >= DEFAULT_LIMIT_BYTES / 2);
+        assert_eq!(rb.quiet_at(), t0.checked_add(QUIET_AFTER));
+
+        rb.release_if_quiet(t0 + QUIET_AFTER / 2);
+        assert!(rb.held() >= DEFAULT_LIMIT_BYTES / 2, "let go too early");
+        rb.release_if_quiet(t0 + QUIET_AFTER);
+        assert_eq!(rb.held(), 0);
+        assert_eq!(rb.quiet_at(), None);
+        let _ = rb.prepare();
+        assert_eq!(rb.held(), FIRST_READ);
+    }
+
+    #[test]
+    fn reads_are_at_most_half_the_receive_limit_and_at_least_one_byte() {
+        let t0 = Instant::now();
+        assert_eq!(ReadBuffer::new(64 * 1024, t0).max, 32 * 1024);
+        assert_eq!(ReadBuffer::new(16 << 20, t0).max, READ_CHUNK);
+        let tiny = ReadBuffer::new(0, t0);
+        assert_eq!((tiny.max, tiny.want), (1, 1));
     }
 }
