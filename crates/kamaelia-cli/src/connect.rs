@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! Graphline(
-//!     SOURCE     = ConsoleReader(),                 stdin
+//!     SOURCE     = ConsoleReader(),                 stdin (--crlf: Pipeline(ConsoleReader(), Meter))
 //!     CONNECTION = TcpClient(host, port),           wait_for_server_close
 //!     ECHO       = ConsoleEchoer(),                 stdout, byte-exact
 //!     MAKESSL    = OneShot(MakeSsl),                --tls only
@@ -10,22 +10,47 @@
 //! )
 //! ```
 
-use kamaelia::{ConsoleEchoer, ConsoleReader};
+use std::io::IsTerminal;
+
+use std::sync::Arc;
+
+use axon::Component;
+use kamaelia::{ConsoleEchoer, ConsoleReader, Pipeline};
 
 use crate::events::Events;
 use crate::flags::{Endpoint, Output};
+use crate::progress::{Counts, Meter};
 use crate::session::{self, Observer};
 
 /// Runs `connect` and returns the exit status.
 pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
     session::run(|_sched| async move {
+        // A meter only for --crlf: each component on the way costs a relay some latency, and
+        // the connection's own Transferred count is enough for the last line.
+        let (source, counts): (Component, _) = if ep.crlf {
+            let counts = Arc::new(Counts::default());
+            let source = Pipeline::new([
+                ConsoleReader::new().into(),
+                Meter::new(counts.clone(), None, true),
+            ])?;
+            (source, Some(counts))
+        } else {
+            (ConsoleReader::new().into(), None)
+        };
         let g = session::graphline(
-            ConsoleReader::new().into(),
+            source,
             session::client(&ep),
             ConsoleEchoer::new(),
             ep.tls.as_ref(),
         )?;
-        let observer = Observer::attach(&g, Events::new(output))?;
+        // Typed input ends with the server's half-close (QUIT -> 221 -> close ends the
+        // session); piped or redirected input is sent whole.
+        let typed = std::io::stdin().is_terminal();
+        let mut observer =
+            Observer::attach(&g, Events::new(output))?.end_when_server_finishes(typed);
+        if let Some(counts) = counts {
+            observer = observer.counts(counts, None);
+        }
         let summary = session::drive(g, observer).await;
         Ok(summary.exit_code())
     })

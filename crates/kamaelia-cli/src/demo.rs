@@ -13,7 +13,6 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -28,8 +27,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWrite;
 
 use crate::events::Events;
-use crate::flags::{Output, StartTlsProto, TlsMode};
-use crate::progress::{human, per_second, Meter, ProgressBar};
+use crate::flags::{Output, StartTlsProto, TlsMode, DEFAULT_STARTTLS_TIMEOUT};
+use crate::progress::{human, per_second, Counts, Meter, ProgressBar};
 use crate::serve::StartTlsServer;
 use crate::session::{self, Observer, Summary};
 
@@ -74,11 +73,11 @@ async fn demo(sched: &Scheduler, dir: &TempDir) -> anyhow::Result<u8> {
     std::fs::write(&path, &data).with_context(|| format!("writing {}", path.display()))?;
     let want = hex(&Sha256::digest(&data));
 
-    let count = Arc::new(AtomicU64::new(0));
+    let counts = Arc::new(Counts::default());
     let reply = SharedBuf::default();
     let pipeline = Pipeline::new([
         RateControlledFileReader::new(&path).rate(RATE).into(),
-        Meter::new(count.clone(), None),
+        Meter::new(counts.clone(), None, false),
         kamaelia::TcpClient::new("127.0.0.1", hash_addr.port())
             .wait_for_server_close(true)
             .into(),
@@ -92,17 +91,19 @@ async fn demo(sched: &Scheduler, dir: &TempDir) -> anyhow::Result<u8> {
             sched.graph_dot()
         })
     };
-    eprintln!(
+    // Not eprintln!: it panics if stderr has gone.
+    let _ = writeln!(
+        std::io::stderr(),
         "kamaelia demo: sending {} at {}/s ...",
         human(FILE_SIZE as u64),
         human(RATE)
     );
     let started = Instant::now();
-    let bar = ProgressBar::start("example 1", count.clone(), Some(FILE_SIZE as u64));
+    let bar = ProgressBar::start("example 1", counts.clone(), Some(FILE_SIZE as u64));
     let s1 = session::drive(pipeline, observer).await;
     bar.finish();
     let elapsed = s1.connected_at.unwrap_or(started).elapsed();
-    let sent = count.load(Ordering::Relaxed);
+    let sent = counts.handed_on();
     let answer = String::from_utf8_lossy(&reply.take()).trim().to_string();
     let server_saw = hashed.lock().map(|g| g.clone()).unwrap_or(None);
     writeln!(
@@ -145,7 +146,7 @@ async fn demo(sched: &Scheduler, dir: &TempDir) -> anyhow::Result<u8> {
         .tls(settings.clone())
         .wait_for_server_close(true);
     let echoed = SharedBuf::default();
-    let mode = TlsMode::StartTls(StartTlsProto::Smtp, settings);
+    let mode = TlsMode::StartTls(StartTlsProto::Smtp, settings, DEFAULT_STARTTLS_TIMEOUT);
     let g = session::graphline(
         ConsoleReader::from_reader(LINES)
             .read_mode(ReadMode::Lines)

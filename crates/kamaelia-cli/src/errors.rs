@@ -56,6 +56,10 @@ pub(crate) fn tcp_error(e: &TcpError) -> String {
         }
         TcpError::Io { peer, source } => format!("i/o error on the connection to {peer}: {source}"),
         TcpError::Tls(t) => tls_error(t),
+        TcpError::IdleTimeout { peer, after } => format!(
+            "idle timeout: no traffic either way for {} s ({peer}), so the session was ended",
+            after.as_secs_f64()
+        ),
         other => with_sources(other),
     }
 }
@@ -101,6 +105,11 @@ fn tls_error(e: &TlsError) -> String {
         }
         TlsError::ClosedWithoutCloseNotify => {
             "TLS handshake failed: the server closed the connection".to_string()
+        }
+        // The server closed before the switch was handled (a makessl that arrived after the
+        // connection was up and the server had already hung up).
+        TlsError::NotConnected => {
+            "TLS handshake failed: the server closed the connection before TLS started".to_string()
         }
         other => with_sources(other),
     }
@@ -157,5 +166,6 @@ mod tests {
         .starts_with("TLS certificate name mismatch"));
         assert!(t(TlsError::NotTls).starts_with("TLS handshake failed"));
         assert!(t(TlsError::PlaintextPending { bytes: 3 }).contains("injection"));
+        assert!(t(TlsError::NotConnected).starts_with("TLS handshake failed: the server closed"));
     }
 }

@@ -1,8 +1,20 @@
 //! What the program says on stderr: one line per event worth knowing, warnings, the failure
 //! line, or (with `--json-events`) every signal message as a JSON line.
+//!
+//! Printing never blocks the caller: lines go into a queue of at most [`QUEUE_BYTES`] bytes
+//! that a writer thread copies to stderr. When stderr is not read (a pipe nobody empties, a
+//! terminal paused with Ctrl-S) and the queue is full, further lines are dropped and counted,
+//! and `kamaelia: N event lines dropped` (with `--json-events`, a `lines_dropped` JSON line)
+//! takes their place once output flows again. [`flush`] waits, for a bounded time, until
+//! everything queued is written: the program calls it before it exits so that its last lines
+//! are not lost.
 
+use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
 use std::io::{IsTerminal, Write as _};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use axon::Control;
 use kamaelia::internet::TlsInfo;
@@ -18,6 +30,9 @@ pub(crate) struct Events {
 
 impl Events {
     pub(crate) fn new(output: Output) -> Self {
+        if output.json {
+            JSON.store(true, Ordering::Relaxed);
+        }
         Events {
             json: output.json,
             quiet: output.quiet,
@@ -105,12 +120,161 @@ fn type_name(debug: &str) -> &str {
     &debug[..end]
 }
 
+/// The most event text waiting to be written to stderr. A line is dropped (and counted) rather
+/// than queued beyond it; an empty queue takes any one line.
+pub(crate) const QUEUE_BYTES: usize = 64 * 1024;
+
+/// Waits until every queued line has been written to stderr, or `limit` has passed (stderr
+/// may never be read).
+pub(crate) fn flush(limit: Duration) {
+    if WRITER.get() != Some(&true) {
+        return;
+    }
+    let sink = &SINK;
+    let deadline = Instant::now() + limit;
+    let mut q = sink.lock();
+    while !q.items.is_empty() || q.writing {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        q = sink
+            .idle
+            .wait_timeout(q, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+}
+
+/// Queues `line` for the writer thread; never waits for stderr.
 fn emit(line: &str) {
-    let mut err = std::io::stderr().lock();
+    if *WRITER.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("kamaelia-events".into())
+            .spawn(writer)
+            .is_ok()
+    }) {
+        SINK.push(line);
+    } else {
+        // No writer thread could be started: write it here, as a last resort.
+        write_line(&mut std::io::stderr().lock(), line);
+    }
+}
+
+fn write_line(err: &mut std::io::StderrLock<'_>, line: &str) {
     // On a terminal, start from a clean line: a progress bar may be drawn on it.
     let clear = if err.is_terminal() { "\r\x1b[K" } else { "" };
     // Nothing useful can be done if stderr itself is gone.
     let _ = writeln!(err, "{clear}{line}");
+}
+
+/// The queue between [`emit`] and the writer thread.
+struct Sink {
+    queue: Mutex<Queue>,
+    /// Something was queued.
+    more: Condvar,
+    /// The queue is empty and nothing is being written.
+    idle: Condvar,
+}
+
+struct Queue {
+    items: VecDeque<Item>,
+    /// Bytes of the queued lines plus the one being written.
+    bytes: usize,
+    /// The writer has taken a line and is writing it.
+    writing: bool,
+}
+
+enum Item {
+    Line(String),
+    /// This many lines were dropped here.
+    Dropped(u64),
+}
+
+static SINK: Sink = Sink::new();
+
+/// Whether the writer thread runs (started by the first line).
+static WRITER: OnceLock<bool> = OnceLock::new();
+
+/// `--json-events`: the count of dropped lines is a JSON line too.
+static JSON: AtomicBool = AtomicBool::new(false);
+
+impl Sink {
+    const fn new() -> Self {
+        Sink {
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                bytes: 0,
+                writing: false,
+            }),
+            more: Condvar::new(),
+            idle: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // The writer never panics while holding the lock; a poisoned queue is still consistent.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, line: &str) {
+        let mut q = self.lock();
+        if q.bytes + line.len() > QUEUE_BYTES && (q.writing || !q.items.is_empty()) {
+            match q.items.back_mut() {
+                Some(Item::Dropped(n)) => *n += 1,
+                _ => q.items.push_back(Item::Dropped(1)),
+            }
+        } else {
+            q.bytes += line.len();
+            q.items.push_back(Item::Line(line.to_owned()));
+        }
+        drop(q);
+        self.more.notify_one();
+    }
+}
+
+/// The writer thread: takes one line at a time (so the queue bounds everything held) and
+/// writes it, blocking here, never in the program's tasks.
+fn writer() {
+    let sink = &SINK;
+    loop {
+        let item = {
+            let mut q = sink.lock();
+            loop {
+                if let Some(item) = q.items.pop_front() {
+                    q.writing = true;
+                    break item;
+                }
+                q.writing = false;
+                sink.idle.notify_all();
+                q = sink.more.wait(q).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let (text, len) = match item {
+            Item::Line(l) => {
+                let len = l.len();
+                (l, len)
+            }
+            Item::Dropped(n) => (dropped_line(n), 0),
+        };
+        write_line(&mut std::io::stderr().lock(), &text);
+        sink.lock().bytes -= len;
+    }
+}
+
+/// What stands for `n` dropped lines.
+fn dropped_line(n: u64) -> String {
+    if JSON.load(Ordering::Relaxed) {
+        let mut j = Json::new();
+        j.field("kind", "lines_dropped");
+        j.field("count", &n.to_string());
+        j.finish()
+    } else {
+        format!(
+            "kamaelia: {n} event line{} dropped (stderr was not read fast enough)",
+            if n == 1 { "" } else { "s" }
+        )
+    }
 }
 
 /// A flat JSON object of string fields, escaped by hand.
@@ -165,5 +329,41 @@ mod tests {
         assert_eq!(j.finish(), r#"{"a":"quote \" back \\ nl \n ctl \u0001"}"#);
         assert_eq!(type_name("Connected { peer: 1 }"), "Connected");
         assert_eq!(type_name("PeerClosed"), "PeerClosed");
+    }
+
+    #[test]
+    fn a_full_queue_drops_lines_and_counts_them_in_place() {
+        let sink = Sink::new();
+        let line = "x".repeat(1000);
+        for _ in 0..100 {
+            sink.push(&line);
+        }
+        sink.push(&"y".repeat(QUEUE_BYTES * 2));
+        let q = sink.lock();
+        assert!(q.bytes <= QUEUE_BYTES, "{} bytes queued", q.bytes);
+        let kept = q
+            .items
+            .iter()
+            .filter(|i| matches!(i, Item::Line(_)))
+            .count();
+        assert_eq!(kept, QUEUE_BYTES / 1000);
+        assert!(matches!(q.items.back(), Some(Item::Dropped(n)) if *n == 101 - kept as u64));
+        drop(q);
+        // An empty queue takes any one line, whatever its size.
+        let empty = Sink::new();
+        empty.push(&"z".repeat(QUEUE_BYTES * 2));
+        assert_eq!(empty.lock().bytes, QUEUE_BYTES * 2);
+    }
+
+    #[test]
+    fn the_count_of_dropped_lines_follows_the_mode() {
+        assert_eq!(
+            dropped_line(3),
+            "kamaelia: 3 event lines dropped (stderr was not read fast enough)"
+        );
+        JSON.store(true, Ordering::Relaxed);
+        let json = dropped_line(1);
+        JSON.store(false, Ordering::Relaxed);
+        assert_eq!(json, r#"{"kind":"lines_dropped","count":"1"}"#);
     }
 }

@@ -10,6 +10,16 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use kamaelia::internet::{Family, ServerTls, TlsSettings, Trust, DEFAULT_CONNECT_TIMEOUT};
 
+/// The longest duration any flag takes, in seconds: about 31 years, far from where adding it to
+/// a clock could overflow.
+pub(crate) const MAX_SECS: u64 = 1_000_000_000;
+
+/// The largest `--chunk-size`: each chunk is one allocation, and several may be in flight.
+pub(crate) const MAX_CHUNK_SIZE: usize = 4 << 20;
+
+/// How long a STARTTLS dialogue may take once connected, unless `--starttls-timeout` says.
+pub(crate) const DEFAULT_STARTTLS_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The raw arguments, as clap parses them.
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +52,12 @@ pub(crate) struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Connect to HOST PORT: stdin goes to the server, what the server sends goes to stdout.
+    ///
+    /// The server's half-close (it has finished sending) ends only what it sends: piped or
+    /// redirected input is sent until it ends. Input typed at a terminal ends with the server
+    /// (QUIT, 221, close). At the end of input the write side is shut (FIN; TLS close_notify
+    /// first) and the session waits for the server to close, unless --no-shutdown (the default
+    /// with --starttls). The last line on stderr says why the session ended.
     Connect {
         #[command(flatten)]
         target: TargetArgs,
@@ -50,7 +66,12 @@ enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
-    /// Send FILE ("-" for stdin) to HOST PORT, half-close, and wait for the server to close.
+    /// Send FILE ("-" for stdin) to HOST PORT, half-close (unless --no-shutdown), and wait for
+    /// the server to close.
+    ///
+    /// The server's half-close (it has finished sending) does not stop the upload: the whole
+    /// file is sent. If the server closes entirely, the next write fails: exit 1, with how many
+    /// bytes were sent and how many were not.
     Send {
         #[command(flatten)]
         target: TargetArgs,
@@ -59,8 +80,8 @@ enum Command {
         /// Bytes per second (k, M, G suffixes: 200k, 1.5M); default unlimited.
         #[arg(long, value_name = "BYTES_PER_SEC", value_parser = parse_rate)]
         rate: Option<u64>,
-        /// The largest message handed to the connection (k, M suffixes welcome).
-        #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+        /// The largest message handed to the connection (k, M suffixes welcome; at most 4 MiB).
+        #[arg(long, value_name = "BYTES", value_parser = parse_chunk_size)]
         chunk_size: Option<usize>,
         #[command(flatten)]
         tls: TlsArgs,
@@ -68,6 +89,16 @@ enum Command {
         conn: ConnArgs,
     },
     /// Listen on PORT (0 picks a free one) and echo or discard; prints the bound address.
+    ///
+    /// Safe against hostile clients: each connection holds at most 256 KiB of data in each
+    /// direction (the library's default Limits; about 1 MiB per connection in all), a
+    /// connection with no traffic either way for --idle-timeout seconds is closed, and under
+    /// --starttls the plaintext dialogue takes lines of at most 8 KiB, holds at most 64 KiB
+    /// while switching, and must reach STARTTLS within 60 s of connecting (or --idle-timeout,
+    /// if shorter); a client that breaks a limit is dropped with a line saying why. Event
+    /// lines on stderr never hold up serving: when stderr is not read fast enough, lines are
+    /// dropped and "N event lines dropped" is printed once it flows again. The bound address
+    /// goes to stdout; a closed stdout is not an error. Ctrl-C stops it, exit status 130.
     Serve {
         /// The port to listen on; 0 picks a free one.
         #[arg(value_parser = parse_port_or_zero)]
@@ -91,6 +122,11 @@ enum Command {
         /// TLS; needs --cert and --key.
         #[arg(long, requires = "cert")]
         starttls: bool,
+        /// Close a connection that has seen no traffic either way for this long (default 300;
+        /// 0 never; fractions allowed). Under --starttls the plaintext phase is limited to 60
+        /// s, or to this if shorter.
+        #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+        idle_timeout: Option<Duration>,
     },
     /// The embedded demo: a local server, the page's two examples, a report. Offline.
     Demo,
@@ -122,6 +158,10 @@ struct TlsArgs {
     /// The name to verify the certificate against (default: HOST).
     #[arg(long, value_name = "NAME")]
     servername: Option<String>,
+    /// How long the server may take over the STARTTLS dialogue, counted from the moment the
+    /// connection is up (default 30; fractions allowed).
+    #[arg(long, value_name = "SECS", value_parser = parse_positive_secs, requires = "starttls")]
+    starttls_timeout: Option<Duration>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -130,7 +170,7 @@ struct ConnArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     delay: Option<Duration>,
     /// Give up connecting after this long (default 60; fractions allowed).
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = parse_positive_secs)]
     connect_timeout: Option<Duration>,
     /// IPv4 only.
     #[arg(short = '4', conflicts_with = "ipv6")]
@@ -138,6 +178,23 @@ struct ConnArgs {
     /// IPv6 only.
     #[arg(short = '6')]
     ipv6: bool,
+    /// End the session, with exit status 1, when no byte has moved either way for this long
+    /// (fractions allowed; default: no limit).
+    #[arg(long, value_name = "SECS", value_parser = parse_positive_secs)]
+    idle_timeout: Option<Duration>,
+    /// At the end of input, keep the write side open until the server closes (no FIN, no
+    /// close_notify): for request/response servers (SMTP, IMAP) that hang up on a half-close
+    /// before answering. The default with --starttls.
+    #[arg(long, overrides_with = "shutdown")]
+    no_shutdown: bool,
+    /// At the end of input, shut the write side (FIN; TLS close_notify first) and wait for the
+    /// server to close. The default, except with --starttls.
+    #[arg(long, overrides_with = "no_shutdown")]
+    shutdown: bool,
+    /// Send each LF of the input as CRLF (a CRLF already there stays as it is), like nc -C and
+    /// s_client -crlf: for line protocols such as SMTP.
+    #[arg(long)]
+    crlf: bool,
 }
 
 /// A protocol `--starttls` knows how to speak up to the switch.
@@ -183,6 +240,12 @@ pub(crate) struct Endpoint {
     pub(crate) delay: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) tls: Option<TlsMode>,
+    /// End the session after this long without traffic either way.
+    pub(crate) idle_timeout: Option<Duration>,
+    /// At the end of input, keep the write side open until the server closes.
+    pub(crate) keep_open: bool,
+    /// Send LF as CRLF.
+    pub(crate) crlf: bool,
 }
 
 /// When to switch to TLS, and with which settings.
@@ -190,18 +253,20 @@ pub(crate) struct Endpoint {
 pub(crate) enum TlsMode {
     /// As soon as connected.
     Immediate(TlsSettings),
-    /// After the protocol's STARTTLS dialogue.
-    StartTls(StartTlsProto, TlsSettings),
+    /// After the protocol's STARTTLS dialogue, which the server must finish within the
+    /// duration (counted from the moment the connection is up).
+    StartTls(StartTlsProto, TlsSettings, Duration),
 }
 
 impl TlsMode {
     pub(crate) fn settings(&self) -> &TlsSettings {
         match self {
-            TlsMode::Immediate(s) | TlsMode::StartTls(_, s) => s,
+            TlsMode::Immediate(s) | TlsMode::StartTls(_, s, _) => s,
         }
     }
 }
 
+/// What `send` is told to send.
 pub(crate) struct SendConfig {
     pub(crate) endpoint: Endpoint,
     pub(crate) source: Source,
@@ -211,17 +276,29 @@ pub(crate) struct SendConfig {
 
 /// What `send` reads.
 pub(crate) enum Source {
-    /// A file, with its size when it was checked.
-    File { path: PathBuf, size: u64 },
+    /// A file, opened once (a FIFO must not be opened twice), with its size if it is a regular
+    /// file that has one (a pipe, a FIFO or a /proc file has none worth checking against).
+    File {
+        path: PathBuf,
+        file: std::fs::File,
+        size: Option<u64>,
+    },
     /// Standard input.
     Stdin,
 }
 
+/// What `serve` does.
 pub(crate) struct ServeConfig {
     pub(crate) bind: SocketAddr,
     pub(crate) discard: bool,
     pub(crate) tls: Option<ServeTls>,
+    /// How long a connection may go without traffic (None: for ever); also the limit on the
+    /// plaintext phase of a STARTTLS session when shorter than the default one.
+    pub(crate) idle_timeout: Option<Duration>,
 }
+
+/// `serve`'s idle timeout when `--idle-timeout` is not given.
+pub(crate) const DEFAULT_SERVE_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub(crate) struct ServeTls {
     pub(crate) identity: ServerTls,
@@ -265,17 +342,7 @@ impl Args {
                 let source = if file.as_os_str() == "-" {
                     Source::Stdin
                 } else {
-                    let meta = std::fs::metadata(&file)
-                        .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
-                    if meta.is_dir() {
-                        return Err(UsageError(format!("{} is a directory", file.display())));
-                    }
-                    std::fs::File::open(&file)
-                        .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
-                    Source::File {
-                        path: file,
-                        size: meta.len(),
-                    }
+                    open_source(file)?
                 };
                 Mode::Send(SendConfig {
                     endpoint: endpoint(target, tls, conn)?,
@@ -292,6 +359,7 @@ impl Args {
                 cert,
                 key,
                 starttls,
+                idle_timeout,
             }) => {
                 let tls = match (cert, key) {
                     (Some(cert), Some(key)) => {
@@ -308,11 +376,30 @@ impl Args {
                     bind: SocketAddr::new(bind, port),
                     discard,
                     tls,
+                    idle_timeout: match idle_timeout {
+                        None => Some(DEFAULT_SERVE_IDLE_TIMEOUT),
+                        Some(Duration::ZERO) => None,
+                        Some(d) => Some(d),
+                    },
                 })
             }
         };
         Ok(Config { output, mode })
     }
+}
+
+/// Opens the file to send, once: a FIFO opened twice would lose its writer's data.
+fn open_source(path: PathBuf) -> Result<Source, UsageError> {
+    let cannot = |e: std::io::Error| UsageError(format!("cannot read {}: {e}", path.display()));
+    if std::fs::metadata(&path).map_err(cannot)?.is_dir() {
+        return Err(UsageError(format!("{} is a directory", path.display())));
+    }
+    let file = std::fs::File::open(&path).map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    // A pipe or FIFO has no size, and a regular file of size 0 may be a /proc or /sys file
+    // whose content is made as it is read.
+    let size = (meta.is_file() && meta.len() > 0).then_some(meta.len());
+    Ok(Source::File { path, file, size })
 }
 
 fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint, UsageError> {
@@ -324,7 +411,8 @@ fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint
     if target.host.is_empty() {
         return Err(UsageError("the host is empty".into()));
     }
-    let wants_tls = tls.tls || tls.starttls.is_some();
+    let starttls = tls.starttls;
+    let wants_tls = tls.tls || starttls.is_some();
     if !wants_tls && (tls.ca.is_some() || tls.system_roots || tls.servername.is_some()) {
         return Err(UsageError(
             "--ca, --system-roots and --servername need --tls or --starttls".into(),
@@ -348,8 +436,12 @@ fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint
         settings
             .server_name_for(&target.host)
             .map_err(|e| UsageError(e.to_string()))?;
-        Some(match tls.starttls {
-            Some(proto) => TlsMode::StartTls(proto, settings),
+        Some(match starttls {
+            Some(proto) => TlsMode::StartTls(
+                proto,
+                settings,
+                tls.starttls_timeout.unwrap_or(DEFAULT_STARTTLS_TIMEOUT),
+            ),
             None => TlsMode::Immediate(settings),
         })
     } else {
@@ -362,6 +454,11 @@ fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint
         delay: conn.delay.unwrap_or(Duration::ZERO),
         connect_timeout: conn.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
         tls: tls_mode,
+        idle_timeout: conn.idle_timeout,
+        // Request/response servers hang up on a half-close before answering; a STARTTLS
+        // session is one, so it keeps the write side open unless told otherwise.
+        keep_open: conn.no_shutdown || (starttls.is_some() && !conn.shutdown),
+        crlf: conn.crlf,
     })
 }
 
@@ -379,11 +476,18 @@ fn parse_port_or_zero(s: &str) -> Result<u16, String> {
     u16::try_from(n).map_err(|_| format!("port {n} is out of range (1-65535)"))
 }
 
-/// Seconds, fractions allowed: `2`, `0.5`.
+/// Seconds, fractions allowed: `2`, `0.5`; at most [`MAX_SECS`], so that adding one to a clock
+/// can never overflow.
 fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
+        .trim()
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if secs > MAX_SECS as f64 {
+        return Err(format!(
+            "{s:?} is too long: at most {MAX_SECS} seconds (about 31 years)"
+        ));
+    }
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a duration in seconds"))
 }
 
@@ -427,8 +531,21 @@ fn parse_rate(s: &str) -> Result<u64, String> {
     parse_bytes(s)
 }
 
-fn parse_size(s: &str) -> Result<usize, String> {
+/// Seconds, more than zero: a timeout of nothing would end every session at once.
+fn parse_positive_secs(s: &str) -> Result<Duration, String> {
+    match parse_secs(s)? {
+        Duration::ZERO => Err(format!("{s:?} must be more than 0 seconds")),
+        d => Ok(d),
+    }
+}
+
+fn parse_chunk_size(s: &str) -> Result<usize, String> {
     let n = parse_bytes(s)?;
+    if n > MAX_CHUNK_SIZE as u64 {
+        return Err(format!(
+            "{s:?} is too large: a chunk is at most {MAX_CHUNK_SIZE} bytes (4 MiB)"
+        ));
+    }
     usize::try_from(n).map_err(|_| format!("{s:?} is too large"))
 }
 
@@ -458,5 +575,68 @@ mod tests {
         assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
         assert!(parse_secs("-1").is_err());
         assert!(parse_secs("soon").is_err());
+    }
+
+    #[test]
+    fn limits_are_usage_errors() {
+        assert!(parse_secs("1e19").unwrap_err().contains("too long"));
+        assert!(parse_secs("inf").unwrap_err().contains("too long"));
+        assert!(parse_secs("NaN").is_err());
+        assert_eq!(parse_secs("1e9"), Ok(Duration::from_secs(MAX_SECS)));
+        assert!(parse_positive_secs("0")
+            .unwrap_err()
+            .contains("more than 0"));
+        assert!(parse_positive_secs("1e-300").is_err());
+        assert_eq!(parse_positive_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_chunk_size("100G").unwrap_err().contains("too large"));
+        assert_eq!(parse_chunk_size("4Mi"), Ok(MAX_CHUNK_SIZE));
+    }
+
+    proptest::proptest! {
+        /// Any text gives a value within the documented bounds or an error; never a panic.
+        #[test]
+        fn flag_parsers_take_any_text(s in "\\PC{0,24}|[0-9.eE+-]{1,24}[kKMGib]{0,2}(B|/s|B/s)?") {
+            if let Ok(n) = parse_bytes(&s) {
+                proptest::prop_assert!(n >= 1);
+            }
+            if let Ok(n) = parse_rate(&s) {
+                proptest::prop_assert!(n >= 1);
+            }
+            if let Ok(n) = parse_chunk_size(&s) {
+                proptest::prop_assert!((1..=MAX_CHUNK_SIZE).contains(&n));
+            }
+            if let Ok(d) = parse_positive_secs(&s) {
+                proptest::prop_assert!(d > Duration::ZERO);
+            }
+            if let Ok(d) = parse_secs(&s) {
+                proptest::prop_assert!(d <= Duration::from_secs(MAX_SECS));
+                // A deadline this far ahead must not overflow the clock.
+                proptest::prop_assert!(std::time::Instant::now().checked_add(d).is_some());
+            }
+            if let Ok(p) = parse_port(&s) {
+                proptest::prop_assert!(p >= 1);
+            }
+            let _ = parse_port_or_zero(&s);
+        }
+
+        /// Every number of seconds in range round-trips; every number out of range is refused.
+        #[test]
+        fn seconds_in_range_are_taken_and_beyond_refused(x in 0.0f64..2e9) {
+            let got = parse_secs(&x.to_string());
+            if x <= MAX_SECS as f64 {
+                proptest::prop_assert!(got.is_ok());
+            } else {
+                proptest::prop_assert!(got.is_err());
+            }
+        }
+
+        /// Every port number in range is taken as itself.
+        #[test]
+        fn ports_round_trip(p in 0u32..100_000) {
+            match parse_port_or_zero(&p.to_string()) {
+                Ok(q) => proptest::prop_assert_eq!(u32::from(q), p),
+                Err(_) => proptest::prop_assert!(p > 65_535),
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! TLS failure, 2 a usage error, 130 interrupted.
 
 mod connect;
+mod crlf;
 mod demo;
 mod errors;
 mod events;
@@ -23,7 +24,7 @@ fn main() -> ExitCode {
     let config = match flags::Args::parse().validate() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("kamaelia: {e}");
+            say(format_args!("kamaelia: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -35,13 +36,23 @@ fn main() -> ExitCode {
         flags::Mode::Serve(cfg) => serve::main(cfg, output),
         flags::Mode::Demo => demo::main(output),
     };
+    // Event lines are written by a thread: let the last ones out first (for a bounded time,
+    // as stderr may never be read).
+    events::flush(std::time::Duration::from_secs(2));
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("kamaelia: {}", chain(&e));
+            say(format_args!("kamaelia: {}", chain(&e)));
             ExitCode::FAILURE
         }
     }
+}
+
+/// A line on stderr. Not `eprintln!`, which panics if stderr has gone (a closed pipe): the
+/// exit status still says what happened.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// The cause chain on one line, each cause once.

@@ -1,15 +1,43 @@
 //! A counting pass-through component (`Meter`) and a hand-rolled progress bar for stderr.
 
 use std::io::{IsTerminal, Write as _};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axon::{Component, Control, TrySendError};
 use bytes::Bytes;
 
-/// A pass-through that counts the bytes handed on and, if given a rate, paces them (used for
-/// standard input, which has no RateControlledFileReader).
+use crate::crlf::Crlf;
+
+/// What a [`Meter`] has counted, shared with whoever reports on the session.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    /// Bytes taken from the input.
+    pub(crate) input: AtomicU64,
+    /// Bytes handed on towards the connection (more than `input` with `--crlf`).
+    pub(crate) handed_on: AtomicU64,
+    /// The input has ended (its final message was passed on).
+    pub(crate) input_ended: AtomicBool,
+}
+
+impl Counts {
+    pub(crate) fn input(&self) -> u64 {
+        self.input.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn handed_on(&self) -> u64 {
+        self.handed_on.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn input_ended(&self) -> bool {
+        self.input_ended.load(Ordering::Relaxed)
+    }
+}
+
+/// A pass-through that counts the bytes handed on, optionally turns LF into CRLF (`--crlf`)
+/// and, if given a rate, paces them (used for standard input, which has no
+/// RateControlledFileReader).
 ///
 /// Boxes: `inbox` -> `outbox` (`Bytes`), `control` -> `signal` (a final message is passed on
 /// after every byte queued before it; ShutdownMicroprocess at once).
@@ -17,12 +45,13 @@ pub(crate) struct Meter;
 
 impl Meter {
     #[allow(clippy::new_ret_no_self)]
-    pub(crate) fn new(count: Arc<AtomicU64>, rate: Option<u64>) -> Component {
+    pub(crate) fn new(counts: Arc<Counts>, rate: Option<u64>, crlf: bool) -> Component {
         let mut b = Component::build("Meter");
         let inbox = b.inbox::<Bytes>("inbox", "bytes to count and pass on");
         let control = b.control();
         let outbox = b.outbox::<Bytes>("outbox", "the same bytes");
         let signal = b.signal();
+        let mut crlf = crlf.then(Crlf::default);
         b.main(move |_cx| async move {
             let start = Instant::now();
             let mut held: Option<Bytes> = None;
@@ -30,6 +59,7 @@ impl Meter {
             loop {
                 if held.is_none() {
                     if let Some(c) = finishing.take_if(|_| inbox.is_empty()) {
+                        counts.input_ended.store(true, Ordering::Relaxed);
                         let _ = signal.send(c).await;
                         return Ok(());
                     }
@@ -48,17 +78,24 @@ impl Meter {
                     }
                     _ = outbox.ready(), if held.is_some() => {
                         if let Some(d) = held.take() {
-                            held = pass(&outbox, d, &count);
+                            held = pass(&outbox, d, &counts);
                         }
                     }
                     d = inbox.recv(), if held.is_none() => {
                         if let Some(rate) = rate {
                             // Each byte may leave no earlier than its place at `rate` allows.
-                            let due = count.load(Ordering::Relaxed) as f64 / rate as f64;
-                            let wait = Duration::from_secs_f64(due).saturating_sub(start.elapsed());
+                            let due = counts.input() as f64 / rate as f64;
+                            let wait = Duration::try_from_secs_f64(due)
+                                .unwrap_or(Duration::MAX)
+                                .saturating_sub(start.elapsed());
                             tokio::time::sleep(wait).await;
                         }
-                        held = pass(&outbox, d, &count);
+                        counts.input.fetch_add(d.len() as u64, Ordering::Relaxed);
+                        let d = match crlf.as_mut() {
+                            Some(c) => c.encode(d),
+                            None => d,
+                        };
+                        held = pass(&outbox, d, &counts);
                     }
                 }
             }
@@ -66,11 +103,11 @@ impl Meter {
     }
 }
 
-fn pass(outbox: &axon::Outbox<Bytes>, d: Bytes, count: &AtomicU64) -> Option<Bytes> {
+fn pass(outbox: &axon::Outbox<Bytes>, d: Bytes, counts: &Counts) -> Option<Bytes> {
     let n = d.len() as u64;
     match outbox.try_send(d) {
         Ok(()) => {
-            count.fetch_add(n, Ordering::Relaxed);
+            counts.handed_on.fetch_add(n, Ordering::Relaxed);
             None
         }
         Err(TrySendError::Closed(_)) => None,
@@ -84,7 +121,7 @@ pub(crate) struct ProgressBar {
 }
 
 impl ProgressBar {
-    pub(crate) fn start(label: &'static str, count: Arc<AtomicU64>, total: Option<u64>) -> Self {
+    pub(crate) fn start(label: &'static str, counts: Arc<Counts>, total: Option<u64>) -> Self {
         if !std::io::stderr().is_terminal() {
             return ProgressBar { task: None };
         }
@@ -93,7 +130,7 @@ impl ProgressBar {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
                 tick.tick().await;
-                let done = count.load(Ordering::Relaxed);
+                let done = counts.input();
                 let line = render(label, done, total, start.elapsed());
                 let _ = write!(std::io::stderr().lock(), "\r{line}\x1b[K");
             }

@@ -9,7 +9,6 @@
 //! (see `session::graphline`). Standard input (`-`) is read by a `ConsoleReader` in chunk mode,
 //! paced by the meter.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,20 +17,20 @@ use kamaelia::{ConsoleEchoer, ConsoleReader, Pipeline, RateControlledFileReader,
 
 use crate::events::Events;
 use crate::flags::{Output, SendConfig, Source};
-use crate::progress::{human, per_second, Meter, ProgressBar};
+use crate::progress::{human, per_second, Counts, Meter, ProgressBar};
 use crate::session::{self, Observer};
 
 /// Runs `send` and returns the exit status.
 pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
     session::run(|_sched| async move {
-        let count = Arc::new(AtomicU64::new(0));
-        let (reader, total, meter_rate): (Component, Option<u64>, Option<u64>) = match &cfg.source {
-            Source::File { path, size } => {
-                let mut r = RateControlledFileReader::new(path).rate(cfg.rate);
+        let counts = Arc::new(Counts::default());
+        let (reader, total, meter_rate): (Component, Option<u64>, Option<u64>) = match cfg.source {
+            Source::File { path, file, size } => {
+                let mut r = RateControlledFileReader::from_file(file, path).rate(cfg.rate);
                 if let Some(n) = cfg.chunk_size {
                     r = r.chunk_size(n);
                 }
-                (r.into(), Some(*size), None)
+                (r.into(), size, None)
             }
             Source::Stdin => {
                 let mut r = ConsoleReader::new().read_mode(ReadMode::Chunks);
@@ -41,7 +40,7 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
                 (r.into(), None, cfg.rate)
             }
         };
-        let meter = Meter::new(count.clone(), meter_rate);
+        let meter = Meter::new(counts.clone(), meter_rate, cfg.endpoint.crlf);
         let client = session::client(&cfg.endpoint);
         let session = match &cfg.endpoint.tls {
             None => Pipeline::new([reader, meter, client.into(), ConsoleEchoer::new().into()])?,
@@ -53,12 +52,16 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
             )?,
         };
         let events = Events::new(output);
-        let observer = Observer::attach(&session, events)?;
+        let observer = Observer::attach(&session, events)?.counts(counts.clone(), total);
         let started = Instant::now();
-        let bar = ProgressBar::start("send", count.clone(), total);
+        let bar = ProgressBar::start("send", counts.clone(), total);
         let summary = session::drive(session, observer).await;
         bar.finish();
-        let sent = count.load(Ordering::Relaxed);
+        // What the socket took, as the connection counted it (what left the meter otherwise).
+        let sent = summary
+            .transferred
+            .as_ref()
+            .map_or_else(|| counts.handed_on(), |t| t.sent);
         let since = summary.connected_at.unwrap_or(started);
         let elapsed = since.elapsed();
         events.failure(format_args!(
@@ -70,8 +73,11 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
         let mut code = summary.exit_code();
         if code == 0 {
             if let Some(total) = total {
-                if sent != total && !summary.stdout_closed {
-                    events.failure(format_args!("only {sent} of {total} bytes were sent"));
+                let read = counts.input();
+                if read < total && !summary.stdout_closed {
+                    events.failure(format_args!(
+                        "only {read} of {total} bytes were read and sent"
+                    ));
                     code = 1;
                 }
             }

@@ -6,21 +6,32 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axon::{link_refs, Component, Control, Inbox, Outbox, Scheduler, WiringError};
-use kamaelia::internet::{Connected, HowDied, PeerHalfClosed, TlsInfo};
+use std::sync::Arc;
+
+use kamaelia::internet::{Connected, HowDied, OnFinish, PeerHalfClosed, TlsInfo, Transferred};
 use kamaelia::{ConsoleEchoer, Graphline, MakeSsl, OneShot, SslReady, TcpClient};
 
 use crate::errors::{judge, Verdict};
 use crate::events::Events;
 use crate::flags::{Endpoint, TlsMode};
+use crate::progress::Counts;
 use crate::starttls::{LayerMode, TlsLayer};
 
-/// The TcpClient for `ep`, waiting for the server to close after our half-close.
+/// The TcpClient for `ep`. At the end of input it half-closes and waits for the server to
+/// close, or with `--no-shutdown` (the default for STARTTLS) keeps its write side open until
+/// the server closes.
 pub(crate) fn client(ep: &Endpoint) -> TcpClient {
+    let on_finish = if ep.keep_open {
+        OnFinish::KeepOpen
+    } else {
+        OnFinish::HalfClose
+    };
     let mut c = TcpClient::new(ep.host.clone(), ep.port)
         .family(ep.family)
         .delay(ep.delay)
         .connect_timeout(ep.connect_timeout)
-        .wait_for_server_close(true);
+        .idle_timeout(ep.idle_timeout)
+        .on_finish(on_finish);
     if let Some(tls) = &ep.tls {
         c = c.tls(tls.settings().clone());
     }
@@ -47,7 +58,7 @@ pub(crate) fn graphline(
     let layer = match tls {
         None => None,
         Some(TlsMode::Immediate(_)) => Some(LayerMode::Gate),
-        Some(TlsMode::StartTls(p, _)) => Some(LayerMode::Dialogue(*p)),
+        Some(TlsMode::StartTls(p, _, limit)) => Some(LayerMode::Dialogue(*p, *limit)),
     };
     let g = match layer {
         None => g
@@ -73,7 +84,7 @@ pub(crate) fn graphline(
                 LayerMode::Gate => g
                     .component("MAKESSL", OneShot::new(MakeSsl::new()))
                     .link(("MAKESSL", "outbox"), ("CONNECTION", "makessl")),
-                LayerMode::Dialogue(_) => g.link(("LAYER", "makessl"), ("CONNECTION", "makessl")),
+                LayerMode::Dialogue(..) => g.link(("LAYER", "makessl"), ("CONNECTION", "makessl")),
             }
         }
     };
@@ -97,6 +108,21 @@ pub(crate) struct Summary {
     pub(crate) stdout_closed: bool,
     /// The graph, taken when TLS came up (if asked for).
     pub(crate) graph: Option<String>,
+    /// What the connection says went each way.
+    pub(crate) transferred: Option<Transferred>,
+    /// When the server finished sending: had our input ended by then?
+    pub(crate) server_finished: Option<ServerFinished>,
+}
+
+/// The server's half-close, and where our input was then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServerFinished {
+    /// Before our input ended: the input went on (or, typed at a terminal, was stopped).
+    BeforeInputEnded,
+    /// After our input had ended.
+    AfterInputEnded,
+    /// The input was not watched (no meter).
+    OrderUnknown,
 }
 
 impl Summary {
@@ -118,11 +144,18 @@ impl Summary {
 pub(crate) struct Observer {
     pub(crate) signal: Inbox<Control>,
     pub(crate) sslready: Inbox<SslReady>,
-    /// Into the Graphline's `control`: stops the source when the server has closed.
+    /// Into the Graphline's `control`: stops the source when the server has finished sending
+    /// and [`Observer::end_when_server_finishes`] asked for it.
     pub(crate) stop_source: Outbox<Control>,
+    /// End the input as soon as the server has finished sending (a typed `connect` session).
+    end_on_server_finish: bool,
     pub(crate) events: Events,
     /// Take the graph when TLS comes up.
     pub(crate) snapshot: Option<Scheduler>,
+    /// What the source has counted, for the last line.
+    counts: Option<Arc<Counts>>,
+    /// The size of the input, if known beforehand (`send` of a regular file).
+    total: Option<u64>,
 }
 
 impl Observer {
@@ -142,11 +175,30 @@ impl Observer {
             stop_source,
             events,
             snapshot: None,
+            end_on_server_finish: false,
+            counts: None,
+            total: None,
         })
     }
 
-    /// Reports each message until the final one; when the server half-closes, asks the source
-    /// to finish (ProducerFinished) so the session ends without waiting for more input.
+    /// The source's counts (and the input's size, if known), so the last line can say how much
+    /// of the input was sent.
+    pub(crate) fn counts(mut self, counts: Arc<Counts>, total: Option<u64>) -> Self {
+        self.counts = Some(counts);
+        self.total = total;
+        self
+    }
+
+    /// When the server has finished sending (its FIN or close_notify), ask the source to finish
+    /// (ProducerFinished) instead of sending on until the input ends. Only for input typed at a
+    /// terminal: a pipe or a file is sent whole whatever the server does, since the server's
+    /// half-close ends only what it sends.
+    pub(crate) fn end_when_server_finishes(mut self, on: bool) -> Self {
+        self.end_on_server_finish = on;
+        self
+    }
+
+    /// Reports each message until the final one.
     pub(crate) async fn watch(self) -> Summary {
         let mut s = Summary::default();
         loop {
@@ -162,7 +214,16 @@ impl Observer {
                             self.events.warn("the server closed without a TLS close_notify: possible truncation");
                         }
                         self.events.line("the server finished sending");
-                        let _ = self.stop_source.force_send(Control::producer_finished());
+                        s.server_finished.get_or_insert(match &self.counts {
+                            Some(c) if c.input_ended() => ServerFinished::AfterInputEnded,
+                            Some(_) => ServerFinished::BeforeInputEnded,
+                            None => ServerFinished::OrderUnknown,
+                        });
+                        if self.end_on_server_finish {
+                            let _ = self.stop_source.force_send(Control::producer_finished());
+                        }
+                    } else if let Some(t) = c.payload::<Transferred>() {
+                        s.transferred = Some(t.clone());
                     } else if let Control::Error(e) = &c {
                         match judge(e) {
                             Verdict::StdoutClosed => {
@@ -187,12 +248,69 @@ impl Observer {
                 r = self.sslready.recv() => self.tls_up(r, &mut s),
             }
         }
-        match (&s.failure, &s.how) {
-            (Some(line), _) if !s.stdout_closed => self.events.failure(line),
-            (_, Some(how)) => self.events.line(format_args!("closed ({how})")),
-            _ => self.events.line("closed"),
+        if s.stdout_closed {
+            self.events.line("our output was closed by its reader");
+        } else if let Some(line) = &s.failure {
+            // Counts only once connected: a connect failure sent nothing.
+            match self.delivery(&s).filter(|_| s.peer.is_some()) {
+                Some(d) => self.events.failure(format_args!("{line}; {d}")),
+                None => self.events.failure(line),
+            }
+        } else {
+            self.events.line(self.ending(&s));
         }
         s
+    }
+
+    /// Why a session that did not fail ended, in plain words.
+    fn ending(&self, s: &Summary) -> String {
+        let received = s.transferred.as_ref().map_or(0, |t| t.received);
+        let sent = s.transferred.as_ref().map_or(0, |t| t.sent);
+        // Without a meter, a clean finish (ProducerFinished) is the input's end.
+        let input_ended = match &self.counts {
+            Some(c) => c.input_ended(),
+            None => matches!(s.how, Some(HowDied::Finished)),
+        };
+        let input = if input_ended {
+            format!("input ended ({sent} bytes sent)")
+        } else {
+            format!("input not ended ({sent} bytes sent)")
+        };
+        match (&s.how, s.server_finished) {
+            (Some(HowDied::Shutdown { .. }), _) => {
+                format!("stopped: {sent} bytes sent, {received} received")
+            }
+            (_, Some(_)) if self.end_on_server_finish => {
+                format!("the server closed after sending {received} bytes")
+            }
+            (_, Some(ServerFinished::BeforeInputEnded)) => {
+                format!("the server closed after sending {received} bytes; {input}")
+            }
+            _ => format!("{input}; the server closed after sending {received} bytes"),
+        }
+    }
+
+    /// "N of M bytes sent, K not delivered", from the connection's count against the input's
+    /// (the file's size if known, else what the meter handed on, else what the connection was
+    /// given); nothing if there was nothing to send.
+    fn delivery(&self, s: &Summary) -> Option<String> {
+        let t = s.transferred.as_ref()?;
+        let sent = t.sent;
+        let given = sent.saturating_add(t.unsent);
+        let of = match (self.total, &self.counts) {
+            (Some(total), _) => total,
+            (None, Some(c)) => c.handed_on(),
+            (None, None) => given,
+        }
+        .max(given);
+        if of == 0 {
+            // Nothing was at stake.
+            return None;
+        }
+        Some(format!(
+            "{sent} of {of} bytes sent, {} not delivered",
+            of - sent
+        ))
     }
 
     fn tls_up(&self, ready: SslReady, s: &mut Summary) {

@@ -39,22 +39,24 @@ use std::time::Duration;
 
 use axon::{Component, Control, Inbox, Outbox, TrySendError};
 use bytes::Bytes;
+use kamaelia::internet::Connected;
 use kamaelia::{MakeSsl, SslReady};
 
 use crate::flags::StartTlsProto;
 
-/// How long the server may take over the whole plaintext dialogue.
-const DIALOGUE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest reply line accepted before the switch.
 const MAX_LINE: usize = 8192;
+/// The most reply lines accepted over the whole dialogue (a real EHLO reply has a few dozen).
+const MAX_LINES: usize = 512;
 
 /// What the layer does before TLS is up.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum LayerMode {
     /// Hold the console's bytes until `sslready` (someone else sends `makessl`).
     Gate,
-    /// Speak this protocol up to its STARTTLS, then send `makessl`.
-    Dialogue(StartTlsProto),
+    /// Speak this protocol up to its STARTTLS, then send `makessl`; the server has this long
+    /// for the whole dialogue, counted from the moment the connection is up.
+    Dialogue(StartTlsProto, Duration),
 }
 
 /// Why a STARTTLS dialogue failed.
@@ -67,10 +69,17 @@ pub(crate) enum StartTlsError {
     NotOffered,
     /// The server sent bytes after its go-ahead, before the handshake.
     Injection { bytes: usize },
+    /// `--tls`: the server sent bytes in plaintext before the handshake (it does not speak TLS
+    /// on this port, or something is injecting).
+    PlaintextBeforeTls { bytes: usize },
     /// The dialogue did not finish in time.
     TimedOut(Duration),
     /// A reply line was absurdly long.
     LineTooLong,
+    /// The server sent more reply lines than any dialogue needs.
+    TooManyLines,
+    /// The server said goodbye (IMAP `* BYE`) instead of answering.
+    Bye { line: String },
     /// The connection closed during the dialogue.
     Closed,
 }
@@ -89,12 +98,27 @@ impl fmt::Display for StartTlsError {
                 "refusing to start TLS: the server sent {bytes} bytes after its go-ahead \
                  (possible injection)"
             ),
+            StartTlsError::PlaintextBeforeTls { bytes } => write!(
+                f,
+                "TLS handshake failed: the server sent {bytes} plaintext bytes before TLS \
+                 started; not shown (not a TLS server, or an injection)"
+            ),
             StartTlsError::TimedOut(after) => write!(
                 f,
                 "STARTTLS failed: timed out after {} s",
                 after.as_secs_f64()
             ),
-            StartTlsError::LineTooLong => f.write_str("STARTTLS failed: a reply line is too long"),
+            StartTlsError::LineTooLong => write!(
+                f,
+                "STARTTLS failed: a reply line is longer than {MAX_LINE} bytes"
+            ),
+            StartTlsError::TooManyLines => write!(
+                f,
+                "STARTTLS failed: the server sent more than {MAX_LINES} reply lines"
+            ),
+            StartTlsError::Bye { line } => {
+                write!(f, "STARTTLS failed: the server said goodbye: {line:?}")
+            }
             StartTlsError::Closed => {
                 f.write_str("STARTTLS failed: the server closed the connection")
             }
@@ -172,6 +196,11 @@ impl Dialogue {
                 Some(false) => Step::Switch,
                 _ => unexpected("STARTTLS"),
             },
+            (StartTlsProto::Imap, _) if line.starts_with("* BYE") => {
+                Step::Fail(StartTlsError::Bye {
+                    line: line.to_string(),
+                })
+            }
             (StartTlsProto::Imap, 0) => {
                 if line.starts_with("* OK") {
                     self.state = 1;
@@ -205,6 +234,92 @@ impl Dialogue {
                 }
             }
         }
+    }
+}
+
+/// The dialogue fed with the server's bytes as they come, cut anywhere: complete lines go to
+/// the [`Dialogue`], a partial line waits (at most [`MAX_LINE`] bytes), and the whole costs
+/// time linear in what was received. No sockets: [`TlsLayer`] feeds it and does what it says.
+#[derive(Debug)]
+pub(crate) struct Talk {
+    dialogue: Dialogue,
+    buf: Vec<u8>,
+    /// Where the unread part of `buf` starts.
+    start: usize,
+    /// How far `buf` has been searched for a line end.
+    scanned: usize,
+    lines: usize,
+    done: bool,
+}
+
+/// What to do after the bytes given to [`Talk::feed`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Said {
+    /// Send these, in order.
+    pub(crate) send: Vec<&'static [u8]>,
+    /// Then switch to TLS (send `makessl`).
+    pub(crate) switch: bool,
+}
+
+impl Talk {
+    pub(crate) fn new(proto: StartTlsProto) -> Self {
+        Talk {
+            dialogue: Dialogue::new(proto),
+            buf: Vec::new(),
+            start: 0,
+            scanned: 0,
+            lines: 0,
+            done: false,
+        }
+    }
+
+    /// Takes bytes from the server. After the go-ahead (`switch`), any byte at all, in the same
+    /// read or a later one, is refused as injection: it was not protected by TLS.
+    pub(crate) fn feed(&mut self, data: &[u8]) -> Result<Said, StartTlsError> {
+        if self.done {
+            return Err(StartTlsError::Injection { bytes: data.len() });
+        }
+        // Drop what was read before; what is left is one partial line, at most MAX_LINE.
+        self.buf.drain(..self.start);
+        self.scanned -= self.start;
+        self.start = 0;
+        self.buf.extend_from_slice(data);
+        let mut said = Said::default();
+        while let Some(i) = self.buf[self.scanned..].iter().position(|&c| c == b'\n') {
+            let end = self.scanned + i + 1;
+            let raw = &self.buf[self.start..end];
+            self.start = end;
+            self.scanned = end;
+            self.lines += 1;
+            if self.lines > MAX_LINES {
+                return Err(StartTlsError::TooManyLines);
+            }
+            if raw.len() > MAX_LINE {
+                return Err(StartTlsError::LineTooLong);
+            }
+            let line = String::from_utf8_lossy(raw);
+            let line = line.trim_end_matches(['\r', '\n']);
+            tracing::debug!(line, "starttls: server");
+            match self.dialogue.on_line(line) {
+                Step::Read => {}
+                Step::Send(bytes) => said.send.push(bytes),
+                Step::Switch => {
+                    self.done = true;
+                    let rest = self.buf.len() - self.start;
+                    if rest > 0 {
+                        return Err(StartTlsError::Injection { bytes: rest });
+                    }
+                    said.switch = true;
+                    return Ok(said);
+                }
+                Step::Fail(e) => return Err(e),
+            }
+        }
+        self.scanned = self.buf.len();
+        if self.buf.len() - self.start > MAX_LINE {
+            return Err(StartTlsError::LineTooLong);
+        }
+        Ok(said)
     }
 }
 
@@ -274,13 +389,15 @@ enum Phase {
 }
 
 async fn run(mode: LayerMode, b: Boxes, label: String) {
-    let (mut phase, mut dialogue) = match mode {
-        LayerMode::Gate => (Phase::Waiting, None),
-        LayerMode::Dialogue(p) => (Phase::Talking, Some(Dialogue::new(p))),
+    let (mut phase, mut talk, limit) = match mode {
+        LayerMode::Gate => (Phase::Waiting, None, Duration::ZERO),
+        LayerMode::Dialogue(p, limit) => (Phase::Talking, Some(Talk::new(p)), limit),
     };
-    let deadline = tokio::time::sleep(DIALOGUE_TIMEOUT);
+    // The dialogue's clock starts when the connection is up (Connected), not before: a
+    // `--delay` or a slow connect is not the server's time.
+    let deadline = tokio::time::sleep(limit);
     tokio::pin!(deadline);
-    let mut lines: Vec<u8> = Vec::new();
+    let mut clock_running = false;
     // The console's final message, kept until its bytes have been passed on.
     let mut console_final: Option<Control> = None;
     let mut final_sent = false;
@@ -295,6 +412,14 @@ async fn run(mode: LayerMode, b: Boxes, label: String) {
             }
         }
         tokio::select! {
+            // sslready before the server's bytes: TLS data can only follow it (see below).
+            biased;
+            r = b.sslready.recv() => {
+                let _ = b.tlsready.send(r).await;
+                if matches!(phase, Phase::Waiting) {
+                    phase = Phase::Relaying;
+                }
+            }
             c = b.conn_signal.recv() => {
                 if c.is_final() {
                     // The connection sent everything it received before its final message.
@@ -312,6 +437,10 @@ async fn run(mode: LayerMode, b: Boxes, label: String) {
                     let _ = b.conn_events.send(c).await;
                     return;
                 }
+                if c.payload::<Connected>().is_some() && !clock_running {
+                    clock_running = true;
+                    deadline.as_mut().reset(tokio::time::Instant::now() + limit);
+                }
                 let _ = b.conn_events.send(c).await;
             }
             c = b.control.recv() => {
@@ -324,25 +453,35 @@ async fn run(mode: LayerMode, b: Boxes, label: String) {
                     let _ = b.signal.send(c).await;
                 }
             }
-            r = b.sslready.recv() => {
-                let _ = b.tlsready.send(r).await;
-                if matches!(phase, Phase::Waiting) {
-                    phase = Phase::Relaying;
-                }
-            }
             d = b.from_server.recv(), if down.is_none() && !matches!(phase, Phase::Failed) => {
                 if relaying {
                     down = offer(&b.to_console, d);
                     continue;
                 }
-                let Some(dialogue) = dialogue.as_mut() else {
-                    // Gate mode: nothing arrives before the handshake; keep it in order.
-                    down = Some(d);
+                let Some(talk) = talk.as_mut() else {
+                    // Gate mode: the connection sends sslready before any byte it decrypts, and
+                    // sslready is looked at first, so these bytes were read in plaintext before
+                    // TLS (a makessl that reached the connection after the server had spoken).
+                    // They are never shown as if they were protected.
+                    let e = StartTlsError::PlaintextBeforeTls { bytes: d.len() };
+                    fail(&b, &label, e, &mut phase, &mut final_sent).await;
                     continue;
                 };
-                lines.extend_from_slice(&d);
-                if let Err(e) = talk(dialogue, &mut lines, &mut phase, &b).await {
-                    fail(&b, &label, e, &mut phase, &mut final_sent).await;
+                // After the go-ahead the connection sends sslready before any byte read under
+                // TLS, and sslready is looked at first: these bytes were read in plaintext,
+                // after the go-ahead. Talk refuses them as injection (never a second switch).
+                match talk.feed(&d) {
+                    Ok(said) => {
+                        for bytes in said.send {
+                            tracing::debug!(line = %String::from_utf8_lossy(bytes).trim_end(), "starttls: client");
+                            let _ = b.outbox.send(Bytes::from_static(bytes)).await;
+                        }
+                        if said.switch {
+                            let _ = b.makessl.send(MakeSsl::new()).await;
+                            phase = Phase::Waiting;
+                        }
+                    }
+                    Err(e) => fail(&b, &label, e, &mut phase, &mut final_sent).await,
                 }
             }
             _ = b.to_console.ready(), if down.is_some() && relaying => {
@@ -358,8 +497,8 @@ async fn run(mode: LayerMode, b: Boxes, label: String) {
                     up = offer(&b.outbox, d);
                 }
             }
-            () = &mut deadline, if matches!(phase, Phase::Talking) => {
-                fail(&b, &label, StartTlsError::TimedOut(DIALOGUE_TIMEOUT), &mut phase, &mut final_sent).await;
+            () = &mut deadline, if clock_running && matches!(phase, Phase::Talking) => {
+                fail(&b, &label, StartTlsError::TimedOut(limit), &mut phase, &mut final_sent).await;
             }
         }
     }
@@ -371,41 +510,6 @@ fn offer(out: &Outbox<Bytes>, d: Bytes) -> Option<Bytes> {
         Ok(()) | Err(TrySendError::Closed(_)) => None,
         Err(TrySendError::Full(d) | TrySendError::Unlinked(d)) => Some(d),
     }
-}
-
-/// Feeds complete lines to the dialogue and does what it says.
-async fn talk(
-    dialogue: &mut Dialogue,
-    lines: &mut Vec<u8>,
-    phase: &mut Phase,
-    b: &Boxes,
-) -> Result<(), StartTlsError> {
-    while let Some(end) = lines.iter().position(|&c| c == b'\n') {
-        let raw: Vec<u8> = lines.drain(..=end).collect();
-        let line = String::from_utf8_lossy(&raw);
-        let line = line.trim_end_matches(['\r', '\n']);
-        tracing::debug!(line, "starttls: server");
-        match dialogue.on_line(line) {
-            Step::Read => {}
-            Step::Send(bytes) => {
-                tracing::debug!(line = %String::from_utf8_lossy(bytes).trim_end(), "starttls: client");
-                let _ = b.outbox.send(Bytes::from_static(bytes)).await;
-            }
-            Step::Switch => {
-                if !lines.is_empty() {
-                    return Err(StartTlsError::Injection { bytes: lines.len() });
-                }
-                let _ = b.makessl.send(MakeSsl::new()).await;
-                *phase = Phase::Waiting;
-                return Ok(());
-            }
-            Step::Fail(e) => return Err(e),
-        }
-    }
-    if lines.len() > MAX_LINE {
-        return Err(StartTlsError::LineTooLong);
-    }
-    Ok(())
 }
 
 /// Reports `e` and closes the connection; the layer then waits for the connection to end.
@@ -486,5 +590,193 @@ mod tests {
         assert_eq!(steps, vec![Step::Send(b"STLS\r\n"), Step::Switch]);
         let steps = run_lines(StartTlsProto::Pop3, &["+OK", "-ERR no"]);
         assert!(matches!(steps[1], Step::Fail(_)));
+    }
+
+    const SMTP_TO_GO_AHEAD: &[u8] = b"220 hi\r\n250-mail.test\r\n250 STARTTLS\r\n220 go ahead\r\n";
+
+    #[test]
+    fn talk_cuts_lines_anywhere_and_switches_once() {
+        let mut t = Talk::new(StartTlsProto::Smtp);
+        let mut sent = Vec::new();
+        let mut switched = 0;
+        for b in SMTP_TO_GO_AHEAD {
+            let said = t.feed(&[*b]).unwrap();
+            sent.extend(said.send);
+            switched += usize::from(said.switch);
+        }
+        assert_eq!(sent, [&b"EHLO kamaelia\r\n"[..], b"STARTTLS\r\n"]);
+        assert_eq!(switched, 1);
+    }
+
+    #[test]
+    fn bytes_after_the_go_ahead_are_injection_in_the_same_read_or_a_later_one() {
+        let mut t = Talk::new(StartTlsProto::Smtp);
+        let mut same = SMTP_TO_GO_AHEAD.to_vec();
+        same.extend_from_slice(b"250 evil\r\n");
+        assert_eq!(t.feed(&same), Err(StartTlsError::Injection { bytes: 10 }));
+
+        let mut t = Talk::new(StartTlsProto::Smtp);
+        assert!(t.feed(SMTP_TO_GO_AHEAD).unwrap().switch);
+        // A complete line would once have been read as a second go-ahead (a second makessl);
+        // a partial one was dropped without a word.
+        assert_eq!(
+            t.feed(b"220 again\r\n"),
+            Err(StartTlsError::Injection { bytes: 11 })
+        );
+        assert_eq!(t.feed(b"x"), Err(StartTlsError::Injection { bytes: 1 }));
+    }
+
+    #[test]
+    fn endless_continuation_lines_end_the_dialogue() {
+        let mut t = Talk::new(StartTlsProto::Smtp);
+        t.feed(b"220 hi\r\n").unwrap();
+        let chunk = b"250-x\r\n".repeat(8192);
+        let mut result = Ok(Said::default());
+        for _ in 0..100 {
+            result = t.feed(&chunk);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(StartTlsError::TooManyLines));
+        assert!(t.lines <= MAX_LINES + 1);
+    }
+
+    #[test]
+    fn a_line_without_end_is_cut_off_at_the_cap() {
+        let mut t = Talk::new(StartTlsProto::Pop3);
+        let mut result = Ok(Said::default());
+        for _ in 0..(MAX_LINE / 1000 + 2) {
+            result = t.feed(&[b'+'; 1000]);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(StartTlsError::LineTooLong));
+    }
+
+    #[test]
+    fn imap_bye_before_the_tagged_reply_fails_at_once() {
+        let steps = run_lines(StartTlsProto::Imap, &["* OK ready", "* BYE shutting down"]);
+        assert_eq!(
+            steps[1],
+            Step::Fail(StartTlsError::Bye {
+                line: "* BYE shutting down".into()
+            })
+        );
+        let steps = run_lines(StartTlsProto::Imap, &["* BYE too busy"]);
+        assert!(matches!(steps[0], Step::Fail(StartTlsError::Bye { .. })));
+    }
+
+    fn protocol() -> impl proptest::strategy::Strategy<Value = StartTlsProto> {
+        proptest::prop_oneof![
+            proptest::strategy::Just(StartTlsProto::Smtp),
+            proptest::strategy::Just(StartTlsProto::Imap),
+            proptest::strategy::Just(StartTlsProto::Pop3),
+        ]
+    }
+
+    /// Server bytes: plausible reply lines and arbitrary bytes, mixed.
+    fn server_bytes() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let line = prop_oneof![
+            Just(b"220 hi\r\n".to_vec()),
+            Just(b"220-more\r\n".to_vec()),
+            Just(b"250-STARTTLS\r\n".to_vec()),
+            Just(b"250 STARTTLS\r\n".to_vec()),
+            Just(b"250-x\r\n".to_vec()),
+            Just(b"* OK ready\r\n".to_vec()),
+            Just(b"* CAPABILITY x\r\n".to_vec()),
+            Just(b"* BYE\r\n".to_vec()),
+            Just(b"a1 OK go\r\n".to_vec()),
+            Just(b"+OK\r\n".to_vec()),
+            Just(b"-ERR\r\n".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            Just(vec![b'x'; 9000]),
+        ];
+        proptest::collection::vec(line, 0..40).prop_map(|v| v.concat())
+    }
+
+    proptest::proptest! {
+        /// Whatever the server sends, cut wherever, the dialogue asks to switch at most once,
+        /// or fails with a reason; it never panics, and never holds more than one line.
+        #[test]
+        fn any_server_bytes_give_a_result_or_a_clear_error(
+            proto in protocol(),
+            bytes in server_bytes(),
+            cuts in proptest::collection::vec(1usize..5000, 1..20),
+        ) {
+            let mut t = Talk::new(proto);
+            let mut at = 0;
+            let mut switches = 0;
+            let mut sent = 0;
+            for n in cuts.iter().cycle() {
+                if at >= bytes.len() {
+                    break;
+                }
+                let end = (at + n).min(bytes.len());
+                match t.feed(&bytes[at..end]) {
+                    Ok(said) => {
+                        proptest::prop_assert!(t.buf.len() - t.start <= MAX_LINE);
+                        sent += said.send.len();
+                        switches += usize::from(said.switch);
+                    }
+                    Err(e) => {
+                        proptest::prop_assert!(!e.to_string().is_empty());
+                        break;
+                    }
+                }
+                at = end;
+            }
+            proptest::prop_assert!(switches <= 1);
+            proptest::prop_assert!(sent <= 2);
+            proptest::prop_assert!(t.lines <= MAX_LINES + 1);
+        }
+    }
+
+    /// `--tls` (Gate mode): bytes the connection delivers before `sslready` were read in
+    /// plaintext (the server spoke before a late makessl reached the connection). They must
+    /// never reach the console, even when the connection then ends; the layer fails the session.
+    #[tokio::test]
+    async fn gate_refuses_plaintext_that_arrives_before_tls() {
+        use axon::{link_refs, Scheduler};
+        let layer = TlsLayer::new(LayerMode::Gate);
+        let from_server = Outbox::<Bytes>::standalone("server");
+        let conn_signal = Outbox::<Control>::standalone("conn signal");
+        let console = Inbox::<Bytes>::standalone("console", 8);
+        let events = Inbox::<Control>::standalone("events", 8);
+        let to_conn = Inbox::<Control>::standalone("to conn", 8);
+        let r = |n: &str| layer.boxref(n).unwrap();
+        link_refs(&from_server.boxref(), &r("fromserver")).unwrap();
+        link_refs(&conn_signal.boxref(), &r("connsignal")).unwrap();
+        link_refs(&r("toconsole"), &console.boxref()).unwrap();
+        link_refs(&r("connevents"), &events.boxref()).unwrap();
+        link_refs(&r("signal"), &to_conn.boxref()).unwrap();
+        from_server
+            .send(Bytes::from_static(b"this is not TLS\r\n"))
+            .await
+            .unwrap();
+        let sched = Scheduler::new();
+        let run = sched.run(async {
+            layer.activate();
+            let e = events.recv().await;
+            let text = e.to_string();
+            assert!(text.contains("plaintext bytes before TLS"), "{text}");
+            assert!(
+                to_conn.recv().await.is_shutdown(),
+                "the connection is closed"
+            );
+            conn_signal
+                .send(Control::producer_finished())
+                .await
+                .unwrap();
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(10), run)
+            .await
+            .expect("the layer ends");
+        assert!(
+            console.try_recv().is_none(),
+            "plaintext reached the console"
+        );
     }
 }

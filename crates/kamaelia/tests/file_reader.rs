@@ -295,3 +295,19 @@ async fn shutdown_stops_it_mid_file_and_is_its_final_message() {
     assert_eq!(signals[0].payload::<&str>(), Some(&"still going"));
     assert!(signals[1].is_shutdown());
 }
+
+#[tokio::test]
+async fn from_file_reads_the_file_it_is_given_not_the_path() {
+    let data = random_bytes(200_000);
+    let file = TempFile::new("from-file", &data);
+    let open = std::fs::File::open(file.path()).unwrap();
+    // The path now names nothing: only the open file can be read.
+    std::fs::remove_file(file.path()).unwrap();
+    let reader = RateControlledFileReader::from_file(open, file.path())
+        .rate(None)
+        .into();
+    let out = timeout(LIMIT, run(reader, None)).await.unwrap();
+    assert!(out.report.is_ok(), "{:?}", out.report.failures);
+    assert!(out.chunks.concat() == data);
+    assert!(out.signals[0].is_producer_finished());
+}

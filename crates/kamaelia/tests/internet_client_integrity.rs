@@ -285,6 +285,9 @@ async fn per_chunk_delays_both_ways_keep_integrity() {
 }
 
 /// The proxy stops forwarding after 100 KiB; the transfer waits, and completes once released.
+/// 64 MiB: more than the kernel can hold between the client and the stalled proxy (a 4 MiB send
+/// buffer and a receive buffer that autotunes up to `tcp_rmem`'s 32 MiB here), so the client is
+/// still sending while the proxy is stalled.
 #[tokio::test]
 async fn a_stall_then_release_completes() {
     bounded(async {
@@ -295,7 +298,7 @@ async fn a_stall_then_release_completes() {
         )
         .await;
         let mut r = rng();
-        let data = random_bytes(&mut r, 4 << 20);
+        let data = random_bytes(&mut r, BULK);
         let c = start(TcpClient::new("127.0.0.1", proxy.addr().port())).await;
         let (input, control) = (c.input.clone(), c.control.clone());
         let d = data.clone();

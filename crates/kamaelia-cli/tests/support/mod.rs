@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod certs;
+pub mod hostile;
 pub mod servers;
 
 use std::io::{Read, Write};
@@ -217,4 +218,72 @@ pub fn unshare_works(flags: &[&str]) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// The path of `tool` if it is installed; otherwise prints why the caller skips it.
+pub fn peer_tool(tool: &str) -> Option<PathBuf> {
+    let out = Command::new("which").arg(tool).output().ok()?;
+    if out.status.success() {
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !path.is_empty() {
+            return Some(PathBuf::from(path));
+        }
+    }
+    eprintln!("skipping the {tool} case: {tool} is not installed");
+    None
+}
+
+/// A port that was free a moment ago, for a peer tool that must be told where to listen.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (bounded) until something listens on 127.0.0.1:`port`, without connecting to it (a
+/// peer tool that serves one connection would take the probe for its client).
+pub fn wait_listening(port: u16, limit: Duration) {
+    let needle = format!("0100007F:{port:04X} 00000000:0000 0A");
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        if table.contains(&needle) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("nothing listened on port {port} within {limit:?}");
+}
+
+/// Waits for a peer tool to exit within `limit`; kills it and panics if it does not.
+pub fn wait_child(child: &mut Child, limit: Duration) -> ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the peer tool did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// SHA-256 of a file.
+pub fn sha256_file(path: &Path) -> servers::Received {
+    servers::read_all(std::fs::File::open(path).unwrap())
+}
+
+/// A child process killed when dropped, so a failing test leaves no server behind.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

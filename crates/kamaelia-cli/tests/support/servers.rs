@@ -79,6 +79,42 @@ fn tls_echo(mut tls: StreamOwned<ServerConnection, TcpStream>, close_notify: boo
 /// A fake SMTP server: greeting, EHLO, STARTTLS, `220`, then TLS echo. `after_go_ahead` is
 /// sent in plaintext right after the `220` (an injection when not empty).
 pub fn smtp_server(config: Arc<ServerConfig>, after_go_ahead: &'static [u8]) -> SocketAddr {
+    smtp_server_then(config, after_go_ahead, |tls| tls_echo(tls, true))
+}
+
+/// Like [`smtp_server`], but once TLS is up it acts like a real mail server that drops its
+/// replies on a hang-up: it reads up to `QUIT`, and if the client then closes (close_notify or
+/// FIN) within a second it hangs up without answering; otherwise it answers `221 bye` and
+/// closes (close_notify, then FIN).
+pub fn smtp_server_answering_quit(config: Arc<ServerConfig>) -> SocketAddr {
+    smtp_server_then(config, b"", |mut tls| {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.ends_with(b"QUIT\r\n") {
+            match tls.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(k) => got.extend_from_slice(&buf[..k]),
+            }
+        }
+        // The server's own patience, not the test's synchronisation.
+        tls.sock
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let hung_up = matches!(tls.read(&mut buf), Ok(0));
+        if !hung_up {
+            let _ = tls.write_all(b"221 bye\r\n");
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+        let _ = tls.sock.shutdown(std::net::Shutdown::Both);
+    })
+}
+
+fn smtp_server_then(
+    config: Arc<ServerConfig>,
+    after_go_ahead: &'static [u8],
+    then: fn(StreamOwned<ServerConnection, TcpStream>),
+) -> SocketAddr {
     serve_each("127.0.0.1:0", move |s| {
         let mut w = s.try_clone().unwrap();
         let mut r = BufReader::new(s.try_clone().unwrap());
@@ -106,7 +142,7 @@ pub fn smtp_server(config: Arc<ServerConfig>, after_go_ahead: &'static [u8]) -> 
             "client sent data before the handshake"
         );
         let conn = ServerConnection::new(config.clone()).unwrap();
-        tls_echo(StreamOwned::new(conn, s), true);
+        then(StreamOwned::new(conn, s));
     })
 }
 
@@ -175,4 +211,137 @@ pub fn full_backlog() -> (SocketAddr, socket2::Socket, Vec<TcpStream>) {
         }
     }
     panic!("the accept queue never filled");
+}
+
+/// What a test peer read from one connection: how many bytes, and their SHA-256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    pub bytes: u64,
+    pub sha256: [u8; 32],
+}
+
+/// Reads `r` to its end (or to an error), hashing as it goes.
+pub fn read_all(mut r: impl Read) -> Received {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => {
+                h.update(&buf[..k]);
+                bytes += k as u64;
+            }
+        }
+    }
+    Received {
+        bytes,
+        sha256: h.finalize().into(),
+    }
+}
+
+/// Sends `first`, shuts its write side at once (FIN: "I have finished sending") and keeps
+/// reading to the end; reports what it read. With `first` empty it is a receive-only peer
+/// (`ncat --recv-only`, `nc -N -l < /dev/null`).
+pub fn half_closing_server(first: &'static [u8]) -> (SocketAddr, mpsc::Receiver<Received>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let addr = serve_each("127.0.0.1:0", move |mut s| {
+        let _ = s.write_all(first);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let got = read_all(&s);
+        let _ = tx.lock().unwrap().send(got);
+    });
+    (addr, rx)
+}
+
+/// Reads `limit` bytes, then closes the connection entirely while the client is still
+/// sending (the client's next writes meet a reset). Reports how many bytes it read.
+pub fn closing_mid_upload_server(limit: u64) -> (SocketAddr, mpsc::Receiver<u64>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let addr = serve_each("127.0.0.1:0", move |s| {
+        let got = read_all((&s).take(limit));
+        // Unread bytes in the receive queue make the close a reset.
+        drop(s);
+        let _ = tx.lock().unwrap().send(got.bytes);
+    });
+    (addr, rx)
+}
+
+/// Sends `greeting`, then answers the first line the client sends with `answer`, and keeps the
+/// connection open until the client closes it.
+pub fn scripted_server(greeting: &'static [u8], answer: &'static [u8]) -> SocketAddr {
+    serve_each("127.0.0.1:0", move |s| {
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let _ = w.write_all(greeting);
+        let mut line = String::new();
+        if r.read_line(&mut line).is_ok() {
+            let _ = w.write_all(answer);
+        }
+        let _ = r.read_to_end(&mut Vec::new());
+    })
+}
+
+/// Greets like SMTP, then answers EHLO with `250-x` lines for ever (until the client goes).
+pub fn endless_ehlo_server() -> SocketAddr {
+    serve_each("127.0.0.1:0", |s| {
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let _ = w.write_all(b"220 hi\r\n");
+        let mut line = String::new();
+        if r.read_line(&mut line).is_err() {
+            return;
+        }
+        let lines = b"250-x\r\n".repeat(4096);
+        while w.write_all(&lines).is_ok() {}
+    })
+}
+
+/// A request/response peer like aiosmtpd: it reads lines up to `QUIT`, and if the client then
+/// half-closes within a second it hangs up without answering; if the client stays, it answers
+/// every line (`250 <line>`) and closes. Reports whether it answered.
+pub fn hangs_up_on_half_close_server() -> (SocketAddr, mpsc::Receiver<bool>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let addr = serve_each("127.0.0.1:0", move |s| {
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            match r.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let quit = line.trim_end() == "QUIT";
+            lines.push(line);
+            if quit {
+                break;
+            }
+        }
+        // The server's own patience, not the test's synchronisation: a client that is still
+        // there after a second wants its answers.
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let half_closed = matches!(r.read(&mut [0u8; 1]), Ok(0));
+        if !half_closed {
+            for line in &lines {
+                let _ = w.write_all(format!("250 {}\r\n", line.trim_end()).as_bytes());
+            }
+        }
+        drop(w);
+        drop(r);
+        drop(s);
+        let _ = tx.lock().unwrap().send(!half_closed);
+    });
+    (addr, rx)
+}
+
+/// Accepts, sends nothing, and reads until the client goes.
+pub fn silent_server() -> SocketAddr {
+    serve_each("127.0.0.1:0", |s| {
+        let _ = read_all(&s);
+    })
 }

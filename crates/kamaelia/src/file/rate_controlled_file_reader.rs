@@ -64,7 +64,8 @@ const SIGNAL: &str =
 ///
 /// # How it works
 ///
-/// The file is opened with [`tokio::fs::File`] when the component starts. Then, until end of
+/// The file is opened with [`tokio::fs::File`] when the component starts (or was opened by the
+/// caller: [`RateControlledFileReader::from_file`]). Then, until end of
 /// file: read up to `chunk_size` bytes; wait until the rate allows that many bytes to go; send
 /// them on `outbox`, waiting for room if the receiver is slow.
 ///
@@ -110,9 +111,12 @@ const SIGNAL: &str =
 /// - [`FileReaderError::Read`]: a read failed (for example, the path is a directory).
 /// - [`FileReaderError::ZeroRate`]: `rate(0)` was asked for.
 /// - [`FileReaderError::OutboxClosed`]: the component `outbox` is linked to has ended.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RateControlledFileReader {
     path: PathBuf,
+    /// A file opened by the caller ([`RateControlledFileReader::from_file`]); otherwise `path`
+    /// is opened when the component starts.
+    file: Option<std::fs::File>,
     rate: Option<u64>,
     chunk_size: Option<usize>,
 }
@@ -152,8 +156,19 @@ impl RateControlledFileReader {
     pub fn new(path: impl AsRef<Path>) -> Self {
         RateControlledFileReader {
             path: path.as_ref().to_path_buf(),
+            file: None,
             rate: Some(DEFAULT_RATE),
             chunk_size: None,
+        }
+    }
+
+    /// A reader of a file the caller has already opened, at [`DEFAULT_RATE`]; `name` is only
+    /// used in errors. For anything that must be opened exactly once: a FIFO whose writer
+    /// would otherwise see its reader come and go, or a file checked before it is read.
+    pub fn from_file(file: std::fs::File, name: impl AsRef<Path>) -> Self {
+        RateControlledFileReader {
+            file: Some(file),
+            ..Self::new(name)
         }
     }
 
@@ -191,14 +206,19 @@ impl From<RateControlledFileReader> for Component {
         let outbox = b.outbox::<Bytes>("outbox", OUTBOX);
         let signal = b.outbox::<Control>("signal", SIGNAL);
         let chunk_size = config.effective_chunk_size();
-        let RateControlledFileReader { path, rate, .. } = config;
+        let RateControlledFileReader {
+            path, file, rate, ..
+        } = config;
         b.main(move |_cx| async move {
             if rate == Some(0) {
                 return Err(FileReaderError::ZeroRate { path }.into());
             }
-            let mut file = match File::open(&path).await {
-                Ok(file) => file,
-                Err(source) => return Err(FileReaderError::Open { path, source }.into()),
+            let mut file = match file {
+                Some(file) => File::from_std(file),
+                None => match File::open(&path).await {
+                    Ok(file) => file,
+                    Err(source) => return Err(FileReaderError::Open { path, source }.into()),
+                },
             };
             let chunk_bytes = u64::try_from(chunk_size).unwrap_or(u64::MAX);
             let mut bucket = rate.map(|r| TokenBucket::new(r, chunk_bytes, Instant::now()));

@@ -7,6 +7,7 @@ use std::io::{self, IsTerminal};
 use axon::{Component, Control, Outbox};
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::unix::pipe;
 
 use super::watch::{ControlWatch, Undelivered};
 
@@ -85,7 +86,10 @@ pub enum ReadMode {
 /// reading while the next component's inbox is full. At end of input it sends
 /// `ProducerFinished` on `signal` and ends.
 ///
-/// Standard input is read by tokio on a blocking thread. A read that is waiting for the terminal
+/// A pipe or FIFO on standard input (or output) is opened again, non-blocking, in an open
+/// file description of its own, and driven by tokio's reactor: the pipe's flags, shared with
+/// every other process using it, are never changed, whatever way the program ends. Any other
+/// standard input is read by tokio on a blocking thread. A read that is waiting for the terminal
 /// cannot be cancelled: the component ends at once on `ShutdownMicroprocess`, but that thread
 /// stays blocked until the next line (or end of input) arrives.
 ///
@@ -160,6 +164,11 @@ pub struct ConsoleReader {
 /// It takes whatever is queued in `inbox` (up to 64 messages at a time), writes each message's
 /// bytes exactly as they are, flushes once, and then, if it is a forwarder, passes the same
 /// messages on to `outbox`.
+///
+/// A pipe or FIFO on standard output is opened again, non-blocking, in an open file
+/// description of its own (as [`ConsoleReader`] does for standard input), so the flags of a
+/// pipe shared with other processes are never changed; anything else is written through
+/// tokio's blocking pool.
 ///
 /// # Inboxes
 ///
@@ -523,102 +532,42 @@ fn write_error(source: io::Error) -> ConsoleError {
 /// blocking thread, no hop per read, and a pending read can be cancelled); anything else (a
 /// terminal, a file) through `tokio::io::stdin`, which reads on the blocking pool.
 fn stdin_reader() -> Reader {
-    use std::os::fd::AsFd;
-    if let Ok(fd) = io::stdin().as_fd().try_clone_to_owned() {
-        if let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_file(std::fs::File::from(fd)) {
-            return Box::new(Pipe(Some(pipe)));
-        }
+    let pipe = own_pipe(0).and_then(|path| pipe::OpenOptions::new().open_receiver(path).ok());
+    match pipe {
+        Some(pipe) => Box::new(pipe),
+        None => Box::new(tokio::io::stdin()),
     }
-    Box::new(tokio::io::stdin())
 }
 
 /// Standard output as an async writer: a pipe or FIFO through tokio's reactor (no hop to the
 /// blocking pool per write, which is what a relay's latency is made of), anything else through
 /// `tokio::io::stdout`.
 fn stdout_writer() -> Writer {
-    use std::os::fd::AsFd;
-    if let Ok(fd) = io::stdout().as_fd().try_clone_to_owned() {
-        if let Ok(pipe) = tokio::net::unix::pipe::Sender::from_file(std::fs::File::from(fd)) {
-            return Box::new(Pipe(Some(pipe)));
-        }
-    }
-    Box::new(tokio::io::stdout())
-}
-
-/// A standard stream's pipe, driven by the reactor. Making it non-blocking changes the pipe for
-/// every process that shares it, so it is made blocking again when dropped.
-struct Pipe<P: IntoBlocking>(Option<P>);
-
-trait IntoBlocking {
-    fn into_blocking(self);
-}
-
-impl IntoBlocking for tokio::net::unix::pipe::Receiver {
-    fn into_blocking(self) {
-        let _ = self.into_blocking_fd();
+    let pipe = own_pipe(1).and_then(|path| pipe::OpenOptions::new().open_sender(path).ok());
+    match pipe {
+        Some(pipe) => Box::new(pipe),
+        None => Box::new(tokio::io::stdout()),
     }
 }
 
-impl IntoBlocking for tokio::net::unix::pipe::Sender {
-    fn into_blocking(self) {
-        let _ = self.into_blocking_fd();
-    }
-}
-
-impl<P: IntoBlocking> Drop for Pipe<P> {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            p.into_blocking();
-        }
-    }
-}
-
-fn gone() -> io::Error {
-    io::Error::new(io::ErrorKind::BrokenPipe, "the pipe was closed")
-}
-
-impl AsyncRead for Pipe<tokio::net::unix::pipe::Receiver> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        match self.0.as_mut() {
-            Some(p) => std::pin::Pin::new(p).poll_read(cx, buf),
-            None => std::task::Poll::Ready(Err(gone())),
-        }
-    }
-}
-
-impl AsyncWrite for Pipe<tokio::net::unix::pipe::Sender> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<io::Result<usize>> {
-        match self.0.as_mut() {
-            Some(p) => std::pin::Pin::new(p).poll_write(cx, buf),
-            None => std::task::Poll::Ready(Err(gone())),
-        }
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        match self.0.as_mut() {
-            Some(p) => std::pin::Pin::new(p).poll_flush(cx),
-            None => std::task::Poll::Ready(Ok(())),
-        }
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        match self.0.as_mut() {
-            Some(p) => std::pin::Pin::new(p).poll_shutdown(cx),
-            None => std::task::Poll::Ready(Ok(())),
-        }
-    }
+/// The path that opens standard input or output again, if it is a pipe or FIFO.
+///
+/// The reactor needs O_NONBLOCK, and that flag belongs to the open file description, which a
+/// pipe inherited from the shell shares with every other process using it (`cat` after us in
+/// `{ kamaelia ...; cat; }`). Set on fd 0 or 1, it would stay set for them if we were killed
+/// (SIGTERM, `timeout`) before putting it back. Opening `/proc/self/fd/N` makes a description
+/// of our own (tokio opens it non-blocking, so a pipe without a writer does not block the
+/// open): the flag is ours alone, and nothing needs restoring on any exit path. A terminal, a
+/// file, a socket, or no /proc gives `None` (or a failed open), and the blocking pool is used.
+fn own_pipe(fd: u8) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let path = format!("/proc/self/fd/{fd}");
+    // metadata follows the link to the pipe itself.
+    std::fs::metadata(&path)
+        .ok()?
+        .file_type()
+        .is_fifo()
+        .then_some(path)
 }
 
 #[cfg(test)]
