@@ -96,7 +96,7 @@ fn tls_error(e: &TlsError) -> String {
             "TLS handshake failed: timed out after {} s",
             after.as_secs_f64()
         ),
-        TlsError::PlaintextPending { bytes } => format!(
+        TlsError::PlaintextInjection { bytes } => format!(
             "TLS handshake failed: the server sent {bytes} plaintext bytes before the \
              handshake; refusing to switch (possible injection)"
         ),
@@ -165,7 +165,7 @@ mod tests {
         })
         .starts_with("TLS certificate name mismatch"));
         assert!(t(TlsError::NotTls).starts_with("TLS handshake failed"));
-        assert!(t(TlsError::PlaintextPending { bytes: 3 }).contains("injection"));
+        assert!(t(TlsError::PlaintextInjection { bytes: 3 }).contains("injection"));
         assert!(t(TlsError::NotConnected).starts_with("TLS handshake failed: the server closed"));
     }
 }

@@ -465,7 +465,7 @@ async fn plaintext_pending_at_makessl_is_refused() {
         c.makessl.send(MakeSsl::new()).await.unwrap();
         let (s, out) = c.finish().await;
         match only_error(&s) {
-            TcpError::Tls(TlsError::PlaintextPending { bytes }) => assert_eq!(bytes, 8),
+            TcpError::Tls(TlsError::PlaintextInjection { bytes }) => assert_eq!(bytes, 8),
             other => panic!("{other:?}"),
         }
         assert_eq!(out.try_recv().unwrap(), "220 ready\r\n");

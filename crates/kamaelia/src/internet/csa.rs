@@ -868,7 +868,7 @@ impl Connection {
                 TlsRole::Client { settings, host } => {
                     match sock.pending() {
                         Ok(Some(0)) => {}
-                        Ok(Some(bytes)) => return Err(TlsError::PlaintextPending { bytes }),
+                        Ok(Some(bytes)) => return Err(TlsError::PlaintextInjection { bytes }),
                         Ok(None) => return Err(TlsError::NotConnected),
                         Err(e) => return Err(TlsError::Io(Arc::new(e))),
                     }
@@ -908,7 +908,7 @@ impl Connection {
                     cipher_suite: "unknown".into(),
                     alpn: None,
                 });
-                let _ = self.b.sslready.send(SslReady(info, replayed)).await;
+                let _ = self.b.sslready.send(SslReady { info, replayed }).await;
                 Ok(())
             }
             Err(e) => Err(HowDied::Failed(TcpError::Tls(e))),

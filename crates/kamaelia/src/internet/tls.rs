@@ -198,8 +198,8 @@ impl TlsSettings {
     /// certificate for the name [`server_name_for`](Self::server_name_for) gives for `host`.
     ///
     /// `io` must have no plaintext from the server buffered elsewhere (see
-    /// [`TlsError::PlaintextPending`]). The configuration is built once per settings (and their clones);
-    /// see [`client_config`](Self::client_config).
+    /// [`TlsError::PlaintextInjection`]). The configuration is built once per settings (and
+    /// their clones); see [`client_config`](Self::client_config).
     pub async fn connect<IO>(
         &self,
         host: &str,
@@ -419,10 +419,11 @@ pub enum TlsError {
     /// The settings could not be turned into a configuration: a missing or unreadable file, no
     /// certificate or key in it, a key that does not fit.
     Config(String),
-    /// TLS was requested (STARTTLS) while plaintext from the server was still unread; switching
-    /// would let a man in the middle inject that plaintext, so the switch is refused.
-    PlaintextPending {
-        /// How many plaintext bytes were pending.
+    /// Plaintext arrived after the go-ahead to start TLS (the STARTTLS reply, or the request to
+    /// switch) and before the handshake. A man in the middle could have injected it, to be
+    /// taken for part of the protected session, so the switch is refused.
+    PlaintextInjection {
+        /// How many plaintext bytes arrived after the go-ahead.
         bytes: usize,
     },
     /// TLS was requested on a connection already using it.
@@ -454,9 +455,10 @@ impl fmt::Display for TlsError {
             }
             TlsError::InvalidServerName(name) => write!(f, "invalid TLS server name {name:?}"),
             TlsError::Config(reason) => write!(f, "invalid TLS configuration: {reason}"),
-            TlsError::PlaintextPending { bytes } => write!(
+            TlsError::PlaintextInjection { bytes } => write!(
                 f,
-                "refusing to start TLS with {bytes} bytes of unread plaintext from the server"
+                "refusing to start TLS: {bytes} bytes of plaintext arrived after the go-ahead \
+                 (possible injection)"
             ),
             TlsError::AlreadyTls => f.write_str("the connection is already using TLS"),
             TlsError::NotConnected => f.write_str("no open connection to start TLS on"),
@@ -628,13 +630,23 @@ mod tests {
     }
 
     #[test]
+    fn plaintext_after_the_go_ahead_reads_as_an_injection() {
+        let text = TlsError::PlaintextInjection { bytes: 5 }.to_string();
+        assert!(
+            text.contains("5 bytes of plaintext arrived after the go-ahead"),
+            "{text}"
+        );
+        assert!(text.contains("injection"), "{text}");
+    }
+
+    #[test]
     fn errors_display_lowercase() {
         for err in [
             TlsError::NotTls,
             TlsError::AlreadyTls,
             TlsError::NotConnected,
             TlsError::ClosedWithoutCloseNotify,
-            TlsError::PlaintextPending { bytes: 3 },
+            TlsError::PlaintextInjection { bytes: 3 },
             TlsError::HandshakeTimeout(Duration::from_secs(1)),
         ] {
             let text = err.to_string();
