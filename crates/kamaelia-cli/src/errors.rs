@@ -84,12 +84,10 @@ fn connect_error(e: &ConnectError) -> String {
 fn tls_error(e: &TlsError) -> String {
     match e {
         TlsError::UntrustedCertificate(why) => format!("TLS certificate not trusted: {why}"),
-        TlsError::NameMismatch { expected } if expected.is_empty() => {
-            "TLS certificate name mismatch".to_string()
-        }
-        TlsError::NameMismatch { expected } => {
-            format!("TLS certificate name mismatch: not valid for {expected}")
-        }
+        TlsError::NameMismatch { expected: None } => "TLS certificate name mismatch".to_string(),
+        TlsError::NameMismatch {
+            expected: Some(expected),
+        } => format!("TLS certificate name mismatch: not valid for {expected}"),
         TlsError::HandshakeFailed(why) => format!("TLS handshake failed: {why}"),
         TlsError::NotTls => "TLS handshake failed: the server did not answer in TLS".to_string(),
         TlsError::HandshakeTimeout(after) => format!(
@@ -158,10 +156,12 @@ mod tests {
     #[test]
     fn tls_failures_name_their_kind() {
         let t = |e| tcp_error(&TcpError::Tls(e));
-        assert!(t(TlsError::UntrustedCertificate("UnknownIssuer".into()))
-            .starts_with("TLS certificate not trusted"));
+        assert!(t(TlsError::UntrustedCertificate(
+            rustls::CertificateError::UnknownIssuer
+        ))
+        .starts_with("TLS certificate not trusted"));
         assert!(t(TlsError::NameMismatch {
-            expected: "x".into()
+            expected: Some("x".into())
         })
         .starts_with("TLS certificate name mismatch"));
         assert!(t(TlsError::NotTls).starts_with("TLS handshake failed"));

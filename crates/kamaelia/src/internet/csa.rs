@@ -137,7 +137,7 @@ pub enum OnFinish {
 }
 
 /// Which side of a TLS handshake this end plays when `makessl` arrives.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub enum TlsRole {
     /// A client verifying the server's certificate for `host` (or the settings' server name).
     Client {
@@ -261,6 +261,7 @@ pub enum TlsRole {
 /// the next write fail with [`TcpError::Reset`] or [`TcpError::BrokenPipe`]. `makessl` on a
 /// connection already using TLS is an error on `signal` (`TlsError::AlreadyTls`) and the
 /// connection carries on.
+#[derive(Debug)]
 pub struct ConnectedSocketAdapter;
 
 impl ConnectedSocketAdapter {

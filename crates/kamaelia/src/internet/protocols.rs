@@ -64,6 +64,7 @@ use super::DEFAULT_LIMIT_BYTES;
 /// None. A connection that has gone away (its `inbox` refuses the echo) is a normal end: the
 /// protocol drops what it still held and ends without an error, so no data is kept in a
 /// failure record.
+#[derive(Debug)]
 pub struct EchoProtocol;
 
 impl EchoProtocol {
@@ -84,6 +85,7 @@ impl EchoProtocol {
 /// let server = TcpServer::bind("127.0.0.1:0", |_| DiscardProtocol::new()).unwrap();
 /// assert_ne!(server.local_addr().port(), 0);
 /// ```
+#[derive(Debug)]
 pub struct DiscardProtocol;
 
 impl DiscardProtocol {

@@ -10,7 +10,7 @@ use super::messages::{
     Connected, HowDied, MakeSsl, ShutdownCsa, SocketShutdown, SslReady, TcpError, Transferred,
 };
 use super::selector::Selector;
-use super::{connect, Family, TlsSettings};
+use super::{connect, ConnectError, Family, TlsSettings};
 
 /// Kamaelia's default connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -299,10 +299,13 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
                     return match r {
                         Ok(Ok(ok)) => Ok(ok),
                         Ok(Err(e)) => Err(Early::Failed(TcpError::Connect(e))),
-                        Err(join) => Err(Early::Failed(TcpError::Io {
-                            peer: ([0, 0, 0, 0], 0).into(),
-                            source: std::sync::Arc::new(std::io::Error::other(join.to_string())),
-                        })),
+                        Err(join) => Err(Early::Failed(TcpError::Connect(
+                            ConnectError::Interrupted {
+                                host: cfg.host.clone(),
+                                port: cfg.port,
+                                reason: join.to_string(),
+                            },
+                        ))),
                     };
                 }
                 c = b.control.recv() => {

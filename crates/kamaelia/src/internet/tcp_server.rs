@@ -1,6 +1,7 @@
 //! TcpServer: listens, and gives each connection a ConnectedSocketAdapter and a protocol.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,6 +128,25 @@ pub struct TcpServer {
     idle_timeout: Option<Duration>,
     plaintext_timeout: Option<Duration>,
     limits: Limits,
+}
+
+impl fmt::Debug for TcpServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tls = match self.tls {
+            TlsMode::None => "none",
+            TlsMode::FromStart(_) => "from the start",
+            TlsMode::StartTls(_) => "STARTTLS",
+        };
+        f.debug_struct("TcpServer")
+            .field("addr", &self.addr)
+            .field("listening", &self.listener.is_some())
+            .field("tls", &tls)
+            .field("on_finish", &self.on_finish)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("plaintext_timeout", &self.plaintext_timeout)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TcpServer {
