@@ -1,6 +1,6 @@
 //! Small protocol components for [`super::TcpServer`]: echo and discard.
 
-use axon::Component;
+use axon::{Component, Control, ControlWatch, Undelivered, INBOX, OUTBOX};
 use bytes::Bytes;
 
 use super::DEFAULT_LIMIT_BYTES;
@@ -55,9 +55,10 @@ use super::DEFAULT_LIMIT_BYTES;
 ///
 /// # Shutdown
 ///
-/// On a final control message it first passes on what is still queued, then forwards the
-/// message on `signal`, which makes the connection flush the echo and close. Errors and notices
-/// on `control` are forwarded and it carries on.
+/// ProducerFinished: it first passes on what is still queued, then forwards the message on
+/// `signal`, which makes the connection flush the echo and close. ShutdownMicroprocess: it
+/// forwards the message at once, dropping what is queued (docs/semantics.md §5). Errors and
+/// notices on `control` are forwarded and it carries on.
 ///
 /// # Errors
 ///
@@ -99,34 +100,34 @@ impl DiscardProtocol {
 fn relay(name: &'static str, echo: bool) -> Component {
     let mut b = Component::build(name);
     let inbox = b
-        .inbox::<Bytes>("inbox", "data from the connection")
+        .inbox::<Bytes>(INBOX, "data from the connection")
         .limit_bytes(DEFAULT_LIMIT_BYTES);
-    let control = b.control();
-    let outbox = b.outbox::<Bytes>("outbox", "data to the connection");
-    let signal = b.signal();
+    let control =
+        b.control_with("the TcpServer's ProducerFinished when the peer has finished sending");
+    let outbox = b.outbox::<Bytes>(OUTBOX, "data to the connection");
+    let signal = b.signal_with("the final message, into the connection's `control`");
     b.main(move |_| async move {
+        let mut watch = ControlWatch::new(&control, &signal);
         // One message at a time: a batch taken out of the inbox would be held beyond the
         // inbox's byte limit while it waits for room in the connection.
-        loop {
+        while !watch.stopping() {
             tokio::select! {
                 d = inbox.recv() => {
-                    if echo && outbox.send(d).await.is_err() {
+                    if echo && watch.send(&outbox, d).await == Err(Undelivered::Closed) {
                         return Ok(());
                     }
                 }
-                c = control.recv() => {
-                    while let Some(d) = inbox.try_recv() {
-                        if echo && outbox.send(d).await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                    let last = c.is_final();
-                    let _ = signal.send(c).await;
-                    if last {
-                        return Ok(());
-                    }
-                }
+                c = watch.control().recv() => watch.handle(c).await,
             }
         }
+        // What was queued before ProducerFinished goes first; ShutdownMicroprocess drops it.
+        while !watch.shutdown_requested() {
+            let Some(d) = inbox.try_recv() else { break };
+            if echo && watch.send(&outbox, d).await == Err(Undelivered::Closed) {
+                return Ok(());
+            }
+        }
+        watch.finish(Control::producer_finished());
+        Ok(())
     })
 }

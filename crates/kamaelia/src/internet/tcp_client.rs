@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use axon::{link_refs, BoxRef, Component, Context, Control, Detail, Inbox, MainResult, Outbox};
+use axon::{
+    link_refs, BoxRef, Component, Context, Control, ControlWatch, Detail, Inbox, MainResult, Outbox,
+};
 use bytes::Bytes;
 
 use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole};
@@ -266,7 +268,8 @@ enum Early {
 async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
     let label = cx.label().clone();
     let (selector, _) = Selector::get_or_create(cx.services())?;
-    let mut finishing = false;
+    // Control before the connection is up; from then on `control` is linked to the CSA's.
+    let mut watch = ControlWatch::new(&b.control, &b.signal);
 
     // Boxed, so the resolver and Happy Eyeballs state is freed once connected instead of
     // staying inline in this (long-lived) task for the whole connection.
@@ -277,8 +280,9 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
             loop {
                 tokio::select! {
                     _ = &mut sleep => break,
-                    c = b.control.recv() => {
-                        if handle_early(c, &mut finishing, &b.signal).await {
+                    c = watch.control().recv() => {
+                        watch.handle(c).await;
+                        if watch.shutdown_requested() {
                             return Err(Early::Shutdown);
                         }
                     }
@@ -308,8 +312,9 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
                         ))),
                     };
                 }
-                c = b.control.recv() => {
-                    if handle_early(c, &mut finishing, &b.signal).await {
+                c = watch.control().recv() => {
+                    watch.handle(c).await;
+                    if watch.shutdown_requested() {
                         return Err(Early::Shutdown);
                     }
                 }
@@ -356,7 +361,9 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
         .limits(cfg.limits);
     let csa = ConnectedSocketAdapter::with_config(stream, peer, Some(role), options);
     wire(&b, &csa)?;
-    if finishing {
+    // Kamaelia threw the data queued before ProducerFinished away here; it goes out once
+    // connected, then the connection closes.
+    if watch.stopping() {
         let _ = b.csa_control.send(Control::producer_finished()).await;
     }
     let csa = cx.activate(csa);
@@ -416,20 +423,6 @@ fn wire(b: &Boxes, csa: &Component) -> Result<(), axon::WiringError> {
         link_refs(src, dst)?;
     }
     Ok(())
-}
-
-/// Handles a control message that arrived before the connection was up; true means stop now.
-async fn handle_early(c: Control, finishing: &mut bool, signal: &Outbox<Control>) -> bool {
-    if c.is_shutdown() {
-        return true;
-    }
-    if c.is_producer_finished() {
-        // Kamaelia threw the queued data away here; we send it once connected, then close.
-        *finishing = true;
-    } else {
-        let _ = signal.send(c).await;
-    }
-    false
 }
 
 /// Ends without a connection: refuses and counts what was queued, and says so in a
