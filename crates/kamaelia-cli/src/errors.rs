@@ -84,19 +84,17 @@ fn connect_error(e: &ConnectError) -> String {
 fn tls_error(e: &TlsError) -> String {
     match e {
         TlsError::UntrustedCertificate(why) => format!("TLS certificate not trusted: {why}"),
-        TlsError::NameMismatch { expected } if expected.is_empty() => {
-            "TLS certificate name mismatch".to_string()
-        }
-        TlsError::NameMismatch { expected } => {
-            format!("TLS certificate name mismatch: not valid for {expected}")
-        }
+        TlsError::NameMismatch { expected: None } => "TLS certificate name mismatch".to_string(),
+        TlsError::NameMismatch {
+            expected: Some(expected),
+        } => format!("TLS certificate name mismatch: not valid for {expected}"),
         TlsError::HandshakeFailed(why) => format!("TLS handshake failed: {why}"),
         TlsError::NotTls => "TLS handshake failed: the server did not answer in TLS".to_string(),
         TlsError::HandshakeTimeout(after) => format!(
             "TLS handshake failed: timed out after {} s",
             after.as_secs_f64()
         ),
-        TlsError::PlaintextPending { bytes } => format!(
+        TlsError::PlaintextInjection { bytes } => format!(
             "TLS handshake failed: the server sent {bytes} plaintext bytes before the \
              handshake; refusing to switch (possible injection)"
         ),
@@ -158,14 +156,16 @@ mod tests {
     #[test]
     fn tls_failures_name_their_kind() {
         let t = |e| tcp_error(&TcpError::Tls(e));
-        assert!(t(TlsError::UntrustedCertificate("UnknownIssuer".into()))
-            .starts_with("TLS certificate not trusted"));
+        assert!(t(TlsError::UntrustedCertificate(
+            rustls::CertificateError::UnknownIssuer
+        ))
+        .starts_with("TLS certificate not trusted"));
         assert!(t(TlsError::NameMismatch {
-            expected: "x".into()
+            expected: Some("x".into())
         })
         .starts_with("TLS certificate name mismatch"));
         assert!(t(TlsError::NotTls).starts_with("TLS handshake failed"));
-        assert!(t(TlsError::PlaintextPending { bytes: 3 }).contains("injection"));
+        assert!(t(TlsError::PlaintextInjection { bytes: 3 }).contains("injection"));
         assert!(t(TlsError::NotConnected).starts_with("TLS handshake failed: the server closed"));
     }
 }

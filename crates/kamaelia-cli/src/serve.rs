@@ -378,7 +378,7 @@ async fn switched(
     echo: bool,
     outbox: &axon::Outbox<Bytes>,
 ) -> Result<Phase, axon::SendError<Bytes>> {
-    let replayed = usize::try_from(ready.1).unwrap_or(usize::MAX);
+    let replayed = usize::try_from(ready.replayed).unwrap_or(usize::MAX);
     let drop = replayed.saturating_sub(held.len());
     let keep = held.split_off(replayed.min(held.len()));
     held.clear();

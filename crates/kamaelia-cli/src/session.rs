@@ -314,7 +314,7 @@ impl Observer {
     }
 
     fn tls_up(&self, ready: SslReady, s: &mut Summary) {
-        let SslReady(info, _) = ready;
+        let SslReady { info, .. } = ready;
         self.events.sslready(&info);
         self.events.line(format_args!(
             "TLS established: {} {}",

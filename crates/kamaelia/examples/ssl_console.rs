@@ -109,7 +109,7 @@ fn main() -> ExitCode {
 
     let report = match axon::run(async move {
         tokio::spawn(async move {
-            let SslReady(info, _) = ready.recv().await;
+            let SslReady { info, .. } = ready.recv().await;
             eprintln!("ssl_console: TLS established: {info}");
         });
         system.activate();

@@ -147,7 +147,7 @@ async fn bulk_both_ways_after_a_tls_switch_midway() {
             .unwrap();
         assert_eq!(c.out.recv().await, "220 go\r\n");
         c.makessl.send(MakeSsl::new()).await.unwrap();
-        let kamaelia::SslReady(info, _) = c.sslready.recv().await;
+        let kamaelia::SslReady { info, .. } = c.sslready.recv().await;
         assert_eq!(info.version, "TLSv1.3");
         let got = client_bulk(c, up, size, seed ^ 1).await;
         assert_eq!(got, down_sha);

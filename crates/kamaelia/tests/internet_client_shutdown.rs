@@ -221,7 +221,7 @@ async fn makessl_twice_is_an_error_and_the_connection_keeps_working() {
         let (addr, mut handshakes, _server) = client::tls_echo_notifying(pki.server_config()).await;
         let c = start(TcpClient::new("127.0.0.1", addr.port()).tls(trusting(&pki))).await;
         c.makessl.send(MakeSsl::new()).await.unwrap();
-        let kamaelia::SslReady(info, _) = c.sslready.recv().await;
+        let kamaelia::SslReady { info, .. } = c.sslready.recv().await;
         assert_eq!(info.version, "TLSv1.3");
         handshakes.recv().await.unwrap();
         c.makessl.send(MakeSsl::new()).await.unwrap();

@@ -78,7 +78,7 @@ async fn plaintext_before_encrypted_during_and_producer_finished_during_the_hand
         let (s, _, ready) = c.finish_all().await;
         assert!(matches!(s.how(), HowDied::Finished), "{s:?}");
         assert_eq!(s.error_count(), 0, "{s:?}");
-        let SslReady(info, _) = ready.try_recv().expect("sslready");
+        let SslReady { info, .. } = ready.try_recv().expect("sslready");
         assert_eq!(info.version, "TLSv1.3");
         assert!(info.cipher_suite.starts_with("TLS13_"), "{info:?}");
         let (plain, secret) = server.await.unwrap();
@@ -127,7 +127,7 @@ async fn tls_over_ipv6_verifies_the_ip_address() {
         c.makessl.send(MakeSsl::new()).await.unwrap();
         hello.await.unwrap();
         go.send(()).unwrap();
-        let SslReady(info, _) = c.sslready.recv().await;
+        let SslReady { info, .. } = c.sslready.recv().await;
         assert_eq!(info.version, "TLSv1.3");
         c.input.send(Bytes::from_static(b"over v6")).await.unwrap();
         c.control.send(Control::producer_finished()).await.unwrap();

@@ -43,8 +43,7 @@ async fn binding_an_address_in_use_is_a_bind_error() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap().to_string();
         let err = TcpServer::bind(&addr, |_| EchoProtocol::new())
-            .err()
-            .expect("binding a port another socket listens on must fail");
+            .expect_err("binding a port another socket listens on must fail");
         let TcpError::Bind { addr: what, source } = &err else {
             panic!("expected TcpError::Bind, got {err:?}");
         };
@@ -58,8 +57,7 @@ async fn binding_an_address_in_use_is_a_bind_error() {
         let first = TcpServer::bind("127.0.0.1:0", |_| EchoProtocol::new()).unwrap();
         let again = first.local_addr().to_string();
         let err = TcpServer::bind(&again, |_| EchoProtocol::new())
-            .err()
-            .expect("two servers on one address");
+            .expect_err("two servers on one address");
         assert!(
             matches!(&err, TcpError::Bind { source, .. } if source.kind() == io::ErrorKind::AddrInUse),
             "{err:?}"

@@ -237,7 +237,7 @@ fn starttls_protocol(seen: mpsc::UnboundedSender<Seen>, slow: bool) -> Component
                 }
             }
         };
-        let mut to_drop = ready.1 as usize;
+        let mut to_drop = ready.replayed as usize;
         let from_pending = to_drop.min(pending.len());
         let _ = pending.split_to(from_pending);
         to_drop -= from_pending;
@@ -417,7 +417,7 @@ async fn starttls_round_trip(flow: Flow, slow_protocol: bool) {
     });
     // What the protocol saw decides first: lost handshake bytes would only show as a timeout.
     match seen.recv().await.unwrap() {
-        Seen::Ready(SslReady(info, _)) => {
+        Seen::Ready(SslReady { info, .. }) => {
             assert_eq!(info.version, "TLSv1.3");
             assert!(info.cipher_suite.starts_with("TLS13_"), "{info:?}");
         }

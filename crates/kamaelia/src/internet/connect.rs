@@ -113,6 +113,16 @@ pub enum ConnectError {
         /// The operating system's error.
         source: Arc<io::Error>,
     },
+    /// The task connecting ended without an answer: it panicked, or the runtime it ran on
+    /// (the [`super::Selector`]'s) shut down. No address was connected to.
+    Interrupted {
+        /// The host name as given.
+        host: String,
+        /// The port.
+        port: u16,
+        /// Why the task ended.
+        reason: String,
+    },
 }
 
 impl fmt::Display for ConnectError {
@@ -128,6 +138,9 @@ impl fmt::Display for ConnectError {
             }
             ConnectError::Unreachable { addr, .. } => write!(f, "{addr} is unreachable"),
             ConnectError::Other { addr, .. } => write!(f, "could not connect to {addr}"),
+            ConnectError::Interrupted { host, port, reason } => {
+                write!(f, "connecting to {host}:{port} was interrupted: {reason}")
+            }
         }
     }
 }
@@ -140,7 +153,8 @@ impl StdError for ConnectError {
             | ConnectError::Other { source, .. } => Some(source.as_ref()),
             ConnectError::NoAddresses { .. }
             | ConnectError::Refused { .. }
-            | ConnectError::TimedOut { .. } => None,
+            | ConnectError::TimedOut { .. }
+            | ConnectError::Interrupted { .. } => None,
         }
     }
 }
@@ -316,16 +330,12 @@ enum Failure {
 }
 
 fn classify_io(err: &io::Error) -> Failure {
-    if err.kind() == io::ErrorKind::ConnectionRefused {
-        return Failure::Refused;
-    }
-    // `ErrorKind::{HostUnreachable, NetworkUnreachable}` are newer than the crate's MSRV;
-    // their Debug names are stable and match on every platform.
-    let kind = format!("{:?}", err.kind());
-    if kind == "HostUnreachable" || kind == "NetworkUnreachable" {
-        Failure::Unreachable
-    } else {
-        Failure::Other
+    // `HostUnreachable` and `NetworkUnreachable` are stable since Rust 1.83, before the
+    // crate's rust-version (1.86).
+    match err.kind() {
+        io::ErrorKind::ConnectionRefused => Failure::Refused,
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => Failure::Unreachable,
+        _ => Failure::Other,
     }
 }
 
@@ -367,6 +377,24 @@ mod tests {
     use super::*;
     use std::future::Future;
     use tokio::net::{TcpListener, TcpSocket};
+
+    #[test]
+    fn unreachable_hosts_and_networks_are_told_by_their_error_kind() {
+        let kind = |k: io::ErrorKind| classify_io(&io::Error::from(k));
+        assert_eq!(kind(io::ErrorKind::ConnectionRefused), Failure::Refused);
+        assert_eq!(kind(io::ErrorKind::HostUnreachable), Failure::Unreachable);
+        assert_eq!(
+            kind(io::ErrorKind::NetworkUnreachable),
+            Failure::Unreachable
+        );
+        assert_eq!(kind(io::ErrorKind::TimedOut), Failure::Other);
+        // The raw errno, as a failed connect reports it (EHOSTUNREACH on Linux).
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            classify_io(&io::Error::from_raw_os_error(113)),
+            Failure::Unreachable
+        );
+    }
 
     const TEST_TIMEOUT: Duration = Duration::from_secs(10);
 

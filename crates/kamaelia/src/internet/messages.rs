@@ -58,13 +58,17 @@ impl MakeSsl {
     }
 }
 
-/// Sent once on `sslready` when the TLS handshake has completed: what was negotiated, and (on a
-/// STARTTLS server) how many bytes the connection had delivered in plaintext after those the
-/// protocol consumed, and handed to the handshake instead ([`MakeSsl::with_consumed`]). The
-/// protocol drops that many bytes of plaintext it has not consumed yet: they were the client's
-/// handshake, not data.
-#[derive(Clone, Debug)]
-pub struct SslReady(pub TlsInfo, pub u64);
+/// Sent once on `sslready` when the TLS handshake has completed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SslReady {
+    /// What the handshake agreed on: version, cipher suite, ALPN.
+    pub info: TlsInfo,
+    /// On a STARTTLS server, how many bytes the connection had delivered in plaintext after
+    /// those the protocol consumed, and handed to the handshake instead
+    /// ([`MakeSsl::with_consumed`]). The protocol drops that many bytes of plaintext it has not
+    /// consumed yet: they were the client's handshake, not data. Zero everywhere else.
+    pub replayed: u64,
+}
 
 /// A notice on `signal`: the connection is up.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! Kamaelia.Internet: TcpClient, ConnectedSocketAdapter and TcpServer, with TLS switched on
 //! mid-connection, and the TCP and TLS building blocks under them.
+#![warn(missing_debug_implementations)]
 
 mod conn;
 mod connect;
@@ -22,6 +23,6 @@ pub use selector::{Selector, SELECTOR_SERVICE};
 pub use tcp_client::{TcpClient, DEFAULT_CONNECT_TIMEOUT};
 pub use tcp_server::{ConnectionInfo, TcpServer, DEFAULT_PLAINTEXT_TIMEOUT};
 pub use tls::{
-    classify, handshake, ServerTls, TlsError, TlsInfo, TlsSettings, Trust,
+    classify, handshake, HandshakeFailure, ServerTls, TlsError, TlsInfo, TlsSettings, Trust,
     DEFAULT_HANDSHAKE_TIMEOUT, MAX_PEM_BYTES,
 };

@@ -1,6 +1,6 @@
 //! Small protocol components for [`super::TcpServer`]: echo and discard.
 
-use axon::Component;
+use axon::{Component, Control, ControlWatch, Undelivered, INBOX, OUTBOX};
 use bytes::Bytes;
 
 use super::DEFAULT_LIMIT_BYTES;
@@ -55,15 +55,17 @@ use super::DEFAULT_LIMIT_BYTES;
 ///
 /// # Shutdown
 ///
-/// On a final control message it first passes on what is still queued, then forwards the
-/// message on `signal`, which makes the connection flush the echo and close. Errors and notices
-/// on `control` are forwarded and it carries on.
+/// ProducerFinished: it first passes on what is still queued, then forwards the message on
+/// `signal`, which makes the connection flush the echo and close. ShutdownMicroprocess: it
+/// forwards the message at once, dropping what is queued (docs/semantics.md §5). Errors and
+/// notices on `control` are forwarded and it carries on.
 ///
 /// # Errors
 ///
 /// None. A connection that has gone away (its `inbox` refuses the echo) is a normal end: the
 /// protocol drops what it still held and ends without an error, so no data is kept in a
 /// failure record.
+#[derive(Debug)]
 pub struct EchoProtocol;
 
 impl EchoProtocol {
@@ -84,6 +86,7 @@ impl EchoProtocol {
 /// let server = TcpServer::bind("127.0.0.1:0", |_| DiscardProtocol::new()).unwrap();
 /// assert_ne!(server.local_addr().port(), 0);
 /// ```
+#[derive(Debug)]
 pub struct DiscardProtocol;
 
 impl DiscardProtocol {
@@ -97,34 +100,34 @@ impl DiscardProtocol {
 fn relay(name: &'static str, echo: bool) -> Component {
     let mut b = Component::build(name);
     let inbox = b
-        .inbox::<Bytes>("inbox", "data from the connection")
+        .inbox::<Bytes>(INBOX, "data from the connection")
         .limit_bytes(DEFAULT_LIMIT_BYTES);
-    let control = b.control();
-    let outbox = b.outbox::<Bytes>("outbox", "data to the connection");
-    let signal = b.signal();
+    let control =
+        b.control_with("the TcpServer's ProducerFinished when the peer has finished sending");
+    let outbox = b.outbox::<Bytes>(OUTBOX, "data to the connection");
+    let signal = b.signal_with("the final message, into the connection's `control`");
     b.main(move |_| async move {
+        let mut watch = ControlWatch::new(&control, &signal);
         // One message at a time: a batch taken out of the inbox would be held beyond the
         // inbox's byte limit while it waits for room in the connection.
-        loop {
+        while !watch.stopping() {
             tokio::select! {
                 d = inbox.recv() => {
-                    if echo && outbox.send(d).await.is_err() {
+                    if echo && watch.send(&outbox, d).await == Err(Undelivered::Closed) {
                         return Ok(());
                     }
                 }
-                c = control.recv() => {
-                    while let Some(d) = inbox.try_recv() {
-                        if echo && outbox.send(d).await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                    let last = c.is_final();
-                    let _ = signal.send(c).await;
-                    if last {
-                        return Ok(());
-                    }
-                }
+                c = watch.control().recv() => watch.handle(c).await,
             }
         }
+        // What was queued before ProducerFinished goes first; ShutdownMicroprocess drops it.
+        while !watch.shutdown_requested() {
+            let Some(d) = inbox.try_recv() else { break };
+            if echo && watch.send(&outbox, d).await == Err(Undelivered::Closed) {
+                return Ok(());
+            }
+        }
+        watch.finish(Control::producer_finished());
+        Ok(())
     })
 }

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use axon::{link_refs, BoxRef, Component, Context, Control, Detail, Inbox, MainResult, Outbox};
+use axon::{
+    link_refs, BoxRef, Component, Context, Control, ControlWatch, Detail, Inbox, MainResult, Outbox,
+};
 use bytes::Bytes;
 
 use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole};
@@ -10,7 +12,7 @@ use super::messages::{
     Connected, HowDied, MakeSsl, ShutdownCsa, SocketShutdown, SslReady, TcpError, Transferred,
 };
 use super::selector::Selector;
-use super::{connect, Family, TlsSettings};
+use super::{connect, ConnectError, Family, TlsSettings};
 
 /// Kamaelia's default connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -266,7 +268,8 @@ enum Early {
 async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
     let label = cx.label().clone();
     let (selector, _) = Selector::get_or_create(cx.services())?;
-    let mut finishing = false;
+    // Control before the connection is up; from then on `control` is linked to the CSA's.
+    let mut watch = ControlWatch::new(&b.control, &b.signal);
 
     // Boxed, so the resolver and Happy Eyeballs state is freed once connected instead of
     // staying inline in this (long-lived) task for the whole connection.
@@ -277,8 +280,9 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
             loop {
                 tokio::select! {
                     _ = &mut sleep => break,
-                    c = b.control.recv() => {
-                        if handle_early(c, &mut finishing, &b.signal).await {
+                    c = watch.control().recv() => {
+                        watch.handle(c).await;
+                        if watch.shutdown_requested() {
                             return Err(Early::Shutdown);
                         }
                     }
@@ -299,14 +303,18 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
                     return match r {
                         Ok(Ok(ok)) => Ok(ok),
                         Ok(Err(e)) => Err(Early::Failed(TcpError::Connect(e))),
-                        Err(join) => Err(Early::Failed(TcpError::Io {
-                            peer: ([0, 0, 0, 0], 0).into(),
-                            source: std::sync::Arc::new(std::io::Error::other(join.to_string())),
-                        })),
+                        Err(join) => Err(Early::Failed(TcpError::Connect(
+                            ConnectError::Interrupted {
+                                host: cfg.host.clone(),
+                                port: cfg.port,
+                                reason: join.to_string(),
+                            },
+                        ))),
                     };
                 }
-                c = b.control.recv() => {
-                    if handle_early(c, &mut finishing, &b.signal).await {
+                c = watch.control().recv() => {
+                    watch.handle(c).await;
+                    if watch.shutdown_requested() {
                         return Err(Early::Shutdown);
                     }
                 }
@@ -353,7 +361,9 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
         .limits(cfg.limits);
     let csa = ConnectedSocketAdapter::with_config(stream, peer, Some(role), options);
     wire(&b, &csa)?;
-    if finishing {
+    // Kamaelia threw the data queued before ProducerFinished away here; it goes out once
+    // connected, then the connection closes.
+    if watch.stopping() {
         let _ = b.csa_control.send(Control::producer_finished()).await;
     }
     let csa = cx.activate(csa);
@@ -413,20 +423,6 @@ fn wire(b: &Boxes, csa: &Component) -> Result<(), axon::WiringError> {
         link_refs(src, dst)?;
     }
     Ok(())
-}
-
-/// Handles a control message that arrived before the connection was up; true means stop now.
-async fn handle_early(c: Control, finishing: &mut bool, signal: &Outbox<Control>) -> bool {
-    if c.is_shutdown() {
-        return true;
-    }
-    if c.is_producer_finished() {
-        // Kamaelia threw the queued data away here; we send it once connected, then close.
-        *finishing = true;
-    } else {
-        let _ = signal.send(c).await;
-    }
-    false
 }
 
 /// Ends without a connection: refuses and counts what was queued, and says so in a

@@ -1,11 +1,14 @@
 //! TcpServer: listens, and gives each connection a ConnectedSocketAdapter and a protocol.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axon::{link_refs, Component, Context, Control, Inbox, MainResult, Outbox, TrySendError};
+use axon::{
+    link_refs, Component, Context, Control, ControlWatch, Inbox, MainResult, Outbox, TrySendError,
+};
 use tokio::task::JoinSet;
 
 use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole};
@@ -127,6 +130,25 @@ pub struct TcpServer {
     idle_timeout: Option<Duration>,
     plaintext_timeout: Option<Duration>,
     limits: Limits,
+}
+
+impl fmt::Debug for TcpServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tls = match self.tls {
+            TlsMode::None => "none",
+            TlsMode::FromStart(_) => "from the start",
+            TlsMode::StartTls(_) => "STARTTLS",
+        };
+        f.debug_struct("TcpServer")
+            .field("addr", &self.addr)
+            .field("listening", &self.listener.is_some())
+            .field("tls", &tls)
+            .field("on_finish", &self.on_finish)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("plaintext_timeout", &self.plaintext_timeout)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TcpServer {
@@ -252,14 +274,10 @@ async fn run(
     let mut connections: HashMap<u64, (axon::Handle, axon::Handle)> = HashMap::new();
     let mut next_id: u64 = 0;
     let mut supervisors = JoinSet::new();
-    let last = loop {
+    let mut watch = ControlWatch::new(&control, &signal);
+    while !watch.stopping() {
         tokio::select! {
-            c = control.recv() => {
-                if c.is_final() {
-                    break c;
-                }
-                report(&signal, &label, c).await;
-            }
+            c = watch.control().recv() => watch.handle(c).await,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let info = ConnectionInfo { peer, local: server.addr };
@@ -290,7 +308,7 @@ async fn run(
                 }
             }
         }
-    };
+    }
     drop(listener);
     for (csa, _) in connections.values() {
         csa.stop();
@@ -301,7 +319,7 @@ async fn run(
         proto.join().await;
     }
     // Forced: the final message must not wait on a signal nobody reads.
-    let _ = signal.force_send(last);
+    watch.finish(Control::producer_finished());
     Ok(())
 }
 

@@ -198,8 +198,8 @@ impl TlsSettings {
     /// certificate for the name [`server_name_for`](Self::server_name_for) gives for `host`.
     ///
     /// `io` must have no plaintext from the server buffered elsewhere (see
-    /// [`TlsError::PlaintextPending`]). The configuration is built once per settings (and their clones);
-    /// see [`client_config`](Self::client_config).
+    /// [`TlsError::PlaintextInjection`]). The configuration is built once per settings (and
+    /// their clones); see [`client_config`](Self::client_config).
     pub async fn connect<IO>(
         &self,
         host: &str,
@@ -211,9 +211,8 @@ impl TlsSettings {
         let name = self.server_name_for(host)?;
         let config = self.client_config()?;
         let stream = handshake(config, name, io, self.handshake_timeout).await?;
-        let info = TlsInfo::from_common_state(stream.get_ref().1).ok_or_else(|| {
-            TlsError::HandshakeFailed("no protocol version after the handshake".into())
-        })?;
+        let info = TlsInfo::from_common_state(stream.get_ref().1)
+            .ok_or(TlsError::HandshakeFailed(HandshakeFailure::NoVersion))?;
         Ok((stream, info))
     }
 
@@ -273,12 +272,14 @@ where
         Err(_elapsed) => Err(TlsError::HandshakeTimeout(timeout)),
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(err)) => Err(match classify(&err) {
-            TlsError::NameMismatch { .. } => TlsError::NameMismatch { expected },
+            TlsError::NameMismatch { .. } => TlsError::NameMismatch {
+                expected: Some(expected),
+            },
             // Outside a handshake a bare EOF means a missing close_notify; inside one it means
             // the peer gave up on (or never started) TLS.
-            TlsError::ClosedWithoutCloseNotify => TlsError::HandshakeFailed(
-                "the peer closed the connection during the handshake".into(),
-            ),
+            TlsError::ClosedWithoutCloseNotify => {
+                TlsError::HandshakeFailed(HandshakeFailure::PeerClosed)
+            }
             other => other,
         }),
     }
@@ -400,16 +401,16 @@ impl fmt::Display for TlsInfo {
 #[non_exhaustive]
 pub enum TlsError {
     /// The server's certificate chain does not lead to a trusted root, or is expired, revoked
-    /// or malformed; the reason says which.
-    UntrustedCertificate(String),
+    /// or malformed; rustls's reason says which (e.g. [`CertificateError::Expired`]).
+    UntrustedCertificate(CertificateError),
     /// The server's certificate is valid but not for the name that was verified.
     NameMismatch {
-        /// The name verified (empty when not known, as from [`classify`] alone).
-        expected: String,
+        /// The name verified, when known ([`classify`] alone may not know it).
+        expected: Option<String>,
     },
     /// The handshake failed for another reason: an alert from the peer, no common protocol
     /// version or cipher suite, the peer closing mid-handshake.
-    HandshakeFailed(String),
+    HandshakeFailed(HandshakeFailure),
     /// The peer answered with bytes that are not TLS records (a plaintext server, garbage).
     NotTls,
     /// The handshake had not finished when its deadline passed.
@@ -419,10 +420,11 @@ pub enum TlsError {
     /// The settings could not be turned into a configuration: a missing or unreadable file, no
     /// certificate or key in it, a key that does not fit.
     Config(String),
-    /// TLS was requested (STARTTLS) while plaintext from the server was still unread; switching
-    /// would let a man in the middle inject that plaintext, so the switch is refused.
-    PlaintextPending {
-        /// How many plaintext bytes were pending.
+    /// Plaintext arrived after the go-ahead to start TLS (the STARTTLS reply, or the request to
+    /// switch) and before the handshake. A man in the middle could have injected it, to be
+    /// taken for part of the protected session, so the switch is refused.
+    PlaintextInjection {
+        /// How many plaintext bytes arrived after the go-ahead.
         bytes: usize,
     },
     /// TLS was requested on a connection already using it.
@@ -435,16 +437,43 @@ pub enum TlsError {
     Io(Arc<io::Error>),
 }
 
+/// Why a TLS handshake failed, when it was not the certificate ([`TlsError::HandshakeFailed`]).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum HandshakeFailure {
+    /// rustls refused or failed the handshake: an alert from the peer, no common protocol
+    /// version or cipher suite, a peer misbehaving. Kept as rustls's own error, to match on.
+    Rustls(rustls::Error),
+    /// The peer closed the connection before the handshake finished.
+    PeerClosed,
+    /// The handshake ended without a protocol version (rustls never does this).
+    NoVersion,
+}
+
+impl fmt::Display for HandshakeFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeFailure::Rustls(e) => fmt::Display::fmt(e, f),
+            HandshakeFailure::PeerClosed => {
+                f.write_str("the peer closed the connection during the handshake")
+            }
+            HandshakeFailure::NoVersion => f.write_str("no protocol version after the handshake"),
+        }
+    }
+}
+
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TlsError::UntrustedCertificate(reason) => {
                 write!(f, "the server's certificate is not trusted: {reason}")
             }
-            TlsError::NameMismatch { expected } if expected.is_empty() => {
+            TlsError::NameMismatch { expected: None } => {
                 f.write_str("the server's certificate is not valid for the requested name")
             }
-            TlsError::NameMismatch { expected } => {
+            TlsError::NameMismatch {
+                expected: Some(expected),
+            } => {
                 write!(f, "the server's certificate is not valid for {expected:?}")
             }
             TlsError::HandshakeFailed(reason) => write!(f, "the TLS handshake failed: {reason}"),
@@ -454,9 +483,10 @@ impl fmt::Display for TlsError {
             }
             TlsError::InvalidServerName(name) => write!(f, "invalid TLS server name {name:?}"),
             TlsError::Config(reason) => write!(f, "invalid TLS configuration: {reason}"),
-            TlsError::PlaintextPending { bytes } => write!(
+            TlsError::PlaintextInjection { bytes } => write!(
                 f,
-                "refusing to start TLS with {bytes} bytes of unread plaintext from the server"
+                "refusing to start TLS: {bytes} bytes of plaintext arrived after the go-ahead \
+                 (possible injection)"
             ),
             TlsError::AlreadyTls => f.write_str("the connection is already using TLS"),
             TlsError::NotConnected => f.write_str("no open connection to start TLS on"),
@@ -472,6 +502,7 @@ impl StdError for TlsError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
             TlsError::Io(source) => Some(source.as_ref()),
+            TlsError::HandshakeFailed(HandshakeFailure::Rustls(e)) => Some(e),
             _ => None,
         }
     }
@@ -504,21 +535,17 @@ pub fn classify(err: &io::Error) -> TlsError {
 fn classify_rustls(err: &rustls::Error) -> TlsError {
     match err {
         rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => {
-            TlsError::NameMismatch {
-                expected: String::new(),
-            }
+            TlsError::NameMismatch { expected: None }
         }
         rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
             expected,
             ..
         }) => TlsError::NameMismatch {
-            expected: expected.to_str().into_owned(),
+            expected: Some(expected.to_str().into_owned()),
         },
-        rustls::Error::InvalidCertificate(other) => {
-            TlsError::UntrustedCertificate(other.to_string())
-        }
+        rustls::Error::InvalidCertificate(other) => TlsError::UntrustedCertificate(other.clone()),
         rustls::Error::InvalidMessage(_) => TlsError::NotTls,
-        other => TlsError::HandshakeFailed(other.to_string()),
+        other => TlsError::HandshakeFailed(HandshakeFailure::Rustls(other.clone())),
     }
 }
 
@@ -570,7 +597,13 @@ mod tests {
             classify(&wrap(rustls::Error::InvalidCertificate(
                 CertificateError::UnknownIssuer
             ))),
-            TlsError::UntrustedCertificate(_)
+            TlsError::UntrustedCertificate(CertificateError::UnknownIssuer)
+        ));
+        assert!(matches!(
+            classify(&wrap(rustls::Error::InvalidCertificate(
+                CertificateError::Expired
+            ))),
+            TlsError::UntrustedCertificate(CertificateError::Expired)
         ));
         assert!(matches!(
             classify(&wrap(rustls::Error::InvalidCertificate(
@@ -582,7 +615,7 @@ mod tests {
             classify(&wrap(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName
             ))),
-            TlsError::NameMismatch { .. }
+            TlsError::NameMismatch { expected: None }
         ));
         assert!(matches!(
             classify(&wrap(rustls::Error::InvalidMessage(
@@ -594,7 +627,9 @@ mod tests {
             classify(&wrap(rustls::Error::AlertReceived(
                 rustls::AlertDescription::HandshakeFailure
             ))),
-            TlsError::HandshakeFailed(_)
+            TlsError::HandshakeFailed(HandshakeFailure::Rustls(rustls::Error::AlertReceived(
+                rustls::AlertDescription::HandshakeFailure
+            )))
         ));
         assert!(matches!(
             classify(&io::Error::from(io::ErrorKind::UnexpectedEof)),
@@ -628,13 +663,23 @@ mod tests {
     }
 
     #[test]
+    fn plaintext_after_the_go_ahead_reads_as_an_injection() {
+        let text = TlsError::PlaintextInjection { bytes: 5 }.to_string();
+        assert!(
+            text.contains("5 bytes of plaintext arrived after the go-ahead"),
+            "{text}"
+        );
+        assert!(text.contains("injection"), "{text}");
+    }
+
+    #[test]
     fn errors_display_lowercase() {
         for err in [
             TlsError::NotTls,
             TlsError::AlreadyTls,
             TlsError::NotConnected,
             TlsError::ClosedWithoutCloseNotify,
-            TlsError::PlaintextPending { bytes: 3 },
+            TlsError::PlaintextInjection { bytes: 3 },
             TlsError::HandshakeTimeout(Duration::from_secs(1)),
         ] {
             let text = err.to_string();

@@ -28,6 +28,15 @@ impl TestPki {
 
     /// A CA and a leaf valid for exactly `names` (DNS names or IP literals).
     pub fn with_names(names: &[&str]) -> Self {
+        Self::build(names, false)
+    }
+
+    /// A CA and a leaf for `localhost` that expired in 2001.
+    pub fn expired() -> Self {
+        Self::build(&["localhost"], true)
+    }
+
+    fn build(names: &[&str], expired: bool) -> Self {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
@@ -47,6 +56,10 @@ impl TestPki {
             .distinguished_name
             .push(DnType::CommonName, "Kamaelia test server");
         leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        if expired {
+            leaf_params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            leaf_params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        }
         let leaf_key = KeyPair::generate().unwrap();
         let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
         Self {
