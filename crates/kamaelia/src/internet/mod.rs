@@ -8,6 +8,7 @@ mod csa;
 mod messages;
 mod protocols;
 mod selector;
+pub mod starttls;
 mod tcp_client;
 mod tcp_server;
 mod tls;
@@ -20,6 +21,10 @@ pub use messages::{
 };
 pub use protocols::{DiscardProtocol, EchoProtocol};
 pub use selector::{Selector, SELECTOR_SERVICE};
+pub use starttls::{
+    ImapStartTlsClient, ImapStartTlsServer, Pop3StartTlsClient, Pop3StartTlsServer,
+    SmtpStartTlsClient, SmtpStartTlsServer, StartTlsError, TlsGate,
+};
 pub use tcp_client::{TcpClient, DEFAULT_CONNECT_TIMEOUT};
 pub use tcp_server::{ConnectionInfo, TcpServer, DEFAULT_PLAINTEXT_TIMEOUT};
 pub use tls::{

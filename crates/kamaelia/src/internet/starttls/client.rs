@@ -1,0 +1,522 @@
+//! The client side: a line feeder for the protocols' dialogues ([`Talk`]), and the one driver
+//! the client components share, which sits between the user and a TcpClient.
+
+use std::time::Duration;
+
+use axon::{Component, Control, Inbox, Outbox, TrySendError, INBOX, OUTBOX};
+use bytes::Bytes;
+
+use super::error::StartTlsError;
+use crate::internet::{Connected, MakeSsl, SslReady, TlsError};
+
+/// The longest reply line a client dialogue accepts before the switch.
+pub const MAX_REPLY_LINE: usize = 8192;
+/// The most reply lines a client dialogue accepts (a real EHLO reply has a few dozen).
+pub const MAX_REPLY_LINES: usize = 512;
+/// How long a client dialogue may take, counted from the moment the connection is up, unless
+/// the component is told otherwise.
+pub const DEFAULT_DIALOGUE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a client dialogue wants done after a line from the server.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Keep reading.
+    Read,
+    /// Send these bytes, then keep reading.
+    Send(&'static [u8]),
+    /// The server agreed: switch to TLS now.
+    Switch,
+    /// Give up.
+    Fail(StartTlsError),
+}
+
+/// The plaintext part of a STARTTLS protocol as a state machine over the server's reply lines
+/// (without their line ending). No sockets: [`Talk`] feeds it.
+pub(crate) trait ClientDialogue: Send + 'static {
+    /// The next step after `line`.
+    fn on_line(&mut self, line: &str) -> Step;
+}
+
+/// A dialogue fed with the server's bytes as they come, cut anywhere: complete lines go to the
+/// dialogue, a partial line waits (at most [`MAX_REPLY_LINE`] bytes), and the whole costs time
+/// linear in what was received.
+#[derive(Debug)]
+pub(crate) struct Talk<D> {
+    dialogue: D,
+    buf: Vec<u8>,
+    /// Where the unread part of `buf` starts.
+    start: usize,
+    /// How far `buf` has been searched for a line end.
+    scanned: usize,
+    pub(crate) lines: usize,
+    done: bool,
+}
+
+/// What to do after the bytes given to [`Talk::feed`].
+#[derive(Debug, Default)]
+pub(crate) struct Said {
+    /// Send these, in order.
+    pub(crate) send: Vec<&'static [u8]>,
+    /// Then switch to TLS (send `makessl`).
+    pub(crate) switch: bool,
+}
+
+impl<D: ClientDialogue> Talk<D> {
+    pub(crate) fn new(dialogue: D) -> Self {
+        Talk {
+            dialogue,
+            buf: Vec::new(),
+            start: 0,
+            scanned: 0,
+            lines: 0,
+            done: false,
+        }
+    }
+
+    /// Bytes held between calls: at most one partial line.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Takes bytes from the server. After the go-ahead (`switch`), any byte at all, in the same
+    /// read or a later one, is refused as injection: it was not protected by TLS.
+    pub(crate) fn feed(&mut self, data: &[u8]) -> Result<Said, StartTlsError> {
+        if self.done {
+            return Err(injection(data.len()));
+        }
+        // Drop what was read before; what is left is one partial line, at most MAX_REPLY_LINE.
+        self.buf.drain(..self.start);
+        self.scanned -= self.start;
+        self.start = 0;
+        self.buf.extend_from_slice(data);
+        let mut said = Said::default();
+        while let Some(i) = self.buf[self.scanned..].iter().position(|&c| c == b'\n') {
+            let end = self.scanned + i + 1;
+            let raw = &self.buf[self.start..end];
+            self.start = end;
+            self.scanned = end;
+            self.lines += 1;
+            if self.lines > MAX_REPLY_LINES {
+                return Err(StartTlsError::TooManyLines);
+            }
+            if raw.len() > MAX_REPLY_LINE {
+                return Err(StartTlsError::LineTooLong);
+            }
+            let line = String::from_utf8_lossy(raw);
+            let line = line.trim_end_matches(['\r', '\n']);
+            tracing::debug!(line, "starttls: server");
+            match self.dialogue.on_line(line) {
+                Step::Read => {}
+                Step::Send(bytes) => said.send.push(bytes),
+                Step::Switch => {
+                    self.done = true;
+                    let rest = self.buf.len() - self.start;
+                    if rest > 0 {
+                        return Err(injection(rest));
+                    }
+                    said.switch = true;
+                    return Ok(said);
+                }
+                Step::Fail(e) => return Err(e),
+            }
+        }
+        self.scanned = self.buf.len();
+        if self.buf.len() - self.start > MAX_REPLY_LINE {
+            return Err(StartTlsError::LineTooLong);
+        }
+        Ok(said)
+    }
+}
+
+/// Bytes the server sent after its go-ahead and before TLS: one error for both TLS paths.
+pub(crate) fn injection(bytes: usize) -> StartTlsError {
+    StartTlsError::Tls(TlsError::PlaintextInjection { bytes })
+}
+
+pub(crate) const INBOX_DOC: &str = "bytes from the user, held until TLS is up";
+pub(crate) const CONTROL_DOC: &str =
+    "the user's side's signal: its final message is passed on after its bytes";
+pub(crate) const FROMSERVER_DOC: &str = "bytes from the connection";
+pub(crate) const CONNSIGNAL_DOC: &str = "the connection's signal";
+pub(crate) const SSLREADY_DOC: &str = "the connection's TLS details";
+pub(crate) const OUTBOX_DOC: &str = "bytes to the connection";
+pub(crate) const SIGNAL_DOC: &str =
+    "to the connection's control: the user's final message, or ShutdownMicroprocess on failure";
+pub(crate) const TOUSER_DOC: &str = "the server's bytes once TLS is up";
+pub(crate) const CONNEVENTS_DOC: &str =
+    "the connection's signal, passed on, with a StartTlsError before it on failure";
+pub(crate) const MAKESSL_DOC: &str = "asks the connection to switch to TLS";
+pub(crate) const TLSREADY_DOC: &str = "the TLS details, passed on";
+
+/// Kamaelia's `OneShot(MakeSsl)` with a guard: the client side of TLS from the first byte.
+///
+/// A [`OneShot`](crate::OneShot) of [`MakeSsl`] linked to the connection's `makessl` does the
+/// switching; the gate sits between the user and the connection and holds the user's bytes
+/// until `sslready`, so that nothing typed (or piped) before the handshake leaves in plaintext,
+/// and it refuses whatever the server sends before TLS ([`StartTlsError::PlaintextBeforeTls`]):
+/// it is never shown as if it were protected.
+///
+/// # Example
+///
+/// ```no_run
+/// use kamaelia::internet::{TcpClient, TlsGate, TlsSettings};
+/// use kamaelia::{ConsoleEchoer, ConsoleReader, Graphline, MakeSsl, OneShot};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let tls = TlsSettings::new();
+/// let session = Graphline::new()
+///     .component("SOURCE", ConsoleReader::new())
+///     .component("GATE", TlsGate::new())
+///     .component("MAKESSL", OneShot::new(MakeSsl::new()))
+///     .component("CONNECTION", TcpClient::new("example.com", 443).tls(tls))
+///     .component("ECHO", ConsoleEchoer::new())
+///     .link(("SOURCE", "outbox"), ("GATE", "inbox"))
+///     .link(("SOURCE", "signal"), ("GATE", "control"))
+///     .link(("GATE", "outbox"), ("CONNECTION", "inbox"))
+///     .link(("GATE", "signal"), ("CONNECTION", "control"))
+///     .link(("MAKESSL", "outbox"), ("CONNECTION", "makessl"))
+///     .link(("CONNECTION", "outbox"), ("GATE", "fromserver"))
+///     .link(("CONNECTION", "signal"), ("GATE", "connsignal"))
+///     .link(("CONNECTION", "sslready"), ("GATE", "sslready"))
+///     .link(("GATE", "touser"), ("ECHO", "inbox"))
+///     .link(("GATE", "connevents"), ("ECHO", "control"))
+///     .build()?;
+/// # let _ = session;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # How it works
+///
+/// As the STARTTLS client components (see [`SmtpStartTlsClient`](super::SmtpStartTlsClient)),
+/// without a dialogue: it waits for `sslready` from the start, and never sends `makessl`
+/// itself.
+///
+#[doc = include_str!("client_boxes.md")]
+#[derive(Debug, Clone, Default)]
+pub struct TlsGate {}
+
+impl TlsGate {
+    /// A gate.
+    pub fn new() -> Self {
+        TlsGate {}
+    }
+}
+
+impl From<TlsGate> for Component {
+    fn from(_: TlsGate) -> Component {
+        component("TlsGate", None, Duration::ZERO)
+    }
+}
+
+/// The boxes every client component declares, once.
+struct Boxes {
+    inbox: Inbox<Bytes>,
+    control: Inbox<Control>,
+    from_server: Inbox<Bytes>,
+    conn_signal: Inbox<Control>,
+    sslready: Inbox<SslReady>,
+    outbox: Outbox<Bytes>,
+    signal: Outbox<Control>,
+    to_user: Outbox<Bytes>,
+    conn_events: Outbox<Control>,
+    makessl: Outbox<MakeSsl>,
+    tlsready: Outbox<SslReady>,
+}
+
+/// A client component named `name`: with a dialogue, it speaks it within `limit` of the
+/// connection coming up; without, it is a [`TlsGate`].
+pub(crate) fn component(
+    name: &'static str,
+    dialogue: Option<Box<dyn ClientDialogue>>,
+    limit: Duration,
+) -> Component {
+    let mut b = Component::build(name);
+    let boxes = Boxes {
+        inbox: b.inbox(INBOX, INBOX_DOC),
+        control: b.control_with(CONTROL_DOC),
+        from_server: b.inbox("fromserver", FROMSERVER_DOC),
+        conn_signal: b.inbox("connsignal", CONNSIGNAL_DOC),
+        sslready: b.inbox("sslready", SSLREADY_DOC),
+        outbox: b.outbox(OUTBOX, OUTBOX_DOC),
+        signal: b.signal_with(SIGNAL_DOC),
+        to_user: b.outbox("touser", TOUSER_DOC),
+        conn_events: b.outbox("connevents", CONNEVENTS_DOC),
+        makessl: b.outbox("makessl", MAKESSL_DOC),
+        tlsready: b.outbox("tlsready", TLSREADY_DOC),
+    };
+    b.main(move |cx| async move {
+        let label = cx.label().to_string();
+        run(dialogue.map(Talk::new), limit, boxes, label).await;
+        Ok(())
+    })
+}
+
+impl ClientDialogue for Box<dyn ClientDialogue> {
+    fn on_line(&mut self, line: &str) -> Step {
+        (**self).on_line(line)
+    }
+}
+
+/// Where the component is.
+enum Phase {
+    /// Speaking the plaintext dialogue.
+    Talking,
+    /// Waiting for `sslready`.
+    Waiting,
+    /// Relaying both ways.
+    Relaying,
+    /// Failed: only passing on the connection's signal until it ends.
+    Failed,
+}
+
+async fn run(
+    mut talk: Option<Talk<Box<dyn ClientDialogue>>>,
+    limit: Duration,
+    b: Boxes,
+    label: String,
+) {
+    let mut phase = if talk.is_some() {
+        Phase::Talking
+    } else {
+        Phase::Waiting
+    };
+    // The dialogue's clock starts when the connection is up (Connected), not before: a delay
+    // or a slow connect is not the server's time.
+    let deadline = tokio::time::sleep(limit);
+    tokio::pin!(deadline);
+    let mut clock_running = false;
+    // The user's final message, kept until its bytes have been passed on.
+    let mut user_final: Option<Control> = None;
+    let mut final_sent = false;
+    let mut up: Option<Bytes> = None;
+    let mut down: Option<Bytes> = None;
+    loop {
+        let relaying = matches!(phase, Phase::Relaying);
+        if relaying && up.is_none() && b.inbox.is_empty() && !final_sent {
+            if let Some(c) = user_final.take() {
+                let _ = b.signal.send(c).await;
+                final_sent = true;
+            }
+        }
+        tokio::select! {
+            // sslready before the server's bytes: TLS data can only follow it (see below).
+            biased;
+            r = b.sslready.recv() => {
+                let _ = b.tlsready.send(r).await;
+                if matches!(phase, Phase::Waiting) {
+                    phase = Phase::Relaying;
+                }
+            }
+            c = b.conn_signal.recv() => {
+                if c.is_final() {
+                    // The connection sent everything it received before its final message.
+                    if let Some(d) = down.take() {
+                        let _ = b.to_user.send(d).await;
+                    }
+                    while let Some(d) = b.from_server.try_recv() {
+                        if relaying {
+                            let _ = b.to_user.send(d).await;
+                        }
+                    }
+                    if matches!(phase, Phase::Talking) {
+                        let _ = b.conn_events.send(Control::error(label.as_str(), StartTlsError::Closed)).await;
+                    }
+                    let _ = b.conn_events.send(c).await;
+                    return;
+                }
+                if c.payload::<Connected>().is_some() && !clock_running {
+                    clock_running = true;
+                    deadline.as_mut().reset(tokio::time::Instant::now() + limit);
+                }
+                let _ = b.conn_events.send(c).await;
+            }
+            c = b.control.recv() => {
+                if c.is_shutdown() {
+                    let _ = b.signal.send(c).await;
+                    final_sent = true;
+                } else if c.is_final() {
+                    user_final.get_or_insert(c);
+                } else {
+                    let _ = b.signal.send(c).await;
+                }
+            }
+            d = b.from_server.recv(), if down.is_none() && !matches!(phase, Phase::Failed) => {
+                if relaying {
+                    down = offer(&b.to_user, d);
+                    continue;
+                }
+                let Some(talk) = talk.as_mut() else {
+                    // A gate: the connection sends sslready before any byte it decrypts, and
+                    // sslready is looked at first, so these bytes were read in plaintext before
+                    // TLS (a makessl that reached the connection after the server had spoken).
+                    // They are never shown as if they were protected.
+                    let e = StartTlsError::PlaintextBeforeTls { bytes: d.len() };
+                    fail(&b, &label, e, &mut phase, &mut final_sent).await;
+                    continue;
+                };
+                // After the go-ahead the connection sends sslready before any byte read under
+                // TLS, and sslready is looked at first: these bytes were read in plaintext,
+                // after the go-ahead. Talk refuses them as injection (never a second switch).
+                match talk.feed(&d) {
+                    Ok(said) => {
+                        for bytes in said.send {
+                            tracing::debug!(line = %String::from_utf8_lossy(bytes).trim_end(), "starttls: client");
+                            let _ = b.outbox.send(Bytes::from_static(bytes)).await;
+                        }
+                        if said.switch {
+                            let _ = b.makessl.send(MakeSsl::new()).await;
+                            phase = Phase::Waiting;
+                        }
+                    }
+                    Err(e) => fail(&b, &label, e, &mut phase, &mut final_sent).await,
+                }
+            }
+            _ = b.to_user.ready(), if down.is_some() && relaying => {
+                if let Some(d) = down.take() {
+                    down = offer(&b.to_user, d);
+                }
+            }
+            d = b.inbox.recv(), if relaying && up.is_none() && !final_sent => {
+                up = offer(&b.outbox, d);
+            }
+            _ = b.outbox.ready(), if up.is_some() => {
+                if let Some(d) = up.take() {
+                    up = offer(&b.outbox, d);
+                }
+            }
+            () = &mut deadline, if clock_running && matches!(phase, Phase::Talking) => {
+                fail(&b, &label, StartTlsError::TimedOut(limit), &mut phase, &mut final_sent).await;
+            }
+        }
+    }
+}
+
+/// Sends `d` if there is room now; otherwise hands it back to be retried when there is.
+fn offer(out: &Outbox<Bytes>, d: Bytes) -> Option<Bytes> {
+    match out.try_send(d) {
+        Ok(()) | Err(TrySendError::Closed(_)) => None,
+        Err(TrySendError::Full(d) | TrySendError::Unlinked(d)) => Some(d),
+    }
+}
+
+/// Reports `e` and closes the connection; the component then waits for the connection to end.
+async fn fail(b: &Boxes, label: &str, e: StartTlsError, phase: &mut Phase, final_sent: &mut bool) {
+    *phase = Phase::Failed;
+    let _ = b.conn_events.send(Control::error(label, e)).await;
+    if !*final_sent {
+        *final_sent = true;
+        let _ = b.signal.send(Control::shutdown()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axon::{link_refs, Scheduler, SIGNAL};
+
+    /// The box tables in `client_boxes.md` (shown on every client component) match what the
+    /// components declare.
+    #[test]
+    fn the_box_tables_match_the_declarations() {
+        let table = include_str!("client_boxes.md");
+        let c: Component = TlsGate::new().into();
+        for spec in c.boxes() {
+            let row = format!("| `{}` | ", spec.name);
+            let cell = format!(" | {} |", spec.description);
+            assert!(
+                table
+                    .lines()
+                    .any(|l| l.starts_with(&row) && l.ends_with(&cell)),
+                "no row for {} ending with {cell:?}",
+                spec.name
+            );
+        }
+        assert_eq!(
+            table.lines().filter(|l| l.starts_with("| `")).count(),
+            c.boxes().count()
+        );
+    }
+
+    /// TLS from the first byte: bytes the connection delivers before `sslready` were read in
+    /// plaintext (the server spoke before a late makessl reached the connection). They must
+    /// never reach the user, even when the connection then ends; the gate fails the session.
+    #[tokio::test]
+    async fn the_gate_refuses_plaintext_that_arrives_before_tls() {
+        let gate: Component = TlsGate::new().into();
+        let from_server = Outbox::<Bytes>::standalone("server");
+        let conn_signal = Outbox::<Control>::standalone("conn signal");
+        let user = Inbox::<Bytes>::standalone("user", 8);
+        let events = Inbox::<Control>::standalone("events", 8);
+        let to_conn = Inbox::<Control>::standalone("to conn", 8);
+        let r = |n: &str| gate.boxref(n).unwrap();
+        link_refs(&from_server.boxref(), &r("fromserver")).unwrap();
+        link_refs(&conn_signal.boxref(), &r("connsignal")).unwrap();
+        link_refs(&r("touser"), &user.boxref()).unwrap();
+        link_refs(&r("connevents"), &events.boxref()).unwrap();
+        link_refs(&r(SIGNAL), &to_conn.boxref()).unwrap();
+        from_server
+            .send(Bytes::from_static(b"this is not TLS\r\n"))
+            .await
+            .unwrap();
+        let sched = Scheduler::new();
+        let run = sched.run(async {
+            gate.activate();
+            let e = events.recv().await;
+            let text = e.to_string();
+            assert!(text.contains("plaintext bytes before TLS"), "{text}");
+            assert!(
+                to_conn.recv().await.is_shutdown(),
+                "the connection is closed"
+            );
+            conn_signal
+                .send(Control::producer_finished())
+                .await
+                .unwrap();
+        });
+        tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the gate ends");
+        assert!(user.try_recv().is_none(), "plaintext reached the user");
+    }
+}
+
+/// The builder every client component shares: `new`, `timeout`, and the conversion into a
+/// [`Component`] speaking `$dialogue`.
+macro_rules! client_component {
+    ($name:ident, $dialogue:expr) => {
+        impl $name {
+            /// A client with [`DEFAULT_DIALOGUE_TIMEOUT`](super::DEFAULT_DIALOGUE_TIMEOUT).
+            pub fn new() -> Self {
+                $name {
+                    timeout: $crate::internet::starttls::DEFAULT_DIALOGUE_TIMEOUT,
+                }
+            }
+
+            /// How long the server has for the whole dialogue, counted from `Connected`.
+            #[must_use]
+            pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+                self.timeout = timeout;
+                self
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl From<$name> for axon::Component {
+            fn from(c: $name) -> axon::Component {
+                $crate::internet::starttls::client::component(
+                    stringify!($name),
+                    Some(Box::new($dialogue)),
+                    c.timeout,
+                )
+            }
+        }
+    };
+}
+pub(crate) use client_component;
