@@ -6,7 +6,7 @@
 //!     CONNECTION = TcpClient(host, port),           wait_for_server_close
 //!     ECHO       = ConsoleEchoer(),                 stdout, byte-exact
 //!     MAKESSL    = OneShot(MakeSsl),                --tls only
-//!     LAYER      = TlsLayer,                        --tls / --starttls only
+//!     LAYER      = TlsGate() or the --starttls protocol's client component (SmtpStartTlsClient, …)
 //! )
 //! ```
 
@@ -31,7 +31,7 @@ pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
             let counts = Arc::new(Counts::default());
             let source = Pipeline::new([
                 ConsoleReader::new().into(),
-                Meter::new(counts.clone(), None, true),
+                Meter::new(counts.clone(), true),
             ])?;
             (source, Some(counts))
         } else {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use axon::{Component, Control, Scheduler};
 use bytes::Bytes;
-use kamaelia::internet::{ServerTls, TcpServer, TlsSettings, Trust};
+use kamaelia::internet::{ServerTls, SmtpStartTlsServer, TcpServer, TlsSettings, Trust};
 use kamaelia::{ConsoleEchoer, ConsoleReader, Pipeline, RateControlledFileReader, ReadMode};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
@@ -29,7 +29,6 @@ use tokio::io::AsyncWrite;
 use crate::events::Events;
 use crate::flags::{Output, StartTlsProto, TlsMode, DEFAULT_STARTTLS_TIMEOUT};
 use crate::progress::{human, per_second, Counts, Meter, ProgressBar};
-use crate::serve::StartTlsServer;
 use crate::session::{self, Observer, Summary};
 
 const FILE_SIZE: usize = 2 * 1024 * 1024;
@@ -77,7 +76,7 @@ async fn demo(sched: &Scheduler, dir: &TempDir) -> anyhow::Result<u8> {
     let reply = SharedBuf::default();
     let pipeline = Pipeline::new([
         RateControlledFileReader::new(&path).rate(RATE).into(),
-        Meter::new(counts.clone(), None, false),
+        Meter::new(counts.clone(), false),
         kamaelia::TcpClient::new("127.0.0.1", hash_addr.port())
             .wait_for_server_close(true)
             .into(),
@@ -135,8 +134,8 @@ async fn demo(sched: &Scheduler, dir: &TempDir) -> anyhow::Result<u8> {
     ok &= check1;
 
     // Example 2: the SSL Graphline, switched to TLS midway (STARTTLS), against an echo server.
-    let tls_server =
-        TcpServer::bind("127.0.0.1:0", |_| StartTlsServer::new(true))?.starttls(&pki.server)?;
+    let tls_server = TcpServer::bind("127.0.0.1:0", |_| SmtpStartTlsServer::new().into())?
+        .starttls(&pki.server)?;
     let tls_addr = tls_server.local_addr();
     tls_server.activate();
     let settings = TlsSettings::new()

@@ -3,11 +3,9 @@
 use std::error::Error as StdError;
 use std::io;
 
-use axon::{ComponentFailure, ErrorMessage, FailureKind};
-use kamaelia::internet::{ConnectError, TcpError, TlsError};
+use axon::{ComponentFailure, ErrorMessage};
+use kamaelia::internet::{ConnectError, StartTlsError, TcpError, TlsError};
 use kamaelia::{ConsoleError, FileReaderError};
-
-use crate::starttls::StartTlsError;
 
 /// What an error on `signal` means for the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,32 +16,40 @@ pub(crate) enum Verdict {
     Failed(String),
 }
 
-/// Reads an error message from any component and says what it means.
+/// Reads an error message from any component and says what it means: the first error of a
+/// kind it knows, walking the chain from the message itself through each `source()` (a
+/// component's failure holds the error it returned).
 pub(crate) fn judge(e: &ErrorMessage) -> Verdict {
-    if let Some(tcp) = e.downcast_ref::<TcpError>() {
-        return Verdict::Failed(tcp_error(tcp));
+    let err: &(dyn StdError + 'static) = e.error();
+    if let Some(ConsoleError::BrokenPipe) = find::<ConsoleError>(err) {
+        return Verdict::StdoutClosed;
     }
-    if let Some(s) = e.downcast_ref::<StartTlsError>() {
-        return Verdict::Failed(s.to_string());
-    }
-    if let Some(f) = e.downcast_ref::<ComponentFailure>() {
-        if let FailureKind::Error(inner) = &f.kind {
-            if let Some(c) = inner.downcast_ref::<ConsoleError>() {
-                return match c {
-                    ConsoleError::BrokenPipe => Verdict::StdoutClosed,
-                    other => Verdict::Failed(with_sources(other)),
-                };
-            }
-            if let Some(r) = inner.downcast_ref::<FileReaderError>() {
-                return Verdict::Failed(with_sources(r));
-            }
-            if let Some(s) = inner.downcast_ref::<StartTlsError>() {
-                return Verdict::Failed(s.to_string());
-            }
+    let line = if let Some(tcp) = find::<TcpError>(err) {
+        tcp_error(tcp)
+    } else if let Some(s) = find::<StartTlsError>(err) {
+        s.to_string()
+    } else if let Some(c) = find::<ConsoleError>(err) {
+        with_sources(c)
+    } else if let Some(r) = find::<FileReaderError>(err) {
+        with_sources(r)
+    } else if let Some(f) = find::<ComponentFailure>(err) {
+        with_sources(f)
+    } else {
+        format!("{}: {}", e.component(), with_sources(err))
+    };
+    Verdict::Failed(line)
+}
+
+/// The first error of type `T` in `e`'s chain: `e` itself, then each `source()` in turn.
+pub(crate) fn find<'a, T: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(t) = c.downcast_ref::<T>() {
+            return Some(t);
         }
-        return Verdict::Failed(with_sources(f));
+        cause = c.source();
     }
-    Verdict::Failed(format!("{}: {}", e.component(), with_sources(e.error())))
+    None
 }
 
 /// A [`TcpError`] in plain words, starting with the phrase a user would search for.

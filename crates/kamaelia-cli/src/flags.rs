@@ -18,7 +18,8 @@ pub(crate) const MAX_SECS: u64 = 1_000_000_000;
 pub(crate) const MAX_CHUNK_SIZE: usize = 4 << 20;
 
 /// How long a STARTTLS dialogue may take once connected, unless `--starttls-timeout` says.
-pub(crate) const DEFAULT_STARTTLS_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_STARTTLS_TIMEOUT: Duration =
+    kamaelia::internet::starttls::DEFAULT_DIALOGUE_TIMEOUT;
 
 /// The raw arguments, as clap parses them.
 #[derive(Debug, Parser)]

@@ -13,7 +13,6 @@ mod progress;
 mod send;
 mod serve;
 mod session;
-mod starttls;
 
 use std::process::ExitCode;
 

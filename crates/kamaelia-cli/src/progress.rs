@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axon::{Component, Control, TrySendError};
+use axon::{Component, Control, ControlWatch, Undelivered, INBOX, OUTBOX};
 use bytes::Bytes;
 
 use crate::crlf::Crlf;
@@ -35,83 +35,56 @@ impl Counts {
     }
 }
 
-/// A pass-through that counts the bytes handed on, optionally turns LF into CRLF (`--crlf`)
-/// and, if given a rate, paces them (used for standard input, which has no
-/// RateControlledFileReader).
+/// A pass-through that counts the bytes handed on and optionally turns LF into CRLF
+/// (`--crlf`). Pacing, where asked for, is the library's `RateLimiter` in front of it.
 ///
-/// Boxes: `inbox` -> `outbox` (`Bytes`), `control` -> `signal` (a final message is passed on
-/// after every byte queued before it; ShutdownMicroprocess at once).
+/// Boxes: `inbox` -> `outbox` (`Bytes`), `control` -> `signal` (docs/semantics.md §5 through
+/// `ControlWatch`: a final message is passed on after every byte queued before it;
+/// ShutdownMicroprocess at once).
 pub(crate) struct Meter;
 
 impl Meter {
     #[allow(clippy::new_ret_no_self)]
-    pub(crate) fn new(counts: Arc<Counts>, rate: Option<u64>, crlf: bool) -> Component {
+    pub(crate) fn new(counts: Arc<Counts>, crlf: bool) -> Component {
         let mut b = Component::build("Meter");
-        let inbox = b.inbox::<Bytes>("inbox", "bytes to count and pass on");
+        let inbox = b.inbox::<Bytes>(INBOX, "bytes to count and pass on");
         let control = b.control();
-        let outbox = b.outbox::<Bytes>("outbox", "the same bytes");
+        let outbox = b.outbox::<Bytes>(OUTBOX, "the same bytes");
         let signal = b.signal();
         let mut crlf = crlf.then(Crlf::default);
         b.main(move |_cx| async move {
-            let start = Instant::now();
-            let mut held: Option<Bytes> = None;
-            let mut finishing: Option<Control> = None;
+            let mut watch = ControlWatch::new(&control, &signal);
             loop {
-                if held.is_none() {
-                    if let Some(c) = finishing.take_if(|_| inbox.is_empty()) {
-                        counts.input_ended.store(true, Ordering::Relaxed);
-                        let _ = signal.send(c).await;
-                        return Ok(());
-                    }
+                if watch.shutdown_requested() || (watch.stopping() && inbox.is_empty()) {
+                    break;
                 }
                 tokio::select! {
                     biased;
-                    c = control.recv() => {
-                        if c.is_shutdown() {
-                            let _ = signal.send(c).await;
-                            return Ok(());
-                        } else if c.is_final() {
-                            finishing.get_or_insert(c);
-                        } else {
-                            let _ = signal.send(c).await;
-                        }
-                    }
-                    _ = outbox.ready(), if held.is_some() => {
-                        if let Some(d) = held.take() {
-                            held = pass(&outbox, d, &counts);
-                        }
-                    }
-                    d = inbox.recv(), if held.is_none() => {
-                        if let Some(rate) = rate {
-                            // Each byte may leave no earlier than its place at `rate` allows.
-                            let due = counts.input() as f64 / rate as f64;
-                            let wait = Duration::try_from_secs_f64(due)
-                                .unwrap_or(Duration::MAX)
-                                .saturating_sub(start.elapsed());
-                            tokio::time::sleep(wait).await;
-                        }
+                    c = watch.control().recv() => watch.handle(c).await,
+                    d = inbox.recv() => {
                         counts.input.fetch_add(d.len() as u64, Ordering::Relaxed);
                         let d = match crlf.as_mut() {
                             Some(c) => c.encode(d),
                             None => d,
                         };
-                        held = pass(&outbox, d, &counts);
+                        let n = d.len() as u64;
+                        match watch.send(&outbox, d).await {
+                            Ok(()) => {
+                                counts.handed_on.fetch_add(n, Ordering::Relaxed);
+                            }
+                            // Nobody takes the bytes any more: count them as read, not sent.
+                            Err(Undelivered::Closed) => {}
+                            Err(Undelivered::Shutdown) => break,
+                        }
                     }
                 }
             }
+            if !watch.shutdown_requested() {
+                counts.input_ended.store(true, Ordering::Relaxed);
+            }
+            watch.finish(Control::producer_finished());
+            Ok(())
         })
-    }
-}
-
-fn pass(outbox: &axon::Outbox<Bytes>, d: Bytes, counts: &Counts) -> Option<Bytes> {
-    let n = d.len() as u64;
-    match outbox.try_send(d) {
-        Ok(()) => {
-            counts.handed_on.fetch_add(n, Ordering::Relaxed);
-            None
-        }
-        Err(TrySendError::Closed(_)) => None,
-        Err(TrySendError::Full(d) | TrySendError::Unlinked(d)) => Some(d),
     }
 }
 

@@ -7,12 +7,13 @@
 //!
 //! With `--tls` or `--starttls` the reader and meter become the source of the SSL Graphline
 //! (see `session::graphline`). Standard input (`-`) is read by a `ConsoleReader` in chunk mode,
-//! paced by the meter.
+//! paced by a `RateLimiter` when `--rate` is given.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axon::Component;
+use kamaelia::util::{RateLimiter, DEFAULT_BURST};
 use kamaelia::{ConsoleEchoer, ConsoleReader, Pipeline, RateControlledFileReader, ReadMode};
 
 use crate::events::Events;
@@ -24,23 +25,33 @@ use crate::session::{self, Observer};
 pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
     session::run(|_sched| async move {
         let counts = Arc::new(Counts::default());
-        let (reader, total, meter_rate): (Component, Option<u64>, Option<u64>) = match cfg.source {
+        let (reader, total): (Component, Option<u64>) = match cfg.source {
             Source::File { path, file, size } => {
                 let mut r = RateControlledFileReader::from_file(file, path).rate(cfg.rate);
                 if let Some(n) = cfg.chunk_size {
                     r = r.chunk_size(n);
                 }
-                (r.into(), size, None)
+                (r.into(), size)
             }
             Source::Stdin => {
                 let mut r = ConsoleReader::new().read_mode(ReadMode::Chunks);
                 if let Some(n) = cfg.chunk_size {
                     r = r.chunk_size(n);
                 }
-                (r.into(), None, cfg.rate)
+                // Standard input has no pacing of its own: the library's limiter paces it.
+                let r: Component = match cfg.rate {
+                    // A burst of one read, as the file reader's bucket holds one chunk.
+                    Some(rate) => {
+                        let burst = cfg.chunk_size.map_or(DEFAULT_BURST, |n| n as u64);
+                        let limiter = RateLimiter::new(rate).burst(burst);
+                        Pipeline::new([r.into(), limiter.into()])?
+                    }
+                    None => r.into(),
+                };
+                (r, None)
             }
         };
-        let meter = Meter::new(counts.clone(), meter_rate, cfg.endpoint.crlf);
+        let meter = Meter::new(counts.clone(), cfg.endpoint.crlf);
         let client = session::client(&cfg.endpoint);
         let session = match &cfg.endpoint.tls {
             None => Pipeline::new([reader, meter, client.into(), ConsoleEchoer::new().into()])?,

@@ -3,19 +3,24 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axon::{link_refs, Component, Control, Inbox, Outbox, Scheduler, WiringError};
+use axon::{
+    link_refs, Component, Control, Inbox, Outbox, Scheduler, WiringError, CONTROL, INBOX, OUTBOX,
+    SIGNAL,
+};
 use std::sync::Arc;
 
-use kamaelia::internet::{Connected, HowDied, OnFinish, PeerHalfClosed, TlsInfo, Transferred};
+use kamaelia::internet::{
+    Connected, HowDied, ImapStartTlsClient, OnFinish, PeerHalfClosed, Pop3StartTlsClient,
+    SmtpStartTlsClient, TlsGate, TlsInfo, Transferred,
+};
 use kamaelia::{ConsoleEchoer, Graphline, MakeSsl, OneShot, SslReady, TcpClient};
 
 use crate::errors::{judge, Verdict};
 use crate::events::Events;
-use crate::flags::{Endpoint, TlsMode};
+use crate::flags::{Endpoint, StartTlsProto, TlsMode};
 use crate::progress::Counts;
-use crate::starttls::{LayerMode, TlsLayer};
 
 /// The TcpClient for `ep`. At the end of input it half-closes and waits for the server to
 /// close, or with `--no-shutdown` (the default for STARTTLS) keeps its write side open until
@@ -39,8 +44,8 @@ pub(crate) fn client(ep: &Endpoint) -> TcpClient {
 }
 
 /// The page's SSL Graphline: SOURCE -> CONNECTION -> ECHO, with `OneShot(MakeSsl)` -> makessl
-/// for `--tls` and a [`TlsLayer`] between source and connection whenever TLS is asked for (so
-/// nothing goes out before the handshake) or STARTTLS must be spoken.
+/// and a [`TlsGate`] between source and connection for `--tls` (so nothing goes out before the
+/// handshake), or the protocol's STARTTLS client component (which sends makessl itself).
 ///
 /// The connection's `signal` feeds the echoer's `control` (so output is flushed before the
 /// run ends); the echoer's `signal` leaves as the Graphline's `signal`, and the TLS details as
@@ -55,40 +60,51 @@ pub(crate) fn graphline(
         .component("SOURCE", source)
         .component("CONNECTION", connection)
         .component("ECHO", echo);
-    let layer = match tls {
+    // TLS from the first byte: a gate, and the page's OneShot(MakeSsl) does the switching;
+    // STARTTLS: the protocol's client component, which sends makessl itself.
+    let layer: Option<(Component, bool)> = match tls {
         None => None,
-        Some(TlsMode::Immediate(_)) => Some(LayerMode::Gate),
-        Some(TlsMode::StartTls(p, _, limit)) => Some(LayerMode::Dialogue(*p, *limit)),
+        Some(TlsMode::Immediate(_)) => Some((TlsGate::new().into(), false)),
+        Some(TlsMode::StartTls(p, _, limit)) => Some((starttls_client(*p, *limit), true)),
     };
     let g = match layer {
         None => g
-            .link(("SOURCE", "outbox"), ("CONNECTION", "inbox"))
-            .link(("SOURCE", "signal"), ("CONNECTION", "control"))
-            .link(("CONNECTION", "outbox"), ("ECHO", "inbox"))
-            .link(("CONNECTION", "signal"), ("ECHO", "control"))
+            .link(("SOURCE", OUTBOX), ("CONNECTION", INBOX))
+            .link(("SOURCE", SIGNAL), ("CONNECTION", CONTROL))
+            .link(("CONNECTION", OUTBOX), ("ECHO", INBOX))
+            .link(("CONNECTION", SIGNAL), ("ECHO", CONTROL))
             .link(("CONNECTION", "sslready"), ("", "sslready")),
-        Some(mode) => {
+        Some((layer, dialogue)) => {
             let g = g
-                .component("LAYER", TlsLayer::new(mode))
-                .link(("SOURCE", "outbox"), ("LAYER", "inbox"))
-                .link(("SOURCE", "signal"), ("LAYER", "control"))
-                .link(("LAYER", "outbox"), ("CONNECTION", "inbox"))
-                .link(("LAYER", "signal"), ("CONNECTION", "control"))
-                .link(("CONNECTION", "outbox"), ("LAYER", "fromserver"))
-                .link(("LAYER", "toconsole"), ("ECHO", "inbox"))
-                .link(("CONNECTION", "signal"), ("LAYER", "connsignal"))
-                .link(("LAYER", "connevents"), ("ECHO", "control"))
+                .component("LAYER", layer)
+                .link(("SOURCE", OUTBOX), ("LAYER", INBOX))
+                .link(("SOURCE", SIGNAL), ("LAYER", CONTROL))
+                .link(("LAYER", OUTBOX), ("CONNECTION", INBOX))
+                .link(("LAYER", SIGNAL), ("CONNECTION", CONTROL))
+                .link(("CONNECTION", OUTBOX), ("LAYER", "fromserver"))
+                .link(("LAYER", "touser"), ("ECHO", INBOX))
+                .link(("CONNECTION", SIGNAL), ("LAYER", "connsignal"))
+                .link(("LAYER", "connevents"), ("ECHO", CONTROL))
                 .link(("CONNECTION", "sslready"), ("LAYER", "sslready"))
                 .link(("LAYER", "tlsready"), ("", "sslready"));
-            match mode {
-                LayerMode::Gate => g
-                    .component("MAKESSL", OneShot::new(MakeSsl::new()))
-                    .link(("MAKESSL", "outbox"), ("CONNECTION", "makessl")),
-                LayerMode::Dialogue(..) => g.link(("LAYER", "makessl"), ("CONNECTION", "makessl")),
+            if dialogue {
+                g.link(("LAYER", "makessl"), ("CONNECTION", "makessl"))
+            } else {
+                g.component("MAKESSL", OneShot::new(MakeSsl::new()))
+                    .link(("MAKESSL", OUTBOX), ("CONNECTION", "makessl"))
             }
         }
     };
-    g.link(("ECHO", "signal"), ("", "signal")).build()
+    g.link(("ECHO", SIGNAL), ("", SIGNAL)).build()
+}
+
+/// The library's client component for `proto`, with `limit` for its dialogue.
+fn starttls_client(proto: StartTlsProto, limit: Duration) -> Component {
+    match proto {
+        StartTlsProto::Smtp => SmtpStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Imap => ImapStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Pop3 => Pop3StartTlsClient::new().timeout(limit).into(),
+    }
 }
 
 /// What the observer learned by the time the connection (and the echoer) ended.
@@ -164,11 +180,11 @@ impl Observer {
         let signal = Inbox::standalone("session signal", 64);
         let sslready = Inbox::standalone("session sslready", 4);
         let stop_source = Outbox::standalone("stop source");
-        link_refs(&session.boxref("signal")?, &signal.boxref())?;
+        link_refs(&session.boxref(SIGNAL)?, &signal.boxref())?;
         if let Ok(r) = session.boxref("sslready") {
             link_refs(&r, &sslready.boxref())?;
         }
-        link_refs(&stop_source.boxref(), &session.boxref("control")?)?;
+        link_refs(&stop_source.boxref(), &session.boxref(CONTROL)?)?;
         Ok(Observer {
             signal,
             sslready,

@@ -14,6 +14,7 @@ use std::task::{ready, Context, Poll};
 
 use axon::{Component, Control};
 use bytes::{Bytes, BytesMut};
+use kamaelia::internet::starttls::HandshakeReplay;
 use kamaelia::internet::{EchoProtocol, MakeSsl, SslReady, TcpError, TcpServer, TlsError};
 use rustls::pki_types::ServerName;
 use server::{echo_through, random_bytes, sha256, RunningServer};
@@ -237,18 +238,16 @@ fn starttls_protocol(seen: mpsc::UnboundedSender<Seen>, slow: bool) -> Component
                 }
             }
         };
-        let mut to_drop = ready.replayed as usize;
-        let from_pending = to_drop.min(pending.len());
-        let _ = pending.split_to(from_pending);
-        to_drop -= from_pending;
-        while to_drop > 0 {
-            let d = inbox.recv().await;
-            let n = to_drop.min(d.len());
-            pending.extend_from_slice(&d[n..]);
-            to_drop -= n;
+        // The library's one copy of the replay logic, as its STARTTLS servers use it.
+        let (mut replay, data) = HandshakeReplay::start(ready.replayed, pending);
+        let mut late = data.len();
+        while replay.pending() > 0 {
+            if let Some(d) = replay.strip(inbox.recv().await) {
+                late += d.len();
+            }
         }
-        if !pending.is_empty() {
-            let _ = seen.send(Seen::LateBytes(pending.len()));
+        if late > 0 {
+            let _ = seen.send(Seen::LateBytes(late));
         }
         let _ = seen.send(Seen::Ready(ready));
         loop {

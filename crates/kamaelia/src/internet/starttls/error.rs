@@ -55,7 +55,7 @@ impl fmt::Display for StartTlsError {
             StartTlsError::NotOffered => {
                 f.write_str("STARTTLS failed: the server does not offer it")
             }
-            StartTlsError::Tls(e) => write!(f, "refusing to start TLS: {e}"),
+            StartTlsError::Tls(e) => fmt::Display::fmt(e, f),
             StartTlsError::PlaintextBeforeTls { bytes } => write!(
                 f,
                 "TLS handshake failed: the server sent {bytes} plaintext bytes before TLS \
