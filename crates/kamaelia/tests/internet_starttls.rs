@@ -7,8 +7,6 @@
 mod server;
 mod support;
 
-use std::sync::Arc;
-
 use axon::{link_refs, Component, Control, Inbox, Scheduler, CONTROL, INBOX, OUTBOX, SIGNAL};
 use bytes::Bytes;
 use kamaelia::internet::{
@@ -49,6 +47,22 @@ fn server_component(p: Proto, peer: std::net::SocketAddr) -> Component {
     }
 }
 
+/// Client settings trusting only `pki`'s CA, for the name `localhost`.
+fn settings(pki: &TestPki) -> TlsSettings {
+    TlsSettings::new()
+        .with_trust(Trust::Certificates(vec![pki.ca_der()]))
+        .with_server_name("localhost")
+}
+
+/// Our server component for `p` behind a STARTTLS TcpServer with `pki`'s identity.
+async fn start_server(p: Proto, pki: &TestPki) -> RunningServer {
+    let server = TcpServer::bind("127.0.0.1:0", move |info| server_component(p, info.peer))
+        .unwrap()
+        .starttls(&pki.server_tls())
+        .unwrap();
+    RunningServer::start(server).await
+}
+
 /// What a client session saw: the bytes it passed to the user, the TLS details, and the
 /// connection's signal as passed on (with any STARTTLS error).
 struct Seen {
@@ -60,9 +74,7 @@ struct Seen {
 /// Our client component for `p` between a OneShot of `input` and a TcpClient to `port`
 /// trusting `pki`, run until the connection ends.
 async fn client_session(p: Proto, pki: &TestPki, port: u16, input: &'static [u8]) -> Seen {
-    let tls = TlsSettings::new()
-        .with_trust(Trust::Certificates(vec![pki.ca_der()]))
-        .with_server_name("localhost");
+    let tls = settings(pki);
     let source: Component = OneShot::new(Bytes::from_static(input)).into();
     let layer = client_component(p);
     let conn: Component = TcpClient::new("127.0.0.1", port)
@@ -122,11 +134,7 @@ async fn our_client_against_our_server_for_each_protocol() {
     bounded(async {
         let pki = TestPki::new();
         for p in PROTOS {
-            let server = TcpServer::bind("127.0.0.1:0", move |info| server_component(p, info.peer))
-                .unwrap()
-                .starttls(&pki.server_tls())
-                .unwrap();
-            let running = RunningServer::start(server).await;
+            let running = start_server(p, &pki).await;
             let seen = client_session(p, &pki, running.addr.port(), b"hello under TLS\r\n").await;
             no_errors(&seen, &format!("{p:?}"));
             assert_eq!(seen.to_user, b"hello under TLS\r\n", "{p:?}");
@@ -230,22 +238,9 @@ fn client_script(p: Proto) -> (&'static [u8], &'static [u8]) {
 async fn a_client_written_here_against_our_server_for_each_protocol() {
     bounded(async {
         let pki = TestPki::new();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(pki.ca_der()).unwrap();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let connector = TlsConnector::from(Arc::new(config));
+        let connector = TlsConnector::from(settings(&pki).client_config().unwrap());
         for p in PROTOS {
-            let server = TcpServer::bind("127.0.0.1:0", move |info| server_component(p, info.peer))
-                .unwrap()
-                .starttls(&pki.server_tls())
-                .unwrap();
-            let running = RunningServer::start(server).await;
+            let running = start_server(p, &pki).await;
             let mut s = TcpStream::connect(running.addr).await.unwrap();
             let (command, go_ahead) = client_script(p);
             s.write_all(command).await.unwrap();
