@@ -2,7 +2,6 @@
 //! mid-connection, and the TCP and TLS building blocks under them.
 #![warn(missing_debug_implementations)]
 
-mod conn;
 mod connect;
 mod csa;
 mod messages;
@@ -23,6 +22,6 @@ pub use selector::{Selector, SELECTOR_SERVICE};
 pub use tcp_client::{TcpClient, DEFAULT_CONNECT_TIMEOUT};
 pub use tcp_server::{ConnectionInfo, TcpServer, DEFAULT_PLAINTEXT_TIMEOUT};
 pub use tls::{
-    classify, handshake, HandshakeFailure, ServerTls, TlsError, TlsInfo, TlsSettings, Trust,
-    DEFAULT_HANDSHAKE_TIMEOUT, MAX_PEM_BYTES,
+    accept, classify, handshake, HandshakeFailure, ServerTls, TlsError, TlsInfo, TlsSettings,
+    Trust, DEFAULT_HANDSHAKE_TIMEOUT, MAX_PEM_BYTES,
 };
