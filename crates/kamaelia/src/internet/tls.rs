@@ -165,14 +165,7 @@ impl TlsSettings {
     /// kept and shared by every clone of these settings (so connections share a session cache
     /// and can resume). A failure is not kept: the next call tries again.
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
-        // Nothing panics while this lock is held.
-        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(config) = built.as_ref() {
-            return Ok(config.clone());
-        }
-        let config = self.build_client_config()?;
-        *built = Some(config.clone());
-        Ok(config)
+        built_once(&self.built, || self.build_client_config())
     }
 
     fn build_client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
@@ -387,14 +380,7 @@ impl ServerTls {
     /// authentication; fails if the key does not match the certificate or is unsupported.
     /// Built the first time only, then shared by clones (a failure is not kept).
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        // Nothing panics while this lock is held.
-        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(config) = built.as_ref() {
-            return Ok(config.clone());
-        }
-        let config = self.build_server_config()?;
-        *built = Some(config.clone());
-        Ok(config)
+        built_once(&self.built, || self.build_server_config())
     }
 
     fn build_server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
@@ -599,6 +585,21 @@ fn classify_rustls(err: &rustls::Error) -> TlsError {
         rustls::Error::InvalidMessage(_) => TlsError::NotTls,
         other => TlsError::HandshakeFailed(HandshakeFailure::Rustls(other.clone())),
     }
+}
+
+/// The configuration kept in `cell`, built by `build` the first time; a failure is not kept.
+fn built_once<T>(
+    cell: &Mutex<Option<Arc<T>>>,
+    build: impl FnOnce() -> Result<Arc<T>, TlsError>,
+) -> Result<Arc<T>, TlsError> {
+    // Nothing panics while this lock is held.
+    let mut built = cell.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(config) = built.as_ref() {
+        return Ok(config.clone());
+    }
+    let config = build()?;
+    *built = Some(config.clone());
+    Ok(config)
 }
 
 fn provider() -> Arc<CryptoProvider> {
