@@ -17,7 +17,7 @@ use std::time::Duration;
 use axon::{Component, CONTROL, INBOX, OUTBOX, SIGNAL};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::TlsSettings;
+use super::{BoxDoc, TlsSettings};
 use driver::{Boxes, Connection};
 use state::{State, Timeouts};
 
@@ -338,9 +338,6 @@ impl ConnectedSocketAdapter {
         })
     }
 }
-
-/// A box's name and description, as declared and as the rustdoc tables show them.
-type BoxDoc = (&'static str, &'static str);
 
 /// The CSA's boxes, declared once: the builder declares them from here, and a test checks the
 /// rustdoc tables against the declarations.
