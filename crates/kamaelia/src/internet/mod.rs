@@ -2,6 +2,25 @@
 //! mid-connection, and the TCP and TLS building blocks under them.
 #![warn(missing_debug_implementations)]
 
+/// A box's name and description, as a component declares it and its rustdoc table shows it.
+type BoxDoc = (&'static str, &'static str);
+
+/// Declares a component's boxes once, as data: a struct with one (name, description) pair per
+/// box and the constant `BOXES` holding them. The builder declares the boxes from `BOXES`, and
+/// a test checks the rustdoc tables against what the builder declared.
+macro_rules! box_table {
+    ($(#[$meta:meta])* $ty:ident { $($field:ident: $name:expr => $desc:expr,)* }) => {
+        $(#[$meta])*
+        struct $ty {
+            $($field: BoxDoc,)*
+        }
+
+        const BOXES: $ty = $ty {
+            $($field: ($name, $desc),)*
+        };
+    };
+}
+
 mod connect;
 mod csa;
 mod messages;
@@ -10,9 +29,6 @@ mod selector;
 mod tcp_client;
 mod tcp_server;
 mod tls;
-
-/// A box's name and description, as a component declares it and its rustdoc table shows it.
-type BoxDoc = (&'static str, &'static str);
 
 pub use connect::{connect, connect_addrs, ConnectError, Family, CONNECTION_ATTEMPT_DELAY};
 pub use csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole, DEFAULT_LIMIT_BYTES};

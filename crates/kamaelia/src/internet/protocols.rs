@@ -97,24 +97,16 @@ impl DiscardProtocol {
     }
 }
 
-/// The protocols' boxes, declared once: the builder declares them from here, and a test checks
-/// the rustdoc tables against the declarations.
-struct ProtocolBoxes {
-    inbox: BoxDoc,
-    control: BoxDoc,
-    outbox: BoxDoc,
-    signal: BoxDoc,
+box_table! {
+    /// The protocols' boxes, declared once: the builder declares them from here, and a test checks
+    /// the rustdoc tables against the declarations.
+    ProtocolBoxes {
+        inbox: INBOX => "data from the connection",
+        control: CONTROL => "the TcpServer's ProducerFinished when the peer has finished sending",
+        outbox: OUTBOX => "the same data, back to the connection",
+        signal: SIGNAL => "the final message, into the connection's `control`",
+    }
 }
-
-const BOXES: ProtocolBoxes = ProtocolBoxes {
-    inbox: (INBOX, "data from the connection"),
-    control: (
-        CONTROL,
-        "the TcpServer's ProducerFinished when the peer has finished sending",
-    ),
-    outbox: (OUTBOX, "the same data, back to the connection"),
-    signal: (SIGNAL, "the final message, into the connection's `control`"),
-};
 
 fn relay(name: &'static str, echo: bool) -> Component {
     let mut b = Component::build(name);

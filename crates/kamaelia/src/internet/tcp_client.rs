@@ -233,41 +233,20 @@ struct Boxes {
     csa_control: Outbox<Control>,
 }
 
-/// The client's boxes, declared once: the builder declares them from here, and a test checks
-/// the rustdoc tables against the declarations.
-struct ClientBoxes {
-    inbox: BoxDoc,
-    control: BoxDoc,
-    makessl: BoxDoc,
-    feedback: BoxDoc,
-    outbox: BoxDoc,
-    signal: BoxDoc,
-    sslready: BoxDoc,
-    csa_control: BoxDoc,
+box_table! {
+    /// The client's boxes, declared once: the builder declares them from here, and a test checks
+    /// the rustdoc tables against the declarations.
+    ClientBoxes {
+        inbox: INBOX => "data to send to the server",
+        control: CONTROL => "ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now",
+        makessl: "makessl" => "switch the connection to TLS",
+        feedback: "_socketFeedback" => "the ConnectedSocketAdapter's signal and CreatorFeedback",
+        outbox: OUTBOX => "data received from the server",
+        signal: SIGNAL => "Connected, errors, PeerHalfClosed, Transferred, then one final message",
+        sslready: "sslready" => "TLS negotiated (version, cipher suite)",
+        csa_control: "_csaControl" => "ProducerFinished taken before the connection was up, passed on to it",
+    }
 }
-
-const BOXES: ClientBoxes = ClientBoxes {
-    inbox: (INBOX, "data to send to the server"),
-    control: (
-        CONTROL,
-        "ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now",
-    ),
-    makessl: ("makessl", "switch the connection to TLS"),
-    feedback: (
-        "_socketFeedback",
-        "the ConnectedSocketAdapter's signal and CreatorFeedback",
-    ),
-    outbox: (OUTBOX, "data received from the server"),
-    signal: (
-        SIGNAL,
-        "Connected, errors, PeerHalfClosed, Transferred, then one final message",
-    ),
-    sslready: ("sslready", "TLS negotiated (version, cipher suite)"),
-    csa_control: (
-        "_csaControl",
-        "ProducerFinished taken before the connection was up, passed on to it",
-    ),
-};
 
 impl From<TcpClient> for Component {
     fn from(cfg: TcpClient) -> Component {

@@ -245,23 +245,14 @@ impl TcpServer {
     }
 }
 
-/// The server's boxes, declared once: the builder declares them from here, and a test checks
-/// the rustdoc tables against the declarations.
-struct ServerBoxes {
-    control: BoxDoc,
-    signal: BoxDoc,
+box_table! {
+    /// The server's boxes, declared once: the builder declares them from here, and a test checks
+    /// the rustdoc tables against the declarations.
+    ServerBoxes {
+        control: CONTROL => "ProducerFinished or ShutdownMicroprocess: stop listening and close every connection",
+        signal: SIGNAL => "Listening, connection errors, then one final message",
+    }
 }
-
-const BOXES: ServerBoxes = ServerBoxes {
-    control: (
-        CONTROL,
-        "ProducerFinished or ShutdownMicroprocess: stop listening and close every connection",
-    ),
-    signal: (
-        SIGNAL,
-        "Listening, connection errors, then one final message",
-    ),
-};
 
 impl From<TcpServer> for Component {
     fn from(server: TcpServer) -> Component {

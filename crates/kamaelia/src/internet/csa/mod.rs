@@ -339,33 +339,16 @@ impl ConnectedSocketAdapter {
     }
 }
 
-/// The CSA's boxes, declared once: the builder declares them from here, and a test checks the
-/// rustdoc tables against the declarations.
-struct CsaBoxes {
-    inbox: BoxDoc,
-    control: BoxDoc,
-    makessl: BoxDoc,
-    outbox: BoxDoc,
-    signal: BoxDoc,
-    sslready: BoxDoc,
-    feedback: BoxDoc,
+box_table! {
+    /// The CSA's boxes, declared once: the builder declares them from here, and a test checks the
+    /// rustdoc tables against the declarations.
+    CsaBoxes {
+        inbox: INBOX => "data to send (bounded by the send limit)",
+        control: CONTROL => "ProducerFinished: send what is queued, then close (or half-close); ShutdownMicroprocess: close now",
+        makessl: "makessl" => "switch to TLS",
+        outbox: OUTBOX => "data received",
+        signal: SIGNAL => "errors, PeerHalfClosed, then Transferred and ShutdownCsa as notices when it ends",
+        sslready: "sslready" => "the TLS version and cipher suite, once the handshake is done",
+        feedback: "CreatorFeedback" => "SocketShutdown saying how the connection ended",
+    }
 }
-
-const BOXES: CsaBoxes = CsaBoxes {
-    inbox: (INBOX, "data to send (bounded by the send limit)"),
-    control: (
-        CONTROL,
-        "ProducerFinished: send what is queued, then close (or half-close); ShutdownMicroprocess: close now",
-    ),
-    makessl: ("makessl", "switch to TLS"),
-    outbox: (OUTBOX, "data received"),
-    signal: (
-        SIGNAL,
-        "errors, PeerHalfClosed, then Transferred and ShutdownCsa as notices when it ends",
-    ),
-    sslready: (
-        "sslready",
-        "the TLS version and cipher suite, once the handshake is done",
-    ),
-    feedback: ("CreatorFeedback", "SocketShutdown saying how the connection ended"),
-};
