@@ -650,6 +650,14 @@ mod tests {
                 transferred: (0, 0, 0),
             },
             Case {
+                name: "makessl queued before connecting: TLS first, then the data, encrypted",
+                on_finish: Close,
+                events: &[Handshake, HandshakeDone, Data(3), Wrote(3), Flushed, Finish],
+                last: Got::Nothing,
+                next: Next::Shut,
+                transferred: (3, 0, 0),
+            },
+            Case {
                 name: "ProducerFinished during a handshake takes effect after it",
                 on_finish: Close,
                 events: &[MakeSsl, Handshake, Finish, HandshakeDone],
