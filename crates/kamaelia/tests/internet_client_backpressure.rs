@@ -149,8 +149,14 @@ async fn a_fast_server_and_a_slow_consumer_keep_memory_bounded() {
         // connection reads the FIN, so wait for its notice); finishing then ends the client.
         loop {
             let sig = c.next_signal().await;
-            assert!(!sig.is_final(), "ended before the server's FIN was seen: {sig:?}");
-            if sig.payload::<kamaelia::internet::PeerHalfClosed>().is_some() {
+            assert!(
+                !sig.is_final(),
+                "ended before the server's FIN was seen: {sig:?}"
+            );
+            if sig
+                .payload::<kamaelia::internet::PeerHalfClosed>()
+                .is_some()
+            {
                 break;
             }
         }
