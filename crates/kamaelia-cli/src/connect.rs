@@ -46,8 +46,9 @@ pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
         // Typed input ends with the server's half-close (QUIT -> 221 -> close ends the
         // session); piped or redirected input is sent whole.
         let typed = std::io::stdin().is_terminal();
-        let mut observer =
-            Observer::attach(&g, Events::new(output))?.end_when_server_finishes(typed);
+        let mut observer = Observer::attach(&g, Events::new(output))?
+            .end_when_server_finishes(typed)
+            .hint_no_shutdown(!ep.keep_open);
         if let Some(counts) = counts {
             observer = observer.counts(counts, None);
         }

@@ -165,6 +165,9 @@ pub(crate) struct Observer {
     pub(crate) stop_source: Outbox<Control>,
     /// End the input as soon as the server has finished sending (a typed `connect` session).
     end_on_server_finish: bool,
+    /// `connect` half-closed at the end of its input: if the server then closed without a
+    /// word, say that `--no-shutdown` exists.
+    hint_no_shutdown: bool,
     pub(crate) events: Events,
     /// Take the graph when TLS comes up.
     pub(crate) snapshot: Option<Scheduler>,
@@ -192,6 +195,7 @@ impl Observer {
             events,
             snapshot: None,
             end_on_server_finish: false,
+            hint_no_shutdown: false,
             counts: None,
             total: None,
         })
@@ -211,6 +215,14 @@ impl Observer {
     /// half-close ends only what it sends.
     pub(crate) fn end_when_server_finishes(mut self, on: bool) -> Self {
         self.end_on_server_finish = on;
+        self
+    }
+
+    /// For `connect` sessions that half-close at the end of their input: when the server sent
+    /// nothing at all and closed, the last line suggests `--no-shutdown` (request/response
+    /// servers such as aiosmtpd and dovecot take the half-close as a hang-up and answer nothing).
+    pub(crate) fn hint_no_shutdown(mut self, on: bool) -> Self {
+        self.hint_no_shutdown = on;
         self
     }
 
@@ -302,6 +314,10 @@ impl Observer {
             (_, Some(ServerFinished::BeforeInputEnded)) => {
                 format!("the server closed after sending {received} bytes; {input}")
             }
+            _ if input_ended && received == 0 && sent > 0 && self.hint_no_shutdown => format!(
+                "{input}; the server closed after sending 0 bytes (a server that answers \
+                 requests may take the half-close as a hang-up: try --no-shutdown)"
+            ),
             _ => format!("{input}; the server closed after sending {received} bytes"),
         }
     }

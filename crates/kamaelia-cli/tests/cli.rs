@@ -836,14 +836,17 @@ fn connect_no_shutdown_gets_every_reply_from_a_server_that_hangs_up_on_half_clos
     assert_eq!(r.stdout, want);
     assert!(rx.recv_timeout(LIMIT).unwrap(), "the server did not answer");
 
-    // Without it, the half-close makes such a server hang up before it answers.
+    // Without it, the half-close makes such a server hang up before it answers; the last line
+    // says what to try.
     let (addr, rx) = servers::hangs_up_on_half_close_server();
     let r = run(
         args(&["connect", "127.0.0.1", &port(addr)]),
         Input::Bytes(input),
         LIMIT,
     );
-    r.expect_code(0);
+    r.expect_code(0)
+        .expect_stderr("the server closed after sending 0 bytes")
+        .expect_stderr("try --no-shutdown");
     assert!(r.stdout.is_empty());
     assert!(!rx.recv_timeout(LIMIT).unwrap());
 }

@@ -1,9 +1,9 @@
 //! Small protocol components for [`super::TcpServer`]: echo and discard.
 
-use axon::{Component, Control, ControlWatch, Undelivered, INBOX, OUTBOX};
+use axon::{Component, Control, ControlWatch, Undelivered, CONTROL, INBOX, OUTBOX, SIGNAL};
 use bytes::Bytes;
 
-use super::DEFAULT_LIMIT_BYTES;
+use super::{BoxDoc, DEFAULT_LIMIT_BYTES};
 
 /// A protocol that sends back everything it receives: give it to a [`super::TcpServer`] and
 /// you have an echo server.
@@ -97,15 +97,25 @@ impl DiscardProtocol {
     }
 }
 
+box_table! {
+    /// The protocols' boxes, declared once: the builder declares them from here, and a test checks
+    /// the rustdoc tables against the declarations.
+    ProtocolBoxes {
+        inbox: INBOX => "data from the connection",
+        control: CONTROL => "the TcpServer's ProducerFinished when the peer has finished sending",
+        outbox: OUTBOX => "the same data, back to the connection",
+        signal: SIGNAL => "the final message, into the connection's `control`",
+    }
+}
+
 fn relay(name: &'static str, echo: bool) -> Component {
     let mut b = Component::build(name);
     let inbox = b
-        .inbox::<Bytes>(INBOX, "data from the connection")
+        .inbox::<Bytes>(BOXES.inbox.0, BOXES.inbox.1)
         .limit_bytes(DEFAULT_LIMIT_BYTES);
-    let control =
-        b.control_with("the TcpServer's ProducerFinished when the peer has finished sending");
-    let outbox = b.outbox::<Bytes>(OUTBOX, "data to the connection");
-    let signal = b.signal_with("the final message, into the connection's `control`");
+    let control = b.control_with(BOXES.control.1);
+    let outbox = b.outbox::<Bytes>(BOXES.outbox.0, BOXES.outbox.1);
+    let signal = b.signal_with(BOXES.signal.1);
     b.main(move |_| async move {
         let mut watch = ControlWatch::new(&control, &signal);
         // One message at a time: a batch taken out of the inbox would be held beyond the

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use axon::{
-    link_refs, BoxRef, Component, Context, Control, ControlWatch, Detail, Inbox, MainResult, Outbox,
+    link_refs, BoxRef, Component, Context, Control, ControlWatch, Detail, Inbox, MainResult,
+    Outbox, CONTROL, INBOX, OUTBOX, SIGNAL,
 };
 use bytes::Bytes;
 
@@ -12,7 +13,7 @@ use super::messages::{
     Connected, HowDied, MakeSsl, ShutdownCsa, SocketShutdown, SslReady, TcpError, Transferred,
 };
 use super::selector::Selector;
-use super::{connect, ConnectError, Family, TlsSettings};
+use super::{connect, BoxDoc, ConnectError, Family, TlsSettings};
 
 /// Kamaelia's default connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -96,16 +97,16 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// | `inbox` | `Bytes` | data to send to the server |
 /// | `control` | `Control` | ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now |
 /// | `makessl` | [`MakeSsl`] | switch the connection to TLS |
-/// | `_socketFeedback` | `Control` | notifications from the CSA |
+/// | `_socketFeedback` | `Control` | the ConnectedSocketAdapter's signal and CreatorFeedback |
 ///
 /// # Outboxes
 ///
 /// | name | type | meaning |
 /// |---|---|---|
 /// | `outbox` | `Bytes` | data received from the server |
-/// | `signal` | `Control` | [`Connected`], errors, [`super::PeerHalfClosed`], [`Transferred`], then one final message |
+/// | `signal` | `Control` | Connected, errors, PeerHalfClosed, Transferred, then one final message |
 /// | `sslready` | [`SslReady`] | TLS negotiated (version, cipher suite) |
-/// | `_csaControl` | `Control` | control messages it took before the CSA existed, passed on to it |
+/// | `_csaControl` | `Control` | ProducerFinished taken before the connection was up, passed on to it |
 ///
 /// # Shutdown
 ///
@@ -232,28 +233,37 @@ struct Boxes {
     csa_control: Outbox<Control>,
 }
 
+box_table! {
+    /// The client's boxes, declared once: the builder declares them from here, and a test checks
+    /// the rustdoc tables against the declarations.
+    ClientBoxes {
+        inbox: INBOX => "data to send to the server",
+        control: CONTROL => "ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now",
+        makessl: "makessl" => "switch the connection to TLS",
+        feedback: "_socketFeedback" => "the ConnectedSocketAdapter's signal and CreatorFeedback",
+        outbox: OUTBOX => "data received from the server",
+        signal: SIGNAL => "Connected, errors, PeerHalfClosed, Transferred, then one final message",
+        sslready: "sslready" => "TLS negotiated (version, cipher suite)",
+        csa_control: "_csaControl" => "ProducerFinished taken before the connection was up, passed on to it",
+    }
+}
+
 impl From<TcpClient> for Component {
     fn from(cfg: TcpClient) -> Component {
         let mut b = Component::build("TcpClient");
         let boxes = Boxes {
             inbox: b
-                .inbox("inbox", "data to send to the socket")
+                .inbox(BOXES.inbox.0, BOXES.inbox.1)
                 .limit_bytes(cfg.limits.send_bytes),
-            control: b.control(),
-            makessl: b.inbox("makessl", "ask the connection to switch to TLS"),
-            feedback: b.inbox(
-                "_socketFeedback",
-                "notifications from the ConnectedSocketAdapter",
-            ),
+            control: b.control_with(BOXES.control.1),
+            makessl: b.inbox(BOXES.makessl.0, BOXES.makessl.1),
+            feedback: b.inbox(BOXES.feedback.0, BOXES.feedback.1),
             outbox: b
-                .outbox("outbox", "data received from the socket")
+                .outbox(BOXES.outbox.0, BOXES.outbox.1)
                 .limit_bytes(cfg.limits.receive_bytes),
-            signal: b.signal(),
-            sslready: b.outbox("sslready", "TLS negotiated successfully"),
-            csa_control: b.outbox(
-                "_csaControl",
-                "control messages taken before the connection was up",
-            ),
+            signal: b.signal_with(BOXES.signal.1),
+            sslready: b.outbox(BOXES.sslready.0, BOXES.sslready.1),
+            csa_control: b.outbox(BOXES.csa_control.0, BOXES.csa_control.1),
         };
         b.main(move |cx| run(cfg, boxes, cx))
     }
@@ -410,14 +420,14 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
 /// Links the client to its new CSA as the page describes.
 fn wire(b: &Boxes, csa: &Component) -> Result<(), axon::WiringError> {
     let pairs: [(BoxRef, BoxRef); 8] = [
-        (b.inbox.boxref(), csa.boxref("inbox")?),
+        (b.inbox.boxref(), csa.boxref(INBOX)?),
         (b.makessl.boxref(), csa.boxref("makessl")?),
-        (b.control.boxref(), csa.boxref("control")?),
-        (b.csa_control.boxref(), csa.boxref("control")?),
-        (csa.boxref("outbox")?, b.outbox.boxref()),
+        (b.control.boxref(), csa.boxref(CONTROL)?),
+        (b.csa_control.boxref(), csa.boxref(CONTROL)?),
+        (csa.boxref(OUTBOX)?, b.outbox.boxref()),
         (csa.boxref("sslready")?, b.sslready.boxref()),
         (csa.boxref("CreatorFeedback")?, b.feedback.boxref()),
-        (csa.boxref("signal")?, b.feedback.boxref()),
+        (csa.boxref(SIGNAL)?, b.feedback.boxref()),
     ];
     for (src, dst) in &pairs {
         link_refs(src, dst)?;

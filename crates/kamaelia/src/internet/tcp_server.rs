@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use axon::{
     link_refs, Component, Context, Control, ControlWatch, Inbox, MainResult, Outbox, TrySendError,
+    CONTROL, INBOX, OUTBOX, SIGNAL,
 };
 use tokio::task::JoinSet;
 
 use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole};
 use super::messages::{Listening, PeerHalfClosed, SocketShutdown, TcpError};
 use super::selector::Selector;
-use super::{ServerTls, DEFAULT_HANDSHAKE_TIMEOUT};
+use super::{BoxDoc, ServerTls, DEFAULT_HANDSHAKE_TIMEOUT};
 
 /// What a protocol factory learns about a new connection.
 #[derive(Clone, Debug)]
@@ -109,7 +110,7 @@ enum TlsMode {
 ///
 /// | name | type | meaning |
 /// |---|---|---|
-/// | `signal` | `Control` | [`Listening`], connection errors, then one final message |
+/// | `signal` | `Control` | Listening, connection errors, then one final message |
 ///
 /// # Shutdown
 ///
@@ -244,11 +245,20 @@ impl TcpServer {
     }
 }
 
+box_table! {
+    /// The server's boxes, declared once: the builder declares them from here, and a test checks
+    /// the rustdoc tables against the declarations.
+    ServerBoxes {
+        control: CONTROL => "ProducerFinished or ShutdownMicroprocess: stop listening and close every connection",
+        signal: SIGNAL => "Listening, connection errors, then one final message",
+    }
+}
+
 impl From<TcpServer> for Component {
     fn from(server: TcpServer) -> Component {
         let mut b = Component::build("TcpServer");
-        let control = b.control();
-        let signal = b.signal();
+        let control = b.control_with(BOXES.control.1);
+        let signal = b.signal_with(BOXES.signal.1);
         b.main(move |cx| run(server, control, signal, cx))
     }
 }
@@ -369,14 +379,14 @@ fn start_connection(
         .limits(server.limits);
     let csa = ConnectedSocketAdapter::with_config(stream, info.peer, role, options);
     let proto = (server.factory)(info);
-    if let Ok(out) = proto.boxref("outbox") {
-        link_refs(&out, &csa.boxref("inbox")?)?;
+    if let Ok(out) = proto.boxref(OUTBOX) {
+        link_refs(&out, &csa.boxref(INBOX)?)?;
     }
-    if let Ok(inb) = proto.boxref("inbox") {
-        link_refs(&csa.boxref("outbox")?, &inb)?;
+    if let Ok(inb) = proto.boxref(INBOX) {
+        link_refs(&csa.boxref(OUTBOX)?, &inb)?;
     }
-    if let Ok(sig) = proto.boxref("signal") {
-        link_refs(&sig, &csa.boxref("control")?)?;
+    if let Ok(sig) = proto.boxref(SIGNAL) {
+        link_refs(&sig, &csa.boxref(CONTROL)?)?;
     }
     if let Ok(m) = proto.boxref("makessl") {
         link_refs(&m, &csa.boxref("makessl")?)?;
@@ -386,10 +396,10 @@ fn start_connection(
     }
     // The supervisor: the CSA's events in, the protocol's control out.
     let events = Inbox::<Control>::standalone("connection events", 16);
-    link_refs(&csa.boxref("signal")?, &events.boxref())?;
+    link_refs(&csa.boxref(SIGNAL)?, &events.boxref())?;
     link_refs(&csa.boxref("CreatorFeedback")?, &events.boxref())?;
     let to_proto = Outbox::<Control>::standalone("to protocol");
-    if let Ok(c) = proto.boxref("control") {
+    if let Ok(c) = proto.boxref(CONTROL) {
         link_refs(&to_proto.boxref(), &c)?;
     }
     let csa = cx.activate(csa);
@@ -471,13 +481,10 @@ mod tests {
         let errors = Inbox::<Control>::standalone("server signal", 16);
         let signal = Outbox::<Control>::standalone("signal");
         let link = |a: axon::BoxRef, b: axon::BoxRef| link_refs(&a, &b).unwrap();
-        link(
-            proto.boxref("outbox").unwrap(),
-            csa.boxref("inbox").unwrap(),
-        );
-        link(csa.boxref("signal").unwrap(), events.boxref());
+        link(proto.boxref(OUTBOX).unwrap(), csa.boxref(INBOX).unwrap());
+        link(csa.boxref(SIGNAL).unwrap(), events.boxref());
         link(csa.boxref("CreatorFeedback").unwrap(), events.boxref());
-        link(to_proto.boxref(), proto.boxref("control").unwrap());
+        link(to_proto.boxref(), proto.boxref(CONTROL).unwrap());
         link(signal.boxref(), errors.boxref());
 
         let (tx, rx) = tokio::sync::oneshot::channel();

@@ -30,7 +30,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// The handshake deadline unless [`TlsSettings::with_handshake_timeout`] says otherwise.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -165,14 +165,7 @@ impl TlsSettings {
     /// kept and shared by every clone of these settings (so connections share a session cache
     /// and can resume). A failure is not kept: the next call tries again.
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
-        // Nothing panics while this lock is held.
-        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(config) = built.as_ref() {
-            return Ok(config.clone());
-        }
-        let config = self.build_client_config()?;
-        *built = Some(config.clone());
-        Ok(config)
+        built_once(&self.built, || self.build_client_config())
     }
 
     fn build_client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
@@ -285,11 +278,35 @@ where
     }
 }
 
+/// Runs a server handshake over `io` with `config`, within `timeout`: the server side of
+/// [`handshake`]. Bytes already read from the client belong in `io` (a STARTTLS server replays
+/// them first).
+pub async fn accept<IO>(
+    config: Arc<ServerConfig>,
+    io: IO,
+    timeout: Duration,
+) -> Result<(tokio_rustls::server::TlsStream<IO>, TlsInfo), TlsError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let accept = TlsAcceptor::from(config).accept(io);
+    let stream = match tokio::time::timeout(timeout, accept).await {
+        Err(_elapsed) => return Err(TlsError::HandshakeTimeout(timeout)),
+        Ok(Err(e)) => return Err(classify(&e)),
+        Ok(Ok(stream)) => stream,
+    };
+    let info = TlsInfo::from_common_state(stream.get_ref().1)
+        .ok_or(TlsError::HandshakeFailed(HandshakeFailure::NoVersion))?;
+    Ok((stream, info))
+}
+
 /// A server's certificate chain and key, from which a [`rustls::ServerConfig`] is built.
 pub struct ServerTls {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     alpn: Vec<Vec<u8>>,
+    /// The configuration built from these, shared by clones.
+    built: Arc<Mutex<Option<Arc<ServerConfig>>>>,
 }
 
 impl Clone for ServerTls {
@@ -298,6 +315,7 @@ impl Clone for ServerTls {
             chain: self.chain.clone(),
             key: self.key.clone_key(),
             alpn: self.alpn.clone(),
+            built: self.built.clone(),
         }
     }
 }
@@ -318,6 +336,7 @@ impl ServerTls {
             chain,
             key,
             alpn: Vec::new(),
+            built: Arc::default(),
         }
     }
 
@@ -340,12 +359,31 @@ impl ServerTls {
     /// Accepts these ALPN protocols, most preferred first.
     pub fn with_alpn(mut self, protocols: Vec<Vec<u8>>) -> Self {
         self.alpn = protocols;
+        self.built = Arc::default();
         self
+    }
+
+    /// Runs a server handshake over `io` within [`DEFAULT_HANDSHAKE_TIMEOUT`], mirroring
+    /// [`TlsSettings::connect`]: the configuration is built once (see
+    /// [`server_config`](Self::server_config)) and shared by clones.
+    pub async fn accept<IO>(
+        &self,
+        io: IO,
+    ) -> Result<(tokio_rustls::server::TlsStream<IO>, TlsInfo), TlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        accept(self.server_config()?, io, DEFAULT_HANDSHAKE_TIMEOUT).await
     }
 
     /// Builds the rustls server configuration on the `ring` provider, without client
     /// authentication; fails if the key does not match the certificate or is unsupported.
+    /// Built the first time only, then shared by clones (a failure is not kept).
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        built_once(&self.built, || self.build_server_config())
+    }
+
+    fn build_server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?
@@ -547,6 +585,21 @@ fn classify_rustls(err: &rustls::Error) -> TlsError {
         rustls::Error::InvalidMessage(_) => TlsError::NotTls,
         other => TlsError::HandshakeFailed(HandshakeFailure::Rustls(other.clone())),
     }
+}
+
+/// The configuration kept in `cell`, built by `build` the first time; a failure is not kept.
+fn built_once<T>(
+    cell: &Mutex<Option<Arc<T>>>,
+    build: impl FnOnce() -> Result<Arc<T>, TlsError>,
+) -> Result<Arc<T>, TlsError> {
+    // Nothing panics while this lock is held.
+    let mut built = cell.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(config) = built.as_ref() {
+        return Ok(config.clone());
+    }
+    let config = build()?;
+    *built = Some(config.clone());
+    Ok(config)
 }
 
 fn provider() -> Arc<CryptoProvider> {

@@ -1,0 +1,627 @@
+//! The ConnectedSocketAdapter's driver: one task that waits for the next event (a control
+//! message, `makessl`, a read, a write or flush, data on `inbox`, the timer), tells the
+//! [`State`] and does what it answers. Generic over the byte stream: TCP, a Unix socket, an
+//! in-memory `tokio::io::duplex` pipe.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use axon::{Control, ControlWatch, Inbox, Outbox};
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::time::{Instant, Sleep};
+
+use super::read_buffer::ReadBuffer;
+use super::rewind::Rewind;
+use super::state::{Next, ReadFailure, State, WRITE_BATCH};
+use super::{Limits, TlsRole};
+use crate::internet::messages::{
+    HowDied, MakeSsl, ShutdownCsa, SocketShutdown, SslReady, TcpError,
+};
+use crate::internet::tls::accept;
+use crate::internet::TlsError;
+
+/// The CSA's boxes.
+pub(super) struct Boxes {
+    pub(super) inbox: Inbox<Bytes>,
+    pub(super) control: Inbox<Control>,
+    pub(super) makessl: Inbox<MakeSsl>,
+    pub(super) outbox: Outbox<Bytes>,
+    pub(super) signal: Outbox<Control>,
+    pub(super) sslready: Outbox<SslReady>,
+    pub(super) feedback: Outbox<Control>,
+}
+
+/// The stream split for reading and writing at once.
+type Halves<S> = (ReadHalf<Conn<S>>, WriteHalf<Conn<S>>);
+
+/// One connection being driven.
+pub(super) struct Connection<S> {
+    label: Arc<str>,
+    b: Boxes,
+    peer: SocketAddr,
+    tls: Option<TlsRole>,
+    halves: Option<Halves<S>>,
+    state: State,
+    /// STARTTLS servers: what was delivered on `outbox` lately, so a protocol can hand back
+    /// what followed its command ([`MakeSsl::with_consumed`]).
+    history: History,
+    limits: Limits,
+    /// When a byte last moved either way (the idle timeout counts from here).
+    last_activity: Instant,
+    /// One timer for the idle timeout and the quiet check, made only when needed and reset
+    /// lazily: it may fire early, and is then set again for the deadline as it stands.
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: Option<Instant>,
+}
+
+impl<S> Connection<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        label: Arc<str>,
+        b: Boxes,
+        stream: S,
+        peer: SocketAddr,
+        tls: Option<TlsRole>,
+        state: State,
+        keep_history: bool,
+        limits: Limits,
+    ) -> Self {
+        Connection {
+            label,
+            b,
+            peer,
+            tls,
+            halves: Some(tokio::io::split(Conn::Plain(Rewind::new(stream)))),
+            state,
+            history: History {
+                keep: keep_history,
+                ..History::default()
+            },
+            limits,
+            last_activity: Instant::now(),
+            timer: None,
+            armed: None,
+        }
+    }
+
+    /// Runs the connection to its end, then says how it ended: an error on `signal`, then
+    /// [`crate::internet::Transferred`] on `signal`, [`SocketShutdown`] on `CreatorFeedback`,
+    /// [`ShutdownCsa`] on `signal`.
+    pub(super) async fn drive(mut self, tls_first: bool) {
+        let how = self.run(tls_first).await;
+        if let HowDied::Failed(e) = &how {
+            let _ = self
+                .b
+                .signal
+                .send(Control::error(self.label.clone(), e.clone()))
+                .await;
+        }
+        self.close(&how).await;
+        let transferred = self.transferred();
+        let _ = self.b.signal.send(Control::notice(transferred)).await;
+        let _ = self
+            .b
+            .feedback
+            .send(Control::notice(SocketShutdown(how)))
+            .await;
+        let _ = self.b.signal.send(Control::notice(ShutdownCsa)).await;
+    }
+
+    /// The connection's loop. The TLS switch and the closing flush are boxed when they run: the
+    /// handshake's state is large, and a loop that held it inline would cost every idle
+    /// connection that much memory.
+    async fn run(&mut self, tls_first: bool) -> HowDied {
+        if tls_first {
+            if let Err(how) = Box::pin(self.start_tls(MakeSsl::new(), true)).await {
+                return how;
+            }
+        }
+        let mut rb = ReadBuffer::new(self.limits.receive_bytes, Instant::now());
+        loop {
+            match self
+                .state
+                .next(self.b.inbox.is_empty(), self.b.makessl.is_empty())
+            {
+                Next::Wait => {}
+                Next::Finished => return HowDied::Finished,
+                Next::Shut => {
+                    if let Err(how) = Box::pin(self.shut_write()).await {
+                        return how;
+                    }
+                    if self.state.shut() == Next::Finished {
+                        return HowDied::Finished;
+                    }
+                    continue;
+                }
+            }
+            self.arm(rb.quiet_at());
+            let take_more = self.state.takes_more(self.limits.send_bytes);
+            let reading = self.state.reading();
+            let writing = self.state.wants_write();
+            let Some((rd, wr)) = self.halves.as_mut() else {
+                return HowDied::Failed(TcpError::Tls(TlsError::NotConnected));
+            };
+            let b = &self.b;
+            let out = &self.state.out;
+            let ev = tokio::select! {
+                c = b.control.recv() => Event::Control(c),
+                m = b.makessl.recv() => Event::MakeSsl(m),
+                r = read_when_ready(&b.outbox, rd, &mut rb), if reading => Event::Read(r),
+                r = write_or_flush(wr, out), if writing => r,
+                d = b.inbox.recv(), if take_more => Event::Data(d),
+                () = expiry(&mut self.timer), if self.armed.is_some() => Event::Timer,
+            };
+            match ev {
+                Event::Control(c) => {
+                    let mut watch = ControlWatch::new(&self.b.control, &self.b.signal);
+                    watch.handle(c).await;
+                    let (stopping, shutdown) = (watch.stopping(), watch.shutdown_requested());
+                    if shutdown {
+                        return self.shutdown_now();
+                    } else if stopping {
+                        self.state.producer_finished();
+                    }
+                }
+                Event::MakeSsl(m) => match self.state.makessl() {
+                    Err(e) => {
+                        let _ = self
+                            .b
+                            .signal
+                            .send(Control::error(self.label.clone(), TcpError::Tls(e)))
+                            .await;
+                    }
+                    Ok(()) => {
+                        if let Err(how) = Box::pin(self.start_tls(m, false)).await {
+                            return how;
+                        }
+                    }
+                },
+                Event::Read(Ok(0)) => {
+                    self.last_activity = Instant::now();
+                    let closed = self.state.eof();
+                    let _ = self.b.signal.send(Control::notice(closed)).await;
+                }
+                Event::Read(Ok(n)) => {
+                    self.last_activity = Instant::now();
+                    let chunk = rb.filled(n, self.last_activity);
+                    self.deliver(chunk).await;
+                    // A receiver that took its time is no reason to call the connection idle.
+                    self.last_activity = Instant::now();
+                }
+                Event::Read(Err(e)) => match self.state.read_failed(e.kind()) {
+                    ReadFailure::PeerClosed(closed) => {
+                        let _ = self.b.signal.send(Control::notice(closed)).await;
+                    }
+                    ReadFailure::Failed => {
+                        return HowDied::Failed(self.state.io_error(self.peer, e));
+                    }
+                },
+                Event::Wrote(Ok(n)) => {
+                    self.state.wrote(n);
+                    self.last_activity = Instant::now();
+                }
+                Event::Wrote(Err(e)) | Event::Flushed(Err(e)) => {
+                    return HowDied::Failed(self.state.io_error(self.peer, e));
+                }
+                Event::Flushed(Ok(())) => self.state.flushed(),
+                Event::Data(d) => {
+                    self.state.out.push(d);
+                    // Take what else is queued now, up to a batch, for one vectored write.
+                    while self.state.takes_more(self.limits.send_bytes) {
+                        match self.b.inbox.try_recv() {
+                            Some(d) => self.state.out.push(d),
+                            None => break,
+                        }
+                    }
+                }
+                Event::Timer => {
+                    self.armed = None;
+                    let now = Instant::now();
+                    if let Some(after) = self.state.idle_expired(self.last_activity, now) {
+                        return HowDied::Failed(TcpError::IdleTimeout {
+                            peer: self.peer,
+                            after,
+                        });
+                    }
+                    rb.release_if_quiet(now);
+                }
+            }
+        }
+    }
+
+    /// Sets the timer for the earliest deadline: the idle timeout, if there is one, and `quiet`
+    /// (when a grown read buffer is let go). A deadline that overflows the clock is no
+    /// deadline.
+    fn arm(&mut self, quiet: Option<Instant>) {
+        let idle = self
+            .state
+            .idle_limit()
+            .and_then(|d| self.last_activity.checked_add(d));
+        let next = match (idle, quiet) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(next) = next else {
+            self.armed = None;
+            return;
+        };
+        // Activity only moves deadlines later: an earlier timer fires, finds time left, and is
+        // set again, so a busy connection resets its timer at most once per period.
+        if self.armed.is_some_and(|a| a <= next) {
+            return;
+        }
+        match self.timer.as_mut() {
+            Some(t) => t.as_mut().reset(next),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(next))),
+        }
+        self.armed = Some(next);
+    }
+
+    /// A deadline for a phase that moves no data the loop sees (a flush, the closing
+    /// handshake): the idle timeout from now, or never.
+    fn idle_deadline(&self) -> impl std::future::Future<Output = Duration> + 'static {
+        let limit = self.state.idle_limit();
+        let at = limit.and_then(|d| Instant::now().checked_add(d));
+        async move {
+            match (at, limit) {
+                (Some(at), Some(limit)) => {
+                    tokio::time::sleep_until(at).await;
+                    limit
+                }
+                _ => std::future::pending().await,
+            }
+        }
+    }
+
+    /// What went each way, and what was handed over but never sent. Closes `inbox` first, so
+    /// nothing can arrive after it is counted.
+    fn transferred(&mut self) -> crate::internet::Transferred {
+        self.b.inbox.close();
+        let mut left = 0;
+        while let Some(d) = self.b.inbox.try_recv() {
+            left += d.len() as u64;
+        }
+        self.state.finish(left)
+    }
+
+    async fn deliver(&mut self, chunk: Bytes) {
+        self.history.record(&chunk);
+        let n = chunk.len();
+        match self.b.outbox.try_send(chunk) {
+            Ok(()) => self.state.received(n),
+            Err(axon::TrySendError::Closed(_)) => {
+                tracing::warn!(peer = %self.peer, "received data has nowhere to go: the receiving component has ended; no longer reading");
+                self.state.abandoned();
+            }
+            Err(e) => {
+                if self.b.outbox.send(e.into_inner()).await.is_err() {
+                    self.state.abandoned();
+                } else {
+                    self.state.received(n);
+                }
+            }
+        }
+    }
+
+    /// ShutdownMicroprocess: drops what is queued, `inbox` included, and says how much.
+    fn shutdown_now(&mut self) -> HowDied {
+        let (mut messages, mut bytes) = (0, 0);
+        while let Some(d) = self.b.inbox.try_recv() {
+            messages += 1;
+            bytes += d.len();
+        }
+        self.state.shutdown(messages, bytes)
+    }
+
+    /// Writes everything queued, then shuts the write side (TLS: close_notify, then FIN).
+    async fn shut_write(&mut self) -> Result<(), HowDied> {
+        self.state.shutting();
+        let idle = self.idle_deadline();
+        let Some((_, wr)) = self.halves.as_mut() else {
+            return Ok(());
+        };
+        let shut = async {
+            wr.flush().await?;
+            wr.shutdown().await
+        };
+        // Already finishing: a further ProducerFinished changes nothing.
+        let mut watch = ControlWatch::new(&self.b.control, &self.b.signal);
+        let peer = self.peer;
+        let outcome = tokio::select! {
+            r = shut => r.map_err(|e| Some(HowDied::Failed(TcpError::io(peer, e)))),
+            () = watch.until_shutdown() => Err(None),
+            after = idle => Err(Some(HowDied::Failed(TcpError::IdleTimeout { peer, after }))),
+        };
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(Some(how)) => Err(how),
+            Err(None) => Err(self.shutdown_now()),
+        }
+    }
+
+    /// Flushes plaintext, checks nothing unread is pending (client), and runs the handshake.
+    async fn start_tls(&mut self, m: MakeSsl, first: bool) -> Result<(), HowDied> {
+        let Some(role) = self.tls.clone() else {
+            return Err(HowDied::Failed(TcpError::Tls(TlsError::Config(
+                "this connection has no TLS configuration".into(),
+            ))));
+        };
+        // Everything queued before makessl goes out in plaintext first, unless TLS comes first
+        // (then nothing has been taken from the inbox yet, and all of it waits for TLS).
+        if !first {
+            while let Some(d) = self.b.inbox.try_recv() {
+                self.state.out.push(d);
+            }
+        }
+        if let Some(reply) = m.reply {
+            self.state.out.push(reply);
+        }
+        let Some((rd, mut wr)) = self.halves.take() else {
+            return Err(HowDied::Failed(TcpError::Tls(TlsError::NotConnected)));
+        };
+        let peer = self.peer;
+        let idle = self.idle_deadline();
+        let state = &mut self.state;
+        let flush = async {
+            while !state.out.is_empty() {
+                let n = write_some(&mut wr, &state.out).await?;
+                state.wrote(n);
+            }
+            wr.flush().await
+        };
+        let mut watch = ControlWatch::new(&self.b.control, &self.b.signal);
+        let flushed = tokio::select! {
+            r = flush => r.map_err(|e| Some(HowDied::Failed(TcpError::io(peer, e)))),
+            () = watch.until_shutdown() => Err(None),
+            after = idle => Err(Some(HowDied::Failed(TcpError::IdleTimeout { peer, after }))),
+        };
+        let finished = watch.stopping();
+        self.last_activity = Instant::now();
+        match flushed {
+            Ok(()) => {}
+            Err(Some(how)) => return Err(how),
+            Err(None) => return Err(self.shutdown_now()),
+        }
+        if finished {
+            self.state.producer_finished();
+        }
+        self.state.handshaking();
+        let Conn::Plain(mut sock) = rd.unsplit(wr) else {
+            return Err(HowDied::Failed(TcpError::Tls(TlsError::AlreadyTls)));
+        };
+        // A STARTTLS server's handshake starts with what the client sent after the command.
+        let (replay, replayed) = match m.consumed {
+            Some(consumed) => match self.history.after(consumed) {
+                Ok(r) => {
+                    let n = r.len() as u64;
+                    (r, n)
+                }
+                Err(e) => return Err(HowDied::Failed(TcpError::Tls(e))),
+            },
+            None => (m.pushback, 0),
+        };
+        let handshake = async {
+            match role {
+                TlsRole::Client { settings, host } => {
+                    let unread = sock.take_unread().map_err(|e| TlsError::Io(Arc::new(e)))?;
+                    State::check_unread(unread)?;
+                    let (s, info) = settings.connect(&host, sock).await?;
+                    Ok((tokio_rustls::TlsStream::from(s), info))
+                }
+                TlsRole::Server { config, timeout } => {
+                    sock.push_front(replay);
+                    let (s, info) = accept(config, sock, timeout).await?;
+                    Ok((tokio_rustls::TlsStream::from(s), info))
+                }
+            }
+        };
+        let mut watch = ControlWatch::new(&self.b.control, &self.b.signal);
+        let result = tokio::select! {
+            r = handshake => Some(r),
+            () = watch.until_shutdown() => None,
+        };
+        let finished = watch.stopping();
+        let Some(result) = result else {
+            return Err(self.shutdown_now());
+        };
+        if finished {
+            self.state.producer_finished();
+        }
+        match result {
+            Ok((stream, info)) => {
+                self.state.tls_up();
+                self.history = History::default();
+                self.halves = Some(tokio::io::split(Conn::Tls(Box::new(stream))));
+                let ready = SslReady { info, replayed };
+                let _ = self.b.sslready.send(ready).await;
+                Ok(())
+            }
+            Err(e) => Err(HowDied::Failed(TcpError::Tls(e))),
+        }
+    }
+
+    /// Closes the connection; after a clean finish it was shut already, except with
+    /// [`super::OnFinish::KeepOpen`], which shuts it here after the peer has closed.
+    async fn close(&mut self, how: &HowDied) {
+        if let Some((rd, wr)) = self.halves.take() {
+            let mut conn = rd.unsplit(wr);
+            let open = !self.state.write_shut() && matches!(how, HowDied::Finished);
+            if open || matches!(how, HowDied::PeerClosed) {
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn.shutdown()).await;
+            }
+            drop(conn);
+        }
+    }
+}
+
+enum Event {
+    Control(Control),
+    MakeSsl(MakeSsl),
+    Read(io::Result<usize>),
+    Wrote(io::Result<usize>),
+    Flushed(io::Result<()>),
+    Data(Bytes),
+    Timer,
+}
+
+/// Waits for the timer, if there is one.
+async fn expiry(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer.as_mut() {
+        Some(t) => t.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for room in `outbox`, then reads into `rb` (see [`ReadBuffer::prepare`]).
+async fn read_when_ready<S: AsyncRead + AsyncWrite + Unpin>(
+    outbox: &Outbox<Bytes>,
+    rd: &mut ReadHalf<Conn<S>>,
+    rb: &mut ReadBuffer,
+) -> io::Result<usize> {
+    outbox.ready().await;
+    rd.read_buf(&mut rb.prepare()).await
+}
+
+/// Writes from `out` if it has anything, else flushes (TLS keeps records buffered).
+async fn write_or_flush<S: AsyncRead + AsyncWrite + Unpin>(
+    wr: &mut WriteHalf<Conn<S>>,
+    out: &super::state::OutQueue,
+) -> Event {
+    if out.is_empty() {
+        Event::Flushed(wr.flush().await)
+    } else {
+        Event::Wrote(write_some(wr, out).await)
+    }
+}
+
+async fn write_some<S: AsyncRead + AsyncWrite + Unpin>(
+    wr: &mut WriteHalf<Conn<S>>,
+    out: &super::state::OutQueue,
+) -> io::Result<usize> {
+    let slices: Vec<IoSlice<'_>> = out.front_batch().map(|b| IoSlice::new(b)).collect();
+    debug_assert!(slices.len() <= WRITE_BATCH);
+    let n = wr.write_vectored(&slices).await?;
+    if n == 0 {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    Ok(n)
+}
+
+/// The last bytes delivered in plaintext, with their offset in the stream.
+#[derive(Default)]
+struct History {
+    keep: bool,
+    chunks: VecDeque<Bytes>,
+    start: u64,
+    end: u64,
+}
+
+/// How much of the delivered plaintext a STARTTLS server keeps for replay.
+const HISTORY_LIMIT: u64 = 256 * 1024;
+
+impl History {
+    fn record(&mut self, chunk: &Bytes) {
+        if !self.keep {
+            return;
+        }
+        self.end += chunk.len() as u64;
+        self.chunks.push_back(chunk.clone());
+        while self.end - self.start > HISTORY_LIMIT {
+            let Some(front) = self.chunks.pop_front() else {
+                break;
+            };
+            self.start += front.len() as u64;
+        }
+    }
+
+    /// Everything delivered after the first `consumed` bytes.
+    fn after(&self, consumed: u64) -> Result<Bytes, TlsError> {
+        if consumed < self.start || consumed > self.end {
+            return Err(TlsError::Config(format!(
+                "makessl says {consumed} bytes were consumed, but bytes {}..{} are all that can be handed back",
+                self.start, self.end
+            )));
+        }
+        let mut skip = consumed - self.start;
+        let mut out = Vec::with_capacity((self.end - consumed) as usize);
+        for c in &self.chunks {
+            let len = c.len() as u64;
+            if skip >= len {
+                skip -= len;
+                continue;
+            }
+            out.extend_from_slice(&c[skip as usize..]);
+            skip = 0;
+        }
+        Ok(out.into())
+    }
+}
+
+/// The stream in plaintext, or under TLS (tokio-rustls's own client or server stream).
+enum Conn<S> {
+    Plain(Rewind<S>),
+    Tls(Box<tokio_rustls::TlsStream<Rewind<S>>>),
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Conn<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Conn<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(s) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! ConnectedSocketAdapter: the component that owns one connection.
+//!
+//! Split by role: this file is the component (its options, boxes and docs); `state` is the
+//! connection's state as plain types, tested without sockets; `driver` runs one connection
+//! over any byte stream; `rewind` is the stream that can be handed back bytes (STARTTLS);
+//! `read_buffer` is the buffer reads go into.
+
+mod driver;
+mod read_buffer;
+mod rewind;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axon::{Component, CONTROL, INBOX, OUTBOX, SIGNAL};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{BoxDoc, TlsSettings};
+use driver::{Boxes, Connection};
+use state::{State, Timeouts};
+
+/// The default of each direction of [`Limits`]: 256 KiB.
+pub const DEFAULT_LIMIT_BYTES: usize = 256 * 1024;
+
+/// How many bytes a connection may hold in each direction.
+///
+/// `send_bytes` bounds the CSA's `inbox` (and a [`super::TcpClient`]'s own `inbox` before the
+/// connection is up) and, separately, the queue of messages taken from it that the socket has
+/// not accepted yet. `receive_bytes` bounds one read from the socket and the box the data is
+/// delivered into when it belongs to the connection (the CSA's own `outbox` buffer, a
+/// TcpClient's `outbox`, [`super::EchoProtocol`]'s and [`super::DiscardProtocol`]'s
+/// `inbox`). A component that receives from a connection bounds its own inbox; the connection
+/// waits for room there.
+///
+/// A box admits a message while it holds fewer bytes than its limit, so it holds at most the
+/// limit plus one message (one read: at most half of `receive_bytes`). A connection of
+/// [`super::TcpServer`] with [`super::EchoProtocol`] holds a few times the limit at most,
+/// whatever its peer does: with the defaults, about 1.05 MiB of server memory per client that
+/// floods and never reads (`tests/internet_server_flood_memory.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes waiting to be sent: the inbox, and the queue ahead of the socket (each).
+    pub send_bytes: usize,
+    /// Bytes received and not yet taken by the receiver; one read asks for half of it at most
+    /// (and never more than 256 KiB).
+    pub receive_bytes: usize,
+}
+
+impl Default for Limits {
+    /// [`DEFAULT_LIMIT_BYTES`] (256 KiB) each direction.
+    fn default() -> Self {
+        Limits {
+            send_bytes: DEFAULT_LIMIT_BYTES,
+            receive_bytes: DEFAULT_LIMIT_BYTES,
+        }
+    }
+}
+
+/// How a [`ConnectedSocketAdapter`] behaves: built with [`CsaOptions::default`] and the
+/// setters, given to [`ConnectedSocketAdapter::with_config`].
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct CsaOptions {
+    /// What ProducerFinished does.
+    pub on_finish: OnFinish,
+    /// Runs the TLS handshake before any data (a server speaking TLS from the first byte).
+    pub tls_first: bool,
+    /// Ends the connection with [`TcpError::IdleTimeout`](crate::internet::TcpError::IdleTimeout) when no byte moved either way for
+    /// this long (default: never).
+    pub idle_timeout: Option<Duration>,
+    /// The idle timeout while the connection is still in plaintext and may switch to TLS
+    /// (a STARTTLS server's dialogue); the shorter of the two applies (default: none).
+    pub plaintext_timeout: Option<Duration>,
+    /// Byte bounds in each direction.
+    pub limits: Limits,
+}
+
+impl CsaOptions {
+    /// What ProducerFinished does (default [`OnFinish::Close`]).
+    pub fn on_finish(mut self, on_finish: OnFinish) -> Self {
+        self.on_finish = on_finish;
+        self
+    }
+
+    /// Whether the TLS handshake comes before any data (default false).
+    pub fn tls_first(mut self, on: bool) -> Self {
+        self.tls_first = on;
+        self
+    }
+
+    /// The idle timeout (default none).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The idle timeout before a switch to TLS (default none).
+    pub fn plaintext_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.plaintext_timeout = timeout;
+        self
+    }
+
+    /// The byte bounds (default [`Limits::default`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
+/// What a connection does when it receives ProducerFinished.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnFinish {
+    /// Send everything queued, then close the connection (Kamaelia's default).
+    #[default]
+    Close,
+    /// Send everything queued, shut the write side, and keep delivering what the peer sends
+    /// until it closes (Kamaelia's `wait_for_serverclose`, done right).
+    HalfClose,
+    /// Send everything queued but leave the write side open, and keep delivering what the peer
+    /// sends until it closes; then close. For request/response peers that hang up on a
+    /// half-close before they answer (`kamaelia connect --no-shutdown`).
+    KeepOpen,
+}
+
+/// Which side of a TLS handshake this end plays when `makessl` arrives.
+#[derive(Clone, Debug)]
+pub enum TlsRole {
+    /// A client verifying the server's certificate for `host` (or the settings' server name).
+    Client {
+        /// Trust, name and timeout.
+        settings: TlsSettings,
+        /// The host connected to.
+        host: String,
+    },
+    /// A server presenting a certificate.
+    Server {
+        /// The server configuration.
+        config: Arc<rustls::ServerConfig>,
+        /// How long a handshake may take.
+        timeout: Duration,
+    },
+}
+
+/// The component that owns one established connection: it writes what arrives on `inbox`,
+/// sends what it reads on `outbox`, and switches to TLS on `makessl` (Kamaelia's
+/// ConnectedSocketAdapter). [`super::TcpClient`] and [`super::TcpServer`] make one per
+/// connection; programs rarely make one themselves.
+///
+/// # Example
+///
+/// ```
+/// use axon::{Control, Inbox, Outbox, Scheduler};
+/// use bytes::Bytes;
+/// use kamaelia::internet::{ConnectedSocketAdapter, OnFinish};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let client = tokio::net::TcpStream::connect(listener.local_addr()?).await?;
+/// let (mut server, _) = listener.accept().await?;
+/// let peer = client.peer_addr()?;
+/// let csa = ConnectedSocketAdapter::new(client, peer, None, OnFinish::Close);
+///
+/// let feed = Outbox::<Bytes>::standalone("feed");
+/// let stop = Outbox::<Control>::standalone("stop");
+/// axon::link_refs(&feed.boxref(), &csa.boxref("inbox")?)?;
+/// axon::link_refs(&stop.boxref(), &csa.boxref("control")?)?;
+/// feed.send(Bytes::from_static(b"hello")).await?;
+/// stop.send(Control::producer_finished()).await?;
+/// let report = Scheduler::new().run(async { csa.activate(); }).await;
+/// assert!(report.is_ok());
+/// let mut got = Vec::new();
+/// server.read_to_end(&mut got).await?;
+/// assert_eq!(got, b"hello");
+/// # server.shutdown().await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # How it works
+///
+/// One task reads and writes the socket concurrently: it reads only while `outbox` has room
+/// (so a slow consumer stops the reading and TCP's flow control reaches the sender) and takes
+/// messages from `inbox` only as fast as the socket accepts them (so a slow network fills
+/// `inbox` and upstream waits). On `makessl` it first writes everything already queued, in
+/// plaintext, then runs the TLS handshake; what arrives on `inbox` meanwhile waits and goes out
+/// encrypted.
+///
+/// Every place that holds a connection's bytes is bounded in bytes by [`Limits`] (256 KiB each
+/// direction by default): `inbox`, the queue of messages taken from it ahead of the socket (it
+/// stops taking while that queue is at the limit), each read (half the receive limit at most,
+/// up to 256 KiB), and its own `outbox` buffer while unlinked. Once `outbox` is
+/// linked, the receiving component's inbox bounds what waits there, and the connection stops
+/// reading while it is full. Reads start at 1 KiB and grow while they fill; after a second
+/// with nothing read, a grown buffer is let go, so an idle connection holds about 1 KiB
+/// whatever its last burst was.
+///
+/// With an idle timeout ([`CsaOptions::idle_timeout`], or a STARTTLS server's
+/// [`CsaOptions::plaintext_timeout`] before the switch) a timer watches for a period with no
+/// byte read from or written to the socket. The same timer does the one-second check for the
+/// read buffer; it exists only while one of them is needed and is reset lazily, at most once
+/// per period, so it costs a busy connection next to nothing.
+///
+/// # Inboxes
+///
+/// | name | type | meaning |
+/// |---|---|---|
+/// | `inbox` | `Bytes` | data to send (bounded by the send limit) |
+/// | `control` | `Control` | ProducerFinished: send what is queued, then close (or half-close); ShutdownMicroprocess: close now |
+/// | `makessl` | [`MakeSsl`](crate::internet::MakeSsl) | switch to TLS |
+///
+/// # Outboxes
+///
+/// | name | type | meaning |
+/// |---|---|---|
+/// | `outbox` | `Bytes` | data received |
+/// | `signal` | `Control` | errors, PeerHalfClosed, then Transferred and ShutdownCsa as notices when it ends |
+/// | `sslready` | [`SslReady`](crate::internet::SslReady) | the TLS version and cipher suite, once the handshake is done |
+/// | `CreatorFeedback` | `Control` | SocketShutdown saying how the connection ended |
+///
+/// # Shutdown
+///
+/// ProducerFinished: everything queued in `inbox` is written, then the write side is shut (TLS:
+/// close_notify first); with [`OnFinish::Close`] it ends there, with [`OnFinish::HalfClose`] it
+/// keeps reading until the peer closes. With [`OnFinish::KeepOpen`] the write side stays open
+/// (anything still arriving on `inbox` is sent) and it keeps reading until the peer closes,
+/// then closes and ends with [`HowDied::Finished`](crate::internet::HowDied::Finished). ShutdownMicroprocess: it closes at once and
+/// [`HowDied::Shutdown`](crate::internet::HowDied::Shutdown) counts what was dropped.
+///
+/// The peer's half-close (its FIN, or TLS close_notify) ends only the receive side: it is
+/// announced with [`PeerHalfClosed`](crate::internet::PeerHalfClosed) and sending goes on until `inbox`'s producer finishes.
+/// Under TLS this holds too: rustls keeps encrypting and sending after it has received the
+/// peer's close_notify (TLS 1.3 half-close; TLS 1.2 peers usually close the socket as well, and
+/// then the next write fails as below).
+///
+/// When it ends, in every case, it closes `inbox` (senders get `Closed` from then on) and sends
+/// [`Transferred`](crate::internet::Transferred) on `signal`: bytes sent, received, and `unsent`, which counts everything
+/// taken from `inbox` or still queued in it that never reached the socket, so that
+/// `sent + unsent` is every byte that was handed to it.
+///
+/// # Errors
+///
+/// A reset, a broken pipe, another I/O error, a TLS failure or an idle timeout
+/// ([`TcpError::IdleTimeout`](crate::internet::TcpError::IdleTimeout)) is sent on `signal` as a [`TcpError`](crate::internet::TcpError) and ends the connection;
+/// [`SocketShutdown`](crate::internet::SocketShutdown) carries it as [`HowDied::Failed`](crate::internet::HowDied::Failed). A peer that has closed entirely makes
+/// the next write fail with [`TcpError::Reset`](crate::internet::TcpError::Reset) or [`TcpError::BrokenPipe`](crate::internet::TcpError::BrokenPipe). `makessl` on a
+/// connection already using TLS is an error on `signal` (`TlsError::AlreadyTls`) and the
+/// connection carries on.
+#[derive(Debug)]
+pub struct ConnectedSocketAdapter;
+
+impl ConnectedSocketAdapter {
+    /// A component owning `stream` (connected to `peer`). With `tls`, `makessl` switches to TLS
+    /// in that role; without, `makessl` is refused with an error.
+    ///
+    /// `stream` is any byte stream: a TCP stream, a Unix socket, an in-memory
+    /// `tokio::io::duplex` pipe. `peer` names the other end in errors.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new<S>(
+        stream: S,
+        peer: SocketAddr,
+        tls: Option<TlsRole>,
+        on_finish: OnFinish,
+    ) -> Component
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Self::with_options(stream, peer, tls, on_finish, false)
+    }
+
+    /// As [`ConnectedSocketAdapter::new`]; with `tls_first`, the TLS handshake runs before any
+    /// data (a server speaking TLS from the first byte).
+    pub fn with_options<S>(
+        stream: S,
+        peer: SocketAddr,
+        tls: Option<TlsRole>,
+        on_finish: OnFinish,
+        tls_first: bool,
+    ) -> Component
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let options = CsaOptions::default()
+            .on_finish(on_finish)
+            .tls_first(tls_first);
+        Self::with_config(stream, peer, tls, options)
+    }
+
+    /// A component owning `stream` (connected to `peer`), set up by `options`: what
+    /// ProducerFinished does, TLS first or on `makessl`, idle timeouts and byte limits.
+    pub fn with_config<S>(
+        stream: S,
+        peer: SocketAddr,
+        tls: Option<TlsRole>,
+        options: CsaOptions,
+    ) -> Component
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let tls_first = options.tls_first;
+        let server_starttls = !tls_first && matches!(tls, Some(TlsRole::Server { .. }));
+        let limits = options.limits;
+        let mut b = Component::build("ConnectedSocketAdapter");
+        let boxes = Boxes {
+            inbox: b
+                .inbox(BOXES.inbox.0, BOXES.inbox.1)
+                .limit_bytes(limits.send_bytes),
+            control: b.control_with(BOXES.control.1),
+            makessl: b.inbox(BOXES.makessl.0, BOXES.makessl.1),
+            outbox: b
+                .outbox(BOXES.outbox.0, BOXES.outbox.1)
+                .limit_bytes(limits.receive_bytes),
+            signal: b.signal_with(BOXES.signal.1),
+            sslready: b.outbox(BOXES.sslready.0, BOXES.sslready.1),
+            feedback: b.outbox(BOXES.feedback.0, BOXES.feedback.1),
+        };
+        let timeouts = Timeouts {
+            idle: options.idle_timeout,
+            plaintext: options.plaintext_timeout,
+        };
+        b.main(move |cx| async move {
+            let state = State::new(options.on_finish, timeouts);
+            let conn = Connection::new(
+                cx.label().clone(),
+                boxes,
+                stream,
+                peer,
+                tls,
+                state,
+                server_starttls,
+                limits,
+            );
+            conn.drive(tls_first).await;
+            Ok(())
+        })
+    }
+}
+
+box_table! {
+    /// The CSA's boxes, declared once: the builder declares them from here, and a test checks the
+    /// rustdoc tables against the declarations.
+    CsaBoxes {
+        inbox: INBOX => "data to send (bounded by the send limit)",
+        control: CONTROL => "ProducerFinished: send what is queued, then close (or half-close); ShutdownMicroprocess: close now",
+        makessl: "makessl" => "switch to TLS",
+        outbox: OUTBOX => "data received",
+        signal: SIGNAL => "errors, PeerHalfClosed, then Transferred and ShutdownCsa as notices when it ends",
+        sslready: "sslready" => "the TLS version and cipher suite, once the handshake is done",
+        feedback: "CreatorFeedback" => "SocketShutdown saying how the connection ended",
+    }
+}

@@ -1,0 +1,127 @@
+//! The buffer a connection reads into: small while the connection is quiet, grown while
+//! reads fill it, let go after a quiet second.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::time::{Duration, Instant};
+
+/// The most one read asks for.
+pub(super) const READ_CHUNK: usize = 256 * 1024;
+/// What the first read of a connection asks for: an idle connection holds only this much.
+const FIRST_READ: usize = 1024;
+/// A connection that has read nothing for this long lets go of a read buffer grown past
+/// [`FIRST_READ`], so an idle connection does not keep the size of its last burst. (Letting go
+/// at once whenever a read finds nothing ready would cost a fresh allocation, faulted in, for
+/// every time a busy connection drains its socket: 40% of the receive throughput.)
+const QUIET_AFTER: Duration = Duration::from_secs(1);
+
+/// The buffer a connection reads into.
+///
+/// Reads start small and double while they fill the buffer, so an idle connection holds 1 KiB
+/// and a busy one reads up to half the receive limit (at most 256 KiB) at a time. Half, so that
+/// a box holding just under its limit and then admitting one more read stays within one and a
+/// half times the limit. After [`QUIET_AFTER`] with nothing read, a grown buffer is let go and
+/// reads start small again.
+pub(super) struct ReadBuffer {
+    buf: BytesMut,
+    want: usize,
+    max: usize,
+    last_read: Instant,
+}
+
+impl ReadBuffer {
+    pub(super) fn new(receive_limit: usize, now: Instant) -> Self {
+        let max = (receive_limit / 2).clamp(1, READ_CHUNK);
+        ReadBuffer {
+            buf: BytesMut::new(),
+            want: FIRST_READ.min(max),
+            max,
+            last_read: now,
+        }
+    }
+
+    /// Reserves room for the next read. Done just before the read: by then the chunks split
+    /// off earlier have usually been consumed and dropped, so `reserve` takes the same
+    /// allocation back instead of allocating (and faulting in) fresh memory for every read.
+    pub(super) fn prepare(&mut self) -> bytes::buf::Limit<&mut BytesMut> {
+        if self.buf.capacity() < self.want {
+            self.buf.reserve(self.want);
+        }
+        (&mut self.buf).limit(self.want)
+    }
+
+    /// Takes the `n` bytes just read, at `now`; a read that filled the buffer doubles the next.
+    pub(super) fn filled(&mut self, n: usize, now: Instant) -> Bytes {
+        self.last_read = now;
+        if n == self.want {
+            self.want = (self.want * 2).min(self.max);
+        }
+        self.buf.split().freeze()
+    }
+
+    /// When a grown buffer is to be let go, if it has grown.
+    pub(super) fn quiet_at(&self) -> Option<Instant> {
+        if self.want > FIRST_READ {
+            self.last_read.checked_add(QUIET_AFTER)
+        } else {
+            None
+        }
+    }
+
+    /// Lets go of a grown buffer if nothing has been read for [`QUIET_AFTER`].
+    pub(super) fn release_if_quiet(&mut self, now: Instant) {
+        if self.quiet_at().is_some_and(|at| at <= now) {
+            self.buf = BytesMut::new();
+            self.want = FIRST_READ.min(self.max);
+        }
+    }
+
+    /// The bytes reserved now.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::internet::DEFAULT_LIMIT_BYTES;
+
+    /// After a burst the buffer has grown to the largest read; a second with nothing read lets
+    /// it go, and reads start small again. (Before, an idle connection kept its last burst's
+    /// buffer for ever.)
+    #[test]
+    fn a_quiet_connection_lets_go_of_its_grown_read_buffer() {
+        let t0 = Instant::now();
+        let mut rb = ReadBuffer::new(DEFAULT_LIMIT_BYTES, t0);
+        assert_eq!(rb.quiet_at(), None, "a small buffer has nothing to let go");
+        // A burst: every read fills what it asked for.
+        for _ in 0..10 {
+            let mut room = rb.prepare();
+            let n = room.remaining_mut();
+            room.put_bytes(7, n);
+            drop(rb.filled(n, t0));
+        }
+        let _ = rb.prepare();
+        assert_eq!(rb.want, DEFAULT_LIMIT_BYTES / 2);
+        assert!(rb.held() >= DEFAULT_LIMIT_BYTES / 2);
+        assert_eq!(rb.quiet_at(), t0.checked_add(QUIET_AFTER));
+
+        rb.release_if_quiet(t0 + QUIET_AFTER / 2);
+        assert!(rb.held() >= DEFAULT_LIMIT_BYTES / 2, "let go too early");
+        rb.release_if_quiet(t0 + QUIET_AFTER);
+        assert_eq!(rb.held(), 0);
+        assert_eq!(rb.quiet_at(), None);
+        let _ = rb.prepare();
+        assert_eq!(rb.held(), FIRST_READ);
+    }
+
+    #[test]
+    fn reads_are_at_most_half_the_receive_limit_and_at_least_one_byte() {
+        let t0 = Instant::now();
+        assert_eq!(ReadBuffer::new(64 * 1024, t0).max, 32 * 1024);
+        assert_eq!(ReadBuffer::new(16 << 20, t0).max, READ_CHUNK);
+        let tiny = ReadBuffer::new(0, t0);
+        assert_eq!((tiny.max, tiny.want), (1, 1));
+    }
+}

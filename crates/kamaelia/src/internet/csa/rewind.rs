@@ -1,0 +1,129 @@
+//! [`Rewind`]: the byte stream under a ConnectedSocketAdapter, which can be handed back bytes
+//! already read from it, so that a STARTTLS server's handshake starts with what the client
+//! sent after its command.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A byte stream that first yields some bytes already read from it (STARTTLS pushback).
+#[derive(Debug)]
+pub(super) struct Rewind<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Rewind<S> {
+    pub(super) fn new(inner: S) -> Self {
+        Rewind {
+            prefix: Bytes::new(),
+            inner,
+        }
+    }
+
+    pub(super) fn push_front(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.prefix.is_empty() {
+            self.prefix = bytes;
+        } else {
+            let mut v = bytes.to_vec();
+            v.extend_from_slice(&self.prefix);
+            self.prefix = v.into();
+        }
+    }
+
+    /// How many bytes from the peer are ready to read now (in the prefix or the stream),
+    /// without waiting. `Ok(None)` means the peer has closed. What is found is read and kept
+    /// nowhere: a caller asks only to refuse the stream if anything is there.
+    pub(super) fn take_unread(&mut self) -> io::Result<Option<usize>> {
+        let mut buf = [0u8; 4096];
+        let mut rb = ReadBuf::new(&mut buf);
+        // A read that must not wait: poll once with a waker that does nothing.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let ready = match Pin::new(&mut self.inner).poll_read(&mut cx, &mut rb) {
+            Poll::Ready(Ok(())) if rb.filled().is_empty() && self.prefix.is_empty() => {
+                return Ok(None)
+            }
+            Poll::Ready(Ok(())) => rb.filled().len(),
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => 0,
+        };
+        Ok(Some(self.prefix.len() + ready))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn pushed_back_bytes_come_first() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut r = Rewind::new(a);
+        b.write_all(b"world").await.unwrap();
+        r.push_front(Bytes::from_static(b"lo "));
+        r.push_front(Bytes::from_static(b"hel"));
+        let mut got = [0u8; 11];
+        r.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello world");
+    }
+
+    #[tokio::test]
+    async fn unread_bytes_are_counted_without_waiting() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut r = Rewind::new(a);
+        assert_eq!(r.take_unread().unwrap(), Some(0), "nothing yet");
+        b.write_all(b"inject").await.unwrap();
+        assert_eq!(r.take_unread().unwrap(), Some(6));
+        drop(b);
+        assert_eq!(r.take_unread().unwrap(), None, "the peer closed");
+    }
+}
