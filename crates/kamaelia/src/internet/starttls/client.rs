@@ -411,6 +411,45 @@ async fn fail(b: &Boxes, label: &str, e: StartTlsError, phase: &mut Phase, final
     }
 }
 
+/// The builder every client component shares: `new`, `timeout`, and the conversion into a
+/// [`Component`] speaking `$dialogue`.
+macro_rules! client_component {
+    ($name:ident, $dialogue:expr) => {
+        impl $name {
+            /// A client with [`DEFAULT_DIALOGUE_TIMEOUT`](super::DEFAULT_DIALOGUE_TIMEOUT).
+            pub fn new() -> Self {
+                $name {
+                    timeout: $crate::internet::starttls::DEFAULT_DIALOGUE_TIMEOUT,
+                }
+            }
+
+            /// How long the server has for the whole dialogue, counted from `Connected`.
+            #[must_use]
+            pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+                self.timeout = timeout;
+                self
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl From<$name> for axon::Component {
+            fn from(c: $name) -> axon::Component {
+                $crate::internet::starttls::client::component(
+                    stringify!($name),
+                    Some(Box::new($dialogue)),
+                    c.timeout,
+                )
+            }
+        }
+    };
+}
+pub(crate) use client_component;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,42 +520,3 @@ mod tests {
         assert!(user.try_recv().is_none(), "plaintext reached the user");
     }
 }
-
-/// The builder every client component shares: `new`, `timeout`, and the conversion into a
-/// [`Component`] speaking `$dialogue`.
-macro_rules! client_component {
-    ($name:ident, $dialogue:expr) => {
-        impl $name {
-            /// A client with [`DEFAULT_DIALOGUE_TIMEOUT`](super::DEFAULT_DIALOGUE_TIMEOUT).
-            pub fn new() -> Self {
-                $name {
-                    timeout: $crate::internet::starttls::DEFAULT_DIALOGUE_TIMEOUT,
-                }
-            }
-
-            /// How long the server has for the whole dialogue, counted from `Connected`.
-            #[must_use]
-            pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
-                self.timeout = timeout;
-                self
-            }
-        }
-
-        impl Default for $name {
-            fn default() -> Self {
-                Self::new()
-            }
-        }
-
-        impl From<$name> for axon::Component {
-            fn from(c: $name) -> axon::Component {
-                $crate::internet::starttls::client::component(
-                    stringify!($name),
-                    Some(Box::new($dialogue)),
-                    c.timeout,
-                )
-            }
-        }
-    };
-}
-pub(crate) use client_component;
