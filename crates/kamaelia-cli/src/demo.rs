@@ -230,9 +230,9 @@ fn verdict(ok: bool) -> &'static str {
 /// finished sending answers `sha256 HEX COUNT` and closes.
 fn hash_protocol(slot: Arc<Mutex<Option<(u64, String)>>>) -> Component {
     let mut b = Component::build("HashProtocol");
-    let inbox = b.inbox::<Bytes>("inbox", "bytes from the client");
+    let inbox = b.inbox::<Bytes>(axon::INBOX, "bytes from the client");
     let control = b.control();
-    let outbox = b.outbox::<Bytes>("outbox", "the digest line");
+    let outbox = b.outbox::<Bytes>(axon::OUTBOX, "the digest line");
     let signal = b.signal();
     b.main(move |_cx| async move {
         let mut hasher = Sha256::new();

@@ -72,7 +72,7 @@ pub(crate) fn main(cfg: ServeConfig, output: Output) -> anyhow::Result<u8> {
         print_address(addr)?;
         let server: Component = server.into();
         let signal = Inbox::<Control>::standalone("server signal", 64);
-        link_refs(&server.boxref("signal")?, &signal.boxref())?;
+        link_refs(&server.boxref(axon::SIGNAL)?, &signal.boxref())?;
         server.activate();
         loop {
             let c = signal.recv().await;

@@ -15,6 +15,34 @@ use super::server::{server_component, Answer, ServerDialogue, ServerOptions};
 /// Wired like [`SmtpStartTlsClient`](super::SmtpStartTlsClient) (same boxes, same example with
 /// `ImapStartTlsClient::new()` and port 143).
 ///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use axon::Component;
+/// use kamaelia::internet::{ImapStartTlsClient};
+///
+/// // Wired between the user's side and a TcpClient as SmtpStartTlsClient's example shows.
+/// let c: Component = ImapStartTlsClient::new().timeout(Duration::from_secs(10)).into();
+/// assert!(c.boxref("makessl").is_ok() && c.boxref("touser").is_ok());
+/// ```
+///
+/// # Example
+///
+/// ```
+/// use axon::Component;
+/// use kamaelia::internet::{ImapStartTlsServer, TcpServer};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // With `.starttls(&identity)` on the server, as SmtpStartTlsServer's example shows.
+/// let server = TcpServer::bind("127.0.0.1:0", |info| ImapStartTlsServer::new().peer(info.peer).into())?;
+/// # let _ = server;
+/// let c: Component = ImapStartTlsServer::new().echo(false).into();
+/// assert!(c.boxref("makessl").is_ok() && c.boxref("sslready").is_ok());
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # How it works
 ///
 /// As [`SmtpStartTlsClient`](super::SmtpStartTlsClient), with this dialogue: the greeting must
