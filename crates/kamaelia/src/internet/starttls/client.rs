@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axon::{Component, Control, Inbox, Outbox, TrySendError, INBOX, OUTBOX};
+use axon::{Component, Control, ControlWatch, Inbox, Outbox, TrySendError, INBOX, OUTBOX};
 use bytes::Bytes;
 
 use super::error::StartTlsError;
@@ -287,18 +287,16 @@ async fn run(
     let deadline = tokio::time::sleep(limit);
     tokio::pin!(deadline);
     let mut clock_running = false;
-    // The user's final message, kept until its bytes have been passed on.
-    let mut user_final: Option<Control> = None;
-    let mut final_sent = false;
+    // The user's side's control (docs/semantics.md §5): its final message is kept until its
+    // bytes have been passed on (ShutdownMicroprocess goes at once); `None` once it has gone.
+    let mut watch = Some(ControlWatch::new(&b.control, &b.signal));
     let mut up: Option<Bytes> = None;
     let mut down: Option<Bytes> = None;
     loop {
         let relaying = matches!(phase, Phase::Relaying);
-        if relaying && up.is_none() && b.inbox.is_empty() && !final_sent {
-            if let Some(c) = user_final.take() {
-                let _ = b.signal.send(c).await;
-                final_sent = true;
-            }
+        let drained = relaying && up.is_none() && b.inbox.is_empty();
+        if let Some(w) = watch.take_if(|w| w.shutdown_requested() || (w.stopping() && drained)) {
+            w.finish(Control::producer_finished());
         }
         tokio::select! {
             // sslready before the server's bytes: TLS data can only follow it (see below).
@@ -332,16 +330,14 @@ async fn run(
                 }
                 let _ = b.conn_events.send(c).await;
             }
-            c = b.control.recv() => {
-                if c.is_shutdown() {
-                    let _ = b.signal.send(c).await;
-                    final_sent = true;
-                } else if c.is_final() {
-                    user_final.get_or_insert(c);
-                } else {
+            c = b.control.recv() => match watch.as_mut() {
+                Some(w) => w.handle(c).await,
+                // The final message has gone: only errors and notices follow it.
+                None if !c.is_final() => {
                     let _ = b.signal.send(c).await;
                 }
-            }
+                None => {}
+            },
             d = b.from_server.recv(), if down.is_none() && !matches!(phase, Phase::Failed) => {
                 if relaying {
                     down = offer(&b.to_user, d);
@@ -353,7 +349,7 @@ async fn run(
                     // TLS (a makessl that reached the connection after the server had spoken).
                     // They are never shown as if they were protected.
                     let e = StartTlsError::PlaintextBeforeTls { bytes: d.len() };
-                    fail(&b, &label, e, &mut phase, &mut final_sent).await;
+                    fail(&b, &label, e, &mut phase, &mut watch).await;
                     continue;
                 };
                 // After the go-ahead the connection sends sslready before any byte read under
@@ -370,7 +366,7 @@ async fn run(
                             phase = Phase::Waiting;
                         }
                     }
-                    Err(e) => fail(&b, &label, e, &mut phase, &mut final_sent).await,
+                    Err(e) => fail(&b, &label, e, &mut phase, &mut watch).await,
                 }
             }
             _ = b.to_user.ready(), if down.is_some() && relaying => {
@@ -378,7 +374,7 @@ async fn run(
                     down = offer(&b.to_user, d);
                 }
             }
-            d = b.inbox.recv(), if relaying && up.is_none() && !final_sent => {
+            d = b.inbox.recv(), if relaying && up.is_none() && watch.is_some() => {
                 up = offer(&b.outbox, d);
             }
             _ = b.outbox.ready(), if up.is_some() => {
@@ -387,7 +383,7 @@ async fn run(
                 }
             }
             () = &mut deadline, if clock_running && matches!(phase, Phase::Talking) => {
-                fail(&b, &label, StartTlsError::TimedOut(limit), &mut phase, &mut final_sent).await;
+                fail(&b, &label, StartTlsError::TimedOut(limit), &mut phase, &mut watch).await;
             }
         }
     }
@@ -402,12 +398,19 @@ fn offer(out: &Outbox<Bytes>, d: Bytes) -> Option<Bytes> {
 }
 
 /// Reports `e` and closes the connection; the component then waits for the connection to end.
-async fn fail(b: &Boxes, label: &str, e: StartTlsError, phase: &mut Phase, final_sent: &mut bool) {
+async fn fail(
+    b: &Boxes,
+    label: &str,
+    e: StartTlsError,
+    phase: &mut Phase,
+    watch: &mut Option<ControlWatch<'_>>,
+) {
     *phase = Phase::Failed;
     let _ = b.conn_events.send(Control::error(label, e)).await;
-    if !*final_sent {
-        *final_sent = true;
-        let _ = b.signal.send(Control::shutdown()).await;
+    if let Some(mut w) = watch.take() {
+        // ShutdownMicroprocess, even if the user's side had finished: the connection closes.
+        w.handle(Control::shutdown()).await;
+        w.finish(Control::shutdown());
     }
 }
 
