@@ -522,4 +522,66 @@ mod tests {
             .expect("the gate ends");
         assert!(user.try_recv().is_none(), "plaintext reached the user");
     }
+
+    /// docs/semantics.md §5 on the user's side: bytes and ProducerFinished wait for TLS and
+    /// leave in that order; ShutdownMicroprocess leaves at once, even mid-dialogue.
+    #[tokio::test]
+    async fn the_users_final_message_follows_its_bytes_and_shutdown_goes_at_once() {
+        use crate::internet::TlsInfo;
+        for shutdown in [false, true] {
+            let gate: Component = if shutdown {
+                crate::internet::SmtpStartTlsClient::new().into()
+            } else {
+                TlsGate::new().into()
+            };
+            let user = Outbox::<Bytes>::standalone("user");
+            let user_control = Outbox::<Control>::standalone("user control");
+            let sslready = Outbox::<SslReady>::standalone("sslready");
+            let conn_signal = Outbox::<Control>::standalone("conn signal");
+            let to_conn = Inbox::<Bytes>::standalone("to conn", 8);
+            let conn_control = Inbox::<Control>::standalone("conn control", 8);
+            let r = |n: &str| gate.boxref(n).unwrap();
+            link_refs(&user.boxref(), &r(INBOX)).unwrap();
+            link_refs(&user_control.boxref(), &r(axon::CONTROL)).unwrap();
+            link_refs(&sslready.boxref(), &r("sslready")).unwrap();
+            link_refs(&conn_signal.boxref(), &r("connsignal")).unwrap();
+            link_refs(&r(OUTBOX), &to_conn.boxref()).unwrap();
+            link_refs(&r(SIGNAL), &conn_control.boxref()).unwrap();
+            user.send(Bytes::from_static(b"typed early")).await.unwrap();
+            let last = if shutdown {
+                Control::shutdown()
+            } else {
+                Control::producer_finished()
+            };
+            user_control.send(last).await.unwrap();
+            let sched = Scheduler::new();
+            let run = sched.run(async {
+                gate.activate();
+                if shutdown {
+                    // Still in the dialogue (not even connected): at once, and no byte sent.
+                    assert!(conn_control.recv().await.is_shutdown());
+                    assert!(to_conn.try_recv().is_none());
+                } else {
+                    tokio::task::yield_now().await;
+                    assert!(conn_control.try_recv().is_none(), "held until TLS is up");
+                    assert!(to_conn.try_recv().is_none(), "nothing before TLS");
+                    let info = TlsInfo {
+                        version: "TLSv1.3".into(),
+                        cipher_suite: "TLS13_AES_128_GCM_SHA256".into(),
+                        alpn: None,
+                    };
+                    sslready.send(SslReady { info, replayed: 0 }).await.unwrap();
+                    assert_eq!(to_conn.recv().await, "typed early");
+                    assert!(conn_control.recv().await.is_producer_finished());
+                }
+                conn_signal
+                    .send(Control::producer_finished())
+                    .await
+                    .unwrap();
+            });
+            tokio::time::timeout(Duration::from_secs(10), run)
+                .await
+                .expect("the component ends");
+        }
+    }
 }
