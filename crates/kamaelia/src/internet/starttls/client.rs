@@ -481,6 +481,27 @@ mod tests {
         );
     }
 
+    /// Runs `c` with `check`, then ends its connection (ProducerFinished on `connsignal`) and
+    /// waits, within 10 s, for `c` to end.
+    async fn run_until_the_connection_ends(
+        c: Component,
+        conn_signal: &Outbox<Control>,
+        check: impl std::future::Future<Output = ()>,
+    ) {
+        let sched = Scheduler::new();
+        let run = sched.run(async {
+            c.activate();
+            check.await;
+            conn_signal
+                .send(Control::producer_finished())
+                .await
+                .unwrap();
+        });
+        tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the component ends");
+    }
+
     /// TLS from the first byte: bytes the connection delivers before `sslready` were read in
     /// plaintext (the server spoke before a late makessl reached the connection). They must
     /// never reach the user, even when the connection then ends; the gate fails the session.
@@ -502,9 +523,7 @@ mod tests {
             .send(Bytes::from_static(b"this is not TLS\r\n"))
             .await
             .unwrap();
-        let sched = Scheduler::new();
-        let run = sched.run(async {
-            gate.activate();
+        run_until_the_connection_ends(gate, &conn_signal, async {
             let e = events.recv().await;
             let text = e.to_string();
             assert!(text.contains("plaintext bytes before TLS"), "{text}");
@@ -512,14 +531,8 @@ mod tests {
                 to_conn.recv().await.is_shutdown(),
                 "the connection is closed"
             );
-            conn_signal
-                .send(Control::producer_finished())
-                .await
-                .unwrap();
-        });
-        tokio::time::timeout(Duration::from_secs(10), run)
-            .await
-            .expect("the gate ends");
+        })
+        .await;
         assert!(user.try_recv().is_none(), "plaintext reached the user");
     }
 
@@ -554,9 +567,7 @@ mod tests {
                 Control::producer_finished()
             };
             user_control.send(last).await.unwrap();
-            let sched = Scheduler::new();
-            let run = sched.run(async {
-                gate.activate();
+            run_until_the_connection_ends(gate, &conn_signal, async {
                 if shutdown {
                     // Still in the dialogue (not even connected): at once, and no byte sent.
                     assert!(conn_control.recv().await.is_shutdown());
@@ -574,14 +585,8 @@ mod tests {
                     assert_eq!(to_conn.recv().await, "typed early");
                     assert!(conn_control.recv().await.is_producer_finished());
                 }
-                conn_signal
-                    .send(Control::producer_finished())
-                    .await
-                    .unwrap();
-            });
-            tokio::time::timeout(Duration::from_secs(10), run)
-                .await
-                .expect("the component ends");
+            })
+            .await;
         }
     }
 }
