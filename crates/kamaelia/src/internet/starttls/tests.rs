@@ -444,6 +444,14 @@ fn reference(echo: bool, input: &[u8]) -> Did {
     did
 }
 
+/// `data` cut at `cuts` (anywhere, empty pieces included).
+fn cut<'a>(data: &'a [u8], cuts: &[prop::sample::Index]) -> Vec<&'a [u8]> {
+    let mut at: Vec<usize> = cuts.iter().map(|i| i.index(data.len() + 1)).collect();
+    at.extend([0, data.len()]);
+    at.sort_unstable();
+    at.windows(2).map(|w| &data[w[0]..w[1]]).collect()
+}
+
 fn server_input() -> impl Strategy<Value = Vec<u8>> {
     let word = prop_oneof![
         Just(b"EHLO me\r\n".to_vec()),
@@ -467,10 +475,7 @@ proptest! {
         data in server_input(),
         cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
     ) {
-        let mut at: Vec<usize> = cuts.iter().map(|i| i.index(data.len() + 1)).collect();
-        at.extend([0, data.len()]);
-        at.sort_unstable();
-        let chunks: Vec<&[u8]> = at.windows(2).map(|w| &data[w[0]..w[1]]).collect();
+        let chunks = cut(&data, &cuts);
         let mut d = Lines::new(SmtpServer, echo);
         let mut out = Vec::new();
         for c in &chunks {
@@ -481,5 +486,58 @@ proptest! {
             }
         }
         prop_assert_eq!(serve(SmtpServer, echo, &chunks), reference(echo, &data));
+    }
+}
+
+fn imap_pop3_input() -> impl Strategy<Value = Vec<u8>> {
+    let word = prop_oneof![
+        Just(b"a CAPABILITY\r\n".to_vec()),
+        Just(b"t starttls\n".to_vec()),
+        Just(b"x LOGOUT\r\n".to_vec()),
+        Just(b"CAPA\r\n".to_vec()),
+        Just(b"stls\n".to_vec()),
+        Just(b"QUIT\r\n".to_vec()),
+        Just(b"\n".to_vec()),
+        Just(vec![b'z'; MAX_COMMAND_LINE]),
+        proptest::collection::vec(any::<u8>(), 0..64),
+    ];
+    proptest::collection::vec(word, 0..12).prop_map(|w| w.concat())
+}
+
+/// Feeds `chunks` to a server dialogue and checks the bounds that hold whatever the input:
+/// at most one switch or quit, which ends the answers, and at most a line held between chunks.
+fn bounded_server<D: ServerDialogue>(proto: D, chunks: &[&[u8]]) -> Result<(), TestCaseError> {
+    let mut d = Lines::new(proto, true);
+    let mut out = Vec::new();
+    for c in chunks {
+        let failed = d.feed(c, &mut out).is_err();
+        let ends = out
+            .iter()
+            .filter(|o| matches!(o, Out::Switch(_) | Out::Quit))
+            .count();
+        prop_assert!(ends <= 1);
+        if ends == 1 {
+            prop_assert!(matches!(out.last(), Some(Out::Switch(_) | Out::Quit)));
+        }
+        prop_assert!(failed || d.done || d.held() <= MAX_COMMAND_LINE);
+        if failed || d.done {
+            break;
+        }
+        out.clear();
+    }
+    Ok(())
+}
+
+proptest! {
+    /// The IMAP and POP3 servers, any bytes in any chunking: a result or a clean failure, never
+    /// a panic, never more than a line held, and nothing answered after the switch or the end.
+    #[test]
+    fn imap_and_pop3_servers_stay_bounded_whatever_they_are_sent(
+        data in imap_pop3_input(),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+    ) {
+        let chunks = cut(&data, &cuts);
+        bounded_server(ImapServer, &chunks)?;
+        bounded_server(Pop3Server, &chunks)?;
     }
 }
