@@ -117,6 +117,7 @@ pub(crate) fn component<D: ServerDialogue>(
         let deadline = tokio::time::Instant::now() + limit;
         let mut phase = Phase::Plain(Lines::new(proto, echo));
         let mut out = Vec::new();
+        let mut watch = ControlWatch::new(&control, &signal);
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline), if matches!(phase, Phase::Plain(_)) => {
@@ -178,7 +179,6 @@ pub(crate) fn component<D: ServerDialogue>(
                     }
                 }
                 c = control.recv() => {
-                    let mut watch = ControlWatch::new(&control, &signal);
                     watch.handle(c).await;
                     if watch.stopping() {
                         // The connection sent sslready before any data it decrypted, so a
