@@ -458,29 +458,6 @@ mod tests {
     use super::*;
     use axon::{link_refs, Scheduler, SIGNAL};
 
-    /// The box tables in `client_boxes.md` (shown on every client component) match what the
-    /// components declare.
-    #[test]
-    fn the_box_tables_match_the_declarations() {
-        let table = include_str!("client_boxes.md");
-        let c: Component = TlsGate::new().into();
-        for spec in c.boxes() {
-            let row = format!("| `{}` | ", spec.name);
-            let cell = format!(" | {} |", spec.description);
-            assert!(
-                table
-                    .lines()
-                    .any(|l| l.starts_with(&row) && l.ends_with(&cell)),
-                "no row for {} ending with {cell:?}",
-                spec.name
-            );
-        }
-        assert_eq!(
-            table.lines().filter(|l| l.starts_with("| `")).count(),
-            c.boxes().count()
-        );
-    }
-
     /// Runs `c` with `check`, then ends its connection (ProducerFinished on `connsignal`) and
     /// waits, within 10 s, for `c` to end.
     async fn run_until_the_connection_ends(
