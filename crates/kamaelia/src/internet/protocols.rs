@@ -141,3 +141,56 @@ fn relay(name: &'static str, echo: bool) -> Component {
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axon::{Inbox, Outbox, Scheduler};
+
+    /// Runs an echo protocol given `queued` messages, then `last` on `control`, its echo going
+    /// to a box of `room` messages that nobody empties while it runs; returns what came back on
+    /// `outbox` and the final message on `signal`.
+    async fn echo_then(queued: usize, last: Control, room: usize) -> (usize, Control) {
+        let echo = EchoProtocol::new();
+        let feed = Outbox::<Bytes>::standalone("feed");
+        let stop = Outbox::<Control>::standalone("stop");
+        let back = Inbox::<Bytes>::standalone("back", room);
+        let signal = Inbox::<Control>::standalone("signal", 8);
+        axon::link_refs(&feed.boxref(), &echo.boxref(INBOX).unwrap()).unwrap();
+        axon::link_refs(&stop.boxref(), &echo.boxref(CONTROL).unwrap()).unwrap();
+        axon::link_refs(&echo.boxref(OUTBOX).unwrap(), &back.boxref()).unwrap();
+        axon::link_refs(&echo.boxref(SIGNAL).unwrap(), &signal.boxref()).unwrap();
+        for _ in 0..queued {
+            feed.send(Bytes::from_static(b"x")).await.unwrap();
+        }
+        stop.send(last).await.unwrap();
+        let report = Scheduler::new()
+            .run(async {
+                echo.activate();
+            })
+            .await;
+        assert!(report.is_ok(), "{report:?}");
+        let mut echoed = 0;
+        while back.try_recv().is_some() {
+            echoed += 1;
+        }
+        (echoed, signal.recv().await)
+    }
+
+    /// docs/semantics.md §5: ProducerFinished comes after the data queued before it;
+    /// ShutdownMicroprocess at once, even while the echo waits for room (before, it passed on
+    /// everything queued first, and a peer that never read kept it waiting for ever).
+    #[tokio::test]
+    async fn producer_finished_echoes_everything_and_shutdown_does_not_wait() {
+        let (echoed, last) = echo_then(10, Control::producer_finished(), 64).await;
+        assert_eq!(echoed, 10);
+        assert!(last.is_producer_finished(), "{last:?}");
+
+        let bounded = std::time::Duration::from_secs(10);
+        let (echoed, last) = tokio::time::timeout(bounded, echo_then(10, Control::shutdown(), 2))
+            .await
+            .expect("a shutdown does not wait for room");
+        assert!(echoed <= 2);
+        assert!(last.is_shutdown(), "{last:?}");
+    }
+}
