@@ -144,9 +144,13 @@ async fn tls_between_two_adapters_over_a_duplex_pipe() {
             .run(async {
                 client.activate();
                 server.activate();
-                let SslReady { info, replayed } = c.ready.recv().await;
+                let SslReady {
+                    info,
+                    replayed,
+                    plaintext,
+                } = c.ready.recv().await;
                 assert_eq!(info.version, "TLSv1.3");
-                assert_eq!(replayed, 0);
+                assert_eq!((replayed, plaintext), (0, 0), "TLS from the first byte");
                 assert_eq!(s.ready.recv().await.info.version, "TLSv1.3");
                 // The server echoes what it got, then finishes after its peer's close_notify.
                 let mut got = Vec::new();

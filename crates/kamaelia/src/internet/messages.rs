@@ -68,6 +68,12 @@ pub struct SslReady {
     /// ([`MakeSsl::with_consumed`]). The protocol drops that many bytes of plaintext it has not
     /// consumed yet: they were the client's handshake, not data. Zero everywhere else.
     pub replayed: u64,
+    /// How many bytes the connection had delivered on `outbox`, in plaintext, before the
+    /// switch; everything it delivers after them was decrypted. The two boxes carry no order
+    /// between them, so a component that has taken fewer bytes from `outbox` than this when
+    /// `sslready` arrives knows that the next ones were read in plaintext (for a STARTTLS
+    /// client: after the server's go-ahead, a possible injection).
+    pub plaintext: u64,
 }
 
 /// A notice on `signal`: the connection is up.

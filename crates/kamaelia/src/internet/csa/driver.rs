@@ -441,7 +441,12 @@ where
                 self.state.tls_up();
                 self.history = History::default();
                 self.halves = Some(tokio::io::split(Conn::Tls(Box::new(stream))));
-                let ready = SslReady { info, replayed };
+                let plaintext = self.state.delivered();
+                let ready = SslReady {
+                    info,
+                    replayed,
+                    plaintext,
+                };
                 let _ = self.b.sslready.send(ready).await;
                 Ok(())
             }

@@ -305,6 +305,11 @@ impl State {
         self.counts.received += n as u64;
     }
 
+    /// The bytes delivered so far.
+    pub(super) fn delivered(&self) -> u64 {
+        self.counts.received
+    }
+
     /// The receiving component has ended: stop reading.
     pub(super) fn abandoned(&mut self) {
         self.read = ReadSide::Abandoned;

@@ -292,6 +292,10 @@ async fn run(
     let mut watch = Some(ControlWatch::new(&b.control, &b.signal));
     let mut up: Option<Bytes> = None;
     let mut down: Option<Bytes> = None;
+    // Bytes taken from the connection so far, and, once `sslready` has said how many it
+    // delivered in plaintext, how many of those are still to come: they were read before TLS.
+    let mut taken: u64 = 0;
+    let mut plain_left: u64 = 0;
     loop {
         let relaying = matches!(phase, Phase::Relaying);
         let drained = relaying && up.is_none() && b.inbox.is_empty();
@@ -302,6 +306,7 @@ async fn run(
             // sslready before the server's bytes: TLS data can only follow it (see below).
             biased;
             r = b.sslready.recv() => {
+                plain_left = r.plaintext.saturating_sub(taken);
                 let _ = b.tlsready.send(r).await;
                 if matches!(phase, Phase::Waiting) {
                     phase = Phase::Relaying;
@@ -314,6 +319,11 @@ async fn run(
                         let _ = b.to_user.send(d).await;
                     }
                     while let Some(d) = b.from_server.try_recv() {
+                        if relaying && plain_left > 0 {
+                            let e = plaintext_before_tls(talk.is_some(), plain_left);
+                            let _ = b.conn_events.send(Control::error(label.as_str(), e)).await;
+                            break;
+                        }
                         if relaying {
                             let _ = b.to_user.send(d).await;
                         }
@@ -339,6 +349,15 @@ async fn run(
                 None => {}
             },
             d = b.from_server.recv(), if down.is_none() && !matches!(phase, Phase::Failed) => {
+                taken += d.len() as u64;
+                if relaying && plain_left > 0 {
+                    // Taken after sslready, yet delivered before the switch: plaintext that the
+                    // connection read after the go-ahead (or before a gate's TLS), which
+                    // arrived here together with sslready. Never shown as if protected.
+                    let e = plaintext_before_tls(talk.is_some(), plain_left);
+                    fail(&b, &label, e, &mut phase, &mut watch).await;
+                    continue;
+                }
                 if relaying {
                     down = offer(&b.to_user, d);
                     continue;
@@ -386,6 +405,17 @@ async fn run(
                 fail(&b, &label, StartTlsError::TimedOut(limit), &mut phase, &mut watch).await;
             }
         }
+    }
+}
+
+/// The error for `bytes` of plaintext found after `sslready`: an injection after the go-ahead
+/// in a dialogue, plaintext before TLS at a gate.
+fn plaintext_before_tls(dialogue: bool, bytes: u64) -> StartTlsError {
+    let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+    if dialogue {
+        StartTlsError::Tls(TlsError::PlaintextInjection { bytes })
+    } else {
+        StartTlsError::PlaintextBeforeTls { bytes }
     }
 }
 
@@ -558,12 +588,96 @@ mod tests {
                         cipher_suite: "TLS13_AES_128_GCM_SHA256".into(),
                         alpn: None,
                     };
-                    sslready.send(SslReady { info, replayed: 0 }).await.unwrap();
+                    sslready
+                        .send(SslReady {
+                            info,
+                            replayed: 0,
+                            plaintext: 0,
+                        })
+                        .await
+                        .unwrap();
                     assert_eq!(to_conn.recv().await, "typed early");
                     assert!(conn_control.recv().await.is_producer_finished());
                 }
             })
             .await;
         }
+    }
+
+    /// The window the ordering of two boxes leaves: the server's go-ahead, then plaintext the
+    /// connection read before it handled makessl, then `sslready`, all queued before the
+    /// component runs again. `sslready` is looked at first, so only its count of plaintext
+    /// bytes tells the component that the next bytes were not protected: they are refused as
+    /// an injection and never reach the user.
+    #[tokio::test(flavor = "current_thread")]
+    async fn plaintext_queued_together_with_sslready_is_refused_as_injection() {
+        use crate::internet::TlsInfo;
+        let client: Component = crate::internet::SmtpStartTlsClient::new().into();
+        let from_server = Outbox::<Bytes>::standalone("server");
+        let sslready = Outbox::<SslReady>::standalone("sslready");
+        let conn_signal = Outbox::<Control>::standalone("conn signal");
+        let makessl = Inbox::<MakeSsl>::standalone("makessl", 4);
+        let to_conn = Inbox::<Bytes>::standalone("to conn", 16);
+        let user = Inbox::<Bytes>::standalone("user", 8);
+        let events = Inbox::<Control>::standalone("events", 8);
+        let r = |n: &str| client.boxref(n).unwrap();
+        link_refs(&from_server.boxref(), &r("fromserver")).unwrap();
+        link_refs(&sslready.boxref(), &r("sslready")).unwrap();
+        link_refs(&conn_signal.boxref(), &r("connsignal")).unwrap();
+        link_refs(&r("makessl"), &makessl.boxref()).unwrap();
+        link_refs(&r(OUTBOX), &to_conn.boxref()).unwrap();
+        link_refs(&r("touser"), &user.boxref()).unwrap();
+        link_refs(&r("connevents"), &events.boxref()).unwrap();
+        let dialogue: [&[u8]; 2] = [b"220 ready\r\n", b"250-x\r\n250 STARTTLS\r\n"];
+        let go_ahead: &[u8] = b"220 go ahead\r\n";
+        let injected: &[u8] = b"250 injected\r\n";
+        run_until_the_connection_ends(client, &conn_signal, async {
+            conn_signal
+                .send(Control::notice(Connected {
+                    peer: ([127, 0, 0, 1], 25).into(),
+                    local: ([127, 0, 0, 1], 40000).into(),
+                }))
+                .await
+                .unwrap();
+            for d in dialogue {
+                from_server.send(Bytes::from_static(d)).await.unwrap();
+                assert!(!to_conn.recv().await.is_empty(), "EHLO, then STARTTLS");
+            }
+            from_server
+                .send(Bytes::from_static(go_ahead))
+                .await
+                .unwrap();
+            makessl.recv().await;
+            // No await between these two: both are queued before the component runs again.
+            let plaintext = dialogue
+                .iter()
+                .chain([&go_ahead, &injected])
+                .map(|d| d.len());
+            from_server.try_send(Bytes::from_static(injected)).unwrap();
+            sslready
+                .try_send(SslReady {
+                    info: TlsInfo {
+                        version: "TLSv1.3".into(),
+                        cipher_suite: "TLS13_AES_128_GCM_SHA256".into(),
+                        alpn: None,
+                    },
+                    replayed: 0,
+                    plaintext: plaintext.sum::<usize>() as u64,
+                })
+                .unwrap();
+            loop {
+                let e = events.recv().await;
+                if matches!(e, Control::Error(_)) {
+                    let text = e.to_string();
+                    assert!(text.contains("possible injection"), "{text}");
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(
+            user.try_recv().is_none(),
+            "the injected line reached the user"
+        );
     }
 }
