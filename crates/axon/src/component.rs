@@ -10,7 +10,7 @@ use crate::boxes::{Inbox, Message, Outbox, DEFAULT_CAPACITY};
 use crate::control::Control;
 use crate::link::{BoxRef, WiringError};
 use crate::scheduler::{Context, Handle, Scheduler};
-use crate::spec::{BoxId, BoxSpec, Direction};
+use crate::spec::{BoxDecl, BoxId, BoxSpec, Direction};
 use crate::store::Store;
 
 /// The error a component's main routine may return. The runtime reports it on the component's
@@ -297,6 +297,45 @@ impl ComponentBuilder {
     /// on it; it notes a final message as [`ComponentBuilder::signal`] does.
     pub fn signal_with(&mut self, description: &'static str) -> Outbox<Control> {
         self.outbox(SIGNAL, description)
+    }
+
+    /// Declares an inbox of `T` from its entry in the component's [`box_table!`](crate::box_table).
+    pub fn inbox_from<T: Message>(&mut self, decl: BoxDecl) -> Inbox<T> {
+        self.inbox(decl.name, decl.description)
+    }
+
+    /// Declares an outbox of `T` from its entry in the component's [`box_table!`](crate::box_table). An entry
+    /// named [`SIGNAL`] gets the final-message guard, as [`ComponentBuilder::outbox`] says.
+    pub fn outbox_from<T: Message>(&mut self, decl: BoxDecl) -> Outbox<T> {
+        self.outbox(decl.name, decl.description)
+    }
+
+    /// Declares the standard `control` inbox from its entry in the component's [`box_table!`](crate::box_table).
+    /// An entry with another name is declared under that name and recorded as a wiring error
+    /// ([`WiringError::UnknownBox`]), so activation fails instead of the component silently
+    /// missing its `control`.
+    pub fn control_from(&mut self, decl: BoxDecl) -> Inbox<Control> {
+        self.expect_name(decl, CONTROL);
+        self.inbox(decl.name, decl.description)
+    }
+
+    /// Declares the standard `signal` outbox from its entry in the component's [`box_table!`](crate::box_table),
+    /// with the final-message guard of [`ComponentBuilder::signal`]. An entry with another name
+    /// is recorded as a wiring error, as for [`ComponentBuilder::control_from`].
+    pub fn signal_from(&mut self, decl: BoxDecl) -> Outbox<Control> {
+        self.expect_name(decl, SIGNAL);
+        self.outbox(decl.name, decl.description)
+    }
+
+    /// Records a wiring error if a table entry meant as the standard box `name` has another name.
+    fn expect_name(&mut self, decl: BoxDecl, name: &str) {
+        if decl.name != name {
+            self.fail(WiringError::UnknownBox {
+                component: self.label.to_string(),
+                name: name.to_string(),
+                available: self.boxes.iter().map(|(s, _)| s.name.to_string()).collect(),
+            });
+        }
     }
 
     /// Declares a box that mirrors `like` (same message type) under `name`: how a chassis gives

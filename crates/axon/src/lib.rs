@@ -58,5 +58,5 @@ pub use scheduler::{
     block_on, interrupted, run, ComponentFailure, Context, Exit, FailureKind, Handle, RunReport,
     Scheduler, RECENT_FAILURES,
 };
-pub use spec::{BoxId, BoxSpec, Direction, LinkKind};
+pub use spec::{BoxDecl, BoxId, BoxSpec, Direction, LinkKind};
 pub use watch::{ControlWatch, Undelivered};

@@ -75,3 +75,119 @@ impl fmt::Display for BoxId {
         write!(f, "{}.{}", self.owner, self.name)
     }
 }
+
+/// A box as a component declares it once, as data: its name and the one line its rustdoc table
+/// shows. A component keeps its boxes in one `const` table made with [`box_table!`](crate::box_table)
+/// and declares each from there ([`ComponentBuilder::inbox_from`](crate::ComponentBuilder::inbox_from)
+/// and friends), so the declaration and the documented row cannot drift apart unnoticed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BoxDecl {
+    /// The box's name, e.g. [`INBOX`](crate::INBOX) or `"makessl"`.
+    pub name: &'static str,
+    /// One line saying what the box is for (the `meaning` column of the rustdoc table).
+    pub description: &'static str,
+}
+
+impl BoxDecl {
+    /// A box called `name`, described by `description`.
+    pub const fn new(name: &'static str, description: &'static str) -> Self {
+        BoxDecl { name, description }
+    }
+}
+
+/// Declares a component's boxes once, as data: a struct with one [`BoxDecl`] field per box and a
+/// `const` holding the table. The component's builder declares each box from the table (with
+/// [`ComponentBuilder::inbox_from`](crate::ComponentBuilder::inbox_from),
+/// [`outbox_from`](crate::ComponentBuilder::outbox_from),
+/// [`control_from`](crate::ComponentBuilder::control_from) and
+/// [`signal_from`](crate::ComponentBuilder::signal_from)); a test then checks the component's
+/// rustdoc `# Inboxes` / `# Outboxes` tables against what the builder declared.
+///
+/// ```
+/// use axon::{Component, CONTROL, INBOX, SIGNAL};
+///
+/// axon::box_table! {
+///     /// The boxes of a component that swallows what it gets.
+///     const BOXES: SinkBoxes {
+///         inbox: INBOX => "anything, dropped",
+///         control: CONTROL => "ends it",
+///         signal: SIGNAL => "one final message",
+///     }
+/// }
+///
+/// let mut b = Component::build("Sink");
+/// let _inbox = b.inbox_from::<u32>(BOXES.inbox);
+/// let _control = b.control_from(BOXES.control);
+/// let _signal = b.signal_from(BOXES.signal);
+/// let c = b.main(|_cx| async { Ok(()) });
+/// assert_eq!(c.boxes().count(), 3);
+/// ```
+#[macro_export]
+macro_rules! box_table {
+    ($(#[$meta:meta])* $vis:vis const $konst:ident: $ty:ident {
+        $($field:ident: $name:expr => $desc:expr),* $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug)]
+        $vis struct $ty {
+            $(
+                #[doc = concat!("The `", stringify!($field), "` box.")]
+                pub $field: $crate::BoxDecl,
+            )*
+        }
+
+        $(#[$meta])*
+        $vis const $konst: $ty = $ty {
+            $($field: $crate::BoxDecl::new($name, $desc),)*
+        };
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Component, Control, WiringError, CONTROL, INBOX, SIGNAL};
+
+    crate::box_table! {
+        /// A table whose `control` and `signal` entries carry the wrong names.
+        const MISNAMED: Misnamed {
+            control: INBOX => "not the control",
+            signal: "sig" => "not the signal",
+        }
+    }
+
+    crate::box_table! {
+        /// A well-formed table.
+        const GOOD: Good {
+            control: CONTROL => "ends it",
+            signal: SIGNAL => "one final message",
+        }
+    }
+
+    /// Declaring from a table: the names and descriptions come from the table; `signal_from`
+    /// keeps the final-message guard; a misnamed `control`/`signal` entry is a wiring error.
+    #[test]
+    fn builders_declare_from_a_table() {
+        let mut b = Component::build("Good");
+        b.control_from(GOOD.control);
+        let signal = b.signal_from(GOOD.signal);
+        assert!(b.error().is_none());
+        let c = b.main(|_cx| async { Ok(()) });
+        let declared: Vec<_> = c.boxes().map(|s| (&*s.name, s.description)).collect();
+        assert_eq!(
+            declared,
+            [("control", "ends it"), ("signal", "one final message")]
+        );
+        assert!(signal.try_send(Control::producer_finished()).is_ok());
+        assert!(signal.store.final_sent(), "signal_from keeps the guard");
+
+        for misnamed in [true, false] {
+            let mut b = Component::build("Bad");
+            if misnamed {
+                b.control_from(MISNAMED.control);
+            } else {
+                b.signal_from(MISNAMED.signal);
+            }
+            assert!(matches!(b.error(), Some(WiringError::UnknownBox { .. })));
+        }
+    }
+}
