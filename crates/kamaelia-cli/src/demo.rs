@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use axon::{Component, Control, Scheduler};
+use axon::{Component, Control, Scheduler, CONTROL, INBOX, OUTBOX, SIGNAL};
 use bytes::Bytes;
 use kamaelia::internet::{ServerTls, SmtpStartTlsServer, TcpServer, TlsSettings, Trust};
 use kamaelia::{ConsoleEchoer, ConsoleReader, Pipeline, RateControlledFileReader, ReadMode};
@@ -226,14 +226,38 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+axon::box_table! {
+    /// HashProtocol's boxes, declared once, as data: the builder declares them from here.
+    const HASH_BOXES: HashBoxes {
+        inbox: INBOX => "bytes from the client",
+        control: CONTROL => "the connection's final message: the digest is sent, then the protocol ends",
+        outbox: OUTBOX => "the digest line, `sha256 HEX COUNT`",
+        signal: SIGNAL => "`ProducerFinished` after the digest line",
+    }
+}
+
 /// The demo's server protocol for example 1: hashes everything, and when the client has
 /// finished sending answers `sha256 HEX COUNT` and closes.
-fn hash_protocol(slot: Arc<Mutex<Option<(u64, String)>>>) -> Component {
+///
+/// # Inboxes
+///
+/// | name | type | meaning |
+/// |---|---|---|
+/// | `inbox` | `Bytes` | bytes from the client |
+/// | `control` | `Control` | the connection's final message: the digest is sent, then the protocol ends |
+///
+/// # Outboxes
+///
+/// | name | type | meaning |
+/// |---|---|---|
+/// | `outbox` | `Bytes` | the digest line, `sha256 HEX COUNT` |
+/// | `signal` | `Control` | `ProducerFinished` after the digest line |
+pub(crate) fn hash_protocol(slot: Arc<Mutex<Option<(u64, String)>>>) -> Component {
     let mut b = Component::build("HashProtocol");
-    let inbox = b.inbox::<Bytes>(axon::INBOX, "bytes from the client");
-    let control = b.control();
-    let outbox = b.outbox::<Bytes>(axon::OUTBOX, "the digest line");
-    let signal = b.signal();
+    let inbox = b.inbox_from::<Bytes>(HASH_BOXES.inbox);
+    let control = b.control_from(HASH_BOXES.control);
+    let outbox = b.outbox_from::<Bytes>(HASH_BOXES.outbox);
+    let signal = b.signal_from(HASH_BOXES.signal);
     b.main(move |_cx| async move {
         let mut hasher = Sha256::new();
         let mut n = 0u64;

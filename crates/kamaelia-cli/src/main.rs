@@ -14,6 +14,9 @@ mod send;
 mod serve;
 mod session;
 
+#[cfg(test)]
+mod box_docs;
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axon::{Component, Control, ControlWatch, Undelivered, INBOX, OUTBOX};
+use axon::{Component, Control, ControlWatch, Undelivered, CONTROL, INBOX, OUTBOX, SIGNAL};
 use bytes::Bytes;
 
 use crate::crlf::Crlf;
@@ -35,22 +35,46 @@ impl Counts {
     }
 }
 
+axon::box_table! {
+    /// Meter's boxes, declared once, as data: the builder declares them from here.
+    const BOXES: MeterBoxes {
+        inbox: INBOX => "bytes to count and pass on",
+        control: CONTROL => "a final message is passed on after every byte queued before it; `ShutdownMicroprocess` at once",
+        outbox: OUTBOX => "the same bytes (LF turned into CRLF with `--crlf`)",
+        signal: SIGNAL => "the final message received on `control`, or `ProducerFinished`",
+    }
+}
+
 /// A pass-through that counts the bytes handed on and optionally turns LF into CRLF
 /// (`--crlf`). Pacing, where asked for, is the library's `RateLimiter` in front of it.
 ///
-/// Boxes: `inbox` -> `outbox` (`Bytes`), `control` -> `signal` (docs/semantics.md §5 through
-/// `ControlWatch`: a final message is passed on after every byte queued before it;
-/// ShutdownMicroprocess at once).
+/// # Inboxes
+///
+/// | name | type | meaning |
+/// |---|---|---|
+/// | `inbox` | `Bytes` | bytes to count and pass on |
+/// | `control` | `Control` | a final message is passed on after every byte queued before it; `ShutdownMicroprocess` at once |
+///
+/// # Outboxes
+///
+/// | name | type | meaning |
+/// |---|---|---|
+/// | `outbox` | `Bytes` | the same bytes (LF turned into CRLF with `--crlf`) |
+/// | `signal` | `Control` | the final message received on `control`, or `ProducerFinished` |
+///
+/// # Shutdown
+///
+/// docs/semantics.md §5 through `ControlWatch`.
 pub(crate) struct Meter;
 
 impl Meter {
     #[allow(clippy::new_ret_no_self)]
     pub(crate) fn new(counts: Arc<Counts>, crlf: bool) -> Component {
         let mut b = Component::build("Meter");
-        let inbox = b.inbox::<Bytes>(INBOX, "bytes to count and pass on");
-        let control = b.control();
-        let outbox = b.outbox::<Bytes>(OUTBOX, "the same bytes");
-        let signal = b.signal();
+        let inbox = b.inbox_from::<Bytes>(BOXES.inbox);
+        let control = b.control_from(BOXES.control);
+        let outbox = b.outbox_from::<Bytes>(BOXES.outbox);
+        let signal = b.signal_from(BOXES.signal);
         let mut crlf = crlf.then(Crlf::default);
         b.main(move |_cx| async move {
             let mut watch = ControlWatch::new(&control, &signal);

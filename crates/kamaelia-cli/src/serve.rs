@@ -76,7 +76,7 @@ pub(crate) fn main(cfg: ServeConfig, output: Output) -> anyhow::Result<u8> {
         server.activate();
         loop {
             let c = signal.recv().await;
-            events.signal("signal", &c);
+            events.signal(axon::SIGNAL, &c);
             if let Some(Listening(a)) = c.payload::<Listening>() {
                 events.line(format_args!("listening on {a}"));
             } else if let Control::Error(e) = &c {

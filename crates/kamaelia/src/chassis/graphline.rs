@@ -2,8 +2,20 @@
 
 use std::collections::HashSet;
 
-use axon::{link_refs, BoxRef, Component, Control, Direction, Inbox, Outbox, WiringError};
+use axon::{
+    link_refs, BoxRef, Component, Control, Direction, Inbox, Outbox, WiringError, CONTROL, SIGNAL,
+};
 use futures_util::future::join_all;
+
+axon::box_table! {
+    /// Graphline's fixed boxes, declared once, as data: the builder declares them from here (the
+    /// boxes that linkages give the Graphline itself are declared as those linkages say).
+    const BOXES: GraphlineBoxes {
+        control: CONTROL => "passed through if a linkage starts at `(\"\", \"control\")`; otherwise each message goes to every child whose `control` no linkage feeds",
+        child_signals: "_childSignals" => "the `signal` of every child that no linkage takes: their errors, and their ends",
+        signal: SIGNAL => "if no linkage feeds it: children's errors, then one final message when all children have ended",
+    }
+}
 
 /// Names that mean "the Graphline itself" in a linkage, as in Kamaelia.
 const SELF_NAMES: [&str; 2] = ["", "self"];
@@ -72,6 +84,7 @@ const SELF_NAMES: [&str; 2] = ["", "self"];
 /// |---|---|---|
 /// | `control` | `Control` | passed through if a linkage starts at `("", "control")`; otherwise each message goes to every child whose `control` no linkage feeds |
 /// | any `("", name)` source | the linked child's type | passed through to that child |
+/// | `_childSignals` | `Control` | the `signal` of every child that no linkage takes: their errors, and their ends |
 ///
 /// # Outboxes
 ///
@@ -148,8 +161,8 @@ impl Graphline {
         };
 
         let mut b = Component::build("Graphline");
-        let control = b.control();
-        let signal = b.signal();
+        let control = b.control_from(BOXES.control);
+        let signal = b.signal_from(BOXES.signal);
         let mut control_passed = false;
         let mut signal_fed = false;
         let mut controls_fed: HashSet<String> = HashSet::new();
@@ -182,7 +195,7 @@ impl Graphline {
                     let like = dst.clone().ok_or_else(|| WiringError::UnknownComponent {
                         component: dc.clone(),
                     })?;
-                    if sb == "control" {
+                    if sb == CONTROL {
                         control_passed = true;
                     }
                     own_box(&mut b, sb, Direction::In, &like)?
@@ -191,16 +204,16 @@ impl Graphline {
             let dst = match dst {
                 Some(r) => r,
                 None => {
-                    if db == "signal" {
+                    if db == SIGNAL {
                         signal_fed = true;
                     }
                     own_box(&mut b, db, Direction::Out, &src)?
                 }
             };
-            if !dst_self && db == "control" {
+            if !dst_self && db == CONTROL {
                 controls_fed.insert(dc.clone());
             }
-            if !src_self && sb == "signal" {
+            if !src_self && sb == SIGNAL {
                 signals_taken.insert(sc.clone());
             }
             link_refs(&src, &dst)?;
@@ -213,7 +226,7 @@ impl Graphline {
                 if controls_fed.contains(n) {
                     continue;
                 }
-                if let Ok(child_control) = c.boxref("control") {
+                if let Ok(child_control) = c.boxref(CONTROL) {
                     let out = b.outbox::<Control>(
                         &format!("_cs_{n}"),
                         "control messages fanned out to a child",
@@ -224,13 +237,12 @@ impl Graphline {
             }
         }
         // Children's signals that no linkage takes: collect their errors.
-        let child_signals: Inbox<Control> =
-            b.inbox("_childSignals", "signals of children that no linkage takes");
+        let child_signals: Inbox<Control> = b.inbox_from(BOXES.child_signals);
         for (n, c) in &components {
             if signals_taken.contains(n) {
                 continue;
             }
-            if let Ok(s) = c.boxref("signal") {
+            if let Ok(s) = c.boxref(SIGNAL) {
                 if s.linked_to().is_none() {
                     link_refs(&s, &child_signals.boxref())?;
                 }

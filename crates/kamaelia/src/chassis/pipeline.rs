@@ -1,6 +1,16 @@
 //! Pipeline: components wired in a line.
 
-use axon::{link_refs, Component, Direction, WiringError};
+use axon::{link_refs, Component, Direction, WiringError, CONTROL, INBOX, OUTBOX, SIGNAL};
+
+axon::box_table! {
+    /// Pipeline's own boxes, declared once, as data: the builder declares them from here.
+    const BOXES: PipelineBoxes {
+        inbox: INBOX => "passed through to the first child (only if it has an `inbox`)",
+        control: CONTROL => "passed through to the first child",
+        outbox: OUTBOX => "the last child's output (only if it has an `outbox`)",
+        signal: SIGNAL => "the last child's `signal`",
+    }
+}
 
 /// A chain of components, each one's `outbox` into the next one's `inbox` and each one's
 /// `signal` into the next one's `control` (Kamaelia.Chassis.Pipeline).
@@ -93,39 +103,39 @@ impl Pipeline {
             }
         };
         let mut b = Component::build("Pipeline");
-        let own_control = b.control().boxref();
-        let own_signal = b.signal().boxref();
-        let own_inbox = match first.boxref("inbox") {
+        let own_control = b.control_from(BOXES.control).boxref();
+        let own_signal = b.signal_from(BOXES.signal).boxref();
+        let own_inbox = match first.boxref(INBOX) {
+            Ok(r) => Some((
+                b.mirror(BOXES.inbox.name, Direction::In, &r, BOXES.inbox.description),
+                r,
+            )),
+            Err(_) => None,
+        };
+        let own_outbox = match last.boxref(OUTBOX) {
             Ok(r) => Some((
                 b.mirror(
-                    "inbox",
-                    Direction::In,
+                    BOXES.outbox.name,
+                    Direction::Out,
                     &r,
-                    "passed through to the first child",
+                    BOXES.outbox.description,
                 ),
                 r,
             )),
             Err(_) => None,
         };
-        let own_outbox = match last.boxref("outbox") {
-            Ok(r) => Some((
-                b.mirror("outbox", Direction::Out, &r, "the last child's outbox"),
-                r,
-            )),
-            Err(_) => None,
-        };
         for pair in children.windows(2) {
-            link_refs(&pair[0].boxref("outbox")?, &pair[1].boxref("inbox")?)?;
-            link_refs(&pair[0].boxref("signal")?, &pair[1].boxref("control")?)?;
+            link_refs(&pair[0].boxref(OUTBOX)?, &pair[1].boxref(INBOX)?)?;
+            link_refs(&pair[0].boxref(SIGNAL)?, &pair[1].boxref(CONTROL)?)?;
         }
         if let Some((own, child)) = &own_inbox {
             link_refs(own, child)?;
         }
-        link_refs(&own_control, &first.boxref("control")?)?;
+        link_refs(&own_control, &first.boxref(CONTROL)?)?;
         if let Some((own, child)) = &own_outbox {
             link_refs(child, own)?;
         }
-        link_refs(&last.boxref("signal")?, &own_signal)?;
+        link_refs(&last.boxref(SIGNAL)?, &own_signal)?;
         Ok(b.main(move |cx| async move {
             let handles = super::run_children(&cx, children).await;
             for h in &handles {

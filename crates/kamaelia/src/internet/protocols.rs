@@ -3,7 +3,7 @@
 use axon::{Component, Control, ControlWatch, Undelivered, CONTROL, INBOX, OUTBOX, SIGNAL};
 use bytes::Bytes;
 
-use super::{BoxDoc, DEFAULT_LIMIT_BYTES};
+use super::DEFAULT_LIMIT_BYTES;
 
 /// A protocol that sends back everything it receives: give it to a [`super::TcpServer`] and
 /// you have an echo server.
@@ -97,10 +97,10 @@ impl DiscardProtocol {
     }
 }
 
-box_table! {
+axon::box_table! {
     /// The protocols' boxes, declared once: the builder declares them from here, and a test checks
     /// the rustdoc tables against the declarations.
-    ProtocolBoxes {
+    const BOXES: ProtocolBoxes {
         inbox: INBOX => "data from the connection",
         control: CONTROL => "the TcpServer's ProducerFinished when the peer has finished sending",
         outbox: OUTBOX => "the same data, back to the connection",
@@ -111,11 +111,11 @@ box_table! {
 fn relay(name: &'static str, echo: bool) -> Component {
     let mut b = Component::build(name);
     let inbox = b
-        .inbox::<Bytes>(BOXES.inbox.0, BOXES.inbox.1)
+        .inbox_from::<Bytes>(BOXES.inbox)
         .limit_bytes(DEFAULT_LIMIT_BYTES);
-    let control = b.control_with(BOXES.control.1);
-    let outbox = b.outbox::<Bytes>(BOXES.outbox.0, BOXES.outbox.1);
-    let signal = b.signal_with(BOXES.signal.1);
+    let control = b.control_from(BOXES.control);
+    let outbox = b.outbox_from::<Bytes>(BOXES.outbox);
+    let signal = b.signal_from(BOXES.signal);
     b.main(move |_| async move {
         let mut watch = ControlWatch::new(&control, &signal);
         // One message at a time: a batch taken out of the inbox would be held beyond the

@@ -13,7 +13,7 @@ use super::messages::{
     Connected, HowDied, MakeSsl, ShutdownCsa, SocketShutdown, SslReady, TcpError, Transferred,
 };
 use super::selector::Selector;
-use super::{connect, BoxDoc, ConnectError, Family, TlsSettings};
+use super::{connect, ConnectError, Family, TlsSettings};
 
 /// Kamaelia's default connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -233,10 +233,10 @@ struct Boxes {
     csa_control: Outbox<Control>,
 }
 
-box_table! {
+axon::box_table! {
     /// The client's boxes, declared once: the builder declares them from here, and a test checks
     /// the rustdoc tables against the declarations.
-    ClientBoxes {
+    const BOXES: ClientBoxes {
         inbox: INBOX => "data to send to the server",
         control: CONTROL => "ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now",
         makessl: "makessl" => "switch the connection to TLS",
@@ -252,18 +252,16 @@ impl From<TcpClient> for Component {
     fn from(cfg: TcpClient) -> Component {
         let mut b = Component::build("TcpClient");
         let boxes = Boxes {
-            inbox: b
-                .inbox(BOXES.inbox.0, BOXES.inbox.1)
-                .limit_bytes(cfg.limits.send_bytes),
-            control: b.control_with(BOXES.control.1),
-            makessl: b.inbox(BOXES.makessl.0, BOXES.makessl.1),
-            feedback: b.inbox(BOXES.feedback.0, BOXES.feedback.1),
+            inbox: b.inbox_from(BOXES.inbox).limit_bytes(cfg.limits.send_bytes),
+            control: b.control_from(BOXES.control),
+            makessl: b.inbox_from(BOXES.makessl),
+            feedback: b.inbox_from(BOXES.feedback),
             outbox: b
-                .outbox(BOXES.outbox.0, BOXES.outbox.1)
+                .outbox_from(BOXES.outbox)
                 .limit_bytes(cfg.limits.receive_bytes),
-            signal: b.signal_with(BOXES.signal.1),
-            sslready: b.outbox(BOXES.sslready.0, BOXES.sslready.1),
-            csa_control: b.outbox(BOXES.csa_control.0, BOXES.csa_control.1),
+            signal: b.signal_from(BOXES.signal),
+            sslready: b.outbox_from(BOXES.sslready),
+            csa_control: b.outbox_from(BOXES.csa_control),
         };
         b.main(move |cx| run(cfg, boxes, cx))
     }

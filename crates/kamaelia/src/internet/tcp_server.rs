@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole};
 use super::messages::{Listening, PeerHalfClosed, SocketShutdown, TcpError};
 use super::selector::Selector;
-use super::{BoxDoc, ServerTls, DEFAULT_HANDSHAKE_TIMEOUT};
+use super::{ServerTls, DEFAULT_HANDSHAKE_TIMEOUT};
 
 /// What a protocol factory learns about a new connection.
 #[derive(Clone, Debug)]
@@ -245,10 +245,10 @@ impl TcpServer {
     }
 }
 
-box_table! {
+axon::box_table! {
     /// The server's boxes, declared once: the builder declares them from here, and a test checks
     /// the rustdoc tables against the declarations.
-    ServerBoxes {
+    const BOXES: ServerBoxes {
         control: CONTROL => "ProducerFinished or ShutdownMicroprocess: stop listening and close every connection",
         signal: SIGNAL => "Listening, connection errors, then one final message",
     }
@@ -257,8 +257,8 @@ box_table! {
 impl From<TcpServer> for Component {
     fn from(server: TcpServer) -> Component {
         let mut b = Component::build("TcpServer");
-        let control = b.control_with(BOXES.control.1);
-        let signal = b.signal_with(BOXES.signal.1);
+        let control = b.control_from(BOXES.control);
+        let signal = b.signal_from(BOXES.signal);
         b.main(move |cx| run(server, control, signal, cx))
     }
 }

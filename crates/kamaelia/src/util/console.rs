@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io::{self, IsTerminal};
 
-use axon::{Component, Control, ControlWatch, Outbox, Undelivered, INBOX, OUTBOX};
+use axon::{Component, Control, ControlWatch, Outbox, Undelivered, CONTROL, INBOX, OUTBOX, SIGNAL};
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::unix::pipe;
@@ -15,15 +15,23 @@ const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
 /// How many queued messages ConsoleEchoer writes before each flush.
 const ECHO_BATCH: usize = 64;
 
-const READER_CONTROL: &str = "`ProducerFinished` or `ShutdownMicroprocess` stops reading; `Error`/`Notice` pass on to `signal`";
-const READER_OUTBOX: &str = "what was read: one line or one chunk per message";
-const READER_SIGNAL: &str =
-    "`ProducerFinished` at end of input, or the final message received on `control`";
-const ECHOER_INBOX: &str = "bytes to write to the output, unchanged";
-const ECHOER_CONTROL: &str = "`ProducerFinished` or `ShutdownMicroprocess`: write what is queued, then finish; `Error`/`Notice` pass on to `signal`";
-const ECHOER_OUTBOX: &str = "with `forwarder(true)`, each message after it was written";
-const ECHOER_SIGNAL: &str =
-    "`Error`/`Notice` from `control`, then the final message received on `control`";
+axon::box_table! {
+    /// ConsoleReader's boxes, declared once, as data: the builder declares them from here.
+    const READER_BOXES: ReaderBoxes {
+        control: CONTROL => "`ProducerFinished` or `ShutdownMicroprocess` stops reading; `Error`/`Notice` pass on to `signal`",
+        outbox: OUTBOX => "what was read: one line or one chunk per message",
+        signal: SIGNAL => "`ProducerFinished` at end of input, or the final message received on `control`",
+    }
+}
+axon::box_table! {
+    /// ConsoleEchoer's boxes, declared once, as data: the builder declares them from here.
+    const ECHOER_BOXES: EchoerBoxes {
+        inbox: INBOX => "bytes to write to the output, unchanged",
+        control: CONTROL => "`ProducerFinished` or `ShutdownMicroprocess`: write what is queued, then finish; `Error`/`Notice` pass on to `signal`",
+        outbox: OUTBOX => "with `forwarder(true)`, each message after it was written",
+        signal: SIGNAL => "`Error`/`Notice` from `control`, then the final message received on `control`",
+    }
+}
 
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
@@ -280,9 +288,9 @@ impl fmt::Debug for ConsoleReader {
 impl From<ConsoleReader> for Component {
     fn from(config: ConsoleReader) -> Component {
         let mut b = Component::build("ConsoleReader");
-        let control = b.control_with(READER_CONTROL);
-        let outbox = b.outbox::<Bytes>(OUTBOX, READER_OUTBOX);
-        let signal = b.signal_with(READER_SIGNAL);
+        let control = b.control_from(READER_BOXES.control);
+        let outbox = b.outbox_from::<Bytes>(READER_BOXES.outbox);
+        let signal = b.signal_from(READER_BOXES.signal);
         let (reader, mode): (Option<Reader>, ReadMode) = match config.reader {
             Some(r) => (Some(r), config.mode.unwrap_or(ReadMode::Chunks)),
             None => {
@@ -372,10 +380,10 @@ impl fmt::Debug for ConsoleEchoer {
 impl From<ConsoleEchoer> for Component {
     fn from(config: ConsoleEchoer) -> Component {
         let mut b = Component::build("ConsoleEchoer");
-        let inbox = b.inbox::<Bytes>(INBOX, ECHOER_INBOX);
-        let control = b.control_with(ECHOER_CONTROL);
-        let outbox = b.outbox::<Bytes>(OUTBOX, ECHOER_OUTBOX);
-        let signal = b.signal_with(ECHOER_SIGNAL);
+        let inbox = b.inbox_from::<Bytes>(ECHOER_BOXES.inbox);
+        let control = b.control_from(ECHOER_BOXES.control);
+        let outbox = b.outbox_from::<Bytes>(ECHOER_BOXES.outbox);
+        let signal = b.signal_from(ECHOER_BOXES.signal);
         // Standard output is opened when the echoer runs, inside the runtime that drives it.
         let writer: Option<Writer> = config.writer;
         let forwarder = config.forwarder;
@@ -571,15 +579,6 @@ fn own_pipe(fd: u8) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_doc_tables_list_the_declared_boxes() {
-        let source = include_str!("console.rs");
-        let reader: Component = ConsoleReader::from_reader(&b""[..]).into();
-        crate::util::assert_box_docs(&reader, source);
-        let echoer: Component = ConsoleEchoer::with_writer(tokio::io::sink()).into();
-        crate::util::assert_box_docs(&echoer, source);
-    }
 
     async fn messages(input: &'static [u8], mode: ReadMode, max: usize) -> Vec<Bytes> {
         let mut input = Input {

@@ -2,12 +2,16 @@
 
 use std::fmt;
 
-use axon::{Component, Control, ControlWatch, Message, Undelivered, OUTBOX};
+use axon::{Component, Control, ControlWatch, Message, Undelivered, CONTROL, OUTBOX, SIGNAL};
 
-const CONTROL_DOC: &str =
-    "ignored, as in Kamaelia, except `ShutdownMicroprocess` while the send waits for room";
-const OUTBOX_DOC: &str = "the message, once";
-const SIGNAL_DOC: &str = "`ProducerFinished` after the message";
+axon::box_table! {
+    /// OneShot's boxes, declared once, as data: the builder declares them from here.
+    const BOXES: OneShotBoxes {
+        control: CONTROL => "ignored, as in Kamaelia, except `ShutdownMicroprocess` while the send waits for room",
+        outbox: OUTBOX => "the message, once",
+        signal: SIGNAL => "`ProducerFinished` after the message",
+    }
+}
 
 /// Kamaelia's `OneShot(msg)`: sends one message, then `ProducerFinished`, and ends. Turn it
 /// into a [`Component`] with `.into()`.
@@ -83,9 +87,9 @@ impl<T: Message> OneShot<T> {
 impl<T: Message> From<OneShot<T>> for Component {
     fn from(shot: OneShot<T>) -> Component {
         let mut b = Component::build("OneShot");
-        let control = b.control_with(CONTROL_DOC);
-        let outbox = b.outbox::<T>(OUTBOX, OUTBOX_DOC);
-        let signal = b.signal_with(SIGNAL_DOC);
+        let control = b.control_from(BOXES.control);
+        let outbox = b.outbox_from::<T>(BOXES.outbox);
+        let signal = b.signal_from(BOXES.signal);
         let msg = shot.msg;
         b.main(move |_cx| async move {
             let mut watch = ControlWatch::new(&control, &signal);
@@ -118,15 +122,3 @@ impl fmt::Display for OneShotError {
 }
 
 impl std::error::Error for OneShotError {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_doc_tables_list_the_declared_boxes() {
-        let c: Component = OneShot::new(1_u8).into();
-        crate::util::assert_box_docs(&c, include_str!("one_shot.rs"));
-        assert_eq!(c.boxes().count(), 3);
-    }
-}

@@ -1,15 +1,20 @@
 //! RateLimiter: passes bytes on no faster than a rate, paced by the file reader's token bucket.
 
-use axon::{Component, Control, ControlWatch, Undelivered, INBOX, OUTBOX};
+use axon::{Component, Control, ControlWatch, Undelivered, CONTROL, INBOX, OUTBOX, SIGNAL};
 use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::file::TokenBucket;
 
-const INBOX_DOC: &str = "bytes to pass on, in order";
-const CONTROL_DOC: &str = "`ProducerFinished` after every byte queued before it has gone; `ShutdownMicroprocess` at once; `Error`/`Notice` pass on to `signal`";
-const OUTBOX_DOC: &str = "the same bytes, unchanged, at most `rate` bytes per second on average";
-const SIGNAL_DOC: &str = "errors and notices from `control`, then the final message received there";
+axon::box_table! {
+    /// RateLimiter's boxes, declared once, as data: the builder declares them from here.
+    const BOXES: RateLimiterBoxes {
+        inbox: INBOX => "bytes to pass on, in order",
+        control: CONTROL => "`ProducerFinished` after every byte queued before it has gone; `ShutdownMicroprocess` at once; `Error`/`Notice` pass on to `signal`",
+        outbox: OUTBOX => "the same bytes, unchanged, at most `rate` bytes per second on average",
+        signal: SIGNAL => "errors and notices from `control`, then the final message received there",
+    }
+}
 
 /// The largest burst a [`RateLimiter`] allows unless told otherwise: 64 KiB.
 pub const DEFAULT_BURST: u64 = 64 * 1024;
@@ -111,10 +116,10 @@ impl RateLimiter {
 impl From<RateLimiter> for Component {
     fn from(limiter: RateLimiter) -> Component {
         let mut b = Component::build("RateLimiter");
-        let inbox = b.inbox::<Bytes>(INBOX, INBOX_DOC);
-        let control = b.control_with(CONTROL_DOC);
-        let outbox = b.outbox::<Bytes>(OUTBOX, OUTBOX_DOC);
-        let signal = b.signal_with(SIGNAL_DOC);
+        let inbox = b.inbox_from::<Bytes>(BOXES.inbox);
+        let control = b.control_from(BOXES.control);
+        let outbox = b.outbox_from::<Bytes>(BOXES.outbox);
+        let signal = b.signal_from(BOXES.signal);
         b.main(move |_cx| async move {
             let mut watch = ControlWatch::new(&control, &signal);
             let mut bucket = TokenBucket::new(limiter.rate, limiter.burst, Instant::now());
@@ -152,16 +157,5 @@ impl From<RateLimiter> for Component {
             watch.finish(Control::producer_finished());
             Ok(())
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_box_tables_match_the_declarations() {
-        let c: Component = RateLimiter::new(1).into();
-        crate::util::assert_box_docs(&c, include_str!("rate_limiter.rs"));
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use axon::{Component, CONTROL, INBOX, OUTBOX, SIGNAL};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{BoxDoc, TlsSettings};
+use super::TlsSettings;
 use driver::{Boxes, Connection};
 use state::{State, Timeouts};
 
@@ -305,17 +305,15 @@ impl ConnectedSocketAdapter {
         let limits = options.limits;
         let mut b = Component::build("ConnectedSocketAdapter");
         let boxes = Boxes {
-            inbox: b
-                .inbox(BOXES.inbox.0, BOXES.inbox.1)
-                .limit_bytes(limits.send_bytes),
-            control: b.control_with(BOXES.control.1),
-            makessl: b.inbox(BOXES.makessl.0, BOXES.makessl.1),
+            inbox: b.inbox_from(BOXES.inbox).limit_bytes(limits.send_bytes),
+            control: b.control_from(BOXES.control),
+            makessl: b.inbox_from(BOXES.makessl),
             outbox: b
-                .outbox(BOXES.outbox.0, BOXES.outbox.1)
+                .outbox_from(BOXES.outbox)
                 .limit_bytes(limits.receive_bytes),
-            signal: b.signal_with(BOXES.signal.1),
-            sslready: b.outbox(BOXES.sslready.0, BOXES.sslready.1),
-            feedback: b.outbox(BOXES.feedback.0, BOXES.feedback.1),
+            signal: b.signal_from(BOXES.signal),
+            sslready: b.outbox_from(BOXES.sslready),
+            feedback: b.outbox_from(BOXES.feedback),
         };
         let timeouts = Timeouts {
             idle: options.idle_timeout,
@@ -339,10 +337,10 @@ impl ConnectedSocketAdapter {
     }
 }
 
-box_table! {
+axon::box_table! {
     /// The CSA's boxes, declared once: the builder declares them from here, and a test checks the
     /// rustdoc tables against the declarations.
-    CsaBoxes {
+    const BOXES: CsaBoxes {
         inbox: INBOX => "data to send (bounded by the send limit)",
         control: CONTROL => "ProducerFinished: send what is queued, then close (or half-close); ShutdownMicroprocess: close now",
         makessl: "makessl" => "switch to TLS",

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use axon::{Component, Control, ControlWatch, Inbox, Outbox, TrySendError, INBOX, OUTBOX};
+use axon::{
+    Component, Control, ControlWatch, Inbox, Outbox, TrySendError, CONTROL, INBOX, OUTBOX, SIGNAL,
+};
 use bytes::Bytes;
 
 use super::error::StartTlsError;
@@ -134,20 +136,22 @@ pub(crate) fn injection(bytes: usize) -> StartTlsError {
     StartTlsError::Tls(TlsError::PlaintextInjection { bytes })
 }
 
-pub(crate) const INBOX_DOC: &str = "bytes from the user, held until TLS is up";
-pub(crate) const CONTROL_DOC: &str =
-    "the user's side's signal: its final message is passed on after its bytes";
-pub(crate) const FROMSERVER_DOC: &str = "bytes from the connection";
-pub(crate) const CONNSIGNAL_DOC: &str = "the connection's signal";
-pub(crate) const SSLREADY_DOC: &str = "the connection's TLS details";
-pub(crate) const OUTBOX_DOC: &str = "bytes to the connection";
-pub(crate) const SIGNAL_DOC: &str =
-    "to the connection's control: the user's final message, or ShutdownMicroprocess on failure";
-pub(crate) const TOUSER_DOC: &str = "the server's bytes once TLS is up";
-pub(crate) const CONNEVENTS_DOC: &str =
-    "the connection's signal, passed on, with a StartTlsError before it on failure";
-pub(crate) const MAKESSL_DOC: &str = "asks the connection to switch to TLS";
-pub(crate) const TLSREADY_DOC: &str = "the TLS details, passed on";
+axon::box_table! {
+    /// The client components' boxes, declared once, as data: the builder declares them from here.
+    const BOXES: ClientBoxes {
+        inbox: INBOX => "bytes from the user, held until TLS is up",
+        control: CONTROL => "the user's side's signal: its final message is passed on after its bytes",
+        fromserver: "fromserver" => "bytes from the connection",
+        connsignal: "connsignal" => "the connection's signal",
+        sslready: "sslready" => "the connection's TLS details",
+        outbox: OUTBOX => "bytes to the connection",
+        signal: SIGNAL => "to the connection's control: the user's final message, or ShutdownMicroprocess on failure",
+        touser: "touser" => "the server's bytes once TLS is up",
+        connevents: "connevents" => "the connection's signal, passed on, with a StartTlsError before it on failure",
+        makessl: "makessl" => "asks the connection to switch to TLS",
+        tlsready: "tlsready" => "the TLS details, passed on",
+    }
+}
 
 /// Kamaelia's `OneShot(MakeSsl)` with a guard: the client side of TLS from the first byte.
 ///
@@ -234,17 +238,17 @@ pub(crate) fn component(
 ) -> Component {
     let mut b = Component::build(name);
     let boxes = Boxes {
-        inbox: b.inbox(INBOX, INBOX_DOC),
-        control: b.control_with(CONTROL_DOC),
-        from_server: b.inbox("fromserver", FROMSERVER_DOC),
-        conn_signal: b.inbox("connsignal", CONNSIGNAL_DOC),
-        sslready: b.inbox("sslready", SSLREADY_DOC),
-        outbox: b.outbox(OUTBOX, OUTBOX_DOC),
-        signal: b.signal_with(SIGNAL_DOC),
-        to_user: b.outbox("touser", TOUSER_DOC),
-        conn_events: b.outbox("connevents", CONNEVENTS_DOC),
-        makessl: b.outbox("makessl", MAKESSL_DOC),
-        tlsready: b.outbox("tlsready", TLSREADY_DOC),
+        inbox: b.inbox_from(BOXES.inbox),
+        control: b.control_from(BOXES.control),
+        from_server: b.inbox_from(BOXES.fromserver),
+        conn_signal: b.inbox_from(BOXES.connsignal),
+        sslready: b.inbox_from(BOXES.sslready),
+        outbox: b.outbox_from(BOXES.outbox),
+        signal: b.signal_from(BOXES.signal),
+        to_user: b.outbox_from(BOXES.touser),
+        conn_events: b.outbox_from(BOXES.connevents),
+        makessl: b.outbox_from(BOXES.makessl),
+        tlsready: b.outbox_from(BOXES.tlsready),
     };
     b.main(move |cx| async move {
         let label = cx.label().to_string();

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axon::{Component, Control, ControlWatch, Outbox, SendError, INBOX, OUTBOX};
+use axon::{Component, Control, ControlWatch, Outbox, SendError, CONTROL, INBOX, OUTBOX, SIGNAL};
 use bytes::{Bytes, BytesMut};
 
 use super::error::{Client, DialogueError};
@@ -63,16 +63,17 @@ impl Default for ServerOptions {
     }
 }
 
-pub(crate) const INBOX_DOC: &str = "bytes from the client";
-pub(crate) const CONTROL_DOC: &str =
-    "the connection's signal: its final message ends the session after what it delivered";
-pub(crate) const OUTBOX_DOC: &str = "bytes to the client: replies, then the echo";
-pub(crate) const SIGNAL_DOC: &str =
-    "a DialogueError when the client is dropped, then one final message";
-pub(crate) const MAKESSL_DOC: &str =
-    "switches the connection to TLS, with the reply and the count of bytes consumed";
-pub(crate) const SSLREADY_DOC: &str =
-    "the switch is done, and how many bytes the connection replayed";
+axon::box_table! {
+    /// The server components' boxes, declared once, as data: the builder declares them from here.
+    const BOXES: ServerBoxes {
+        inbox: INBOX => "bytes from the client",
+        control: CONTROL => "the connection's signal: its final message ends the session after what it delivered",
+        outbox: OUTBOX => "bytes to the client: replies, then the echo",
+        signal: SIGNAL => "a DialogueError when the client is dropped, then one final message",
+        makessl: "makessl" => "switches the connection to TLS, with the reply and the count of bytes consumed",
+        sslready: "sslready" => "the switch is done, and how many bytes the connection replayed",
+    }
+}
 
 /// Where a server component is in its session.
 enum Phase<D> {
@@ -98,13 +99,13 @@ pub(crate) fn component<D: ServerDialogue>(
     } = opts;
     let mut b = Component::build(name);
     let inbox = b
-        .inbox::<Bytes>(INBOX, INBOX_DOC)
+        .inbox_from::<Bytes>(BOXES.inbox)
         .limit_bytes(Limits::default().receive_bytes);
-    let control = b.control_with(CONTROL_DOC);
-    let outbox = b.outbox::<Bytes>(OUTBOX, OUTBOX_DOC);
-    let signal = b.signal_with(SIGNAL_DOC);
-    let makessl = b.outbox::<MakeSsl>("makessl", MAKESSL_DOC);
-    let sslready = b.inbox::<SslReady>("sslready", SSLREADY_DOC);
+    let control = b.control_from(BOXES.control);
+    let outbox = b.outbox_from::<Bytes>(BOXES.outbox);
+    let signal = b.signal_from(BOXES.signal);
+    let makessl = b.outbox_from::<MakeSsl>(BOXES.makessl);
+    let sslready = b.inbox_from::<SslReady>(BOXES.sslready);
     b.main(move |cx| async move {
         let label = cx.label().clone();
         let (timed_out, too_long) = (proto.timed_out(), proto.too_long());

@@ -1,5 +1,6 @@
 //! The dialogues without sockets: tables of cases for each protocol and side, the line
-//! splitters' bounds and linearity, and property tests over arbitrary input.
+//! splitters' bounds and linearity, and property tests over arbitrary input. (The box tables
+//! are checked with every other component's, in the program's `box_docs` test.)
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -10,50 +11,7 @@ use super::imap::{ImapClient, ImapServer};
 use super::pop3::{Pop3Client, Pop3Server};
 use super::server::{Lines, Out, ServerDialogue, MAX_COMMAND_LINE};
 use super::smtp::{SmtpClient, SmtpCommand, SmtpServer};
-use crate::internet::{
-    ImapStartTlsClient, ImapStartTlsServer, Pop3StartTlsClient, Pop3StartTlsServer,
-    SmtpStartTlsClient, SmtpStartTlsServer, TlsError, TlsGate,
-};
-
-// ---- boxes ----
-
-/// Every component's box tables (`client_boxes.md`, `server_boxes.md`, shown in each one's
-/// rustdoc) have one row per declared box, with the description it declares, and no more.
-#[test]
-fn the_box_tables_match_the_declarations() {
-    let clients: [axon::Component; 4] = [
-        TlsGate::new().into(),
-        SmtpStartTlsClient::new().into(),
-        ImapStartTlsClient::new().into(),
-        Pop3StartTlsClient::new().into(),
-    ];
-    let servers: [axon::Component; 3] = [
-        SmtpStartTlsServer::new().into(),
-        ImapStartTlsServer::new().into(),
-        Pop3StartTlsServer::new().into(),
-    ];
-    let tables = [
-        (include_str!("client_boxes.md"), &clients[..]),
-        (include_str!("server_boxes.md"), &servers[..]),
-    ];
-    for (table, components) in tables {
-        for c in components {
-            for spec in c.boxes() {
-                let row = format!("| `{}` | ", spec.name);
-                let cell = format!(" | {} |", spec.description);
-                assert!(
-                    table
-                        .lines()
-                        .any(|l| l.starts_with(&row) && l.ends_with(&cell)),
-                    "no row for {} ending with {cell:?}",
-                    spec.name
-                );
-            }
-            let rows = table.lines().filter(|l| l.starts_with("| `")).count();
-            assert_eq!(rows, c.boxes().count());
-        }
-    }
-}
+use crate::internet::TlsError;
 
 // ---- client dialogues ----
 
