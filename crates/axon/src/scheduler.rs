@@ -10,7 +10,7 @@ use futures_util::FutureExt;
 use tokio::sync::Notify;
 
 use crate::boxes::Outbox;
-use crate::component::{Body, BoxError, Component, ComponentId};
+use crate::component::{Body, BoxError, Component, ComponentId, CONTROL, SIGNAL};
 use crate::control::{Control, ErrorMessage};
 use crate::link::{BoxRef, WiringError};
 use crate::registry::Registry;
@@ -440,7 +440,7 @@ impl Scheduler {
             tracing::warn!(component = %label, "{f}");
             if let Some(signal) = boxes
                 .iter()
-                .find(|(s, _)| &*s.name == "signal" && s.direction == Direction::Out)
+                .find(|(s, _)| &*s.name == SIGNAL && s.direction == Direction::Out)
                 .and_then(|(_, r)| r.outbox::<Control>())
             {
                 send_failure(&signal, &label, f.clone());
@@ -508,7 +508,7 @@ fn send_failure(signal: &Outbox<Control>, label: &Arc<str>, failure: Arc<Compone
 fn control_of(boxes: &[(BoxSpec, BoxRef)]) -> Option<BoxRef> {
     boxes
         .iter()
-        .find(|(s, _)| &*s.name == "control" && s.direction == Direction::In)
+        .find(|(s, _)| &*s.name == CONTROL && s.direction == Direction::In)
         .map(|(_, r)| r.clone())
 }
 

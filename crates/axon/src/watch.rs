@@ -19,8 +19,8 @@ use crate::control::Control;
 /// use axon::{Control, ControlWatch, Inbox, Outbox};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let control = Inbox::<Control>::standalone("control", 8);
-/// let signal = Outbox::<Control>::standalone("signal");
+/// let control = Inbox::<Control>::standalone(CONTROL, 8);
+/// let signal = Outbox::<Control>::standalone(SIGNAL);
 /// let inbox = Inbox::<u32>::standalone("inbox", 8);
 /// # let feed = Outbox::<Control>::standalone("feed");
 /// # axon::link(&feed, &control).unwrap();
@@ -143,12 +143,12 @@ impl<'a> ControlWatch<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link;
+    use crate::{link, CONTROL, SIGNAL};
 
     #[tokio::test]
     async fn errors_pass_through_and_shutdown_outranks_producer_finished() {
-        let control = Inbox::<Control>::standalone("control", 8);
-        let signal = Outbox::<Control>::standalone("signal");
+        let control = Inbox::<Control>::standalone(CONTROL, 8);
+        let signal = Outbox::<Control>::standalone(SIGNAL);
         let seen = Inbox::<Control>::standalone("seen", 8);
         link(&signal, &seen).unwrap();
         let mut w = ControlWatch::new(&control, &signal);
@@ -166,8 +166,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_send_waiting_for_room_gives_way_to_shutdown() {
-        let control = Inbox::<Control>::standalone("control", 8);
-        let signal = Outbox::<Control>::standalone("signal");
+        let control = Inbox::<Control>::standalone(CONTROL, 8);
+        let signal = Outbox::<Control>::standalone(SIGNAL);
         let out = Outbox::<u32>::standalone("out");
         let full = Inbox::<u32>::standalone("full", 1);
         link(&out, &full).unwrap();
@@ -182,8 +182,8 @@ mod tests {
 
     #[tokio::test]
     async fn until_shutdown_notes_producer_finished_and_passes_notices_on() {
-        let control = Inbox::<Control>::standalone("control", 8);
-        let signal = Outbox::<Control>::standalone("signal");
+        let control = Inbox::<Control>::standalone(CONTROL, 8);
+        let signal = Outbox::<Control>::standalone(SIGNAL);
         let seen = Inbox::<Control>::standalone("seen", 8);
         link(&signal, &seen).unwrap();
         let feed = Outbox::<Control>::standalone("feed");

@@ -155,7 +155,7 @@ mod tests {
         let feed = Outbox::<Bytes>::standalone("feed");
         let stop = Outbox::<Control>::standalone("stop");
         let back = Inbox::<Bytes>::standalone("back", room);
-        let signal = Inbox::<Control>::standalone("signal", 8);
+        let signal = Inbox::<Control>::standalone(SIGNAL, 8);
         axon::link_refs(&feed.boxref(), &echo.boxref(INBOX).unwrap()).unwrap();
         axon::link_refs(&stop.boxref(), &echo.boxref(CONTROL).unwrap()).unwrap();
         axon::link_refs(&echo.boxref(OUTBOX).unwrap(), &back.boxref()).unwrap();

@@ -471,7 +471,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_csa_ends_its_supervisor_and_its_protocol() {
         let mut b = Component::build("FailingCsa");
-        let _inbox = b.inbox::<Bytes>("inbox", "data to send");
+        let _inbox = b.inbox::<Bytes>(INBOX, "data to send");
         let _signal = b.signal();
         let _feedback = b.outbox::<Control>("CreatorFeedback", "SocketShutdown");
         let csa = b.main(|_| async { panic!("a connection component that fails") });
@@ -479,7 +479,7 @@ mod tests {
         let events = Inbox::<Control>::standalone("connection events", 16);
         let to_proto = Outbox::<Control>::standalone("to protocol");
         let errors = Inbox::<Control>::standalone("server signal", 16);
-        let signal = Outbox::<Control>::standalone("signal");
+        let signal = Outbox::<Control>::standalone(SIGNAL);
         let link = |a: axon::BoxRef, b: axon::BoxRef| link_refs(&a, &b).unwrap();
         link(proto.boxref(OUTBOX).unwrap(), csa.boxref(INBOX).unwrap());
         link(csa.boxref(SIGNAL).unwrap(), events.boxref());
