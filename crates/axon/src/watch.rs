@@ -16,12 +16,12 @@ use crate::control::Control;
 ///   only `ShutdownMicroprocess` may interrupt.
 ///
 /// ```
-/// use axon::{Control, ControlWatch, Inbox, Outbox};
+/// use axon::{Control, ControlWatch, Inbox, Outbox, CONTROL, INBOX, SIGNAL};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let control = Inbox::<Control>::standalone(CONTROL, 8);
 /// let signal = Outbox::<Control>::standalone(SIGNAL);
-/// let inbox = Inbox::<u32>::standalone("inbox", 8);
+/// let inbox = Inbox::<u32>::standalone(INBOX, 8);
 /// # let feed = Outbox::<Control>::standalone("feed");
 /// # axon::link(&feed, &control).unwrap();
 /// # feed.send(Control::producer_finished()).await.unwrap();
