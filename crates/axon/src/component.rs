@@ -299,19 +299,22 @@ impl ComponentBuilder {
         self.outbox(SIGNAL, description)
     }
 
-    /// Declares an inbox of `T` from its entry in the component's [`box_table!`](crate::box_table).
+    /// Declares an inbox of `T` from its entry in the component's
+    /// [`box_table!`](crate::box_table).
     pub fn inbox_from<T: Message>(&mut self, decl: BoxDecl) -> Inbox<T> {
         self.inbox(decl.name, decl.description)
     }
 
-    /// Declares an outbox of `T` from its entry in the component's [`box_table!`](crate::box_table). An entry
-    /// named [`SIGNAL`] gets the final-message guard, as [`ComponentBuilder::outbox`] says.
+    /// Declares an outbox of `T` from its entry in the component's
+    /// [`box_table!`](crate::box_table). An entry named [`SIGNAL`] gets the final-message guard,
+    /// as [`ComponentBuilder::outbox`] says.
     pub fn outbox_from<T: Message>(&mut self, decl: BoxDecl) -> Outbox<T> {
         self.outbox(decl.name, decl.description)
     }
 
-    /// Declares the standard `control` inbox from its entry in the component's [`box_table!`](crate::box_table).
-    /// An entry with another name is declared under that name and recorded as a wiring error
+    /// Declares the standard `control` inbox from its entry in the component's
+    /// [`box_table!`](crate::box_table). An entry with another name is declared under that name
+    /// and recorded as a wiring error
     /// ([`WiringError::UnknownBox`]), so activation fails instead of the component silently
     /// missing its `control`.
     pub fn control_from(&mut self, decl: BoxDecl) -> Inbox<Control> {
@@ -319,9 +322,10 @@ impl ComponentBuilder {
         self.inbox(decl.name, decl.description)
     }
 
-    /// Declares the standard `signal` outbox from its entry in the component's [`box_table!`](crate::box_table),
-    /// with the final-message guard of [`ComponentBuilder::signal`]. An entry with another name
-    /// is recorded as a wiring error, as for [`ComponentBuilder::control_from`].
+    /// Declares the standard `signal` outbox from its entry in the component's
+    /// [`box_table!`](crate::box_table), with the final-message guard of
+    /// [`ComponentBuilder::signal`]. An entry with another name is recorded as a wiring error, as
+    /// for [`ComponentBuilder::control_from`].
     pub fn signal_from(&mut self, decl: BoxDecl) -> Outbox<Control> {
         self.expect_name(decl, SIGNAL);
         self.outbox(decl.name, decl.description)

@@ -77,9 +77,10 @@ impl fmt::Display for BoxId {
 }
 
 /// A box as a component declares it once, as data: its name and the one line its rustdoc table
-/// shows. A component keeps its boxes in one `const` table made with [`box_table!`](crate::box_table)
-/// and declares each from there ([`ComponentBuilder::inbox_from`](crate::ComponentBuilder::inbox_from)
-/// and friends), so the declaration and the documented row cannot drift apart unnoticed.
+/// shows. A component keeps its boxes in one `const` table made with
+/// [`box_table!`](crate::box_table) and declares each from there
+/// ([`ComponentBuilder::inbox_from`](crate::ComponentBuilder::inbox_from) and friends), so the
+/// declaration and the documented row cannot drift apart unnoticed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BoxDecl {
     /// The box's name, e.g. [`INBOX`](crate::INBOX) or `"makessl"`.

@@ -58,7 +58,8 @@ fn item_doc(source: &str, anchor: &str) -> Vec<String> {
     doc
 }
 
-/// The rows of the `# Inboxes` and `# Outboxes` tables in `doc`: (`inbox` or `outbox`, name, meaning).
+/// The rows of the `# Inboxes` and `# Outboxes` tables in `doc`: (`inbox` or `outbox`, name,
+/// meaning).
 fn documented_boxes(doc: &[String]) -> Vec<(String, String, String)> {
     let mut rows = Vec::new();
     let mut section = None;
