@@ -1,4 +1,5 @@
-//! Certificates made at test time with rcgen: a CA and a leaf it signed.
+//! A CA and a leaf it signed, made at run time with rcgen, as DER, PEM files and rustls
+//! configurations. One builder for the tests, the benchmark and the program's demo.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +13,9 @@ use rcgen::{
 use rustls::ServerConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+/// The names a default leaf is valid for.
+pub const LOOPBACK_NAMES: &[&str] = &["localhost", "127.0.0.1", "::1"];
+
 /// A CA and one leaf certificate signed by it.
 pub struct TestPki {
     ca: Certificate,
@@ -20,54 +24,68 @@ pub struct TestPki {
     leaf_key: KeyPair,
 }
 
+impl std::fmt::Debug for TestPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestPki").finish_non_exhaustive()
+    }
+}
+
+impl Default for TestPki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TestPki {
     /// A CA and a leaf for `localhost`, `127.0.0.1` and `::1`.
     pub fn new() -> Self {
-        Self::with_names(&["localhost", "127.0.0.1", "::1"])
+        Self::with_names(LOOPBACK_NAMES)
     }
 
     /// A CA and a leaf valid for exactly `names` (DNS names or IP literals).
     pub fn with_names(names: &[&str]) -> Self {
-        Self::build(names, false)
+        Self::generate("Kamaelia test", names, false).expect("rcgen makes the test PKI")
     }
 
     /// A CA and a leaf for `localhost` that expired in 2001.
     pub fn expired() -> Self {
-        Self::build(&["localhost"], true)
+        Self::generate("Kamaelia test", &["localhost"], true).expect("rcgen makes the test PKI")
     }
 
-    fn build(names: &[&str], expired: bool) -> Self {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    /// A CA named "`label` CA" and a leaf named "`label` server" valid for `names`; with
+    /// `expired`, the leaf was valid in 2000 only.
+    pub fn generate(label: &str, names: &[&str], expired: bool) -> Result<Self, rcgen::Error> {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
             .distinguished_name
-            .push(DnType::CommonName, "Kamaelia test CA");
+            .push(DnType::CommonName, format!("{label} CA"));
         ca_params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let ca_key = KeyPair::generate().unwrap();
-        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let ca_key = KeyPair::generate()?;
+        let ca = ca_params.self_signed(&ca_key)?;
 
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let mut leaf_params = CertificateParams::new(names).unwrap();
+        let mut leaf_params = CertificateParams::new(names)?;
         leaf_params
             .distinguished_name
-            .push(DnType::CommonName, "Kamaelia test server");
+            .push(DnType::CommonName, format!("{label} server"));
         leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         if expired {
             leaf_params.not_before = rcgen::date_time_ymd(2000, 1, 1);
             leaf_params.not_after = rcgen::date_time_ymd(2001, 1, 1);
         }
-        let leaf_key = KeyPair::generate().unwrap();
-        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
-        Self {
+        let leaf_key = KeyPair::generate()?;
+        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key)?;
+        Ok(Self {
             ca,
             ca_key,
             leaf,
             leaf_key,
-        }
+        })
     }
 
     /// The CA certificate, DER.
@@ -85,19 +103,31 @@ impl TestPki {
         vec![self.leaf.der().clone(), self.ca.der().clone()]
     }
 
+    /// The server's chain (leaf, then CA), PEM.
+    pub fn chain_pem(&self) -> String {
+        format!("{}{}", self.leaf.pem(), self.ca.pem())
+    }
+
     /// The leaf's private key, DER (PKCS#8).
     pub fn key_der(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.serialize_der()))
     }
 
-    /// The server identity, as the crate's [`ServerTls`].
+    /// The leaf's private key, PEM (PKCS#8).
+    pub fn key_pem(&self) -> String {
+        self.leaf_key.serialize_pem()
+    }
+
+    /// The server identity, as the library's [`ServerTls`].
     pub fn server_tls(&self) -> ServerTls {
         ServerTls::from_der(self.chain_der(), self.key_der())
     }
 
     /// A rustls server configuration presenting the leaf.
     pub fn server_config(&self) -> Arc<ServerConfig> {
-        self.server_tls().server_config().unwrap()
+        self.server_tls()
+            .server_config()
+            .expect("the library accepts the test leaf")
     }
 
     /// A client certificate for `name` signed by the CA, with its key (for mutual TLS).
@@ -123,10 +153,9 @@ impl TestPki {
 
     /// Writes the leaf chain and key as PEM to fresh temporary files (chain, key).
     pub fn write_server_pem(&self) -> (TempFile, TempFile) {
-        let chain = format!("{}{}", self.leaf.pem(), self.ca.pem());
         (
-            TempFile::new("chain.pem", chain.as_bytes()),
-            TempFile::new("key.pem", self.leaf_key.serialize_pem().as_bytes()),
+            TempFile::new("chain.pem", self.chain_pem().as_bytes()),
+            TempFile::new("key.pem", self.key_pem().as_bytes()),
         )
     }
 }

@@ -2,23 +2,21 @@
 //! `error_ref::<TcpError>()`), then exactly one final message carrying `HowDied::Failed`.
 //! Real sockets on loopback; the resolver failure runs in a child process with no network.
 
-#[path = "support/client.rs"]
-mod client;
-mod support;
-
+use crate::client;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::client::{start, trusting, Signals};
 use bytes::Bytes;
-use client::{closed_port, start, trusting, Signals};
 use kamaelia::internet::{ConnectError, HowDied, TlsError};
 use kamaelia::{MakeSsl, TcpClient, TcpError};
-use support::bounded;
-use support::certs::TestPki;
-use support::proxy::{DirectionFaults, FaultProxy, Faults};
-use support::servers::{echo_server, plaintext_server, tls_echo_server};
+use kamaelia_test::bounded;
+use kamaelia_test::net::closed_port;
+use kamaelia_test::pki::TestPki;
+use kamaelia_test::proxy::{DirectionFaults, FaultProxy, Faults};
+use kamaelia_test::servers::{echo_server, plaintext_server, tls_echo_server};
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 /// The one TcpError on `signal`; checks the final message says the same failure.
@@ -60,13 +58,14 @@ async fn unresolvable_name_is_a_typed_resolve_error() {
         return;
     }
     let exe = std::env::current_exe().unwrap();
+    let child = client::test_name(module_path!(), "resolve_child");
     let out = client::output_of(
         "unshare",
         &[
             "-n".as_ref(),
             exe.as_os_str(),
             "--exact".as_ref(),
-            "resolve_child".as_ref(),
+            child.as_ref(),
             "--ignored".as_ref(),
             "--nocapture".as_ref(),
         ],
@@ -111,7 +110,7 @@ async fn send_file_example_reports_an_unresolvable_name() {
         eprintln!("SKIPPED: `unshare -n` is not available here");
         return;
     }
-    let file = support::certs::TempFile::new("payload", b"hello");
+    let file = kamaelia_test::pki::TempFile::new("payload", b"hello");
     let out = client::output_of(
         "unshare",
         &[
@@ -131,27 +130,12 @@ async fn send_file_example_reports_an_unresolvable_name() {
     );
 }
 
-/// A listener whose accept queue is full: further SYNs are dropped, so connecting hangs.
-async fn hanging_listener() -> (std::net::SocketAddr, TcpListener, Vec<TcpStream>) {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(0).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..16 {
-        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => fillers.push(stream),
-            Ok(Err(err)) => panic!("filling the accept queue failed: {err}"),
-            Err(_still_pending) => return (addr, listener, fillers),
-        }
-    }
-    panic!("the accept queue never filled; this test needs Linux SYN-drop behaviour");
-}
-
 #[tokio::test]
 async fn connect_timeout_is_a_typed_error() {
     bounded(async {
-        let (addr, _listener, _fillers) = hanging_listener().await;
+        // A full accept queue: the SYN is dropped, the connect hangs.
+        let hanging = kamaelia_test::net::full_backlog();
+        let addr = hanging.addr;
         let timeout = Duration::from_millis(300);
         let started = tokio::time::Instant::now();
         let c = start(TcpClient::new("127.0.0.1", addr.port()).connect_timeout(timeout)).await;
@@ -307,7 +291,7 @@ async fn a_server_that_speaks_no_tls_is_a_typed_tls_error() {
 async fn a_silent_server_is_a_handshake_timeout() {
     bounded(async {
         let pki = TestPki::new();
-        let server = support::servers::silent_server().await;
+        let server = kamaelia_test::servers::silent_server().await;
         let timeout = Duration::from_millis(300);
         let client = TcpClient::new("127.0.0.1", server.addr.port())
             .tls(trusting(&pki).with_handshake_timeout(timeout));

@@ -1,16 +1,15 @@
 //! The test support code proves itself: the fault proxy and the small servers.
 
-mod support;
-
 use std::io;
 use std::time::Duration;
 
-use rand::RngCore;
-use support::bounded;
-use support::proxy::{DirectionFaults, FaultProxy, Faults};
-use support::servers::{
-    echo_server, echo_server_on, sha256, sink_server, slow_reader_server, speaks_first_server,
+use kamaelia_test::bounded;
+use kamaelia_test::proxy::{DirectionFaults, FaultProxy, Faults};
+use kamaelia_test::servers::{
+    echo_server, echo_server_on, sink_server, slow_reader_server, speaks_first_server,
 };
+use kamaelia_test::sha256;
+use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;

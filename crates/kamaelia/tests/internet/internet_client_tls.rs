@@ -2,19 +2,16 @@
 //! and which encrypted, makessl before the connection is up, ProducerFinished arriving during
 //! the handshake, close_notify on finish, TLS over IPv6.
 
-#[path = "support/client.rs"]
-mod client;
-mod support;
-
+use crate::client;
 use std::sync::Arc;
 
+use crate::client::{start, trusting};
 use axon::Control;
 use bytes::Bytes;
-use client::{start, trusting};
 use kamaelia::internet::HowDied;
 use kamaelia::{MakeSsl, SslReady, TcpClient};
-use support::bounded;
-use support::certs::TestPki;
+use kamaelia_test::bounded;
+use kamaelia_test::pki::TestPki;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;

@@ -1,15 +1,13 @@
 //! TLS handshakes over loopback with certificates made at test time.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use kamaelia::internet::{classify, ServerTls, TlsError, TlsSettings, Trust};
+use kamaelia_test::bounded;
+use kamaelia_test::pki::{TempFile, TestPki};
+use kamaelia_test::servers::{plaintext_server, silent_server, tls_echo_server};
 use rustls::server::WebPkiClientVerifier;
-use support::bounded;
-use support::certs::{TempFile, TestPki};
-use support::servers::{plaintext_server, silent_server, tls_echo_server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;

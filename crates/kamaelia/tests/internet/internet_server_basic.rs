@@ -1,16 +1,13 @@
 //! TcpServer over plain TCP on 127.0.0.1 and ::1: binding, the Listening notice, bind errors,
 //! echo integrity, what the protocol factory learns, and IPv6.
 
-#[path = "support/server.rs"]
-mod server;
-mod support;
-
 use std::io;
 use std::sync::{Arc, Mutex};
 
+use crate::server::{echo_through, RunningServer};
 use kamaelia::internet::{ConnectionInfo, EchoProtocol, TcpError, TcpServer};
-use server::{echo_through, random_bytes, sha256, RunningServer};
-use support::bounded;
+use kamaelia_test::bounded;
+use kamaelia_test::{random_bytes, sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

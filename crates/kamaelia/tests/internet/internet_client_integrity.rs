@@ -3,24 +3,22 @@
 //! against a late reader, data and ProducerFinished queued before the connection is up, and
 //! the fault-injecting proxy's fragments, delays and stalls.
 
-#[path = "support/client.rs"]
-mod client;
-mod support;
-
+use crate::client;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::client::{feed_random_chunks, hash_exactly, random_bytes, rng, start, trusting};
 use axon::Control;
 use bytes::Bytes;
-use client::{feed_random_chunks, hash_exactly, random_bytes, rng, start, trusting};
 use kamaelia::internet::HowDied;
 use kamaelia::{MakeSsl, TcpClient};
+use kamaelia_test::pki::TestPki;
+use kamaelia_test::proxy::{DirectionFaults, FaultProxy, Faults};
+use kamaelia_test::servers::{echo_server, sink_server};
+use kamaelia_test::sha256;
+use kamaelia_test::{bounded, with_timeout};
 use rand::Rng;
 use sha2::{Digest, Sha256};
-use support::certs::TestPki;
-use support::proxy::{DirectionFaults, FaultProxy, Faults};
-use support::servers::{echo_server, sha256, sink_server};
-use support::{bounded, with_timeout};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;

@@ -2,19 +2,17 @@
 //! process with its own mount namespace and /etc/hosts, a dual-stack name (raced, falling back
 //! to the family that listens) and an IPv6-only name.
 
-#[path = "support/client.rs"]
-mod client;
-mod support;
-
+use crate::client;
 use std::net::SocketAddr;
 
+use crate::client::start;
 use axon::Control;
 use bytes::Bytes;
-use client::start;
 use kamaelia::internet::{ConnectError, Connected, Family, HowDied};
 use kamaelia::{TcpClient, TcpError};
-use support::bounded;
-use support::servers::{sha256, sink_server_on};
+use kamaelia_test::bounded;
+use kamaelia_test::servers::sink_server_on;
+use kamaelia_test::sha256;
 
 /// Sends a message to a sink on `bind` through a client for `host`; returns the peer the
 /// client reported.
@@ -66,12 +64,13 @@ async fn dual_stack_and_ipv6_only_names() {
         eprintln!("SKIPPED: `unshare -m` is not available here (needs root)");
         return;
     }
-    let hosts = support::certs::TempFile::new("hosts", HOSTS.as_bytes());
+    let hosts = kamaelia_test::pki::TempFile::new("hosts", HOSTS.as_bytes());
     let exe = std::env::current_exe().unwrap();
     let script = format!(
-        "mount --bind '{}' /etc/hosts && exec '{}' --exact names_child --ignored --nocapture",
+        "mount --bind '{}' /etc/hosts && exec '{}' --exact '{}' --ignored --nocapture",
         hosts.path().display(),
-        exe.display()
+        exe.display(),
+        client::test_name(module_path!(), "names_child"),
     );
     let out = client::output_of(
         "unshare",

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::AbortOnDrop;
+use crate::AbortOnDrop;
 
 /// The longest a proxy runs, even if its test forgets it.
 pub const PROXY_LIFETIME: Duration = Duration::from_secs(30);

@@ -4,21 +4,18 @@
 //! to the client. `OnFinish::KeepOpen` keeps the write side open until the peer closes, and
 //! the idle timeout ends a quiet connection. Peers are plain tokio sockets written here.
 
-#[path = "support/client.rs"]
-mod client;
-mod support;
-
+use crate::client;
 use std::time::Duration;
 
+use crate::client::{feed_random_chunks, random_bytes, rng, start, trusting, wire, Signals};
 use axon::Control;
 use bytes::Bytes;
-use client::{feed_random_chunks, random_bytes, rng, start, trusting, wire, Signals};
 use kamaelia::internet::{HowDied, OnFinish, Transferred};
 use kamaelia::{MakeSsl, TcpClient, TcpError};
+use kamaelia_test::pki::TestPki;
+use kamaelia_test::{with_timeout, AbortOnDrop};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use support::certs::TestPki;
-use support::{with_timeout, AbortOnDrop};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -308,7 +305,7 @@ async fn huge_durations_mean_no_deadline_and_never_panic() {
         assert_eq!(got, b"ok");
         assert!(matches!(s.how(), HowDied::Finished), "{:?}", s.how());
 
-        let closed = client::closed_port("127.0.0.1");
+        let closed = kamaelia_test::net::closed_port("127.0.0.1");
         let r = kamaelia::internet::connect(
             "127.0.0.1",
             closed.port(),

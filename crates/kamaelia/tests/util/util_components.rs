@@ -1,8 +1,6 @@
 //! OneShot, ConsoleReader and ConsoleEchoer: in process against in-memory streams, and end to
 //! end through the `console_echo` example run as a real child process.
 
-mod support;
-
 use std::error::Error as _;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -325,7 +323,7 @@ async fn reader_reports_a_read_error_on_signal() {
 /// The built `console_echo` example (built here if `cargo test` has not built it).
 fn console_echo() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| support::example_bin("console_echo"))
+    BIN.get_or_init(|| kamaelia_test::examples::example_bin("kamaelia", "console_echo"))
 }
 
 struct Echoed {

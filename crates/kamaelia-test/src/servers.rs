@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use super::AbortOnDrop;
+use crate::AbortOnDrop;
 
 /// A running test server; dropping it stops the server and its connections.
 pub struct TestServer {
@@ -31,11 +31,6 @@ pub struct SinkReport {
     pub sha256: [u8; 32],
     /// The error that ended the connection, if it did not end with EOF.
     pub error: Option<io::ErrorKind>,
-}
-
-/// SHA-256 of `data`, to compare with a [`SinkReport`].
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    Sha256::digest(data).into()
 }
 
 /// Accepts one connection on 127.0.0.1, reads it to the end and reports what it read.

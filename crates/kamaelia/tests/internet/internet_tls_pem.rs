@@ -2,14 +2,12 @@
 //! `/dev/zero` is a clear `TlsError::Config` at once, and arbitrary bytes as a CA file, a
 //! certificate chain or a key give a configuration or a clear error, never a panic.
 
-mod support;
-
 use std::time::Duration;
 
 use kamaelia::internet::{ServerTls, TlsError, TlsSettings, Trust, MAX_PEM_BYTES};
+use kamaelia_test::pki::{TempFile, TestPki};
+use kamaelia_test::with_timeout;
 use proptest::prelude::*;
-use support::certs::{TempFile, TestPki};
-use support::with_timeout;
 
 fn config_error(r: Result<impl std::fmt::Debug, TlsError>) -> String {
     match r {

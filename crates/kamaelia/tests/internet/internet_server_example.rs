@@ -1,16 +1,13 @@
 //! The `echo_server` example program, run as a child process: it prints its address, echoes,
 //! ends with exit status 0 on Ctrl-C (SIGINT), and exits 2 on a bad port or one in use.
 
-#[path = "support/server.rs"]
-mod server;
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-use server::{echo_through, example_bin, random_bytes, sha256, ChildGuard};
-use support::bounded;
+use crate::server::{echo_through, example_bin, ChildGuard};
+use kamaelia_test::bounded;
+use kamaelia_test::{random_bytes, sha256};
 use tokio::net::TcpStream;
 use tokio::task::spawn_blocking;
 

@@ -3,19 +3,16 @@
 //! client's reset and a panicking protocol (reported as §6 says) end only their own connection;
 //! a `signal` nobody reads never stalls the server.
 
-#[path = "support/server.rs"]
-mod server;
-mod support;
-
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::server::{echo_through, errors_of, RunningServer};
 use axon::{Component, ComponentFailure, Control, FailureKind};
 use bytes::Bytes;
 use kamaelia::internet::{EchoProtocol, TcpError, TcpServer};
-use server::{echo_through, errors_of, random_bytes, sha256, RunningServer};
-use support::bounded;
+use kamaelia_test::bounded;
+use kamaelia_test::{random_bytes, sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 

@@ -3,10 +3,7 @@
 //! client written here against our server. The dialogues themselves are tested without
 //! sockets in the library (`internet::starttls::tests`).
 
-#[path = "support/server.rs"]
-mod server;
-mod support;
-
+use crate::server::RunningServer;
 use axon::{link_refs, Component, Control, Inbox, Scheduler, CONTROL, INBOX, OUTBOX, SIGNAL};
 use bytes::Bytes;
 use kamaelia::internet::{
@@ -14,10 +11,9 @@ use kamaelia::internet::{
     SmtpStartTlsClient, SmtpStartTlsServer, SslReady, TcpClient, TcpServer, TlsSettings, Trust,
 };
 use kamaelia::OneShot;
+use kamaelia_test::bounded;
+use kamaelia_test::pki::TestPki;
 use rustls::pki_types::ServerName;
-use server::RunningServer;
-use support::bounded;
-use support::certs::TestPki;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -197,7 +193,7 @@ async fn our_client_against_a_peer_written_here_for_each_protocol() {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let port = listener.local_addr().unwrap().port();
             let acceptor = TlsAcceptor::from(pki.server_config());
-            let peer = support::AbortOnDrop(tokio::spawn(async move {
+            let peer = kamaelia_test::AbortOnDrop(tokio::spawn(async move {
                 let (mut s, _) = listener.accept().await.unwrap();
                 let sc = script(p);
                 s.write_all(sc.greeting).await.unwrap();
@@ -278,7 +274,7 @@ async fn bytes_after_the_go_ahead_are_refused_as_injection() {
         let pki = TestPki::new();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let _peer = support::AbortOnDrop(tokio::spawn(async move {
+        let _peer = kamaelia_test::AbortOnDrop(tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
             s.write_all(b"220 hi\r\n").await.unwrap();
             read_line(&mut s).await;

@@ -3,18 +3,14 @@
 //! echo is pending ends its connection normally, with no component failure (no payload kept
 //! in the scheduler's failure record). Peers are plain tokio sockets.
 
-#[path = "support/server.rs"]
-mod server;
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::server::{errors_of, RunningServer};
 use kamaelia::internet::{
     DiscardProtocol, EchoProtocol, TcpError, TcpServer, DEFAULT_PLAINTEXT_TIMEOUT,
 };
-use server::{errors_of, RunningServer};
-use support::certs::TestPki;
-use support::{with_timeout, AbortOnDrop};
+use kamaelia_test::pki::TestPki;
+use kamaelia_test::{with_timeout, AbortOnDrop};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -3,23 +3,21 @@
 //! processes: a file sent to a sink (SHA-256 equal), and the SSL Graphline against a TLS echo
 //! server trusting a CA made at test time.
 
-#[path = "support/client.rs"]
-mod client;
-mod support;
-
+use crate::client;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use crate::client::{random_bytes, rng, trusting};
 use axon::{Control, Inbox, Scheduler};
-use client::{random_bytes, rng, trusting};
 use kamaelia::{
     graphline, pipeline, ConsoleEchoer, ConsoleReader, MakeSsl, OneShot, RateControlledFileReader,
     TcpClient,
 };
-use support::bounded;
-use support::certs::{TempFile, TestPki};
-use support::servers::{sha256, sink_server};
+use kamaelia_test::bounded;
+use kamaelia_test::pki::{TempFile, TestPki};
+use kamaelia_test::servers::sink_server;
+use kamaelia_test::sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `Pipeline(RateControlledFileReader("myfile", rate=100000), TCPClient(host, port))`.
@@ -96,7 +94,9 @@ async fn send_file_example_program_reports_refused_and_exits_1() {
     };
     bounded(async {
         let myfile = TempFile::new("myfile", b"x");
-        let port = client::closed_port("127.0.0.1").port().to_string();
+        let port = kamaelia_test::net::closed_port("127.0.0.1")
+            .port()
+            .to_string();
         let out = client::output_of(
             &bin,
             &[
@@ -179,7 +179,7 @@ async fn ssl_console_example_program_round_trips_through_a_tls_echo_server() {
         let (addr, mut handshakes, _server) = client::tls_echo_notifying(pki.server_config()).await;
         let port = addr.port().to_string();
         let mut child = Command::new("timeout")
-            .arg(support::TEST_TIMEOUT.as_secs().to_string())
+            .arg(kamaelia_test::TEST_TIMEOUT.as_secs().to_string())
             .arg(&bin)
             .args([OsStr::new("127.0.0.1"), port.as_ref(), "--ca".as_ref()])
             .arg(ca.path())
@@ -221,7 +221,7 @@ async fn ssl_console_example_program_rejects_an_untrusted_server() {
         let port = addr.port().to_string();
         let out = tokio::task::spawn_blocking(move || {
             Command::new("timeout")
-                .arg(support::TEST_TIMEOUT.as_secs().to_string())
+                .arg(kamaelia_test::TEST_TIMEOUT.as_secs().to_string())
                 .arg(&bin)
                 .args([OsStr::new("127.0.0.1"), port.as_ref(), "--ca".as_ref()])
                 .arg(ca.path())

@@ -2,23 +2,20 @@
 //! from outside, makessl twice, half-close both ways, and a server that speaks first. Each
 //! ends with exactly one final message on `signal`.
 
-#[path = "support/client.rs"]
-mod client;
-mod support;
-
+use crate::client;
 use std::time::Duration;
 
+use crate::client::{start, trusting, Signals};
 use axon::Control;
 use bytes::Bytes;
-use client::{start, trusting, Signals};
 use futures_util::FutureExt;
 use kamaelia::internet::{Connected, HowDied, PeerHalfClosed, TlsError};
 use kamaelia::{MakeSsl, TcpClient, TcpError};
-use support::bounded;
-use support::certs::TestPki;
-use support::servers::speaks_first_server;
+use kamaelia_test::bounded;
+use kamaelia_test::pki::TestPki;
+use kamaelia_test::servers::speaks_first_server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -60,18 +57,8 @@ async fn shutdown_during_the_delay_ends_promptly_and_counts_queued_data() {
 async fn shutdown_while_connecting_ends_promptly() {
     bounded(async {
         // A full accept queue: the SYN is dropped, the connect hangs.
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let listener = socket.listen(0).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut fillers = Vec::new();
-        loop {
-            match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
-                Ok(Ok(s)) => fillers.push(s),
-                Ok(Err(e)) => panic!("{e}"),
-                Err(_) => break,
-            }
-        }
+        let hanging = kamaelia_test::net::full_backlog();
+        let addr = hanging.addr;
         let started = Instant::now();
         let c = start(TcpClient::new("127.0.0.1", addr.port())).await;
         c.input

@@ -2,8 +2,6 @@
 //! over the byte stream, so the same component serves TCP, Unix sockets and pipes. Plain and
 //! TLS (both ends CSAs), and `ServerTls::accept` mirroring `TlsSettings::connect`.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -13,8 +11,8 @@ use kamaelia::internet::{
     ConnectedSocketAdapter, CsaOptions, OnFinish, PeerHalfClosed, ServerTls, SslReady, TlsRole,
     TlsSettings, Transferred, Trust,
 };
-use support::bounded;
-use support::certs::TestPki;
+use kamaelia_test::bounded;
+use kamaelia_test::pki::TestPki;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A duplex pipe has no address; errors name this one.

@@ -2,24 +2,21 @@
 //! the first byte (echo, an untrusting client, a plaintext client) and STARTTLS (the client's
 //! ClientHello pipelined right behind its command, and the ordinary wait-for-220 flow).
 
-#[path = "support/server.rs"]
-mod server;
-mod support;
-
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use crate::server::{echo_through, RunningServer};
 use axon::{Component, Control};
 use bytes::{Bytes, BytesMut};
 use kamaelia::internet::starttls::HandshakeReplay;
 use kamaelia::internet::{EchoProtocol, MakeSsl, SslReady, TcpError, TcpServer, TlsError};
+use kamaelia_test::bounded;
+use kamaelia_test::pki::TestPki;
+use kamaelia_test::{random_bytes, sha256};
 use rustls::pki_types::ServerName;
-use server::{echo_through, random_bytes, sha256, RunningServer};
-use support::bounded;
-use support::certs::TestPki;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
