@@ -72,6 +72,17 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
+/// True if `unshare` with these flags works here (root, or user namespaces allowed): tests
+/// that need a namespace of their own skip, saying so, where it does not.
+pub fn unshare_works(flags: &[&str]) -> bool {
+    std::process::Command::new("unshare")
+        .args(flags)
+        .arg("true")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,6 @@
 //! Real sockets on loopback; the resolver failure runs in a child process with no network.
 
 use crate::client;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::client::{start, trusting, Signals};
@@ -53,13 +52,13 @@ async fn refused_is_a_typed_connect_error_then_one_final_message() {
 /// no resolver can answer), so the failure is the resolver's and fast.
 #[tokio::test]
 async fn unresolvable_name_is_a_typed_resolve_error() {
-    if !unshare_works(&["-n"]) {
+    if !kamaelia_test::unshare_works(&["-n"]) {
         eprintln!("SKIPPED: `unshare -n` is not available here (needs root or user namespaces)");
         return;
     }
     let exe = std::env::current_exe().unwrap();
     let child = client::test_name(module_path!(), "resolve_child");
-    let out = client::output_of(
+    client::child_test_passes(
         "unshare",
         &[
             "-n".as_ref(),
@@ -71,12 +70,6 @@ async fn unresolvable_name_is_a_typed_resolve_error() {
         ],
     )
     .await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The child half of the test above; does nothing unless run by it.
@@ -106,7 +99,7 @@ async fn send_file_example_reports_an_unresolvable_name() {
     let Some(bin) = client::example_bin("send_file") else {
         return;
     };
-    if !unshare_works(&["-n"]) {
+    if !kamaelia_test::unshare_works(&["-n"]) {
         eprintln!("SKIPPED: `unshare -n` is not available here");
         return;
     }
@@ -459,13 +452,4 @@ async fn plaintext_pending_at_makessl_is_refused() {
         assert!(server.await.unwrap().is_empty());
     })
     .await;
-}
-
-fn unshare_works(flags: &[&str]) -> bool {
-    Command::new("unshare")
-        .args(flags)
-        .arg("true")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }

@@ -371,6 +371,18 @@ pub fn test_name(module: &str, name: &str) -> String {
     }
 }
 
+/// Runs `program args...` (which runs one test of this binary as a child) with
+/// [`output_of`], and panics with its output unless that one test passed.
+pub async fn child_test_passes(program: impl AsRef<std::ffi::OsStr>, args: &[&std::ffi::OsStr]) {
+    let out = output_of(program, args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `program args...` to completion off the runtime, killed by coreutils `timeout` if it
 /// runs longer than the test bound.
 pub async fn output_of(
