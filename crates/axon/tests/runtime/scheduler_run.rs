@@ -1,13 +1,11 @@
 //! Activation and run-to-completion: `run` waits for every component, children included, and
 //! returns promptly once they have ended (docs/semantics.md §1, §6).
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::within;
 use axon::{Component, Scheduler};
-use support::within;
 use tokio::sync::oneshot;
 
 /// A component that works for `work` (a timer standing in for real work), notes when it ended,

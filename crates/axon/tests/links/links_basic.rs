@@ -1,10 +1,8 @@
 //! Normal linkages, fan-in, unlinking, and what an unlinked outbox does with what it is sent
 //! (docs/semantics.md §2).
 
-mod support;
-
+use crate::support::{counter, forwarder, recv_n, send_all, within};
 use axon::{link, link_refs, unlink, Component, Control, Inbox, Outbox, Scheduler, TrySendError};
-use support::{counter, forwarder, recv_n, send_all, within};
 
 /// §2 (normal linkage): a component's outbox linked to another's inbox, and its `signal` to the
 /// other's `control`: every message arrives in order, then the final message, and the run ends.

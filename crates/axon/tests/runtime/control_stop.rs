@@ -1,10 +1,8 @@
 //! Stopping components: `Handle::stop` and `Scheduler::shutdown_all` deliver
 //! ShutdownMicroprocess through the control path (docs/semantics.md §5).
 
-mod support;
-
+use crate::support::{forwarder, idle, within, wrapper};
 use axon::{link_refs, Control, Inbox, Scheduler};
-use support::{forwarder, idle, within, wrapper};
 
 /// §5: `Handle::stop` delivers ShutdownMicroprocess to the component's `control`; the component
 /// passes it on through `signal` and ends; stopping it again says false.

@@ -1,12 +1,10 @@
 //! Named services: Kamaelia's Coordinating Assistant Tracker (docs/semantics.md §7).
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::support::within;
 use axon::{Component, Registry, RegistryError, Scheduler};
-use support::within;
 use tokio::sync::Barrier;
 
 /// §7: register, look up (with the right and a wrong type), list, deregister.

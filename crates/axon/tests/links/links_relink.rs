@@ -1,9 +1,7 @@
 //! Relinking while messages flow (docs/semantics.md §4).
 
-mod support;
-
+use crate::support::{assert_increasing, collector, soon, within};
 use axon::{link, link_refs, unlink, BoxRef, Component, Inbox, Outbox, Scheduler};
-use support::{assert_increasing, collector, soon, within};
 use tokio::sync::watch;
 
 const N: u64 = 100_000;

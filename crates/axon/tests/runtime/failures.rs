@@ -1,14 +1,12 @@
 //! Components that panic or fail: reported on `signal` and in the run's report, while the rest
 //! of the system keeps running (docs/semantics.md §5, §6).
 
-mod support;
-
 use std::fmt;
 
+use crate::support::{forwarder, idle, within};
 use axon::{
     link_refs, Component, ComponentFailure, Control, FailureKind, Inbox, Outbox, Scheduler,
 };
-use support::{forwarder, idle, within};
 
 #[derive(Debug)]
 struct Refused(u32);

@@ -1,10 +1,8 @@
 //! Passthrough linkages: a parent's inbox forwarded into a child, a child's outbox exposed as the
 //! parent's, and chains of such hops (docs/semantics.md §2).
 
-mod support;
-
+use crate::support::{forwarder, recv_n, send_all, within, wrapper};
 use axon::{link, link_refs, Component, Control, Inbox, Outbox, Scheduler};
-use support::{forwarder, recv_n, send_all, within, wrapper};
 use tokio::sync::oneshot;
 
 /// §2 (passthrough in, queued-before-link moves in order): messages sent to a parent's inbox

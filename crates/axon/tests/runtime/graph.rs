@@ -1,9 +1,7 @@
 //! The live graph as Graphviz DOT (docs/semantics.md §8).
 
-mod support;
-
+use crate::support::{collector, forwarder, within, wrapper};
 use axon::{link_refs, Component, Inbox, Scheduler};
-use support::{collector, forwarder, within, wrapper};
 use tokio::sync::oneshot;
 
 /// A component with an `outbox` that sends nothing and ends on its first control message.

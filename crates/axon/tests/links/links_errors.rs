@@ -1,9 +1,7 @@
 //! Linkages that cannot be made, and the errors that name their boxes (docs/semantics.md §2).
 
-mod support;
-
+use crate::support::{recv_n, send_all, within};
 use axon::{link, link_refs, Component, FailureKind, Inbox, Outbox, Scheduler, WiringError};
-use support::{recv_n, send_all, within};
 
 /// §2 (one destination per outbox): linking an outbox that is already linked fails with
 /// `AlreadyLinked`, naming the outbox and where it already goes; the first link keeps working.
