@@ -6,55 +6,31 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use kamaelia::internet::{TlsSettings, Trust};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
+use kamaelia_test::pki::{TestPki, LOOPBACK_NAMES};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// A CA, a leaf it signed for `localhost`, `127.0.0.1` and `::1`, and the CA as a PEM file for
 /// the command-line peers.
 pub(crate) struct Pki {
     ca: CertificateDer<'static>,
     chain: Vec<CertificateDer<'static>>,
-    key: PrivatePkcs8KeyDer<'static>,
+    key: PrivateKeyDer<'static>,
     ca_pem_file: PathBuf,
 }
 
 impl Pki {
-    /// Makes the certificates and writes the CA's PEM under `dir`.
+    /// Makes the certificates (the workspace's one builder, `kamaelia_test::pki`) and writes
+    /// the CA's PEM under `dir`.
     pub(crate) fn new(dir: &Path) -> Result<Self> {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "kamaelia-bench CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_key = KeyPair::generate()?;
-        let ca = ca_params.self_signed(&ca_key)?;
-        let mut leaf_params = CertificateParams::new(vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-            "::1".to_string(),
-        ])?;
-        leaf_params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf_key = KeyPair::generate()?;
-        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key)?;
+        let pki = TestPki::generate("kamaelia-bench", LOOPBACK_NAMES, false)?;
         let ca_pem_file = dir.join("ca.pem");
-        std::fs::write(&ca_pem_file, ca.pem())
+        std::fs::write(&ca_pem_file, pki.ca_pem())
             .with_context(|| format!("writing {}", ca_pem_file.display()))?;
         Ok(Pki {
-            ca: ca.der().clone(),
-            chain: vec![leaf.der().clone(), ca.der().clone()],
-            key: PrivatePkcs8KeyDer::from(leaf_key.serialize_der()),
+            ca: pki.ca_der(),
+            chain: pki.chain_der(),
+            key: pki.key_der(),
             ca_pem_file,
         })
     }
@@ -69,10 +45,7 @@ impl Pki {
         let config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
-            .with_single_cert(
-                self.chain.clone(),
-                PrivateKeyDer::Pkcs8(self.key.clone_key()),
-            )?;
+            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
         Ok(Arc::new(config))
     }
 

@@ -22,7 +22,8 @@ use axon::{Component, Control, Scheduler, CONTROL, INBOX, OUTBOX, SIGNAL};
 use bytes::Bytes;
 use kamaelia::internet::{ServerTls, SmtpStartTlsServer, TcpServer, TlsSettings, Trust};
 use kamaelia::{ConsoleEchoer, ConsoleReader, Pipeline, RateControlledFileReader, ReadMode};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use kamaelia_test::pki::{TestPki, LOOPBACK_NAMES};
+use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWrite;
 
@@ -288,7 +289,8 @@ pub(crate) fn hash_protocol(slot: Arc<Mutex<Option<(u64, String)>>>) -> Componen
     })
 }
 
-/// A CA and a server certificate for localhost, 127.0.0.1 and ::1.
+/// A CA and a server certificate for localhost, 127.0.0.1 and ::1, from the workspace's one
+/// PKI builder (`kamaelia_test::pki`).
 struct Pki {
     ca: CertificateDer<'static>,
     server: ServerTls,
@@ -296,49 +298,17 @@ struct Pki {
 
 impl Pki {
     fn new() -> anyhow::Result<Self> {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-            KeyUsagePurpose,
-        };
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "Kamaelia demo CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_key = KeyPair::generate()?;
-        let ca = ca_params.self_signed(&ca_key)?;
-        let mut leaf_params = CertificateParams::new(vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-            "::1".to_string(),
-        ])?;
-        leaf_params
-            .distinguished_name
-            .push(DnType::CommonName, "Kamaelia demo server");
-        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf_key = KeyPair::generate()?;
-        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key)?;
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+        let pki = TestPki::generate("Kamaelia demo", LOOPBACK_NAMES, false)?;
         Ok(Pki {
-            ca: ca.der().clone(),
-            server: ServerTls::from_der(vec![leaf.der().clone(), ca.der().clone()], key),
+            ca: pki.ca_der(),
+            server: pki.server_tls(),
         })
     }
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*), so the demo needs no randomness source.
+/// Deterministic pseudo-random bytes, so the demo needs no randomness source.
 fn pseudo_random(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        v.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    v.truncate(len);
-    v
+    kamaelia_test::random_bytes(0x9E37_79B9_7F4A_7C15, len)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -7,9 +7,10 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
+use kamaelia_test::{sha256, unshare_works};
 use support::certs::Pki;
 use support::servers;
-use support::{args, random_bytes, run, sha256, start, unshare_works, Input, TempDir};
+use support::{args, random_bytes, run, start, Input, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -295,7 +296,8 @@ fn connect_refused() {
 
 #[test]
 fn connect_timed_out() {
-    let (addr, _listener, _fillers) = servers::full_backlog();
+    let hanging = kamaelia_test::net::full_backlog();
+    let addr = hanging.addr;
     let started = std::time::Instant::now();
     fails_with(
         &["--connect-timeout", "0.5"],

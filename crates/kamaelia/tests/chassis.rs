@@ -1,17 +1,9 @@
 //! Pipeline and Graphline: wiring, termination, nesting, control forwarding and wiring errors
 //! (docs/semantics.md §2, §5, §6), on real tasks.
 
-use std::future::Future;
-use std::time::Duration;
-
 use axon::{Component, Control, Inbox, Outbox, Scheduler, WiringError};
 use kamaelia::{graphline, pipeline, Graphline, Pipeline};
-
-async fn bounded<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(10), f)
-        .await
-        .expect("test timed out")
-}
+use kamaelia_test::bounded;
 
 /// Sends 0..n, then ProducerFinished.
 fn source(n: u64) -> Component {

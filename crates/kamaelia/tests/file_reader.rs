@@ -2,50 +2,21 @@
 //! and shutdown part way through.
 
 use std::error::Error as _;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use axon::{Component, ComponentFailure, Control, Inbox, Outbox, RunReport, Scheduler};
 use bytes::Bytes;
 use kamaelia::{FileReaderError, RateControlledFileReader};
-use rand::RngCore;
+use kamaelia_test::pki::TempFile;
 use sha2::{Digest, Sha256};
 use tokio::time::{timeout, Instant};
 
 /// The bound on each test (virtual time in the paused tests, where it is also the hang detector).
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// A file in the temp directory, removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(tag: &str, contents: &[u8]) -> TempFile {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "kamaelia-file-reader-{}-{n}-{tag}",
-            std::process::id()
-        ));
-        std::fs::write(&path, contents).unwrap();
-        TempFile(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
+/// `n` random bytes.
 fn random_bytes(n: usize) -> Vec<u8> {
-    let mut v = vec![0; n];
-    rand::thread_rng().fill_bytes(&mut v);
-    v
+    kamaelia_test::random_bytes(rand::random(), n)
 }
 
 /// What a run produced: the chunks on `outbox` and everything on `signal`.

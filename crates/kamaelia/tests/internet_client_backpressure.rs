@@ -5,7 +5,6 @@
 
 #[path = "support/client.rs"]
 mod client;
-mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use axon::Control;
 use bytes::Bytes;
 use client::{rss_bytes, start, start_with};
 use kamaelia::TcpClient;
-use support::with_timeout;
+use kamaelia_test::with_timeout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

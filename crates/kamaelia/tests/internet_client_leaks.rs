@@ -5,17 +5,17 @@
 
 #[path = "support/client.rs"]
 mod client;
-mod support;
 
 use std::time::Duration;
 
 use axon::Control;
 use bytes::Bytes;
-use client::{closed_port, open_fds, start, trusting, until};
+use client::{open_fds, start, trusting, until};
 use kamaelia::{MakeSsl, TcpClient};
-use support::certs::TestPki;
-use support::servers::echo_server;
-use support::with_timeout;
+use kamaelia_test::net::closed_port;
+use kamaelia_test::pki::TestPki;
+use kamaelia_test::servers::echo_server;
+use kamaelia_test::with_timeout;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_cycles_leak_no_fd_and_no_task() {

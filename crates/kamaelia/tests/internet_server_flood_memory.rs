@@ -6,7 +6,6 @@
 mod client;
 #[path = "support/server.rs"]
 mod server;
-mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,8 +13,8 @@ use std::time::Duration;
 
 use client::rss_bytes;
 use kamaelia::internet::{EchoProtocol, TcpServer};
+use kamaelia_test::{with_timeout, AbortOnDrop};
 use server::RunningServer;
-use support::{with_timeout, AbortOnDrop};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

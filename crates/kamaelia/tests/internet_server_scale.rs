@@ -9,7 +9,6 @@
 
 #[path = "support/server.rs"]
 mod server;
-mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +17,8 @@ use axon::Control;
 use bytes::Bytes;
 use kamaelia::internet::{EchoProtocol, TcpServer};
 use kamaelia::TcpClient;
+use kamaelia_test::with_timeout;
 use server::RunningServer;
-use support::with_timeout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Barrier;

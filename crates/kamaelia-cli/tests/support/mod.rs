@@ -195,29 +195,9 @@ impl Drop for TempDir {
     }
 }
 
-/// Random bytes (every byte value likely present).
+/// `n` random bytes (every byte value likely present), from a fresh seed.
 pub fn random_bytes(n: usize) -> Vec<u8> {
-    use rand::RngCore;
-    let mut v = vec![0u8; n];
-    rand::thread_rng().fill_bytes(&mut v);
-    v
-}
-
-/// SHA-256, for comparing large outputs.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(data).into()
-}
-
-/// True if `unshare` with these flags works here (root, or user namespaces allowed).
-pub fn unshare_works(flags: &[&str]) -> bool {
-    Command::new("unshare")
-        .args(flags)
-        .arg("true")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    kamaelia_test::random_bytes(rand::random(), n)
 }
 
 /// The path of `tool` if it is installed; otherwise prints why the caller skips it.

@@ -186,31 +186,9 @@ pub fn resetting_server() -> SocketAddr {
     })
 }
 
-/// A port where nothing listens.
+/// An address on 127.0.0.1 nobody listens on.
 pub fn closed_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let a = l.local_addr().unwrap();
-    drop(l);
-    a
-}
-
-/// A listener whose accept queue is full: further connects hang (Linux drops the SYNs).
-/// Keep the returned value alive while it must hang.
-pub fn full_backlog() -> (SocketAddr, socket2::Socket, Vec<TcpStream>) {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    s.listen(0).unwrap();
-    let addr = s.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..16 {
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            Ok(c) => fillers.push(c),
-            Err(_) => return (addr, s, fillers),
-        }
-    }
-    panic!("the accept queue never filled");
+    kamaelia_test::net::closed_port("127.0.0.1")
 }
 
 /// What a test peer read from one connection: how many bytes, and their SHA-256.

@@ -2,8 +2,8 @@
 //! scheduler run on a task, and helpers to read its `signal` the way the contract says (any
 //! number of errors and notices, then exactly one final message).
 //!
-//! Included by the `internet_client_*` tests with `#[path = "support/client.rs"] mod client;`
-//! next to `mod support;`.
+//! Included by the `internet` tests and the client tests that run alone in their process
+//! with `#[path = "support/client.rs"] mod client;`.
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::support::certs::TestPki;
+use kamaelia_test::pki::TestPki;
 
 /// A running TcpClient and the test's ends of its boxes.
 pub struct Running {
@@ -242,20 +242,9 @@ pub fn rng() -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
 }
 
-/// `len` pseudo-random bytes (xorshift64* seeded from `rng`: a cryptographic generator is
-/// several times slower in a debug build, and the data only has to be unpredictable enough
-/// that a reordering or a lost chunk changes the hash).
+/// `len` pseudo-random bytes seeded from `rng` (see [`kamaelia_test::random_bytes`]).
 pub fn random_bytes(rng: &mut impl RngCore, len: usize) -> Bytes {
-    let mut state = rng.next_u64() | 1;
-    let mut data = Vec::with_capacity(len + 8);
-    while data.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        data.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    data.truncate(len);
-    data.into()
+    kamaelia_test::random_bytes(rng.next_u64(), len).into()
 }
 
 /// Sends `data` into `input` in random-size pieces (1 byte to 128 KiB), as zero-copy slices.
@@ -280,14 +269,6 @@ pub async fn hash_exactly(out: &Inbox<Bytes>, len: usize) -> [u8; 32] {
     }
     assert_eq!(got, len, "more bytes than expected");
     hasher.finalize().into()
-}
-
-/// A listener address on `ip` port 0 that nobody listens on (bound then closed).
-pub fn closed_port(ip: &str) -> SocketAddr {
-    let l = std::net::TcpListener::bind((ip, 0)).unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    addr
 }
 
 /// The number of open file descriptors of this process.
@@ -320,7 +301,7 @@ pub async fn until(mut cond: impl FnMut() -> bool) {
 
 /// The path of example `name` (built here if `cargo test` has not built it).
 pub fn example_bin(name: &str) -> Option<std::path::PathBuf> {
-    Some(crate::support::example_bin(name))
+    Some(kamaelia_test::examples::example_bin("kamaelia", name))
 }
 
 /// A TLS server from the first byte that echoes, and sends `()` on the returned channel each
@@ -330,7 +311,7 @@ pub async fn tls_echo_notifying(
 ) -> (
     SocketAddr,
     tokio::sync::mpsc::UnboundedReceiver<()>,
-    crate::support::AbortOnDrop<()>,
+    kamaelia_test::AbortOnDrop<()>,
 ) {
     use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -354,7 +335,7 @@ pub async fn tls_echo_notifying(
             });
         }
     });
-    (addr, rx, crate::support::AbortOnDrop(task))
+    (addr, rx, kamaelia_test::AbortOnDrop(task))
 }
 
 /// Checks that `bytes` is a sequence of whole TLS records (content types 20..=23, legacy
@@ -381,6 +362,27 @@ pub fn tls_records(bytes: &[u8]) -> usize {
     n
 }
 
+/// The test harness's name for test `name` in the module `module` (its `module_path!()`): the
+/// path without the crate's name, as `--exact` wants it.
+pub fn test_name(module: &str, name: &str) -> String {
+    match module.split_once("::") {
+        Some((_crate, path)) => format!("{path}::{name}"),
+        None => name.to_owned(),
+    }
+}
+
+/// Runs `program args...` (which runs one test of this binary as a child) with
+/// [`output_of`], and panics with its output unless that one test passed.
+pub async fn child_test_passes(program: impl AsRef<std::ffi::OsStr>, args: &[&std::ffi::OsStr]) {
+    let out = output_of(program, args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `program args...` to completion off the runtime, killed by coreutils `timeout` if it
 /// runs longer than the test bound.
 pub async fn output_of(
@@ -388,7 +390,7 @@ pub async fn output_of(
     args: &[&std::ffi::OsStr],
 ) -> std::process::Output {
     let mut cmd = std::process::Command::new("timeout");
-    cmd.arg(format!("{}", crate::support::TEST_TIMEOUT.as_secs()))
+    cmd.arg(format!("{}", kamaelia_test::TEST_TIMEOUT.as_secs()))
         .arg(program)
         .args(args)
         .env("KAMAELIA_CLIENT_CHILD", "1");

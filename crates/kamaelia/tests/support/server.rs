@@ -1,6 +1,7 @@
 //! Running a `TcpServer` under its own scheduler in a test, and plain clients for it.
 //!
-//! Self-contained so a test binary can include it with `#[path = "support/server.rs"]`.
+//! Included by the `internet` tests and the server tests that run alone in their process with
+//! `#[path = "support/server.rs"] mod server;`.
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
@@ -8,8 +9,7 @@ use std::net::SocketAddr;
 use axon::{Control, Handle, Inbox, RunReport, Scheduler};
 use kamaelia::internet::{Listening, TcpServer};
 use rand::rngs::StdRng;
-use rand::{Rng, RngCore, SeedableRng};
-use sha2::{Digest, Sha256};
+use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -100,18 +100,6 @@ impl Drop for RunningServer {
     }
 }
 
-/// `len` bytes from a generator seeded with `seed`.
-pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut data = vec![0u8; len];
-    StdRng::seed_from_u64(seed).fill_bytes(&mut data);
-    data
-}
-
-/// SHA-256 of `data`.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    Sha256::digest(data).into()
-}
-
 /// Writes `data` to `stream` in chunks of random sizes (up to `max_chunk`) while reading what
 /// comes back, half-closes, and reads to the end. Returns what was read.
 pub async fn echo_through<S>(stream: S, data: &[u8], seed: u64, max_chunk: usize) -> Vec<u8>
@@ -148,7 +136,7 @@ pub fn errors_of<E: std::error::Error + Clone + 'static>(msgs: &[Control]) -> Ve
 
 /// The path of example `name` (built here if `cargo test` has not built it).
 pub fn example_bin(name: &str) -> Option<std::path::PathBuf> {
-    Some(crate::support::example_bin(name))
+    Some(kamaelia_test::examples::example_bin("kamaelia", name))
 }
 
 /// A child process killed when this is dropped, so a failing test leaves nothing running.
