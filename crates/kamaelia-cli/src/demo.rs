@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use axon::{Component, Control, Scheduler, CONTROL, INBOX, OUTBOX, SIGNAL};
+use axon::{Component, Control, ControlWatch, Scheduler, CONTROL, INBOX, OUTBOX, SIGNAL};
 use bytes::Bytes;
 use kamaelia::internet::{ServerTls, SmtpStartTlsServer, TcpServer, TlsSettings, Trust};
 use kamaelia::{ConsoleEchoer, ConsoleReader, Pipeline, RateControlledFileReader, ReadMode};
@@ -262,30 +262,33 @@ pub(crate) fn hash_protocol(slot: Arc<Mutex<Option<(u64, String)>>>) -> Componen
     b.main(move |_cx| async move {
         let mut hasher = Sha256::new();
         let mut n = 0u64;
-        loop {
+        // docs/semantics.md §5: ProducerFinished after what was queued before it,
+        // ShutdownMicroprocess at once; errors and notices passed on.
+        let mut watch = ControlWatch::new(&control, &signal);
+        while !watch.stopping() {
             tokio::select! {
                 d = inbox.recv() => {
                     n += d.len() as u64;
                     hasher.update(&d);
                 }
-                c = control.recv() => {
-                    if !c.is_final() {
-                        continue;
-                    }
-                    while let Some(d) = inbox.try_recv() {
-                        n += d.len() as u64;
-                        hasher.update(&d);
-                    }
-                    let digest = hex(&hasher.finalize());
-                    let _ = outbox.send(Bytes::from(format!("sha256 {digest} {n}\n"))).await;
-                    if let Ok(mut g) = slot.lock() {
-                        *g = Some((n, digest));
-                    }
-                    let _ = signal.send(Control::producer_finished()).await;
-                    return Ok(());
-                }
+                c = watch.control().recv() => watch.handle(c).await,
             }
         }
+        if !watch.shutdown_requested() {
+            while let Some(d) = inbox.try_recv() {
+                n += d.len() as u64;
+                hasher.update(&d);
+            }
+        }
+        let digest = hex(&hasher.finalize());
+        let _ = outbox
+            .send(Bytes::from(format!("sha256 {digest} {n}\n")))
+            .await;
+        if let Ok(mut g) = slot.lock() {
+            *g = Some((n, digest));
+        }
+        watch.finish(Control::producer_finished());
+        Ok(())
     })
 }
 

@@ -232,7 +232,7 @@ impl Observer {
         loop {
             tokio::select! {
                 c = self.signal.recv() => {
-                    self.events.signal("signal", &c);
+                    self.events.signal(axon::SIGNAL, &c);
                     if let Some(Connected { peer, .. }) = c.payload::<Connected>() {
                         s.peer = Some(*peer);
                         s.connected_at = Some(Instant::now());
