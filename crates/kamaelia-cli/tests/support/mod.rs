@@ -267,3 +267,22 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// `connect --starttls PROTO --ca CA [EXTRA] --servername localhost 127.0.0.1 ADDR`.
+pub fn starttls_args<'a>(
+    pki: &'a certs::Pki,
+    proto: &'a str,
+    addr: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut v = vec![
+        "connect",
+        "--starttls",
+        proto,
+        "--ca",
+        pki.ca_pem.to_str().unwrap(),
+    ];
+    v.extend_from_slice(extra);
+    v.extend_from_slice(&["--servername", "localhost", "127.0.0.1", addr]);
+    v
+}
