@@ -116,6 +116,24 @@ pub async fn silent_server() -> TestServer {
     .await
 }
 
+/// Accepts one connection on 127.0.0.1 and runs `peer` on it: a peer written in the test.
+/// Returns the port and the peer's task, aborted when dropped; await its `.0` for what `peer`
+/// returned, so that the peer's own assertions count.
+pub async fn accept_one<F, Fut, T>(peer: F) -> (u16, AbortOnDrop<T>)
+where
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        peer(stream).await
+    });
+    (port, AbortOnDrop(task))
+}
+
 /// Runs `handle` on every connection accepted on `bind`.
 async fn serve_each<F, Fut>(bind: &str, handle: F) -> TestServer
 where

@@ -13,11 +13,11 @@ use bytes::Bytes;
 use kamaelia::internet::{HowDied, OnFinish, Transferred};
 use kamaelia::{MakeSsl, TcpClient, TcpError};
 use kamaelia_test::pki::TestPki;
-use kamaelia_test::{with_timeout, AbortOnDrop};
+use kamaelia_test::servers::accept_one;
+use kamaelia_test::with_timeout;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 const UPLOAD: usize = 20 * 1024 * 1024;
 const GREETING: usize = 1000;
@@ -68,15 +68,13 @@ async fn upload(client: TcpClient, tls: bool) -> (Signals, Vec<u8>, [u8; 32]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_half_close_ends_only_the_receive_direction() {
     with_timeout(LONG, async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let peer = AbortOnDrop(tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
+        let (port, peer) = accept_one(|mut s| async move {
             s.write_all(&[b'g'; GREETING]).await.unwrap();
             // SHUT_WR: finished sending, still reading.
             s.shutdown().await.unwrap();
             read_all(s).await
-        }));
+        })
+        .await;
         let (s, got, hash) = upload(TcpClient::new("127.0.0.1", port), false).await;
         let (peer_hash, peer_len) = (&mut { peer }.0).await.unwrap();
         assert_eq!(
@@ -107,17 +105,15 @@ async fn peer_close_notify_ends_only_the_receive_direction_under_tls() {
     with_timeout(LONG, async {
         let pki = TestPki::new();
         let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let peer = AbortOnDrop(tokio::spawn(async move {
-            let (s, _) = listener.accept().await.unwrap();
+        let (port, peer) = accept_one(|s| async move {
             let mut tls = acceptor.accept(s).await.unwrap();
             tls.write_all(&[b'g'; GREETING]).await.unwrap();
             // close_notify, without closing the TCP connection: the server keeps reading.
             tls.get_mut().1.send_close_notify();
             tls.flush().await.unwrap();
             read_all(tls).await
-        }));
+        })
+        .await;
         let client = TcpClient::new("127.0.0.1", port).tls(trusting(&pki));
         let (s, got, hash) = upload(client, true).await;
         let (peer_hash, peer_len) = (&mut { peer }.0).await.unwrap();
@@ -140,15 +136,13 @@ async fn peer_close_notify_ends_only_the_receive_direction_under_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_that_closed_entirely_fails_the_upload_and_every_byte_is_accounted_for() {
     with_timeout(LONG, async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let _peer = AbortOnDrop(tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
+        let (port, _peer) = accept_one(|mut s| async move {
             let mut buf = vec![0u8; 100_000];
             s.read_exact(&mut buf).await.unwrap();
             // Closing with unread data sends a reset.
             drop(s);
-        }));
+        })
+        .await;
         let c = start(TcpClient::new("127.0.0.1", port)).await;
         let mut handed: u64 = 0;
         let chunk = Bytes::from(vec![7u8; 64 * 1024]);
@@ -184,10 +178,7 @@ async fn peer_that_closed_entirely_fails_the_upload_and_every_byte_is_accounted_
 #[tokio::test]
 async fn keep_open_leaves_the_write_side_open_until_the_peer_closes() {
     with_timeout(Duration::from_secs(10), async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let peer = AbortOnDrop(tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
+        let (port, peer) = accept_one(|mut s| async move {
             let mut req = [0u8; 6];
             s.read_exact(&mut req).await.unwrap();
             assert_eq!(&req, b"QUIT\r\n");
@@ -200,7 +191,8 @@ async fn keep_open_leaves_the_write_side_open_until_the_peer_closes() {
             s.shutdown().await.unwrap();
             // Now the client closes too.
             assert_eq!(s.read(&mut more).await.unwrap(), 0);
-        }));
+        })
+        .await;
         let c = start(TcpClient::new("127.0.0.1", port).on_finish(OnFinish::KeepOpen)).await;
         c.input.send(Bytes::from_static(b"QUIT\r\n")).await.unwrap();
         c.control.send(Control::producer_finished()).await.unwrap();
@@ -223,13 +215,11 @@ async fn keep_open_leaves_the_write_side_open_until_the_peer_closes() {
 #[tokio::test]
 async fn idle_timeout_ends_a_connection_with_no_traffic() {
     with_timeout(Duration::from_secs(10), async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let _peer = AbortOnDrop(tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
+        let (port, _peer) = accept_one(|mut s| async move {
             let mut buf = [0u8; 16];
             while s.read(&mut buf).await.unwrap_or(0) > 0 {}
-        }));
+        })
+        .await;
         let after = Duration::from_millis(200);
         let started = std::time::Instant::now();
         let c = start(TcpClient::new("127.0.0.1", port).idle_timeout(Some(after))).await;
@@ -259,15 +249,13 @@ async fn idle_timeout_ends_a_connection_with_no_traffic() {
 #[tokio::test]
 async fn traffic_keeps_the_idle_timeout_away() {
     with_timeout(Duration::from_secs(10), async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let _peer = AbortOnDrop(tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
+        let (port, _peer) = accept_one(|mut s| async move {
             for _ in 0..20 {
                 s.write_all(b"tick").await.unwrap();
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-        }));
+        })
+        .await;
         let client = TcpClient::new("127.0.0.1", port)
             .idle_timeout(Some(Duration::from_millis(300)))
             .on_finish(OnFinish::HalfClose);
@@ -286,14 +274,12 @@ async fn traffic_keeps_the_idle_timeout_away() {
 #[tokio::test]
 async fn huge_durations_mean_no_deadline_and_never_panic() {
     with_timeout(Duration::from_secs(10), async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let _peer = AbortOnDrop(tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
+        let (port, _peer) = accept_one(|mut s| async move {
             let mut got = Vec::new();
             s.read_to_end(&mut got).await.unwrap();
             s.write_all(&got).await.unwrap();
-        }));
+        })
+        .await;
         let client = TcpClient::new("127.0.0.1", port)
             .connect_timeout(Duration::from_secs_f64(1e19))
             .idle_timeout(Some(Duration::MAX))
