@@ -192,20 +192,11 @@ impl Served {
     /// Waits for the server to exit within `limit` (killing it and panicking if it does not);
     /// returns its status and everything it wrote on stderr.
     pub fn finish(mut self, limit: Duration) -> (ExitStatus, String) {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if start.elapsed() > limit {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "serve did not exit within {limit:?}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let Some(status) = super::exit_within(&mut self.child, limit) else {
+            panic!(
+                "serve did not exit within {limit:?}; stderr:\n{}",
+                self.stderr()
+            );
         };
         if let Some(r) = self.reader.take() {
             let _ = r.join();

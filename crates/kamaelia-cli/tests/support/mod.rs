@@ -116,20 +116,13 @@ pub fn start(mut cmd: Command, input: Input) -> Running {
 impl Running {
     /// Waits for the child to exit within `limit`; kills it and panics if it does not.
     pub fn finish(mut self, limit: Duration) -> Run {
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break s;
-            }
-            if self.started.elapsed() > limit {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                let err = self.err.join().unwrap_or_default();
-                panic!(
-                    "kamaelia did not exit within {limit:?}; stderr:\n{}",
-                    String::from_utf8_lossy(&err)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let left = limit.saturating_sub(self.started.elapsed());
+        let Some(status) = exit_within(&mut self.child, left) else {
+            let err = self.err.join().unwrap_or_default();
+            panic!(
+                "kamaelia did not exit within {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&err)
+            );
         };
         let elapsed = self.started.elapsed();
         // Drop the kept-open stdin only now, so the child saw it open the whole time.
@@ -239,15 +232,22 @@ pub fn wait_listening(port: u16, limit: Duration) {
 
 /// Waits for a peer tool to exit within `limit`; kills it and panics if it does not.
 pub fn wait_child(child: &mut Child, limit: Duration) -> ExitStatus {
+    exit_within(child, limit)
+        .unwrap_or_else(|| panic!("the peer tool did not exit within {limit:?}"))
+}
+
+/// Waits for `child` to exit within `limit` (polled every 10 ms: a child's exit has no event to
+/// wait on here); kills and reaps it and returns `None` if it does not.
+pub fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let started = Instant::now();
     loop {
         if let Some(s) = child.try_wait().expect("try_wait") {
-            return s;
+            return Some(s);
         }
         if started.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the peer tool did not exit within {limit:?}");
+            return None;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
