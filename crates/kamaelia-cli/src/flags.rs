@@ -113,12 +113,8 @@ enum Command {
         /// Read and throw away everything received.
         #[arg(long)]
         discard: bool,
-        /// The PEM certificate chain, for TLS.
-        #[arg(long, value_name = "FILE", requires = "key")]
-        cert: Option<PathBuf>,
-        /// The PEM private key, for TLS.
-        #[arg(long, value_name = "FILE", requires = "cert")]
-        key: Option<PathBuf>,
+        #[command(flatten)]
+        server_tls: ServerTlsArgs,
         /// Speak plaintext until the client asks for STARTTLS (greeting, EHLO, STARTTLS), then
         /// TLS; needs --cert and --key.
         #[arg(long, requires = "cert")]
@@ -131,6 +127,33 @@ enum Command {
     },
     /// The embedded demo: a local server, the page's two examples, a report. Offline.
     Demo,
+}
+
+/// The TLS options of a listening side (serve; listen and forward to come).
+#[derive(Debug, clap::Args)]
+struct ServerTlsArgs {
+    /// The PEM certificate chain, for TLS.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The PEM private key, for TLS.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+}
+
+impl ServerTlsArgs {
+    /// The server identity, loaded and built once here so that a bad file is a usage error;
+    /// None without --cert/--key.
+    fn identity(&self) -> Result<Option<ServerTls>, UsageError> {
+        let (Some(cert), Some(key)) = (&self.cert, &self.key) else {
+            return Ok(None);
+        };
+        let identity =
+            ServerTls::from_pem_files(cert, key).map_err(|e| UsageError(e.to_string()))?;
+        identity
+            .server_config()
+            .map_err(|e| UsageError(e.to_string()))?;
+        Ok(Some(identity))
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -357,22 +380,13 @@ impl Args {
                 bind,
                 echo: _,
                 discard,
-                cert,
-                key,
+                server_tls,
                 starttls,
                 idle_timeout,
             }) => {
-                let tls = match (cert, key) {
-                    (Some(cert), Some(key)) => {
-                        let identity = ServerTls::from_pem_files(&cert, &key)
-                            .map_err(|e| UsageError(e.to_string()))?;
-                        identity
-                            .server_config()
-                            .map_err(|e| UsageError(e.to_string()))?;
-                        Some(ServeTls { identity, starttls })
-                    }
-                    _ => None,
-                };
+                let tls = server_tls
+                    .identity()?
+                    .map(|identity| ServeTls { identity, starttls });
                 Mode::Serve(ServeConfig {
                     bind: SocketAddr::new(bind, port),
                     discard,
