@@ -115,10 +115,11 @@ enum Command {
         discard: bool,
         #[command(flatten)]
         server_tls: ServerTlsArgs,
-        /// Speak plaintext until the client asks for STARTTLS (greeting, EHLO, STARTTLS), then
-        /// TLS; needs --cert and --key.
-        #[arg(long, requires = "cert")]
-        starttls: bool,
+        /// Speak this protocol in plaintext until the client asks for STARTTLS, then TLS; needs
+        /// --cert and --key. Without a value: smtp.
+        #[arg(long, value_name = "PROTO", requires = "cert", num_args = 0..=1,
+              default_missing_value = "smtp")]
+        starttls: Option<ServerStartTlsProto>,
         /// Close a connection that has seen no traffic either way for this long (default 300;
         /// 0 never; fractions allowed). Under --starttls the plaintext phase is limited to 60
         /// s, or to this if shorter.
@@ -232,6 +233,17 @@ pub(crate) enum StartTlsProto {
     Pop3,
 }
 
+/// A protocol whose server side can answer STARTTLS (`serve --starttls`, `listen --starttls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ServerStartTlsProto {
+    /// SMTP: 220 greeting, EHLO, STARTTLS, 220.
+    Smtp,
+    /// IMAP: * OK greeting, a1 STARTTLS, a1 OK.
+    Imap,
+    /// POP3: +OK greeting, STLS, +OK.
+    Pop3,
+}
+
 /// What every command gets: validated settings, nothing left to check.
 pub(crate) struct Config {
     /// How to report.
@@ -326,7 +338,8 @@ pub(crate) const DEFAULT_SERVE_IDLE_TIMEOUT: Duration = Duration::from_secs(300)
 
 pub(crate) struct ServeTls {
     pub(crate) identity: ServerTls,
-    pub(crate) starttls: bool,
+    /// Switched by this protocol's STARTTLS, or TLS from the first byte.
+    pub(crate) starttls: Option<ServerStartTlsProto>,
 }
 
 /// Arguments that parse but do not make sense: exit status 2, like clap's own errors.

@@ -1,6 +1,6 @@
 //! `kamaelia serve`: a TcpServer whose protocol echoes or discards, plain, TLS from the first
-//! byte (`--cert --key`) or switched by STARTTLS (`--starttls`: the library's
-//! [`SmtpStartTlsServer`]).
+//! byte (`--cert --key`) or switched by STARTTLS (`--starttls smtp|imap|pop3`: the library's
+//! [`SmtpStartTlsServer`], [`ImapStartTlsServer`], [`Pop3StartTlsServer`]).
 //!
 //! Nothing a client does can make it hold more than a bounded amount per connection: the
 //! connection's boxes are bounded in bytes (the default [`Limits`], 256 KiB each way), a
@@ -15,17 +15,18 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axon::{link_refs, Component, Control, ErrorMessage, Inbox};
 use kamaelia::internet::starttls::DialogueError;
 use kamaelia::internet::{
-    DiscardProtocol, EchoProtocol, Limits, Listening, SmtpStartTlsServer, TcpError, TcpServer,
-    TlsError, DEFAULT_PLAINTEXT_TIMEOUT,
+    DiscardProtocol, EchoProtocol, ImapStartTlsServer, Limits, Listening, Pop3StartTlsServer,
+    SmtpStartTlsServer, TcpError, TcpServer, TlsError, DEFAULT_PLAINTEXT_TIMEOUT,
 };
 
 use crate::errors::{find, judge, tcp_error, Verdict};
 use crate::events::Events;
-use crate::flags::{Output, ServeConfig};
+use crate::flags::{Output, ServeConfig, ServerStartTlsProto};
 use crate::session;
 
 /// Runs `serve` until Ctrl-C and returns the exit status (130 when interrupted).
@@ -33,7 +34,7 @@ pub(crate) fn main(cfg: ServeConfig, output: Output) -> anyhow::Result<u8> {
     session::run(|_sched| async move {
         let events = Events::new(output);
         let discard = cfg.discard;
-        let starttls = cfg.tls.as_ref().is_some_and(|t| t.starttls);
+        let starttls = cfg.tls.as_ref().and_then(|t| t.starttls);
         // The whole plaintext dialogue, not just a quiet spell in it, is bounded: a client
         // trickling a byte now and then cannot keep a connection before TLS for ever.
         let plaintext_limit = Some(cfg.idle_timeout.map_or(DEFAULT_PLAINTEXT_TIMEOUT, |t| {
@@ -41,12 +42,8 @@ pub(crate) fn main(cfg: ServeConfig, output: Output) -> anyhow::Result<u8> {
         }));
         let server = match TcpServer::bind(&cfg.bind.to_string(), move |info| {
             events.line(format_args!("connection from {}", info.peer));
-            if starttls {
-                SmtpStartTlsServer::new()
-                    .echo(!discard)
-                    .peer(info.peer)
-                    .plaintext_limit(plaintext_limit)
-                    .into()
+            if let Some(proto) = starttls {
+                starttls_server(proto, !discard, info.peer, plaintext_limit)
             } else if discard {
                 DiscardProtocol::new()
             } else {
@@ -65,7 +62,7 @@ pub(crate) fn main(cfg: ServeConfig, output: Output) -> anyhow::Result<u8> {
             .idle_timeout(cfg.idle_timeout);
         let server = match &cfg.tls {
             None => server,
-            Some(t) if t.starttls => server.starttls(&t.identity)?,
+            Some(t) if t.starttls.is_some() => server.starttls(&t.identity)?,
             Some(t) => server.tls(&t.identity)?,
         };
         let addr = server.local_addr();
@@ -89,6 +86,33 @@ pub(crate) fn main(cfg: ServeConfig, output: Output) -> anyhow::Result<u8> {
             }
         }
     })
+}
+
+/// The server side of `proto`'s STARTTLS for one connection from `peer`: it echoes (or
+/// discards) once switched, and the plaintext dialogue is bounded by `plaintext_limit`.
+pub(crate) fn starttls_server(
+    proto: ServerStartTlsProto,
+    echo: bool,
+    peer: SocketAddr,
+    plaintext_limit: Option<Duration>,
+) -> Component {
+    match proto {
+        ServerStartTlsProto::Smtp => SmtpStartTlsServer::new()
+            .echo(echo)
+            .peer(peer)
+            .plaintext_limit(plaintext_limit)
+            .into(),
+        ServerStartTlsProto::Imap => ImapStartTlsServer::new()
+            .echo(echo)
+            .peer(peer)
+            .plaintext_limit(plaintext_limit)
+            .into(),
+        ServerStartTlsProto::Pop3 => Pop3StartTlsServer::new()
+            .echo(echo)
+            .peer(peer)
+            .plaintext_limit(plaintext_limit)
+            .into(),
+    }
 }
 
 /// The one line on stdout, for scripts: the address actually bound. A reader that has gone
