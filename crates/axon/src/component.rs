@@ -60,6 +60,8 @@ pub struct Component {
     pub(crate) boxes: Arc<[(BoxSpec, BoxRef)]>,
     pub(crate) body: Body,
     pub(crate) error: Option<WiringError>,
+    /// Activated alone, it runs as a group of one that its children may join (§10).
+    pub(crate) hosts_group: bool,
 }
 
 impl fmt::Debug for Component {
@@ -82,6 +84,7 @@ pub struct ComponentBuilder {
     id: ComponentId,
     boxes: Vec<(BoxSpec, BoxRef)>,
     error: Option<WiringError>,
+    hosts_group: bool,
 }
 
 impl Component {
@@ -95,6 +98,7 @@ impl Component {
             id,
             boxes: Vec::new(),
             error: None,
+            hosts_group: false,
         }
     }
 
@@ -199,6 +203,15 @@ impl ComponentBuilder {
     /// The label the component will have (`Name#id`).
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// Makes the component, when activated on its own, run as a [`crate::Group`] of one, so
+    /// that children it activates with [`Context::activate_beside`] share its task (a
+    /// connection's client and adapter; docs/semantics.md §10). In a group already, it
+    /// changes nothing.
+    pub fn hosts_group(&mut self) -> &mut Self {
+        self.hosts_group = true;
+        self
     }
 
     /// The id of a new box `name`, noting a duplicate name as this component's wiring error.
@@ -387,6 +400,7 @@ impl ComponentBuilder {
             boxes: self.boxes.into(),
             body: Box::new(move |cx| Box::pin(main(cx))),
             error: self.error,
+            hosts_group: self.hosts_group,
         }
     }
 }

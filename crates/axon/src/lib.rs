@@ -40,6 +40,7 @@ mod boxes;
 mod component;
 mod control;
 mod graph;
+mod group;
 mod link;
 mod registry;
 mod scheduler;
@@ -52,6 +53,7 @@ pub use component::{
     BoxError, Component, ComponentBuilder, ComponentId, MainResult, CONTROL, INBOX, OUTBOX, SIGNAL,
 };
 pub use control::{Control, Detail, ErrorMessage, Payload};
+pub use group::Group;
 pub use link::{link, link_refs, unlink, BoxRef, Link, WiringError};
 pub use registry::{Registry, RegistryError};
 pub use scheduler::{

@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use crate::boxes::Outbox;
 use crate::component::{Body, BoxError, Component, ComponentId, CONTROL, SIGNAL};
 use crate::control::{Control, ErrorMessage};
+use crate::group::{Group, GroupTask, MemberFuture};
 use crate::link::{BoxRef, WiringError};
 use crate::registry::Registry;
 use crate::spec::{BoxSpec, Direction};
@@ -41,7 +42,8 @@ struct Inner {
 #[derive(Default)]
 struct State {
     live: BTreeMap<ComponentId, Record>,
-    pending: Vec<(Component, Option<ComponentId>, Arc<ExitCell>)>,
+    /// Activated before a tokio runtime existed: started by [`Scheduler::run`].
+    pending: Vec<(Component, Arc<ExitCell>, Option<Arc<GroupTask>>)>,
     /// The most recent failures, as text (see [`RunReport`]); at most [`RECENT_FAILURES`].
     failures: VecDeque<Arc<ComponentFailure>>,
     /// Every failure since the last report.
@@ -214,12 +216,34 @@ pub struct Context {
     sched: Scheduler,
     id: ComponentId,
     label: Arc<str>,
+    /// The group whose task runs this component, if it runs in one (§10).
+    group: Option<Arc<GroupTask>>,
 }
 
 impl Context {
     /// Activates `child` as this component's child (Axon's `addChildren` + `activate`).
     pub fn activate(&self, child: Component) -> Handle {
         self.sched.activate(child, Some(self.id))
+    }
+
+    /// Activates `child` as this component's child in the same task as this component, when
+    /// this component runs in a [`Group`] (or was built with
+    /// [`crate::ComponentBuilder::hosts_group`]); otherwise as [`Context::activate`] does.
+    /// For the components of one connection, which wake each other and gain nothing from
+    /// running in parallel (docs/semantics.md §10).
+    pub fn activate_beside(&self, child: Component) -> Handle {
+        match &self.group {
+            Some(g) => self
+                .sched
+                .activate_in(child, Some(self.id), Some(g.clone())),
+            None => self.activate(child),
+        }
+    }
+
+    /// Activates the members of `group` as this component's children, all in one new task
+    /// (docs/semantics.md §10). The handles are in the order the members were added.
+    pub fn activate_group(&self, group: Group) -> Vec<Handle> {
+        self.sched.activate_group(group, Some(self.id))
     }
 
     /// The scheduler this component runs under.
@@ -360,7 +384,31 @@ impl Scheduler {
         crate::graph::render(&comps)
     }
 
+    /// Activates the members of `group` in one new task; `parent` as for
+    /// [`Scheduler::activate`].
+    pub(crate) fn activate_group(&self, group: Group, parent: Option<ComponentId>) -> Vec<Handle> {
+        let task = Arc::new(GroupTask::default());
+        group
+            .members
+            .into_iter()
+            .map(|c| self.activate_in(c, parent, Some(task.clone())))
+            .collect()
+    }
+
     pub(crate) fn activate(&self, component: Component, parent: Option<ComponentId>) -> Handle {
+        let group = component
+            .hosts_group
+            .then(|| Arc::new(GroupTask::default()));
+        self.activate_in(component, parent, group)
+    }
+
+    /// Activates `component` in its own task, or in `group`'s.
+    pub(crate) fn activate_in(
+        &self,
+        component: Component,
+        parent: Option<ComponentId>,
+        group: Option<Arc<GroupTask>>,
+    ) -> Handle {
         let exit = Arc::new(ExitCell::default());
         let handle = Handle {
             id: component.id,
@@ -380,25 +428,50 @@ impl Scheduler {
                 },
             );
             if tokio::runtime::Handle::try_current().is_err() {
-                st.pending.push((component, parent, exit));
+                st.pending.push((component, exit, group));
                 drop(st);
                 self.inner.changed.notify_waiters();
                 return handle;
             }
         }
         self.inner.changed.notify_waiters();
-        self.spawn(component, exit);
+        self.start(component, exit, group);
         handle
     }
 
     fn start_pending(&self) {
         let pending = std::mem::take(&mut lock(&self.inner.state).pending);
-        for (c, _, tx) in pending {
-            self.spawn(c, tx);
+        for (c, exit, group) in pending {
+            self.start(c, exit, group);
         }
     }
 
-    fn spawn(&self, component: Component, exit: Arc<ExitCell>) {
+    /// Starts `component`'s life: in `group`'s task if it has one that is still running,
+    /// otherwise as a task of its own.
+    fn start(&self, component: Component, exit: Arc<ExitCell>, group: Option<Arc<GroupTask>>) {
+        match group {
+            None => {
+                tokio::spawn(self.life(component, exit, None));
+            }
+            Some(g) => {
+                let life: MemberFuture = Box::pin(self.life(component, exit, Some(g.clone())));
+                if let Err(life) = g.join(life) {
+                    // The group ended meanwhile (its last member was the activating one, which
+                    // handed its context elsewhere): the newcomer runs alone.
+                    tokio::spawn(life);
+                }
+            }
+        }
+    }
+
+    /// A component's whole life: its main routine under this scheduler, then the bookkeeping
+    /// of its end (§6).
+    fn life(
+        &self,
+        component: Component,
+        exit: Arc<ExitCell>,
+        group: Option<Arc<GroupTask>>,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let sched = self.clone();
         let Component {
             label,
@@ -412,14 +485,15 @@ impl Scheduler {
             sched: sched.clone(),
             id,
             label: label.clone(),
+            group,
         };
-        tokio::spawn(CURRENT.scope(sched.clone(), async move {
+        CURRENT.scope(sched.clone(), async move {
             let failure = match error {
                 Some(e) => Some(FailureKind::Wiring(e)),
                 None => run_body(body, cx).await,
             };
             sched.finish(id, label, &boxes, failure, exit);
-        }));
+        })
     }
 
     fn finish(

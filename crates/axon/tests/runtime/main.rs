@@ -8,6 +8,7 @@ mod support;
 mod control_stop;
 mod failures;
 mod graph;
+mod groups;
 mod registry;
 mod runtime_basics;
 mod scheduler_run;

@@ -1,0 +1,203 @@
+//! Component groups: several components' main routines polled by one tokio task.
+//!
+//! A connection is a handful of components (a client, its connection adapter, whatever reads
+//! from it) that wake each other all the time and never run in parallel usefully. As separate
+//! tasks each costs a task's header and scheduling; as one group they share a task, and the
+//! group polls only the members that were woken (each member has its own waker). Everything
+//! else about a member is as for any component: its boxes, its handle, its exit, its place in
+//! the scheduler's run and report (docs/semantics.md §10).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
+use crate::component::Component;
+use crate::scheduler::{Handle, Scheduler};
+
+/// A member's whole life (its main routine, then the scheduler's bookkeeping), ready to poll.
+pub(crate) type MemberFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Components to activate together as one task: the members of one connection, or of a whole
+/// Graphline.
+///
+/// Each member is a full component (docs/semantics.md §10): it is activated, linked, stopped,
+/// reported and joined exactly as if it ran alone. A member that panics or fails is that
+/// member's failure only; the others go on. The group's task ends when its last member has
+/// ended. A member's children activated with [`crate::Context::activate_beside`] join the group.
+///
+/// ```
+/// use axon::{Component, Control, Group, Inbox, Scheduler};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut b = Component::build("Greeter");
+/// let out = b.outbox::<&'static str>("outbox", "one greeting");
+/// let signal = b.signal();
+/// b.control();
+/// let greeter = b.main(|_cx| async move {
+///     out.send("hello").await?;
+///     signal.send(Control::producer_finished()).await?;
+///     Ok(())
+/// });
+/// let mut b = Component::build("Printer");
+/// let inbox = b.inbox::<&'static str>("inbox", "greetings");
+/// let (tx, rx) = tokio::sync::oneshot::channel();
+/// let printer = b.main(|_cx| async move {
+///     let _ = tx.send(inbox.recv().await);
+///     Ok(())
+/// });
+/// axon::link_refs(&greeter.boxref("outbox").unwrap(), &printer.boxref("inbox").unwrap()).unwrap();
+///
+/// let report = Scheduler::new()
+///     .run(async { Group::new().with(greeter).with(printer).activate(); })
+///     .await;
+/// assert!(report.is_ok());
+/// assert_eq!(report.components, 2);
+/// assert_eq!(rx.await.unwrap(), "hello");
+/// # }
+/// ```
+#[derive(Default)]
+pub struct Group {
+    pub(crate) members: Vec<Component>,
+}
+
+impl fmt::Debug for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.members.iter().map(Component::label))
+            .finish()
+    }
+}
+
+impl Group {
+    /// An empty group.
+    pub fn new() -> Self {
+        Group::default()
+    }
+
+    /// Adds `member`.
+    pub fn with(mut self, member: impl Into<Component>) -> Self {
+        self.members.push(member.into());
+        self
+    }
+
+    /// Adds `member`.
+    pub fn push(&mut self, member: impl Into<Component>) {
+        self.members.push(member.into());
+    }
+
+    /// How many members it has.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// True if it has none.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Activates every member on the current scheduler (as [`Component::activate`] does), all
+    /// in one task. The handles are in the order the members were added.
+    pub fn activate(self) -> Vec<Handle> {
+        Scheduler::current().activate_group(self, None)
+    }
+}
+
+impl<C: Into<Component>> FromIterator<C> for Group {
+    fn from_iter<I: IntoIterator<Item = C>>(iter: I) -> Self {
+        Group {
+            members: iter.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// The shared end of a running (or about to run) group: where members are handed to its task.
+#[derive(Default)]
+pub(crate) struct GroupTask {
+    state: Mutex<GroupState>,
+}
+
+#[derive(Default)]
+struct GroupState {
+    /// Members handed over and not yet taken by the task.
+    incoming: Vec<MemberFuture>,
+    /// The task, to wake when a member is handed over.
+    waker: Option<Waker>,
+    /// The task has been spawned.
+    started: bool,
+    /// The task has ended (its last member ended): nothing more can join.
+    closed: bool,
+}
+
+impl GroupTask {
+    fn lock(&self) -> MutexGuard<'_, GroupState> {
+        // Nothing panics while this lock is held.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands `member` to the group's task, spawning the task on the current runtime if this is
+    /// its first member. Hands it back if the group has already ended.
+    pub(crate) fn join(self: &Arc<Self>, member: MemberFuture) -> Result<(), MemberFuture> {
+        let mut g = self.lock();
+        if g.closed {
+            return Err(member);
+        }
+        g.incoming.push(member);
+        let start = !g.started;
+        g.started = true;
+        let waker = g.waker.take();
+        drop(g);
+        if start {
+            tokio::spawn(run(self.clone()));
+        }
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+}
+
+/// The group's task: polls its members, each woken by its own waker, and takes newcomers, until
+/// none is left.
+async fn run(group: Arc<GroupTask>) {
+    // If the task is dropped (the runtime shutting down), members not yet taken are dropped
+    // with it rather than kept alive by their own contexts' reference to the group.
+    struct Close(Arc<GroupTask>);
+    impl Drop for Close {
+        fn drop(&mut self) {
+            let incoming = {
+                let mut g = self.0.lock();
+                g.closed = true;
+                std::mem::take(&mut g.incoming)
+            };
+            drop(incoming);
+        }
+    }
+    let close = Close(group);
+    let group = &close.0;
+    let mut members = FuturesUnordered::new();
+    std::future::poll_fn(|cx| loop {
+        {
+            let mut g = group.lock();
+            members.extend(g.incoming.drain(..));
+            if members.is_empty() {
+                g.closed = true;
+                return Poll::Ready(());
+            }
+            match &g.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => g.waker = Some(cx.waker().clone()),
+            }
+        }
+        match members.poll_next_unpin(cx) {
+            // A member ended, or none is left: look again for newcomers, or finish.
+            Poll::Ready(_) => continue,
+            Poll::Pending => return Poll::Pending,
+        }
+    })
+    .await;
+}
