@@ -12,25 +12,21 @@ use crate::support::{collector, counter, idle, within};
 use axon::{link_refs, Component, Control, FailureKind, Group, Inbox, Outbox, Scheduler};
 use tokio::sync::oneshot;
 
-/// A component that reports the id of the task polling it, then behaves as `idle` (ends on a
-/// final message, passing it on).
-fn task_reporter(name: &str) -> (Component, oneshot::Receiver<tokio::task::Id>) {
-    let (tx, rx) = oneshot::channel();
-    let mut b = Component::build(name);
-    let control = b.control();
-    let signal = b.signal();
-    let c = b.main(move |_cx| async move {
-        let _ = tx.send(tokio::task::id());
-        loop {
-            let c = control.recv().await;
-            let last = c.is_final();
-            signal.send(c).await?;
-            if last {
-                return Ok(());
-            }
-        }
-    });
-    (c, rx)
+/// `counter(n)` feeding a collector whose inbox holds `capacity`, linked data and signal.
+fn counter_into_collector(
+    n: u64,
+    capacity: usize,
+) -> (Component, Component, oneshot::Receiver<Vec<u64>>) {
+    let producer = counter(n);
+    let (consumer, got) = collector("Collector", capacity);
+    for (src, dst) in [("outbox", "inbox"), ("signal", "control")] {
+        link_refs(
+            &producer.boxref(src).unwrap(),
+            &consumer.boxref(dst).unwrap(),
+        )
+        .unwrap();
+    }
+    (producer, consumer, got)
 }
 
 /// §10 (activation): a group's members are linked before they run, all start on activation,
@@ -38,9 +34,9 @@ fn task_reporter(name: &str) -> (Component, oneshot::Receiver<tokio::task::Id>) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_run_in_one_task_and_a_lone_component_in_its_own() {
     within("a group of two and a lone component", async {
-        let (a, a_task) = task_reporter("A");
-        let (b, b_task) = task_reporter("B");
-        let (lone, lone_task) = task_reporter("Lone");
+        let (a, a_task) = idle("A");
+        let (b, b_task) = idle("B");
+        let (lone, lone_task) = idle("Lone");
         let sched = Scheduler::new();
         let report = sched
             .run(async {
@@ -70,18 +66,7 @@ async fn members_run_in_one_task_and_a_lone_component_in_its_own() {
 #[tokio::test]
 async fn members_wait_for_each_other_through_bounded_boxes() {
     within("counter -> collector in one group", async {
-        let producer = counter(1000);
-        let (consumer, got) = collector("Collector", 4);
-        link_refs(
-            &producer.boxref("outbox").unwrap(),
-            &consumer.boxref("inbox").unwrap(),
-        )
-        .unwrap();
-        link_refs(
-            &producer.boxref("signal").unwrap(),
-            &consumer.boxref("control").unwrap(),
-        )
-        .unwrap();
+        let (producer, consumer, got) = counter_into_collector(1000, 4);
         let report = Scheduler::new()
             .run(async {
                 Group::from_iter([producer, consumer]).activate();
@@ -228,18 +213,7 @@ impl<F: Future> Future for Counted<F> {
 #[tokio::test]
 async fn only_woken_members_are_polled() {
     within("an idle member beside a busy pair", async {
-        let producer = counter(1000);
-        let (consumer, got) = collector("Collector", 1);
-        link_refs(
-            &producer.boxref("outbox").unwrap(),
-            &consumer.boxref("inbox").unwrap(),
-        )
-        .unwrap();
-        link_refs(
-            &producer.boxref("signal").unwrap(),
-            &consumer.boxref("control").unwrap(),
-        )
-        .unwrap();
+        let (producer, consumer, got) = counter_into_collector(1000, 1);
         let polls = Arc::new(AtomicUsize::new(0));
         let p = polls.clone();
         let mut b = Component::build("Sleeper");
@@ -281,8 +255,8 @@ async fn children_beside_share_the_parents_task() {
         let mut b = Component::build("Parent");
         b.hosts_group();
         let parent = b.main(move |cx| async move {
-            let (beside, beside_task) = task_reporter("Beside");
-            let (apart, apart_task) = task_reporter("Apart");
+            let (beside, beside_task) = idle("Beside");
+            let (apart, apart_task) = idle("Apart");
             let hb = cx.activate_beside(beside);
             let ha = cx.activate(apart);
             let ids = (tokio::task::id(), beside_task.await?, apart_task.await?);

@@ -143,14 +143,14 @@ pub(crate) async fn send_all(out: &Outbox<u64>, items: impl IntoIterator<Item = 
 }
 
 /// A component with a `control` inbox that ends on the first final message, passing it on
-/// through `signal`; `started` fires once it runs.
-pub(crate) fn idle(name: &str) -> (Component, oneshot::Receiver<()>) {
+/// through `signal`; `started` fires once it runs, with the id of the task running it.
+pub(crate) fn idle(name: &str) -> (Component, oneshot::Receiver<tokio::task::Id>) {
     let (tx, rx) = oneshot::channel();
     let mut b = Component::build(name);
     let control = b.control();
     let signal = b.signal();
     let c = b.main(move |_cx| async move {
-        let _ = tx.send(());
+        let _ = tx.send(tokio::task::id());
         loop {
             let c = control.recv().await;
             let last = c.is_final();
