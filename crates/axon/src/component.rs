@@ -90,7 +90,7 @@ pub struct ComponentBuilder {
 impl Component {
     /// Starts declaring a component called `name` (its kind, e.g. `"TcpClient"`).
     pub fn build(name: impl Into<Arc<str>>) -> ComponentBuilder {
-        let name = name.into();
+        let name = crate::spec::shared_name(&name.into());
         let id = ComponentId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
         ComponentBuilder {
             label: format!("{name}#{}", id.0).into(),
@@ -224,7 +224,7 @@ impl ComponentBuilder {
         }
         BoxId {
             owner: self.label.clone(),
-            name: name.into(),
+            name: crate::spec::shared_name(name),
             direction,
             message_type,
         }

@@ -4,13 +4,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Poll;
 
-use futures_util::FutureExt;
 use tokio::sync::Notify;
 
 use crate::boxes::Outbox;
-use crate::component::{Body, BoxError, Component, ComponentId, CONTROL, SIGNAL};
+use crate::component::{Body, BoxError, Component, ComponentId, MainFuture, CONTROL, SIGNAL};
 use crate::control::{Control, ErrorMessage};
 use crate::group::{Group, GroupTask, MemberFuture};
 use crate::link::{BoxRef, WiringError};
@@ -481,19 +482,29 @@ impl Scheduler {
             error,
             ..
         } = component;
-        let cx = Context {
-            sched: sched.clone(),
-            id,
-            label: label.clone(),
-            group,
+        let stage = match error {
+            Some(e) => Stage::Miswired(Box::new(e)),
+            None => Stage::Ready(
+                body,
+                Context {
+                    sched: sched.clone(),
+                    id,
+                    label: label.clone(),
+                    group,
+                },
+            ),
         };
-        CURRENT.scope(sched.clone(), async move {
-            let failure = match error {
-                Some(e) => Some(FailureKind::Wiring(e)),
-                None => run_body(body, cx).await,
-            };
-            sched.finish(id, label, &boxes, failure, exit);
-        })
+        CURRENT.scope(
+            sched.clone(),
+            Life {
+                stage,
+                sched,
+                id,
+                label,
+                boxes,
+                exit,
+            },
+        )
     }
 
     fn finish(
@@ -549,20 +560,77 @@ impl Scheduler {
     }
 }
 
-async fn run_body(body: Body, cx: Context) -> Option<FailureKind> {
-    let fut = AssertUnwindSafe(async move { body(cx).await });
-    match fut.catch_unwind().await {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(FailureKind::Error(e)),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic with no message".to_string());
-            Some(FailureKind::Panicked(msg))
-        }
+/// Where a component's life stands.
+enum Stage {
+    /// Not yet started: the main routine and its context.
+    Ready(Body, Context),
+    /// The main routine's future.
+    Running(MainFuture),
+    /// It could not be wired: it fails as soon as it is started.
+    Miswired(Box<WiringError>),
+    /// Ended and recorded.
+    Done,
+}
+
+/// A component's whole life as one small future (it is what every task or group member holds,
+/// so it is written out rather than left to nested `async` blocks that would each keep their
+/// own copy of the context): start the main routine, poll it with panics caught, then record
+/// the end (§6).
+struct Life {
+    stage: Stage,
+    sched: Scheduler,
+    id: ComponentId,
+    label: Arc<str>,
+    boxes: Arc<[(BoxSpec, BoxRef)]>,
+    exit: Arc<ExitCell>,
+}
+
+impl Future for Life {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let failure = loop {
+            match std::mem::replace(&mut this.stage, Stage::Done) {
+                Stage::Done => return Poll::Ready(()),
+                Stage::Miswired(e) => break Some(FailureKind::Wiring(*e)),
+                Stage::Ready(body, context) => {
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| body(context))) {
+                        Ok(main) => this.stage = Stage::Running(main),
+                        Err(panic) => break Some(FailureKind::Panicked(panic_message(&*panic))),
+                    }
+                }
+                Stage::Running(mut main) => {
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| main.as_mut().poll(cx))) {
+                        Ok(Poll::Pending) => {
+                            this.stage = Stage::Running(main);
+                            return Poll::Pending;
+                        }
+                        Ok(Poll::Ready(Ok(()))) => break None,
+                        Ok(Poll::Ready(Err(e))) => break Some(FailureKind::Error(e)),
+                        Err(panic) => break Some(FailureKind::Panicked(panic_message(&*panic))),
+                    }
+                }
+            }
+        };
+        this.sched.finish(
+            this.id,
+            this.label.clone(),
+            &this.boxes,
+            failure,
+            this.exit.clone(),
+        );
+        Poll::Ready(())
     }
+}
+
+/// The text of a panic's payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".to_string())
 }
 
 fn send_failure(signal: &Outbox<Control>, label: &Arc<str>, failure: Arc<ComponentFailure>) {

@@ -1,7 +1,31 @@
 //! Box declarations: a box's name, direction, message type and one-line description.
 
+use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// Names shared by every box (and component kind) that uses them: a connection's boxes are
+/// called `inbox`, `control`, ... a hundred thousand times over, and each would otherwise hold its
+/// own copy. Bounded: past [`SHARED_NAMES`] distinct names, new ones get their own copy.
+static NAMES: Mutex<BTreeSet<Arc<str>>> = Mutex::new(BTreeSet::new());
+
+/// How many distinct names are shared at most (a program that makes names on the fly must not
+/// grow the table for ever).
+const SHARED_NAMES: usize = 4096;
+
+/// `name`, shared with every other box or component kind of that name.
+pub(crate) fn shared_name(name: &str) -> Arc<str> {
+    // Nothing panics while this lock is held.
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = names.get(name) {
+        return n.clone();
+    }
+    let n: Arc<str> = name.into();
+    if names.len() < SHARED_NAMES {
+        names.insert(n.clone());
+    }
+    n
+}
 
 /// Whether a box receives (an inbox) or sends (an outbox).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -44,11 +44,12 @@ struct State<T> {
 
 /// The tasks waiting on one side of a store. Registered and taken under the store's lock, so a
 /// wake-up cannot be lost; woken after the lock is released. Nearly always one task (the box's
-/// owner, or one sender): the first slot needs no allocation.
+/// owner, or one sender): the first slot needs no allocation, and the others, rare, cost an
+/// idle box one pointer.
 #[derive(Default)]
 struct Wakers {
     first: Option<Waker>,
-    rest: Vec<Waker>,
+    rest: Option<Box<Vec<Waker>>>,
 }
 
 impl Wakers {
@@ -57,8 +58,9 @@ impl Wakers {
             None => self.first = Some(waker.clone()),
             Some(w) if w.will_wake(waker) => {}
             Some(_) => {
-                if !self.rest.iter().any(|w| w.will_wake(waker)) {
-                    self.rest.push(waker.clone());
+                let rest = self.rest.get_or_insert_with(Default::default);
+                if !rest.iter().any(|w| w.will_wake(waker)) {
+                    rest.push(waker.clone());
                 }
             }
         }
@@ -67,11 +69,7 @@ impl Wakers {
     fn take(&mut self) -> Woken {
         Woken {
             first: self.first.take(),
-            rest: if self.rest.is_empty() {
-                Vec::new()
-            } else {
-                std::mem::take(&mut self.rest)
-            },
+            rest: self.rest.take(),
         }
     }
 }
@@ -80,7 +78,7 @@ impl Wakers {
 #[must_use]
 struct Woken {
     first: Option<Waker>,
-    rest: Vec<Waker>,
+    rest: Option<Box<Vec<Waker>>>,
 }
 
 impl Woken {
@@ -88,7 +86,7 @@ impl Woken {
         if let Some(w) = self.first {
             w.wake();
         }
-        for w in self.rest {
+        for w in self.rest.into_iter().flat_map(|r| *r) {
             w.wake();
         }
     }

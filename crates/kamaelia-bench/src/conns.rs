@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use axon::{link_refs, Component, Scheduler};
+use axon::{link_refs, Component, Group, Scheduler};
 use bytes::Bytes;
 use kamaelia::internet::{EchoProtocol, TcpClient, TcpServer};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
@@ -264,21 +264,21 @@ pub(crate) async fn child_clients(side: Side, addr: std::net::SocketAddr, n: usi
     let start = Instant::now();
     match side {
         Side::Ours => {
-            let mut parts = Vec::with_capacity(2 * n);
+            let mut parts = Vec::with_capacity(n);
             for _ in 0..n {
                 let client: Component = TcpClient::new(addr.ip().to_string(), addr.port()).into();
                 let holder = holder(tx.clone());
                 link_refs(&holder.boxref("outbox")?, &client.boxref("inbox")?)?;
                 link_refs(&client.boxref("outbox")?, &holder.boxref("inbox")?)?;
                 link_refs(&client.boxref("signal")?, &holder.boxref("control")?)?;
-                parts.push(client);
-                parts.push(holder);
+                // One task per connection: the client, its holder and the client's CSA.
+                parts.push(Group::new().with(client).with(holder));
             }
             tokio::spawn(async move {
                 Scheduler::new()
                     .run(async {
-                        for c in parts {
-                            c.activate();
+                        for g in parts {
+                            g.activate();
                         }
                     })
                     .await

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use axon::{
-    link_refs, BoxRef, Component, Context, Control, ControlWatch, Detail, Inbox, MainResult,
-    Outbox, CONTROL, INBOX, OUTBOX, SIGNAL,
+    link_refs, BoxRef, Component, Context, Control, ControlWatch, Detail, Inbox, Outbox, CONTROL,
+    INBOX, OUTBOX, SIGNAL,
 };
 use bytes::Bytes;
 
@@ -263,8 +263,30 @@ impl From<TcpClient> for Component {
             sslready: b.outbox_from(BOXES.sslready),
             csa_control: b.outbox_from(BOXES.csa_control),
         };
-        b.main(move |cx| run(cfg, boxes, cx))
+        // One connection, one task: the CSA runs beside the client (docs/semantics.md §10).
+        b.hosts_group();
+        b.main(move |cx| {
+            // Connecting (the settings, the resolver, Happy Eyeballs) is boxed and freed once
+            // the connection is up: the part that lives as long as the connection holds only
+            // the boxes, the CSA's handle and the peer's address.
+            let connecting = Box::pin(connect_phase(cfg, boxes, cx));
+            async move {
+                match connecting.await? {
+                    Phase::Ended => Ok(()),
+                    Phase::Up(b, csa, peer) => {
+                        relay_until_closed(&b, csa, peer).await;
+                        Ok(())
+                    }
+                }
+            }
+        })
     }
+}
+
+/// How connecting ended: with nothing more to do, or with the CSA running.
+enum Phase {
+    Ended,
+    Up(Boxes, axon::Handle, std::net::SocketAddr),
 }
 
 /// What happened while waiting for the connection.
@@ -273,7 +295,7 @@ enum Early {
     Failed(TcpError),
 }
 
-async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
+async fn connect_phase(cfg: TcpClient, b: Boxes, cx: Context) -> Result<Phase, axon::BoxError> {
     let label = cx.label().clone();
     let (selector, _) = Selector::get_or_create(cx.services())?;
     // Control before the connection is up; from then on `control` is linked to the CSA's.
@@ -340,13 +362,13 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
                 dropped_bytes,
             };
             final_message(&b.signal, how).await;
-            return Ok(());
+            return Ok(Phase::Ended);
         }
         Err(Early::Failed(e)) => {
             let _ = b.signal.send(Control::error(label, e.clone())).await;
             drop_queued(&b.inbox, &b.signal).await;
             final_message(&b.signal, HowDied::Failed(e)).await;
-            return Ok(());
+            return Ok(Phase::Ended);
         }
     };
     if cfg.nodelay {
@@ -374,7 +396,7 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
     if watch.stopping() {
         let _ = b.csa_control.send(Control::producer_finished()).await;
     }
-    let csa = cx.activate(csa);
+    let csa = cx.activate_beside(csa);
     // Announced once the CSA owns the connection: from here on, data sent before a makessl goes
     // out in plaintext first.
     if let Ok(local) = local {
@@ -383,7 +405,12 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
             .send(Control::notice(Connected { peer, local }))
             .await;
     }
+    Ok(Phase::Up(b, csa, peer))
+}
 
+/// The connection's life once up: passes the CSA's errors and notices on, then sends the
+/// final message once it has ended.
+async fn relay_until_closed(b: &Boxes, csa: axon::Handle, peer: std::net::SocketAddr) {
     let how = loop {
         let c = b.feedback.recv().await;
         if let Some(SocketShutdown(how)) = c.payload::<SocketShutdown>() {
@@ -412,7 +439,6 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
         }
     }
     final_message(&b.signal, how).await;
-    Ok(())
 }
 
 /// Links the client to its new CSA as the page describes.

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axon::{
-    link_refs, Component, Context, Control, ControlWatch, Inbox, MainResult, Outbox, TrySendError,
-    CONTROL, INBOX, OUTBOX, SIGNAL,
+    link_refs, Component, Context, Control, ControlWatch, Group, Inbox, MainResult, Outbox,
+    TrySendError, CONTROL, INBOX, OUTBOX, SIGNAL,
 };
-use tokio::task::JoinSet;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole};
 use super::messages::{Listening, PeerHalfClosed, SocketShutdown, TcpError};
@@ -283,7 +283,8 @@ async fn run(
     // Each connection's CSA and protocol, until its supervisor has seen both end.
     let mut connections: HashMap<u64, (axon::Handle, axon::Handle)> = HashMap::new();
     let mut next_id: u64 = 0;
-    let mut supervisors = JoinSet::new();
+    // Polled by this task (each woken on its own), not a task per connection.
+    let mut supervisors = FuturesUnordered::new();
     let mut watch = ControlWatch::new(&control, &signal);
     while !watch.stopping() {
         tokio::select! {
@@ -296,7 +297,7 @@ async fn run(
                             next_id += 1;
                             let id = next_id;
                             connections.insert(id, (csa, proto));
-                            supervisors.spawn(async move {
+                            supervisors.push(async move {
                                 supervisor.await;
                                 id
                             });
@@ -312,10 +313,8 @@ async fn run(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(done) = supervisors.join_next() => {
-                if let Ok(id) = done {
-                    connections.remove(&id);
-                }
+            Some(id) = supervisors.next() => {
+                connections.remove(&id);
             }
         }
     }
@@ -323,7 +322,7 @@ async fn run(
     for (csa, _) in connections.values() {
         csa.stop();
     }
-    while supervisors.join_next().await.is_some() {}
+    while supervisors.next().await.is_some() {}
     for (csa, proto) in connections.values() {
         csa.join().await;
         proto.join().await;
@@ -402,8 +401,10 @@ fn start_connection(
     if let Ok(c) = proto.boxref(CONTROL) {
         link_refs(&to_proto.boxref(), &c)?;
     }
-    let csa = cx.activate(csa);
-    let proto = cx.activate(proto);
+    // The connection's adapter and protocol share one task (docs/semantics.md §10).
+    let handles = cx.activate_group(Group::new().with(csa).with(proto));
+    // Two members were added, so there are two handles.
+    let [csa, proto]: [axon::Handle; 2] = handles.try_into().expect("one handle per member");
     let supervisor = Box::pin(supervise(
         events,
         to_proto,

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axon::{Component, CONTROL, INBOX, OUTBOX, SIGNAL};
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::TlsSettings;
@@ -319,7 +320,9 @@ impl ConnectedSocketAdapter {
             idle: options.idle_timeout,
             plaintext: options.plaintext_timeout,
         };
-        b.main(move |cx| async move {
+        b.main(move |cx| {
+            // The connection is built here and its loop is the main routine itself, so the
+            // task holds one copy of the connection's state, not the arguments as well.
             let state = State::new(options.on_finish, timeouts);
             let conn = Connection::new(
                 cx.label().clone(),
@@ -331,8 +334,7 @@ impl ConnectedSocketAdapter {
                 server_starttls,
                 limits,
             );
-            conn.drive(tls_first).await;
-            Ok(())
+            conn.drive(tls_first).map(Ok)
         })
     }
 }
