@@ -63,6 +63,10 @@ pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
             let per_conn = |m: &HashMap<String, f64>| -> Result<f64> {
                 Ok((get(m, "hwm_kib")? - get(m, "rss_before_kib")?) / n as f64)
             };
+            // What an idle connection holds once the burst of connecting is over.
+            let idle_per_conn = |m: &HashMap<String, f64>| -> Result<f64> {
+                Ok((get(m, "rss_kib")? - get(m, "rss_before_kib")?) / n as f64)
+            };
             Ok(vec![
                 get(&c, "secs")?,
                 per_conn(&c)?,
@@ -70,6 +74,8 @@ pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
                 get(&c, "cpu_pct")?,
                 get(&s, "cpu_pct")?,
                 get(&c, "served")?,
+                idle_per_conn(&c)?,
+                idle_per_conn(&s)?,
             ])
         },
     )
@@ -97,6 +103,15 @@ pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
         m(o, 2) / m(b, 2),
         "<= 1.5",
     );
+    for (side, i) in [("clients", 6), ("server", 7)] {
+        table.row(
+            format!("5 memory per idle connection, {side} process (VmRSS after the idle window)"),
+            format!("{:.0} B", m(o, i) * 1024.0),
+            format!("{:.0} B", m(b, i) * 1024.0),
+            m(o, i) / m(b, i),
+            "<= 1.5",
+        );
+    }
     table.row(
         format!(
             "5 CPU while idle, {} s, clients + server",

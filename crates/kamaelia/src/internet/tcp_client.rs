@@ -411,6 +411,8 @@ async fn connect_phase(cfg: TcpClient, b: Boxes, cx: Context) -> Result<Phase, a
 /// The connection's life once up: passes the CSA's errors and notices on, then sends the
 /// final message once it has ended.
 async fn relay_until_closed(b: &Boxes, csa: axon::Handle, peer: std::net::SocketAddr) {
+    // An idle connection waits in this loop for as long as it lives, so what happens rarely
+    // (passing a notice on, the wrap-up) is boxed and does not widen the state it waits in.
     let how = loop {
         let c = b.feedback.recv().await;
         if let Some(SocketShutdown(how)) = c.payload::<SocketShutdown>() {
@@ -429,8 +431,14 @@ async fn relay_until_closed(b: &Boxes, csa: axon::Handle, peer: std::net::Socket
                 )),
             });
         }
-        let _ = b.signal.send(c).await;
+        let _ = Box::pin(b.signal.send(c)).await;
     };
+    Box::pin(wrap_up(b, csa, how)).await;
+}
+
+/// Once the CSA has said how the connection ended: waits for it to end, passes on what it
+/// still said, and sends the final message.
+async fn wrap_up(b: &Boxes, csa: axon::Handle, how: HowDied) {
     csa.join().await;
     // Anything the CSA sent on its signal after SocketShutdown (ShutdownCsa) is internal.
     while let Some(c) = b.feedback.try_recv() {
