@@ -7,17 +7,7 @@ use kamaelia_test::bounded;
 
 /// Sends 0..n, then ProducerFinished.
 fn source(n: u64) -> Component {
-    let mut b = Component::build("Source");
-    let out = b.outbox::<u64>("outbox", "numbers");
-    let signal = b.signal();
-    b.control();
-    b.main(move |_| async move {
-        for i in 0..n {
-            out.send(i).await?;
-        }
-        signal.send(Control::producer_finished()).await?;
-        Ok(())
-    })
+    source_reporting_task(n).0
 }
 
 /// Applies `f` to each number until a final control message, which it forwards.
@@ -357,4 +347,65 @@ fn graphline_wiring_errors_name_what_is_wrong() {
         twice.err().unwrap(),
         WiringError::AlreadyLinked { .. }
     ));
+}
+
+/// Sends 0..n, then ProducerFinished; reports the id of the task running it.
+fn source_reporting_task(n: u64) -> (Component, tokio::sync::oneshot::Receiver<tokio::task::Id>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut b = Component::build("Source");
+    let out = b.outbox::<u64>("outbox", "numbers");
+    let signal = b.signal();
+    b.control();
+    let c = b.main(move |_| async move {
+        let _ = tx.send(tokio::task::id());
+        for i in 0..n {
+            out.send(i).await?;
+        }
+        signal.send(Control::producer_finished()).await?;
+        Ok(())
+    });
+    (c, rx)
+}
+
+/// §10: a grouped Graphline runs its children in its own task, and behaves as before: the
+/// data, the final message, one report entry per component. Without `grouped` the children
+/// have tasks of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grouped_graphline_runs_its_children_in_one_task() {
+    bounded(async {
+        for grouped in [true, false] {
+            let (src, src_task) = source_reporting_task(100);
+            let (tx, report_task) = tokio::sync::oneshot::channel();
+            let double = map(|x| x * 2);
+            let mut b = Component::build("TaskReporter");
+            b.control();
+            let reporter = b.main(move |_| async move {
+                let _ = tx.send(tokio::task::id());
+                Ok(())
+            });
+            let mut g = Graphline::new()
+                .component("SRC", src)
+                .component("DOUBLE", double)
+                .component("REPORT", reporter)
+                .link(("SRC", "outbox"), ("DOUBLE", "inbox"))
+                .link(("SRC", "signal"), ("DOUBLE", "control"))
+                .link(("DOUBLE", "outbox"), ("", "outbox"));
+            if grouped {
+                g = g.grouped();
+            }
+            let g = g.build().unwrap();
+            let out = sink::<u64>(&g, "outbox");
+            let report = Scheduler::new()
+                .run(async {
+                    g.activate();
+                })
+                .await;
+            assert!(report.is_ok(), "{:?}", report.failures);
+            assert_eq!(report.components, 4);
+            assert_eq!(drain(&out), (0..100).map(|x| x * 2).collect::<Vec<_>>());
+            let (a, b) = (src_task.await.unwrap(), report_task.await.unwrap());
+            assert_eq!(a == b, grouped, "grouped: {grouped}");
+        }
+    })
+    .await
 }

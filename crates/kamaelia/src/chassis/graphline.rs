@@ -107,6 +107,7 @@ const SELF_NAMES: [&str; 2] = ["", "self"];
 pub struct Graphline {
     components: Vec<(String, Component)>,
     linkages: Vec<((String, String), (String, String))>,
+    grouped: bool,
 }
 
 impl Graphline {
@@ -130,11 +131,21 @@ impl Graphline {
         self
     }
 
+    /// Runs the Graphline and all its children as one task (an [`axon::Group`]; see
+    /// docs/semantics.md §10): for the components of one connection, which wake each other all
+    /// the time and gain nothing from running in parallel. Each child is still a component in
+    /// full (its own failures, stop, report).
+    pub fn grouped(mut self) -> Self {
+        self.grouped = true;
+        self
+    }
+
     /// Wires everything and returns the Graphline as a component, or the first wiring error.
     pub fn build(self) -> Result<Component, WiringError> {
         let Graphline {
             components,
             linkages,
+            grouped,
         } = self;
         if components.is_empty() {
             return Err(WiringError::Empty {
@@ -161,6 +172,9 @@ impl Graphline {
         };
 
         let mut b = Component::build("Graphline");
+        if grouped {
+            b.hosts_group();
+        }
         let control = b.control_from(BOXES.control);
         let signal = b.signal_from(BOXES.signal);
         let mut control_passed = false;
