@@ -151,7 +151,7 @@ pub const SIGNAL: &str = "signal";
 
 /// The final-message check of a `signal` box, for whatever type it was declared with: only a
 /// [`Control`] can be final.
-fn is_final_control<T: 'static>(msg: &T) -> bool {
+pub(crate) fn is_final_control<T: 'static>(msg: &T) -> bool {
     (msg as &dyn std::any::Any)
         .downcast_ref::<Control>()
         .is_some_and(Control::is_final)
@@ -248,10 +248,10 @@ impl ComponentBuilder {
         direction: Direction,
         description: &'static str,
         capacity: usize,
-        is_final: Option<fn(&T) -> bool>,
+        signal: bool,
     ) -> Arc<Store<T>> {
         let id = self.new_id(name, direction, std::any::type_name::<T>());
-        let store = Store::<T>::with_final_check(id.clone(), capacity, is_final);
+        let store = Store::<T>::with_final_check(id.clone(), capacity, signal);
         self.push(id, description, BoxRef::new(store.clone()));
         store
     }
@@ -269,7 +269,7 @@ impl ComponentBuilder {
         capacity: usize,
     ) -> Inbox<T> {
         Inbox {
-            store: self.declare(name, Direction::In, description, capacity, None),
+            store: self.declare(name, Direction::In, description, capacity, false),
         }
     }
 
@@ -277,15 +277,9 @@ impl ComponentBuilder {
     /// standard `signal` however it is declared: it notes its final message (see
     /// [`ComponentBuilder::signal`]).
     pub fn outbox<T: Message>(&mut self, name: &str, description: &'static str) -> Outbox<T> {
-        let is_final = (name == SIGNAL).then_some(is_final_control::<T> as fn(&T) -> bool);
+        let signal = name == SIGNAL;
         Outbox {
-            store: self.declare(
-                name,
-                Direction::Out,
-                description,
-                DEFAULT_CAPACITY,
-                is_final,
-            ),
+            store: self.declare(name, Direction::Out, description, DEFAULT_CAPACITY, signal),
         }
     }
 

@@ -9,7 +9,6 @@
 
 use std::any::{Any, TypeId};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::future::poll_fn;
@@ -17,17 +16,21 @@ use std::task::{Context as TaskContext, Poll, Waker};
 
 use crate::spec::{BoxId, Direction};
 
+/// Every box is one of these, so its size is paid per box per component per connection: the
+/// small fields share a word.
 pub(crate) struct Store<T> {
     state: Mutex<State<T>>,
     pub(crate) id: BoxId,
-    /// For `signal` outboxes: recognises a final message, so the runtime never sends another.
-    is_final: Option<fn(&T) -> bool>,
-    final_sent: AtomicBool,
 }
 
 struct State<T> {
     queue: VecDeque<T>,
-    capacity: usize,
+    /// At most `u32::MAX` messages (any larger capacity means as many as that).
+    capacity: u32,
+    /// A `signal` outbox: it notes its final message, so the runtime never sends another.
+    signal: bool,
+    /// A final message has been sent from this (signal) box.
+    final_sent: bool,
     /// What the queued messages weigh, when this store is bounded in bytes as well.
     bytes: usize,
     /// The byte bound: a non-empty store at or above it is full. `usize::MAX` when unbounded.
@@ -113,7 +116,7 @@ impl<T> State<T> {
     /// Full by count, or by bytes: an empty store always admits one message, however large, so
     /// a message bigger than the byte bound still goes through.
     fn is_full(&self) -> bool {
-        self.queue.len() >= self.capacity
+        self.queue.len() >= self.capacity as usize
             || (!self.queue.is_empty() && self.bytes >= self.byte_limit)
     }
 
@@ -133,6 +136,11 @@ impl<T> State<T> {
     }
 }
 
+/// A capacity as stored: at least 1, at most `u32::MAX`.
+fn capacity_u32(capacity: usize) -> u32 {
+    u32::try_from(capacity).unwrap_or(u32::MAX).max(1)
+}
+
 /// Held while a link is made (see [`Store::link_to`]).
 static LINKING: Mutex<()> = Mutex::new(());
 
@@ -143,20 +151,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl<T: Send + 'static> Store<T> {
     pub(crate) fn new(id: BoxId, capacity: usize) -> Arc<Self> {
-        Self::with_final_check(id, capacity, None)
+        Self::with_final_check(id, capacity, false)
     }
 
-    pub(crate) fn with_final_check(
-        id: BoxId,
-        capacity: usize,
-        is_final: Option<fn(&T) -> bool>,
-    ) -> Arc<Self> {
+    /// A store; with `signal`, one that notes when a final [`crate::Control`] has gone through.
+    pub(crate) fn with_final_check(id: BoxId, capacity: usize, signal: bool) -> Arc<Self> {
         Arc::new(Store {
-            is_final,
-            final_sent: AtomicBool::new(false),
             state: Mutex::new(State {
                 queue: VecDeque::new(),
-                capacity: capacity.max(1),
+                capacity: capacity_u32(capacity),
+                signal,
+                final_sent: false,
                 bytes: 0,
                 byte_limit: usize::MAX,
                 weigh: None,
@@ -172,17 +177,18 @@ impl<T: Send + 'static> Store<T> {
     /// Pushes into the end of the chain starting at `self`, unless it is full or closed.
     /// `force` ignores the capacity (used for runtime messages and for migration).
     pub(crate) fn try_push(self: &Arc<Self>, msg: T, force: bool) -> Result<(), PushError<T>> {
-        let is_final = self.is_final.is_some_and(|f| f(&msg));
+        // The lock is taken only for a final control message, never for data.
+        let is_final = crate::component::is_final_control(&msg) && lock(&self.state).signal;
         let r = self.push_chain(msg, force);
         if is_final && r.is_ok() {
-            self.final_sent.store(true, Ordering::Release);
+            lock(&self.state).final_sent = true;
         }
         r
     }
 
     /// True once a final message has been sent from this (signal) box.
     pub(crate) fn final_sent(&self) -> bool {
-        self.final_sent.load(Ordering::Acquire)
+        lock(&self.state).final_sent
     }
 
     fn push_chain(self: &Arc<Self>, msg: T, force: bool) -> Result<(), PushError<T>> {
@@ -293,7 +299,7 @@ impl<T: Send + 'static> Store<T> {
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        lock(&self.state).capacity
+        lock(&self.state).capacity as usize
     }
 
     /// Bounds the store in bytes as well as in messages, weighing each message with `weigh`.
@@ -317,7 +323,7 @@ impl<T: Send + 'static> Store<T> {
 
     pub(crate) fn set_capacity(&self, capacity: usize) {
         let mut g = lock(&self.state);
-        g.capacity = capacity.max(1);
+        g.capacity = capacity_u32(capacity);
         let woken = g.tx.take();
         drop(g);
         woken.wake();
@@ -489,5 +495,19 @@ impl<T: Send + 'static> ErasedStore for Store<T> {
     }
     fn queued(&self) -> usize {
         self.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A box is paid for per box, per component, per connection: a hundred thousand
+    /// connections hold about two million of them. Its small fields share a word and the rare
+    /// extra wakers cost a pointer; this keeps it so (the allocation adds the `Arc`'s two counts).
+    #[test]
+    fn a_box_stays_small() {
+        eprintln!("Store<u64>: {} bytes", std::mem::size_of::<Store<u64>>());
+        assert!(std::mem::size_of::<Store<u64>>() <= 184);
     }
 }
