@@ -10,7 +10,7 @@ use crate::boxes::{Inbox, Message, Outbox, DEFAULT_CAPACITY};
 use crate::control::Control;
 use crate::link::{BoxRef, WiringError};
 use crate::scheduler::{Context, Handle, Scheduler};
-use crate::spec::{BoxDecl, BoxId, BoxSpec, Direction};
+use crate::spec::{BoxDecl, BoxId, BoxSpec, Declared, Direction};
 use crate::store::Store;
 
 /// The error a component's main routine may return. The runtime reports it on the component's
@@ -57,7 +57,7 @@ pub struct Component {
     pub(crate) label: Arc<str>,
     pub(crate) id: ComponentId,
     /// Shared with its handle and the scheduler's record: declared once, never copied.
-    pub(crate) boxes: Arc<[(BoxSpec, BoxRef)]>,
+    pub(crate) boxes: Arc<[Declared]>,
     pub(crate) body: Body,
     pub(crate) error: Option<WiringError>,
     /// Activated alone, it runs as a group of one that its children may join (§10).
@@ -70,7 +70,7 @@ impl fmt::Debug for Component {
             .field("label", &self.label)
             .field(
                 "boxes",
-                &self.boxes.iter().map(|(s, _)| &s.name).collect::<Vec<_>>(),
+                &self.boxes.iter().map(Declared::name).collect::<Vec<_>>(),
             )
             .field("error", &self.error)
             .finish_non_exhaustive()
@@ -82,7 +82,7 @@ pub struct ComponentBuilder {
     name: Arc<str>,
     label: Arc<str>,
     id: ComponentId,
-    boxes: Vec<(BoxSpec, BoxRef)>,
+    boxes: Vec<Declared>,
     error: Option<WiringError>,
     hosts_group: bool,
 }
@@ -118,8 +118,8 @@ impl Component {
     }
 
     /// Its boxes, in declaration order.
-    pub fn boxes(&self) -> impl Iterator<Item = &BoxSpec> + '_ {
-        self.boxes.iter().map(|(s, _)| s)
+    pub fn boxes(&self) -> impl Iterator<Item = BoxSpec> + '_ {
+        self.boxes.iter().map(Declared::spec)
     }
 
     /// The box called `name`, for linking.
@@ -170,19 +170,15 @@ fn wrong_type<T>(r: &BoxRef) -> WiringError {
     }
 }
 
-pub(crate) fn find_box(
-    label: &str,
-    boxes: &[(BoxSpec, BoxRef)],
-    name: &str,
-) -> Result<BoxRef, WiringError> {
+pub(crate) fn find_box(label: &str, boxes: &[Declared], name: &str) -> Result<BoxRef, WiringError> {
     boxes
         .iter()
-        .find(|(s, _)| &*s.name == name)
-        .map(|(_, r)| r.clone())
+        .find(|d| &**d.name() == name)
+        .map(|d| d.r.clone())
         .ok_or_else(|| WiringError::UnknownBox {
             component: label.to_string(),
             name: name.to_string(),
-            available: boxes.iter().map(|(s, _)| s.name.to_string()).collect(),
+            available: boxes.iter().map(|d| d.name().to_string()).collect(),
         })
 }
 
@@ -192,7 +188,7 @@ impl fmt::Debug for ComponentBuilder {
             .field("label", &self.label)
             .field(
                 "boxes",
-                &self.boxes.iter().map(|(s, _)| &s.name).collect::<Vec<_>>(),
+                &self.boxes.iter().map(Declared::name).collect::<Vec<_>>(),
             )
             .field("error", &self.error)
             .finish()
@@ -216,7 +212,7 @@ impl ComponentBuilder {
 
     /// The id of a new box `name`, noting a duplicate name as this component's wiring error.
     fn new_id(&mut self, name: &str, direction: Direction, message_type: &'static str) -> BoxId {
-        if self.boxes.iter().any(|(s, _)| &*s.name == name) && self.error.is_none() {
+        if self.boxes.iter().any(|d| &**d.name() == name) && self.error.is_none() {
             self.error = Some(WiringError::DuplicateBox {
                 component: self.label.to_string(),
                 name: name.to_string(),
@@ -230,16 +226,8 @@ impl ComponentBuilder {
         }
     }
 
-    fn push(&mut self, id: BoxId, description: &'static str, r: BoxRef) {
-        self.boxes.push((
-            BoxSpec {
-                name: id.name,
-                direction: id.direction,
-                message_type: id.message_type,
-                description,
-            },
-            r,
-        ));
+    fn push(&mut self, description: &'static str, r: BoxRef) {
+        self.boxes.push(Declared { description, r });
     }
 
     fn declare<T: Message>(
@@ -252,7 +240,7 @@ impl ComponentBuilder {
     ) -> Arc<Store<T>> {
         let id = self.new_id(name, direction, std::any::type_name::<T>());
         let store = Store::<T>::with_final_check(id.clone(), capacity, signal);
-        self.push(id, description, BoxRef::new(store.clone()));
+        self.push(description, BoxRef::new(store.clone()));
         store
     }
 
@@ -344,7 +332,7 @@ impl ComponentBuilder {
             self.fail(WiringError::UnknownBox {
                 component: self.label.to_string(),
                 name: name.to_string(),
-                available: self.boxes.iter().map(|(s, _)| s.name.to_string()).collect(),
+                available: self.boxes.iter().map(|d| d.name().to_string()).collect(),
             });
         }
     }
@@ -360,7 +348,7 @@ impl ComponentBuilder {
     ) -> BoxRef {
         let id = self.new_id(name, direction, like.id().message_type);
         let r = like.new_like(id.clone(), DEFAULT_CAPACITY);
-        self.push(id, description, r.clone());
+        self.push(description, r.clone());
         r
     }
 

@@ -5,14 +5,13 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use crate::component::ComponentId;
-use crate::link::BoxRef;
-use crate::spec::{BoxId, BoxSpec, Direction, LinkKind};
+use crate::spec::{BoxId, Declared, Direction, LinkKind};
 
 pub(crate) struct Node {
     pub(crate) id: ComponentId,
     pub(crate) label: Arc<str>,
     pub(crate) parent: Option<ComponentId>,
-    pub(crate) boxes: Arc<[(BoxSpec, BoxRef)]>,
+    pub(crate) boxes: Arc<[Declared]>,
 }
 
 fn node_name(b: &BoxId) -> String {
@@ -38,8 +37,9 @@ pub(crate) fn render(nodes: &[Node]) -> String {
         let pad = "  ".repeat(depth);
         let _ = writeln!(out, "{pad}subgraph \"cluster_{}\" {{", n.label);
         let _ = writeln!(out, "{pad}  label={:?};", n.label.to_string());
-        for (spec, r) in n.boxes.iter() {
-            let shape = match spec.direction {
+        for d in n.boxes.iter() {
+            let r = &d.r;
+            let shape = match d.direction() {
                 Direction::In => "invhouse",
                 Direction::Out => "house",
             };
@@ -47,7 +47,7 @@ pub(crate) fn render(nodes: &[Node]) -> String {
                 out,
                 "{pad}  {} [label={:?}, shape={shape}];",
                 node_name(r.id()),
-                spec.name.to_string()
+                d.name().to_string()
             );
         }
         if let Some(kids) = children.get(&Some(n.id)) {
@@ -63,7 +63,7 @@ pub(crate) fn render(nodes: &[Node]) -> String {
         }
     }
     for n in nodes {
-        for (_, r) in n.boxes.iter() {
+        for r in n.boxes.iter().map(|d| &d.r) {
             if let Some(dst) = r.linked_to() {
                 let style = match LinkKind::between(r.direction(), dst.direction) {
                     Some(LinkKind::Normal) | None => "solid",

@@ -16,7 +16,7 @@ use crate::control::{Control, ErrorMessage};
 use crate::group::{Group, GroupTask, MemberFuture};
 use crate::link::{BoxRef, WiringError};
 use crate::registry::Registry;
-use crate::spec::{BoxSpec, Direction};
+use crate::spec::{Declared, Direction};
 use crate::store::Store;
 
 tokio::task_local! {
@@ -59,7 +59,7 @@ pub const RECENT_FAILURES: usize = 64;
 struct Record {
     label: Arc<str>,
     parent: Option<ComponentId>,
-    boxes: Arc<[(BoxSpec, BoxRef)]>,
+    boxes: Arc<[Declared]>,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -72,7 +72,7 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 pub struct Handle {
     id: ComponentId,
     label: Arc<str>,
-    boxes: Arc<[(BoxSpec, BoxRef)]>,
+    boxes: Arc<[Declared]>,
     exit: Arc<ExitCell>,
 }
 
@@ -511,7 +511,7 @@ impl Scheduler {
         &self,
         id: ComponentId,
         label: Arc<str>,
-        boxes: &[(BoxSpec, BoxRef)],
+        boxes: &[Declared],
         failure: Option<FailureKind>,
         exit: Arc<ExitCell>,
     ) {
@@ -525,19 +525,19 @@ impl Scheduler {
             tracing::warn!(component = %label, "{f}");
             if let Some(signal) = boxes
                 .iter()
-                .find(|(s, _)| &*s.name == SIGNAL && s.direction == Direction::Out)
-                .and_then(|(_, r)| r.outbox::<Control>())
+                .find(|d| &**d.name() == SIGNAL && d.direction() == Direction::Out)
+                .and_then(|d| d.r.outbox::<Control>())
             {
                 send_failure(&signal, &label, f.clone());
             }
         }
         let mut undelivered = Vec::new();
-        for (spec, r) in boxes {
-            if spec.direction == Direction::In {
-                let left = r.store.close_erased();
+        for d in boxes {
+            if d.direction() == Direction::In {
+                let left = d.r.store.close_erased();
                 if left > 0 {
-                    tracing::warn!(component = %label, inbox = %spec.name, left, "messages left undelivered in an inbox when its component ended");
-                    undelivered.push((spec.name.clone(), left));
+                    tracing::warn!(component = %label, inbox = %d.name(), left, "messages left undelivered in an inbox when its component ended");
+                    undelivered.push((d.name().clone(), left));
                 }
             }
         }
@@ -581,7 +581,7 @@ struct Life {
     sched: Scheduler,
     id: ComponentId,
     label: Arc<str>,
-    boxes: Arc<[(BoxSpec, BoxRef)]>,
+    boxes: Arc<[Declared]>,
     exit: Arc<ExitCell>,
 }
 
@@ -647,11 +647,11 @@ fn send_failure(signal: &Outbox<Control>, label: &Arc<str>, failure: Arc<Compone
     let _ = signal.force_send(Control::producer_finished());
 }
 
-fn control_of(boxes: &[(BoxSpec, BoxRef)]) -> Option<BoxRef> {
+fn control_of(boxes: &[Declared]) -> Option<BoxRef> {
     boxes
         .iter()
-        .find(|(s, _)| &*s.name == CONTROL && s.direction == Direction::In)
-        .map(|(_, r)| r.clone())
+        .find(|d| &**d.name() == CONTROL && d.direction() == Direction::In)
+        .map(|d| d.r.clone())
 }
 
 pub(crate) fn push_control(control: &BoxRef, msg: Control) -> bool {

@@ -81,6 +81,36 @@ pub struct BoxSpec {
     pub description: &'static str,
 }
 
+/// One entry of a component's box table: the box and the line that describes it. Its name,
+/// direction and type are its store's (the table does not keep a second copy of them: a table
+/// entry is paid per box per component per connection).
+#[derive(Clone)]
+pub(crate) struct Declared {
+    pub(crate) description: &'static str,
+    pub(crate) r: crate::link::BoxRef,
+}
+
+impl Declared {
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.r.id().name
+    }
+
+    pub(crate) fn direction(&self) -> Direction {
+        self.r.id().direction
+    }
+
+    /// The entry as the public [`BoxSpec`].
+    pub(crate) fn spec(&self) -> BoxSpec {
+        let id = self.r.id();
+        BoxSpec {
+            name: id.name.clone(),
+            direction: id.direction,
+            message_type: id.message_type,
+            description: self.description,
+        }
+    }
+}
+
 /// Names a box in a running system: the owning component's label and the box's name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BoxId {
@@ -197,10 +227,13 @@ mod tests {
         let signal = b.signal_from(GOOD.signal);
         assert!(b.error().is_none());
         let c = b.main(|_cx| async { Ok(()) });
-        let declared: Vec<_> = c.boxes().map(|s| (&*s.name, s.description)).collect();
+        let declared: Vec<_> = c.boxes().map(|s| (s.name, s.description)).collect();
         assert_eq!(
             declared,
-            [("control", "ends it"), ("signal", "one final message")]
+            [
+                ("control".into(), "ends it"),
+                ("signal".into(), "one final message")
+            ]
         );
         assert!(signal.try_send(Control::producer_finished()).is_ok());
         assert!(signal.store.final_sent(), "signal_from keeps the guard");

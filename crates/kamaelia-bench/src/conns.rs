@@ -334,13 +334,13 @@ pub(crate) async fn child_clients(side: Side, addr: std::net::SocketAddr, n: usi
     measure_on_request(before).await
 }
 
-/// Sends [`HELLO`], waits for it to come back, reports, then holds the connection open.
+/// Sends [`HELLO`], waits for it to come back, reports, then holds the connection open until
+/// the client's final message. It has no `signal`: nothing listens to one.
 fn holder(served: mpsc::UnboundedSender<()>) -> Component {
     let mut b = Component::build("Holder");
     let inbox = b.inbox::<Bytes>("inbox", "the echo");
     let control = b.control();
     let outbox = b.outbox::<Bytes>("outbox", "the greeting");
-    b.signal();
     b.main(move |_| async move {
         outbox.send(Bytes::from_static(HELLO)).await?;
         let mut got = 0;
