@@ -591,8 +591,18 @@ impl Future for Life {
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         let this = &mut *self;
         let failure = loop {
+            // The running case is polled in place: no move of the stage on every poll.
+            if let Stage::Running(main) = &mut this.stage {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| main.as_mut().poll(cx))) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(Ok(()))) => break None,
+                    Ok(Poll::Ready(Err(e))) => break Some(FailureKind::Error(e)),
+                    Err(panic) => break Some(FailureKind::Panicked(panic_message(&*panic))),
+                }
+            }
             match std::mem::replace(&mut this.stage, Stage::Done) {
-                Stage::Done => return Poll::Ready(()),
+                // Ended and recorded already (`Running` was handled above).
+                Stage::Done | Stage::Running(_) => return Poll::Ready(()),
                 Stage::Miswired(e) => break Some(FailureKind::Wiring(*e)),
                 Stage::Ready(body, context) => {
                     match std::panic::catch_unwind(AssertUnwindSafe(|| body(context))) {
@@ -600,19 +610,11 @@ impl Future for Life {
                         Err(panic) => break Some(FailureKind::Panicked(panic_message(&*panic))),
                     }
                 }
-                Stage::Running(mut main) => {
-                    match std::panic::catch_unwind(AssertUnwindSafe(|| main.as_mut().poll(cx))) {
-                        Ok(Poll::Pending) => {
-                            this.stage = Stage::Running(main);
-                            return Poll::Pending;
-                        }
-                        Ok(Poll::Ready(Ok(()))) => break None,
-                        Ok(Poll::Ready(Err(e))) => break Some(FailureKind::Error(e)),
-                        Err(panic) => break Some(FailureKind::Panicked(panic_message(&*panic))),
-                    }
-                }
             }
         };
+        // The main routine's state (its boxes' handles, its sockets) goes before the end is
+        // recorded, so whoever joins it finds it gone.
+        this.stage = Stage::Done;
         this.sched.finish(
             this.id,
             this.label.clone(),

@@ -124,6 +124,13 @@ impl<T> State<T> {
         if let Some(w) = self.weigh {
             self.bytes = self.bytes.saturating_add(w(&msg));
         }
+        // A box's first message gets room for one, not the four a queue starts with: most
+        // boxes of a connection (control, signal, feedback) carry a handful of messages in
+        // their life, and keep their queue's room for as long as the connection lasts. A busy
+        // box grows as before, once.
+        if self.queue.capacity() == 0 {
+            self.queue.reserve_exact(1);
+        }
         self.queue.push_back(msg);
     }
 
