@@ -687,6 +687,14 @@ impl Handle {
         control_of(&self.boxes).is_some_and(|c| push_control(&c, Control::shutdown()))
     }
 
+    /// Delivers `msg` to the component's `control` inbox (through any passthrough), ahead of
+    /// the capacity limit, as [`Handle::stop`] does with ShutdownMicroprocess: for a supervisor
+    /// that tells a component ProducerFinished without keeping an outbox linked to it. Returns
+    /// false if it has no control inbox or has already ended.
+    pub fn send_control(&self, msg: Control) -> bool {
+        control_of(&self.boxes).is_some_and(|c| push_control(&c, msg))
+    }
+
     /// True once the component has ended.
     pub fn is_finished(&self) -> bool {
         self.exit.lock().0.is_some()

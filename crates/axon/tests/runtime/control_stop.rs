@@ -105,3 +105,30 @@ async fn shutdown_all_stops_top_level_components_and_their_children() {
     })
     .await;
 }
+
+/// §5: `Handle::send_control` delivers any control message to the component's `control`, as
+/// `stop` does with ShutdownMicroprocess: a notice is passed on and the component keeps going;
+/// ProducerFinished ends it through its own path; after the end there is nowhere to deliver.
+#[tokio::test]
+async fn send_control_delivers_through_the_handle() {
+    within("send_control", async {
+        let (c, started) = idle("Idle");
+        let sig = Inbox::<Control>::standalone("sig", 4);
+        link_refs(&c.boxref("signal").unwrap(), &sig.boxref()).unwrap();
+        let report = Scheduler::new()
+            .run(async {
+                let h = c.activate();
+                started.await.unwrap();
+                assert!(h.send_control(Control::notice(3u8)));
+                assert_eq!(sig.recv().await.payload::<u8>(), Some(&3));
+                assert!(!h.is_finished());
+                assert!(h.send_control(Control::producer_finished()));
+                assert!(sig.recv().await.is_producer_finished());
+                assert!(h.join().await.failure.is_none());
+                assert!(!h.send_control(Control::producer_finished()));
+            })
+            .await;
+        assert!(report.is_ok());
+    })
+    .await;
+}

@@ -397,17 +397,12 @@ fn start_connection(
     let events = Inbox::<Control>::standalone("connection events", 16);
     link_refs(&csa.boxref(SIGNAL)?, &events.boxref())?;
     link_refs(&csa.boxref("CreatorFeedback")?, &events.boxref())?;
-    let to_proto = Outbox::<Control>::standalone("to protocol");
-    if let Ok(c) = proto.boxref(CONTROL) {
-        link_refs(&to_proto.boxref(), &c)?;
-    }
     // The connection's adapter and protocol share one task (docs/semantics.md §10).
     let handles = cx.activate_group(Group::new().with(csa).with(proto));
     // Two members were added, so there are two handles.
     let [csa, proto]: [axon::Handle; 2] = handles.try_into().expect("one handle per member");
     let supervisor = Box::pin(supervise(
         events,
-        to_proto,
         signal.clone(),
         label.clone(),
         (csa.clone(), proto.clone()),
@@ -422,9 +417,12 @@ fn start_connection(
 /// The connection has ended when the CSA says so ([`SocketShutdown`]) or when a final message
 /// arrives on its `signal`, which only the runtime sends, for a CSA that failed (panicked) and
 /// will say nothing more.
+///
+/// One of these waits for every connection the server holds, so the state it waits in is
+/// kept small: the protocol is told through its handle (no outbox linked to it), and what is
+/// rare (reporting an error, the final joins) is boxed.
 async fn supervise(
     events: Inbox<Control>,
-    to_proto: Outbox<Control>,
     signal: Outbox<Control>,
     label: Arc<str>,
     (csa, proto): (axon::Handle, axon::Handle),
@@ -436,18 +434,21 @@ async fn supervise(
         if ended || c.payload::<PeerHalfClosed>().is_some() {
             if !told {
                 told = true;
-                let _ = to_proto.force_send(Control::producer_finished());
+                proto.send_control(Control::producer_finished());
             }
             if ended {
                 break;
             }
         } else if let Control::Error(e) = &c {
             tracing::debug!(server = %label, "connection error: {e}");
-            report(&signal, &label, c).await;
+            Box::pin(report(&signal, &label, c)).await;
         }
     }
-    csa.join().await;
-    proto.join().await;
+    Box::pin(async move {
+        csa.join().await;
+        proto.join().await;
+    })
+    .await;
 }
 
 fn server_role(config: &Arc<rustls::ServerConfig>) -> TlsRole {
@@ -478,14 +479,12 @@ mod tests {
         let csa = b.main(|_| async { panic!("a connection component that fails") });
         let proto = EchoProtocol::new();
         let events = Inbox::<Control>::standalone("connection events", 16);
-        let to_proto = Outbox::<Control>::standalone("to protocol");
         let errors = Inbox::<Control>::standalone("server signal", 16);
         let signal = Outbox::<Control>::standalone(SIGNAL);
         let link = |a: axon::BoxRef, b: axon::BoxRef| link_refs(&a, &b).unwrap();
         link(proto.boxref(OUTBOX).unwrap(), csa.boxref(INBOX).unwrap());
         link(csa.boxref(SIGNAL).unwrap(), events.boxref());
         link(csa.boxref("CreatorFeedback").unwrap(), events.boxref());
-        link(to_proto.boxref(), proto.boxref(CONTROL).unwrap());
         link(signal.boxref(), errors.boxref());
 
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -497,7 +496,7 @@ mod tests {
                 .await
         });
         let (csa, proto) = rx.await.unwrap();
-        let supervised = supervise(events, to_proto, signal, "TcpServer".into(), (csa, proto));
+        let supervised = supervise(events, signal, "TcpServer".into(), (csa, proto));
         tokio::time::timeout(Duration::from_secs(10), supervised)
             .await
             .expect("the supervisor ended");
