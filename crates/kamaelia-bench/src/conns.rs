@@ -1,7 +1,10 @@
 //! Figure 5: many concurrent connections held open. A server process and a clients process,
 //! both children of the suite (so each fits in the open-file limit and has its own memory
 //! figures), for the library (TcpServer + EchoProtocol, TcpClient + a holder component) and
-//! for a hand-written tokio program holding the same sockets.
+//! for a hand-written tokio program holding the same sockets. The server listens on one port of
+//! 127.0.0.1 to 127.0.0.4 and the clients spread over them, so past ~28,000 connections the
+//! ephemeral ports of one address pair do not run out (100,000 needs an open-file limit above
+//! 100,000 in each process: `ulimit -n`).
 //!
 //! Each child prints `key=value` lines on stdout: `ready ...` once it is listening or every
 //! connection was served; then, when the suite writes `measure` on its stdin, it measures its
@@ -240,43 +243,89 @@ fn parse(line: &str) -> HashMap<String, f64> {
 /// The server child: listens, serves, and measures itself on request.
 pub(crate) async fn child_server(side: Side) -> Result<()> {
     let before = status_kib("VmRSS")?;
-    let addr = match side {
+    // The same port on every listening address: a port the first address got may be taken on
+    // another, so try a few.
+    let mut tries = 0;
+    let addrs = loop {
+        tries += 1;
+        match listen_all(side).await {
+            Ok(addrs) => break addrs,
+            Err(e) if tries < 5 => eprintln!("figure 5 server: {e:#}; trying another port"),
+            Err(e) => return Err(e),
+        }
+    };
+    println!("ready addr={} rss_before_kib={before}", addrs[0]);
+    measure_on_request(before).await
+}
+
+/// How many loopback addresses the server listens on and the clients spread over
+/// (127.0.0.1 to 127.0.0.4, one port): each address pair has its own ~28,000 ephemeral ports,
+/// so four hold 100,000 connections.
+const LISTEN_ADDRS: u8 = 4;
+
+/// The `i`-th listening address for the server listening at `first` (127.0.0.1:port).
+fn listen_addr(first: std::net::SocketAddr, i: usize) -> std::net::SocketAddr {
+    let octet = 1 + (i % usize::from(LISTEN_ADDRS)) as u8;
+    std::net::SocketAddr::from(([127, 0, 0, octet], first.port()))
+}
+
+/// Listens on every address of [`listen_addr`] with one port, serving echo; returns the addresses.
+async fn listen_all(side: Side) -> Result<Vec<std::net::SocketAddr>> {
+    let mut addrs: Vec<std::net::SocketAddr> = Vec::new();
+    match side {
         Side::Ours => {
-            let server = TcpServer::bind("127.0.0.1:0", |_| EchoProtocol::new())?;
-            let addr = server.local_addr();
+            let mut servers = Vec::new();
+            for i in 0..usize::from(LISTEN_ADDRS) {
+                let want = match addrs.first() {
+                    None => "127.0.0.1:0".parse()?,
+                    Some(first) => listen_addr(*first, i),
+                };
+                let server = TcpServer::bind(&want.to_string(), |_| EchoProtocol::new())?;
+                addrs.push(server.local_addr());
+                servers.push(server);
+            }
             tokio::spawn(async move {
                 Scheduler::new()
                     .run(async {
-                        server.activate();
+                        for server in servers {
+                            server.activate();
+                        }
                     })
                     .await
             });
-            addr
         }
         Side::Baseline => {
-            let socket = TcpSocket::new_v4()?;
-            socket.set_reuseaddr(true)?;
-            socket.bind("127.0.0.1:0".parse()?)?;
-            // The same backlog as TcpServer.
-            let listener = socket.listen(4096)?;
-            let addr = listener.local_addr()?;
-            tokio::spawn(async move {
-                while let Ok((mut s, _)) = listener.accept().await {
-                    tokio::spawn(async move {
-                        let mut buf = vec![0_u8; 1024];
-                        while let Ok(n) = s.read(&mut buf).await {
-                            if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                                break;
+            let mut listeners = Vec::new();
+            for i in 0..usize::from(LISTEN_ADDRS) {
+                let want = match addrs.first() {
+                    None => "127.0.0.1:0".parse()?,
+                    Some(first) => listen_addr(*first, i),
+                };
+                let socket = TcpSocket::new_v4()?;
+                socket.set_reuseaddr(true)?;
+                socket.bind(want)?;
+                // The same backlog as TcpServer.
+                let listener = socket.listen(4096)?;
+                addrs.push(listener.local_addr()?);
+                listeners.push(listener);
+            }
+            for listener in listeners {
+                tokio::spawn(async move {
+                    while let Ok((mut s, _)) = listener.accept().await {
+                        tokio::spawn(async move {
+                            let mut buf = vec![0_u8; 1024];
+                            while let Ok(n) = s.read(&mut buf).await {
+                                if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
                             }
-                        }
-                    });
-                }
-            });
-            addr
+                        });
+                    }
+                });
+            }
         }
-    };
-    println!("ready addr={addr} rss_before_kib={before}");
-    measure_on_request(before).await
+    }
+    Ok(addrs)
 }
 
 /// The clients child: `n` clients that each send [`HELLO`], get it back and stay connected.
@@ -287,8 +336,9 @@ pub(crate) async fn child_clients(side: Side, addr: std::net::SocketAddr, n: usi
     match side {
         Side::Ours => {
             let mut parts = Vec::with_capacity(n);
-            for _ in 0..n {
-                let client: Component = TcpClient::new(addr.ip().to_string(), addr.port()).into();
+            for i in 0..n {
+                let to = listen_addr(addr, i);
+                let client: Component = TcpClient::new(to.ip().to_string(), to.port()).into();
                 let holder = holder(tx.clone());
                 link_refs(&holder.boxref("outbox")?, &client.boxref("inbox")?)?;
                 link_refs(&client.boxref("outbox")?, &holder.boxref("inbox")?)?;
@@ -307,10 +357,11 @@ pub(crate) async fn child_clients(side: Side, addr: std::net::SocketAddr, n: usi
             });
         }
         Side::Baseline => {
-            for _ in 0..n {
+            for i in 0..n {
                 let tx = tx.clone();
+                let to = listen_addr(addr, i);
                 tokio::spawn(async move {
-                    let Ok(mut s) = TcpStream::connect(addr).await else {
+                    let Ok(mut s) = TcpStream::connect(to).await else {
                         return;
                     };
                     let mut back = [0_u8; 8];
