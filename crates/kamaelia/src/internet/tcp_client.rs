@@ -106,7 +106,6 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// | `outbox` | `Bytes` | data received from the server |
 /// | `signal` | `Control` | Connected, errors, PeerHalfClosed, Transferred, then one final message |
 /// | `sslready` | [`SslReady`] | TLS negotiated (version, cipher suite) |
-/// | `_csaControl` | `Control` | ProducerFinished taken before the connection was up, passed on to it |
 ///
 /// # Shutdown
 ///
@@ -230,7 +229,6 @@ struct Boxes {
     outbox: Outbox<Bytes>,
     signal: Outbox<Control>,
     sslready: Outbox<SslReady>,
-    csa_control: Outbox<Control>,
 }
 
 axon::box_table! {
@@ -244,7 +242,6 @@ axon::box_table! {
         outbox: OUTBOX => "data received from the server",
         signal: SIGNAL => "Connected, errors, PeerHalfClosed, Transferred, then one final message",
         sslready: "sslready" => "TLS negotiated (version, cipher suite)",
-        csa_control: "_csaControl" => "ProducerFinished taken before the connection was up, passed on to it",
     }
 }
 
@@ -261,7 +258,6 @@ impl From<TcpClient> for Component {
                 .limit_bytes(cfg.limits.receive_bytes),
             signal: b.signal_from(BOXES.signal),
             sslready: b.outbox_from(BOXES.sslready),
-            csa_control: b.outbox_from(BOXES.csa_control),
         };
         // One connection, one task: the CSA runs beside the client (docs/semantics.md §10).
         b.hosts_group();
@@ -393,10 +389,12 @@ async fn connect_phase(cfg: TcpClient, b: Boxes, cx: Context) -> Result<Phase, a
     wire(&b, &csa)?;
     // Kamaelia threw the data queued before ProducerFinished away here; it goes out once
     // connected, then the connection closes.
-    if watch.stopping() {
-        let _ = b.csa_control.send(Control::producer_finished()).await;
-    }
+    let finishing = watch.stopping();
     let csa = cx.activate_beside(csa);
+    if finishing {
+        // Delivered through the CSA's handle: the client keeps no outbox for it.
+        csa.send_control(Control::producer_finished());
+    }
     // Announced once the CSA owns the connection: from here on, data sent before a makessl goes
     // out in plaintext first.
     if let Ok(local) = local {
@@ -451,11 +449,10 @@ async fn wrap_up(b: &Boxes, csa: axon::Handle, how: HowDied) {
 
 /// Links the client to its new CSA as the page describes.
 fn wire(b: &Boxes, csa: &Component) -> Result<(), axon::WiringError> {
-    let pairs: [(BoxRef, BoxRef); 8] = [
+    let pairs: [(BoxRef, BoxRef); 7] = [
         (b.inbox.boxref(), csa.boxref(INBOX)?),
         (b.makessl.boxref(), csa.boxref("makessl")?),
         (b.control.boxref(), csa.boxref(CONTROL)?),
-        (b.csa_control.boxref(), csa.boxref(CONTROL)?),
         (csa.boxref(OUTBOX)?, b.outbox.boxref()),
         (csa.boxref("sslready")?, b.sslready.boxref()),
         (csa.boxref("CreatorFeedback")?, b.feedback.boxref()),
