@@ -27,6 +27,8 @@ pub use starttls::{
 pub use tcp_client::{TcpClient, DEFAULT_CONNECT_TIMEOUT};
 pub use tcp_server::{ConnectionInfo, TcpServer, DEFAULT_PLAINTEXT_TIMEOUT};
 pub use tls::{
-    accept, classify, handshake, HandshakeFailure, ServerTls, TlsError, TlsInfo, TlsSettings,
-    Trust, DEFAULT_HANDSHAKE_TIMEOUT, MAX_PEM_BYTES,
+    accept, certificate_problem, classify, handshake, utc_date_time, CertificateSummary,
+    HandshakeFailure, KeyAlgorithm, KeyDescription, NotInCommon, PeerCertificates, PeerRole,
+    ServerTls, TlsError, TlsInfo, TlsSettings, Trust, DEFAULT_HANDSHAKE_TIMEOUT, MAX_PEM_BYTES,
+    MIN_RSA_BITS,
 };

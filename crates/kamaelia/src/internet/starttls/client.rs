@@ -587,11 +587,7 @@ mod tests {
                     tokio::task::yield_now().await;
                     assert!(conn_control.try_recv().is_none(), "held until TLS is up");
                     assert!(to_conn.try_recv().is_none(), "nothing before TLS");
-                    let info = TlsInfo {
-                        version: "TLSv1.3".into(),
-                        cipher_suite: "TLS13_AES_128_GCM_SHA256".into(),
-                        alpn: None,
-                    };
+                    let info = TlsInfo::new("TLSv1.3", "TLS13_AES_128_GCM_SHA256");
                     sslready
                         .send(SslReady {
                             info,
@@ -660,11 +656,7 @@ mod tests {
             from_server.try_send(Bytes::from_static(injected)).unwrap();
             sslready
                 .try_send(SslReady {
-                    info: TlsInfo {
-                        version: "TLSv1.3".into(),
-                        cipher_suite: "TLS13_AES_128_GCM_SHA256".into(),
-                        alpn: None,
-                    },
+                    info: TlsInfo::new("TLSv1.3", "TLS13_AES_128_GCM_SHA256"),
                     replayed: 0,
                     plaintext: plaintext.sum::<usize>() as u64,
                 })
