@@ -4,7 +4,9 @@ use std::error::Error as StdError;
 use std::io;
 
 use axon::{ComponentFailure, ErrorMessage};
-use kamaelia::internet::{ConnectError, StartTlsError, TcpError, TlsError};
+use kamaelia::internet::{
+    certificate_problem, ConnectError, HandshakeFailure, StartTlsError, TcpError, TlsError,
+};
 use kamaelia::{ConsoleError, FileReaderError};
 
 /// What an error on `signal` means for the run.
@@ -87,9 +89,20 @@ fn connect_error(e: &ConnectError) -> String {
     }
 }
 
-fn tls_error(e: &TlsError) -> String {
+/// A client's TLS failure in plain words (the peer is the server).
+pub(crate) fn tls_error(e: &TlsError) -> String {
     match e {
-        TlsError::UntrustedCertificate(why) => format!("TLS certificate not trusted: {why}"),
+        TlsError::UntrustedCertificate(why) => format!(
+            "TLS certificate not trusted: {}",
+            certificate_problem(why, "the server's certificate")
+        ),
+        TlsError::WeakKey(_) => format!("TLS certificate not trusted: {e}"),
+        TlsError::NoSubjectAltName { .. } => format!("TLS certificate name mismatch: {e}"),
+        TlsError::HandshakeFailed(HandshakeFailure::ClientCertificateRequired) => format!(
+            "TLS handshake failed: {} (use --cert/--key)",
+            HandshakeFailure::ClientCertificateRequired
+        ),
+        TlsError::RenegotiationRefused => format!("TLS session ended: {e}"),
         TlsError::NameMismatch { expected: None } => "TLS certificate name mismatch".to_string(),
         TlsError::NameMismatch {
             expected: Some(expected),
@@ -173,5 +186,93 @@ mod tests {
         assert!(t(TlsError::NotTls).starts_with("TLS handshake failed"));
         assert!(t(TlsError::PlaintextInjection { bytes: 3 }).contains("injection"));
         assert!(t(TlsError::NotConnected).starts_with("TLS handshake failed: the server closed"));
+    }
+
+    /// Each row of issue 10's table of TLS errors, from the typed error to the line printed.
+    #[test]
+    fn tls_failures_read_as_plain_words() {
+        use kamaelia::internet::{KeyAlgorithm, KeyDescription, NotInCommon};
+        use rustls::pki_types::UnixTime;
+        use rustls::{AlertDescription, CertificateError};
+        let t = |e| tcp_error(&TcpError::Tls(e));
+        let cases: Vec<(TlsError, &str)> = vec![
+            (
+                TlsError::UntrustedCertificate(CertificateError::ExpiredContext {
+                    time: UnixTime::since_unix_epoch(Duration::from_secs(1_796_112_648)),
+                    not_after: UnixTime::since_unix_epoch(Duration::from_secs(978_307_200)),
+                }),
+                "TLS certificate not trusted: the server's certificate expired on 2001-01-01 \
+                 00:00:00 UTC",
+            ),
+            (
+                TlsError::UntrustedCertificate(CertificateError::UnknownIssuer),
+                "TLS certificate not trusted: the chain does not reach a trusted CA (is an \
+                 intermediate missing?)",
+            ),
+            (
+                TlsError::UntrustedCertificate(
+                    CertificateError::UnsupportedSignatureAlgorithmContext {
+                        // sha1WithRSAEncryption, NULL parameters
+                        signature_algorithm_id: vec![
+                            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05, 0x05,
+                            0x00,
+                        ],
+                        supported_algorithms: vec![],
+                    },
+                ),
+                "TLS certificate not trusted: the server's certificate is signed with SHA-1, \
+                 which is not accepted",
+            ),
+            (
+                TlsError::WeakKey(KeyDescription {
+                    algorithm: KeyAlgorithm::Rsa,
+                    bits: 1024,
+                }),
+                "TLS certificate not trusted: the server's certificate key is too weak (RSA \
+                 1024 bits; at least 2048 bits are needed)",
+            ),
+            (
+                TlsError::NoSubjectAltName {
+                    expected: Some("localhost".into()),
+                    common_names: vec!["localhost".into()],
+                },
+                "TLS certificate name mismatch: the server's certificate has no \
+                 subjectAltName; names in CN are not accepted (CN=localhost)",
+            ),
+            (
+                TlsError::HandshakeFailed(HandshakeFailure::NothingInCommon(NotInCommon::Unknown)),
+                "TLS handshake failed: no TLS version / cipher suite / key-exchange group in \
+                 common (the server answered handshake_failure)",
+            ),
+            (
+                TlsError::HandshakeFailed(HandshakeFailure::NothingInCommon(NotInCommon::Version)),
+                "TLS handshake failed: no TLS version in common",
+            ),
+            (
+                TlsError::HandshakeFailed(HandshakeFailure::ClientCertificateRequired),
+                "TLS handshake failed: the server requires a client certificate (use \
+                 --cert/--key)",
+            ),
+            (
+                TlsError::HandshakeFailed(HandshakeFailure::CertificateRefused(
+                    AlertDescription::UnknownCA,
+                )),
+                "TLS handshake failed: the server refused our certificate (unknown_ca: it is \
+                 not signed by a CA trusted there)",
+            ),
+            (
+                TlsError::HandshakeFailed(HandshakeFailure::NoApplicationProtocol),
+                "TLS handshake failed: no ALPN protocol in common (the protocols offered were \
+                 refused)",
+            ),
+            (
+                TlsError::RenegotiationRefused,
+                "TLS session ended: the server asked to renegotiate TLS, which is refused (not \
+                 supported), and then ended the connection",
+            ),
+        ];
+        for (err, want) in cases {
+            assert_eq!(t(err), want);
+        }
     }
 }

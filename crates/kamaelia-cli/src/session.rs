@@ -12,8 +12,8 @@ use axon::{
 use std::sync::Arc;
 
 use kamaelia::internet::{
-    Connected, HowDied, ImapStartTlsClient, OnFinish, PeerHalfClosed, Pop3StartTlsClient,
-    SmtpStartTlsClient, TlsGate, TlsInfo, Transferred,
+    Connected, HowDied, ImapStartTlsClient, OnFinish, PeerCertificates, PeerHalfClosed,
+    Pop3StartTlsClient, SmtpStartTlsClient, TlsGate, TlsInfo, Transferred,
 };
 use kamaelia::{ConsoleEchoer, Graphline, MakeSsl, OneShot, SslReady, TcpClient};
 
@@ -175,6 +175,8 @@ pub(crate) struct Observer {
     counts: Option<Arc<Counts>>,
     /// The size of the input, if known beforehand (`send` of a regular file).
     total: Option<u64>,
+    /// `--show-cert`: print the server's chain and the TLS details.
+    show_cert: bool,
 }
 
 impl Observer {
@@ -198,7 +200,15 @@ impl Observer {
             hint_no_shutdown: false,
             counts: None,
             total: None,
+            show_cert: false,
         })
+    }
+
+    /// `--show-cert`: print the chain the server presented (even when it was not trusted) and
+    /// what the handshake agreed on.
+    pub(crate) fn show_cert(mut self, on: bool) -> Self {
+        self.show_cert = on;
+        self
     }
 
     /// The source's counts (and the input's size, if known), so the last line can say how much
@@ -232,8 +242,20 @@ impl Observer {
         loop {
             tokio::select! {
                 c = self.signal.recv() => {
+                    // Causal order: sslready was sent before anything the connection signals
+                    // after it (the server finishing, an error), but after Connected; the two
+                    // boxes race here.
+                    if c.payload::<Connected>().is_none() {
+                        if let Some(r) = self.sslready.try_recv() {
+                            self.tls_up(r, &mut s);
+                        }
+                    }
                     self.events.signal(axon::SIGNAL, &c);
-                    if let Some(Connected { peer, .. }) = c.payload::<Connected>() {
+                    if let Some(chain) = c.payload::<PeerCertificates>() {
+                        if self.show_cert {
+                            self.events.peer_chain(chain);
+                        }
+                    } else if let Some(Connected { peer, .. }) = c.payload::<Connected>() {
                         s.peer = Some(*peer);
                         s.connected_at = Some(Instant::now());
                         self.events.line(format_args!("connected to {peer}"));
@@ -348,10 +370,11 @@ impl Observer {
     fn tls_up(&self, ready: SslReady, s: &mut Summary) {
         let SslReady { info, .. } = ready;
         self.events.sslready(&info);
-        self.events.line(format_args!(
-            "TLS established: {} {}",
-            info.version, info.cipher_suite
-        ));
+        if self.show_cert {
+            self.events.peer_chain(&info.peer_chain);
+            self.events.tls_details(&info);
+        }
+        self.events.tls_established(&info);
         if let Some(sched) = &self.snapshot {
             s.graph = Some(sched.graph_dot());
         }

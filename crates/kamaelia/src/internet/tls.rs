@@ -283,7 +283,14 @@ impl TlsSettings {
         let config = capture::observed_config(&built.config, built.verifier.clone(), &seen);
         match handshake(config, name, io, self.handshake_timeout).await {
             Ok(stream) => match TlsInfo::from_common_state(stream.get_ref().1) {
-                Some(info) => Ok((stream, info)),
+                Some(info) => Ok((
+                    stream,
+                    TlsInfo {
+                        client_cert_requested: seen.certificate_requested(),
+                        client_cert_configured: self.has_client_cert(),
+                        ..info
+                    },
+                )),
                 None => Err((
                     TlsError::HandshakeFailed(HandshakeFailure::NoVersion),
                     seen.chain(),
@@ -531,6 +538,12 @@ pub struct TlsInfo {
     /// The certificates the peer presented, leaf first: the server's on a client, the
     /// client's (if it sent one) on a server.
     pub peer_chain: PeerCertificates,
+    /// On a client: the server asked for a client certificate. Under TLS 1.3 a server that
+    /// requires one and gets none says so only after this side's handshake has finished (on
+    /// the first read), so this is the warning that it may.
+    pub client_cert_requested: bool,
+    /// On a client: a client certificate was configured (and so sent if requested).
+    pub client_cert_configured: bool,
 }
 
 impl TlsInfo {
@@ -565,6 +578,8 @@ impl TlsInfo {
             alpn: state.alpn_protocol().map(<[u8]>::to_vec),
             key_exchange_group,
             peer_chain: PeerCertificates(state.peer_certificates().unwrap_or_default().to_vec()),
+            client_cert_requested: false,
+            client_cert_configured: false,
         })
     }
 
@@ -776,9 +791,10 @@ impl TlsError {
     pub fn words(&self, peer: PeerRole) -> String {
         let who = peer.name();
         match self {
-            TlsError::UntrustedCertificate(reason) => {
-                certificate_problem(reason, &format!("the {who}'s certificate"))
-            }
+            TlsError::UntrustedCertificate(reason) => format!(
+                "the {who}'s certificate is not trusted: {}",
+                certificate_problem(reason, "it")
+            ),
             TlsError::NameMismatch { expected: None } => {
                 format!("the {who}'s certificate is not valid for the requested name")
             }
@@ -862,7 +878,9 @@ impl From<io::Error> for TlsError {
     }
 }
 
-/// What is wrong with a certificate, as a sentence about `whose` ("the server's certificate").
+/// What is wrong with a certificate, in plain words naming it as `whose` where needed ("it",
+/// "the server's certificate"): `it expired on 2001-01-01 00:00:00 UTC`, `the chain does not
+/// reach a trusted CA (is an intermediate missing?)`.
 pub fn certificate_problem(e: &CertificateError, whose: &str) -> String {
     match e {
         CertificateError::ExpiredContext { not_after, .. } => {
@@ -873,13 +891,10 @@ pub fn certificate_problem(e: &CertificateError, whose: &str) -> String {
             format!("{whose} is not valid before {}", unix_date(*not_before))
         }
         CertificateError::NotValidYet => format!("{whose} is not valid yet"),
-        CertificateError::UnknownIssuer => format!(
-            "{whose} is not trusted: the chain does not reach a trusted CA (is an intermediate \
-             missing?)"
-        ),
-        CertificateError::BadSignature => {
-            format!("{whose} is not trusted: a signature in its chain does not verify")
+        CertificateError::UnknownIssuer => {
+            "the chain does not reach a trusted CA (is an intermediate missing?)".to_owned()
         }
+        CertificateError::BadSignature => "a signature in the chain does not verify".to_owned(),
         CertificateError::UnsupportedSignatureAlgorithmContext {
             signature_algorithm_id,
             ..
@@ -902,7 +917,7 @@ pub fn certificate_problem(e: &CertificateError, whose: &str) -> String {
         CertificateError::UnhandledCriticalExtension => {
             format!("{whose} has a critical extension that is not understood")
         }
-        other => format!("{whose} is not trusted: {other}"),
+        other => other.to_string(),
     }
 }
 
