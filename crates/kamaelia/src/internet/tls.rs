@@ -523,8 +523,11 @@ impl ServerTls {
     }
 }
 
-/// What a finished handshake agreed on.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a finished handshake agreed on, and what this side saw of the peer.
+///
+/// Equality compares what was agreed (version, suite, ALPN, group), which both ends of one
+/// connection share; the peer's chain and the client-certificate flags are this side's view.
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct TlsInfo {
     /// The protocol version, e.g. `"TLSv1.3"`.
@@ -545,6 +548,24 @@ pub struct TlsInfo {
     /// On a client: a client certificate was configured (and so sent if requested).
     pub client_cert_configured: bool,
 }
+
+impl PartialEq for TlsInfo {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            &self.version,
+            &self.cipher_suite,
+            &self.alpn,
+            &self.key_exchange_group,
+        ) == (
+            &other.version,
+            &other.cipher_suite,
+            &other.alpn,
+            &other.key_exchange_group,
+        )
+    }
+}
+
+impl Eq for TlsInfo {}
 
 impl TlsInfo {
     /// What a handshake agreed on: `version` and `cipher_suite`, nothing else known.

@@ -30,4 +30,5 @@ mod internet_server_tls;
 mod internet_starttls;
 mod internet_support;
 mod internet_tls;
+mod internet_tls_peers;
 mod internet_tls_pem;
