@@ -5,7 +5,7 @@ use std::io;
 
 use axon::{ComponentFailure, ErrorMessage};
 use kamaelia::internet::{
-    certificate_problem, ConnectError, HandshakeFailure, StartTlsError, TcpError, TlsError,
+    certificate_problem, ConnectError, HandshakeFailure, StartTlsError, TcpError, TlsError, TlsInfo,
 };
 use kamaelia::{ConsoleError, FileReaderError};
 
@@ -130,6 +130,31 @@ pub(crate) fn tls_error(e: &TlsError) -> String {
         }
         other => with_sources(other),
     }
+}
+
+/// The line for a connection that the server ended right after a TLS 1.3 handshake in which
+/// it asked for a client certificate and got none: the server's refusal (its
+/// certificate_required alert) may be lost when our next write meets the closed connection
+/// first, so the asking is the evidence left. `None` for any other failure.
+pub(crate) fn unanswered_certificate_request(
+    e: &ErrorMessage,
+    tls: Option<&TlsInfo>,
+) -> Option<String> {
+    let tls = tls.filter(|t| t.client_cert_requested && !t.client_cert_configured)?;
+    let tcp = find::<TcpError>(e.error())?;
+    let transport = matches!(
+        tcp,
+        TcpError::Reset { .. }
+            | TcpError::BrokenPipe { .. }
+            | TcpError::Tls(TlsError::Io(_) | TlsError::ClosedWithoutCloseNotify)
+    );
+    (transport && tls.version == "TLSv1.3").then(|| {
+        format!(
+            "the server ended the session after a TLS handshake in which it asked for a client \
+             certificate and none was sent: it probably requires one (use --cert/--key) [{}]",
+            tcp_error(tcp)
+        )
+    })
 }
 
 /// `error: cause: cause`, each source once.

@@ -17,7 +17,7 @@ use kamaelia::internet::{
 };
 use kamaelia::{ConsoleEchoer, Graphline, MakeSsl, OneShot, SslReady, TcpClient};
 
-use crate::errors::{judge, Verdict};
+use crate::errors::{judge, unanswered_certificate_request, Verdict};
 use crate::events::Events;
 use crate::flags::{Endpoint, StartTlsProto, TlsMode};
 use crate::progress::Counts;
@@ -281,6 +281,8 @@ impl Observer {
                             }
                             Verdict::Failed(line) => {
                                 tracing::debug!("error on signal: {e}");
+                                let line = unanswered_certificate_request(e, s.tls.as_ref())
+                                    .unwrap_or(line);
                                 s.failure.get_or_insert(line);
                             }
                         }

@@ -267,6 +267,11 @@ impl ChainPki {
         chain
     }
 
+    /// The intermediate CA certificate, PEM.
+    pub fn intermediate_pem(&self) -> String {
+        self.intermediate.pem()
+    }
+
     /// [`chain_der`](Self::chain_der) as PEM.
     pub fn chain_pem(&self, with_intermediate: bool) -> String {
         let mut pem = self.leaf.pem();

@@ -938,6 +938,9 @@ pub fn certificate_problem(e: &CertificateError, whose: &str) -> String {
         CertificateError::UnhandledCriticalExtension => {
             format!("{whose} has a critical extension that is not understood")
         }
+        CertificateError::Other(e) if format!("{e:?}").contains("CaUsedAsEndEntity") => {
+            format!("{whose} is a CA certificate, not one for a server or client")
+        }
         other => other.to_string(),
     }
 }
