@@ -42,6 +42,13 @@ fn s_server(cert: &Path, key: &Path, extra: &[&str]) -> Option<SServer> {
     SServer::start(&a)
 }
 
+/// `kamaelia serve --cert --key` with `extra` options, its stderr collected.
+fn serve_tls(pki: &Pki, extra: &[&str]) -> Served {
+    let mut a = vec!["--cert", p(&pki.cert_pem), "--key", p(&pki.key_pem)];
+    a.extend_from_slice(extra);
+    Served::start(&a, Stderr::Collect)
+}
+
 // Client certificates.
 
 #[test]
@@ -113,17 +120,7 @@ fn without_a_certificate_the_servers_requirement_is_named() {
 fn serve_with_a_client_ca_names_clients_without_or_with_an_untrusted_certificate() {
     let pki = Pki::new();
     let stranger = Pki::from(TestPki::generate("Stranger", &["localhost"], false).unwrap());
-    let s = Served::start(
-        &[
-            "--cert",
-            p(&pki.cert_pem),
-            "--key",
-            p(&pki.key_pem),
-            "--client-ca",
-            p(&pki.ca_pem),
-        ],
-        Stderr::Collect,
-    );
+    let s = serve_tls(&pki, &["--client-ca", p(&pki.ca_pem)]);
     // No certificate: the client says what the server requires, from its alert or, when a
     // write met the closed connection before the alert was read, from its request.
     let r = connect(s.addr, &["--ca", p(&pki.ca_pem)], b"x");
@@ -261,17 +258,7 @@ fn alpn_is_agreed_shown_and_refused_when_nothing_is_in_common() {
 #[test]
 fn serve_agrees_on_alpn_with_openssl() {
     let pki = Pki::new();
-    let s = Served::start(
-        &[
-            "--cert",
-            p(&pki.cert_pem),
-            "--key",
-            p(&pki.key_pem),
-            "--alpn",
-            "h2,http/1.1",
-        ],
-        Stderr::Collect,
-    );
+    let s = serve_tls(&pki, &["--alpn", "h2,http/1.1"]);
     let Some(out) = openssl::s_client(s.addr, &["-alpn", "http/1.1,h2"], b"", LIMIT) else {
         return;
     };
@@ -429,10 +416,7 @@ fn nothing_in_common_reads_as_plain_words() {
 #[test]
 fn serve_names_plaintext_old_clients_and_encrypted_keys() {
     let pki = Pki::new();
-    let s = Served::start(
-        &["--cert", p(&pki.cert_pem), "--key", p(&pki.key_pem)],
-        Stderr::Collect,
-    );
+    let s = serve_tls(&pki, &[]);
     let mut plain = std::net::TcpStream::connect(s.addr).unwrap();
     plain
         .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
