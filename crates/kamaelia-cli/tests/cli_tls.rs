@@ -547,3 +547,45 @@ fn tls_established_is_reported_before_the_server_finishing() {
         assert_eq!(r.stdout, b"bye");
     }
 }
+
+/// After a STARTTLS dialogue too: the chain is shown, and shown when it is not trusted (the
+/// notice travels through the protocol's client component).
+#[test]
+fn show_cert_works_after_starttls() {
+    let pki = Pki::new();
+    let addr = servers::smtp_server(pki.server_config(), b"");
+    let port = addr.port().to_string();
+    let r = run(
+        args(&[
+            "connect",
+            "--starttls",
+            "smtp",
+            "--ca",
+            p(&pki.ca_pem),
+            "--show-cert",
+            "--shutdown",
+            "127.0.0.1",
+            &port,
+        ]),
+        Input::Bytes(b"QUIT\r\n".to_vec()),
+        LIMIT,
+    );
+    r.expect_code(0)
+        .expect_stderr("subject: CN=Kamaelia test server")
+        .expect_stderr("TLS established");
+    let r = run(
+        args(&[
+            "connect",
+            "--starttls",
+            "smtp",
+            "--show-cert",
+            "127.0.0.1",
+            &port,
+        ]),
+        Input::Bytes(b"QUIT\r\n".to_vec()),
+        LIMIT,
+    );
+    r.expect_code(1)
+        .expect_stderr("subject: CN=Kamaelia test server")
+        .expect_stderr("TLS certificate not trusted");
+}
