@@ -717,6 +717,23 @@ mod tests {
     }
 
     #[test]
+    fn alpn_lists_are_checked() {
+        let ok = |s: &str| parse_alpn(s).map(|l| l.0);
+        assert_eq!(ok("h2"), Ok(vec![b"h2".to_vec()]));
+        assert_eq!(
+            ok("h2, http/1.1"),
+            Ok(vec![b"h2".to_vec(), b"http/1.1".to_vec()])
+        );
+        for bad in ["", "h2,", ",h2", "h2,,http/1.1"] {
+            assert!(parse_alpn(bad).unwrap_err().contains("empty"), "{bad:?}");
+        }
+        assert!(parse_alpn(&"x".repeat(256)).unwrap_err().contains("255"));
+        assert!(parse_alpn(&vec!["p"; 33].join(","))
+            .unwrap_err()
+            .contains("at most 32"));
+    }
+
+    #[test]
     fn limits_are_usage_errors() {
         assert!(parse_secs("1e19").unwrap_err().contains("too long"));
         assert!(parse_secs("inf").unwrap_err().contains("too long"));
@@ -756,6 +773,9 @@ mod tests {
                 proptest::prop_assert!(p >= 1);
             }
             let _ = parse_port_or_zero(&s);
+            if let Ok(list) = parse_alpn(&s) {
+                proptest::prop_assert!(list.0.iter().all(|p| (1..=255).contains(&p.len())));
+            }
         }
 
         /// Every number of seconds in range round-trips; every number out of range is refused.
