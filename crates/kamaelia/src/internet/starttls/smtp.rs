@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::client::{client_component, ClientDialogue, Step};
+use super::client::{client_component, ClientDialogue, Lines, Step};
 use super::error::StartTlsError;
 use super::server::{
     is_word, server_component, starts_with_word, Answer, ServerDialogue, ServerOptions,
@@ -66,7 +66,43 @@ pub struct SmtpStartTlsClient {
     timeout: Duration,
 }
 
-client_component!(SmtpStartTlsClient, SmtpClient::Greeting);
+client_component!(SmtpStartTlsClient, Lines::new(SmtpClient::Greeting));
+
+/// The client side of LMTP STARTTLS (RFC 2033, RFC 3207): SMTP's dialogue with `LHLO` for
+/// `EHLO`: greeting, `LHLO`, `STARTTLS`, then TLS. Turn it into a
+/// [`Component`](axon::Component) with `.into()`.
+///
+/// Wired like [`SmtpStartTlsClient`] (same boxes, same example with `LmtpStartTlsClient::new()`
+/// and port 24).
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use axon::Component;
+/// use kamaelia::internet::LmtpStartTlsClient;
+///
+/// // Wired between the user's side and a TcpClient as SmtpStartTlsClient's example shows.
+/// let c: Component = LmtpStartTlsClient::new().timeout(Duration::from_secs(10)).into();
+/// assert!(c.boxref("makessl").is_ok() && c.boxref("touser").is_ok());
+/// ```
+///
+/// # How it works
+///
+/// As [`SmtpStartTlsClient`], with `LHLO kamaelia` where SMTP says `EHLO kamaelia`: the `220`
+/// greeting, the `250` lines of the `LHLO` reply (STARTTLS must be among them, or the dialogue
+/// fails with [`StartTlsError::NotOffered`]), then `STARTTLS` and its `220`.
+///
+#[doc = include_str!("client_boxes.md")]
+#[derive(Debug, Clone)]
+pub struct LmtpStartTlsClient {
+    timeout: Duration,
+}
+
+client_component!(
+    LmtpStartTlsClient,
+    Lines::new(LmtpClient(SmtpClient::Greeting))
+);
 
 /// Where an SMTP client's dialogue is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +120,23 @@ pub(crate) enum SmtpClient {
 
 impl ClientDialogue for SmtpClient {
     fn on_line(&mut self, line: &str) -> Step {
+        self.step(line, "EHLO")
+    }
+}
+
+/// LMTP's client dialogue (RFC 2033 §4.1): SMTP's, with `LHLO` for `EHLO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LmtpClient(pub(crate) SmtpClient);
+
+impl ClientDialogue for LmtpClient {
+    fn on_line(&mut self, line: &str) -> Step {
+        self.0.step(line, "LHLO")
+    }
+}
+
+impl SmtpClient {
+    /// The next step after `line`, greeting with `hello` (`EHLO` or `LHLO`).
+    fn step(&mut self, line: &str, hello: &'static str) -> Step {
         let unexpected = |step| {
             Step::Fail(StartTlsError::Unexpected {
                 step,
@@ -95,7 +148,7 @@ impl ClientDialogue for SmtpClient {
                 Some(true) => Step::Read,
                 Some(false) => {
                     *self = SmtpClient::Ehlo { offered: false };
-                    Step::Send(b"EHLO kamaelia\r\n")
+                    Step::Send(Bytes::from(format!("{hello} kamaelia\r\n")))
                 }
                 None => unexpected("the greeting"),
             },
@@ -108,12 +161,12 @@ impl ClientDialogue for SmtpClient {
                         Step::Read
                     } else if offered {
                         *self = SmtpClient::StartTls;
-                        Step::Send(b"STARTTLS\r\n")
+                        Step::Send(Bytes::from_static(b"STARTTLS\r\n"))
                     } else {
                         Step::Fail(StartTlsError::NotOffered)
                     }
                 }
-                None => unexpected("EHLO"),
+                None => unexpected(hello),
             },
             SmtpClient::StartTls => match reply(line, "220") {
                 Some(false) => Step::Switch,

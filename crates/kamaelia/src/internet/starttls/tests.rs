@@ -5,7 +5,9 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 
-use super::client::{ClientDialogue, Said, Step, Talk, MAX_REPLY_LINE, MAX_REPLY_LINES};
+use super::client::{
+    ClientDialogue, Framed, Lines as ReplyLines, Said, Step, Talk, MAX_REPLY_LINE, MAX_REPLY_LINES,
+};
 use super::error::StartTlsError;
 use super::imap::{ImapClient, ImapServer};
 use super::pop3::{Pop3Client, Pop3Server};
@@ -19,19 +21,32 @@ use crate::internet::TlsError;
 #[derive(Debug, PartialEq, Eq)]
 enum S {
     R,
-    Tx(&'static [u8]),
+    Sent(Bytes),
     W,
+    SentW(Bytes),
     F(&'static str),
+}
+
+/// `S::Tx` of static bytes, for tables.
+#[allow(non_snake_case)]
+fn Tx(b: &'static [u8]) -> S {
+    S::Sent(Bytes::from_static(b))
 }
 
 fn kind(step: Step) -> S {
     match step {
         Step::Read => S::R,
-        Step::Send(b) => S::Tx(b),
+        Step::Send(b) => S::Sent(b),
+        Step::SendThenSwitch(b) => S::SentW(b),
         Step::Switch => S::W,
         Step::Fail(StartTlsError::NotOffered) => S::F("not offered"),
         Step::Fail(StartTlsError::Unexpected { .. }) => S::F("unexpected"),
         Step::Fail(StartTlsError::Bye { .. }) => S::F("bye"),
+        Step::Fail(StartTlsError::Refused { .. }) => S::F("refused"),
+        Step::Fail(StartTlsError::Malformed { .. }) => S::F("malformed"),
+        Step::Fail(StartTlsError::PacketTooLong { .. }) => S::F("too long"),
+        Step::Fail(StartTlsError::LineTooLong) => S::F("line too long"),
+        Step::Fail(StartTlsError::TooMuchData { .. }) => S::F("too much"),
         Step::Fail(e) => panic!("unexpected failure {e}"),
     }
 }
@@ -134,7 +149,7 @@ fn injected(r: Result<Said, StartTlsError>) -> Option<usize> {
 
 #[test]
 fn talk_cuts_lines_anywhere_and_switches_once() {
-    let mut t = Talk::new(SmtpClient::Greeting);
+    let mut t = Talk::lines(SmtpClient::Greeting);
     let mut sent = Vec::new();
     let mut switched = 0;
     for b in SMTP_TO_GO_AHEAD {
@@ -148,27 +163,27 @@ fn talk_cuts_lines_anywhere_and_switches_once() {
 
 #[test]
 fn bytes_after_the_go_ahead_are_injection_in_the_same_read_or_a_later_one() {
-    let mut t = Talk::new(SmtpClient::Greeting);
+    let mut t = Talk::lines(SmtpClient::Greeting);
     let mut same = SMTP_TO_GO_AHEAD.to_vec();
     same.extend_from_slice(b"250 evil\r\n");
     assert_eq!(injected(t.feed(&same)), Some(10));
 
-    let mut t = Talk::new(SmtpClient::Greeting);
+    let mut t = Talk::lines(SmtpClient::Greeting);
     assert!(t.feed(SMTP_TO_GO_AHEAD).unwrap().switch);
     // A complete line would once have been read as a second go-ahead (a second makessl); a
     // partial one was dropped without a word.
     assert_eq!(injected(t.feed(b"220 again\r\n")), Some(11));
     assert_eq!(injected(t.feed(b"x")), Some(1));
     // The same for the other protocols.
-    let mut t = Talk::new(Pop3Client::Greeting);
+    let mut t = Talk::lines(Pop3Client::Greeting);
     assert_eq!(injected(t.feed(b"+OK\r\n+OK go\r\nevil")), Some(4));
-    let mut t = Talk::new(ImapClient::Greeting);
+    let mut t = Talk::lines(ImapClient::Greeting);
     assert_eq!(injected(t.feed(b"* OK\r\na1 OK go\r\n* x\r\n")), Some(5));
 }
 
 #[test]
 fn endless_continuation_lines_end_the_dialogue() {
-    let mut t = Talk::new(SmtpClient::Greeting);
+    let mut t = Talk::lines(SmtpClient::Greeting);
     t.feed(b"220 hi\r\n").unwrap();
     let chunk = b"250-x\r\n".repeat(8192);
     let mut result = Ok(Said::default());
@@ -184,7 +199,7 @@ fn endless_continuation_lines_end_the_dialogue() {
 
 #[test]
 fn a_reply_line_without_end_is_cut_off_at_the_cap() {
-    let mut t = Talk::new(Pop3Client::Greeting);
+    let mut t = Talk::lines(Pop3Client::Greeting);
     let mut result = Ok(Said::default());
     for _ in 0..(MAX_REPLY_LINE / 1000 + 2) {
         result = t.feed(&[b'+'; 1000]);
@@ -218,11 +233,11 @@ fn any_client() -> impl Strategy<Value = u8> {
     0u8..3
 }
 
-fn talk_for(p: u8) -> Talk<Box<dyn ClientDialogue>> {
+fn talk_for(p: u8) -> Talk<Box<dyn Framed>> {
     Talk::new(match p {
-        0 => Box::new(SmtpClient::Greeting) as Box<dyn ClientDialogue>,
-        1 => Box::new(ImapClient::Greeting),
-        _ => Box::new(Pop3Client::Greeting),
+        0 => Box::new(ReplyLines::new(SmtpClient::Greeting)) as Box<dyn Framed>,
+        1 => Box::new(ReplyLines::new(ImapClient::Greeting)),
+        _ => Box::new(ReplyLines::new(Pop3Client::Greeting)),
     })
 }
 
