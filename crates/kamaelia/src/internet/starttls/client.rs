@@ -90,7 +90,7 @@ impl Framed for Box<dyn Framed> {
 
 /// A line dialogue as a framed one: cuts lines (each at most [`MAX_REPLY_LINE`] bytes), in time
 /// linear in the bytes received, and hands them to the dialogue without their line ending.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Lines<D> {
     dialogue: D,
     /// How far the current partial line has been searched for a line end.

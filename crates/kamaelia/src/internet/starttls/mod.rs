@@ -66,3 +66,5 @@ pub use xmpp::{XmppStartTlsClient, MAX_XMPP_PREAMBLE};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_framed;

@@ -225,25 +225,49 @@ fn client_bytes() -> impl Strategy<Value = Vec<u8>> {
         Just(b"-ERR\r\n".to_vec()),
         proptest::collection::vec(any::<u8>(), 0..64),
         Just(vec![b'x'; 9000]),
+        Just(b"234 go\r\n".to_vec()),
+        Just(b":irc.test 670 * :go\r\n".to_vec()),
+        Just(b"101 caps\r\nSTARTTLS\r\n.\r\n".to_vec()),
+        Just(b"382 go\r\n".to_vec()),
+        Just(b"\"STARTTLS\"\r\nOK\r\n".to_vec()),
+        Just(b"S".to_vec()),
+        Just(b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>".to_vec()),
+        Just(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>".to_vec()),
+        Just(super::tests_framed::mysql_greeting(0x0800)),
+        Just(super::tests_framed::ldap_response(1, 0, b"")),
+        Just(vec![0x30, 0x84, 0xff, 0xff, 0xff, 0xff]),
+        Just(vec![0xff, 0xff, 0xff, 0x00]),
     ];
     proptest::collection::vec(line, 0..40).prop_map(|v| v.concat())
 }
 
 fn any_client() -> impl Strategy<Value = u8> {
-    0u8..3
+    0u8..12
 }
 
 fn talk_for(p: u8) -> Talk<Box<dyn Framed>> {
+    use super::{ftp::FtpClient, irc::IrcClient, ldap::LdapClient, mysql::MysqlClient};
+    use super::{nntp::NntpClient, postgres::PostgresClient, sieve::SieveClient};
+    use super::{smtp::LmtpClient, xmpp::XmppClient};
     Talk::new(match p {
         0 => Box::new(ReplyLines::new(SmtpClient::Greeting)) as Box<dyn Framed>,
         1 => Box::new(ReplyLines::new(ImapClient::Greeting)),
-        _ => Box::new(ReplyLines::new(Pop3Client::Greeting)),
+        2 => Box::new(ReplyLines::new(Pop3Client::Greeting)),
+        3 => Box::new(ReplyLines::new(LmtpClient(SmtpClient::Greeting))),
+        4 => Box::new(ReplyLines::new(FtpClient::Greeting)),
+        5 => Box::new(ReplyLines::new(IrcClient)),
+        6 => Box::new(ReplyLines::new(NntpClient::Greeting)),
+        7 => Box::new(ReplyLines::new(SieveClient::Greeting { offered: false })),
+        8 => Box::new(PostgresClient),
+        9 => Box::new(MysqlClient),
+        10 => Box::new(LdapClient),
+        _ => Box::new(XmppClient::new("example.test", false)),
     })
 }
 
 proptest! {
     /// Whatever the server sends, cut wherever, a client dialogue asks to switch at most once,
-    /// or fails with a reason; it never panics, and never holds more than one line.
+    /// or fails with a reason; it never panics, and never holds more than one line (or packet).
     #[test]
     fn any_server_bytes_give_a_result_or_a_clear_error(
         proto in any_client(),
@@ -261,7 +285,7 @@ proptest! {
             let end = (at + n).min(bytes.len());
             match t.feed(&bytes[at..end]) {
                 Ok(said) => {
-                    prop_assert!(t.held() <= MAX_REPLY_LINE);
+                    prop_assert!(t.held() <= MAX_REPLY_LINE.max(super::MAX_REPLY_PACKET));
                     sent += said.send.len();
                     switches += usize::from(said.switch);
                 }
