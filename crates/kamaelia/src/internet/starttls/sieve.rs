@@ -59,10 +59,7 @@ pub(crate) enum SieveClient {
 
 /// The response a line starts with (`OK`, `NO`, `BYE`, in any case), if it is one.
 fn response(line: &str) -> Option<&'static str> {
-    let word = line
-        .split(|c: char| c == ' ' || c == '(')
-        .next()
-        .unwrap_or("");
+    let word = line.split([' ', '(']).next().unwrap_or("");
     ["OK", "NO", "BYE"]
         .into_iter()
         .find(|r| word.eq_ignore_ascii_case(r))

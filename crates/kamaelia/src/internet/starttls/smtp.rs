@@ -55,7 +55,9 @@ use super::server::{
 /// are cut into lines (linear in what arrives, at most [`MAX_REPLY_LINE`](super::MAX_REPLY_LINE)
 /// bytes a line and [`MAX_REPLY_LINES`](super::MAX_REPLY_LINES) lines) and fed to a state
 /// machine, one enum state per step: the `220` greeting (continuation lines allowed), `EHLO
-/// kamaelia` and its `250` lines (STARTTLS must be among them), then `STARTTLS` and its `220`.
+/// kamaelia` and its `250` lines (STARTTLS must be among them), then `STARTTLS` and its `220`
+/// (a `4xx`/`5xx` answer, `454 TLS not available`, fails with
+/// [`StartTlsError::Refused`]).
 /// Any byte the server sends after that go-ahead and before TLS is refused as injection: it
 /// was not protected. The clock for the whole dialogue starts at `Connected`, not before.
 /// Once `sslready` arrives it relays both directions, each without waiting on the other.
@@ -170,6 +172,12 @@ impl SmtpClient {
             },
             SmtpClient::StartTls => match reply(line, "220") {
                 Some(false) => Step::Switch,
+                _ if matches!(line.as_bytes().first(), Some(b'4' | b'5')) => {
+                    Step::Fail(StartTlsError::Refused {
+                        step: "STARTTLS",
+                        reply: line.to_string(),
+                    })
+                }
                 _ => unexpected("STARTTLS"),
             },
         }

@@ -89,6 +89,10 @@ fn client_dialogues_follow_their_protocol() {
         ),
         (
             &["220 hi", "250 STARTTLS", "454 TLS not available"],
+            &[Tx(b"EHLO kamaelia\r\n"), Tx(b"STARTTLS\r\n"), F("refused")],
+        ),
+        (
+            &["220 hi", "250 STARTTLS", "354 what"],
             &[
                 Tx(b"EHLO kamaelia\r\n"),
                 Tx(b"STARTTLS\r\n"),
