@@ -63,21 +63,7 @@ fn fake(config: Arc<ServerConfig>, acts: &'static [Act]) -> (SocketAddr, mpsc::R
         }
         let _ = tx.send(heard);
         let conn = ServerConnection::new(config.clone()).unwrap();
-        let mut tls = StreamOwned::new(conn, s);
-        let mut buf = [0u8; 4096];
-        loop {
-            match tls.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(k) => {
-                    if tls.write_all(&buf[..k]).and_then(|()| tls.flush()).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        tls.conn.send_close_notify();
-        let _ = tls.flush();
-        let _ = tls.sock.shutdown(std::net::Shutdown::Both);
+        servers::tls_echo(StreamOwned::new(conn, s), true);
     });
     (addr, rx)
 }
