@@ -476,3 +476,35 @@ async fn each_fake_server_satisfies_openssl_s_client() {
     })
     .await;
 }
+
+/// A server that accepts and says nothing (many IRC servers do not answer an unknown command
+/// before registration; a PostgreSQL port behind a black hole): the dialogue's clock, started
+/// at `Connected`, ends it with `StartTlsError::TimedOut`.
+#[tokio::test]
+async fn a_silent_server_meets_the_dialogue_timeout() {
+    use std::time::Duration;
+    bounded(async {
+        let pki = TestPki::new();
+        let limit = Duration::from_millis(300);
+        let clients: [Component; 2] = [
+            IrcStartTlsClient::new().timeout(limit).into(),
+            PostgresStartTlsClient::new().timeout(limit).into(),
+        ];
+        for layer in clients {
+            let (listener, port) = listen().await;
+            let _server = kamaelia_test::AbortOnDrop(tokio::spawn(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut rest = Vec::new();
+                let _ = s.read_to_end(&mut rest).await;
+                rest
+            }));
+            let seen = session_with(layer, &pki, port, b"secret\r\n").await;
+            assert!(seen.ready.is_none());
+            match error(&seen) {
+                Some(StartTlsError::TimedOut(after)) => assert_eq!(*after, limit),
+                other => panic!("expected a timeout, got {other:?}"),
+            }
+        }
+    })
+    .await;
+}
