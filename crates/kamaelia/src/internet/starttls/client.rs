@@ -199,6 +199,8 @@ impl<D: Framed> Talk<D> {
         while self.start < self.buf.len() {
             let step = match self.dialogue.on_bytes(&self.buf[self.start..]) {
                 Frame::More => break,
+                // Nothing dropped is nothing learnt: wait for more rather than loop.
+                Frame::Skip(0) => break,
                 Frame::Skip(n) => {
                     self.start = (self.start + n).min(self.buf.len());
                     continue;
