@@ -361,3 +361,66 @@ fn serve_starttls_imap_pop3_and_default_smtp_answer_openssl_s_client() {
         assert_eq!(greeting, want, "{value:?}");
     }
 }
+
+/// aiosmtpd (a real SMTP/LMTP server, installed by `.ci/run`) with STARTTLS on `port`, as SMTP
+/// requiring STARTTLS or as LMTP; it serves until its stdin closes.
+fn aiosmtpd(pki: &Pki, port: u16, lmtp: bool) -> support::KillOnDrop {
+    const SCRIPT: &str = r#"
+import ssl, sys
+from aiosmtpd.controller import Controller
+from aiosmtpd.lmtp import LMTP
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        return '250 OK'
+class LmtpController(Controller):
+    def factory(self):
+        return LMTP(self.handler, **self.SMTP_kwargs)
+cert, key, port, lmtp = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == 'lmtp'
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+# aiosmtpd's LMTP answers LHLO with 530 when STARTTLS is required, so it is only offered.
+kind = LmtpController if lmtp else Controller
+c = kind(Handler(), hostname='127.0.0.1', port=port, tls_context=ctx, require_starttls=not lmtp)
+c.start()
+sys.stdin.read()
+c.stop()
+"#;
+    let child = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(&pki.cert_pem)
+        .arg(&pki.key_pem)
+        .arg(port.to_string())
+        .arg(if lmtp { "lmtp" } else { "smtp" })
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 runs");
+    support::wait_listening(port, LIMIT);
+    support::KillOnDrop(child)
+}
+
+/// Against aiosmtpd: `--starttls smtp` and `--starttls lmtp` get through its dialogue and talk
+/// to it under TLS; its answers to the piped commands come back, and it closes after QUIT.
+#[test]
+fn connect_starttls_smtp_and_lmtp_against_aiosmtpd() {
+    let pki = Pki::new();
+    for (proto, hello) in [("smtp", "EHLO me"), ("lmtp", "LHLO me")] {
+        let port = support::free_port();
+        let _server = aiosmtpd(&pki, port, proto == "lmtp");
+        let input = format!("{hello}\r\nNOOP\r\nQUIT\r\n").into_bytes();
+        let p = port.to_string();
+        let r = run(
+            args(&starttls_args(&pki, proto, &p, &[])),
+            Input::Bytes(input),
+            LIMIT,
+        );
+        r.expect_code(0).expect_stderr("TLS established");
+        let out = String::from_utf8_lossy(&r.stdout);
+        assert!(out.starts_with("250-"), "{proto}: {out}");
+        assert!(
+            out.contains("\r\n250 OK\r\n") && out.ends_with("221 Bye\r\n"),
+            "{proto}: {out}"
+        );
+    }
+}
