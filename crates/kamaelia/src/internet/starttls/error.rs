@@ -194,3 +194,12 @@ impl fmt::Display for DialogueError {
 }
 
 impl std::error::Error for DialogueError {}
+
+/// Up to 200 bytes of `b` as text, for a message: control bytes escaped.
+pub(crate) fn printable(b: &[u8]) -> String {
+    let b = &b[..b.len().min(200)];
+    b.iter()
+        .flat_map(|&c| std::ascii::escape_default(c))
+        .map(char::from)
+        .collect()
+}

@@ -5,8 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::client::{client_component, Frame, Framed, Step, MAX_REPLY_PACKET};
-use super::error::StartTlsError;
-use super::postgres::printable;
+use super::error::{printable, StartTlsError};
 
 /// The client side of LDAP StartTLS (RFC 4511): the ExtendedRequest for
 /// `1.3.6.1.4.1.1466.20037` as soon as connected, an ExtendedResponse with result code 0, then

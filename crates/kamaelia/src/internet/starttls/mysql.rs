@@ -6,8 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::client::{client_component, Frame, Framed, Step, MAX_REPLY_PACKET};
-use super::error::StartTlsError;
-use super::postgres::printable;
+use super::error::{printable, StartTlsError};
 
 /// The client side of MySQL's TLS: the server's handshake packet (protocol version 10) must
 /// offer `CLIENT_SSL`; the client answers with an SSLRequest packet and starts TLS at once.

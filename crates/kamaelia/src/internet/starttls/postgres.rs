@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::client::{client_component, Frame, Framed, Step};
-use super::error::StartTlsError;
+use super::error::{printable, StartTlsError};
 
 /// The client side of PostgreSQL's TLS: the 8-byte SSLRequest as soon as connected, the
 /// server's one-byte answer `S`, then TLS. Turn it into a [`Component`](axon::Component) with
@@ -75,13 +75,4 @@ impl Framed for PostgresClient {
         };
         Frame::Took(1, step)
     }
-}
-
-/// Up to 200 bytes of `b` as text, for a message: control bytes escaped.
-pub(crate) fn printable(b: &[u8]) -> String {
-    let b = &b[..b.len().min(200)];
-    b.iter()
-        .flat_map(|&c| std::ascii::escape_default(c))
-        .map(char::from)
-        .collect()
 }

@@ -7,8 +7,7 @@ use axon::Component;
 use bytes::Bytes;
 
 use super::client::{Frame, Framed, Step};
-use super::error::StartTlsError;
-use super::postgres::printable;
+use super::error::{printable, StartTlsError};
 
 /// The most bytes an XMPP server may send before its answer (features, then `<proceed/>`).
 pub const MAX_XMPP_PREAMBLE: usize = 64 * 1024;
