@@ -207,6 +207,10 @@ struct TlsArgs {
     /// connection is up (default 30; fractions allowed).
     #[arg(long, value_name = "SECS", value_parser = parse_positive_secs, requires = "starttls")]
     starttls_timeout: Option<Duration>,
+    /// The domain to open the XMPP stream to (`to=`), with --starttls xmpp or xmpp-server
+    /// (default: HOST).
+    #[arg(long, value_name = "NAME", requires = "starttls")]
+    xmpphost: Option<String>,
     /// Print on stderr the certificate chain the server presented (subject, issuer, names,
     /// validity, SHA-256 fingerprint of each), then the version, cipher suite, key-exchange
     /// group and ALPN protocol; printed even when verification fails, to show why.
@@ -318,7 +322,7 @@ struct ConnArgs {
     crlf: bool,
 }
 
-/// A protocol `--starttls` knows how to speak up to the switch.
+/// A protocol `--starttls` knows how to speak up to the switch (openssl s_client's list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum StartTlsProto {
     /// SMTP: EHLO, STARTTLS, 220.
@@ -327,6 +331,46 @@ pub(crate) enum StartTlsProto {
     Imap,
     /// POP3: STLS, +OK.
     Pop3,
+    /// LMTP: LHLO, STARTTLS, 220.
+    Lmtp,
+    /// FTP: AUTH TLS, 234.
+    Ftp,
+    /// XMPP client to server: stream to --xmpphost, <starttls/>, <proceed/>.
+    Xmpp,
+    /// XMPP server to server: as xmpp, in the jabber:server namespace.
+    XmppServer,
+    /// IRC: STARTTLS, 670.
+    Irc,
+    /// PostgreSQL: SSLRequest, S.
+    Postgres,
+    /// MySQL: the server's handshake must offer SSL; SSLRequest, then TLS at once.
+    Mysql,
+    /// NNTP: CAPABILITIES, STARTTLS, 382.
+    Nntp,
+    /// ManageSieve: capabilities up to OK, STARTTLS, OK.
+    Sieve,
+    /// LDAP: the StartTLS ExtendedRequest, result code 0.
+    Ldap,
+}
+
+/// A `--starttls` protocol with what it needs to be spoken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StartTlsDialogue {
+    /// The protocol.
+    pub(crate) proto: StartTlsProto,
+    /// The domain an XMPP stream is opened to (`--xmpphost`, default the host); unused by
+    /// the other protocols.
+    pub(crate) xmpphost: String,
+}
+
+impl StartTlsDialogue {
+    /// `proto`, with `host` as the XMPP domain.
+    pub(crate) fn new(proto: StartTlsProto, host: &str) -> Self {
+        StartTlsDialogue {
+            proto,
+            xmpphost: host.to_string(),
+        }
+    }
 }
 
 /// A protocol whose server side can answer STARTTLS (`serve --starttls`, `listen --starttls`).
@@ -389,7 +433,7 @@ pub(crate) enum TlsMode {
     Immediate(TlsSettings),
     /// After the protocol's STARTTLS dialogue, which the server must finish within the
     /// duration (counted from the moment the connection is up).
-    StartTls(StartTlsProto, TlsSettings, Duration),
+    StartTls(StartTlsDialogue, TlsSettings, Duration),
 }
 
 impl TlsMode {
@@ -549,6 +593,16 @@ fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint
     }
     let starttls = tls.starttls;
     let wants_tls = tls.tls || starttls.is_some();
+    if tls.xmpphost.is_some()
+        && !matches!(
+            starttls,
+            Some(StartTlsProto::Xmpp | StartTlsProto::XmppServer)
+        )
+    {
+        return Err(UsageError(
+            "--xmpphost needs --starttls xmpp or xmpp-server".into(),
+        ));
+    }
     if !wants_tls
         && (tls.ca.is_some() || tls.system_roots || tls.servername.is_some() || tls.show_cert)
     {
@@ -576,7 +630,7 @@ fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint
             .map_err(|e| UsageError(e.to_string()))?;
         Some(match starttls {
             Some(proto) => TlsMode::StartTls(
-                proto,
+                starttls_dialogue(proto, tls.xmpphost, &target.host)?,
                 settings,
                 tls.starttls_timeout.unwrap_or(DEFAULT_STARTTLS_TIMEOUT),
             ),
@@ -599,6 +653,21 @@ fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint
         crlf: conn.crlf,
         show_cert: tls.show_cert,
     })
+}
+
+/// `proto` with its XMPP domain: `xmpphost`, or the host connected to (as s_client).
+fn starttls_dialogue(
+    proto: StartTlsProto,
+    xmpphost: Option<String>,
+    host: &str,
+) -> Result<StartTlsDialogue, UsageError> {
+    let domain = xmpphost.unwrap_or_else(|| host.to_string());
+    if domain.is_empty() || domain.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(UsageError(format!(
+            "--xmpphost {domain:?} is not a domain name"
+        )));
+    }
+    Ok(StartTlsDialogue::new(proto, &domain))
 }
 
 fn parse_port(s: &str) -> Result<u16, String> {
