@@ -213,6 +213,40 @@ mod tests {
         assert!(t(TlsError::NotConnected).starts_with("TLS handshake failed: the server closed"));
     }
 
+    /// A TLS 1.3 session ended by the server right after it asked for a certificate that was
+    /// not sent reads as the likely refusal; nothing else does.
+    #[test]
+    fn an_unanswered_certificate_request_explains_a_closed_session() {
+        let addr = "127.0.0.1:9".parse().unwrap();
+        let info = |version: &str, requested: bool, configured: bool| {
+            let mut i = TlsInfo::new(version, "TLS13_AES_256_GCM_SHA384");
+            i.client_cert_requested = requested;
+            i.client_cert_configured = configured;
+            i
+        };
+        let broken = ErrorMessage::new("c", TcpError::BrokenPipe { peer: addr });
+        let refused = ErrorMessage::new("c", TcpError::Connect(ConnectError::Refused { addr }));
+        let cases = [
+            (&broken, Some(info("TLSv1.3", true, false)), true),
+            (&broken, Some(info("TLSv1.3", true, true)), false),
+            (&broken, Some(info("TLSv1.3", false, false)), false),
+            (&broken, Some(info("TLSv1.2", true, false)), false),
+            (&broken, None, false),
+            (&refused, Some(info("TLSv1.3", true, false)), false),
+        ];
+        for (e, tls, want) in cases {
+            let line = unanswered_certificate_request(e, tls.as_ref());
+            assert_eq!(line.is_some(), want, "{e:?} {tls:?}");
+            if let Some(line) = line {
+                assert!(
+                    line.contains("it probably requires one (use --cert/--key)"),
+                    "{line}"
+                );
+                assert!(line.contains("broken pipe"), "{line}");
+            }
+        }
+    }
+
     /// Each row of issue 10's table of TLS errors, from the typed error to the line printed.
     #[test]
     fn tls_failures_read_as_plain_words() {
