@@ -299,6 +299,19 @@ fn show_cert_prints_the_chain_and_what_was_agreed() {
     ] {
         r.expect_stderr(want);
     }
+    // With --json-events, one JSON line per certificate.
+    let server = s_server(&pki.cert_pem, &pki.key_pem, &with_ca).unwrap();
+    let r = connect(
+        server.addr(),
+        &["--ca", p(&pki.ca_pem), "--show-cert", "--json-events"],
+        b"",
+    );
+    r.expect_code(0)
+        .expect_stderr(
+            r#"{"kind":"peer_certificate","index":"0","subject":"CN=Kamaelia test server""#,
+        )
+        .expect_stderr(&format!(r#""sha256":"{fingerprint}"}}"#))
+        .expect_stderr(r#""key_exchange_group":"X25519""#);
 }
 
 #[test]
