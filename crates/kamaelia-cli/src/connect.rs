@@ -48,7 +48,8 @@ pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
         let typed = std::io::stdin().is_terminal();
         let mut observer = Observer::attach(&g, Events::new(output))?
             .end_when_server_finishes(typed)
-            .hint_no_shutdown(!ep.keep_open);
+            .hint_no_shutdown(!ep.keep_open)
+            .show_cert(ep.show_cert);
         if let Some(counts) = counts {
             observer = observer.counts(counts, None);
         }

@@ -65,6 +65,8 @@ enum Command {
         #[command(flatten)]
         tls: TlsArgs,
         #[command(flatten)]
+        client_id: ClientIdArgs,
+        #[command(flatten)]
         conn: ConnArgs,
     },
     /// Send FILE ("-" for stdin) to HOST PORT, half-close (unless --no-shutdown), and wait for
@@ -86,6 +88,8 @@ enum Command {
         chunk_size: Option<usize>,
         #[command(flatten)]
         tls: TlsArgs,
+        #[command(flatten)]
+        client_id: ClientIdArgs,
         #[command(flatten)]
         conn: ConnArgs,
     },
@@ -139,6 +143,14 @@ struct ServerTlsArgs {
     /// The PEM private key, for TLS.
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
+    /// Require every client to present a certificate signed by a CA in this PEM file (mutual
+    /// TLS); a client without one, or with another, is refused with a line saying so.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    client_ca: Option<PathBuf>,
+    /// The ALPN protocols accepted, most preferred first, comma-separated (h2,http/1.1); a
+    /// client offering none of them is refused (no_application_protocol).
+    #[arg(long = "alpn", value_name = "LIST", requires = "cert", value_parser = parse_alpn)]
+    server_alpn: Option<AlpnList>,
 }
 
 impl ServerTlsArgs {
@@ -148,8 +160,16 @@ impl ServerTlsArgs {
         let (Some(cert), Some(key)) = (&self.cert, &self.key) else {
             return Ok(None);
         };
-        let identity =
+        let mut identity =
             ServerTls::from_pem_files(cert, key).map_err(|e| UsageError(e.to_string()))?;
+        if let Some(ca) = &self.client_ca {
+            identity = identity
+                .with_client_ca_pem_file(ca)
+                .map_err(|e| UsageError(e.to_string()))?;
+        }
+        if let Some(alpn) = &self.server_alpn {
+            identity = identity.with_alpn(alpn.0.clone());
+        }
         identity
             .server_config()
             .map_err(|e| UsageError(e.to_string()))?;
@@ -187,6 +207,86 @@ struct TlsArgs {
     /// connection is up (default 30; fractions allowed).
     #[arg(long, value_name = "SECS", value_parser = parse_positive_secs, requires = "starttls")]
     starttls_timeout: Option<Duration>,
+    /// The domain to open the XMPP stream to (`to=`), with --starttls xmpp or xmpp-server
+    /// (default: HOST).
+    #[arg(long, value_name = "NAME", requires = "starttls")]
+    xmpphost: Option<String>,
+    /// Print on stderr the certificate chain the server presented (subject, issuer, names,
+    /// validity, SHA-256 fingerprint of each), then the version, cipher suite, key-exchange
+    /// group and ALPN protocol; printed even when verification fails, to show why.
+    #[arg(long)]
+    show_cert: bool,
+}
+
+/// The client's own TLS options on `connect` and `send`. Apart from [`TlsArgs`] because
+/// `forward` flattens `TlsArgs` for its outgoing side while `--cert`, `--key` and `--alpn`
+/// there belong to its listening side ([`ServerTlsArgs`]).
+#[derive(Debug, clap::Args)]
+struct ClientIdArgs {
+    /// Present this PEM certificate chain (leaf first) when the server asks for a client
+    /// certificate; needs --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The PEM private key (unencrypted) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Offer these ALPN protocols, most preferred first, comma-separated (h2,http/1.1); the
+    /// one agreed is in the "TLS established" line.
+    #[arg(long, value_name = "LIST", value_parser = parse_alpn)]
+    alpn: Option<AlpnList>,
+}
+
+impl ClientIdArgs {
+    /// Adds the client certificate and ALPN list to `ep`'s TLS settings (checked once here, so
+    /// a bad file is a usage error).
+    fn apply(self, mut ep: Endpoint) -> Result<Endpoint, UsageError> {
+        if self.cert.is_none() && self.alpn.is_none() {
+            return Ok(ep);
+        }
+        let Some(mode) = ep.tls.as_mut() else {
+            return Err(UsageError(
+                "--cert, --key and --alpn need --tls or --starttls".into(),
+            ));
+        };
+        let mut settings = mode.settings().clone();
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            settings = settings
+                .with_client_cert_pem_files(cert, key)
+                .map_err(|e| UsageError(e.to_string()))?;
+        }
+        if let Some(alpn) = self.alpn {
+            settings = settings.with_alpn(alpn.0);
+        }
+        settings
+            .client_config()
+            .map_err(|e| UsageError(e.to_string()))?;
+        *mode.settings_mut() = settings;
+        Ok(ep)
+    }
+}
+
+/// A comma-separated ALPN list (`h2,http/1.1`), as the byte strings TLS sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AlpnList(Vec<Vec<u8>>);
+
+/// The most protocols an ALPN list takes; TLS caps the whole extension at 64 KiB anyway.
+const MAX_ALPN_PROTOCOLS: usize = 32;
+
+fn parse_alpn(s: &str) -> Result<AlpnList, String> {
+    let protocols: Vec<Vec<u8>> = s.split(',').map(|p| p.trim().as_bytes().to_vec()).collect();
+    if protocols.iter().any(|p| p.is_empty()) {
+        return Err(format!("{s:?}: an empty protocol name (use h2,http/1.1)"));
+    }
+    if let Some(p) = protocols.iter().find(|p| p.len() > 255) {
+        return Err(format!(
+            "{:?}...: a protocol name is at most 255 bytes",
+            String::from_utf8_lossy(&p[..16])
+        ));
+    }
+    if protocols.len() > MAX_ALPN_PROTOCOLS {
+        return Err(format!("at most {MAX_ALPN_PROTOCOLS} protocols"));
+    }
+    Ok(AlpnList(protocols))
 }
 
 #[derive(Debug, clap::Args)]
@@ -222,7 +322,7 @@ struct ConnArgs {
     crlf: bool,
 }
 
-/// A protocol `--starttls` knows how to speak up to the switch.
+/// A protocol `--starttls` knows how to speak up to the switch (openssl s_client's list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum StartTlsProto {
     /// SMTP: EHLO, STARTTLS, 220.
@@ -231,6 +331,46 @@ pub(crate) enum StartTlsProto {
     Imap,
     /// POP3: STLS, +OK.
     Pop3,
+    /// LMTP: LHLO, STARTTLS, 220.
+    Lmtp,
+    /// FTP: AUTH TLS, 234.
+    Ftp,
+    /// XMPP client to server: stream to --xmpphost, <starttls/>, <proceed/>.
+    Xmpp,
+    /// XMPP server to server: as xmpp, in the jabber:server namespace.
+    XmppServer,
+    /// IRC: STARTTLS, 670.
+    Irc,
+    /// PostgreSQL: SSLRequest, S.
+    Postgres,
+    /// MySQL: the server's handshake must offer SSL; SSLRequest, then TLS at once.
+    Mysql,
+    /// NNTP: CAPABILITIES, STARTTLS, 382.
+    Nntp,
+    /// ManageSieve: capabilities up to OK, STARTTLS, OK.
+    Sieve,
+    /// LDAP: the StartTLS ExtendedRequest, result code 0.
+    Ldap,
+}
+
+/// A `--starttls` protocol with what it needs to be spoken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StartTlsDialogue {
+    /// The protocol.
+    pub(crate) proto: StartTlsProto,
+    /// The domain an XMPP stream is opened to (`--xmpphost`, default the host); unused by
+    /// the other protocols.
+    pub(crate) xmpphost: String,
+}
+
+impl StartTlsDialogue {
+    /// `proto`, with `host` as the XMPP domain.
+    pub(crate) fn new(proto: StartTlsProto, host: &str) -> Self {
+        StartTlsDialogue {
+            proto,
+            xmpphost: host.to_string(),
+        }
+    }
 }
 
 /// A protocol whose server side can answer STARTTLS (`serve --starttls`, `listen --starttls`).
@@ -282,6 +422,8 @@ pub(crate) struct Endpoint {
     pub(crate) keep_open: bool,
     /// Send LF as CRLF.
     pub(crate) crlf: bool,
+    /// Print the server's certificate chain and the TLS details (--show-cert).
+    pub(crate) show_cert: bool,
 }
 
 /// When to switch to TLS, and with which settings.
@@ -291,11 +433,17 @@ pub(crate) enum TlsMode {
     Immediate(TlsSettings),
     /// After the protocol's STARTTLS dialogue, which the server must finish within the
     /// duration (counted from the moment the connection is up).
-    StartTls(StartTlsProto, TlsSettings, Duration),
+    StartTls(StartTlsDialogue, TlsSettings, Duration),
 }
 
 impl TlsMode {
     pub(crate) fn settings(&self) -> &TlsSettings {
+        match self {
+            TlsMode::Immediate(s) | TlsMode::StartTls(_, s, _) => s,
+        }
+    }
+
+    fn settings_mut(&mut self) -> &mut TlsSettings {
         match self {
             TlsMode::Immediate(s) | TlsMode::StartTls(_, s, _) => s,
         }
@@ -365,15 +513,19 @@ impl Args {
         };
         let mode = match self.command {
             None | Some(Command::Demo) => Mode::Demo,
-            Some(Command::Connect { target, tls, conn }) => {
-                Mode::Connect(endpoint(target, tls, conn)?)
-            }
+            Some(Command::Connect {
+                target,
+                tls,
+                client_id,
+                conn,
+            }) => Mode::Connect(client_id.apply(endpoint(target, tls, conn)?)?),
             Some(Command::Send {
                 target,
                 file,
                 rate,
                 chunk_size,
                 tls,
+                client_id,
                 conn,
             }) => {
                 let source = if file.as_os_str() == "-" {
@@ -382,7 +534,7 @@ impl Args {
                     open_source(file)?
                 };
                 Mode::Send(SendConfig {
-                    endpoint: endpoint(target, tls, conn)?,
+                    endpoint: client_id.apply(endpoint(target, tls, conn)?)?,
                     source,
                     rate,
                     chunk_size,
@@ -441,9 +593,21 @@ fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint
     }
     let starttls = tls.starttls;
     let wants_tls = tls.tls || starttls.is_some();
-    if !wants_tls && (tls.ca.is_some() || tls.system_roots || tls.servername.is_some()) {
+    if tls.xmpphost.is_some()
+        && !matches!(
+            starttls,
+            Some(StartTlsProto::Xmpp | StartTlsProto::XmppServer)
+        )
+    {
         return Err(UsageError(
-            "--ca, --system-roots and --servername need --tls or --starttls".into(),
+            "--xmpphost needs --starttls xmpp or xmpp-server".into(),
+        ));
+    }
+    if !wants_tls
+        && (tls.ca.is_some() || tls.system_roots || tls.servername.is_some() || tls.show_cert)
+    {
+        return Err(UsageError(
+            "--ca, --system-roots, --servername and --show-cert need --tls or --starttls".into(),
         ));
     }
     let tls_mode = if wants_tls {
@@ -466,7 +630,7 @@ fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint
             .map_err(|e| UsageError(e.to_string()))?;
         Some(match starttls {
             Some(proto) => TlsMode::StartTls(
-                proto,
+                starttls_dialogue(proto, tls.xmpphost, &target.host)?,
                 settings,
                 tls.starttls_timeout.unwrap_or(DEFAULT_STARTTLS_TIMEOUT),
             ),
@@ -487,7 +651,23 @@ fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint
         // session is one, so it keeps the write side open unless told otherwise.
         keep_open: conn.no_shutdown || (starttls.is_some() && !conn.shutdown),
         crlf: conn.crlf,
+        show_cert: tls.show_cert,
     })
+}
+
+/// `proto` with its XMPP domain: `xmpphost`, or the host connected to (as s_client).
+fn starttls_dialogue(
+    proto: StartTlsProto,
+    xmpphost: Option<String>,
+    host: &str,
+) -> Result<StartTlsDialogue, UsageError> {
+    let domain = xmpphost.unwrap_or_else(|| host.to_string());
+    if domain.is_empty() || domain.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(UsageError(format!(
+            "--xmpphost {domain:?} is not a domain name"
+        )));
+    }
+    Ok(StartTlsDialogue::new(proto, &domain))
 }
 
 fn parse_port(s: &str) -> Result<u16, String> {
@@ -606,6 +786,23 @@ mod tests {
     }
 
     #[test]
+    fn alpn_lists_are_checked() {
+        let ok = |s: &str| parse_alpn(s).map(|l| l.0);
+        assert_eq!(ok("h2"), Ok(vec![b"h2".to_vec()]));
+        assert_eq!(
+            ok("h2, http/1.1"),
+            Ok(vec![b"h2".to_vec(), b"http/1.1".to_vec()])
+        );
+        for bad in ["", "h2,", ",h2", "h2,,http/1.1"] {
+            assert!(parse_alpn(bad).unwrap_err().contains("empty"), "{bad:?}");
+        }
+        assert!(parse_alpn(&"x".repeat(256)).unwrap_err().contains("255"));
+        assert!(parse_alpn(&vec!["p"; 33].join(","))
+            .unwrap_err()
+            .contains("at most 32"));
+    }
+
+    #[test]
     fn limits_are_usage_errors() {
         assert!(parse_secs("1e19").unwrap_err().contains("too long"));
         assert!(parse_secs("inf").unwrap_err().contains("too long"));
@@ -645,6 +842,9 @@ mod tests {
                 proptest::prop_assert!(p >= 1);
             }
             let _ = parse_port_or_zero(&s);
+            if let Ok(list) = parse_alpn(&s) {
+                proptest::prop_assert!(list.0.iter().all(|p| (1..=255).contains(&p.len())));
+            }
         }
 
         /// Every number of seconds in range round-trips; every number out of range is refused.

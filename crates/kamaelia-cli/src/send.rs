@@ -63,7 +63,9 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
             )?,
         };
         let events = Events::new(output);
-        let observer = Observer::attach(&session, events)?.counts(counts.clone(), total);
+        let observer = Observer::attach(&session, events)?
+            .counts(counts.clone(), total)
+            .show_cert(cfg.endpoint.show_cert);
         let started = Instant::now();
         let bar = ProgressBar::start("send", counts.clone(), total);
         let summary = session::drive(session, observer).await;

@@ -20,8 +20,9 @@ use std::time::Duration;
 use axon::{link_refs, Component, Control, ErrorMessage, Inbox};
 use kamaelia::internet::starttls::DialogueError;
 use kamaelia::internet::{
-    DiscardProtocol, EchoProtocol, ImapStartTlsServer, Limits, Listening, Pop3StartTlsServer,
-    SmtpStartTlsServer, TcpError, TcpServer, TlsError, DEFAULT_PLAINTEXT_TIMEOUT,
+    certificate_problem, DiscardProtocol, EchoProtocol, ImapStartTlsServer, Limits, Listening,
+    PeerRole, Pop3StartTlsServer, SmtpStartTlsServer, TcpError, TcpServer, TlsError,
+    DEFAULT_PLAINTEXT_TIMEOUT,
 };
 
 use crate::errors::{find, judge, tcp_error, Verdict};
@@ -152,7 +153,14 @@ fn client_tls_error(t: &TlsError) -> Option<String> {
         TlsError::ClosedWithoutCloseNotify => {
             "TLS handshake failed: the client closed the connection during it".into()
         }
-        TlsError::HandshakeFailed(why) => format!("TLS handshake with the client failed: {why}"),
+        TlsError::HandshakeFailed(why) => format!(
+            "TLS handshake with the client failed: {}",
+            why.words(PeerRole::Client)
+        ),
+        TlsError::UntrustedCertificate(why) => format!(
+            "client certificate not trusted: {}",
+            certificate_problem(why, "the client's certificate")
+        ),
         TlsError::HandshakeTimeout(after) => format!(
             "TLS handshake failed: the client did not finish it within {} s",
             after.as_secs_f64()

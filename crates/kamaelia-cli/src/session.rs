@@ -12,14 +12,16 @@ use axon::{
 use std::sync::Arc;
 
 use kamaelia::internet::{
-    Connected, HowDied, ImapStartTlsClient, OnFinish, PeerHalfClosed, Pop3StartTlsClient,
-    SmtpStartTlsClient, TlsGate, TlsInfo, Transferred,
+    Connected, FtpStartTlsClient, HowDied, ImapStartTlsClient, IrcStartTlsClient,
+    LdapStartTlsClient, LmtpStartTlsClient, MysqlStartTlsClient, NntpStartTlsClient, OnFinish,
+    PeerCertificates, PeerHalfClosed, Pop3StartTlsClient, PostgresStartTlsClient,
+    SieveStartTlsClient, SmtpStartTlsClient, TlsGate, TlsInfo, Transferred, XmppStartTlsClient,
 };
 use kamaelia::{ConsoleEchoer, Graphline, MakeSsl, OneShot, SslReady, TcpClient};
 
-use crate::errors::{judge, Verdict};
+use crate::errors::{judge, unanswered_certificate_request, Verdict};
 use crate::events::Events;
-use crate::flags::{Endpoint, StartTlsProto, TlsMode};
+use crate::flags::{Endpoint, StartTlsDialogue, StartTlsProto, TlsMode};
 use crate::progress::Counts;
 
 /// The TcpClient for `ep`. At the end of input it half-closes and waits for the server to
@@ -65,7 +67,7 @@ pub(crate) fn graphline(
     let layer: Option<(Component, bool)> = match tls {
         None => None,
         Some(TlsMode::Immediate(_)) => Some((TlsGate::new().into(), false)),
-        Some(TlsMode::StartTls(p, _, limit)) => Some((starttls_client(*p, *limit), true)),
+        Some(TlsMode::StartTls(d, _, limit)) => Some((starttls_client(d, *limit), true)),
     };
     let g = match layer {
         None => g
@@ -98,12 +100,28 @@ pub(crate) fn graphline(
     g.link(("ECHO", SIGNAL), ("", SIGNAL)).build()
 }
 
-/// The library's client component for `proto`, with `limit` for its dialogue.
-fn starttls_client(proto: StartTlsProto, limit: Duration) -> Component {
-    match proto {
+/// The library's client component for a `--starttls` protocol, with `limit` for its
+/// dialogue: the one place that maps [`StartTlsProto`] to a component (connect, send and
+/// forward use it).
+pub(crate) fn starttls_client(d: &StartTlsDialogue, limit: Duration) -> Component {
+    match d.proto {
         StartTlsProto::Smtp => SmtpStartTlsClient::new().timeout(limit).into(),
         StartTlsProto::Imap => ImapStartTlsClient::new().timeout(limit).into(),
         StartTlsProto::Pop3 => Pop3StartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Lmtp => LmtpStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Ftp => FtpStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Xmpp | StartTlsProto::XmppServer => {
+            XmppStartTlsClient::new(d.xmpphost.as_str())
+                .server_to_server(d.proto == StartTlsProto::XmppServer)
+                .timeout(limit)
+                .into()
+        }
+        StartTlsProto::Irc => IrcStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Postgres => PostgresStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Mysql => MysqlStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Nntp => NntpStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Sieve => SieveStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Ldap => LdapStartTlsClient::new().timeout(limit).into(),
     }
 }
 
@@ -175,6 +193,8 @@ pub(crate) struct Observer {
     counts: Option<Arc<Counts>>,
     /// The size of the input, if known beforehand (`send` of a regular file).
     total: Option<u64>,
+    /// `--show-cert`: print the server's chain and the TLS details.
+    show_cert: bool,
 }
 
 impl Observer {
@@ -198,7 +218,15 @@ impl Observer {
             hint_no_shutdown: false,
             counts: None,
             total: None,
+            show_cert: false,
         })
+    }
+
+    /// `--show-cert`: print the chain the server presented (even when it was not trusted) and
+    /// what the handshake agreed on.
+    pub(crate) fn show_cert(mut self, on: bool) -> Self {
+        self.show_cert = on;
+        self
     }
 
     /// The source's counts (and the input's size, if known), so the last line can say how much
@@ -232,8 +260,20 @@ impl Observer {
         loop {
             tokio::select! {
                 c = self.signal.recv() => {
+                    // Causal order: sslready was sent before anything the connection signals
+                    // after it (the server finishing, an error), but after Connected; the two
+                    // boxes race here.
+                    if c.payload::<Connected>().is_none() {
+                        if let Some(r) = self.sslready.try_recv() {
+                            self.tls_up(r, &mut s);
+                        }
+                    }
                     self.events.signal(axon::SIGNAL, &c);
-                    if let Some(Connected { peer, .. }) = c.payload::<Connected>() {
+                    if let Some(chain) = c.payload::<PeerCertificates>() {
+                        if self.show_cert {
+                            self.events.peer_chain(chain);
+                        }
+                    } else if let Some(Connected { peer, .. }) = c.payload::<Connected>() {
                         s.peer = Some(*peer);
                         s.connected_at = Some(Instant::now());
                         self.events.line(format_args!("connected to {peer}"));
@@ -259,6 +299,8 @@ impl Observer {
                             }
                             Verdict::Failed(line) => {
                                 tracing::debug!("error on signal: {e}");
+                                let line = unanswered_certificate_request(e, s.tls.as_ref())
+                                    .unwrap_or(line);
                                 s.failure.get_or_insert(line);
                             }
                         }
@@ -348,10 +390,11 @@ impl Observer {
     fn tls_up(&self, ready: SslReady, s: &mut Summary) {
         let SslReady { info, .. } = ready;
         self.events.sslready(&info);
-        self.events.line(format_args!(
-            "TLS established: {} {}",
-            info.version, info.cipher_suite
-        ));
+        if self.show_cert {
+            self.events.peer_chain(&info.peer_chain);
+            self.events.tls_details(&info);
+        }
+        self.events.tls_established(&info);
         if let Some(sched) = &self.snapshot {
             s.graph = Some(sched.graph_dot());
         }

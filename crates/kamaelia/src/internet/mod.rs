@@ -21,12 +21,16 @@ pub use messages::{
 pub use protocols::{DiscardProtocol, EchoProtocol};
 pub use selector::{Selector, SELECTOR_SERVICE};
 pub use starttls::{
-    ImapStartTlsClient, ImapStartTlsServer, Pop3StartTlsClient, Pop3StartTlsServer,
-    SmtpStartTlsClient, SmtpStartTlsServer, StartTlsError, TlsGate,
+    FtpStartTlsClient, ImapStartTlsClient, ImapStartTlsServer, IrcStartTlsClient,
+    LdapStartTlsClient, LmtpStartTlsClient, MysqlStartTlsClient, NntpStartTlsClient,
+    Pop3StartTlsClient, Pop3StartTlsServer, PostgresStartTlsClient, SieveStartTlsClient,
+    SmtpStartTlsClient, SmtpStartTlsServer, StartTlsError, TlsGate, XmppStartTlsClient,
 };
 pub use tcp_client::{TcpClient, DEFAULT_CONNECT_TIMEOUT};
 pub use tcp_server::{ConnectionInfo, TcpServer, DEFAULT_PLAINTEXT_TIMEOUT};
 pub use tls::{
-    accept, classify, handshake, HandshakeFailure, ServerTls, TlsError, TlsInfo, TlsSettings,
-    Trust, DEFAULT_HANDSHAKE_TIMEOUT, MAX_PEM_BYTES,
+    accept, certificate_problem, classify, handshake, utc_date_time, CertificateSummary,
+    HandshakeFailure, KeyAlgorithm, KeyDescription, NotInCommon, PeerCertificates, PeerRole,
+    ServerTls, TlsError, TlsInfo, TlsSettings, Trust, DEFAULT_HANDSHAKE_TIMEOUT, MAX_PEM_BYTES,
+    MIN_RSA_BITS,
 };

@@ -104,7 +104,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// | name | type | meaning |
 /// |---|---|---|
 /// | `outbox` | `Bytes` | data received from the server |
-/// | `signal` | `Control` | Connected, errors, PeerHalfClosed, Transferred, then one final message |
+/// | `signal` | `Control` | Connected, errors (a failed TLS handshake: PeerCertificates first), PeerHalfClosed, Transferred, then one final message |
 /// | `sslready` | [`SslReady`] | TLS negotiated (version, cipher suite) |
 ///
 /// # Shutdown
@@ -240,7 +240,7 @@ axon::box_table! {
         makessl: "makessl" => "switch the connection to TLS",
         feedback: "_socketFeedback" => "the ConnectedSocketAdapter's signal and CreatorFeedback",
         outbox: OUTBOX => "data received from the server",
-        signal: SIGNAL => "Connected, errors, PeerHalfClosed, Transferred, then one final message",
+        signal: SIGNAL => "Connected, errors (a failed TLS handshake: PeerCertificates first), PeerHalfClosed, Transferred, then one final message",
         sslready: "sslready" => "TLS negotiated (version, cipher suite)",
     }
 }

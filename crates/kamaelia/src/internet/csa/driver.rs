@@ -409,13 +409,23 @@ where
             },
             None => (m.pushback, 0),
         };
+        let signal = &self.b.signal;
         let handshake = async {
             match role {
                 TlsRole::Client { settings, host } => {
                     let unread = sock.take_unread().map_err(|e| TlsError::Io(Arc::new(e)))?;
                     State::check_unread(unread)?;
-                    let (s, info) = settings.connect(&host, sock).await?;
-                    Ok((tokio_rustls::TlsStream::from(s), info))
+                    match settings.connect_with_chain(&host, sock).await {
+                        Ok((s, info)) => Ok((tokio_rustls::TlsStream::from(s), info)),
+                        Err((e, chain)) => {
+                            // The chain the server presented, even untrusted, for a user to
+                            // see why (--show-cert); before the error, which ends the run.
+                            if let Some(chain) = chain {
+                                let _ = signal.send(Control::notice(chain)).await;
+                            }
+                            Err(e)
+                        }
+                    }
                 }
                 TlsRole::Server { config, timeout } => {
                     sock.push_front(replay);
