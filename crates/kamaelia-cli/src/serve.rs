@@ -118,7 +118,7 @@ pub(crate) fn starttls_server(
 /// The one line on stdout, for scripts: the address actually bound. A reader that has gone
 /// (`serve 0 | true`) is not an error: serving goes on, as `connect` goes on when its output
 /// is closed.
-fn print_address(addr: SocketAddr) -> std::io::Result<()> {
+pub(crate) fn print_address(addr: SocketAddr) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match writeln!(stdout, "{addr}").and_then(|()| stdout.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

@@ -77,7 +77,8 @@ enum TlsMode {
 /// For each connection it makes a CSA and a protocol and links, as ServerCore does, the
 /// protocol's `outbox` into the CSA's `inbox`, the CSA's `outbox` into the protocol's `inbox`
 /// and the protocol's `signal` into the CSA's `control`; a protocol with a `makessl` outbox or a
-/// `sslready` inbox is linked to the CSA's too. When the peer finishes sending, or the
+/// `sslready` inbox is linked to the CSA's too, and a protocol with a `connevents` inbox (a
+/// [`super::Relay`]) gets a copy of every message on the CSA's `signal`. When the peer finishes sending, or the
 /// connection ends, the protocol gets ProducerFinished on `control`. A small supervisor per
 /// connection watches the CSA: it passes connection errors on, tells the protocol, and once the
 /// CSA and the protocol have both ended the server lets go of them. The connection has ended
@@ -131,6 +132,7 @@ pub struct TcpServer {
     idle_timeout: Option<Duration>,
     plaintext_timeout: Option<Duration>,
     limits: Limits,
+    max_connections: usize,
 }
 
 impl fmt::Debug for TcpServer {
@@ -148,6 +150,7 @@ impl fmt::Debug for TcpServer {
             .field("idle_timeout", &self.idle_timeout)
             .field("plaintext_timeout", &self.plaintext_timeout)
             .field("limits", &self.limits)
+            .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -159,28 +162,11 @@ impl TcpServer {
     where
         F: Fn(&ConnectionInfo) -> Component + Send + Sync + 'static,
     {
-        let bind_err = |e: std::io::Error| TcpError::Bind {
+        let listener = listen(addr)?;
+        let addr = listener.local_addr().map_err(|e| TcpError::Bind {
             addr: addr.to_string(),
             source: Arc::new(e),
-        };
-        let sa: SocketAddr = addr.parse().map_err(|e: std::net::AddrParseError| {
-            bind_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
         })?;
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(sa),
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )
-        .map_err(bind_err)?;
-        socket.set_reuse_address(true).map_err(bind_err)?;
-        if sa.is_ipv6() {
-            socket.set_only_v6(true).map_err(bind_err)?;
-        }
-        socket.bind(&sa.into()).map_err(bind_err)?;
-        socket.listen(4096).map_err(bind_err)?;
-        socket.set_nonblocking(true).map_err(bind_err)?;
-        let listener: std::net::TcpListener = socket.into();
-        let addr = listener.local_addr().map_err(bind_err)?;
         Ok(TcpServer {
             listener: Some(listener),
             addr,
@@ -190,6 +176,7 @@ impl TcpServer {
             idle_timeout: None,
             plaintext_timeout: Some(DEFAULT_PLAINTEXT_TIMEOUT),
             limits: Limits::default(),
+            max_connections: usize::MAX,
         })
     }
 
@@ -239,10 +226,44 @@ impl TcpServer {
         self
     }
 
+    /// Serves at most `n` connections at once (default: no limit). While `n` are open no
+    /// other is accepted: new ones wait in the listening socket's backlog (4096) until one
+    /// ends, and beyond that the kernel leaves them unanswered.
+    pub fn max_connections(mut self, n: usize) -> TcpServer {
+        self.max_connections = n.max(1);
+        self
+    }
+
     /// Activates the server.
     pub fn activate(self) -> axon::Handle {
         Component::from(self).activate()
     }
+}
+
+/// A non-blocking listening socket on `addr` (`SO_REUSEADDR`; IPv6 only on an IPv6 address),
+/// with a backlog of 4096.
+pub(super) fn listen(addr: &str) -> Result<std::net::TcpListener, TcpError> {
+    let bind_err = |e: std::io::Error| TcpError::Bind {
+        addr: addr.to_string(),
+        source: Arc::new(e),
+    };
+    let sa: SocketAddr = addr.parse().map_err(|e: std::net::AddrParseError| {
+        bind_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    })?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(sa),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(bind_err)?;
+    socket.set_reuse_address(true).map_err(bind_err)?;
+    if sa.is_ipv6() {
+        socket.set_only_v6(true).map_err(bind_err)?;
+    }
+    socket.bind(&sa.into()).map_err(bind_err)?;
+    socket.listen(4096).map_err(bind_err)?;
+    socket.set_nonblocking(true).map_err(bind_err)?;
+    Ok(socket.into())
 }
 
 axon::box_table! {
@@ -288,7 +309,7 @@ async fn run(
     while !watch.stopping() {
         tokio::select! {
             c = watch.control().recv() => watch.handle(c).await,
-            accepted = listener.accept() => match accepted {
+            accepted = listener.accept(), if connections.len() < server.max_connections => match accepted {
                 Ok((stream, peer)) => {
                     let info = ConnectionInfo { peer, local: server.addr };
                     match start_connection(&cx, &server, stream, &info, &signal, &label) {
@@ -402,11 +423,20 @@ fn start_connection(
     if let Ok(c) = proto.boxref(CONTROL) {
         link_refs(&to_proto.boxref(), &c)?;
     }
+    // A protocol that watches its connection (a Relay) gets a copy of every event.
+    let to_events = match proto.boxref("connevents") {
+        Ok(e) => {
+            let out = Outbox::<Control>::standalone("to protocol's connevents");
+            link_refs(&out.boxref(), &e)?;
+            Some(out)
+        }
+        Err(_) => None,
+    };
     let csa = cx.activate(csa);
     let proto = cx.activate(proto);
     let supervisor = Box::pin(supervise(
         events,
-        to_proto,
+        (to_proto, to_events),
         signal.clone(),
         label.clone(),
         (csa.clone(), proto.clone()),
@@ -423,7 +453,7 @@ fn start_connection(
 /// will say nothing more.
 async fn supervise(
     events: Inbox<Control>,
-    to_proto: Outbox<Control>,
+    (to_proto, to_events): (Outbox<Control>, Option<Outbox<Control>>),
     signal: Outbox<Control>,
     label: Arc<str>,
     (csa, proto): (axon::Handle, axon::Handle),
@@ -431,6 +461,9 @@ async fn supervise(
     let mut told = false;
     loop {
         let c = events.recv().await;
+        if let Some(out) = &to_events {
+            let _ = out.send(c.clone()).await;
+        }
         let ended = c.payload::<SocketShutdown>().is_some() || c.is_final();
         if ended || c.payload::<PeerHalfClosed>().is_some() {
             if !told {
@@ -496,7 +529,13 @@ mod tests {
                 .await
         });
         let (csa, proto) = rx.await.unwrap();
-        let supervised = supervise(events, to_proto, signal, "TcpServer".into(), (csa, proto));
+        let supervised = supervise(
+            events,
+            (to_proto, None),
+            signal,
+            "TcpServer".into(),
+            (csa, proto),
+        );
         tokio::time::timeout(Duration::from_secs(10), supervised)
             .await
             .expect("the supervisor ended");
