@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use kamaelia_test::sha256;
 use support::certs::Pki;
-use support::{args, free_port, peer_tool, random_bytes, run, start, wait_listening, Input, TempDir};
+use support::{
+    args, free_port, peer_tool, random_bytes, run, start, wait_listening, Input, TempDir,
+};
 
 const LIMIT: Duration = Duration::from_secs(240);
 
@@ -25,9 +27,7 @@ fn receive_a_file(size: usize, listen_extra: &[&str], send_extra: &[&str]) {
     let listening = start(listen, Input::Bytes(Vec::new()));
     wait_listening(port.parse().unwrap(), Duration::from_secs(30));
     let mut send = args(&["send"]);
-    send.args(send_extra)
-        .args(["127.0.0.1", &port])
-        .arg(&file);
+    send.args(send_extra).args(["127.0.0.1", &port]).arg(&file);
     let sent = run(send, Input::Bytes(Vec::new()), LIMIT);
     sent.expect_code(0);
     let got = listening.finish(LIMIT);
@@ -101,7 +101,8 @@ fn listen_sends_all_its_input_to_a_peer_that_half_closed_first() {
     let mut got = Vec::new();
     c.read_to_end(&mut got).unwrap();
     let run = listening.finish(LIMIT);
-    run.expect_code(0).expect_stderr("the peer finished sending");
+    run.expect_code(0)
+        .expect_stderr("the peer finished sending");
     assert_eq!(run.stdout, b"bye");
     assert_eq!(sha256(&got), sha256(&data), "all of stdin reached the peer");
 }
@@ -127,7 +128,10 @@ fn listen_refuses_a_second_connection() {
                 break;
             }
             Ok(_) => {
-                assert!(started.elapsed() < Duration::from_secs(30), "still listening");
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "still listening"
+                );
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
