@@ -527,7 +527,8 @@ mod tests {
             dropped_messages: 0,
             dropped_bytes: 0,
         };
-        let rows: Vec<(&str, Vec<Event>, Vec<Vec<Action>>, bool, &str)> = vec![
+        type Row = (&'static str, Vec<Event>, Vec<Vec<Action>>, bool, &'static str);
+        let rows: Vec<Row> = vec![
             (
                 "client FIN first, then the target's",
                 vec![
