@@ -10,7 +10,7 @@ use axon::{Component, Direction};
 use kamaelia::internet::{
     ConnectedSocketAdapter, DiscardProtocol, EchoProtocol, ImapStartTlsClient, ImapStartTlsServer,
     OnFinish, Pop3StartTlsClient, Pop3StartTlsServer, SmtpStartTlsClient, SmtpStartTlsServer,
-    TcpClient, TcpServer, TlsGate,
+    Relay, SingleServer, TcpClient, TcpServer, TlsGate, UnixClient,
 };
 use kamaelia::util::RateLimiter;
 use kamaelia::{
@@ -124,6 +124,9 @@ fn every_component_declares_the_boxes_its_docs_list() {
     const SMTP: &str = include_str!("../../kamaelia/src/internet/starttls/smtp.rs");
     const IMAP: &str = include_str!("../../kamaelia/src/internet/starttls/imap.rs");
     const POP3: &str = include_str!("../../kamaelia/src/internet/starttls/pop3.rs");
+    const SINGLE_SERVER: &str = include_str!("../../kamaelia/src/internet/single_server.rs");
+    const RELAY: &str = include_str!("../../kamaelia/src/internet/relay.rs");
+    const UNIX: &str = include_str!("../../kamaelia/src/internet/unix.rs");
 
     let (pipe, _other_end) = tokio::io::duplex(64);
     let csa = ConnectedSocketAdapter::new(pipe, ([127, 0, 0, 1], 1).into(), None, OnFinish::Close);
@@ -168,6 +171,21 @@ fn every_component_declares_the_boxes_its_docs_list() {
             "pub struct TcpClient",
         ),
         (server.into(), TCP_SERVER, "pub struct TcpServer"),
+        (
+            SingleServer::bind("127.0.0.1:0").unwrap().into(),
+            SINGLE_SERVER,
+            "pub struct SingleServer",
+        ),
+        (
+            Relay::new(TcpClient::new("localhost", 1)).into(),
+            RELAY,
+            "pub struct Relay {",
+        ),
+        (
+            UnixClient::new("/nonexistent").into(),
+            UNIX,
+            "pub struct UnixClient",
+        ),
         (EchoProtocol::new(), PROTOCOLS, "pub struct EchoProtocol"),
         // Documented as "boxes as EchoProtocol".
         (DiscardProtocol::new(), PROTOCOLS, "pub struct EchoProtocol"),
