@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use axon::{Component, Direction};
 use kamaelia::internet::{
     ConnectedSocketAdapter, DiscardProtocol, EchoProtocol, ImapStartTlsClient, ImapStartTlsServer,
-    OnFinish, Pop3StartTlsClient, Pop3StartTlsServer, SmtpStartTlsClient, SmtpStartTlsServer,
-    Relay, SingleServer, TcpClient, TcpServer, TlsGate, UnixClient,
+    OnFinish, Pop3StartTlsClient, Pop3StartTlsServer, Relay, SingleServer, SmtpStartTlsClient,
+    SmtpStartTlsServer, TcpClient, TcpServer, TlsGate, UnixClient,
 };
 use kamaelia::util::RateLimiter;
 use kamaelia::{

@@ -102,8 +102,13 @@ enum Command {
     /// goes to stdout; a closed stdout is not an error. Ctrl-C stops it, exit status 130.
     Serve {
         /// The port to listen on; 0 picks a free one.
-        #[arg(value_parser = parse_port_or_zero)]
-        port: u16,
+        #[arg(value_parser = parse_port_or_zero, required_unless_present = "unix")]
+        port: Option<u16>,
+        /// Listen on this Unix socket path instead of a port (no TLS). A socket file nobody
+        /// listens on is replaced; any other file there is refused. The path is printed
+        /// instead of the address.
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["port", "bind", "cert"])]
+        unix: Option<PathBuf>,
         /// The address to bind.
         #[arg(long, default_value = "127.0.0.1")]
         bind: IpAddr,
@@ -462,7 +467,7 @@ pub(crate) struct ForwardConfig {
 
 /// What `serve` does.
 pub(crate) struct ServeConfig {
-    pub(crate) bind: SocketAddr,
+    pub(crate) on: ListenOn,
     pub(crate) discard: bool,
     pub(crate) tls: Option<ServeTls>,
     /// How long a connection may go without traffic (None: for ever); also the limit on the
@@ -586,6 +591,7 @@ impl Args {
             }
             Some(Command::Serve {
                 port,
+                unix,
                 bind,
                 echo: _,
                 discard,
@@ -597,7 +603,7 @@ impl Args {
                     .identity()?
                     .map(|identity| ServeTls { identity, starttls });
                 Mode::Serve(ServeConfig {
-                    bind: SocketAddr::new(bind, port),
+                    on: listen_on(bind, port, unix)?,
                     discard,
                     tls,
                     idle_timeout: match idle_timeout {

@@ -276,7 +276,8 @@ impl Observer {
                         s.peer = Some(*peer);
                         s.connected_at = Some(Instant::now());
                         match (&self.unix_path, self.who) {
-                            (Some(path), _) => self.events.line(format_args!("connected on {path}")),
+                            (Some(path), WHO_SERVER) => self.events.line(format_args!("connected to {path}")),
+                            (Some(path), _) => self.events.line(format_args!("connection on {path}")),
                             (None, WHO_SERVER) => self.events.line(format_args!("connected to {peer}")),
                             (None, _) => self.events.line(format_args!("connection from {peer}")),
                         }

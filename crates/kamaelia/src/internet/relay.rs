@@ -527,7 +527,13 @@ mod tests {
             dropped_messages: 0,
             dropped_bytes: 0,
         };
-        type Row = (&'static str, Vec<Event>, Vec<Vec<Action>>, bool, &'static str);
+        type Row = (
+            &'static str,
+            Vec<Event>,
+            Vec<Vec<Action>>,
+            bool,
+            &'static str,
+        );
         let rows: Vec<Row> = vec![
             (
                 "client FIN first, then the target's",

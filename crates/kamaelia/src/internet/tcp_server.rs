@@ -15,7 +15,8 @@ use tokio::task::JoinSet;
 use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole};
 use super::messages::{Listening, PeerHalfClosed, SocketShutdown, TcpError};
 use super::selector::Selector;
-use super::{ServerTls, DEFAULT_HANDSHAKE_TIMEOUT};
+use super::unix::{bind_unix, UnixSocketFile};
+use super::{unix_peer, ServerTls, DEFAULT_HANDSHAKE_TIMEOUT};
 
 /// What a protocol factory learns about a new connection.
 #[derive(Clone, Debug)]
@@ -124,7 +125,7 @@ enum TlsMode {
 /// failure, [`TcpError::IdleTimeout`]) are sent on `signal` as `Control::Error` and end only
 /// that connection.
 pub struct TcpServer {
-    listener: Option<std::net::TcpListener>,
+    listener: Option<StdListener>,
     addr: SocketAddr,
     factory: Factory,
     tls: TlsMode,
@@ -167,17 +168,45 @@ impl TcpServer {
             addr: addr.to_string(),
             source: Arc::new(e),
         })?;
-        Ok(TcpServer {
+        Ok(Self::on(
+            StdListener::Tcp(listener),
+            addr,
+            Arc::new(factory),
+        ))
+    }
+
+    /// Binds and listens on the Unix socket `path`; each connection gets a protocol made by
+    /// `factory` (its [`ConnectionInfo`] carries [`super::unix_peer`] for both addresses, as
+    /// does [`TcpServer::local_addr`]). A file already at `path` is refused, unless it is a
+    /// socket nobody listens on (left by a server that ended): that one is replaced. The socket
+    /// file is removed when the server ends.
+    pub fn bind_unix<F>(
+        path: impl Into<std::path::PathBuf>,
+        factory: F,
+    ) -> Result<TcpServer, TcpError>
+    where
+        F: Fn(&ConnectionInfo) -> Component + Send + Sync + 'static,
+    {
+        let (listener, file) = bind_unix(path.into())?;
+        Ok(Self::on(
+            StdListener::Unix(listener, file),
+            unix_peer(),
+            Arc::new(factory),
+        ))
+    }
+
+    fn on(listener: StdListener, addr: SocketAddr, factory: Factory) -> TcpServer {
+        TcpServer {
             listener: Some(listener),
             addr,
-            factory: Arc::new(factory),
+            factory,
             tls: TlsMode::None,
             on_finish: OnFinish::Close,
             idle_timeout: None,
             plaintext_timeout: Some(DEFAULT_PLAINTEXT_TIMEOUT),
             limits: Limits::default(),
             max_connections: usize::MAX,
-        })
+        }
     }
 
     /// The address it listens on.
@@ -240,6 +269,35 @@ impl TcpServer {
     }
 }
 
+/// The socket a server listens on, before activation.
+#[derive(Debug)]
+enum StdListener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener, UnixSocketFile),
+}
+
+/// The socket a running server listens on (a Unix one with its file, removed when dropped).
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    // The file is only held, to be removed when the listener is dropped.
+    Unix(tokio::net::UnixListener, #[allow(dead_code)] UnixSocketFile),
+}
+
+/// A connection just accepted.
+enum Accepted {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Accepted> {
+        match self {
+            Listener::Tcp(l) => l.accept().await.map(|(s, peer)| Accepted::Tcp(s, peer)),
+            Listener::Unix(l, _) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+        }
+    }
+}
+
 /// A non-blocking listening socket on `addr` (`SO_REUSEADDR`; IPv6 only on an IPv6 address),
 /// with a backlog of 4096.
 pub(super) fn listen(addr: &str) -> Result<std::net::TcpListener, TcpError> {
@@ -298,9 +356,16 @@ async fn run(
             .take()
             .ok_or("the listener was already taken")?;
         let _enter = selector.handle().enter();
-        tokio::net::TcpListener::from_std(std_listener)?
+        match std_listener {
+            StdListener::Tcp(l) => Listener::Tcp(tokio::net::TcpListener::from_std(l)?),
+            StdListener::Unix(l, file) => {
+                Listener::Unix(tokio::net::UnixListener::from_std(l)?, file)
+            }
+        }
     };
-    let _ = signal.send(Control::notice(Listening(server.addr))).await;
+    if let Listener::Tcp(_) = listener {
+        let _ = signal.send(Control::notice(Listening(server.addr))).await;
+    }
     // Each connection's CSA and protocol, until its supervisor has seen both end.
     let mut connections: HashMap<u64, (axon::Handle, axon::Handle)> = HashMap::new();
     let mut next_id: u64 = 0;
@@ -310,9 +375,18 @@ async fn run(
         tokio::select! {
             c = watch.control().recv() => watch.handle(c).await,
             accepted = listener.accept(), if connections.len() < server.max_connections => match accepted {
-                Ok((stream, peer)) => {
-                    let info = ConnectionInfo { peer, local: server.addr };
-                    match start_connection(&cx, &server, stream, &info, &signal, &label) {
+                Ok(accepted) => {
+                    let started = match accepted {
+                        Accepted::Tcp(stream, peer) => {
+                            let info = ConnectionInfo { peer, local: server.addr };
+                            start_connection(&cx, &server, stream, &info, &signal, &label)
+                        }
+                        Accepted::Unix(stream) => {
+                            let info = ConnectionInfo { peer: unix_peer(), local: server.addr };
+                            start_connection(&cx, &server, stream, &info, &signal, &label)
+                        }
+                    };
+                    match started {
                         Ok((csa, proto, supervisor)) => {
                             next_id += 1;
                             let id = next_id;
@@ -375,14 +449,17 @@ type Started = (
     std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 );
 
-fn start_connection(
+fn start_connection<S>(
     cx: &Context,
     server: &TcpServer,
-    stream: tokio::net::TcpStream,
+    stream: S,
     info: &ConnectionInfo,
     signal: &Outbox<Control>,
     label: &Arc<str>,
-) -> Result<Started, axon::WiringError> {
+) -> Result<Started, axon::WiringError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (role, tls_first) = match &server.tls {
         TlsMode::None => (None, false),
         TlsMode::FromStart(c) => (Some(server_role(c)), true),
