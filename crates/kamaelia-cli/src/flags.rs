@@ -184,12 +184,14 @@ enum Command {
     /// At most --max-connections are relayed at once: further connections wait in the
     /// listening socket's backlog (they are accepted when one ends), they are not refused.
     /// --cert/--key terminate TLS from clients; --tls (with --ca or --system-roots,
-    /// --servername) speaks TLS to the target. Ctrl-C stops it, exit status 130.
+    /// --servername) speaks TLS to the target, --starttls PROTO the protocol's dialogue and
+    /// then TLS. Ctrl-C stops it, exit status 130.
     ///
     /// EXAMPLES:
     ///   kamaelia forward 8080 example.com 80
     ///   kamaelia forward --cert cert.pem --key key.pem 8443 127.0.0.1 8080    # TLS termination
     ///   kamaelia forward --tls --system-roots 8080 example.com 443            # TLS origination
+    ///   kamaelia forward --starttls smtp --ca ca.pem 2525 mail.example.com 25
     Forward {
         /// The port to listen on; 0 picks a free one.
         #[arg(value_parser = parse_port_or_zero)]
@@ -547,11 +549,6 @@ impl Args {
                 ipv4,
                 ipv6,
             }) => {
-                if tls.starttls.is_some() {
-                    return Err(UsageError(
-                        "forward does not speak STARTTLS to the target yet; use --tls".into(),
-                    ));
-                }
                 let conn = ConnArgs {
                     delay: None,
                     connect_timeout,

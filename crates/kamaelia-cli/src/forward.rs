@@ -33,10 +33,16 @@ pub(crate) fn main(cfg: ForwardConfig, output: Output) -> anyhow::Result<u8> {
         let target = cfg.target.clone();
         let tls = matches!(target.tls, Some(TlsMode::Immediate(_)));
         let server = TcpServer::bind(&cfg.bind.to_string(), move |info| {
-            let relay: Component = Relay::new(session::tcp_client(&target))
+            let relay = Relay::new(session::tcp_client(&target))
                 .client(info.peer)
-                .tls(tls)
-                .into();
+                .tls(tls);
+            let relay: Component = match &target.tls {
+                Some(TlsMode::StartTls(proto, _, limit)) => {
+                    relay.layer(session::starttls_client(*proto, *limit))
+                }
+                _ => relay,
+            }
+            .into();
             if let Ok(r) = relay.boxref("report") {
                 // Cannot fail: a fresh component's outbox into a standalone inbox.
                 let _ = link_refs(&r, &reports_ref);

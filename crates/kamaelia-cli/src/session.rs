@@ -115,7 +115,7 @@ pub(crate) fn graphline(
 }
 
 /// The library's client component for `proto`, with `limit` for its dialogue.
-fn starttls_client(proto: StartTlsProto, limit: Duration) -> Component {
+pub(crate) fn starttls_client(proto: StartTlsProto, limit: Duration) -> Component {
     match proto {
         StartTlsProto::Smtp => SmtpStartTlsClient::new().timeout(limit).into(),
         StartTlsProto::Imap => ImapStartTlsClient::new().timeout(limit).into(),

@@ -344,11 +344,38 @@ fn forward_holds_a_fast_sender_back_when_the_reader_is_slow() {
     );
 }
 
+/// TLS termination with openssl s_client as the client: the target's greeting reaches it
+/// through TLS, and the target's close ends s_client's session.
 #[test]
 fn forward_terminates_tls_from_openssl_s_client() {
     let Some(openssl) = support::peer_tool("openssl") else {
         return;
     };
+    let pki = Pki::new();
+    let target = support::servers::closing_server(b"greeting through TLS\n");
+    let (cert, key) = (
+        pki.cert_pem.display().to_string(),
+        pki.key_pem.display().to_string(),
+    );
+    let f = Forward::start(&["--cert", &cert, "--key", &key], target);
+    let mut cmd = std::process::Command::new(openssl);
+    cmd.args(["s_client", "-quiet", "-CAfile"])
+        .arg(&pki.ca_pem)
+        .args(["-verify_return_error", "-connect", &f.addr.to_string()]);
+    let run = support::run(cmd, support::Input::KeepOpen(Vec::new()), LIMIT);
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "greeting through TLS\n",
+        "{}",
+        run.stderr
+    );
+    f.wait_stderr("both sides closed", 1);
+}
+
+/// TLS termination with a rustls client: 2 MB each way through TLS to a plain echo target.
+#[test]
+fn forward_terminates_tls_from_a_rustls_client_byte_exact() {
+    use rustls_pki_types::pem::PemObject as _;
     let pki = Pki::new();
     let rt = runtime();
     let target = rt.block_on(echo_target());
@@ -357,72 +384,85 @@ fn forward_terminates_tls_from_openssl_s_client() {
         pki.key_pem.display().to_string(),
     );
     let f = Forward::start(&["--cert", &cert, "--key", &key], target);
-    let mut cmd = std::process::Command::new(openssl);
-    cmd.args(["s_client", "-quiet", "-no_ign_eof", "-CAfile"])
-        .arg(&pki.ca_pem)
-        .args(["-verify_return_error", "-connect", &f.addr.to_string()]);
-    let run = support::run(cmd, support::Input::Bytes(b"through TLS\n".to_vec()), LIMIT);
-    assert_eq!(
-        String::from_utf8_lossy(&run.stdout),
-        "through TLS\n",
-        "{}",
-        run.stderr
-    );
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_file(&pki.ca_pem).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let sock = TcpStream::connect(f.addr).unwrap();
+    sock.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let data = random_bytes(2_000_000);
+    // Write and read in turns of 64 KiB.
+    let mut got = Vec::new();
+    for chunk in data.chunks(64 * 1024) {
+        tls.write_all(chunk).unwrap();
+        tls.flush().unwrap();
+        // The echo of this chunk before the next: the relay holds nothing for long.
+        while got.len() < offset_of(&data, chunk) {
+            assert!(read_some(&mut tls, &mut got) > 0, "the echo stopped");
+        }
+    }
+    tls.conn.send_close_notify();
+    tls.flush().unwrap();
+    while got.len() < data.len() {
+        if read_some(&mut tls, &mut got) == 0 {
+            break;
+        }
+    }
+    assert_eq!(sha256(&got), sha256(&data));
+}
+
+/// The end of `chunk` within `data`.
+fn offset_of(data: &[u8], chunk: &[u8]) -> usize {
+    chunk.as_ptr() as usize - data.as_ptr() as usize + chunk.len()
+}
+
+fn read_some(r: &mut impl Read, into: &mut Vec<u8>) -> usize {
+    let mut buf = [0u8; 16 * 1024];
+    let n = r.read(&mut buf).unwrap_or(0);
+    into.extend_from_slice(&buf[..n]);
+    n
 }
 
 #[test]
 fn forward_originates_tls_to_a_rustls_target() {
     let pki = Pki::new();
-    let rt = runtime();
-    let config = pki.server_config();
-    let target = rt.block_on(async move {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let acceptor = tokio_rustls_free::Acceptor(config);
-        tokio::spawn(async move {
-            let (s, _) = l.accept().await.unwrap();
-            acceptor.echo(s).await;
-        });
-        addr
-    });
+    let target = support::servers::tls_echo_server(pki.server_config(), true);
     let ca = pki.ca_pem.display().to_string();
     let f = Forward::start(&["--tls", "--ca", &ca, "--servername", "localhost"], target);
-    let mut c = TcpStream::connect(f.addr).unwrap();
-    c.set_read_timeout(Some(LIMIT)).unwrap();
-    c.write_all(b"plaintext in, TLS out").unwrap();
-    c.shutdown(Shutdown::Write).unwrap();
-    let mut got = Vec::new();
-    c.read_to_end(&mut got).unwrap();
+    let got = through(&f, b"plaintext in, TLS out");
     assert_eq!(got, b"plaintext in, TLS out");
     f.wait_stderr("both sides closed", 1);
 }
 
-/// A TLS echo target on the library's own handshake function (`kamaelia::internet::accept`)
-/// would make our code its own witness; this one drives rustls by hand over a std socket.
-mod tokio_rustls_free {
-    use std::sync::Arc;
+/// Both at once: TLS from the client (s_client would do; here a plain relay chain is enough
+/// to show the two ends are independent), and STARTTLS towards a fake SMTP target.
+#[test]
+fn forward_speaks_starttls_smtp_to_the_target() {
+    let pki = Pki::new();
+    let target = support::servers::smtp_server(pki.server_config(), b"");
+    let ca = pki.ca_pem.display().to_string();
+    let f = Forward::start(&["--starttls", "smtp", "--ca", &ca], target);
+    let got = through(&f, b"after STARTTLS\r\n");
+    let err = f.wait_stderr("closed:", 1);
+    assert_eq!(got, b"after STARTTLS\r\n", "{err}");
+    assert!(err.contains("both sides closed"), "{err}");
+}
 
-    pub(crate) struct Acceptor(pub(crate) Arc<rustls::ServerConfig>);
-
-    impl Acceptor {
-        pub(crate) async fn echo(self, s: tokio::net::TcpStream) {
-            let std = s.into_std().unwrap();
-            std.set_nonblocking(false).unwrap();
-            let config = self.0;
-            tokio::task::spawn_blocking(move || {
-                let mut conn = rustls::ServerConnection::new(config).unwrap();
-                let mut sock = std;
-                let mut tls = rustls::Stream::new(&mut conn, &mut sock);
-                let mut got = Vec::new();
-                let _ = std::io::Read::read_to_end(&mut tls, &mut got);
-                let _ = std::io::Write::write_all(&mut tls, &got);
-                tls.conn.send_close_notify();
-                let _ = tls.conn.complete_io(tls.sock);
-            })
-            .await
-            .unwrap();
-        }
-    }
+/// Sends `data` through the forward, half-closes, and reads to the end.
+fn through(f: &Forward, data: &[u8]) -> Vec<u8> {
+    let mut c = TcpStream::connect(f.addr).unwrap();
+    c.set_read_timeout(Some(LIMIT)).unwrap();
+    c.write_all(data).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    got
 }
 
 /// `--max-connections 1`: a second client waits in the backlog (it connects, but nothing is

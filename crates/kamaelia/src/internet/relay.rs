@@ -139,6 +139,9 @@ impl fmt::Display for RelayClosed {
 /// TcpClient's `outbox` straight out of its own `outbox`: the bytes pass without a copy or a
 /// hop through the relay. With [`Relay::tls`] a [`MakeSsl`] is queued first, so nothing goes
 /// to the target before its certificate has been verified.
+/// With [`Relay::layer`] a STARTTLS client component sits between the relay and the TcpClient
+/// (wired as in `kamaelia connect --starttls`): it speaks the protocol's dialogue with the target
+/// and switches to TLS, holding the client's bytes until then.
 ///
 /// The relay watches both connections: the client's through `connevents` (a TcpServer links
 /// the connection's events there) and `control`, the target's through the TcpClient's
@@ -188,6 +191,7 @@ pub struct Relay {
     target: TcpClient,
     client: Option<SocketAddr>,
     tls: bool,
+    layer: Option<Component>,
 }
 
 axon::box_table! {
@@ -214,6 +218,7 @@ impl Relay {
             target,
             client: None,
             tls: false,
+            layer: None,
         }
     }
 
@@ -226,6 +231,15 @@ impl Relay {
     /// Speaks TLS to the target from the first byte (verified by the TcpClient's settings).
     pub fn tls(mut self, on: bool) -> Self {
         self.tls = on;
+        self
+    }
+
+    /// Puts `layer` between the relay and the target's TcpClient: a component with the boxes
+    /// of the STARTTLS clients ([`super::SmtpStartTlsClient`] and the others, or
+    /// [`super::TlsGate`]), which speaks the protocol's dialogue with the target, switches the
+    /// connection to TLS, and then passes bytes both ways.
+    pub fn layer(mut self, layer: impl Into<Component>) -> Self {
+        self.layer = Some(layer.into());
         self
     }
 }
@@ -401,11 +415,37 @@ impl Tracker {
 
 async fn run(relay: Relay, b: Boxes, cx: Context) -> MainResult {
     let target: Component = relay.target.on_finish(super::OnFinish::HalfClose).into();
-    link_refs(&b.inbox.boxref(), &target.boxref(INBOX)?)?;
-    link_refs(&target.boxref(OUTBOX)?, &b.outbox.boxref())?;
-    link_refs(&target.boxref(SIGNAL)?, &b.target.boxref())?;
-    link_refs(&b.target_control.boxref(), &target.boxref(CONTROL)?)?;
-    link_refs(&b.makessl.boxref(), &target.boxref("makessl")?)?;
+    let layer = match relay.layer {
+        // The relay's side of the target: the TcpClient itself.
+        None => {
+            link_refs(&b.inbox.boxref(), &target.boxref(INBOX)?)?;
+            link_refs(&target.boxref(OUTBOX)?, &b.outbox.boxref())?;
+            link_refs(&target.boxref(SIGNAL)?, &b.target.boxref())?;
+            link_refs(&b.target_control.boxref(), &target.boxref(CONTROL)?)?;
+            link_refs(&b.makessl.boxref(), &target.boxref("makessl")?)?;
+            None
+        }
+        // A protocol layer between: the relay talks to it as a console talks to a STARTTLS
+        // client component.
+        Some(layer) => {
+            let pairs = [
+                (b.inbox.boxref(), layer.boxref(INBOX)?),
+                (b.target_control.boxref(), layer.boxref(CONTROL)?),
+                (layer.boxref(OUTBOX)?, target.boxref(INBOX)?),
+                (layer.boxref(SIGNAL)?, target.boxref(CONTROL)?),
+                (target.boxref(OUTBOX)?, layer.boxref("fromserver")?),
+                (target.boxref(SIGNAL)?, layer.boxref("connsignal")?),
+                (target.boxref("sslready")?, layer.boxref("sslready")?),
+                (layer.boxref("touser")?, b.outbox.boxref()),
+                (layer.boxref("connevents")?, b.target.boxref()),
+                (layer.boxref("makessl")?, target.boxref("makessl")?),
+            ];
+            for (from, to) in &pairs {
+                link_refs(from, to)?;
+            }
+            Some(cx.activate(layer))
+        }
+    };
     if relay.tls {
         let _ = b.makessl.send(MakeSsl::new()).await;
     }
@@ -436,6 +476,9 @@ async fn run(relay: Relay, b: Boxes, cx: Context) -> MainResult {
         }
     }
     target.join().await;
+    if let Some(layer) = layer {
+        layer.join().await;
+    }
     let closed = RelayClosed {
         client: relay.client,
         to_target: t.to_target,
