@@ -1,0 +1,148 @@
+//! Relay inside a TcpServer: bytes and half-closes passed end to end, a refusing target, a
+//! client that resets; the one RelayOpened and RelayClosed per connection. Targets and clients
+//! are tokio sockets written here.
+
+use std::time::Duration;
+
+use axon::{link_refs, Component, Control, Inbox, Scheduler};
+use kamaelia::internet::{OnFinish, Relay, RelayClosed, RelayEnding, RelayOpened, TcpServer};
+use kamaelia::TcpClient;
+use kamaelia_test::{bounded, random_bytes, sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A forwarding server to `target`, its reports, and the scheduler running it.
+async fn forward(
+    target: std::net::SocketAddr,
+) -> (std::net::SocketAddr, Inbox<Control>, Scheduler) {
+    let reports = Inbox::<Control>::standalone("reports", 64);
+    let r = reports.boxref();
+    let server = TcpServer::bind("127.0.0.1:0", move |info| {
+        let relay: Component = Relay::new(TcpClient::new("127.0.0.1", target.port()))
+            .client(info.peer)
+            .into();
+        link_refs(&relay.boxref("report").unwrap(), &r).unwrap();
+        relay
+    })
+    .unwrap()
+    .on_finish(OnFinish::HalfClose);
+    let addr = server.local_addr();
+    let sched = Scheduler::new();
+    let s2 = sched.clone();
+    tokio::spawn(async move {
+        s2.run(async {
+            server.activate();
+        })
+        .await
+    });
+    (addr, reports, sched)
+}
+
+/// Waits for the relay's RelayClosed, checking that RelayOpened came first if `opened`.
+async fn closed(reports: &Inbox<Control>, opened: bool) -> RelayClosed {
+    let mut seen_open = false;
+    loop {
+        let c = reports.recv().await;
+        if c.payload::<RelayOpened>().is_some() {
+            seen_open = true;
+        }
+        if let Some(closed) = c.payload::<RelayClosed>() {
+            assert_eq!(seen_open, opened, "RelayOpened before RelayClosed");
+            return closed.clone();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_relay_passes_bytes_and_the_half_close_each_way() {
+    bounded(async {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = l.local_addr().unwrap();
+        let answer = random_bytes(1, 500_000);
+        let a2 = answer.clone();
+        let t = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            // Reads to the client's FIN, then answers: the FIN came through after the bytes.
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.unwrap();
+            s.write_all(&a2).await.unwrap();
+            got
+        });
+        let (addr, reports, sched) = forward(target).await;
+        let data = random_bytes(2, 2_000_000);
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(&data).await.unwrap();
+        c.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        c.read_to_end(&mut back).await.unwrap();
+        assert_eq!(sha256(&back), sha256(&answer));
+        assert_eq!(sha256(&t.await.unwrap()), sha256(&data));
+        let closed = closed(&reports, true).await;
+        assert!(matches!(closed.ending, RelayEnding::Closed), "{closed}");
+        assert_eq!(closed.to_target, data.len() as u64);
+        assert_eq!(closed.to_client, answer.len() as u64);
+        sched.shutdown_all();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refusing_target_closes_the_client_and_is_reported() {
+    bounded(async {
+        let refused = kamaelia_test::net::closed_port("127.0.0.1");
+        let (addr, reports, sched) = forward(refused).await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got).await;
+        assert!(got.is_empty());
+        let closed = closed(&reports, false).await;
+        assert!(
+            matches!(closed.ending, RelayEnding::TargetFailed(_)),
+            "{closed}"
+        );
+        assert!(closed.to_string().contains("refused"), "{closed}");
+        sched.shutdown_all();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_reset_closes_the_target() {
+    bounded(async {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = l.local_addr().unwrap();
+        let t = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut got = Vec::new();
+            // Ends (EOF or error) once the relay has closed the target's side.
+            let _ = s.read_to_end(&mut got).await;
+            got.len()
+        });
+        let (addr, reports, sched) = forward(target).await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"before the reset").await.unwrap();
+        // Wait until the relay is up before resetting.
+        let first = loop {
+            let r = reports.recv().await;
+            if r.payload::<RelayOpened>().is_some() {
+                break r;
+            }
+        };
+        drop(first);
+        #[allow(deprecated)] // a reset is the point: SO_LINGER 0
+        c.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(c);
+        let read = tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(read <= 16);
+        let closed = closed(&reports, false).await;
+        assert!(
+            matches!(closed.ending, RelayEnding::ClientFailed(_)),
+            "{closed}"
+        );
+        sched.shutdown_all();
+    })
+    .await;
+}
