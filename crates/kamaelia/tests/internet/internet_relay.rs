@@ -146,3 +146,69 @@ async fn a_client_reset_closes_the_target() {
     })
     .await;
 }
+
+/// The `forward` example relays to a target written here and ends cleanly on Ctrl-C.
+#[tokio::test]
+async fn the_forward_example_relays_and_ends_on_ctrl_c() {
+    use std::io::BufRead as _;
+    let Some(bin) = crate::server::example_bin("forward") else {
+        return;
+    };
+    bounded(async {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let (mut r, mut w) = s.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+            let _ = w.shutdown().await;
+        });
+        let port = target.port().to_string();
+        let (mut child, addr) = tokio::task::spawn_blocking(move || {
+            let mut child = std::process::Command::new(bin)
+                .args(["0", "127.0.0.1", &port])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            let addr: std::net::SocketAddr = line
+                .trim()
+                .strip_prefix("listening on ")
+                .unwrap()
+                .parse()
+                .unwrap();
+            (crate::server::ChildGuard(child), addr)
+        })
+        .await
+        .unwrap();
+        let data = random_bytes(7, 200_000);
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let (mut r, mut w) = c.split();
+        let d2 = data.clone();
+        let write = async move {
+            w.write_all(&d2).await.unwrap();
+            w.shutdown().await.unwrap();
+        };
+        let mut got = Vec::new();
+        let (_, n) = tokio::join!(write, r.read_to_end(&mut got));
+        n.unwrap();
+        assert_eq!(sha256(&got), sha256(&data));
+        let pid = child.0.id().to_string();
+        let status = tokio::task::spawn_blocking(move || {
+            let kill = std::process::Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap();
+            assert!(kill.success());
+            child.0.wait().unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(status.success(), "{status}");
+    })
+    .await;
+}
