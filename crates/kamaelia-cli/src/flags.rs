@@ -31,6 +31,8 @@ pub(crate) const DEFAULT_STARTTLS_TIMEOUT: Duration =
         connect: stdin to the server, the server to stdout (byte-exact), TLS or STARTTLS on request.\n\
         send:    a file to a server at a controlled rate.\n\
         serve:   an echo or discard server, plain, TLS or STARTTLS.\n\
+        listen:  one connection accepted (nc -l): stdin to the peer, the peer to stdout.\n\
+        forward: relay each connection to HOST PORT (socat TCP-LISTEN,fork; stunnel).\n\
         demo:    the two examples of Kamaelia's TCPClient page against a local server, offline.\n\n\
         Without a command, runs the demo.\n\
         Exit status: 0 success, 1 a connection or TLS failure, 2 a usage error, 130 interrupted."

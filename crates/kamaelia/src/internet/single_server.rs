@@ -234,20 +234,7 @@ async fn run(server: SingleServer, b: Boxes, cx: Context) -> MainResult {
                 tokio::net::TcpListener::from_std(listener)?
             };
             let _ = b.signal.send(Control::notice(Listening(local))).await;
-            let accepted = loop {
-                tokio::select! {
-                    c = watch.control().recv() => {
-                        watch.handle(c).await;
-                        if watch.shutdown_requested() {
-                            break None;
-                        }
-                    }
-                    r = listener.accept() => match r {
-                        Ok(ok) => break Some(ok),
-                        Err(e) => accept_failed(e).await,
-                    },
-                }
-            };
+            let accepted = accept_one(&mut watch, || listener.accept()).await;
             drop(listener);
             let Some((stream, peer)) = accepted else {
                 end_unconnected(&b, label, None).await;
@@ -262,23 +249,10 @@ async fn run(server: SingleServer, b: Boxes, cx: Context) -> MainResult {
                 let _enter = selector.handle().enter();
                 tokio::net::UnixListener::from_std(listener)?
             };
-            let accepted = loop {
-                tokio::select! {
-                    c = watch.control().recv() => {
-                        watch.handle(c).await;
-                        if watch.shutdown_requested() {
-                            break None;
-                        }
-                    }
-                    r = listener.accept() => match r {
-                        Ok((stream, _)) => break Some(stream),
-                        Err(e) => accept_failed(e).await,
-                    },
-                }
-            };
+            let accepted = accept_one(&mut watch, || listener.accept()).await;
             drop(listener);
             drop(file);
-            let Some(stream) = accepted else {
+            let Some((stream, _)) = accepted else {
                 end_unconnected(&b, label, None).await;
                 return Ok(());
             };
@@ -289,8 +263,29 @@ async fn run(server: SingleServer, b: Boxes, cx: Context) -> MainResult {
     }
 }
 
-/// Out of descriptors and the like: said, and tried again after a pause.
-async fn accept_failed(e: std::io::Error) {
-    tracing::warn!("accept failed: {e}");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+/// Waits for one connection from `accept`, handling `control` meanwhile; None after
+/// ShutdownMicroprocess. A failed accept (out of descriptors and the like) is said and tried
+/// again after a pause.
+async fn accept_one<T, F, Fut>(watch: &mut ControlWatch<'_>, mut accept: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<T>>,
+{
+    loop {
+        tokio::select! {
+            c = watch.control().recv() => {
+                watch.handle(c).await;
+                if watch.shutdown_requested() {
+                    return None;
+                }
+            }
+            r = accept() => match r {
+                Ok(ok) => return Some(ok),
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
 }
