@@ -14,7 +14,6 @@
 use axon::{link_refs, Component, Control, Inbox};
 use kamaelia::internet::{
     Limits, OnFinish, Relay, RelayClosed, RelayEnding, RelayOpened, TcpServer,
-    DEFAULT_PLAINTEXT_TIMEOUT,
 };
 
 use crate::errors::tcp_error;
@@ -63,9 +62,7 @@ pub(crate) fn main(cfg: ForwardConfig, output: Output) -> anyhow::Result<u8> {
             .max_connections(cfg.max_connections);
         let server = match &cfg.server_tls {
             None => server,
-            Some(identity) => server
-                .tls(identity)?
-                .plaintext_timeout(Some(DEFAULT_PLAINTEXT_TIMEOUT)),
+            Some(identity) => server.tls(identity)?,
         };
         print_address(server.local_addr())?;
         let server: Component = server.into();

@@ -492,3 +492,18 @@ fn forward_makes_connections_beyond_the_maximum_wait_in_the_backlog() {
     second.read_exact(&mut b).unwrap();
     assert_eq!(&b, b"two");
 }
+
+/// `--idle-timeout`: a relayed connection with no traffic either way is closed, and the
+/// closed line says why.
+#[test]
+fn forward_closes_an_idle_connection() {
+    let rt = runtime();
+    let target = rt.block_on(echo_target());
+    let f = Forward::start(&["--idle-timeout", "0.5"], target);
+    let mut c = TcpStream::connect(f.addr).unwrap();
+    c.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    let err = f.wait_stderr("closed:", 1);
+    assert!(err.contains("no traffic"), "{err}");
+}

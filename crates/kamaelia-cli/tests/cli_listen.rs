@@ -186,3 +186,17 @@ fn listen_with_nc_ncat_and_socat_as_the_client() {
         );
     }
 }
+
+/// `--idle-timeout`: a peer that says nothing ends the session with exit status 1.
+#[test]
+fn listen_ends_an_idle_session() {
+    let port = free_port();
+    let listening = start(
+        args(&["listen", "--idle-timeout", "0.5", &port.to_string()]),
+        Input::KeepOpen(Vec::new()),
+    );
+    wait_listening(port, Duration::from_secs(30));
+    let _silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let run = listening.finish(LIMIT);
+    run.expect_code(1).expect_stderr("idle timeout");
+}
