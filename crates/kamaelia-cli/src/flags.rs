@@ -142,11 +142,10 @@ enum Command {
     /// write side is shut (FIN; TLS close_notify first) unless --no-shutdown, and it exits 0
     /// when both directions are done. With --cert/--key the peer must speak TLS from the first
     /// byte.
-    ///
-    /// EXAMPLES:
-    ///   kamaelia listen 9000 > received.bin        # then: kamaelia send 127.0.0.1 9000 file.bin
-    ///   kamaelia listen --cert cert.pem --key key.pem 9443 > out
-    ///   kamaelia listen --unix /tmp/k.sock
+    #[command(after_help = "EXAMPLES:
+  kamaelia listen 9000 > received.bin        # then: kamaelia send 127.0.0.1 9000 file.bin
+  kamaelia listen --cert cert.pem --key key.pem 9443 > out
+  kamaelia listen --unix /tmp/k.sock")]
     Listen {
         /// The port to listen on; 0 picks a free one.
         #[arg(value_parser = parse_port_or_zero, required_unless_present = "unix")]
@@ -188,12 +187,11 @@ enum Command {
     /// --cert/--key terminate TLS from clients; --tls (with --ca or --system-roots,
     /// --servername) speaks TLS to the target, --starttls PROTO the protocol's dialogue and
     /// then TLS. Ctrl-C stops it, exit status 130.
-    ///
-    /// EXAMPLES:
-    ///   kamaelia forward 8080 example.com 80
-    ///   kamaelia forward --cert cert.pem --key key.pem 8443 127.0.0.1 8080    # TLS termination
-    ///   kamaelia forward --tls --system-roots 8080 example.com 443            # TLS origination
-    ///   kamaelia forward --starttls smtp --ca ca.pem 2525 mail.example.com 25
+    #[command(after_help = "EXAMPLES:
+  kamaelia forward 8080 example.com 80
+  kamaelia forward --cert cert.pem --key key.pem 8443 127.0.0.1 8080    # TLS termination
+  kamaelia forward --tls --system-roots 8080 example.com 443            # TLS origination
+  kamaelia forward --starttls smtp --ca ca.pem 2525 mail.example.com 25")]
     Forward {
         /// The port to listen on; 0 picks a free one.
         #[arg(value_parser = parse_port_or_zero)]

@@ -362,8 +362,9 @@ impl Observer {
                 )
             }
             _ if input_ended && received == 0 && sent > 0 && self.hint_no_shutdown => format!(
-                "{input}; the server closed after sending 0 bytes (a server that answers \
-                 requests may take the half-close as a hang-up: try --no-shutdown)"
+                "{input}; {} closed after sending 0 bytes (a server that answers \
+                 requests may take the half-close as a hang-up: try --no-shutdown)",
+                self.who
             ),
             _ => format!(
                 "{input}; {} closed after sending {received} bytes",
