@@ -13,13 +13,13 @@
 
 use axon::{link_refs, Component, Control, Inbox};
 use kamaelia::internet::{
-    Limits, OnFinish, Relay, RelayClosed, RelayEnding, RelayOpened, TcpServer,
+    Limits, OnFinish, Relay, RelayClosed, RelayEnding, RelayOpened, TcpError, TcpServer,
 };
 
 use crate::errors::tcp_error;
 use crate::events::Events;
 use crate::flags::{ForwardConfig, Output, TlsMode};
-use crate::serve::print_address;
+use crate::serve::{client_tls_error, print_address};
 use crate::session;
 
 /// Runs `forward` until Ctrl-C and returns the exit status (130 when interrupted).
@@ -103,7 +103,17 @@ fn report(c: &Control, events: &Events) {
         events.line(o);
     } else if let Some(closed) = c.payload::<RelayClosed>() {
         let ending = match &closed.ending {
-            RelayEnding::ClientFailed(e) => format!("the client's side failed: {}", tcp_error(e)),
+            RelayEnding::ClientFailed(e) => {
+                // Said from the server's side: the peer here is the client.
+                let why = match e {
+                    TcpError::Tls(t) => client_tls_error(t),
+                    _ => None,
+                };
+                format!(
+                    "the client's side failed: {}",
+                    why.unwrap_or_else(|| tcp_error(e))
+                )
+            }
             RelayEnding::TargetFailed(e) => format!("the target's side failed: {}", tcp_error(e)),
             other => other.to_string(),
         };

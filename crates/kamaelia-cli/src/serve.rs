@@ -164,7 +164,7 @@ fn describe(e: &ErrorMessage) -> String {
 
 /// The TLS failures whose client-side wording ("the server did not answer in TLS") would blame
 /// the wrong end.
-fn client_tls_error(t: &TlsError) -> Option<String> {
+pub(crate) fn client_tls_error(t: &TlsError) -> Option<String> {
     Some(match t {
         TlsError::NotTls => {
             "TLS handshake failed: the client did not speak TLS (plaintext or garbage)".into()

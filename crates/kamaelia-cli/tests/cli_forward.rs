@@ -507,3 +507,21 @@ fn forward_closes_an_idle_connection() {
     let err = f.wait_stderr("closed:", 1);
     assert!(err.contains("no traffic"), "{err}");
 }
+
+/// Plaintext into the TLS-terminating port: the relay ends, and the closed line blames the
+/// client in plain words.
+#[test]
+fn forward_says_when_a_client_does_not_speak_tls() {
+    let pki = Pki::new();
+    let rt = runtime();
+    let target = rt.block_on(echo_target());
+    let (cert, key) = (
+        pki.cert_pem.display().to_string(),
+        pki.key_pem.display().to_string(),
+    );
+    let f = Forward::start(&["--cert", &cert, "--key", &key], target);
+    let got = through(&f, b"GET / HTTP/1.0\r\n\r\n");
+    assert!(!got.starts_with(b"GET"), "plaintext was relayed: {got:?}");
+    let err = f.wait_stderr("closed:", 1);
+    assert!(err.contains("the client did not speak TLS"), "{err}");
+}

@@ -421,7 +421,7 @@ async fn run(relay: Relay, b: Boxes, cx: Context) -> MainResult {
         // The relay's side of the target: the TcpClient itself.
         None => {
             link_refs(&b.inbox.boxref(), &target.boxref(INBOX)?)?;
-            link_refs(&target.boxref(OUTBOX)?, &b.outbox.boxref())?;
+            toward_client(&target.boxref(OUTBOX)?, &b.outbox.boxref())?;
             link_refs(&target.boxref(SIGNAL)?, &b.target.boxref())?;
             link_refs(&b.target_control.boxref(), &target.boxref(CONTROL)?)?;
             link_refs(&b.makessl.boxref(), &target.boxref("makessl")?)?;
@@ -438,13 +438,13 @@ async fn run(relay: Relay, b: Boxes, cx: Context) -> MainResult {
                 (target.boxref(OUTBOX)?, layer.boxref("fromserver")?),
                 (target.boxref(SIGNAL)?, layer.boxref("connsignal")?),
                 (target.boxref("sslready")?, layer.boxref("sslready")?),
-                (layer.boxref("touser")?, b.outbox.boxref()),
                 (layer.boxref("connevents")?, b.target.boxref()),
                 (layer.boxref("makessl")?, target.boxref("makessl")?),
             ];
             for (from, to) in &pairs {
                 link_refs(from, to)?;
             }
+            toward_client(&layer.boxref("touser")?, &b.outbox.boxref())?;
             Some(cx.activate(layer))
         }
     };
@@ -496,6 +496,17 @@ async fn run(relay: Relay, b: Boxes, cx: Context) -> MainResult {
     };
     let _ = b.report.send(Control::notice(closed)).await;
     Ok(())
+}
+
+/// Links `from` into the relay's `outbox`, which leads to the client's connection. If that
+/// connection has already ended (a client that failed at once, e.g. not speaking TLS), the link
+/// is refused as closed: nothing can reach the client any more, and the relay goes on to see
+/// its end on `connevents` and stop the target.
+fn toward_client(from: &axon::BoxRef, outbox: &axon::BoxRef) -> Result<(), axon::WiringError> {
+    match link_refs(from, outbox) {
+        Ok(_) | Err(axon::WiringError::Closed { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The client connection's message as an event (errors are reported by the TcpServer).

@@ -15,6 +15,14 @@ use tokio::net::{TcpListener, TcpStream};
 async fn forward(
     target: std::net::SocketAddr,
 ) -> (std::net::SocketAddr, Inbox<Control>, Scheduler) {
+    forward_with(target, None).await
+}
+
+/// The same, terminating TLS with `tls` if given.
+async fn forward_with(
+    target: std::net::SocketAddr,
+    tls: Option<kamaelia::internet::ServerTls>,
+) -> (std::net::SocketAddr, Inbox<Control>, Scheduler) {
     let reports = Inbox::<Control>::standalone("reports", 64);
     let r = reports.boxref();
     let server = TcpServer::bind("127.0.0.1:0", move |info| {
@@ -26,6 +34,10 @@ async fn forward(
     })
     .unwrap()
     .on_finish(OnFinish::HalfClose);
+    let server = match tls {
+        Some(t) => server.tls(&t).unwrap(),
+        None => server,
+    };
     let addr = server.local_addr();
     let sched = Scheduler::new();
     let s2 = sched.clone();
@@ -209,6 +221,45 @@ async fn the_forward_example_relays_and_ends_on_ctrl_c() {
         .await
         .unwrap();
         assert!(status.success(), "{status}");
+    })
+    .await;
+}
+
+/// A client that fails at once (plaintext into a TLS port) may end before its relay has wired
+/// itself: the relay must still stop the target and report, not fail on the closed link.
+#[tokio::test]
+async fn a_client_that_fails_at_once_is_reported() {
+    bounded(async {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let _ = s.read_to_end(&mut Vec::new()).await;
+                });
+            }
+        });
+        let pki = kamaelia_test::pki::TestPki::new();
+        let (addr, reports, sched) = forward_with(target, Some(pki.server_tls())).await;
+        for _ in 0..10 {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+            let _ = c.read_to_end(&mut Vec::new()).await;
+            let closed = loop {
+                let r = reports.recv().await;
+                if let Some(closed) = r.payload::<RelayClosed>() {
+                    break closed.clone();
+                }
+            };
+            assert!(
+                matches!(closed.ending, RelayEnding::ClientFailed(_)),
+                "{closed}"
+            );
+        }
+        sched.shutdown_all();
     })
     .await;
 }
