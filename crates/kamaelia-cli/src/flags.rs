@@ -184,6 +184,8 @@ enum Command {
     /// connection holds at most 256 KiB each way, so a slow side holds the fast one back.
     /// At most --max-connections are relayed at once: further connections wait in the
     /// listening socket's backlog (they are accepted when one ends), they are not refused.
+    /// Each relayed connection takes two file descriptors: under the usual limit of 1024
+    /// (ulimit -n), raise it to relay more than about 500 at once.
     /// --cert/--key terminate TLS from clients; --tls (with --ca or --system-roots,
     /// --servername) speaks TLS to the target, --starttls PROTO the protocol's dialogue and
     /// then TLS. Ctrl-C stops it, exit status 130.
