@@ -525,3 +525,18 @@ fn forward_says_when_a_client_does_not_speak_tls() {
     let err = f.wait_stderr("closed:", 1);
     assert!(err.contains("the client did not speak TLS"), "{err}");
 }
+
+/// `--json-events`: each relay's reports are JSON lines on stderr (RelayOpened, RelayClosed).
+#[test]
+fn forward_reports_each_connection_as_json_events() {
+    let rt = runtime();
+    let target = rt.block_on(echo_target());
+    let f = Forward::start(&["--json-events"], target);
+    assert_eq!(through(&f, b"json"), b"json");
+    let err = f.wait_stderr("\"type\":\"RelayClosed\"", 1);
+    assert!(err.contains("\"type\":\"RelayOpened\""), "{err}");
+    assert!(
+        !err.contains("kamaelia: opened"),
+        "plain lines in JSON mode: {err}"
+    );
+}
