@@ -200,3 +200,55 @@ fn listen_ends_an_idle_session() {
     let run = listening.finish(LIMIT);
     run.expect_code(1).expect_stderr("idle timeout");
 }
+
+/// TLS with a client that is not ours: a rustls client over a std socket sends 1 MB and
+/// receives listen's 1 MB of stdin, both byte-exact.
+#[test]
+fn listen_over_tls_with_a_rustls_client_byte_exact() {
+    use rustls_pki_types::pem::PemObject as _;
+    let pki = Pki::new();
+    let port = free_port();
+    let upload = random_bytes(1_000_000);
+    let listening = start(
+        args(&[
+            "listen",
+            "--cert",
+            &pki.cert_pem.display().to_string(),
+            "--key",
+            &pki.key_pem.display().to_string(),
+            &port.to_string(),
+        ]),
+        Input::Bytes(upload.clone()),
+    );
+    wait_listening(port, Duration::from_secs(30));
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_file(&pki.ca_pem).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let download = random_bytes(1_000_000);
+    tls.write_all(&download).unwrap();
+    tls.conn.send_close_notify();
+    tls.flush().unwrap();
+    let mut got = Vec::new();
+    let _ = tls.read_to_end(&mut got);
+    let run = listening.finish(LIMIT);
+    run.expect_code(0).expect_stderr("TLS established");
+    assert_eq!(
+        sha256(&got),
+        sha256(&upload),
+        "listen's stdin reached the client"
+    );
+    assert_eq!(
+        sha256(&run.stdout),
+        sha256(&download),
+        "the client's bytes reached stdout"
+    );
+}
