@@ -179,7 +179,8 @@ impl TcpServer {
     /// `factory` (its [`ConnectionInfo`] carries [`super::unix_peer`] for both addresses, as
     /// does [`TcpServer::local_addr`]). A file already at `path` is refused, unless it is a
     /// socket nobody listens on (left by a server that ended): that one is replaced. The socket
-    /// file is removed when the server ends.
+    /// file is removed when the server ends. No [`Listening`] notice is sent: it carries a TCP
+    /// address.
     pub fn bind_unix<F>(
         path: impl Into<std::path::PathBuf>,
         factory: F,
