@@ -300,6 +300,10 @@ struct TlsArgs {
     /// connection is up (default 30; fractions allowed).
     #[arg(long, value_name = "SECS", value_parser = parse_positive_secs, requires = "starttls")]
     starttls_timeout: Option<Duration>,
+    /// The domain to open the XMPP stream to (`to=`), with --starttls xmpp or xmpp-server
+    /// (default: HOST).
+    #[arg(long, value_name = "NAME", requires = "starttls")]
+    xmpphost: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -335,7 +339,7 @@ struct ConnArgs {
     crlf: bool,
 }
 
-/// A protocol `--starttls` knows how to speak up to the switch.
+/// A protocol `--starttls` knows how to speak up to the switch (openssl s_client's list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum StartTlsProto {
     /// SMTP: EHLO, STARTTLS, 220.
@@ -344,6 +348,46 @@ pub(crate) enum StartTlsProto {
     Imap,
     /// POP3: STLS, +OK.
     Pop3,
+    /// LMTP: LHLO, STARTTLS, 220.
+    Lmtp,
+    /// FTP: AUTH TLS, 234.
+    Ftp,
+    /// XMPP client to server: stream to --xmpphost, <starttls/>, <proceed/>.
+    Xmpp,
+    /// XMPP server to server: as xmpp, in the jabber:server namespace.
+    XmppServer,
+    /// IRC: STARTTLS, 670.
+    Irc,
+    /// PostgreSQL: SSLRequest, S.
+    Postgres,
+    /// MySQL: the server's handshake must offer SSL; SSLRequest, then TLS at once.
+    Mysql,
+    /// NNTP: CAPABILITIES, STARTTLS, 382.
+    Nntp,
+    /// ManageSieve: capabilities up to OK, STARTTLS, OK.
+    Sieve,
+    /// LDAP: the StartTLS ExtendedRequest, result code 0.
+    Ldap,
+}
+
+/// A `--starttls` protocol with what it needs to be spoken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StartTlsDialogue {
+    /// The protocol.
+    pub(crate) proto: StartTlsProto,
+    /// The domain an XMPP stream is opened to (`--xmpphost`, default the host); unused by
+    /// the other protocols.
+    pub(crate) xmpphost: String,
+}
+
+impl StartTlsDialogue {
+    /// `proto`, with `host` as the XMPP domain.
+    pub(crate) fn new(proto: StartTlsProto, host: &str) -> Self {
+        StartTlsDialogue {
+            proto,
+            xmpphost: host.to_string(),
+        }
+    }
 }
 
 /// A protocol whose server side can answer STARTTLS (`serve --starttls`, `listen --starttls`).
@@ -408,7 +452,7 @@ pub(crate) enum TlsMode {
     Immediate(TlsSettings),
     /// After the protocol's STARTTLS dialogue, which the server must finish within the
     /// duration (counted from the moment the connection is up).
-    StartTls(StartTlsProto, TlsSettings, Duration),
+    StartTls(StartTlsDialogue, TlsSettings, Duration),
 }
 
 impl TlsMode {
@@ -642,6 +686,16 @@ fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint
     }
     let starttls = tls.starttls;
     let wants_tls = tls.tls || starttls.is_some();
+    if tls.xmpphost.is_some()
+        && !matches!(
+            starttls,
+            Some(StartTlsProto::Xmpp | StartTlsProto::XmppServer)
+        )
+    {
+        return Err(UsageError(
+            "--xmpphost needs --starttls xmpp or xmpp-server".into(),
+        ));
+    }
     if !wants_tls && (tls.ca.is_some() || tls.system_roots || tls.servername.is_some()) {
         return Err(UsageError(
             "--ca, --system-roots and --servername need --tls or --starttls".into(),
@@ -667,7 +721,7 @@ fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint
             .map_err(|e| UsageError(e.to_string()))?;
         Some(match starttls {
             Some(proto) => TlsMode::StartTls(
-                proto,
+                starttls_dialogue(proto, tls.xmpphost, &target.host)?,
                 settings,
                 tls.starttls_timeout.unwrap_or(DEFAULT_STARTTLS_TIMEOUT),
             ),
@@ -723,6 +777,21 @@ fn listen_on(
         (None, Some(port)) => Ok(ListenOn::Tcp(SocketAddr::new(bind, port))),
         (None, None) => Err(UsageError("give PORT or --unix PATH".into())),
     }
+}
+
+/// `proto` with its XMPP domain: `xmpphost`, or the host connected to (as s_client).
+fn starttls_dialogue(
+    proto: StartTlsProto,
+    xmpphost: Option<String>,
+    host: &str,
+) -> Result<StartTlsDialogue, UsageError> {
+    let domain = xmpphost.unwrap_or_else(|| host.to_string());
+    if domain.is_empty() || domain.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(UsageError(format!(
+            "--xmpphost {domain:?} is not a domain name"
+        )));
+    }
+    Ok(StartTlsDialogue::new(proto, &domain))
 }
 
 fn parse_port(s: &str) -> Result<u16, String> {

@@ -36,8 +36,8 @@ pub(crate) fn main(cfg: ForwardConfig, output: Output) -> anyhow::Result<u8> {
                 .client(info.peer)
                 .tls(tls);
             let relay: Component = match &target.tls {
-                Some(TlsMode::StartTls(proto, _, limit)) => {
-                    relay.layer(session::starttls_client(*proto, *limit))
+                Some(TlsMode::StartTls(d, _, limit)) => {
+                    relay.layer(session::starttls_client(d, *limit))
                 }
                 _ => relay,
             }

@@ -12,14 +12,16 @@ use axon::{
 use std::sync::Arc;
 
 use kamaelia::internet::{
-    Connected, HowDied, ImapStartTlsClient, OnFinish, PeerHalfClosed, Pop3StartTlsClient,
-    SmtpStartTlsClient, TlsGate, TlsInfo, Transferred, UnixClient,
+    Connected, FtpStartTlsClient, HowDied, ImapStartTlsClient, IrcStartTlsClient,
+    LdapStartTlsClient, LmtpStartTlsClient, MysqlStartTlsClient, NntpStartTlsClient, OnFinish,
+    PeerHalfClosed, Pop3StartTlsClient, PostgresStartTlsClient, SieveStartTlsClient,
+    SmtpStartTlsClient, TlsGate, TlsInfo, Transferred, UnixClient, XmppStartTlsClient,
 };
 use kamaelia::{ConsoleEchoer, Graphline, MakeSsl, OneShot, SslReady, TcpClient};
 
 use crate::errors::{judge, Verdict};
 use crate::events::Events;
-use crate::flags::{Endpoint, StartTlsProto, TlsMode};
+use crate::flags::{Endpoint, StartTlsDialogue, StartTlsProto, TlsMode};
 use crate::progress::Counts;
 
 /// The TcpClient for `ep` (a UnixClient with `--unix`). At the end of input it half-closes and waits for the server to
@@ -81,7 +83,7 @@ pub(crate) fn graphline(
     let layer: Option<(Component, bool)> = match tls {
         None => None,
         Some(TlsMode::Immediate(_)) => Some((TlsGate::new().into(), false)),
-        Some(TlsMode::StartTls(p, _, limit)) => Some((starttls_client(*p, *limit), true)),
+        Some(TlsMode::StartTls(d, _, limit)) => Some((starttls_client(d, *limit), true)),
     };
     let g = match layer {
         None => g
@@ -114,12 +116,28 @@ pub(crate) fn graphline(
     g.link(("ECHO", SIGNAL), ("", SIGNAL)).build()
 }
 
-/// The library's client component for `proto`, with `limit` for its dialogue.
-pub(crate) fn starttls_client(proto: StartTlsProto, limit: Duration) -> Component {
-    match proto {
+/// The library's client component for a `--starttls` protocol, with `limit` for its
+/// dialogue: the one place that maps [`StartTlsProto`] to a component (connect, send and
+/// forward use it).
+pub(crate) fn starttls_client(d: &StartTlsDialogue, limit: Duration) -> Component {
+    match d.proto {
         StartTlsProto::Smtp => SmtpStartTlsClient::new().timeout(limit).into(),
         StartTlsProto::Imap => ImapStartTlsClient::new().timeout(limit).into(),
         StartTlsProto::Pop3 => Pop3StartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Lmtp => LmtpStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Ftp => FtpStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Xmpp | StartTlsProto::XmppServer => {
+            XmppStartTlsClient::new(d.xmpphost.as_str())
+                .server_to_server(d.proto == StartTlsProto::XmppServer)
+                .timeout(limit)
+                .into()
+        }
+        StartTlsProto::Irc => IrcStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Postgres => PostgresStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Mysql => MysqlStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Nntp => NntpStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Sieve => SieveStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Ldap => LdapStartTlsClient::new().timeout(limit).into(),
     }
 }
 

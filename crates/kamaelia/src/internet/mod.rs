@@ -26,8 +26,10 @@ pub use relay::{Relay, RelayClosed, RelayEnding, RelayOpened};
 pub use selector::{Selector, SELECTOR_SERVICE};
 pub use single_server::SingleServer;
 pub use starttls::{
-    ImapStartTlsClient, ImapStartTlsServer, Pop3StartTlsClient, Pop3StartTlsServer,
-    SmtpStartTlsClient, SmtpStartTlsServer, StartTlsError, TlsGate,
+    FtpStartTlsClient, ImapStartTlsClient, ImapStartTlsServer, IrcStartTlsClient,
+    LdapStartTlsClient, LmtpStartTlsClient, MysqlStartTlsClient, NntpStartTlsClient,
+    Pop3StartTlsClient, Pop3StartTlsServer, PostgresStartTlsClient, SieveStartTlsClient,
+    SmtpStartTlsClient, SmtpStartTlsServer, StartTlsError, TlsGate, XmppStartTlsClient,
 };
 pub use tcp_client::{TcpClient, DEFAULT_CONNECT_TIMEOUT};
 pub use tcp_server::{ConnectionInfo, TcpServer, DEFAULT_PLAINTEXT_TIMEOUT};

@@ -29,6 +29,7 @@ mod internet_server_hostile;
 mod internet_server_lifecycle;
 mod internet_server_tls;
 mod internet_starttls;
+mod internet_starttls_protocols;
 mod internet_support;
 mod internet_tls;
 mod internet_tls_pem;

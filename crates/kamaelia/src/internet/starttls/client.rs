@@ -19,37 +19,129 @@ pub const MAX_REPLY_LINES: usize = 512;
 /// the component is told otherwise.
 pub const DEFAULT_DIALOGUE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What a client dialogue wants done after a line from the server.
+/// The longest reply packet (a binary protocol's frame: MySQL's handshake, an LDAP message) a
+/// client dialogue accepts before the switch.
+pub const MAX_REPLY_PACKET: usize = 16 * 1024;
+
+/// What a client dialogue wants done after a line (or a packet) from the server.
 #[derive(Debug)]
 pub(crate) enum Step {
     /// Keep reading.
     Read,
     /// Send these bytes, then keep reading.
-    Send(&'static [u8]),
+    Send(Bytes),
     /// The server agreed: switch to TLS now.
     Switch,
+    /// Send these bytes, then switch to TLS at once, without a go-ahead (MySQL's SSLRequest).
+    SendThenSwitch(Bytes),
     /// Give up.
     Fail(StartTlsError),
 }
 
-/// The plaintext part of a STARTTLS protocol as a state machine over the server's reply lines
-/// (without their line ending). No sockets: [`Talk`] feeds it.
+/// The plaintext part of a line protocol's STARTTLS as a state machine over the server's reply
+/// lines (without their line ending). No sockets: [`Lines`] cuts the lines, [`Talk`] feeds it.
 pub(crate) trait ClientDialogue: Send + 'static {
+    /// What to send as soon as the connection is up, for protocols where the client speaks
+    /// first (IRC).
+    fn opening(&mut self) -> Option<Bytes> {
+        None
+    }
+
     /// The next step after `line`.
     fn on_line(&mut self, line: &str) -> Step;
 }
 
-/// A dialogue fed with the server's bytes as they come, cut anywhere: complete lines go to the
-/// dialogue, a partial line waits (at most [`MAX_REPLY_LINE`] bytes), and the whole costs time
-/// linear in what was received.
+/// What a framed dialogue made of the unread bytes it was shown.
+#[derive(Debug)]
+pub(crate) enum Frame {
+    /// Not a whole frame yet: wait for more bytes (they stay held).
+    More,
+    /// The first `n` bytes were a frame, and this is what to do about it.
+    Took(usize, Step),
+    /// The first `n` bytes can be dropped: they were looked at and matter no more (a stream
+    /// protocol's text between the markers it looks for). Not counted as a frame.
+    Skip(usize),
+}
+
+/// The plaintext part of any STARTTLS protocol as a state machine over the server's bytes, cut
+/// into frames by the dialogue itself: lines ([`Lines`]), packets, or markers in a stream. It
+/// must keep what it leaves unread small (a partial frame, within its own cap): [`Talk`] holds
+/// it between reads.
+pub(crate) trait Framed: Send + 'static {
+    /// What to send as soon as the connection is up (PostgreSQL's SSLRequest, XMPP's stream
+    /// header, LDAP's ExtendedRequest).
+    fn opening(&mut self) -> Option<Bytes> {
+        None
+    }
+
+    /// The unread bytes, from the start of a frame: a whole frame, or more wanted.
+    fn on_bytes(&mut self, unread: &[u8]) -> Frame;
+}
+
+impl Framed for Box<dyn Framed> {
+    fn opening(&mut self) -> Option<Bytes> {
+        (**self).opening()
+    }
+
+    fn on_bytes(&mut self, unread: &[u8]) -> Frame {
+        (**self).on_bytes(unread)
+    }
+}
+
+/// A line dialogue as a framed one: cuts lines (each at most [`MAX_REPLY_LINE`] bytes), in time
+/// linear in the bytes received, and hands them to the dialogue without their line ending.
+#[derive(Debug, Clone)]
+pub(crate) struct Lines<D> {
+    dialogue: D,
+    /// How far the current partial line has been searched for a line end.
+    scanned: usize,
+}
+
+impl<D> Lines<D> {
+    pub(crate) fn new(dialogue: D) -> Self {
+        Lines {
+            dialogue,
+            scanned: 0,
+        }
+    }
+}
+
+impl<D: ClientDialogue> Framed for Lines<D> {
+    fn opening(&mut self) -> Option<Bytes> {
+        self.dialogue.opening()
+    }
+
+    fn on_bytes(&mut self, unread: &[u8]) -> Frame {
+        let from = self.scanned.min(unread.len());
+        let Some(i) = unread[from..].iter().position(|&c| c == b'\n') else {
+            self.scanned = unread.len();
+            if unread.len() > MAX_REPLY_LINE {
+                return Frame::Took(0, Step::Fail(StartTlsError::LineTooLong));
+            }
+            return Frame::More;
+        };
+        let end = from + i + 1;
+        self.scanned = 0;
+        if end > MAX_REPLY_LINE {
+            return Frame::Took(end, Step::Fail(StartTlsError::LineTooLong));
+        }
+        let line = String::from_utf8_lossy(&unread[..end]);
+        let line = line.trim_end_matches(['\r', '\n']);
+        tracing::debug!(line, "starttls: server");
+        Frame::Took(end, self.dialogue.on_line(line))
+    }
+}
+
+/// A dialogue fed with the server's bytes as they come, cut anywhere: whole frames go to the
+/// dialogue, a partial one waits (within the dialogue's cap), and the whole costs time linear
+/// in what was received.
 #[derive(Debug)]
 pub(crate) struct Talk<D> {
     dialogue: D,
     buf: Vec<u8>,
     /// Where the unread part of `buf` starts.
     start: usize,
-    /// How far `buf` has been searched for a line end.
-    scanned: usize,
+    /// Frames (lines, packets) read so far.
     pub(crate) lines: usize,
     done: bool,
 }
@@ -58,24 +150,36 @@ pub(crate) struct Talk<D> {
 #[derive(Debug, Default)]
 pub(crate) struct Said {
     /// Send these, in order.
-    pub(crate) send: Vec<&'static [u8]>,
+    pub(crate) send: Vec<Bytes>,
     /// Then switch to TLS (send `makessl`).
     pub(crate) switch: bool,
 }
 
-impl<D: ClientDialogue> Talk<D> {
+impl<D: ClientDialogue> Talk<Lines<D>> {
+    /// A line dialogue's talk.
+    #[cfg(test)]
+    pub(crate) fn lines(dialogue: D) -> Self {
+        Talk::new(Lines::new(dialogue))
+    }
+}
+
+impl<D: Framed> Talk<D> {
     pub(crate) fn new(dialogue: D) -> Self {
         Talk {
             dialogue,
             buf: Vec::new(),
             start: 0,
-            scanned: 0,
             lines: 0,
             done: false,
         }
     }
 
-    /// Bytes held between calls: at most one partial line.
+    /// What to send once connected, if the client speaks first.
+    pub(crate) fn opening(&mut self) -> Option<Bytes> {
+        self.dialogue.opening()
+    }
+
+    /// Bytes held between calls: at most one partial frame.
     #[cfg(test)]
     pub(crate) fn held(&self) -> usize {
         self.buf.len() - self.start
@@ -87,31 +191,36 @@ impl<D: ClientDialogue> Talk<D> {
         if self.done {
             return Err(injection(data.len()));
         }
-        // Drop what was read before; what is left is one partial line, at most MAX_REPLY_LINE.
+        // Drop what was read before; what is left is one partial frame.
         self.buf.drain(..self.start);
-        self.scanned -= self.start;
         self.start = 0;
         self.buf.extend_from_slice(data);
         let mut said = Said::default();
-        while let Some(i) = self.buf[self.scanned..].iter().position(|&c| c == b'\n') {
-            let end = self.scanned + i + 1;
-            let raw = &self.buf[self.start..end];
-            self.start = end;
-            self.scanned = end;
-            self.lines += 1;
-            if self.lines > MAX_REPLY_LINES {
-                return Err(StartTlsError::TooManyLines);
-            }
-            if raw.len() > MAX_REPLY_LINE {
-                return Err(StartTlsError::LineTooLong);
-            }
-            let line = String::from_utf8_lossy(raw);
-            let line = line.trim_end_matches(['\r', '\n']);
-            tracing::debug!(line, "starttls: server");
-            match self.dialogue.on_line(line) {
+        while self.start < self.buf.len() {
+            let step = match self.dialogue.on_bytes(&self.buf[self.start..]) {
+                Frame::More => break,
+                // Nothing dropped is nothing learnt: wait for more rather than loop.
+                Frame::Skip(0) => break,
+                Frame::Skip(n) => {
+                    self.start = (self.start + n).min(self.buf.len());
+                    continue;
+                }
+                Frame::Took(n, step) => {
+                    self.start = (self.start + n).min(self.buf.len());
+                    self.lines += 1;
+                    if self.lines > MAX_REPLY_LINES {
+                        return Err(StartTlsError::TooManyLines);
+                    }
+                    step
+                }
+            };
+            match step {
                 Step::Read => {}
                 Step::Send(bytes) => said.send.push(bytes),
-                Step::Switch => {
+                Step::Switch | Step::SendThenSwitch(_) => {
+                    if let Step::SendThenSwitch(bytes) = step {
+                        said.send.push(bytes);
+                    }
                     self.done = true;
                     let rest = self.buf.len() - self.start;
                     if rest > 0 {
@@ -122,10 +231,6 @@ impl<D: ClientDialogue> Talk<D> {
                 }
                 Step::Fail(e) => return Err(e),
             }
-        }
-        self.scanned = self.buf.len();
-        if self.buf.len() - self.start > MAX_REPLY_LINE {
-            return Err(StartTlsError::LineTooLong);
         }
         Ok(said)
     }
@@ -233,7 +338,7 @@ struct Boxes {
 /// connection coming up; without, it is a [`TlsGate`].
 pub(crate) fn component(
     name: &'static str,
-    dialogue: Option<Box<dyn ClientDialogue>>,
+    dialogue: Option<Box<dyn Framed>>,
     limit: Duration,
 ) -> Component {
     let mut b = Component::build(name);
@@ -257,12 +362,6 @@ pub(crate) fn component(
     })
 }
 
-impl ClientDialogue for Box<dyn ClientDialogue> {
-    fn on_line(&mut self, line: &str) -> Step {
-        (**self).on_line(line)
-    }
-}
-
 /// Where the component is.
 enum Phase {
     /// Speaking the plaintext dialogue.
@@ -275,12 +374,7 @@ enum Phase {
     Failed,
 }
 
-async fn run(
-    mut talk: Option<Talk<Box<dyn ClientDialogue>>>,
-    limit: Duration,
-    b: Boxes,
-    label: String,
-) {
+async fn run(mut talk: Option<Talk<Box<dyn Framed>>>, limit: Duration, b: Boxes, label: String) {
     let mut phase = if talk.is_some() {
         Phase::Talking
     } else {
@@ -341,6 +435,11 @@ async fn run(
                 if c.payload::<Connected>().is_some() && !clock_running {
                     clock_running = true;
                     deadline.as_mut().reset(tokio::time::Instant::now() + limit);
+                    // Protocols where the client speaks first: its first words go now.
+                    if let Some(first) = talk.as_mut().and_then(Talk::opening) {
+                        tracing::debug!(line = %String::from_utf8_lossy(&first).trim_end(), "starttls: client");
+                        let _ = b.outbox.send(first).await;
+                    }
                 }
                 let _ = b.conn_events.send(c).await;
             }
@@ -381,8 +480,8 @@ async fn run(
                 match talk.feed(&d) {
                     Ok(said) => {
                         for bytes in said.send {
-                            tracing::debug!(line = %String::from_utf8_lossy(bytes).trim_end(), "starttls: client");
-                            let _ = b.outbox.send(Bytes::from_static(bytes)).await;
+                            tracing::debug!(line = %String::from_utf8_lossy(&bytes).trim_end(), "starttls: client");
+                            let _ = b.outbox.send(bytes).await;
                         }
                         if said.switch {
                             let _ = b.makessl.send(MakeSsl::new()).await;
