@@ -115,6 +115,9 @@ fn report(c: &Control, events: &Events) {
                 )
             }
             RelayEnding::TargetFailed(e) => format!("the target's side failed: {}", tcp_error(e)),
+            RelayEnding::TargetDialogue(e) => {
+                format!("the STARTTLS dialogue with the target failed: {e}")
+            }
             other => other.to_string(),
         };
         let client = closed.client.map(|c| format!("{c}, ")).unwrap_or_default();

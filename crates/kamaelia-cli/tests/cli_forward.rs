@@ -540,3 +540,18 @@ fn forward_reports_each_connection_as_json_events() {
         "plain lines in JSON mode: {err}"
     );
 }
+
+/// A target that does not offer STARTTLS: the client's connection is closed and the closed
+/// line says why.
+#[test]
+fn forward_reports_a_target_that_does_not_offer_starttls() {
+    let target = support::servers::scripted_server(b"220 fake ESMTP\r\n", b"250 fake\r\n");
+    let f = Forward::start(&["--starttls", "smtp"], target);
+    let got = through(&f, b"never relayed\r\n");
+    assert!(got.is_empty(), "{got:?}");
+    let err = f.wait_stderr("closed:", 1);
+    assert!(
+        err.contains("the STARTTLS dialogue with the target failed"),
+        "{err}"
+    );
+}

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::messages::{
     Connected, HowDied, MakeSsl, PeerHalfClosed, SocketShutdown, TcpError, Transferred,
 };
-use super::{TcpClient, DEFAULT_LIMIT_BYTES};
+use super::{StartTlsError, TcpClient, DEFAULT_LIMIT_BYTES};
 
 /// A notice on a [`Relay`]'s `report` outbox: the connection to the target is up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +45,9 @@ pub enum RelayEnding {
     /// The target could not be reached, or its connection failed; the client's was closed at
     /// once.
     TargetFailed(TcpError),
+    /// The STARTTLS dialogue with the target failed (refused, not offered, an injection, a
+    /// timeout; see [`Relay::layer`]); the client's connection was closed at once.
+    TargetDialogue(StartTlsError),
     /// The relay was shut down (ShutdownMicroprocess) before both sides had finished.
     Shutdown,
 }
@@ -55,6 +58,9 @@ impl fmt::Display for RelayEnding {
             RelayEnding::Closed => f.write_str("both sides closed"),
             RelayEnding::ClientFailed(e) => write!(f, "the client's connection failed: {e}"),
             RelayEnding::TargetFailed(e) => write!(f, "the target's connection failed: {e}"),
+            RelayEnding::TargetDialogue(e) => {
+                write!(f, "the STARTTLS dialogue with the target failed: {e}")
+            }
             RelayEnding::Shutdown => f.write_str("shut down"),
         }
     }
@@ -186,7 +192,8 @@ impl fmt::Display for RelayClosed {
 /// # Errors
 ///
 /// The target's failures ([`TcpError`]: refused, reset, TLS) are passed on on `report` as
-/// `Control::Error` and named in [`RelayEnding::TargetFailed`]; the client's are on the
+/// `Control::Error` and named in [`RelayEnding::TargetFailed`] (a layer's
+/// [`StartTlsError`] in [`RelayEnding::TargetDialogue`]); the client's are on the
 /// TcpServer's `signal` and in [`RelayEnding::ClientFailed`].
 #[derive(Debug)]
 pub struct Relay {
@@ -316,6 +323,8 @@ enum Event {
     TargetEnded(HowDied),
     /// ShutdownMicroprocess on `control`.
     Shutdown,
+    /// The layer's dialogue with the target failed (it then closes the target's connection).
+    TargetDialogueFailed(StartTlsError),
 }
 
 /// What the relay does about an event.
@@ -362,6 +371,12 @@ impl Tracker {
                 }
                 self.target_told = Some(true);
                 self.target_ended = Some(how);
+            }
+            Event::TargetDialogueFailed(e) => {
+                if self.first_failure.is_none() {
+                    self.first_failure = Some(RelayEnding::TargetDialogue(e));
+                }
+                self.stop_client(&mut out);
             }
             Event::Shutdown => {
                 self.shutdown = true;
@@ -557,10 +572,11 @@ async fn target_event(
         };
         Some(Event::TargetEnded(how.unwrap_or(HowDied::Finished)))
     } else {
+        let dialogue = c.error_ref::<StartTlsError>().cloned();
         if let Control::Error(_) = &c {
             let _ = report.send(c).await;
         }
-        None
+        dialogue.map(Event::TargetDialogueFailed)
     }
 }
 
@@ -642,6 +658,17 @@ mod tests {
                 vec![vec![StopTarget, StopClient], vec![]],
                 true,
                 "shut down",
+            ),
+            (
+                "the target refuses STARTTLS",
+                vec![
+                    Event::TargetDialogueFailed(StartTlsError::Closed),
+                    Event::TargetEnded(stopped()),
+                    Event::ClientEnded(stopped()),
+                ],
+                vec![vec![StopClient], vec![], vec![]],
+                true,
+                "the STARTTLS dialogue with the target failed",
             ),
             (
                 "only the client finished: not done",
