@@ -147,9 +147,8 @@ impl fmt::Display for RelayClosed {
 /// to the target before its certificate has been verified.
 /// With [`Relay::layer`] a STARTTLS client component sits between the relay and the TcpClient
 /// (wired as in `kamaelia connect --starttls`): it speaks the protocol's dialogue with the target
-/// and switches to TLS, holding the client's bytes until then. Its notices travel ahead of the bytes it
-/// still holds, so with a layer the target's half-close reaches the client only when the
-/// target's connection has ended (after every byte).
+/// and switches to TLS, holding the client's bytes until then; it passes the target's
+/// half-close on after every byte received before it.
 ///
 /// The relay watches both connections: the client's through `connevents` (a TcpServer links
 /// the connection's events there) and `control`, the target's through the TcpClient's
@@ -463,7 +462,6 @@ async fn run(relay: Relay, b: Boxes, cx: Context) -> MainResult {
             Some(cx.activate(layer))
         }
     };
-    let layered = layer.is_some();
     if relay.tls {
         let _ = b.makessl.send(MakeSsl::new()).await;
     }
@@ -478,13 +476,7 @@ async fn run(relay: Relay, b: Boxes, cx: Context) -> MainResult {
             },
             c = b.connevents.recv() => client_event(&c),
             c = b.target.recv(), if t.target_ended.is_none() => {
-                match target_event(c, relay.client, &b.report).await {
-                    // A layer passes the connection's notices on at once, ahead of bytes it
-                    // still holds: its half-close could overtake them. Its final message
-                    // comes after them.
-                    Some(Event::TargetFinished) if layered => None,
-                    other => other,
-                }
+                target_event(c, relay.client, &b.report).await
             }
         };
         let Some(event) = event else { continue };
