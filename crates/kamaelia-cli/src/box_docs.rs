@@ -11,8 +11,8 @@ use kamaelia::internet::{
     ConnectedSocketAdapter, DiscardProtocol, EchoProtocol, FtpStartTlsClient, ImapStartTlsClient,
     ImapStartTlsServer, IrcStartTlsClient, LdapStartTlsClient, LmtpStartTlsClient,
     MysqlStartTlsClient, NntpStartTlsClient, OnFinish, Pop3StartTlsClient, Pop3StartTlsServer,
-    PostgresStartTlsClient, SieveStartTlsClient, SmtpStartTlsClient, SmtpStartTlsServer, TcpClient,
-    TcpServer, TlsGate, XmppStartTlsClient,
+    PostgresStartTlsClient, Relay, SieveStartTlsClient, SingleServer, SmtpStartTlsClient,
+    SmtpStartTlsServer, TcpClient, TcpServer, TlsGate, UnixClient, XmppStartTlsClient,
 };
 use kamaelia::util::RateLimiter;
 use kamaelia::{
@@ -134,6 +134,9 @@ fn every_component_declares_the_boxes_its_docs_list() {
     const POSTGRES: &str = include_str!("../../kamaelia/src/internet/starttls/postgres.rs");
     const SIEVE: &str = include_str!("../../kamaelia/src/internet/starttls/sieve.rs");
     const XMPP: &str = include_str!("../../kamaelia/src/internet/starttls/xmpp.rs");
+    const SINGLE_SERVER: &str = include_str!("../../kamaelia/src/internet/single_server.rs");
+    const RELAY: &str = include_str!("../../kamaelia/src/internet/relay.rs");
+    const UNIX: &str = include_str!("../../kamaelia/src/internet/unix.rs");
 
     let (pipe, _other_end) = tokio::io::duplex(64);
     let csa = ConnectedSocketAdapter::new(pipe, ([127, 0, 0, 1], 1).into(), None, OnFinish::Close);
@@ -178,6 +181,21 @@ fn every_component_declares_the_boxes_its_docs_list() {
             "pub struct TcpClient",
         ),
         (server.into(), TCP_SERVER, "pub struct TcpServer"),
+        (
+            SingleServer::bind("127.0.0.1:0").unwrap().into(),
+            SINGLE_SERVER,
+            "pub struct SingleServer",
+        ),
+        (
+            Relay::new(TcpClient::new("localhost", 1)).into(),
+            RELAY,
+            "pub struct Relay {",
+        ),
+        (
+            UnixClient::new("/nonexistent").into(),
+            UNIX,
+            "pub struct UnixClient",
+        ),
         (EchoProtocol::new(), PROTOCOLS, "pub struct EchoProtocol"),
         // Documented as "boxes as EchoProtocol".
         (DiscardProtocol::new(), PROTOCOLS, "pub struct EchoProtocol"),

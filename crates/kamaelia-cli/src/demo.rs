@@ -152,7 +152,7 @@ async fn demo(sched: &Scheduler, dir: &TempDir) -> anyhow::Result<u8> {
         ConsoleReader::from_reader(LINES)
             .read_mode(ReadMode::Lines)
             .into(),
-        client,
+        client.into(),
         ConsoleEchoer::with_writer(echoed.clone()),
         Some(&mode),
     )?;

@@ -31,6 +31,8 @@ pub(crate) const DEFAULT_STARTTLS_TIMEOUT: Duration =
         connect: stdin to the server, the server to stdout (byte-exact), TLS or STARTTLS on request.\n\
         send:    a file to a server at a controlled rate.\n\
         serve:   an echo or discard server, plain, TLS or STARTTLS.\n\
+        listen:  one connection accepted (nc -l): stdin to the peer, the peer to stdout.\n\
+        forward: relay each connection to HOST PORT (socat TCP-LISTEN,fork; stunnel).\n\
         demo:    the two examples of Kamaelia's TCPClient page against a local server, offline.\n\n\
         Without a command, runs the demo.\n\
         Exit status: 0 success, 1 a connection or TLS failure, 2 a usage error, 130 interrupted."
@@ -61,7 +63,7 @@ enum Command {
     /// with --starttls). The last line on stderr says why the session ended.
     Connect {
         #[command(flatten)]
-        target: TargetArgs,
+        target: ConnectTargetArgs,
         #[command(flatten)]
         tls: TlsArgs,
         #[command(flatten)]
@@ -106,8 +108,13 @@ enum Command {
     /// goes to stdout; a closed stdout is not an error. Ctrl-C stops it, exit status 130.
     Serve {
         /// The port to listen on; 0 picks a free one.
-        #[arg(value_parser = parse_port_or_zero)]
-        port: u16,
+        #[arg(value_parser = parse_port_or_zero, required_unless_present = "unix")]
+        port: Option<u16>,
+        /// Listen on this Unix socket path instead of a port (no TLS). A socket file nobody
+        /// listens on is replaced; any other file there is refused. The path is printed
+        /// instead of the address.
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["port", "bind", "cert"])]
+        unix: Option<PathBuf>,
         /// The address to bind.
         #[arg(long, default_value = "127.0.0.1")]
         bind: IpAddr,
@@ -129,6 +136,100 @@ enum Command {
         /// s, or to this if shorter.
         #[arg(long, value_name = "SECS", value_parser = parse_secs)]
         idle_timeout: Option<Duration>,
+    },
+    /// Listen on PORT (0 picks a free one) for one connection: stdin goes to the peer, what the
+    /// peer sends goes to stdout, byte-exact (nc -l, ncat -l).
+    ///
+    /// "listening on ADDR" is printed on stderr, even with -q. The listening socket is closed
+    /// once a connection is accepted: a second connection is refused (as nc -l does). The
+    /// peer's half-close ends only what it sends: the input is sent until it ends; then the
+    /// write side is shut (FIN; TLS close_notify first) unless --no-shutdown, and it exits 0
+    /// when both directions are done. With --cert/--key the peer must speak TLS from the first
+    /// byte.
+    #[command(after_help = "EXAMPLES:
+  kamaelia listen 9000 > received.bin        # then: kamaelia send 127.0.0.1 9000 file.bin
+  kamaelia listen --cert cert.pem --key key.pem 9443 > out
+  kamaelia listen --unix /tmp/k.sock")]
+    Listen {
+        /// The port to listen on; 0 picks a free one.
+        #[arg(value_parser = parse_port_or_zero, required_unless_present = "unix")]
+        port: Option<u16>,
+        /// Listen on this Unix socket path instead of a port. A socket file nobody listens on
+        /// is replaced; any other file there is refused.
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["port", "bind", "cert"])]
+        unix: Option<PathBuf>,
+        /// The address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: IpAddr,
+        #[command(flatten)]
+        server_tls: ServerTlsArgs,
+        /// End the session, with exit status 1, when no byte has moved either way for this long
+        /// (fractions allowed; default: no limit).
+        #[arg(long, value_name = "SECS", value_parser = parse_positive_secs)]
+        idle_timeout: Option<Duration>,
+        /// At the end of input, keep the write side open until the peer closes.
+        #[arg(long, overrides_with = "shutdown")]
+        no_shutdown: bool,
+        /// At the end of input, shut the write side (FIN; TLS close_notify first) and wait for
+        /// the peer to close (the default).
+        #[arg(long, overrides_with = "no_shutdown")]
+        shutdown: bool,
+        /// Send each LF of the input as CRLF (a CRLF already there stays as it is).
+        #[arg(long)]
+        crlf: bool,
+    },
+    /// Accept connections on LISTEN_PORT and relay each to HOST PORT, both ways (socat
+    /// TCP-LISTEN,fork TCP:HOST:PORT; stunnel with --cert/--key or --tls).
+    ///
+    /// The bound address is printed on stdout; each connection gets an "opened" line and a
+    /// "closed" line (bytes each way and how it ended) on stderr. Each half-close is passed
+    /// through end to end (the client's FIN becomes a FIN to the target after everything
+    /// queued, and the other way); a failure on one side (refused, reset) closes the other. A
+    /// connection holds at most 256 KiB each way, so a slow side holds the fast one back.
+    /// At most --max-connections are relayed at once: further connections wait in the
+    /// listening socket's backlog (they are accepted when one ends), they are not refused.
+    /// Each relayed connection takes two file descriptors: under the usual limit of 1024
+    /// (ulimit -n), raise it to relay more than about 500 at once.
+    /// --cert/--key terminate TLS from clients; --tls (with --ca or --system-roots,
+    /// --servername) speaks TLS to the target, --starttls PROTO the protocol's dialogue and
+    /// then TLS. Ctrl-C stops it, exit status 130.
+    #[command(after_help = "EXAMPLES:
+  kamaelia forward 8080 example.com 80
+  kamaelia forward --cert cert.pem --key key.pem 8443 127.0.0.1 8080    # TLS termination
+  kamaelia forward --tls --system-roots 8080 example.com 443            # TLS origination
+  kamaelia forward --starttls smtp --ca ca.pem 2525 mail.example.com 25")]
+    Forward {
+        /// The port to listen on; 0 picks a free one.
+        #[arg(value_parser = parse_port_or_zero)]
+        listen_port: u16,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: IpAddr,
+        #[command(flatten)]
+        server_tls: ServerTlsArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
+        #[command(flatten)]
+        target_id: TargetIdArgs,
+        /// Relay at most this many connections at once; more wait in the backlog.
+        #[arg(long, value_name = "N", default_value_t = 1024,
+              value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        max_connections: u64,
+        /// Close a relayed connection when no byte has moved either way on one of its sides for
+        /// this long (fractions allowed; default: no limit).
+        #[arg(long, value_name = "SECS", value_parser = parse_positive_secs)]
+        idle_timeout: Option<Duration>,
+        /// Give up connecting to the target after this long (default 60; fractions allowed).
+        #[arg(long, value_name = "SECS", value_parser = parse_positive_secs)]
+        connect_timeout: Option<Duration>,
+        /// Connect to the target over IPv4 only.
+        #[arg(short = '4', conflicts_with = "ipv6")]
+        ipv4: bool,
+        /// Connect to the target over IPv6 only.
+        #[arg(short = '6')]
+        ipv6: bool,
     },
     /// The embedded demo: a local server, the page's two examples, a report. Offline.
     Demo,
@@ -186,6 +287,20 @@ struct TargetArgs {
     port: u16,
 }
 
+/// `connect`'s target: HOST PORT, or `--unix PATH`.
+#[derive(Debug, clap::Args)]
+struct ConnectTargetArgs {
+    /// Connect to this Unix socket path instead of HOST PORT (no TLS over it).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["host", "port"])]
+    unix: Option<PathBuf>,
+    /// The server: a name or an IP address (IPv6 with or without brackets).
+    #[arg(required_unless_present = "unix")]
+    host: Option<String>,
+    /// The port, 1-65535.
+    #[arg(value_parser = parse_port, required_unless_present = "unix")]
+    port: Option<u16>,
+}
+
 #[derive(Debug, clap::Args)]
 struct TlsArgs {
     /// Switch to TLS as soon as connected (the page's OneShot(MakeSsl) -> makessl).
@@ -236,17 +351,46 @@ struct ClientIdArgs {
     alpn: Option<AlpnList>,
 }
 
+/// `forward`'s client identity and ALPN towards the target: `--cert`, `--key` and `--alpn`
+/// there belong to its listening side.
+#[derive(Debug, clap::Args)]
+struct TargetIdArgs {
+    /// Present this PEM certificate chain (leaf first) to the target when it asks for a client
+    /// certificate; needs --target-key and --tls or --starttls.
+    #[arg(long, value_name = "FILE", requires = "target_key")]
+    target_cert: Option<PathBuf>,
+    /// The PEM private key (unencrypted) of --target-cert.
+    #[arg(long, value_name = "FILE", requires = "target_cert")]
+    target_key: Option<PathBuf>,
+    /// Offer these ALPN protocols to the target, most preferred first, comma-separated.
+    #[arg(long, value_name = "LIST", value_parser = parse_alpn)]
+    target_alpn: Option<AlpnList>,
+}
+
+impl From<TargetIdArgs> for ClientIdArgs {
+    fn from(t: TargetIdArgs) -> Self {
+        ClientIdArgs {
+            cert: t.target_cert,
+            key: t.target_key,
+            alpn: t.target_alpn,
+        }
+    }
+}
+
 impl ClientIdArgs {
     /// Adds the client certificate and ALPN list to `ep`'s TLS settings (checked once here, so
     /// a bad file is a usage error).
-    fn apply(self, mut ep: Endpoint) -> Result<Endpoint, UsageError> {
+    fn apply(self, ep: Endpoint) -> Result<Endpoint, UsageError> {
+        self.apply_as(ep, "--cert, --key and --alpn")
+    }
+
+    /// [`apply`](Self::apply), naming the flags as the command spells them in its error.
+    fn apply_as(self, mut ep: Endpoint, flags: &str) -> Result<Endpoint, UsageError> {
         if self.cert.is_none() && self.alpn.is_none() {
             return Ok(ep);
         }
         let Some(mode) = ep.tls.as_mut() else {
-            return Err(UsageError(
-                "--cert, --key and --alpn need --tls or --starttls".into(),
-            ));
+            return Err(UsageError(format!("{flags} need --tls or --starttls")));
         };
         let mut settings = mode.settings().clone();
         if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
@@ -404,6 +548,8 @@ pub(crate) enum Mode {
     Connect(Endpoint),
     Send(SendConfig),
     Serve(ServeConfig),
+    Listen(ListenConfig),
+    Forward(ForwardConfig),
     Demo,
 }
 
@@ -424,6 +570,8 @@ pub(crate) struct Endpoint {
     pub(crate) crlf: bool,
     /// Print the server's certificate chain and the TLS details (--show-cert).
     pub(crate) show_cert: bool,
+    /// Connect to this Unix socket instead of host and port.
+    pub(crate) unix: Option<PathBuf>,
 }
 
 /// When to switch to TLS, and with which settings.
@@ -471,9 +619,38 @@ pub(crate) enum Source {
     Stdin,
 }
 
+/// Where a listening command listens.
+#[derive(Debug, Clone)]
+pub(crate) enum ListenOn {
+    /// A TCP address (port 0: a free one).
+    Tcp(SocketAddr),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+/// What `listen` does.
+pub(crate) struct ListenConfig {
+    pub(crate) on: ListenOn,
+    pub(crate) tls: Option<ServerTls>,
+    pub(crate) idle_timeout: Option<Duration>,
+    /// At the end of input, keep the write side open until the peer closes.
+    pub(crate) keep_open: bool,
+    pub(crate) crlf: bool,
+}
+
+/// What `forward` does.
+pub(crate) struct ForwardConfig {
+    pub(crate) bind: SocketAddr,
+    /// TLS towards clients (termination).
+    pub(crate) server_tls: Option<ServerTls>,
+    /// The target, and TLS towards it (origination).
+    pub(crate) target: Endpoint,
+    pub(crate) max_connections: usize,
+}
+
 /// What `serve` does.
 pub(crate) struct ServeConfig {
-    pub(crate) bind: SocketAddr,
+    pub(crate) on: ListenOn,
     pub(crate) discard: bool,
     pub(crate) tls: Option<ServeTls>,
     /// How long a connection may go without traffic (None: for ever); also the limit on the
@@ -518,7 +695,67 @@ impl Args {
                 tls,
                 client_id,
                 conn,
-            }) => Mode::Connect(client_id.apply(endpoint(target, tls, conn)?)?),
+            }) => Mode::Connect(client_id.apply(match target {
+                ConnectTargetArgs {
+                    unix: Some(path), ..
+                } => unix_endpoint(path, tls, conn)?,
+                ConnectTargetArgs {
+                    host: Some(host),
+                    port: Some(port),
+                    ..
+                } => endpoint(TargetArgs { host, port }, tls, conn)?,
+                // clap requires HOST and PORT without --unix.
+                _ => return Err(UsageError("give HOST PORT or --unix PATH".into())),
+            })?),
+            Some(Command::Listen {
+                port,
+                unix,
+                bind,
+                server_tls,
+                idle_timeout,
+                no_shutdown,
+                shutdown: _,
+                crlf,
+            }) => Mode::Listen(ListenConfig {
+                on: listen_on(bind, port, unix)?,
+                tls: server_tls.identity()?,
+                idle_timeout,
+                keep_open: no_shutdown,
+                crlf,
+            }),
+            Some(Command::Forward {
+                listen_port,
+                target,
+                bind,
+                server_tls,
+                tls,
+                target_id,
+                max_connections,
+                idle_timeout,
+                connect_timeout,
+                ipv4,
+                ipv6,
+            }) => {
+                let conn = ConnArgs {
+                    delay: None,
+                    connect_timeout,
+                    ipv4,
+                    ipv6,
+                    idle_timeout,
+                    no_shutdown: false,
+                    shutdown: false,
+                    crlf: false,
+                };
+                Mode::Forward(ForwardConfig {
+                    bind: SocketAddr::new(bind, listen_port),
+                    server_tls: server_tls.identity()?,
+                    target: ClientIdArgs::from(target_id).apply_as(
+                        endpoint(target, tls, conn)?,
+                        "--target-cert, --target-key and --target-alpn",
+                    )?,
+                    max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+                })
+            }
             Some(Command::Send {
                 target,
                 file,
@@ -542,6 +779,7 @@ impl Args {
             }
             Some(Command::Serve {
                 port,
+                unix,
                 bind,
                 echo: _,
                 discard,
@@ -553,7 +791,7 @@ impl Args {
                     .identity()?
                     .map(|identity| ServeTls { identity, starttls });
                 Mode::Serve(ServeConfig {
-                    bind: SocketAddr::new(bind, port),
+                    on: listen_on(bind, port, unix)?,
                     discard,
                     tls,
                     idle_timeout: match idle_timeout {
@@ -652,7 +890,41 @@ fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint
         keep_open: conn.no_shutdown || (starttls.is_some() && !conn.shutdown),
         crlf: conn.crlf,
         show_cert: tls.show_cert,
+        unix: None,
     })
+}
+
+/// `connect --unix PATH`: no TLS over a Unix socket (a usage error), no address family.
+fn unix_endpoint(path: PathBuf, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint, UsageError> {
+    if tls.tls || tls.starttls.is_some() || tls.ca.is_some() || tls.system_roots {
+        return Err(UsageError(
+            "TLS over --unix is not supported: a Unix socket is local; drop --tls/--starttls"
+                .into(),
+        ));
+    }
+    if conn.ipv4 || conn.ipv6 {
+        return Err(UsageError("-4 and -6 do not apply to --unix".into()));
+    }
+    let target = TargetArgs {
+        host: path.display().to_string(),
+        port: 1,
+    };
+    let mut ep = endpoint(target, tls, conn)?;
+    ep.unix = Some(path);
+    Ok(ep)
+}
+
+/// Where `listen` or `serve` listens: `--unix PATH`, or BIND and PORT (clap requires one).
+fn listen_on(
+    bind: IpAddr,
+    port: Option<u16>,
+    unix: Option<PathBuf>,
+) -> Result<ListenOn, UsageError> {
+    match (unix, port) {
+        (Some(path), _) => Ok(ListenOn::Unix(path)),
+        (None, Some(port)) => Ok(ListenOn::Tcp(SocketAddr::new(bind, port))),
+        (None, None) => Err(UsageError("give PORT or --unix PATH".into())),
+    }
 }
 
 /// `proto` with its XMPP domain: `xmpphost`, or the host connected to (as s_client).

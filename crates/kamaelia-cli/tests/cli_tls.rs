@@ -465,11 +465,22 @@ fn serve_names_plaintext_old_clients_and_encrypted_keys() {
 }
 
 /// The server asks to renegotiate (TLS 1.2 HelloRequest) while the client is sending: the
-/// refusal (a no_renegotiation warning) goes out with the client's next write, the server
-/// then ends the session, and the line says so instead of "TLS handshake failed". (An RSA
-/// certificate: with rcgen's ECDSA one, s_server 3.0 often ignores its console's `R`.)
+/// refusal (a no_renegotiation warning) goes out, the server then ends the session, and the
+/// line says so instead of "TLS handshake failed". (An RSA certificate: with rcgen's ECDSA one,
+/// s_server 3.0 often ignores its console's `R`.)
 #[test]
 fn a_renegotiation_request_is_refused_with_its_own_words() {
+    renegotiation_is_refused(true);
+}
+
+/// The same while the client has nothing to send: the refusal rustls makes while reading is
+/// sent at once, not held until a next write that never comes (the session used to hang).
+#[test]
+fn a_renegotiation_request_is_refused_while_the_client_is_silent() {
+    renegotiation_is_refused(false);
+}
+
+fn renegotiation_is_refused(keep_writing: bool) {
     let Some(pki) = LegacyPki::generate(Legacy::Rsa2048) else {
         return;
     };
@@ -501,16 +512,19 @@ fn a_renegotiation_request_is_refused_with_its_own_words() {
         .wait_for("before", LIMIT)
         .expect("the data before the request arrived");
     server.type_line("R");
-    // rustls answers a HelloRequest when it next writes, and when the request has arrived
-    // cannot be seen from here (s_server's own lines are buffered): keep sending a line until
-    // the client has ended, within the limit.
+    // When the request has arrived cannot be seen from here (s_server's own lines are
+    // buffered): keep sending a line until the client has ended, within the limit, unless the
+    // client is to stay silent.
     let started = std::time::Instant::now();
     let mut last_write = None;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if last_write.is_none_or(|t: std::time::Instant| t.elapsed() > Duration::from_millis(250)) {
+        if keep_writing
+            && last_write
+                .is_none_or(|t: std::time::Instant| t.elapsed() > Duration::from_millis(250))
+        {
             let _ = stdin.write_all(b"after\n");
             last_write = Some(std::time::Instant::now());
         }

@@ -39,6 +39,28 @@ impl Pki {
         self.pki.server_config()
     }
 
+    /// A rustls server configuration presenting the leaf, requiring a client certificate signed
+    /// by the CA, and accepting only the ALPN protocol `alpn`.
+    pub fn server_config_requiring_client_cert(&self, alpn: &[u8]) -> Arc<ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.pki.ca_der()).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.into(),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.pki.chain_der(), self.pki.key_der())
+            .unwrap();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        Arc::new(config)
+    }
+
     /// A client certificate for `name` signed by the CA, and its key: (cert, key) files.
     pub fn client_pem(&self, name: &str) -> (PathBuf, PathBuf) {
         let (cert, key) = self.pki.write_client_pem(name);

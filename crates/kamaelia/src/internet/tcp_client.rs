@@ -1,10 +1,12 @@
 //! TcpClient: Kamaelia's Simple TCP Client.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axon::{
-    link_refs, BoxRef, Component, Context, Control, ControlWatch, Detail, Inbox, Outbox, CONTROL,
-    INBOX, OUTBOX, SIGNAL,
+    link_refs, BoxRef, Component, ComponentBuilder, Context, Control, ControlWatch, Detail, Inbox,
+    MainResult, Outbox, CONTROL, INBOX, OUTBOX, SIGNAL,
 };
 use bytes::Bytes;
 
@@ -106,6 +108,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// | `outbox` | `Bytes` | data received from the server |
 /// | `signal` | `Control` | Connected, errors (a failed TLS handshake: PeerCertificates first), PeerHalfClosed, Transferred, then one final message |
 /// | `sslready` | [`SslReady`] | TLS negotiated (version, cipher suite) |
+/// | `_csaControl` | `Control` | ProducerFinished taken before the connection was up, passed on to it |
 ///
 /// # Shutdown
 ///
@@ -221,20 +224,40 @@ impl TcpClient {
     }
 }
 
-struct Boxes {
-    inbox: Inbox<Bytes>,
-    control: Inbox<Control>,
-    makessl: Inbox<MakeSsl>,
-    feedback: Inbox<Control>,
-    outbox: Outbox<Bytes>,
-    signal: Outbox<Control>,
-    sslready: Outbox<SslReady>,
+/// The boxes of a client-shaped component (TcpClient, SingleServer, UnixClient).
+pub(super) struct Boxes {
+    pub(super) inbox: Inbox<Bytes>,
+    pub(super) control: Inbox<Control>,
+    pub(super) makessl: Inbox<MakeSsl>,
+    pub(super) feedback: Inbox<Control>,
+    pub(super) outbox: Outbox<Bytes>,
+    pub(super) signal: Outbox<Control>,
+    pub(super) sslready: Outbox<SslReady>,
+    pub(super) csa_control: Outbox<Control>,
+}
+
+impl Boxes {
+    /// Declares the boxes from `table`, `inbox` and `outbox` bounded in bytes by `limits`.
+    pub(super) fn declare(b: &mut ComponentBuilder, table: &ClientBoxes, limits: Limits) -> Self {
+        Boxes {
+            inbox: b.inbox_from(table.inbox).limit_bytes(limits.send_bytes),
+            control: b.control_from(table.control),
+            makessl: b.inbox_from(table.makessl),
+            feedback: b.inbox_from(table.feedback),
+            outbox: b
+                .outbox_from(table.outbox)
+                .limit_bytes(limits.receive_bytes),
+            signal: b.signal_from(table.signal),
+            sslready: b.outbox_from(table.sslready),
+            csa_control: b.outbox_from(table.csa_control),
+        }
+    }
 }
 
 axon::box_table! {
     /// The client's boxes, declared once: the builder declares them from here, and a test checks
     /// the rustdoc tables against the declarations.
-    const BOXES: ClientBoxes {
+    pub(super) const BOXES: ClientBoxes {
         inbox: INBOX => "data to send to the server",
         control: CONTROL => "ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now",
         makessl: "makessl" => "switch the connection to TLS",
@@ -242,47 +265,18 @@ axon::box_table! {
         outbox: OUTBOX => "data received from the server",
         signal: SIGNAL => "Connected, errors (a failed TLS handshake: PeerCertificates first), PeerHalfClosed, Transferred, then one final message",
         sslready: "sslready" => "TLS negotiated (version, cipher suite)",
+        csa_control: "_csaControl" => "ProducerFinished taken before the connection was up, passed on to it",
     }
 }
 
 impl From<TcpClient> for Component {
     fn from(cfg: TcpClient) -> Component {
         let mut b = Component::build("TcpClient");
-        let boxes = Boxes {
-            inbox: b.inbox_from(BOXES.inbox).limit_bytes(cfg.limits.send_bytes),
-            control: b.control_from(BOXES.control),
-            makessl: b.inbox_from(BOXES.makessl),
-            feedback: b.inbox_from(BOXES.feedback),
-            outbox: b
-                .outbox_from(BOXES.outbox)
-                .limit_bytes(cfg.limits.receive_bytes),
-            signal: b.signal_from(BOXES.signal),
-            sslready: b.outbox_from(BOXES.sslready),
-        };
+        let boxes = Boxes::declare(&mut b, &BOXES, cfg.limits);
         // One connection, one task: the CSA runs beside the client (docs/semantics.md §10).
         b.hosts_group();
-        b.main(move |cx| {
-            // Connecting (the settings, the resolver, Happy Eyeballs) is boxed and freed once
-            // the connection is up: the part that lives as long as the connection holds only
-            // the boxes, the CSA's handle and the peer's address.
-            let connecting = Box::pin(connect_phase(cfg, boxes, cx));
-            async move {
-                match connecting.await? {
-                    Phase::Ended => Ok(()),
-                    Phase::Up(b, csa, peer) => {
-                        relay_until_closed(&b, csa, peer).await;
-                        Ok(())
-                    }
-                }
-            }
-        })
+        b.main(move |cx| run(cfg, boxes, cx))
     }
-}
-
-/// How connecting ended: with nothing more to do, or with the CSA running.
-enum Phase {
-    Ended,
-    Up(Boxes, axon::Handle, std::net::SocketAddr),
 }
 
 /// What happened while waiting for the connection.
@@ -291,7 +285,7 @@ enum Early {
     Failed(TcpError),
 }
 
-async fn connect_phase(cfg: TcpClient, b: Boxes, cx: Context) -> Result<Phase, axon::BoxError> {
+async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
     let label = cx.label().clone();
     let (selector, _) = Selector::get_or_create(cx.services())?;
     // Control before the connection is up; from then on `control` is linked to the CSA's.
@@ -352,26 +346,18 @@ async fn connect_phase(cfg: TcpClient, b: Boxes, cx: Context) -> Result<Phase, a
     let (stream, peer) = match connected {
         Ok(ok) => ok,
         Err(Early::Shutdown) => {
-            let (dropped_messages, dropped_bytes) = drop_queued(&b.inbox, &b.signal).await;
-            let how = HowDied::Shutdown {
-                dropped_messages,
-                dropped_bytes,
-            };
-            final_message(&b.signal, how).await;
-            return Ok(Phase::Ended);
+            end_unconnected(&b, label, None).await;
+            return Ok(());
         }
         Err(Early::Failed(e)) => {
-            let _ = b.signal.send(Control::error(label, e.clone())).await;
-            drop_queued(&b.inbox, &b.signal).await;
-            final_message(&b.signal, HowDied::Failed(e)).await;
-            return Ok(Phase::Ended);
+            end_unconnected(&b, label, Some(e)).await;
+            return Ok(());
         }
     };
     if cfg.nodelay {
         let _ = stream.set_nodelay(true);
     }
-    let local = stream.local_addr();
-
+    let local = stream.local_addr().ok();
     let role = TlsRole::Client {
         settings: cfg.tls.clone(),
         host: cfg.host.clone(),
@@ -385,30 +371,83 @@ async fn connect_phase(cfg: TcpClient, b: Boxes, cx: Context) -> Result<Phase, a
         .tls_first(tls_first)
         .idle_timeout(cfg.idle_timeout)
         .limits(cfg.limits);
-    let csa = ConnectedSocketAdapter::with_config(stream, peer, Some(role), options);
-    wire(&b, &csa)?;
+    let stopping = watch.stopping();
+    run_connected(
+        &b,
+        &cx,
+        stream,
+        (peer, local),
+        Some(role),
+        options,
+        stopping,
+    )
+    .await
+}
+
+/// The part of a client-shaped component (TcpClient, SingleServer, UnixClient) after its
+/// stream is up: makes the CSA, wires it as the page describes, passes on a ProducerFinished
+/// taken before (`stopping`), announces [`Connected`], relays the CSA's signal and ends with
+/// one final message carrying the [`HowDied`].
+pub(super) fn run_connected<'a, S>(
+    b: &'a Boxes,
+    cx: &'a Context,
+    stream: S,
+    (peer, local): (SocketAddr, Option<SocketAddr>),
+    role: Option<TlsRole>,
+    options: CsaOptions,
+    stopping: bool,
+) -> impl std::future::Future<Output = MainResult> + Send + 'a
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // The CSA is made, wired and started here, before the future: what it is made from (the
+    // stream, the TLS role, the options) is not kept for the whole connection in the state
+    // of the future that waits for it to end.
+    let started = start_csa(b, cx, stream, peer, role, options, stopping);
+    async move {
+        let csa = started?;
+        // Announced once the CSA owns the connection: from here on, data sent before a makessl
+        // goes out in plaintext first.
+        if let Some(local) = local {
+            let _ = b
+                .signal
+                .send(Control::notice(Connected { peer, local }))
+                .await;
+        }
+        relay_until_closed(b, csa, peer).await;
+        Ok(())
+    }
+}
+
+/// Makes the CSA, wires it as the page describes, passes on a ProducerFinished taken before
+/// (`stopping`) and starts it beside its client (docs/semantics.md §10: a client that hosts a
+/// group shares its task with its CSA).
+fn start_csa<S>(
+    b: &Boxes,
+    cx: &Context,
+    stream: S,
+    peer: SocketAddr,
+    role: Option<TlsRole>,
+    options: CsaOptions,
+    stopping: bool,
+) -> Result<axon::Handle, axon::WiringError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let csa = ConnectedSocketAdapter::with_config(stream, peer, role, options);
+    wire(b, &csa)?;
     // Kamaelia threw the data queued before ProducerFinished away here; it goes out once
-    // connected, then the connection closes.
-    let finishing = watch.stopping();
-    let csa = cx.activate_beside(csa);
-    if finishing {
-        // Delivered through the CSA's handle: the client keeps no outbox for it.
-        csa.send_control(Control::producer_finished());
+    // connected, then the connection closes. The CSA's control is empty and open, so this
+    // never has to wait.
+    if stopping {
+        let _ = b.csa_control.force_send(Control::producer_finished());
     }
-    // Announced once the CSA owns the connection: from here on, data sent before a makessl goes
-    // out in plaintext first.
-    if let Ok(local) = local {
-        let _ = b
-            .signal
-            .send(Control::notice(Connected { peer, local }))
-            .await;
-    }
-    Ok(Phase::Up(b, csa, peer))
+    Ok(cx.activate_beside(csa))
 }
 
 /// The connection's life once up: passes the CSA's errors and notices on, then sends the
 /// final message once it has ended.
-async fn relay_until_closed(b: &Boxes, csa: axon::Handle, peer: std::net::SocketAddr) {
+async fn relay_until_closed(b: &Boxes, csa: axon::Handle, peer: SocketAddr) {
     // An idle connection waits in this loop for as long as it lives, so what happens rarely
     // (passing a notice on, the wrap-up) is boxed and does not widen the state it waits in.
     let how = loop {
@@ -424,7 +463,7 @@ async fn relay_until_closed(b: &Boxes, csa: axon::Handle, peer: std::net::Socket
             // error came just before and was passed on) and will say nothing more.
             break HowDied::Failed(TcpError::Io {
                 peer,
-                source: std::sync::Arc::new(std::io::Error::other(
+                source: Arc::new(std::io::Error::other(
                     "the component owning the connection failed",
                 )),
             });
@@ -447,12 +486,33 @@ async fn wrap_up(b: &Boxes, csa: axon::Handle, how: HowDied) {
     final_message(&b.signal, how).await;
 }
 
+/// Ends a client-shaped component that never got its stream: passes the error on (if any),
+/// refuses and counts what was queued, and sends the final message.
+pub(super) async fn end_unconnected(b: &Boxes, label: Arc<str>, failure: Option<TcpError>) {
+    match failure {
+        None => {
+            let (dropped_messages, dropped_bytes) = drop_queued(&b.inbox, &b.signal).await;
+            let how = HowDied::Shutdown {
+                dropped_messages,
+                dropped_bytes,
+            };
+            final_message(&b.signal, how).await;
+        }
+        Some(e) => {
+            let _ = b.signal.send(Control::error(label, e.clone())).await;
+            drop_queued(&b.inbox, &b.signal).await;
+            final_message(&b.signal, HowDied::Failed(e)).await;
+        }
+    }
+}
+
 /// Links the client to its new CSA as the page describes.
 fn wire(b: &Boxes, csa: &Component) -> Result<(), axon::WiringError> {
-    let pairs: [(BoxRef, BoxRef); 7] = [
+    let pairs: [(BoxRef, BoxRef); 8] = [
         (b.inbox.boxref(), csa.boxref(INBOX)?),
         (b.makessl.boxref(), csa.boxref("makessl")?),
         (b.control.boxref(), csa.boxref(CONTROL)?),
+        (b.csa_control.boxref(), csa.boxref(CONTROL)?),
         (csa.boxref(OUTBOX)?, b.outbox.boxref()),
         (csa.boxref("sslready")?, b.sslready.boxref()),
         (csa.boxref("CreatorFeedback")?, b.feedback.boxref()),

@@ -595,7 +595,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Conn<S> {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Tls(s) => {
+                let read = Pin::new(s.as_mut()).poll_read(cx, buf);
+                // Reading can make records of TLS's own (a KeyUpdate reply, the refusal of a
+                // renegotiation, an alert): send them now, not when the application next
+                // writes, which may be never. Best effort: a write error shows on the next
+                // write, and Pending leaves the waker registered for when the socket drains.
+                if s.get_ref().1.wants_write() {
+                    let _ = Pin::new(s.as_mut()).poll_flush(cx);
+                }
+                read
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use axon::{
 use bytes::Bytes;
 
 use super::error::StartTlsError;
-use crate::internet::{Connected, MakeSsl, SslReady, TlsError};
+use crate::internet::{Connected, MakeSsl, PeerHalfClosed, SslReady, TlsError};
 
 /// The longest reply line a client dialogue accepts before the switch.
 pub const MAX_REPLY_LINE: usize = 8192;
@@ -411,20 +411,32 @@ async fn run(mut talk: Option<Talk<Box<dyn Framed>>>, limit: Duration, b: Boxes,
                 }
             }
             c = b.conn_signal.recv() => {
-                if c.is_final() {
-                    // The connection sent everything it received before its final message.
+                // The connection sent everything it received before its final message, and
+                // before its half-close: pass those bytes on first, so that neither overtakes
+                // the data (a relay passes the half-close on as a FIN).
+                let half_closed = relaying && c.payload::<PeerHalfClosed>().is_some();
+                let mut injected = None;
+                if c.is_final() || half_closed {
                     if let Some(d) = down.take() {
                         let _ = b.to_user.send(d).await;
                     }
                     while let Some(d) = b.from_server.try_recv() {
                         if relaying && plain_left > 0 {
-                            let e = plaintext_before_tls(talk.is_some(), plain_left);
-                            let _ = b.conn_events.send(Control::error(label.as_str(), e)).await;
+                            injected = Some(plaintext_before_tls(talk.is_some(), plain_left));
                             break;
                         }
                         if relaying {
                             let _ = b.to_user.send(d).await;
                         }
+                    }
+                }
+                if let Some(e) = injected.take_if(|_| !c.is_final()) {
+                    fail(&b, &label, e, &mut phase, &mut watch).await;
+                    continue;
+                }
+                if c.is_final() {
+                    if let Some(e) = injected {
+                        let _ = b.conn_events.send(Control::error(label.as_str(), e)).await;
                     }
                     if matches!(phase, Phase::Talking) {
                         let _ = b.conn_events.send(Control::error(label.as_str(), StartTlsError::Closed)).await;
@@ -701,6 +713,59 @@ mod tests {
             })
             .await;
         }
+    }
+
+    /// Under TLS the connection sends the server's bytes, then its half-close; both queued
+    /// before the component runs, with the user's box full: the half-close is passed on only
+    /// after every byte (a relay turns it into a FIN, which must not overtake the data).
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_servers_half_close_follows_its_bytes() {
+        use crate::internet::TlsInfo;
+        let gate: Component = TlsGate::new().into();
+        let from_server = Outbox::<Bytes>::standalone("server");
+        let sslready = Outbox::<SslReady>::standalone("sslready");
+        let conn_signal = Outbox::<Control>::standalone("conn signal");
+        let user = Inbox::<Bytes>::standalone("user", 1);
+        let events = Inbox::<Control>::standalone("events", 8);
+        let r = |n: &str| gate.boxref(n).unwrap();
+        link_refs(&from_server.boxref(), &r("fromserver")).unwrap();
+        link_refs(&sslready.boxref(), &r("sslready")).unwrap();
+        link_refs(&conn_signal.boxref(), &r("connsignal")).unwrap();
+        link_refs(&r("touser"), &user.boxref()).unwrap();
+        link_refs(&r("connevents"), &events.boxref()).unwrap();
+        sslready
+            .try_send(SslReady {
+                info: TlsInfo::new("TLSv1.3", "TLS13_AES_128_GCM_SHA256"),
+                replayed: 0,
+                plaintext: 0,
+            })
+            .unwrap();
+        let chunks: [&[u8]; 3] = [b"one ", b"two ", b"three"];
+        run_until_the_connection_ends(gate, &conn_signal, async {
+            tokio::task::yield_now().await;
+            for c in chunks {
+                from_server.try_send(Bytes::from_static(c)).unwrap();
+            }
+            conn_signal
+                .try_send(Control::notice(PeerHalfClosed {
+                    truncation_possible: false,
+                }))
+                .unwrap();
+            let mut got = Vec::new();
+            loop {
+                tokio::select! {
+                    d = user.recv() => got.extend_from_slice(&d),
+                    e = events.recv() => if e.payload::<PeerHalfClosed>().is_some() {
+                        break;
+                    },
+                }
+            }
+            while let Some(d) = user.try_recv() {
+                got.extend_from_slice(&d);
+            }
+            assert_eq!(got, chunks.concat(), "every byte before the half-close");
+        })
+        .await;
     }
 
     /// The window the ordering of two boxes leaves: the server's go-ahead, then plaintext the
