@@ -275,7 +275,22 @@ impl From<TcpClient> for Component {
         let boxes = Boxes::declare(&mut b, &BOXES, cfg.limits);
         // One connection, one task: the CSA runs beside the client (docs/semantics.md §10).
         b.hosts_group();
-        b.main(move |cx| run(cfg, boxes, cx))
+        b.main(move |cx| {
+            // Connecting (the settings, the resolver, Happy Eyeballs) is boxed and freed once
+            // the connection is up: the part that lives as long as the connection holds the
+            // boxes, the context and the CSA's handle, not the settings.
+            let connecting = Box::pin(connect_phase(cfg, boxes, cx));
+            async move {
+                let up = connecting.await?;
+                match up {
+                    None => Ok(()),
+                    Some((b, cx, up)) => {
+                        let (stream, addrs, role, options, stopping) = up;
+                        run_connected(&b, &cx, stream, addrs, Some(role), options, stopping).await
+                    }
+                }
+            }
+        })
     }
 }
 
@@ -285,7 +300,22 @@ enum Early {
     Failed(TcpError),
 }
 
-async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
+/// A connection that is up, ready for [`run_connected`]: the stream, its two addresses, the TLS
+/// role, the CSA's options, and whether ProducerFinished came before.
+type Up = (
+    tokio::net::TcpStream,
+    (SocketAddr, Option<SocketAddr>),
+    TlsRole,
+    CsaOptions,
+    bool,
+);
+
+/// Connects; `None` once the client has ended without a connection (its final message sent).
+async fn connect_phase(
+    cfg: TcpClient,
+    b: Boxes,
+    cx: Context,
+) -> Result<Option<(Boxes, Context, Up)>, axon::BoxError> {
     let label = cx.label().clone();
     let (selector, _) = Selector::get_or_create(cx.services())?;
     // Control before the connection is up; from then on `control` is linked to the CSA's.
@@ -347,11 +377,11 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
         Ok(ok) => ok,
         Err(Early::Shutdown) => {
             end_unconnected(&b, label, None).await;
-            return Ok(());
+            return Ok(None);
         }
         Err(Early::Failed(e)) => {
             end_unconnected(&b, label, Some(e)).await;
-            return Ok(());
+            return Ok(None);
         }
     };
     if cfg.nodelay {
@@ -372,16 +402,11 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
         .idle_timeout(cfg.idle_timeout)
         .limits(cfg.limits);
     let stopping = watch.stopping();
-    run_connected(
-        &b,
-        &cx,
-        stream,
-        (peer, local),
-        Some(role),
-        options,
-        stopping,
-    )
-    .await
+    Ok(Some((
+        b,
+        cx,
+        (stream, (peer, local), role, options, stopping),
+    )))
 }
 
 /// The part of a client-shaped component (TcpClient, SingleServer, UnixClient) after its
