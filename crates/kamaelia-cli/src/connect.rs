@@ -18,7 +18,7 @@ use axon::Component;
 use kamaelia::{ConsoleEchoer, ConsoleReader, Pipeline};
 
 use crate::events::Events;
-use crate::flags::{Endpoint, Output, TlsMode};
+use crate::flags::{Endpoint, Output};
 use crate::progress::{Counts, Meter};
 use crate::session::{self, Observer};
 
@@ -30,7 +30,7 @@ pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
     console(
         session::client(&ep),
         ep.crlf,
-        ep.tls.clone(),
+        session::client_layer(ep.tls.as_ref()),
         output,
         move |o| {
             o.hint_no_shutdown(hint)
@@ -46,7 +46,7 @@ pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
 pub(crate) fn console(
     connection: Component,
     crlf: bool,
-    tls: Option<TlsMode>,
+    layer: Option<(Component, bool)>,
     output: Output,
     configure: impl FnOnce(Observer) -> Observer + Send + 'static,
 ) -> anyhow::Result<u8> {
@@ -63,7 +63,7 @@ pub(crate) fn console(
         } else {
             (ConsoleReader::new().into(), None)
         };
-        let g = session::graphline(source, connection, ConsoleEchoer::new(), tls.as_ref())?;
+        let g = session::graphline_with(source, connection, ConsoleEchoer::new(), layer)?;
         // Typed input ends with the other end's half-close (QUIT -> 221 -> close ends the
         // session); piped or redirected input is sent whole.
         let typed = std::io::stdin().is_terminal();

@@ -163,6 +163,13 @@ enum Command {
         bind: IpAddr,
         #[command(flatten)]
         server_tls: ServerTlsArgs,
+        /// Speak this protocol's server side in plaintext (greeting, EHLO/CAPABILITY/CAPA,
+        /// STARTTLS) until the peer asks for TLS, then TLS; needs --cert and --key. Nothing is
+        /// passed either way before TLS: lines that are not the protocol's commands are
+        /// dropped, and stdin waits. The dialogue must reach STARTTLS within 60 s (or
+        /// --idle-timeout, if shorter).
+        #[arg(long, value_name = "PROTO", requires = "cert")]
+        starttls: Option<ServerStartTlsProto>,
         /// End the session, with exit status 1, when no byte has moved either way for this long
         /// (fractions allowed; default: no limit).
         #[arg(long, value_name = "SECS", value_parser = parse_positive_secs)]
@@ -632,6 +639,8 @@ pub(crate) enum ListenOn {
 pub(crate) struct ListenConfig {
     pub(crate) on: ListenOn,
     pub(crate) tls: Option<ServerTls>,
+    /// Switched by this protocol's STARTTLS (with `tls`), or TLS from the first byte.
+    pub(crate) starttls: Option<ServerStartTlsProto>,
     pub(crate) idle_timeout: Option<Duration>,
     /// At the end of input, keep the write side open until the peer closes.
     pub(crate) keep_open: bool,
@@ -712,15 +721,18 @@ impl Args {
                 unix,
                 bind,
                 server_tls,
+                starttls,
                 idle_timeout,
                 no_shutdown,
-                shutdown: _,
+                shutdown,
                 crlf,
             }) => Mode::Listen(ListenConfig {
                 on: listen_on(bind, port, unix)?,
                 tls: server_tls.identity()?,
+                starttls,
                 idle_timeout,
-                keep_open: no_shutdown,
+                // As on connect: a STARTTLS session is request/response, kept open unless told.
+                keep_open: no_shutdown || (starttls.is_some() && !shutdown),
                 crlf,
             }),
             Some(Command::Forward {

@@ -75,17 +75,33 @@ pub(crate) fn graphline(
     echo: ConsoleEchoer,
     tls: Option<&TlsMode>,
 ) -> Result<Component, WiringError> {
+    graphline_with(source, connection, echo, client_layer(tls))
+}
+
+/// The layer a client session puts between the console and the connection: for TLS from the
+/// first byte a gate (the page's OneShot(MakeSsl) does the switching), for STARTTLS the
+/// protocol's client component, which sends makessl itself (`true`).
+pub(crate) fn client_layer(tls: Option<&TlsMode>) -> Option<(Component, bool)> {
+    match tls {
+        None => None,
+        Some(TlsMode::Immediate(_)) => Some((TlsGate::new().into(), false)),
+        Some(TlsMode::StartTls(d, _, limit)) => Some((starttls_client(d, *limit), true)),
+    }
+}
+
+/// [`graphline`] with any layer of the STARTTLS components' shape between the console and
+/// the connection (a client's, or `listen --starttls`'s server layer); `true` when the layer
+/// sends makessl itself.
+pub(crate) fn graphline_with(
+    source: Component,
+    connection: Component,
+    echo: ConsoleEchoer,
+    layer: Option<(Component, bool)>,
+) -> Result<Component, WiringError> {
     let g = Graphline::new()
         .component("SOURCE", source)
         .component("CONNECTION", connection)
         .component("ECHO", echo);
-    // TLS from the first byte: a gate, and the page's OneShot(MakeSsl) does the switching;
-    // STARTTLS: the protocol's client component, which sends makessl itself.
-    let layer: Option<(Component, bool)> = match tls {
-        None => None,
-        Some(TlsMode::Immediate(_)) => Some((TlsGate::new().into(), false)),
-        Some(TlsMode::StartTls(d, _, limit)) => Some((starttls_client(d, *limit), true)),
-    };
     let g = match layer {
         None => g
             .link(("SOURCE", OUTBOX), ("CONNECTION", INBOX))

@@ -29,7 +29,8 @@ pub use starttls::{
     FtpStartTlsClient, ImapStartTlsClient, ImapStartTlsServer, IrcStartTlsClient,
     LdapStartTlsClient, LmtpStartTlsClient, MysqlStartTlsClient, NntpStartTlsClient,
     Pop3StartTlsClient, Pop3StartTlsServer, PostgresStartTlsClient, SieveStartTlsClient,
-    SmtpStartTlsClient, SmtpStartTlsServer, StartTlsError, TlsGate, XmppStartTlsClient,
+    SmtpStartTlsClient, SmtpStartTlsServer, StartTlsError, StartTlsServerLayer, TlsGate,
+    XmppStartTlsClient,
 };
 pub use tcp_client::{TcpClient, DEFAULT_CONNECT_TIMEOUT};
 pub use tcp_server::{ConnectionInfo, TcpServer, DEFAULT_PLAINTEXT_TIMEOUT};
