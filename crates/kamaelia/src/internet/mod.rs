@@ -6,6 +6,7 @@ mod connect;
 mod csa;
 mod messages;
 mod protocols;
+pub mod proxy;
 mod selector;
 pub mod starttls;
 mod tcp_client;
@@ -19,6 +20,7 @@ pub use messages::{
     TcpError, Transferred,
 };
 pub use protocols::{DiscardProtocol, EchoProtocol};
+pub use proxy::{Proxy, ProxyClient, ProxyError, ProxyKind, TunnelOpen};
 pub use selector::{Selector, SELECTOR_SERVICE};
 pub use starttls::{
     ImapStartTlsClient, ImapStartTlsServer, Pop3StartTlsClient, Pop3StartTlsServer,
