@@ -13,7 +13,7 @@ use super::error::ProxyError;
 use super::spec::{HostPort, Proxy};
 use crate::chassis::Graphline;
 use crate::internet::{
-    Connected, MakeSsl, SslReady, TcpClient, TlsError, TlsSettings, Transferred,
+    Connected, MakeSsl, PeerHalfClosed, SslReady, TcpClient, TlsError, TlsSettings, Transferred,
 };
 
 /// How long a proxy may take to open the tunnel, counted from the moment the connection to it
@@ -23,7 +23,7 @@ pub const DEFAULT_TUNNEL_TIMEOUT: Duration = Duration::from_secs(30);
 axon::box_table! {
     /// The boxes of [`ProxyClient`], declared once, as data.
     const BOXES: ProxyBoxes {
-        inbox: INBOX => "bytes from the user, held until the tunnel is open",
+        inbox: INBOX => "bytes from the user, held until the tunnel is open (and TLS is up, if asked for)",
         control: CONTROL => "the user's side's signal: its final message is passed on after its bytes",
         makessl: "makessl" => "the user's request to switch to TLS, passed on once the tunnel is open",
         fromserver: "fromserver" => "bytes from the connection to the proxy",
@@ -104,7 +104,8 @@ pub struct TunnelOpen {
 /// [`MAX_REPLY_LINE`](super::MAX_REPLY_LINE) bytes and all of them at most
 /// [`MAX_REPLY_BYTES`](super::MAX_REPLY_BYTES); a SOCKS5 reply has a fixed size. Bytes that
 /// follow the reply (the target speaking first, pipelined behind it) are handed on first, in
-/// order. Nothing from the user is taken before the tunnel is open.
+/// order. Nothing from the user is taken before the tunnel is open, nor, after a `makessl`,
+/// before the connection's `sslready`: none of it leaves in plaintext.
 ///
 /// The connection's count of plaintext bytes in `sslready` and its `Transferred` notice are
 /// passed on less the handshake's own bytes, so the components above count only the tunnel's.
@@ -113,7 +114,7 @@ pub struct TunnelOpen {
 ///
 /// | name | type | meaning |
 /// |---|---|---|
-/// | `inbox` | `Bytes` | bytes from the user, held until the tunnel is open |
+/// | `inbox` | `Bytes` | bytes from the user, held until the tunnel is open (and TLS is up, if asked for) |
 /// | `control` | `Control` | the user's side's signal: its final message is passed on after its bytes |
 /// | `makessl` | `MakeSsl` | the user's request to switch to TLS, passed on once the tunnel is open |
 /// | `fromserver` | `Bytes` | bytes from the connection to the proxy |
@@ -133,8 +134,8 @@ pub struct TunnelOpen {
 ///
 /// # Shutdown
 ///
-/// `ProducerFinished` on `control` is passed on to `signal` once the tunnel is open and every
-/// byte before it has gone; `ShutdownMicroprocess` at once. The component ends when the
+/// `ProducerFinished` on `control` is passed on to `signal` once the tunnel is open (and TLS
+/// is up, if asked for) and every byte before it has gone; `ShutdownMicroprocess` at once. The component ends when the
 /// connection's final message arrives on `connsignal`: it passes on what the connection
 /// delivered before it, then that message on `connevents`.
 ///
@@ -234,6 +235,7 @@ impl From<ProxyClient> for Component {
                 phase: Phase::Connecting,
                 requested: 0,
                 tls_asked: None,
+                tls_pending: false,
                 down: None,
             }
             .run()
@@ -282,6 +284,9 @@ struct Run<'a> {
     requested: u64,
     /// A makessl that arrived before the tunnel was open.
     tls_asked: Option<MakeSsl>,
+    /// A makessl went to the connection and its `sslready` has not come back: the user's
+    /// bytes wait, so that none of them leaves before the handshake.
+    tls_pending: bool,
     /// The target's bytes waiting for room on `touser`.
     down: Option<Bytes>,
 }
@@ -299,7 +304,8 @@ impl Run<'_> {
         let mut up: Option<Bytes> = None;
         loop {
             let open = self.phase == Phase::Open;
-            let drained = open && up.is_none() && b.inbox.is_empty();
+            let relaying = open && !self.tls_pending;
+            let drained = relaying && up.is_none() && b.inbox.is_empty();
             if let Some(w) = watch.take_if(|w| w.shutdown_requested() || (w.stopping() && drained))
             {
                 w.finish(Control::producer_finished());
@@ -307,6 +313,7 @@ impl Run<'_> {
             tokio::select! {
                 biased;
                 r = b.sslready.recv() => {
+                    self.tls_pending = false;
                     let plaintext = r.plaintext.saturating_sub(self.dialogue.consumed());
                     let _ = b.tlsready.send(SslReady { plaintext, ..r }).await;
                 }
@@ -323,6 +330,20 @@ impl Run<'_> {
                             self.fail(e, &mut watch).await;
                         }
                         continue;
+                    }
+                    if c.payload::<PeerHalfClosed>().is_some() && self.phase == Phase::Talking {
+                        // The proxy finished sending: what it sent before is queued, and either
+                        // opens the tunnel or never will.
+                        let mut outcome = Ok(());
+                        while self.phase == Phase::Talking && outcome.is_ok() {
+                            match b.from_server.try_recv() {
+                                Some(d) => outcome = self.on_bytes(d).await,
+                                None => outcome = Err(ProxyError::Closed),
+                            }
+                        }
+                        if let Err(e) = outcome {
+                            self.fail(e, &mut watch).await;
+                        }
                     }
                     let c = match c.payload::<Transferred>() {
                         Some(t) => Control::notice(Transferred {
@@ -343,6 +364,7 @@ impl Run<'_> {
                 },
                 m = b.makessl.recv() => {
                     if open {
+                        self.tls_pending = true;
                         let _ = b.conn_makessl.send(m).await;
                     } else {
                         self.tls_asked = Some(m);
@@ -358,7 +380,7 @@ impl Run<'_> {
                         self.down = offer(&b.to_user, d);
                     }
                 }
-                d = b.inbox.recv(), if open && up.is_none() && watch.is_some() => {
+                d = b.inbox.recv(), if relaying && up.is_none() && watch.is_some() => {
                     up = offer(&b.outbox, d);
                 }
                 _ = b.outbox.ready(), if up.is_some() => {
@@ -420,6 +442,7 @@ impl Run<'_> {
             .send(Control::notice(self.open.clone()))
             .await;
         if let Some(m) = self.tls_asked.take() {
+            self.tls_pending = true;
             let _ = self.b.conn_makessl.send(m).await;
         }
         if !rest.is_empty() {

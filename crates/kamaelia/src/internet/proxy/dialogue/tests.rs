@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// A user name and password, in tables.
+type Creds = Option<(&'static str, &'static str)>;
+
 fn http(creds: Option<(&str, &str)>) -> Dialogue {
     let mut p = Proxy::new(ProxyKind::HttpConnect, "proxy", 3128);
     if let Some((u, w)) = creds {
@@ -65,7 +68,7 @@ fn outcome(
 
 #[test]
 fn http_requests_carry_the_target_and_basic_auth() {
-    let cases: &[(Option<(&str, &str)>, &str, &str)] = &[
+    let cases: &[(Creds, &str, &str)] = &[
         (
             None,
             "example.com",
@@ -365,7 +368,7 @@ fn socks5_replies_as_a_table() {
     type Want = Result<&'static [u8], ProxyError>;
     let cat = |a: &[u8], b: &[u8]| [a, b].concat();
     let refused = |code| Err(ProxyError::SocksRefused(SocksReply::from_code(code)));
-    let cases: Vec<(&str, Option<(&str, &str)>, Vec<u8>, Want)> = vec![
+    let cases: Vec<(&str, Creds, Vec<u8>, Want)> = vec![
         ("v4 bound address", None, cat(&[5, 0], ok_v4), Ok(b"")),
         ("name bound address", None, cat(&[5, 0], ok_name), Ok(b"")),
         ("v6 bound address", None, cat(&[5, 0], ok_v6), Ok(b"")),
