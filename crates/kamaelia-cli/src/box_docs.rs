@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use axon::{Component, Direction};
 use kamaelia::internet::{
     ConnectedSocketAdapter, DiscardProtocol, EchoProtocol, ImapStartTlsClient, ImapStartTlsServer,
-    OnFinish, Pop3StartTlsClient, Pop3StartTlsServer, SmtpStartTlsClient, SmtpStartTlsServer,
-    TcpClient, TcpServer, TlsGate,
+    OnFinish, Pop3StartTlsClient, Pop3StartTlsServer, Proxy, ProxyClient, ProxyKind,
+    SmtpStartTlsClient, SmtpStartTlsServer, TcpClient, TcpServer, TlsGate,
 };
 use kamaelia::util::RateLimiter;
 use kamaelia::{
@@ -124,6 +124,7 @@ fn every_component_declares_the_boxes_its_docs_list() {
     const SMTP: &str = include_str!("../../kamaelia/src/internet/starttls/smtp.rs");
     const IMAP: &str = include_str!("../../kamaelia/src/internet/starttls/imap.rs");
     const POP3: &str = include_str!("../../kamaelia/src/internet/starttls/pop3.rs");
+    const PROXY_CLIENT: &str = include_str!("../../kamaelia/src/internet/proxy/client.rs");
 
     let (pipe, _other_end) = tokio::io::duplex(64);
     let csa = ConnectedSocketAdapter::new(pipe, ([127, 0, 0, 1], 1).into(), None, OnFinish::Close);
@@ -201,6 +202,11 @@ fn every_component_declares_the_boxes_its_docs_list() {
             Pop3StartTlsServer::new().into(),
             POP3,
             "pub struct Pop3StartTlsServer",
+        ),
+        (
+            ProxyClient::new(Proxy::new(ProxyKind::Socks5, "proxy", 1080), "target", 1).into(),
+            PROXY_CLIENT,
+            "pub struct ProxyClient",
         ),
         (
             crate::progress::Meter::new(counts, false),

@@ -39,7 +39,7 @@ pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
         };
         let g = session::graphline(
             source,
-            session::client(&ep),
+            session::client(&ep)?,
             ConsoleEchoer::new(),
             ep.tls.as_ref(),
         )?;
@@ -48,7 +48,8 @@ pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
         let typed = std::io::stdin().is_terminal();
         let mut observer = Observer::attach(&g, Events::new(output))?
             .end_when_server_finishes(typed)
-            .hint_no_shutdown(!ep.keep_open);
+            .hint_no_shutdown(!ep.keep_open)
+            .via_proxy(ep.proxy.is_some());
         if let Some(counts) = counts {
             observer = observer.counts(counts, None);
         }

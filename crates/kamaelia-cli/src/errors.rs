@@ -4,7 +4,7 @@ use std::error::Error as StdError;
 use std::io;
 
 use axon::{ComponentFailure, ErrorMessage};
-use kamaelia::internet::{ConnectError, StartTlsError, TcpError, TlsError};
+use kamaelia::internet::{ConnectError, ProxyError, StartTlsError, TcpError, TlsError};
 use kamaelia::{ConsoleError, FileReaderError};
 
 /// What an error on `signal` means for the run.
@@ -28,6 +28,8 @@ pub(crate) fn judge(e: &ErrorMessage) -> Verdict {
         tcp_error(tcp)
     } else if let Some(s) = find::<StartTlsError>(err) {
         s.to_string()
+    } else if let Some(p) = find::<ProxyError>(err) {
+        p.to_string()
     } else if let Some(c) = find::<ConsoleError>(err) {
         with_sources(c)
     } else if let Some(r) = find::<FileReaderError>(err) {

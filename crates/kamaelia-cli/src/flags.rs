@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kamaelia::internet::{Family, ServerTls, TlsSettings, Trust, DEFAULT_CONNECT_TIMEOUT};
+use kamaelia::internet::{Family, Proxy, ServerTls, TlsSettings, Trust, DEFAULT_CONNECT_TIMEOUT};
 
 /// The longest duration any flag takes, in seconds: about 31 years, far from where adding it to
 /// a clock could overflow.
@@ -220,6 +220,31 @@ struct ConnArgs {
     /// s_client -crlf: for line protocols such as SMTP.
     #[arg(long)]
     crlf: bool,
+    #[command(flatten)]
+    proxy: ProxyArgs,
+}
+
+/// `--proxy`, flattened into [`ConnArgs`].
+#[derive(Debug, clap::Args)]
+struct ProxyArgs {
+    /// Connect through this proxy: http://[USER:PASS@]HOST[:PORT] (HTTP CONNECT, port 3128 by
+    /// default) or socks5://[USER:PASS@]HOST[:PORT] (socks5h:// is the same; port 1080 by
+    /// default). The proxy resolves HOST. USER and PASS may be %-escaped; the password is never
+    /// printed. TLS (--tls, --starttls) starts after the tunnel is open and verifies HOST (or
+    /// --servername), not the proxy. -4/-6, --delay and --connect-timeout apply to the proxy;
+    /// the tunnel must also open within --connect-timeout.
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+}
+
+impl ProxyArgs {
+    /// The proxy, parsed here rather than by clap, whose error would quote the password.
+    fn proxy(&self) -> Result<Option<Proxy>, UsageError> {
+        self.proxy
+            .as_deref()
+            .map(|url| url.parse::<Proxy>().map_err(|e| UsageError(e.to_string())))
+            .transpose()
+    }
 }
 
 /// A protocol `--starttls` knows how to speak up to the switch.
@@ -282,6 +307,8 @@ pub(crate) struct Endpoint {
     pub(crate) keep_open: bool,
     /// Send LF as CRLF.
     pub(crate) crlf: bool,
+    /// Connect through this proxy.
+    pub(crate) proxy: Option<Proxy>,
 }
 
 /// When to switch to TLS, and with which settings.
@@ -487,6 +514,7 @@ fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint
         // session is one, so it keeps the write side open unless told otherwise.
         keep_open: conn.no_shutdown || (starttls.is_some() && !conn.shutdown),
         crlf: conn.crlf,
+        proxy: conn.proxy.proxy()?,
     })
 }
 

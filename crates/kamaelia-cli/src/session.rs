@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use kamaelia::internet::{
     Connected, HowDied, ImapStartTlsClient, OnFinish, PeerHalfClosed, Pop3StartTlsClient,
-    SmtpStartTlsClient, TlsGate, TlsInfo, Transferred,
+    ProxyClient, SmtpStartTlsClient, TlsGate, TlsInfo, Transferred, TunnelOpen,
 };
 use kamaelia::{ConsoleEchoer, Graphline, MakeSsl, OneShot, SslReady, TcpClient};
 
@@ -22,25 +22,38 @@ use crate::events::Events;
 use crate::flags::{Endpoint, StartTlsProto, TlsMode};
 use crate::progress::Counts;
 
-/// The TcpClient for `ep`. At the end of input it half-closes and waits for the server to
-/// close, or with `--no-shutdown` (the default for STARTTLS) keeps its write side open until
-/// the server closes.
-pub(crate) fn client(ep: &Endpoint) -> TcpClient {
+/// The connection for `ep`: a TcpClient, or with `--proxy` a [`ProxyClient`] around a
+/// TcpClient to the proxy, whose TLS verifies the target's name. At the end of input it
+/// half-closes and waits for the server to close, or with `--no-shutdown` (the default for
+/// STARTTLS) keeps its write side open until the server closes.
+pub(crate) fn client(ep: &Endpoint) -> anyhow::Result<Component> {
     let on_finish = if ep.keep_open {
         OnFinish::KeepOpen
     } else {
         OnFinish::HalfClose
     };
-    let mut c = TcpClient::new(ep.host.clone(), ep.port)
+    let (host, port) = match &ep.proxy {
+        Some(p) => (p.host().to_string(), p.port()),
+        None => (ep.host.clone(), ep.port),
+    };
+    let mut c = TcpClient::new(host, port)
         .family(ep.family)
         .delay(ep.delay)
         .connect_timeout(ep.connect_timeout)
         .idle_timeout(ep.idle_timeout)
         .on_finish(on_finish);
+    let Some(proxy) = &ep.proxy else {
+        if let Some(tls) = &ep.tls {
+            c = c.tls(tls.settings().clone());
+        }
+        return Ok(c.into());
+    };
+    let tunnel =
+        ProxyClient::new(proxy.clone(), ep.host.clone(), ep.port).timeout(ep.connect_timeout);
     if let Some(tls) = &ep.tls {
-        c = c.tls(tls.settings().clone());
+        c = c.tls(tunnel.tls_for_target(tls.settings().clone())?);
     }
-    c
+    Ok(tunnel.around(c)?)
 }
 
 /// The page's SSL Graphline: SOURCE -> CONNECTION -> ECHO, with `OneShot(MakeSsl)` -> makessl
@@ -52,7 +65,7 @@ pub(crate) fn client(ep: &Endpoint) -> TcpClient {
 /// its `sslready`. The source's `control` is fed by the Graphline's `control` fan-out.
 pub(crate) fn graphline(
     source: Component,
-    connection: TcpClient,
+    connection: impl Into<Component>,
     echo: ConsoleEchoer,
     tls: Option<&TlsMode>,
 ) -> Result<Component, WiringError> {
@@ -175,6 +188,8 @@ pub(crate) struct Observer {
     counts: Option<Arc<Counts>>,
     /// The size of the input, if known beforehand (`send` of a regular file).
     total: Option<u64>,
+    /// The connection goes through a proxy: `Connected` is the proxy's.
+    via_proxy: bool,
 }
 
 impl Observer {
@@ -198,6 +213,7 @@ impl Observer {
             hint_no_shutdown: false,
             counts: None,
             total: None,
+            via_proxy: false,
         })
     }
 
@@ -226,6 +242,13 @@ impl Observer {
         self
     }
 
+    /// The session connects through a proxy: say "connected to proxy", then when the tunnel
+    /// opens.
+    pub(crate) fn via_proxy(mut self, on: bool) -> Self {
+        self.via_proxy = on;
+        self
+    }
+
     /// Reports each message until the final one.
     pub(crate) async fn watch(self) -> Summary {
         let mut s = Summary::default();
@@ -236,7 +259,10 @@ impl Observer {
                     if let Some(Connected { peer, .. }) = c.payload::<Connected>() {
                         s.peer = Some(*peer);
                         s.connected_at = Some(Instant::now());
-                        self.events.line(format_args!("connected to {peer}"));
+                        let proxy = if self.via_proxy { "proxy " } else { "" };
+                        self.events.line(format_args!("connected to {proxy}{peer}"));
+                    } else if let Some(t) = c.payload::<TunnelOpen>() {
+                        self.events.line(format_args!("proxy: tunnel to {} open", t.target));
                     } else if let Some(p) = c.payload::<PeerHalfClosed>() {
                         if p.truncation_possible {
                             self.events.warn("the server closed without a TLS close_notify: possible truncation");

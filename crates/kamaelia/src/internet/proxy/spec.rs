@@ -157,15 +157,16 @@ impl FromStr for Proxy {
             "socks5" | "socks5h" => (ProxyKind::Socks5, DEFAULT_SOCKS_PORT),
             _ => return Err(ProxyUrlError::Scheme(scheme.to_string())),
         };
-        // One trailing slash is what users paste; a path or query is not a proxy address.
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if let Some(i) = rest.find(['/', '?', '#']) {
-            return Err(ProxyUrlError::Trailing(rest[i..].to_string()));
-        }
+        // The credentials first, so that no error message ever quotes the password.
         let (userinfo, hostport) = match rest.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
             None => (None, rest),
         };
+        // One trailing slash is what users paste; a path or query is not a proxy address.
+        let hostport = hostport.strip_suffix('/').unwrap_or(hostport);
+        if let Some(i) = hostport.find(['/', '?', '#']) {
+            return Err(ProxyUrlError::Trailing(hostport[i..].to_string()));
+        }
         let (host, port) = split_host_port(hostport)?;
         let port = match port {
             None => default_port,
