@@ -31,9 +31,11 @@ pub(crate) const DEFAULT_STARTTLS_TIMEOUT: Duration =
         connect: stdin to the server, the server to stdout (byte-exact), TLS or STARTTLS on request.\n\
         send:    a file to a server at a controlled rate.\n\
         serve:   an echo or discard server, plain, TLS or STARTTLS.\n\
-        demo:    the two examples of Kamaelia's TCPClient page against a local server, offline.\n\n\
+        demo:    the two examples of Kamaelia's TCPClient page against a local server, offline.\n\
+        completions, man: a shell completion script, the manual page.\n\n\
         Without a command, runs the demo.\n\
-        Exit status: 0 success, 1 a connection or TLS failure, 2 a usage error, 130 interrupted."
+        Exit status: 0 success, 1 a connection or TLS failure, 2 a usage error, 130 interrupted.",
+    after_long_help = crate::completions::EXAMPLES
 )]
 pub(crate) struct Args {
     /// Tracing detail on stderr (RUST_LOG overrides the filter).
@@ -59,6 +61,7 @@ enum Command {
     /// (QUIT, 221, close). At the end of input the write side is shut (FIN; TLS close_notify
     /// first) and the session waits for the server to close, unless --no-shutdown (the default
     /// with --starttls). The last line on stderr says why the session ended.
+    #[command(after_long_help = crate::completions::CONNECT_EXAMPLES)]
     Connect {
         #[command(flatten)]
         target: TargetArgs,
@@ -73,6 +76,7 @@ enum Command {
     /// The server's half-close (it has finished sending) does not stop the upload: the whole
     /// file is sent. If the server closes entirely, the next write fails: exit 1, with how many
     /// bytes were sent and how many were not.
+    #[command(after_long_help = crate::completions::SEND_EXAMPLES)]
     Send {
         #[command(flatten)]
         target: TargetArgs,
@@ -100,6 +104,7 @@ enum Command {
     /// lines on stderr never hold up serving: when stderr is not read fast enough, lines are
     /// dropped and "N event lines dropped" is printed once it flows again. The bound address
     /// goes to stdout; a closed stdout is not an error. Ctrl-C stops it, exit status 130.
+    #[command(after_long_help = crate::completions::SERVE_EXAMPLES)]
     Serve {
         /// The port to listen on; 0 picks a free one.
         #[arg(value_parser = parse_port_or_zero)]
@@ -127,7 +132,17 @@ enum Command {
         idle_timeout: Option<Duration>,
     },
     /// The embedded demo: a local server, the page's two examples, a report. Offline.
+    #[command(after_long_help = crate::completions::DEMO_EXAMPLES)]
     Demo,
+    /// Print a shell completion script on stdout.
+    #[command(after_long_help = crate::completions::COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell: bash, zsh, fish (also elvish, powershell).
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout.
+    #[command(after_long_help = crate::completions::MAN_EXAMPLES)]
+    Man,
 }
 
 /// The TLS options of a listening side (serve; listen and forward to come).
@@ -227,9 +242,11 @@ struct ConnArgs {
 /// `--proxy`, flattened into [`ConnArgs`].
 #[derive(Debug, clap::Args)]
 struct ProxyArgs {
-    /// Connect through this proxy: http://[USER:PASS@]HOST[:PORT] (HTTP CONNECT, port 3128 by
-    /// default) or socks5://[USER:PASS@]HOST[:PORT] (socks5h:// is the same; port 1080 by
-    /// default). The proxy resolves HOST. USER and PASS may be %-escaped; the password is never
+    /// Connect through this proxy: http://[USER:PASS@]HOST[:PORT] or
+    /// socks5://[USER:PASS@]HOST[:PORT].
+    ///
+    /// http:// speaks HTTP CONNECT (port 3128 by default); socks5:// speaks SOCKS5 (socks5h://
+    /// is the same; port 1080 by default). The proxy resolves HOST. USER and PASS may be %-escaped; the password is never
     /// printed. TLS (--tls, --starttls) starts after the tunnel is open and verifies HOST (or
     /// --servername), not the proxy. -4/-6, --delay and --connect-timeout apply to the proxy;
     /// the tunnel must also open within --connect-timeout.
@@ -290,6 +307,10 @@ pub(crate) enum Mode {
     Send(SendConfig),
     Serve(ServeConfig),
     Demo,
+    /// Print a completion script.
+    Completions(clap_complete::Shell),
+    /// Print the manual page.
+    Man,
 }
 
 /// Where and how to connect.
@@ -392,6 +413,8 @@ impl Args {
         };
         let mode = match self.command {
             None | Some(Command::Demo) => Mode::Demo,
+            Some(Command::Completions { shell }) => Mode::Completions(shell),
+            Some(Command::Man) => Mode::Man,
             Some(Command::Connect { target, tls, conn }) => {
                 Mode::Connect(endpoint(target, tls, conn)?)
             }
