@@ -239,8 +239,8 @@ struct ConnArgs {
     proxy: ProxyArgs,
 }
 
-/// `--proxy`, flattened into [`ConnArgs`].
-#[derive(Debug, clap::Args)]
+/// `--proxy`, flattened into [`ConnArgs`] (`ProxyArgs::default()`: none).
+#[derive(Debug, Default, clap::Args)]
 struct ProxyArgs {
     /// Connect through this proxy: http://[USER:PASS@]HOST[:PORT] or
     /// socks5://[USER:PASS@]HOST[:PORT].

@@ -12,7 +12,7 @@ use axon::{
 use std::sync::Arc;
 
 use kamaelia::internet::{
-    Connected, HowDied, ImapStartTlsClient, OnFinish, PeerHalfClosed, Pop3StartTlsClient,
+    Connected, HowDied, ImapStartTlsClient, OnFinish, PeerHalfClosed, Pop3StartTlsClient, Proxy,
     ProxyClient, SmtpStartTlsClient, TlsGate, TlsInfo, Transferred, TunnelOpen,
 };
 use kamaelia::{ConsoleEchoer, Graphline, MakeSsl, OneShot, SslReady, TcpClient};
@@ -23,37 +23,51 @@ use crate::flags::{Endpoint, StartTlsProto, TlsMode};
 use crate::progress::Counts;
 
 /// The connection for `ep`: a TcpClient, or with `--proxy` a [`ProxyClient`] around a
-/// TcpClient to the proxy, whose TLS verifies the target's name. At the end of input it
-/// half-closes and waits for the server to close, or with `--no-shutdown` (the default for
-/// STARTTLS) keeps its write side open until the server closes.
+/// TcpClient to the proxy (see [`proxied_client`]).
 pub(crate) fn client(ep: &Endpoint) -> anyhow::Result<Component> {
+    match &ep.proxy {
+        Some(proxy) => proxied_client(ep, proxy),
+        None => Ok(tcp_client(ep).into()),
+    }
+}
+
+/// The TcpClient for `ep`'s host and port, with its TLS settings.
+pub(crate) fn tcp_client(ep: &Endpoint) -> TcpClient {
+    let c = tcp_client_to(ep, ep.host.clone(), ep.port);
+    match &ep.tls {
+        Some(tls) => c.tls(tls.settings().clone()),
+        None => c,
+    }
+}
+
+/// `ep` through `proxy`: a TcpClient to the proxy with `ep`'s options, and a [`ProxyClient`]
+/// in front of it that opens the tunnel to `ep`'s host and port within the connect timeout;
+/// TLS verifies the target's name (or `--servername`), not the proxy's.
+fn proxied_client(ep: &Endpoint, proxy: &Proxy) -> anyhow::Result<Component> {
+    let tunnel =
+        ProxyClient::new(proxy.clone(), ep.host.clone(), ep.port).timeout(ep.connect_timeout);
+    let mut c = tcp_client_to(ep, proxy.host().to_string(), proxy.port());
+    if let Some(tls) = &ep.tls {
+        c = c.tls(tunnel.tls_for_target(tls.settings().clone())?);
+    }
+    Ok(tunnel.around(c)?)
+}
+
+/// A TcpClient to `host` and `port` with `ep`'s options. At the end of input it half-closes
+/// and waits for the server to close, or with `--no-shutdown` (the default for STARTTLS) keeps
+/// its write side open until the server closes.
+fn tcp_client_to(ep: &Endpoint, host: String, port: u16) -> TcpClient {
     let on_finish = if ep.keep_open {
         OnFinish::KeepOpen
     } else {
         OnFinish::HalfClose
     };
-    let (host, port) = match &ep.proxy {
-        Some(p) => (p.host().to_string(), p.port()),
-        None => (ep.host.clone(), ep.port),
-    };
-    let mut c = TcpClient::new(host, port)
+    TcpClient::new(host, port)
         .family(ep.family)
         .delay(ep.delay)
         .connect_timeout(ep.connect_timeout)
         .idle_timeout(ep.idle_timeout)
-        .on_finish(on_finish);
-    let Some(proxy) = &ep.proxy else {
-        if let Some(tls) = &ep.tls {
-            c = c.tls(tls.settings().clone());
-        }
-        return Ok(c.into());
-    };
-    let tunnel =
-        ProxyClient::new(proxy.clone(), ep.host.clone(), ep.port).timeout(ep.connect_timeout);
-    if let Some(tls) = &ep.tls {
-        c = c.tls(tunnel.tls_for_target(tls.settings().clone())?);
-    }
-    Ok(tunnel.around(c)?)
+        .on_finish(on_finish)
 }
 
 /// The page's SSL Graphline: SOURCE -> CONNECTION -> ECHO, with `OneShot(MakeSsl)` -> makessl

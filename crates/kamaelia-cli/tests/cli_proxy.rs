@@ -153,8 +153,9 @@ fn starttls_through_a_proxy_keeps_the_greeting_that_follows_the_reply() {
     assert_eq!(r.stdout, b"EHLO again\r\nQUIT\r\n");
 }
 
-/// A proxy that reads one request head and answers `reply`, then closes.
-fn scripted_http_proxy(reply: &'static [u8]) -> u16 {
+/// A proxy that reads one request head and answers `reply`; then closes, or with `hold` reads
+/// until the client closes.
+fn scripted_http_proxy(reply: &'static [u8], hold: bool) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -166,6 +167,9 @@ fn scripted_http_proxy(reply: &'static [u8]) -> u16 {
             head.push(b[0]);
         }
         let _ = s.write_all(reply);
+        if hold {
+            let _ = s.read_to_end(&mut Vec::new());
+        }
     });
     port
 }
@@ -190,7 +194,7 @@ fn proxy_failures_are_exit_1_in_plain_words() {
         ),
     ];
     for (reply, creds, want) in cases {
-        let port = scripted_http_proxy(reply);
+        let port = scripted_http_proxy(reply, false);
         let r = run(
             args(&[
                 "connect",
@@ -205,7 +209,7 @@ fn proxy_failures_are_exit_1_in_plain_words() {
         r.expect_code(1).expect_stderr(want);
         assert!(!r.stderr.contains("pa55word"), "{}", r.stderr);
     }
-    let port = scripted_http_proxy(b"");
+    let port = scripted_http_proxy(b"", false);
     let r = run(
         args(&[
             "send",
@@ -316,4 +320,27 @@ fn wait_listening_any(port: u16) {
         std::thread::sleep(Duration::from_millis(10));
     }
     panic!("ncat did not listen on port {port} within {LIMIT:?}");
+}
+
+/// Under --tls, bytes behind the proxy's reply came before the handshake: they are refused,
+/// never shown as if protected.
+#[test]
+fn plaintext_behind_the_proxys_reply_is_refused_under_tls() {
+    let port = scripted_http_proxy(b"HTTP/1.1 200 OK\r\n\r\nnot TLS at all\r\n", true);
+    let r = run(
+        args(&[
+            "connect",
+            "--tls",
+            "--proxy",
+            &url("http", "", port),
+            "localhost",
+            "443",
+        ]),
+        Input::Bytes(b"secret".to_vec()),
+        LIMIT,
+    );
+    r.expect_code(1)
+        .expect_stderr("proxy: tunnel to localhost:443 open")
+        .expect_stderr("plaintext bytes before TLS");
+    assert!(r.stdout.is_empty(), "{:?}", r.stdout);
 }
