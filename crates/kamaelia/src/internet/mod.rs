@@ -1,5 +1,7 @@
 //! Kamaelia.Internet: TcpClient, ConnectedSocketAdapter and TcpServer, with TLS switched on
-//! mid-connection, and the TCP and TLS building blocks under them.
+//! mid-connection, and the TCP and TLS building blocks under them; STARTTLS dialogues
+//! ([`starttls`]) and proxy tunnels ([`proxy`]: HTTP CONNECT, SOCKS5) as components in front of
+//! a TcpClient.
 #![warn(missing_debug_implementations)]
 
 mod connect;

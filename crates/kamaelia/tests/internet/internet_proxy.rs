@@ -403,3 +403,22 @@ async fn a_silent_proxy_times_out() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_shutdown_mid_handshake_is_not_reported_as_the_proxy_closing() {
+    bounded(async {
+        let (port, _peer) = servers::accept_one(|mut s| async move {
+            read_request(&mut s, ProxyKind::HttpConnect).await;
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+        })
+        .await;
+        let r = start(proxy_at(ProxyKind::HttpConnect, port, None), "h", 1).await;
+        r.wait_connected().await;
+        r.control.send(axon::Control::shutdown()).await.unwrap();
+        let (s, _) = r.finish_collect().await;
+        assert!(s.errors::<ProxyError>().is_empty(), "{:?}", s.before);
+        assert!(s.last.is_shutdown(), "{:?}", s.last);
+    })
+    .await;
+}

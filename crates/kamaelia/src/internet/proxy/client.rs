@@ -13,7 +13,8 @@ use super::error::ProxyError;
 use super::spec::{HostPort, Proxy};
 use crate::chassis::Graphline;
 use crate::internet::{
-    Connected, MakeSsl, PeerHalfClosed, SslReady, TcpClient, TlsError, TlsSettings, Transferred,
+    Connected, HowDied, MakeSsl, PeerHalfClosed, SslReady, TcpClient, TlsError, TlsSettings,
+    Transferred,
 };
 
 /// How long a proxy may take to open the tunnel, counted from the moment the connection to it
@@ -482,7 +483,13 @@ impl Run<'_> {
                 Phase::Connecting | Phase::Failed => {}
             }
         }
-        if self.phase == Phase::Talking {
+        // The proxy closed (a reset or a failure is the connection's own error; a shutdown
+        // was asked for).
+        let closed = matches!(
+            last.payload::<HowDied>(),
+            None | Some(HowDied::PeerClosed | HowDied::Finished)
+        );
+        if self.phase == Phase::Talking && closed {
             let e = ProxyError::Closed;
             let _ = b
                 .conn_events
