@@ -422,3 +422,26 @@ async fn a_shutdown_mid_handshake_is_not_reported_as_the_proxy_closing() {
     })
     .await;
 }
+
+/// docs/semantics.md (byte bounds): what the connection delivers and what the user sends queue
+/// in ProxyClient's boxes up to DEFAULT_LIMIT_BYTES, not up to the boxes' message count.
+#[test]
+fn the_component_queues_at_most_its_byte_limit() {
+    use kamaelia::internet::DEFAULT_LIMIT_BYTES;
+    let c: axon::Component =
+        ProxyClient::new(proxy_at(ProxyKind::HttpConnect, 1, None), "h", 1).into();
+    for boxname in ["fromserver", "inbox"] {
+        let feed = axon::Outbox::<Bytes>::standalone("feed");
+        axon::link_refs(&feed.boxref(), &c.boxref(boxname).unwrap()).unwrap();
+        let chunk = Bytes::from(vec![0u8; 16 * 1024]);
+        let mut admitted = 0;
+        while feed.try_send(chunk.clone()).is_ok() {
+            admitted += chunk.len();
+            assert!(admitted <= 64 * chunk.len(), "{boxname}: no bound at all");
+        }
+        assert!(
+            admitted <= DEFAULT_LIMIT_BYTES + chunk.len(),
+            "{boxname}: {admitted} bytes queued"
+        );
+    }
+}

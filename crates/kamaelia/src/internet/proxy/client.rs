@@ -14,7 +14,7 @@ use super::spec::{HostPort, Proxy};
 use crate::chassis::Graphline;
 use crate::internet::{
     Connected, HowDied, MakeSsl, PeerHalfClosed, SslReady, TcpClient, TlsError, TlsSettings,
-    Transferred,
+    Transferred, DEFAULT_LIMIT_BYTES,
 };
 
 /// How long a proxy may take to open the tunnel, counted from the moment the connection to it
@@ -107,6 +107,9 @@ pub struct TunnelOpen {
 /// follow the reply (the target speaking first, pipelined behind it) are handed on first, in
 /// order. Nothing from the user is taken before the tunnel is open, nor, after a `makessl`,
 /// before the connection's `sslready`: none of it leaves in plaintext.
+///
+/// `inbox` and `fromserver` hold at most [`DEFAULT_LIMIT_BYTES`] each, as a TcpClient's
+/// boxes do, so a fast side is held back rather than queued.
 ///
 /// The connection's count of plaintext bytes in `sslready` and its `Transferred` notice are
 /// passed on less the handshake's own bytes, so the components above count only the tunnel's.
@@ -207,10 +210,14 @@ impl From<ProxyClient> for Component {
     fn from(p: ProxyClient) -> Component {
         let mut b = Component::build("ProxyClient");
         let boxes = Boxes {
-            inbox: b.inbox_from(BOXES.inbox),
+            // Bounded in bytes as a TcpClient's boxes are: the wrapped connection's outbox
+            // delivers here, and the user's bytes queue here before they reach it.
+            inbox: b.inbox_from(BOXES.inbox).limit_bytes(DEFAULT_LIMIT_BYTES),
             control: b.control_from(BOXES.control),
             makessl: b.inbox_from(BOXES.makessl),
-            from_server: b.inbox_from(BOXES.fromserver),
+            from_server: b
+                .inbox_from(BOXES.fromserver)
+                .limit_bytes(DEFAULT_LIMIT_BYTES),
             conn_signal: b.inbox_from(BOXES.connsignal),
             sslready: b.inbox_from(BOXES.sslready),
             outbox: b.outbox_from(BOXES.outbox),
