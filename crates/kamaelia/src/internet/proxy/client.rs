@@ -370,14 +370,6 @@ impl Run<'_> {
                     }
                     None => {}
                 },
-                m = b.makessl.recv() => {
-                    if open {
-                        self.tls_pending = true;
-                        let _ = b.conn_makessl.send(m).await;
-                    } else {
-                        self.tls_asked = Some(m);
-                    }
-                }
                 d = b.from_server.recv(), if self.down.is_none() && self.phase != Phase::Failed => {
                     if let Err(e) = self.on_bytes(d).await {
                         self.fail(e, &mut watch).await;
@@ -394,6 +386,16 @@ impl Run<'_> {
                 _ = b.outbox.ready(), if up.is_some() => {
                     if let Some(d) = up.take() {
                         up = offer(&b.outbox, d);
+                    }
+                }
+                // Once open, after the user's bytes that came before it (the connection sends
+                // what it has queued in plaintext, then starts the handshake).
+                m = b.makessl.recv(), if !open || (up.is_none() && b.inbox.is_empty()) => {
+                    if open {
+                        self.tls_pending = true;
+                        let _ = b.conn_makessl.send(m).await;
+                    } else {
+                        self.tls_asked = Some(m);
                     }
                 }
                 () = &mut deadline, if clock_running && self.phase == Phase::Talking => {
