@@ -247,24 +247,13 @@ fn bad_proxy_urls_are_usage_errors_that_never_print_the_password() {
 
 /// ncat's own HTTP proxy (`ncat -l --proxy-type http`) as an outside witness. It closes the
 /// tunnel on the client's half-close, so the session keeps its write side open
-/// (--no-shutdown) and the target answers and closes.
+/// (--no-shutdown) and the target echoes and closes.
 #[test]
 fn connect_through_ncats_http_proxy() {
     let Some(ncat) = peer_tool("ncat") else {
         return;
     };
-    // Answers the first line and closes.
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let target = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let (s, _) = l.accept().unwrap();
-        s.set_read_timeout(Some(LIMIT)).unwrap();
-        let mut line = String::new();
-        let mut w = s.try_clone().unwrap();
-        if std::io::BufRead::read_line(&mut std::io::BufReader::new(s), &mut line).is_ok() {
-            let _ = w.write_all(b"pong\n");
-        }
-    });
+    let target = echo_then_close(5);
     let port = free_port();
     let child = std::process::Command::new(ncat)
         .args(["-l", "--proxy-type", "http", "127.0.0.1", &port.to_string()])
@@ -295,7 +284,81 @@ fn connect_through_ncats_http_proxy() {
         "proxy: tunnel to 127.0.0.1:{} open",
         target.port()
     ));
-    assert_eq!(r.stdout, b"pong\n");
+    assert_eq!(r.stdout, b"ping\n");
+}
+
+/// microsocks (a SOCKS5 server, RFC 1928/1929) as an outside witness, with a user name and
+/// password: 1 MiB byte-exact both ways; a wrong password and none are refused in words. Like
+/// ncat's proxy it closes the tunnel on a half-close: --no-shutdown, and the target echoes and
+/// closes.
+#[test]
+fn send_through_microsocks_with_credentials() {
+    let Some(microsocks) = peer_tool("microsocks") else {
+        return;
+    };
+    let data = random_bytes(1 << 20);
+    let dir = TempDir::new("proxy-microsocks");
+    let file = dir.write("data", &data);
+    let port = free_port();
+    let child = std::process::Command::new(microsocks)
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-u",
+            "alice",
+            "-P",
+            "s3cret",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _microsocks = KillOnDrop(child);
+    support::wait_listening(port, LIMIT);
+    let target = echo_then_close(data.len());
+    let target_port = target.port().to_string();
+    let send = |creds: &str| {
+        let proxy = url("socks5", creds, port);
+        let argv = [
+            "send",
+            "--no-shutdown",
+            "--proxy",
+            &proxy,
+            "localhost",
+            &target_port,
+        ];
+        let mut argv = argv.to_vec();
+        argv.push(file.to_str().unwrap());
+        run(args(&argv), Input::Bytes(Vec::new()), LIMIT)
+    };
+    let r = send("alice:s3cret@");
+    r.expect_code(0)
+        .expect_stderr(&format!("proxy: tunnel to localhost:{target_port} open"));
+    assert!(r.stdout == data, "the echo differs");
+    send("alice:wrong@")
+        .expect_code(1)
+        .expect_stderr("the proxy refused the credentials");
+    send("")
+        .expect_code(1)
+        .expect_stderr("the proxy requires authentication");
+}
+
+/// A target that reads `n` bytes, sends them back and closes (one connection).
+fn echo_then_close(n: usize) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut got = vec![0u8; n];
+        if s.read_exact(&mut got).is_ok() {
+            let _ = s.write_all(&got);
+        }
+    });
+    addr
 }
 
 /// A child process killed (and reaped) when the test ends, even by a panic.
