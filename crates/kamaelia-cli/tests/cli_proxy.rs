@@ -255,14 +255,8 @@ fn connect_through_ncats_http_proxy() {
     };
     let target = echo_then_close(5);
     let port = free_port();
-    let child = std::process::Command::new(ncat)
-        .args(["-l", "--proxy-type", "http", "127.0.0.1", &port.to_string()])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _ncat = KillOnDrop(child);
+    let p = port.to_string();
+    let _ncat = spawn_quiet(ncat, &["-l", "--proxy-type", "http", "127.0.0.1", &p]);
     // In proxy mode ncat binds the wildcard address whatever it is told; it lives only for
     // this test.
     wait_listening_any(port);
@@ -300,23 +294,12 @@ fn send_through_microsocks_with_credentials() {
     let dir = TempDir::new("proxy-microsocks");
     let file = dir.write("data", &data);
     let port = free_port();
-    let child = std::process::Command::new(microsocks)
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-u",
-            "alice",
-            "-P",
-            "s3cret",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _microsocks = KillOnDrop(child);
+    let p = port.to_string();
+    let creds = ["-u", "alice", "-P", "s3cret"];
+    let _microsocks = spawn_quiet(
+        microsocks,
+        &[&["-i", "127.0.0.1", "-p", &p][..], &creds].concat(),
+    );
     support::wait_listening(port, LIMIT);
     let target = echo_then_close(data.len());
     let target_port = target.port().to_string();
@@ -359,6 +342,18 @@ fn echo_then_close(n: usize) -> std::net::SocketAddr {
         }
     });
     addr
+}
+
+/// Starts `tool` with `tool_args`, its standard streams closed; killed when dropped.
+fn spawn_quiet(tool: std::path::PathBuf, tool_args: &[&str]) -> KillOnDrop {
+    let child = std::process::Command::new(tool)
+        .args(tool_args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    KillOnDrop(child)
 }
 
 /// A child process killed (and reaped) when the test ends, even by a panic.
