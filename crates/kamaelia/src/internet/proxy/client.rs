@@ -80,6 +80,7 @@ pub struct TunnelOpen {
 /// #         req.push(b[0]);
 /// #     }
 /// #     s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\nhello").await.unwrap();
+/// #     let _ = s.read_to_end(&mut req).await;
 /// # });
 /// let proxy: Proxy = format!("http://127.0.0.1:{port}").parse()?;
 /// let connection = ProxyClient::new(proxy, "example.com", 80)
@@ -88,11 +89,15 @@ pub struct TunnelOpen {
 ///     .component("SAY", OneShot::new(bytes::Bytes::from_static(b"hi")))
 ///     .component("CONNECTION", connection)
 ///     .link(("SAY", "outbox"), ("CONNECTION", "inbox"))
+///     .link(("SAY", "signal"), ("CONNECTION", "control"))
 ///     .link(("CONNECTION", "outbox"), ("", "outbox"))
 ///     .build()?;
 /// let out = Inbox::<bytes::Bytes>::standalone("out", 8);
 /// axon::link_refs(&session.boxref("outbox")?, &out.boxref())?;
-/// assert!(Scheduler::new().run(async { session.activate(); }).await.is_ok());
+/// let sched = Scheduler::new();
+/// let run = sched.run(async { session.activate(); });
+/// let report = tokio::time::timeout(std::time::Duration::from_secs(20), run).await?;
+/// assert!(report.is_ok());
 /// assert_eq!(out.recv().await, "hello");
 /// # Ok(())
 /// # }
