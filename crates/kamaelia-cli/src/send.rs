@@ -65,6 +65,7 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
         let events = Events::new(output);
         let observer = Observer::attach(&session, events)?
             .counts(counts.clone(), total)
+            .show_cert(cfg.endpoint.show_cert)
             .via_proxy(cfg.endpoint.proxy.is_some());
         let started = Instant::now();
         let bar = ProgressBar::start("send", counts.clone(), total);

@@ -50,7 +50,9 @@ fn completion_scripts_are_printed_for_bash_zsh_and_fish() {
         } else {
             "--proxy"
         };
-        for word in ["connect", "send", "serve", "demo", proxy] {
+        for word in [
+            "connect", "send", "serve", "listen", "forward", "demo", proxy,
+        ] {
             assert!(script.contains(word), "{shell}: {word} missing");
         }
     }
@@ -82,6 +84,8 @@ fn the_manual_page_renders_with_every_command_and_its_examples() {
         "KAMAELIA CONNECT",
         "KAMAELIA SEND",
         "KAMAELIA SERVE",
+        "KAMAELIA LISTEN",
+        "KAMAELIA FORWARD",
         // roff writes a hyphen as `\-`.
         r"\-\-proxy",
     ] {
@@ -106,6 +110,8 @@ fn every_commands_help_ends_with_examples() {
         &["connect"],
         &["send"],
         &["serve"],
+        &["listen"],
+        &["forward"],
         &["demo"],
         &["completions"],
         &["man"],

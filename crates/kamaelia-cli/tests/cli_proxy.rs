@@ -12,19 +12,11 @@ use kamaelia_test::pki::TestPki;
 use kamaelia_test::proxy::{TunnelKind, TunnelProxy};
 use support::certs::Pki;
 use support::{
-    args, free_port, peer_tool, random_bytes, run, servers, starttls_args, Input, TempDir,
+    args, free_port, peer_tool, random_bytes, run, runtime, servers, starttls_args, Input,
+    KillOnDrop, TempDir,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// The runtime the tests' proxies and servers run on, for the length of a test.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn url(scheme: &str, creds: &str, port: u16) -> String {
     format!("{scheme}://{creds}127.0.0.1:{port}")
@@ -354,16 +346,6 @@ fn spawn_quiet(tool: std::path::PathBuf, tool_args: &[&str]) -> KillOnDrop {
         .spawn()
         .unwrap();
     KillOnDrop(child)
-}
-
-/// A child process killed (and reaped) when the test ends, even by a panic.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Waits (bounded) until something listens on the wildcard address at `port`, without
