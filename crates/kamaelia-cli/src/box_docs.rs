@@ -11,9 +11,9 @@ use kamaelia::internet::{
     ConnectedSocketAdapter, DiscardProtocol, EchoProtocol, FtpStartTlsClient, ImapStartTlsClient,
     ImapStartTlsServer, IrcStartTlsClient, LdapStartTlsClient, LmtpStartTlsClient,
     MysqlStartTlsClient, NntpStartTlsClient, OnFinish, Pop3StartTlsClient, Pop3StartTlsServer,
-    PostgresStartTlsClient, Relay, SieveStartTlsClient, SingleServer, SmtpStartTlsClient,
-    SmtpStartTlsServer, StartTlsServerLayer, TcpClient, TcpServer, TlsGate, UnixClient,
-    XmppStartTlsClient,
+    PostgresStartTlsClient, Proxy, ProxyClient, ProxyKind, Relay, SieveStartTlsClient,
+    SingleServer, SmtpStartTlsClient, SmtpStartTlsServer, StartTlsServerLayer, TcpClient,
+    TcpServer, TlsGate, UnixClient, XmppStartTlsClient,
 };
 use kamaelia::util::RateLimiter;
 use kamaelia::{
@@ -143,6 +143,7 @@ fn every_component_declares_the_boxes_its_docs_list() {
     const SINGLE_SERVER: &str = include_str!("../../kamaelia/src/internet/single_server.rs");
     const RELAY: &str = include_str!("../../kamaelia/src/internet/relay.rs");
     const UNIX: &str = include_str!("../../kamaelia/src/internet/unix.rs");
+    const PROXY_CLIENT: &str = include_str!("../../kamaelia/src/internet/proxy/client.rs");
 
     let (pipe, _other_end) = tokio::io::duplex(64);
     let csa = ConnectedSocketAdapter::new(pipe, ([127, 0, 0, 1], 1).into(), None, OnFinish::Close);
@@ -285,6 +286,11 @@ fn every_component_declares_the_boxes_its_docs_list() {
             LdapStartTlsClient::new().into(),
             LDAP,
             "pub struct LdapStartTlsClient",
+        ),
+        (
+            ProxyClient::new(Proxy::new(ProxyKind::Socks5, "proxy", 1080), "target", 1).into(),
+            PROXY_CLIENT,
+            "pub struct ProxyClient",
         ),
         (
             crate::progress::Meter::new(counts, false),

@@ -27,8 +27,9 @@ pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
     let hint = !ep.keep_open;
     let unix = ep.unix.clone();
     let show_cert = ep.show_cert;
+    let via_proxy = ep.proxy.is_some();
     console(
-        session::client(&ep),
+        session::client(&ep)?,
         ep.crlf,
         session::client_layer(ep.tls.as_ref()),
         output,
@@ -36,6 +37,7 @@ pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
             o.hint_no_shutdown(hint)
                 .unix_path(unix.as_deref())
                 .show_cert(show_cert)
+                .via_proxy(via_proxy)
         },
     )
 }

@@ -1,4 +1,17 @@
 //! A counting pass-through component (`Meter`) and a hand-rolled progress bar for stderr.
+//!
+//! Why not indicatif (issue 10 §7 asked for it or for the reasons): the bar has nothing of its
+//! own to count. It reads the `Counts` that the `Meter` keeps anyway for the last line's "N of M
+//! bytes sent", so there is one count and the bar cannot disagree with the summary; indicatif
+//! would keep a second counter, fed from the same place. It is drawn from a 100 ms tokio
+//! interval on the session's runtime, only when stderr is a terminal, and the event lines
+//! already clear its line before they print (`events.rs`), which is what indicatif's
+//! `suspend`/`println` would be for. What indicatif adds beyond that (templates, multi-bars,
+//! spinners, ETA smoothing) `send` does not use, and it would bring a dependency tree into the
+//! program for 40 lines. Its cost, measured (debug build, loaded 2-core machine): 512 MiB sent
+//! with `--rate 100M` to `serve --discard`, stderr on a pty (`script -qec`, about 108 redraws)
+//! against stderr on /dev/null, three runs each: user+sys CPU 1.78, 1.82, 1.75 s with the bar,
+//! 2.08, 1.88, 1.50 s without; the difference is below the noise.
 
 use std::io::{IsTerminal, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

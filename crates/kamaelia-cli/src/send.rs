@@ -52,7 +52,7 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
             }
         };
         let meter = Meter::new(counts.clone(), cfg.endpoint.crlf);
-        let client = session::client(&cfg.endpoint);
+        let client = session::client(&cfg.endpoint)?;
         let session = match &cfg.endpoint.tls {
             None => Pipeline::new([reader, meter, client, ConsoleEchoer::new().into()])?,
             Some(tls) => session::graphline(
@@ -65,7 +65,8 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
         let events = Events::new(output);
         let observer = Observer::attach(&session, events)?
             .counts(counts.clone(), total)
-            .show_cert(cfg.endpoint.show_cert);
+            .show_cert(cfg.endpoint.show_cert)
+            .via_proxy(cfg.endpoint.proxy.is_some());
         let started = Instant::now();
         let bar = ProgressBar::start("send", counts.clone(), total);
         let summary = session::drive(session, observer).await;

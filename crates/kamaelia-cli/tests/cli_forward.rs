@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use kamaelia_test::sha256;
 use support::certs::Pki;
-use support::{kamaelia, random_bytes};
+use support::{kamaelia, random_bytes, runtime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -89,14 +89,6 @@ impl Drop for Forward {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Raises this process's descriptor limit to its hard limit; returns the soft limit now.
