@@ -225,6 +225,8 @@ enum Command {
         tls: TlsArgs,
         #[command(flatten)]
         target_id: TargetIdArgs,
+        #[command(flatten)]
+        proxy: ProxyArgs,
         /// Relay at most this many connections at once; more wait in the backlog.
         #[arg(long, value_name = "N", default_value_t = 1024,
               value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -792,6 +794,7 @@ impl Args {
                 server_tls,
                 tls,
                 target_id,
+                proxy,
                 max_connections,
                 idle_timeout,
                 connect_timeout,
@@ -804,10 +807,11 @@ impl Args {
                     ipv4,
                     ipv6,
                     idle_timeout,
+                    // The relay half-closes each way (the target's TcpClient is set to).
                     no_shutdown: false,
-                    shutdown: false,
+                    shutdown: true,
                     crlf: false,
-                    proxy: ProxyArgs::default(),
+                    proxy,
                 };
                 Mode::Forward(ForwardConfig {
                     bind: SocketAddr::new(bind, listen_port),
