@@ -61,7 +61,7 @@ async fn row<T: Msg>(
     .await?;
     let (a, b) = (median(&results[0], 0), median(&results[1], 0));
     table.row(
-        format!("6 msgs/s, {what}, Pipeline of {len} pass-through vs mpsc chain ({n} msgs)"),
+        format!("8 msgs/s, {what}, Pipeline of {len} pass-through vs mpsc chain ({n} msgs)"),
         format!("{:.2} M/s", n as f64 / a / 1e6),
         format!("{:.2} M/s", n as f64 / b / 1e6),
         a / b,
