@@ -24,7 +24,7 @@ use crate::session::{self, Observer};
 
 /// Runs `connect` and returns the exit status.
 pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
-    session::run(|_sched| async move {
+    session::run_single(|_sched| async move {
         // A meter only for --crlf: each component on the way costs a relay some latency, and
         // the connection's own Transferred count is enough for the last line.
         let (source, counts): (Component, _) = if ep.crlf {

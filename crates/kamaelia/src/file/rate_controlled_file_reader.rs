@@ -399,8 +399,17 @@ impl ReaderThread {
                 return;
             }
         };
-        let regular = file.metadata().is_ok_and(|m| m.is_file());
-        let mut pool = BlockPool::new(if regular { block } else { chunk });
+        let (regular, len) = file
+            .metadata()
+            .map_or((false, 0), |m| (m.is_file(), m.len()));
+        // A small file gets a buffer of its own size, not a block's (a file that says it is
+        // empty, as /proc's do, may still have bytes: it gets a whole block).
+        let size = match usize::try_from(len) {
+            Ok(len) if regular && len > 0 => block.min(len),
+            _ if regular => block,
+            _ => chunk,
+        };
+        let mut pool = BlockPool::new(size);
         loop {
             let mut buf = pool.take();
             let read = if regular {
