@@ -290,7 +290,8 @@ pub(crate) async fn receive(cfg: &Config, table: &mut Table) -> Result<()> {
             let mut lines = BufReader::new(stderr).lines();
             let port = tokio::time::timeout(Duration::from_secs(30), async {
                 while let Some(line) = lines.next_line().await? {
-                    if let Some(addr) = line.strip_prefix("listening on ") {
+                    // "listening on ADDR", perhaps after the program's name.
+                    if let Some((_, addr)) = line.split_once("listening on ") {
                         return port_of(addr);
                     }
                 }
@@ -423,8 +424,11 @@ pub(crate) async fn forward(cfg: &Config, table: &mut Table) -> Result<()> {
     );
     let n = cfg.bulk;
     let file = bulk_file(cfg, n)?;
-    let run = |(t, prints): (Tool, bool), n: u64| {
-        let (file, sender, sink) = (&file, &sender, &sink);
+    let small = cfg.dir.join("probe-1k");
+    std::fs::write(&small, vec![0x5a_u8; 1024])?;
+    let run = |(t, prints): (Tool, bool), file: &Path, n: u64| {
+        let (sender, sink) = (&sender, &sink);
+        let file = file.to_path_buf();
         async move {
             let chosen = if prints { 0 } else { free_port()? };
             let chosen_text = chosen.to_string();
@@ -442,13 +446,13 @@ pub(crate) async fn forward(cfg: &Config, table: &mut Table) -> Result<()> {
                     .map_err(|_| anyhow!("{} did not print its address", t.name))??
                     .ok_or_else(|| anyhow!("{} ended without its address", t.name))?;
                 tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                port_of(first.trim_start_matches("listening on "))?
+                port_of(first.rsplit("listening on ").next().unwrap_or_default())?
             } else {
                 wait_listening(chosen, sink).await?;
                 chosen
             };
             let start = Instant::now();
-            let status = run_sender(sender, port, file).await?;
+            let status = run_sender(sender, port, &file).await?;
             let got = sink.next(Duration::from_secs(30)).await?;
             let wall = start.elapsed().as_secs_f64();
             ensure!(
@@ -457,6 +461,11 @@ pub(crate) async fn forward(cfg: &Config, table: &mut Table) -> Result<()> {
                 t.name
             );
             ensure!(got == n, "{}: the sink got {got} of {n} bytes", t.name);
+            // A forking relay (socat) counts its connection's process only once it has
+            // reaped it: wait for that before stopping it.
+            if let Some(pid) = m.child().id() {
+                wait_childless(pid).await;
+            }
             drop(m.child().stdin.take());
             let u = m.finish(Duration::from_secs(30), false).await?;
             let mut s = u.sample();
@@ -466,7 +475,7 @@ pub(crate) async fn forward(cfg: &Config, table: &mut Table) -> Result<()> {
     };
     let mut peers = Vec::new();
     for t in found {
-        match run(t.clone(), 1024).await {
+        match run(t.clone(), &small, 1024).await {
             Ok(_) => peers.push(t),
             Err(e) => table.note(format!(
                 "{what}: {} skipped: its trial run failed: {e:#}",
@@ -475,7 +484,7 @@ pub(crate) async fn forward(cfg: &Config, table: &mut Table) -> Result<()> {
         }
     }
     let sides: Vec<usize> = (0..peers.len()).collect();
-    let results = alternate(cfg.rounds, &sides, |i| run(peers[i].clone(), n)).await?;
+    let results = alternate(cfg.rounds, &sides, |i| run(peers[i].clone(), &file, n)).await?;
     let _ = std::fs::remove_file(&file);
     let pos = |name: &str| peers.iter().position(|p| p.0.name == name);
     let (k, b, s) = (
@@ -515,6 +524,24 @@ pub(crate) async fn forward(cfg: &Config, table: &mut Table) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Waits (up to 5 s) until the process the wrapper `pid` runs has no child processes left.
+async fn wait_childless(pid: u32) {
+    let children = |p: &str| {
+        std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let relay = children(&pid.to_string());
+        let Some(relay) = relay.split_whitespace().next() else {
+            return;
+        };
+        if children(relay).trim().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// A port nobody listens on just now.

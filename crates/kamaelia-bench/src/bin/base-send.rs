@@ -69,7 +69,14 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
         s.write_all(&buf[..n]).await?;
     }
     s.shutdown().await?;
-    // Wait for the server to close (what it says, if anything, is read and dropped).
-    while s.read(&mut buf).await? > 0 {}
-    Ok(())
+    // Wait for the server to close (what it says, if anything, is read and dropped). A TLS
+    // server that closes without close_notify has closed all the same.
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
