@@ -71,10 +71,11 @@ axon::box_table! {
 ///
 /// # How it works
 ///
-/// With no rate limit, a thread of its own opens the file (unless the caller opened it:
-/// [`RateControlledFileReader::from_file`]) and reads it, a block ahead of the component, into
-/// a channel: the component never waits on the disk and no read takes a trip to tokio's
-/// blocking pool. A regular file is read 256 KiB at a time into one of a few buffers that are
+/// With no rate limit, the first block of a regular file is read when the component starts
+/// (one bounded read, so a small file costs no thread); the rest, and anything that is not a
+/// regular file, is read by a thread of its own, a block ahead of the component, into a
+/// channel: the component never waits on the disk for more than that first block, and no read
+/// takes a trip to tokio's blocking pool. A regular file is read 256 KiB at a time into one of a few buffers that are
 /// reused once the connection has written them, and each block goes on as chunk-sized slices
 /// of that one buffer: no zero-filling, no fresh memory and no copy. Anything that is not a
 /// regular file (a FIFO, a terminal) is read at most a chunk at a time, so its bytes go on as
@@ -239,12 +240,9 @@ impl From<RateControlledFileReader> for Component {
             // Unlimited: large blocks from a thread of its own, sent as chunk-sized slices of
             // one buffer (no copy). Rated: one chunk at a time, when the rate allows.
             let mut blocks = match rate {
-                None => Blocks::Thread(ReaderThread::start(
-                    path.clone(),
-                    file,
-                    chunk_size.max(READ_BLOCK),
-                    chunk_size,
-                )?),
+                None => {
+                    ReaderThread::start(path.clone(), file, chunk_size.max(READ_BLOCK), chunk_size)?
+                }
                 Some(_) => Blocks::Paced {
                     file: match file {
                         Some(file) => File::from_std(file),
@@ -312,8 +310,12 @@ impl From<RateControlledFileReader> for Component {
 
 /// Where the reader's bytes come from.
 enum Blocks {
-    /// No rate limit: blocks from [`ReaderThread`].
-    Thread(mpsc::Receiver<Result<Bytes, FileReaderError>>),
+    /// No rate limit: a first block read at start (regular files), then blocks from
+    /// [`ReaderThread`] if there are more.
+    Thread(
+        Option<Bytes>,
+        Option<mpsc::Receiver<Result<Bytes, FileReaderError>>>,
+    ),
     /// A rate: one chunk per read, through tokio's blocking pool. At a rate the reads are few
     /// and small, and the blocking pool keeps tokio's paused test clock still while a read is
     /// in flight, so the pacing can be tested in virtual time.
@@ -329,7 +331,11 @@ impl Blocks {
     /// and tokio's `File` keeps a read it had started, whose bytes the next read returns.
     async fn next(&mut self) -> Option<Result<Bytes, FileReaderError>> {
         match self {
-            Blocks::Thread(rx) => rx.recv().await,
+            Blocks::Thread(first, rest) => match (first.take(), rest) {
+                (Some(block), _) => Some(Ok(block)),
+                (None, Some(rx)) => rx.recv().await,
+                (None, None) => None,
+            },
             Blocks::Paced { file, chunk, path } => {
                 let mut buf = BytesMut::zeroed(*chunk);
                 match file.read(&mut buf).await {
@@ -367,19 +373,69 @@ impl ReaderThread {
     /// component has sent (the one queued and the one being read).
     const AHEAD: usize = 1;
 
-    /// Starts the thread: blocks of `block` bytes from a regular file, reads of at most
-    /// `chunk` bytes from anything else.
+    /// The unlimited reader's source. A regular file's first block (at most `block` bytes, one
+    /// bounded read of the page cache or disk) is read here, in the component, so a small file
+    /// costs no thread at all; the thread starts only if there is more. Anything else (a FIFO,
+    /// whose open may wait for a writer) is opened and read on the thread, `chunk` bytes at a
+    /// time.
     fn start(
         path: PathBuf,
         file: Option<std::fs::File>,
         block: usize,
         chunk: usize,
+    ) -> Result<Blocks, FileReaderError> {
+        let meta = match &file {
+            Some(file) => file.metadata(),
+            None => std::fs::metadata(&path),
+        };
+        let len = match meta {
+            Ok(m) if m.is_file() => m.len(),
+            _ => {
+                let pool = BlockPool::new(chunk);
+                let rx = Self::spawn(path, file, pool, false)?;
+                return Ok(Blocks::Thread(None, Some(rx)));
+            }
+        };
+        let file = match file {
+            Some(file) => file,
+            None => std::fs::File::open(&path).map_err(|source| FileReaderError::Open {
+                path: path.clone(),
+                source,
+            })?,
+        };
+        // A small file gets a buffer of its own size and one byte more, so the first read
+        // also sees its end. One that says it is empty, as /proc's do, may still have bytes:
+        // it gets a whole block.
+        let size = match usize::try_from(len) {
+            Ok(len) if len > 0 => block.min(len.saturating_add(1)),
+            _ => block,
+        };
+        let mut pool = BlockPool::new(size);
+        let mut buf = pool.take();
+        let n = fill(&file, &mut buf).map_err(|source| FileReaderError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let first = (n > 0).then(|| pool.give(buf, n));
+        let rest = if n < size {
+            None // its end: nothing more to read
+        } else {
+            Some(Self::spawn(path, Some(file), pool, true)?)
+        };
+        Ok(Blocks::Thread(first, rest))
+    }
+
+    fn spawn(
+        path: PathBuf,
+        file: Option<std::fs::File>,
+        pool: BlockPool,
+        regular: bool,
     ) -> Result<mpsc::Receiver<Result<Bytes, FileReaderError>>, FileReaderError> {
         let (tx, rx) = mpsc::channel(Self::AHEAD);
         let name = path.clone();
         std::thread::Builder::new()
             .name("file-reader".into())
-            .spawn(move || Self::run(&path, file, block, chunk, &tx))
+            .spawn(move || Self::run(&path, file, pool, regular, &tx))
             .map_err(|source| FileReaderError::Thread { path: name, source })?;
         Ok(rx)
     }
@@ -387,8 +443,8 @@ impl ReaderThread {
     fn run(
         path: &Path,
         file: Option<std::fs::File>,
-        block: usize,
-        chunk: usize,
+        mut pool: BlockPool,
+        regular: bool,
         tx: &mpsc::Sender<Result<Bytes, FileReaderError>>,
     ) {
         let file = match file.map_or_else(|| std::fs::File::open(path), Ok) {
@@ -399,17 +455,6 @@ impl ReaderThread {
                 return;
             }
         };
-        let (regular, len) = file
-            .metadata()
-            .map_or((false, 0), |m| (m.is_file(), m.len()));
-        // A small file gets a buffer of its own size, not a block's (a file that says it is
-        // empty, as /proc's do, may still have bytes: it gets a whole block).
-        let size = match usize::try_from(len) {
-            Ok(len) if regular && len > 0 => block.min(len),
-            _ if regular => block,
-            _ => chunk,
-        };
-        let mut pool = BlockPool::new(size);
         loop {
             let mut buf = pool.take();
             let read = if regular {
