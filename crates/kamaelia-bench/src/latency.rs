@@ -10,7 +10,7 @@ use kamaelia::internet::{PeerHalfClosed, TcpClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{alternate, median, quantile, Table};
+use crate::harness::{alternate, median, quantile, ratio_range, Table};
 use crate::procs::ServerProc;
 use crate::servers;
 use crate::tools::{self, Fill, Stdin, Tool};
@@ -183,7 +183,8 @@ pub(crate) async fn relays(cfg: &Config, table: &mut Table) -> Result<()> {
                 Some(k) if k == i => {}
                 Some(k) => {
                     let ours = median(&results[k], metric);
-                    table.row(
+                    let (lo, hi) = ratio_range(&results[k], &results[i], metric);
+                    table.row_spread(
                         format!(
                             "6 relay ping-pong x {n}, {q}: `kamaelia connect` vs {}",
                             p.name
@@ -191,6 +192,7 @@ pub(crate) async fn relays(cfg: &Config, table: &mut Table) -> Result<()> {
                         format!("{ours:.1} us"),
                         format!("{v:.1} us"),
                         ours / v,
+                        format!("{lo:.2}–{hi:.2}"),
                         "< 1",
                     );
                 }

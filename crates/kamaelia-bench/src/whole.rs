@@ -64,7 +64,12 @@ fn usage_rows(
         let (ours, base) = (median(&results[a], m), median(&results[b], m));
         // User CPU: the goal is a difference (the baseline's can be near zero).
         let (ratio, spread) = if *metric == "user CPU" {
-            (f64::NAN, format!("{:+.3} s", ours - base))
+            let diff = ours - base;
+            let sign = if diff < 0.0 { "-" } else { "+" };
+            (
+                f64::NAN,
+                format!("{sign}{}", show(*unit, diff.abs(), small)),
+            )
         } else {
             let (lo, hi) = ratio_range(&results[a], &results[b], m);
             (ours / base, format!("{lo:.2}–{hi:.2}"))
