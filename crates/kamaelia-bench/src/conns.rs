@@ -1,4 +1,4 @@
-//! Figure 5: many concurrent connections held open. A server process and a clients process,
+//! Figure 7: many concurrent connections held open. A server process and a clients process,
 //! both children of the suite (so each fits in the open-file limit and has its own memory
 //! figures), for the library (TcpServer + EchoProtocol, TcpClient + a holder component) and
 //! for a hand-written tokio program holding the same sockets.
@@ -39,14 +39,14 @@ pub(crate) enum Side {
     Baseline,
 }
 
-/// The parent's side of figure 5.
+/// The parent's side of figure 7.
 pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
     let limit = open_file_limit()?;
     let mut n = cfg.conns;
     if n + SPARE_FDS > limit {
         n = limit.saturating_sub(SPARE_FDS);
         table.note(format!(
-            "figure 5: the open-file limit is {limit}: {n} connections instead of {} (raise it with `ulimit -n`)",
+            "figure 7: the open-file limit is {limit}: {n} connections instead of {} (raise it with `ulimit -n`)",
             cfg.conns
         ));
     }
@@ -201,9 +201,9 @@ fn lines(child: &mut Child) -> Result<Lines<BufReader<ChildStdout>>> {
 
 async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>, limit: Duration) -> Result<String> {
     match tokio::time::timeout(limit, lines.next_line()).await {
-        Err(_) => bail!("a figure 5 child said nothing within {limit:?}"),
+        Err(_) => bail!("a figure 7 child said nothing within {limit:?}"),
         Ok(Ok(Some(l))) => Ok(l),
-        Ok(Ok(None)) => bail!("a figure 5 child exited early"),
+        Ok(Ok(None)) => bail!("a figure 7 child exited early"),
         Ok(Err(e)) => Err(e.into()),
     }
 }

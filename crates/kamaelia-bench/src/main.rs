@@ -1,11 +1,13 @@
-//! `kamaelia-bench`: the benchmark suite of issue 5. Runs each figure beside its hand-written
-//! tokio baseline (and the command-line peers where present) in the same run, in alternating
-//! rounds, and prints one table of medians.
+//! `kamaelia-bench`: the benchmark suite of issues 5 and 11. Runs each figure beside its
+//! hand-written tokio baseline (and the command-line peers where present) in the same run, in
+//! alternating rounds, and prints one table of medians. Figures 1-6 run the `kamaelia` program
+//! and its yardsticks (`base-send`, `base-recv`, `base-relay`, built beside this program) as
+//! separate processes under the `measure` wrapper, against servers in processes of their own.
 //!
 //! ```text
 //! benches/run.sh            # release build, raised open-file limit, full sizes
 //! benches/run.sh --quick    # small sizes: a smoke test in well under a minute
-//! kamaelia-bench --rounds 3 --only 1,6
+//! kamaelia-bench --rounds 3 --only 1,5
 //! ```
 //!
 //! Every ratio is ours / baseline as a cost (time, latency, memory), so below 1 means ours is
@@ -32,7 +34,7 @@ use clap::{Parser, Subcommand};
 use crate::certs::Pki;
 use crate::harness::{size, Table};
 
-/// The benchmark suite of issue 5: the library and `kamaelia` beside hand-written baselines.
+/// The benchmark suite: `kamaelia` and the library beside the simplest hand-written programs.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
