@@ -1,4 +1,4 @@
-//! Figure 6: messages per second through Pipelines of pass-through components, beside a chain
+//! Figure 8: messages per second through Pipelines of pass-through components, beside a chain
 //! of bounded tokio mpsc channels of the same length and capacity.
 //!
 //! Both sides are `crates/axon/benches/pipeline/chain.rs` (the "natural" variant), the file

@@ -1,4 +1,4 @@
-//! Figure 7: TLS switches per second. Each session connects, exchanges a line in plaintext,
+//! Figure 9: TLS switches per second. Each session connects, exchanges a line in plaintext,
 //! switches to TLS (`makessl`), exchanges a line over TLS and closes; a few sessions run at
 //! once. The server is hand-written and the same for every side.
 
