@@ -376,7 +376,7 @@ fn sender(table: &mut Table, what: &str) -> Option<PathBuf> {
     path
 }
 
-/// The port at the end of an address ("127.0.0.1:4000", "[::1]:4000").
+/// The port at the end of an address (`127.0.0.1:4000`, `[::1]:4000`).
 fn port_of(addr: &str) -> Result<u16> {
     let addr = addr.split_whitespace().next().unwrap_or_default();
     addr.rsplit(':')
