@@ -240,7 +240,7 @@ impl From<RateControlledFileReader> for Component {
             // one buffer (no copy). Rated: one chunk at a time, when the rate allows.
             let mut blocks = match rate {
                 None => {
-                    ReaderThread::start(path.clone(), file, chunk_size.max(READ_BLOCK), chunk_size)?
+                    Blocks::unlimited(path.clone(), file, chunk_size.max(READ_BLOCK), chunk_size)?
                 }
                 Some(_) => Blocks::Paced {
                     file: match file {
@@ -328,6 +328,50 @@ enum Blocks {
 }
 
 impl Blocks {
+    /// The unlimited reader's source. A regular file is opened here and read in the component
+    /// itself, a block at a time: a read of a regular file is a short, bounded wait on the page
+    /// cache or the disk (as in any program that reads files), and reading it here costs no
+    /// hand-over between threads per block, which measured 0.1 s of CPU per GiB. Anything else
+    /// (a FIFO, whose open waits for a writer and whose reads wait for its writes; a terminal)
+    /// is opened and read on a thread of its own, `chunk` bytes at a time.
+    fn unlimited(
+        path: PathBuf,
+        file: Option<std::fs::File>,
+        block: usize,
+        chunk: usize,
+    ) -> Result<Blocks, FileReaderError> {
+        let meta = match &file {
+            Some(file) => file.metadata(),
+            None => std::fs::metadata(&path),
+        };
+        let len = match meta {
+            Ok(m) if m.is_file() => m.len(),
+            _ => {
+                let pool = BlockPool::new(chunk);
+                return Ok(Blocks::Thread(ReaderThread::spawn(path, file, pool)?));
+            }
+        };
+        let file = match file {
+            Some(file) => file,
+            None => std::fs::File::open(&path).map_err(|source| FileReaderError::Open {
+                path: path.clone(),
+                source,
+            })?,
+        };
+        // A small file gets a buffer of its own size and one byte more, so the first read
+        // also sees its end. One that says it is empty, as /proc's do, may still have bytes:
+        // it gets a whole block.
+        let size = match usize::try_from(len) {
+            Ok(len) if len > 0 => block.min(len.saturating_add(1)),
+            _ => block,
+        };
+        Ok(Blocks::Regular {
+            file,
+            pool: BlockPool::new(size),
+            path,
+        })
+    }
+
     /// The next block; `None` at end of file. Cancel-safe: a regular file's read completes
     /// before anything can cancel it, a dropped receive loses nothing, and tokio's `File` keeps
     /// a read it had started, whose bytes the next read returns.
@@ -380,50 +424,6 @@ impl ReaderThread {
     /// Blocks waiting in the channel: one, so at most two blocks are read ahead of what the
     /// component has sent (the one queued and the one being read).
     const AHEAD: usize = 1;
-
-    /// The unlimited reader's source. A regular file is opened here and read in the component
-    /// itself, a block at a time: a read of a regular file is a short, bounded wait on the page
-    /// cache or the disk (as in any program that reads files), and reading it here costs no
-    /// hand-over between threads per block, which measured 0.1 s of CPU per GiB. Anything else
-    /// (a FIFO, whose open waits for a writer and whose reads wait for its writes; a terminal)
-    /// is opened and read on a thread of its own, `chunk` bytes at a time.
-    fn start(
-        path: PathBuf,
-        file: Option<std::fs::File>,
-        block: usize,
-        chunk: usize,
-    ) -> Result<Blocks, FileReaderError> {
-        let meta = match &file {
-            Some(file) => file.metadata(),
-            None => std::fs::metadata(&path),
-        };
-        let len = match meta {
-            Ok(m) if m.is_file() => m.len(),
-            _ => {
-                let pool = BlockPool::new(chunk);
-                return Ok(Blocks::Thread(Self::spawn(path, file, pool)?));
-            }
-        };
-        let file = match file {
-            Some(file) => file,
-            None => std::fs::File::open(&path).map_err(|source| FileReaderError::Open {
-                path: path.clone(),
-                source,
-            })?,
-        };
-        // A small file gets a buffer of its own size and one byte more, so the first read
-        // also sees its end. One that says it is empty, as /proc's do, may still have bytes:
-        // it gets a whole block.
-        let size = match usize::try_from(len) {
-            Ok(len) if len > 0 => block.min(len.saturating_add(1)),
-            _ => block,
-        };
-        Ok(Blocks::Regular {
-            file,
-            pool: BlockPool::new(size),
-            path,
-        })
-    }
 
     fn spawn(
         path: PathBuf,
