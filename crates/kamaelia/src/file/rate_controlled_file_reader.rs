@@ -481,9 +481,12 @@ struct BlockPool {
 }
 
 impl BlockPool {
-    /// Buffers kept for reuse: enough for the channel, the block in hand and the queues
-    /// downstream (a connection's is 256 KiB by default) to hold theirs while the next is read.
-    const KEPT: usize = 8;
+    /// Buffers kept for reuse: enough for the queues downstream to hold theirs while the next
+    /// is read (a connection's queue is 256 KiB, but a component between may queue 64 chunks
+    /// of 64 KiB: 16 blocks). What is kept is never more than was held downstream at once, so
+    /// keeping it costs no memory the stream did not already need; past this many, a fresh
+    /// (zero-filled, page-faulting) buffer is made per block.
+    const KEPT: usize = 32;
 
     fn new(size: usize) -> Self {
         BlockPool {
