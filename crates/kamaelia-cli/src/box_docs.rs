@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex};
 
 use axon::{Component, Direction};
 use kamaelia::internet::{
-    ConnectedSocketAdapter, DiscardProtocol, EchoProtocol, ImapStartTlsClient, ImapStartTlsServer,
-    OnFinish, Pop3StartTlsClient, Pop3StartTlsServer, SmtpStartTlsClient, SmtpStartTlsServer,
-    TcpClient, TcpServer, TlsGate,
+    ConnectedSocketAdapter, DiscardProtocol, EchoProtocol, FtpStartTlsClient, ImapStartTlsClient,
+    ImapStartTlsServer, IrcStartTlsClient, LdapStartTlsClient, LmtpStartTlsClient,
+    MysqlStartTlsClient, NntpStartTlsClient, OnFinish, Pop3StartTlsClient, Pop3StartTlsServer,
+    PostgresStartTlsClient, Relay, SieveStartTlsClient, SingleServer, SmtpStartTlsClient,
+    SmtpStartTlsServer, TcpClient, TcpServer, TlsGate, UnixClient, XmppStartTlsClient,
 };
 use kamaelia::util::RateLimiter;
 use kamaelia::{
@@ -124,6 +126,17 @@ fn every_component_declares_the_boxes_its_docs_list() {
     const SMTP: &str = include_str!("../../kamaelia/src/internet/starttls/smtp.rs");
     const IMAP: &str = include_str!("../../kamaelia/src/internet/starttls/imap.rs");
     const POP3: &str = include_str!("../../kamaelia/src/internet/starttls/pop3.rs");
+    const FTP: &str = include_str!("../../kamaelia/src/internet/starttls/ftp.rs");
+    const IRC: &str = include_str!("../../kamaelia/src/internet/starttls/irc.rs");
+    const LDAP: &str = include_str!("../../kamaelia/src/internet/starttls/ldap.rs");
+    const MYSQL: &str = include_str!("../../kamaelia/src/internet/starttls/mysql.rs");
+    const NNTP: &str = include_str!("../../kamaelia/src/internet/starttls/nntp.rs");
+    const POSTGRES: &str = include_str!("../../kamaelia/src/internet/starttls/postgres.rs");
+    const SIEVE: &str = include_str!("../../kamaelia/src/internet/starttls/sieve.rs");
+    const XMPP: &str = include_str!("../../kamaelia/src/internet/starttls/xmpp.rs");
+    const SINGLE_SERVER: &str = include_str!("../../kamaelia/src/internet/single_server.rs");
+    const RELAY: &str = include_str!("../../kamaelia/src/internet/relay.rs");
+    const UNIX: &str = include_str!("../../kamaelia/src/internet/unix.rs");
 
     let (pipe, _other_end) = tokio::io::duplex(64);
     let csa = ConnectedSocketAdapter::new(pipe, ([127, 0, 0, 1], 1).into(), None, OnFinish::Close);
@@ -168,6 +181,21 @@ fn every_component_declares_the_boxes_its_docs_list() {
             "pub struct TcpClient",
         ),
         (server.into(), TCP_SERVER, "pub struct TcpServer"),
+        (
+            SingleServer::bind("127.0.0.1:0").unwrap().into(),
+            SINGLE_SERVER,
+            "pub struct SingleServer",
+        ),
+        (
+            Relay::new(TcpClient::new("localhost", 1)).into(),
+            RELAY,
+            "pub struct Relay {",
+        ),
+        (
+            UnixClient::new("/nonexistent").into(),
+            UNIX,
+            "pub struct UnixClient",
+        ),
         (EchoProtocol::new(), PROTOCOLS, "pub struct EchoProtocol"),
         // Documented as "boxes as EchoProtocol".
         (DiscardProtocol::new(), PROTOCOLS, "pub struct EchoProtocol"),
@@ -201,6 +229,51 @@ fn every_component_declares_the_boxes_its_docs_list() {
             Pop3StartTlsServer::new().into(),
             POP3,
             "pub struct Pop3StartTlsServer",
+        ),
+        (
+            LmtpStartTlsClient::new().into(),
+            SMTP,
+            "pub struct LmtpStartTlsClient",
+        ),
+        (
+            FtpStartTlsClient::new().into(),
+            FTP,
+            "pub struct FtpStartTlsClient",
+        ),
+        (
+            XmppStartTlsClient::new("example.com").into(),
+            XMPP,
+            "pub struct XmppStartTlsClient",
+        ),
+        (
+            IrcStartTlsClient::new().into(),
+            IRC,
+            "pub struct IrcStartTlsClient",
+        ),
+        (
+            PostgresStartTlsClient::new().into(),
+            POSTGRES,
+            "pub struct PostgresStartTlsClient",
+        ),
+        (
+            MysqlStartTlsClient::new().into(),
+            MYSQL,
+            "pub struct MysqlStartTlsClient",
+        ),
+        (
+            NntpStartTlsClient::new().into(),
+            NNTP,
+            "pub struct NntpStartTlsClient",
+        ),
+        (
+            SieveStartTlsClient::new().into(),
+            SIEVE,
+            "pub struct SieveStartTlsClient",
+        ),
+        (
+            LdapStartTlsClient::new().into(),
+            LDAP,
+            "pub struct LdapStartTlsClient",
         ),
         (
             crate::progress::Meter::new(counts, false),

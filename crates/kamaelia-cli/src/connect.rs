@@ -18,16 +18,42 @@ use axon::Component;
 use kamaelia::{ConsoleEchoer, ConsoleReader, Pipeline};
 
 use crate::events::Events;
-use crate::flags::{Endpoint, Output};
+use crate::flags::{Endpoint, Output, TlsMode};
 use crate::progress::{Counts, Meter};
 use crate::session::{self, Observer};
 
 /// Runs `connect` and returns the exit status.
 pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
+    let hint = !ep.keep_open;
+    let unix = ep.unix.clone();
+    let show_cert = ep.show_cert;
+    console(
+        session::client(&ep),
+        ep.crlf,
+        ep.tls.clone(),
+        output,
+        move |o| {
+            o.hint_no_shutdown(hint)
+                .unix_path(unix.as_deref())
+                .show_cert(show_cert)
+        },
+    )
+}
+
+/// The console session `connect` and `listen` share: stdin (through a CRLF meter with
+/// `crlf`) into `connection`, the connection into stdout, watched to the end by an observer
+/// that `configure` sets up; returns the exit status.
+pub(crate) fn console(
+    connection: Component,
+    crlf: bool,
+    tls: Option<TlsMode>,
+    output: Output,
+    configure: impl FnOnce(Observer) -> Observer + Send + 'static,
+) -> anyhow::Result<u8> {
     session::run_single(|_sched| async move {
         // A meter only for --crlf: each component on the way costs a relay some latency, and
         // the connection's own Transferred count is enough for the last line.
-        let (source, counts): (Component, _) = if ep.crlf {
+        let (source, counts): (Component, _) = if crlf {
             let counts = Arc::new(Counts::default());
             let source = Pipeline::new([
                 ConsoleReader::new().into(),
@@ -37,18 +63,12 @@ pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
         } else {
             (ConsoleReader::new().into(), None)
         };
-        let g = session::graphline(
-            source,
-            session::client(&ep),
-            ConsoleEchoer::new(),
-            ep.tls.as_ref(),
-        )?;
-        // Typed input ends with the server's half-close (QUIT -> 221 -> close ends the
+        let g = session::graphline(source, connection, ConsoleEchoer::new(), tls.as_ref())?;
+        // Typed input ends with the other end's half-close (QUIT -> 221 -> close ends the
         // session); piped or redirected input is sent whole.
         let typed = std::io::stdin().is_terminal();
-        let mut observer = Observer::attach(&g, Events::new(output))?
-            .end_when_server_finishes(typed)
-            .hint_no_shutdown(!ep.keep_open);
+        let mut observer =
+            configure(Observer::attach(&g, Events::new(output))?.end_when_server_finishes(typed));
         if let Some(counts) = counts {
             observer = observer.counts(counts, None);
         }

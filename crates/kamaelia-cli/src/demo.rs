@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWrite;
 
 use crate::events::Events;
-use crate::flags::{Output, StartTlsProto, TlsMode, DEFAULT_STARTTLS_TIMEOUT};
+use crate::flags::{Output, StartTlsDialogue, StartTlsProto, TlsMode, DEFAULT_STARTTLS_TIMEOUT};
 use crate::progress::{human, per_second, Counts, Meter, ProgressBar};
 use crate::session::{self, Observer, Summary};
 
@@ -146,12 +146,13 @@ async fn demo(sched: &Scheduler, dir: &TempDir) -> anyhow::Result<u8> {
         .tls(settings.clone())
         .wait_for_server_close(true);
     let echoed = SharedBuf::default();
-    let mode = TlsMode::StartTls(StartTlsProto::Smtp, settings, DEFAULT_STARTTLS_TIMEOUT);
+    let smtp = StartTlsDialogue::new(StartTlsProto::Smtp, "localhost");
+    let mode = TlsMode::StartTls(smtp, settings, DEFAULT_STARTTLS_TIMEOUT);
     let g = session::graphline(
         ConsoleReader::from_reader(LINES)
             .read_mode(ReadMode::Lines)
             .into(),
-        client,
+        client.into(),
         ConsoleEchoer::with_writer(echoed.clone()),
         Some(&mode),
     )?;

@@ -4,7 +4,9 @@ use std::error::Error as StdError;
 use std::io;
 
 use axon::{ComponentFailure, ErrorMessage};
-use kamaelia::internet::{ConnectError, StartTlsError, TcpError, TlsError};
+use kamaelia::internet::{
+    certificate_problem, ConnectError, HandshakeFailure, StartTlsError, TcpError, TlsError, TlsInfo,
+};
 use kamaelia::{ConsoleError, FileReaderError};
 
 /// What an error on `signal` means for the run.
@@ -87,9 +89,20 @@ fn connect_error(e: &ConnectError) -> String {
     }
 }
 
-fn tls_error(e: &TlsError) -> String {
+/// A client's TLS failure in plain words (the peer is the server).
+pub(crate) fn tls_error(e: &TlsError) -> String {
     match e {
-        TlsError::UntrustedCertificate(why) => format!("TLS certificate not trusted: {why}"),
+        TlsError::UntrustedCertificate(why) => format!(
+            "TLS certificate not trusted: {}",
+            certificate_problem(why, "the server's certificate")
+        ),
+        TlsError::WeakKey(_) => format!("TLS certificate not trusted: {e}"),
+        TlsError::NoSubjectAltName { .. } => format!("TLS certificate name mismatch: {e}"),
+        TlsError::HandshakeFailed(HandshakeFailure::ClientCertificateRequired) => format!(
+            "TLS handshake failed: {} (use --cert/--key)",
+            HandshakeFailure::ClientCertificateRequired
+        ),
+        TlsError::RenegotiationRefused => format!("TLS session ended: {e}"),
         TlsError::NameMismatch { expected: None } => "TLS certificate name mismatch".to_string(),
         TlsError::NameMismatch {
             expected: Some(expected),
@@ -117,6 +130,31 @@ fn tls_error(e: &TlsError) -> String {
         }
         other => with_sources(other),
     }
+}
+
+/// The line for a connection that the server ended right after a TLS 1.3 handshake in which
+/// it asked for a client certificate and got none: the server's refusal (its
+/// certificate_required alert) may be lost when our next write meets the closed connection
+/// first, so the asking is the evidence left. `None` for any other failure.
+pub(crate) fn unanswered_certificate_request(
+    e: &ErrorMessage,
+    tls: Option<&TlsInfo>,
+) -> Option<String> {
+    let tls = tls.filter(|t| t.client_cert_requested && !t.client_cert_configured)?;
+    let tcp = find::<TcpError>(e.error())?;
+    let transport = matches!(
+        tcp,
+        TcpError::Reset { .. }
+            | TcpError::BrokenPipe { .. }
+            | TcpError::Tls(TlsError::Io(_) | TlsError::ClosedWithoutCloseNotify)
+    );
+    (transport && tls.version == "TLSv1.3").then(|| {
+        format!(
+            "the server ended the session after a TLS handshake in which it asked for a client \
+             certificate and none was sent: it probably requires one (use --cert/--key) [{}]",
+            tcp_error(tcp)
+        )
+    })
 }
 
 /// `error: cause: cause`, each source once.
@@ -173,5 +211,127 @@ mod tests {
         assert!(t(TlsError::NotTls).starts_with("TLS handshake failed"));
         assert!(t(TlsError::PlaintextInjection { bytes: 3 }).contains("injection"));
         assert!(t(TlsError::NotConnected).starts_with("TLS handshake failed: the server closed"));
+    }
+
+    /// A TLS 1.3 session ended by the server right after it asked for a certificate that was
+    /// not sent reads as the likely refusal; nothing else does.
+    #[test]
+    fn an_unanswered_certificate_request_explains_a_closed_session() {
+        let addr = "127.0.0.1:9".parse().unwrap();
+        let info = |version: &str, requested: bool, configured: bool| {
+            let mut i = TlsInfo::new(version, "TLS13_AES_256_GCM_SHA384");
+            i.client_cert_requested = requested;
+            i.client_cert_configured = configured;
+            i
+        };
+        let broken = ErrorMessage::new("c", TcpError::BrokenPipe { peer: addr });
+        let refused = ErrorMessage::new("c", TcpError::Connect(ConnectError::Refused { addr }));
+        let cases = [
+            (&broken, Some(info("TLSv1.3", true, false)), true),
+            (&broken, Some(info("TLSv1.3", true, true)), false),
+            (&broken, Some(info("TLSv1.3", false, false)), false),
+            (&broken, Some(info("TLSv1.2", true, false)), false),
+            (&broken, None, false),
+            (&refused, Some(info("TLSv1.3", true, false)), false),
+        ];
+        for (e, tls, want) in cases {
+            let line = unanswered_certificate_request(e, tls.as_ref());
+            assert_eq!(line.is_some(), want, "{e:?} {tls:?}");
+            if let Some(line) = line {
+                assert!(
+                    line.contains("it probably requires one (use --cert/--key)"),
+                    "{line}"
+                );
+                assert!(line.contains("broken pipe"), "{line}");
+            }
+        }
+    }
+
+    /// Each row of issue 10's table of TLS errors, from the typed error to the line printed.
+    #[test]
+    fn tls_failures_read_as_plain_words() {
+        use kamaelia::internet::{KeyAlgorithm, KeyDescription, NotInCommon};
+        use rustls::pki_types::UnixTime;
+        use rustls::{AlertDescription, CertificateError};
+        let t = |e| tcp_error(&TcpError::Tls(e));
+        let cases: Vec<(TlsError, &str)> = vec![
+            (
+                TlsError::UntrustedCertificate(CertificateError::ExpiredContext {
+                    time: UnixTime::since_unix_epoch(Duration::from_secs(1_796_112_648)),
+                    not_after: UnixTime::since_unix_epoch(Duration::from_secs(978_307_200)),
+                }),
+                "TLS certificate not trusted: the server's certificate expired on 2001-01-01 \
+                 00:00:00 UTC",
+            ),
+            (
+                TlsError::UntrustedCertificate(CertificateError::UnknownIssuer),
+                "TLS certificate not trusted: the chain does not reach a trusted CA (is an \
+                 intermediate missing?)",
+            ),
+            (
+                TlsError::UntrustedCertificate(
+                    CertificateError::UnsupportedSignatureAlgorithmContext {
+                        // sha1WithRSAEncryption, NULL parameters
+                        signature_algorithm_id: vec![
+                            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05, 0x05,
+                            0x00,
+                        ],
+                        supported_algorithms: vec![],
+                    },
+                ),
+                "TLS certificate not trusted: the server's certificate is signed with SHA-1, \
+                 which is not accepted",
+            ),
+            (
+                TlsError::WeakKey(KeyDescription {
+                    algorithm: KeyAlgorithm::Rsa,
+                    bits: 1024,
+                }),
+                "TLS certificate not trusted: the server's certificate key is too weak (RSA \
+                 1024 bits; at least 2048 bits are needed)",
+            ),
+            (
+                TlsError::NoSubjectAltName {
+                    expected: Some("localhost".into()),
+                    common_names: vec!["localhost".into()],
+                },
+                "TLS certificate name mismatch: the server's certificate has no \
+                 subjectAltName; names in CN are not accepted (CN=localhost)",
+            ),
+            (
+                TlsError::HandshakeFailed(HandshakeFailure::NothingInCommon(NotInCommon::Unknown)),
+                "TLS handshake failed: no TLS version / cipher suite / key-exchange group in \
+                 common (the server answered handshake_failure)",
+            ),
+            (
+                TlsError::HandshakeFailed(HandshakeFailure::NothingInCommon(NotInCommon::Version)),
+                "TLS handshake failed: no TLS version in common",
+            ),
+            (
+                TlsError::HandshakeFailed(HandshakeFailure::ClientCertificateRequired),
+                "TLS handshake failed: the server requires a client certificate (use \
+                 --cert/--key)",
+            ),
+            (
+                TlsError::HandshakeFailed(HandshakeFailure::CertificateRefused(
+                    AlertDescription::UnknownCA,
+                )),
+                "TLS handshake failed: the server refused our certificate (unknown_ca: it is \
+                 not signed by a CA trusted there)",
+            ),
+            (
+                TlsError::HandshakeFailed(HandshakeFailure::NoApplicationProtocol),
+                "TLS handshake failed: no ALPN protocol in common (the protocols offered were \
+                 refused)",
+            ),
+            (
+                TlsError::RenegotiationRefused,
+                "TLS session ended: the server asked to renegotiate TLS, which is refused (not \
+                 supported), and then ended the connection",
+            ),
+        ];
+        for (err, want) in cases {
+            assert_eq!(t(err), want);
+        }
     }
 }

@@ -17,7 +17,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use axon::Control;
-use kamaelia::internet::TlsInfo;
+use kamaelia::internet::{CertificateSummary, PeerCertificates, TlsInfo};
 
 use crate::flags::Output;
 
@@ -104,8 +104,88 @@ impl Events {
         j.field("kind", "ssl_ready");
         j.field("version", &info.version);
         j.field("cipher_suite", &info.cipher_suite);
+        if let Some(group) = &info.key_exchange_group {
+            j.field("key_exchange_group", group);
+        }
+        if let Some(alpn) = info.alpn_text() {
+            j.field("alpn", &alpn);
+        }
+        if info.client_cert_requested {
+            j.field("client_cert_requested", "true");
+        }
         emit(&j.finish());
     }
+
+    /// `TLS established: TLSv1.3 TLS13_AES_256_GCM_SHA384 X25519, ALPN h2`.
+    /// When the server asked for a client certificate and none was configured, the line says
+    /// so: under TLS 1.3 the server's refusal can only come after it.
+    pub(crate) fn tls_established(&self, info: &TlsInfo) {
+        if info.client_cert_requested && !info.client_cert_configured {
+            self.line(format_args!(
+                "TLS established: {info} (the server asked for a client certificate and none \
+                 is configured: it may end the session)"
+            ));
+        } else {
+            self.line(format_args!("TLS established: {info}"));
+        }
+    }
+
+    /// `--show-cert`: the chain the server presented, each certificate's summary, whatever the
+    /// mode (it was asked for); with `--json-events`, one `peer_certificate` JSON line each.
+    pub(crate) fn peer_chain(&self, chain: &PeerCertificates) {
+        if chain.0.is_empty() {
+            emit("kamaelia: the server presented no certificate");
+        }
+        for (i, cert) in chain.summaries().iter().enumerate() {
+            if self.json {
+                emit(&certificate_json(i, cert));
+                continue;
+            }
+            let role = if i == 0 { " (the server's own)" } else { "" };
+            emit(&format!("kamaelia: certificate {i}{role}:"));
+            for line in cert.to_string().lines() {
+                emit(&format!("kamaelia:   {line}"));
+            }
+        }
+    }
+
+    /// `--show-cert`: what the handshake agreed on, after the chain (text mode; the JSON
+    /// `ssl_ready` line already carries it).
+    pub(crate) fn tls_details(&self, info: &TlsInfo) {
+        if self.json {
+            return;
+        }
+        let none = "(none)".to_owned();
+        for (name, value) in [
+            ("version", &info.version),
+            ("cipher suite", &info.cipher_suite),
+            (
+                "key exchange",
+                info.key_exchange_group.as_ref().unwrap_or(&none),
+            ),
+            ("ALPN", &info.alpn_text().unwrap_or_else(|| none.clone())),
+        ] {
+            emit(&format!("kamaelia: {name}: {value}"));
+        }
+    }
+}
+
+fn certificate_json(index: usize, c: &CertificateSummary) -> String {
+    let mut j = Json::new();
+    j.field("kind", "peer_certificate");
+    j.field("index", &index.to_string());
+    j.field("subject", &c.subject);
+    j.field("issuer", &c.issuer);
+    j.field("subject_alt_names", &c.subject_alt_names.join(", "));
+    j.field(
+        "not_before",
+        &kamaelia::internet::utc_date_time(c.not_before),
+    );
+    j.field("not_after", &kamaelia::internet::utc_date_time(c.not_after));
+    j.field("key", &c.key.to_string());
+    j.field("signature_algorithm", &c.signature_algorithm);
+    j.field("sha256", &c.sha256);
+    j.finish()
 }
 
 fn detail_text(d: &Option<axon::Detail>) -> Option<String> {

@@ -1,4 +1,4 @@
-//! The `kamaelia` command-line program: `connect`, `send`, `serve` and `demo`, each built from
+//! The `kamaelia` command-line program: `connect`, `send`, `serve`, `listen`, `forward` and `demo`, each built from
 //! Kamaelia's components (see each module). Arguments become a validated [`flags::Config`]
 //! before anything runs; `main` maps the outcome to an exit status: 0 success, 1 a connection or
 //! TLS failure, 2 a usage error, 130 interrupted.
@@ -9,6 +9,8 @@ mod demo;
 mod errors;
 mod events;
 mod flags;
+mod forward;
+mod listen;
 mod progress;
 mod send;
 mod serve;
@@ -36,6 +38,8 @@ fn main() -> ExitCode {
         flags::Mode::Connect(ep) => connect::main(ep, output),
         flags::Mode::Send(cfg) => send::main(cfg, output),
         flags::Mode::Serve(cfg) => serve::main(cfg, output),
+        flags::Mode::Listen(cfg) => listen::main(cfg, output),
+        flags::Mode::Forward(cfg) => forward::main(cfg, output),
         flags::Mode::Demo => demo::main(output),
     };
     // Event lines are written by a thread: let the last ones out first (for a bounded time,

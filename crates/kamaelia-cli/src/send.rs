@@ -54,7 +54,7 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
         let meter = Meter::new(counts.clone(), cfg.endpoint.crlf);
         let client = session::client(&cfg.endpoint);
         let session = match &cfg.endpoint.tls {
-            None => Pipeline::new([reader, meter, client.into(), ConsoleEchoer::new().into()])?,
+            None => Pipeline::new([reader, meter, client, ConsoleEchoer::new().into()])?,
             Some(tls) => session::graphline(
                 Pipeline::new([reader, meter])?,
                 client,
@@ -63,7 +63,9 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
             )?,
         };
         let events = Events::new(output);
-        let observer = Observer::attach(&session, events)?.counts(counts.clone(), total);
+        let observer = Observer::attach(&session, events)?
+            .counts(counts.clone(), total)
+            .show_cert(cfg.endpoint.show_cert);
         let started = Instant::now();
         let bar = ProgressBar::start("send", counts.clone(), total);
         let summary = session::drive(session, observer).await;

@@ -20,13 +20,14 @@ use std::time::Duration;
 use axon::{link_refs, Component, Control, ErrorMessage, Inbox};
 use kamaelia::internet::starttls::DialogueError;
 use kamaelia::internet::{
-    DiscardProtocol, EchoProtocol, ImapStartTlsServer, Limits, Listening, Pop3StartTlsServer,
-    SmtpStartTlsServer, TcpError, TcpServer, TlsError, DEFAULT_PLAINTEXT_TIMEOUT,
+    certificate_problem, DiscardProtocol, EchoProtocol, ImapStartTlsServer, Limits, Listening,
+    PeerRole, Pop3StartTlsServer, SmtpStartTlsServer, TcpError, TcpServer, TlsError,
+    DEFAULT_PLAINTEXT_TIMEOUT,
 };
 
 use crate::errors::{find, judge, tcp_error, Verdict};
 use crate::events::Events;
-use crate::flags::{Output, ServeConfig, ServerStartTlsProto};
+use crate::flags::{ListenOn, Output, ServeConfig, ServerStartTlsProto};
 use crate::session;
 
 /// Runs `serve` until Ctrl-C and returns the exit status (130 when interrupted).
@@ -40,8 +41,13 @@ pub(crate) fn main(cfg: ServeConfig, output: Output) -> anyhow::Result<u8> {
         let plaintext_limit = Some(cfg.idle_timeout.map_or(DEFAULT_PLAINTEXT_TIMEOUT, |t| {
             t.min(DEFAULT_PLAINTEXT_TIMEOUT)
         }));
-        let server = match TcpServer::bind(&cfg.bind.to_string(), move |info| {
-            events.line(format_args!("connection from {}", info.peer));
+        let unix = matches!(cfg.on, ListenOn::Unix(_));
+        let factory = move |info: &kamaelia::internet::ConnectionInfo| {
+            if unix {
+                events.line("connection accepted");
+            } else {
+                events.line(format_args!("connection from {}", info.peer));
+            }
             if let Some(proto) = starttls {
                 starttls_server(proto, !discard, info.peer, plaintext_limit)
             } else if discard {
@@ -49,7 +55,12 @@ pub(crate) fn main(cfg: ServeConfig, output: Output) -> anyhow::Result<u8> {
             } else {
                 EchoProtocol::new()
             }
-        }) {
+        };
+        let bound = match &cfg.on {
+            ListenOn::Tcp(addr) => TcpServer::bind(&addr.to_string(), factory),
+            ListenOn::Unix(path) => TcpServer::bind_unix(path, factory),
+        };
+        let server = match bound {
             Ok(s) => s,
             Err(e) => {
                 events.failure(tcp_error(&e));
@@ -65,8 +76,13 @@ pub(crate) fn main(cfg: ServeConfig, output: Output) -> anyhow::Result<u8> {
             Some(t) if t.starttls.is_some() => server.starttls(&t.identity)?,
             Some(t) => server.tls(&t.identity)?,
         };
-        let addr = server.local_addr();
-        print_address(addr)?;
+        match &cfg.on {
+            ListenOn::Tcp(_) => print_address(server.local_addr())?,
+            ListenOn::Unix(path) => {
+                print_line(&path.display().to_string())?;
+                events.line(format_args!("listening on {}", path.display()));
+            }
+        }
         let server: Component = server.into();
         let signal = Inbox::<Control>::standalone("server signal", 64);
         link_refs(&server.boxref(axon::SIGNAL)?, &signal.boxref())?;
@@ -118,9 +134,14 @@ pub(crate) fn starttls_server(
 /// The one line on stdout, for scripts: the address actually bound. A reader that has gone
 /// (`serve 0 | true`) is not an error: serving goes on, as `connect` goes on when its output
 /// is closed.
-fn print_address(addr: SocketAddr) -> std::io::Result<()> {
+pub(crate) fn print_address(addr: SocketAddr) -> std::io::Result<()> {
+    print_line(&addr.to_string())
+}
+
+/// One line on stdout; a reader that has gone is not an error.
+fn print_line(line: &str) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match writeln!(stdout, "{addr}").and_then(|()| stdout.flush()) {
+    match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
@@ -144,7 +165,7 @@ fn describe(e: &ErrorMessage) -> String {
 
 /// The TLS failures whose client-side wording ("the server did not answer in TLS") would blame
 /// the wrong end.
-fn client_tls_error(t: &TlsError) -> Option<String> {
+pub(crate) fn client_tls_error(t: &TlsError) -> Option<String> {
     Some(match t {
         TlsError::NotTls => {
             "TLS handshake failed: the client did not speak TLS (plaintext or garbage)".into()
@@ -152,7 +173,14 @@ fn client_tls_error(t: &TlsError) -> Option<String> {
         TlsError::ClosedWithoutCloseNotify => {
             "TLS handshake failed: the client closed the connection during it".into()
         }
-        TlsError::HandshakeFailed(why) => format!("TLS handshake with the client failed: {why}"),
+        TlsError::HandshakeFailed(why) => format!(
+            "TLS handshake with the client failed: {}",
+            why.words(PeerRole::Client)
+        ),
+        TlsError::UntrustedCertificate(why) => format!(
+            "client certificate not trusted: {}",
+            certificate_problem(why, "the client's certificate")
+        ),
         TlsError::HandshakeTimeout(after) => format!(
             "TLS handshake failed: the client did not finish it within {} s",
             after.as_secs_f64()

@@ -12,31 +12,50 @@ use axon::{
 use std::sync::Arc;
 
 use kamaelia::internet::{
-    Connected, HowDied, ImapStartTlsClient, OnFinish, PeerHalfClosed, Pop3StartTlsClient,
-    SmtpStartTlsClient, TlsGate, TlsInfo, Transferred,
+    Connected, FtpStartTlsClient, HowDied, ImapStartTlsClient, IrcStartTlsClient,
+    LdapStartTlsClient, LmtpStartTlsClient, MysqlStartTlsClient, NntpStartTlsClient, OnFinish,
+    PeerCertificates, PeerHalfClosed, Pop3StartTlsClient, PostgresStartTlsClient,
+    SieveStartTlsClient, SmtpStartTlsClient, TlsGate, TlsInfo, Transferred, UnixClient,
+    XmppStartTlsClient,
 };
 use kamaelia::{ConsoleEchoer, Graphline, MakeSsl, OneShot, SslReady, TcpClient};
 
-use crate::errors::{judge, Verdict};
+use crate::errors::{judge, unanswered_certificate_request, Verdict};
 use crate::events::Events;
-use crate::flags::{Endpoint, StartTlsProto, TlsMode};
+use crate::flags::{Endpoint, StartTlsDialogue, StartTlsProto, TlsMode};
 use crate::progress::Counts;
 
-/// The TcpClient for `ep`. At the end of input it half-closes and waits for the server to
+/// The TcpClient for `ep` (a UnixClient with `--unix`). At the end of input it half-closes and waits for the server to
 /// close, or with `--no-shutdown` (the default for STARTTLS) keeps its write side open until
 /// the server closes.
-pub(crate) fn client(ep: &Endpoint) -> TcpClient {
-    let on_finish = if ep.keep_open {
+pub(crate) fn client(ep: &Endpoint) -> Component {
+    match &ep.unix {
+        Some(path) => UnixClient::new(path)
+            .connect_timeout(ep.connect_timeout)
+            .idle_timeout(ep.idle_timeout)
+            .on_finish(on_finish(ep))
+            .into(),
+        None => tcp_client(ep).into(),
+    }
+}
+
+/// What the connection does at the end of input.
+fn on_finish(ep: &Endpoint) -> OnFinish {
+    if ep.keep_open {
         OnFinish::KeepOpen
     } else {
         OnFinish::HalfClose
-    };
+    }
+}
+
+/// The TcpClient for `ep`'s host and port (`forward`'s target).
+pub(crate) fn tcp_client(ep: &Endpoint) -> TcpClient {
     let mut c = TcpClient::new(ep.host.clone(), ep.port)
         .family(ep.family)
         .delay(ep.delay)
         .connect_timeout(ep.connect_timeout)
         .idle_timeout(ep.idle_timeout)
-        .on_finish(on_finish);
+        .on_finish(on_finish(ep));
     if let Some(tls) = &ep.tls {
         c = c.tls(tls.settings().clone());
     }
@@ -52,7 +71,7 @@ pub(crate) fn client(ep: &Endpoint) -> TcpClient {
 /// its `sslready`. The source's `control` is fed by the Graphline's `control` fan-out.
 pub(crate) fn graphline(
     source: Component,
-    connection: TcpClient,
+    connection: Component,
     echo: ConsoleEchoer,
     tls: Option<&TlsMode>,
 ) -> Result<Component, WiringError> {
@@ -65,7 +84,7 @@ pub(crate) fn graphline(
     let layer: Option<(Component, bool)> = match tls {
         None => None,
         Some(TlsMode::Immediate(_)) => Some((TlsGate::new().into(), false)),
-        Some(TlsMode::StartTls(p, _, limit)) => Some((starttls_client(*p, *limit), true)),
+        Some(TlsMode::StartTls(d, _, limit)) => Some((starttls_client(d, *limit), true)),
     };
     let g = match layer {
         None => g
@@ -98,14 +117,35 @@ pub(crate) fn graphline(
     g.link(("ECHO", SIGNAL), ("", SIGNAL)).build()
 }
 
-/// The library's client component for `proto`, with `limit` for its dialogue.
-fn starttls_client(proto: StartTlsProto, limit: Duration) -> Component {
-    match proto {
+/// The library's client component for a `--starttls` protocol, with `limit` for its
+/// dialogue: the one place that maps [`StartTlsProto`] to a component (connect, send and
+/// forward use it).
+pub(crate) fn starttls_client(d: &StartTlsDialogue, limit: Duration) -> Component {
+    match d.proto {
         StartTlsProto::Smtp => SmtpStartTlsClient::new().timeout(limit).into(),
         StartTlsProto::Imap => ImapStartTlsClient::new().timeout(limit).into(),
         StartTlsProto::Pop3 => Pop3StartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Lmtp => LmtpStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Ftp => FtpStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Xmpp | StartTlsProto::XmppServer => {
+            XmppStartTlsClient::new(d.xmpphost.as_str())
+                .server_to_server(d.proto == StartTlsProto::XmppServer)
+                .timeout(limit)
+                .into()
+        }
+        StartTlsProto::Irc => IrcStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Postgres => PostgresStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Mysql => MysqlStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Nntp => NntpStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Sieve => SieveStartTlsClient::new().timeout(limit).into(),
+        StartTlsProto::Ldap => LdapStartTlsClient::new().timeout(limit).into(),
     }
 }
+
+/// The other end, as `connect` and `send` name it.
+const WHO_SERVER: &str = "the server";
+/// The other end, as `listen` names it.
+const WHO_PEER: &str = "the peer";
 
 /// What the observer learned by the time the connection (and the echoer) ended.
 #[derive(Debug, Default)]
@@ -173,8 +213,14 @@ pub(crate) struct Observer {
     pub(crate) snapshot: Option<Scheduler>,
     /// What the source has counted, for the last line.
     counts: Option<Arc<Counts>>,
+    /// The other end in the event lines: "the server" (connect, send) or "the peer" (listen).
+    who: &'static str,
+    /// The Unix socket path, named instead of the connection's address.
+    unix_path: Option<String>,
     /// The size of the input, if known beforehand (`send` of a regular file).
     total: Option<u64>,
+    /// `--show-cert`: print the server's chain and the TLS details.
+    show_cert: bool,
 }
 
 impl Observer {
@@ -198,7 +244,29 @@ impl Observer {
             hint_no_shutdown: false,
             counts: None,
             total: None,
+            show_cert: false,
+            who: WHO_SERVER,
+            unix_path: None,
         })
+    }
+
+    /// `--show-cert`: print the chain the server presented (even when it was not trusted) and
+    /// what the handshake agreed on.
+    pub(crate) fn show_cert(mut self, on: bool) -> Self {
+        self.show_cert = on;
+        self
+    }
+
+    /// For `listen`: the other end is "the peer", and it connected to us.
+    pub(crate) fn accepted(mut self) -> Self {
+        self.who = WHO_PEER;
+        self
+    }
+
+    /// Over a Unix socket: name `path` instead of the connection's address.
+    pub(crate) fn unix_path(mut self, path: Option<&std::path::Path>) -> Self {
+        self.unix_path = path.map(|p| p.display().to_string());
+        self
     }
 
     /// The source's counts (and the input's size, if known), so the last line can say how much
@@ -232,16 +300,33 @@ impl Observer {
         loop {
             tokio::select! {
                 c = self.signal.recv() => {
+                    // Causal order: sslready was sent before anything the connection signals
+                    // after it (the server finishing, an error), but after Connected; the two
+                    // boxes race here.
+                    if c.payload::<Connected>().is_none() {
+                        if let Some(r) = self.sslready.try_recv() {
+                            self.tls_up(r, &mut s);
+                        }
+                    }
                     self.events.signal(axon::SIGNAL, &c);
-                    if let Some(Connected { peer, .. }) = c.payload::<Connected>() {
+                    if let Some(chain) = c.payload::<PeerCertificates>() {
+                        if self.show_cert {
+                            self.events.peer_chain(chain);
+                        }
+                    } else if let Some(Connected { peer, .. }) = c.payload::<Connected>() {
                         s.peer = Some(*peer);
                         s.connected_at = Some(Instant::now());
-                        self.events.line(format_args!("connected to {peer}"));
+                        match (&self.unix_path, self.who) {
+                            (Some(path), WHO_SERVER) => self.events.line(format_args!("connected to {path}")),
+                            (Some(path), _) => self.events.line(format_args!("connection on {path}")),
+                            (None, WHO_SERVER) => self.events.line(format_args!("connected to {peer}")),
+                            (None, _) => self.events.line(format_args!("connection from {peer}")),
+                        }
                     } else if let Some(p) = c.payload::<PeerHalfClosed>() {
                         if p.truncation_possible {
-                            self.events.warn("the server closed without a TLS close_notify: possible truncation");
+                            self.events.warn(format_args!("{} closed without a TLS close_notify: possible truncation", self.who));
                         }
-                        self.events.line("the server finished sending");
+                        self.events.line(format_args!("{} finished sending", self.who));
                         s.server_finished.get_or_insert(match &self.counts {
                             Some(c) if c.input_ended() => ServerFinished::AfterInputEnded,
                             Some(_) => ServerFinished::BeforeInputEnded,
@@ -259,6 +344,8 @@ impl Observer {
                             }
                             Verdict::Failed(line) => {
                                 tracing::debug!("error on signal: {e}");
+                                let line = unanswered_certificate_request(e, s.tls.as_ref())
+                                    .unwrap_or(line);
                                 s.failure.get_or_insert(line);
                             }
                         }
@@ -309,16 +396,23 @@ impl Observer {
                 format!("stopped: {sent} bytes sent, {received} received")
             }
             (_, Some(_)) if self.end_on_server_finish => {
-                format!("the server closed after sending {received} bytes")
+                format!("{} closed after sending {received} bytes", self.who)
             }
             (_, Some(ServerFinished::BeforeInputEnded)) => {
-                format!("the server closed after sending {received} bytes; {input}")
+                format!(
+                    "{} closed after sending {received} bytes; {input}",
+                    self.who
+                )
             }
             _ if input_ended && received == 0 && sent > 0 && self.hint_no_shutdown => format!(
-                "{input}; the server closed after sending 0 bytes (a server that answers \
-                 requests may take the half-close as a hang-up: try --no-shutdown)"
+                "{input}; {} closed after sending 0 bytes (a server that answers \
+                 requests may take the half-close as a hang-up: try --no-shutdown)",
+                self.who
             ),
-            _ => format!("{input}; the server closed after sending {received} bytes"),
+            _ => format!(
+                "{input}; {} closed after sending {received} bytes",
+                self.who
+            ),
         }
     }
 
@@ -348,10 +442,11 @@ impl Observer {
     fn tls_up(&self, ready: SslReady, s: &mut Summary) {
         let SslReady { info, .. } = ready;
         self.events.sslready(&info);
-        self.events.line(format_args!(
-            "TLS established: {} {}",
-            info.version, info.cipher_suite
-        ));
+        if self.show_cert {
+            self.events.peer_chain(&info.peer_chain);
+            self.events.tls_details(&info);
+        }
+        self.events.tls_established(&info);
         if let Some(sched) = &self.snapshot {
             s.graph = Some(sched.graph_dot());
         }

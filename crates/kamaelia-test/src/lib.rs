@@ -6,6 +6,8 @@
 //! - [`servers`]: small loopback servers (echo, sink, TLS echo, silent, ...);
 //! - [`proxy`]: a loopback proxy that injects faults (fragments, delays, resets, stalls);
 //! - [`net`]: a listener whose accept queue is full, and a port nobody listens on;
+//! - [`openssl`]: `openssl s_server` / `s_client` as peers, and the certificates rcgen cannot
+//!   make (SHA-1-signed, RSA-1024, an encrypted key);
 //! - [`examples`]: the locator of a crate's built examples;
 //! - data and time helpers: [`random_bytes`], [`sha256`], [`bounded`], [`with_timeout`],
 //!   [`AbortOnDrop`].
@@ -15,6 +17,7 @@
 
 pub mod examples;
 pub mod net;
+pub mod openssl;
 pub mod pki;
 pub mod proxy;
 pub mod servers;

@@ -23,6 +23,8 @@ pub struct Served {
     child: Child,
     /// The address it printed.
     pub addr: SocketAddr,
+    /// The first line it printed (a Unix socket path for `serve --unix`).
+    pub printed: String,
     unread: Option<ChildStderr>,
     err: Arc<(Mutex<String>, Condvar)>,
     reader: Option<JoinHandle<()>>,
@@ -31,13 +33,25 @@ pub struct Served {
 impl Served {
     /// Starts the server and waits (at most 30 s) for the address on its stdout.
     pub fn start(extra: &[&str], stderr: Stderr) -> Served {
+        let mut all = vec!["serve", "0"];
+        all.extend_from_slice(extra);
+        let s = Served::spawn(&all, stderr);
+        assert!(
+            s.printed.parse::<SocketAddr>().is_ok(),
+            "serve prints its address"
+        );
+        s
+    }
+
+    /// Starts `kamaelia ARGS...` (a serving command) and waits (at most 30 s) for the first
+    /// line on its stdout: an address (in `addr`), or a Unix socket path (`printed` only).
+    pub fn spawn(all: &[&str], stderr: Stderr) -> Served {
         let mut cmd = kamaelia();
-        cmd.args(["serve", "0"])
-            .args(extra)
+        cmd.args(all)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn kamaelia serve");
+        let mut child = cmd.spawn().expect("spawn kamaelia");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -47,12 +61,16 @@ impl Served {
         });
         let line = rx
             .recv_timeout(Duration::from_secs(30))
-            .expect("serve prints its address within 30 s");
-        let addr = line.trim().parse().expect("serve prints its address");
+            .expect("the server prints its address within 30 s");
+        let printed = line.trim().to_string();
+        let addr = printed
+            .parse()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
         let mut s = Served {
             unread: child.stderr.take(),
             child,
             addr,
+            printed,
             err: Arc::new((Mutex::new(String::new()), Condvar::new())),
             reader: None,
         };
@@ -78,6 +96,7 @@ impl Served {
             unread: child.stderr.take(),
             child,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            printed: String::new(),
             err: Arc::new((Mutex::new(String::new()), Condvar::new())),
             reader: None,
         };

@@ -57,7 +57,9 @@ pub fn tls_echo_server(config: Arc<ServerConfig>, close_notify: bool) -> SocketA
     })
 }
 
-fn tls_echo(mut tls: StreamOwned<ServerConnection, TcpStream>, close_notify: bool) {
+/// Echoes under TLS until the client's close_notify (or an error), then sends its own
+/// close_notify if asked, and closes.
+pub fn tls_echo(mut tls: StreamOwned<ServerConnection, TcpStream>, close_notify: bool) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match tls.read(&mut buf) {

@@ -200,6 +200,13 @@ pub enum TcpError {
         /// How long the connection had been quiet.
         after: Duration,
     },
+    /// A Unix socket could not be connected to (no such file, refused, permission, timed out).
+    UnixConnect {
+        /// The socket's path.
+        path: std::path::PathBuf,
+        /// Why.
+        source: Arc<io::Error>,
+    },
     /// A server could not listen on its address.
     Bind {
         /// The address.
@@ -244,6 +251,11 @@ impl fmt::Display for TcpError {
                 "no traffic either way for {after:?} on the connection to {peer}, so it was closed"
             ),
             TcpError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            TcpError::UnixConnect { path, source } => write!(
+                f,
+                "cannot connect to the Unix socket {}: {source}",
+                path.display()
+            ),
         }
     }
 }
@@ -253,7 +265,9 @@ impl std::error::Error for TcpError {
         match self {
             TcpError::Connect(e) => e.source(),
             TcpError::Tls(e) => e.source(),
-            TcpError::Io { source, .. } | TcpError::Bind { source, .. } => Some(&**source),
+            TcpError::Io { source, .. }
+            | TcpError::Bind { source, .. }
+            | TcpError::UnixConnect { source, .. } => Some(&**source),
             TcpError::Reset { .. } | TcpError::BrokenPipe { .. } | TcpError::IdleTimeout { .. } => {
                 None
             }

@@ -6,11 +6,14 @@ mod connect;
 mod csa;
 mod messages;
 mod protocols;
+mod relay;
 mod selector;
+mod single_server;
 pub mod starttls;
 mod tcp_client;
 mod tcp_server;
 mod tls;
+mod unix;
 
 pub use connect::{connect, connect_addrs, ConnectError, Family, CONNECTION_ATTEMPT_DELAY};
 pub use csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole, DEFAULT_LIMIT_BYTES};
@@ -19,14 +22,21 @@ pub use messages::{
     TcpError, Transferred,
 };
 pub use protocols::{DiscardProtocol, EchoProtocol};
+pub use relay::{Relay, RelayClosed, RelayEnding, RelayOpened};
 pub use selector::{Selector, SELECTOR_SERVICE};
+pub use single_server::SingleServer;
 pub use starttls::{
-    ImapStartTlsClient, ImapStartTlsServer, Pop3StartTlsClient, Pop3StartTlsServer,
-    SmtpStartTlsClient, SmtpStartTlsServer, StartTlsError, TlsGate,
+    FtpStartTlsClient, ImapStartTlsClient, ImapStartTlsServer, IrcStartTlsClient,
+    LdapStartTlsClient, LmtpStartTlsClient, MysqlStartTlsClient, NntpStartTlsClient,
+    Pop3StartTlsClient, Pop3StartTlsServer, PostgresStartTlsClient, SieveStartTlsClient,
+    SmtpStartTlsClient, SmtpStartTlsServer, StartTlsError, TlsGate, XmppStartTlsClient,
 };
 pub use tcp_client::{TcpClient, DEFAULT_CONNECT_TIMEOUT};
 pub use tcp_server::{ConnectionInfo, TcpServer, DEFAULT_PLAINTEXT_TIMEOUT};
 pub use tls::{
-    accept, classify, handshake, HandshakeFailure, ServerTls, TlsError, TlsInfo, TlsSettings,
-    Trust, DEFAULT_HANDSHAKE_TIMEOUT, MAX_PEM_BYTES,
+    accept, certificate_problem, classify, handshake, utc_date_time, CertificateSummary,
+    HandshakeFailure, KeyAlgorithm, KeyDescription, NotInCommon, PeerCertificates, PeerRole,
+    ServerTls, TlsError, TlsInfo, TlsSettings, Trust, DEFAULT_HANDSHAKE_TIMEOUT, MAX_PEM_BYTES,
+    MIN_RSA_BITS,
 };
+pub use unix::{unix_peer, UnixClient};

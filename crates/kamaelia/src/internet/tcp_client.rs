@@ -1,10 +1,12 @@
 //! TcpClient: Kamaelia's Simple TCP Client.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axon::{
-    link_refs, BoxRef, Component, Context, Control, ControlWatch, Detail, Inbox, MainResult,
-    Outbox, CONTROL, INBOX, OUTBOX, SIGNAL,
+    link_refs, BoxRef, Component, ComponentBuilder, Context, Control, ControlWatch, Detail, Inbox,
+    MainResult, Outbox, CONTROL, INBOX, OUTBOX, SIGNAL,
 };
 use bytes::Bytes;
 
@@ -104,7 +106,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// | name | type | meaning |
 /// |---|---|---|
 /// | `outbox` | `Bytes` | data received from the server |
-/// | `signal` | `Control` | Connected, errors, PeerHalfClosed, Transferred, then one final message |
+/// | `signal` | `Control` | Connected, errors (a failed TLS handshake: PeerCertificates first), PeerHalfClosed, Transferred, then one final message |
 /// | `sslready` | [`SslReady`] | TLS negotiated (version, cipher suite) |
 /// | `_csaControl` | `Control` | ProducerFinished taken before the connection was up, passed on to it |
 ///
@@ -222,27 +224,46 @@ impl TcpClient {
     }
 }
 
-struct Boxes {
-    inbox: Inbox<Bytes>,
-    control: Inbox<Control>,
-    makessl: Inbox<MakeSsl>,
-    feedback: Inbox<Control>,
-    outbox: Outbox<Bytes>,
-    signal: Outbox<Control>,
-    sslready: Outbox<SslReady>,
-    csa_control: Outbox<Control>,
+/// The boxes of a client-shaped component (TcpClient, SingleServer, UnixClient).
+pub(super) struct Boxes {
+    pub(super) inbox: Inbox<Bytes>,
+    pub(super) control: Inbox<Control>,
+    pub(super) makessl: Inbox<MakeSsl>,
+    pub(super) feedback: Inbox<Control>,
+    pub(super) outbox: Outbox<Bytes>,
+    pub(super) signal: Outbox<Control>,
+    pub(super) sslready: Outbox<SslReady>,
+    pub(super) csa_control: Outbox<Control>,
+}
+
+impl Boxes {
+    /// Declares the boxes from `table`, `inbox` and `outbox` bounded in bytes by `limits`.
+    pub(super) fn declare(b: &mut ComponentBuilder, table: &ClientBoxes, limits: Limits) -> Self {
+        Boxes {
+            inbox: b.inbox_from(table.inbox).limit_bytes(limits.send_bytes),
+            control: b.control_from(table.control),
+            makessl: b.inbox_from(table.makessl),
+            feedback: b.inbox_from(table.feedback),
+            outbox: b
+                .outbox_from(table.outbox)
+                .limit_bytes(limits.receive_bytes),
+            signal: b.signal_from(table.signal),
+            sslready: b.outbox_from(table.sslready),
+            csa_control: b.outbox_from(table.csa_control),
+        }
+    }
 }
 
 axon::box_table! {
     /// The client's boxes, declared once: the builder declares them from here, and a test checks
     /// the rustdoc tables against the declarations.
-    const BOXES: ClientBoxes {
+    pub(super) const BOXES: ClientBoxes {
         inbox: INBOX => "data to send to the server",
         control: CONTROL => "ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now",
         makessl: "makessl" => "switch the connection to TLS",
         feedback: "_socketFeedback" => "the ConnectedSocketAdapter's signal and CreatorFeedback",
         outbox: OUTBOX => "data received from the server",
-        signal: SIGNAL => "Connected, errors, PeerHalfClosed, Transferred, then one final message",
+        signal: SIGNAL => "Connected, errors (a failed TLS handshake: PeerCertificates first), PeerHalfClosed, Transferred, then one final message",
         sslready: "sslready" => "TLS negotiated (version, cipher suite)",
         csa_control: "_csaControl" => "ProducerFinished taken before the connection was up, passed on to it",
     }
@@ -251,18 +272,7 @@ axon::box_table! {
 impl From<TcpClient> for Component {
     fn from(cfg: TcpClient) -> Component {
         let mut b = Component::build("TcpClient");
-        let boxes = Boxes {
-            inbox: b.inbox_from(BOXES.inbox).limit_bytes(cfg.limits.send_bytes),
-            control: b.control_from(BOXES.control),
-            makessl: b.inbox_from(BOXES.makessl),
-            feedback: b.inbox_from(BOXES.feedback),
-            outbox: b
-                .outbox_from(BOXES.outbox)
-                .limit_bytes(cfg.limits.receive_bytes),
-            signal: b.signal_from(BOXES.signal),
-            sslready: b.outbox_from(BOXES.sslready),
-            csa_control: b.outbox_from(BOXES.csa_control),
-        };
+        let boxes = Boxes::declare(&mut b, &BOXES, cfg.limits);
         b.main(move |cx| run(cfg, boxes, cx))
     }
 }
@@ -334,26 +344,18 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
     let (stream, peer) = match connected {
         Ok(ok) => ok,
         Err(Early::Shutdown) => {
-            let (dropped_messages, dropped_bytes) = drop_queued(&b.inbox, &b.signal).await;
-            let how = HowDied::Shutdown {
-                dropped_messages,
-                dropped_bytes,
-            };
-            final_message(&b.signal, how).await;
+            end_unconnected(&b, label, None).await;
             return Ok(());
         }
         Err(Early::Failed(e)) => {
-            let _ = b.signal.send(Control::error(label, e.clone())).await;
-            drop_queued(&b.inbox, &b.signal).await;
-            final_message(&b.signal, HowDied::Failed(e)).await;
+            end_unconnected(&b, label, Some(e)).await;
             return Ok(());
         }
     };
     if cfg.nodelay {
         let _ = stream.set_nodelay(true);
     }
-    let local = stream.local_addr();
-
+    let local = stream.local_addr().ok();
     let role = TlsRole::Client {
         settings: cfg.tls.clone(),
         host: cfg.host.clone(),
@@ -367,17 +369,46 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
         .tls_first(tls_first)
         .idle_timeout(cfg.idle_timeout)
         .limits(cfg.limits);
-    let csa = ConnectedSocketAdapter::with_config(stream, peer, Some(role), options);
-    wire(&b, &csa)?;
+    let stopping = watch.stopping();
+    run_connected(
+        &b,
+        &cx,
+        stream,
+        (peer, local),
+        Some(role),
+        options,
+        stopping,
+    )
+    .await
+}
+
+/// The part of a client-shaped component (TcpClient, SingleServer, UnixClient) after its
+/// stream is up: makes the CSA, wires it as the page describes, passes on a ProducerFinished
+/// taken before (`stopping`), announces [`Connected`], relays the CSA's signal and ends with
+/// one final message carrying the [`HowDied`].
+pub(super) async fn run_connected<S>(
+    b: &Boxes,
+    cx: &Context,
+    stream: S,
+    (peer, local): (SocketAddr, Option<SocketAddr>),
+    role: Option<TlsRole>,
+    options: CsaOptions,
+    stopping: bool,
+) -> MainResult
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let csa = ConnectedSocketAdapter::with_config(stream, peer, role, options);
+    wire(b, &csa)?;
     // Kamaelia threw the data queued before ProducerFinished away here; it goes out once
     // connected, then the connection closes.
-    if watch.stopping() {
+    if stopping {
         let _ = b.csa_control.send(Control::producer_finished()).await;
     }
     let csa = cx.activate(csa);
     // Announced once the CSA owns the connection: from here on, data sent before a makessl goes
     // out in plaintext first.
-    if let Ok(local) = local {
+    if let Some(local) = local {
         let _ = b
             .signal
             .send(Control::notice(Connected { peer, local }))
@@ -397,7 +428,7 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
             // error came just before and was passed on) and will say nothing more.
             break HowDied::Failed(TcpError::Io {
                 peer,
-                source: std::sync::Arc::new(std::io::Error::other(
+                source: Arc::new(std::io::Error::other(
                     "the component owning the connection failed",
                 )),
             });
@@ -413,6 +444,26 @@ async fn run(cfg: TcpClient, b: Boxes, cx: Context) -> MainResult {
     }
     final_message(&b.signal, how).await;
     Ok(())
+}
+
+/// Ends a client-shaped component that never got its stream: passes the error on (if any),
+/// refuses and counts what was queued, and sends the final message.
+pub(super) async fn end_unconnected(b: &Boxes, label: Arc<str>, failure: Option<TcpError>) {
+    match failure {
+        None => {
+            let (dropped_messages, dropped_bytes) = drop_queued(&b.inbox, &b.signal).await;
+            let how = HowDied::Shutdown {
+                dropped_messages,
+                dropped_bytes,
+            };
+            final_message(&b.signal, how).await;
+        }
+        Some(e) => {
+            let _ = b.signal.send(Control::error(label, e.clone())).await;
+            drop_queued(&b.inbox, &b.signal).await;
+            final_message(&b.signal, HowDied::Failed(e)).await;
+        }
+    }
 }
 
 /// Links the client to its new CSA as the page describes.

@@ -15,7 +15,8 @@ use tokio::task::JoinSet;
 use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole};
 use super::messages::{Listening, PeerHalfClosed, SocketShutdown, TcpError};
 use super::selector::Selector;
-use super::{ServerTls, DEFAULT_HANDSHAKE_TIMEOUT};
+use super::unix::{bind_unix, UnixSocketFile};
+use super::{unix_peer, ServerTls, DEFAULT_HANDSHAKE_TIMEOUT};
 
 /// What a protocol factory learns about a new connection.
 #[derive(Clone, Debug)]
@@ -77,7 +78,8 @@ enum TlsMode {
 /// For each connection it makes a CSA and a protocol and links, as ServerCore does, the
 /// protocol's `outbox` into the CSA's `inbox`, the CSA's `outbox` into the protocol's `inbox`
 /// and the protocol's `signal` into the CSA's `control`; a protocol with a `makessl` outbox or a
-/// `sslready` inbox is linked to the CSA's too. When the peer finishes sending, or the
+/// `sslready` inbox is linked to the CSA's too, and a protocol with a `connevents` inbox (a
+/// [`super::Relay`]) gets a copy of every message on the CSA's `signal`. When the peer finishes sending, or the
 /// connection ends, the protocol gets ProducerFinished on `control`. A small supervisor per
 /// connection watches the CSA: it passes connection errors on, tells the protocol, and once the
 /// CSA and the protocol have both ended the server lets go of them. The connection has ended
@@ -123,7 +125,7 @@ enum TlsMode {
 /// failure, [`TcpError::IdleTimeout`]) are sent on `signal` as `Control::Error` and end only
 /// that connection.
 pub struct TcpServer {
-    listener: Option<std::net::TcpListener>,
+    listener: Option<StdListener>,
     addr: SocketAddr,
     factory: Factory,
     tls: TlsMode,
@@ -131,6 +133,7 @@ pub struct TcpServer {
     idle_timeout: Option<Duration>,
     plaintext_timeout: Option<Duration>,
     limits: Limits,
+    max_connections: usize,
 }
 
 impl fmt::Debug for TcpServer {
@@ -148,6 +151,7 @@ impl fmt::Debug for TcpServer {
             .field("idle_timeout", &self.idle_timeout)
             .field("plaintext_timeout", &self.plaintext_timeout)
             .field("limits", &self.limits)
+            .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -159,38 +163,51 @@ impl TcpServer {
     where
         F: Fn(&ConnectionInfo) -> Component + Send + Sync + 'static,
     {
-        let bind_err = |e: std::io::Error| TcpError::Bind {
+        let listener = listen(addr)?;
+        let addr = listener.local_addr().map_err(|e| TcpError::Bind {
             addr: addr.to_string(),
             source: Arc::new(e),
-        };
-        let sa: SocketAddr = addr.parse().map_err(|e: std::net::AddrParseError| {
-            bind_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
         })?;
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(sa),
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )
-        .map_err(bind_err)?;
-        socket.set_reuse_address(true).map_err(bind_err)?;
-        if sa.is_ipv6() {
-            socket.set_only_v6(true).map_err(bind_err)?;
-        }
-        socket.bind(&sa.into()).map_err(bind_err)?;
-        socket.listen(4096).map_err(bind_err)?;
-        socket.set_nonblocking(true).map_err(bind_err)?;
-        let listener: std::net::TcpListener = socket.into();
-        let addr = listener.local_addr().map_err(bind_err)?;
-        Ok(TcpServer {
+        Ok(Self::on(
+            StdListener::Tcp(listener),
+            addr,
+            Arc::new(factory),
+        ))
+    }
+
+    /// Binds and listens on the Unix socket `path`; each connection gets a protocol made by
+    /// `factory` (its [`ConnectionInfo`] carries [`super::unix_peer`] for both addresses, as
+    /// does [`TcpServer::local_addr`]). A file already at `path` is refused, unless it is a
+    /// socket nobody listens on (left by a server that ended): that one is replaced. The socket
+    /// file is removed when the server ends. No [`Listening`] notice is sent: it carries a TCP
+    /// address.
+    pub fn bind_unix<F>(
+        path: impl Into<std::path::PathBuf>,
+        factory: F,
+    ) -> Result<TcpServer, TcpError>
+    where
+        F: Fn(&ConnectionInfo) -> Component + Send + Sync + 'static,
+    {
+        let (listener, file) = bind_unix(path.into())?;
+        Ok(Self::on(
+            StdListener::Unix(listener, file),
+            unix_peer(),
+            Arc::new(factory),
+        ))
+    }
+
+    fn on(listener: StdListener, addr: SocketAddr, factory: Factory) -> TcpServer {
+        TcpServer {
             listener: Some(listener),
             addr,
-            factory: Arc::new(factory),
+            factory,
             tls: TlsMode::None,
             on_finish: OnFinish::Close,
             idle_timeout: None,
             plaintext_timeout: Some(DEFAULT_PLAINTEXT_TIMEOUT),
             limits: Limits::default(),
-        })
+            max_connections: usize::MAX,
+        }
     }
 
     /// The address it listens on.
@@ -239,10 +256,73 @@ impl TcpServer {
         self
     }
 
+    /// Serves at most `n` connections at once (default: no limit). While `n` are open no
+    /// other is accepted: new ones wait in the listening socket's backlog (4096) until one
+    /// ends, and beyond that the kernel leaves them unanswered.
+    pub fn max_connections(mut self, n: usize) -> TcpServer {
+        self.max_connections = n.max(1);
+        self
+    }
+
     /// Activates the server.
     pub fn activate(self) -> axon::Handle {
         Component::from(self).activate()
     }
+}
+
+/// The socket a server listens on, before activation.
+#[derive(Debug)]
+enum StdListener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener, UnixSocketFile),
+}
+
+/// The socket a running server listens on (a Unix one with its file, removed when dropped).
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    // The file is only held, to be removed when the listener is dropped.
+    Unix(tokio::net::UnixListener, #[allow(dead_code)] UnixSocketFile),
+}
+
+/// A connection just accepted.
+enum Accepted {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Accepted> {
+        match self {
+            Listener::Tcp(l) => l.accept().await.map(|(s, peer)| Accepted::Tcp(s, peer)),
+            Listener::Unix(l, _) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+        }
+    }
+}
+
+/// A non-blocking listening socket on `addr` (`SO_REUSEADDR`; IPv6 only on an IPv6 address),
+/// with a backlog of 4096.
+pub(super) fn listen(addr: &str) -> Result<std::net::TcpListener, TcpError> {
+    let bind_err = |e: std::io::Error| TcpError::Bind {
+        addr: addr.to_string(),
+        source: Arc::new(e),
+    };
+    let sa: SocketAddr = addr.parse().map_err(|e: std::net::AddrParseError| {
+        bind_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    })?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(sa),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(bind_err)?;
+    socket.set_reuse_address(true).map_err(bind_err)?;
+    if sa.is_ipv6() {
+        socket.set_only_v6(true).map_err(bind_err)?;
+    }
+    socket.bind(&sa.into()).map_err(bind_err)?;
+    socket.listen(4096).map_err(bind_err)?;
+    socket.set_nonblocking(true).map_err(bind_err)?;
+    Ok(socket.into())
 }
 
 axon::box_table! {
@@ -277,9 +357,16 @@ async fn run(
             .take()
             .ok_or("the listener was already taken")?;
         let _enter = selector.handle().enter();
-        tokio::net::TcpListener::from_std(std_listener)?
+        match std_listener {
+            StdListener::Tcp(l) => Listener::Tcp(tokio::net::TcpListener::from_std(l)?),
+            StdListener::Unix(l, file) => {
+                Listener::Unix(tokio::net::UnixListener::from_std(l)?, file)
+            }
+        }
     };
-    let _ = signal.send(Control::notice(Listening(server.addr))).await;
+    if let Listener::Tcp(_) = listener {
+        let _ = signal.send(Control::notice(Listening(server.addr))).await;
+    }
     // Each connection's CSA and protocol, until its supervisor has seen both end.
     let mut connections: HashMap<u64, (axon::Handle, axon::Handle)> = HashMap::new();
     let mut next_id: u64 = 0;
@@ -288,10 +375,19 @@ async fn run(
     while !watch.stopping() {
         tokio::select! {
             c = watch.control().recv() => watch.handle(c).await,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let info = ConnectionInfo { peer, local: server.addr };
-                    match start_connection(&cx, &server, stream, &info, &signal, &label) {
+            accepted = listener.accept(), if connections.len() < server.max_connections => match accepted {
+                Ok(accepted) => {
+                    let started = match accepted {
+                        Accepted::Tcp(stream, peer) => {
+                            let info = ConnectionInfo { peer, local: server.addr };
+                            start_connection(&cx, &server, stream, &info, &signal, &label)
+                        }
+                        Accepted::Unix(stream) => {
+                            let info = ConnectionInfo { peer: unix_peer(), local: server.addr };
+                            start_connection(&cx, &server, stream, &info, &signal, &label)
+                        }
+                    };
+                    match started {
                         Ok((csa, proto, supervisor)) => {
                             next_id += 1;
                             let id = next_id;
@@ -354,14 +450,17 @@ type Started = (
     std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 );
 
-fn start_connection(
+fn start_connection<S>(
     cx: &Context,
     server: &TcpServer,
-    stream: tokio::net::TcpStream,
+    stream: S,
     info: &ConnectionInfo,
     signal: &Outbox<Control>,
     label: &Arc<str>,
-) -> Result<Started, axon::WiringError> {
+) -> Result<Started, axon::WiringError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (role, tls_first) = match &server.tls {
         TlsMode::None => (None, false),
         TlsMode::FromStart(c) => (Some(server_role(c)), true),
@@ -402,11 +501,20 @@ fn start_connection(
     if let Ok(c) = proto.boxref(CONTROL) {
         link_refs(&to_proto.boxref(), &c)?;
     }
+    // A protocol that watches its connection (a Relay) gets a copy of every event.
+    let to_events = match proto.boxref("connevents") {
+        Ok(e) => {
+            let out = Outbox::<Control>::standalone("to protocol's connevents");
+            link_refs(&out.boxref(), &e)?;
+            Some(out)
+        }
+        Err(_) => None,
+    };
     let csa = cx.activate(csa);
     let proto = cx.activate(proto);
     let supervisor = Box::pin(supervise(
         events,
-        to_proto,
+        (to_proto, to_events),
         signal.clone(),
         label.clone(),
         (csa.clone(), proto.clone()),
@@ -423,7 +531,7 @@ fn start_connection(
 /// will say nothing more.
 async fn supervise(
     events: Inbox<Control>,
-    to_proto: Outbox<Control>,
+    (to_proto, to_events): (Outbox<Control>, Option<Outbox<Control>>),
     signal: Outbox<Control>,
     label: Arc<str>,
     (csa, proto): (axon::Handle, axon::Handle),
@@ -431,6 +539,9 @@ async fn supervise(
     let mut told = false;
     loop {
         let c = events.recv().await;
+        if let Some(out) = &to_events {
+            let _ = out.send(c.clone()).await;
+        }
         let ended = c.payload::<SocketShutdown>().is_some() || c.is_final();
         if ended || c.payload::<PeerHalfClosed>().is_some() {
             if !told {
@@ -496,7 +607,13 @@ mod tests {
                 .await
         });
         let (csa, proto) = rx.await.unwrap();
-        let supervised = supervise(events, to_proto, signal, "TcpServer".into(), (csa, proto));
+        let supervised = supervise(
+            events,
+            (to_proto, None),
+            signal,
+            "TcpServer".into(),
+            (csa, proto),
+        );
         tokio::time::timeout(Duration::from_secs(10), supervised)
             .await
             .expect("the supervisor ended");

@@ -61,18 +61,28 @@ async fn start_server(p: Proto, pki: &TestPki) -> RunningServer {
 
 /// What a client session saw: the bytes it passed to the user, the TLS details, and the
 /// connection's signal as passed on (with any STARTTLS error).
-struct Seen {
-    to_user: Vec<u8>,
-    ready: Option<SslReady>,
-    events: Vec<Control>,
+pub(crate) struct Seen {
+    pub(crate) to_user: Vec<u8>,
+    pub(crate) ready: Option<SslReady>,
+    pub(crate) events: Vec<Control>,
 }
 
 /// Our client component for `p` between a OneShot of `input` and a TcpClient to `port`
 /// trusting `pki`, run until the connection ends.
 async fn client_session(p: Proto, pki: &TestPki, port: u16, input: &'static [u8]) -> Seen {
+    session_with(client_component(p), pki, port, input).await
+}
+
+/// A STARTTLS client component (`layer`) between a OneShot of `input` and a TcpClient to
+/// `port` trusting `pki`, run until the connection ends.
+pub(crate) async fn session_with(
+    layer: Component,
+    pki: &TestPki,
+    port: u16,
+    input: &'static [u8],
+) -> Seen {
     let tls = settings(pki);
     let source: Component = OneShot::new(Bytes::from_static(input)).into();
-    let layer = client_component(p);
     let conn: Component = TcpClient::new("127.0.0.1", port)
         .tls(tls)
         .wait_for_server_close(true)
@@ -116,7 +126,7 @@ async fn client_session(p: Proto, pki: &TestPki, port: u16, input: &'static [u8]
     seen
 }
 
-fn no_errors(seen: &Seen, what: &str) {
+pub(crate) fn no_errors(seen: &Seen, what: &str) {
     for c in &seen.events {
         assert!(!matches!(c, Control::Error(_)), "{what}: {c}");
     }

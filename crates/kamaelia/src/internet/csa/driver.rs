@@ -409,13 +409,23 @@ where
             },
             None => (m.pushback, 0),
         };
+        let signal = &self.b.signal;
         let handshake = async {
             match role {
                 TlsRole::Client { settings, host } => {
                     let unread = sock.take_unread().map_err(|e| TlsError::Io(Arc::new(e)))?;
                     State::check_unread(unread)?;
-                    let (s, info) = settings.connect(&host, sock).await?;
-                    Ok((tokio_rustls::TlsStream::from(s), info))
+                    match settings.connect_with_chain(&host, sock).await {
+                        Ok((s, info)) => Ok((tokio_rustls::TlsStream::from(s), info)),
+                        Err((e, chain)) => {
+                            // The chain the server presented, even untrusted, for a user to
+                            // see why (--show-cert); before the error, which ends the run.
+                            if let Some(chain) = chain {
+                                let _ = signal.send(Control::notice(chain)).await;
+                            }
+                            Err(e)
+                        }
+                    }
                 }
                 TlsRole::Server { config, timeout } => {
                     sock.push_front(replay);
@@ -585,7 +595,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Conn<S> {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Tls(s) => {
+                let read = Pin::new(s.as_mut()).poll_read(cx, buf);
+                // Reading can make records of TLS's own (a KeyUpdate reply, the refusal of a
+                // renegotiation, an alert): send them now, not when the application next
+                // writes, which may be never. Best effort: a write error shows on the next
+                // write, and Pending leaves the waker registered for when the socket drains.
+                if s.get_ref().1.wants_write() {
+                    let _ = Pin::new(s.as_mut()).poll_flush(cx);
+                }
+                read
+            }
         }
     }
 }

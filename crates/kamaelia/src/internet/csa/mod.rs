@@ -217,7 +217,7 @@ pub enum TlsRole {
 /// | name | type | meaning |
 /// |---|---|---|
 /// | `outbox` | `Bytes` | data received |
-/// | `signal` | `Control` | errors, PeerHalfClosed, then Transferred and ShutdownCsa as notices when it ends |
+/// | `signal` | `Control` | errors (a failed TLS client handshake: PeerCertificates first), PeerHalfClosed, then Transferred and ShutdownCsa as notices when it ends |
 /// | `sslready` | [`SslReady`](crate::internet::SslReady) | the TLS version and cipher suite, once the handshake is done |
 /// | `CreatorFeedback` | `Control` | SocketShutdown saying how the connection ended |
 ///
@@ -345,7 +345,7 @@ axon::box_table! {
         control: CONTROL => "ProducerFinished: send what is queued, then close (or half-close); ShutdownMicroprocess: close now",
         makessl: "makessl" => "switch to TLS",
         outbox: OUTBOX => "data received",
-        signal: SIGNAL => "errors, PeerHalfClosed, then Transferred and ShutdownCsa as notices when it ends",
+        signal: SIGNAL => "errors (a failed TLS client handshake: PeerCertificates first), PeerHalfClosed, then Transferred and ShutdownCsa as notices when it ends",
         sslready: "sslready" => "the TLS version and cipher suite, once the handshake is done",
         feedback: "CreatorFeedback" => "SocketShutdown saying how the connection ended",
     }

@@ -378,7 +378,7 @@ impl State {
     /// The error for a failed socket operation: under TLS a rustls error keeps its kind.
     pub(super) fn io_error(&self, peer: std::net::SocketAddr, e: io::Error) -> TcpError {
         if self.is_tls() {
-            match crate::internet::classify(&e) {
+            match crate::internet::classify(&e).after_handshake() {
                 TlsError::Io(_) => TcpError::io(peer, e),
                 other => TcpError::Tls(other),
             }

@@ -9,7 +9,7 @@ use axon::{
 use bytes::Bytes;
 
 use super::error::StartTlsError;
-use crate::internet::{Connected, MakeSsl, SslReady, TlsError};
+use crate::internet::{Connected, MakeSsl, PeerHalfClosed, SslReady, TlsError};
 
 /// The longest reply line a client dialogue accepts before the switch.
 pub const MAX_REPLY_LINE: usize = 8192;
@@ -19,37 +19,129 @@ pub const MAX_REPLY_LINES: usize = 512;
 /// the component is told otherwise.
 pub const DEFAULT_DIALOGUE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What a client dialogue wants done after a line from the server.
+/// The longest reply packet (a binary protocol's frame: MySQL's handshake, an LDAP message) a
+/// client dialogue accepts before the switch.
+pub const MAX_REPLY_PACKET: usize = 16 * 1024;
+
+/// What a client dialogue wants done after a line (or a packet) from the server.
 #[derive(Debug)]
 pub(crate) enum Step {
     /// Keep reading.
     Read,
     /// Send these bytes, then keep reading.
-    Send(&'static [u8]),
+    Send(Bytes),
     /// The server agreed: switch to TLS now.
     Switch,
+    /// Send these bytes, then switch to TLS at once, without a go-ahead (MySQL's SSLRequest).
+    SendThenSwitch(Bytes),
     /// Give up.
     Fail(StartTlsError),
 }
 
-/// The plaintext part of a STARTTLS protocol as a state machine over the server's reply lines
-/// (without their line ending). No sockets: [`Talk`] feeds it.
+/// The plaintext part of a line protocol's STARTTLS as a state machine over the server's reply
+/// lines (without their line ending). No sockets: [`Lines`] cuts the lines, [`Talk`] feeds it.
 pub(crate) trait ClientDialogue: Send + 'static {
+    /// What to send as soon as the connection is up, for protocols where the client speaks
+    /// first (IRC).
+    fn opening(&mut self) -> Option<Bytes> {
+        None
+    }
+
     /// The next step after `line`.
     fn on_line(&mut self, line: &str) -> Step;
 }
 
-/// A dialogue fed with the server's bytes as they come, cut anywhere: complete lines go to the
-/// dialogue, a partial line waits (at most [`MAX_REPLY_LINE`] bytes), and the whole costs time
-/// linear in what was received.
+/// What a framed dialogue made of the unread bytes it was shown.
+#[derive(Debug)]
+pub(crate) enum Frame {
+    /// Not a whole frame yet: wait for more bytes (they stay held).
+    More,
+    /// The first `n` bytes were a frame, and this is what to do about it.
+    Took(usize, Step),
+    /// The first `n` bytes can be dropped: they were looked at and matter no more (a stream
+    /// protocol's text between the markers it looks for). Not counted as a frame.
+    Skip(usize),
+}
+
+/// The plaintext part of any STARTTLS protocol as a state machine over the server's bytes, cut
+/// into frames by the dialogue itself: lines ([`Lines`]), packets, or markers in a stream. It
+/// must keep what it leaves unread small (a partial frame, within its own cap): [`Talk`] holds
+/// it between reads.
+pub(crate) trait Framed: Send + 'static {
+    /// What to send as soon as the connection is up (PostgreSQL's SSLRequest, XMPP's stream
+    /// header, LDAP's ExtendedRequest).
+    fn opening(&mut self) -> Option<Bytes> {
+        None
+    }
+
+    /// The unread bytes, from the start of a frame: a whole frame, or more wanted.
+    fn on_bytes(&mut self, unread: &[u8]) -> Frame;
+}
+
+impl Framed for Box<dyn Framed> {
+    fn opening(&mut self) -> Option<Bytes> {
+        (**self).opening()
+    }
+
+    fn on_bytes(&mut self, unread: &[u8]) -> Frame {
+        (**self).on_bytes(unread)
+    }
+}
+
+/// A line dialogue as a framed one: cuts lines (each at most [`MAX_REPLY_LINE`] bytes), in time
+/// linear in the bytes received, and hands them to the dialogue without their line ending.
+#[derive(Debug, Clone)]
+pub(crate) struct Lines<D> {
+    dialogue: D,
+    /// How far the current partial line has been searched for a line end.
+    scanned: usize,
+}
+
+impl<D> Lines<D> {
+    pub(crate) fn new(dialogue: D) -> Self {
+        Lines {
+            dialogue,
+            scanned: 0,
+        }
+    }
+}
+
+impl<D: ClientDialogue> Framed for Lines<D> {
+    fn opening(&mut self) -> Option<Bytes> {
+        self.dialogue.opening()
+    }
+
+    fn on_bytes(&mut self, unread: &[u8]) -> Frame {
+        let from = self.scanned.min(unread.len());
+        let Some(i) = unread[from..].iter().position(|&c| c == b'\n') else {
+            self.scanned = unread.len();
+            if unread.len() > MAX_REPLY_LINE {
+                return Frame::Took(0, Step::Fail(StartTlsError::LineTooLong));
+            }
+            return Frame::More;
+        };
+        let end = from + i + 1;
+        self.scanned = 0;
+        if end > MAX_REPLY_LINE {
+            return Frame::Took(end, Step::Fail(StartTlsError::LineTooLong));
+        }
+        let line = String::from_utf8_lossy(&unread[..end]);
+        let line = line.trim_end_matches(['\r', '\n']);
+        tracing::debug!(line, "starttls: server");
+        Frame::Took(end, self.dialogue.on_line(line))
+    }
+}
+
+/// A dialogue fed with the server's bytes as they come, cut anywhere: whole frames go to the
+/// dialogue, a partial one waits (within the dialogue's cap), and the whole costs time linear
+/// in what was received.
 #[derive(Debug)]
 pub(crate) struct Talk<D> {
     dialogue: D,
     buf: Vec<u8>,
     /// Where the unread part of `buf` starts.
     start: usize,
-    /// How far `buf` has been searched for a line end.
-    scanned: usize,
+    /// Frames (lines, packets) read so far.
     pub(crate) lines: usize,
     done: bool,
 }
@@ -58,24 +150,36 @@ pub(crate) struct Talk<D> {
 #[derive(Debug, Default)]
 pub(crate) struct Said {
     /// Send these, in order.
-    pub(crate) send: Vec<&'static [u8]>,
+    pub(crate) send: Vec<Bytes>,
     /// Then switch to TLS (send `makessl`).
     pub(crate) switch: bool,
 }
 
-impl<D: ClientDialogue> Talk<D> {
+impl<D: ClientDialogue> Talk<Lines<D>> {
+    /// A line dialogue's talk.
+    #[cfg(test)]
+    pub(crate) fn lines(dialogue: D) -> Self {
+        Talk::new(Lines::new(dialogue))
+    }
+}
+
+impl<D: Framed> Talk<D> {
     pub(crate) fn new(dialogue: D) -> Self {
         Talk {
             dialogue,
             buf: Vec::new(),
             start: 0,
-            scanned: 0,
             lines: 0,
             done: false,
         }
     }
 
-    /// Bytes held between calls: at most one partial line.
+    /// What to send once connected, if the client speaks first.
+    pub(crate) fn opening(&mut self) -> Option<Bytes> {
+        self.dialogue.opening()
+    }
+
+    /// Bytes held between calls: at most one partial frame.
     #[cfg(test)]
     pub(crate) fn held(&self) -> usize {
         self.buf.len() - self.start
@@ -87,31 +191,36 @@ impl<D: ClientDialogue> Talk<D> {
         if self.done {
             return Err(injection(data.len()));
         }
-        // Drop what was read before; what is left is one partial line, at most MAX_REPLY_LINE.
+        // Drop what was read before; what is left is one partial frame.
         self.buf.drain(..self.start);
-        self.scanned -= self.start;
         self.start = 0;
         self.buf.extend_from_slice(data);
         let mut said = Said::default();
-        while let Some(i) = self.buf[self.scanned..].iter().position(|&c| c == b'\n') {
-            let end = self.scanned + i + 1;
-            let raw = &self.buf[self.start..end];
-            self.start = end;
-            self.scanned = end;
-            self.lines += 1;
-            if self.lines > MAX_REPLY_LINES {
-                return Err(StartTlsError::TooManyLines);
-            }
-            if raw.len() > MAX_REPLY_LINE {
-                return Err(StartTlsError::LineTooLong);
-            }
-            let line = String::from_utf8_lossy(raw);
-            let line = line.trim_end_matches(['\r', '\n']);
-            tracing::debug!(line, "starttls: server");
-            match self.dialogue.on_line(line) {
+        while self.start < self.buf.len() {
+            let step = match self.dialogue.on_bytes(&self.buf[self.start..]) {
+                Frame::More => break,
+                // Nothing dropped is nothing learnt: wait for more rather than loop.
+                Frame::Skip(0) => break,
+                Frame::Skip(n) => {
+                    self.start = (self.start + n).min(self.buf.len());
+                    continue;
+                }
+                Frame::Took(n, step) => {
+                    self.start = (self.start + n).min(self.buf.len());
+                    self.lines += 1;
+                    if self.lines > MAX_REPLY_LINES {
+                        return Err(StartTlsError::TooManyLines);
+                    }
+                    step
+                }
+            };
+            match step {
                 Step::Read => {}
                 Step::Send(bytes) => said.send.push(bytes),
-                Step::Switch => {
+                Step::Switch | Step::SendThenSwitch(_) => {
+                    if let Step::SendThenSwitch(bytes) = step {
+                        said.send.push(bytes);
+                    }
                     self.done = true;
                     let rest = self.buf.len() - self.start;
                     if rest > 0 {
@@ -122,10 +231,6 @@ impl<D: ClientDialogue> Talk<D> {
                 }
                 Step::Fail(e) => return Err(e),
             }
-        }
-        self.scanned = self.buf.len();
-        if self.buf.len() - self.start > MAX_REPLY_LINE {
-            return Err(StartTlsError::LineTooLong);
         }
         Ok(said)
     }
@@ -233,7 +338,7 @@ struct Boxes {
 /// connection coming up; without, it is a [`TlsGate`].
 pub(crate) fn component(
     name: &'static str,
-    dialogue: Option<Box<dyn ClientDialogue>>,
+    dialogue: Option<Box<dyn Framed>>,
     limit: Duration,
 ) -> Component {
     let mut b = Component::build(name);
@@ -257,12 +362,6 @@ pub(crate) fn component(
     })
 }
 
-impl ClientDialogue for Box<dyn ClientDialogue> {
-    fn on_line(&mut self, line: &str) -> Step {
-        (**self).on_line(line)
-    }
-}
-
 /// Where the component is.
 enum Phase {
     /// Speaking the plaintext dialogue.
@@ -275,12 +374,7 @@ enum Phase {
     Failed,
 }
 
-async fn run(
-    mut talk: Option<Talk<Box<dyn ClientDialogue>>>,
-    limit: Duration,
-    b: Boxes,
-    label: String,
-) {
+async fn run(mut talk: Option<Talk<Box<dyn Framed>>>, limit: Duration, b: Boxes, label: String) {
     let mut phase = if talk.is_some() {
         Phase::Talking
     } else {
@@ -317,20 +411,32 @@ async fn run(
                 }
             }
             c = b.conn_signal.recv() => {
-                if c.is_final() {
-                    // The connection sent everything it received before its final message.
+                // The connection sent everything it received before its final message, and
+                // before its half-close: pass those bytes on first, so that neither overtakes
+                // the data (a relay passes the half-close on as a FIN).
+                let half_closed = relaying && c.payload::<PeerHalfClosed>().is_some();
+                let mut injected = None;
+                if c.is_final() || half_closed {
                     if let Some(d) = down.take() {
                         let _ = b.to_user.send(d).await;
                     }
                     while let Some(d) = b.from_server.try_recv() {
                         if relaying && plain_left > 0 {
-                            let e = plaintext_before_tls(talk.is_some(), plain_left);
-                            let _ = b.conn_events.send(Control::error(label.as_str(), e)).await;
+                            injected = Some(plaintext_before_tls(talk.is_some(), plain_left));
                             break;
                         }
                         if relaying {
                             let _ = b.to_user.send(d).await;
                         }
+                    }
+                }
+                if let Some(e) = injected.take_if(|_| !c.is_final()) {
+                    fail(&b, &label, e, &mut phase, &mut watch).await;
+                    continue;
+                }
+                if c.is_final() {
+                    if let Some(e) = injected {
+                        let _ = b.conn_events.send(Control::error(label.as_str(), e)).await;
                     }
                     if matches!(phase, Phase::Talking) {
                         let _ = b.conn_events.send(Control::error(label.as_str(), StartTlsError::Closed)).await;
@@ -341,6 +447,11 @@ async fn run(
                 if c.payload::<Connected>().is_some() && !clock_running {
                     clock_running = true;
                     deadline.as_mut().reset(tokio::time::Instant::now() + limit);
+                    // Protocols where the client speaks first: its first words go now.
+                    if let Some(first) = talk.as_mut().and_then(Talk::opening) {
+                        tracing::debug!(line = %String::from_utf8_lossy(&first).trim_end(), "starttls: client");
+                        let _ = b.outbox.send(first).await;
+                    }
                 }
                 let _ = b.conn_events.send(c).await;
             }
@@ -381,8 +492,8 @@ async fn run(
                 match talk.feed(&d) {
                     Ok(said) => {
                         for bytes in said.send {
-                            tracing::debug!(line = %String::from_utf8_lossy(bytes).trim_end(), "starttls: client");
-                            let _ = b.outbox.send(Bytes::from_static(bytes)).await;
+                            tracing::debug!(line = %String::from_utf8_lossy(&bytes).trim_end(), "starttls: client");
+                            let _ = b.outbox.send(bytes).await;
                         }
                         if said.switch {
                             let _ = b.makessl.send(MakeSsl::new()).await;
@@ -587,11 +698,7 @@ mod tests {
                     tokio::task::yield_now().await;
                     assert!(conn_control.try_recv().is_none(), "held until TLS is up");
                     assert!(to_conn.try_recv().is_none(), "nothing before TLS");
-                    let info = TlsInfo {
-                        version: "TLSv1.3".into(),
-                        cipher_suite: "TLS13_AES_128_GCM_SHA256".into(),
-                        alpn: None,
-                    };
+                    let info = TlsInfo::new("TLSv1.3", "TLS13_AES_128_GCM_SHA256");
                     sslready
                         .send(SslReady {
                             info,
@@ -606,6 +713,59 @@ mod tests {
             })
             .await;
         }
+    }
+
+    /// Under TLS the connection sends the server's bytes, then its half-close; both queued
+    /// before the component runs, with the user's box full: the half-close is passed on only
+    /// after every byte (a relay turns it into a FIN, which must not overtake the data).
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_servers_half_close_follows_its_bytes() {
+        use crate::internet::TlsInfo;
+        let gate: Component = TlsGate::new().into();
+        let from_server = Outbox::<Bytes>::standalone("server");
+        let sslready = Outbox::<SslReady>::standalone("sslready");
+        let conn_signal = Outbox::<Control>::standalone("conn signal");
+        let user = Inbox::<Bytes>::standalone("user", 1);
+        let events = Inbox::<Control>::standalone("events", 8);
+        let r = |n: &str| gate.boxref(n).unwrap();
+        link_refs(&from_server.boxref(), &r("fromserver")).unwrap();
+        link_refs(&sslready.boxref(), &r("sslready")).unwrap();
+        link_refs(&conn_signal.boxref(), &r("connsignal")).unwrap();
+        link_refs(&r("touser"), &user.boxref()).unwrap();
+        link_refs(&r("connevents"), &events.boxref()).unwrap();
+        sslready
+            .try_send(SslReady {
+                info: TlsInfo::new("TLSv1.3", "TLS13_AES_128_GCM_SHA256"),
+                replayed: 0,
+                plaintext: 0,
+            })
+            .unwrap();
+        let chunks: [&[u8]; 3] = [b"one ", b"two ", b"three"];
+        run_until_the_connection_ends(gate, &conn_signal, async {
+            tokio::task::yield_now().await;
+            for c in chunks {
+                from_server.try_send(Bytes::from_static(c)).unwrap();
+            }
+            conn_signal
+                .try_send(Control::notice(PeerHalfClosed {
+                    truncation_possible: false,
+                }))
+                .unwrap();
+            let mut got = Vec::new();
+            loop {
+                tokio::select! {
+                    d = user.recv() => got.extend_from_slice(&d),
+                    e = events.recv() => if e.payload::<PeerHalfClosed>().is_some() {
+                        break;
+                    },
+                }
+            }
+            while let Some(d) = user.try_recv() {
+                got.extend_from_slice(&d);
+            }
+            assert_eq!(got, chunks.concat(), "every byte before the half-close");
+        })
+        .await;
     }
 
     /// The window the ordering of two boxes leaves: the server's go-ahead, then plaintext the
@@ -660,11 +820,7 @@ mod tests {
             from_server.try_send(Bytes::from_static(injected)).unwrap();
             sslready
                 .try_send(SslReady {
-                    info: TlsInfo {
-                        version: "TLSv1.3".into(),
-                        cipher_suite: "TLS13_AES_128_GCM_SHA256".into(),
-                        alpn: None,
-                    },
+                    info: TlsInfo::new("TLSv1.3", "TLS13_AES_128_GCM_SHA256"),
                     replayed: 0,
                     plaintext: plaintext.sum::<usize>() as u64,
                 })

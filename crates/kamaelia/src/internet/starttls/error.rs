@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::client::{MAX_REPLY_LINE, MAX_REPLY_LINES};
+use super::client::{MAX_REPLY_LINE, MAX_REPLY_LINES, MAX_REPLY_PACKET};
 use super::server::{MAX_COMMAND_LINE, MAX_HELD};
 use crate::internet::TlsError;
 
@@ -44,6 +44,31 @@ pub enum StartTlsError {
     },
     /// The connection closed during the dialogue.
     Closed,
+    /// The server said no to the request for TLS (FTP `534`, IRC `691`, NNTP `580`, Sieve
+    /// `NO`, XMPP `<failure/>`, an LDAP result code, a MySQL error packet).
+    Refused {
+        /// What was refused (`AUTH TLS`, `STARTTLS`, `the connection`).
+        step: &'static str,
+        /// The server's answer, in words.
+        reply: String,
+    },
+    /// A binary protocol's reply packet announced more than [`MAX_REPLY_PACKET`] bytes.
+    PacketTooLong {
+        /// The length the packet announced.
+        length: u64,
+    },
+    /// A binary protocol's reply could not be read as the protocol says it is.
+    Malformed {
+        /// The step of the dialogue that was answered.
+        step: &'static str,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// A stream protocol (XMPP) sent more than this many bytes without the answer looked for.
+    TooMuchData {
+        /// The limit, in bytes.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for StartTlsError {
@@ -80,6 +105,21 @@ impl fmt::Display for StartTlsError {
             StartTlsError::Closed => {
                 f.write_str("STARTTLS failed: the server closed the connection")
             }
+            StartTlsError::Refused { step, reply } => {
+                write!(f, "STARTTLS failed: the server refused {step}: {reply:?}")
+            }
+            StartTlsError::PacketTooLong { length } => write!(
+                f,
+                "STARTTLS failed: the server announced a {length}-byte reply; the limit is \
+                 {MAX_REPLY_PACKET} bytes"
+            ),
+            StartTlsError::Malformed { step, what } => {
+                write!(f, "STARTTLS failed: malformed reply to {step}: {what}")
+            }
+            StartTlsError::TooMuchData { limit } => write!(
+                f,
+                "STARTTLS failed: the server sent more than {limit} bytes without answering"
+            ),
         }
     }
 }
@@ -154,3 +194,12 @@ impl fmt::Display for DialogueError {
 }
 
 impl std::error::Error for DialogueError {}
+
+/// Up to 200 bytes of `b` as text, for a message: control bytes escaped.
+pub(crate) fn printable(b: &[u8]) -> String {
+    let b = &b[..b.len().min(200)];
+    b.iter()
+        .flat_map(|&c| std::ascii::escape_default(c))
+        .map(char::from)
+        .collect()
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::client::{client_component, ClientDialogue, Step};
+use super::client::{client_component, ClientDialogue, Lines, Step};
 use super::error::StartTlsError;
 use super::server::{server_component, Answer, ServerDialogue, ServerOptions};
 
@@ -56,7 +56,7 @@ pub struct ImapStartTlsClient {
     timeout: Duration,
 }
 
-client_component!(ImapStartTlsClient, ImapClient::Greeting);
+client_component!(ImapStartTlsClient, Lines::new(ImapClient::Greeting));
 
 /// Where an IMAP client's dialogue is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +83,7 @@ impl ClientDialogue for ImapClient {
         match self {
             ImapClient::Greeting if line.starts_with("* OK") => {
                 *self = ImapClient::StartTls;
-                Step::Send(b"a1 STARTTLS\r\n")
+                Step::Send(Bytes::from_static(b"a1 STARTTLS\r\n"))
             }
             ImapClient::Greeting => unexpected("the greeting"),
             ImapClient::StartTls if line.starts_with("* ") => Step::Read,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::client::{client_component, ClientDialogue, Step};
+use super::client::{client_component, ClientDialogue, Lines, Step};
 use super::error::StartTlsError;
 use super::server::{is_word, server_component, Answer, ServerDialogue, ServerOptions};
 
@@ -55,7 +55,7 @@ pub struct Pop3StartTlsClient {
     timeout: Duration,
 }
 
-client_component!(Pop3StartTlsClient, Pop3Client::Greeting);
+client_component!(Pop3StartTlsClient, Lines::new(Pop3Client::Greeting));
 
 /// Where a POP3 client's dialogue is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +72,7 @@ impl ClientDialogue for Pop3Client {
         match self {
             Pop3Client::Greeting if ok => {
                 *self = Pop3Client::Stls;
-                Step::Send(b"STLS\r\n")
+                Step::Send(Bytes::from_static(b"STLS\r\n"))
             }
             Pop3Client::Stls if ok => Step::Switch,
             Pop3Client::Greeting | Pop3Client::Stls => Step::Fail(StartTlsError::Unexpected {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::client::{client_component, ClientDialogue, Step};
+use super::client::{client_component, ClientDialogue, Lines, Step};
 use super::error::StartTlsError;
 use super::server::{
     is_word, server_component, starts_with_word, Answer, ServerDialogue, ServerOptions,
@@ -55,7 +55,9 @@ use super::server::{
 /// are cut into lines (linear in what arrives, at most [`MAX_REPLY_LINE`](super::MAX_REPLY_LINE)
 /// bytes a line and [`MAX_REPLY_LINES`](super::MAX_REPLY_LINES) lines) and fed to a state
 /// machine, one enum state per step: the `220` greeting (continuation lines allowed), `EHLO
-/// kamaelia` and its `250` lines (STARTTLS must be among them), then `STARTTLS` and its `220`.
+/// kamaelia` and its `250` lines (STARTTLS must be among them), then `STARTTLS` and its `220`
+/// (a `4xx`/`5xx` answer, `454 TLS not available`, fails with
+/// [`StartTlsError::Refused`]).
 /// Any byte the server sends after that go-ahead and before TLS is refused as injection: it
 /// was not protected. The clock for the whole dialogue starts at `Connected`, not before.
 /// Once `sslready` arrives it relays both directions, each without waiting on the other.
@@ -66,7 +68,43 @@ pub struct SmtpStartTlsClient {
     timeout: Duration,
 }
 
-client_component!(SmtpStartTlsClient, SmtpClient::Greeting);
+client_component!(SmtpStartTlsClient, Lines::new(SmtpClient::Greeting));
+
+/// The client side of LMTP STARTTLS (RFC 2033, RFC 3207): SMTP's dialogue with `LHLO` for
+/// `EHLO`: greeting, `LHLO`, `STARTTLS`, then TLS. Turn it into a
+/// [`Component`](axon::Component) with `.into()`.
+///
+/// Wired like [`SmtpStartTlsClient`] (same boxes, same example with `LmtpStartTlsClient::new()`
+/// and port 24).
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use axon::Component;
+/// use kamaelia::internet::LmtpStartTlsClient;
+///
+/// // Wired between the user's side and a TcpClient as SmtpStartTlsClient's example shows.
+/// let c: Component = LmtpStartTlsClient::new().timeout(Duration::from_secs(10)).into();
+/// assert!(c.boxref("makessl").is_ok() && c.boxref("touser").is_ok());
+/// ```
+///
+/// # How it works
+///
+/// As [`SmtpStartTlsClient`], with `LHLO kamaelia` where SMTP says `EHLO kamaelia`: the `220`
+/// greeting, the `250` lines of the `LHLO` reply (STARTTLS must be among them, or the dialogue
+/// fails with [`StartTlsError::NotOffered`]), then `STARTTLS` and its `220`.
+///
+#[doc = include_str!("client_boxes.md")]
+#[derive(Debug, Clone)]
+pub struct LmtpStartTlsClient {
+    timeout: Duration,
+}
+
+client_component!(
+    LmtpStartTlsClient,
+    Lines::new(LmtpClient(SmtpClient::Greeting))
+);
 
 /// Where an SMTP client's dialogue is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +122,23 @@ pub(crate) enum SmtpClient {
 
 impl ClientDialogue for SmtpClient {
     fn on_line(&mut self, line: &str) -> Step {
+        self.step(line, "EHLO")
+    }
+}
+
+/// LMTP's client dialogue (RFC 2033 §4.1): SMTP's, with `LHLO` for `EHLO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LmtpClient(pub(crate) SmtpClient);
+
+impl ClientDialogue for LmtpClient {
+    fn on_line(&mut self, line: &str) -> Step {
+        self.0.step(line, "LHLO")
+    }
+}
+
+impl SmtpClient {
+    /// The next step after `line`, greeting with `hello` (`EHLO` or `LHLO`).
+    fn step(&mut self, line: &str, hello: &'static str) -> Step {
         let unexpected = |step| {
             Step::Fail(StartTlsError::Unexpected {
                 step,
@@ -95,7 +150,7 @@ impl ClientDialogue for SmtpClient {
                 Some(true) => Step::Read,
                 Some(false) => {
                     *self = SmtpClient::Ehlo { offered: false };
-                    Step::Send(b"EHLO kamaelia\r\n")
+                    Step::Send(Bytes::from(format!("{hello} kamaelia\r\n")))
                 }
                 None => unexpected("the greeting"),
             },
@@ -108,15 +163,21 @@ impl ClientDialogue for SmtpClient {
                         Step::Read
                     } else if offered {
                         *self = SmtpClient::StartTls;
-                        Step::Send(b"STARTTLS\r\n")
+                        Step::Send(Bytes::from_static(b"STARTTLS\r\n"))
                     } else {
                         Step::Fail(StartTlsError::NotOffered)
                     }
                 }
-                None => unexpected("EHLO"),
+                None => unexpected(hello),
             },
             SmtpClient::StartTls => match reply(line, "220") {
                 Some(false) => Step::Switch,
+                _ if matches!(line.as_bytes().first(), Some(b'4' | b'5')) => {
+                    Step::Fail(StartTlsError::Refused {
+                        step: "STARTTLS",
+                        reply: line.to_string(),
+                    })
+                }
                 _ => unexpected("STARTTLS"),
             },
         }

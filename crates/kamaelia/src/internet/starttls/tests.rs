@@ -5,7 +5,9 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 
-use super::client::{ClientDialogue, Said, Step, Talk, MAX_REPLY_LINE, MAX_REPLY_LINES};
+use super::client::{
+    ClientDialogue, Framed, Lines as ReplyLines, Said, Step, Talk, MAX_REPLY_LINE, MAX_REPLY_LINES,
+};
 use super::error::StartTlsError;
 use super::imap::{ImapClient, ImapServer};
 use super::pop3::{Pop3Client, Pop3Server};
@@ -19,19 +21,32 @@ use crate::internet::TlsError;
 #[derive(Debug, PartialEq, Eq)]
 enum S {
     R,
-    Tx(&'static [u8]),
+    Sent(Bytes),
     W,
+    SentW(Bytes),
     F(&'static str),
+}
+
+/// `S::Tx` of static bytes, for tables.
+#[allow(non_snake_case)]
+fn Tx(b: &'static [u8]) -> S {
+    S::Sent(Bytes::from_static(b))
 }
 
 fn kind(step: Step) -> S {
     match step {
         Step::Read => S::R,
-        Step::Send(b) => S::Tx(b),
+        Step::Send(b) => S::Sent(b),
+        Step::SendThenSwitch(b) => S::SentW(b),
         Step::Switch => S::W,
         Step::Fail(StartTlsError::NotOffered) => S::F("not offered"),
         Step::Fail(StartTlsError::Unexpected { .. }) => S::F("unexpected"),
         Step::Fail(StartTlsError::Bye { .. }) => S::F("bye"),
+        Step::Fail(StartTlsError::Refused { .. }) => S::F("refused"),
+        Step::Fail(StartTlsError::Malformed { .. }) => S::F("malformed"),
+        Step::Fail(StartTlsError::PacketTooLong { .. }) => S::F("too long"),
+        Step::Fail(StartTlsError::LineTooLong) => S::F("line too long"),
+        Step::Fail(StartTlsError::TooMuchData { .. }) => S::F("too much"),
         Step::Fail(e) => panic!("unexpected failure {e}"),
     }
 }
@@ -74,6 +89,10 @@ fn client_dialogues_follow_their_protocol() {
         ),
         (
             &["220 hi", "250 STARTTLS", "454 TLS not available"],
+            &[Tx(b"EHLO kamaelia\r\n"), Tx(b"STARTTLS\r\n"), F("refused")],
+        ),
+        (
+            &["220 hi", "250 STARTTLS", "354 what"],
             &[
                 Tx(b"EHLO kamaelia\r\n"),
                 Tx(b"STARTTLS\r\n"),
@@ -134,7 +153,7 @@ fn injected(r: Result<Said, StartTlsError>) -> Option<usize> {
 
 #[test]
 fn talk_cuts_lines_anywhere_and_switches_once() {
-    let mut t = Talk::new(SmtpClient::Greeting);
+    let mut t = Talk::lines(SmtpClient::Greeting);
     let mut sent = Vec::new();
     let mut switched = 0;
     for b in SMTP_TO_GO_AHEAD {
@@ -148,27 +167,27 @@ fn talk_cuts_lines_anywhere_and_switches_once() {
 
 #[test]
 fn bytes_after_the_go_ahead_are_injection_in_the_same_read_or_a_later_one() {
-    let mut t = Talk::new(SmtpClient::Greeting);
+    let mut t = Talk::lines(SmtpClient::Greeting);
     let mut same = SMTP_TO_GO_AHEAD.to_vec();
     same.extend_from_slice(b"250 evil\r\n");
     assert_eq!(injected(t.feed(&same)), Some(10));
 
-    let mut t = Talk::new(SmtpClient::Greeting);
+    let mut t = Talk::lines(SmtpClient::Greeting);
     assert!(t.feed(SMTP_TO_GO_AHEAD).unwrap().switch);
     // A complete line would once have been read as a second go-ahead (a second makessl); a
     // partial one was dropped without a word.
     assert_eq!(injected(t.feed(b"220 again\r\n")), Some(11));
     assert_eq!(injected(t.feed(b"x")), Some(1));
     // The same for the other protocols.
-    let mut t = Talk::new(Pop3Client::Greeting);
+    let mut t = Talk::lines(Pop3Client::Greeting);
     assert_eq!(injected(t.feed(b"+OK\r\n+OK go\r\nevil")), Some(4));
-    let mut t = Talk::new(ImapClient::Greeting);
+    let mut t = Talk::lines(ImapClient::Greeting);
     assert_eq!(injected(t.feed(b"* OK\r\na1 OK go\r\n* x\r\n")), Some(5));
 }
 
 #[test]
 fn endless_continuation_lines_end_the_dialogue() {
-    let mut t = Talk::new(SmtpClient::Greeting);
+    let mut t = Talk::lines(SmtpClient::Greeting);
     t.feed(b"220 hi\r\n").unwrap();
     let chunk = b"250-x\r\n".repeat(8192);
     let mut result = Ok(Said::default());
@@ -184,7 +203,7 @@ fn endless_continuation_lines_end_the_dialogue() {
 
 #[test]
 fn a_reply_line_without_end_is_cut_off_at_the_cap() {
-    let mut t = Talk::new(Pop3Client::Greeting);
+    let mut t = Talk::lines(Pop3Client::Greeting);
     let mut result = Ok(Said::default());
     for _ in 0..(MAX_REPLY_LINE / 1000 + 2) {
         result = t.feed(&[b'+'; 1000]);
@@ -210,25 +229,49 @@ fn client_bytes() -> impl Strategy<Value = Vec<u8>> {
         Just(b"-ERR\r\n".to_vec()),
         proptest::collection::vec(any::<u8>(), 0..64),
         Just(vec![b'x'; 9000]),
+        Just(b"234 go\r\n".to_vec()),
+        Just(b":irc.test 670 * :go\r\n".to_vec()),
+        Just(b"101 caps\r\nSTARTTLS\r\n.\r\n".to_vec()),
+        Just(b"382 go\r\n".to_vec()),
+        Just(b"\"STARTTLS\"\r\nOK\r\n".to_vec()),
+        Just(b"S".to_vec()),
+        Just(b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>".to_vec()),
+        Just(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>".to_vec()),
+        Just(super::tests_framed::mysql_greeting(0x0800)),
+        Just(super::tests_framed::ldap_response(1, 0, b"")),
+        Just(vec![0x30, 0x84, 0xff, 0xff, 0xff, 0xff]),
+        Just(vec![0xff, 0xff, 0xff, 0x00]),
     ];
     proptest::collection::vec(line, 0..40).prop_map(|v| v.concat())
 }
 
 fn any_client() -> impl Strategy<Value = u8> {
-    0u8..3
+    0u8..12
 }
 
-fn talk_for(p: u8) -> Talk<Box<dyn ClientDialogue>> {
+fn talk_for(p: u8) -> Talk<Box<dyn Framed>> {
+    use super::{ftp::FtpClient, irc::IrcClient, ldap::LdapClient, mysql::MysqlClient};
+    use super::{nntp::NntpClient, postgres::PostgresClient, sieve::SieveClient};
+    use super::{smtp::LmtpClient, xmpp::XmppClient};
     Talk::new(match p {
-        0 => Box::new(SmtpClient::Greeting) as Box<dyn ClientDialogue>,
-        1 => Box::new(ImapClient::Greeting),
-        _ => Box::new(Pop3Client::Greeting),
+        0 => Box::new(ReplyLines::new(SmtpClient::Greeting)) as Box<dyn Framed>,
+        1 => Box::new(ReplyLines::new(ImapClient::Greeting)),
+        2 => Box::new(ReplyLines::new(Pop3Client::Greeting)),
+        3 => Box::new(ReplyLines::new(LmtpClient(SmtpClient::Greeting))),
+        4 => Box::new(ReplyLines::new(FtpClient::Greeting)),
+        5 => Box::new(ReplyLines::new(IrcClient)),
+        6 => Box::new(ReplyLines::new(NntpClient::Greeting)),
+        7 => Box::new(ReplyLines::new(SieveClient::Greeting { offered: false })),
+        8 => Box::new(PostgresClient),
+        9 => Box::new(MysqlClient),
+        10 => Box::new(LdapClient),
+        _ => Box::new(XmppClient::new("example.test", false)),
     })
 }
 
 proptest! {
     /// Whatever the server sends, cut wherever, a client dialogue asks to switch at most once,
-    /// or fails with a reason; it never panics, and never holds more than one line.
+    /// or fails with a reason; it never panics, and never holds more than one line (or packet).
     #[test]
     fn any_server_bytes_give_a_result_or_a_clear_error(
         proto in any_client(),
@@ -246,7 +289,7 @@ proptest! {
             let end = (at + n).min(bytes.len());
             match t.feed(&bytes[at..end]) {
                 Ok(said) => {
-                    prop_assert!(t.held() <= MAX_REPLY_LINE);
+                    prop_assert!(t.held() <= MAX_REPLY_LINE.max(super::MAX_REPLY_PACKET));
                     sent += said.send.len();
                     switches += usize::from(said.switch);
                 }
