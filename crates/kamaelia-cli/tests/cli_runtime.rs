@@ -1,10 +1,11 @@
 //! The client commands' own runtime (`session::run_single`, a `current_thread` runtime with
 //! `axon::block_on`'s Ctrl-C handling): an interrupt while connected stops `connect` and
-//! `send` with status 130, as it does `serve`.
+//! `send` with status 130, as it does `serve`. And standard output as a regular file, which
+//! is written in place: at the offset the shell gave it.
 
 mod support;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Stdio;
 use std::sync::mpsc;
@@ -58,4 +59,40 @@ fn connect_exits_130_on_ctrl_c() {
 #[test]
 fn send_from_stdin_exits_130_on_ctrl_c() {
     assert_eq!(interrupted_while_connected(&["send"], &["-"]), Some(130));
+}
+
+/// `{ echo first; kamaelia connect ...; } >> file`: the bytes go after what was in the file and
+/// what was written before, not over them (the output shares the shell's open file).
+#[test]
+fn connect_writes_a_regular_file_stdout_at_the_shells_offset() {
+    let dir = support::TempDir::new("stdout-file");
+    let path = dir.write("out", b"before\n");
+    let mut out = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    out.write_all(b"first\n").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let payload = support::random_bytes(300_000);
+    let sent = payload.clone();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(&sent).unwrap();
+        // Closing ends the session: connect exits once its input has ended too.
+    });
+    let mut child = args(&["connect", "127.0.0.1", &port])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = exit_within(&mut child, LIMIT).expect("kamaelia did not exit");
+    assert!(status.success(), "{status:?}");
+    out.write_all(b"after\n").unwrap();
+    let got = std::fs::read(&path).unwrap();
+    let mut want = b"before\nfirst\n".to_vec();
+    want.extend_from_slice(&payload);
+    want.extend_from_slice(b"after\n");
+    assert!(got == want, "{} bytes, expected {}", got.len(), want.len());
 }
