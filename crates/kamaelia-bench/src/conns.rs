@@ -1,4 +1,4 @@
-//! Figure 5: many concurrent connections held open. A server process and a clients process,
+//! Figure 7: many concurrent connections held open. A server process and a clients process,
 //! both children of the suite (so each fits in the open-file limit and has its own memory
 //! figures), for the library (TcpServer + EchoProtocol, TcpClient + a holder component) and
 //! for a hand-written tokio program holding the same sockets.
@@ -39,14 +39,14 @@ pub(crate) enum Side {
     Baseline,
 }
 
-/// The parent's side of figure 5.
+/// The parent's side of figure 7.
 pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
     let limit = open_file_limit()?;
     let mut n = cfg.conns;
     if n + SPARE_FDS > limit {
         n = limit.saturating_sub(SPARE_FDS);
         table.note(format!(
-            "figure 5: the open-file limit is {limit}: {n} connections instead of {} (raise it with `ulimit -n`)",
+            "figure 7: the open-file limit is {limit}: {n} connections instead of {} (raise it with `ulimit -n`)",
             cfg.conns
         ));
     }
@@ -77,21 +77,21 @@ pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
     let (o, b) = (&results[0], &results[1]);
     let m = |r: &[Vec<f64>], i| median(r, i);
     table.row(
-        format!("5 {n} TcpClients -> TcpServer: time to connect and serve all"),
+        format!("7 {n} TcpClients -> TcpServer: time to connect and serve all"),
         format!("{:.2} s", m(o, 0)),
         format!("{:.2} s", m(b, 0)),
         m(o, 0) / m(b, 0),
         "-",
     );
     table.row(
-        "5 peak memory per connection, clients process (VmHWM)",
+        "7 peak memory per connection, clients process (VmHWM)",
         format!("{:.1} KiB", m(o, 1)),
         format!("{:.1} KiB", m(b, 1)),
         m(o, 1) / m(b, 1),
         "<= 1.5",
     );
     table.row(
-        "5 peak memory per connection, server process (VmHWM)",
+        "7 peak memory per connection, server process (VmHWM)",
         format!("{:.1} KiB", m(o, 2)),
         format!("{:.1} KiB", m(b, 2)),
         m(o, 2) / m(b, 2),
@@ -99,7 +99,7 @@ pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
     );
     table.row(
         format!(
-            "5 CPU while idle, {} s, clients + server",
+            "7 CPU while idle, {} s, clients + server",
             IDLE_WINDOW.as_secs()
         ),
         format!("{:.1} %", m(o, 3) + m(o, 4)),
@@ -109,7 +109,7 @@ pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
     );
     let served = |r: &[Vec<f64>]| r.iter().map(|s| s[5]).fold(f64::INFINITY, f64::min);
     table.row(
-        "5 connections served (worst round)",
+        "7 connections served (worst round)",
         format!("{:.0}/{n}", served(o)),
         format!("{:.0}/{n}", served(b)),
         f64::NAN,
@@ -201,9 +201,9 @@ fn lines(child: &mut Child) -> Result<Lines<BufReader<ChildStdout>>> {
 
 async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>, limit: Duration) -> Result<String> {
     match tokio::time::timeout(limit, lines.next_line()).await {
-        Err(_) => bail!("a figure 5 child said nothing within {limit:?}"),
+        Err(_) => bail!("a figure 7 child said nothing within {limit:?}"),
         Ok(Ok(Some(l))) => Ok(l),
-        Ok(Ok(None)) => bail!("a figure 5 child exited early"),
+        Ok(Ok(None)) => bail!("a figure 7 child exited early"),
         Ok(Err(e)) => Err(e.into()),
     }
 }

@@ -52,7 +52,7 @@ pub(crate) fn console(
     output: Output,
     configure: impl FnOnce(Observer) -> Observer + Send + 'static,
 ) -> anyhow::Result<u8> {
-    session::run(|_sched| async move {
+    session::run_single(|_sched| async move {
         // A meter only for --crlf: each component on the way costs a relay some latency, and
         // the connection's own Transferred count is enough for the last line.
         let (source, counts): (Component, _) = if crlf {

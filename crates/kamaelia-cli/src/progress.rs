@@ -84,7 +84,9 @@ impl Meter {
     #[allow(clippy::new_ret_no_self)]
     pub(crate) fn new(counts: Arc<Counts>, crlf: bool) -> Component {
         let mut b = Component::build("Meter");
-        let inbox = b.inbox_from::<Bytes>(BOXES.inbox);
+        // Bounded in bytes, like the connection's inbox behind it: two default chunks keep
+        // the stream going without holding megabytes (64 messages of 64 KiB) in between.
+        let inbox = b.inbox_from::<Bytes>(BOXES.inbox).limit_bytes(128 * 1024);
         let control = b.control_from(BOXES.control);
         let outbox = b.outbox_from::<Bytes>(BOXES.outbox);
         let signal = b.signal_from(BOXES.signal);

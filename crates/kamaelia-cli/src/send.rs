@@ -23,7 +23,7 @@ use crate::session::{self, Observer};
 
 /// Runs `send` and returns the exit status.
 pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
-    session::run(|_sched| async move {
+    session::run_single(|_sched| async move {
         let counts = Arc::new(Counts::default());
         let (reader, total): (Component, Option<u64>) = match cfg.source {
             Source::File { path, file, size } => {

@@ -226,7 +226,7 @@ impl Summary {
             0
         } else if self.failure.is_some() {
             1
-        } else if axon::interrupted() {
+        } else if interrupted() {
             130
         } else {
             0
@@ -509,7 +509,7 @@ impl Observer {
 
 /// Runs `body` with the process-wide scheduler (so `Component::activate` works anywhere in it)
 /// under `axon::block_on`: its Ctrl-C handling, and no waiting for a blocked read of standard
-/// input at the end.
+/// input at the end. For servers, whose connections share a multi-threaded runtime.
 pub(crate) fn run<F, Fut, T>(body: F) -> anyhow::Result<T>
 where
     F: FnOnce(Scheduler) -> Fut,
@@ -517,6 +517,53 @@ where
 {
     let sched = Scheduler::current();
     axon::block_on(body(sched))?
+}
+
+/// Set by [`run_single`]'s interrupt handler.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True once an interrupt (Ctrl-C) was seen by [`run`] or [`run_single`].
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) || axon::interrupted()
+}
+
+/// [`run`] on one thread: a `current_thread` runtime, for the client commands (one connection,
+/// a handful of components). Measured on `kamaelia send` of 1 GiB: a second worker thread only
+/// adds wake-ups (futex, eventfd, epoll) as messages cross between threads, and at start-up
+/// spawning it costs more than the work it would share. The same Ctrl-C handling as
+/// `axon::block_on`: the first interrupt stops every top-level component, the second exits with
+/// status 130; and no waiting for a blocked read of standard input at the end.
+pub(crate) fn run_single<F, Fut, T>(body: F) -> anyhow::Result<T>
+where
+    F: FnOnce(Scheduler) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    use std::sync::atomic::Ordering;
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let sched = Scheduler::current();
+    let out = rt.block_on(async move {
+        // Registered before `body` runs, so an interrupt never meets the default handler
+        // (which would end the process without a shutdown) once components exist.
+        let mut interrupts = signal(SignalKind::interrupt())?;
+        let all = sched.clone();
+        let ctrl_c = tokio::spawn(async move {
+            if interrupts.recv().await.is_some() {
+                INTERRUPTED.store(true, Ordering::Relaxed);
+                all.shutdown_all();
+                if interrupts.recv().await.is_some() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        let out = body(sched).await;
+        ctrl_c.abort();
+        anyhow::Ok(out)
+    })?;
+    rt.shutdown_background();
+    out
 }
 
 /// Activates `session` and watches it to the end.
