@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# The benchmark suite of issue 5, from one command: builds in release, raises the open-file
-# limit (figure 5 holds 10,000 connections in each of two processes), installs socat, ncat and
-# netcat-openbsd if they are missing (best effort), and prints one table.
+# The benchmark suite (issues 5 and 11), from one command: builds in release (the `kamaelia`
+# program, the suite and its hand-written yardsticks base-send, base-recv and base-relay),
+# raises the open-file limit (figure 7 holds 10,000 connections in each of two processes),
+# installs socat, ncat and netcat-openbsd if they are missing (best effort), and prints one
+# table. The command-line rows run every program as a separate process.
 #
 #   benches/run.sh                 full sizes (1 GiB bulk, 100,000 round trips, 10,000 connections)
 #   benches/run.sh --quick         small sizes: a smoke test in well under a minute
-#   benches/run.sh --rounds 3 --only 1,6     any other kamaelia-bench flags (--help lists them)
+#   benches/run.sh --rounds 3 --only 1,5     any other kamaelia-bench flags (--help lists them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --workspace
 
-# As high as the hard limit allows; figure 5 shrinks itself (with a note) if it is still low.
+# As high as the hard limit allows; figure 7 shrinks itself (with a note) if it is still low.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 missing=()

@@ -17,6 +17,8 @@ pub(crate) struct Pki {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     ca_pem_file: PathBuf,
+    chain_pem_file: PathBuf,
+    key_pem_file: PathBuf,
 }
 
 impl Pki {
@@ -25,13 +27,22 @@ impl Pki {
     pub(crate) fn new(dir: &Path) -> Result<Self> {
         let pki = TestPki::generate("kamaelia-bench", LOOPBACK_NAMES, false)?;
         let ca_pem_file = dir.join("ca.pem");
-        std::fs::write(&ca_pem_file, pki.ca_pem())
-            .with_context(|| format!("writing {}", ca_pem_file.display()))?;
+        let chain_pem_file = dir.join("server-chain.pem");
+        let key_pem_file = dir.join("server-key.pem");
+        for (file, pem) in [
+            (&ca_pem_file, pki.ca_pem()),
+            (&chain_pem_file, pki.chain_pem()),
+            (&key_pem_file, pki.key_pem()),
+        ] {
+            std::fs::write(file, pem).with_context(|| format!("writing {}", file.display()))?;
+        }
         Ok(Pki {
             ca: pki.ca_der(),
             chain: pki.chain_der(),
             key: pki.key_der(),
             ca_pem_file,
+            chain_pem_file,
+            key_pem_file,
         })
     }
 
@@ -40,22 +51,17 @@ impl Pki {
         &self.ca_pem_file
     }
 
+    /// The server's certificate chain and key as PEM files, for the sink process.
+    pub(crate) fn server_pem_files(&self) -> (&Path, &Path) {
+        (&self.chain_pem_file, &self.key_pem_file)
+    }
+
     /// The server configuration the hand-written servers use (rustls defaults, ring).
     pub(crate) fn server_config(&self) -> Result<Arc<ServerConfig>> {
         let config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(self.chain.clone(), self.key.clone_key())?;
-        Ok(Arc::new(config))
-    }
-
-    /// The server configuration for the sinks: no TLS 1.3 session tickets. A sender that never
-    /// reads (ncat --send-only, a sender that closes once written) would leave the tickets
-    /// unread, and closing a socket with unread data sends a reset that can cost the sink the
-    /// end of the data.
-    pub(crate) fn sink_server_config(&self) -> Result<Arc<ServerConfig>> {
-        let mut config = ServerConfig::clone(&*self.server_config()?);
-        config.send_tls13_tickets = 0;
         Ok(Arc::new(config))
     }
 
@@ -74,6 +80,22 @@ impl Pki {
     pub(crate) fn settings(&self) -> TlsSettings {
         TlsSettings::new().with_trust(Trust::Certificates(vec![self.ca.clone()]))
     }
+}
+
+/// The sink process's server configuration, from the PEM files [`Pki::server_pem_files`]
+/// wrote: no TLS 1.3 session tickets. A sender that never reads (ncat --send-only, a sender
+/// that closes once written) would leave the tickets unread, and closing a socket with unread
+/// data sends a reset that can cost the sink the end of the data.
+pub(crate) fn sink_config_from_files(chain: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
+    use rustls_pki_types::pem::PemObject as _;
+    let chain = CertificateDer::pem_file_iter(chain)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(key)?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.send_tls13_tickets = 0;
+    Ok(Arc::new(config))
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

@@ -1,4 +1,4 @@
-//! Figure 5: many concurrent connections held open. A server process and a clients process,
+//! Figure 7: many concurrent connections held open. A server process and a clients process,
 //! both children of the suite (so each fits in the open-file limit and has its own memory
 //! figures), for the library (TcpServer + EchoProtocol, TcpClient + a holder component) and
 //! for a hand-written tokio program holding the same sockets. The server listens on one port of
@@ -49,14 +49,14 @@ pub(crate) enum Side {
     Baseline,
 }
 
-/// The parent's side of figure 5.
+/// The parent's side of figure 7.
 pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
     let limit = open_file_limit()?;
     let mut n = cfg.conns;
     if n + SPARE_FDS > limit {
         n = limit.saturating_sub(SPARE_FDS);
         table.note(format!(
-            "figure 5: the open-file limit is {limit}: {n} connections instead of {} (raise it with `ulimit -n`)",
+            "figure 7: the open-file limit is {limit}: {n} connections instead of {} (raise it with `ulimit -n`)",
             cfg.conns
         ));
     }
@@ -93,21 +93,21 @@ pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
     let (o, b) = (&results[0], &results[1]);
     let m = |r: &[Vec<f64>], i| median(r, i);
     table.row(
-        format!("5 {n} TcpClients -> TcpServer: time to connect and serve all"),
+        format!("7 {n} TcpClients -> TcpServer: time to connect and serve all"),
         format!("{:.2} s", m(o, 0)),
         format!("{:.2} s", m(b, 0)),
         m(o, 0) / m(b, 0),
         "-",
     );
     table.row(
-        "5 peak memory per connection, clients process (VmHWM)",
+        "7 peak memory per connection, clients process (VmHWM)",
         format!("{:.1} KiB", m(o, 1)),
         format!("{:.1} KiB", m(b, 1)),
         m(o, 1) / m(b, 1),
         "<= 1.5",
     );
     table.row(
-        "5 peak memory per connection, server process (VmHWM)",
+        "7 peak memory per connection, server process (VmHWM)",
         format!("{:.1} KiB", m(o, 2)),
         format!("{:.1} KiB", m(b, 2)),
         m(o, 2) / m(b, 2),
@@ -115,7 +115,7 @@ pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
     );
     for (side, i) in [("clients", 6), ("server", 7)] {
         table.row(
-            format!("5 memory per idle connection, {side} process (VmRSS after the idle window)"),
+            format!("7 memory per idle connection, {side} process (VmRSS after the idle window)"),
             format!("{:.0} B", m(o, i) * 1024.0),
             format!("{:.0} B", m(b, i) * 1024.0),
             m(o, i) / m(b, i),
@@ -124,7 +124,7 @@ pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
     }
     table.row(
         format!(
-            "5 CPU while idle, {} s, clients + server",
+            "7 CPU while idle, {} s, clients + server",
             idle_window().as_secs()
         ),
         format!("{:.1} %", m(o, 3) + m(o, 4)),
@@ -134,7 +134,7 @@ pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
     );
     let served = |r: &[Vec<f64>]| r.iter().map(|s| s[5]).fold(f64::INFINITY, f64::min);
     table.row(
-        "5 connections served (worst round)",
+        "7 connections served (worst round)",
         format!("{:.0}/{n}", served(o)),
         format!("{:.0}/{n}", served(b)),
         f64::NAN,
@@ -226,9 +226,9 @@ fn lines(child: &mut Child) -> Result<Lines<BufReader<ChildStdout>>> {
 
 async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>, limit: Duration) -> Result<String> {
     match tokio::time::timeout(limit, lines.next_line()).await {
-        Err(_) => bail!("a figure 5 child said nothing within {limit:?}"),
+        Err(_) => bail!("a figure 7 child said nothing within {limit:?}"),
         Ok(Ok(Some(l))) => Ok(l),
-        Ok(Ok(None)) => bail!("a figure 5 child exited early"),
+        Ok(Ok(None)) => bail!("a figure 7 child exited early"),
         Ok(Err(e)) => Err(e.into()),
     }
 }
@@ -250,7 +250,7 @@ pub(crate) async fn child_server(side: Side) -> Result<()> {
         tries += 1;
         match listen_all(side).await {
             Ok(addrs) => break addrs,
-            Err(e) if tries < 5 => eprintln!("figure 5 server: {e:#}; trying another port"),
+            Err(e) if tries < 5 => eprintln!("figure 7 server: {e:#}; trying another port"),
             Err(e) => return Err(e),
         }
     };

@@ -43,6 +43,27 @@ pub(crate) fn median(samples: &[Sample], metric: usize) -> f64 {
     v[v.len() / 2]
 }
 
+/// The smallest and largest over rounds of metric `metric`.
+pub(crate) fn range(samples: &[Sample], metric: usize) -> (f64, f64) {
+    samples
+        .iter()
+        .map(|s| s[metric])
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        })
+}
+
+/// The range of `a / b` for metric `metric`, round by round (the rounds alternate, so each
+/// pair ran side by side).
+pub(crate) fn ratio_range(a: &[Sample], b: &[Sample], metric: usize) -> (f64, f64) {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x[metric] / y[metric])
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        })
+}
+
 /// The `q` quantile (0..=1) of `v`, which it sorts.
 pub(crate) fn quantile(v: &mut [f64], q: f64) -> f64 {
     if v.is_empty() {
@@ -60,6 +81,8 @@ pub(crate) struct Row {
     pub(crate) ours: String,
     pub(crate) baseline: String,
     pub(crate) ratio: f64,
+    /// The per-round ratios' range ("min–max"), where rounds were measured in pairs.
+    pub(crate) spread: String,
     pub(crate) goal: String,
 }
 
@@ -80,19 +103,34 @@ impl Table {
         ratio: f64,
         goal: &str,
     ) {
+        self.row_spread(figure, ours, baseline, ratio, "-".to_string(), goal);
+    }
+
+    /// Adds a row with the range of the per-round ratios.
+    pub(crate) fn row_spread(
+        &mut self,
+        figure: impl Into<String>,
+        ours: String,
+        baseline: String,
+        ratio: f64,
+        spread: String,
+        goal: &str,
+    ) {
         let row = Row {
             figure: figure.into(),
             ours,
             baseline,
             ratio,
+            spread,
             goal: goal.to_string(),
         };
         eprintln!(
-            "  {} | {} | {} | {} | {}",
+            "  {} | {} | {} | {} | {} | {}",
             row.figure,
             row.ours,
             row.baseline,
             fmt_ratio(row.ratio),
+            row.spread,
             row.goal
         );
         self.rows.push(row);
@@ -108,15 +146,18 @@ impl Table {
     /// The table as Markdown, then the notes.
     pub(crate) fn render(&self) -> String {
         let mut s = String::new();
-        s.push_str("| figure | ours | baseline | ratio | goal |\n|---|---:|---:|---:|---|\n");
+        s.push_str(
+            "| figure | ours | baseline | ratio | ratio per round | goal |\n|---|---:|---:|---:|---:|---|\n",
+        );
         for r in &self.rows {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 r.figure,
                 r.ours,
                 r.baseline,
                 fmt_ratio(r.ratio),
+                r.spread,
                 r.goal
             );
         }
@@ -133,11 +174,6 @@ fn fmt_ratio(r: f64) -> String {
     } else {
         "-".to_string()
     }
-}
-
-/// Bytes per second as MiB/s.
-pub(crate) fn mib_s(bytes: u64, secs: f64) -> String {
-    format!("{:.0} MiB/s", bytes as f64 / secs / (1024.0 * 1024.0))
 }
 
 /// A size for figure names: "1 GiB", "64 MiB", "1 KiB".

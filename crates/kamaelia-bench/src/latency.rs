@@ -1,4 +1,5 @@
-//! Figure 4: 64-byte ping-pong round trips, p50 and p99.
+//! 64-byte ping-pong round trips, p50 and p99: through the library (figure 8) and through the
+//! command-line relays (figure 6).
 
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use kamaelia::internet::{PeerHalfClosed, TcpClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{alternate, median, quantile, Table};
+use crate::harness::{alternate, median, quantile, ratio_range, Table};
+use crate::procs::ServerProc;
 use crate::servers;
 use crate::tools::{self, Fill, Stdin, Tool};
 use crate::Config;
@@ -41,7 +43,7 @@ pub(crate) async fn library(cfg: &Config, table: &mut Table) -> Result<()> {
     for (metric, q) in [(0, "p50"), (1, "p99")] {
         let (a, b) = (median(&results[0], metric), median(&results[1], metric));
         table.row(
-            format!("4 ping-pong 64 B x {n}, {q}: TcpClient + responder vs tokio"),
+            format!("8 ping-pong 64 B x {n}, {q}: TcpClient + responder vs tokio"),
             format!("{a:.1} us"),
             format!("{b:.1} us"),
             a / b,
@@ -115,11 +117,12 @@ async fn tokio_responder(addr: std::net::SocketAddr) -> Result<()> {
 
 /// `kamaelia connect` and the peers as stdin/stdout relays to an echo server.
 pub(crate) async fn relays(cfg: &Config, table: &mut Table) -> Result<()> {
-    let what = "figure 4 relay";
-    let addr = servers::echo().await?;
+    let what = "figure 6";
+    // The echo server is a process of its own, like the relays measured.
+    let echo = ServerProc::echo().await?;
     let ca = cfg.pki.ca_pem_file();
     let fill = Fill {
-        port: addr.port(),
+        port: echo.port,
         file: ca,
         ca,
     };
@@ -180,19 +183,21 @@ pub(crate) async fn relays(cfg: &Config, table: &mut Table) -> Result<()> {
                 Some(k) if k == i => {}
                 Some(k) => {
                     let ours = median(&results[k], metric);
-                    table.row(
+                    let (lo, hi) = ratio_range(&results[k], &results[i], metric);
+                    table.row_spread(
                         format!(
-                            "4 relay ping-pong x {n}, {q}: `kamaelia connect` vs {}",
+                            "6 relay ping-pong x {n}, {q}: `kamaelia connect` vs {}",
                             p.name
                         ),
                         format!("{ours:.1} us"),
                         format!("{v:.1} us"),
                         ours / v,
+                        format!("{lo:.2}–{hi:.2}"),
                         "< 1",
                     );
                 }
                 None => table.row(
-                    format!("4 relay ping-pong x {n}, {q}: (peer alone) {}", p.name),
+                    format!("6 relay ping-pong x {n}, {q}: (peer alone) {}", p.name),
                     "-".to_string(),
                     format!("{v:.1} us"),
                     f64::NAN,
@@ -201,64 +206,5 @@ pub(crate) async fn relays(cfg: &Config, table: &mut Table) -> Result<()> {
             }
         }
     }
-    Ok(())
-}
-
-/// Figure 8: `kamaelia send` of a 1 KiB file, whole process, against nc.
-pub(crate) async fn startup(cfg: &Config, table: &mut Table) -> Result<()> {
-    let what = "figure 8";
-    let (addr, sink) = servers::sink(servers::ServerTls::Plain).await?;
-    let file = cfg.dir.join("startup-1k");
-    std::fs::write(&file, vec![0x5a_u8; 1024])?;
-    let fill = Fill {
-        port: addr.port(),
-        file: &file,
-        ca: cfg.pki.ca_pem_file(),
-    };
-    let mut found = Vec::new();
-    found.extend(Tool::find(
-        "kamaelia send",
-        &cfg.kamaelia,
-        &["send", "127.0.0.1", "{port}", "{file}"],
-        Stdin::Null,
-    ));
-    found.extend(Tool::find(
-        "nc",
-        "nc".as_ref(),
-        &["-N", "127.0.0.1", "{port}"],
-        Stdin::File,
-    ));
-    tools::note_missing(table, what, &["kamaelia send", "nc"], &found);
-    let peers = tools::probed(found, table, what, |t| {
-        let (fill, sink) = (&fill, &sink);
-        async move { t.probe_send(fill, 1024, sink).await }
-    })
-    .await;
-    if peers.len() < 2 {
-        table.note(format!(
-            "{what}: needs both `kamaelia send` and nc; not measured"
-        ));
-        return Ok(());
-    }
-    let reps = cfg.startup_reps;
-    let results = alternate(cfg.rounds, &[0_usize, 1], |i| {
-        let (peers, fill, sink) = (&peers, &fill, &sink);
-        async move {
-            let mut v = Vec::with_capacity(reps);
-            for _ in 0..reps {
-                v.push(peers[i].send_file(fill, 1024, sink).await? * 1e3);
-            }
-            Ok(vec![quantile(&mut v, 0.5)])
-        }
-    })
-    .await?;
-    let (a, b) = (median(&results[0], 0), median(&results[1], 0));
-    table.row(
-        format!("8 start-up: `kamaelia send` 1 KiB, whole process ({reps} per round) vs nc"),
-        format!("{a:.2} ms"),
-        format!("{b:.2} ms"),
-        a / b,
-        "<= 1.5",
-    );
     Ok(())
 }

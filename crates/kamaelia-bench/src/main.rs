@@ -1,25 +1,28 @@
-//! `kamaelia-bench`: the benchmark suite of issue 5. Runs each figure beside its hand-written
-//! tokio baseline (and the command-line peers where present) in the same run, in alternating
-//! rounds, and prints one table of medians.
+//! `kamaelia-bench`: the benchmark suite of issues 5 and 11. Runs each figure beside its
+//! hand-written tokio baseline (and the command-line peers where present) in the same run, in
+//! alternating rounds, and prints one table of medians. Figures 1-6 run the `kamaelia` program
+//! and its yardsticks (`base-send`, `base-recv`, `base-relay`, built beside this program) as
+//! separate processes under the `measure` wrapper, against servers in processes of their own.
 //!
 //! ```text
 //! benches/run.sh            # release build, raised open-file limit, full sizes
 //! benches/run.sh --quick    # small sizes: a smoke test in well under a minute
-//! kamaelia-bench --rounds 3 --only 1,6
+//! kamaelia-bench --rounds 3 --only 1,5
 //! ```
 //!
 //! Every ratio is ours / baseline as a cost (time, latency, memory), so below 1 means ours is
 //! better, whatever unit the row shows. Loopback only.
 
-mod bulk;
 mod certs;
 mod conns;
 mod harness;
 mod latency;
 mod pipeline;
+mod procs;
 mod servers;
 mod tls_switch;
 mod tools;
+mod whole;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,7 +34,7 @@ use clap::{Parser, Subcommand};
 use crate::certs::Pki;
 use crate::harness::{size, Table};
 
-/// The benchmark suite of issue 5: the library and `kamaelia` beside hand-written baselines.
+/// The benchmark suite: `kamaelia` and the library beside the simplest hand-written programs.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -44,32 +47,54 @@ struct Args {
     /// Tokio worker threads (the goal's machine has 2 cores).
     #[arg(long, default_value_t = 2)]
     workers: usize,
-    /// Figures to run, e.g. `1,4,6` (default: all, 1 to 8).
+    /// Figures to run, e.g. `1,4,6` (default: all, 1 to 9).
     #[arg(long, value_delimiter = ',')]
     only: Vec<u8>,
     /// The `kamaelia` program (default: next to this binary).
     #[arg(long)]
     kamaelia: Option<PathBuf>,
-    /// Bytes for figures 1-3, overriding the mode's size (k, M, G suffixes: 256M).
+    /// Bytes for figures 1-4, overriding the mode's size (k, M, G suffixes: 256M).
     #[arg(long)]
     bulk: Option<String>,
-    /// Concurrent connections in figure 5, overriding the mode's count.
+    /// Concurrent connections in figure 7, overriding the mode's count.
     #[arg(long)]
     conns: Option<usize>,
     #[command(subcommand)]
-    child: Option<Child>,
+    child: Option<Role>,
 }
 
-/// Figure 5's child processes (started by the suite itself).
+/// The suite's child processes (started by the suite itself).
 #[derive(Subcommand)]
-enum Child {
-    /// Figure 5's server process.
+enum Role {
+    /// Runs a program as the only child and writes its wall time, CPU and peak RSS to a file.
+    #[command(hide = true)]
+    Measure {
+        #[arg(long)]
+        report: PathBuf,
+        /// The child's stdin is null; the end of ours stops it (SIGTERM).
+        #[arg(long)]
+        stop_on_eof: bool,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        argv: Vec<std::ffi::OsString>,
+    },
+    /// A discard server: prints its port, then each connection's byte count.
+    #[command(hide = true)]
+    Sink {
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+    },
+    /// An echo server: prints its port.
+    #[command(hide = true)]
+    Echo,
+    /// Figure 7's server process.
     #[command(hide = true)]
     ChildServer {
         #[arg(long, value_enum)]
         side: conns::Side,
     },
-    /// Figure 5's clients process.
+    /// Figure 7's clients process.
     #[command(hide = true)]
     ChildClients {
         #[arg(long, value_enum)]
@@ -85,20 +110,20 @@ enum Child {
 pub(crate) struct Config {
     pub(crate) rounds: usize,
     pub(crate) workers: usize,
-    /// Figures 1-3: bytes per transfer.
+    /// Figures 1-4: bytes per transfer.
     pub(crate) bulk: u64,
-    /// Figure 4: round trips through the library and the hand-written responder.
+    /// Figure 8: round trips through the library and the hand-written responder.
     pub(crate) pings: usize,
-    /// Figure 4: round trips through each command-line relay (each is a process and two pipes).
+    /// Figure 6: round trips through each command-line relay (each is a process and two pipes).
     pub(crate) relay_pings: usize,
-    /// Figure 5: concurrent connections.
+    /// Figure 7: concurrent connections.
     pub(crate) conns: usize,
-    /// Figure 6: messages through 1 stage, and through 10.
+    /// Figure 8: messages through 1 stage, and through 10.
     pub(crate) msgs_short: u64,
     pub(crate) msgs_long: u64,
-    /// Figure 7: TLS switch sessions per round.
+    /// Figure 9: TLS switch sessions per round.
     pub(crate) switches: usize,
-    /// Figure 8: processes per side per round.
+    /// Figure 5: processes per side per round.
     pub(crate) startup_reps: usize,
     pub(crate) kamaelia: PathBuf,
     /// Scratch files: the bulk file, the CA's PEM.
@@ -108,17 +133,31 @@ pub(crate) struct Config {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // The processes that must not pay for (or share) the suite's runtime.
+    match args.child {
+        Some(Role::Measure {
+            report,
+            stop_on_eof,
+            argv,
+        }) => {
+            let code = procs::measure_main(&report, stop_on_eof, &argv)?;
+            std::process::exit(code);
+        }
+        Some(Role::Sink { cert, key }) => return procs::sink_main(cert.zip(key)),
+        Some(Role::Echo) => return procs::echo_main(),
+        _ => {}
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.max(1))
         .enable_all()
         .build()
         .context("building the tokio runtime")?;
     match args.child {
-        Some(Child::ChildServer { side }) => rt.block_on(conns::child_server(side)),
-        Some(Child::ChildClients { side, addr, n }) => {
+        Some(Role::ChildServer { side }) => rt.block_on(conns::child_server(side)),
+        Some(Role::ChildClients { side, addr, n }) => {
             rt.block_on(conns::child_clients(side, addr, n))
         }
-        None => rt.block_on(suite(&args)),
+        _ => rt.block_on(suite(&args)),
     }
 }
 
@@ -153,16 +192,16 @@ async fn suite(args: &Args) -> Result<()> {
     };
     let mut table = Table::default();
     let figures: [(u8, &str); 10] = [
-        (1, "bulk send"),
-        (2, "bulk send over TLS"),
-        (2, "bulk send, STARTTLS"),
-        (3, "bulk receive"),
-        (4, "ping-pong, library"),
-        (4, "ping-pong, command-line relays"),
-        (5, "concurrent connections"),
-        (6, "pipelines"),
-        (7, "TLS switches"),
-        (8, "start-up"),
+        (1, "bulk send, whole processes"),
+        (2, "bulk send over TLS, whole processes"),
+        (3, "bulk receive (listen > file), whole processes"),
+        (4, "relay (forward), whole processes"),
+        (5, "start-up, whole processes"),
+        (6, "ping-pong, command-line relays"),
+        (7, "concurrent connections"),
+        (8, "pipelines"),
+        (8, "ping-pong, library"),
+        (9, "TLS switches"),
     ];
     for (i, (fig, name)) in figures.iter().enumerate() {
         if !args.only.is_empty() && !args.only.contains(fig) {
@@ -171,16 +210,16 @@ async fn suite(args: &Args) -> Result<()> {
         let t = Instant::now();
         eprintln!("figure {fig}: {name} ...");
         let r = match i {
-            0 => bulk::send(&cfg, &mut table, bulk::Mode::Plain).await,
-            1 => bulk::send(&cfg, &mut table, bulk::Mode::Tls).await,
-            2 => bulk::send(&cfg, &mut table, bulk::Mode::StartTls).await,
-            3 => bulk::receive(&cfg, &mut table).await,
-            4 => latency::library(&cfg, &mut table).await,
+            0 => whole::send(&cfg, &mut table, false).await,
+            1 => whole::send(&cfg, &mut table, true).await,
+            2 => whole::receive(&cfg, &mut table).await,
+            3 => whole::forward(&cfg, &mut table).await,
+            4 => whole::startup(&cfg, &mut table).await,
             5 => latency::relays(&cfg, &mut table).await,
             6 => conns::figure(&cfg, &mut table).await,
             7 => pipeline::figure(&cfg, &mut table).await,
-            8 => tls_switch::figure(&cfg, &mut table).await,
-            _ => latency::startup(&cfg, &mut table).await,
+            8 => latency::library(&cfg, &mut table).await,
+            _ => tls_switch::figure(&cfg, &mut table).await,
         };
         if let Err(e) = r {
             table.note(format!("figure {fig} ({name}) failed: {e:#}"));

@@ -1,4 +1,4 @@
-//! Figure 6: messages per second through Pipelines of pass-through components, beside a chain
+//! Figure 8: messages per second through Pipelines of pass-through components, beside a chain
 //! of bounded tokio mpsc channels of the same length and capacity.
 //!
 //! Both sides are `crates/axon/benches/pipeline/chain.rs` (the "natural" variant), the file
@@ -61,7 +61,7 @@ async fn row<T: Msg>(
     .await?;
     let (a, b) = (median(&results[0], 0), median(&results[1], 0));
     table.row(
-        format!("6 msgs/s, {what}, Pipeline of {len} pass-through vs mpsc chain ({n} msgs)"),
+        format!("8 msgs/s, {what}, Pipeline of {len} pass-through vs mpsc chain ({n} msgs)"),
         format!("{:.2} M/s", n as f64 / a / 1e6),
         format!("{:.2} M/s", n as f64 / b / 1e6),
         a / b,

@@ -1,5 +1,5 @@
-//! The hand-written tokio servers every figure measures against: a sink, a source, a pinger,
-//! an echo server and a STARTTLS line echo. They serve the library's clients and the baselines
+//! The hand-written tokio servers every figure measures against: a sink, a pinger, an echo
+//! server and a STARTTLS line echo. They serve the library's clients and the baselines
 //! alike, so only the client side differs between the two.
 
 use std::io;
@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use bytes::Bytes;
 use rustls::ServerConfig;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Mutex};
 use tokio_rustls::TlsAcceptor;
@@ -25,8 +24,6 @@ pub(crate) enum ServerTls {
     Plain,
     /// TLS from the first byte.
     FromStart(Arc<ServerConfig>),
-    /// A plaintext line, the reply `OK\n`, then TLS (STARTTLS style).
-    StartTls(Arc<ServerConfig>),
 }
 
 /// What a server reports per connection, in the order connections end.
@@ -73,36 +70,13 @@ pub(crate) async fn sink(tls: ServerTls) -> Result<(SocketAddr, Reports<u64>)> {
     Ok((addr, reports))
 }
 
-async fn sink_connection(mut s: TcpStream, tls: ServerTls) -> io::Result<u64> {
+async fn sink_connection(s: TcpStream, tls: ServerTls) -> io::Result<u64> {
     match tls {
         ServerTls::Plain => count_to_end(s).await,
         ServerTls::FromStart(config) => {
             count_to_end(TlsAcceptor::from(config).accept(s).await?).await
         }
-        ServerTls::StartTls(config) => {
-            read_line(&mut s).await?;
-            s.write_all(b"OK\n").await?;
-            count_to_end(TlsAcceptor::from(config).accept(s).await?).await
-        }
     }
-}
-
-/// Writes `total` bytes on every connection in [`CHUNK`]s, then closes (a `chargen` server).
-pub(crate) async fn source(total: u64) -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let chunk = Bytes::from(vec![0x5a_u8; CHUNK]);
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let chunk = chunk.clone();
-            tokio::spawn(async move {
-                let _ = write_total(&mut s, &chunk, total).await;
-                let _ = s.shutdown().await;
-                let _ = count_to_end(s).await;
-            });
-        }
-    });
-    Ok(addr)
 }
 
 /// Plays `round_trips` 64-byte ping-pongs on every connection, timing each, then closes and
@@ -203,9 +177,10 @@ pub(crate) async fn read_line<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Vec
     }
 }
 
-/// Reads to the end and counts; a TLS peer closing without close_notify still counts as the end.
+/// Reads to the end with a 256 KiB buffer and counts; a TLS peer closing without close_notify
+/// still counts as the end.
 pub(crate) async fn count_to_end<R: AsyncRead + Unpin>(mut r: R) -> io::Result<u64> {
-    let mut buf = vec![0_u8; CHUNK];
+    let mut buf = vec![0_u8; 4 * CHUNK];
     let mut total = 0;
     loop {
         match r.read(&mut buf).await {
@@ -215,19 +190,4 @@ pub(crate) async fn count_to_end<R: AsyncRead + Unpin>(mut r: R) -> io::Result<u
             Err(e) => return Err(e),
         }
     }
-}
-
-/// Writes `total` bytes made of `chunk`s (the last one cut short).
-pub(crate) async fn write_total<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    chunk: &Bytes,
-    total: u64,
-) -> io::Result<()> {
-    let mut left = total;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        w.write_all(&chunk[..n]).await?;
-        left -= n as u64;
-    }
-    Ok(())
 }

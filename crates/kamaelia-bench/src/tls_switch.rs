@@ -1,4 +1,4 @@
-//! Figure 7: TLS switches per second. Each session connects, exchanges a line in plaintext,
+//! Figure 9: TLS switches per second. Each session connects, exchanges a line in plaintext,
 //! switches to TLS (`makessl`), exchanges a line over TLS and closes; a few sessions run at
 //! once. The server is hand-written and the same for every side.
 
@@ -78,14 +78,14 @@ pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
     let t: Vec<f64> = results.iter().map(|r| median(r, 0)).collect();
     let rate = |secs: f64| format!("{:.0} /s", n as f64 / secs);
     table.row(
-        format!("7 TLS switches ({n}, {CONCURRENCY} at once): TcpClient makessl vs tokio-rustls"),
+        format!("9 TLS switches ({n}, {CONCURRENCY} at once): TcpClient makessl vs tokio-rustls"),
         rate(t[0]),
         rate(t[1]),
         t[0] / t[1],
         "-",
     );
     table.row(
-        "7 (diagnosis) same vs tokio-rustls building a ClientConfig per connection",
+        "9 (diagnosis) same vs tokio-rustls building a ClientConfig per connection",
         rate(t[0]),
         rate(t[2]),
         t[0] / t[2],

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use crate::harness::Table;
-use crate::servers::Reports;
+use crate::procs::{Measured, ServerProc, Usage};
 
 /// How long one process may take before it counts as failed.
 const PROCESS_LIMIT: Duration = Duration::from_secs(120);
@@ -55,20 +55,30 @@ impl Tool {
         })
     }
 
-    fn command(&self, fill: &Fill<'_>) -> Result<Command> {
-        let mut c = Command::new(&self.program);
-        for a in &self.args {
-            c.arg(
+    /// The arguments with the placeholders filled in.
+    fn args_filled(&self, fill: &Fill<'_>) -> Vec<String> {
+        self.args
+            .iter()
+            .map(|a| {
                 a.replace("{port}", &fill.port.to_string())
                     .replace("{file}", &fill.file.to_string_lossy())
-                    .replace("{ca}", &fill.ca.to_string_lossy()),
-            );
-        }
-        c.stdin(match self.stdin {
+                    .replace("{ca}", &fill.ca.to_string_lossy())
+            })
+            .collect()
+    }
+
+    fn stdin(&self, fill: &Fill<'_>) -> Result<Stdio> {
+        Ok(match self.stdin {
             Stdin::Null => Stdio::null(),
             Stdin::File => Stdio::from(std::fs::File::open(fill.file)?),
             Stdin::Piped => Stdio::piped(),
-        });
+        })
+    }
+
+    fn command(&self, fill: &Fill<'_>) -> Result<Command> {
+        let mut c = Command::new(&self.program);
+        c.args(self.args_filled(fill));
+        c.stdin(self.stdin(fill)?);
         c.stdout(if self.stdin == Stdin::Piped {
             Stdio::piped()
         } else {
@@ -78,29 +88,50 @@ impl Tool {
         Ok(c)
     }
 
-    /// Runs the tool to send `fill.file` (of `len` bytes) to a sink; the time from spawn until
-    /// the process has exited and the sink has counted every byte.
-    pub(crate) async fn send_file(
+    /// Starts the tool under the `measure` wrapper (scratch files in `dir`), with its stdin as
+    /// the tool wants it (unless `stop_on_eof`: then the wrapper's stdin is a pipe whose end
+    /// stops the tool) and the given stdout and stderr.
+    pub(crate) fn spawn_measured(
         &self,
+        dir: &Path,
+        fill: &Fill<'_>,
+        stop_on_eof: bool,
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> Result<Measured> {
+        let stdin = if stop_on_eof {
+            Stdio::piped()
+        } else {
+            self.stdin(fill)?
+        };
+        Measured::spawn(
+            &self.name,
+            dir,
+            &self.program,
+            &self.args_filled(fill),
+            stop_on_eof,
+            [stdin, stdout, stderr],
+        )
+    }
+
+    /// Runs the tool (measured) to send `fill.file` of `len` bytes to the sink process, and
+    /// checks that the sink counted every byte.
+    pub(crate) async fn send_measured(
+        &self,
+        dir: &Path,
         fill: &Fill<'_>,
         len: u64,
-        sink: &Reports<u64>,
-    ) -> Result<f64> {
-        sink.drain().await;
-        let mut cmd = self.command(fill)?;
-        let start = Instant::now();
-        let status = tokio::time::timeout(PROCESS_LIMIT, cmd.status())
-            .await
-            .map_err(|_| anyhow!("{} did not finish within {PROCESS_LIMIT:?}", self.name))??;
+        sink: &ServerProc,
+    ) -> Result<Usage> {
+        let run = self.spawn_measured(dir, fill, false, Stdio::null(), Stdio::null())?;
+        let usage = run.finish(PROCESS_LIMIT, true).await?;
         let got = sink.next(Duration::from_secs(10)).await?;
-        let secs = start.elapsed().as_secs_f64();
-        ensure!(status.success(), "{} exited with {status}", self.name);
         ensure!(
             got == len,
             "{}: the sink got {got} of {len} bytes",
             self.name
         );
-        Ok(secs)
+        Ok(usage)
     }
 
     /// Relays 64-byte pings from its stdin to an echo server and back to its stdout:
@@ -151,14 +182,18 @@ impl Tool {
     /// One trial run that must succeed before the tool is measured.
     pub(crate) async fn probe_send(
         &self,
+        dir: &Path,
         fill: &Fill<'_>,
         len: u64,
-        sink: &Reports<u64>,
+        sink: &ServerProc,
     ) -> Result<()> {
-        tokio::time::timeout(Duration::from_secs(15), self.send_file(fill, len, sink))
-            .await
-            .map_err(|_| anyhow!("no result within 15 s"))?
-            .map(|_| ())
+        tokio::time::timeout(
+            Duration::from_secs(15),
+            self.send_measured(dir, fill, len, sink),
+        )
+        .await
+        .map_err(|_| anyhow!("no result within 15 s"))?
+        .map(|_| ())
     }
 }
 

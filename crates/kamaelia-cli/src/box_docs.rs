@@ -11,8 +11,9 @@ use kamaelia::internet::{
     ConnectedSocketAdapter, DiscardProtocol, EchoProtocol, FtpStartTlsClient, ImapStartTlsClient,
     ImapStartTlsServer, IrcStartTlsClient, LdapStartTlsClient, LmtpStartTlsClient,
     MysqlStartTlsClient, NntpStartTlsClient, OnFinish, Pop3StartTlsClient, Pop3StartTlsServer,
-    PostgresStartTlsClient, Relay, SieveStartTlsClient, SingleServer, SmtpStartTlsClient,
-    SmtpStartTlsServer, TcpClient, TcpServer, TlsGate, UnixClient, XmppStartTlsClient,
+    PostgresStartTlsClient, Proxy, ProxyClient, ProxyKind, Relay, SieveStartTlsClient,
+    SingleServer, SmtpStartTlsClient, SmtpStartTlsServer, StartTlsServerLayer, TcpClient,
+    TcpServer, TlsGate, UnixClient, XmppStartTlsClient,
 };
 use kamaelia::util::RateLimiter;
 use kamaelia::{
@@ -20,7 +21,7 @@ use kamaelia::{
 };
 
 /// The files that component docs include with `#[doc = include_str!(..)]`, by name.
-const INCLUDES: [(&str, &str); 2] = [
+const INCLUDES: [(&str, &str); 3] = [
     (
         "client_boxes.md",
         include_str!("../../kamaelia/src/internet/starttls/client_boxes.md"),
@@ -28,6 +29,10 @@ const INCLUDES: [(&str, &str); 2] = [
     (
         "server_boxes.md",
         include_str!("../../kamaelia/src/internet/starttls/server_boxes.md"),
+    ),
+    (
+        "server_layer_boxes.md",
+        include_str!("../../kamaelia/src/internet/starttls/server_layer_boxes.md"),
     ),
 ];
 
@@ -124,6 +129,7 @@ fn every_component_declares_the_boxes_its_docs_list() {
     const PROTOCOLS: &str = include_str!("../../kamaelia/src/internet/protocols.rs");
     const STARTTLS_CLIENT: &str = include_str!("../../kamaelia/src/internet/starttls/client.rs");
     const SMTP: &str = include_str!("../../kamaelia/src/internet/starttls/smtp.rs");
+    const SERVER_LAYER: &str = include_str!("../../kamaelia/src/internet/starttls/server_layer.rs");
     const IMAP: &str = include_str!("../../kamaelia/src/internet/starttls/imap.rs");
     const POP3: &str = include_str!("../../kamaelia/src/internet/starttls/pop3.rs");
     const FTP: &str = include_str!("../../kamaelia/src/internet/starttls/ftp.rs");
@@ -137,6 +143,7 @@ fn every_component_declares_the_boxes_its_docs_list() {
     const SINGLE_SERVER: &str = include_str!("../../kamaelia/src/internet/single_server.rs");
     const RELAY: &str = include_str!("../../kamaelia/src/internet/relay.rs");
     const UNIX: &str = include_str!("../../kamaelia/src/internet/unix.rs");
+    const PROXY_CLIENT: &str = include_str!("../../kamaelia/src/internet/proxy/client.rs");
 
     let (pipe, _other_end) = tokio::io::duplex(64);
     let csa = ConnectedSocketAdapter::new(pipe, ([127, 0, 0, 1], 1).into(), None, OnFinish::Close);
@@ -211,6 +218,11 @@ fn every_component_declares_the_boxes_its_docs_list() {
             "pub struct SmtpStartTlsServer",
         ),
         (
+            StartTlsServerLayer::imap().into(),
+            SERVER_LAYER,
+            "pub struct StartTlsServerLayer",
+        ),
+        (
             ImapStartTlsClient::new().into(),
             IMAP,
             "pub struct ImapStartTlsClient",
@@ -274,6 +286,11 @@ fn every_component_declares_the_boxes_its_docs_list() {
             LdapStartTlsClient::new().into(),
             LDAP,
             "pub struct LdapStartTlsClient",
+        ),
+        (
+            ProxyClient::new(Proxy::new(ProxyKind::Socks5, "proxy", 1080), "target", 1).into(),
+            PROXY_CLIENT,
+            "pub struct ProxyClient",
         ),
         (
             crate::progress::Meter::new(counts, false),

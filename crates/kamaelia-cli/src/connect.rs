@@ -18,7 +18,7 @@ use axon::Component;
 use kamaelia::{ConsoleEchoer, ConsoleReader, Pipeline};
 
 use crate::events::Events;
-use crate::flags::{Endpoint, Output, TlsMode};
+use crate::flags::{Endpoint, Output};
 use crate::progress::{Counts, Meter};
 use crate::session::{self, Observer};
 
@@ -27,15 +27,17 @@ pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
     let hint = !ep.keep_open;
     let unix = ep.unix.clone();
     let show_cert = ep.show_cert;
+    let via_proxy = ep.proxy.is_some();
     console(
-        session::client(&ep),
+        session::client(&ep)?,
         ep.crlf,
-        ep.tls.clone(),
+        session::client_layer(ep.tls.as_ref()),
         output,
         move |o| {
             o.hint_no_shutdown(hint)
                 .unix_path(unix.as_deref())
                 .show_cert(show_cert)
+                .via_proxy(via_proxy)
         },
     )
 }
@@ -46,11 +48,11 @@ pub(crate) fn main(ep: Endpoint, output: Output) -> anyhow::Result<u8> {
 pub(crate) fn console(
     connection: Component,
     crlf: bool,
-    tls: Option<TlsMode>,
+    layer: Option<(Component, bool)>,
     output: Output,
     configure: impl FnOnce(Observer) -> Observer + Send + 'static,
 ) -> anyhow::Result<u8> {
-    session::run(|_sched| async move {
+    session::run_single(|_sched| async move {
         // A meter only for --crlf: each component on the way costs a relay some latency, and
         // the connection's own Transferred count is enough for the last line.
         let (source, counts): (Component, _) = if crlf {
@@ -63,7 +65,7 @@ pub(crate) fn console(
         } else {
             (ConsoleReader::new().into(), None)
         };
-        let g = session::graphline(source, connection, ConsoleEchoer::new(), tls.as_ref())?;
+        let g = session::graphline_with(source, connection, ConsoleEchoer::new(), layer)?;
         // Typed input ends with the other end's half-close (QUIT -> 221 -> close ends the
         // session); piped or redirected input is sent whole.
         let typed = std::io::stdin().is_terminal();

@@ -5,7 +5,8 @@ use std::io;
 
 use axon::{ComponentFailure, ErrorMessage};
 use kamaelia::internet::{
-    certificate_problem, ConnectError, HandshakeFailure, StartTlsError, TcpError, TlsError, TlsInfo,
+    certificate_problem, ConnectError, HandshakeFailure, ProxyError, StartTlsError, TcpError,
+    TlsError, TlsInfo,
 };
 use kamaelia::{ConsoleError, FileReaderError};
 
@@ -30,6 +31,8 @@ pub(crate) fn judge(e: &ErrorMessage) -> Verdict {
         tcp_error(tcp)
     } else if let Some(s) = find::<StartTlsError>(err) {
         s.to_string()
+    } else if let Some(p) = find::<ProxyError>(err) {
+        p.to_string()
     } else if let Some(c) = find::<ConsoleError>(err) {
         with_sources(c)
     } else if let Some(r) = find::<FileReaderError>(err) {

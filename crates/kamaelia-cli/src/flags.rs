@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kamaelia::internet::{Family, ServerTls, TlsSettings, Trust, DEFAULT_CONNECT_TIMEOUT};
+use kamaelia::internet::{Family, Proxy, ServerTls, TlsSettings, Trust, DEFAULT_CONNECT_TIMEOUT};
 
 /// The longest duration any flag takes, in seconds: about 31 years, far from where adding it to
 /// a clock could overflow.
@@ -33,9 +33,11 @@ pub(crate) const DEFAULT_STARTTLS_TIMEOUT: Duration =
         serve:   an echo or discard server, plain, TLS or STARTTLS.\n\
         listen:  one connection accepted (nc -l): stdin to the peer, the peer to stdout.\n\
         forward: relay each connection to HOST PORT (socat TCP-LISTEN,fork; stunnel).\n\
-        demo:    the two examples of Kamaelia's TCPClient page against a local server, offline.\n\n\
+        demo:    the two examples of Kamaelia's TCPClient page against a local server, offline.\n\
+        completions, man: a shell completion script, the manual page.\n\n\
         Without a command, runs the demo.\n\
-        Exit status: 0 success, 1 a connection or TLS failure, 2 a usage error, 130 interrupted."
+        Exit status: 0 success, 1 a connection or TLS failure, 2 a usage error, 130 interrupted.",
+    after_long_help = crate::completions::EXAMPLES
 )]
 pub(crate) struct Args {
     /// Tracing detail on stderr (RUST_LOG overrides the filter).
@@ -61,6 +63,7 @@ enum Command {
     /// (QUIT, 221, close). At the end of input the write side is shut (FIN; TLS close_notify
     /// first) and the session waits for the server to close, unless --no-shutdown (the default
     /// with --starttls). The last line on stderr says why the session ended.
+    #[command(after_long_help = crate::completions::CONNECT_EXAMPLES)]
     Connect {
         #[command(flatten)]
         target: ConnectTargetArgs,
@@ -77,6 +80,7 @@ enum Command {
     /// The server's half-close (it has finished sending) does not stop the upload: the whole
     /// file is sent. If the server closes entirely, the next write fails: exit 1, with how many
     /// bytes were sent and how many were not.
+    #[command(after_long_help = crate::completions::SEND_EXAMPLES)]
     Send {
         #[command(flatten)]
         target: TargetArgs,
@@ -106,6 +110,7 @@ enum Command {
     /// lines on stderr never hold up serving: when stderr is not read fast enough, lines are
     /// dropped and "N event lines dropped" is printed once it flows again. The bound address
     /// goes to stdout; a closed stdout is not an error. Ctrl-C stops it, exit status 130.
+    #[command(after_long_help = crate::completions::SERVE_EXAMPLES)]
     Serve {
         /// The port to listen on; 0 picks a free one.
         #[arg(value_parser = parse_port_or_zero, required_unless_present = "unix")]
@@ -163,6 +168,13 @@ enum Command {
         bind: IpAddr,
         #[command(flatten)]
         server_tls: ServerTlsArgs,
+        /// Speak this protocol's server side in plaintext (greeting, EHLO/CAPABILITY/CAPA,
+        /// STARTTLS) until the peer asks for TLS, then TLS; needs --cert and --key. Nothing is
+        /// passed either way before TLS: lines that are not the protocol's commands are
+        /// dropped, and stdin waits. The dialogue must reach STARTTLS within 60 s (or
+        /// --idle-timeout, if shorter).
+        #[arg(long, value_name = "PROTO", requires = "cert")]
+        starttls: Option<ServerStartTlsProto>,
         /// End the session, with exit status 1, when no byte has moved either way for this long
         /// (fractions allowed; default: no limit).
         #[arg(long, value_name = "SECS", value_parser = parse_positive_secs)]
@@ -213,6 +225,8 @@ enum Command {
         tls: TlsArgs,
         #[command(flatten)]
         target_id: TargetIdArgs,
+        #[command(flatten)]
+        proxy: ProxyArgs,
         /// Relay at most this many connections at once; more wait in the backlog.
         #[arg(long, value_name = "N", default_value_t = 1024,
               value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -232,7 +246,17 @@ enum Command {
         ipv6: bool,
     },
     /// The embedded demo: a local server, the page's two examples, a report. Offline.
+    #[command(after_long_help = crate::completions::DEMO_EXAMPLES)]
     Demo,
+    /// Print a shell completion script on stdout.
+    #[command(after_long_help = crate::completions::COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell: bash, zsh, fish (also elvish, powershell).
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout.
+    #[command(after_long_help = crate::completions::MAN_EXAMPLES)]
+    Man,
 }
 
 /// The TLS options of a listening side (serve; listen and forward to come).
@@ -464,6 +488,33 @@ struct ConnArgs {
     /// s_client -crlf: for line protocols such as SMTP.
     #[arg(long)]
     crlf: bool,
+    #[command(flatten)]
+    proxy: ProxyArgs,
+}
+
+/// `--proxy`, flattened into [`ConnArgs`] (`ProxyArgs::default()`: none).
+#[derive(Debug, Default, clap::Args)]
+struct ProxyArgs {
+    /// Connect through this proxy: http://[USER:PASS@]HOST[:PORT] or
+    /// socks5://[USER:PASS@]HOST[:PORT].
+    ///
+    /// http:// speaks HTTP CONNECT (port 3128 by default); socks5:// speaks SOCKS5 (socks5h://
+    /// is the same; port 1080 by default). The proxy resolves HOST. USER and PASS may be %-escaped; the password is never
+    /// printed. TLS (--tls, --starttls) starts after the tunnel is open and verifies HOST (or
+    /// --servername), not the proxy. -4/-6, --delay and --connect-timeout apply to the proxy;
+    /// the tunnel must also open within --connect-timeout.
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+}
+
+impl ProxyArgs {
+    /// The proxy, parsed here rather than by clap, whose error would quote the password.
+    fn proxy(&self) -> Result<Option<Proxy>, UsageError> {
+        self.proxy
+            .as_deref()
+            .map(|url| url.parse::<Proxy>().map_err(|e| UsageError(e.to_string())))
+            .transpose()
+    }
 }
 
 /// A protocol `--starttls` knows how to speak up to the switch (openssl s_client's list).
@@ -551,6 +602,10 @@ pub(crate) enum Mode {
     Listen(ListenConfig),
     Forward(ForwardConfig),
     Demo,
+    /// Print a completion script.
+    Completions(clap_complete::Shell),
+    /// Print the manual page.
+    Man,
 }
 
 /// Where and how to connect.
@@ -572,6 +627,8 @@ pub(crate) struct Endpoint {
     pub(crate) show_cert: bool,
     /// Connect to this Unix socket instead of host and port.
     pub(crate) unix: Option<PathBuf>,
+    /// Connect through this proxy.
+    pub(crate) proxy: Option<Proxy>,
 }
 
 /// When to switch to TLS, and with which settings.
@@ -632,6 +689,8 @@ pub(crate) enum ListenOn {
 pub(crate) struct ListenConfig {
     pub(crate) on: ListenOn,
     pub(crate) tls: Option<ServerTls>,
+    /// Switched by this protocol's STARTTLS (with `tls`), or TLS from the first byte.
+    pub(crate) starttls: Option<ServerStartTlsProto>,
     pub(crate) idle_timeout: Option<Duration>,
     /// At the end of input, keep the write side open until the peer closes.
     pub(crate) keep_open: bool,
@@ -690,6 +749,8 @@ impl Args {
         };
         let mode = match self.command {
             None | Some(Command::Demo) => Mode::Demo,
+            Some(Command::Completions { shell }) => Mode::Completions(shell),
+            Some(Command::Man) => Mode::Man,
             Some(Command::Connect {
                 target,
                 tls,
@@ -712,15 +773,18 @@ impl Args {
                 unix,
                 bind,
                 server_tls,
+                starttls,
                 idle_timeout,
                 no_shutdown,
-                shutdown: _,
+                shutdown,
                 crlf,
             }) => Mode::Listen(ListenConfig {
                 on: listen_on(bind, port, unix)?,
                 tls: server_tls.identity()?,
+                starttls,
                 idle_timeout,
-                keep_open: no_shutdown,
+                // As on connect: a STARTTLS session is request/response, kept open unless told.
+                keep_open: no_shutdown || (starttls.is_some() && !shutdown),
                 crlf,
             }),
             Some(Command::Forward {
@@ -730,6 +794,7 @@ impl Args {
                 server_tls,
                 tls,
                 target_id,
+                proxy,
                 max_connections,
                 idle_timeout,
                 connect_timeout,
@@ -742,9 +807,11 @@ impl Args {
                     ipv4,
                     ipv6,
                     idle_timeout,
+                    // The relay half-closes each way (the target's TcpClient is set to).
                     no_shutdown: false,
-                    shutdown: false,
+                    shutdown: true,
                     crlf: false,
+                    proxy,
                 };
                 Mode::Forward(ForwardConfig {
                     bind: SocketAddr::new(bind, listen_port),
@@ -891,6 +958,7 @@ fn endpoint(target: TargetArgs, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint
         crlf: conn.crlf,
         show_cert: tls.show_cert,
         unix: None,
+        proxy: conn.proxy.proxy()?,
     })
 }
 
@@ -904,6 +972,9 @@ fn unix_endpoint(path: PathBuf, tls: TlsArgs, conn: ConnArgs) -> Result<Endpoint
     }
     if conn.ipv4 || conn.ipv6 {
         return Err(UsageError("-4 and -6 do not apply to --unix".into()));
+    }
+    if conn.proxy.proxy.is_some() {
+        return Err(UsageError("--proxy does not apply to --unix".into()));
     }
     let target = TargetArgs {
         host: path.display().to_string(),

@@ -31,10 +31,17 @@ pub(crate) fn main(cfg: ForwardConfig, output: Output) -> anyhow::Result<u8> {
         let reports_ref = reports.boxref();
         let target = cfg.target.clone();
         let tls = matches!(target.tls, Some(TlsMode::Immediate(_)));
+        // Checked once here: a proxied target's components are made the same way for each
+        // connection.
+        session::client(&target)?;
         let server = TcpServer::bind(&cfg.bind.to_string(), move |info| {
-            let relay = Relay::new(session::tcp_client(&target))
-                .client(info.peer)
-                .tls(tls);
+            let relay = match session::client(&target) {
+                // Through the proxy: the relay's half-close needs the TcpClient's (keep_open
+                // is false for forward's target).
+                Ok(proxied) if target.proxy.is_some() => Relay::through(proxied),
+                _ => Relay::new(session::tcp_client(&target)),
+            };
+            let relay = relay.client(info.peer).tls(tls);
             let relay: Component = match &target.tls {
                 Some(TlsMode::StartTls(d, _, limit)) => {
                     relay.layer(session::starttls_client(d, *limit))

@@ -6,17 +6,18 @@
 //!     SOURCE     = ConsoleReader(),                 stdin (--crlf: Pipeline(ConsoleReader(), Meter))
 //!     CONNECTION = SingleServer(addr or --unix),    one connection; TLS from the first byte with --cert
 //!     ECHO       = ConsoleEchoer(),                 stdout, byte-exact
+//!     LAYER      = StartTlsServerLayer::smtp() …    --starttls only: the dialogue, then TLS
 //! )
 //! ```
 //!
 //! `listening on ADDR` goes to stderr before anything else, even with `-q`: stdout carries the
 //! data, and scripts need the address (PORT 0 picks a free one).
 
-use kamaelia::internet::{OnFinish, SingleServer};
+use kamaelia::internet::{OnFinish, SingleServer, StartTlsServerLayer, DEFAULT_PLAINTEXT_TIMEOUT};
 
 use crate::errors::tcp_error;
 use crate::events::Events;
-use crate::flags::{ListenConfig, ListenOn, Output};
+use crate::flags::{ListenConfig, ListenOn, Output, ServerStartTlsProto};
 
 /// Runs `listen` and returns the exit status.
 pub(crate) fn main(cfg: ListenConfig, output: Output) -> anyhow::Result<u8> {
@@ -25,9 +26,10 @@ pub(crate) fn main(cfg: ListenConfig, output: Output) -> anyhow::Result<u8> {
         ListenOn::Tcp(addr) => SingleServer::bind(&addr.to_string()),
         ListenOn::Unix(path) => SingleServer::bind_unix(path),
     };
-    let server = match bound.and_then(|s| match &cfg.tls {
-        Some(identity) => s.tls(identity),
-        None => Ok(s),
+    let server = match bound.and_then(|s| match (&cfg.tls, cfg.starttls) {
+        (Some(identity), Some(_)) => s.starttls(identity),
+        (Some(identity), None) => s.tls(identity),
+        (None, _) => Ok(s),
     }) {
         Ok(s) => s,
         Err(e) => {
@@ -52,7 +54,19 @@ pub(crate) fn main(cfg: ListenConfig, output: Output) -> anyhow::Result<u8> {
         ListenOn::Tcp(_) => None,
     };
     let hint = !cfg.keep_open;
-    crate::connect::console(server.into(), cfg.crlf, None, output, move |o| {
+    // The STARTTLS dialogue's whole plaintext phase is bounded, as serve's is.
+    let plaintext_limit = Some(cfg.idle_timeout.map_or(DEFAULT_PLAINTEXT_TIMEOUT, |t| {
+        t.min(DEFAULT_PLAINTEXT_TIMEOUT)
+    }));
+    let layer = cfg.starttls.map(|proto| {
+        let layer = match proto {
+            ServerStartTlsProto::Smtp => StartTlsServerLayer::smtp(),
+            ServerStartTlsProto::Imap => StartTlsServerLayer::imap(),
+            ServerStartTlsProto::Pop3 => StartTlsServerLayer::pop3(),
+        };
+        (layer.plaintext_limit(plaintext_limit).into(), true)
+    });
+    crate::connect::console(server.into(), cfg.crlf, layer, output, move |o| {
         o.accepted()
             .hint_no_shutdown(hint)
             .unix_path(unix.as_deref())

@@ -3,6 +3,7 @@
 //! before anything runs; `main` maps the outcome to an exit status: 0 success, 1 a connection or
 //! TLS failure, 2 a usage error, 130 interrupted.
 
+mod completions;
 mod connect;
 mod crlf;
 mod demo;
@@ -41,6 +42,10 @@ fn main() -> ExitCode {
         flags::Mode::Listen(cfg) => listen::main(cfg, output),
         flags::Mode::Forward(cfg) => forward::main(cfg, output),
         flags::Mode::Demo => demo::main(output),
+        flags::Mode::Completions(shell) => completions::completions(shell)
+            .map(|()| 0)
+            .map_err(anyhow::Error::from),
+        flags::Mode::Man => completions::man().map(|()| 0).map_err(anyhow::Error::from),
     };
     // Event lines are written by a thread: let the last ones out first (for a bounded time,
     // as stderr may never be read).

@@ -1,4 +1,17 @@
 //! A counting pass-through component (`Meter`) and a hand-rolled progress bar for stderr.
+//!
+//! Why not indicatif (issue 10 §7 asked for it or for the reasons): the bar has nothing of its
+//! own to count. It reads the `Counts` that the `Meter` keeps anyway for the last line's "N of M
+//! bytes sent", so there is one count and the bar cannot disagree with the summary; indicatif
+//! would keep a second counter, fed from the same place. It is drawn from a 100 ms tokio
+//! interval on the session's runtime, only when stderr is a terminal, and the event lines
+//! already clear its line before they print (`events.rs`), which is what indicatif's
+//! `suspend`/`println` would be for. What indicatif adds beyond that (templates, multi-bars,
+//! spinners, ETA smoothing) `send` does not use, and it would bring a dependency tree into the
+//! program for 40 lines. Its cost, measured (debug build, loaded 2-core machine): 512 MiB sent
+//! with `--rate 100M` to `serve --discard`, stderr on a pty (`script -qec`, about 108 redraws)
+//! against stderr on /dev/null, three runs each: user+sys CPU 1.78, 1.82, 1.75 s with the bar,
+//! 2.08, 1.88, 1.50 s without; the difference is below the noise.
 
 use std::io::{IsTerminal, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -71,7 +84,9 @@ impl Meter {
     #[allow(clippy::new_ret_no_self)]
     pub(crate) fn new(counts: Arc<Counts>, crlf: bool) -> Component {
         let mut b = Component::build("Meter");
-        let inbox = b.inbox_from::<Bytes>(BOXES.inbox);
+        // Bounded in bytes, like the connection's inbox behind it: two default chunks keep
+        // the stream going without holding megabytes (64 messages of 64 KiB) in between.
+        let inbox = b.inbox_from::<Bytes>(BOXES.inbox).limit_bytes(128 * 1024);
         let control = b.control_from(BOXES.control);
         let outbox = b.outbox_from::<Bytes>(BOXES.outbox);
         let signal = b.signal_from(BOXES.signal);

@@ -23,7 +23,7 @@ use crate::session::{self, Observer};
 
 /// Runs `send` and returns the exit status.
 pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
-    session::run(|_sched| async move {
+    session::run_single(|_sched| async move {
         let counts = Arc::new(Counts::default());
         let (reader, total): (Component, Option<u64>) = match cfg.source {
             Source::File { path, file, size } => {
@@ -52,7 +52,7 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
             }
         };
         let meter = Meter::new(counts.clone(), cfg.endpoint.crlf);
-        let client = session::client(&cfg.endpoint);
+        let client = session::client(&cfg.endpoint)?;
         let session = match &cfg.endpoint.tls {
             None => Pipeline::new([reader, meter, client, ConsoleEchoer::new().into()])?,
             Some(tls) => session::graphline(
@@ -65,7 +65,8 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
         let events = Events::new(output);
         let observer = Observer::attach(&session, events)?
             .counts(counts.clone(), total)
-            .show_cert(cfg.endpoint.show_cert);
+            .show_cert(cfg.endpoint.show_cert)
+            .via_proxy(cfg.endpoint.proxy.is_some());
         let started = Instant::now();
         let bar = ProgressBar::start("send", counts.clone(), total);
         let summary = session::drive(session, observer).await;

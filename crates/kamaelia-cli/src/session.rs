@@ -14,9 +14,9 @@ use std::sync::Arc;
 use kamaelia::internet::{
     Connected, FtpStartTlsClient, HowDied, ImapStartTlsClient, IrcStartTlsClient,
     LdapStartTlsClient, LmtpStartTlsClient, MysqlStartTlsClient, NntpStartTlsClient, OnFinish,
-    PeerCertificates, PeerHalfClosed, Pop3StartTlsClient, PostgresStartTlsClient,
-    SieveStartTlsClient, SmtpStartTlsClient, TlsGate, TlsInfo, Transferred, UnixClient,
-    XmppStartTlsClient,
+    PeerCertificates, PeerHalfClosed, Pop3StartTlsClient, PostgresStartTlsClient, Proxy,
+    ProxyClient, SieveStartTlsClient, SmtpStartTlsClient, TlsGate, TlsInfo, Transferred,
+    TunnelOpen, UnixClient, XmppStartTlsClient,
 };
 use kamaelia::{ConsoleEchoer, Graphline, MakeSsl, OneShot, SslReady, TcpClient};
 
@@ -25,17 +25,21 @@ use crate::events::Events;
 use crate::flags::{Endpoint, StartTlsDialogue, StartTlsProto, TlsMode};
 use crate::progress::Counts;
 
-/// The TcpClient for `ep` (a UnixClient with `--unix`). At the end of input it half-closes and waits for the server to
-/// close, or with `--no-shutdown` (the default for STARTTLS) keeps its write side open until
-/// the server closes.
-pub(crate) fn client(ep: &Endpoint) -> Component {
-    match &ep.unix {
-        Some(path) => UnixClient::new(path)
+/// The connection for `ep`: a UnixClient with `--unix`, a TcpClient, or with `--proxy` a
+/// [`ProxyClient`] around a TcpClient to the proxy (see [`proxied_client`]). At the end of
+/// input it half-closes and waits for the server to close, or with `--no-shutdown` (the
+/// default for STARTTLS) keeps its write side open until the server closes.
+pub(crate) fn client(ep: &Endpoint) -> anyhow::Result<Component> {
+    if let Some(path) = &ep.unix {
+        return Ok(UnixClient::new(path)
             .connect_timeout(ep.connect_timeout)
             .idle_timeout(ep.idle_timeout)
             .on_finish(on_finish(ep))
-            .into(),
-        None => tcp_client(ep).into(),
+            .into());
+    }
+    match &ep.proxy {
+        Some(proxy) => proxied_client(ep, proxy),
+        None => Ok(tcp_client(ep).into()),
     }
 }
 
@@ -48,18 +52,36 @@ fn on_finish(ep: &Endpoint) -> OnFinish {
     }
 }
 
-/// The TcpClient for `ep`'s host and port (`forward`'s target).
+/// The TcpClient for `ep`'s host and port, with its TLS settings (`forward`'s target).
 pub(crate) fn tcp_client(ep: &Endpoint) -> TcpClient {
-    let mut c = TcpClient::new(ep.host.clone(), ep.port)
+    let c = tcp_client_to(ep, ep.host.clone(), ep.port);
+    match &ep.tls {
+        Some(tls) => c.tls(tls.settings().clone()),
+        None => c,
+    }
+}
+
+/// `ep` through `proxy`: a TcpClient to the proxy with `ep`'s options, and a [`ProxyClient`]
+/// in front of it that opens the tunnel to `ep`'s host and port within the connect timeout;
+/// TLS verifies the target's name (or `--servername`), not the proxy's.
+fn proxied_client(ep: &Endpoint, proxy: &Proxy) -> anyhow::Result<Component> {
+    let tunnel =
+        ProxyClient::new(proxy.clone(), ep.host.clone(), ep.port).timeout(ep.connect_timeout);
+    let mut c = tcp_client_to(ep, proxy.host().to_string(), proxy.port());
+    if let Some(tls) = &ep.tls {
+        c = c.tls(tunnel.tls_for_target(tls.settings().clone())?);
+    }
+    Ok(tunnel.around(c)?)
+}
+
+/// A TcpClient to `host` and `port` with `ep`'s options, without TLS settings.
+fn tcp_client_to(ep: &Endpoint, host: String, port: u16) -> TcpClient {
+    TcpClient::new(host, port)
         .family(ep.family)
         .delay(ep.delay)
         .connect_timeout(ep.connect_timeout)
         .idle_timeout(ep.idle_timeout)
-        .on_finish(on_finish(ep));
-    if let Some(tls) = &ep.tls {
-        c = c.tls(tls.settings().clone());
-    }
-    c
+        .on_finish(on_finish(ep))
 }
 
 /// The page's SSL Graphline: SOURCE -> CONNECTION -> ECHO, with `OneShot(MakeSsl)` -> makessl
@@ -75,17 +97,33 @@ pub(crate) fn graphline(
     echo: ConsoleEchoer,
     tls: Option<&TlsMode>,
 ) -> Result<Component, WiringError> {
+    graphline_with(source, connection, echo, client_layer(tls))
+}
+
+/// The layer a client session puts between the console and the connection: for TLS from the
+/// first byte a gate (the page's OneShot(MakeSsl) does the switching), for STARTTLS the
+/// protocol's client component, which sends makessl itself (`true`).
+pub(crate) fn client_layer(tls: Option<&TlsMode>) -> Option<(Component, bool)> {
+    match tls {
+        None => None,
+        Some(TlsMode::Immediate(_)) => Some((TlsGate::new().into(), false)),
+        Some(TlsMode::StartTls(d, _, limit)) => Some((starttls_client(d, *limit), true)),
+    }
+}
+
+/// [`graphline`] with any layer of the STARTTLS components' shape between the console and
+/// the connection (a client's, or `listen --starttls`'s server layer); `true` when the layer
+/// sends makessl itself.
+pub(crate) fn graphline_with(
+    source: Component,
+    connection: Component,
+    echo: ConsoleEchoer,
+    layer: Option<(Component, bool)>,
+) -> Result<Component, WiringError> {
     let g = Graphline::new()
         .component("SOURCE", source)
         .component("CONNECTION", connection)
         .component("ECHO", echo);
-    // TLS from the first byte: a gate, and the page's OneShot(MakeSsl) does the switching;
-    // STARTTLS: the protocol's client component, which sends makessl itself.
-    let layer: Option<(Component, bool)> = match tls {
-        None => None,
-        Some(TlsMode::Immediate(_)) => Some((TlsGate::new().into(), false)),
-        Some(TlsMode::StartTls(d, _, limit)) => Some((starttls_client(d, *limit), true)),
-    };
     let g = match layer {
         None => g
             .link(("SOURCE", OUTBOX), ("CONNECTION", INBOX))
@@ -188,7 +226,7 @@ impl Summary {
             0
         } else if self.failure.is_some() {
             1
-        } else if axon::interrupted() {
+        } else if interrupted() {
             130
         } else {
             0
@@ -221,6 +259,8 @@ pub(crate) struct Observer {
     total: Option<u64>,
     /// `--show-cert`: print the server's chain and the TLS details.
     show_cert: bool,
+    /// The connection goes through a proxy: `Connected` is the proxy's.
+    via_proxy: bool,
 }
 
 impl Observer {
@@ -247,6 +287,7 @@ impl Observer {
             show_cert: false,
             who: WHO_SERVER,
             unix_path: None,
+            via_proxy: false,
         })
     }
 
@@ -294,6 +335,13 @@ impl Observer {
         self
     }
 
+    /// The session connects through a proxy: say "connected to proxy", then when the tunnel
+    /// opens.
+    pub(crate) fn via_proxy(mut self, on: bool) -> Self {
+        self.via_proxy = on;
+        self
+    }
+
     /// Reports each message until the final one.
     pub(crate) async fn watch(self) -> Summary {
         let mut s = Summary::default();
@@ -319,9 +367,14 @@ impl Observer {
                         match (&self.unix_path, self.who) {
                             (Some(path), WHO_SERVER) => self.events.line(format_args!("connected to {path}")),
                             (Some(path), _) => self.events.line(format_args!("connection on {path}")),
-                            (None, WHO_SERVER) => self.events.line(format_args!("connected to {peer}")),
+                            (None, WHO_SERVER) => {
+                                let proxy = if self.via_proxy { "proxy " } else { "" };
+                                self.events.line(format_args!("connected to {proxy}{peer}"))
+                            }
                             (None, _) => self.events.line(format_args!("connection from {peer}")),
                         }
+                    } else if let Some(t) = c.payload::<TunnelOpen>() {
+                        self.events.line(format_args!("proxy: tunnel to {} open", t.target));
                     } else if let Some(p) = c.payload::<PeerHalfClosed>() {
                         if p.truncation_possible {
                             self.events.warn(format_args!("{} closed without a TLS close_notify: possible truncation", self.who));
@@ -456,7 +509,7 @@ impl Observer {
 
 /// Runs `body` with the process-wide scheduler (so `Component::activate` works anywhere in it)
 /// under `axon::block_on`: its Ctrl-C handling, and no waiting for a blocked read of standard
-/// input at the end.
+/// input at the end. For servers, whose connections share a multi-threaded runtime.
 pub(crate) fn run<F, Fut, T>(body: F) -> anyhow::Result<T>
 where
     F: FnOnce(Scheduler) -> Fut,
@@ -464,6 +517,53 @@ where
 {
     let sched = Scheduler::current();
     axon::block_on(body(sched))?
+}
+
+/// Set by [`run_single`]'s interrupt handler.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True once an interrupt (Ctrl-C) was seen by [`run`] or [`run_single`].
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) || axon::interrupted()
+}
+
+/// [`run`] on one thread: a `current_thread` runtime, for the client commands (one connection,
+/// a handful of components). Measured on `kamaelia send` of 1 GiB: a second worker thread only
+/// adds wake-ups (futex, eventfd, epoll) as messages cross between threads, and at start-up
+/// spawning it costs more than the work it would share. The same Ctrl-C handling as
+/// `axon::block_on`: the first interrupt stops every top-level component, the second exits with
+/// status 130; and no waiting for a blocked read of standard input at the end.
+pub(crate) fn run_single<F, Fut, T>(body: F) -> anyhow::Result<T>
+where
+    F: FnOnce(Scheduler) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    use std::sync::atomic::Ordering;
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let sched = Scheduler::current();
+    let out = rt.block_on(async move {
+        // Registered before `body` runs, so an interrupt never meets the default handler
+        // (which would end the process without a shutdown) once components exist.
+        let mut interrupts = signal(SignalKind::interrupt())?;
+        let all = sched.clone();
+        let ctrl_c = tokio::spawn(async move {
+            if interrupts.recv().await.is_some() {
+                INTERRUPTED.store(true, Ordering::Relaxed);
+                all.shutdown_all();
+                if interrupts.recv().await.is_some() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        let out = body(sched).await;
+        ctrl_c.abort();
+        anyhow::Ok(out)
+    })?;
+    rt.shutdown_background();
+    out
 }
 
 /// Activates `session` and watches it to the end.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use kamaelia_test::sha256;
 use support::certs::Pki;
-use support::{kamaelia, random_bytes};
+use support::{kamaelia, random_bytes, runtime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -89,14 +89,6 @@ impl Drop for Forward {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Raises this process's descriptor limit to its hard limit; returns the soft limit now.
@@ -473,6 +465,24 @@ fn forward_presents_a_client_certificate_and_alpn_to_the_target() {
     assert_eq!(through(&f, b"wrong protocol"), b"");
     let err = f.wait_stderr("closed:", 1);
     assert!(err.contains("ALPN"), "{err}");
+}
+
+/// `--proxy`: each relayed connection reaches the target through an HTTP CONNECT or SOCKS5
+/// proxy (written for the tests), byte-exact, with the half-close passed end to end.
+#[test]
+fn forward_relays_through_http_and_socks5_proxies() {
+    use kamaelia_test::proxy::{TunnelKind, TunnelProxy};
+    let rt = support::runtime();
+    let echo = support::servers::echo_server("127.0.0.1:0");
+    for (kind, scheme) in [(TunnelKind::Http, "http"), (TunnelKind::Socks5, "socks5")] {
+        let proxy = rt.block_on(TunnelProxy::start(kind, None));
+        let url = format!("{scheme}://127.0.0.1:{}", proxy.addr().port());
+        let f = Forward::start(&["--proxy", &url], echo);
+        let data = random_bytes(256 * 1024);
+        assert!(through(&f, &data) == data, "{scheme}: the echo differs");
+        f.wait_stderr("both sides closed", 1);
+        assert_eq!(proxy.seen()[0].target, format!("127.0.0.1:{}", echo.port()));
+    }
 }
 
 /// Both at once: TLS from the client (s_client would do; here a plain relay chain is enough

@@ -252,3 +252,146 @@ fn listen_over_tls_with_a_rustls_client_byte_exact() {
         "the client's bytes reached stdout"
     );
 }
+
+/// `listen --starttls PROTO` (the server side of the dialogue, then TLS) receiving a file
+/// from `send --starttls PROTO`: byte-exact under TLS for each protocol. Both sides half-close
+/// at the end (`--shutdown`: a STARTTLS session otherwise keeps its write side open).
+#[test]
+fn listen_starttls_receives_a_file_byte_exact_for_each_protocol() {
+    let pki = Pki::new();
+    let (cert, key, ca) = (
+        pki.cert_pem.display().to_string(),
+        pki.key_pem.display().to_string(),
+        pki.ca_pem.display().to_string(),
+    );
+    for proto in ["smtp", "imap", "pop3"] {
+        receive_a_file(
+            2_000_000,
+            &[
+                "--starttls",
+                proto,
+                "--cert",
+                &cert,
+                "--key",
+                &key,
+                "--shutdown",
+            ],
+            &["--starttls", proto, "--ca", &ca, "--shutdown"],
+        );
+    }
+}
+
+/// `openssl s_client -starttls PROTO` as the peer of `listen --starttls PROTO`: its line
+/// reaches listen's stdout, and listen's stdin reaches it, under TLS.
+#[test]
+fn listen_starttls_with_openssl_s_client_as_the_peer() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    if peer_tool("openssl").is_none() {
+        eprintln!("skipped: openssl is not installed");
+        return;
+    }
+    let pki = Pki::new();
+    let (cert, key, ca) = (
+        pki.cert_pem.display().to_string(),
+        pki.key_pem.display().to_string(),
+        pki.ca_pem.display().to_string(),
+    );
+    for proto in ["smtp", "imap", "pop3"] {
+        let port = free_port().to_string();
+        let mut listen = args(&[
+            "listen",
+            "--starttls",
+            proto,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+        ]);
+        listen.arg(&port);
+        let listening = start(listen, Input::Bytes(b"to the peer\n".to_vec()));
+        wait_listening(port.parse().unwrap(), Duration::from_secs(30));
+        let mut client = Command::new("openssl")
+            .args(["s_client", "-quiet", "-starttls", proto, "-CAfile", &ca])
+            .args([
+                "-verify_return_error",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = client.stdin.take().unwrap();
+        stdin.write_all(b"to listen\n").unwrap();
+        let stdout = client.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("to the peer") {
+                    let _ = tx.send(());
+                    break;
+                }
+            }
+        });
+        let seen = rx.recv_timeout(LIMIT).is_ok();
+        drop(stdin);
+        let _ = support::exit_within(&mut client, Duration::from_secs(30));
+        let _ = client.kill();
+        let got = listening.finish(LIMIT);
+        assert!(seen, "{proto}: s_client saw listen's stdin: {}", got.stderr);
+        assert_eq!(got.stdout, b"to listen\n", "{proto}: {}", got.stderr);
+        got.expect_stderr("TLS established");
+    }
+}
+
+/// A peer that quits before STARTTLS: nothing of listen's input reaches it in plaintext,
+/// and listen exits 1 saying so.
+#[test]
+fn listen_starttls_sends_nothing_to_a_peer_that_quits_before_tls() {
+    let pki = Pki::new();
+    let (cert, key) = (
+        pki.cert_pem.display().to_string(),
+        pki.key_pem.display().to_string(),
+    );
+    let port = free_port().to_string();
+    let mut listen = args(&[
+        "listen",
+        "--starttls",
+        "smtp",
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+    ]);
+    listen.arg(&port);
+    let listening = start(listen, Input::Bytes(b"SECRET from stdin\n".to_vec()));
+    wait_listening(port.parse().unwrap(), Duration::from_secs(30));
+    let mut peer = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+    peer.set_read_timeout(Some(LIMIT)).unwrap();
+    peer.write_all(b"EHLO peer\r\nnot a command\r\nQUIT\r\n")
+        .unwrap();
+    // As an SMTP client does: close once the 221 has come.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("221 ") {
+        match peer.read(&mut buf).unwrap() {
+            0 => break,
+            n => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    peer.shutdown(Shutdown::Write).unwrap();
+    peer.read_to_end(&mut seen).unwrap();
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(seen.starts_with("220 "), "{seen}");
+    assert!(seen.contains("250 STARTTLS"), "{seen}");
+    assert!(
+        !seen.contains("SECRET"),
+        "stdin leaked in plaintext: {seen}"
+    );
+    let got = listening.finish(LIMIT);
+    got.expect_code(1).expect_stderr("quit before STARTTLS");
+    assert!(got.stdout.is_empty(), "nothing before TLS reaches stdout");
+}

@@ -258,6 +258,16 @@ pub fn sha256_file(path: &Path) -> servers::Received {
     servers::read_all(std::fs::File::open(path).unwrap())
 }
 
+/// A tokio runtime for the test peers written with tokio (kamaelia-test's servers and proxies),
+/// for the length of a test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A child process killed when dropped, so a failing test leaves no server behind.
 pub struct KillOnDrop(pub Child);
 

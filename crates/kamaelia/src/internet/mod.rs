@@ -1,11 +1,14 @@
 //! Kamaelia.Internet: TcpClient, ConnectedSocketAdapter and TcpServer, with TLS switched on
-//! mid-connection, and the TCP and TLS building blocks under them.
+//! mid-connection, and the TCP and TLS building blocks under them; STARTTLS dialogues
+//! ([`starttls`]) and proxy tunnels ([`proxy`]: HTTP CONNECT, SOCKS5) as components in front of
+//! a TcpClient.
 #![warn(missing_debug_implementations)]
 
 mod connect;
 mod csa;
 mod messages;
 mod protocols;
+pub mod proxy;
 mod relay;
 mod selector;
 mod single_server;
@@ -22,6 +25,7 @@ pub use messages::{
     TcpError, Transferred,
 };
 pub use protocols::{DiscardProtocol, EchoProtocol};
+pub use proxy::{Proxy, ProxyClient, ProxyError, ProxyKind, TunnelOpen};
 pub use relay::{Relay, RelayClosed, RelayEnding, RelayOpened};
 pub use selector::{Selector, SELECTOR_SERVICE};
 pub use single_server::SingleServer;
@@ -29,7 +33,8 @@ pub use starttls::{
     FtpStartTlsClient, ImapStartTlsClient, ImapStartTlsServer, IrcStartTlsClient,
     LdapStartTlsClient, LmtpStartTlsClient, MysqlStartTlsClient, NntpStartTlsClient,
     Pop3StartTlsClient, Pop3StartTlsServer, PostgresStartTlsClient, SieveStartTlsClient,
-    SmtpStartTlsClient, SmtpStartTlsServer, StartTlsError, TlsGate, XmppStartTlsClient,
+    SmtpStartTlsClient, SmtpStartTlsServer, StartTlsError, StartTlsServerLayer, TlsGate,
+    XmppStartTlsClient,
 };
 pub use tcp_client::{TcpClient, DEFAULT_CONNECT_TIMEOUT};
 pub use tcp_server::{ConnectionInfo, TcpServer, DEFAULT_PLAINTEXT_TIMEOUT};

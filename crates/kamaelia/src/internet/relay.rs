@@ -196,7 +196,7 @@ impl fmt::Display for RelayClosed {
 /// TcpServer's `signal` and in [`RelayEnding::ClientFailed`].
 #[derive(Debug)]
 pub struct Relay {
-    target: TcpClient,
+    target: Target,
     client: Option<SocketAddr>,
     tls: bool,
     layer: Option<Component>,
@@ -218,10 +218,32 @@ axon::box_table! {
     }
 }
 
+/// What the relay connects through.
+#[derive(Debug)]
+enum Target {
+    /// A TcpClient, set to half-close when the relay starts.
+    Client(TcpClient),
+    /// Any component with a TcpClient's boxes and messages, set up by the caller.
+    Wired(Component),
+}
+
 impl Relay {
     /// A relay to `target`, a TcpClient set up as wanted (TLS settings, timeouts, limits); its
     /// [`super::OnFinish`] is set to half-close.
     pub fn new(target: TcpClient) -> Self {
+        Self::with_target(Target::Client(target))
+    }
+
+    /// A relay through `target`: any component with a TcpClient's boxes and messages, for
+    /// example a [`ProxyClient`](super::ProxyClient) around a TcpClient
+    /// ([`ProxyClient::around`](super::ProxyClient::around)). Give its TcpClient
+    /// [`OnFinish::HalfClose`](super::OnFinish::HalfClose), so that the half-close passes end
+    /// to end.
+    pub fn through(target: impl Into<Component>) -> Self {
+        Self::with_target(Target::Wired(target.into()))
+    }
+
+    fn with_target(target: Target) -> Self {
         Relay {
             target,
             client: None,
@@ -430,7 +452,10 @@ impl Tracker {
 }
 
 async fn run(relay: Relay, b: Boxes, cx: Context) -> MainResult {
-    let target: Component = relay.target.on_finish(super::OnFinish::HalfClose).into();
+    let target: Component = match relay.target {
+        Target::Client(c) => c.on_finish(super::OnFinish::HalfClose).into(),
+        Target::Wired(c) => c,
+    };
     let layer = match relay.layer {
         // The relay's side of the target: the TcpClient itself.
         None => {

@@ -82,7 +82,7 @@ enum Socket {
 /// |---|---|---|
 /// | `inbox` | `Bytes` | data to send to the client |
 /// | `control` | `Control` | ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now |
-/// | `makessl` | [`super::MakeSsl`] | not used: TLS is set up by [`SingleServer::tls`] |
+/// | `makessl` | [`super::MakeSsl`] | switch the connection to TLS, with [`SingleServer::starttls`] |
 /// | `_socketFeedback` | `Control` | the ConnectedSocketAdapter's signal and CreatorFeedback |
 ///
 /// # Outboxes
@@ -111,6 +111,8 @@ enum Socket {
 pub struct SingleServer {
     socket: Socket,
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS only when `makessl` asks.
+    starttls: bool,
     on_finish: OnFinish,
     idle_timeout: Option<Duration>,
     limits: Limits,
@@ -125,7 +127,7 @@ const BOXES: ClientBoxes = ClientBoxes {
     ),
     makessl: BoxDecl::new(
         "makessl",
-        "not used: TLS is set up by [`SingleServer::tls`]",
+        "switch the connection to TLS, with [`SingleServer::starttls`]",
     ),
     feedback: BoxDecl::new(
         "_socketFeedback",
@@ -166,6 +168,7 @@ impl SingleServer {
         SingleServer {
             socket,
             tls: None,
+            starttls: false,
             on_finish: OnFinish::Close,
             idle_timeout: None,
             limits: Limits::default(),
@@ -183,6 +186,15 @@ impl SingleServer {
     /// Speaks TLS from the first byte, presenting `tls`.
     pub fn tls(mut self, tls: &ServerTls) -> Result<SingleServer, TcpError> {
         self.tls = Some(tls.server_config()?);
+        self.starttls = false;
+        Ok(self)
+    }
+
+    /// Speaks plaintext until `makessl` asks for TLS (STARTTLS, for example from a
+    /// [`StartTlsServerLayer`](super::StartTlsServerLayer)), then TLS presenting `tls`.
+    pub fn starttls(mut self, tls: &ServerTls) -> Result<SingleServer, TcpError> {
+        self.tls = Some(tls.server_config()?);
+        self.starttls = true;
         Ok(self)
     }
 
@@ -224,7 +236,7 @@ async fn run(server: SingleServer, b: Boxes, cx: Context) -> MainResult {
     });
     let options = CsaOptions::default()
         .on_finish(server.on_finish)
-        .tls_first(role.is_some())
+        .tls_first(role.is_some() && !server.starttls)
         .idle_timeout(server.idle_timeout)
         .limits(server.limits);
     match server.socket {

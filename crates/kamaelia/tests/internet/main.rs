@@ -21,6 +21,7 @@ mod internet_client_names;
 mod internet_client_shutdown;
 mod internet_client_tls;
 mod internet_csa_duplex;
+mod internet_proxy;
 mod internet_relay;
 mod internet_selector;
 mod internet_server_basic;

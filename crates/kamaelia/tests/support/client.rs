@@ -68,8 +68,9 @@ pub struct Wired {
     sslready: Inbox<SslReady>,
 }
 
-/// Wires `client` to standalone boxes without running it.
-pub fn wire(client: TcpClient, out_capacity: usize) -> Wired {
+/// Wires `client` (a TcpClient, or a component with its boxes) to standalone boxes without
+/// running it.
+pub fn wire(client: impl Into<axon::Component>, out_capacity: usize) -> Wired {
     let c: axon::Component = client.into();
     let input = Outbox::<Bytes>::standalone("feed");
     let control = Outbox::<Control>::standalone("control feed");

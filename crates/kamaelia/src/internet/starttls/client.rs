@@ -9,7 +9,9 @@ use axon::{
 use bytes::Bytes;
 
 use super::error::StartTlsError;
-use crate::internet::{Connected, MakeSsl, PeerHalfClosed, SslReady, TlsError};
+use crate::internet::{
+    Connected, MakeSsl, PeerHalfClosed, SslReady, TlsError, DEFAULT_LIMIT_BYTES,
+};
 
 /// The longest reply line a client dialogue accepts before the switch.
 pub const MAX_REPLY_LINE: usize = 8192;
@@ -343,9 +345,13 @@ pub(crate) fn component(
 ) -> Component {
     let mut b = Component::build(name);
     let boxes = Boxes {
-        inbox: b.inbox_from(BOXES.inbox),
+        // Bounded in bytes as a connection's own inbox is: a user's bytes held until TLS,
+        // and the server's on their way to the user, never more than 256 KiB each.
+        inbox: b.inbox_from(BOXES.inbox).limit_bytes(DEFAULT_LIMIT_BYTES),
         control: b.control_from(BOXES.control),
-        from_server: b.inbox_from(BOXES.fromserver),
+        from_server: b
+            .inbox_from(BOXES.fromserver)
+            .limit_bytes(DEFAULT_LIMIT_BYTES),
         conn_signal: b.inbox_from(BOXES.connsignal),
         sslready: b.inbox_from(BOXES.sslready),
         outbox: b.outbox_from(BOXES.outbox),
@@ -713,6 +719,25 @@ mod tests {
             })
             .await;
         }
+    }
+
+    /// The user's bytes wait in the gate until TLS is up, bounded in bytes (as a connection's
+    /// own inbox is), not by a count of chunks that may each be megabytes.
+    #[tokio::test]
+    async fn what_the_user_queues_before_tls_is_bounded_in_bytes() {
+        let gate: Component = TlsGate::new().into();
+        let user = Outbox::<Bytes>::standalone("user");
+        link_refs(&user.boxref(), &gate.boxref(INBOX).unwrap()).unwrap();
+        let chunk = Bytes::from(vec![0u8; 64 * 1024]);
+        let mut queued = 0;
+        while user.try_send(chunk.clone()).is_ok() {
+            queued += chunk.len();
+            assert!(queued <= 4 << 20, "no bound in bytes");
+        }
+        assert!(
+            (DEFAULT_LIMIT_BYTES..DEFAULT_LIMIT_BYTES + chunk.len()).contains(&queued),
+            "{queued} bytes queued"
+        );
     }
 
     /// Under TLS the connection sends the server's bytes, then its half-close; both queued

@@ -169,6 +169,13 @@ pub enum DialogueError {
         /// The limit.
         after: Duration,
     },
+    /// The client quit before STARTTLS: nothing of the user's was sent
+    /// ([`StartTlsServerLayer`](super::StartTlsServerLayer) only; a server protocol answers
+    /// QUIT and closes).
+    QuitBeforeTls {
+        /// The client.
+        peer: Client,
+    },
 }
 
 impl fmt::Display for DialogueError {
@@ -189,6 +196,9 @@ impl fmt::Display for DialogueError {
                 "{peer} did not ask for STARTTLS within {} s; dropped it",
                 after.as_secs_f64()
             ),
+            DialogueError::QuitBeforeTls { peer } => {
+                write!(f, "{peer} quit before STARTTLS; nothing was sent to it")
+            }
         }
     }
 }

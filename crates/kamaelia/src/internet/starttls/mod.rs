@@ -17,6 +17,8 @@
 //! | ManageSieve (RFC 5804) | [`SieveStartTlsClient`] | |
 //! | LDAP (RFC 4511 §4.14) | [`LdapStartTlsClient`] | |
 //!
+//! [`StartTlsServerLayer`] speaks the server side of SMTP, IMAP or POP3 between one accepted
+//! connection and a user (`kamaelia listen --starttls`), with the client components' boxes;
 //! and [`TlsGate`], the client side of TLS from the first byte: it holds what the user types
 //! until the handshake is done, so nothing leaves in plaintext.
 //!
@@ -42,6 +44,7 @@ mod pop3;
 mod postgres;
 mod replay;
 mod server;
+mod server_layer;
 mod sieve;
 mod smtp;
 mod xmpp;
@@ -60,6 +63,7 @@ pub use pop3::{Pop3StartTlsClient, Pop3StartTlsServer};
 pub use postgres::PostgresStartTlsClient;
 pub use replay::HandshakeReplay;
 pub use server::{MAX_COMMAND_LINE, MAX_HELD};
+pub use server_layer::StartTlsServerLayer;
 pub use sieve::SieveStartTlsClient;
 pub use smtp::{LmtpStartTlsClient, SmtpStartTlsClient, SmtpStartTlsServer};
 pub use xmpp::{XmppStartTlsClient, MAX_XMPP_PREAMBLE};
