@@ -358,6 +358,9 @@ impl Run<'_> {
                             self.fail(e, &mut watch).await;
                         }
                     }
+                    if c.payload::<PeerHalfClosed>().is_some() {
+                        self.deliver_held().await;
+                    }
                     let c = match c.payload::<Transferred>() {
                         Some(t) => Control::notice(Transferred {
                             sent: t.sent.saturating_sub(self.requested),
@@ -444,6 +447,21 @@ impl Run<'_> {
                 "the proxy spoke before it was asked".into(),
             )),
             Phase::Failed => Ok(()),
+        }
+    }
+
+    /// Through an open tunnel, every byte received before the connection's half-close goes to
+    /// the user before the half-close is passed on (a relay turns it into a FIN).
+    async fn deliver_held(&mut self) {
+        let b = self.b;
+        if self.phase != Phase::Open {
+            return;
+        }
+        if let Some(d) = self.down.take() {
+            let _ = b.to_user.send(d).await;
+        }
+        while let Some(d) = b.from_server.try_recv() {
+            let _ = b.to_user.send(d).await;
         }
     }
 
@@ -534,5 +552,81 @@ fn offer(out: &Outbox<Bytes>, d: Bytes) -> Option<Bytes> {
     match out.try_send(d) {
         Ok(()) | Err(TrySendError::Closed(_)) => None,
         Err(TrySendError::Full(d) | TrySendError::Unlinked(d)) => Some(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axon::{link_refs, Inbox, Outbox, Scheduler};
+
+    /// Through an open tunnel the connection sends the target's bytes, then its half-close,
+    /// all queued before the component runs, with the user's box full: the half-close is
+    /// passed on only after every byte.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_targets_half_close_follows_its_bytes() {
+        let proxy = Proxy::new(super::super::ProxyKind::HttpConnect, "127.0.0.1", 3128);
+        let client: Component = ProxyClient::new(proxy, "target.test", 443).into();
+        let from_server = Outbox::<Bytes>::standalone("server");
+        let conn_signal = Outbox::<Control>::standalone("conn signal");
+        let to_conn = Inbox::<Bytes>::standalone("to conn", 8);
+        let user = Inbox::<Bytes>::standalone("user", 1);
+        let events = Inbox::<Control>::standalone("events", 16);
+        let r = |n: &str| client.boxref(n).unwrap();
+        link_refs(&from_server.boxref(), &r("fromserver")).unwrap();
+        link_refs(&conn_signal.boxref(), &r("connsignal")).unwrap();
+        link_refs(&r(axon::OUTBOX), &to_conn.boxref()).unwrap();
+        link_refs(&r("touser"), &user.boxref()).unwrap();
+        link_refs(&r("connevents"), &events.boxref()).unwrap();
+        let chunks: [&[u8]; 3] = [b"one ", b"two ", b"three"];
+        let sched = Scheduler::new();
+        let run = sched.run(async {
+            client.activate();
+            conn_signal
+                .send(Control::notice(Connected {
+                    peer: ([127, 0, 0, 1], 3128).into(),
+                    local: ([127, 0, 0, 1], 40000).into(),
+                }))
+                .await
+                .unwrap();
+            assert!(to_conn.recv().await.starts_with(b"CONNECT target.test:443"));
+            from_server
+                .send(Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n"))
+                .await
+                .unwrap();
+            loop {
+                if events.recv().await.payload::<TunnelOpen>().is_some() {
+                    break;
+                }
+            }
+            for c in chunks {
+                from_server.try_send(Bytes::from_static(c)).unwrap();
+            }
+            conn_signal
+                .try_send(Control::notice(PeerHalfClosed {
+                    truncation_possible: false,
+                }))
+                .unwrap();
+            let mut got = Vec::new();
+            loop {
+                tokio::select! {
+                    d = user.recv() => got.extend_from_slice(&d),
+                    e = events.recv() => if e.payload::<PeerHalfClosed>().is_some() {
+                        break;
+                    },
+                }
+            }
+            while let Some(d) = user.try_recv() {
+                got.extend_from_slice(&d);
+            }
+            assert_eq!(got, chunks.concat(), "every byte before the half-close");
+            conn_signal
+                .send(Control::producer_finished())
+                .await
+                .unwrap();
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(10), run)
+            .await
+            .expect("the component ends");
     }
 }
