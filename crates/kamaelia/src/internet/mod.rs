@@ -6,6 +6,8 @@
 
 mod connect;
 mod csa;
+#[cfg(test)]
+mod layer_tests;
 mod messages;
 mod protocols;
 pub mod proxy;

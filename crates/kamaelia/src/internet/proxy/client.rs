@@ -578,7 +578,6 @@ mod tests {
         link_refs(&r(axon::OUTBOX), &to_conn.boxref()).unwrap();
         link_refs(&r("touser"), &user.boxref()).unwrap();
         link_refs(&r("connevents"), &events.boxref()).unwrap();
-        let chunks: [&[u8]; 3] = [b"one ", b"two ", b"three"];
         let sched = Scheduler::new();
         let run = sched.run(async {
             client.activate();
@@ -599,27 +598,13 @@ mod tests {
                     break;
                 }
             }
-            for c in chunks {
-                from_server.try_send(Bytes::from_static(c)).unwrap();
-            }
-            conn_signal
-                .try_send(Control::notice(PeerHalfClosed {
-                    truncation_possible: false,
-                }))
-                .unwrap();
-            let mut got = Vec::new();
-            loop {
-                tokio::select! {
-                    d = user.recv() => got.extend_from_slice(&d),
-                    e = events.recv() => if e.payload::<PeerHalfClosed>().is_some() {
-                        break;
-                    },
-                }
-            }
-            while let Some(d) = user.try_recv() {
-                got.extend_from_slice(&d);
-            }
-            assert_eq!(got, chunks.concat(), "every byte before the half-close");
+            crate::internet::layer_tests::half_close_follows_the_bytes(
+                &from_server,
+                &conn_signal,
+                &user,
+                &events,
+            )
+            .await;
             conn_signal
                 .send(Control::producer_finished())
                 .await
