@@ -299,20 +299,14 @@ fn listen_starttls_with_openssl_s_client_as_the_peer() {
     );
     for proto in ["smtp", "imap", "pop3"] {
         let port = free_port().to_string();
-        let mut listen = args(&[
-            "listen",
-            "--starttls",
-            proto,
-            "--cert",
-            &cert,
-            "--key",
-            &key,
-        ]);
-        listen.arg(&port);
+        let mut listen = args(&["listen", "--starttls", proto]);
+        listen.args(["--cert", &cert, "--key", &key]).arg(&port);
         let listening = start(listen, Input::Bytes(b"to the peer\n".to_vec()));
         wait_listening(port.parse().unwrap(), Duration::from_secs(30));
         let mut client = Command::new("openssl")
-            .args(["s_client", "-quiet", "-starttls", proto, "-CAfile", &ca])
+            // -no_ign_eof: the end of its stdin ends the session (-quiet alone ignores it).
+            .args(["s_client", "-quiet", "-no_ign_eof", "-starttls", proto])
+            .args(["-CAfile", &ca])
             .args([
                 "-verify_return_error",
                 "-connect",
