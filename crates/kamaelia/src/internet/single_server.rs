@@ -222,6 +222,8 @@ impl From<SingleServer> for Component {
     fn from(server: SingleServer) -> Component {
         let mut b = Component::build("SingleServer");
         let boxes = Boxes::declare(&mut b, &BOXES, server.limits);
+        // One connection, one task: the CSA runs beside it (docs/semantics.md §10).
+        b.hosts_group();
         b.main(move |cx| run(server, boxes, cx))
     }
 }

@@ -240,6 +240,8 @@ impl From<UnixClient> for Component {
     fn from(cfg: UnixClient) -> Component {
         let mut b = Component::build("UnixClient");
         let boxes = Boxes::declare(&mut b, &BOXES, cfg.limits);
+        // One connection, one task: the CSA runs beside it (docs/semantics.md §10).
+        b.hosts_group();
         b.main(move |cx| run(cfg, boxes, cx))
     }
 }
