@@ -31,15 +31,19 @@ pub(crate) fn main(cfg: ForwardConfig, output: Output) -> anyhow::Result<u8> {
         let reports_ref = reports.boxref();
         let target = cfg.target.clone();
         let tls = matches!(target.tls, Some(TlsMode::Immediate(_)));
-        // Checked once here: a proxied target's components are made the same way for each
-        // connection.
-        session::client(&target)?;
+        // A proxied target's components are made the same way for each connection: checked
+        // once here, before serving.
+        if target.proxy.is_some() {
+            session::client(&target)?;
+        }
         let server = TcpServer::bind(&cfg.bind.to_string(), move |info| {
-            let relay = match session::client(&target) {
-                // Through the proxy: the relay's half-close needs the TcpClient's (keep_open
-                // is false for forward's target).
-                Ok(proxied) if target.proxy.is_some() => Relay::through(proxied),
-                _ => Relay::new(session::tcp_client(&target)),
+            let relay = match &target.proxy {
+                None => Relay::new(session::tcp_client(&target)),
+                // The TcpClient to the proxy half-closes (keep_open is false for forward's
+                // target), so the relay's half-close passes through the tunnel. Made as checked
+                // above, so it does not fail; if it did, the relay would fail with the error and
+                // close the client, never connecting around the proxy.
+                Some(_) => Relay::through(session::client(&target).unwrap_or_else(failed)),
             };
             let relay = relay.client(info.peer).tls(tls);
             let relay: Component = match &target.tls {
@@ -133,4 +137,10 @@ fn report(c: &Control, events: &Events) {
             closed.to_target, closed.to_client
         ));
     }
+}
+
+/// A stand-in that fails at once with `e`: a relay through it fails and closes its client.
+fn failed(e: anyhow::Error) -> Component {
+    let e: axon::BoxError = e.into();
+    Component::build("ProxyClient").main(move |_| async move { Err(e) })
 }

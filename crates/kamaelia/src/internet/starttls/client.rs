@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use axon::{
-    Component, Control, ControlWatch, Inbox, Outbox, TrySendError, CONTROL, INBOX, OUTBOX, SIGNAL,
+    Component, ComponentBuilder, Control, ControlWatch, Inbox, Outbox, TrySendError, CONTROL,
+    INBOX, OUTBOX, SIGNAL,
 };
 use bytes::Bytes;
 
@@ -244,8 +245,9 @@ pub(crate) fn injection(bytes: usize) -> StartTlsError {
 }
 
 axon::box_table! {
-    /// The client components' boxes, declared once, as data: the builder declares them from here.
-    const BOXES: ClientBoxes {
+    /// The client components' boxes, declared once, as data: the builder declares them from here
+    /// (the server layer declares the same boxes, described from its side).
+    pub(crate) const BOXES: ClientBoxes {
         inbox: INBOX => "bytes from the user, held until TLS is up",
         control: CONTROL => "the user's side's signal: its final message is passed on after its bytes",
         fromserver: "fromserver" => "bytes from the connection",
@@ -321,19 +323,43 @@ impl From<TlsGate> for Component {
     }
 }
 
-/// The boxes every client component declares, once.
-struct Boxes {
-    inbox: Inbox<Bytes>,
-    control: Inbox<Control>,
-    from_server: Inbox<Bytes>,
-    conn_signal: Inbox<Control>,
-    sslready: Inbox<SslReady>,
-    outbox: Outbox<Bytes>,
-    signal: Outbox<Control>,
-    to_user: Outbox<Bytes>,
-    conn_events: Outbox<Control>,
-    makessl: Outbox<MakeSsl>,
-    tlsready: Outbox<SslReady>,
+/// The boxes every layer between a user and a connection declares, once: the client
+/// components', and [`StartTlsServerLayer`](super::StartTlsServerLayer)'s under other words.
+pub(crate) struct Boxes {
+    pub(crate) inbox: Inbox<Bytes>,
+    pub(crate) control: Inbox<Control>,
+    pub(crate) from_server: Inbox<Bytes>,
+    pub(crate) conn_signal: Inbox<Control>,
+    pub(crate) sslready: Inbox<SslReady>,
+    pub(crate) outbox: Outbox<Bytes>,
+    pub(crate) signal: Outbox<Control>,
+    pub(crate) to_user: Outbox<Bytes>,
+    pub(crate) conn_events: Outbox<Control>,
+    pub(crate) makessl: Outbox<MakeSsl>,
+    pub(crate) tlsready: Outbox<SslReady>,
+}
+
+impl Boxes {
+    /// Declares `table`'s boxes on `b`. Bounded in bytes as a connection's own inbox is: the
+    /// user's bytes held until TLS, and the connection's on their way to the user, never more
+    /// than 256 KiB each.
+    pub(crate) fn declare(b: &mut ComponentBuilder, table: &ClientBoxes) -> Boxes {
+        Boxes {
+            inbox: b.inbox_from(table.inbox).limit_bytes(DEFAULT_LIMIT_BYTES),
+            control: b.control_from(table.control),
+            from_server: b
+                .inbox_from(table.fromserver)
+                .limit_bytes(DEFAULT_LIMIT_BYTES),
+            conn_signal: b.inbox_from(table.connsignal),
+            sslready: b.inbox_from(table.sslready),
+            outbox: b.outbox_from(table.outbox),
+            signal: b.signal_from(table.signal),
+            to_user: b.outbox_from(table.touser),
+            conn_events: b.outbox_from(table.connevents),
+            makessl: b.outbox_from(table.makessl),
+            tlsready: b.outbox_from(table.tlsready),
+        }
+    }
 }
 
 /// A client component named `name`: with a dialogue, it speaks it within `limit` of the
@@ -344,23 +370,7 @@ pub(crate) fn component(
     limit: Duration,
 ) -> Component {
     let mut b = Component::build(name);
-    let boxes = Boxes {
-        // Bounded in bytes as a connection's own inbox is: a user's bytes held until TLS,
-        // and the server's on their way to the user, never more than 256 KiB each.
-        inbox: b.inbox_from(BOXES.inbox).limit_bytes(DEFAULT_LIMIT_BYTES),
-        control: b.control_from(BOXES.control),
-        from_server: b
-            .inbox_from(BOXES.fromserver)
-            .limit_bytes(DEFAULT_LIMIT_BYTES),
-        conn_signal: b.inbox_from(BOXES.connsignal),
-        sslready: b.inbox_from(BOXES.sslready),
-        outbox: b.outbox_from(BOXES.outbox),
-        signal: b.signal_from(BOXES.signal),
-        to_user: b.outbox_from(BOXES.touser),
-        conn_events: b.outbox_from(BOXES.connevents),
-        makessl: b.outbox_from(BOXES.makessl),
-        tlsready: b.outbox_from(BOXES.tlsready),
-    };
+    let boxes = Boxes::declare(&mut b, &BOXES);
     b.main(move |cx| async move {
         let label = cx.label().to_string();
         run(dialogue.map(Talk::new), limit, boxes, label).await;

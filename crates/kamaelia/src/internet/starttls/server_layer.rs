@@ -3,35 +3,48 @@
 
 use std::time::Duration;
 
-use axon::{
-    Component, Control, ControlWatch, Inbox, Outbox, SendError, CONTROL, INBOX, OUTBOX, SIGNAL,
-};
+use axon::{BoxDecl, Component, Control, ControlWatch, SendError, CONTROL, INBOX, OUTBOX, SIGNAL};
 use bytes::{Bytes, BytesMut};
 
+use super::client::{Boxes, ClientBoxes};
 use super::error::{Client, DialogueError};
 use super::imap::ImapServer;
 use super::pop3::Pop3Server;
 use super::replay::HandshakeReplay;
 use super::server::{Lines, Out, ServerDialogue, MAX_HELD};
 use super::smtp::SmtpServer;
-use crate::internet::{Connected, Limits, MakeSsl, PeerHalfClosed, SslReady};
+use crate::internet::{Connected, PeerHalfClosed};
 
-axon::box_table! {
-    /// The layer's boxes: the client components' names, so that one wiring serves both sides.
-    const BOXES: LayerBoxes {
-        inbox: INBOX => "bytes from the user, held until TLS is up",
-        control: CONTROL => "the user's side's signal: its final message is passed on after its bytes",
-        fromserver: "fromserver" => "bytes from the connection (the client's)",
-        connsignal: "connsignal" => "the connection's signal",
-        sslready: "sslready" => "the connection's TLS details",
-        outbox: OUTBOX => "bytes to the connection: the dialogue's replies, then the user's bytes",
-        signal: SIGNAL => "to the connection's control: the user's final message, or ProducerFinished when the client is dropped",
-        touser: "touser" => "the client's bytes once TLS is up",
-        connevents: "connevents" => "the connection's signal, passed on, with a DialogueError before it when the client is dropped",
-        makessl: "makessl" => "asks the connection to switch to TLS, with the reply and the count of bytes consumed",
-        tlsready: "tlsready" => "the TLS details, passed on",
-    }
-}
+/// The layer's boxes: the client components' names, so that one wiring serves both sides,
+/// described from the server's side.
+const BOXES: ClientBoxes = ClientBoxes {
+    inbox: BoxDecl::new(INBOX, "bytes from the user, held until TLS is up"),
+    control: BoxDecl::new(
+        CONTROL,
+        "the user's side's signal: its final message is passed on after its bytes",
+    ),
+    fromserver: BoxDecl::new("fromserver", "bytes from the connection (the client's)"),
+    connsignal: BoxDecl::new("connsignal", "the connection's signal"),
+    sslready: BoxDecl::new("sslready", "the connection's TLS details"),
+    outbox: BoxDecl::new(
+        OUTBOX,
+        "bytes to the connection: the dialogue's replies, then the user's bytes",
+    ),
+    signal: BoxDecl::new(
+        SIGNAL,
+        "to the connection's control: the user's final message, or ProducerFinished when the client is dropped",
+    ),
+    touser: BoxDecl::new("touser", "the client's bytes once TLS is up"),
+    connevents: BoxDecl::new(
+        "connevents",
+        "the connection's signal, passed on, with a DialogueError before it when the client is dropped",
+    ),
+    makessl: BoxDecl::new(
+        "makessl",
+        "asks the connection to switch to TLS, with the reply and the count of bytes consumed",
+    ),
+    tlsready: BoxDecl::new("tlsready", "the TLS details, passed on"),
+};
 
 /// The server side of SMTP's, IMAP's or POP3's STARTTLS between one accepted connection and a
 /// user: the greeting and the dialogue in plaintext, then TLS, then the client's bytes to the
@@ -143,21 +156,6 @@ impl From<StartTlsServerLayer> for Component {
     }
 }
 
-/// The layer's boxes.
-struct Boxes {
-    inbox: Inbox<Bytes>,
-    control: Inbox<Control>,
-    from_client: Inbox<Bytes>,
-    conn_signal: Inbox<Control>,
-    sslready: Inbox<SslReady>,
-    outbox: Outbox<Bytes>,
-    signal: Outbox<Control>,
-    to_user: Outbox<Bytes>,
-    conn_events: Outbox<Control>,
-    makessl: Outbox<MakeSsl>,
-    tlsready: Outbox<SslReady>,
-}
-
 /// Where the layer is.
 enum Phase<D> {
     /// Not connected yet, or speaking the plaintext dialogue.
@@ -177,20 +175,7 @@ fn layer<D: ServerDialogue>(
     plaintext_limit: Option<Duration>,
 ) -> Component {
     let mut b = Component::build(name);
-    let receive = Limits::default().receive_bytes;
-    let boxes = Boxes {
-        inbox: b.inbox_from(BOXES.inbox).limit_bytes(receive),
-        control: b.control_from(BOXES.control),
-        from_client: b.inbox_from(BOXES.fromserver).limit_bytes(receive),
-        conn_signal: b.inbox_from(BOXES.connsignal),
-        sslready: b.inbox_from(BOXES.sslready),
-        outbox: b.outbox_from(BOXES.outbox),
-        signal: b.signal_from(BOXES.signal),
-        to_user: b.outbox_from(BOXES.touser),
-        conn_events: b.outbox_from(BOXES.connevents),
-        makessl: b.outbox_from(BOXES.makessl),
-        tlsready: b.outbox_from(BOXES.tlsready),
-    };
+    let boxes = Boxes::declare(&mut b, &BOXES);
     b.main(move |cx| async move {
         let label = cx.label().clone();
         // Sends fail only when nobody is linked, which a wired layer always is.
@@ -217,6 +202,7 @@ async fn run<D: ServerDialogue>(
     // The user's side's control (docs/semantics.md §5): its final message waits until TLS is
     // up and its bytes have gone (ShutdownMicroprocess goes at once); None once it has gone.
     let mut watch = Some(ControlWatch::new(&b.control, &b.signal));
+    let dropped = |e: DialogueError, reply: &'static [u8]| drop_client(&b, label.clone(), e, reply);
     loop {
         let tls = matches!(phase, Phase::Tls(_));
         if let Some(w) =
@@ -224,8 +210,6 @@ async fn run<D: ServerDialogue>(
         {
             w.finish(Control::producer_finished());
         }
-        let dropped =
-            |e: DialogueError, reply: &'static [u8]| drop_client(&b, label.clone(), e, reply);
         tokio::select! {
             biased;
             r = b.sslready.recv(), if matches!(phase, Phase::Switching(_)) => {
@@ -243,7 +227,7 @@ async fn run<D: ServerDialogue>(
                 // first (under TLS; in plaintext it was the dialogue's).
                 if c.is_final() || c.payload::<PeerHalfClosed>().is_some() {
                     if let Phase::Tls(replay) = &mut phase {
-                        while let Some(d) = b.from_client.try_recv() {
+                        while let Some(d) = b.from_server.try_recv() {
                             if let Some(d) = replay.strip(d) {
                                 let _ = b.to_user.send(d).await;
                             }
@@ -270,7 +254,7 @@ async fn run<D: ServerDialogue>(
                 }
                 None => {}
             },
-            d = b.from_client.recv(), if !matches!(phase, Phase::Dropped) => match &mut phase {
+            d = b.from_server.recv(), if !matches!(phase, Phase::Dropped) => match &mut phase {
                 Phase::Tls(replay) => {
                     if let Some(d) = replay.strip(d) {
                         b.to_user.send(d).await?;
