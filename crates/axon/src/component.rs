@@ -165,7 +165,7 @@ fn wrong_type<T>(r: &BoxRef) -> WiringError {
         message_type: std::any::type_name::<T>(),
     };
     WiringError::TypeMismatch {
-        src: r.id().clone(),
+        src: r.id(),
         dst: want,
     }
 }
@@ -210,20 +210,16 @@ impl ComponentBuilder {
         self
     }
 
-    /// The id of a new box `name`, noting a duplicate name as this component's wiring error.
-    fn new_id(&mut self, name: &str, direction: Direction, message_type: &'static str) -> BoxId {
+    /// The shared name of a new box `name`, noting a duplicate name as this component's wiring
+    /// error.
+    fn new_name(&mut self, name: &str) -> Arc<str> {
         if self.boxes.iter().any(|d| &**d.name() == name) && self.error.is_none() {
             self.error = Some(WiringError::DuplicateBox {
                 component: self.label.to_string(),
                 name: name.to_string(),
             });
         }
-        BoxId {
-            owner: self.label.clone(),
-            name: crate::spec::shared_name(name),
-            direction,
-            message_type,
-        }
+        crate::spec::shared_name(name)
     }
 
     fn push(&mut self, description: &'static str, r: BoxRef) {
@@ -238,8 +234,8 @@ impl ComponentBuilder {
         capacity: usize,
         signal: bool,
     ) -> Arc<Store<T>> {
-        let id = self.new_id(name, direction, std::any::type_name::<T>());
-        let store = Store::<T>::with_final_check(id.clone(), capacity, signal);
+        let name = self.new_name(name);
+        let store = Store::<T>::new(self.label.clone(), name, direction, capacity, signal);
         self.push(description, BoxRef::new(store.clone()));
         store
     }
@@ -346,8 +342,8 @@ impl ComponentBuilder {
         like: &BoxRef,
         description: &'static str,
     ) -> BoxRef {
-        let id = self.new_id(name, direction, like.id().message_type);
-        let r = like.new_like(id.clone(), DEFAULT_CAPACITY);
+        let name = self.new_name(name);
+        let r = like.new_like(&self.label, name, direction);
         self.push(description, r.clone());
         r
     }

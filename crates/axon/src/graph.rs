@@ -46,7 +46,7 @@ pub(crate) fn render(nodes: &[Node]) -> String {
             let _ = writeln!(
                 out,
                 "{pad}  {} [label={:?}, shape={shape}];",
-                node_name(r.id()),
+                node_name(&r.id()),
                 d.name().to_string()
             );
         }
@@ -72,7 +72,7 @@ pub(crate) fn render(nodes: &[Node]) -> String {
                 let _ = writeln!(
                     out,
                     "  {} -> {} [style={style}];",
-                    node_name(r.id()),
+                    node_name(&r.id()),
                     node_name(&dst)
                 );
             }

@@ -92,20 +92,19 @@ pub(crate) struct Declared {
 
 impl Declared {
     pub(crate) fn name(&self) -> &Arc<str> {
-        &self.r.id().name
+        self.r.name()
     }
 
     pub(crate) fn direction(&self) -> Direction {
-        self.r.id().direction
+        self.r.direction()
     }
 
     /// The entry as the public [`BoxSpec`].
     pub(crate) fn spec(&self) -> BoxSpec {
-        let id = self.r.id();
         BoxSpec {
-            name: id.name.clone(),
-            direction: id.direction,
-            message_type: id.message_type,
+            name: self.name().clone(),
+            direction: self.direction(),
+            message_type: self.r.message_type_name(),
             description: self.description,
         }
     }
