@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use crate::boxes::Outbox;
 use crate::component::{Body, BoxError, Component, ComponentId, Core, MainFuture, CONTROL, SIGNAL};
 use crate::control::{Control, ErrorMessage};
-use crate::group::{Group, GroupTask, MemberFuture};
+use crate::group::{Group, GroupTask};
 use crate::link::{BoxRef, WiringError};
 use crate::registry::Registry;
 use crate::spec::{Declared, Direction};
@@ -442,8 +442,7 @@ impl Scheduler {
                 tokio::spawn(self.life(component, None));
             }
             Some(g) => {
-                let life: MemberFuture = Box::pin(self.life(component, Some(g.clone())));
-                if let Err(life) = g.join(life) {
+                if let Err(life) = g.join(self.life(component, Some(g.clone()))) {
                     // The group ended meanwhile (its last member was the activating one, which
                     // handed its context elsewhere): the newcomer runs alone.
                     tokio::spawn(life);
