@@ -105,7 +105,11 @@ static STANDALONE: AtomicU64 = AtomicU64::new(1);
 fn standalone<T: Message>(name: &str, direction: Direction, capacity: usize) -> Arc<Store<T>> {
     let n = STANDALONE.fetch_add(1, Ordering::Relaxed);
     let owner = format!("standalone#{n}").into();
-    Store::new(owner, name.into(), direction, capacity, false)
+    let meta = Arc::new(crate::spec::BoxMeta {
+        name: name.into(),
+        description: "",
+    });
+    Store::new(owner, meta, direction, capacity, false)
 }
 
 impl<T: Message> Inbox<T> {

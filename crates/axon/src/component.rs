@@ -10,7 +10,7 @@ use crate::boxes::{Inbox, Message, Outbox, DEFAULT_CAPACITY};
 use crate::control::Control;
 use crate::link::{BoxRef, WiringError};
 use crate::scheduler::{Context, Handle, Scheduler};
-use crate::spec::{BoxDecl, BoxId, BoxSpec, Declared, Direction};
+use crate::spec::{BoxDecl, BoxId, BoxMeta, BoxSpec, Declared, Direction};
 use crate::store::Store;
 
 /// The error a component's main routine may return. The runtime reports it on the component's
@@ -225,20 +225,16 @@ impl ComponentBuilder {
         self
     }
 
-    /// The shared name of a new box `name`, noting a duplicate name as this component's wiring
-    /// error.
-    fn new_name(&mut self, name: &str) -> Arc<str> {
+    /// The shared name and description of a new box `name`, noting a duplicate name as this
+    /// component's wiring error.
+    fn new_meta(&mut self, name: &str, description: &'static str) -> Arc<BoxMeta> {
         if self.boxes.iter().any(|d| &**d.name() == name) && self.error.is_none() {
             self.error = Some(WiringError::DuplicateBox {
                 component: self.label.to_string(),
                 name: name.to_string(),
             });
         }
-        crate::spec::shared_name(name)
-    }
-
-    fn push(&mut self, description: &'static str, r: BoxRef) {
-        self.boxes.push(Declared { description, r });
+        crate::spec::shared_meta(name, description)
     }
 
     fn declare<T: Message>(
@@ -249,9 +245,11 @@ impl ComponentBuilder {
         capacity: usize,
         signal: bool,
     ) -> Arc<Store<T>> {
-        let name = self.new_name(name);
-        let store = Store::<T>::new(self.label.clone(), name, direction, capacity, signal);
-        self.push(description, BoxRef::new(store.clone()));
+        let meta = self.new_meta(name, description);
+        let store = Store::<T>::new(self.label.clone(), meta, direction, capacity, signal);
+        self.boxes.push(Declared {
+            r: BoxRef::new(store.clone()),
+        });
         store
     }
 
@@ -357,9 +355,9 @@ impl ComponentBuilder {
         like: &BoxRef,
         description: &'static str,
     ) -> BoxRef {
-        let name = self.new_name(name);
-        let r = like.new_like(&self.label, name, direction);
-        self.push(description, r.clone());
+        let meta = self.new_meta(name, description);
+        let r = like.new_like(&self.label, meta, direction);
+        self.boxes.push(Declared { r: r.clone() });
         r
     }
 

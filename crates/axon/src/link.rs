@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::boxes::{Inbox, Message, Outbox};
-use crate::spec::{BoxId, Direction, LinkKind};
+use crate::spec::{BoxId, BoxMeta, Direction, LinkKind};
 use crate::store::{ErasedStore, LinkFailure};
 
 /// A type-erased reference to a box, for linking by name (Graphline) and for the graph.
@@ -26,7 +26,7 @@ impl BoxRef {
 
     /// The box's name.
     pub(crate) fn name(&self) -> &Arc<str> {
-        self.store.name()
+        &self.store.meta().name
     }
 
     /// Inbox or outbox.
@@ -58,8 +58,8 @@ impl BoxRef {
     }
 
     /// A new box of the same message type, named `id` (used by chassis to mirror a child's box).
-    pub(crate) fn new_like(&self, owner: &Arc<str>, name: Arc<str>, dir: Direction) -> BoxRef {
-        BoxRef::new(self.store.new_like(owner, name, dir))
+    pub(crate) fn new_like(&self, owner: &Arc<str>, meta: Arc<BoxMeta>, dir: Direction) -> BoxRef {
+        BoxRef::new(self.store.new_like(owner, meta, dir))
     }
 
     /// The Rust type of the messages it carries.

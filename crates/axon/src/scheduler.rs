@@ -19,8 +19,40 @@ use crate::registry::Registry;
 use crate::spec::{Declared, Direction};
 use crate::store::Store;
 
-tokio::task_local! {
-    static CURRENT: Scheduler;
+thread_local! {
+    /// The scheduler of the component being polled on this thread (or of the
+    /// [`Scheduler::run`] being polled), set for the length of each poll.
+    static CURRENT: std::cell::RefCell<Option<Scheduler>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with `sched` as the current scheduler, then puts back the one before (even if `f`
+/// panics). The scheduler is moved in and out of its place, not cloned: entering costs no
+/// reference count (a shared counter every poll of every component would touch).
+fn entered<R>(sched: &mut Option<Scheduler>, f: impl FnOnce() -> R) -> R {
+    struct Leave<'a>(&'a mut Option<Scheduler>);
+    impl Drop for Leave<'_> {
+        fn drop(&mut self) {
+            let _ = CURRENT.try_with(|c| std::mem::swap(&mut *c.borrow_mut(), self.0));
+        }
+    }
+    let _ = CURRENT.try_with(|c| std::mem::swap(&mut *c.borrow_mut(), sched));
+    let _leave = Leave(sched);
+    f()
+}
+
+/// A future polled with a scheduler as the current one (what [`Scheduler::run`] runs).
+struct Scoped<F> {
+    sched: Option<Scheduler>,
+    fut: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        entered(&mut this.sched, || this.fut.as_mut().poll(cx))
+    }
 }
 
 /// Tracks every activated component until it ends, and owns the service registry.
@@ -286,8 +318,10 @@ impl Scheduler {
     /// process-wide default one that [`crate::run`] drives.
     pub fn current() -> Scheduler {
         CURRENT
-            .try_with(Scheduler::clone)
-            .unwrap_or_else(|_| default_scheduler().clone())
+            .try_with(|c| c.borrow().clone())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| default_scheduler().clone())
     }
 
     /// The service registry.
@@ -299,13 +333,15 @@ impl Scheduler {
     /// component activated under it has ended.
     pub async fn run<F: Future>(&self, setup: F) -> RunReport {
         let this = self.clone();
-        CURRENT
-            .scope(self.clone(), async move {
+        Scoped {
+            sched: Some(self.clone()),
+            fut: Box::pin(async move {
                 setup.await;
                 this.start_pending();
                 this.wait_idle().await;
-            })
-            .await;
+            }),
+        }
+        .await;
         self.take_report()
     }
 
@@ -470,7 +506,7 @@ impl Scheduler {
         };
         Life {
             stage,
-            sched: self.clone(),
+            sched: Some(self.clone()),
             core,
         }
     }
@@ -541,7 +577,8 @@ enum Stage {
 /// scheduler as the current one, then record the end (§6).
 pub(crate) struct Life {
     stage: Stage,
-    sched: Scheduler,
+    /// Its scheduler; moved into the current-scheduler slot while it is polled.
+    sched: Option<Scheduler>,
     core: Arc<Core>,
 }
 
@@ -553,41 +590,41 @@ impl Future for Life {
         // The scheduler is the current one while the main routine runs (what it activates
         // joins it), set for each poll rather than by a wrapping future that every task
         // would carry.
-        CURRENT.sync_scope(this.sched.clone(), || this.poll_life(cx))
+        entered(&mut this.sched, || {
+            poll_life(&mut this.stage, &this.core, cx)
+        })
     }
 }
 
-impl Life {
-    fn poll_life(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        let this = self;
-        let failure = loop {
-            // The running case is polled in place: no move of the stage on every poll.
-            if let Stage::Running(main) = &mut this.stage {
-                match std::panic::catch_unwind(AssertUnwindSafe(|| main.as_mut().poll(cx))) {
-                    Ok(Poll::Pending) => return Poll::Pending,
-                    Ok(Poll::Ready(Ok(()))) => break None,
-                    Ok(Poll::Ready(Err(e))) => break Some(FailureKind::Error(e)),
+/// One poll of a component's life (see [`Life`]), with its scheduler the current one.
+fn poll_life(stage: &mut Stage, core: &Core, cx: &mut std::task::Context<'_>) -> Poll<()> {
+    let failure = loop {
+        // The running case is polled in place: no move of the stage on every poll.
+        if let Stage::Running(main) = stage {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| main.as_mut().poll(cx))) {
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(Ok(()))) => break None,
+                Ok(Poll::Ready(Err(e))) => break Some(FailureKind::Error(e)),
+                Err(panic) => break Some(FailureKind::Panicked(panic_message(&*panic))),
+            }
+        }
+        match std::mem::replace(stage, Stage::Done) {
+            // Ended and recorded already (`Running` was handled above).
+            Stage::Done | Stage::Running(_) => return Poll::Ready(()),
+            Stage::Miswired(e) => break Some(FailureKind::Wiring(*e)),
+            Stage::Ready(body, context) => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| body(context))) {
+                    Ok(main) => *stage = Stage::Running(main),
                     Err(panic) => break Some(FailureKind::Panicked(panic_message(&*panic))),
                 }
             }
-            match std::mem::replace(&mut this.stage, Stage::Done) {
-                // Ended and recorded already (`Running` was handled above).
-                Stage::Done | Stage::Running(_) => return Poll::Ready(()),
-                Stage::Miswired(e) => break Some(FailureKind::Wiring(*e)),
-                Stage::Ready(body, context) => {
-                    match std::panic::catch_unwind(AssertUnwindSafe(|| body(context))) {
-                        Ok(main) => this.stage = Stage::Running(main),
-                        Err(panic) => break Some(FailureKind::Panicked(panic_message(&*panic))),
-                    }
-                }
-            }
-        };
-        // The main routine's state (its boxes' handles, its sockets) goes before the end is
-        // recorded, so whoever joins it finds it gone.
-        this.stage = Stage::Done;
-        this.sched.finish(&this.core, failure);
-        Poll::Ready(())
-    }
+        }
+    };
+    // The main routine's state (its boxes' handles, its sockets) goes before the end is
+    // recorded, so whoever joins it finds it gone.
+    *stage = Stage::Done;
+    Scheduler::current().finish(core, failure);
+    Poll::Ready(())
 }
 
 /// The text of a panic's payload.
@@ -803,5 +840,19 @@ impl Interrupts {
         {
             tokio::signal::ctrl_c().await.is_ok()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What every component holds for its whole life, whether it runs in a group or alone: its
+    /// life (the main routine's box, the scheduler, its block) and a handle of one pointer.
+    #[test]
+    fn a_life_stays_small() {
+        eprintln!("Life: {} bytes", std::mem::size_of::<Life>());
+        assert!(std::mem::size_of::<Life>() <= 64);
+        assert_eq!(std::mem::size_of::<Handle>(), std::mem::size_of::<usize>());
     }
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::future::poll_fn;
 use std::task::{Context as TaskContext, Poll, Waker};
 
-use crate::spec::{BoxId, Direction};
+use crate::spec::{BoxId, BoxMeta, Direction};
 
 /// Every box is one of these, so its size is paid per box per component per connection. A box
 /// that was declared and never used (or only linked: a passthrough, or an outbox whose sends go
@@ -25,8 +25,8 @@ pub(crate) struct Store<T> {
     state: Mutex<State<T>>,
     /// The owner's label, `Name#id` (shared by the component's boxes).
     owner: Arc<str>,
-    /// The box's name (shared by every box of that name).
-    name: Arc<str>,
+    /// The box's name and description (shared by every box declared with both).
+    meta: Arc<BoxMeta>,
 }
 
 struct State<T> {
@@ -226,11 +226,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<T: Send + 'static> Store<T> {
-    /// A store for the box `name` of `owner`; with `signal`, one that notes when a final
+    /// A store for the box `meta` of `owner`; with `signal`, one that notes when a final
     /// [`crate::Control`] has gone through. It allocates nothing more until it is used.
     pub(crate) fn new(
         owner: Arc<str>,
-        name: Arc<str>,
+        meta: Arc<BoxMeta>,
         direction: Direction,
         capacity: usize,
         signal: bool,
@@ -247,7 +247,7 @@ impl<T: Send + 'static> Store<T> {
                 closed: false,
             }),
             owner,
-            name,
+            meta,
         })
     }
 
@@ -255,15 +255,15 @@ impl<T: Send + 'static> Store<T> {
     pub(crate) fn id(&self) -> BoxId {
         BoxId {
             owner: self.owner.clone(),
-            name: self.name.clone(),
+            name: self.meta.name.clone(),
             direction: self.direction(),
             message_type: std::any::type_name::<T>(),
         }
     }
 
-    /// The box's name.
-    pub(crate) fn name(&self) -> &Arc<str> {
-        &self.name
+    /// The box's name and description.
+    pub(crate) fn meta(&self) -> &Arc<BoxMeta> {
+        &self.meta
     }
 
     pub(crate) fn direction(&self) -> Direction {
@@ -557,7 +557,7 @@ impl<T: Send + 'static> Store<T> {
 /// The type-erased face of a store, for linking by name and for the graph.
 pub(crate) trait ErasedStore: Send + Sync {
     fn id(&self) -> BoxId;
-    fn name(&self) -> &Arc<str>;
+    fn meta(&self) -> &Arc<BoxMeta>;
     fn direction(&self) -> Direction;
     fn message_type(&self) -> TypeId;
     fn message_type_name(&self) -> &'static str;
@@ -566,7 +566,12 @@ pub(crate) trait ErasedStore: Send + Sync {
     fn unlink_erased(self: Arc<Self>) -> Option<BoxId>;
     fn forward(&self) -> Option<BoxId>;
     /// A new box of the same message type, with the default capacity.
-    fn new_like(&self, owner: &Arc<str>, name: Arc<str>, dir: Direction) -> Arc<dyn ErasedStore>;
+    fn new_like(
+        &self,
+        owner: &Arc<str>,
+        meta: Arc<BoxMeta>,
+        dir: Direction,
+    ) -> Arc<dyn ErasedStore>;
     fn close_erased(&self) -> usize;
     fn queued(&self) -> usize;
 }
@@ -575,8 +580,8 @@ impl<T: Send + 'static> ErasedStore for Store<T> {
     fn id(&self) -> BoxId {
         Store::id(self)
     }
-    fn name(&self) -> &Arc<str> {
-        Store::name(self)
+    fn meta(&self) -> &Arc<BoxMeta> {
+        Store::meta(self)
     }
     fn direction(&self) -> Direction {
         Store::direction(self)
@@ -603,8 +608,13 @@ impl<T: Send + 'static> ErasedStore for Store<T> {
     fn forward(&self) -> Option<BoxId> {
         self.forward_id()
     }
-    fn new_like(&self, owner: &Arc<str>, name: Arc<str>, dir: Direction) -> Arc<dyn ErasedStore> {
-        Store::<T>::new(owner.clone(), name, dir, crate::DEFAULT_CAPACITY, false)
+    fn new_like(
+        &self,
+        owner: &Arc<str>,
+        meta: Arc<BoxMeta>,
+        dir: Direction,
+    ) -> Arc<dyn ErasedStore> {
+        Store::<T>::new(owner.clone(), meta, dir, crate::DEFAULT_CAPACITY, false)
     }
     fn close_erased(&self) -> usize {
         self.close()
@@ -626,5 +636,35 @@ mod tests {
     fn a_box_stays_small() {
         eprintln!("Store<u64>: {} bytes", std::mem::size_of::<Store<u64>>());
         assert!(std::mem::size_of::<Store<u64>>() <= 72);
+    }
+
+    fn used(s: &Store<u64>) -> bool {
+        lock(&s.state).busy.is_some()
+    }
+
+    /// A box allocates its queue and wakers on first use, not when declared; a box that only
+    /// forwards (a passthrough, a linked outbox) never does; a byte bound adds its own few
+    /// words and no queue.
+    #[test]
+    fn only_a_used_box_holds_a_queue() {
+        let store = |name: &str, direction| {
+            let meta = crate::spec::shared_meta(name, "");
+            Store::<u64>::new("c#1".into(), meta, direction, 4, false)
+        };
+        let (out, pass, inbox) = (
+            store("outbox", Direction::Out),
+            store("pass", Direction::In),
+            store("inbox", Direction::In),
+        );
+        pass.set_byte_limit(100, |_| 8);
+        assert!(!used(&out) && !used(&pass) && !used(&inbox));
+        out.link_to(&pass).unwrap_or_else(|_| panic!("links"));
+        pass.link_to(&inbox).unwrap_or_else(|_| panic!("links"));
+        assert!(!used(&out) && !used(&pass) && !used(&inbox));
+        assert!(out.try_push(7, false).is_ok());
+        assert!(!used(&out) && !used(&pass), "forwarders hold no queue");
+        assert!(used(&inbox));
+        assert_eq!(inbox.try_pop(), Some(7));
+        assert_eq!(pass.byte_usage(), Some((0, 100)));
     }
 }
