@@ -45,54 +45,59 @@ struct State<T> {
     closed: bool,
 }
 
-/// The part of a box that only a used box needs.
+/// The part of a box that only a used box needs: 72 bytes, one 80-byte block.
 struct Busy<T> {
     queue: VecDeque<T>,
-    /// What the queued messages weigh, when the store is bounded in bytes.
-    bytes: usize,
-    /// Tasks waiting for a message here.
-    rx: Wakers,
-    /// Tasks waiting for room here (or for this box's link to change).
-    tx: Wakers,
+    /// The task waiting for a message here (nearly always the box's owner alone).
+    rx: Option<Waker>,
+    /// The task waiting for room here, or for this box's link to change (nearly always one).
+    tx: Option<Waker>,
+    /// Any further waiting tasks, on either side: rare, so one pointer until there are some.
+    more: Option<Box<MoreWakers>>,
 }
 
 impl<T> Default for Busy<T> {
     fn default() -> Self {
         Busy {
             queue: VecDeque::new(),
-            bytes: 0,
-            rx: Wakers::default(),
-            tx: Wakers::default(),
+            rx: None,
+            tx: None,
+            more: None,
         }
     }
 }
 
-/// A byte bound: a non-empty store at or above `limit` bytes is full.
-struct ByteBound<T> {
-    limit: usize,
-    weigh: fn(&T) -> usize,
-}
-
-/// The tasks waiting on one side of a store. Registered and taken under the store's lock, so a
-/// wake-up cannot be lost; woken after the lock is released. Nearly always one task (the box's
-/// owner, or one sender): the first slot needs no allocation, and the others, rare, cost an
-/// idle box one pointer.
+/// The waiting tasks past the first on each side of a store.
 #[derive(Default)]
-struct Wakers {
-    first: Option<Waker>,
-    // Boxed on purpose: an idle store (a hundred thousand of them) pays one pointer, not a
-    // `Vec`'s three words, for a list that is nearly always absent.
-    #[allow(clippy::box_collection)]
-    rest: Option<Box<Vec<Waker>>>,
+struct MoreWakers {
+    rx: Vec<Waker>,
+    tx: Vec<Waker>,
 }
 
-impl Wakers {
-    fn register(&mut self, waker: &Waker) {
-        match &self.first {
-            None => self.first = Some(waker.clone()),
+/// Which side of a store tasks wait on: for a message, or for room.
+#[derive(Clone, Copy)]
+enum Side {
+    Rx,
+    Tx,
+}
+
+impl<T> Busy<T> {
+    /// Notes `waker` as waiting on `side`. Registered and taken under the store's lock, so a
+    /// wake-up cannot be lost; woken after the lock is released.
+    fn register(&mut self, side: Side, waker: &Waker) {
+        let first = match side {
+            Side::Rx => &mut self.rx,
+            Side::Tx => &mut self.tx,
+        };
+        match first {
+            None => *first = Some(waker.clone()),
             Some(w) if w.will_wake(waker) => {}
             Some(_) => {
-                let rest = self.rest.get_or_insert_with(Default::default);
+                let more = self.more.get_or_insert_with(Default::default);
+                let rest = match side {
+                    Side::Rx => &mut more.rx,
+                    Side::Tx => &mut more.tx,
+                };
                 if !rest.iter().any(|w| w.will_wake(waker)) {
                     rest.push(waker.clone());
                 }
@@ -100,12 +105,25 @@ impl Wakers {
         }
     }
 
-    fn take(&mut self) -> Woken {
+    /// The tasks waiting on `side`, to wake once the lock is released.
+    fn take(&mut self, side: Side) -> Woken {
+        let (first, rest) = match (side, self.more.as_mut()) {
+            (Side::Rx, more) => (self.rx.take(), more.map(|m| std::mem::take(&mut m.rx))),
+            (Side::Tx, more) => (self.tx.take(), more.map(|m| std::mem::take(&mut m.tx))),
+        };
         Woken {
-            first: self.first.take(),
-            rest: self.rest.take(),
+            first,
+            rest: rest.unwrap_or_default(),
         }
     }
+}
+
+/// A byte bound: a non-empty store at or above `limit` bytes is full.
+struct ByteBound<T> {
+    limit: usize,
+    /// What the queued messages weigh.
+    bytes: usize,
+    weigh: fn(&T) -> usize,
 }
 
 /// Wakers taken from a store, to be woken once its lock is released.
@@ -113,8 +131,7 @@ impl Wakers {
 #[derive(Default)]
 struct Woken {
     first: Option<Waker>,
-    #[allow(clippy::box_collection)]
-    rest: Option<Box<Vec<Waker>>>,
+    rest: Vec<Waker>,
 }
 
 impl Woken {
@@ -122,7 +139,7 @@ impl Woken {
         if let Some(w) = self.first {
             w.wake();
         }
-        for w in self.rest.into_iter().flat_map(|r| *r) {
+        for w in self.rest {
             w.wake();
         }
     }
@@ -153,8 +170,7 @@ impl<T> State<T> {
             return false;
         };
         busy.queue.len() >= self.capacity as usize
-            || (!busy.queue.is_empty()
-                && self.bound.as_ref().is_some_and(|b| busy.bytes >= b.limit))
+            || (!busy.queue.is_empty() && self.bound.as_ref().is_some_and(|b| b.bytes >= b.limit))
     }
 
     /// The used part, made on first use.
@@ -162,12 +178,21 @@ impl<T> State<T> {
         self.busy.get_or_insert_with(Default::default)
     }
 
-    fn push(&mut self, msg: T) {
-        let weight = self.bound.as_ref().map(|b| (b.weigh)(&msg));
-        let busy = self.busy();
-        if let Some(w) = weight {
-            busy.bytes = busy.bytes.saturating_add(w);
+    /// Adds (or takes away) a message's weight, when the store is bounded in bytes.
+    fn weigh(&mut self, msg: &T, add: bool) {
+        if let Some(b) = &mut self.bound {
+            let w = (b.weigh)(msg);
+            b.bytes = if add {
+                b.bytes.saturating_add(w)
+            } else {
+                b.bytes.saturating_sub(w)
+            };
         }
+    }
+
+    fn push(&mut self, msg: T) {
+        self.weigh(&msg, true);
+        let busy = self.busy();
         // A box's first message gets room for one, not the four a queue starts with: most
         // boxes of a connection (control, signal, feedback) carry a handful of messages in
         // their life, and keep their queue's room for as long as the connection lasts. A busy
@@ -180,20 +205,13 @@ impl<T> State<T> {
 
     /// Puts a message back at the front (a link that could not move it).
     fn push_front(&mut self, msg: T) {
-        let weight = self.bound.as_ref().map(|b| (b.weigh)(&msg));
-        let busy = self.busy();
-        if let Some(w) = weight {
-            busy.bytes = busy.bytes.saturating_add(w);
-        }
-        busy.queue.push_front(msg);
+        self.weigh(&msg, true);
+        self.busy().queue.push_front(msg);
     }
 
     fn pop(&mut self) -> Option<T> {
-        let busy = self.busy.as_mut()?;
-        let msg = busy.queue.pop_front()?;
-        if let Some(b) = &self.bound {
-            busy.bytes = busy.bytes.saturating_sub((b.weigh)(&msg));
-        }
+        let msg = self.busy.as_mut()?.queue.pop_front()?;
+        self.weigh(&msg, false);
         Some(msg)
     }
 
@@ -201,14 +219,14 @@ impl<T> State<T> {
     fn take_tx(&mut self) -> Woken {
         self.busy
             .as_mut()
-            .map_or_else(Woken::default, |b| b.tx.take())
+            .map_or_else(Woken::default, |b| b.take(Side::Tx))
     }
 
     /// The tasks waiting for a message, to wake once the lock is released.
     fn take_rx(&mut self) -> Woken {
         self.busy
             .as_mut()
-            .map_or_else(Woken::default, |b| b.rx.take())
+            .map_or_else(Woken::default, |b| b.take(Side::Rx))
     }
 }
 
@@ -325,7 +343,7 @@ impl<T: Send + 'static> Store<T> {
             if g.forward.is_some() || g.closed || !g.is_full() {
                 return Poll::Ready(());
             }
-            g.busy().tx.register(cx.waker());
+            g.busy().register(Side::Tx, cx.waker());
             registered = true;
             Poll::Pending
         })
@@ -351,7 +369,7 @@ impl<T: Send + 'static> Store<T> {
                 Poll::Ready(v)
             }
             None => {
-                g.busy().rx.register(cx.waker());
+                g.busy().register(Side::Rx, cx.waker());
                 Poll::Pending
             }
         }
@@ -381,7 +399,7 @@ impl<T: Send + 'static> Store<T> {
         poll_fn(|cx| {
             let mut g = lock(&self.state);
             if g.len() == 0 {
-                g.busy().rx.register(cx.waker());
+                g.busy().register(Side::Rx, cx.waker());
                 Poll::Pending
             } else {
                 Poll::Ready(())
@@ -405,10 +423,14 @@ impl<T: Send + 'static> Store<T> {
         match &mut g.bound {
             Some(b) => b.limit = limit,
             None => {
-                g.bound = Some(Box::new(ByteBound { limit, weigh }));
-                if let Some(busy) = &mut g.busy {
-                    busy.bytes = busy.queue.iter().map(weigh).fold(0, usize::saturating_add);
-                }
+                let bytes = g.busy.as_ref().map_or(0, |busy| {
+                    busy.queue.iter().map(weigh).fold(0, usize::saturating_add)
+                });
+                g.bound = Some(Box::new(ByteBound {
+                    limit,
+                    bytes,
+                    weigh,
+                }));
             }
         }
         let woken = g.take_tx();
@@ -419,8 +441,7 @@ impl<T: Send + 'static> Store<T> {
     /// The byte bound and what is queued now, if the store has one.
     pub(crate) fn byte_usage(&self) -> Option<(usize, usize)> {
         let g = lock(&self.state);
-        let bytes = g.busy.as_ref().map_or(0, |b| b.bytes);
-        g.bound.as_ref().map(|b| (bytes, b.limit))
+        g.bound.as_ref().map(|b| (b.bytes, b.limit))
     }
 
     pub(crate) fn set_capacity(&self, capacity: usize) {
@@ -636,6 +657,12 @@ mod tests {
     fn a_box_stays_small() {
         eprintln!("Store<u64>: {} bytes", std::mem::size_of::<Store<u64>>());
         assert!(std::mem::size_of::<Store<u64>>() <= 72);
+    }
+
+    /// A used box's queue and wakers fit one 80-byte block of the allocator.
+    #[test]
+    fn a_used_box_stays_small() {
+        assert!(std::mem::size_of::<Busy<u64>>() <= 72);
     }
 
     fn used(s: &Store<u64>) -> bool {
