@@ -105,10 +105,8 @@ static STANDALONE: AtomicU64 = AtomicU64::new(1);
 fn standalone<T: Message>(name: &str, direction: Direction, capacity: usize) -> Arc<Store<T>> {
     let n = STANDALONE.fetch_add(1, Ordering::Relaxed);
     let owner = format!("standalone#{n}").into();
-    let meta = Arc::new(crate::spec::BoxMeta {
-        name: name.into(),
-        description: "",
-    });
+    // Shared with every standalone box of that name (a server makes one per connection).
+    let meta = crate::spec::shared_meta(name, "");
     Store::new(owner, meta, direction, capacity, false)
 }
 
