@@ -67,6 +67,17 @@ impl ReadBuffer {
         }
     }
 
+    /// Lets go of the buffer if it has not grown: called once a read that found the socket
+    /// drained is delivered, so an idle connection holds no buffer (what was read keeps its
+    /// part of the allocation until the receiver drops it). A grown buffer stays for the
+    /// next burst, until [`ReadBuffer::release_if_quiet`]: a fresh large allocation, faulted
+    /// in, for every time a busy connection drains its socket would cost throughput.
+    pub(super) fn release_small(&mut self) {
+        if self.want <= FIRST_READ {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// Lets go of a grown buffer if nothing has been read for [`QUIET_AFTER`].
     pub(super) fn release_if_quiet(&mut self, now: Instant) {
         if self.quiet_at().is_some_and(|at| at <= now) {
