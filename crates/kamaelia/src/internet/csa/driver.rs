@@ -104,9 +104,17 @@ where
 
     /// Runs the connection to its end, then says how it ended: an error on `signal`, then
     /// [`crate::internet::Transferred`] on `signal`, [`SocketShutdown`] on `CreatorFeedback`,
-    /// [`ShutdownCsa`] on `signal`.
-    pub(super) async fn drive(mut self, tls_first: bool) {
+    /// [`ShutdownCsa`] on `signal`. The ending is boxed: it runs once, and its state (the
+    /// closing handshake's timer, the messages) need not be part of every connection's task.
+    ///
+    /// Takes the connection by reference: an `async fn` taking it by value would hold it
+    /// twice in its state (as the argument and as the local it is moved to).
+    pub(super) async fn drive(&mut self, tls_first: bool) {
         let how = self.run(tls_first).await;
+        Box::pin(self.end(how)).await;
+    }
+
+    async fn end(&mut self, how: HowDied) {
         if let HowDied::Failed(e) = &how {
             let _ = self
                 .b
@@ -125,9 +133,11 @@ where
         let _ = self.b.signal.send(Control::notice(ShutdownCsa)).await;
     }
 
-    /// The connection's loop. The TLS switch and the closing flush are boxed when they run: the
-    /// handshake's state is large, and a loop that held it inline would cost every idle
-    /// connection that much memory.
+    /// The connection's loop. It waits in [`Connection::poll_event`] and handles what is
+    /// frequent (data read and delivered, written, taken from `inbox`) without waiting; what
+    /// is rare and may wait (a control message, `makessl`, a notice, a delivery that finds no
+    /// room, the TLS switch, the closing flush) is boxed when it runs, so that the loop's own
+    /// state, which every idle connection holds, stays a few words.
     async fn run(&mut self, tls_first: bool) -> HowDied {
         if tls_first {
             if let Err(how) = Box::pin(self.start_tls(MakeSsl::new(), true)).await {
@@ -153,93 +163,138 @@ where
             }
             self.arm(self.rb.quiet_at());
             let ev = std::future::poll_fn(|cx| self.poll_event(cx)).await;
-            match ev {
-                Event::Control(c) => {
-                    let mut watch = ControlWatch::new(&self.b.control, &self.b.signal);
-                    watch.handle(c).await;
-                    let (stopping, shutdown) = (watch.stopping(), watch.shutdown_requested());
-                    if shutdown {
-                        return self.shutdown_now();
-                    } else if stopping {
-                        self.state.producer_finished();
-                    }
-                }
-                Event::MakeSsl(m) => match self.state.makessl() {
-                    Err(e) => {
-                        let _ = self
-                            .b
-                            .signal
-                            .send(Control::error(self.label.clone(), TcpError::Tls(e)))
-                            .await;
-                    }
-                    Ok(()) => {
-                        if let Err(how) = Box::pin(self.start_tls(m, false)).await {
-                            return how;
-                        }
-                    }
-                },
-                Event::Read(Ok(0)) => {
-                    self.rb.release_small();
-                    self.last_activity = Instant::now();
-                    let closed = self.state.eof();
-                    let _ = self.b.signal.send(Control::notice(closed)).await;
-                }
-                Event::Read(Ok(n)) => {
-                    self.last_activity = Instant::now();
-                    let chunk = self.rb.filled(n, self.last_activity);
-                    // A read that did not fill a small buffer found the socket drained: the
-                    // buffer goes with the data, and the next read takes one when there is
-                    // something to read. (A stream that cannot say when it is readable keeps
-                    // it: it waits inside the read.)
-                    if self.conn.as_ref().is_some_and(Conn::reports_readiness) {
-                        self.rb.release_small();
-                    }
-                    self.deliver(chunk).await;
-                    // A receiver that took its time is no reason to call the connection idle.
-                    self.last_activity = Instant::now();
-                }
-                Event::Read(Err(e)) => match self.state.read_failed(e.kind()) {
-                    ReadFailure::PeerClosed(closed) => {
-                        let _ = self.b.signal.send(Control::notice(closed)).await;
-                    }
-                    ReadFailure::Failed => {
-                        return HowDied::Failed(self.state.io_error(self.peer, e));
-                    }
-                },
-                Event::Wrote(Ok(n)) => {
-                    self.state.wrote(n);
-                    self.last_activity = Instant::now();
-                }
-                Event::Wrote(Err(e)) | Event::Flushed(Err(e)) => {
-                    return HowDied::Failed(self.state.io_error(self.peer, e));
-                }
-                Event::Flushed(Ok(())) => self.state.flushed(),
-                Event::NotConnected => {
-                    return HowDied::Failed(TcpError::Tls(TlsError::NotConnected));
-                }
-                Event::Data(d) => {
-                    self.state.out.push(d);
-                    // Take what else is queued now, up to a batch, for one vectored write.
-                    while self.state.takes_more(self.limits.send_bytes) {
-                        match self.b.inbox.try_recv() {
-                            Some(d) => self.state.out.push(d),
-                            None => break,
-                        }
-                    }
-                }
-                Event::Timer => {
-                    self.armed = None;
-                    let now = Instant::now();
-                    if let Some(after) = self.state.idle_expired(self.last_activity, now) {
-                        return HowDied::Failed(TcpError::IdleTimeout {
-                            peer: self.peer,
-                            after,
-                        });
-                    }
-                    self.rb.release_if_quiet(now);
-                }
+            let ended = match self.on_event(ev) {
+                Step::Go => None,
+                Step::End(how) => Some(how),
+                Step::Rare(rare) => Box::pin(self.on_rare(rare)).await,
+            };
+            if let Some(how) = ended {
+                return how;
             }
         }
+    }
+
+    /// Handles an event that needs no waiting; hands on what does.
+    fn on_event(&mut self, ev: Event) -> Step {
+        match ev {
+            Event::Control(c) => return Step::Rare(Rare::Control(c)),
+            Event::MakeSsl(m) => return Step::Rare(Rare::MakeSsl(m)),
+            Event::Read(Ok(0)) => {
+                self.rb.release_small();
+                self.last_activity = Instant::now();
+                let closed = self.state.eof();
+                return Step::Rare(Rare::Notice(Control::notice(closed)));
+            }
+            Event::Read(Ok(n)) => {
+                self.last_activity = Instant::now();
+                let chunk = self.rb.filled(n, self.last_activity);
+                // A read that did not fill a small buffer found the socket drained: the
+                // buffer goes with the data, and the next read takes one when there is
+                // something to read. (A stream that cannot say when it is readable keeps
+                // it: it waits inside the read.)
+                if self.conn.as_ref().is_some_and(Conn::reports_readiness) {
+                    self.rb.release_small();
+                }
+                if let Some(h) = self.history.as_mut() {
+                    h.record(&chunk);
+                }
+                let n = chunk.len();
+                match self.b.outbox.try_send(chunk) {
+                    Ok(()) => self.state.received(n),
+                    Err(axon::TrySendError::Closed(_)) => {
+                        tracing::warn!(peer = %self.peer, "received data has nowhere to go: the receiving component has ended; no longer reading");
+                        self.state.abandoned();
+                    }
+                    // The read waited for room, so this is rare: another sender took it.
+                    Err(e) => return Step::Rare(Rare::Deliver(e.into_inner())),
+                }
+            }
+            Event::Read(Err(e)) => match self.state.read_failed(e.kind()) {
+                ReadFailure::PeerClosed(closed) => {
+                    return Step::Rare(Rare::Notice(Control::notice(closed)));
+                }
+                ReadFailure::Failed => {
+                    return Step::End(HowDied::Failed(self.state.io_error(self.peer, e)));
+                }
+            },
+            Event::Wrote(Ok(n)) => {
+                self.state.wrote(n);
+                self.last_activity = Instant::now();
+            }
+            Event::Wrote(Err(e)) | Event::Flushed(Err(e)) => {
+                return Step::End(HowDied::Failed(self.state.io_error(self.peer, e)));
+            }
+            Event::Flushed(Ok(())) => self.state.flushed(),
+            Event::NotConnected => {
+                return Step::End(HowDied::Failed(TcpError::Tls(TlsError::NotConnected)));
+            }
+            Event::Data(d) => {
+                self.state.out.push(d);
+                // Take what else is queued now, up to a batch, for one vectored write.
+                while self.state.takes_more(self.limits.send_bytes) {
+                    match self.b.inbox.try_recv() {
+                        Some(d) => self.state.out.push(d),
+                        None => break,
+                    }
+                }
+            }
+            Event::Timer => {
+                self.armed = None;
+                let now = Instant::now();
+                if let Some(after) = self.state.idle_expired(self.last_activity, now) {
+                    return Step::End(HowDied::Failed(TcpError::IdleTimeout {
+                        peer: self.peer,
+                        after,
+                    }));
+                }
+                self.rb.release_if_quiet(now);
+            }
+        }
+        Step::Go
+    }
+
+    /// Handles what may wait; `Some` when the connection is over.
+    async fn on_rare(&mut self, rare: Rare) -> Option<HowDied> {
+        match rare {
+            Rare::Control(c) => {
+                let mut watch = ControlWatch::new(&self.b.control, &self.b.signal);
+                watch.handle(c).await;
+                let (stopping, shutdown) = (watch.stopping(), watch.shutdown_requested());
+                if shutdown {
+                    return Some(self.shutdown_now());
+                } else if stopping {
+                    self.state.producer_finished();
+                }
+            }
+            Rare::MakeSsl(m) => match self.state.makessl() {
+                Err(e) => {
+                    let _ = self
+                        .b
+                        .signal
+                        .send(Control::error(self.label.clone(), TcpError::Tls(e)))
+                        .await;
+                }
+                Ok(()) => {
+                    if let Err(how) = self.start_tls(m, false).await {
+                        return Some(how);
+                    }
+                }
+            },
+            Rare::Notice(c) => {
+                let _ = self.b.signal.send(c).await;
+            }
+            Rare::Deliver(chunk) => {
+                let n = chunk.len();
+                if self.b.outbox.send(chunk).await.is_err() {
+                    self.state.abandoned();
+                } else {
+                    self.state.received(n);
+                }
+                // A receiver that took its time is no reason to call the connection idle.
+                self.last_activity = Instant::now();
+            }
+        }
+        None
     }
 
     /// The next event, polled by hand: control and `makessl` first, then reading, writing and
@@ -379,27 +434,6 @@ where
         self.state.finish(left)
     }
 
-    async fn deliver(&mut self, chunk: Bytes) {
-        if let Some(h) = self.history.as_mut() {
-            h.record(&chunk);
-        }
-        let n = chunk.len();
-        match self.b.outbox.try_send(chunk) {
-            Ok(()) => self.state.received(n),
-            Err(axon::TrySendError::Closed(_)) => {
-                tracing::warn!(peer = %self.peer, "received data has nowhere to go: the receiving component has ended; no longer reading");
-                self.state.abandoned();
-            }
-            Err(e) => {
-                if self.b.outbox.send(e.into_inner()).await.is_err() {
-                    self.state.abandoned();
-                } else {
-                    self.state.received(n);
-                }
-            }
-        }
-    }
-
     /// ShutdownMicroprocess: drops what is queued, `inbox` included, and says how much.
     fn shutdown_now(&mut self) -> HowDied {
         let (mut messages, mut bytes) = (0, 0);
@@ -461,7 +495,8 @@ where
         let state = &mut self.state;
         let flush = async {
             while !state.out.is_empty() {
-                let n = std::future::poll_fn(|cx| poll_write_some(&mut conn, &state.out, cx)).await?;
+                let n =
+                    std::future::poll_fn(|cx| poll_write_some(&mut conn, &state.out, cx)).await?;
                 state.wrote(n);
             }
             conn.flush().await
@@ -575,6 +610,23 @@ enum Event {
     Timer,
     /// The stream is gone (a failed TLS switch leaves none).
     NotConnected,
+}
+
+/// What [`Connection::on_event`] leaves to do.
+enum Step {
+    Go,
+    End(HowDied),
+    Rare(Rare),
+}
+
+/// What may wait: handled by [`Connection::on_rare`], boxed.
+enum Rare {
+    Control(Control),
+    MakeSsl(MakeSsl),
+    /// A notice for `signal` (the peer's half-close).
+    Notice(Control),
+    /// Data read that found no room in `outbox`.
+    Deliver(Bytes),
 }
 
 /// Polls `f` once, then drops it: for the boxes' futures, which are cancel safe and leave

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axon::{Component, CONTROL, INBOX, OUTBOX, SIGNAL};
-use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::TlsSettings;
@@ -324,7 +323,7 @@ impl ConnectedSocketAdapter {
             // The connection is built here and its loop is the main routine itself, so the
             // task holds one copy of the connection's state, not the arguments as well.
             let state = State::new(options.on_finish, timeouts);
-            let conn = Connection::new(
+            let mut conn = Connection::new(
                 cx.label().clone(),
                 boxes,
                 stream,
@@ -334,7 +333,11 @@ impl ConnectedSocketAdapter {
                 server_starttls,
                 limits,
             );
-            conn.drive(tls_first).map(Ok)
+            // Driven by reference from the block that owns it: see `Connection::drive`.
+            async move {
+                conn.drive(tls_first).await;
+                Ok(())
+            }
         })
     }
 }
