@@ -9,6 +9,7 @@ use axon::{
     MainResult, Outbox, CONTROL, INBOX, OUTBOX, SIGNAL,
 };
 use bytes::Bytes;
+use futures_util::future::{Either, FutureExt};
 
 use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole};
 use super::messages::{
@@ -343,11 +344,22 @@ async fn connect_phase(
         }
         let (host, port, family, timeout) =
             (cfg.host.clone(), cfg.port, cfg.family, cfg.connect_timeout);
-        let task = selector
-            .handle()
-            .spawn(async move { connect(&host, port, family, timeout).await });
-        let abort = task.abort_handle();
-        let _abort_on_drop = AbortOnDrop(abort);
+        let attempt = async move { connect(&host, port, family, timeout).await };
+        // On the selector's own runtime (the usual case) the attempt runs in this task; only a
+        // selector on another runtime gets a task of its own there. A task per connection
+        // would be memory held at the peak of a burst of connections, for nothing.
+        let here =
+            tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == selector.handle().id());
+        let (task, _abort_on_drop) = if here {
+            (
+                Either::Left(attempt.map(Ok::<_, tokio::task::JoinError>)),
+                None,
+            )
+        } else {
+            let task = selector.handle().spawn(attempt);
+            let abort = AbortOnDrop(task.abort_handle());
+            (Either::Right(task), Some(abort))
+        };
         tokio::pin!(task);
         loop {
             tokio::select! {

@@ -195,8 +195,10 @@ pub enum TlsRole {
 /// up to 256 KiB), and its own `outbox` buffer while unlinked. Once `outbox` is
 /// linked, the receiving component's inbox bounds what waits there, and the connection stops
 /// reading while it is full. Reads start at 1 KiB and grow while they fill; after a second
-/// with nothing read, a grown buffer is let go, so an idle connection holds about 1 KiB
-/// whatever its last burst was.
+/// with nothing read, a grown buffer is let go. Over TCP or a Unix socket the connection waits
+/// for the socket to be readable before it takes a buffer, and a read that drains the socket
+/// gives a small buffer back with the data, so an idle connection holds none, whatever its
+/// last burst was (under TLS, or over another byte stream, it keeps about 1 KiB).
 ///
 /// With an idle timeout ([`CsaOptions::idle_timeout`], or a STARTTLS server's
 /// [`CsaOptions::plaintext_timeout`] before the switch) a timer watches for a period with no
