@@ -367,8 +367,10 @@ async fn run(
     if let Listener::Tcp(_) = listener {
         let _ = signal.send(Control::notice(Listening(server.addr))).await;
     }
-    // Each connection's CSA and protocol, until its supervisor has seen both end.
-    let mut connections: HashMap<u64, (axon::Handle, axon::Handle)> = HashMap::new();
+    // Each connection's CSA, to stop it when the server stops, until its supervisor has seen
+    // the connection end. (The supervisor holds the protocol's handle; one copy per
+    // connection is enough.)
+    let mut connections: HashMap<u64, axon::Handle> = HashMap::new();
     let mut next_id: u64 = 0;
     // Polled by this task (each woken on its own), not a task per connection.
     let mut supervisors = FuturesUnordered::new();
@@ -389,10 +391,10 @@ async fn run(
                         }
                     };
                     match started {
-                        Ok((csa, proto, supervisor)) => {
+                        Ok((csa, supervisor)) => {
                             next_id += 1;
                             let id = next_id;
-                            connections.insert(id, (csa, proto));
+                            connections.insert(id, csa);
                             supervisors.push(async move {
                                 supervisor.await;
                                 id
@@ -415,14 +417,11 @@ async fn run(
         }
     }
     drop(listener);
-    for (csa, _) in connections.values() {
+    for csa in connections.values() {
         csa.stop();
     }
+    // Each supervisor returns once its CSA and protocol have both ended.
     while supervisors.next().await.is_some() {}
-    for (csa, proto) in connections.values() {
-        csa.join().await;
-        proto.join().await;
-    }
     // Forced: the final message must not wait on a signal nobody reads.
     watch.finish(Control::producer_finished());
     Ok(())
@@ -444,7 +443,6 @@ async fn report(signal: &Outbox<Control>, label: &str, c: Control) {
 }
 
 type Started = (
-    axon::Handle,
     axon::Handle,
     std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 );
@@ -514,9 +512,9 @@ where
         to_events,
         signal.clone(),
         label.clone(),
-        (csa.clone(), proto.clone()),
+        (csa.clone(), proto),
     ));
-    Ok((csa, proto, supervisor))
+    Ok((csa, supervisor))
 }
 
 /// Watches one connection: passes its errors on, tells the protocol ProducerFinished when the
