@@ -528,38 +528,42 @@ where
 /// One of these waits for every connection the server holds, so the state it waits in is
 /// kept small: the protocol is told through its handle (no outbox linked to it), and what is
 /// rare (reporting an error, the final joins) is boxed.
-async fn supervise(
+fn supervise(
     events: Inbox<Control>,
     to_events: Option<Outbox<Control>>,
     signal: Outbox<Control>,
     label: Arc<str>,
     (csa, proto): (axon::Handle, axon::Handle),
-) {
-    let mut told = false;
-    loop {
-        let c = events.recv().await;
-        if let Some(out) = &to_events {
-            let _ = Box::pin(out.send(c.clone())).await;
-        }
-        let ended = c.payload::<SocketShutdown>().is_some() || c.is_final();
-        if ended || c.payload::<PeerHalfClosed>().is_some() {
-            if !told {
-                told = true;
-                proto.send_control(Control::producer_finished());
+) -> impl std::future::Future<Output = ()> + Send {
+    // A plain function returning a block that owns its values: an `async fn` would keep its
+    // arguments twice (as arguments and as the locals they move to).
+    async move {
+        let mut told = false;
+        loop {
+            let c = events.recv().await;
+            if let Some(out) = &to_events {
+                let _ = Box::pin(out.send(c.clone())).await;
             }
-            if ended {
-                break;
+            let ended = c.payload::<SocketShutdown>().is_some() || c.is_final();
+            if ended || c.payload::<PeerHalfClosed>().is_some() {
+                if !told {
+                    told = true;
+                    proto.send_control(Control::producer_finished());
+                }
+                if ended {
+                    break;
+                }
+            } else if let Control::Error(e) = &c {
+                tracing::debug!(server = %label, "connection error: {e}");
+                Box::pin(report(&signal, &label, c)).await;
             }
-        } else if let Control::Error(e) = &c {
-            tracing::debug!(server = %label, "connection error: {e}");
-            Box::pin(report(&signal, &label, c)).await;
         }
+        Box::pin(async {
+            csa.join().await;
+            proto.join().await;
+        })
+        .await;
     }
-    Box::pin(async move {
-        csa.join().await;
-        proto.join().await;
-    })
-    .await;
 }
 
 fn server_role(config: &Arc<rustls::ServerConfig>) -> TlsRole {
