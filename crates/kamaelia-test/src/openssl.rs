@@ -251,7 +251,9 @@ impl SServer {
     /// Types `line` at its console (`R` asks the client to renegotiate, under TLS 1.2).
     pub fn type_line(&mut self, line: &str) {
         if let Some(stdin) = self.stdin.as_mut() {
-            let _ = writeln!(stdin, "{line}");
+            // One write: `writeln!` on the unbuffered pipe writes the line and its newline
+            // separately, and s_server, reading between them, took `R` alone for data.
+            let _ = stdin.write_all(format!("{line}\n").as_bytes());
             let _ = stdin.flush();
         }
     }
