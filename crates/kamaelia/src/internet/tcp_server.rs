@@ -528,6 +528,8 @@ where
 /// One of these waits for every connection the server holds, so the state it waits in is
 /// kept small: the protocol is told through its handle (no outbox linked to it), and what is
 /// rare (reporting an error, the final joins) is boxed.
+// Written out on purpose: see the comment in the body.
+#[allow(clippy::manual_async_fn)]
 fn supervise(
     events: Inbox<Control>,
     to_events: Option<Outbox<Control>>,
