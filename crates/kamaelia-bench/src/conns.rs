@@ -3,8 +3,10 @@
 //! figures), for the library (TcpServer + EchoProtocol, TcpClient + a holder component) and
 //! for a hand-written tokio program holding the same sockets. The server listens on one port of
 //! 127.0.0.1 to 127.0.0.4 and the clients spread over them, so past ~28,000 connections the
-//! ephemeral ports of one address pair do not run out (100,000 needs an open-file limit above
-//! 100,000 in each process: `ulimit -n`).
+//! ephemeral ports of one address pair do not run out (100,000 in one process needs an
+//! open-file limit above 100,000: `ulimit -n`). A `--conns` above what one process may open is
+//! run at the most one pair can hold and, as separate `7 spread` rows, over several pairs held
+//! at once ([`spread`]): `KAMAELIA_BENCH_IDLE_SECS=10 kamaelia-bench --only 7 --conns 100000`.
 //!
 //! Each child prints `key=value` lines on stdout: `ready ...` once it is listening or every
 //! connection was served; then, when the suite writes `measure` on its stdin, it measures its
