@@ -249,10 +249,12 @@ impl SServer {
     }
 
     /// Types `line` at its console (`R` asks the client to renegotiate, under TLS 1.2).
+    ///
+    /// The line and its newline go in one `write`: s_server takes a command only when one
+    /// read returns it whole (`R\n`), and `writeln!` on an unbuffered pipe makes two writes,
+    /// which s_server could read apart and send on as data (seen under load).
     pub fn type_line(&mut self, line: &str) {
         if let Some(stdin) = self.stdin.as_mut() {
-            // One write: `writeln!` on the unbuffered pipe writes the line and its newline
-            // separately, and s_server, reading between them, took `R` alone for data.
             let _ = stdin.write_all(format!("{line}\n").as_bytes());
             let _ = stdin.flush();
         }
