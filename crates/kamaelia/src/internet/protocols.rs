@@ -1,6 +1,12 @@
 //! Small protocol components for [`super::TcpServer`]: echo and discard.
 
-use axon::{Component, Control, ControlWatch, Undelivered, CONTROL, INBOX, OUTBOX, SIGNAL};
+use std::future::Future;
+use std::pin::pin;
+use std::task::Poll;
+
+use axon::{
+    Component, Control, ControlWatch, TrySendError, Undelivered, CONTROL, INBOX, OUTBOX, SIGNAL,
+};
 use bytes::Bytes;
 
 use super::DEFAULT_LIMIT_BYTES;
@@ -119,26 +125,46 @@ fn relay(name: &'static str, echo: bool) -> Component {
     b.main(move |_| async move {
         let mut watch = ControlWatch::new(&control, &signal);
         // One message at a time: a batch taken out of the inbox would be held beyond the
-        // inbox's byte limit while it waits for room in the connection.
+        // inbox's byte limit while it waits for room in the connection. The wait is polled by
+        // hand and what may wait (room downstream, a notice on `signal`) is boxed: a server
+        // holds one of these per connection, idle most of the time, and its task keeps only
+        // the boxes and the watch.
         while !watch.stopping() {
-            tokio::select! {
-                d = inbox.recv() => {
-                    if echo && watch.send(&outbox, d).await == Err(Undelivered::Closed) {
-                        return Ok(());
-                    }
+            let ev = std::future::poll_fn(|cx| {
+                if let Poll::Ready(c) = pin!(control.recv()).poll(cx) {
+                    return Poll::Ready(Err(c));
                 }
-                c = watch.control().recv() => watch.handle(c).await,
+                pin!(inbox.recv()).poll(cx).map(Ok)
+            })
+            .await;
+            match ev {
+                Ok(d) if echo => match outbox.try_send(d) {
+                    Ok(()) => {}
+                    Err(TrySendError::Closed(_)) => return Ok(()),
+                    Err(e) => {
+                        if Box::pin(watch.send(&outbox, e.into_inner())).await
+                            == Err(Undelivered::Closed)
+                        {
+                            return Ok(());
+                        }
+                    }
+                },
+                Ok(_) => {}
+                Err(c) => Box::pin(watch.handle(c)).await,
             }
         }
         // What was queued before ProducerFinished goes first; ShutdownMicroprocess drops it.
-        while !watch.shutdown_requested() {
-            let Some(d) = inbox.try_recv() else { break };
-            if echo && watch.send(&outbox, d).await == Err(Undelivered::Closed) {
-                return Ok(());
+        Box::pin(async move {
+            while !watch.shutdown_requested() {
+                let Some(d) = inbox.try_recv() else { break };
+                if echo && watch.send(&outbox, d).await == Err(Undelivered::Closed) {
+                    return Ok(());
+                }
             }
-        }
-        watch.finish(Control::producer_finished());
-        Ok(())
+            watch.finish(Control::producer_finished());
+            Ok(())
+        })
+        .await
     })
 }
 

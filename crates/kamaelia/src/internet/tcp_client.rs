@@ -9,6 +9,7 @@ use axon::{
     MainResult, Outbox, CONTROL, INBOX, OUTBOX, SIGNAL,
 };
 use bytes::Bytes;
+use futures_util::future::{Either, FutureExt};
 
 use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole};
 use super::messages::{
@@ -281,14 +282,16 @@ impl From<TcpClient> for Component {
             // boxes, the context and the CSA's handle, not the settings.
             let connecting = Box::pin(connect_phase(cfg, boxes, cx));
             async move {
-                let up = connecting.await?;
-                match up {
-                    None => Ok(()),
-                    Some((b, cx, up)) => {
-                        let (stream, addrs, role, options, stopping) = up;
-                        run_connected(&b, &cx, stream, addrs, Some(role), options, stopping).await
+                // Awaiting the box consumes it: the connecting state is freed here. The match
+                // ends before the connection's future is awaited, so what it was made from
+                // (the stream, the TLS role, the options) is not kept beside it.
+                let connected = match connecting.await? {
+                    None => return Ok(()),
+                    Some((b, cx, (stream, addrs, role, options, stopping))) => {
+                        run_connected(b, cx, stream, addrs, Some(role), options, stopping)
                     }
-                }
+                };
+                connected.await
             }
         })
     }
@@ -341,11 +344,22 @@ async fn connect_phase(
         }
         let (host, port, family, timeout) =
             (cfg.host.clone(), cfg.port, cfg.family, cfg.connect_timeout);
-        let task = selector
-            .handle()
-            .spawn(async move { connect(&host, port, family, timeout).await });
-        let abort = task.abort_handle();
-        let _abort_on_drop = AbortOnDrop(abort);
+        let attempt = async move { connect(&host, port, family, timeout).await };
+        // On the selector's own runtime (the usual case) the attempt runs in this task; only a
+        // selector on another runtime gets a task of its own there. A task per connection
+        // would be memory held at the peak of a burst of connections, for nothing.
+        let here =
+            tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == selector.handle().id());
+        let (task, _abort_on_drop) = if here {
+            (
+                Either::Left(attempt.map(Ok::<_, tokio::task::JoinError>)),
+                None,
+            )
+        } else {
+            let task = selector.handle().spawn(attempt);
+            let abort = AbortOnDrop(task.abort_handle());
+            (Either::Right(task), Some(abort))
+        };
         tokio::pin!(task);
         loop {
             tokio::select! {
@@ -413,33 +427,43 @@ async fn connect_phase(
 /// stream is up: makes the CSA, wires it as the page describes, passes on a ProducerFinished
 /// taken before (`stopping`), announces [`Connected`], relays the CSA's signal and ends with
 /// one final message carrying the [`HowDied`].
-pub(super) fn run_connected<'a, S>(
-    b: &'a Boxes,
-    cx: &'a Context,
+///
+/// The future owns the boxes and the context and is made by a plain function: an `async fn`
+/// would hold its arguments twice in its state (as arguments and as the locals they move to),
+/// and this future lives as long as the connection.
+pub(super) fn run_connected<S>(
+    b: Boxes,
+    cx: Context,
     stream: S,
     (peer, local): (SocketAddr, Option<SocketAddr>),
     role: Option<TlsRole>,
     options: CsaOptions,
     stopping: bool,
-) -> impl std::future::Future<Output = MainResult> + Send + 'a
+) -> impl std::future::Future<Output = MainResult> + Send + 'static
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     // The CSA is made, wired and started here, before the future: what it is made from (the
     // stream, the TLS role, the options) is not kept for the whole connection in the state
     // of the future that waits for it to end.
-    let started = start_csa(b, cx, stream, peer, role, options, stopping);
+    // A wiring error is boxed now, not kept at its full size beside the connection.
+    let started =
+        start_csa(&b, &cx, stream, peer, role, options, stopping).map_err(axon::BoxError::from);
     async move {
-        let csa = started?;
+        // Borrowed, not moved out: a moved copy would be kept beside the original.
+        let csa = match &started {
+            Ok(csa) => csa,
+            Err(_) => return started.map(|_| ()),
+        };
         // Announced once the CSA owns the connection: from here on, data sent before a makessl
         // goes out in plaintext first.
         if let Some(local) = local {
-            let _ = b
-                .signal
-                .send(Control::notice(Connected { peer, local }))
-                .await;
+            let connected = Control::notice(Connected { peer, local });
+            let _ = Box::pin(b.signal.send(connected)).await;
         }
-        relay_until_closed(b, csa, peer).await;
+        relay_until_closed(&b, csa, &peer).await;
+        // The component's context lives as long as its connection.
+        drop(cx);
         Ok(())
     }
 }
@@ -472,7 +496,7 @@ where
 
 /// The connection's life once up: passes the CSA's errors and notices on, then sends the
 /// final message once it has ended.
-async fn relay_until_closed(b: &Boxes, csa: axon::Handle, peer: SocketAddr) {
+async fn relay_until_closed(b: &Boxes, csa: &axon::Handle, peer: &SocketAddr) {
     // An idle connection waits in this loop for as long as it lives, so what happens rarely
     // (passing a notice on, the wrap-up) is boxed and does not widen the state it waits in.
     let how = loop {
@@ -487,7 +511,7 @@ async fn relay_until_closed(b: &Boxes, csa: axon::Handle, peer: SocketAddr) {
             // Only the runtime sends a final message on a CSA's signal: the CSA failed (its
             // error came just before and was passed on) and will say nothing more.
             break HowDied::Failed(TcpError::Io {
-                peer,
+                peer: *peer,
                 source: Arc::new(std::io::Error::other(
                     "the component owning the connection failed",
                 )),
@@ -500,7 +524,7 @@ async fn relay_until_closed(b: &Boxes, csa: axon::Handle, peer: SocketAddr) {
 
 /// Once the CSA has said how the connection ended: waits for it to end, passes on what it
 /// still said, and sends the final message.
-async fn wrap_up(b: &Boxes, csa: axon::Handle, how: HowDied) {
+async fn wrap_up(b: &Boxes, csa: &axon::Handle, how: HowDied) {
     csa.join().await;
     // Anything the CSA sent on its signal after SocketShutdown (ShutdownCsa) is internal.
     while let Some(c) = b.feedback.try_recv() {

@@ -367,8 +367,10 @@ async fn run(
     if let Listener::Tcp(_) = listener {
         let _ = signal.send(Control::notice(Listening(server.addr))).await;
     }
-    // Each connection's CSA and protocol, until its supervisor has seen both end.
-    let mut connections: HashMap<u64, (axon::Handle, axon::Handle)> = HashMap::new();
+    // Each connection's CSA, to stop it when the server stops, until its supervisor has seen
+    // the connection end. (The supervisor holds the protocol's handle; one copy per
+    // connection is enough.)
+    let mut connections: HashMap<u64, axon::Handle> = HashMap::new();
     let mut next_id: u64 = 0;
     // Polled by this task (each woken on its own), not a task per connection.
     let mut supervisors = FuturesUnordered::new();
@@ -389,10 +391,10 @@ async fn run(
                         }
                     };
                     match started {
-                        Ok((csa, proto, supervisor)) => {
+                        Ok((csa, supervisor)) => {
                             next_id += 1;
                             let id = next_id;
-                            connections.insert(id, (csa, proto));
+                            connections.insert(id, csa);
                             supervisors.push(async move {
                                 supervisor.await;
                                 id
@@ -415,14 +417,11 @@ async fn run(
         }
     }
     drop(listener);
-    for (csa, _) in connections.values() {
+    for csa in connections.values() {
         csa.stop();
     }
+    // Each supervisor returns once its CSA and protocol have both ended.
     while supervisors.next().await.is_some() {}
-    for (csa, proto) in connections.values() {
-        csa.join().await;
-        proto.join().await;
-    }
     // Forced: the final message must not wait on a signal nobody reads.
     watch.finish(Control::producer_finished());
     Ok(())
@@ -444,7 +443,6 @@ async fn report(signal: &Outbox<Control>, label: &str, c: Control) {
 }
 
 type Started = (
-    axon::Handle,
     axon::Handle,
     std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 );
@@ -514,9 +512,9 @@ where
         to_events,
         signal.clone(),
         label.clone(),
-        (csa.clone(), proto.clone()),
+        (csa.clone(), proto),
     ));
-    Ok((csa, proto, supervisor))
+    Ok((csa, supervisor))
 }
 
 /// Watches one connection: passes its errors on, tells the protocol ProducerFinished when the
@@ -530,38 +528,44 @@ where
 /// One of these waits for every connection the server holds, so the state it waits in is
 /// kept small: the protocol is told through its handle (no outbox linked to it), and what is
 /// rare (reporting an error, the final joins) is boxed.
-async fn supervise(
+// Written out on purpose: see the comment in the body.
+#[allow(clippy::manual_async_fn)]
+fn supervise(
     events: Inbox<Control>,
     to_events: Option<Outbox<Control>>,
     signal: Outbox<Control>,
     label: Arc<str>,
     (csa, proto): (axon::Handle, axon::Handle),
-) {
-    let mut told = false;
-    loop {
-        let c = events.recv().await;
-        if let Some(out) = &to_events {
-            let _ = Box::pin(out.send(c.clone())).await;
-        }
-        let ended = c.payload::<SocketShutdown>().is_some() || c.is_final();
-        if ended || c.payload::<PeerHalfClosed>().is_some() {
-            if !told {
-                told = true;
-                proto.send_control(Control::producer_finished());
+) -> impl std::future::Future<Output = ()> + Send {
+    // A plain function returning a block that owns its values: an `async fn` would keep its
+    // arguments twice (as arguments and as the locals they move to).
+    async move {
+        let mut told = false;
+        loop {
+            let c = events.recv().await;
+            if let Some(out) = &to_events {
+                let _ = Box::pin(out.send(c.clone())).await;
             }
-            if ended {
-                break;
+            let ended = c.payload::<SocketShutdown>().is_some() || c.is_final();
+            if ended || c.payload::<PeerHalfClosed>().is_some() {
+                if !told {
+                    told = true;
+                    proto.send_control(Control::producer_finished());
+                }
+                if ended {
+                    break;
+                }
+            } else if let Control::Error(e) = &c {
+                tracing::debug!(server = %label, "connection error: {e}");
+                Box::pin(report(&signal, &label, c)).await;
             }
-        } else if let Control::Error(e) = &c {
-            tracing::debug!(server = %label, "connection error: {e}");
-            Box::pin(report(&signal, &label, c)).await;
         }
+        Box::pin(async {
+            csa.join().await;
+            proto.join().await;
+        })
+        .await;
     }
-    Box::pin(async move {
-        csa.join().await;
-        proto.join().await;
-    })
-    .await;
 }
 
 fn server_role(config: &Arc<rustls::ServerConfig>) -> TlsRole {

@@ -291,5 +291,5 @@ async fn run(cfg: UnixClient, b: Boxes, cx: Context) -> MainResult {
         .limits(cfg.limits);
     let stopping = watch.stopping();
     let peer = unix_peer();
-    run_connected(&b, &cx, stream, (peer, Some(peer)), None, options, stopping).await
+    run_connected(b, cx, stream, (peer, Some(peer)), None, options, stopping).await
 }

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axon::{Component, CONTROL, INBOX, OUTBOX, SIGNAL};
-use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::TlsSettings;
@@ -196,8 +195,10 @@ pub enum TlsRole {
 /// up to 256 KiB), and its own `outbox` buffer while unlinked. Once `outbox` is
 /// linked, the receiving component's inbox bounds what waits there, and the connection stops
 /// reading while it is full. Reads start at 1 KiB and grow while they fill; after a second
-/// with nothing read, a grown buffer is let go, so an idle connection holds about 1 KiB
-/// whatever its last burst was.
+/// with nothing read, a grown buffer is let go. Over TCP or a Unix socket the connection waits
+/// for the socket to be readable before it takes a buffer, and a read that drains the socket
+/// gives a small buffer back with the data, so an idle connection holds none, whatever its
+/// last burst was (under TLS, or over another byte stream, it keeps about 1 KiB).
 ///
 /// With an idle timeout ([`CsaOptions::idle_timeout`], or a STARTTLS server's
 /// [`CsaOptions::plaintext_timeout`] before the switch) a timer watches for a period with no
@@ -324,7 +325,7 @@ impl ConnectedSocketAdapter {
             // The connection is built here and its loop is the main routine itself, so the
             // task holds one copy of the connection's state, not the arguments as well.
             let state = State::new(options.on_finish, timeouts);
-            let conn = Connection::new(
+            let mut conn = Connection::new(
                 cx.label().clone(),
                 boxes,
                 stream,
@@ -334,7 +335,11 @@ impl ConnectedSocketAdapter {
                 server_starttls,
                 limits,
             );
-            conn.drive(tls_first).map(Ok)
+            // Driven by reference from the block that owns it: see `Connection::drive`.
+            async move {
+                conn.drive(tls_first).await;
+                Ok(())
+            }
         })
     }
 }

@@ -1,12 +1,12 @@
-//! The buffer a connection reads into: small while the connection is quiet, grown while
-//! reads fill it, let go after a quiet second.
+//! The buffer a connection reads into: none or small while the connection is quiet, grown
+//! while reads fill it, let go after a quiet second.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::time::{Duration, Instant};
 
 /// The most one read asks for.
 pub(super) const READ_CHUNK: usize = 256 * 1024;
-/// What the first read of a connection asks for: an idle connection holds only this much.
+/// What the first read of a connection asks for, and a quiet one keeps asking for.
 const FIRST_READ: usize = 1024;
 /// A connection that has read nothing for this long lets go of a read buffer grown past
 /// [`FIRST_READ`], so an idle connection does not keep the size of its last burst. (Letting go
@@ -16,8 +16,10 @@ const QUIET_AFTER: Duration = Duration::from_secs(1);
 
 /// The buffer a connection reads into.
 ///
-/// Reads start small and double while they fill the buffer, so an idle connection holds 1 KiB
-/// and a busy one reads up to half the receive limit (at most 256 KiB) at a time. Half, so that
+/// Reads start small and double while they fill the buffer, so a quiet connection reads 1 KiB
+/// at a time (and, over a stream that says when it is readable, holds no buffer while idle:
+/// [`ReadBuffer::release_small`]) and a busy one reads up to half the receive limit (at most
+/// 256 KiB) at a time. Half, so that
 /// a box holding just under its limit and then admitting one more read stays within one and a
 /// half times the limit. After [`QUIET_AFTER`] with nothing read, a grown buffer is let go and
 /// reads start small again.
@@ -67,6 +69,17 @@ impl ReadBuffer {
         }
     }
 
+    /// Lets go of the buffer if it has not grown: called once a read that found the socket
+    /// drained is delivered, so an idle connection holds no buffer (what was read keeps its
+    /// part of the allocation until the receiver drops it). A grown buffer stays for the
+    /// next burst, until [`ReadBuffer::release_if_quiet`]: a fresh large allocation, faulted
+    /// in, for every time a busy connection drains its socket would cost throughput.
+    pub(super) fn release_small(&mut self) {
+        if self.want <= FIRST_READ {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// Lets go of a grown buffer if nothing has been read for [`QUIET_AFTER`].
     pub(super) fn release_if_quiet(&mut self, now: Instant) {
         if self.quiet_at().is_some_and(|at| at <= now) {
@@ -77,7 +90,7 @@ impl ReadBuffer {
 
     /// The bytes reserved now.
     #[cfg(test)]
-    fn held(&self) -> usize {
+    pub(super) fn held(&self) -> usize {
         self.buf.capacity()
     }
 }

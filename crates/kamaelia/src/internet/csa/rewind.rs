@@ -2,12 +2,14 @@
 //! already read from it, so that a STARTTLS server's handshake starts with what the client
 //! sent after its command.
 
+use std::any::Any;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, BufMut, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
 
 /// A byte stream that first yields some bytes already read from it (STARTTLS pushback).
 #[derive(Debug)]
@@ -16,7 +18,51 @@ pub(super) struct Rewind<S> {
     inner: S,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Rewind<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Rewind<S> {
+    /// Whether the stream says when it is readable: a tokio TCP or Unix stream. The CSA is
+    /// generic over any byte stream (its public signature stays so); these two, the streams
+    /// its servers and clients make, are recognised by type, and get an idle connection that
+    /// holds no read buffer.
+    pub(super) fn reports_readiness(&self) -> bool {
+        let inner: &dyn Any = &self.inner;
+        inner.is::<TcpStream>() || inner.is::<UnixStream>()
+    }
+
+    /// Waits for the stream to be readable (bytes handed back count as readable); `None` if
+    /// the stream cannot say.
+    pub(super) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Option<Poll<io::Result<()>>> {
+        if !self.prefix.is_empty() {
+            return Some(Poll::Ready(Ok(())));
+        }
+        let inner: &dyn Any = &self.inner;
+        if let Some(s) = inner.downcast_ref::<TcpStream>() {
+            Some(s.poll_read_ready(cx))
+        } else {
+            inner
+                .downcast_ref::<UnixStream>()
+                .map(|s| s.poll_read_ready(cx))
+        }
+    }
+
+    /// Reads what is there into `buf` without waiting: the bytes handed back first, then the
+    /// stream (`WouldBlock` if it has nothing, or cannot be read this way).
+    pub(super) fn try_read(&mut self, buf: &mut impl BufMut) -> io::Result<usize> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining_mut());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Ok(n);
+        }
+        let inner: &dyn Any = &self.inner;
+        if let Some(s) = inner.downcast_ref::<TcpStream>() {
+            s.try_read_buf(buf)
+        } else if let Some(s) = inner.downcast_ref::<UnixStream>() {
+            s.try_read_buf(buf)
+        } else {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+
     pub(super) fn new(inner: S) -> Self {
         Rewind {
             prefix: Bytes::new(),

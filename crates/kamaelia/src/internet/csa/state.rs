@@ -82,6 +82,12 @@ pub(super) struct OutQueue {
 impl OutQueue {
     pub(super) fn push(&mut self, d: Bytes) {
         if !d.is_empty() {
+            // Room for one at first, not the four a queue starts with: the queue keeps its
+            // room for the connection's life, and most connections send a message at a time.
+            // A busy one grows it as before.
+            if self.chunks.capacity() == 0 {
+                self.chunks.reserve_exact(1);
+            }
             self.bytes += d.len();
             self.chunks.push_back(d);
         }
