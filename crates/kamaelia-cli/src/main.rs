@@ -82,14 +82,13 @@ fn chain(e: &anyhow::Error) -> String {
     line
 }
 
-/// `--verbose` gives debug on stderr, RUST_LOG sets the filter (an unreadable one gives errors,
-/// and warnings from this program); without either, no subscriber is set up. With one, the
-/// default showed errors and this program's warnings: nothing in the workspace logs an error,
-/// this program logs no warnings, components log their failures at warn (which the event lines
-/// already say in plain words), and a dependency's error (rustls closing a TLS 1.2 connection
-/// whose keys are exhausted) ends the session with a failure line of its own. Setting up the
-/// subscriber (its registry, the filter, the `log` bridge) was measurable in `kamaelia send`'s
-/// start-up (figure 5), for nothing printed.
+/// `--verbose` gives debug on stderr and RUST_LOG sets the filter (one that cannot be read
+/// gives errors and this program's warnings, the old default); without either, no subscriber
+/// is set up, since nothing would reach it: nothing in the workspace logs an error, this program
+/// logs no warnings, and components log their failures at warn, which the event lines already
+/// say in plain words (a dependency's one error, rustls ending a TLS 1.2 connection whose keys
+/// are exhausted, ends the session with a failure line as well). Setting it up (its registry,
+/// the filter, the `log` bridge) was measurable in `kamaelia send`'s start-up (figure 5).
 fn init_tracing(verbose: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = match EnvFilter::try_from_default_env() {
