@@ -249,9 +249,13 @@ impl SServer {
     }
 
     /// Types `line` at its console (`R` asks the client to renegotiate, under TLS 1.2).
+    ///
+    /// The line and its newline go in one `write`: s_server takes a command only when one
+    /// read returns it whole (`R\n`), and `writeln!` on an unbuffered pipe makes two writes,
+    /// which s_server could read apart and send on as data (seen under load).
     pub fn type_line(&mut self, line: &str) {
         if let Some(stdin) = self.stdin.as_mut() {
-            let _ = writeln!(stdin, "{line}");
+            let _ = stdin.write_all(format!("{line}\n").as_bytes());
             let _ = stdin.flush();
         }
     }

@@ -471,8 +471,12 @@ impl ReaderThread {
     }
 }
 
-/// The reader thread's buffers: each zero-filled once when made, and reused when the block
-/// made from it has no other holder left (every chunk of it written and dropped). At most
+/// The reader's buffers: each zero-filled once when made, and reused when the block made from
+/// it has no other holder left (every chunk of it written and dropped). The one reused is the
+/// one let go last, whose bytes were the last to be used (by the encryption or the socket's
+/// copy): the same few buffers go round while the rest stay idle, so the memory read into is
+/// still in the CPU's cache. (Taking the oldest free one instead cycled through every buffer
+/// ever kept, up to [`BlockPool::KEPT`] of 256 KiB, each one cold by its turn.) At most
 /// [`BlockPool::KEPT`] are kept; while all of them are still held downstream a fresh buffer is
 /// made, and the oldest kept one is let go.
 struct BlockPool {
@@ -495,9 +499,10 @@ impl BlockPool {
         }
     }
 
-    /// A buffer of `size` initialised bytes: a kept block nobody else holds now, if any.
+    /// A buffer of `size` initialised bytes: the youngest kept block nobody else holds now, if
+    /// any. Blocks are sent, written and let go in order, so that is the one let go last.
     fn take(&mut self) -> BytesMut {
-        if let Some(i) = self.blocks.iter().position(Bytes::is_unique) {
+        if let Some(i) = self.blocks.iter().rposition(Bytes::is_unique) {
             if let Some(block) = self.blocks.remove(i) {
                 if let Ok(mut buf) = block.try_into_mut() {
                     // Back to full length: only a short last read leaves a tail to fill.
@@ -612,6 +617,27 @@ mod tests {
         let again = pool.take();
         assert_eq!(again.as_ptr(), first_ptr);
         assert_eq!(again.len(), 8);
+    }
+
+    #[test]
+    fn the_pool_reuses_the_buffer_let_go_last() {
+        let mut pool = BlockPool::new(8);
+        let blocks: Vec<Bytes> = (0..3)
+            .map(|_| {
+                let buf = pool.take();
+                pool.give(buf, 8)
+            })
+            .collect();
+        let ptrs: Vec<*const u8> = blocks.iter().map(|b| b.as_ptr()).collect();
+        // Let go in the order they were sent: the last one let go is the one reused, again and
+        // again, while the older free ones stay idle.
+        drop(blocks);
+        for _ in 0..3 {
+            let buf = pool.take();
+            assert_eq!(buf.as_ptr(), ptrs[2]);
+            drop(pool.give(buf, 8));
+        }
+        assert_eq!(pool.blocks.len(), 3);
     }
 
     #[test]
