@@ -102,14 +102,12 @@ impl<T> std::error::Error for TrySendError<T> {}
 
 static STANDALONE: AtomicU64 = AtomicU64::new(1);
 
-fn standalone_id<T>(name: &str, direction: Direction) -> BoxId {
+fn standalone<T: Message>(name: &str, direction: Direction, capacity: usize) -> Arc<Store<T>> {
     let n = STANDALONE.fetch_add(1, Ordering::Relaxed);
-    BoxId {
-        owner: format!("standalone#{n}").into(),
-        name: name.into(),
-        direction,
-        message_type: std::any::type_name::<T>(),
-    }
+    let owner = format!("standalone#{n}").into();
+    // Shared with every standalone box of that name (a server makes one per connection).
+    let meta = crate::spec::shared_meta(name, "");
+    Store::new(owner, meta, direction, capacity, false)
 }
 
 impl<T: Message> Inbox<T> {
@@ -117,7 +115,7 @@ impl<T: Message> Inbox<T> {
     /// programs and tests that drive components from outside.
     pub fn standalone(name: &str, capacity: usize) -> Self {
         Inbox {
-            store: Store::new(standalone_id::<T>(name, Direction::In), capacity),
+            store: standalone(name, Direction::In, capacity),
         }
     }
 
@@ -168,8 +166,8 @@ impl<T: Message> Inbox<T> {
     }
 
     /// Which box this is.
-    pub fn id(&self) -> &BoxId {
-        &self.store.id
+    pub fn id(&self) -> BoxId {
+        self.store.id()
     }
 
     /// A reference for linking and unlinking this box.
@@ -182,7 +180,7 @@ impl<T: Message> Outbox<T> {
     /// An outbox that belongs to no component: a way to feed a component from outside.
     pub fn standalone(name: &str) -> Self {
         Outbox {
-            store: Store::new(standalone_id::<T>(name, Direction::Out), DEFAULT_CAPACITY),
+            store: standalone(name, Direction::Out, DEFAULT_CAPACITY),
         }
     }
 
@@ -247,8 +245,8 @@ impl<T: Message> Outbox<T> {
     }
 
     /// Which box this is.
-    pub fn id(&self) -> &BoxId {
-        &self.store.id
+    pub fn id(&self) -> BoxId {
+        self.store.id()
     }
 
     /// A reference for linking and unlinking this box.
@@ -302,13 +300,13 @@ impl<T: Message + AsRef<[u8]>> Outbox<T> {
 
 impl<T: Message> fmt::Debug for Inbox<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Inbox({})", self.store.id)
+        write!(f, "Inbox({})", self.store.id())
     }
 }
 
 impl<T: Message> fmt::Debug for Outbox<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Outbox({})", self.store.id)
+        write!(f, "Outbox({})", self.store.id())
     }
 }
 

@@ -10,7 +10,7 @@ use crate::boxes::{Inbox, Message, Outbox, DEFAULT_CAPACITY};
 use crate::control::Control;
 use crate::link::{BoxRef, WiringError};
 use crate::scheduler::{Context, Handle, Scheduler};
-use crate::spec::{BoxDecl, BoxId, BoxSpec, Declared, Direction};
+use crate::spec::{BoxDecl, BoxId, BoxMeta, BoxSpec, Declared, Direction};
 use crate::store::Store;
 
 /// The error a component's main routine may return. The runtime reports it on the component's
@@ -54,23 +54,38 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// ```
 pub struct Component {
     pub(crate) name: Arc<str>,
-    pub(crate) label: Arc<str>,
-    pub(crate) id: ComponentId,
-    /// Shared with its handle and the scheduler's record: declared once, never copied.
-    pub(crate) boxes: Arc<[Declared]>,
+    /// Its id, label, boxes and (once it has ended) exit, in one block shared with its handles
+    /// and the scheduler's record.
+    pub(crate) core: Arc<Core>,
     pub(crate) body: Body,
     pub(crate) error: Option<WiringError>,
     /// Activated alone, it runs as a group of one that its children may join (§10).
     pub(crate) hosts_group: bool,
 }
 
+/// What every component keeps for its whole life, whoever holds it (the component before it
+/// runs, its handles, the scheduler's record of the live components): one allocation.
+pub(crate) struct Core {
+    pub(crate) id: ComponentId,
+    pub(crate) label: Arc<str>,
+    /// Declared once, never copied.
+    pub(crate) boxes: Box<[Declared]>,
+    /// How it ended, once it has; until then the tasks waiting for that.
+    pub(crate) exit: crate::scheduler::ExitCell,
+}
+
 impl fmt::Debug for Component {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Component")
-            .field("label", &self.label)
+            .field("label", &self.core.label)
             .field(
                 "boxes",
-                &self.boxes.iter().map(Declared::name).collect::<Vec<_>>(),
+                &self
+                    .core
+                    .boxes
+                    .iter()
+                    .map(Declared::name)
+                    .collect::<Vec<_>>(),
             )
             .field("error", &self.error)
             .finish_non_exhaustive()
@@ -109,22 +124,22 @@ impl Component {
 
     /// The component's unique label, `Name#id`.
     pub fn label(&self) -> &str {
-        &self.label
+        &self.core.label
     }
 
     /// Its id.
     pub fn id(&self) -> ComponentId {
-        self.id
+        self.core.id
     }
 
     /// Its boxes, in declaration order.
     pub fn boxes(&self) -> impl Iterator<Item = BoxSpec> + '_ {
-        self.boxes.iter().map(Declared::spec)
+        self.core.boxes.iter().map(Declared::spec)
     }
 
     /// The box called `name`, for linking.
     pub fn boxref(&self, name: &str) -> Result<BoxRef, WiringError> {
-        find_box(&self.label, &self.boxes, name)
+        find_box(&self.core.label, &self.core.boxes, name)
     }
 
     /// The typed sending end of one of this component's outboxes (to inject messages in tests
@@ -165,7 +180,7 @@ fn wrong_type<T>(r: &BoxRef) -> WiringError {
         message_type: std::any::type_name::<T>(),
     };
     WiringError::TypeMismatch {
-        src: r.id().clone(),
+        src: r.id(),
         dst: want,
     }
 }
@@ -210,24 +225,16 @@ impl ComponentBuilder {
         self
     }
 
-    /// The id of a new box `name`, noting a duplicate name as this component's wiring error.
-    fn new_id(&mut self, name: &str, direction: Direction, message_type: &'static str) -> BoxId {
+    /// The shared name and description of a new box `name`, noting a duplicate name as this
+    /// component's wiring error.
+    fn new_meta(&mut self, name: &str, description: &'static str) -> Arc<BoxMeta> {
         if self.boxes.iter().any(|d| &**d.name() == name) && self.error.is_none() {
             self.error = Some(WiringError::DuplicateBox {
                 component: self.label.to_string(),
                 name: name.to_string(),
             });
         }
-        BoxId {
-            owner: self.label.clone(),
-            name: crate::spec::shared_name(name),
-            direction,
-            message_type,
-        }
-    }
-
-    fn push(&mut self, description: &'static str, r: BoxRef) {
-        self.boxes.push(Declared { description, r });
+        crate::spec::shared_meta(name, description)
     }
 
     fn declare<T: Message>(
@@ -238,9 +245,11 @@ impl ComponentBuilder {
         capacity: usize,
         signal: bool,
     ) -> Arc<Store<T>> {
-        let id = self.new_id(name, direction, std::any::type_name::<T>());
-        let store = Store::<T>::with_final_check(id.clone(), capacity, signal);
-        self.push(description, BoxRef::new(store.clone()));
+        let meta = self.new_meta(name, description);
+        let store = Store::<T>::new(self.label.clone(), meta, direction, capacity, signal);
+        self.boxes.push(Declared {
+            r: BoxRef::new(store.clone()),
+        });
         store
     }
 
@@ -346,9 +355,9 @@ impl ComponentBuilder {
         like: &BoxRef,
         description: &'static str,
     ) -> BoxRef {
-        let id = self.new_id(name, direction, like.id().message_type);
-        let r = like.new_like(id.clone(), DEFAULT_CAPACITY);
-        self.push(description, r.clone());
+        let meta = self.new_meta(name, description);
+        let r = like.new_like(&self.label, meta, direction);
+        self.boxes.push(Declared { r: r.clone() });
         r
     }
 
@@ -377,9 +386,12 @@ impl ComponentBuilder {
     {
         Component {
             name: self.name,
-            label: self.label,
-            id: self.id,
-            boxes: self.boxes.into(),
+            core: Arc::new(Core {
+                id: self.id,
+                label: self.label,
+                boxes: self.boxes.into_boxed_slice(),
+                exit: Default::default(),
+            }),
             body: Box::new(move |cx| Box::pin(main(cx))),
             error: self.error,
             hosts_group: self.hosts_group,

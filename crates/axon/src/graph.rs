@@ -4,14 +4,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use crate::component::ComponentId;
-use crate::spec::{BoxId, Declared, Direction, LinkKind};
+use crate::component::{ComponentId, Core};
+use crate::spec::{BoxId, Direction, LinkKind};
 
 pub(crate) struct Node {
-    pub(crate) id: ComponentId,
-    pub(crate) label: Arc<str>,
     pub(crate) parent: Option<ComponentId>,
-    pub(crate) boxes: Arc<[Declared]>,
+    pub(crate) core: Arc<Core>,
 }
 
 fn node_name(b: &BoxId) -> String {
@@ -22,7 +20,7 @@ fn node_name(b: &BoxId) -> String {
 /// edges: solid for outbox -> inbox, dashed for passthrough.
 pub(crate) fn render(nodes: &[Node]) -> String {
     let mut children: BTreeMap<Option<ComponentId>, Vec<&Node>> = BTreeMap::new();
-    let known: std::collections::BTreeSet<ComponentId> = nodes.iter().map(|n| n.id).collect();
+    let known: std::collections::BTreeSet<ComponentId> = nodes.iter().map(|n| n.core.id).collect();
     for n in nodes {
         let parent = n.parent.filter(|p| known.contains(p));
         children.entry(parent).or_default().push(n);
@@ -35,9 +33,9 @@ pub(crate) fn render(nodes: &[Node]) -> String {
         depth: usize,
     ) {
         let pad = "  ".repeat(depth);
-        let _ = writeln!(out, "{pad}subgraph \"cluster_{}\" {{", n.label);
-        let _ = writeln!(out, "{pad}  label={:?};", n.label.to_string());
-        for d in n.boxes.iter() {
+        let _ = writeln!(out, "{pad}subgraph \"cluster_{}\" {{", n.core.label);
+        let _ = writeln!(out, "{pad}  label={:?};", n.core.label.to_string());
+        for d in n.core.boxes.iter() {
             let r = &d.r;
             let shape = match d.direction() {
                 Direction::In => "invhouse",
@@ -46,11 +44,11 @@ pub(crate) fn render(nodes: &[Node]) -> String {
             let _ = writeln!(
                 out,
                 "{pad}  {} [label={:?}, shape={shape}];",
-                node_name(r.id()),
+                node_name(&r.id()),
                 d.name().to_string()
             );
         }
-        if let Some(kids) = children.get(&Some(n.id)) {
+        if let Some(kids) = children.get(&Some(n.core.id)) {
             for k in kids {
                 cluster(out, k, children, depth + 1);
             }
@@ -63,7 +61,7 @@ pub(crate) fn render(nodes: &[Node]) -> String {
         }
     }
     for n in nodes {
-        for r in n.boxes.iter().map(|d| &d.r) {
+        for r in n.core.boxes.iter().map(|d| &d.r) {
             if let Some(dst) = r.linked_to() {
                 let style = match LinkKind::between(r.direction(), dst.direction) {
                     Some(LinkKind::Normal) | None => "solid",
@@ -72,7 +70,7 @@ pub(crate) fn render(nodes: &[Node]) -> String {
                 let _ = writeln!(
                     out,
                     "  {} -> {} [style={style}];",
-                    node_name(r.id()),
+                    node_name(&r.id()),
                     node_name(&dst)
                 );
             }

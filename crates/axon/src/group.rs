@@ -10,16 +10,14 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Poll, Waker};
+use std::task::{Context as TaskContext, Poll, Wake, Waker};
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::task::AtomicWaker;
 
 use crate::component::Component;
-use crate::scheduler::{Handle, Scheduler};
-
-/// A member's whole life (its main routine, then the scheduler's bookkeeping), ready to poll.
-pub(crate) type MemberFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+use crate::scheduler::{Handle, Life, Scheduler};
 
 /// Components to activate together as one task: the members of one connection, or of a whole
 /// Graphline.
@@ -115,22 +113,32 @@ impl<C: Into<Component>> FromIterator<C> for Group {
     }
 }
 
-/// The shared end of a running (or about to run) group: where members are handed to its task.
+/// The shared end of a running (or about to run) group: where members are handed to its task,
+/// and which of them were woken.
 #[derive(Default)]
 pub(crate) struct GroupTask {
     state: Mutex<GroupState>,
+    /// Which members were woken since the task last looked: member `i` is bit `i % 64` (past
+    /// 64 members, some share a bit, and a wake-up polls each of them: harmless, as any future
+    /// may be polled without cause).
+    woken: AtomicU64,
+    /// The task, to wake when a member is woken or handed over.
+    task: AtomicWaker,
 }
 
 #[derive(Default)]
 struct GroupState {
     /// Members handed over and not yet taken by the task.
-    incoming: Vec<MemberFuture>,
-    /// The task, to wake when a member is handed over.
-    waker: Option<Waker>,
+    incoming: Vec<Life>,
     /// The task has been spawned.
     started: bool,
     /// The task has ended (its last member ended): nothing more can join.
     closed: bool,
+}
+
+/// The bit of member `i` in [`GroupTask::woken`].
+fn bit(i: usize) -> u64 {
+    1 << (i % 64)
 }
 
 impl GroupTask {
@@ -141,7 +149,7 @@ impl GroupTask {
 
     /// Hands `member` to the group's task, spawning the task on the current runtime if this is
     /// its first member. Hands it back if the group has already ended.
-    pub(crate) fn join(self: &Arc<Self>, member: MemberFuture) -> Result<(), MemberFuture> {
+    pub(crate) fn join(self: &Arc<Self>, member: Life) -> Result<(), Life> {
         let mut g = self.lock();
         if g.closed {
             return Err(member);
@@ -149,20 +157,45 @@ impl GroupTask {
         g.incoming.push(member);
         let start = !g.started;
         g.started = true;
-        let waker = g.waker.take();
         drop(g);
         if start {
             tokio::spawn(run(self.clone()));
-        }
-        if let Some(w) = waker {
-            w.wake();
+        } else {
+            self.task.wake();
         }
         Ok(())
     }
 }
 
-/// The group's task: polls its members, each woken by its own waker, and takes newcomers, until
-/// none is left.
+/// One member's waker: notes which member it is, then wakes the group's task.
+struct MemberWake {
+    group: Arc<GroupTask>,
+    bit: u64,
+}
+
+impl Wake for MemberWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref()
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.group.woken.fetch_or(self.bit, Ordering::AcqRel);
+        self.group.task.wake();
+    }
+}
+
+/// A running member: its life and its own waker.
+struct Member {
+    life: Life,
+    waker: Waker,
+}
+
+/// How many rounds of woken members one poll of the group's task runs before it yields to
+/// the runtime (members that keep waking each other must not hold a worker for ever).
+const ROUNDS_PER_POLL: usize = 2;
+
+/// The group's task: polls the members that were woken, each with its own waker, and takes
+/// newcomers, until none is left.
 async fn run(group: Arc<GroupTask>) {
     // If the task is dropped (the runtime shutting down), members not yet taken are dropped
     // with it rather than kept alive by their own contexts' reference to the group.
@@ -179,24 +212,59 @@ async fn run(group: Arc<GroupTask>) {
     }
     let close = Close(group);
     let group = &close.0;
-    let mut members = FuturesUnordered::new();
-    std::future::poll_fn(|cx| loop {
-        {
-            let mut g = group.lock();
-            members.extend(g.incoming.drain(..));
-            if members.is_empty() {
-                g.closed = true;
-                return Poll::Ready(());
+    let mut members: Vec<Option<Member>> = Vec::new();
+    std::future::poll_fn(|cx| {
+        group.task.register(cx.waker());
+        let mut rounds = 0;
+        loop {
+            let incoming = std::mem::take(&mut group.lock().incoming);
+            if !incoming.is_empty() {
+                members.reserve_exact(incoming.len());
             }
-            match &g.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => g.waker = Some(cx.waker().clone()),
+            for life in incoming {
+                let i = match members.iter().position(Option::is_none) {
+                    Some(i) => i,
+                    None => {
+                        members.push(None);
+                        members.len() - 1
+                    }
+                };
+                let waker = Waker::from(Arc::new(MemberWake {
+                    group: group.clone(),
+                    bit: bit(i),
+                }));
+                members[i] = Some(Member { life, waker });
+                group.woken.fetch_or(bit(i), Ordering::AcqRel);
             }
-        }
-        match members.poll_next_unpin(cx) {
-            // A member ended, or none is left: look again for newcomers, or finish.
-            Poll::Ready(_) => continue,
-            Poll::Pending => return Poll::Pending,
+            if members.iter().all(Option::is_none) {
+                let mut g = group.lock();
+                if g.incoming.is_empty() {
+                    g.closed = true;
+                    return Poll::Ready(());
+                }
+                continue;
+            }
+            let woken = group.woken.swap(0, Ordering::AcqRel);
+            if woken == 0 {
+                return Poll::Pending;
+            }
+            if rounds == ROUNDS_PER_POLL {
+                group.woken.fetch_or(woken, Ordering::AcqRel);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            rounds += 1;
+            for (i, slot) in members.iter_mut().enumerate() {
+                if woken & bit(i) == 0 {
+                    continue;
+                }
+                if let Some(m) = slot {
+                    let mut mcx = TaskContext::from_waker(&m.waker);
+                    if Pin::new(&mut m.life).poll(&mut mcx).is_ready() {
+                        *slot = None;
+                    }
+                }
+            }
         }
     })
     .await;

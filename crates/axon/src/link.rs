@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::boxes::{Inbox, Message, Outbox};
-use crate::spec::{BoxId, Direction, LinkKind};
+use crate::spec::{BoxId, BoxMeta, Direction, LinkKind};
 use crate::store::{ErasedStore, LinkFailure};
 
 /// A type-erased reference to a box, for linking by name (Graphline) and for the graph.
@@ -20,13 +20,18 @@ impl BoxRef {
     }
 
     /// Which box this is.
-    pub fn id(&self) -> &BoxId {
+    pub fn id(&self) -> BoxId {
         self.store.id()
+    }
+
+    /// The box's name.
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.store.meta().name
     }
 
     /// Inbox or outbox.
     pub fn direction(&self) -> Direction {
-        self.store.id().direction
+        self.store.direction()
     }
 
     /// The box this one forwards to, if it is linked.
@@ -53,8 +58,13 @@ impl BoxRef {
     }
 
     /// A new box of the same message type, named `id` (used by chassis to mirror a child's box).
-    pub(crate) fn new_like(&self, id: BoxId, capacity: usize) -> BoxRef {
-        BoxRef::new(self.store.new_like(id, capacity))
+    pub(crate) fn new_like(&self, owner: &Arc<str>, meta: Arc<BoxMeta>, dir: Direction) -> BoxRef {
+        BoxRef::new(self.store.new_like(owner, meta, dir))
+    }
+
+    /// The Rust type of the messages it carries.
+    pub(crate) fn message_type_name(&self) -> &'static str {
+        self.store.message_type_name()
     }
 }
 
@@ -87,7 +97,7 @@ impl Link {
     }
 
     /// The source box.
-    pub fn source(&self) -> &BoxId {
+    pub fn source(&self) -> BoxId {
         self.src.id()
     }
 
@@ -215,14 +225,14 @@ impl std::error::Error for WiringError {}
 pub fn link_refs(src: &BoxRef, dst: &BoxRef) -> Result<Link, WiringError> {
     let kind = LinkKind::between(src.direction(), dst.direction()).ok_or_else(|| {
         WiringError::WrongDirection {
-            src: src.id().clone(),
-            dst: dst.id().clone(),
+            src: src.id(),
+            dst: dst.id(),
         }
     })?;
     if src.message_type() != dst.message_type() {
         return Err(WiringError::TypeMismatch {
-            src: src.id().clone(),
-            dst: dst.id().clone(),
+            src: src.id(),
+            dst: dst.id(),
         });
     }
     src.store
@@ -230,25 +240,22 @@ pub fn link_refs(src: &BoxRef, dst: &BoxRef) -> Result<Link, WiringError> {
         .link_erased(dst.store.clone())
         .map_err(|e| match e {
             LinkFailure::AlreadyLinked(existing) => WiringError::AlreadyLinked {
-                src: src.id().clone(),
+                src: src.id(),
                 existing,
             },
-            LinkFailure::Closed(dst) => WiringError::Closed {
-                src: src.id().clone(),
-                dst,
-            },
+            LinkFailure::Closed(dst) => WiringError::Closed { src: src.id(), dst },
             LinkFailure::Cycle => WiringError::Cycle {
-                src: src.id().clone(),
-                dst: dst.id().clone(),
+                src: src.id(),
+                dst: dst.id(),
             },
             LinkFailure::TypeMismatch => WiringError::TypeMismatch {
-                src: src.id().clone(),
-                dst: dst.id().clone(),
+                src: src.id(),
+                dst: dst.id(),
             },
         })?;
     Ok(Link {
         src: src.clone(),
-        dst: dst.id().clone(),
+        dst: dst.id(),
         kind,
     })
 }

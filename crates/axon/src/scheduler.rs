@@ -11,16 +11,48 @@ use std::task::Poll;
 use tokio::sync::Notify;
 
 use crate::boxes::Outbox;
-use crate::component::{Body, BoxError, Component, ComponentId, MainFuture, CONTROL, SIGNAL};
+use crate::component::{Body, BoxError, Component, ComponentId, Core, MainFuture, CONTROL, SIGNAL};
 use crate::control::{Control, ErrorMessage};
-use crate::group::{Group, GroupTask, MemberFuture};
+use crate::group::{Group, GroupTask};
 use crate::link::{BoxRef, WiringError};
 use crate::registry::Registry;
 use crate::spec::{Declared, Direction};
 use crate::store::Store;
 
-tokio::task_local! {
-    static CURRENT: Scheduler;
+thread_local! {
+    /// The scheduler of the component being polled on this thread (or of the
+    /// [`Scheduler::run`] being polled), set for the length of each poll.
+    static CURRENT: std::cell::RefCell<Option<Scheduler>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with `sched` as the current scheduler, then puts back the one before (even if `f`
+/// panics). The scheduler is moved in and out of its place, not cloned: entering costs no
+/// reference count (a shared counter every poll of every component would touch).
+fn entered<R>(sched: &mut Option<Scheduler>, f: impl FnOnce() -> R) -> R {
+    struct Leave<'a>(&'a mut Option<Scheduler>);
+    impl Drop for Leave<'_> {
+        fn drop(&mut self) {
+            let _ = CURRENT.try_with(|c| std::mem::swap(&mut *c.borrow_mut(), self.0));
+        }
+    }
+    let _ = CURRENT.try_with(|c| std::mem::swap(&mut *c.borrow_mut(), sched));
+    let _leave = Leave(sched);
+    f()
+}
+
+/// A future polled with a scheduler as the current one (what [`Scheduler::run`] runs).
+struct Scoped<F> {
+    sched: Option<Scheduler>,
+    fut: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        entered(&mut this.sched, || this.fut.as_mut().poll(cx))
+    }
 }
 
 /// Tracks every activated component until it ends, and owns the service registry.
@@ -44,7 +76,7 @@ struct Inner {
 struct State {
     live: BTreeMap<ComponentId, Record>,
     /// Activated before a tokio runtime existed: started by [`Scheduler::run`].
-    pending: Vec<(Component, Arc<ExitCell>, Option<Arc<GroupTask>>)>,
+    pending: Vec<(Component, Option<Arc<GroupTask>>)>,
     /// The most recent failures, as text (see [`RunReport`]); at most [`RECENT_FAILURES`].
     failures: VecDeque<Arc<ComponentFailure>>,
     /// Every failure since the last report.
@@ -56,10 +88,10 @@ struct State {
 /// that runs for months with failing connections does not grow.
 pub const RECENT_FAILURES: usize = 64;
 
+/// A live component: its parent, and the block its handles share.
 struct Record {
-    label: Arc<str>,
     parent: Option<ComponentId>,
-    boxes: Arc<[Declared]>,
+    core: Arc<Core>,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -70,10 +102,7 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 /// A running (or finished) component: its boxes, a way to stop it, and its exit.
 #[derive(Clone)]
 pub struct Handle {
-    id: ComponentId,
-    label: Arc<str>,
-    boxes: Arc<[Declared]>,
-    exit: Arc<ExitCell>,
+    core: Arc<Core>,
 }
 
 /// How a component ended.
@@ -207,7 +236,7 @@ impl fmt::Debug for Scheduler {
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
-            .field("component", &self.label)
+            .field("component", &self.core.label)
             .finish_non_exhaustive()
     }
 }
@@ -215,8 +244,7 @@ impl fmt::Debug for Context {
 /// What a component's main routine gets: its place in the system.
 pub struct Context {
     sched: Scheduler,
-    id: ComponentId,
-    label: Arc<str>,
+    core: Arc<Core>,
     /// The group whose task runs this component, if it runs in one (§10).
     group: Option<Arc<GroupTask>>,
 }
@@ -224,7 +252,7 @@ pub struct Context {
 impl Context {
     /// Activates `child` as this component's child (Axon's `addChildren` + `activate`).
     pub fn activate(&self, child: Component) -> Handle {
-        self.sched.activate(child, Some(self.id))
+        self.sched.activate(child, Some(self.core.id))
     }
 
     /// Activates `child` as this component's child in the same task as this component, when
@@ -236,7 +264,7 @@ impl Context {
         match &self.group {
             Some(g) => self
                 .sched
-                .activate_in(child, Some(self.id), Some(g.clone())),
+                .activate_in(child, Some(self.core.id), Some(g.clone())),
             None => self.activate(child),
         }
     }
@@ -244,7 +272,7 @@ impl Context {
     /// Activates the members of `group` as this component's children, all in one new task
     /// (docs/semantics.md §10). The handles are in the order the members were added.
     pub fn activate_group(&self, group: Group) -> Vec<Handle> {
-        self.sched.activate_group(group, Some(self.id))
+        self.sched.activate_group(group, Some(self.core.id))
     }
 
     /// The scheduler this component runs under.
@@ -259,12 +287,12 @@ impl Context {
 
     /// This component's label.
     pub fn label(&self) -> &Arc<str> {
-        &self.label
+        &self.core.label
     }
 
     /// This component's id.
     pub fn id(&self) -> ComponentId {
-        self.id
+        self.core.id
     }
 }
 
@@ -290,8 +318,10 @@ impl Scheduler {
     /// process-wide default one that [`crate::run`] drives.
     pub fn current() -> Scheduler {
         CURRENT
-            .try_with(Scheduler::clone)
-            .unwrap_or_else(|_| default_scheduler().clone())
+            .try_with(|c| c.borrow().clone())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| default_scheduler().clone())
     }
 
     /// The service registry.
@@ -303,13 +333,15 @@ impl Scheduler {
     /// component activated under it has ended.
     pub async fn run<F: Future>(&self, setup: F) -> RunReport {
         let this = self.clone();
-        CURRENT
-            .scope(self.clone(), async move {
+        Scoped {
+            sched: Some(self.clone()),
+            fut: Box::pin(async move {
                 setup.await;
                 this.start_pending();
                 this.wait_idle().await;
-            })
-            .await;
+            }),
+        }
+        .await;
         self.take_report()
     }
 
@@ -360,7 +392,7 @@ impl Scheduler {
             st.live
                 .values()
                 .filter(|r| r.parent.is_none())
-                .filter_map(|r| control_of(&r.boxes))
+                .filter_map(|r| control_of(&r.core.boxes))
                 .collect()
         };
         for c in tops {
@@ -373,12 +405,10 @@ impl Scheduler {
         let st = lock(&self.inner.state);
         let comps: Vec<crate::graph::Node> = st
             .live
-            .iter()
-            .map(|(id, r)| crate::graph::Node {
-                id: *id,
-                label: r.label.clone(),
+            .values()
+            .map(|r| crate::graph::Node {
                 parent: r.parent,
-                boxes: r.boxes.clone(),
+                core: r.core.clone(),
             })
             .collect();
         drop(st);
@@ -410,53 +440,45 @@ impl Scheduler {
         parent: Option<ComponentId>,
         group: Option<Arc<GroupTask>>,
     ) -> Handle {
-        let exit = Arc::new(ExitCell::default());
-        let handle = Handle {
-            id: component.id,
-            label: component.label.clone(),
-            boxes: component.boxes.clone(),
-            exit: exit.clone(),
-        };
+        let core = component.core.clone();
         {
             let mut st = lock(&self.inner.state);
             st.activated += 1;
             st.live.insert(
-                component.id,
+                core.id,
                 Record {
-                    label: component.label.clone(),
                     parent,
-                    boxes: component.boxes.clone(),
+                    core: core.clone(),
                 },
             );
             if tokio::runtime::Handle::try_current().is_err() {
-                st.pending.push((component, exit, group));
+                st.pending.push((component, group));
                 drop(st);
                 self.inner.changed.notify_waiters();
-                return handle;
+                return Handle { core };
             }
         }
         self.inner.changed.notify_waiters();
-        self.start(component, exit, group);
-        handle
+        self.start(component, group);
+        Handle { core }
     }
 
     fn start_pending(&self) {
         let pending = std::mem::take(&mut lock(&self.inner.state).pending);
-        for (c, exit, group) in pending {
-            self.start(c, exit, group);
+        for (c, group) in pending {
+            self.start(c, group);
         }
     }
 
     /// Starts `component`'s life: in `group`'s task if it has one that is still running,
     /// otherwise as a task of its own.
-    fn start(&self, component: Component, exit: Arc<ExitCell>, group: Option<Arc<GroupTask>>) {
+    fn start(&self, component: Component, group: Option<Arc<GroupTask>>) {
         match group {
             None => {
-                tokio::spawn(self.life(component, exit, None));
+                tokio::spawn(self.life(component, None));
             }
             Some(g) => {
-                let life: MemberFuture = Box::pin(self.life(component, exit, Some(g.clone())));
-                if let Err(life) = g.join(life) {
+                if let Err(life) = g.join(self.life(component, Some(g.clone()))) {
                     // The group ended meanwhile (its last member was the activating one, which
                     // handed its context elsewhere): the newcomer runs alone.
                     tokio::spawn(life);
@@ -467,54 +489,30 @@ impl Scheduler {
 
     /// A component's whole life: its main routine under this scheduler, then the bookkeeping
     /// of its end (§6).
-    fn life(
-        &self,
-        component: Component,
-        exit: Arc<ExitCell>,
-        group: Option<Arc<GroupTask>>,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        let sched = self.clone();
+    fn life(&self, component: Component, group: Option<Arc<GroupTask>>) -> Life {
         let Component {
-            label,
-            id,
-            boxes,
-            body,
-            error,
-            ..
+            core, body, error, ..
         } = component;
         let stage = match error {
             Some(e) => Stage::Miswired(Box::new(e)),
             None => Stage::Ready(
                 body,
                 Context {
-                    sched: sched.clone(),
-                    id,
-                    label: label.clone(),
+                    sched: self.clone(),
+                    core: core.clone(),
                     group,
                 },
             ),
         };
-        CURRENT.scope(
-            sched.clone(),
-            Life {
-                stage,
-                sched,
-                id,
-                label,
-                boxes,
-                exit,
-            },
-        )
+        Life {
+            stage,
+            sched: Some(self.clone()),
+            core,
+        }
     }
 
-    fn finish(
-        &self,
-        id: ComponentId,
-        label: Arc<str>,
-        boxes: &[Declared],
-        failure: Option<FailureKind>,
-        exit: Arc<ExitCell>,
-    ) {
+    fn finish(&self, core: &Core, failure: Option<FailureKind>) {
+        let label = &core.label;
         let failure = failure.map(|kind| {
             Arc::new(ComponentFailure {
                 component: label.clone(),
@@ -523,16 +521,17 @@ impl Scheduler {
         });
         if let Some(f) = &failure {
             tracing::warn!(component = %label, "{f}");
-            if let Some(signal) = boxes
+            if let Some(signal) = core
+                .boxes
                 .iter()
                 .find(|d| &**d.name() == SIGNAL && d.direction() == Direction::Out)
                 .and_then(|d| d.r.outbox::<Control>())
             {
-                send_failure(&signal, &label, f.clone());
+                send_failure(&signal, label, f.clone());
             }
         }
         let mut undelivered = Vec::new();
-        for d in boxes {
+        for d in core.boxes.iter() {
             if d.direction() == Direction::In {
                 let left = d.r.store.close_erased();
                 if left > 0 {
@@ -543,7 +542,7 @@ impl Scheduler {
         }
         {
             let mut st = lock(&self.inner.state);
-            st.live.remove(&id);
+            st.live.remove(&core.id);
             if let Some(f) = &failure {
                 st.failed += 1;
                 if st.failures.len() == RECENT_FAILURES {
@@ -552,7 +551,7 @@ impl Scheduler {
                 st.failures.push_back(Arc::new(f.as_record()));
             }
         }
-        exit.set(Exit {
+        core.exit.set(Exit {
             failure,
             undelivered,
         });
@@ -574,15 +573,13 @@ enum Stage {
 
 /// A component's whole life as one small future (it is what every task or group member holds,
 /// so it is written out rather than left to nested `async` blocks that would each keep their
-/// own copy of the context): start the main routine, poll it with panics caught, then record
-/// the end (§6).
-struct Life {
+/// own copy of the context): start the main routine, poll it with panics caught and the
+/// scheduler as the current one, then record the end (§6).
+pub(crate) struct Life {
     stage: Stage,
-    sched: Scheduler,
-    id: ComponentId,
-    label: Arc<str>,
-    boxes: Arc<[Declared]>,
-    exit: Arc<ExitCell>,
+    /// Its scheduler; moved into the current-scheduler slot while it is polled.
+    sched: Option<Scheduler>,
+    core: Arc<Core>,
 }
 
 impl Future for Life {
@@ -590,40 +587,44 @@ impl Future for Life {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let failure = loop {
-            // The running case is polled in place: no move of the stage on every poll.
-            if let Stage::Running(main) = &mut this.stage {
-                match std::panic::catch_unwind(AssertUnwindSafe(|| main.as_mut().poll(cx))) {
-                    Ok(Poll::Pending) => return Poll::Pending,
-                    Ok(Poll::Ready(Ok(()))) => break None,
-                    Ok(Poll::Ready(Err(e))) => break Some(FailureKind::Error(e)),
+        // The scheduler is the current one while the main routine runs (what it activates
+        // joins it), set for each poll rather than by a wrapping future that every task
+        // would carry.
+        entered(&mut this.sched, || {
+            poll_life(&mut this.stage, &this.core, cx)
+        })
+    }
+}
+
+/// One poll of a component's life (see [`Life`]), with its scheduler the current one.
+fn poll_life(stage: &mut Stage, core: &Core, cx: &mut std::task::Context<'_>) -> Poll<()> {
+    let failure = loop {
+        // The running case is polled in place: no move of the stage on every poll.
+        if let Stage::Running(main) = stage {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| main.as_mut().poll(cx))) {
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(Ok(()))) => break None,
+                Ok(Poll::Ready(Err(e))) => break Some(FailureKind::Error(e)),
+                Err(panic) => break Some(FailureKind::Panicked(panic_message(&*panic))),
+            }
+        }
+        match std::mem::replace(stage, Stage::Done) {
+            // Ended and recorded already (`Running` was handled above).
+            Stage::Done | Stage::Running(_) => return Poll::Ready(()),
+            Stage::Miswired(e) => break Some(FailureKind::Wiring(*e)),
+            Stage::Ready(body, context) => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| body(context))) {
+                    Ok(main) => *stage = Stage::Running(main),
                     Err(panic) => break Some(FailureKind::Panicked(panic_message(&*panic))),
                 }
             }
-            match std::mem::replace(&mut this.stage, Stage::Done) {
-                // Ended and recorded already (`Running` was handled above).
-                Stage::Done | Stage::Running(_) => return Poll::Ready(()),
-                Stage::Miswired(e) => break Some(FailureKind::Wiring(*e)),
-                Stage::Ready(body, context) => {
-                    match std::panic::catch_unwind(AssertUnwindSafe(|| body(context))) {
-                        Ok(main) => this.stage = Stage::Running(main),
-                        Err(panic) => break Some(FailureKind::Panicked(panic_message(&*panic))),
-                    }
-                }
-            }
-        };
-        // The main routine's state (its boxes' handles, its sockets) goes before the end is
-        // recorded, so whoever joins it finds it gone.
-        this.stage = Stage::Done;
-        this.sched.finish(
-            this.id,
-            this.label.clone(),
-            &this.boxes,
-            failure,
-            this.exit.clone(),
-        );
-        Poll::Ready(())
-    }
+        }
+    };
+    // The main routine's state (its boxes' handles, its sockets) goes before the end is
+    // recorded, so whoever joins it finds it gone.
+    *stage = Stage::Done;
+    Scheduler::current().finish(core, failure);
+    Poll::Ready(())
 }
 
 /// The text of a panic's payload.
@@ -666,17 +667,17 @@ pub(crate) fn push_control(control: &BoxRef, msg: Control) -> bool {
 impl Handle {
     /// The component's id.
     pub fn id(&self) -> ComponentId {
-        self.id
+        self.core.id
     }
 
     /// The component's label.
     pub fn label(&self) -> &str {
-        &self.label
+        &self.core.label
     }
 
     /// The box called `name`, for linking while the component runs.
     pub fn boxref(&self, name: &str) -> Result<BoxRef, WiringError> {
-        crate::component::find_box(&self.label, &self.boxes, name)
+        crate::component::find_box(&self.core.label, &self.core.boxes, name)
     }
 
     /// Asks the component to stop: delivers ShutdownMicroprocess to its `control` inbox (through
@@ -684,7 +685,7 @@ impl Handle {
     /// component's own shutdown path so it can close cleanly and send its final message.
     /// Returns false if it has no control inbox or has already ended.
     pub fn stop(&self) -> bool {
-        control_of(&self.boxes).is_some_and(|c| push_control(&c, Control::shutdown()))
+        self.send_control(Control::shutdown())
     }
 
     /// Delivers `msg` to the component's `control` inbox (through any passthrough), ahead of
@@ -692,26 +693,23 @@ impl Handle {
     /// that tells a component ProducerFinished without keeping an outbox linked to it. Returns
     /// false if it has no control inbox or has already ended.
     pub fn send_control(&self, msg: Control) -> bool {
-        control_of(&self.boxes).is_some_and(|c| push_control(&c, msg))
+        control_of(&self.core.boxes).is_some_and(|c| push_control(&c, msg))
     }
 
     /// True once the component has ended.
     pub fn is_finished(&self) -> bool {
-        self.exit.lock().0.is_some()
+        matches!(*self.core.exit.lock(), ExitState::Done(_))
     }
 
     /// Waits for the component to end and says how.
     pub async fn join(&self) -> Exit {
-        std::future::poll_fn(|cx| {
-            let mut g = self.exit.lock();
-            match &g.0 {
-                Some(e) => std::task::Poll::Ready(e.clone()),
-                None => {
-                    if !g.1.iter().any(|w| w.will_wake(cx.waker())) {
-                        g.1.push(cx.waker().clone());
-                    }
-                    std::task::Poll::Pending
+        std::future::poll_fn(|cx| match &mut *self.core.exit.lock() {
+            ExitState::Done(e) => Poll::Ready((**e).clone()),
+            ExitState::Running(waiters) => {
+                if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    waiters.push(cx.waker().clone());
                 }
+                Poll::Pending
             }
         })
         .await
@@ -719,31 +717,41 @@ impl Handle {
 }
 
 /// Where a component's exit is recorded once, for every handle to see (a lighter one-shot than
-/// a watch channel: there is one per component).
+/// a watch channel: there is one per component, inside its [`Core`]).
 #[derive(Default)]
-pub(crate) struct ExitCell(Mutex<(Option<Exit>, Vec<std::task::Waker>)>);
+pub(crate) struct ExitCell(Mutex<ExitState>);
+
+/// A component's exit, or the tasks waiting for it.
+pub(crate) enum ExitState {
+    Running(Vec<std::task::Waker>),
+    Done(Box<Exit>),
+}
+
+impl Default for ExitState {
+    fn default() -> Self {
+        ExitState::Running(Vec::new())
+    }
+}
 
 impl ExitCell {
-    fn lock(&self) -> MutexGuard<'_, (Option<Exit>, Vec<std::task::Waker>)> {
+    fn lock(&self) -> MutexGuard<'_, ExitState> {
         // Nothing panics while this lock is held.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn set(&self, exit: Exit) {
-        let waiters = {
-            let mut g = self.lock();
-            g.0 = Some(exit);
-            std::mem::take(&mut g.1)
-        };
-        for w in waiters {
-            w.wake();
+        let state = std::mem::replace(&mut *self.lock(), ExitState::Done(Box::new(exit)));
+        if let ExitState::Running(waiters) = state {
+            for w in waiters {
+                w.wake();
+            }
         }
     }
 }
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Handle({})", self.label)
+        write!(f, "Handle({})", self.core.label)
     }
 }
 
@@ -832,5 +840,19 @@ impl Interrupts {
         {
             tokio::signal::ctrl_c().await.is_ok()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What every component holds for its whole life, whether it runs in a group or alone: its
+    /// life (the main routine's box, the scheduler, its block) and a handle of one pointer.
+    #[test]
+    fn a_life_stays_small() {
+        eprintln!("Life: {} bytes", std::mem::size_of::<Life>());
+        assert!(std::mem::size_of::<Life>() <= 64);
+        assert_eq!(std::mem::size_of::<Handle>(), std::mem::size_of::<usize>());
     }
 }

@@ -1,6 +1,6 @@
 //! Box declarations: a box's name, direction, message type and one-line description.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +25,39 @@ pub(crate) fn shared_name(name: &str) -> Arc<str> {
         names.insert(n.clone());
     }
     n
+}
+
+/// A box's name and the line that describes it: shared by every box declared with both (a
+/// connection's boxes are declared with the same names and descriptions a hundred thousand
+/// times over), so a box holds one pointer for them.
+#[derive(Debug)]
+pub(crate) struct BoxMeta {
+    pub(crate) name: Arc<str>,
+    pub(crate) description: &'static str,
+}
+
+type MetaTable = BTreeMap<(Arc<str>, &'static str), Arc<BoxMeta>>;
+
+/// The shared [`BoxMeta`]s; bounded as [`NAMES`] is.
+static METAS: Mutex<MetaTable> = Mutex::new(BTreeMap::new());
+
+/// The [`BoxMeta`] of `name` and `description`, shared with every other box declared with both.
+pub(crate) fn shared_meta(name: &str, description: &'static str) -> Arc<BoxMeta> {
+    let name = shared_name(name);
+    // Nothing panics while this lock is held.
+    let mut metas = METAS.lock().unwrap_or_else(|e| e.into_inner());
+    let key = (name, description);
+    if let Some(m) = metas.get(&key) {
+        return m.clone();
+    }
+    let m = Arc::new(BoxMeta {
+        name: key.0.clone(),
+        description,
+    });
+    if metas.len() < SHARED_NAMES {
+        metas.insert(key, m.clone());
+    }
+    m
 }
 
 /// Whether a box receives (an inbox) or sends (an outbox).
@@ -81,32 +114,30 @@ pub struct BoxSpec {
     pub description: &'static str,
 }
 
-/// One entry of a component's box table: the box and the line that describes it. Its name,
-/// direction and type are its store's (the table does not keep a second copy of them: a table
-/// entry is paid per box per component per connection).
+/// One entry of a component's box table: the box. Its name, description, direction and type
+/// are its store's (the table keeps no second copy of them: a table entry is paid per box per
+/// component per connection).
 #[derive(Clone)]
 pub(crate) struct Declared {
-    pub(crate) description: &'static str,
     pub(crate) r: crate::link::BoxRef,
 }
 
 impl Declared {
     pub(crate) fn name(&self) -> &Arc<str> {
-        &self.r.id().name
+        self.r.name()
     }
 
     pub(crate) fn direction(&self) -> Direction {
-        self.r.id().direction
+        self.r.direction()
     }
 
     /// The entry as the public [`BoxSpec`].
     pub(crate) fn spec(&self) -> BoxSpec {
-        let id = self.r.id();
         BoxSpec {
-            name: id.name.clone(),
-            direction: id.direction,
-            message_type: id.message_type,
-            description: self.description,
+            name: self.name().clone(),
+            direction: self.direction(),
+            message_type: self.r.message_type_name(),
+            description: self.r.store.meta().description,
         }
     }
 }

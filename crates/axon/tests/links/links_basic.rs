@@ -146,7 +146,7 @@ async fn unlink_keeps_delivered_messages_and_buffers_later_sends() {
         let b = Inbox::<u64>::standalone("b", 64);
         let l = link(&out, &a).unwrap();
         send_all(&out, 0..3).await;
-        assert_eq!(unlink(&out.boxref()).as_ref(), Some(a.id()));
+        assert_eq!(unlink(&out.boxref()), Some(a.id()));
         assert_eq!(unlink(&out.boxref()), None, "a second unlink finds nothing");
         send_all(&out, 3..6).await;
         assert_eq!(a.len(), 3);

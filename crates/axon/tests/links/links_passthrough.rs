@@ -34,7 +34,7 @@ async fn passthrough_inbox_moves_queued_messages_to_the_child_in_order() {
         let drive = async {
             let child = child.await.expect("the parent activated its child");
             assert_eq!(
-                parent_inbox.linked_to().as_ref(),
+                parent_inbox.linked_to(),
                 Some(child.boxref("inbox").unwrap().id())
             );
             let ((), got) = tokio::join!(send_all(&feed, 10..1_000), recv_n(&sink, 1_000));
