@@ -574,7 +574,13 @@ async fn wait_listening(port: u16, sink: &ServerProc) -> Result<()> {
     }
 }
 
-/// Figure 5: `kamaelia send` of a 1 KiB file, whole process, against `nc -N` and `base-send`.
+/// The name of the dynamically linked `kamaelia` that `benches/run.sh` keeps beside the
+/// statically linked one it measures.
+const DYNAMIC_BUILD: &str = "kamaelia-dynamic";
+
+/// Figure 5: `kamaelia send` of a 1 KiB file, whole process, against `nc -N` and `base-send`;
+/// and, if [`DYNAMIC_BUILD`] is beside the `kamaelia` measured, the same rows for that build
+/// (start-up is where static and dynamic linking differ).
 pub(crate) async fn startup(cfg: &Config, table: &mut Table) -> Result<()> {
     let what = "figure 5";
     let sink = ServerProc::sink(None).await?;
@@ -585,8 +591,14 @@ pub(crate) async fn startup(cfg: &Config, table: &mut Table) -> Result<()> {
         file: &file,
         ca: cfg.pki.ca_pem_file(),
     };
-    let found = plain_senders(cfg);
+    let mut found = plain_senders(cfg);
     tools::note_missing(table, what, &["kamaelia send", "nc", "base-send"], &found);
+    found.extend(Tool::find(
+        "kamaelia send (dynamic build)",
+        &cfg.kamaelia.with_file_name(DYNAMIC_BUILD),
+        &["send", "127.0.0.1", "{port}", "{file}"],
+        Stdin::Null,
+    ));
     let peers = tools::probed(found, table, what, |t| {
         let (fill, sink, dir) = (&fill, &sink, &cfg.dir);
         async move { t.probe_send(dir, fill, 1024, sink).await }
@@ -615,17 +627,28 @@ pub(crate) async fn startup(cfg: &Config, table: &mut Table) -> Result<()> {
         }
     })
     .await?;
-    for (i, p) in peers.iter().enumerate() {
-        if i != k {
-            let goal = if p.name == "nc" { "<= 1.2" } else { "-" };
+    let dynamic = peers
+        .iter()
+        .position(|p| p.name == "kamaelia send (dynamic build)");
+    for (ours, build) in [(Some(k), ""), (dynamic, " (dynamic build)")] {
+        let Some(ours) = ours else { continue };
+        for (i, p) in peers.iter().enumerate() {
+            if p.name.starts_with("kamaelia") {
+                continue;
+            }
+            let goal = if p.name == "nc" && build.is_empty() {
+                "<= 1.2"
+            } else {
+                "-"
+            };
             usage_rows(
                 table,
                 &format!(
-                    "5 start-up: `kamaelia send` 1 KiB, whole process ({reps} per round) vs {}",
+                    "5 start-up: `kamaelia send`{build} 1 KiB, whole process ({reps} per round) vs {}",
                     p.name
                 ),
                 &results,
-                (k, i),
+                (ours, i),
                 [goal, "-", "-", "-"],
                 true,
             );

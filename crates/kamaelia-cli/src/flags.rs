@@ -54,7 +54,12 @@ pub(crate) struct Args {
     command: Option<Command>,
 }
 
+/// Each command's arguments are built only when that command is run (`defer`): building every
+/// command's arguments for every run was a tenth of `kamaelia send`'s start-up. A deferred
+/// command's flattened argument structs are applied after its own description, so their doc
+/// comments would replace it: those structs are described with `//` comments, not `///`.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 enum Command {
     /// Connect to HOST PORT: stdin goes to the server, what the server sends goes to stdout.
     ///
@@ -259,7 +264,7 @@ enum Command {
     Man,
 }
 
-/// The TLS options of a listening side (serve; listen and forward to come).
+// The TLS options of a listening side (serve; listen and forward to come).
 #[derive(Debug, clap::Args)]
 struct ServerTlsArgs {
     /// The PEM certificate chain, for TLS.
@@ -311,7 +316,7 @@ struct TargetArgs {
     port: u16,
 }
 
-/// `connect`'s target: HOST PORT, or `--unix PATH`.
+// `connect`'s target: HOST PORT, or `--unix PATH`.
 #[derive(Debug, clap::Args)]
 struct ConnectTargetArgs {
     /// Connect to this Unix socket path instead of HOST PORT (no TLS over it).
@@ -357,9 +362,9 @@ struct TlsArgs {
     show_cert: bool,
 }
 
-/// The client's own TLS options on `connect` and `send`. Apart from [`TlsArgs`] because
-/// `forward` flattens `TlsArgs` for its outgoing side while `--cert`, `--key` and `--alpn`
-/// there belong to its listening side ([`ServerTlsArgs`]).
+// The client's own TLS options on `connect` and `send`. Apart from [`TlsArgs`] because
+// `forward` flattens `TlsArgs` for its outgoing side while `--cert`, `--key` and `--alpn`
+// there belong to its listening side ([`ServerTlsArgs`]).
 #[derive(Debug, clap::Args)]
 struct ClientIdArgs {
     /// Present this PEM certificate chain (leaf first) when the server asks for a client
@@ -375,8 +380,8 @@ struct ClientIdArgs {
     alpn: Option<AlpnList>,
 }
 
-/// `forward`'s client identity and ALPN towards the target: `--cert`, `--key` and `--alpn`
-/// there belong to its listening side.
+// `forward`'s client identity and ALPN towards the target: `--cert`, `--key` and `--alpn`
+// there belong to its listening side.
 #[derive(Debug, clap::Args)]
 struct TargetIdArgs {
     /// Present this PEM certificate chain (leaf first) to the target when it asks for a client
@@ -492,7 +497,7 @@ struct ConnArgs {
     proxy: ProxyArgs,
 }
 
-/// `--proxy`, flattened into [`ConnArgs`] (`ProxyArgs::default()`: none).
+// `--proxy`, flattened into [`ConnArgs`] (`ProxyArgs::default()`: none).
 #[derive(Debug, Default, clap::Args)]
 struct ProxyArgs {
     /// Connect through this proxy: http://[USER:PASS@]HOST[:PORT] or
@@ -1103,6 +1108,35 @@ fn parse_chunk_size(s: &str) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each command's description and options as `--help` shows them.
+    fn descriptions(cmd: &clap::Command) -> Vec<(String, Option<String>, Option<String>)> {
+        // `help` is added by building.
+        cmd.get_subcommands()
+            .filter(|s| s.get_name() != "help")
+            .map(|s| {
+                (
+                    s.get_name().to_owned(),
+                    s.get_about().map(ToString::to_string),
+                    s.get_long_about().map(ToString::to_string),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_deferred_command_keeps_its_own_description() {
+        use clap::CommandFactory as _;
+        let mut cmd = Args::command();
+        // Before building, each command has only what its variant says.
+        let own = descriptions(&cmd);
+        cmd.build();
+        assert_eq!(descriptions(&cmd), own);
+        assert!(own.iter().all(|(_, about, _)| about.is_some()), "{own:?}");
+        // And parsing builds the command that runs, with its options.
+        let args = Args::try_parse_from(["kamaelia", "send", "-q", "h", "1", "f"]).unwrap();
+        assert!(args.quiet);
+    }
 
     #[test]
     fn byte_counts_take_si_and_binary_suffixes() {

@@ -1,7 +1,8 @@
 //! The client commands' own runtime (`session::run_single`, a `current_thread` runtime with
 //! `axon::block_on`'s Ctrl-C handling): an interrupt while connected stops `connect` and
 //! `send` with status 130, as it does `serve`. And standard output as a regular file, which
-//! is written in place: at the offset the shell gave it.
+//! is written in place: at the offset the shell gave it. And the threads a plain `send` makes:
+//! none beyond the main one when stderr is a file.
 
 mod support;
 
@@ -95,4 +96,80 @@ fn connect_writes_a_regular_file_stdout_at_the_shells_offset() {
     want.extend_from_slice(&payload);
     want.extend_from_slice(b"after\n");
     assert!(got == want, "{} bytes, expected {}", got.len(), want.len());
+}
+
+/// Where `send_holding` sends its stderr.
+enum Stderr {
+    File,
+    Pipe,
+}
+
+/// Runs `kamaelia send` of a small file to a server written here that reads everything and
+/// then holds the connection open; once the "connected to" line is on stderr, returns how many
+/// threads the process has, and lets it finish (exit 0).
+fn threads_while_connected(stderr: Stderr) -> usize {
+    let dir = support::TempDir::new("threads");
+    let file = dir.write("input", &[0x5a; 1024]);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let (release, released) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0_u8; 1024];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        // Hold the connection (the client waits for the server to close) until released.
+        let _ = released.recv_timeout(LIMIT);
+    });
+    let log = dir.path().join("stderr");
+    let mut cmd = args(&["send", "127.0.0.1", &port, file.to_str().unwrap()]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    match stderr {
+        Stderr::File => cmd.stderr(std::fs::File::create(&log).unwrap()),
+        Stderr::Pipe => cmd.stderr(Stdio::piped()),
+    };
+    let mut child = cmd.spawn().unwrap();
+    let (seen, line_seen) = mpsc::channel::<()>();
+    if let Some(mut pipe) = child.stderr.take() {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let mut buf = [0_u8; 256];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                text.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&text).contains("connected to") {
+                    let _ = seen.send(());
+                }
+            }
+        });
+    } else {
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + LIMIT;
+            while std::time::Instant::now() < deadline {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("connected to") {
+                    let _ = seen.send(());
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+    }
+    line_seen
+        .recv_timeout(LIMIT)
+        .expect("no \"connected to\" line on stderr");
+    let threads = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .unwrap()
+        .count();
+    drop(release);
+    let status = exit_within(&mut child, LIMIT).expect("kamaelia did not exit");
+    assert!(status.success(), "{status:?}");
+    threads
+}
+
+/// Event lines to a file (or `/dev/null`) are written in place: a plain `send` of a file runs
+/// on the main thread alone. To a pipe they go through the writer thread, which never lets a
+/// reader that does not read hold the program up.
+#[test]
+fn send_of_a_file_runs_on_one_thread_unless_stderr_is_a_pipe() {
+    assert_eq!(threads_while_connected(Stderr::File), 1);
+    assert_eq!(threads_while_connected(Stderr::Pipe), 2);
 }
