@@ -7,7 +7,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
@@ -41,25 +41,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Rewind<S> {
             inner
                 .downcast_ref::<UnixStream>()
                 .map(|s| s.poll_read_ready(cx))
-        }
-    }
-
-    /// Reads what is there into `buf` without waiting: the bytes handed back first, then the
-    /// stream (`WouldBlock` if it has nothing, or cannot be read this way).
-    pub(super) fn try_read(&mut self, buf: &mut impl BufMut) -> io::Result<usize> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining_mut());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Ok(n);
-        }
-        let inner: &dyn Any = &self.inner;
-        if let Some(s) = inner.downcast_ref::<TcpStream>() {
-            s.try_read_buf(buf)
-        } else if let Some(s) = inner.downcast_ref::<UnixStream>() {
-            s.try_read_buf(buf)
-        } else {
-            Err(io::ErrorKind::WouldBlock.into())
         }
     }
 
