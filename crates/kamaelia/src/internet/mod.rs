@@ -47,3 +47,21 @@ pub use tls::{
     MIN_RSA_BITS,
 };
 pub use unix::{unix_peer, UnixClient};
+
+/// A message on `control` of a layer between a connection and its user (a STARTTLS dialogue, a
+/// proxy tunnel), which lets its watch go once it has passed its final message on: while it
+/// has the watch, [`axon::ControlWatch::handle`]; after, errors and notices still reach
+/// `signal`, and a further final message has nothing left to end.
+async fn handle_control(
+    watch: Option<&mut axon::ControlWatch<'_>>,
+    signal: &axon::Outbox<axon::Control>,
+    c: axon::Control,
+) {
+    match watch {
+        Some(w) => w.handle(c).await,
+        None if !c.is_final() => {
+            let _ = signal.send(c).await;
+        }
+        None => {}
+    }
+}

@@ -371,13 +371,7 @@ impl Run<'_> {
                     };
                     let _ = b.conn_events.send(c).await;
                 }
-                c = b.control.recv() => match watch.as_mut() {
-                    Some(w) => w.handle(c).await,
-                    None if !c.is_final() => {
-                        let _ = b.signal.send(c).await;
-                    }
-                    None => {}
-                },
+                c = b.control.recv() => crate::internet::handle_control(watch.as_mut(), &b.signal, c).await,
                 d = b.from_server.recv(), if self.down.is_none() && self.phase != Phase::Failed => {
                     if let Err(e) = self.on_bytes(d).await {
                         self.fail(e, &mut watch).await;

@@ -471,14 +471,7 @@ async fn run(mut talk: Option<Talk<Box<dyn Framed>>>, limit: Duration, b: Boxes,
                 }
                 let _ = b.conn_events.send(c).await;
             }
-            c = b.control.recv() => match watch.as_mut() {
-                Some(w) => w.handle(c).await,
-                // The final message has gone: only errors and notices follow it.
-                None if !c.is_final() => {
-                    let _ = b.signal.send(c).await;
-                }
-                None => {}
-            },
+            c = b.control.recv() => crate::internet::handle_control(watch.as_mut(), &b.signal, c).await,
             d = b.from_server.recv(), if down.is_none() && !matches!(phase, Phase::Failed) => {
                 taken += d.len() as u64;
                 if relaying && plain_left > 0 {

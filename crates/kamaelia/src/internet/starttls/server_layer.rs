@@ -245,15 +245,7 @@ async fn run<D: ServerDialogue>(
                     return Ok(());
                 }
             }
-            c = b.control.recv() => match watch.as_mut() {
-                Some(w) => w.handle(c).await,
-                // The final message has gone (or the client was dropped): only errors and
-                // notices follow it.
-                None if !c.is_final() => {
-                    let _ = b.signal.send(c).await;
-                }
-                None => {}
-            },
+            c = b.control.recv() => crate::internet::handle_control(watch.as_mut(), &b.signal, c).await,
             d = b.from_server.recv(), if !matches!(phase, Phase::Dropped) => match &mut phase {
                 Phase::Tls(replay) => {
                     if let Some(d) = replay.strip(d) {
