@@ -2,11 +2,16 @@
 //! output, as raw bytes.
 
 use std::fmt;
+use std::future::{poll_fn, Future};
 use std::io::{self, IsTerminal};
+use std::pin::pin;
+use std::task::{Context as TaskContext, Poll};
 
-use axon::{Component, Control, ControlWatch, Outbox, Undelivered, CONTROL, INBOX, OUTBOX, SIGNAL};
-use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use axon::{
+    Component, Control, ControlWatch, Inbox, Outbox, Undelivered, CONTROL, INBOX, OUTBOX, SIGNAL,
+};
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::unix::pipe;
 
 /// The largest message ConsoleReader sends unless told otherwise.
@@ -14,6 +19,16 @@ const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
 
 /// How many queued messages ConsoleEchoer writes before each flush.
 const ECHO_BATCH: usize = 64;
+
+/// The least room ConsoleReader reads into: with less left at the end of its buffer it makes
+/// room for a whole chunk first (reusing the buffer when every message cut from it is gone).
+const MIN_READ: usize = 4 * 1024;
+
+/// How many times in a row a console component takes the work in hand (input to read, messages
+/// to write) before it looks at `control` first: the relay's common case costs one look at
+/// `control` per message instead of two, and a stream that never pauses still has its
+/// `control` read at least this often.
+const CONTROL_EVERY: u32 = 8;
 
 axon::box_table! {
     /// ConsoleReader's boxes, declared once, as data: the builder declares them from here.
@@ -87,13 +102,15 @@ pub enum ReadMode {
 ///
 /// # How it works
 ///
-/// It reads through a buffer of `chunk_size` bytes (64 KiB by default). In [`ReadMode::Chunks`]
-/// each read becomes one message, whatever it holds; in [`ReadMode::Lines`] each message is one
-/// line including its `\n` (a line longer than `chunk_size` is sent in pieces, and a last line
-/// without `\n` is sent as it is). Standard input is read in lines when it is a terminal and in
-/// chunks otherwise (a pipe or a file). Each message is sent with backpressure: the reader stops
-/// reading while the next component's inbox is full. At end of input it sends
-/// `ProducerFinished` on `signal` and ends.
+/// It reads into a buffer of `chunk_size` bytes (64 KiB by default), and each message is cut
+/// from that buffer, not copied: the buffer is used again, from its start, once every message
+/// cut from it has been dropped, and a new one is made only while some are still held
+/// downstream. In [`ReadMode::Chunks`] each read becomes one message, whatever it holds; in
+/// [`ReadMode::Lines`] each message is one line including its `\n` (a line longer than
+/// `chunk_size` is sent in pieces, and a last line without `\n` is sent as it is). Standard
+/// input is read in lines when it is a terminal and in chunks otherwise (a pipe or a file).
+/// Each message is sent with backpressure: the reader stops reading while the next component's
+/// inbox is full. At end of input it sends `ProducerFinished` on `signal` and ends.
 ///
 /// A pipe or FIFO on standard input (or output) is opened again, non-blocking, in an open
 /// file description of its own, and driven by tokio's reactor: the pipe's flags, shared with
@@ -309,22 +326,39 @@ impl From<ConsoleReader> for Component {
         let chunk_size = config.chunk_size;
         b.main(move |_cx| async move {
             let reader = reader.unwrap_or_else(stdin_reader);
-            let mut input = Input {
-                reader: BufReader::with_capacity(chunk_size, reader),
-                mode,
-                max: chunk_size,
-                pending: Vec::new(),
-            };
+            let mut input = Input::new(reader, mode, chunk_size);
             let mut watch = ControlWatch::new(&control, &signal);
+            let mut streak = 0;
             while !watch.stopping() {
-                let control = watch.control();
-                let next = tokio::select! {
-                    biased;
-                    c = control.recv() => {
+                let next = poll_fn(|cx| {
+                    // The input first, while it has some (control is looked at when it has
+                    // none, and at least every CONTROL_EVERY messages).
+                    let input_first = streak < CONTROL_EVERY;
+                    if input_first {
+                        if let Poll::Ready(next) = input.poll_next(cx) {
+                            return Poll::Ready(Ok(next));
+                        }
+                    }
+                    if let Poll::Ready(c) = pin!(control.recv()).poll(cx) {
+                        return Poll::Ready(Err(c));
+                    }
+                    streak = 0;
+                    if input_first {
+                        return Poll::Pending;
+                    }
+                    input.poll_next(cx).map(Ok)
+                })
+                .await;
+                let next = match next {
+                    Ok(next) => {
+                        streak += 1;
+                        next.map_err(|source| ConsoleError::Read { source })?
+                    }
+                    Err(c) => {
+                        streak = 0;
                         watch.handle(c).await;
                         continue;
                     }
-                    next = input.next_message() => next.map_err(|source| ConsoleError::Read { source })?,
                 };
                 let Some(msg) = next else { break };
                 match watch.send(&outbox, msg).await {
@@ -402,11 +436,11 @@ impl From<ConsoleEchoer> for Component {
             };
             let mut watch = ControlWatch::new(&control, &signal);
             let mut batch = Vec::with_capacity(ECHO_BATCH);
+            let mut wait = EchoWait::default();
             loop {
-                let control = watch.control();
-                tokio::select! {
-                    biased;
-                    c = control.recv() => {
+                match wait.next(&inbox, &control, &mut batch).await {
+                    None => out.write(&mut batch, &mut watch).await?,
+                    Some(c) => {
                         watch.handle(c).await;
                         if watch.stopping() {
                             // Only what is queued now: a producer that keeps sending must not
@@ -417,9 +451,6 @@ impl From<ConsoleEchoer> for Component {
                             out.write(&mut batch, &mut watch).await?;
                             break;
                         }
-                    }
-                    _ = inbox.recv_many(&mut batch, ECHO_BATCH) => {
-                        out.write(&mut batch, &mut watch).await?;
                     }
                 }
             }
@@ -449,52 +480,145 @@ impl std::error::Error for ConsoleError {
     }
 }
 
-/// ConsoleReader's input side: a buffered reader and the part of a line read so far.
+/// ConsoleReader's input side: the reader, and what was read and not sent yet (in
+/// [`ReadMode::Lines`], the start of a line), at the front of the buffer messages are cut from.
 struct Input {
-    reader: BufReader<Reader>,
+    reader: Reader,
     mode: ReadMode,
     max: usize,
-    pending: Vec<u8>,
+    buf: BytesMut,
+    /// How much of `buf` is known to hold no `\n` (Lines).
+    scanned: usize,
+    /// The reader said end of input.
+    ended: bool,
 }
 
 impl Input {
-    /// The next message, or `None` at end of input. Cancel safe: bytes taken from the reader are
-    /// kept in `pending` until their message is complete.
+    fn new(reader: Reader, mode: ReadMode, max: usize) -> Self {
+        Input {
+            reader,
+            mode,
+            max,
+            buf: BytesMut::new(),
+            scanned: 0,
+            ended: false,
+        }
+    }
+
+    /// The next message, or `None` at end of input. Cancel safe: bytes read stay in the buffer
+    /// until their message is complete.
+    #[cfg(test)]
     async fn next_message(&mut self) -> io::Result<Option<Bytes>> {
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// Polls for the next message (`None` at end of input). A read that is not ready leaves the
+    /// task's waker with the reader and loses nothing.
+    fn poll_next(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<Option<Bytes>>> {
         loop {
-            let available = self.reader.fill_buf().await?;
-            if available.is_empty() {
-                if self.pending.is_empty() {
-                    return Ok(None);
-                }
-                return Ok(Some(self.take_pending()));
+            if let Some(msg) = self.complete() {
+                return Poll::Ready(Ok(Some(msg)));
             }
-            match self.mode {
-                ReadMode::Chunks => {
-                    let msg = Bytes::copy_from_slice(available);
-                    let n = available.len();
-                    self.reader.consume(n);
-                    return Ok(Some(msg));
-                }
-                ReadMode::Lines => {
-                    let room = self.max - self.pending.len();
-                    let take = available.len().min(room);
-                    let (end, complete) = match available[..take].iter().position(|&b| b == b'\n') {
-                        Some(i) => (i + 1, true),
-                        None => (take, take == room),
-                    };
-                    self.pending.extend_from_slice(&available[..end]);
-                    self.reader.consume(end);
-                    if complete {
-                        return Ok(Some(self.take_pending()));
-                    }
-                }
+            if self.ended {
+                let rest = (!self.buf.is_empty()).then(|| self.buf.split().freeze());
+                return Poll::Ready(Ok(rest));
+            }
+            // Never 0: a message is cut as soon as the buffer holds `max` bytes.
+            let room = self.max - self.buf.len();
+            if self.buf.capacity() - self.buf.len() < room.min(MIN_READ) {
+                self.buf.reserve(room);
+            }
+            let before = self.buf.len();
+            let mut limited = (&mut self.buf).limit(room);
+            match pin!(self.reader.read_buf(&mut limited)).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(_)) => self.ended = self.buf.len() == before,
             }
         }
     }
 
-    fn take_pending(&mut self) -> Bytes {
-        Bytes::from(std::mem::take(&mut self.pending))
+    /// The message at the front of the buffer, if one is complete.
+    fn complete(&mut self) -> Option<Bytes> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let end = match self.mode {
+            ReadMode::Chunks => self.buf.len(),
+            ReadMode::Lines => match self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+                Some(i) => self.scanned + i + 1,
+                None if self.buf.len() >= self.max => self.max,
+                None => {
+                    self.scanned = self.buf.len();
+                    return None;
+                }
+            },
+        };
+        self.scanned = 0;
+        Some(self.buf.split_to(end).freeze())
+    }
+}
+
+/// ConsoleEchoer's wait: which inbox to look at, and how.
+#[derive(Default)]
+struct EchoWait {
+    /// Batches taken in a row without a look at `control`.
+    streak: u32,
+    /// A batch was just taken: the inbox is most likely empty, so it is only waited on (one
+    /// look at its queue, not a look for messages and then a wait).
+    written: bool,
+}
+
+impl EchoWait {
+    /// `None` when `batch` holds messages from `inbox`, or the message that arrived on
+    /// `control`. The inbox is looked at first, `control` when it is empty (and at least every
+    /// [`CONTROL_EVERY`] batches).
+    async fn next(
+        &mut self,
+        inbox: &Inbox<Bytes>,
+        control: &Inbox<Control>,
+        batch: &mut Vec<Bytes>,
+    ) -> Option<Control> {
+        let got = poll_fn(|cx| {
+            let inbox_first = self.streak < CONTROL_EVERY;
+            if inbox_first && self.poll_inbox(inbox, batch, cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            if let Poll::Ready(c) = pin!(control.recv()).poll(cx) {
+                return Poll::Ready(Some(c));
+            }
+            self.streak = 0;
+            if inbox_first {
+                return Poll::Pending;
+            }
+            self.poll_inbox(inbox, batch, cx).map(|()| None)
+        })
+        .await;
+        match got {
+            None => {
+                self.streak += 1;
+                self.written = true;
+            }
+            Some(_) => self.streak = 0,
+        }
+        got
+    }
+
+    /// Moves what is queued (up to a batch) into `batch`, or leaves the task's waker with the
+    /// inbox.
+    fn poll_inbox(
+        &mut self,
+        inbox: &Inbox<Bytes>,
+        batch: &mut Vec<Bytes>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<()> {
+        if std::mem::take(&mut self.written) && pin!(inbox.ready()).poll(cx).is_pending() {
+            // Woken, the task most likely finds a message: it is then taken at once.
+            return Poll::Pending;
+        }
+        pin!(inbox.recv_many(batch, ECHO_BATCH))
+            .poll(cx)
+            .map(|_| ())
     }
 }
 
@@ -655,14 +779,15 @@ fn own_pipe(fd: u8) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::Pin;
 
     async fn messages(input: &'static [u8], mode: ReadMode, max: usize) -> Vec<Bytes> {
-        let mut input = Input {
-            reader: BufReader::with_capacity(4, Box::new(input) as Reader),
-            mode,
-            max,
-            pending: Vec::new(),
-        };
+        read_all(Box::new(input), mode, max).await
+    }
+
+    /// Every message `reader` gives, to the end.
+    async fn read_all(reader: Reader, mode: ReadMode, max: usize) -> Vec<Bytes> {
+        let mut input = Input::new(reader, mode, max);
         let mut out = Vec::new();
         while let Some(m) = input.next_message().await.unwrap() {
             out.push(m);
@@ -674,6 +799,51 @@ mod tests {
     async fn lines_keep_their_newline_and_long_lines_come_in_pieces() {
         let got = messages(b"ab\ncdefgh\n\nxyz", ReadMode::Lines, 5).await;
         assert_eq!(got, ["ab\n", "cdefg", "h\n", "\n", "xyz"]);
+    }
+
+    /// Hands out at most `step` bytes per read, as a pipe does when the writer is slow.
+    struct Trickle {
+        data: &'static [u8],
+        step: usize,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut TaskContext<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let n = self.step.min(self.data.len()).min(buf.remaining());
+            let (now, rest) = self.data.split_at(n);
+            buf.put_slice(now);
+            self.data = rest;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    async fn trickled(data: &'static [u8], step: usize, mode: ReadMode, max: usize) -> Vec<Bytes> {
+        read_all(Box::new(Trickle { data, step }), mode, max).await
+    }
+
+    #[tokio::test]
+    async fn a_line_read_in_pieces_is_sent_whole() {
+        let got = trickled(b"abcdef\nghi\njklmnopqrstu\nv", 2, ReadMode::Lines, 8).await;
+        assert_eq!(got, ["abcdef\n", "ghi\n", "jklmnopq", "rstu\n", "v"]);
+        let got = trickled(b"abc\n", 3, ReadMode::Chunks, 8).await;
+        assert_eq!(got, ["abc", "\n"]);
+    }
+
+    #[tokio::test]
+    async fn messages_are_cut_from_one_buffer_not_copied() {
+        let got = trickled(b"onetwothree", 3, ReadMode::Chunks, 64 * 1024).await;
+        assert_eq!(got.concat(), b"onetwothree");
+        for pair in got.windows(2) {
+            // Each message starts where the one before it ended, in the same buffer.
+            assert_eq!(
+                pair[1].as_ptr(),
+                pair[0].as_ptr().wrapping_add(pair[0].len())
+            );
+        }
     }
 
     #[tokio::test]
