@@ -186,6 +186,11 @@ impl ServerProc {
         })
     }
 
+    /// The server process's id (`None` once it has been reaped).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self._child.id()
+    }
+
     /// The sink: plain, or TLS with the certificate chain and key in these PEM files.
     pub(crate) async fn sink(tls: Option<(&Path, &Path)>) -> Result<ServerProc> {
         let mut args: Vec<OsString> = vec!["sink".into()];

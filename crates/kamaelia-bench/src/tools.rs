@@ -230,7 +230,8 @@ pub(crate) fn note_missing(table: &mut Table, what: &str, wanted: &[&str], found
     }
 }
 
-fn locate(program: &Path) -> Option<PathBuf> {
+/// `program` itself if it is a path to a file, else the first match on `PATH`.
+pub(crate) fn locate(program: &Path) -> Option<PathBuf> {
     if program.components().count() > 1 {
         return program.is_file().then(|| program.to_path_buf());
     }

@@ -133,15 +133,72 @@ fn plain_senders(cfg: &Config) -> Vec<Tool> {
     found
 }
 
+/// Where figure 2's sender and sink run: each on a CPU of its own, the same two for every
+/// program measured.
+///
+/// Left to the scheduler, a TLS sender and its sink were sometimes put on the same CPU, taking
+/// turns (about 1.0 s per GiB for every sender, the system time halved), and sometimes on two
+/// (about 0.6 s): the baseline read 0.40 or 0.76 s per GiB from one run to the next, and a
+/// ratio depended on which placement each side happened to get. Pinned with `taskset` (sender
+/// on CPU 0, sink on CPU 1), every round of every program is measured on the same placement:
+/// the two-CPU one, as a sender and a receiver on different machines would be.
+struct Placement {
+    /// `taskset`, if it is there and the machine has two CPUs to spare.
+    taskset: Option<PathBuf>,
+}
+
+impl Placement {
+    /// The sender's CPU and the sink's.
+    const SENDER: &'static str = "0";
+    const SINK: &'static str = "1";
+
+    /// Pins the sink's threads to [`Placement::SINK`]; unpinned (with a note) if it cannot.
+    fn new(table: &mut Table, what: &str, sink: &ServerProc) -> Placement {
+        let two = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+        let taskset = two.then(|| tools::locate("taskset".as_ref())).flatten();
+        let pinned = taskset.as_ref().zip(sink.pid()).is_some_and(|(t, pid)| {
+            std::process::Command::new(t)
+                .args(["-a", "-p", "-c", Self::SINK, &pid.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if !pinned {
+            table.note(format!(
+                "{what}: sender and sink not pinned to CPUs (needs taskset and two CPUs); \
+                 wall times depend on where the scheduler puts them"
+            ));
+        }
+        Placement {
+            taskset: taskset.filter(|_| pinned),
+        }
+    }
+
+    /// `program args` as a sender on [`Placement::SENDER`] (as it is if not pinning).
+    fn sender(&self, name: &str, program: &Path, args: &[&str]) -> Option<Tool> {
+        let Some(taskset) = &self.taskset else {
+            return Tool::find(name, program, args, Stdin::Null);
+        };
+        let program = tools::locate(program)?;
+        let program = program.to_str()?;
+        let mut pinned = vec!["-c", Self::SENDER, program];
+        pinned.extend_from_slice(args);
+        Tool::find(name, taskset, &pinned, Stdin::Null)
+    }
+}
+
 /// Figures 1 (plain) and 2 (TLS): `kamaelia send` of the bulk file against `base-send`, and
-/// the peers (socat, nc, ncat) for reference; the sink is a process of its own.
+/// the peers (socat, nc, ncat) for reference; the sink is a process of its own. Figure 2 runs
+/// every sender and the sink on fixed CPUs ([`Placement`]).
 pub(crate) async fn send(cfg: &Config, table: &mut Table, tls: bool) -> Result<()> {
     let fig = if tls { 2 } else { 1 };
     let what = format!("figure {fig}");
     let sink = ServerProc::sink(tls.then(|| cfg.pki.server_pem_files())).await?;
     let mut found = Vec::new();
     if tls {
-        found.extend(Tool::find(
+        let place = Placement::new(table, &what, &sink);
+        found.extend(place.sender(
             "kamaelia send --tls",
             &cfg.kamaelia,
             &[
@@ -153,14 +210,15 @@ pub(crate) async fn send(cfg: &Config, table: &mut Table, tls: bool) -> Result<(
                 "{port}",
                 "{file}",
             ],
-            Stdin::Null,
         ));
-        found.extend(baseline(
-            "base-send",
-            &["--tls", "{ca}", "127.0.0.1", "{port}", "{file}"],
-            Stdin::Null,
-        ));
-        found.extend(Tool::find(
+        if let Ok(exe) = std::env::current_exe() {
+            found.extend(place.sender(
+                "base-send",
+                &exe.with_file_name("base-send"),
+                &["--tls", "{ca}", "127.0.0.1", "{port}", "{file}"],
+            ));
+        }
+        found.extend(place.sender(
             "socat",
             "socat".as_ref(),
             &[
@@ -168,7 +226,6 @@ pub(crate) async fn send(cfg: &Config, table: &mut Table, tls: bool) -> Result<(
                 "FILE:{file}",
                 "OPENSSL:127.0.0.1:{port},cafile={ca},verify=1",
             ],
-            Stdin::Null,
         ));
     } else {
         found.extend(plain_senders(cfg));
