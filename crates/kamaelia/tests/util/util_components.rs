@@ -42,6 +42,18 @@ async fn until_final(signal: &Inbox<Control>) -> Vec<Control> {
     }
 }
 
+/// Runs `c` alone in a scheduler of its own, to its end (within [`LIMIT`]).
+async fn run_alone(c: Component) -> axon::RunReport {
+    timeout(
+        LIMIT,
+        Scheduler::new().run(async {
+            c.activate();
+        }),
+    )
+    .await
+    .unwrap()
+}
+
 fn link_out<T: Send + 'static>(c: &Component, name: &str, capacity: usize) -> Inbox<T> {
     let sink = Inbox::<T>::standalone(name, capacity);
     axon::link_refs(&c.boxref(name).unwrap(), &sink.boxref()).unwrap();
@@ -62,14 +74,7 @@ async fn one_shot_sends_its_message_then_producer_finished() {
     let shot: Component = OneShot::new(String::from("hello")).into();
     let outbox = link_out::<String>(&shot, "outbox", 4);
     let signal = link_out::<Control>(&shot, "signal", 4);
-    let report = timeout(
-        LIMIT,
-        Scheduler::new().run(async {
-            shot.activate();
-        }),
-    )
-    .await
-    .unwrap();
+    let report = run_alone(shot).await;
     assert!(report.is_ok());
     assert_eq!(outbox.try_recv().as_deref(), Some("hello"));
     assert!(outbox.try_recv().is_none());
@@ -222,14 +227,7 @@ async fn echoer_reports_a_broken_pipe_on_signal() {
     let data = link_in::<Bytes>(&echoer, "inbox");
     let signal = link_out::<Control>(&echoer, "signal", 8);
     data.try_send(Bytes::from_static(b"into the void")).unwrap();
-    let report = timeout(
-        LIMIT,
-        Scheduler::new().run(async {
-            echoer.activate();
-        }),
-    )
-    .await
-    .unwrap();
+    let report = run_alone(echoer).await;
     assert_eq!(report.failures.len(), 1);
     let signals = until_final(&signal).await;
     assert!(matches!(
@@ -246,14 +244,7 @@ async fn reader_sends_lines_then_producer_finished_at_end_of_input() {
         .into();
     let outbox = link_out::<Bytes>(&reader, "outbox", 8);
     let signal = link_out::<Control>(&reader, "signal", 8);
-    let report = timeout(
-        LIMIT,
-        Scheduler::new().run(async {
-            reader.activate();
-        }),
-    )
-    .await
-    .unwrap();
+    let report = run_alone(reader).await;
     assert!(report.is_ok());
     let lines: Vec<Bytes> = std::iter::from_fn(|| outbox.try_recv()).collect();
     assert_eq!(lines, ["one\n", "two\n", "three"]);
@@ -269,19 +260,46 @@ async fn reader_waiting_for_input_stops_on_shutdown() {
     let signal = link_out::<Control>(&reader, "signal", 8);
     control.try_send(Control::notice("first")).unwrap();
     control.try_send(Control::shutdown()).unwrap();
-    let report = timeout(
-        LIMIT,
-        Scheduler::new().run(async {
-            reader.activate();
-        }),
-    )
-    .await
-    .unwrap();
+    let report = run_alone(reader).await;
     assert!(report.is_ok());
     let signals = until_final(&signal).await;
     assert_eq!(signals.len(), 2);
     assert_eq!(signals[0].payload::<&str>(), Some(&"first"));
     assert!(signals[1].is_shutdown());
+}
+
+#[tokio::test]
+async fn reader_with_input_always_ready_still_stops_on_shutdown() {
+    // Input that never waits: the reader must look at control between messages on its own,
+    // not only when a read or a send has to wait (the outbox has room for 64 messages).
+    let reader: Component = ConsoleReader::from_reader(tokio::io::repeat(b'x'))
+        .chunk_size(16)
+        .into();
+    let control = link_in::<Control>(&reader, "control");
+    let outbox = link_out::<Bytes>(&reader, "outbox", 64);
+    let signal = link_out::<Control>(&reader, "signal", 8);
+    control.try_send(Control::shutdown()).unwrap();
+    let report = run_alone(reader).await;
+    assert!(report.is_ok());
+    assert!(until_final(&signal).await[0].is_shutdown());
+    // It stopped for the shutdown, with room left downstream.
+    assert!(outbox.len() < 64, "{} messages sent", outbox.len());
+}
+
+#[tokio::test]
+async fn echoer_fed_without_pause_still_finishes_on_producer_finished() {
+    let echoer: Component = ConsoleEchoer::with_writer(tokio::io::sink()).into();
+    let data = link_in::<Bytes>(&echoer, "inbox");
+    let control = link_in::<Control>(&echoer, "control");
+    let signal = link_out::<Control>(&echoer, "signal", 8);
+    control.try_send(Control::producer_finished()).unwrap();
+    // A producer that never stops: the echoer must still see ProducerFinished and end.
+    let feeding =
+        tokio::spawn(async move { while data.send(Bytes::from_static(b"more")).await.is_ok() {} });
+    let report = run_alone(echoer).await;
+    assert!(report.is_ok());
+    assert!(until_final(&signal).await[0].is_producer_finished());
+    timeout(LIMIT, feeding).await.unwrap().unwrap();
 }
 
 /// A reader that always fails.
@@ -301,14 +319,7 @@ impl AsyncRead for Failing {
 async fn reader_reports_a_read_error_on_signal() {
     let reader: Component = ConsoleReader::from_reader(Failing).into();
     let signal = link_out::<Control>(&reader, "signal", 8);
-    let report = timeout(
-        LIMIT,
-        Scheduler::new().run(async {
-            reader.activate();
-        }),
-    )
-    .await
-    .unwrap();
+    let report = run_alone(reader).await;
     assert_eq!(report.failures.len(), 1);
     let signals = until_final(&signal).await;
     let err = failure_source::<ConsoleError>(&signals[0]);
