@@ -103,9 +103,9 @@ pub enum ReadMode {
 /// # How it works
 ///
 /// It reads into a buffer of `chunk_size` bytes (64 KiB by default), and each message is cut
-/// from that buffer, not copied: the buffer is used again, from its start, once every message
-/// cut from it has been dropped, and a new one is made only while some are still held
-/// downstream. In [`ReadMode::Chunks`] each read becomes one message, whatever it holds; in
+/// from that buffer, not copied: small messages follow one another in it, and when its end is
+/// near it is used again from its start if every message cut from it has been dropped (a new
+/// one is made only while some are still held downstream). In [`ReadMode::Chunks`] each read becomes one message, whatever it holds; in
 /// [`ReadMode::Lines`] each message is one line including its `\n` (a line longer than
 /// `chunk_size` is sent in pieces, and a last line without `\n` is sent as it is). Standard
 /// input is read in lines when it is a terminal and in chunks otherwise (a pipe or a file).
