@@ -202,7 +202,7 @@ impl Wake for MemberWake {
 }
 
 /// The waker of a group's member `i`. Every member's waker is made here, so that
-/// [`is_member_waker`] knows them.
+/// [`is_known_waker`] knows them.
 fn member_waker(group: &Arc<GroupTask>, i: usize) -> Waker {
     Waker::from(Arc::new(MemberWake {
         group: group.clone(),
@@ -210,18 +210,40 @@ fn member_waker(group: &Arc<GroupTask>, i: usize) -> Waker {
     }))
 }
 
-/// True if `waker` is a group member's (made by [`member_waker`]): such a waker is one
-/// `Arc<MemberWake>`, so two of them wake the same member exactly when their data pointers are
-/// equal. A store uses it to see, without its lock, that the task polling it is the one already
-/// waiting there (`store.rs`). A waker of another kind is never taken for one of these (an
-/// answer of `false` only costs the fast path).
-pub(crate) fn is_member_waker(waker: &Waker) -> bool {
+/// True if `waker` is of a kind whose data pointer alone says which task it wakes: a group
+/// member's (made by [`member_waker`]: one `Arc<MemberWake>` per member) or a tokio task's (the
+/// task's header; [`note_task_waker`] learns that kind). Two live wakers of these kinds with
+/// the same data pointer wake the same task, as the pointer is their own allocation. A store
+/// uses it to see, without its lock, that the task polling it is the one already waiting there
+/// (`store.rs`). An answer of `false` only costs that fast path.
+pub(crate) fn is_known_waker(waker: &Waker) -> bool {
+    let vtable = waker.vtable() as *const RawWakerVTable as usize;
+    vtable == member_vtable() || TASK_VTABLE.get() == Some(&vtable)
+}
+
+/// The kind of waker tokio gives its tasks, once a component running as a task of its own has
+/// been polled (see [`note_task_waker`]).
+static TASK_VTABLE: OnceLock<usize> = OnceLock::new();
+
+/// The kind of waker [`member_waker`] makes.
+fn member_vtable() -> usize {
     static VTABLE: OnceLock<usize> = OnceLock::new();
-    let member = *VTABLE.get_or_init(|| {
+    *VTABLE.get_or_init(|| {
         let probe = member_waker(&Arc::new(GroupTask::default()), 0);
         probe.vtable() as *const RawWakerVTable as usize
-    });
-    waker.vtable() as *const RawWakerVTable as usize == member
+    })
+}
+
+/// Learns the kind of waker tokio gives its tasks from `waker`, the waker a component's life is
+/// polled with: a life is polled only by its own tokio task or by its group, so any waker that
+/// is not a member's is a tokio task's.
+pub(crate) fn note_task_waker(waker: &Waker) {
+    if TASK_VTABLE.get().is_none() {
+        let vtable = waker.vtable() as *const RawWakerVTable as usize;
+        if vtable != member_vtable() {
+            let _ = TASK_VTABLE.set(vtable);
+        }
+    }
 }
 
 /// A running member: its life and its own waker.

@@ -587,6 +587,7 @@ impl Future for Life {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        crate::group::note_task_waker(cx.waker());
         // The scheduler is the current one while the main routine runs (what it activates
         // joins it), set for each poll rather than by a wrapping future that every task
         // would carry.

@@ -24,8 +24,9 @@ use crate::spec::{BoxId, BoxMeta, Direction};
 /// wakers) is allocated then, in [`Busy`]; a byte bound, only when one is set.
 pub(crate) struct Store<T> {
     state: Mutex<State<T>>,
-    /// While the queue is empty and a group member's task waits here for a message, that
-    /// task's waker's data pointer; otherwise 0. Set and cleared under the lock, read without
+    /// While the queue is empty and a task waits here for a message, that task's waker's data
+    /// pointer, if its waker is of a kind whose data pointer alone names the task (a group
+    /// member's or a tokio task's, `group::is_known_waker`); otherwise 0. Set and cleared under the lock, read without
     /// it: a member that polls an empty box it already waits on (the usual poll of a component
     /// that waits on several boxes) finds that out without the lock. Every push clears it
     /// before it wakes the waiting task, so whoever still reads the old value is woken after.
@@ -349,19 +350,20 @@ impl<T: Send + 'static> Store<T> {
         }
     }
 
-    /// True if the queue is empty and `cx`'s task (a group member's) already waits here for a
+    /// True if the queue is empty and `cx`'s task already waits here for a
     /// message: a poll that would find nothing and register nothing new, answered without
     /// the lock (see [`Store::idle`]).
     fn waits_here(&self, cx: &TaskContext<'_>) -> bool {
         let tag = self.idle.load(Ordering::Acquire);
-        tag != 0 && tag == cx.waker().data() as usize && crate::group::is_member_waker(cx.waker())
+        tag != 0 && tag == cx.waker().data() as usize && crate::group::is_known_waker(cx.waker())
     }
 
     /// Registers `cx`'s task as waiting for a message on the (empty) queue of `g`, this store's
-    /// state, and notes it in [`Store::idle`] when it is the first and a group member's.
+    /// state, and notes it in [`Store::idle`] when it is the first and its waker is of a known
+    /// kind.
     fn wait_for_message(&self, g: &mut State<T>, cx: &TaskContext<'_>) {
         let waker = cx.waker();
-        if g.busy().register(Side::Rx, waker) && crate::group::is_member_waker(waker) {
+        if g.busy().register(Side::Rx, waker) && crate::group::is_known_waker(waker) {
             self.idle.store(waker.data() as usize, Ordering::Release);
         }
     }
