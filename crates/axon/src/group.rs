@@ -10,8 +10,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll, RawWakerVTable, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
@@ -204,10 +204,23 @@ impl Wake for MemberWake {
 /// The waker of a group's member `i`. Every member's waker is made here, so that
 /// [`is_known_waker`] knows them.
 fn member_waker(group: &Arc<GroupTask>, i: usize) -> Waker {
-    Waker::from(Arc::new(MemberWake {
+    let waker = Waker::from(Arc::new(MemberWake {
         group: group.clone(),
         bit: bit(i),
-    }))
+    }));
+    MEMBER_VTABLE.store(vtable_of(&waker), Ordering::Relaxed);
+    waker
+}
+
+/// The kind of waker [`member_waker`] makes, once it has made one (0 before).
+static MEMBER_VTABLE: AtomicUsize = AtomicUsize::new(0);
+
+/// The kind of waker tokio gives its tasks, once a component running as a task of its own has
+/// been polled (0 before; see [`note_task_waker`]).
+static TASK_VTABLE: AtomicUsize = AtomicUsize::new(0);
+
+fn vtable_of(waker: &Waker) -> usize {
+    waker.vtable() as *const RawWakerVTable as usize
 }
 
 /// True if `waker` is of a kind whose data pointer alone says which task it wakes: a group
@@ -217,31 +230,19 @@ fn member_waker(group: &Arc<GroupTask>, i: usize) -> Waker {
 /// uses it to see, without its lock, that the task polling it is the one already waiting there
 /// (`store.rs`). An answer of `false` only costs that fast path.
 pub(crate) fn is_known_waker(waker: &Waker) -> bool {
-    let vtable = waker.vtable() as *const RawWakerVTable as usize;
-    vtable == member_vtable() || TASK_VTABLE.get() == Some(&vtable)
-}
-
-/// The kind of waker tokio gives its tasks, once a component running as a task of its own has
-/// been polled (see [`note_task_waker`]).
-static TASK_VTABLE: OnceLock<usize> = OnceLock::new();
-
-/// The kind of waker [`member_waker`] makes.
-fn member_vtable() -> usize {
-    static VTABLE: OnceLock<usize> = OnceLock::new();
-    *VTABLE.get_or_init(|| {
-        let probe = member_waker(&Arc::new(GroupTask::default()), 0);
-        probe.vtable() as *const RawWakerVTable as usize
-    })
+    let vtable = vtable_of(waker);
+    vtable == MEMBER_VTABLE.load(Ordering::Relaxed) || vtable == TASK_VTABLE.load(Ordering::Relaxed)
 }
 
 /// Learns the kind of waker tokio gives its tasks from `waker`, the waker a component's life is
-/// polled with: a life is polled only by its own tokio task or by its group, so any waker that
-/// is not a member's is a tokio task's.
+/// polled with: a life is polled only by its own tokio task or by its group (whose members'
+/// wakers are made, and their kind noted, before it polls them), so any waker that is not a
+/// member's is a tokio task's.
 pub(crate) fn note_task_waker(waker: &Waker) {
-    if TASK_VTABLE.get().is_none() {
-        let vtable = waker.vtable() as *const RawWakerVTable as usize;
-        if vtable != member_vtable() {
-            let _ = TASK_VTABLE.set(vtable);
+    if TASK_VTABLE.load(Ordering::Relaxed) == 0 {
+        let vtable = vtable_of(waker);
+        if vtable != MEMBER_VTABLE.load(Ordering::Relaxed) {
+            TASK_VTABLE.store(vtable, Ordering::Relaxed);
         }
     }
 }
