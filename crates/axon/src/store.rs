@@ -377,15 +377,25 @@ impl<T: Send + 'static> Store<T> {
             if registered {
                 return Poll::Ready(());
             }
-            let mut g = lock(&self.state);
-            if g.forward.is_some() || g.closed || !g.is_full() {
-                return Poll::Ready(());
+            registered = self.poll_space(cx).is_pending();
+            if registered {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
             }
-            g.busy().register(Side::Tx, cx.waker());
-            registered = true;
-            Poll::Pending
         })
         .await
+    }
+
+    /// Ready if this store (the full end of a chain) has room, is closed or forwards; else
+    /// registers `cx`'s task to be woken when that may have changed.
+    pub(crate) fn poll_space(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let mut g = lock(&self.state);
+        if g.forward.is_some() || g.closed || !g.is_full() {
+            return Poll::Ready(());
+        }
+        g.busy().register(Side::Tx, cx.waker());
+        Poll::Pending
     }
 
     pub(crate) fn try_pop(&self) -> Option<T> {
@@ -401,7 +411,9 @@ impl<T: Send + 'static> Store<T> {
         Some(v)
     }
 
-    fn poll_pop(&self, cx: &mut TaskContext<'_>) -> Poll<T> {
+    /// Takes a message if one is queued, else registers `cx`'s task to be woken for the next.
+    /// Cancel safe: a message is taken only when it is returned.
+    pub(crate) fn poll_pop(&self, cx: &mut TaskContext<'_>) -> Poll<T> {
         if self.waits_here(cx) {
             return Poll::Pending;
         }
@@ -437,26 +449,19 @@ impl<T: Send + 'static> Store<T> {
         n
     }
 
-    /// Waits for a message and takes it. Cancel safe: a message is taken only when ready.
-    pub(crate) async fn pop(&self) -> T {
-        poll_fn(|cx| self.poll_pop(cx)).await
-    }
-
-    /// Waits until a message is queued, without taking it.
-    pub(crate) async fn wait_data(&self) {
-        poll_fn(|cx| {
-            if self.waits_here(cx) {
-                return Poll::Pending;
-            }
-            let mut g = lock(&self.state);
-            if g.len() == 0 {
-                self.wait_for_message(&mut g, cx);
-                Poll::Pending
-            } else {
-                Poll::Ready(())
-            }
-        })
-        .await
+    /// Ready once a message is queued (it is not taken); else registers `cx`'s task to be
+    /// woken for the next.
+    pub(crate) fn poll_data(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        if self.waits_here(cx) {
+            return Poll::Pending;
+        }
+        let mut g = lock(&self.state);
+        if g.len() == 0 {
+            self.wait_for_message(&mut g, cx);
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
