@@ -219,6 +219,7 @@ static MEMBER_VTABLE: AtomicUsize = AtomicUsize::new(0);
 /// been polled (0 before; see [`note_task_waker`]).
 static TASK_VTABLE: AtomicUsize = AtomicUsize::new(0);
 
+#[inline]
 fn vtable_of(waker: &Waker) -> usize {
     waker.vtable() as *const RawWakerVTable as usize
 }
@@ -229,6 +230,7 @@ fn vtable_of(waker: &Waker) -> usize {
 /// the same data pointer wake the same task, as the pointer is their own allocation. A store
 /// uses it to see, without its lock, that the task polling it is the one already waiting there
 /// (`store.rs`). An answer of `false` only costs that fast path.
+#[inline]
 pub(crate) fn is_known_waker(waker: &Waker) -> bool {
     let vtable = vtable_of(waker);
     vtable == MEMBER_VTABLE.load(Ordering::Relaxed) || vtable == TASK_VTABLE.load(Ordering::Relaxed)
@@ -238,6 +240,7 @@ pub(crate) fn is_known_waker(waker: &Waker) -> bool {
 /// polled with: a life is polled only by its own tokio task or by its group (whose members'
 /// wakers are made, and their kind noted, before it polls them), so any waker that is not a
 /// member's is a tokio task's.
+#[inline]
 pub(crate) fn note_task_waker(waker: &Waker) {
     if TASK_VTABLE.load(Ordering::Relaxed) == 0 {
         let vtable = vtable_of(waker);
