@@ -150,12 +150,13 @@ struct Woken {
 }
 
 impl Woken {
+    #[inline]
     fn wake(self) {
         if let Some(w) = self.first {
             w.wake();
         }
-        for w in self.rest {
-            w.wake();
+        if !self.rest.is_empty() {
+            self.rest.into_iter().for_each(Waker::wake);
         }
     }
 }
@@ -353,6 +354,7 @@ impl<T: Send + 'static> Store<T> {
     /// True if the queue is empty and `cx`'s task already waits here for a
     /// message: a poll that would find nothing and register nothing new, answered without
     /// the lock (see [`Store::idle`]).
+    #[inline]
     fn waits_here(&self, cx: &TaskContext<'_>) -> bool {
         let tag = self.idle.load(Ordering::Acquire);
         tag != 0 && tag == cx.waker().data() as usize && crate::group::is_known_waker(cx.waker())
@@ -398,11 +400,18 @@ impl<T: Send + 'static> Store<T> {
         Poll::Pending
     }
 
+    // The lock-free checks are inlined where boxes are polled; the rest is not (its frame is
+    // the larger part of an empty poll's cost).
+    #[inline]
     pub(crate) fn try_pop(&self) -> Option<T> {
         // Set only while the queue is empty.
         if self.idle.load(Ordering::Acquire) != 0 {
             return None;
         }
+        self.try_pop_locked()
+    }
+
+    fn try_pop_locked(&self) -> Option<T> {
         let mut g = lock(&self.state);
         let v = g.pop()?;
         let woken = g.take_tx();
@@ -413,10 +422,15 @@ impl<T: Send + 'static> Store<T> {
 
     /// Takes a message if one is queued, else registers `cx`'s task to be woken for the next.
     /// Cancel safe: a message is taken only when it is returned.
+    #[inline]
     pub(crate) fn poll_pop(&self, cx: &mut TaskContext<'_>) -> Poll<T> {
         if self.waits_here(cx) {
             return Poll::Pending;
         }
+        self.poll_pop_locked(cx)
+    }
+
+    fn poll_pop_locked(&self, cx: &mut TaskContext<'_>) -> Poll<T> {
         let mut g = lock(&self.state);
         match g.pop() {
             Some(v) => {
@@ -451,10 +465,15 @@ impl<T: Send + 'static> Store<T> {
 
     /// Ready once a message is queued (it is not taken); else registers `cx`'s task to be
     /// woken for the next.
+    #[inline]
     pub(crate) fn poll_data(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
         if self.waits_here(cx) {
             return Poll::Pending;
         }
+        self.poll_data_locked(cx)
+    }
+
+    fn poll_data_locked(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
         let mut g = lock(&self.state);
         if g.len() == 0 {
             self.wait_for_message(&mut g, cx);
