@@ -26,10 +26,11 @@ pub(crate) struct Store<T> {
     state: Mutex<State<T>>,
     /// While the queue is empty and a task waits here for a message, that task's waker's data
     /// pointer, if its waker is of a kind whose data pointer alone names the task (a group
-    /// member's or a tokio task's, `group::is_known_waker`); otherwise 0. Set and cleared under the lock, read without
-    /// it: a member that polls an empty box it already waits on (the usual poll of a component
-    /// that waits on several boxes) finds that out without the lock. Every push clears it
-    /// before it wakes the waiting task, so whoever still reads the old value is woken after.
+    /// member's or a tokio task's, `group::is_known_waker`); otherwise 0. Set and cleared
+    /// under the lock, read without it: a task that polls an empty box it already waits on
+    /// (the usual poll of a component that waits on several boxes) finds that out without the
+    /// lock. Every push clears it before it wakes the waiting task, so whoever still reads the
+    /// old value is woken after; so does anything that takes the waiting task's waker.
     idle: AtomicUsize,
     /// The owner's label, `Name#id` (shared by the component's boxes).
     owner: Arc<str>,
