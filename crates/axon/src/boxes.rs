@@ -1,8 +1,10 @@
 //! Typed box handles: [`Inbox`] to receive, [`Outbox`] to send.
 
 use std::fmt;
+use std::future::{poll_fn, Future};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 
 use crate::spec::{BoxId, Direction};
 use crate::store::{PushError, Store};
@@ -120,8 +122,11 @@ impl<T: Message> Inbox<T> {
     }
 
     /// Waits for the next message. Cancel safe: dropping the future loses nothing.
-    pub async fn recv(&self) -> T {
-        self.store.pop().await
+    ///
+    /// The future polls the box directly (no `async` state machine around it), as a component
+    /// that waits on several boxes makes one on every poll.
+    pub fn recv(&self) -> impl Future<Output = T> + '_ {
+        poll_fn(move |cx| self.store.poll_pop(cx))
     }
 
     /// The next message if one is queued (Axon's `recv` after `dataReady`).
@@ -136,13 +141,13 @@ impl<T: Message> Inbox<T> {
             if n > 0 {
                 return n;
             }
-            self.store.wait_data().await;
+            poll_fn(|cx| self.store.poll_data(cx)).await;
         }
     }
 
     /// Waits until a message is queued, without taking it. Cancel safe.
-    pub async fn ready(&self) {
-        self.store.wait_data().await
+    pub fn ready(&self) -> impl Future<Output = ()> + '_ {
+        poll_fn(move |cx| self.store.poll_data(cx))
     }
 
     /// How many messages are queued (Axon's `dataReady`).
@@ -223,10 +228,18 @@ impl<T: Message> Outbox<T> {
     }
 
     /// Waits until a send would not have to wait (or would fail at once). Cancel safe.
-    pub async fn ready(&self) {
-        while let Some(full) = self.store.full_end() {
-            full.wait_space().await;
-        }
+    pub fn ready(&self) -> impl Future<Output = ()> + '_ {
+        // Each poll walks the chain afresh: what woke it may be a relink upstream.
+        poll_fn(move |cx| loop {
+            match self.store.full_end() {
+                None => return Poll::Ready(()),
+                Some(full) => {
+                    if full.poll_space(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        })
     }
 
     /// True if this outbox is linked to a destination.

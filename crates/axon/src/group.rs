@@ -10,9 +10,9 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context as TaskContext, Poll, Wake, Waker};
+use std::task::{Context as TaskContext, Poll, RawWakerVTable, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
 
@@ -118,11 +118,13 @@ impl<C: Into<Component>> FromIterator<C> for Group {
 #[derive(Default)]
 pub(crate) struct GroupTask {
     state: Mutex<GroupState>,
-    /// Which members were woken since the task last looked: member `i` is bit `i % 64` (past
-    /// 64 members, some share a bit, and a wake-up polls each of them: harmless, as any future
-    /// may be polled without cause).
-    woken: AtomicU64,
-    /// The task, to wake when a member is woken or handed over.
+    /// What the task has to look at, one word: member `i` woken is bit `i % MEMBER_BITS` (past
+    /// that many members, some share a bit, and a wake-up polls each of them: harmless, as any
+    /// future may be polled without cause); [`INCOMING`], members were handed over; [`RUNNING`],
+    /// the task is polling its members and looks at this word again before it returns, so a
+    /// wake-up then (a member waking another: the usual case) needs no wake of the task.
+    flags: AtomicU64,
+    /// The task, to wake when a member is woken or handed over while it is not running.
     task: AtomicWaker,
 }
 
@@ -136,15 +138,30 @@ struct GroupState {
     closed: bool,
 }
 
-/// The bit of member `i` in [`GroupTask::woken`].
+/// Members handed over and not yet taken (a bit of [`GroupTask::flags`]).
+const INCOMING: u64 = 1 << 63;
+/// The task is inside its poll and will look at the flags again (a bit of [`GroupTask::flags`]).
+const RUNNING: u64 = 1 << 62;
+/// How many bits of [`GroupTask::flags`] say which members were woken.
+const MEMBER_BITS: usize = 62;
+
+/// The bit of member `i` in [`GroupTask::flags`].
 fn bit(i: usize) -> u64 {
-    1 << (i % 64)
+    1 << (i % MEMBER_BITS)
 }
 
 impl GroupTask {
     fn lock(&self) -> MutexGuard<'_, GroupState> {
         // Nothing panics while this lock is held.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes `bits` for the task and wakes it, unless it is polling its members now (it looks
+    /// at the flags again before it returns).
+    fn notify(&self, bits: u64) {
+        if self.flags.fetch_or(bits, Ordering::AcqRel) & RUNNING == 0 {
+            self.task.wake();
+        }
     }
 
     /// Hands `member` to the group's task, spawning the task on the current runtime if this is
@@ -159,9 +176,10 @@ impl GroupTask {
         g.started = true;
         drop(g);
         if start {
+            self.flags.fetch_or(INCOMING, Ordering::AcqRel);
             tokio::spawn(run(self.clone()));
         } else {
-            self.task.wake();
+            self.notify(INCOMING);
         }
         Ok(())
     }
@@ -179,8 +197,56 @@ impl Wake for MemberWake {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.group.woken.fetch_or(self.bit, Ordering::AcqRel);
-        self.group.task.wake();
+        self.group.notify(self.bit);
+    }
+}
+
+/// The waker of a group's member `i`. Every member's waker is made here, so that
+/// [`is_known_waker`] knows them.
+fn member_waker(group: &Arc<GroupTask>, i: usize) -> Waker {
+    let waker = Waker::from(Arc::new(MemberWake {
+        group: group.clone(),
+        bit: bit(i),
+    }));
+    MEMBER_VTABLE.store(vtable_of(&waker), Ordering::Relaxed);
+    waker
+}
+
+/// The kind of waker [`member_waker`] makes, once it has made one (0 before).
+static MEMBER_VTABLE: AtomicUsize = AtomicUsize::new(0);
+
+/// The kind of waker tokio gives its tasks, once a component running as a task of its own has
+/// been polled (0 before; see [`note_task_waker`]).
+static TASK_VTABLE: AtomicUsize = AtomicUsize::new(0);
+
+#[inline]
+fn vtable_of(waker: &Waker) -> usize {
+    waker.vtable() as *const RawWakerVTable as usize
+}
+
+/// True if `waker` is of a kind whose data pointer alone says which task it wakes: a group
+/// member's (made by [`member_waker`]: one `Arc<MemberWake>` per member) or a tokio task's (the
+/// task's header; [`note_task_waker`] learns that kind). Two live wakers of these kinds with
+/// the same data pointer wake the same task, as the pointer is their own allocation. A store
+/// uses it to see, without its lock, that the task polling it is the one already waiting there
+/// (`store.rs`). An answer of `false` only costs that fast path.
+#[inline]
+pub(crate) fn is_known_waker(waker: &Waker) -> bool {
+    let vtable = vtable_of(waker);
+    vtable == MEMBER_VTABLE.load(Ordering::Relaxed) || vtable == TASK_VTABLE.load(Ordering::Relaxed)
+}
+
+/// Learns the kind of waker tokio gives its tasks from `waker`, the waker a component's life is
+/// polled with: a life is polled only by its own tokio task or by its group (whose members'
+/// wakers are made, and their kind noted, before it polls them), so any waker that is not a
+/// member's is a tokio task's.
+#[inline]
+pub(crate) fn note_task_waker(waker: &Waker) {
+    if TASK_VTABLE.load(Ordering::Relaxed) == 0 {
+        let vtable = vtable_of(waker);
+        if vtable != MEMBER_VTABLE.load(Ordering::Relaxed) {
+            TASK_VTABLE.store(vtable, Ordering::Relaxed);
+        }
     }
 }
 
@@ -215,26 +281,29 @@ async fn run(group: Arc<GroupTask>) {
     let mut members: Vec<Option<Member>> = Vec::new();
     std::future::poll_fn(|cx| {
         group.task.register(cx.waker());
+        group.flags.fetch_or(RUNNING, Ordering::AcqRel);
         let mut rounds = 0;
+        // Members seen waiting under the lock, whose INCOMING may not be noted yet.
+        let mut handed_over = false;
         loop {
-            let incoming = std::mem::take(&mut group.lock().incoming);
-            if !incoming.is_empty() {
+            // Takes what was noted, leaving RUNNING set.
+            let flags = group.flags.fetch_and(RUNNING, Ordering::AcqRel) & !RUNNING;
+            let mut woken = flags & !INCOMING;
+            if flags & INCOMING != 0 || std::mem::take(&mut handed_over) {
+                let incoming = std::mem::take(&mut group.lock().incoming);
                 members.reserve_exact(incoming.len());
-            }
-            for life in incoming {
-                let i = match members.iter().position(Option::is_none) {
-                    Some(i) => i,
-                    None => {
-                        members.push(None);
-                        members.len() - 1
-                    }
-                };
-                let waker = Waker::from(Arc::new(MemberWake {
-                    group: group.clone(),
-                    bit: bit(i),
-                }));
-                members[i] = Some(Member { life, waker });
-                group.woken.fetch_or(bit(i), Ordering::AcqRel);
+                for life in incoming {
+                    let i = match members.iter().position(Option::is_none) {
+                        Some(i) => i,
+                        None => {
+                            members.push(None);
+                            members.len() - 1
+                        }
+                    };
+                    let waker = member_waker(group, i);
+                    members[i] = Some(Member { life, waker });
+                    woken |= bit(i);
+                }
             }
             if members.iter().all(Option::is_none) {
                 let mut g = group.lock();
@@ -242,14 +311,24 @@ async fn run(group: Arc<GroupTask>) {
                     g.closed = true;
                     return Poll::Ready(());
                 }
+                handed_over = true;
                 continue;
             }
-            let woken = group.woken.swap(0, Ordering::AcqRel);
             if woken == 0 {
-                return Poll::Pending;
+                // Nothing noted: stop running, unless something was noted meanwhile (its
+                // waker then saw RUNNING and left the wake-up to this loop).
+                if group
+                    .flags
+                    .compare_exchange(RUNNING, 0, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return Poll::Pending;
+                }
+                continue;
             }
             if rounds == ROUNDS_PER_POLL {
-                group.woken.fetch_or(woken, Ordering::AcqRel);
+                group.flags.fetch_or(woken, Ordering::AcqRel);
+                group.flags.fetch_and(!RUNNING, Ordering::AcqRel);
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }

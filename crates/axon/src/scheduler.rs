@@ -88,9 +88,11 @@ struct State {
 /// that runs for months with failing connections does not grow.
 pub const RECENT_FAILURES: usize = 64;
 
-/// A live component: its parent, and the block its handles share.
+/// A live component: its parent, and the block its handles share (16 bytes: one is kept per
+/// live component).
 struct Record {
-    parent: Option<ComponentId>,
+    /// The parent's id (ids start at 1).
+    parent: Option<std::num::NonZeroU64>,
     core: Arc<Core>,
 }
 
@@ -407,7 +409,7 @@ impl Scheduler {
             .live
             .values()
             .map(|r| crate::graph::Node {
-                parent: r.parent,
+                parent: r.parent.map(|p| ComponentId(p.get())),
                 core: r.core.clone(),
             })
             .collect();
@@ -447,7 +449,8 @@ impl Scheduler {
             st.live.insert(
                 core.id,
                 Record {
-                    parent,
+                    // Ids start at 1 (`NEXT_ID`), so every parent has a non-zero one.
+                    parent: parent.and_then(|p| std::num::NonZeroU64::new(p.0)),
                     core: core.clone(),
                 },
             );
@@ -495,14 +498,7 @@ impl Scheduler {
         } = component;
         let stage = match error {
             Some(e) => Stage::Miswired(Box::new(e)),
-            None => Stage::Ready(
-                body,
-                Context {
-                    sched: self.clone(),
-                    core: core.clone(),
-                    group,
-                },
-            ),
+            None => Stage::Ready(body, group),
         };
         Life {
             stage,
@@ -561,8 +557,9 @@ impl Scheduler {
 
 /// Where a component's life stands.
 enum Stage {
-    /// Not yet started: the main routine and its context.
-    Ready(Body, Context),
+    /// Not yet started: the main routine, and the group it runs in (its context is made when
+    /// it starts, from the life's own scheduler and block).
+    Ready(Body, Option<Arc<GroupTask>>),
     /// The main routine's future.
     Running(MainFuture),
     /// It could not be wired: it fails as soon as it is started.
@@ -587,6 +584,7 @@ impl Future for Life {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        crate::group::note_task_waker(cx.waker());
         // The scheduler is the current one while the main routine runs (what it activates
         // joins it), set for each poll rather than by a wrapping future that every task
         // would carry.
@@ -597,7 +595,7 @@ impl Future for Life {
 }
 
 /// One poll of a component's life (see [`Life`]), with its scheduler the current one.
-fn poll_life(stage: &mut Stage, core: &Core, cx: &mut std::task::Context<'_>) -> Poll<()> {
+fn poll_life(stage: &mut Stage, core: &Arc<Core>, cx: &mut std::task::Context<'_>) -> Poll<()> {
     let failure = loop {
         // The running case is polled in place: no move of the stage on every poll.
         if let Stage::Running(main) = stage {
@@ -612,7 +610,12 @@ fn poll_life(stage: &mut Stage, core: &Core, cx: &mut std::task::Context<'_>) ->
             // Ended and recorded already (`Running` was handled above).
             Stage::Done | Stage::Running(_) => return Poll::Ready(()),
             Stage::Miswired(e) => break Some(FailureKind::Wiring(*e)),
-            Stage::Ready(body, context) => {
+            Stage::Ready(body, group) => {
+                let context = Context {
+                    sched: Scheduler::current(),
+                    core: core.clone(),
+                    group,
+                };
                 match std::panic::catch_unwind(AssertUnwindSafe(|| body(context))) {
                     Ok(main) => *stage = Stage::Running(main),
                     Err(panic) => break Some(FailureKind::Panicked(panic_message(&*panic))),
@@ -698,52 +701,60 @@ impl Handle {
 
     /// True once the component has ended.
     pub fn is_finished(&self) -> bool {
-        matches!(*self.core.exit.lock(), ExitState::Done(_))
+        self.core.exit.is_done()
     }
 
     /// Waits for the component to end and says how.
     pub async fn join(&self) -> Exit {
-        std::future::poll_fn(|cx| match &mut *self.core.exit.lock() {
-            ExitState::Done(e) => Poll::Ready((**e).clone()),
-            ExitState::Running(waiters) => {
-                if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                    waiters.push(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        })
-        .await
+        std::future::poll_fn(|cx| self.core.exit.poll(cx.waker())).await
     }
 }
 
 /// Where a component's exit is recorded once, for every handle to see (a lighter one-shot than
-/// a watch channel: there is one per component, inside its [`Core`]).
+/// a watch channel: there is one per component, inside its [`Core`]). Two words while the
+/// component runs and nobody waits for it: the waiters and the exit are allocated when there
+/// are some.
 #[derive(Default)]
-pub(crate) struct ExitCell(Mutex<ExitState>);
+pub(crate) struct ExitCell(Mutex<Option<Box<ExitState>>>);
 
 /// A component's exit, or the tasks waiting for it.
 pub(crate) enum ExitState {
     Running(Vec<std::task::Waker>),
-    Done(Box<Exit>),
-}
-
-impl Default for ExitState {
-    fn default() -> Self {
-        ExitState::Running(Vec::new())
-    }
+    Done(Exit),
 }
 
 impl ExitCell {
-    fn lock(&self) -> MutexGuard<'_, ExitState> {
+    fn lock(&self) -> MutexGuard<'_, Option<Box<ExitState>>> {
         // Nothing panics while this lock is held.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn set(&self, exit: Exit) {
-        let state = std::mem::replace(&mut *self.lock(), ExitState::Done(Box::new(exit)));
-        if let ExitState::Running(waiters) = state {
+        let state = self.lock().replace(Box::new(ExitState::Done(exit)));
+        if let Some(ExitState::Running(waiters)) = state.map(|b| *b) {
             for w in waiters {
                 w.wake();
+            }
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(self.lock().as_deref(), Some(ExitState::Done(_)))
+    }
+
+    /// The exit, or `Pending` with `waker` noted to be woken when there is one.
+    fn poll(&self, waker: &std::task::Waker) -> Poll<Exit> {
+        let mut g = self.lock();
+        match g
+            .get_or_insert_with(|| Box::new(ExitState::Running(Vec::new())))
+            .as_mut()
+        {
+            ExitState::Done(e) => Poll::Ready(e.clone()),
+            ExitState::Running(waiters) => {
+                if !waiters.iter().any(|w| w.will_wake(waker)) {
+                    waiters.push(waker.clone());
+                }
+                Poll::Pending
             }
         }
     }
@@ -848,11 +859,21 @@ mod tests {
     use super::*;
 
     /// What every component holds for its whole life, whether it runs in a group or alone: its
-    /// life (the main routine's box, the scheduler, its block) and a handle of one pointer.
+    /// life (the main routine's box, the scheduler, its block), a handle of one pointer, its
+    /// block (with the `Arc`'s counts, at most 72 bytes: one 80-byte block of the allocator)
+    /// and the scheduler's record of it.
     #[test]
     fn a_life_stays_small() {
-        eprintln!("Life: {} bytes", std::mem::size_of::<Life>());
-        assert!(std::mem::size_of::<Life>() <= 64);
-        assert_eq!(std::mem::size_of::<Handle>(), std::mem::size_of::<usize>());
+        use std::mem::size_of;
+        eprintln!(
+            "Life: {} bytes, Core: {} bytes, Record: {} bytes",
+            size_of::<Life>(),
+            size_of::<Core>(),
+            size_of::<Record>()
+        );
+        assert!(size_of::<Life>() <= 48);
+        assert_eq!(size_of::<Handle>(), size_of::<usize>());
+        assert!(size_of::<Core>() + 2 * size_of::<usize>() <= 72);
+        assert!(size_of::<Record>() <= 16);
     }
 }

@@ -280,3 +280,56 @@ async fn children_beside_share_the_parents_task() {
     })
     .await;
 }
+
+/// A component that answers each number on `inbox` with the next one on `outbox`, and checks
+/// `control` between messages (so each poll looks at two boxes, one of them empty), until
+/// `rounds` numbers have gone through or a final control message arrives. The last answer may
+/// find its receiver gone: that is not a failure here.
+fn answerer(name: &str, rounds: u64) -> Component {
+    let mut b = Component::build(name);
+    let inbox = b.inbox::<u64>("inbox", "a number");
+    let outbox = b.outbox::<u64>("outbox", "the next number");
+    let control = b.control();
+    b.main(move |_cx| async move {
+        for _ in 0..rounds {
+            tokio::select! {
+                c = control.recv() => if c.is_final() { return Ok(()) },
+                n = inbox.recv() => { let _ = outbox.send(n + 1).await; }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// §3, §10 (wake-ups): a box polled again by the task already waiting on it answers without
+/// its lock; every send still wakes that task. Two components, one in a group beside an idle
+/// member and one alone in its own task, bat a number back and forth many times on two worker
+/// threads: each waits on an empty inbox between messages, so a lost wake-up would hang here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wakeups_are_never_lost_between_tasks_and_members() {
+    within("20,000 exchanges between a member and a lone task", async {
+        const ROUNDS: u64 = 10_000;
+        let in_group = answerer("InGroup", ROUNDS);
+        let alone = answerer("Alone", ROUNDS);
+        for (src, dst) in [(&in_group, &alone), (&alone, &in_group)] {
+            link_refs(
+                &src.boxref("outbox").unwrap(),
+                &dst.boxref("inbox").unwrap(),
+            )
+            .unwrap();
+        }
+        let start = alone.outbox::<u64>("outbox").unwrap();
+        let (bystander, _) = idle("Bystander");
+        let report = Scheduler::new()
+            .run(async move {
+                let hs = Group::new().with(in_group).with(bystander).activate();
+                alone.activate();
+                start.send(0).await.unwrap();
+                hs[0].join().await;
+                hs[1].stop();
+            })
+            .await;
+        assert!(report.is_ok(), "{:?}", report.failures);
+    })
+    .await;
+}
