@@ -113,7 +113,10 @@ pub(crate) fn client_layer(tls: Option<&TlsMode>) -> Option<(Component, bool)> {
 
 /// [`graphline`] with any layer of the STARTTLS components' shape between the console and
 /// the connection (a client's, or `listen --starttls`'s server layer); `true` when the layer
-/// sends makessl itself.
+/// sends makessl itself. The Graphline runs grouped (one task for all its components,
+/// docs/semantics.md §10): they wake each other for every message and gain nothing from
+/// running apart; on the relay path it saves about 480 instructions per round trip (callgrind,
+/// `kamaelia connect` 64-byte ping-pong: 11.4k -> 10.9k).
 pub(crate) fn graphline_with(
     source: Component,
     connection: Component,
@@ -121,6 +124,7 @@ pub(crate) fn graphline_with(
     layer: Option<(Component, bool)>,
 ) -> Result<Component, WiringError> {
     let g = Graphline::new()
+        .grouped()
         .component("SOURCE", source)
         .component("CONNECTION", connection)
         .component("ECHO", echo);
