@@ -32,19 +32,21 @@ use crate::internet::messages::{
 use crate::internet::tls::accept;
 use crate::internet::TlsError;
 
-/// The CSA's boxes.
-pub(super) struct Boxes {
-    pub(super) inbox: Inbox<Bytes>,
-    pub(super) control: Inbox<Control>,
-    pub(super) makessl: Inbox<MakeSsl>,
-    pub(super) outbox: Outbox<Bytes>,
-    pub(super) signal: Outbox<Control>,
-    pub(super) sslready: Outbox<SslReady>,
-    pub(super) feedback: Outbox<Control>,
+/// The boxes a connection is driven with: the CSA's own, or those of a client-shaped
+/// component that drives its connection itself (it has no `CreatorFeedback`: it says how the
+/// connection ended in its own final message).
+pub(in crate::internet) struct Boxes {
+    pub(in crate::internet) inbox: Inbox<Bytes>,
+    pub(in crate::internet) control: Inbox<Control>,
+    pub(in crate::internet) makessl: Inbox<MakeSsl>,
+    pub(in crate::internet) outbox: Outbox<Bytes>,
+    pub(in crate::internet) signal: Outbox<Control>,
+    pub(in crate::internet) sslready: Outbox<SslReady>,
+    pub(in crate::internet) feedback: Option<Outbox<Control>>,
 }
 
 /// One connection being driven.
-pub(super) struct Connection<S> {
+pub(in crate::internet) struct Connection<S> {
     label: Arc<str>,
     b: Boxes,
     peer: SocketAddr,
@@ -103,18 +105,30 @@ where
     }
 
     /// Runs the connection to its end, then says how it ended: an error on `signal`, then
-    /// [`crate::internet::Transferred`] on `signal`, [`SocketShutdown`] on `CreatorFeedback`,
-    /// [`ShutdownCsa`] on `signal`. The ending is boxed: it runs once, and its state (the
-    /// closing handshake's timer, the messages) need not be part of every connection's task.
+    /// [`crate::internet::Transferred`] on `signal`; with a `CreatorFeedback` (the CSA),
+    /// [`SocketShutdown`] on it and [`ShutdownCsa`] on `signal`. Returns how it ended. The
+    /// ending is boxed: it runs once, and its state (the closing handshake's timer, the
+    /// messages) need not be part of every connection's task.
     ///
     /// Takes the connection by reference: an `async fn` taking it by value would hold it
     /// twice in its state (as the argument and as the local it is moved to).
-    pub(super) async fn drive(&mut self, tls_first: bool) {
+    pub(in crate::internet) async fn drive(&mut self, tls_first: bool) -> HowDied {
         let how = self.run(tls_first).await;
-        Box::pin(self.end(how)).await;
+        Box::pin(self.end(how)).await
     }
 
-    async fn end(&mut self, how: HowDied) {
+    /// The `signal` outbox the connection reports on.
+    pub(in crate::internet) fn signal(&self) -> &Outbox<Control> {
+        &self.b.signal
+    }
+
+    /// Takes ProducerFinished that arrived before the connection was driven: what is queued
+    /// goes out, then it finishes as [`super::OnFinish`] says.
+    pub(in crate::internet) fn producer_finished(&mut self) {
+        self.state.producer_finished();
+    }
+
+    async fn end(&mut self, how: HowDied) -> HowDied {
         if let HowDied::Failed(e) = &how {
             let _ = self
                 .b
@@ -125,12 +139,13 @@ where
         self.close(&how).await;
         let transferred = self.transferred();
         let _ = self.b.signal.send(Control::notice(transferred)).await;
-        let _ = self
-            .b
-            .feedback
-            .send(Control::notice(SocketShutdown(how)))
-            .await;
-        let _ = self.b.signal.send(Control::notice(ShutdownCsa)).await;
+        if let Some(feedback) = &self.b.feedback {
+            let _ = feedback
+                .send(Control::notice(SocketShutdown(how.clone())))
+                .await;
+            let _ = self.b.signal.send(Control::notice(ShutdownCsa)).await;
+        }
+        how
     }
 
     /// The connection's loop. It waits in [`Connection::poll_event`] and handles what is
@@ -821,7 +836,7 @@ mod tests {
             outbox: Outbox::standalone("outbox"),
             signal: Outbox::standalone("signal"),
             sslready: Outbox::standalone("sslready"),
-            feedback: Outbox::standalone("CreatorFeedback"),
+            feedback: Some(Outbox::standalone("CreatorFeedback")),
         };
         let state = State::new(OnFinish::Close, Default::default());
         let conn = Connection::new(

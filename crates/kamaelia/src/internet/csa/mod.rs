@@ -18,7 +18,7 @@ use axon::{Component, CONTROL, INBOX, OUTBOX, SIGNAL};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::TlsSettings;
-use driver::{Boxes, Connection};
+pub(in crate::internet) use driver::{Boxes, Connection};
 use state::{State, Timeouts};
 
 /// The default of each direction of [`Limits`]: 256 KiB.
@@ -303,7 +303,6 @@ impl ConnectedSocketAdapter {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let tls_first = options.tls_first;
-        let server_starttls = !tls_first && matches!(tls, Some(TlsRole::Server { .. }));
         let limits = options.limits;
         let mut b = Component::build("ConnectedSocketAdapter");
         let boxes = Boxes {
@@ -315,26 +314,12 @@ impl ConnectedSocketAdapter {
                 .limit_bytes(limits.receive_bytes),
             signal: b.signal_from(BOXES.signal),
             sslready: b.outbox_from(BOXES.sslready),
-            feedback: b.outbox_from(BOXES.feedback),
-        };
-        let timeouts = Timeouts {
-            idle: options.idle_timeout,
-            plaintext: options.plaintext_timeout,
+            feedback: Some(b.outbox_from(BOXES.feedback)),
         };
         b.main(move |cx| {
             // The connection is built here and its loop is the main routine itself, so the
             // task holds one copy of the connection's state, not the arguments as well.
-            let state = State::new(options.on_finish, timeouts);
-            let mut conn = Connection::new(
-                cx.label().clone(),
-                boxes,
-                stream,
-                peer,
-                tls,
-                state,
-                server_starttls,
-                limits,
-            );
+            let mut conn = connection(cx.label().clone(), boxes, stream, peer, tls, &options);
             // Driven by reference from the block that owns it: see `Connection::drive`.
             async move {
                 conn.drive(tls_first).await;
@@ -342,6 +327,39 @@ impl ConnectedSocketAdapter {
             }
         })
     }
+}
+
+/// A connection over `stream` driven with `boxes`, set up by `options` (all but `tls_first`,
+/// which is given to [`Connection::drive`]): the CSA's, or a client-shaped component's that
+/// drives its connection itself (`TcpClient`, `SingleServer`, `UnixClient`: one component,
+/// one set of boxes, one future per connection).
+pub(in crate::internet) fn connection<S>(
+    label: Arc<str>,
+    boxes: Boxes,
+    stream: S,
+    peer: SocketAddr,
+    tls: Option<TlsRole>,
+    options: &CsaOptions,
+) -> Connection<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let server_starttls = !options.tls_first && matches!(tls, Some(TlsRole::Server { .. }));
+    let timeouts = Timeouts {
+        idle: options.idle_timeout,
+        plaintext: options.plaintext_timeout,
+    };
+    let state = State::new(options.on_finish, timeouts);
+    Connection::new(
+        label,
+        boxes,
+        stream,
+        peer,
+        tls,
+        state,
+        server_starttls,
+        options.limits,
+    )
 }
 
 axon::box_table! {
