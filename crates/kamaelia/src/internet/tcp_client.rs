@@ -298,14 +298,16 @@ impl From<TcpClient> for Component {
             // boxes and the context, not the settings.
             let connecting = Box::pin(connect_phase(cfg, boxes, cx));
             async move {
-                // Awaiting the box consumes it: the connecting state is freed here. The match
-                // ends before the connection's future is awaited, so what it was made from
-                // (the stream, the TLS role, the options) is not kept beside it.
+                // Awaiting the box consumes it: the connecting state is freed here, before the
+                // connection's is allocated, so a client holds one or the other, never both
+                // (the main future itself is two pointers). The match ends before the
+                // connection's future is awaited, so what it was made from (the stream, the
+                // TLS role, the options) is not kept beside it.
                 let connected = match connecting.await? {
                     None => return Ok(()),
-                    Some((b, cx, (stream, addrs, role, options, stopping))) => {
-                        run_connected(b, cx, stream, addrs, Some(role), options, stopping)
-                    }
+                    Some((b, cx, (stream, addrs, role, options, stopping))) => Box::pin(
+                        run_connected(b, cx, stream, addrs, Some(role), options, stopping),
+                    ),
                 };
                 connected.await
             }
@@ -405,12 +407,13 @@ async fn connect_phase(
 
     let (stream, peer) = match connected {
         Ok(ok) => ok,
+        // Boxed: a client connecting holds this state at the peak of a burst of connects.
         Err(Early::Shutdown) => {
-            end_unconnected(&b, label, None).await;
+            Box::pin(end_unconnected(&b, label, None)).await;
             return Ok(None);
         }
         Err(Early::Failed(e)) => {
-            end_unconnected(&b, label, Some(e)).await;
+            Box::pin(end_unconnected(&b, label, Some(e))).await;
             return Ok(None);
         }
     };
