@@ -69,6 +69,10 @@ pub(in crate::internet) struct Connection<S> {
     /// Which of reading, writing and taking from `inbox` is polled first: they take turns, so
     /// a direction that is always ready cannot starve the other.
     turn: u8,
+    /// `control` and `makessl` were polled, empty, since the task was last polled: their
+    /// wakers are registered, and a message arriving on either wakes the task (which polls
+    /// them again), so polling them again before the task next waits finds nothing.
+    rare_boxes_waiting: bool,
 }
 
 impl<S> Connection<S>
@@ -101,6 +105,7 @@ where
             timer: None,
             armed: None,
             turn: 0,
+            rare_boxes_waiting: false,
         }
     }
 
@@ -160,13 +165,19 @@ where
             }
         }
         loop {
-            match self
-                .state
-                .next(self.b.inbox.is_empty(), self.b.makessl.is_empty())
-            {
+            // The boxes matter only to a connection finishing its sending (and looking takes
+            // their locks): any other gets the same answer without them.
+            let (inbox_empty, makessl_empty) = if self.state.finishing() {
+                (self.b.inbox.is_empty(), self.b.makessl.is_empty())
+            } else {
+                (true, true)
+            };
+            match self.state.next(inbox_empty, makessl_empty) {
                 Next::Wait => {}
                 Next::Finished => return HowDied::Finished,
                 Next::Shut => {
+                    // It may wait: see `rare_boxes_waiting`.
+                    self.rare_boxes_waiting = false;
                     if let Err(how) = Box::pin(self.shut_write()).await {
                         return how;
                     }
@@ -181,7 +192,12 @@ where
             let ended = match self.on_event(ev) {
                 Step::Go => None,
                 Step::End(how) => Some(how),
-                Step::Rare(rare) => Box::pin(self.on_rare(rare)).await,
+                Step::Rare(rare) => {
+                    // It may wait, and what woke the task then may have been a message on
+                    // `control` or `makessl`.
+                    self.rare_boxes_waiting = false;
+                    Box::pin(self.on_rare(rare)).await
+                }
             };
             if let Some(how) = ended {
                 return how;
@@ -196,13 +212,13 @@ where
             Event::MakeSsl(m) => return Step::Rare(Rare::MakeSsl(m)),
             Event::Read(Ok(0)) => {
                 self.rb.release_small();
-                self.last_activity = Instant::now();
+                self.touch();
                 let closed = self.state.eof();
                 return Step::Rare(Rare::Notice(Control::notice(closed)));
             }
             Event::Read(Ok(n)) => {
-                self.last_activity = Instant::now();
-                let chunk = self.rb.filled(n, self.last_activity);
+                self.touch();
+                let chunk = self.rb.filled(n, Instant::now);
                 // A read that did not fill a small buffer found the socket drained: the
                 // buffer goes with the data, and the next read takes one when there is
                 // something to read. (A stream that cannot say when it is readable keeps
@@ -234,7 +250,11 @@ where
             },
             Event::Wrote(Ok(n)) => {
                 self.state.wrote(n);
-                self.last_activity = Instant::now();
+                // A TCP or Unix stream's flush does nothing: done, without a turn of the loop.
+                if self.conn.as_ref().is_some_and(Conn::flush_is_noop) {
+                    self.state.flushed();
+                }
+                self.touch();
             }
             Event::Wrote(Err(e)) | Event::Flushed(Err(e)) => {
                 return Step::End(HowDied::Failed(self.state.io_error(self.peer, e)));
@@ -306,7 +326,7 @@ where
                     self.state.received(n);
                 }
                 // A receiver that took its time is no reason to call the connection idle.
-                self.last_activity = Instant::now();
+                self.touch();
             }
         }
         None
@@ -315,12 +335,27 @@ where
     /// The next event, polled by hand: control and `makessl` first, then reading, writing and
     /// taking from `inbox` in turn, then the timer. Each box is polled through a fresh future
     /// polled once: they are cancel safe, and a box that is not ready keeps this task's waker.
+    ///
+    /// `control` and `makessl` are polled once per poll of the task: the events handled
+    /// without waiting come back here in the same poll, where they would find them empty
+    /// again (two locks and two waker registrations per event on the relay path).
     fn poll_event(&mut self, cx: &mut TaskContext<'_>) -> Poll<Event> {
-        if let Poll::Ready(c) = poll_once(self.b.control.recv(), cx) {
-            return Poll::Ready(Event::Control(c));
+        let ev = self.poll_next(cx);
+        if ev.is_pending() {
+            self.rare_boxes_waiting = false;
         }
-        if let Poll::Ready(m) = poll_once(self.b.makessl.recv(), cx) {
-            return Poll::Ready(Event::MakeSsl(m));
+        ev
+    }
+
+    fn poll_next(&mut self, cx: &mut TaskContext<'_>) -> Poll<Event> {
+        if !self.rare_boxes_waiting {
+            if let Poll::Ready(c) = poll_once(self.b.control.recv(), cx) {
+                return Poll::Ready(Event::Control(c));
+            }
+            if let Poll::Ready(m) = poll_once(self.b.makessl.recv(), cx) {
+                return Poll::Ready(Event::MakeSsl(m));
+            }
+            self.rare_boxes_waiting = true;
         }
         if self.conn.is_none() {
             return Poll::Ready(Event::NotConnected);
@@ -350,14 +385,23 @@ where
     /// waited on first and read without waiting, so the buffer is taken only for data that is
     /// there: an idle connection holds none. Any other stream (TLS, a pipe) is read into the
     /// buffer as it waits.
+    ///
+    /// The socket's readiness is looked at before `outbox`'s room: most polls find nothing
+    /// to read, and then need not look at `outbox` (a lock and a waker registration). A
+    /// readable socket waits for room without being read, still readable.
     fn poll_read(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<usize>> {
-        if !self.state.reading() || poll_once(self.b.outbox.ready(), cx).is_pending() {
+        if !self.state.reading() {
             return Poll::Pending;
         }
         let Some(conn) = self.conn.as_mut() else {
             return Poll::Pending;
         };
-        match conn.poll_read_ready(cx) {
+        let ready = conn.poll_read_ready(cx);
+        if matches!(ready, Some(Poll::Pending)) || poll_once(self.b.outbox.ready(), cx).is_pending()
+        {
+            return Poll::Pending;
+        }
+        match ready {
             None => poll_once(conn.read_buf(&mut self.rb.prepare()), cx),
             Some(Poll::Pending) => Poll::Pending,
             Some(Poll::Ready(Err(e))) => Poll::Ready(Err(e)),
@@ -439,6 +483,14 @@ where
                 }
                 _ => std::future::pending().await,
             }
+        }
+    }
+
+    /// Notes that a byte moved, for the idle timeout. A connection without one does not read
+    /// the clock for it.
+    fn touch(&mut self) {
+        if self.state.timed() {
+            self.last_activity = Instant::now();
         }
     }
 
@@ -660,6 +712,16 @@ fn poll_write_some<S: AsyncRead + AsyncWrite + Unpin>(
     out: &OutQueue,
     cx: &mut TaskContext<'_>,
 ) -> Poll<io::Result<usize>> {
+    // One message (the usual case on a relay) is written as it is, without filling an
+    // array of slices for a vectored write.
+    if out.len() == 1 {
+        if let Some(b) = out.front_batch().next() {
+            return match Pin::new(conn).poll_write(cx, b) {
+                Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                other => other,
+            };
+        }
+    }
     let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
     let mut k = 0;
     for (slot, b) in slices.iter_mut().zip(out.front_batch()) {
@@ -740,6 +802,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
             Conn::Plain(s) => s.reports_readiness(),
             Conn::Tls(_) => false,
         }
+    }
+
+    /// Whether flushing does nothing: a TCP or Unix stream in plaintext writes straight to
+    /// the socket.
+    fn flush_is_noop(&self) -> bool {
+        self.reports_readiness()
     }
 
     /// Waits for the stream to be readable; `None` if it cannot say (read it instead).

@@ -52,10 +52,13 @@ impl ReadBuffer {
     }
 
     /// Takes the `n` bytes just read, at `now`; a read that filled the buffer doubles the next.
-    pub(super) fn filled(&mut self, n: usize, now: Instant) -> Bytes {
-        self.last_read = now;
+    /// The clock is read only when a grown buffer is kept ([`ReadBuffer::quiet_at`] needs it).
+    pub(super) fn filled(&mut self, n: usize, now: impl FnOnce() -> Instant) -> Bytes {
         if n == self.want {
             self.want = (self.want * 2).min(self.max);
+        }
+        if self.want > FIRST_READ {
+            self.last_read = now();
         }
         self.buf.split().freeze()
     }
@@ -113,7 +116,7 @@ mod tests {
             let mut room = rb.prepare();
             let n = room.remaining_mut();
             room.put_bytes(7, n);
-            drop(rb.filled(n, t0));
+            drop(rb.filled(n, || t0));
         }
         let _ = rb.prepare();
         assert_eq!(rb.want, DEFAULT_LIMIT_BYTES / 2);

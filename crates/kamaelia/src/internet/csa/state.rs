@@ -97,6 +97,11 @@ impl OutQueue {
         self.chunks.is_empty()
     }
 
+    /// How many messages (the front one perhaps partly written) are queued.
+    pub(super) fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
     pub(super) fn bytes(&self) -> usize {
         self.bytes
     }
@@ -206,6 +211,17 @@ impl State {
     /// Whether to take more from `inbox`: the write side is open and the queue has room.
     pub(super) fn takes_more(&self, send_limit: usize) -> bool {
         self.write != WriteSide::Shut && self.out.has_room(send_limit)
+    }
+
+    /// Whether ProducerFinished came and the write side is not shut yet: [`State::next`] then
+    /// needs to know whether `inbox` and `makessl` are empty.
+    pub(super) fn finishing(&self) -> bool {
+        self.write == WriteSide::Finishing
+    }
+
+    /// Whether an idle timeout applies at any time (the connection then notes when bytes move).
+    pub(super) fn timed(&self) -> bool {
+        self.timeouts.idle.is_some() || self.timeouts.plaintext.is_some()
     }
 
     /// What to do before waiting for the next event. `inbox_empty` and `makessl_empty` say
