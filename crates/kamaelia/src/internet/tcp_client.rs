@@ -479,12 +479,20 @@ where
     if stopping {
         conn.producer_finished();
     }
+    // Announced before the connection is driven: from here on, data sent before a makessl
+    // goes out in plaintext first. Made here and boxed, so the future does not keep the two
+    // addresses for the connection's life.
+    let announce = local.map(|local| {
+        let signal = conn.signal().clone();
+        Box::pin(async move {
+            let _ = signal
+                .send(Control::notice(Connected { peer, local }))
+                .await;
+        })
+    });
     async move {
-        // Announced before the connection is driven: from here on, data sent before a
-        // makessl goes out in plaintext first.
-        if let Some(local) = local {
-            let connected = Control::notice(Connected { peer, local });
-            let _ = Box::pin(conn.signal().send(connected)).await;
+        if let Some(announce) = announce {
+            announce.await;
         }
         let how = conn.drive(tls_first).await;
         Box::pin(final_message(conn.signal(), how)).await;

@@ -25,17 +25,19 @@ const QUIET_AFTER: Duration = Duration::from_secs(1);
 /// reads start small again.
 pub(super) struct ReadBuffer {
     buf: BytesMut,
-    want: usize,
-    max: usize,
+    /// What the next read asks for, and the most it may ask for: at most [`READ_CHUNK`], so
+    /// they fit in 32 bits (every connection holds this for its whole life).
+    want: u32,
+    max: u32,
     last_read: Instant,
 }
 
 impl ReadBuffer {
     pub(super) fn new(receive_limit: usize, now: Instant) -> Self {
-        let max = (receive_limit / 2).clamp(1, READ_CHUNK);
+        let max = (receive_limit / 2).clamp(1, READ_CHUNK) as u32;
         ReadBuffer {
             buf: BytesMut::new(),
-            want: FIRST_READ.min(max),
+            want: (FIRST_READ as u32).min(max),
             max,
             last_read: now,
         }
@@ -45,19 +47,20 @@ impl ReadBuffer {
     /// off earlier have usually been consumed and dropped, so `reserve` takes the same
     /// allocation back instead of allocating (and faulting in) fresh memory for every read.
     pub(super) fn prepare(&mut self) -> bytes::buf::Limit<&mut BytesMut> {
-        if self.buf.capacity() < self.want {
-            self.buf.reserve(self.want);
+        let want = self.want as usize;
+        if self.buf.capacity() < want {
+            self.buf.reserve(want);
         }
-        (&mut self.buf).limit(self.want)
+        (&mut self.buf).limit(want)
     }
 
     /// Takes the `n` bytes just read, at `now`; a read that filled the buffer doubles the next.
     /// The clock is read only when a grown buffer is kept ([`ReadBuffer::quiet_at`] needs it).
     pub(super) fn filled(&mut self, n: usize, now: impl FnOnce() -> Instant) -> Bytes {
-        if n == self.want {
+        if n == self.want as usize {
             self.want = (self.want * 2).min(self.max);
         }
-        if self.want > FIRST_READ {
+        if self.want as usize > FIRST_READ {
             self.last_read = now();
         }
         self.buf.split().freeze()
@@ -65,7 +68,7 @@ impl ReadBuffer {
 
     /// When a grown buffer is to be let go, if it has grown.
     pub(super) fn quiet_at(&self) -> Option<Instant> {
-        if self.want > FIRST_READ {
+        if self.want as usize > FIRST_READ {
             self.last_read.checked_add(QUIET_AFTER)
         } else {
             None
@@ -78,7 +81,7 @@ impl ReadBuffer {
     /// next burst, until [`ReadBuffer::release_if_quiet`]: a fresh large allocation, faulted
     /// in, for every time a busy connection drains its socket would cost throughput.
     pub(super) fn release_small(&mut self) {
-        if self.want <= FIRST_READ {
+        if self.want as usize <= FIRST_READ {
             self.buf = BytesMut::new();
         }
     }
@@ -87,7 +90,7 @@ impl ReadBuffer {
     pub(super) fn release_if_quiet(&mut self, now: Instant) {
         if self.quiet_at().is_some_and(|at| at <= now) {
             self.buf = BytesMut::new();
-            self.want = FIRST_READ.min(self.max);
+            self.want = (FIRST_READ as u32).min(self.max);
         }
     }
 
@@ -119,7 +122,7 @@ mod tests {
             drop(rb.filled(n, || t0));
         }
         let _ = rb.prepare();
-        assert_eq!(rb.want, DEFAULT_LIMIT_BYTES / 2);
+        assert_eq!(rb.want as usize, DEFAULT_LIMIT_BYTES / 2);
         assert!(rb.held() >= DEFAULT_LIMIT_BYTES / 2);
         assert_eq!(rb.quiet_at(), t0.checked_add(QUIET_AFTER));
 
@@ -136,7 +139,7 @@ mod tests {
     fn reads_are_at_most_half_the_receive_limit_and_at_least_one_byte() {
         let t0 = Instant::now();
         assert_eq!(ReadBuffer::new(64 * 1024, t0).max, 32 * 1024);
-        assert_eq!(ReadBuffer::new(16 << 20, t0).max, READ_CHUNK);
+        assert_eq!(ReadBuffer::new(16 << 20, t0).max as usize, READ_CHUNK);
         let tiny = ReadBuffer::new(0, t0);
         assert_eq!((tiny.max, tiny.want), (1, 1));
     }

@@ -169,7 +169,8 @@ pub(super) struct State {
     read: ReadSide,
     write: WriteSide,
     on_finish: OnFinish,
-    timeouts: Timeouts,
+    /// Boxed, and only when there is one: most connections have no idle timeout.
+    timeouts: Option<Box<Timeouts>>,
     /// Bytes the socket or TLS layer accepted that have not been flushed since.
     needs_flush: bool,
     pub(super) out: OutQueue,
@@ -183,7 +184,8 @@ impl State {
             read: ReadSide::Open,
             write: WriteSide::Open,
             on_finish,
-            timeouts,
+            timeouts: (timeouts.idle.is_some() || timeouts.plaintext.is_some())
+                .then(|| Box::new(timeouts)),
             needs_flush: false,
             out: OutQueue::default(),
             counts: Counts::default(),
@@ -221,7 +223,7 @@ impl State {
 
     /// Whether an idle timeout applies at any time (the connection then notes when bytes move).
     pub(super) fn timed(&self) -> bool {
-        self.timeouts.idle.is_some() || self.timeouts.plaintext.is_some()
+        self.timeouts.is_some()
     }
 
     /// What to do before waiting for the next event. `inbox_empty` and `makessl_empty` say
@@ -378,12 +380,13 @@ impl State {
 
     /// The idle timeout that applies now: the plaintext one counts only before TLS.
     pub(super) fn idle_limit(&self) -> Option<Duration> {
+        let timeouts = self.timeouts.as_deref()?;
         let plaintext = if self.is_tls() {
             None
         } else {
-            self.timeouts.plaintext
+            timeouts.plaintext
         };
-        match (self.timeouts.idle, plaintext) {
+        match (timeouts.idle, plaintext) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
