@@ -383,22 +383,21 @@ async fn run(
                     let started = match accepted {
                         Accepted::Tcp(stream, peer) => {
                             let info = ConnectionInfo { peer, local: server.addr };
-                            start_connection(&cx, &server, stream, &info, &signal, &label)
+                            start_connection(&cx, &server, stream, &info)
                         }
                         Accepted::Unix(stream) => {
                             let info = ConnectionInfo { peer: unix_peer(), local: server.addr };
-                            start_connection(&cx, &server, stream, &info, &signal, &label)
+                            start_connection(&cx, &server, stream, &info)
                         }
                     };
                     match started {
-                        Ok((csa, supervisor)) => {
+                        Ok(Started { csa, proto, events, to_events }) => {
                             next_id += 1;
                             let id = next_id;
-                            connections.insert(id, csa);
-                            supervisors.push(async move {
-                                supervisor.await;
-                                id
-                            });
+                            connections.insert(id, csa.clone());
+                            // Held inline by the set that polls it: no box of its own.
+                            let (signal, label) = (signal.clone(), label.clone());
+                            supervisors.push(supervise(id, events, to_events, signal, label, (csa, proto)));
                         }
                         Err(e) => {
                             report(&signal, &label, Control::error(label.clone(), e)).await;
@@ -442,18 +441,19 @@ async fn report(signal: &Outbox<Control>, label: &str, c: Control) {
     }
 }
 
-type Started = (
-    axon::Handle,
-    std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-);
+/// A connection started: its CSA and protocol, and what its supervisor watches.
+struct Started {
+    csa: axon::Handle,
+    proto: axon::Handle,
+    events: Inbox<Control>,
+    to_events: Option<Outbox<Control>>,
+}
 
 fn start_connection<S>(
     cx: &Context,
     server: &TcpServer,
     stream: S,
     info: &ConnectionInfo,
-    signal: &Outbox<Control>,
-    label: &Arc<str>,
 ) -> Result<Started, axon::WiringError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -473,8 +473,9 @@ where
         .idle_timeout(server.idle_timeout)
         .plaintext_timeout(plaintext_timeout)
         .limits(server.limits);
-    let csa = ConnectedSocketAdapter::with_config(stream, info.peer, role, options);
     let proto = (server.factory)(info);
+    let makessl = proto.boxref("makessl");
+    let csa = ConnectedSocketAdapter::for_server(stream, info.peer, role, options, makessl.is_ok());
     if let Ok(out) = proto.boxref(OUTBOX) {
         link_refs(&out, &csa.boxref(INBOX)?)?;
     }
@@ -484,7 +485,7 @@ where
     if let Ok(sig) = proto.boxref(SIGNAL) {
         link_refs(&sig, &csa.boxref(CONTROL)?)?;
     }
-    if let Ok(m) = proto.boxref("makessl") {
+    if let Ok(m) = makessl {
         link_refs(&m, &csa.boxref("makessl")?)?;
     }
     if let Ok(r) = proto.boxref("sslready") {
@@ -507,19 +508,17 @@ where
     let handles = cx.activate_group(Group::new().with(csa).with(proto));
     // Two members were added, so there are two handles.
     let [csa, proto]: [axon::Handle; 2] = handles.try_into().expect("one handle per member");
-    let supervisor = Box::pin(supervise(
+    Ok(Started {
+        csa,
+        proto,
         events,
         to_events,
-        signal.clone(),
-        label.clone(),
-        (csa.clone(), proto),
-    ));
-    Ok((csa, supervisor))
+    })
 }
 
-/// Watches one connection: passes its errors on, tells the protocol ProducerFinished when the
-/// peer has finished sending or the connection has ended, and returns once the CSA and the
-/// protocol have both ended, so the server can let go of them.
+/// Watches connection `id`: passes its errors on, tells the protocol ProducerFinished when the
+/// peer has finished sending or the connection has ended, and returns `id` once the CSA and
+/// the protocol have both ended, so the server can let go of them.
 ///
 /// The connection has ended when the CSA says so ([`SocketShutdown`]) or when a final message
 /// arrives on its `signal`, which only the runtime sends, for a CSA that failed (panicked) and
@@ -531,12 +530,13 @@ where
 // Written out on purpose: see the comment in the body.
 #[allow(clippy::manual_async_fn)]
 fn supervise(
+    id: u64,
     events: Inbox<Control>,
     to_events: Option<Outbox<Control>>,
     signal: Outbox<Control>,
     label: Arc<str>,
     (csa, proto): (axon::Handle, axon::Handle),
-) -> impl std::future::Future<Output = ()> + Send {
+) -> impl std::future::Future<Output = u64> + Send {
     // A plain function returning a block that owns its values: an `async fn` would keep its
     // arguments twice (as arguments and as the locals they move to).
     async move {
@@ -565,6 +565,7 @@ fn supervise(
             proto.join().await;
         })
         .await;
+        id
     }
 }
 
@@ -613,10 +614,11 @@ mod tests {
                 .await
         });
         let (csa, proto) = rx.await.unwrap();
-        let supervised = supervise(events, None, signal, "TcpServer".into(), (csa, proto));
-        tokio::time::timeout(Duration::from_secs(10), supervised)
+        let supervised = supervise(7, events, None, signal, "TcpServer".into(), (csa, proto));
+        let id = tokio::time::timeout(Duration::from_secs(10), supervised)
             .await
             .expect("the supervisor ended");
+        assert_eq!(id, 7);
         let report = tokio::time::timeout(Duration::from_secs(10), run)
             .await
             .expect("everything ended")

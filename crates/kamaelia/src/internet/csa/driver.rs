@@ -75,6 +75,8 @@ pub(in crate::internet) struct Connection<S> {
     /// wakers are registered, and a message arriving on either wakes the task (which polls
     /// them again), so polling them again before the task next waits finds nothing.
     rare_boxes_waiting: bool,
+    /// Nothing can send to `makessl` (a server's protocol without one): it is not waited on.
+    makessl_unlinked: bool,
 }
 
 impl<S> Connection<S>
@@ -108,6 +110,7 @@ where
             armed: false,
             turn: 0,
             rare_boxes_waiting: false,
+            makessl_unlinked: false,
         }
     }
 
@@ -122,6 +125,11 @@ where
     pub(in crate::internet) async fn drive(&mut self, tls_first: bool) -> HowDied {
         let how = self.run(tls_first).await;
         Box::pin(self.end(how)).await
+    }
+
+    /// Nothing will ever be linked to `makessl`: it is not waited on.
+    pub(in crate::internet) fn makessl_unlinked(&mut self) {
+        self.makessl_unlinked = true;
     }
 
     /// The `signal` outbox the connection reports on.
@@ -355,8 +363,10 @@ where
             if let Poll::Ready(c) = poll_once(self.b.control.recv(), cx) {
                 return Poll::Ready(Event::Control(c));
             }
-            if let Poll::Ready(m) = poll_once(self.b.makessl.recv(), cx) {
-                return Poll::Ready(Event::MakeSsl(m));
+            if !self.makessl_unlinked {
+                if let Poll::Ready(m) = poll_once(self.b.makessl.recv(), cx) {
+                    return Poll::Ready(Event::MakeSsl(m));
+                }
             }
             self.rare_boxes_waiting = true;
         }

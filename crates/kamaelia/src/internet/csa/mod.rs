@@ -302,6 +302,35 @@ impl ConnectedSocketAdapter {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        Self::build(stream, peer, tls, options, true)
+    }
+
+    /// As [`ConnectedSocketAdapter::with_config`], for a server that knows whether anything
+    /// will be linked to `makessl` (its protocol has one): when nothing will, the connection
+    /// does not wait on it (a waiting box costs a waker's room, per connection).
+    pub(in crate::internet) fn for_server<S>(
+        stream: S,
+        peer: SocketAddr,
+        tls: Option<TlsRole>,
+        options: CsaOptions,
+        makessl_linked: bool,
+    ) -> Component
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Self::build(stream, peer, tls, options, makessl_linked)
+    }
+
+    fn build<S>(
+        stream: S,
+        peer: SocketAddr,
+        tls: Option<TlsRole>,
+        options: CsaOptions,
+        makessl_linked: bool,
+    ) -> Component
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let tls_first = options.tls_first;
         let limits = options.limits;
         let mut b = Component::build("ConnectedSocketAdapter");
@@ -320,6 +349,9 @@ impl ConnectedSocketAdapter {
             // The connection is built here and its loop is the main routine itself, so the
             // task holds one copy of the connection's state, not the arguments as well.
             let mut conn = connection(cx.label().clone(), boxes, stream, peer, tls, &options);
+            if !makessl_linked {
+                conn.makessl_unlinked();
+            }
             // Driven by reference from the block that owns it: see `Connection::drive`.
             async move {
                 conn.drive(tls_first).await;
