@@ -448,9 +448,9 @@ async fn connect_phase(
 /// before (`stopping`), announces [`Connected`], and ends with one final message carrying the
 /// [`HowDied`].
 ///
-/// The future owns the connection and the context and is made by a plain function: an `async
-/// fn` would hold its arguments twice in its state (as arguments and as the locals they move
-/// to), and this future lives as long as the connection.
+/// The future owns the connection and is made by a plain function: an `async fn` would hold
+/// its arguments twice in its state (as arguments and as the locals they move to), and this
+/// future lives as long as the connection.
 pub(super) fn run_connected<S>(
     b: Boxes,
     cx: Context,
@@ -474,6 +474,8 @@ where
         role,
         &options,
     );
+    // Not kept: the connection has no children to start, and its label is all it needs.
+    drop(cx);
     // Kamaelia threw the data queued before ProducerFinished away here; it goes out once
     // connected, then the connection closes.
     if stopping {
@@ -496,8 +498,6 @@ where
         }
         let how = conn.drive(tls_first).await;
         Box::pin(final_message(conn.signal(), how)).await;
-        // The component's context lives as long as its connection.
-        drop(cx);
         Ok(())
     }
 }

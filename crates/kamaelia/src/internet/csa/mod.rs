@@ -26,8 +26,8 @@ pub const DEFAULT_LIMIT_BYTES: usize = 256 * 1024;
 
 /// How many bytes a connection may hold in each direction.
 ///
-/// `send_bytes` bounds the CSA's `inbox` (and a [`super::TcpClient`]'s own `inbox` before the
-/// connection is up) and, separately, the queue of messages taken from it that the socket has
+/// `send_bytes` bounds the CSA's `inbox` (and a [`super::TcpClient`]'s own `inbox`, which its
+/// connection reads once up) and, separately, the queue of messages taken from it that the socket has
 /// not accepted yet. `receive_bytes` bounds one read from the socket and the box the data is
 /// delivered into when it belongs to the connection (the CSA's own `outbox` buffer, a
 /// TcpClient's `outbox`, [`super::EchoProtocol`]'s and [`super::DiscardProtocol`]'s
@@ -145,8 +145,9 @@ pub enum TlsRole {
 
 /// The component that owns one established connection: it writes what arrives on `inbox`,
 /// sends what it reads on `outbox`, and switches to TLS on `makessl` (Kamaelia's
-/// ConnectedSocketAdapter). [`super::TcpClient`] and [`super::TcpServer`] make one per
-/// connection; programs rarely make one themselves.
+/// ConnectedSocketAdapter). [`super::TcpServer`] makes one per connection; [`super::TcpClient`]
+/// (and `SingleServer`, `UnixClient`) runs the same loop itself, with its own boxes, instead of
+/// making one. Programs rarely make one themselves.
 ///
 /// # Example
 ///
