@@ -77,6 +77,10 @@ pub(in crate::internet) struct Connection<S> {
     rare_boxes_waiting: bool,
     /// Nothing can send to `makessl` (a server's protocol without one): it is not waited on.
     makessl_unlinked: bool,
+    /// `CreatorFeedback` goes to the protocol's `control` (a server's connection): it gets one
+    /// ProducerFinished, at the peer's half-close or the end, and `told_protocol` says when.
+    tells_protocol: bool,
+    told_protocol: bool,
 }
 
 impl<S> Connection<S>
@@ -111,6 +115,8 @@ where
             turn: 0,
             rare_boxes_waiting: false,
             makessl_unlinked: false,
+            tells_protocol: false,
+            told_protocol: false,
         }
     }
 
@@ -130,6 +136,23 @@ where
     /// Nothing will ever be linked to `makessl`: it is not waited on.
     pub(in crate::internet) fn makessl_unlinked(&mut self) {
         self.makessl_unlinked = true;
+    }
+
+    /// `CreatorFeedback` is linked to the protocol's `control`: see `tells_protocol`.
+    pub(in crate::internet) fn tells_protocol(&mut self) {
+        self.tells_protocol = true;
+    }
+
+    /// Tells the protocol ProducerFinished, once: the peer has finished sending, or the
+    /// connection has ended. Forced: it must not wait on a protocol that is not reading.
+    fn tell_protocol(&mut self) {
+        if self.tells_protocol && !self.told_protocol {
+            self.told_protocol = true;
+            if let Some(feedback) = &self.b.feedback {
+                // A protocol that has ended needs telling no more.
+                let _ = feedback.force_send(Control::producer_finished());
+            }
+        }
     }
 
     /// The `signal` outbox the connection reports on.
@@ -154,7 +177,10 @@ where
         self.close(&how).await;
         let transferred = self.transferred();
         let _ = self.b.signal.send(Control::notice(transferred)).await;
-        if let Some(feedback) = &self.b.feedback {
+        if self.tells_protocol {
+            self.tell_protocol();
+            let _ = self.b.signal.send(Control::notice(ShutdownCsa)).await;
+        } else if let Some(feedback) = &self.b.feedback {
             let _ = feedback
                 .send(Control::notice(SocketShutdown(how.clone())))
                 .await;
@@ -327,6 +353,8 @@ where
                 }
             },
             Rare::Notice(c) => {
+                // The peer's half-close: the protocol has been sent everything it will get.
+                self.tell_protocol();
                 let _ = self.b.signal.send(c).await;
             }
             Rare::Deliver(chunk) => {

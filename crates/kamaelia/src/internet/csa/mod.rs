@@ -303,23 +303,28 @@ impl ConnectedSocketAdapter {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        Self::build(stream, peer, tls, options, true)
+        Self::build(stream, peer, tls, options, true, false)
     }
 
     /// As [`ConnectedSocketAdapter::with_config`], for a server that knows whether anything
     /// will be linked to `makessl` (its protocol has one): when nothing will, the connection
-    /// does not wait on it (a waiting box costs a waker's room, per connection).
+    /// does not wait on it (a waiting box costs a waker's room, per connection). With
+    /// `tells_protocol`, `CreatorFeedback` is linked to the protocol's `control` and carries
+    /// one ProducerFinished, when the peer has finished sending or the connection has ended,
+    /// instead of [`SocketShutdown`](crate::internet::SocketShutdown): the server needs no
+    /// supervisor per connection to tell it.
     pub(in crate::internet) fn for_server<S>(
         stream: S,
         peer: SocketAddr,
         tls: Option<TlsRole>,
         options: CsaOptions,
         makessl_linked: bool,
+        tells_protocol: bool,
     ) -> Component
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        Self::build(stream, peer, tls, options, makessl_linked)
+        Self::build(stream, peer, tls, options, makessl_linked, tells_protocol)
     }
 
     fn build<S>(
@@ -328,6 +333,7 @@ impl ConnectedSocketAdapter {
         tls: Option<TlsRole>,
         options: CsaOptions,
         makessl_linked: bool,
+        tells_protocol: bool,
     ) -> Component
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -352,6 +358,9 @@ impl ConnectedSocketAdapter {
             let mut conn = connection(cx.label().clone(), boxes, stream, peer, tls, &options);
             if !makessl_linked {
                 conn.makessl_unlinked();
+            }
+            if tells_protocol {
+                conn.tells_protocol();
             }
             // Driven by reference from the block that owns it: see `Connection::drive`.
             async move {
