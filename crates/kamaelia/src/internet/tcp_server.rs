@@ -81,11 +81,13 @@ enum TlsMode {
 /// and the protocol's `signal` into the CSA's `control`; a protocol with a `makessl` outbox or a
 /// `sslready` inbox is linked to the CSA's too, and a protocol with a `connevents` inbox (a
 /// [`super::Relay`]) gets a copy of every message on the CSA's `signal`. When the peer finishes sending, or the
-/// connection ends, the protocol gets ProducerFinished on `control`. A small supervisor per
-/// connection watches the CSA: it passes connection errors on, tells the protocol, and once the
-/// CSA and the protocol have both ended the server lets go of them. The connection has ended
-/// when the CSA says so, and also when the runtime reports the CSA itself failed (a final
-/// message on its `signal`), so a failing CSA cannot leave its protocol behind.
+/// connection ends, the protocol gets ProducerFinished on `control`: from the CSA itself
+/// (its `CreatorFeedback` is linked to the protocol's `control`), or, for a protocol with
+/// `connevents`, from a small supervisor of that connection. Every connection's `signal` goes
+/// to one events inbox of the server, which passes connection errors on; once the CSA and the
+/// protocol have both ended the server lets go of them. A CSA that failed (the runtime reports
+/// it on its `signal`) could not tell its protocol, so the server does: a failing CSA cannot
+/// leave its protocol behind.
 ///
 /// With [`TcpServer::tls`] every connection speaks TLS from the first byte; with
 /// [`TcpServer::starttls`] a protocol switches its connection by sending [`super::MakeSsl`]
@@ -563,18 +565,12 @@ where
 /// Waits for connection `id` to end, its CSA and then its protocol, and returns `id`, so the
 /// server can let go of them. The CSA tells the protocol ProducerFinished itself; a CSA that
 /// failed (panicked) could not, so the protocol is told here then.
-fn until_ended(
-    id: u64,
-    csa: axon::Handle,
-    proto: axon::Handle,
-) -> impl std::future::Future<Output = u64> + Send {
-    async move {
-        if csa.join().await.failure.is_some() {
-            proto.send_control(Control::producer_finished());
-        }
-        proto.join().await;
-        id
+async fn until_ended(id: u64, csa: axon::Handle, proto: axon::Handle) -> u64 {
+    if csa.join().await.failure.is_some() {
+        proto.send_control(Control::producer_finished());
     }
+    proto.join().await;
+    id
 }
 
 /// Watches connection `id`: passes its errors on, tells the protocol ProducerFinished when the
@@ -644,28 +640,33 @@ mod tests {
     use axon::Scheduler;
     use bytes::Bytes;
 
-    /// A connection whose CSA fails (here: panics; a real CSA has no input that makes it
-    /// panic, so a stand-in with the CSA's boxes does) sends no SocketShutdown: the runtime
-    /// sends its error and a final message on its `signal`. The supervisor must take that as
-    /// the end, tell the protocol, and return once both have ended, so the server lets go of
-    /// them (before, it waited for a SocketShutdown for ever).
-    #[tokio::test]
-    async fn a_failed_csa_ends_its_supervisor_and_its_protocol() {
+    /// A stand-in for a CSA that fails (panics; a real CSA has no input that makes it panic)
+    /// with the CSA's boxes, an EchoProtocol feeding it, and the CSA's `signal` into `events`;
+    /// `feedback_to_protocol` links `CreatorFeedback` to the protocol's `control` (as for a
+    /// connection that tells its protocol itself), else into `events` too. Returns the two
+    /// handles once activated, and the run.
+    async fn failing_connection(
+        events: &Inbox<Control>,
+        feedback_to_protocol: bool,
+    ) -> (
+        (axon::Handle, axon::Handle),
+        tokio::task::JoinHandle<axon::RunReport>,
+    ) {
         let mut b = Component::build("FailingCsa");
         let _inbox = b.inbox::<Bytes>(INBOX, "data to send");
         let _signal = b.signal();
-        let _feedback = b.outbox::<Control>("CreatorFeedback", "SocketShutdown");
+        let _feedback = b.outbox::<Control>("CreatorFeedback", "how it ended");
         let csa = b.main(|_| async { panic!("a connection component that fails") });
         let proto = EchoProtocol::new();
-        let events = Inbox::<Control>::standalone("connection events", 16);
-        let errors = Inbox::<Control>::standalone("server signal", 16);
-        let signal = Outbox::<Control>::standalone(SIGNAL);
         let link = |a: axon::BoxRef, b: axon::BoxRef| link_refs(&a, &b).unwrap();
         link(proto.boxref(OUTBOX).unwrap(), csa.boxref(INBOX).unwrap());
         link(csa.boxref(SIGNAL).unwrap(), events.boxref());
-        link(csa.boxref("CreatorFeedback").unwrap(), events.boxref());
-        link(signal.boxref(), errors.boxref());
-
+        let feedback_to = if feedback_to_protocol {
+            proto.boxref(CONTROL).unwrap()
+        } else {
+            events.boxref()
+        };
+        link(csa.boxref("CreatorFeedback").unwrap(), feedback_to);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let run = tokio::spawn(async move {
             Scheduler::new()
@@ -674,71 +675,62 @@ mod tests {
                 })
                 .await
         });
-        let (csa, proto) = rx.await.unwrap();
+        (rx.await.unwrap(), run)
+    }
+
+    /// The run ended with the stand-in's panic as its one failure (the protocol ended
+    /// normally), and the failure reached the server's `signal` as a connection error.
+    async fn only_the_stand_in_failed(
+        run: tokio::task::JoinHandle<axon::RunReport>,
+        errors: &Inbox<Control>,
+    ) {
+        let report = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("everything ended")
+            .unwrap();
+        assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+        assert!(report.failures[0].component.starts_with("FailingCsa"));
+        assert!(matches!(errors.try_recv(), Some(Control::Error(_))));
+    }
+
+    /// A connection whose CSA fails sends no SocketShutdown: the runtime sends its error and a
+    /// final message on its `signal`. The supervisor (a Relay's connection) must take that as
+    /// the end, tell the protocol, and return once both have ended, so the server lets go of
+    /// them (before, it waited for a SocketShutdown for ever).
+    #[tokio::test]
+    async fn a_failed_csa_ends_its_supervisor_and_its_protocol() {
+        let events = Inbox::<Control>::standalone("connection events", 16);
+        let errors = Inbox::<Control>::standalone("server signal", 16);
+        let signal = Outbox::<Control>::standalone(SIGNAL);
+        link_refs(&signal.boxref(), &errors.boxref()).unwrap();
+        let ((csa, proto), run) = failing_connection(&events, false).await;
         let supervised = supervise(7, events, None, signal, "TcpServer".into(), (csa, proto));
         let id = tokio::time::timeout(Duration::from_secs(10), supervised)
             .await
             .expect("the supervisor ended");
         assert_eq!(id, 7);
-        let report = tokio::time::timeout(Duration::from_secs(10), run)
-            .await
-            .expect("everything ended")
-            .unwrap();
-        // The stand-in's panic is the one failure; the protocol ended normally.
-        assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
-        assert!(report.failures[0].component.starts_with("FailingCsa"));
-        // The failure was passed on as a connection error.
-        assert!(matches!(errors.try_recv(), Some(Control::Error(_))));
+        only_the_stand_in_failed(run, &errors).await;
     }
 
-    /// The same for a connection that tells its protocol itself (every protocol but a Relay's):
-    /// a CSA that fails cannot tell it, so the server's watcher of its end does, the protocol
-    /// ends, and the watcher returns; the runtime's error on the CSA's `signal` reaches the
-    /// server's events inbox, which passes it on.
+    /// The same for a connection that tells its protocol itself (every protocol but a
+    /// Relay's): a CSA that fails cannot tell it, so the server's watcher of its end does, the
+    /// protocol ends, and the watcher returns; the runtime's error on the CSA's `signal`
+    /// reaches the server's events inbox, which passes it on.
     #[tokio::test]
     async fn a_failed_csa_that_tells_its_protocol_ends_its_watcher_and_its_protocol() {
-        let mut b = Component::build("FailingCsa");
-        let _inbox = b.inbox::<Bytes>(INBOX, "data to send");
-        let _signal = b.signal();
-        let _feedback = b.outbox::<Control>("CreatorFeedback", "ProducerFinished");
-        let csa = b.main(|_| async { panic!("a connection component that fails") });
-        let proto = EchoProtocol::new();
         let events = Inbox::<Control>::standalone("connection events", 16);
         let errors = Inbox::<Control>::standalone("server signal", 16);
         let signal = Outbox::<Control>::standalone(SIGNAL);
-        let link = |a: axon::BoxRef, b: axon::BoxRef| link_refs(&a, &b).unwrap();
-        link(proto.boxref(OUTBOX).unwrap(), csa.boxref(INBOX).unwrap());
-        link(csa.boxref(SIGNAL).unwrap(), events.boxref());
-        link(
-            csa.boxref("CreatorFeedback").unwrap(),
-            proto.boxref(CONTROL).unwrap(),
-        );
-        link(signal.boxref(), errors.boxref());
-
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let run = tokio::spawn(async move {
-            Scheduler::new()
-                .run(async move {
-                    let _ = tx.send((csa.activate(), proto.activate()));
-                })
-                .await
-        });
-        let (csa, proto) = rx.await.unwrap();
+        link_refs(&signal.boxref(), &errors.boxref()).unwrap();
+        let ((csa, proto), run) = failing_connection(&events, true).await;
         let id = tokio::time::timeout(Duration::from_secs(10), until_ended(7, csa, proto))
             .await
             .expect("the watcher ended");
         assert_eq!(id, 7);
-        let report = tokio::time::timeout(Duration::from_secs(10), run)
-            .await
-            .expect("everything ended")
-            .unwrap();
-        assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
-        assert!(report.failures[0].component.starts_with("FailingCsa"));
-        // The failure reached the events inbox, and is passed on as a connection error.
         let label: Arc<str> = "TcpServer".into();
         while let Some(c) = events.try_recv() {
             on_event(&signal, &label, c).await;
         }
-        assert!(matches!(errors.try_recv(), Some(Control::Error(_))));
+        only_the_stand_in_failed(run, &errors).await;
     }
 }
