@@ -540,7 +540,11 @@ where
         // events inbox: nothing per connection but a watcher of its end.
         Err(_) => {
             link_refs(&csa.boxref(SIGNAL)?, &events.boxref())?;
-            link_refs(&csa.boxref("CreatorFeedback")?, &proto.boxref(CONTROL)?)?;
+            // A protocol without `control` cannot be told (the one message waits, unread, in
+            // the CSA's own outbox).
+            if let Ok(c) = proto.boxref(CONTROL) {
+                link_refs(&csa.boxref("CreatorFeedback")?, &c)?;
+            }
             None
         }
         // A protocol that watches its connection (a Relay) gets a copy of every event, from
