@@ -401,15 +401,17 @@ where
         if self.conn.is_none() {
             return Poll::Ready(Event::NotConnected);
         }
-        self.turn = (self.turn + 1) % 3;
-        for i in 0..3 {
-            let ev = match (self.turn + i) % 3 {
+        // Reading (0), writing (1) and taking from `inbox` (2), starting with each in turn.
+        const TURNS: [[u8; 3]; 3] = [[0, 1, 2], [1, 2, 0], [2, 0, 1]];
+        self.turn = if self.turn >= 2 { 0 } else { self.turn + 1 };
+        for which in TURNS[usize::from(self.turn)] {
+            let ev = match which {
                 0 => self.poll_read(cx).map(Event::Read),
                 1 => self.poll_write(cx),
                 _ => self.poll_data(cx).map(Event::Data),
             };
-            if ev.is_ready() {
-                return ev;
+            if let Poll::Ready(ev) = ev {
+                return Poll::Ready(ev);
             }
         }
         if self.armed {
