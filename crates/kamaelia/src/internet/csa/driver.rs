@@ -22,7 +22,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::read_buffer::ReadBuffer;
+use super::read_buffer::{ReadBuffer, FIRST_READ};
 use super::rewind::Rewind;
 use super::state::{Next, OutQueue, ReadFailure, State, WRITE_BATCH};
 use super::{Limits, TlsRole};
@@ -453,6 +453,22 @@ where
             // socket instead of trying a read that finds nothing (one system call less per
             // message, on the latency path). Stale readiness reads nothing and waits.
             Some(Poll::Ready(Ok(()))) => {
+                // A small read (a quiet connection's) goes into the stack and is copied out at
+                // its size: one allocation a message instead of a buffer and a header.
+                if let Some(room) = self.rb.small_room() {
+                    let mut stack = [0u8; FIRST_READ];
+                    let mut buf = ReadBuf::new(&mut stack[..room]);
+                    return match Pin::new(conn).poll_read(cx, &mut buf) {
+                        Poll::Ready(Ok(())) => {
+                            let n = buf.filled().len();
+                            if n > 0 {
+                                self.rb.copied(buf.filled());
+                            }
+                            Poll::Ready(Ok(n))
+                        }
+                        other => other.map(|r| r.map(|()| 0)),
+                    };
+                }
                 let read = poll_once(conn.read_buf(&mut self.rb.prepare()), cx);
                 if read.is_pending() {
                     self.rb.release_small();

@@ -7,7 +7,7 @@ use tokio::time::{Duration, Instant};
 /// The most one read asks for.
 pub(super) const READ_CHUNK: usize = 256 * 1024;
 /// What the first read of a connection asks for, and a quiet one keeps asking for.
-const FIRST_READ: usize = 1024;
+pub(super) const FIRST_READ: usize = 1024;
 /// A connection that has read nothing for this long lets go of a read buffer grown past
 /// [`FIRST_READ`], so an idle connection does not keep the size of its last burst. (Letting go
 /// at once whenever a read finds nothing ready would cost a fresh allocation, faulted in, for
@@ -30,6 +30,9 @@ pub(super) struct ReadBuffer {
     want: u32,
     max: u32,
     last_read: Instant,
+    /// `buf` holds exactly what a small read copied ([`ReadBuffer::copied`]), to be handed
+    /// over whole.
+    exact: bool,
 }
 
 impl ReadBuffer {
@@ -40,6 +43,7 @@ impl ReadBuffer {
             want: (FIRST_READ as u32).min(max),
             max,
             last_read: now,
+            exact: false,
         }
     }
 
@@ -63,7 +67,27 @@ impl ReadBuffer {
         if self.want as usize > FIRST_READ {
             self.last_read = now();
         }
+        if std::mem::take(&mut self.exact) {
+            // Exactly the bytes read, in an allocation of their size: handed over whole, with
+            // no shared header (what splitting a buffer costs) and nothing left behind.
+            return std::mem::take(&mut self.buf).freeze();
+        }
         self.buf.split().freeze()
+    }
+
+    /// How much a read may ask for when it can be made into a buffer of the caller's and
+    /// copied ([`ReadBuffer::copied`]): a small read, with no buffer held. The caller reads
+    /// only when the stream is readable, so the copy is of bytes that are there.
+    pub(super) fn small_room(&self) -> Option<usize> {
+        let want = self.want as usize;
+        (want <= FIRST_READ && self.buf.capacity() == 0).then_some(want)
+    }
+
+    /// Takes the bytes a small read put in the caller's buffer: one allocation of their size
+    /// (where reading into a reserved buffer takes the buffer and a shared header to split it).
+    pub(super) fn copied(&mut self, data: &[u8]) {
+        self.buf = BytesMut::from(data);
+        self.exact = true;
     }
 
     /// When a grown buffer is to be let go, if it has grown.
