@@ -1010,10 +1010,11 @@ mod tests {
     }
 
     /// What an idle connection's task holds: the connection, and its loop's state a few words
-    /// beside it. The bounds are loose (a debug build's layout: 352 and 56 bytes), but far
-    /// below what a `select!` over the boxes and the stream held (1664 bytes in a release
-    /// build), and below the 424 and 136 bytes before the rarely used parts (the STARTTLS
-    /// pushback, the idle timeouts) were boxed and the loop stopped keeping what it matched on.
+    /// beside it. The bounds are loose (a debug build's layout: 360 and 56 bytes; 352 and 56
+    /// in a release build), but far below what a `select!` over the boxes and the stream held
+    /// (1664 bytes in a release build), and below the 424 and 136 bytes before the rarely used
+    /// parts (the STARTTLS pushback, the idle timeouts) were boxed and the loop stopped keeping
+    /// what it matched on.
     #[tokio::test]
     async fn the_connection_and_its_loop_stay_small() {
         let (mut conn, _theirs) = connection().await;
