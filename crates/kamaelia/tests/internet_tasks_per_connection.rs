@@ -1,5 +1,5 @@
-//! One task per connection on each side (docs/semantics.md §10): a `TcpClient` runs its
-//! ConnectedSocketAdapter beside it, and `TcpServer`
+//! One task per connection on each side (docs/semantics.md §10): a `TcpClient` drives its
+//! connection itself (no ConnectedSocketAdapter component beside it), and `TcpServer`
 //! runs each connection's adapter and protocol as one group and watches the connection from its
 //! own task. Counted with tokio's count of live tasks, which the three tasks a side that a
 //! connection used to cost would triple. Its own binary: it counts every task of its runtime.
@@ -34,7 +34,7 @@ async fn each_side_of_a_held_connection_is_one_task() {
         let before = metrics.num_alive_tasks();
 
         // Each client is fed and read from here, through standalone boxes: a client activated
-        // alone hosts its own group, which its CSA joins.
+        // alone is one task.
         let mut clients = Vec::new();
         let mut ends = Vec::new();
         for _ in 0..CONNECTIONS {
@@ -63,9 +63,9 @@ async fn each_side_of_a_held_connection_is_one_task() {
                 got += echo.recv().await.len();
             }
         }
-        // Every connection is up: the client and its CSA, the server's CSA and protocol, four
-        // components each.
-        sched.wait_live(1 + 4 * CONNECTIONS).await;
+        // Every connection is up: the client, the server's CSA and protocol, three components
+        // each.
+        sched.wait_live(1 + 3 * CONNECTIONS).await;
         // Connecting ran in short-lived tasks: give them a few seconds to be gone (tokio has no
         // event for a task count, so this looks every 20 ms).
         let want = 2 * CONNECTIONS + 1;

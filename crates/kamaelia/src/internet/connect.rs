@@ -181,7 +181,18 @@ pub async fn connect(
                 family,
             });
         }
-        race(&interleave(addrs), CONNECTION_ATTEMPT_DELAY).await
+        // One address (an IP literal, or a name with one address) has nothing to race: the
+        // race's state (its timer, the attempts in flight) is boxed, for the names that need
+        // it, so that a connect in progress, which a burst of clients holds all at once, is
+        // small.
+        match addrs[..] {
+            [addr] => attempt(addr)
+                .await
+                .1
+                .map(|s| (s, addr))
+                .map_err(|e| most_informative(vec![(addr, e)])),
+            _ => Box::pin(race(&interleave(addrs), CONNECTION_ATTEMPT_DELAY)).await,
+        }
     };
     let Some(deadline) = deadline else {
         return attempt.await;

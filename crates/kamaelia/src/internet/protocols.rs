@@ -1,7 +1,7 @@
 //! Small protocol components for [`super::TcpServer`]: echo and discard.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::task::Poll;
 
 use axon::{
@@ -137,20 +137,30 @@ fn relay(name: &'static str, echo: bool) -> Component {
                 pin!(inbox.recv()).poll(cx).map(Ok)
             })
             .await;
-            match ev {
+            // What may wait is boxed before it is awaited: a match whose arm awaits keeps
+            // what it matched on in the state every idle connection holds.
+            let wait: Pin<Box<dyn Future<Output = bool> + Send + '_>> = match ev {
                 Ok(d) if echo => match outbox.try_send(d) {
-                    Ok(()) => {}
+                    Ok(()) => continue,
                     Err(TrySendError::Closed(_)) => return Ok(()),
                     Err(e) => {
-                        if Box::pin(watch.send(&outbox, e.into_inner())).await
-                            == Err(Undelivered::Closed)
-                        {
-                            return Ok(());
-                        }
+                        let (watch, outbox, d) = (&mut watch, &outbox, e.into_inner());
+                        Box::pin(
+                            async move { watch.send(outbox, d).await == Err(Undelivered::Closed) },
+                        )
                     }
                 },
-                Ok(_) => {}
-                Err(c) => Box::pin(watch.handle(c)).await,
+                Ok(_) => continue,
+                Err(c) => {
+                    let watch = &mut watch;
+                    Box::pin(async move {
+                        watch.handle(c).await;
+                        false
+                    })
+                }
+            };
+            if wait.await {
+                return Ok(());
             }
         }
         // What was queued before ProducerFinished goes first; ShutdownMicroprocess drops it.

@@ -67,9 +67,10 @@ enum Socket {
 /// [`SingleServer::bind_unix`]) returns, so the address is known, and a bind failure is an
 /// error, before activation. Once activated it sends [`Listening`] (TCP only), waits for one
 /// connection (honouring `control` meanwhile), closes the listening socket (a later connection
-/// is refused) and then runs the connection exactly as a TcpClient runs its own: a
-/// [`super::ConnectedSocketAdapter`] wired to its boxes, [`super::Connected`] with the client's
-/// address, the connection's notices passed on, one final message. With
+/// is refused) and then runs the connection exactly as a TcpClient runs its own: itself, with
+/// its own boxes (the [`super::ConnectedSocketAdapter`]'s loop, without a component of its
+/// own), [`super::Connected`] with the client's address, the connection's notices, one final
+/// message. With
 /// [`SingleServer::tls`] the connection speaks TLS from the first byte; `sslready` says when
 /// the handshake is done.
 ///
@@ -83,7 +84,7 @@ enum Socket {
 /// | `inbox` | `Bytes` | data to send to the client |
 /// | `control` | `Control` | ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now |
 /// | `makessl` | [`super::MakeSsl`] | switch the connection to TLS, with [`SingleServer::starttls`] |
-/// | `_socketFeedback` | `Control` | the ConnectedSocketAdapter's signal and CreatorFeedback |
+/// | `_socketFeedback` | `Control` | unused, kept from Kamaelia's list: the connection is driven here, with no ConnectedSocketAdapter to listen to |
 ///
 /// # Outboxes
 ///
@@ -92,7 +93,7 @@ enum Socket {
 /// | `outbox` | `Bytes` | data received from the client |
 /// | `signal` | `Control` | Listening, Connected, errors, PeerHalfClosed, Transferred, then one final message |
 /// | `sslready` | [`super::SslReady`] | TLS negotiated (version, cipher suite) |
-/// | `_csaControl` | `Control` | ProducerFinished taken before the connection was up, passed on to it |
+/// | `_csaControl` | `Control` | unused, kept from Kamaelia's list: nothing is passed on to a ConnectedSocketAdapter |
 ///
 /// # Shutdown
 ///
@@ -131,7 +132,7 @@ const BOXES: ClientBoxes = ClientBoxes {
     ),
     feedback: BoxDecl::new(
         "_socketFeedback",
-        "the ConnectedSocketAdapter's signal and CreatorFeedback",
+        "unused, kept from Kamaelia's list: the connection is driven here, with no ConnectedSocketAdapter to listen to",
     ),
     outbox: BoxDecl::new(OUTBOX, "data received from the client"),
     signal: BoxDecl::new(
@@ -141,7 +142,7 @@ const BOXES: ClientBoxes = ClientBoxes {
     sslready: BoxDecl::new("sslready", "TLS negotiated (version, cipher suite)"),
     csa_control: BoxDecl::new(
         "_csaControl",
-        "ProducerFinished taken before the connection was up, passed on to it",
+        "unused, kept from Kamaelia's list: nothing is passed on to a ConnectedSocketAdapter",
     ),
 };
 
@@ -222,8 +223,6 @@ impl From<SingleServer> for Component {
     fn from(server: SingleServer) -> Component {
         let mut b = Component::build("SingleServer");
         let boxes = Boxes::declare(&mut b, &BOXES, server.limits);
-        // One connection, one task: the CSA runs beside it (docs/semantics.md §10).
-        b.hosts_group();
         b.main(move |cx| run(server, boxes, cx))
     }
 }

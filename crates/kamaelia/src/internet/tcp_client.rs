@@ -5,16 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axon::{
-    link_refs, BoxRef, Component, ComponentBuilder, Context, Control, ControlWatch, Detail, Inbox,
-    MainResult, Outbox, CONTROL, INBOX, OUTBOX, SIGNAL,
+    Component, ComponentBuilder, Context, Control, ControlWatch, Detail, Inbox, MainResult, Outbox,
+    CONTROL, INBOX, OUTBOX, SIGNAL,
 };
 use bytes::Bytes;
 use futures_util::future::{Either, FutureExt};
 
-use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole};
-use super::messages::{
-    Connected, HowDied, MakeSsl, ShutdownCsa, SocketShutdown, SslReady, TcpError, Transferred,
-};
+use super::csa::{self, connection, CsaOptions, Limits, OnFinish, TlsRole};
+use super::messages::{Connected, HowDied, MakeSsl, SslReady, TcpError, Transferred};
 use super::selector::Selector;
 use super::{connect, ConnectError, Family, TlsSettings};
 
@@ -74,14 +72,16 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// `"selector"` service, which it looks up in the registry (Kamaelia's Coordinating Assistant
 /// Tracker) and creates on first use.
 ///
-/// Once connected it creates a [`ConnectedSocketAdapter`] (CSA) and wires it as the page says:
-/// its own `inbox`, `makessl` and `control` pass straight through to the CSA's, the CSA's
-/// `outbox` and `sslready` come out as its own, and the CSA's `CreatorFeedback` (and `signal`)
-/// feed its `_socketFeedback`. Everything sent to `inbox` before the connection was up moves to
-/// the CSA in order and is sent first — after the TLS handshake if a `makessl` was queued too
-/// (as in the page's SSL example, where OneShot sends it at once), so that nothing queued goes
-/// out in plaintext. It then waits for the CSA's [`SocketShutdown`] and sends
-/// exactly one final message on `signal`.
+/// Once connected it drives the connection itself, with its own boxes: it runs the loop of a
+/// [`ConnectedSocketAdapter`](super::ConnectedSocketAdapter) (CSA) in its own task, where
+/// Kamaelia made a CSA child and wired the client's `inbox`, `makessl` and `control` through
+/// to it and the CSA's `outbox`, `sslready` and `signal` back (one component, one set of boxes
+/// and one future per connection instead of two; what goes in and comes out is the same, and
+/// `_socketFeedback` and `_csaControl` stay declared but unused). Everything sent to `inbox`
+/// before the connection was up is sent first, in order — after the TLS handshake if a
+/// `makessl` was queued too (as in the page's SSL example, where OneShot sends it at once), so
+/// that nothing queued goes out in plaintext. When the connection has ended it sends exactly
+/// one final message on `signal`.
 ///
 /// *Our additions*: `family`, `tls` settings, `nodelay`, `on_finish` (Kamaelia's
 /// `wait_for_serverclose`, and [`OnFinish::KeepOpen`]), `idle_timeout`, byte `limits`; typed
@@ -91,7 +91,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Its own `inbox` and `outbox` are bounded in bytes by [`Limits`] (256 KiB each direction by
 /// default) as well as in messages, so what waits for the connection to come up, and what it
 /// receives while its `outbox` is not linked, is bounded too; the connection's own boxes and
-/// queues get the same limits (see [`ConnectedSocketAdapter`]).
+/// queues get the same limits (see [`ConnectedSocketAdapter`](super::ConnectedSocketAdapter)).
 ///
 /// # Inboxes
 ///
@@ -100,7 +100,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// | `inbox` | `Bytes` | data to send to the server |
 /// | `control` | `Control` | ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now |
 /// | `makessl` | [`MakeSsl`] | switch the connection to TLS |
-/// | `_socketFeedback` | `Control` | the ConnectedSocketAdapter's signal and CreatorFeedback |
+/// | `_socketFeedback` | `Control` | unused, kept from Kamaelia's list: the connection is driven here, with no ConnectedSocketAdapter to listen to |
 ///
 /// # Outboxes
 ///
@@ -109,7 +109,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// | `outbox` | `Bytes` | data received from the server |
 /// | `signal` | `Control` | Connected, errors (a failed TLS handshake: PeerCertificates first), PeerHalfClosed, Transferred, then one final message |
 /// | `sslready` | [`SslReady`] | TLS negotiated (version, cipher suite) |
-/// | `_csaControl` | `Control` | ProducerFinished taken before the connection was up, passed on to it |
+/// | `_csaControl` | `Control` | unused, kept from Kamaelia's list: nothing is passed on to a ConnectedSocketAdapter |
 ///
 /// # Shutdown
 ///
@@ -123,8 +123,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// dropped and the final message's [`HowDied::Shutdown`] says how much. The final message is
 /// ShutdownMicroprocess after a shutdown and ProducerFinished otherwise, each carrying the
 /// [`HowDied`] as its detail. Just before it comes one [`Transferred`] notice: the connection's
-/// counts, or, if it never connected, what was queued and dropped as `unsent`. (Only if the
-/// connection's component itself failed is there none; its error is on `signal` instead.)
+/// counts, or, if it never connected, what was queued and dropped as `unsent`.
 ///
 /// # Errors
 ///
@@ -230,27 +229,46 @@ pub(super) struct Boxes {
     pub(super) inbox: Inbox<Bytes>,
     pub(super) control: Inbox<Control>,
     pub(super) makessl: Inbox<MakeSsl>,
-    pub(super) feedback: Inbox<Control>,
     pub(super) outbox: Outbox<Bytes>,
     pub(super) signal: Outbox<Control>,
     pub(super) sslready: Outbox<SslReady>,
-    pub(super) csa_control: Outbox<Control>,
 }
 
 impl Boxes {
+    /// The boxes its connection is driven with once up: the client's own.
+    fn into_connection(self) -> csa::Boxes {
+        csa::Boxes {
+            inbox: self.inbox,
+            control: self.control,
+            makessl: self.makessl,
+            outbox: self.outbox,
+            signal: self.signal,
+            sslready: self.sslready,
+            feedback: None,
+        }
+    }
+
     /// Declares the boxes from `table`, `inbox` and `outbox` bounded in bytes by `limits`.
+    /// `_socketFeedback` and `_csaControl` are declared (Kamaelia's list, and a program may
+    /// link to them) but nothing uses them: there is no CSA component to wire them to.
     pub(super) fn declare(b: &mut ComponentBuilder, table: &ClientBoxes, limits: Limits) -> Self {
+        let inbox = b.inbox_from(table.inbox).limit_bytes(limits.send_bytes);
+        let control = b.control_from(table.control);
+        let makessl = b.inbox_from(table.makessl);
+        let _: Inbox<Control> = b.inbox_from(table.feedback);
+        let outbox = b
+            .outbox_from(table.outbox)
+            .limit_bytes(limits.receive_bytes);
+        let signal = b.signal_from(table.signal);
+        let sslready = b.outbox_from(table.sslready);
+        let _: Outbox<Control> = b.outbox_from(table.csa_control);
         Boxes {
-            inbox: b.inbox_from(table.inbox).limit_bytes(limits.send_bytes),
-            control: b.control_from(table.control),
-            makessl: b.inbox_from(table.makessl),
-            feedback: b.inbox_from(table.feedback),
-            outbox: b
-                .outbox_from(table.outbox)
-                .limit_bytes(limits.receive_bytes),
-            signal: b.signal_from(table.signal),
-            sslready: b.outbox_from(table.sslready),
-            csa_control: b.outbox_from(table.csa_control),
+            inbox,
+            control,
+            makessl,
+            outbox,
+            signal,
+            sslready,
         }
     }
 }
@@ -262,11 +280,11 @@ axon::box_table! {
         inbox: INBOX => "data to send to the server",
         control: CONTROL => "ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now",
         makessl: "makessl" => "switch the connection to TLS",
-        feedback: "_socketFeedback" => "the ConnectedSocketAdapter's signal and CreatorFeedback",
+        feedback: "_socketFeedback" => "unused, kept from Kamaelia's list: the connection is driven here, with no ConnectedSocketAdapter to listen to",
         outbox: OUTBOX => "data received from the server",
         signal: SIGNAL => "Connected, errors (a failed TLS handshake: PeerCertificates first), PeerHalfClosed, Transferred, then one final message",
         sslready: "sslready" => "TLS negotiated (version, cipher suite)",
-        csa_control: "_csaControl" => "ProducerFinished taken before the connection was up, passed on to it",
+        csa_control: "_csaControl" => "unused, kept from Kamaelia's list: nothing is passed on to a ConnectedSocketAdapter",
     }
 }
 
@@ -274,22 +292,22 @@ impl From<TcpClient> for Component {
     fn from(cfg: TcpClient) -> Component {
         let mut b = Component::build("TcpClient");
         let boxes = Boxes::declare(&mut b, &BOXES, cfg.limits);
-        // One connection, one task: the CSA runs beside the client (docs/semantics.md §10).
-        b.hosts_group();
         b.main(move |cx| {
             // Connecting (the settings, the resolver, Happy Eyeballs) is boxed and freed once
             // the connection is up: the part that lives as long as the connection holds the
-            // boxes, the context and the CSA's handle, not the settings.
+            // boxes and the context, not the settings.
             let connecting = Box::pin(connect_phase(cfg, boxes, cx));
             async move {
-                // Awaiting the box consumes it: the connecting state is freed here. The match
-                // ends before the connection's future is awaited, so what it was made from
-                // (the stream, the TLS role, the options) is not kept beside it.
+                // Awaiting the box consumes it: the connecting state is freed here, before the
+                // connection's is allocated, so a client holds one or the other, never both
+                // (the main future itself is two pointers). The match ends before the
+                // connection's future is awaited, so what it was made from (the stream, the
+                // TLS role, the options) is not kept beside it.
                 let connected = match connecting.await? {
                     None => return Ok(()),
-                    Some((b, cx, (stream, addrs, role, options, stopping))) => {
-                        run_connected(b, cx, stream, addrs, Some(role), options, stopping)
-                    }
+                    Some((b, cx, (stream, addrs, role, options, stopping))) => Box::pin(
+                        run_connected(b, cx, stream, addrs, Some(role), options, stopping),
+                    ),
                 };
                 connected.await
             }
@@ -304,7 +322,7 @@ enum Early {
 }
 
 /// A connection that is up, ready for [`run_connected`]: the stream, its two addresses, the TLS
-/// role, the CSA's options, and whether ProducerFinished came before.
+/// role, the connection's options, and whether ProducerFinished came before.
 type Up = (
     tokio::net::TcpStream,
     (SocketAddr, Option<SocketAddr>),
@@ -321,7 +339,7 @@ async fn connect_phase(
 ) -> Result<Option<(Boxes, Context, Up)>, axon::BoxError> {
     let label = cx.label().clone();
     let (selector, _) = Selector::get_or_create(cx.services())?;
-    // Control before the connection is up; from then on `control` is linked to the CSA's.
+    // Control before the connection is up; from then on the connection's loop reads it.
     let mut watch = ControlWatch::new(&b.control, &b.signal);
 
     // Boxed, so the resolver and Happy Eyeballs state is freed once connected instead of
@@ -389,12 +407,13 @@ async fn connect_phase(
 
     let (stream, peer) = match connected {
         Ok(ok) => ok,
+        // Boxed: a client connecting holds this state at the peak of a burst of connects.
         Err(Early::Shutdown) => {
-            end_unconnected(&b, label, None).await;
+            Box::pin(end_unconnected(&b, label, None)).await;
             return Ok(None);
         }
         Err(Early::Failed(e)) => {
-            end_unconnected(&b, label, Some(e)).await;
+            Box::pin(end_unconnected(&b, label, Some(e))).await;
             return Ok(None);
         }
     };
@@ -424,13 +443,14 @@ async fn connect_phase(
 }
 
 /// The part of a client-shaped component (TcpClient, SingleServer, UnixClient) after its
-/// stream is up: makes the CSA, wires it as the page describes, passes on a ProducerFinished
-/// taken before (`stopping`), announces [`Connected`], relays the CSA's signal and ends with
-/// one final message carrying the [`HowDied`].
+/// stream is up: it drives the connection itself, with its own boxes (the ConnectedSocketAdapter's
+/// loop, `csa::Connection`, without a CSA component beside it), takes a ProducerFinished taken
+/// before (`stopping`), announces [`Connected`], and ends with one final message carrying the
+/// [`HowDied`].
 ///
-/// The future owns the boxes and the context and is made by a plain function: an `async fn`
-/// would hold its arguments twice in its state (as arguments and as the locals they move to),
-/// and this future lives as long as the connection.
+/// The future owns the connection and is made by a plain function: an `async fn` would hold
+/// its arguments twice in its state (as arguments and as the locals they move to), and this
+/// future lives as long as the connection.
 pub(super) fn run_connected<S>(
     b: Boxes,
     cx: Context,
@@ -443,96 +463,43 @@ pub(super) fn run_connected<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    // The CSA is made, wired and started here, before the future: what it is made from (the
-    // stream, the TLS role, the options) is not kept for the whole connection in the state
-    // of the future that waits for it to end.
-    // A wiring error is boxed now, not kept at its full size beside the connection.
-    let started =
-        start_csa(&b, &cx, stream, peer, role, options, stopping).map_err(axon::BoxError::from);
+    let tls_first = options.tls_first;
+    // Made here, before the future: what it is made from (the stream, the TLS role, the
+    // options) is not kept beside it for the whole connection.
+    let mut conn = connection(
+        cx.label().clone(),
+        b.into_connection(),
+        stream,
+        peer,
+        role,
+        &options,
+    );
+    // Not kept: the connection has no children to start, and its label is all it needs.
+    drop(cx);
+    // Kamaelia threw the data queued before ProducerFinished away here; it goes out once
+    // connected, then the connection closes.
+    if stopping {
+        conn.producer_finished();
+    }
+    // Announced before the connection is driven: from here on, data sent before a makessl
+    // goes out in plaintext first. Made here and boxed, so the future does not keep the two
+    // addresses for the connection's life.
+    let announce = local.map(|local| {
+        let signal = conn.signal().clone();
+        Box::pin(async move {
+            let _ = signal
+                .send(Control::notice(Connected { peer, local }))
+                .await;
+        })
+    });
     async move {
-        // Borrowed, not moved out: a moved copy would be kept beside the original.
-        let csa = match &started {
-            Ok(csa) => csa,
-            Err(_) => return started.map(|_| ()),
-        };
-        // Announced once the CSA owns the connection: from here on, data sent before a makessl
-        // goes out in plaintext first.
-        if let Some(local) = local {
-            let connected = Control::notice(Connected { peer, local });
-            let _ = Box::pin(b.signal.send(connected)).await;
+        if let Some(announce) = announce {
+            announce.await;
         }
-        relay_until_closed(&b, csa, &peer).await;
-        // The component's context lives as long as its connection.
-        drop(cx);
+        let how = conn.drive(tls_first).await;
+        Box::pin(final_message(conn.signal(), how)).await;
         Ok(())
     }
-}
-
-/// Makes the CSA, wires it as the page describes, passes on a ProducerFinished taken before
-/// (`stopping`) and starts it beside its client (docs/semantics.md §10: a client that hosts a
-/// group shares its task with its CSA).
-fn start_csa<S>(
-    b: &Boxes,
-    cx: &Context,
-    stream: S,
-    peer: SocketAddr,
-    role: Option<TlsRole>,
-    options: CsaOptions,
-    stopping: bool,
-) -> Result<axon::Handle, axon::WiringError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let csa = ConnectedSocketAdapter::with_config(stream, peer, role, options);
-    wire(b, &csa)?;
-    // Kamaelia threw the data queued before ProducerFinished away here; it goes out once
-    // connected, then the connection closes. The CSA's control is empty and open, so this
-    // never has to wait.
-    if stopping {
-        let _ = b.csa_control.force_send(Control::producer_finished());
-    }
-    Ok(cx.activate_beside(csa))
-}
-
-/// The connection's life once up: passes the CSA's errors and notices on, then sends the
-/// final message once it has ended.
-async fn relay_until_closed(b: &Boxes, csa: &axon::Handle, peer: &SocketAddr) {
-    // An idle connection waits in this loop for as long as it lives, so what happens rarely
-    // (passing a notice on, the wrap-up) is boxed and does not widen the state it waits in.
-    let how = loop {
-        let c = b.feedback.recv().await;
-        if let Some(SocketShutdown(how)) = c.payload::<SocketShutdown>() {
-            break how.clone();
-        }
-        if c.payload::<ShutdownCsa>().is_some() {
-            continue;
-        }
-        if c.is_final() {
-            // Only the runtime sends a final message on a CSA's signal: the CSA failed (its
-            // error came just before and was passed on) and will say nothing more.
-            break HowDied::Failed(TcpError::Io {
-                peer: *peer,
-                source: Arc::new(std::io::Error::other(
-                    "the component owning the connection failed",
-                )),
-            });
-        }
-        let _ = Box::pin(b.signal.send(c)).await;
-    };
-    Box::pin(wrap_up(b, csa, how)).await;
-}
-
-/// Once the CSA has said how the connection ended: waits for it to end, passes on what it
-/// still said, and sends the final message.
-async fn wrap_up(b: &Boxes, csa: &axon::Handle, how: HowDied) {
-    csa.join().await;
-    // Anything the CSA sent on its signal after SocketShutdown (ShutdownCsa) is internal.
-    while let Some(c) = b.feedback.try_recv() {
-        if c.payload::<ShutdownCsa>().is_none() && !c.is_final() {
-            let _ = b.signal.send(c).await;
-        }
-    }
-    final_message(&b.signal, how).await;
 }
 
 /// Ends a client-shaped component that never got its stream: passes the error on (if any),
@@ -553,24 +520,6 @@ pub(super) async fn end_unconnected(b: &Boxes, label: Arc<str>, failure: Option<
             final_message(&b.signal, HowDied::Failed(e)).await;
         }
     }
-}
-
-/// Links the client to its new CSA as the page describes.
-fn wire(b: &Boxes, csa: &Component) -> Result<(), axon::WiringError> {
-    let pairs: [(BoxRef, BoxRef); 8] = [
-        (b.inbox.boxref(), csa.boxref(INBOX)?),
-        (b.makessl.boxref(), csa.boxref("makessl")?),
-        (b.control.boxref(), csa.boxref(CONTROL)?),
-        (b.csa_control.boxref(), csa.boxref(CONTROL)?),
-        (csa.boxref(OUTBOX)?, b.outbox.boxref()),
-        (csa.boxref("sslready")?, b.sslready.boxref()),
-        (csa.boxref("CreatorFeedback")?, b.feedback.boxref()),
-        (csa.boxref(SIGNAL)?, b.feedback.boxref()),
-    ];
-    for (src, dst) in &pairs {
-        link_refs(src, dst)?;
-    }
-    Ok(())
 }
 
 /// Ends without a connection: refuses and counts what was queued, and says so in a

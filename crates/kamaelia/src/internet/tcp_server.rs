@@ -10,6 +10,7 @@ use axon::{
     link_refs, Component, Context, Control, ControlWatch, Group, Inbox, MainResult, Outbox,
     TrySendError, CONTROL, INBOX, OUTBOX, SIGNAL,
 };
+use futures_util::future::Either;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole};
@@ -80,11 +81,13 @@ enum TlsMode {
 /// and the protocol's `signal` into the CSA's `control`; a protocol with a `makessl` outbox or a
 /// `sslready` inbox is linked to the CSA's too, and a protocol with a `connevents` inbox (a
 /// [`super::Relay`]) gets a copy of every message on the CSA's `signal`. When the peer finishes sending, or the
-/// connection ends, the protocol gets ProducerFinished on `control`. A small supervisor per
-/// connection watches the CSA: it passes connection errors on, tells the protocol, and once the
-/// CSA and the protocol have both ended the server lets go of them. The connection has ended
-/// when the CSA says so, and also when the runtime reports the CSA itself failed (a final
-/// message on its `signal`), so a failing CSA cannot leave its protocol behind.
+/// connection ends, the protocol gets ProducerFinished on `control`: from the CSA itself
+/// (its `CreatorFeedback` is linked to the protocol's `control`), or, for a protocol with
+/// `connevents`, from a small supervisor of that connection. Every connection's `signal` goes
+/// to one events inbox of the server, which passes connection errors on; once the CSA and the
+/// protocol have both ended the server lets go of them. A CSA that failed (the runtime reports
+/// it on its `signal`) could not tell its protocol, so the server does: a failing CSA cannot
+/// leave its protocol behind.
 ///
 /// With [`TcpServer::tls`] every connection speaks TLS from the first byte; with
 /// [`TcpServer::starttls`] a protocol switches its connection by sending [`super::MakeSsl`]
@@ -367,38 +370,47 @@ async fn run(
     if let Listener::Tcp(_) = listener {
         let _ = signal.send(Control::notice(Listening(server.addr))).await;
     }
-    // Each connection's CSA, to stop it when the server stops, until its supervisor has seen
-    // the connection end. (The supervisor holds the protocol's handle; one copy per
-    // connection is enough.)
+    // Each connection's CSA, to stop it when the server stops, until its watcher has seen
+    // the connection end. (The watcher holds the protocol's handle; one copy per connection
+    // is enough.)
     let mut connections: HashMap<u64, axon::Handle> = HashMap::new();
     let mut next_id: u64 = 0;
     // Polled by this task (each woken on its own), not a task per connection.
-    let mut supervisors = FuturesUnordered::new();
+    let mut watchers = FuturesUnordered::new();
+    // What every connection's CSA says on its `signal` (but a Relay's, which has a
+    // supervisor of its own): the errors are passed on, the rest is of no interest here.
+    let events = Inbox::<Control>::standalone("connection events", EVENTS_CAPACITY);
     let mut watch = ControlWatch::new(&control, &signal);
     while !watch.stopping() {
         tokio::select! {
             c = watch.control().recv() => watch.handle(c).await,
+            c = events.recv() => on_event(&signal, &label, c).await,
             accepted = listener.accept(), if connections.len() < server.max_connections => match accepted {
                 Ok(accepted) => {
                     let started = match accepted {
                         Accepted::Tcp(stream, peer) => {
                             let info = ConnectionInfo { peer, local: server.addr };
-                            start_connection(&cx, &server, stream, &info, &signal, &label)
+                            start_connection(&cx, &server, stream, &info, &events)
                         }
                         Accepted::Unix(stream) => {
                             let info = ConnectionInfo { peer: unix_peer(), local: server.addr };
-                            start_connection(&cx, &server, stream, &info, &signal, &label)
+                            start_connection(&cx, &server, stream, &info, &events)
                         }
                     };
                     match started {
-                        Ok((csa, supervisor)) => {
+                        Ok((csa, proto, supervised)) => {
                             next_id += 1;
                             let id = next_id;
-                            connections.insert(id, csa);
-                            supervisors.push(async move {
-                                supervisor.await;
-                                id
-                            });
+                            connections.insert(id, csa.clone());
+                            // Held inline by the set that polls it: no box of its own.
+                            let watcher = match supervised {
+                                None => Either::Left(until_ended(id, csa, proto)),
+                                Some((own_events, to_events)) => {
+                                    let (signal, label) = (signal.clone(), label.clone());
+                                    Either::Right(supervise(id, own_events, to_events, signal, label, (csa, proto)))
+                                }
+                            };
+                            watchers.push(watcher);
                         }
                         Err(e) => {
                             report(&signal, &label, Control::error(label.clone(), e)).await;
@@ -411,7 +423,7 @@ async fn run(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(id) = supervisors.next() => {
+            Some(id) = watchers.next() => {
                 connections.remove(&id);
             }
         }
@@ -420,11 +432,31 @@ async fn run(
     for csa in connections.values() {
         csa.stop();
     }
-    // Each supervisor returns once its CSA and protocol have both ended.
-    while supervisors.next().await.is_some() {}
+    // Each watcher returns once its CSA and protocol have both ended; meanwhile the ending
+    // connections still report (and must find room to).
+    loop {
+        tokio::select! {
+            ended = watchers.next() => if ended.is_none() { break },
+            c = events.recv() => on_event(&signal, &label, c).await,
+        }
+    }
     // Forced: the final message must not wait on a signal nobody reads.
     watch.finish(Control::producer_finished());
     Ok(())
+}
+
+/// How many messages the connections' shared events inbox holds: each connection sends a
+/// few on its `signal` in its life, and the server takes them as they come.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// A message a connection's CSA sent on its `signal`: an error is passed on (a CSA that
+/// failed has its error sent there by the runtime), the rest (PeerHalfClosed, Transferred,
+/// ShutdownCsa, a failed CSA's final message) concerns only the connection.
+async fn on_event(signal: &Outbox<Control>, label: &Arc<str>, c: Control) {
+    if let Control::Error(e) = &c {
+        tracing::debug!(server = %label, "connection error: {e}");
+        Box::pin(report(signal, label, c)).await;
+    }
 }
 
 /// Sends a notice or an error on `signal` without letting a signal that nobody reads stall
@@ -442,9 +474,12 @@ async fn report(signal: &Outbox<Control>, label: &str, c: Control) {
     }
 }
 
+/// A connection started: its CSA and protocol, and for a protocol that watches its
+/// connection (a Relay), what its own supervisor reads and passes on.
 type Started = (
     axon::Handle,
-    std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    axon::Handle,
+    Option<(Inbox<Control>, Option<Outbox<Control>>)>,
 );
 
 fn start_connection<S>(
@@ -452,8 +487,7 @@ fn start_connection<S>(
     server: &TcpServer,
     stream: S,
     info: &ConnectionInfo,
-    signal: &Outbox<Control>,
-    label: &Arc<str>,
+    events: &Inbox<Control>,
 ) -> Result<Started, axon::WiringError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -473,8 +507,19 @@ where
         .idle_timeout(server.idle_timeout)
         .plaintext_timeout(plaintext_timeout)
         .limits(server.limits);
-    let csa = ConnectedSocketAdapter::with_config(stream, info.peer, role, options);
     let proto = (server.factory)(info);
+    let makessl = proto.boxref("makessl");
+    let connevents = proto.boxref("connevents");
+    // Told by its connection, but for a protocol that watches it: see `supervise`.
+    let tells_protocol = connevents.is_err();
+    let csa = ConnectedSocketAdapter::for_server(
+        stream,
+        info.peer,
+        role,
+        options,
+        makessl.is_ok(),
+        tells_protocol,
+    );
     if let Ok(out) = proto.boxref(OUTBOX) {
         link_refs(&out, &csa.boxref(INBOX)?)?;
     }
@@ -484,42 +529,57 @@ where
     if let Ok(sig) = proto.boxref(SIGNAL) {
         link_refs(&sig, &csa.boxref(CONTROL)?)?;
     }
-    if let Ok(m) = proto.boxref("makessl") {
+    if let Ok(m) = makessl {
         link_refs(&m, &csa.boxref("makessl")?)?;
     }
     if let Ok(r) = proto.boxref("sslready") {
         link_refs(&csa.boxref("sslready")?, &r)?;
     }
-    // The supervisor: the CSA's events in, the protocol's control out.
-    let events = Inbox::<Control>::standalone("connection events", 16);
-    link_refs(&csa.boxref(SIGNAL)?, &events.boxref())?;
-    link_refs(&csa.boxref("CreatorFeedback")?, &events.boxref())?;
-    // A protocol that watches its connection (a Relay) gets a copy of every event.
-    let to_events = match proto.boxref("connevents") {
+    let supervised = match connevents {
+        // The connection tells the protocol itself, and its errors go to the server's one
+        // events inbox: nothing per connection but a watcher of its end.
+        Err(_) => {
+            link_refs(&csa.boxref(SIGNAL)?, &events.boxref())?;
+            // A protocol without `control` cannot be told (the one message waits, unread, in
+            // the CSA's own outbox).
+            if let Ok(c) = proto.boxref(CONTROL) {
+                link_refs(&csa.boxref("CreatorFeedback")?, &c)?;
+            }
+            None
+        }
+        // A protocol that watches its connection (a Relay) gets a copy of every event, from
+        // a supervisor of the connection's own: the CSA's events in, the protocol's control
+        // and `connevents` out.
         Ok(e) => {
+            let own_events = Inbox::<Control>::standalone("connection events", 16);
+            link_refs(&csa.boxref(SIGNAL)?, &own_events.boxref())?;
+            link_refs(&csa.boxref("CreatorFeedback")?, &own_events.boxref())?;
             let out = Outbox::<Control>::standalone("to protocol's connevents");
             link_refs(&out.boxref(), &e)?;
-            Some(out)
+            Some((own_events, Some(out)))
         }
-        Err(_) => None,
     };
     // The connection's adapter and protocol share one task (docs/semantics.md §10).
     let handles = cx.activate_group(Group::new().with(csa).with(proto));
     // Two members were added, so there are two handles.
     let [csa, proto]: [axon::Handle; 2] = handles.try_into().expect("one handle per member");
-    let supervisor = Box::pin(supervise(
-        events,
-        to_events,
-        signal.clone(),
-        label.clone(),
-        (csa.clone(), proto),
-    ));
-    Ok((csa, supervisor))
+    Ok((csa, proto, supervised))
 }
 
-/// Watches one connection: passes its errors on, tells the protocol ProducerFinished when the
-/// peer has finished sending or the connection has ended, and returns once the CSA and the
-/// protocol have both ended, so the server can let go of them.
+/// Waits for connection `id` to end, its CSA and then its protocol, and returns `id`, so the
+/// server can let go of them. The CSA tells the protocol ProducerFinished itself; a CSA that
+/// failed (panicked) could not, so the protocol is told here then.
+async fn until_ended(id: u64, csa: axon::Handle, proto: axon::Handle) -> u64 {
+    if csa.join().await.failure.is_some() {
+        proto.send_control(Control::producer_finished());
+    }
+    proto.join().await;
+    id
+}
+
+/// Watches connection `id`: passes its errors on, tells the protocol ProducerFinished when the
+/// peer has finished sending or the connection has ended, and returns `id` once the CSA and
+/// the protocol have both ended, so the server can let go of them.
 ///
 /// The connection has ended when the CSA says so ([`SocketShutdown`]) or when a final message
 /// arrives on its `signal`, which only the runtime sends, for a CSA that failed (panicked) and
@@ -531,12 +591,13 @@ where
 // Written out on purpose: see the comment in the body.
 #[allow(clippy::manual_async_fn)]
 fn supervise(
+    id: u64,
     events: Inbox<Control>,
     to_events: Option<Outbox<Control>>,
     signal: Outbox<Control>,
     label: Arc<str>,
     (csa, proto): (axon::Handle, axon::Handle),
-) -> impl std::future::Future<Output = ()> + Send {
+) -> impl std::future::Future<Output = u64> + Send {
     // A plain function returning a block that owns its values: an `async fn` would keep its
     // arguments twice (as arguments and as the locals they move to).
     async move {
@@ -565,6 +626,7 @@ fn supervise(
             proto.join().await;
         })
         .await;
+        id
     }
 }
 
@@ -582,28 +644,33 @@ mod tests {
     use axon::Scheduler;
     use bytes::Bytes;
 
-    /// A connection whose CSA fails (here: panics; a real CSA has no input that makes it
-    /// panic, so a stand-in with the CSA's boxes does) sends no SocketShutdown: the runtime
-    /// sends its error and a final message on its `signal`. The supervisor must take that as
-    /// the end, tell the protocol, and return once both have ended, so the server lets go of
-    /// them (before, it waited for a SocketShutdown for ever).
-    #[tokio::test]
-    async fn a_failed_csa_ends_its_supervisor_and_its_protocol() {
+    /// A stand-in for a CSA that fails (panics; a real CSA has no input that makes it panic)
+    /// with the CSA's boxes, an EchoProtocol feeding it, and the CSA's `signal` into `events`;
+    /// `feedback_to_protocol` links `CreatorFeedback` to the protocol's `control` (as for a
+    /// connection that tells its protocol itself), else into `events` too. Returns the two
+    /// handles once activated, and the run.
+    async fn failing_connection(
+        events: &Inbox<Control>,
+        feedback_to_protocol: bool,
+    ) -> (
+        (axon::Handle, axon::Handle),
+        tokio::task::JoinHandle<axon::RunReport>,
+    ) {
         let mut b = Component::build("FailingCsa");
         let _inbox = b.inbox::<Bytes>(INBOX, "data to send");
         let _signal = b.signal();
-        let _feedback = b.outbox::<Control>("CreatorFeedback", "SocketShutdown");
+        let _feedback = b.outbox::<Control>("CreatorFeedback", "how it ended");
         let csa = b.main(|_| async { panic!("a connection component that fails") });
         let proto = EchoProtocol::new();
-        let events = Inbox::<Control>::standalone("connection events", 16);
-        let errors = Inbox::<Control>::standalone("server signal", 16);
-        let signal = Outbox::<Control>::standalone(SIGNAL);
         let link = |a: axon::BoxRef, b: axon::BoxRef| link_refs(&a, &b).unwrap();
         link(proto.boxref(OUTBOX).unwrap(), csa.boxref(INBOX).unwrap());
         link(csa.boxref(SIGNAL).unwrap(), events.boxref());
-        link(csa.boxref("CreatorFeedback").unwrap(), events.boxref());
-        link(signal.boxref(), errors.boxref());
-
+        let feedback_to = if feedback_to_protocol {
+            proto.boxref(CONTROL).unwrap()
+        } else {
+            events.boxref()
+        };
+        link(csa.boxref("CreatorFeedback").unwrap(), feedback_to);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let run = tokio::spawn(async move {
             Scheduler::new()
@@ -612,19 +679,62 @@ mod tests {
                 })
                 .await
         });
-        let (csa, proto) = rx.await.unwrap();
-        let supervised = supervise(events, None, signal, "TcpServer".into(), (csa, proto));
-        tokio::time::timeout(Duration::from_secs(10), supervised)
-            .await
-            .expect("the supervisor ended");
+        (rx.await.unwrap(), run)
+    }
+
+    /// The run ended with the stand-in's panic as its one failure (the protocol ended
+    /// normally), and the failure reached the server's `signal` as a connection error.
+    async fn only_the_stand_in_failed(
+        run: tokio::task::JoinHandle<axon::RunReport>,
+        errors: &Inbox<Control>,
+    ) {
         let report = tokio::time::timeout(Duration::from_secs(10), run)
             .await
             .expect("everything ended")
             .unwrap();
-        // The stand-in's panic is the one failure; the protocol ended normally.
         assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
         assert!(report.failures[0].component.starts_with("FailingCsa"));
-        // The failure was passed on as a connection error.
         assert!(matches!(errors.try_recv(), Some(Control::Error(_))));
+    }
+
+    /// A connection whose CSA fails sends no SocketShutdown: the runtime sends its error and a
+    /// final message on its `signal`. The supervisor (a Relay's connection) must take that as
+    /// the end, tell the protocol, and return once both have ended, so the server lets go of
+    /// them (before, it waited for a SocketShutdown for ever).
+    #[tokio::test]
+    async fn a_failed_csa_ends_its_supervisor_and_its_protocol() {
+        let events = Inbox::<Control>::standalone("connection events", 16);
+        let errors = Inbox::<Control>::standalone("server signal", 16);
+        let signal = Outbox::<Control>::standalone(SIGNAL);
+        link_refs(&signal.boxref(), &errors.boxref()).unwrap();
+        let ((csa, proto), run) = failing_connection(&events, false).await;
+        let supervised = supervise(7, events, None, signal, "TcpServer".into(), (csa, proto));
+        let id = tokio::time::timeout(Duration::from_secs(10), supervised)
+            .await
+            .expect("the supervisor ended");
+        assert_eq!(id, 7);
+        only_the_stand_in_failed(run, &errors).await;
+    }
+
+    /// The same for a connection that tells its protocol itself (every protocol but a
+    /// Relay's): a CSA that fails cannot tell it, so the server's watcher of its end does, the
+    /// protocol ends, and the watcher returns; the runtime's error on the CSA's `signal`
+    /// reaches the server's events inbox, which passes it on.
+    #[tokio::test]
+    async fn a_failed_csa_that_tells_its_protocol_ends_its_watcher_and_its_protocol() {
+        let events = Inbox::<Control>::standalone("connection events", 16);
+        let errors = Inbox::<Control>::standalone("server signal", 16);
+        let signal = Outbox::<Control>::standalone(SIGNAL);
+        link_refs(&signal.boxref(), &errors.boxref()).unwrap();
+        let ((csa, proto), run) = failing_connection(&events, true).await;
+        let id = tokio::time::timeout(Duration::from_secs(10), until_ended(7, csa, proto))
+            .await
+            .expect("the watcher ended");
+        assert_eq!(id, 7);
+        let label: Arc<str> = "TcpServer".into();
+        while let Some(c) = events.try_recv() {
+            on_event(&signal, &label, c).await;
+        }
+        only_the_stand_in_failed(run, &errors).await;
     }
 }

@@ -128,10 +128,10 @@ async fn connect_unix(path: &Path, timeout: Duration) -> Result<tokio::net::Unix
 /// # How it works
 ///
 /// When activated it connects to the path (within the connect timeout, honouring `control`
-/// meanwhile), then runs the connection exactly as TcpClient does: a
-/// [`super::ConnectedSocketAdapter`] over the Unix stream, wired to its boxes, a
-/// [`super::Connected`] notice (whose addresses are [`unix_peer`]: a Unix socket has none),
-/// the connection's notices passed on, one final message. There is no TLS over a Unix socket:
+/// meanwhile), then runs the connection exactly as TcpClient does: itself, with its own boxes
+/// (the [`super::ConnectedSocketAdapter`]'s loop over the Unix stream, without a component of
+/// its own), a [`super::Connected`] notice (whose addresses are [`unix_peer`]: a Unix socket
+/// has none), the connection's notices, one final message. There is no TLS over a Unix socket:
 /// `makessl` is refused with an error and the connection carries on.
 ///
 /// Its `inbox` and `outbox` are bounded in bytes by [`Limits`] (256 KiB each direction by
@@ -144,7 +144,7 @@ async fn connect_unix(path: &Path, timeout: Duration) -> Result<tokio::net::Unix
 /// | `inbox` | `Bytes` | data to send to the server |
 /// | `control` | `Control` | ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now |
 /// | `makessl` | [`super::MakeSsl`] | refused: no TLS over a Unix socket |
-/// | `_socketFeedback` | `Control` | the ConnectedSocketAdapter's signal and CreatorFeedback |
+/// | `_socketFeedback` | `Control` | unused, kept from Kamaelia's list: the connection is driven here, with no ConnectedSocketAdapter to listen to |
 ///
 /// # Outboxes
 ///
@@ -153,7 +153,7 @@ async fn connect_unix(path: &Path, timeout: Duration) -> Result<tokio::net::Unix
 /// | `outbox` | `Bytes` | data received from the server |
 /// | `signal` | `Control` | Connected, errors, PeerHalfClosed, Transferred, then one final message |
 /// | `sslready` | [`super::SslReady`] | never sent |
-/// | `_csaControl` | `Control` | ProducerFinished taken before the connection was up, passed on to it |
+/// | `_csaControl` | `Control` | unused, kept from Kamaelia's list: nothing is passed on to a ConnectedSocketAdapter |
 ///
 /// # Shutdown
 ///
@@ -184,7 +184,7 @@ const BOXES: ClientBoxes = ClientBoxes {
     makessl: BoxDecl::new("makessl", "refused: no TLS over a Unix socket"),
     feedback: BoxDecl::new(
         "_socketFeedback",
-        "the ConnectedSocketAdapter's signal and CreatorFeedback",
+        "unused, kept from Kamaelia's list: the connection is driven here, with no ConnectedSocketAdapter to listen to",
     ),
     outbox: BoxDecl::new(OUTBOX, "data received from the server"),
     signal: BoxDecl::new(
@@ -194,7 +194,7 @@ const BOXES: ClientBoxes = ClientBoxes {
     sslready: BoxDecl::new("sslready", "never sent"),
     csa_control: BoxDecl::new(
         "_csaControl",
-        "ProducerFinished taken before the connection was up, passed on to it",
+        "unused, kept from Kamaelia's list: nothing is passed on to a ConnectedSocketAdapter",
     ),
 };
 
@@ -240,8 +240,6 @@ impl From<UnixClient> for Component {
     fn from(cfg: UnixClient) -> Component {
         let mut b = Component::build("UnixClient");
         let boxes = Boxes::declare(&mut b, &BOXES, cfg.limits);
-        // One connection, one task: the CSA runs beside it (docs/semantics.md §10).
-        b.hosts_group();
         b.main(move |cx| run(cfg, boxes, cx))
     }
 }

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::read_buffer::ReadBuffer;
+use super::read_buffer::{ReadBuffer, FIRST_READ};
 use super::rewind::Rewind;
 use super::state::{Next, OutQueue, ReadFailure, State, WRITE_BATCH};
 use super::{Limits, TlsRole};
@@ -32,19 +32,21 @@ use crate::internet::messages::{
 use crate::internet::tls::accept;
 use crate::internet::TlsError;
 
-/// The CSA's boxes.
-pub(super) struct Boxes {
-    pub(super) inbox: Inbox<Bytes>,
-    pub(super) control: Inbox<Control>,
-    pub(super) makessl: Inbox<MakeSsl>,
-    pub(super) outbox: Outbox<Bytes>,
-    pub(super) signal: Outbox<Control>,
-    pub(super) sslready: Outbox<SslReady>,
-    pub(super) feedback: Outbox<Control>,
+/// The boxes a connection is driven with: the CSA's own, or those of a client-shaped
+/// component that drives its connection itself (it has no `CreatorFeedback`: it says how the
+/// connection ended in its own final message).
+pub(in crate::internet) struct Boxes {
+    pub(in crate::internet) inbox: Inbox<Bytes>,
+    pub(in crate::internet) control: Inbox<Control>,
+    pub(in crate::internet) makessl: Inbox<MakeSsl>,
+    pub(in crate::internet) outbox: Outbox<Bytes>,
+    pub(in crate::internet) signal: Outbox<Control>,
+    pub(in crate::internet) sslready: Outbox<SslReady>,
+    pub(in crate::internet) feedback: Option<Outbox<Control>>,
 }
 
 /// One connection being driven.
-pub(super) struct Connection<S> {
+pub(in crate::internet) struct Connection<S> {
     label: Arc<str>,
     b: Boxes,
     peer: SocketAddr,
@@ -56,17 +58,29 @@ pub(super) struct Connection<S> {
     /// STARTTLS servers: what was delivered on `outbox` lately, so a protocol can hand back
     /// what followed its command ([`MakeSsl::with_consumed`]). Boxed, and only for them.
     history: Option<Box<History>>,
-    limits: Limits,
+    /// [`Limits::send_bytes`]: the queue ahead of the socket stops taking from `inbox` there.
+    send_limit: usize,
     rb: ReadBuffer,
     /// When a byte last moved either way (the idle timeout counts from here).
     last_activity: Instant,
     /// One timer for the idle timeout and the quiet check, made only when needed and reset
     /// lazily: it may fire early, and is then set again for the deadline as it stands.
     timer: Option<Pin<Box<Sleep>>>,
-    armed: Option<Instant>,
+    /// The timer is set (for its deadline) and has not fired.
+    armed: bool,
     /// Which of reading, writing and taking from `inbox` is polled first: they take turns, so
     /// a direction that is always ready cannot starve the other.
     turn: u8,
+    /// `control` and `makessl` were polled, empty, since the task was last polled: their
+    /// wakers are registered, and a message arriving on either wakes the task (which polls
+    /// them again), so polling them again before the task next waits finds nothing.
+    rare_boxes_waiting: bool,
+    /// Nothing can send to `makessl` (a server's protocol without one): it is not waited on.
+    makessl_unlinked: bool,
+    /// `CreatorFeedback` goes to the protocol's `control` (a server's connection): it gets one
+    /// ProducerFinished, at the peer's half-close or the end, and `told_protocol` says when.
+    tells_protocol: bool,
+    told_protocol: bool,
 }
 
 impl<S> Connection<S>
@@ -93,28 +107,66 @@ where
             conn: Some(Conn::Plain(Rewind::new(stream))),
             state,
             history: keep_history.then(Box::default),
-            limits,
+            send_limit: limits.send_bytes,
             rb: ReadBuffer::new(limits.receive_bytes, now),
             last_activity: now,
             timer: None,
-            armed: None,
+            armed: false,
             turn: 0,
+            rare_boxes_waiting: false,
+            makessl_unlinked: false,
+            tells_protocol: false,
+            told_protocol: false,
         }
     }
 
     /// Runs the connection to its end, then says how it ended: an error on `signal`, then
-    /// [`crate::internet::Transferred`] on `signal`, [`SocketShutdown`] on `CreatorFeedback`,
-    /// [`ShutdownCsa`] on `signal`. The ending is boxed: it runs once, and its state (the
-    /// closing handshake's timer, the messages) need not be part of every connection's task.
+    /// [`crate::internet::Transferred`] on `signal`; with a `CreatorFeedback` (the CSA),
+    /// [`SocketShutdown`] on it and [`ShutdownCsa`] on `signal`. Returns how it ended. The
+    /// ending is boxed: it runs once, and its state (the closing handshake's timer, the
+    /// messages) need not be part of every connection's task.
     ///
     /// Takes the connection by reference: an `async fn` taking it by value would hold it
     /// twice in its state (as the argument and as the local it is moved to).
-    pub(super) async fn drive(&mut self, tls_first: bool) {
+    pub(in crate::internet) async fn drive(&mut self, tls_first: bool) -> HowDied {
         let how = self.run(tls_first).await;
-        Box::pin(self.end(how)).await;
+        Box::pin(self.end(how)).await
     }
 
-    async fn end(&mut self, how: HowDied) {
+    /// Nothing will ever be linked to `makessl`: it is not waited on.
+    pub(in crate::internet) fn makessl_unlinked(&mut self) {
+        self.makessl_unlinked = true;
+    }
+
+    /// `CreatorFeedback` is linked to the protocol's `control`: see `tells_protocol`.
+    pub(in crate::internet) fn tells_protocol(&mut self) {
+        self.tells_protocol = true;
+    }
+
+    /// Tells the protocol ProducerFinished, once: the peer has finished sending, or the
+    /// connection has ended. Forced: it must not wait on a protocol that is not reading.
+    fn tell_protocol(&mut self) {
+        if self.tells_protocol && !self.told_protocol {
+            self.told_protocol = true;
+            if let Some(feedback) = &self.b.feedback {
+                // A protocol that has ended needs telling no more.
+                let _ = feedback.force_send(Control::producer_finished());
+            }
+        }
+    }
+
+    /// The `signal` outbox the connection reports on.
+    pub(in crate::internet) fn signal(&self) -> &Outbox<Control> {
+        &self.b.signal
+    }
+
+    /// Takes ProducerFinished that arrived before the connection was driven: what is queued
+    /// goes out, then it finishes as [`super::OnFinish`] says.
+    pub(in crate::internet) fn producer_finished(&mut self) {
+        self.state.producer_finished();
+    }
+
+    async fn end(&mut self, how: HowDied) -> HowDied {
         if let HowDied::Failed(e) = &how {
             let _ = self
                 .b
@@ -125,12 +177,16 @@ where
         self.close(&how).await;
         let transferred = self.transferred();
         let _ = self.b.signal.send(Control::notice(transferred)).await;
-        let _ = self
-            .b
-            .feedback
-            .send(Control::notice(SocketShutdown(how)))
-            .await;
-        let _ = self.b.signal.send(Control::notice(ShutdownCsa)).await;
+        if self.tells_protocol {
+            self.tell_protocol();
+            let _ = self.b.signal.send(Control::notice(ShutdownCsa)).await;
+        } else if let Some(feedback) = &self.b.feedback {
+            let _ = feedback
+                .send(Control::notice(SocketShutdown(how.clone())))
+                .await;
+            let _ = self.b.signal.send(Control::notice(ShutdownCsa)).await;
+        }
+        how
     }
 
     /// The connection's loop. It waits in [`Connection::poll_event`] and handles what is
@@ -145,13 +201,19 @@ where
             }
         }
         loop {
-            match self
-                .state
-                .next(self.b.inbox.is_empty(), self.b.makessl.is_empty())
-            {
+            // The boxes matter only to a connection finishing its sending (and looking takes
+            // their locks): any other gets the same answer without them.
+            let (inbox_empty, makessl_empty) = if self.state.finishing() {
+                (self.b.inbox.is_empty(), self.b.makessl.is_empty())
+            } else {
+                (true, true)
+            };
+            match self.state.next(inbox_empty, makessl_empty) {
                 Next::Wait => {}
                 Next::Finished => return HowDied::Finished,
                 Next::Shut => {
+                    // It may wait: see `rare_boxes_waiting`.
+                    self.rare_boxes_waiting = false;
                     if let Err(how) = Box::pin(self.shut_write()).await {
                         return how;
                     }
@@ -163,12 +225,18 @@ where
             }
             self.arm(self.rb.quiet_at());
             let ev = std::future::poll_fn(|cx| self.poll_event(cx)).await;
-            let ended = match self.on_event(ev) {
-                Step::Go => None,
-                Step::End(how) => Some(how),
-                Step::Rare(rare) => Box::pin(self.on_rare(rare)).await,
+            // The step is unpacked before anything is awaited: a match whose arm awaits keeps
+            // what it matched on in the loop's state, which every idle connection holds.
+            let rare = match self.on_event(ev) {
+                Step::Go => continue,
+                Step::End(how) => return how,
+                Step::Rare(rare) => rare,
             };
-            if let Some(how) = ended {
+            // It may wait, and what woke the task then may have been a message on `control`
+            // or `makessl`.
+            self.rare_boxes_waiting = false;
+            let handled = Box::pin(self.on_rare(rare));
+            if let Some(how) = handled.await {
                 return how;
             }
         }
@@ -181,13 +249,13 @@ where
             Event::MakeSsl(m) => return Step::Rare(Rare::MakeSsl(m)),
             Event::Read(Ok(0)) => {
                 self.rb.release_small();
-                self.last_activity = Instant::now();
+                self.touch();
                 let closed = self.state.eof();
                 return Step::Rare(Rare::Notice(Control::notice(closed)));
             }
             Event::Read(Ok(n)) => {
-                self.last_activity = Instant::now();
-                let chunk = self.rb.filled(n, self.last_activity);
+                self.touch();
+                let chunk = self.rb.filled(n, Instant::now);
                 // A read that did not fill a small buffer found the socket drained: the
                 // buffer goes with the data, and the next read takes one when there is
                 // something to read. (A stream that cannot say when it is readable keeps
@@ -219,7 +287,11 @@ where
             },
             Event::Wrote(Ok(n)) => {
                 self.state.wrote(n);
-                self.last_activity = Instant::now();
+                // A TCP or Unix stream's flush does nothing: done, without a turn of the loop.
+                if self.conn.as_ref().is_some_and(Conn::flush_is_noop) {
+                    self.state.flushed();
+                }
+                self.touch();
             }
             Event::Wrote(Err(e)) | Event::Flushed(Err(e)) => {
                 return Step::End(HowDied::Failed(self.state.io_error(self.peer, e)));
@@ -231,7 +303,7 @@ where
             Event::Data(d) => {
                 self.state.out.push(d);
                 // Take what else is queued now, up to a batch, for one vectored write.
-                while self.state.takes_more(self.limits.send_bytes) {
+                while self.state.takes_more(self.send_limit) {
                     match self.b.inbox.try_recv() {
                         Some(d) => self.state.out.push(d),
                         None => break,
@@ -239,7 +311,7 @@ where
                 }
             }
             Event::Timer => {
-                self.armed = None;
+                self.armed = false;
                 let now = Instant::now();
                 if let Some(after) = self.state.idle_expired(self.last_activity, now) {
                     return Step::End(HowDied::Failed(TcpError::IdleTimeout {
@@ -281,6 +353,8 @@ where
                 }
             },
             Rare::Notice(c) => {
+                // The peer's half-close: the protocol has been sent everything it will get.
+                self.tell_protocol();
                 let _ = self.b.signal.send(c).await;
             }
             Rare::Deliver(chunk) => {
@@ -291,7 +365,7 @@ where
                     self.state.received(n);
                 }
                 // A receiver that took its time is no reason to call the connection idle.
-                self.last_activity = Instant::now();
+                self.touch();
             }
         }
         None
@@ -300,28 +374,47 @@ where
     /// The next event, polled by hand: control and `makessl` first, then reading, writing and
     /// taking from `inbox` in turn, then the timer. Each box is polled through a fresh future
     /// polled once: they are cancel safe, and a box that is not ready keeps this task's waker.
+    ///
+    /// `control` and `makessl` are polled once per poll of the task: the events handled
+    /// without waiting come back here in the same poll, where they would find them empty
+    /// again (two locks and two waker registrations per event on the relay path).
     fn poll_event(&mut self, cx: &mut TaskContext<'_>) -> Poll<Event> {
-        if let Poll::Ready(c) = poll_once(self.b.control.recv(), cx) {
-            return Poll::Ready(Event::Control(c));
+        let ev = self.poll_next(cx);
+        if ev.is_pending() {
+            self.rare_boxes_waiting = false;
         }
-        if let Poll::Ready(m) = poll_once(self.b.makessl.recv(), cx) {
-            return Poll::Ready(Event::MakeSsl(m));
+        ev
+    }
+
+    fn poll_next(&mut self, cx: &mut TaskContext<'_>) -> Poll<Event> {
+        if !self.rare_boxes_waiting {
+            if let Poll::Ready(c) = poll_once(self.b.control.recv(), cx) {
+                return Poll::Ready(Event::Control(c));
+            }
+            if !self.makessl_unlinked {
+                if let Poll::Ready(m) = poll_once(self.b.makessl.recv(), cx) {
+                    return Poll::Ready(Event::MakeSsl(m));
+                }
+            }
+            self.rare_boxes_waiting = true;
         }
         if self.conn.is_none() {
             return Poll::Ready(Event::NotConnected);
         }
-        self.turn = (self.turn + 1) % 3;
-        for i in 0..3 {
-            let ev = match (self.turn + i) % 3 {
+        // Reading (0), writing (1) and taking from `inbox` (2), starting with each in turn.
+        const TURNS: [[u8; 3]; 3] = [[0, 1, 2], [1, 2, 0], [2, 0, 1]];
+        self.turn = if self.turn >= 2 { 0 } else { self.turn + 1 };
+        for which in TURNS[usize::from(self.turn)] {
+            let ev = match which {
                 0 => self.poll_read(cx).map(Event::Read),
                 1 => self.poll_write(cx),
                 _ => self.poll_data(cx).map(Event::Data),
             };
-            if ev.is_ready() {
-                return ev;
+            if let Poll::Ready(ev) = ev {
+                return Poll::Ready(ev);
             }
         }
-        if self.armed.is_some() {
+        if self.armed {
             if let Some(t) = self.timer.as_mut() {
                 if t.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Event::Timer);
@@ -335,14 +428,23 @@ where
     /// waited on first and read without waiting, so the buffer is taken only for data that is
     /// there: an idle connection holds none. Any other stream (TLS, a pipe) is read into the
     /// buffer as it waits.
+    ///
+    /// The socket's readiness is looked at before `outbox`'s room: most polls find nothing
+    /// to read, and then need not look at `outbox` (a lock and a waker registration). A
+    /// readable socket waits for room without being read, still readable.
     fn poll_read(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<usize>> {
-        if !self.state.reading() || poll_once(self.b.outbox.ready(), cx).is_pending() {
+        if !self.state.reading() {
             return Poll::Pending;
         }
         let Some(conn) = self.conn.as_mut() else {
             return Poll::Pending;
         };
-        match conn.poll_read_ready(cx) {
+        let ready = conn.poll_read_ready(cx);
+        if matches!(ready, Some(Poll::Pending)) || poll_once(self.b.outbox.ready(), cx).is_pending()
+        {
+            return Poll::Pending;
+        }
+        match ready {
             None => poll_once(conn.read_buf(&mut self.rb.prepare()), cx),
             Some(Poll::Pending) => Poll::Pending,
             Some(Poll::Ready(Err(e))) => Poll::Ready(Err(e)),
@@ -351,6 +453,22 @@ where
             // socket instead of trying a read that finds nothing (one system call less per
             // message, on the latency path). Stale readiness reads nothing and waits.
             Some(Poll::Ready(Ok(()))) => {
+                // A small read (a quiet connection's) goes into the stack and is copied out at
+                // its size: one allocation a message instead of a buffer and a header.
+                if let Some(room) = self.rb.small_room() {
+                    let mut stack = [0u8; FIRST_READ];
+                    let mut buf = ReadBuf::new(&mut stack[..room]);
+                    return match Pin::new(conn).poll_read(cx, &mut buf) {
+                        Poll::Ready(Ok(())) => {
+                            let n = buf.filled().len();
+                            if n > 0 {
+                                self.rb.copied(buf.filled());
+                            }
+                            Poll::Ready(Ok(n))
+                        }
+                        other => other.map(|r| r.map(|()| 0)),
+                    };
+                }
                 let read = poll_once(conn.read_buf(&mut self.rb.prepare()), cx);
                 if read.is_pending() {
                     self.rb.release_small();
@@ -377,7 +495,7 @@ where
 
     /// The next message on `inbox`, while the queue ahead of the socket has room.
     fn poll_data(&mut self, cx: &mut TaskContext<'_>) -> Poll<Bytes> {
-        if !self.state.takes_more(self.limits.send_bytes) {
+        if !self.state.takes_more(self.send_limit) {
             return Poll::Pending;
         }
         poll_once(self.b.inbox.recv(), cx)
@@ -396,19 +514,19 @@ where
             (a, b) => a.or(b),
         };
         let Some(next) = next else {
-            self.armed = None;
+            self.armed = false;
             return;
         };
         // Activity only moves deadlines later: an earlier timer fires, finds time left, and is
         // set again, so a busy connection resets its timer at most once per period.
-        if self.armed.is_some_and(|a| a <= next) {
+        if self.armed && self.timer.as_ref().is_some_and(|t| t.deadline() <= next) {
             return;
         }
         match self.timer.as_mut() {
             Some(t) => t.as_mut().reset(next),
             None => self.timer = Some(Box::pin(tokio::time::sleep_until(next))),
         }
-        self.armed = Some(next);
+        self.armed = true;
     }
 
     /// A deadline for a phase that moves no data the loop sees (a flush, the closing
@@ -424,6 +542,14 @@ where
                 }
                 _ => std::future::pending().await,
             }
+        }
+    }
+
+    /// Notes that a byte moved, for the idle timeout. A connection without one does not read
+    /// the clock for it.
+    fn touch(&mut self) {
+        if self.state.timed() {
+            self.last_activity = Instant::now();
         }
     }
 
@@ -645,6 +771,16 @@ fn poll_write_some<S: AsyncRead + AsyncWrite + Unpin>(
     out: &OutQueue,
     cx: &mut TaskContext<'_>,
 ) -> Poll<io::Result<usize>> {
+    // One message (the usual case on a relay) is written as it is, without filling an
+    // array of slices for a vectored write.
+    if out.len() == 1 {
+        if let Some(b) = out.front_batch().next() {
+            return match Pin::new(conn).poll_write(cx, b) {
+                Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                other => other,
+            };
+        }
+    }
     let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
     let mut k = 0;
     for (slot, b) in slices.iter_mut().zip(out.front_batch()) {
@@ -725,6 +861,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
             Conn::Plain(s) => s.reports_readiness(),
             Conn::Tls(_) => false,
         }
+    }
+
+    /// Whether flushing does nothing: a TCP or Unix stream in plaintext writes straight to
+    /// the socket.
+    fn flush_is_noop(&self) -> bool {
+        self.reports_readiness()
     }
 
     /// Waits for the stream to be readable; `None` if it cannot say (read it instead).
@@ -821,7 +963,7 @@ mod tests {
             outbox: Outbox::standalone("outbox"),
             signal: Outbox::standalone("signal"),
             sslready: Outbox::standalone("sslready"),
-            feedback: Outbox::standalone("CreatorFeedback"),
+            feedback: Some(Outbox::standalone("CreatorFeedback")),
         };
         let state = State::new(OnFinish::Close, Default::default());
         let conn = Connection::new(
@@ -868,14 +1010,17 @@ mod tests {
     }
 
     /// What an idle connection's task holds: the connection, and its loop's state a few words
-    /// beside it. The bounds are loose (a debug build's layout), but far below what a
-    /// `select!` over the boxes and the stream held (1664 bytes in a release build).
+    /// beside it. The bounds are loose (a debug build's layout: 360 and 56 bytes; 352 and 56
+    /// in a release build), but far below what a `select!` over the boxes and the stream held
+    /// (1664 bytes in a release build), and below the 424 and 136 bytes before the rarely used
+    /// parts (the STARTTLS pushback, the idle timeouts) were boxed and the loop stopped keeping
+    /// what it matched on.
     #[tokio::test]
     async fn the_connection_and_its_loop_stay_small() {
         let (mut conn, _theirs) = connection().await;
         let conn_size = std::mem::size_of_val(&conn);
         let loop_size = std::mem::size_of_val(&conn.drive(false));
-        assert!(conn_size <= 480, "Connection: {conn_size} bytes");
-        assert!(loop_size <= 192, "its loop: {loop_size} bytes");
+        assert!(conn_size <= 400, "Connection: {conn_size} bytes");
+        assert!(loop_size <= 96, "its loop: {loop_size} bytes");
     }
 }

@@ -18,7 +18,7 @@ use axon::{Component, CONTROL, INBOX, OUTBOX, SIGNAL};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::TlsSettings;
-use driver::{Boxes, Connection};
+pub(in crate::internet) use driver::{Boxes, Connection};
 use state::{State, Timeouts};
 
 /// The default of each direction of [`Limits`]: 256 KiB.
@@ -26,8 +26,8 @@ pub const DEFAULT_LIMIT_BYTES: usize = 256 * 1024;
 
 /// How many bytes a connection may hold in each direction.
 ///
-/// `send_bytes` bounds the CSA's `inbox` (and a [`super::TcpClient`]'s own `inbox` before the
-/// connection is up) and, separately, the queue of messages taken from it that the socket has
+/// `send_bytes` bounds the CSA's `inbox` (and a [`super::TcpClient`]'s own `inbox`, which its
+/// connection reads once up) and, separately, the queue of messages taken from it that the socket has
 /// not accepted yet. `receive_bytes` bounds one read from the socket and the box the data is
 /// delivered into when it belongs to the connection (the CSA's own `outbox` buffer, a
 /// TcpClient's `outbox`, [`super::EchoProtocol`]'s and [`super::DiscardProtocol`]'s
@@ -145,8 +145,9 @@ pub enum TlsRole {
 
 /// The component that owns one established connection: it writes what arrives on `inbox`,
 /// sends what it reads on `outbox`, and switches to TLS on `makessl` (Kamaelia's
-/// ConnectedSocketAdapter). [`super::TcpClient`] and [`super::TcpServer`] make one per
-/// connection; programs rarely make one themselves.
+/// ConnectedSocketAdapter). [`super::TcpServer`] makes one per connection; [`super::TcpClient`]
+/// (and `SingleServer`, `UnixClient`) runs the same loop itself, with its own boxes, instead of
+/// making one. Programs rarely make one themselves.
 ///
 /// # Example
 ///
@@ -302,8 +303,42 @@ impl ConnectedSocketAdapter {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        Self::build(stream, peer, tls, options, true, false)
+    }
+
+    /// As [`ConnectedSocketAdapter::with_config`], for a server that knows whether anything
+    /// will be linked to `makessl` (its protocol has one): when nothing will, the connection
+    /// does not wait on it (a waiting box costs a waker's room, per connection). With
+    /// `tells_protocol`, `CreatorFeedback` is linked to the protocol's `control` and carries
+    /// one ProducerFinished, when the peer has finished sending or the connection has ended,
+    /// instead of [`SocketShutdown`](crate::internet::SocketShutdown): the server needs no
+    /// supervisor per connection to tell it.
+    pub(in crate::internet) fn for_server<S>(
+        stream: S,
+        peer: SocketAddr,
+        tls: Option<TlsRole>,
+        options: CsaOptions,
+        makessl_linked: bool,
+        tells_protocol: bool,
+    ) -> Component
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Self::build(stream, peer, tls, options, makessl_linked, tells_protocol)
+    }
+
+    fn build<S>(
+        stream: S,
+        peer: SocketAddr,
+        tls: Option<TlsRole>,
+        options: CsaOptions,
+        makessl_linked: bool,
+        tells_protocol: bool,
+    ) -> Component
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let tls_first = options.tls_first;
-        let server_starttls = !tls_first && matches!(tls, Some(TlsRole::Server { .. }));
         let limits = options.limits;
         let mut b = Component::build("ConnectedSocketAdapter");
         let boxes = Boxes {
@@ -315,26 +350,18 @@ impl ConnectedSocketAdapter {
                 .limit_bytes(limits.receive_bytes),
             signal: b.signal_from(BOXES.signal),
             sslready: b.outbox_from(BOXES.sslready),
-            feedback: b.outbox_from(BOXES.feedback),
-        };
-        let timeouts = Timeouts {
-            idle: options.idle_timeout,
-            plaintext: options.plaintext_timeout,
+            feedback: Some(b.outbox_from(BOXES.feedback)),
         };
         b.main(move |cx| {
             // The connection is built here and its loop is the main routine itself, so the
             // task holds one copy of the connection's state, not the arguments as well.
-            let state = State::new(options.on_finish, timeouts);
-            let mut conn = Connection::new(
-                cx.label().clone(),
-                boxes,
-                stream,
-                peer,
-                tls,
-                state,
-                server_starttls,
-                limits,
-            );
+            let mut conn = connection(cx.label().clone(), boxes, stream, peer, tls, &options);
+            if !makessl_linked {
+                conn.makessl_unlinked();
+            }
+            if tells_protocol {
+                conn.tells_protocol();
+            }
             // Driven by reference from the block that owns it: see `Connection::drive`.
             async move {
                 conn.drive(tls_first).await;
@@ -342,6 +369,39 @@ impl ConnectedSocketAdapter {
             }
         })
     }
+}
+
+/// A connection over `stream` driven with `boxes`, set up by `options` (all but `tls_first`,
+/// which is given to [`Connection::drive`]): the CSA's, or a client-shaped component's that
+/// drives its connection itself (`TcpClient`, `SingleServer`, `UnixClient`: one component,
+/// one set of boxes, one future per connection).
+pub(in crate::internet) fn connection<S>(
+    label: Arc<str>,
+    boxes: Boxes,
+    stream: S,
+    peer: SocketAddr,
+    tls: Option<TlsRole>,
+    options: &CsaOptions,
+) -> Connection<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let server_starttls = !options.tls_first && matches!(tls, Some(TlsRole::Server { .. }));
+    let timeouts = Timeouts {
+        idle: options.idle_timeout,
+        plaintext: options.plaintext_timeout,
+    };
+    let state = State::new(options.on_finish, timeouts);
+    Connection::new(
+        label,
+        boxes,
+        stream,
+        peer,
+        tls,
+        state,
+        server_starttls,
+        options.limits,
+    )
 }
 
 axon::box_table! {

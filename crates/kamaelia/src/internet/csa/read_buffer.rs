@@ -7,7 +7,7 @@ use tokio::time::{Duration, Instant};
 /// The most one read asks for.
 pub(super) const READ_CHUNK: usize = 256 * 1024;
 /// What the first read of a connection asks for, and a quiet one keeps asking for.
-const FIRST_READ: usize = 1024;
+pub(super) const FIRST_READ: usize = 1024;
 /// A connection that has read nothing for this long lets go of a read buffer grown past
 /// [`FIRST_READ`], so an idle connection does not keep the size of its last burst. (Letting go
 /// at once whenever a read finds nothing ready would cost a fresh allocation, faulted in, for
@@ -25,19 +25,25 @@ const QUIET_AFTER: Duration = Duration::from_secs(1);
 /// reads start small again.
 pub(super) struct ReadBuffer {
     buf: BytesMut,
-    want: usize,
-    max: usize,
+    /// What the next read asks for, and the most it may ask for: at most [`READ_CHUNK`], so
+    /// they fit in 32 bits (every connection holds this for its whole life).
+    want: u32,
+    max: u32,
     last_read: Instant,
+    /// `buf` holds exactly what a small read copied ([`ReadBuffer::copied`]), to be handed
+    /// over whole.
+    exact: bool,
 }
 
 impl ReadBuffer {
     pub(super) fn new(receive_limit: usize, now: Instant) -> Self {
-        let max = (receive_limit / 2).clamp(1, READ_CHUNK);
+        let max = (receive_limit / 2).clamp(1, READ_CHUNK) as u32;
         ReadBuffer {
             buf: BytesMut::new(),
-            want: FIRST_READ.min(max),
+            want: (FIRST_READ as u32).min(max),
             max,
             last_read: now,
+            exact: false,
         }
     }
 
@@ -45,24 +51,48 @@ impl ReadBuffer {
     /// off earlier have usually been consumed and dropped, so `reserve` takes the same
     /// allocation back instead of allocating (and faulting in) fresh memory for every read.
     pub(super) fn prepare(&mut self) -> bytes::buf::Limit<&mut BytesMut> {
-        if self.buf.capacity() < self.want {
-            self.buf.reserve(self.want);
+        let want = self.want as usize;
+        if self.buf.capacity() < want {
+            self.buf.reserve(want);
         }
-        (&mut self.buf).limit(self.want)
+        (&mut self.buf).limit(want)
     }
 
     /// Takes the `n` bytes just read, at `now`; a read that filled the buffer doubles the next.
-    pub(super) fn filled(&mut self, n: usize, now: Instant) -> Bytes {
-        self.last_read = now;
-        if n == self.want {
+    /// The clock is read only when a grown buffer is kept ([`ReadBuffer::quiet_at`] needs it).
+    pub(super) fn filled(&mut self, n: usize, now: impl FnOnce() -> Instant) -> Bytes {
+        if n == self.want as usize {
             self.want = (self.want * 2).min(self.max);
+        }
+        if self.want as usize > FIRST_READ {
+            self.last_read = now();
+        }
+        if std::mem::take(&mut self.exact) {
+            // Exactly the bytes read, in an allocation of their size: handed over whole, with
+            // no shared header (what splitting a buffer costs) and nothing left behind.
+            return std::mem::take(&mut self.buf).freeze();
         }
         self.buf.split().freeze()
     }
 
+    /// How much a read may ask for when it can be made into a buffer of the caller's and
+    /// copied ([`ReadBuffer::copied`]): a small read, with no buffer held. The caller reads
+    /// only when the stream is readable, so the copy is of bytes that are there.
+    pub(super) fn small_room(&self) -> Option<usize> {
+        let want = self.want as usize;
+        (want <= FIRST_READ && self.buf.capacity() == 0).then_some(want)
+    }
+
+    /// Takes the bytes a small read put in the caller's buffer: one allocation of their size
+    /// (where reading into a reserved buffer takes the buffer and a shared header to split it).
+    pub(super) fn copied(&mut self, data: &[u8]) {
+        self.buf = BytesMut::from(data);
+        self.exact = true;
+    }
+
     /// When a grown buffer is to be let go, if it has grown.
     pub(super) fn quiet_at(&self) -> Option<Instant> {
-        if self.want > FIRST_READ {
+        if self.want as usize > FIRST_READ {
             self.last_read.checked_add(QUIET_AFTER)
         } else {
             None
@@ -75,7 +105,7 @@ impl ReadBuffer {
     /// next burst, until [`ReadBuffer::release_if_quiet`]: a fresh large allocation, faulted
     /// in, for every time a busy connection drains its socket would cost throughput.
     pub(super) fn release_small(&mut self) {
-        if self.want <= FIRST_READ {
+        if self.want as usize <= FIRST_READ {
             self.buf = BytesMut::new();
         }
     }
@@ -84,7 +114,7 @@ impl ReadBuffer {
     pub(super) fn release_if_quiet(&mut self, now: Instant) {
         if self.quiet_at().is_some_and(|at| at <= now) {
             self.buf = BytesMut::new();
-            self.want = FIRST_READ.min(self.max);
+            self.want = (FIRST_READ as u32).min(self.max);
         }
     }
 
@@ -113,10 +143,10 @@ mod tests {
             let mut room = rb.prepare();
             let n = room.remaining_mut();
             room.put_bytes(7, n);
-            drop(rb.filled(n, t0));
+            drop(rb.filled(n, || t0));
         }
         let _ = rb.prepare();
-        assert_eq!(rb.want, DEFAULT_LIMIT_BYTES / 2);
+        assert_eq!(rb.want as usize, DEFAULT_LIMIT_BYTES / 2);
         assert!(rb.held() >= DEFAULT_LIMIT_BYTES / 2);
         assert_eq!(rb.quiet_at(), t0.checked_add(QUIET_AFTER));
 
@@ -133,7 +163,7 @@ mod tests {
     fn reads_are_at_most_half_the_receive_limit_and_at_least_one_byte() {
         let t0 = Instant::now();
         assert_eq!(ReadBuffer::new(64 * 1024, t0).max, 32 * 1024);
-        assert_eq!(ReadBuffer::new(16 << 20, t0).max, READ_CHUNK);
+        assert_eq!(ReadBuffer::new(16 << 20, t0).max as usize, READ_CHUNK);
         let tiny = ReadBuffer::new(0, t0);
         assert_eq!((tiny.max, tiny.want), (1, 1));
     }

@@ -14,7 +14,9 @@ use tokio::net::{TcpStream, UnixStream};
 /// A byte stream that first yields some bytes already read from it (STARTTLS pushback).
 #[derive(Debug)]
 pub(super) struct Rewind<S> {
-    prefix: Bytes,
+    /// Boxed: only a STARTTLS server's handshake is handed bytes back, and every connection
+    /// holds this for its whole life (a pointer, not the 32 bytes of a `Bytes`).
+    prefix: Option<Box<Bytes>>,
     inner: S,
 }
 
@@ -31,7 +33,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Rewind<S> {
     /// Waits for the stream to be readable (bytes handed back count as readable); `None` if
     /// the stream cannot say.
     pub(super) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Option<Poll<io::Result<()>>> {
-        if !self.prefix.is_empty() {
+        if self.prefix.is_some() {
             return Some(Poll::Ready(Ok(())));
         }
         let inner: &dyn Any = &self.inner;
@@ -46,7 +48,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Rewind<S> {
 
     pub(super) fn new(inner: S) -> Self {
         Rewind {
-            prefix: Bytes::new(),
+            prefix: None,
             inner,
         }
     }
@@ -55,12 +57,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Rewind<S> {
         if bytes.is_empty() {
             return;
         }
-        if self.prefix.is_empty() {
-            self.prefix = bytes;
-        } else {
-            let mut v = bytes.to_vec();
-            v.extend_from_slice(&self.prefix);
-            self.prefix = v.into();
+        match self.prefix.as_deref_mut() {
+            None => self.prefix = Some(Box::new(bytes)),
+            Some(prefix) => {
+                let mut v = bytes.to_vec();
+                v.extend_from_slice(prefix);
+                *prefix = v.into();
+            }
         }
     }
 
@@ -73,14 +76,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Rewind<S> {
         // A read that must not wait: poll once with a waker that does nothing.
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let ready = match Pin::new(&mut self.inner).poll_read(&mut cx, &mut rb) {
-            Poll::Ready(Ok(())) if rb.filled().is_empty() && self.prefix.is_empty() => {
+            Poll::Ready(Ok(())) if rb.filled().is_empty() && self.prefix.is_none() => {
                 return Ok(None)
             }
             Poll::Ready(Ok(())) => rb.filled().len(),
             Poll::Ready(Err(e)) => return Err(e),
             Poll::Pending => 0,
         };
-        Ok(Some(self.prefix.len() + ready))
+        Ok(Some(self.prefix.as_ref().map_or(0, |p| p.len()) + ready))
     }
 }
 
@@ -90,10 +93,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
+        if let Some(prefix) = self.prefix.as_deref_mut() {
+            let n = prefix.len().min(buf.remaining());
+            buf.put_slice(&prefix[..n]);
+            prefix.advance(n);
+            if prefix.is_empty() {
+                self.prefix = None;
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)

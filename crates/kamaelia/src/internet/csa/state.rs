@@ -97,6 +97,11 @@ impl OutQueue {
         self.chunks.is_empty()
     }
 
+    /// How many messages (the front one perhaps partly written) are queued.
+    pub(super) fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
     pub(super) fn bytes(&self) -> usize {
         self.bytes
     }
@@ -164,7 +169,8 @@ pub(super) struct State {
     read: ReadSide,
     write: WriteSide,
     on_finish: OnFinish,
-    timeouts: Timeouts,
+    /// Boxed, and only when there is one: most connections have no idle timeout.
+    timeouts: Option<Box<Timeouts>>,
     /// Bytes the socket or TLS layer accepted that have not been flushed since.
     needs_flush: bool,
     pub(super) out: OutQueue,
@@ -178,7 +184,8 @@ impl State {
             read: ReadSide::Open,
             write: WriteSide::Open,
             on_finish,
-            timeouts,
+            timeouts: (timeouts.idle.is_some() || timeouts.plaintext.is_some())
+                .then(|| Box::new(timeouts)),
             needs_flush: false,
             out: OutQueue::default(),
             counts: Counts::default(),
@@ -206,6 +213,17 @@ impl State {
     /// Whether to take more from `inbox`: the write side is open and the queue has room.
     pub(super) fn takes_more(&self, send_limit: usize) -> bool {
         self.write != WriteSide::Shut && self.out.has_room(send_limit)
+    }
+
+    /// Whether ProducerFinished came and the write side is not shut yet: [`State::next`] then
+    /// needs to know whether `inbox` and `makessl` are empty.
+    pub(super) fn finishing(&self) -> bool {
+        self.write == WriteSide::Finishing
+    }
+
+    /// Whether an idle timeout applies at any time (the connection then notes when bytes move).
+    pub(super) fn timed(&self) -> bool {
+        self.timeouts.is_some()
     }
 
     /// What to do before waiting for the next event. `inbox_empty` and `makessl_empty` say
@@ -362,12 +380,13 @@ impl State {
 
     /// The idle timeout that applies now: the plaintext one counts only before TLS.
     pub(super) fn idle_limit(&self) -> Option<Duration> {
+        let timeouts = self.timeouts.as_deref()?;
         let plaintext = if self.is_tls() {
             None
         } else {
-            self.timeouts.plaintext
+            timeouts.plaintext
         };
-        match (self.timeouts.idle, plaintext) {
+        match (timeouts.idle, plaintext) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
