@@ -303,7 +303,7 @@ impl ConnectedSocketAdapter {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        Self::build(stream, peer, tls, options, true, false)
+        Self::for_server(stream, peer, tls, options, true, false)
     }
 
     /// As [`ConnectedSocketAdapter::with_config`], for a server that knows whether anything
@@ -314,20 +314,6 @@ impl ConnectedSocketAdapter {
     /// instead of [`SocketShutdown`](crate::internet::SocketShutdown): the server needs no
     /// supervisor per connection to tell it.
     pub(in crate::internet) fn for_server<S>(
-        stream: S,
-        peer: SocketAddr,
-        tls: Option<TlsRole>,
-        options: CsaOptions,
-        makessl_linked: bool,
-        tells_protocol: bool,
-    ) -> Component
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        Self::build(stream, peer, tls, options, makessl_linked, tells_protocol)
-    }
-
-    fn build<S>(
         stream: S,
         peer: SocketAddr,
         tls: Option<TlsRole>,
