@@ -9,7 +9,7 @@ use std::time::Duration;
 use axon::{BoxDecl, Component, Context, Control, ControlWatch, MainResult, CONTROL, INBOX};
 use axon::{OUTBOX, SIGNAL};
 
-use super::csa::{CsaOptions, Limits, OnFinish, TlsRole};
+use super::csa::{CsaOptions, Limits, OnFinish, TlsKept};
 use super::messages::{Listening, TcpError};
 use super::selector::Selector;
 use super::tcp_client::{end_unconnected, run_connected, Boxes, ClientBoxes};
@@ -231,7 +231,7 @@ async fn run(server: SingleServer, b: Boxes, cx: Context) -> MainResult {
     let label = cx.label().clone();
     let (selector, _) = Selector::get_or_create(cx.services())?;
     let mut watch = ControlWatch::new(&b.control, &b.signal);
-    let role = server.tls.as_ref().map(|config| TlsRole::Server {
+    let role = server.tls.as_ref().map(|config| TlsKept::Server {
         config: config.clone(),
         timeout: DEFAULT_HANDSHAKE_TIMEOUT,
     });

@@ -11,7 +11,7 @@ use axon::{
 use bytes::Bytes;
 use futures_util::future::{Either, FutureExt};
 
-use super::csa::{self, connection, CsaOptions, Limits, OnFinish, TlsRole};
+use super::csa::{self, connection, CsaOptions, Limits, OnFinish, TlsKept};
 use super::messages::{Connected, HowDied, MakeSsl, SslReady, TcpError, Transferred};
 use super::selector::Selector;
 use super::{connect, ConnectError, Family, TlsSettings};
@@ -140,7 +140,9 @@ pub struct TcpClient {
     delay: Duration,
     connect_timeout: Duration,
     family: Family,
-    tls: TlsSettings,
+    /// Shared by the clients cloned from this one, and by every client left at the default:
+    /// each connection keeps a pointer to them for a `makessl` most never get.
+    tls: Arc<TlsSettings>,
     nodelay: bool,
     on_finish: OnFinish,
     idle_timeout: Option<Duration>,
@@ -156,7 +158,7 @@ impl TcpClient {
             delay: Duration::ZERO,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             family: Family::Any,
-            tls: TlsSettings::new(),
+            tls: default_tls(),
             nodelay: false,
             on_finish: OnFinish::Close,
             idle_timeout: None,
@@ -184,7 +186,7 @@ impl TcpClient {
 
     /// TLS settings used on `makessl` (default: the built-in Mozilla roots, verifying `host`).
     pub fn tls(mut self, settings: TlsSettings) -> Self {
-        self.tls = settings;
+        self.tls = Arc::new(settings);
         self
     }
 
@@ -222,6 +224,13 @@ impl TcpClient {
             OnFinish::Close
         })
     }
+}
+
+/// The default TLS settings, made once per process and shared by every client left at them
+/// (one root store and session cache for all of them, as for clones of one client).
+fn default_tls() -> Arc<TlsSettings> {
+    static DEFAULT: std::sync::OnceLock<Arc<TlsSettings>> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(|| Arc::new(TlsSettings::new())).clone()
 }
 
 /// The boxes of a client-shaped component (TcpClient, SingleServer, UnixClient).
@@ -326,7 +335,7 @@ enum Early {
 type Up = (
     tokio::net::TcpStream,
     (SocketAddr, Option<SocketAddr>),
-    TlsRole,
+    TlsKept,
     CsaOptions,
     bool,
 );
@@ -421,9 +430,10 @@ async fn connect_phase(
         let _ = stream.set_nodelay(true);
     }
     let local = stream.local_addr().ok();
-    let role = TlsRole::Client {
+    // The settings are shared (a pointer), not copied: most connections never use them.
+    let role = TlsKept::Client {
         settings: cfg.tls.clone(),
-        host: cfg.host.clone(),
+        host: cfg.host.as_str().into(),
     };
     // A makessl that was queued before the connection was up runs first: whatever else was
     // queued cannot be ordered against it (they are different boxes), so none of it may go out
@@ -456,7 +466,7 @@ pub(super) fn run_connected<S>(
     cx: Context,
     stream: S,
     (peer, local): (SocketAddr, Option<SocketAddr>),
-    role: Option<TlsRole>,
+    role: Option<TlsKept>,
     options: CsaOptions,
     stopping: bool,
 ) -> impl std::future::Future<Output = MainResult> + Send + 'static

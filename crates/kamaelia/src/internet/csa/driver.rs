@@ -25,7 +25,7 @@ use tokio::time::{Instant, Sleep};
 use super::read_buffer::{ReadBuffer, FIRST_READ};
 use super::rewind::Rewind;
 use super::state::{Next, OutQueue, ReadFailure, State, WRITE_BATCH};
-use super::{Limits, TlsRole};
+use super::{Limits, TlsKept};
 use crate::internet::messages::{
     HowDied, MakeSsl, ShutdownCsa, SocketShutdown, SslReady, TcpError,
 };
@@ -51,7 +51,7 @@ pub(in crate::internet) struct Connection<S> {
     b: Boxes,
     peer: SocketAddr,
     /// Boxed: used once, by the few connections that switch to TLS.
-    tls: Option<Box<TlsRole>>,
+    tls: Option<Box<TlsKept>>,
     /// The stream; `None` only while the TLS switch has it, or once closed.
     conn: Option<Conn<S>>,
     state: State,
@@ -93,7 +93,7 @@ where
         b: Boxes,
         stream: S,
         peer: SocketAddr,
-        tls: Option<TlsRole>,
+        tls: Option<TlsKept>,
         state: State,
         keep_history: bool,
         limits: Limits,
@@ -665,7 +665,7 @@ where
         let signal = &self.b.signal;
         let handshake = async {
             match role {
-                TlsRole::Client { settings, host } => {
+                TlsKept::Client { settings, host } => {
                     let unread = sock.take_unread().map_err(|e| TlsError::Io(Arc::new(e)))?;
                     State::check_unread(unread)?;
                     match settings.connect_with_chain(&host, sock).await {
@@ -680,7 +680,7 @@ where
                         }
                     }
                 }
-                TlsRole::Server { config, timeout } => {
+                TlsKept::Server { config, timeout } => {
                     sock.push_front(replay);
                     let (s, info) = accept(config, sock, timeout).await?;
                     Ok((tokio_rustls::TlsStream::from(s), info))
@@ -1022,5 +1022,14 @@ mod tests {
         let loop_size = std::mem::size_of_val(&conn.drive(false));
         assert!(conn_size <= 400, "Connection: {conn_size} bytes");
         assert!(loop_size <= 96, "its loop: {loop_size} bytes");
+    }
+
+    /// What a connection keeps for a `makessl` (boxed) is a pointer to shared settings and the
+    /// host, or a server's configuration and deadline: 32 bytes, not the 116 of the settings
+    /// and host it held before.
+    #[test]
+    fn the_kept_tls_role_is_small() {
+        let size = std::mem::size_of::<TlsKept>();
+        assert!(size <= 32, "TlsKept: {size} bytes");
     }
 }

@@ -143,6 +143,39 @@ pub enum TlsRole {
     },
 }
 
+/// What a connection keeps to switch to TLS on `makessl` (boxed: most never do). A client's
+/// settings are shared by every client of one configuration (and by all clients left at the
+/// default), so a connection holds a pointer to them and its host, not a copy of the settings.
+#[derive(Clone)]
+pub(in crate::internet) enum TlsKept {
+    /// A client verifying the server's certificate for `host` (or the settings' server name).
+    Client {
+        /// Trust, name and timeout.
+        settings: Arc<TlsSettings>,
+        /// The host connected to.
+        host: Box<str>,
+    },
+    /// A server presenting a certificate.
+    Server {
+        /// The server configuration.
+        config: Arc<rustls::ServerConfig>,
+        /// How long a handshake may take.
+        timeout: Duration,
+    },
+}
+
+impl From<TlsRole> for TlsKept {
+    fn from(role: TlsRole) -> TlsKept {
+        match role {
+            TlsRole::Client { settings, host } => TlsKept::Client {
+                settings: Arc::new(settings),
+                host: host.into_boxed_str(),
+            },
+            TlsRole::Server { config, timeout } => TlsKept::Server { config, timeout },
+        }
+    }
+}
+
 /// The component that owns one established connection: it writes what arrives on `inbox`,
 /// sends what it reads on `outbox`, and switches to TLS on `makessl` (Kamaelia's
 /// ConnectedSocketAdapter). [`super::TcpServer`] makes one per connection; [`super::TcpClient`]
@@ -341,7 +374,14 @@ impl ConnectedSocketAdapter {
         b.main(move |cx| {
             // The connection is built here and its loop is the main routine itself, so the
             // task holds one copy of the connection's state, not the arguments as well.
-            let mut conn = connection(cx.label().clone(), boxes, stream, peer, tls, &options);
+            let mut conn = connection(
+                cx.label().clone(),
+                boxes,
+                stream,
+                peer,
+                tls.map(Into::into),
+                &options,
+            );
             if !makessl_linked {
                 conn.makessl_unlinked();
             }
@@ -366,13 +406,13 @@ pub(in crate::internet) fn connection<S>(
     boxes: Boxes,
     stream: S,
     peer: SocketAddr,
-    tls: Option<TlsRole>,
+    tls: Option<TlsKept>,
     options: &CsaOptions,
 ) -> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let server_starttls = !options.tls_first && matches!(tls, Some(TlsRole::Server { .. }));
+    let server_starttls = !options.tls_first && matches!(tls, Some(TlsKept::Server { .. }));
     let timeouts = Timeouts {
         idle: options.idle_timeout,
         plaintext: options.plaintext_timeout,
