@@ -75,6 +75,11 @@ pub(in crate::internet) struct Connection<S> {
     /// wakers are registered, and a message arriving on either wakes the task (which polls
     /// them again), so polling them again before the task next waits finds nothing.
     rare_boxes_waiting: bool,
+    /// The socket was found not readable since the task was last polled: tokio keeps this
+    /// task's waker for its readiness, and readiness is only set by the reactor, which wakes
+    /// the task (to be polled again) after setting it, so looking again before the task next
+    /// waits finds it not readable again (about 120 instructions a look on the relay path).
+    read_waiting: bool,
     /// Nothing can send to `makessl` (a server's protocol without one): it is not waited on.
     makessl_unlinked: bool,
     /// `CreatorFeedback` goes to the protocol's `control` (a server's connection): it gets one
@@ -114,6 +119,7 @@ where
             armed: false,
             turn: 0,
             rare_boxes_waiting: false,
+            read_waiting: false,
             makessl_unlinked: false,
             tells_protocol: false,
             told_protocol: false,
@@ -212,8 +218,9 @@ where
                 Next::Wait => {}
                 Next::Finished => return HowDied::Finished,
                 Next::Shut => {
-                    // It may wait: see `rare_boxes_waiting`.
+                    // It may wait: see `rare_boxes_waiting` and `read_waiting`.
                     self.rare_boxes_waiting = false;
+                    self.read_waiting = false;
                     if let Err(how) = Box::pin(self.shut_write()).await {
                         return how;
                     }
@@ -233,8 +240,9 @@ where
                 Step::Rare(rare) => rare,
             };
             // It may wait, and what woke the task then may have been a message on `control`
-            // or `makessl`.
+            // or `makessl`, or the socket's readiness (and the stream may change: TLS).
             self.rare_boxes_waiting = false;
+            self.read_waiting = false;
             let handled = Box::pin(self.on_rare(rare));
             if let Some(how) = handled.await {
                 return how;
@@ -377,11 +385,14 @@ where
     ///
     /// `control` and `makessl` are polled once per poll of the task: the events handled
     /// without waiting come back here in the same poll, where they would find them empty
-    /// again (two locks and two waker registrations per event on the relay path).
+    /// again (two locks and two waker registrations per event on the relay path). So is the
+    /// socket's read readiness once found not ready (`read_waiting`): a readiness set meanwhile
+    /// wakes the task, which is polled again after this poll and looks again then.
     fn poll_event(&mut self, cx: &mut TaskContext<'_>) -> Poll<Event> {
         let ev = self.poll_next(cx);
         if ev.is_pending() {
             self.rare_boxes_waiting = false;
+            self.read_waiting = false;
         }
         ev
     }
@@ -433,15 +444,18 @@ where
     /// to read, and then need not look at `outbox` (a lock and a waker registration). A
     /// readable socket waits for room without being read, still readable.
     fn poll_read(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<usize>> {
-        if !self.state.reading() {
+        if !self.state.reading() || self.read_waiting {
             return Poll::Pending;
         }
         let Some(conn) = self.conn.as_mut() else {
             return Poll::Pending;
         };
         let ready = conn.poll_read_ready(cx);
-        if matches!(ready, Some(Poll::Pending)) || poll_once(self.b.outbox.ready(), cx).is_pending()
-        {
+        if matches!(ready, Some(Poll::Pending)) {
+            self.read_waiting = true;
+            return Poll::Pending;
+        }
+        if poll_once(self.b.outbox.ready(), cx).is_pending() {
             return Poll::Pending;
         }
         match ready {
