@@ -81,12 +81,21 @@ axon::box_table! {
 pub(crate) struct Meter;
 
 impl Meter {
+    /// What a meter's inbox holds unless told otherwise: two default chunks.
+    pub(crate) const INBOX_BYTES: usize = 128 * 1024;
+
     #[allow(clippy::new_ret_no_self)]
     pub(crate) fn new(counts: Arc<Counts>, crlf: bool) -> Component {
+        Self::with_inbox(counts, crlf, Self::INBOX_BYTES)
+    }
+
+    /// A meter whose inbox holds up to `inbox_bytes` (a box admits a message while it holds
+    /// less than its limit: 64 KiB is one default chunk, 128 KiB two).
+    pub(crate) fn with_inbox(counts: Arc<Counts>, crlf: bool, inbox_bytes: usize) -> Component {
         let mut b = Component::build("Meter");
-        // Bounded in bytes, like the connection's inbox behind it: two default chunks keep
-        // the stream going without holding megabytes (64 messages of 64 KiB) in between.
-        let inbox = b.inbox_from::<Bytes>(BOXES.inbox).limit_bytes(128 * 1024);
+        // Bounded in bytes, like the connection's inbox behind it: a chunk or two keep the
+        // stream going without holding megabytes (64 messages of 64 KiB) in between.
+        let inbox = b.inbox_from::<Bytes>(BOXES.inbox).limit_bytes(inbox_bytes);
         let control = b.control_from(BOXES.control);
         let outbox = b.outbox_from::<Bytes>(BOXES.outbox);
         let signal = b.signal_from(BOXES.signal);

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use kamaelia::internet::{
     Connected, FtpStartTlsClient, HowDied, ImapStartTlsClient, IrcStartTlsClient,
-    LdapStartTlsClient, LmtpStartTlsClient, MysqlStartTlsClient, NntpStartTlsClient, OnFinish,
-    PeerCertificates, PeerHalfClosed, Pop3StartTlsClient, PostgresStartTlsClient, Proxy,
+    LdapStartTlsClient, Limits, LmtpStartTlsClient, MysqlStartTlsClient, NntpStartTlsClient,
+    OnFinish, PeerCertificates, PeerHalfClosed, Pop3StartTlsClient, PostgresStartTlsClient, Proxy,
     ProxyClient, SieveStartTlsClient, SmtpStartTlsClient, TlsGate, TlsInfo, Transferred,
     TunnelOpen, UnixClient, XmppStartTlsClient,
 };
@@ -30,16 +30,22 @@ use crate::progress::Counts;
 /// input it half-closes and waits for the server to close, or with `--no-shutdown` (the
 /// default for STARTTLS) keeps its write side open until the server closes.
 pub(crate) fn client(ep: &Endpoint) -> anyhow::Result<Component> {
+    client_with(ep, Limits::default())
+}
+
+/// [`client`] with the connection's queues bounded by `limits`.
+pub(crate) fn client_with(ep: &Endpoint, limits: Limits) -> anyhow::Result<Component> {
     if let Some(path) = &ep.unix {
         return Ok(UnixClient::new(path)
             .connect_timeout(ep.connect_timeout)
             .idle_timeout(ep.idle_timeout)
             .on_finish(on_finish(ep))
+            .limits(limits)
             .into());
     }
     match &ep.proxy {
-        Some(proxy) => proxied_client(ep, proxy),
-        None => Ok(tcp_client(ep).into()),
+        Some(proxy) => proxied_client(ep, proxy, limits),
+        None => Ok(with_tls(ep, tcp_client_to(ep, ep.host.clone(), ep.port, limits)).into()),
     }
 }
 
@@ -54,7 +60,14 @@ fn on_finish(ep: &Endpoint) -> OnFinish {
 
 /// The TcpClient for `ep`'s host and port, with its TLS settings (`forward`'s target).
 pub(crate) fn tcp_client(ep: &Endpoint) -> TcpClient {
-    let c = tcp_client_to(ep, ep.host.clone(), ep.port);
+    with_tls(
+        ep,
+        tcp_client_to(ep, ep.host.clone(), ep.port, Limits::default()),
+    )
+}
+
+/// `c` with `ep`'s TLS settings, if any.
+fn with_tls(ep: &Endpoint, c: TcpClient) -> TcpClient {
     match &ep.tls {
         Some(tls) => c.tls(tls.settings().clone()),
         None => c,
@@ -64,24 +77,25 @@ pub(crate) fn tcp_client(ep: &Endpoint) -> TcpClient {
 /// `ep` through `proxy`: a TcpClient to the proxy with `ep`'s options, and a [`ProxyClient`]
 /// in front of it that opens the tunnel to `ep`'s host and port within the connect timeout;
 /// TLS verifies the target's name (or `--servername`), not the proxy's.
-fn proxied_client(ep: &Endpoint, proxy: &Proxy) -> anyhow::Result<Component> {
+fn proxied_client(ep: &Endpoint, proxy: &Proxy, limits: Limits) -> anyhow::Result<Component> {
     let tunnel =
         ProxyClient::new(proxy.clone(), ep.host.clone(), ep.port).timeout(ep.connect_timeout);
-    let mut c = tcp_client_to(ep, proxy.host().to_string(), proxy.port());
+    let mut c = tcp_client_to(ep, proxy.host().to_string(), proxy.port(), limits);
     if let Some(tls) = &ep.tls {
         c = c.tls(tunnel.tls_for_target(tls.settings().clone())?);
     }
     Ok(tunnel.around(c)?)
 }
 
-/// A TcpClient to `host` and `port` with `ep`'s options, without TLS settings.
-fn tcp_client_to(ep: &Endpoint, host: String, port: u16) -> TcpClient {
+/// A TcpClient to `host` and `port` with `ep`'s options and `limits`, without TLS settings.
+fn tcp_client_to(ep: &Endpoint, host: String, port: u16, limits: Limits) -> TcpClient {
     TcpClient::new(host, port)
         .family(ep.family)
         .delay(ep.delay)
         .connect_timeout(ep.connect_timeout)
         .idle_timeout(ep.idle_timeout)
         .on_finish(on_finish(ep))
+        .limits(limits)
 }
 
 /// The page's SSL Graphline: SOURCE -> CONNECTION -> ECHO, with `OneShot(MakeSsl)` -> makessl
