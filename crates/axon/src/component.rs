@@ -72,6 +72,9 @@ pub(crate) struct Core {
     pub(crate) boxes: Box<[Declared]>,
     /// How it ended, once it has; until then the tasks waiting for that.
     pub(crate) exit: crate::scheduler::ExitCell,
+    /// The group whose task polls it, once it is a member: the block is then also the
+    /// member's waker (`group.rs`), so a member costs no allocation of its own for that.
+    pub(crate) group: std::sync::OnceLock<Arc<crate::group::GroupTask>>,
 }
 
 impl fmt::Debug for Component {
@@ -391,6 +394,7 @@ impl ComponentBuilder {
                 label: self.label,
                 boxes: self.boxes.into_boxed_slice(),
                 exit: Default::default(),
+                group: std::sync::OnceLock::new(),
             }),
             body: Box::new(move |cx| Box::pin(main(cx))),
             error: self.error,

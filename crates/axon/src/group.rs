@@ -16,7 +16,7 @@ use std::task::{Context as TaskContext, Poll, RawWakerVTable, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
 
-use crate::component::Component;
+use crate::component::{Component, Core};
 use crate::scheduler::{Handle, Life, Scheduler};
 
 /// Components to activate together as one task: the members of one connection, or of a whole
@@ -118,11 +118,12 @@ impl<C: Into<Component>> FromIterator<C> for Group {
 #[derive(Default)]
 pub(crate) struct GroupTask {
     state: Mutex<GroupState>,
-    /// What the task has to look at, one word: member `i` woken is bit `i % MEMBER_BITS` (past
-    /// that many members, some share a bit, and a wake-up polls each of them: harmless, as any
-    /// future may be polled without cause); [`INCOMING`], members were handed over; [`RUNNING`],
-    /// the task is polling its members and looks at this word again before it returns, so a
-    /// wake-up then (a member waking another: the usual case) needs no wake of the task.
+    /// What the task has to look at, one word: member woken is the bit of its component's id,
+    /// `id % MEMBER_BITS` ([`bit`]; members that share a bit are each polled when it is set:
+    /// harmless, as any future may be polled without cause); [`INCOMING`], members were handed
+    /// over; [`RUNNING`], the task is polling its members and looks at this word again before
+    /// it returns, so a wake-up then (a member waking another: the usual case) needs no wake
+    /// of the task.
     flags: AtomicU64,
     /// The task, to wake when a member is woken or handed over while it is not running.
     task: AtomicWaker,
@@ -142,12 +143,17 @@ struct GroupState {
 const INCOMING: u64 = 1 << 63;
 /// The task is inside its poll and will look at the flags again (a bit of [`GroupTask::flags`]).
 const RUNNING: u64 = 1 << 62;
-/// How many bits of [`GroupTask::flags`] say which members were woken.
-const MEMBER_BITS: usize = 62;
+/// How many bits of [`GroupTask::flags`] say which members were woken (a power of two, at
+/// most 62).
+const MEMBER_BITS: usize = 32;
+const _: () = assert!(MEMBER_BITS.is_power_of_two() && MEMBER_BITS <= 62);
 
-/// The bit of member `i` in [`GroupTask::flags`].
-fn bit(i: usize) -> u64 {
-    1 << (i % MEMBER_BITS)
+/// The bit in [`GroupTask::flags`] of the member whose block is `core`: its id's low bits (a
+/// mask, not a division by [`MEMBER_BITS`]: this runs for every wake-up and every member
+/// looked at: as a division it cost about 150 instructions per relay round trip).
+#[inline]
+fn bit(core: &Core) -> u64 {
+    1 << (core.id.0 & (MEMBER_BITS as u64 - 1))
 }
 
 impl GroupTask {
@@ -185,29 +191,27 @@ impl GroupTask {
     }
 }
 
-/// One member's waker: notes which member it is, then wakes the group's task.
-struct MemberWake {
-    group: Arc<GroupTask>,
-    bit: u64,
-}
-
-impl Wake for MemberWake {
+/// A member's waker is its component's block: waking it notes which member it is, then wakes
+/// the group's task. (The block is allocated anyway; a waker of its own would be 48 bytes more
+/// per member.)
+impl Wake for Core {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref()
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.group.notify(self.bit);
+        if let Some(group) = self.group.get() {
+            group.notify(bit(self));
+        }
     }
 }
 
-/// The waker of a group's member `i`. Every member's waker is made here, so that
+/// The waker of `member`, a member of `group`. Every member's waker is made here, so that
 /// [`is_known_waker`] knows them.
-fn member_waker(group: &Arc<GroupTask>, i: usize) -> Waker {
-    let waker = Waker::from(Arc::new(MemberWake {
-        group: group.clone(),
-        bit: bit(i),
-    }));
+fn member_waker(group: &Arc<GroupTask>, member: &Arc<Core>) -> Waker {
+    // A component is activated once, so it joins one group once: the cell is empty here.
+    let _ = member.group.set(group.clone());
+    let waker = Waker::from(member.clone());
     MEMBER_VTABLE.store(vtable_of(&waker), Ordering::Relaxed);
     waker
 }
@@ -225,9 +229,10 @@ fn vtable_of(waker: &Waker) -> usize {
 }
 
 /// True if `waker` is of a kind whose data pointer alone says which task it wakes: a group
-/// member's (made by [`member_waker`]: one `Arc<MemberWake>` per member) or a tokio task's (the
-/// task's header; [`note_task_waker`] learns that kind). Two live wakers of these kinds with
-/// the same data pointer wake the same task, as the pointer is their own allocation. A store
+/// member's (made by [`member_waker`]: the member's own block, an `Arc<Core>`, which only
+/// [`member_waker`] makes into a waker) or a tokio task's (the task's header;
+/// [`note_task_waker`] learns that kind). Two live wakers of these kinds with the same data
+/// pointer wake the same task, as the pointer is their own allocation. A store
 /// uses it to see, without its lock, that the task polling it is the one already waiting there
 /// (`store.rs`). An answer of `false` only costs that fast path.
 #[inline]
@@ -274,6 +279,9 @@ async fn run(group: Arc<GroupTask>) {
                 std::mem::take(&mut g.incoming)
             };
             drop(incoming);
+            // Ended members' blocks (their wakers) may outlive the task, held by handles, and
+            // they hold the group: it must not hold the task's own waker (the task) too.
+            drop(self.0.task.take());
         }
     }
     let close = Close(group);
@@ -300,9 +308,9 @@ async fn run(group: Arc<GroupTask>) {
                             members.len() - 1
                         }
                     };
-                    let waker = member_waker(group, i);
+                    let waker = member_waker(group, life.core());
+                    woken |= bit(life.core());
                     members[i] = Some(Member { life, waker });
-                    woken |= bit(i);
                 }
             }
             if members.iter().all(Option::is_none) {
@@ -333,11 +341,11 @@ async fn run(group: Arc<GroupTask>) {
                 return Poll::Pending;
             }
             rounds += 1;
-            for (i, slot) in members.iter_mut().enumerate() {
-                if woken & bit(i) == 0 {
-                    continue;
-                }
+            for slot in members.iter_mut() {
                 if let Some(m) = slot {
+                    if woken & bit(m.life.core()) == 0 {
+                        continue;
+                    }
                     let mut mcx = TaskContext::from_waker(&m.waker);
                     if Pin::new(&mut m.life).poll(&mut mcx).is_ready() {
                         *slot = None;
