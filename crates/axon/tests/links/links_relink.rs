@@ -6,10 +6,28 @@ use tokio::sync::watch;
 
 const N: u64 = 100_000;
 
-/// A component that sends `0..N` on `outbox`, publishing how far it got every 64 messages.
-/// The watch sender is dropped when it ends, which is how the test knows it is done.
-fn producer() -> (Component, watch::Receiver<u64>) {
+/// How many messages the producer sends, at most, before it waits for the test to have moved
+/// its link once more: so the test makes at least `N / SWITCH_EVERY` switches however the two
+/// are scheduled (a machine under load ran the switcher too rarely to make them otherwise).
+const SWITCH_EVERY: u64 = 256;
+
+/// The producer's side of the progress it publishes and the switches it waits for.
+struct Pacing {
+    progress: watch::Sender<u64>,
+    switched: watch::Receiver<usize>,
+}
+
+/// A component that sends `0..N` on `outbox`, publishing how far it got every 64 messages,
+/// and waiting, every `SWITCH_EVERY`, until the test has switched its link once since the
+/// last wait. The progress sender is dropped when it ends, which is how the test knows it is
+/// done.
+fn producer() -> (Component, watch::Receiver<u64>, watch::Sender<usize>) {
     let (progress_tx, progress_rx) = watch::channel(0);
+    let (switched_tx, switched_rx) = watch::channel(0);
+    let mut pacing = Pacing {
+        progress: progress_tx,
+        switched: switched_rx,
+    };
     let mut b = Component::build("Producer");
     let out = b.outbox::<u64>("outbox", "0..N");
     b.control();
@@ -18,26 +36,33 @@ fn producer() -> (Component, watch::Receiver<u64>) {
         for i in 0..N {
             out.send(i).await?;
             if i % 64 == 0 {
-                progress_tx.send_replace(i);
+                pacing.progress.send_replace(i);
+            }
+            if i % SWITCH_EVERY == SWITCH_EVERY - 1 {
+                // Err only if the test has gone; then there is nothing to wait for.
+                let _ = pacing.switched.changed().await;
             }
         }
         Ok(())
     });
-    (c, progress_rx)
+    (c, progress_rx, switched_tx)
 }
 
 /// Moves the link leaving `src` to the next of `targets` every time the producer reports
-/// progress, until it ends; returns how many switches were made. `src` is left linked.
+/// progress, until it ends, telling the producer after each switch; returns how many switches
+/// were made. `src` is left linked.
 async fn keep_switching(
     src: &BoxRef,
     targets: &[BoxRef],
     mut progress: watch::Receiver<u64>,
+    switched: watch::Sender<usize>,
 ) -> usize {
     let mut switches = 0;
     while progress.changed().await.is_ok() {
         unlink(src).expect("the source is linked between switches");
         link_refs(src, &targets[(switches + 1) % targets.len()]).unwrap();
         switches += 1;
+        switched.send_replace(switches);
     }
     switches
 }
@@ -67,7 +92,7 @@ fn check_union(got: Vec<Vec<u64>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relinking_an_outbox_between_three_consumers_loses_nothing() {
     within("relink while 100 000 messages flow", async {
-        let (p, progress) = producer();
+        let (p, progress, switched) = producer();
         let out = p.boxref("outbox").unwrap();
         let mut consumers = Vec::new();
         let mut results = Vec::new();
@@ -87,7 +112,7 @@ async fn relinking_an_outbox_between_three_consumers_loses_nothing() {
             .run(async {
                 let p = p.activate();
                 let cs: Vec<_> = consumers.into_iter().map(Component::activate).collect();
-                let switches = keep_switching(&out, &targets, progress).await;
+                let switches = keep_switching(&out, &targets, progress, switched).await;
                 assert!(p.join().await.failure.is_none());
                 assert!(switches >= 200, "only {switches} switches");
                 assert_eq!(out.queued(), 0, "the outbox is linked, so it holds nothing");
@@ -112,7 +137,7 @@ async fn relinking_an_outbox_between_three_consumers_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relinking_the_middle_of_a_passthrough_chain_loses_nothing() {
     within("relink a passthrough chain", async {
-        let (p, progress) = producer();
+        let (p, progress, switched) = producer();
         let mid = Outbox::<u64>::standalone("mid");
         link_refs(&p.boxref("outbox").unwrap(), &mid.boxref()).unwrap();
         let mut consumers = Vec::new();
@@ -134,7 +159,7 @@ async fn relinking_the_middle_of_a_passthrough_chain_loses_nothing() {
             .run(async {
                 let p = p.activate();
                 let cs: Vec<_> = consumers.into_iter().map(Component::activate).collect();
-                let switches = keep_switching(&mid.boxref(), &targets, progress).await;
+                let switches = keep_switching(&mid.boxref(), &targets, progress, switched).await;
                 assert!(p.join().await.failure.is_none());
                 assert!(switches >= 200, "only {switches} switches");
                 assert_eq!(mid.buffered(), 0);
