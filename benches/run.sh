@@ -22,6 +22,17 @@ bin="${CARGO_TARGET_DIR:-target}/release"
 cp "$bin/kamaelia" "$bin/kamaelia-dynamic"
 cargo rustc --release -p kamaelia-cli --bin kamaelia -- -C target-feature=+crt-static
 
+# Every measured program is written once more as an installer writes it (a plain sequential
+# copy): a binary as the linker leaves it takes about a quarter more page faults to start
+# (161 against 129 for a 1 KiB `send`, `perf stat -e page-faults`), as its pages sit in the
+# page cache in smaller pieces, and figure 5 then measures the linker's way of writing, not
+# the program (nc, socat and ncat come from packages, written the installer's way).
+for b in kamaelia kamaelia-dynamic base-send base-recv base-relay base-connect; do
+  if [ -f "$bin/$b" ]; then
+    cp "$bin/$b" "$bin/$b.copy" && mv -f "$bin/$b.copy" "$bin/$b"
+  fi
+done
+
 # As high as the hard limit allows; figure 7 shrinks itself (with a note) if it is still low.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
