@@ -45,7 +45,7 @@ pub(crate) fn client_with(ep: &Endpoint, limits: Limits) -> anyhow::Result<Compo
     }
     match &ep.proxy {
         Some(proxy) => proxied_client(ep, proxy, limits),
-        None => Ok(with_tls(ep, tcp_client_to(ep, ep.host.clone(), ep.port, limits)).into()),
+        None => Ok(tcp_client_with(ep, limits).into()),
     }
 }
 
@@ -60,10 +60,12 @@ fn on_finish(ep: &Endpoint) -> OnFinish {
 
 /// The TcpClient for `ep`'s host and port, with its TLS settings (`forward`'s target).
 pub(crate) fn tcp_client(ep: &Endpoint) -> TcpClient {
-    with_tls(
-        ep,
-        tcp_client_to(ep, ep.host.clone(), ep.port, Limits::default()),
-    )
+    tcp_client_with(ep, Limits::default())
+}
+
+/// [`tcp_client`] with `limits` on its boxes and queues.
+fn tcp_client_with(ep: &Endpoint, limits: Limits) -> TcpClient {
+    with_tls(ep, tcp_client_to(ep, ep.host.clone(), ep.port, limits))
 }
 
 /// `c` with `ep`'s TLS settings, if any.
