@@ -380,11 +380,16 @@ async fn run(
     // What every connection's CSA says on its `signal` (but a Relay's, which has a
     // supervisor of its own): the errors are passed on, the rest is of no interest here.
     let events = Inbox::<Control>::standalone("connection events", EVENTS_CAPACITY);
+    // A connection's error that found `signal` full: it waits here for room, in its own
+    // branch, so a slow reader of `signal` never holds up accepting, control or the other
+    // branches; meanwhile `events` is not read (its bound holds the connections back).
+    let mut held: Option<Control> = None;
     let mut watch = ControlWatch::new(&control, &signal);
     while !watch.stopping() {
         tokio::select! {
             c = watch.control().recv() => watch.handle(c).await,
-            c = events.recv() => on_event(&signal, &label, c).await,
+            () = signal.ready(), if held.is_some() => held = held.take().and_then(|c| pass_on(&signal, &label, c)),
+            c = events.recv(), if held.is_none() => held = on_event(&signal, &label, c),
             accepted = listener.accept(), if connections.len() < server.max_connections => match accepted {
                 Ok(accepted) => {
                     let started = match accepted {
@@ -437,7 +442,19 @@ async fn run(
     loop {
         tokio::select! {
             ended = watchers.next() => if ended.is_none() { break },
-            c = events.recv() => on_event(&signal, &label, c).await,
+            () = signal.ready(), if held.is_some() => held = held.take().and_then(|c| pass_on(&signal, &label, c)),
+            c = events.recv(), if held.is_none() => held = on_event(&signal, &label, c),
+        }
+    }
+    // The connections have all ended: what is held, and any error still in `events` (sent
+    // just before its connection's end was seen), goes out now without waiting, as the final
+    // message does (at most the events inbox's bound of small messages past `signal`'s).
+    for c in held
+        .into_iter()
+        .chain(std::iter::from_fn(|| events.try_recv()))
+    {
+        if matches!(c, Control::Error(_)) {
+            let _ = signal.force_send(c);
         }
     }
     // Forced: the final message must not wait on a signal nobody reads.
@@ -451,11 +468,25 @@ const EVENTS_CAPACITY: usize = 1024;
 
 /// A message a connection's CSA sent on its `signal`: an error is passed on (a CSA that
 /// failed has its error sent there by the runtime), the rest (PeerHalfClosed, Transferred,
-/// ShutdownCsa, a failed CSA's final message) concerns only the connection.
-async fn on_event(signal: &Outbox<Control>, label: &Arc<str>, c: Control) {
+/// ShutdownCsa, a failed CSA's final message) concerns only the connection. Returns the
+/// error if `signal` has no room for it now (the caller holds it until there is).
+fn on_event(signal: &Outbox<Control>, label: &Arc<str>, c: Control) -> Option<Control> {
     if let Control::Error(e) = &c {
         tracing::debug!(server = %label, "connection error: {e}");
-        Box::pin(report(signal, label, c)).await;
+        return pass_on(signal, label, c);
+    }
+    None
+}
+
+/// [`report`] without waiting: `c` back if `signal` is full.
+fn pass_on(signal: &Outbox<Control>, label: &str, c: Control) -> Option<Control> {
+    match signal.try_send(c) {
+        Ok(()) | Err(TrySendError::Closed(_)) => None,
+        Err(TrySendError::Full(c)) => Some(c),
+        Err(TrySendError::Unlinked(c)) => {
+            tracing::warn!(server = %label, "signal is not linked and its buffer is full; dropped: {c}");
+            None
+        }
     }
 }
 
@@ -463,14 +494,8 @@ async fn on_event(signal: &Outbox<Control>, label: &Arc<str>, c: Control) {
 /// the server: a full destination is waited for (backpressure), but when nothing is linked and
 /// the outbox's own buffer is full the message is dropped, with a warning.
 async fn report(signal: &Outbox<Control>, label: &str, c: Control) {
-    match signal.try_send(c) {
-        Ok(()) | Err(TrySendError::Closed(_)) => {}
-        Err(TrySendError::Full(c)) => {
-            let _ = signal.send(c).await;
-        }
-        Err(TrySendError::Unlinked(c)) => {
-            tracing::warn!(server = %label, "signal is not linked and its buffer is full; dropped: {c}");
-        }
+    if let Some(c) = pass_on(signal, label, c) {
+        let _ = signal.send(c).await;
     }
 }
 
@@ -733,7 +758,7 @@ mod tests {
         assert_eq!(id, 7);
         let label: Arc<str> = "TcpServer".into();
         while let Some(c) = events.try_recv() {
-            on_event(&signal, &label, c).await;
+            assert!(on_event(&signal, &label, c).is_none(), "signal has room");
         }
         only_the_stand_in_failed(run, &errors).await;
     }

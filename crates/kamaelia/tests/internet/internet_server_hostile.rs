@@ -130,3 +130,47 @@ async fn a_client_that_resets_while_its_echo_is_pending_is_a_normal_end() {
     })
     .await;
 }
+
+/// Connects, has one byte echoed, then resets (SO_LINGER 0): the server's connection ends
+/// with an error on the server's `signal`.
+async fn echo_once_then_reset(addr: std::net::SocketAddr) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"x").await.unwrap();
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).await.unwrap();
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+}
+
+/// A reader of the server's `signal` that has stopped reading (room for one message, never
+/// read) holds up only the reports, not the server: connections that fail one after another
+/// fill `signal`, and a new client is still accepted and echoed. At the end every error is
+/// there, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_signal_is_not_read_keeps_serving() {
+    with_timeout(Duration::from_secs(30), async {
+        let server = TcpServer::bind("127.0.0.1:0", |_| EchoProtocol::new()).unwrap();
+        let running = RunningServer::start_with_signal_room(server, 1).await;
+        for _ in 0..4 {
+            echo_once_then_reset(running.addr).await;
+            running.wait_live(1).await;
+        }
+        let mut s = TcpStream::connect(running.addr).await.unwrap();
+        s.write_all(b"still serving").await.unwrap();
+        let mut b = [0u8; 13];
+        s.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"still serving");
+        drop(s);
+        running.wait_live(1).await;
+        let (report, rest) = running.stop().await;
+        assert!(report.is_ok(), "failures: {:?}", report.failures);
+        let errors = errors_of::<TcpError>(&rest);
+        assert!(
+            errors.len() >= 2,
+            "the errors past signal's room are kept: {rest:?}"
+        );
+    })
+    .await;
+}

@@ -34,9 +34,15 @@ impl RunningServer {
     /// Activates `server` and waits for its [`Listening`] notice, checking it names the bound
     /// address.
     pub async fn start(server: TcpServer) -> Self {
+        Self::start_with_signal_room(server, SIGNAL_CAPACITY).await
+    }
+
+    /// [`RunningServer::start`] with room for only `capacity` messages on `signal` (which the
+    /// test may then leave unread, as a slow reader would).
+    pub async fn start_with_signal_room(server: TcpServer, capacity: usize) -> Self {
         let addr = server.local_addr();
         let component = axon::Component::from(server);
-        let signal = Inbox::<Control>::standalone("server signal", SIGNAL_CAPACITY);
+        let signal = Inbox::<Control>::standalone("server signal", capacity);
         axon::link_refs(&component.boxref("signal").unwrap(), &signal.boxref()).unwrap();
         let sched = Scheduler::new();
         let (tx, rx) = oneshot::channel();
