@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::boxes::{Inbox, Message, Outbox, DEFAULT_CAPACITY};
 use crate::control::Control;
 use crate::link::{BoxRef, WiringError};
+use crate::owners::Owner;
 use crate::scheduler::{Context, Handle, Scheduler};
 use crate::spec::{BoxDecl, BoxId, BoxMeta, BoxSpec, Declared, Direction};
 use crate::store::Store;
@@ -99,6 +100,8 @@ impl fmt::Debug for Component {
 pub struct ComponentBuilder {
     name: Arc<str>,
     label: Arc<str>,
+    /// The label as its boxes name it (see `owners.rs`).
+    owner: Owner,
     id: ComponentId,
     boxes: Vec<Declared>,
     error: Option<WiringError>,
@@ -110,8 +113,10 @@ impl Component {
     pub fn build(name: impl Into<Arc<str>>) -> ComponentBuilder {
         let name = crate::spec::shared_name(&name.into());
         let id = ComponentId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
+        let label: Arc<str> = format!("{name}#{}", id.0).into();
         ComponentBuilder {
-            label: format!("{name}#{}", id.0).into(),
+            owner: Owner::new(label.clone()),
+            label,
             name,
             id,
             boxes: Vec::new(),
@@ -249,7 +254,7 @@ impl ComponentBuilder {
         signal: bool,
     ) -> Arc<Store<T>> {
         let meta = self.new_meta(name, description);
-        let store = Store::<T>::new(self.label.clone(), meta, direction, capacity, signal);
+        let store = Store::<T>::new(self.owner.clone(), meta, direction, capacity, signal);
         self.boxes.push(Declared {
             r: BoxRef::new(store.clone()),
         });
@@ -359,7 +364,7 @@ impl ComponentBuilder {
         description: &'static str,
     ) -> BoxRef {
         let meta = self.new_meta(name, description);
-        let r = like.new_like(&self.label, meta, direction);
+        let r = like.new_like(&self.owner, meta, direction);
         self.boxes.push(Declared { r: r.clone() });
         r
     }

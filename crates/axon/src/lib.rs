@@ -42,6 +42,7 @@ mod control;
 mod graph;
 mod group;
 mod link;
+mod owners;
 mod registry;
 mod scheduler;
 mod spec;

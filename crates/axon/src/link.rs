@@ -58,7 +58,12 @@ impl BoxRef {
     }
 
     /// A new box of the same message type, named `id` (used by chassis to mirror a child's box).
-    pub(crate) fn new_like(&self, owner: &Arc<str>, meta: Arc<BoxMeta>, dir: Direction) -> BoxRef {
+    pub(crate) fn new_like(
+        &self,
+        owner: &crate::owners::Owner,
+        meta: Arc<BoxMeta>,
+        dir: Direction,
+    ) -> BoxRef {
         BoxRef::new(self.store.new_like(owner, meta, dir))
     }
 

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::future::poll_fn;
 use std::task::{Context as TaskContext, Poll, Waker};
 
+use crate::owners::Owner;
 use crate::spec::{BoxId, BoxMeta, Direction};
 
 /// Every box is one of these, so its size is paid per box per component per connection. A box
@@ -32,8 +33,6 @@ pub(crate) struct Store<T> {
     /// lock. Every push clears it before it wakes the waiting task, so whoever still reads the
     /// old value is woken after; so does anything that takes the waiting task's waker.
     idle: AtomicUsize,
-    /// The owner's label, `Name#id` (shared by the component's boxes).
-    owner: Arc<str>,
     /// The box's name and description (shared by every box declared with both).
     meta: Arc<BoxMeta>,
 }
@@ -44,15 +43,26 @@ struct State<T> {
     busy: Option<Box<Busy<T>>>,
     /// The byte bound and how a message is weighed, once one is set.
     bound: Option<Box<ByteBound<T>>>,
-    /// At most `u32::MAX` messages (any larger capacity means as many as that).
-    capacity: u32,
-    direction: Direction,
-    /// A `signal` outbox: it notes its final message, so the runtime never sends another.
-    signal: bool,
-    /// A final message has been sent from this (signal) box.
-    final_sent: bool,
-    closed: bool,
+    /// The capacity (the low [`CAPACITY_BITS`] bits) and the flags ([`OUT`], [`SIGNAL`],
+    /// [`FINAL_SENT`], [`CLOSED`]), in one word so that the owner's index fits beside them and
+    /// the store in one 80-byte block of the allocator.
+    bits: u32,
+    /// The owner, whose label `Name#id` is kept once for all its boxes.
+    owner: Owner,
 }
+
+/// How many bits of [`State::bits`] hold the capacity: at most 268,435,455 messages (any larger
+/// capacity means as many as that).
+const CAPACITY_BITS: u32 = 28;
+const CAPACITY_MASK: u32 = (1 << CAPACITY_BITS) - 1;
+/// An outbox (else an inbox).
+const OUT: u32 = 1 << 28;
+/// A `signal` outbox: it notes its final message, so the runtime never sends another.
+const SIGNAL: u32 = 1 << 29;
+/// A final message has been sent from this (signal) box.
+const FINAL_SENT: u32 = 1 << 30;
+/// The owner has ended: the store takes no more messages.
+const CLOSED: u32 = 1 << 31;
 
 /// The part of a box that only a used box needs: 56 bytes, one 64-byte block.
 struct Busy<T> {
@@ -176,6 +186,28 @@ pub(crate) enum LinkFailure {
 }
 
 impl<T> State<T> {
+    #[inline]
+    fn capacity(&self) -> usize {
+        (self.bits & CAPACITY_MASK) as usize
+    }
+
+    #[inline]
+    fn has(&self, flag: u32) -> bool {
+        self.bits & flag != 0
+    }
+
+    fn set(&mut self, flag: u32) {
+        self.bits |= flag;
+    }
+
+    fn direction(&self) -> Direction {
+        if self.has(OUT) {
+            Direction::Out
+        } else {
+            Direction::In
+        }
+    }
+
     fn len(&self) -> usize {
         self.busy.as_ref().map_or(0, |b| b.queue.len())
     }
@@ -186,7 +218,7 @@ impl<T> State<T> {
         let Some(busy) = &self.busy else {
             return false;
         };
-        busy.queue.len() >= self.capacity as usize
+        busy.queue.len() >= self.capacity()
             || (!busy.queue.is_empty() && self.bound.as_ref().is_some_and(|b| b.bytes >= b.limit))
     }
 
@@ -247,9 +279,11 @@ impl<T> State<T> {
     }
 }
 
-/// A capacity as stored: at least 1, at most `u32::MAX`.
-fn capacity_u32(capacity: usize) -> u32 {
-    u32::try_from(capacity).unwrap_or(u32::MAX).max(1)
+/// A capacity as stored: at least 1, at most [`CAPACITY_MASK`].
+fn capacity_bits(capacity: usize) -> u32 {
+    u32::try_from(capacity)
+        .unwrap_or(CAPACITY_MASK)
+        .clamp(1, CAPACITY_MASK)
 }
 
 /// Held while a link is made (see [`Store::link_to`]).
@@ -264,35 +298,42 @@ impl<T: Send + 'static> Store<T> {
     /// A store for the box `meta` of `owner`; with `signal`, one that notes when a final
     /// [`crate::Control`] has gone through. It allocates nothing more until it is used.
     pub(crate) fn new(
-        owner: Arc<str>,
+        owner: Owner,
         meta: Arc<BoxMeta>,
         direction: Direction,
         capacity: usize,
         signal: bool,
     ) -> Arc<Self> {
+        let mut bits = capacity_bits(capacity);
+        if direction == Direction::Out {
+            bits |= OUT;
+        }
+        if signal {
+            bits |= SIGNAL;
+        }
         Arc::new(Store {
             idle: AtomicUsize::new(0),
             state: Mutex::new(State {
                 forward: None,
                 busy: None,
                 bound: None,
-                capacity: capacity_u32(capacity),
-                direction,
-                signal,
-                final_sent: false,
-                closed: false,
+                bits,
+                owner,
             }),
-            owner,
             meta,
         })
     }
 
     /// Which box this is.
     pub(crate) fn id(&self) -> BoxId {
+        let (owner, direction) = {
+            let g = lock(&self.state);
+            (g.owner.label(), g.direction())
+        };
         BoxId {
-            owner: self.owner.clone(),
+            owner,
             name: self.meta.name.clone(),
-            direction: self.direction(),
+            direction,
             message_type: std::any::type_name::<T>(),
         }
     }
@@ -303,24 +344,24 @@ impl<T: Send + 'static> Store<T> {
     }
 
     pub(crate) fn direction(&self) -> Direction {
-        lock(&self.state).direction
+        lock(&self.state).direction()
     }
 
     /// Pushes into the end of the chain starting at `self`, unless it is full or closed.
     /// `force` ignores the capacity (used for runtime messages and for migration).
     pub(crate) fn try_push(self: &Arc<Self>, msg: T, force: bool) -> Result<(), PushError<T>> {
         // The lock is taken only for a final control message, never for data.
-        let is_final = crate::component::is_final_control(&msg) && lock(&self.state).signal;
+        let is_final = crate::component::is_final_control(&msg) && lock(&self.state).has(SIGNAL);
         let r = self.push_chain(msg, force);
         if is_final && r.is_ok() {
-            lock(&self.state).final_sent = true;
+            lock(&self.state).set(FINAL_SENT);
         }
         r
     }
 
     /// True once a final message has been sent from this (signal) box.
     pub(crate) fn final_sent(&self) -> bool {
-        lock(&self.state).final_sent
+        lock(&self.state).has(FINAL_SENT)
     }
 
     fn push_chain(self: &Arc<Self>, msg: T, force: bool) -> Result<(), PushError<T>> {
@@ -334,11 +375,11 @@ impl<T: Send + 'static> Store<T> {
                 hop = Some(next);
                 continue;
             }
-            if g.closed {
+            if g.has(CLOSED) {
                 return Err(PushError::Closed(msg));
             }
             if !force && g.is_full() {
-                let unlinked = g.direction == Direction::Out;
+                let unlinked = g.has(OUT);
                 drop(g);
                 let full = hop.unwrap_or_else(|| Arc::clone(self));
                 return Err(PushError::Full(msg, full, unlinked));
@@ -394,7 +435,7 @@ impl<T: Send + 'static> Store<T> {
     /// registers `cx`'s task to be woken when that may have changed.
     pub(crate) fn poll_space(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
         let mut g = lock(&self.state);
-        if g.forward.is_some() || g.closed || !g.is_full() {
+        if g.forward.is_some() || g.has(CLOSED) || !g.is_full() {
             return Poll::Ready(());
         }
         g.busy().register(Side::Tx, cx.waker());
@@ -492,7 +533,7 @@ impl<T: Send + 'static> Store<T> {
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        lock(&self.state).capacity as usize
+        lock(&self.state).capacity()
     }
 
     /// Bounds the store in bytes as well as in messages, weighing each message with `weigh`.
@@ -525,7 +566,7 @@ impl<T: Send + 'static> Store<T> {
 
     pub(crate) fn set_capacity(&self, capacity: usize) {
         let mut g = lock(&self.state);
-        g.capacity = capacity_u32(capacity);
+        g.bits = (g.bits & !CAPACITY_MASK) | capacity_bits(capacity);
         let woken = g.take_tx();
         drop(g);
         woken.wake();
@@ -551,7 +592,7 @@ impl<T: Send + 'static> Store<T> {
                     cur = next;
                 }
                 None => {
-                    let full = !g.closed && g.is_full();
+                    let full = !g.has(CLOSED) && g.is_full();
                     drop(g);
                     return full.then_some(cur);
                 }
@@ -569,7 +610,7 @@ impl<T: Send + 'static> Store<T> {
                     drop(g);
                     cur = next;
                 }
-                None => return g.closed,
+                None => return g.has(CLOSED),
             }
         }
     }
@@ -646,7 +687,7 @@ impl<T: Send + 'static> Store<T> {
     /// Marks the store closed (its owner ended) and returns how many messages it still held.
     pub(crate) fn close(&self) -> usize {
         let mut g = lock(&self.state);
-        g.closed = true;
+        g.set(CLOSED);
         let left = g.len();
         let (tx, rx) = (g.take_tx(), g.take_rx());
         self.idle.store(0, Ordering::Release);
@@ -669,12 +710,7 @@ pub(crate) trait ErasedStore: Send + Sync {
     fn unlink_erased(self: Arc<Self>) -> Option<BoxId>;
     fn forward(&self) -> Option<BoxId>;
     /// A new box of the same message type, with the default capacity.
-    fn new_like(
-        &self,
-        owner: &Arc<str>,
-        meta: Arc<BoxMeta>,
-        dir: Direction,
-    ) -> Arc<dyn ErasedStore>;
+    fn new_like(&self, owner: &Owner, meta: Arc<BoxMeta>, dir: Direction) -> Arc<dyn ErasedStore>;
     fn close_erased(&self) -> usize;
     fn queued(&self) -> usize;
 }
@@ -711,12 +747,7 @@ impl<T: Send + 'static> ErasedStore for Store<T> {
     fn forward(&self) -> Option<BoxId> {
         self.forward_id()
     }
-    fn new_like(
-        &self,
-        owner: &Arc<str>,
-        meta: Arc<BoxMeta>,
-        dir: Direction,
-    ) -> Arc<dyn ErasedStore> {
+    fn new_like(&self, owner: &Owner, meta: Arc<BoxMeta>, dir: Direction) -> Arc<dyn ErasedStore> {
         Store::<T>::new(owner.clone(), meta, dir, crate::DEFAULT_CAPACITY, false)
     }
     fn close_erased(&self) -> usize {
@@ -733,14 +764,37 @@ mod tests {
 
     /// A box is paid for per box, per component, per connection: a hundred thousand
     /// connections hold about two million of them. A box never used holds its link, its
-    /// capacity and flags, its owner's label, its shared name and description, and the word
-    /// that lets a waiting member poll it without the lock: with the `Arc`'s two counts, 88
-    /// bytes, one 96-byte block of the allocator. Its queue and wakers come with its first use.
+    /// capacity and flags, its owner's index, its shared name and description, and the word
+    /// that lets a waiting member poll it without the lock: with the `Arc`'s two counts, 72
+    /// bytes, one 80-byte block of the allocator. Its queue and wakers come with its first use.
     #[test]
     fn a_box_stays_small() {
         let block = std::mem::size_of::<Store<u64>>() + 2 * std::mem::size_of::<usize>();
         eprintln!("Arc<Store<u64>>: {block} bytes");
-        assert!(block <= 88);
+        assert!(block <= 72);
+    }
+
+    /// The capacity saturates at what its bits hold, and a capacity change keeps the flags.
+    #[test]
+    fn capacity_and_flags_share_a_word() {
+        let meta = crate::spec::shared_meta("signal", "");
+        let s = Store::<u64>::new(
+            Owner::new("c#2".into()),
+            meta,
+            Direction::Out,
+            usize::MAX,
+            true,
+        );
+        assert_eq!(s.capacity(), CAPACITY_MASK as usize);
+        s.set_capacity(0);
+        assert_eq!(s.capacity(), 1);
+        s.set_capacity(5);
+        assert_eq!(s.capacity(), 5);
+        assert_eq!(s.direction(), Direction::Out);
+        assert!(lock(&s.state).has(SIGNAL) && !lock(&s.state).has(CLOSED));
+        assert_eq!(s.close(), 0);
+        assert!(s.end_is_closed() && s.capacity() == 5);
+        assert_eq!(s.id().to_string(), "c#2.signal");
     }
 
     /// A used box's queue and first waiting task fit one 64-byte block of the allocator.
@@ -760,7 +814,7 @@ mod tests {
     fn only_a_used_box_holds_a_queue() {
         let store = |name: &str, direction| {
             let meta = crate::spec::shared_meta(name, "");
-            Store::<u64>::new("c#1".into(), meta, direction, 4, false)
+            Store::<u64>::new(Owner::new("c#1".into()), meta, direction, 4, false)
         };
         let (out, pass, inbox) = (
             store("outbox", Direction::Out),

@@ -1,0 +1,151 @@
+//! Box owners' labels, kept once per owner in one process-wide table.
+//!
+//! Every box names its owner (`Name#id`) in its [`crate::BoxId`], but only errors, the graph
+//! and debugging read that name. A box pays for what it holds per box, per component, per
+//! connection, so instead of a 16-byte pointer to the label in each box, the label is kept once
+//! in a table slot, counted by the boxes (and the builder) that name it, and a box holds the
+//! slot's 4-byte index: [`Owner`]. The slot is freed when the last of them goes, so the table
+//! holds the labels of the owners alive now, not of every owner there ever was.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A slot of the table: a label and how many [`Owner`]s name it, or a link in the free list.
+enum Slot {
+    Used { label: Arc<str>, count: u32 },
+    Free { next: u32 },
+}
+
+struct Table {
+    slots: Vec<Slot>,
+    /// The first free slot, or [`NONE`].
+    free: u32,
+}
+
+/// No free slot.
+const NONE: u32 = u32::MAX;
+
+/// The slot given out when the table cannot hold another label (four billion owners alive at
+/// once, far past what memory allows): its label says so instead of naming the owner.
+const OVERFLOW: u32 = 0;
+
+static TABLE: Mutex<Table> = Mutex::new(Table {
+    slots: Vec::new(),
+    free: NONE,
+});
+
+fn table() -> MutexGuard<'static, Table> {
+    // Nothing panics while this lock is held (no allocation failure aside, which aborts).
+    let mut t = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+    if t.slots.is_empty() {
+        t.slots.push(Slot::Used {
+            label: "(owner not kept)#0".into(),
+            count: 1,
+        });
+    }
+    t
+}
+
+/// A counted reference to an owner's label in the table: 4 bytes where the label's pointer
+/// would take 16. Cloning and dropping take the table's lock; reading the label does too, and
+/// only errors, the graph and debugging read it.
+pub(crate) struct Owner(u32);
+
+impl Owner {
+    /// A new slot holding `label`, named once (by the returned `Owner`).
+    pub(crate) fn new(label: Arc<str>) -> Owner {
+        let mut t = table();
+        let i = t.free;
+        if i != NONE {
+            if let Some(slot) = t.slots.get_mut(i as usize) {
+                let next = match slot {
+                    Slot::Free { next } => *next,
+                    Slot::Used { .. } => NONE,
+                };
+                *slot = Slot::Used { label, count: 1 };
+                t.free = next;
+                return Owner(i);
+            }
+        }
+        match u32::try_from(t.slots.len()) {
+            Ok(i) if i != NONE => {
+                t.slots.push(Slot::Used { label, count: 1 });
+                Owner(i)
+            }
+            _ => Owner(OVERFLOW),
+        }
+    }
+
+    /// The owner's label, `Name#id`.
+    pub(crate) fn label(&self) -> Arc<str> {
+        match table().slots.get(self.0 as usize) {
+            Some(Slot::Used { label, .. }) => label.clone(),
+            // Cannot happen: a slot is freed only once no `Owner` names it.
+            _ => "(owner not kept)#0".into(),
+        }
+    }
+}
+
+impl Clone for Owner {
+    fn clone(&self) -> Owner {
+        if let Some(Slot::Used { count, .. }) = table().slots.get_mut(self.0 as usize) {
+            // Saturated, the slot is never freed: harmless, and past what memory allows.
+            *count = count.saturating_add(1);
+        }
+        Owner(self.0)
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if self.0 == OVERFLOW {
+            return;
+        }
+        let mut t = table();
+        let free = t.free;
+        let Some(slot) = t.slots.get_mut(self.0 as usize) else {
+            return;
+        };
+        if let Slot::Used { count, .. } = slot {
+            match *count {
+                1 => {
+                    // The label goes with the slot (while the component lives, the component
+                    // still holds it, so this only takes the slot back).
+                    *slot = Slot::Free { next: free };
+                    t.free = self.0;
+                }
+                u32::MAX => {}
+                _ => *count -= 1,
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slot is taken back once the last owner naming it goes, and reused.
+    #[test]
+    fn slots_are_counted_and_reused() {
+        let a = Owner::new("A#1".into());
+        let a2 = a.clone();
+        assert_eq!(&*a2.label(), "A#1");
+        drop(a);
+        assert_eq!(&*a2.label(), "A#1", "still named by a2");
+        drop(a2);
+        // Other tests may take the freed slot first; whichever slot is given, it holds B.
+        let b = Owner::new("B#2".into());
+        assert_eq!(&*b.label(), "B#2");
+    }
+
+    #[test]
+    fn an_owner_is_four_bytes() {
+        assert_eq!(std::mem::size_of::<Owner>(), 4);
+    }
+}
