@@ -53,13 +53,16 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// # let c = one_shot("hello".into());
 /// # assert_eq!(c.boxes().count(), 3);
 /// ```
+///
+/// A built component is five words (its kind is read from its label, a wiring error is
+/// boxed): a [`crate::Group`] holds its members in a list until they are activated, often on
+/// another thread than the one that built them.
 pub struct Component {
-    pub(crate) name: Arc<str>,
     /// Its id, label, boxes and (once it has ended) exit, in one block shared with its handles
     /// and the scheduler's record.
     pub(crate) core: Arc<Core>,
     pub(crate) body: Body,
-    pub(crate) error: Option<WiringError>,
+    pub(crate) error: Option<Box<WiringError>>,
     /// Activated alone, it runs as a group of one that its children may join (§10).
     pub(crate) hosts_group: bool,
 }
@@ -98,7 +101,6 @@ impl fmt::Debug for Component {
 
 /// Declares a component's boxes, then takes its main routine. See [`Component::build`].
 pub struct ComponentBuilder {
-    name: Arc<str>,
     label: Arc<str>,
     /// The label as its boxes name it (see `owners.rs`).
     owner: Owner,
@@ -111,13 +113,12 @@ pub struct ComponentBuilder {
 impl Component {
     /// Starts declaring a component called `name` (its kind, e.g. `"TcpClient"`).
     pub fn build(name: impl Into<Arc<str>>) -> ComponentBuilder {
-        let name = crate::spec::shared_name(&name.into());
+        let name: Arc<str> = name.into();
         let id = ComponentId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
         let label: Arc<str> = format!("{name}#{}", id.0).into();
         ComponentBuilder {
             owner: Owner::new(label.clone()),
             label,
-            name,
             id,
             boxes: Vec::new(),
             error: None,
@@ -127,7 +128,9 @@ impl Component {
 
     /// The component's kind, e.g. `"Pipeline"`.
     pub fn name(&self) -> &str {
-        &self.name
+        // The label is `Name#id`; a kind may itself hold a `#`, the id never does.
+        let label = &*self.core.label;
+        label.rsplit_once('#').map_or(label, |(name, _)| name)
     }
 
     /// The component's unique label, `Name#id`.
@@ -393,7 +396,6 @@ impl ComponentBuilder {
         Fut: Future<Output = MainResult> + Send + 'static,
     {
         Component {
-            name: self.name,
             core: Arc::new(Core {
                 id: self.id,
                 label: self.label,
@@ -402,7 +404,7 @@ impl ComponentBuilder {
                 group: std::sync::OnceLock::new(),
             }),
             body: Box::new(move |cx| Box::pin(main(cx))),
-            error: self.error,
+            error: self.error.map(Box::new),
             hosts_group: self.hosts_group,
         }
     }

@@ -79,12 +79,16 @@ impl Group {
 
     /// Adds `member`.
     pub fn with(mut self, member: impl Into<Component>) -> Self {
-        self.members.push(member.into());
+        self.push(member);
         self
     }
 
     /// Adds `member`.
     pub fn push(&mut self, member: impl Into<Component>) {
+        // Room for one more, not the four a list starts with: a group of a connection's two or
+        // three members holds its list until it is activated, and the list is freed on the
+        // thread that activates it, which may not reuse the room.
+        self.members.reserve_exact(1);
         self.members.push(member.into());
     }
 
