@@ -453,6 +453,7 @@ impl<T: Send + 'static> Store<T> {
         self.try_pop_locked()
     }
 
+    #[inline(never)]
     fn try_pop_locked(&self) -> Option<T> {
         let mut g = lock(&self.state);
         let v = g.pop()?;
@@ -472,6 +473,7 @@ impl<T: Send + 'static> Store<T> {
         self.poll_pop_locked(cx)
     }
 
+    #[inline(never)]
     fn poll_pop_locked(&self, cx: &mut TaskContext<'_>) -> Poll<T> {
         let mut g = lock(&self.state);
         match g.pop() {
@@ -515,6 +517,7 @@ impl<T: Send + 'static> Store<T> {
         self.poll_data_locked(cx)
     }
 
+    #[inline(never)]
     fn poll_data_locked(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
         let mut g = lock(&self.state);
         if g.len() == 0 {
