@@ -55,17 +55,16 @@ impl Owner {
     pub(crate) fn new(label: Arc<str>) -> Owner {
         let mut t = table();
         let i = t.free;
-        if i != NONE {
-            if let Some(slot) = t.slots.get_mut(i as usize) {
-                let next = match slot {
-                    Slot::Free { next } => *next,
-                    Slot::Used { .. } => NONE,
-                };
+        if let Some(slot) = t.slots.get_mut(i as usize) {
+            if let Slot::Free { next } = *slot {
                 *slot = Slot::Used { label, count: 1 };
                 t.free = next;
                 return Owner(i);
             }
         }
+        // The free list is empty (or, which cannot happen, names a used slot: then it is
+        // dropped, and the slots it held are not reused).
+        t.free = NONE;
         match u32::try_from(t.slots.len()) {
             Ok(i) if i != NONE => {
                 t.slots.push(Slot::Used { label, count: 1 });
@@ -142,6 +141,28 @@ mod tests {
         // Other tests may take the freed slot first; whichever slot is given, it holds B.
         let b = Owner::new("B#2".into());
         assert_eq!(&*b.label(), "B#2");
+    }
+
+    /// Owners made, cloned and dropped on several threads at once each read back their own
+    /// label, while freed slots are taken again.
+    #[test]
+    fn owners_on_several_threads_keep_their_labels() {
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for i in 0..2000 {
+                        let label = format!("T{t}#{i}");
+                        let a = Owner::new(label.as_str().into());
+                        let b = a.clone();
+                        drop(a);
+                        assert_eq!(&*b.label(), label);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().is_ok());
+        }
     }
 
     #[test]
