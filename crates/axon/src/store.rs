@@ -161,15 +161,26 @@ struct Woken {
 }
 
 impl Woken {
-    #[inline]
+    // Called once per push and pop: the first task's wake is inlined where it is called, the
+    // rare further tasks are not. (Left to the compiler, the whole call was sometimes kept out
+    // of line, at about 30M instructions in figure 8's quick run under callgrind: axon's share
+    // 200M -> 229M; and inlining all of it at every call moved other inlining in the relay.)
+    #[inline(always)]
     fn wake(self) {
-        if let Some(w) = self.first {
+        let Woken { first, rest } = self;
+        if let Some(w) = first {
             w.wake();
         }
-        if !self.rest.is_empty() {
-            self.rest.into_iter().for_each(Waker::wake);
+        if rest.capacity() != 0 {
+            wake_all(rest);
         }
     }
+}
+
+/// Wakes tasks past the first (and frees their list).
+#[inline(never)]
+fn wake_all(rest: Vec<Waker>) {
+    rest.into_iter().for_each(Waker::wake);
 }
 
 /// Why a push did not happen; the message is handed back.
