@@ -478,10 +478,10 @@ impl Scheduler {
     fn start(&self, component: Component, group: Option<Arc<GroupTask>>) {
         match group {
             None => {
-                tokio::spawn(self.life(component, None));
+                tokio::spawn(self.life(component));
             }
             Some(g) => {
-                if let Err(life) = g.join(self.life(component, Some(g.clone()))) {
+                if let Err(life) = g.join(self.life(component)) {
                     // The group ended meanwhile (its last member was the activating one, which
                     // handed its context elsewhere): the newcomer runs alone.
                     tokio::spawn(life);
@@ -492,13 +492,14 @@ impl Scheduler {
 
     /// A component's whole life: its main routine under this scheduler, then the bookkeeping
     /// of its end (§6).
-    fn life(&self, component: Component, group: Option<Arc<GroupTask>>) -> Life {
+    /// (The group it runs in, if any, is its block's once it joins, before its first poll.)
+    fn life(&self, component: Component) -> Life {
         let Component {
             core, body, error, ..
         } = component;
         let stage = match error {
             Some(e) => Stage::Miswired(e),
-            None => Stage::Ready(body, group),
+            None => Stage::Ready(body),
         };
         Life {
             stage,
@@ -557,9 +558,9 @@ impl Scheduler {
 
 /// Where a component's life stands.
 enum Stage {
-    /// Not yet started: the main routine, and the group it runs in (its context is made when
-    /// it starts, from the life's own scheduler and block).
-    Ready(Body, Option<Arc<GroupTask>>),
+    /// Not yet started: the main routine (its context is made when it starts, from the life's
+    /// own scheduler and block, and the group that block has joined, if any).
+    Ready(Body),
     /// The main routine's future.
     Running(MainFuture),
     /// It could not be wired: it fails as soon as it is started.
@@ -617,11 +618,11 @@ fn poll_life(stage: &mut Stage, core: &Arc<Core>, cx: &mut std::task::Context<'_
             // Ended and recorded already (`Running` was handled above).
             Stage::Done | Stage::Running(_) => return Poll::Ready(()),
             Stage::Miswired(e) => break Some(FailureKind::Wiring(*e)),
-            Stage::Ready(body, group) => {
+            Stage::Ready(body) => {
                 let context = Context {
                     sched: Scheduler::current(),
                     core: core.clone(),
-                    group,
+                    group: core.group.get().cloned(),
                 };
                 match std::panic::catch_unwind(AssertUnwindSafe(|| body(context))) {
                     Ok(main) => *stage = Stage::Running(main),
@@ -872,7 +873,8 @@ mod tests {
     use super::*;
 
     /// What every component holds for its whole life, whether it runs in a group or alone: its
-    /// life (the main routine's box, the scheduler, its block), a handle of one pointer, its
+    /// life (the main routine's box, the scheduler, its block: 40 bytes, a group member's entry
+    /// 56 with its waker), a handle of one pointer, its
     /// block (with the `Arc`'s counts, at most 88 bytes: one 96-byte block of the allocator;
     /// a group member's waker too) and the scheduler's record of it.
     #[test]
@@ -885,7 +887,7 @@ mod tests {
             size_of::<Record>()
         );
         eprintln!("Component: {} bytes", size_of::<crate::Component>());
-        assert!(size_of::<Life>() <= 48);
+        assert!(size_of::<Life>() <= 40);
         // A group's list of members to activate is freed where they are activated, often on
         // another thread than the one that built them (whose allocator arena then keeps the
         // hole): a built component stays five words.
