@@ -79,12 +79,20 @@ impl Group {
 
     /// Adds `member`.
     pub fn with(mut self, member: impl Into<Component>) -> Self {
-        self.members.push(member.into());
+        self.push(member);
         self
     }
 
     /// Adds `member`.
     pub fn push(&mut self, member: impl Into<Component>) {
+        // Room for exactly one more while the group is small (a Vec would make room for four
+        // members at the first): the list is freed when the group is activated, often on
+        // another thread than the one that built it (a program builds its groups, then a
+        // worker activates them), and glibc keeps a block freed there as a hole in the
+        // builder's heap that nothing else reuses.
+        if self.members.len() < EXACT_UP_TO {
+            self.members.reserve_exact(1);
+        }
         self.members.push(member.into());
     }
 
@@ -104,6 +112,9 @@ impl Group {
         Scheduler::current().activate_group(self, None)
     }
 }
+
+/// Up to this many members a group's list grows one at a time ([`Group::push`]).
+const EXACT_UP_TO: usize = 8;
 
 impl<C: Into<Component>> FromIterator<C> for Group {
     fn from_iter<I: IntoIterator<Item = C>>(iter: I) -> Self {
@@ -355,4 +366,26 @@ async fn run(group: Arc<GroupTask>) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member() -> Component {
+        Component::build("Member").main(|_| async { Ok(()) })
+    }
+
+    /// A group of two keeps room for two members, not four: the list is freed at activation,
+    /// often on another thread, where its spare room would be a hole in the builder's heap.
+    #[test]
+    fn a_small_groups_list_has_no_spare_room() {
+        let group = Group::new().with(member()).with(member());
+        assert_eq!(group.members.capacity(), 2);
+        let mut group = Group::new();
+        for _ in 0..EXACT_UP_TO + 1 {
+            group.push(member());
+        }
+        assert!(group.members.capacity() >= EXACT_UP_TO + 1);
+    }
 }
