@@ -135,7 +135,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// deadline, never a panic.
 #[derive(Clone, Debug)]
 pub struct TcpClient {
-    host: String,
+    /// Shared, not copied, with the connection's TLS record: the one allocation made where the
+    /// client is built lives as long as the connection (no copy at connect time, and no block
+    /// freed on the worker that would be a hole in the builder's heap).
+    host: Arc<str>,
     port: u16,
     delay: Duration,
     connect_timeout: Duration,
@@ -153,7 +156,7 @@ impl TcpClient {
     /// A client for `host` (a name, or an IPv4 or IPv6 literal) and `port`.
     pub fn new(host: impl Into<String>, port: u16) -> Self {
         TcpClient {
-            host: host.into(),
+            host: Arc::from(host.into()),
             port,
             delay: Duration::ZERO,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -396,7 +399,7 @@ async fn connect_phase(
                         Ok(Err(e)) => Err(Early::Failed(TcpError::Connect(e))),
                         Err(join) => Err(Early::Failed(TcpError::Connect(
                             ConnectError::Interrupted {
-                                host: cfg.host.clone(),
+                                host: cfg.host.to_string(),
                                 port: cfg.port,
                                 reason: join.to_string(),
                             },
@@ -430,10 +433,11 @@ async fn connect_phase(
         let _ = stream.set_nodelay(true);
     }
     let local = stream.local_addr().ok();
-    // The settings are shared (a pointer), not copied: most connections never use them.
+    // The settings and the host are shared (pointers), not copied: most connections never use
+    // them.
     let role = TlsKept::Client {
         settings: cfg.tls.clone(),
-        host: cfg.host.as_str().into(),
+        host: cfg.host.clone(),
     };
     // A makessl that was queued before the connection was up runs first: whatever else was
     // queued cannot be ordered against it (they are different boxes), so none of it may go out
