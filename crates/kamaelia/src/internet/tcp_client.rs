@@ -364,7 +364,7 @@ async fn connect_phase(
                 tokio::select! {
                     _ = &mut sleep => break,
                     c = watch.control().recv() => {
-                        watch.handle(c).await;
+                        Box::pin(watch.handle(c)).await;
                         if watch.shutdown_requested() {
                             return Err(Early::Shutdown);
                         }
@@ -407,7 +407,7 @@ async fn connect_phase(
                     };
                 }
                 c = watch.control().recv() => {
-                    watch.handle(c).await;
+                    Box::pin(watch.handle(c)).await;
                     if watch.shutdown_requested() {
                         return Err(Early::Shutdown);
                     }
