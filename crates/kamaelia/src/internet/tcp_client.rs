@@ -140,16 +140,43 @@ pub struct TcpClient {
     /// freed on the worker that would be a hole in the builder's heap).
     host: Arc<str>,
     port: u16,
-    delay: Duration,
-    connect_timeout: Duration,
-    family: Family,
     /// Shared by the clients cloned from this one, and by every client left at the default:
     /// each connection keeps a pointer to them for a `makessl` most never get.
     tls: Arc<TlsSettings>,
+    /// Shared likewise (changed copy-on-write): a client is built on one thread and run on
+    /// another, and what it carries from one to the other (this and its boxes) is freed there,
+    /// a hole in the builder's heap; a client at the defaults carries a pointer, not 80 bytes.
+    options: Arc<Options>,
+}
+
+/// The rest of a [`TcpClient`]'s settings.
+#[derive(Clone, Debug)]
+struct Options {
+    delay: Duration,
+    connect_timeout: Duration,
+    family: Family,
     nodelay: bool,
     on_finish: OnFinish,
     idle_timeout: Option<Duration>,
     limits: Limits,
+}
+
+/// The default options, made once per process and shared by every client left at them.
+fn default_options() -> Arc<Options> {
+    static DEFAULT: std::sync::OnceLock<Arc<Options>> = std::sync::OnceLock::new();
+    DEFAULT
+        .get_or_init(|| {
+            Arc::new(Options {
+                delay: Duration::ZERO,
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                family: Family::Any,
+                nodelay: false,
+                on_finish: OnFinish::Close,
+                idle_timeout: None,
+                limits: Limits::default(),
+            })
+        })
+        .clone()
 }
 
 impl TcpClient {
@@ -158,32 +185,31 @@ impl TcpClient {
         TcpClient {
             host: Arc::from(host.into()),
             port,
-            delay: Duration::ZERO,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            family: Family::Any,
             tls: default_tls(),
-            nodelay: false,
-            on_finish: OnFinish::Close,
-            idle_timeout: None,
-            limits: Limits::default(),
+            options: default_options(),
         }
+    }
+
+    /// The options, to change (copied first if shared).
+    fn options_mut(&mut self) -> &mut Options {
+        Arc::make_mut(&mut self.options)
     }
 
     /// Waits `delay` after activation before connecting (default none).
     pub fn delay(mut self, delay: Duration) -> Self {
-        self.delay = delay;
+        self.options_mut().delay = delay;
         self
     }
 
     /// Gives up connecting after `timeout` (default 60 s, as Kamaelia).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.options_mut().connect_timeout = timeout;
         self
     }
 
     /// Uses only one address family (default: both, raced).
     pub fn family(mut self, family: Family) -> Self {
-        self.family = family;
+        self.options_mut().family = family;
         self
     }
 
@@ -195,27 +221,27 @@ impl TcpClient {
 
     /// Sets TCP_NODELAY on the connection.
     pub fn nodelay(mut self, on: bool) -> Self {
-        self.nodelay = on;
+        self.options_mut().nodelay = on;
         self
     }
 
     /// What ProducerFinished does (default [`OnFinish::Close`]).
     pub fn on_finish(mut self, on_finish: OnFinish) -> Self {
-        self.on_finish = on_finish;
+        self.options_mut().on_finish = on_finish;
         self
     }
 
     /// Ends the connection with [`TcpError::IdleTimeout`] when no byte has moved either way
     /// for `timeout` once it is up (default `None`: never). Connecting has its own timeout.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.idle_timeout = timeout;
+        self.options_mut().idle_timeout = timeout;
         self
     }
 
     /// Byte bounds for each direction (default [`Limits::default`], 256 KiB each): the
     /// client's `inbox` and `outbox` and its connection's queues.
     pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+        self.options_mut().limits = limits;
         self
     }
 
@@ -303,7 +329,7 @@ axon::box_table! {
 impl From<TcpClient> for Component {
     fn from(cfg: TcpClient) -> Component {
         let mut b = Component::build("TcpClient");
-        let boxes = Boxes::declare(&mut b, &BOXES, cfg.limits);
+        let boxes = Boxes::declare(&mut b, &BOXES, cfg.options.limits);
         b.main(move |cx| {
             // Connecting (the settings, the resolver, Happy Eyeballs) is boxed and freed once
             // the connection is up: the part that lives as long as the connection holds the
@@ -357,8 +383,8 @@ async fn connect_phase(
     // Boxed, so the resolver and Happy Eyeballs state is freed once connected instead of
     // staying inline in this (long-lived) task for the whole connection.
     let connected = Box::pin(async {
-        if !cfg.delay.is_zero() {
-            let sleep = tokio::time::sleep(cfg.delay);
+        if !cfg.options.delay.is_zero() {
+            let sleep = tokio::time::sleep(cfg.options.delay);
             tokio::pin!(sleep);
             loop {
                 tokio::select! {
@@ -372,8 +398,12 @@ async fn connect_phase(
                 }
             }
         }
-        let (host, port, family, timeout) =
-            (cfg.host.clone(), cfg.port, cfg.family, cfg.connect_timeout);
+        let (host, port, family, timeout) = (
+            cfg.host.clone(),
+            cfg.port,
+            cfg.options.family,
+            cfg.options.connect_timeout,
+        );
         let attempt = async move { connect(&host, port, family, timeout).await };
         // On the selector's own runtime (the usual case) the attempt runs in this task; only a
         // selector on another runtime gets a task of its own there. A task per connection
@@ -429,7 +459,7 @@ async fn connect_phase(
             return Ok(None);
         }
     };
-    if cfg.nodelay {
+    if cfg.options.nodelay {
         let _ = stream.set_nodelay(true);
     }
     let local = stream.local_addr().ok();
@@ -444,10 +474,10 @@ async fn connect_phase(
     // in plaintext.
     let tls_first = b.makessl.try_recv().is_some();
     let options = CsaOptions::default()
-        .on_finish(cfg.on_finish)
+        .on_finish(cfg.options.on_finish)
         .tls_first(tls_first)
-        .idle_timeout(cfg.idle_timeout)
-        .limits(cfg.limits);
+        .idle_timeout(cfg.options.idle_timeout)
+        .limits(cfg.options.limits);
     let stopping = watch.stopping();
     Ok(Some((
         b,
@@ -568,5 +598,24 @@ struct AbortOnDrop(tokio::task::AbortHandle);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client carries its host, port and two shared pointers from where it is built to where
+    /// it runs (its options and TLS settings, shared while at the defaults): what it carries is
+    /// freed there, a hole in the builder's heap.
+    #[test]
+    fn a_client_is_small_and_shares_its_defaults() {
+        let size = std::mem::size_of::<TcpClient>();
+        assert!(size <= 40, "TcpClient: {size} bytes");
+        let (a, b) = (TcpClient::new("a", 1), TcpClient::new("b", 2));
+        assert!(Arc::ptr_eq(&a.options, &b.options));
+        let c = b.clone().nodelay(true);
+        assert!(!Arc::ptr_eq(&c.options, &b.options));
+        assert!(c.options.nodelay && !b.options.nodelay);
     }
 }
