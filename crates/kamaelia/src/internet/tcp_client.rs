@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axon::{
     Component, ComponentBuilder, Context, Control, ControlWatch, Detail, Inbox, MainResult, Outbox,
-    CONTROL, INBOX, OUTBOX, SIGNAL,
+    TrySendError, CONTROL, INBOX, OUTBOX, SIGNAL,
 };
 use bytes::Bytes;
 use futures_util::future::{Either, FutureExt};
@@ -526,15 +526,20 @@ where
         conn.producer_finished();
     }
     // Announced before the connection is driven: from here on, data sent before a makessl
-    // goes out in plaintext first. Made here and boxed, so the future does not keep the two
-    // addresses for the connection's life.
-    let announce = local.map(|local| {
-        let signal = conn.signal().clone();
-        Box::pin(async move {
-            let _ = signal
-                .send(Control::notice(Connected { peer, local }))
-                .await;
-        })
+    // goes out in plaintext first. Sent at once when `signal` has room (the usual case: no
+    // allocation); otherwise the wait is made here and boxed, so the future does not keep the
+    // two addresses for the connection's life.
+    let announce = local.and_then(|local| {
+        let notice = Control::notice(Connected { peer, local });
+        match conn.signal().try_send(notice) {
+            Ok(()) | Err(TrySendError::Closed(_)) => None,
+            Err(TrySendError::Full(notice) | TrySendError::Unlinked(notice)) => {
+                let signal = conn.signal().clone();
+                Some(Box::pin(async move {
+                    let _ = signal.send(notice).await;
+                }))
+            }
+        }
     });
     async move {
         if let Some(announce) = announce {
