@@ -380,9 +380,10 @@ async fn connect_phase(
     // Control before the connection is up; from then on the connection's loop reads it.
     let mut watch = ControlWatch::new(&b.control, &b.signal);
 
-    // Boxed, so the resolver and Happy Eyeballs state is freed once connected instead of
-    // staying inline in this (long-lived) task for the whole connection.
-    let connected = Box::pin(async {
+    // Inline: this whole future is boxed by the client's main routine and freed once
+    // connected, so the resolver's and Happy Eyeballs' state goes with it (one block per
+    // connecting client, not two).
+    let connected = async {
         if !cfg.options.delay.is_zero() {
             let sleep = tokio::time::sleep(cfg.options.delay);
             tokio::pin!(sleep);
@@ -444,7 +445,7 @@ async fn connect_phase(
                 }
             }
         }
-    })
+    }
     .await;
 
     let (stream, peer) = match connected {
