@@ -599,6 +599,8 @@ where
 ///
 /// A plain function returning a block that owns its values (an `async fn` would keep its
 /// arguments twice): the server holds one of these for every connection.
+// Written out on purpose: see above.
+#[allow(clippy::manual_async_fn)]
 fn until_ended(
     id: u64,
     csa: axon::Handle,
