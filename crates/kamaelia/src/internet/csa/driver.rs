@@ -61,8 +61,6 @@ pub(in crate::internet) struct Connection<S> {
     /// [`Limits::send_bytes`]: the queue ahead of the socket stops taking from `inbox` there.
     send_limit: usize,
     rb: ReadBuffer,
-    /// When a byte last moved either way (the idle timeout counts from here).
-    last_activity: Instant,
     /// One timer for the idle timeout and the quiet check, made only when needed and reset
     /// lazily: it may fire early, and is then set again for the deadline as it stands.
     timer: Option<Pin<Box<Sleep>>>,
@@ -114,7 +112,6 @@ where
             history: keep_history.then(Box::default),
             send_limit: limits.send_bytes,
             rb: ReadBuffer::new(limits.receive_bytes, now),
-            last_activity: now,
             timer: None,
             armed: false,
             turn: 0,
@@ -323,7 +320,9 @@ where
             Event::Timer => {
                 self.armed = false;
                 let now = Instant::now();
-                if let Some(after) = self.state.idle_expired(self.last_activity, now) {
+                let expired = (self.state.last_activity())
+                    .and_then(|last| self.state.idle_expired(last, now));
+                if let Some(after) = expired {
                     return Step::End(HowDied::Failed(TcpError::IdleTimeout {
                         peer: self.peer,
                         after,
@@ -524,7 +523,7 @@ where
         let idle = self
             .state
             .idle_limit()
-            .and_then(|d| self.last_activity.checked_add(d));
+            .and_then(|d| self.state.last_activity()?.checked_add(d));
         let next = match (idle, quiet) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -564,9 +563,7 @@ where
     /// Notes that a byte moved, for the idle timeout. A connection without one does not read
     /// the clock for it.
     fn touch(&mut self) {
-        if self.state.timed() {
-            self.last_activity = Instant::now();
-        }
+        self.state.touch();
     }
 
     /// What went each way, and what was handed over but never sent. Closes `inbox` first, so
@@ -654,7 +651,7 @@ where
             after = idle => Err(Some(HowDied::Failed(TcpError::IdleTimeout { peer, after }))),
         };
         let finished = watch.stopping();
-        self.last_activity = Instant::now();
+        self.state.touch();
         match flushed {
             Ok(()) => {}
             Err(Some(how)) => return Err(how),
@@ -1026,8 +1023,9 @@ mod tests {
     }
 
     /// What an idle connection's task holds: the connection, and its loop's state a few words
-    /// beside it. The bounds are loose (a debug build's layout: 360 and 32 bytes; 352 and 56
-    /// in a release build before the loop was written inside `drive`), but far below what a `select!` over the boxes and the stream held
+    /// beside it. The bounds are loose (a debug build's layout: 344 and 32 bytes, once the
+    /// loop was written inside `drive` and the idle timeout's clock boxed with it; 360 and 56
+    /// before), but far below what a `select!` over the boxes and the stream held
     /// (1664 bytes in a release build), and below the 424 and 136 bytes before the rarely used
     /// parts (the STARTTLS pushback, the idle timeouts) were boxed and the loop stopped keeping
     /// what it matched on.
@@ -1036,7 +1034,7 @@ mod tests {
         let (mut conn, _theirs) = connection().await;
         let conn_size = std::mem::size_of_val(&conn);
         let loop_size = std::mem::size_of_val(&conn.drive(false));
-        assert!(conn_size <= 400, "Connection: {conn_size} bytes");
+        assert!(conn_size <= 384, "Connection: {conn_size} bytes");
         assert!(loop_size <= 48, "its loop: {loop_size} bytes");
     }
 
