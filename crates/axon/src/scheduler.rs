@@ -422,8 +422,7 @@ impl Scheduler {
     pub(crate) fn activate_group(&self, group: Group, parent: Option<ComponentId>) -> Vec<Handle> {
         let task = Arc::new(GroupTask::default());
         group
-            .members
-            .into_iter()
+            .into_members()
             .map(|c| self.activate_in(c, parent, Some(task.clone())))
             .collect()
     }
