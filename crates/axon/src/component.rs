@@ -58,7 +58,9 @@ pub struct Component {
     /// and the scheduler's record.
     pub(crate) core: Arc<Core>,
     pub(crate) body: Body,
-    pub(crate) error: Option<WiringError>,
+    /// Boxed: rare, and large beside the rest (a component is 56 bytes, not 168; components
+    /// are moved about and held in lists, such as a group's, until they are activated).
+    pub(crate) error: Option<Box<WiringError>>,
     /// Activated alone, it runs as a group of one that its children may join (§10).
     pub(crate) hosts_group: bool,
 }
@@ -397,7 +399,7 @@ impl ComponentBuilder {
                 group: std::sync::OnceLock::new(),
             }),
             body: Box::new(move |cx| Box::pin(main(cx))),
-            error: self.error,
+            error: self.error.map(Box::new),
             hosts_group: self.hosts_group,
         }
     }
