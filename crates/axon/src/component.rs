@@ -55,13 +55,15 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// ```
 ///
 /// A built component is five words (its kind is read from its label, a wiring error is
-/// boxed): a [`crate::Group`] holds its members in a list until they are activated, often on
-/// another thread than the one that built them.
+/// boxed): a [`crate::Group`] holds its members until they are activated, often on another
+/// thread than the one that built them.
 pub struct Component {
     /// Its id, label, boxes and (once it has ended) exit, in one block shared with its handles
     /// and the scheduler's record.
     pub(crate) core: Arc<Core>,
     pub(crate) body: Body,
+    /// Boxed: rare, and large beside the rest (a component is 40 bytes, not 168; components
+    /// are moved about and held in groups and lists until they are activated).
     pub(crate) error: Option<Box<WiringError>>,
     /// Activated alone, it runs as a group of one that its children may join (§10).
     pub(crate) hosts_group: bool,

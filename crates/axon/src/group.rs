@@ -60,13 +60,27 @@ use crate::scheduler::{Handle, Life, Scheduler};
 /// ```
 #[derive(Default)]
 pub struct Group {
-    pub(crate) members: Vec<Component>,
+    /// The first members, in place: most groups are two (a connection's adapter and its
+    /// protocol, a client and its user). A list is freed when the group is activated, often
+    /// on another thread than the one that built it (a program builds its groups, then a
+    /// worker activates them), and glibc keeps a block freed there as a hole in the builder's
+    /// heap that nothing else reuses.
+    first: [Option<Component>; INLINE],
+    /// The members after the first [`INLINE`].
+    rest: Vec<Component>,
 }
+
+/// How many members a group holds in place ([`Group::first`](Group)).
+const INLINE: usize = 2;
+
+/// Up to this many members past the first ones, a group's list grows one at a time (a Vec
+/// would make room for four at the first), for the same reason.
+const EXACT_UP_TO: usize = 8;
 
 impl fmt::Debug for Group {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.members.iter().map(Component::label))
+            .entries(self.members().map(Component::label))
             .finish()
     }
 }
@@ -85,21 +99,26 @@ impl Group {
 
     /// Adds `member`.
     pub fn push(&mut self, member: impl Into<Component>) {
-        // Room for one more, not the four a list starts with: a group of a connection's two or
-        // three members holds its list until it is activated, and the list is freed on the
-        // thread that activates it, which may not reuse the room.
-        self.members.reserve_exact(1);
-        self.members.push(member.into());
+        let member = member.into();
+        // The slots fill in order and are never emptied before activation.
+        if let Some(slot) = self.first.iter_mut().find(|slot| slot.is_none()) {
+            *slot = Some(member);
+            return;
+        }
+        if self.rest.len() < EXACT_UP_TO {
+            self.rest.reserve_exact(1);
+        }
+        self.rest.push(member);
     }
 
     /// How many members it has.
     pub fn len(&self) -> usize {
-        self.members.len()
+        self.first.iter().flatten().count() + self.rest.len()
     }
 
     /// True if it has none.
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.first[0].is_none()
     }
 
     /// Activates every member on the current scheduler (as [`Component::activate`] does), all
@@ -107,13 +126,25 @@ impl Group {
     pub fn activate(self) -> Vec<Handle> {
         Scheduler::current().activate_group(self, None)
     }
+
+    /// The members, in the order they were added.
+    fn members(&self) -> impl Iterator<Item = &Component> {
+        self.first.iter().flatten().chain(&self.rest)
+    }
+
+    /// The members, in the order they were added, taken out.
+    pub(crate) fn into_members(self) -> impl Iterator<Item = Component> {
+        self.first.into_iter().flatten().chain(self.rest)
+    }
 }
 
 impl<C: Into<Component>> FromIterator<C> for Group {
     fn from_iter<I: IntoIterator<Item = C>>(iter: I) -> Self {
-        Group {
-            members: iter.into_iter().map(Into::into).collect(),
+        let mut group = Group::default();
+        for member in iter {
+            group.push(member);
         }
+        group
     }
 }
 
@@ -399,12 +430,40 @@ async fn run(group: Arc<GroupTask>) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn member() -> Component {
+        Component::build("Member").main(|_| async { Ok(()) })
+    }
+
+    /// A group of two holds its members in place, with no list: the list would be freed at
+    /// activation, often on another thread, where its room is a hole in the builder's heap.
+    /// Past two, the list grows one member at a time while small.
+    #[test]
+    fn a_small_group_has_no_list_and_a_larger_one_no_spare_room() {
+        let group = Group::new().with(member()).with(member());
+        assert_eq!((group.len(), group.rest.capacity()), (2, 0));
+        let group = group.with(member());
+        assert_eq!((group.len(), group.rest.capacity()), (3, 1));
+        let mut group = Group::new();
+        assert!(group.is_empty());
+        for _ in 0..INLINE + EXACT_UP_TO + 1 {
+            group.push(member());
+        }
+        assert_eq!(group.len(), INLINE + EXACT_UP_TO + 1);
+        assert!(group.rest.capacity() > EXACT_UP_TO);
+        let ids: Vec<_> = group.members().map(Component::id).collect();
+        let taken: Vec<_> = group.into_members().map(|c| c.id()).collect();
+        assert_eq!(ids, taken, "in the order added");
+        assert!(ids.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
     /// Every connection is a group: its shared block (with the `Arc`'s two counts) fits one
     /// 80-byte block of the allocator (72 bytes or less), the members handed over waiting in a
     /// list of their own only while there are some.
     #[test]
     fn a_group_block_stays_small() {
-        let block = std::mem::size_of::<super::GroupTask>() + 2 * std::mem::size_of::<usize>();
+        let block = std::mem::size_of::<GroupTask>() + 2 * std::mem::size_of::<usize>();
         eprintln!("Arc<GroupTask>: {block} bytes");
         assert!(block <= 72);
     }
@@ -414,7 +473,7 @@ mod tests {
     /// besides the future, rounded up to 128) stays 256 bytes.
     #[test]
     fn a_group_task_future_leaves_tokio_s_block_at_256_bytes() {
-        let f = super::run(std::sync::Arc::new(super::GroupTask::default()));
+        let f = run(std::sync::Arc::new(GroupTask::default()));
         let size = std::mem::size_of_val(&f);
         eprintln!("the group task's future: {size} bytes");
         assert!(size <= 136);

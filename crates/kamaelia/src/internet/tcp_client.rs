@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axon::{
     Component, ComponentBuilder, Context, Control, ControlWatch, Detail, Inbox, MainResult, Outbox,
-    CONTROL, INBOX, OUTBOX, SIGNAL,
+    TrySendError, CONTROL, INBOX, OUTBOX, SIGNAL,
 };
 use bytes::Bytes;
 use futures_util::future::{Either, FutureExt};
@@ -135,52 +135,81 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// deadline, never a panic.
 #[derive(Clone, Debug)]
 pub struct TcpClient {
-    host: String,
+    /// Shared, not copied, with the connection's TLS record: the one allocation made where the
+    /// client is built lives as long as the connection (no copy at connect time, and no block
+    /// freed on the worker that would be a hole in the builder's heap).
+    host: Arc<str>,
     port: u16,
-    delay: Duration,
-    connect_timeout: Duration,
-    family: Family,
     /// Shared by the clients cloned from this one, and by every client left at the default:
     /// each connection keeps a pointer to them for a `makessl` most never get.
     tls: Arc<TlsSettings>,
+    /// Shared likewise (changed copy-on-write): a client is built on one thread and run on
+    /// another, and what it carries from one to the other (this and its boxes) is freed there,
+    /// a hole in the builder's heap; a client at the defaults carries a pointer, not 80 bytes.
+    options: Arc<Options>,
+}
+
+/// The rest of a [`TcpClient`]'s settings.
+#[derive(Clone, Debug)]
+struct Options {
+    delay: Duration,
+    connect_timeout: Duration,
+    family: Family,
     nodelay: bool,
     on_finish: OnFinish,
     idle_timeout: Option<Duration>,
     limits: Limits,
 }
 
+/// The default options, made once per process and shared by every client left at them.
+fn default_options() -> Arc<Options> {
+    static DEFAULT: std::sync::OnceLock<Arc<Options>> = std::sync::OnceLock::new();
+    DEFAULT
+        .get_or_init(|| {
+            Arc::new(Options {
+                delay: Duration::ZERO,
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                family: Family::Any,
+                nodelay: false,
+                on_finish: OnFinish::Close,
+                idle_timeout: None,
+                limits: Limits::default(),
+            })
+        })
+        .clone()
+}
+
 impl TcpClient {
     /// A client for `host` (a name, or an IPv4 or IPv6 literal) and `port`.
     pub fn new(host: impl Into<String>, port: u16) -> Self {
         TcpClient {
-            host: host.into(),
+            host: Arc::from(host.into()),
             port,
-            delay: Duration::ZERO,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            family: Family::Any,
             tls: default_tls(),
-            nodelay: false,
-            on_finish: OnFinish::Close,
-            idle_timeout: None,
-            limits: Limits::default(),
+            options: default_options(),
         }
+    }
+
+    /// The options, to change (copied first if shared).
+    fn options_mut(&mut self) -> &mut Options {
+        Arc::make_mut(&mut self.options)
     }
 
     /// Waits `delay` after activation before connecting (default none).
     pub fn delay(mut self, delay: Duration) -> Self {
-        self.delay = delay;
+        self.options_mut().delay = delay;
         self
     }
 
     /// Gives up connecting after `timeout` (default 60 s, as Kamaelia).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.options_mut().connect_timeout = timeout;
         self
     }
 
     /// Uses only one address family (default: both, raced).
     pub fn family(mut self, family: Family) -> Self {
-        self.family = family;
+        self.options_mut().family = family;
         self
     }
 
@@ -192,27 +221,27 @@ impl TcpClient {
 
     /// Sets TCP_NODELAY on the connection.
     pub fn nodelay(mut self, on: bool) -> Self {
-        self.nodelay = on;
+        self.options_mut().nodelay = on;
         self
     }
 
     /// What ProducerFinished does (default [`OnFinish::Close`]).
     pub fn on_finish(mut self, on_finish: OnFinish) -> Self {
-        self.on_finish = on_finish;
+        self.options_mut().on_finish = on_finish;
         self
     }
 
     /// Ends the connection with [`TcpError::IdleTimeout`] when no byte has moved either way
     /// for `timeout` once it is up (default `None`: never). Connecting has its own timeout.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.idle_timeout = timeout;
+        self.options_mut().idle_timeout = timeout;
         self
     }
 
     /// Byte bounds for each direction (default [`Limits::default`], 256 KiB each): the
     /// client's `inbox` and `outbox` and its connection's queues.
     pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+        self.options_mut().limits = limits;
         self
     }
 
@@ -300,7 +329,7 @@ axon::box_table! {
 impl From<TcpClient> for Component {
     fn from(cfg: TcpClient) -> Component {
         let mut b = Component::build("TcpClient");
-        let boxes = Boxes::declare(&mut b, &BOXES, cfg.limits);
+        let boxes = Boxes::declare(&mut b, &BOXES, cfg.options.limits);
         b.main(move |cx| {
             // Connecting (the settings, the resolver, Happy Eyeballs) is boxed and freed once
             // the connection is up: the part that lives as long as the connection holds the
@@ -351,17 +380,18 @@ async fn connect_phase(
     // Control before the connection is up; from then on the connection's loop reads it.
     let mut watch = ControlWatch::new(&b.control, &b.signal);
 
-    // Boxed, so the resolver and Happy Eyeballs state is freed once connected instead of
-    // staying inline in this (long-lived) task for the whole connection.
-    let connected = Box::pin(async {
-        if !cfg.delay.is_zero() {
-            let sleep = tokio::time::sleep(cfg.delay);
+    // Inline: this whole future is boxed by the client's main routine and freed once
+    // connected, so the resolver's and Happy Eyeballs' state goes with it (one block per
+    // connecting client, not two).
+    let connected = async {
+        if !cfg.options.delay.is_zero() {
+            let sleep = tokio::time::sleep(cfg.options.delay);
             tokio::pin!(sleep);
             loop {
                 tokio::select! {
                     _ = &mut sleep => break,
                     c = watch.control().recv() => {
-                        watch.handle(c).await;
+                        Box::pin(watch.handle(c)).await;
                         if watch.shutdown_requested() {
                             return Err(Early::Shutdown);
                         }
@@ -369,8 +399,12 @@ async fn connect_phase(
                 }
             }
         }
-        let (host, port, family, timeout) =
-            (cfg.host.clone(), cfg.port, cfg.family, cfg.connect_timeout);
+        let (host, port, family, timeout) = (
+            cfg.host.clone(),
+            cfg.port,
+            cfg.options.family,
+            cfg.options.connect_timeout,
+        );
         let attempt = async move { connect(&host, port, family, timeout).await };
         // On the selector's own runtime (the usual case) the attempt runs in this task; only a
         // selector on another runtime gets a task of its own there. A task per connection
@@ -396,7 +430,7 @@ async fn connect_phase(
                         Ok(Err(e)) => Err(Early::Failed(TcpError::Connect(e))),
                         Err(join) => Err(Early::Failed(TcpError::Connect(
                             ConnectError::Interrupted {
-                                host: cfg.host.clone(),
+                                host: cfg.host.to_string(),
                                 port: cfg.port,
                                 reason: join.to_string(),
                             },
@@ -404,14 +438,14 @@ async fn connect_phase(
                     };
                 }
                 c = watch.control().recv() => {
-                    watch.handle(c).await;
+                    Box::pin(watch.handle(c)).await;
                     if watch.shutdown_requested() {
                         return Err(Early::Shutdown);
                     }
                 }
             }
         }
-    })
+    }
     .await;
 
     let (stream, peer) = match connected {
@@ -426,24 +460,25 @@ async fn connect_phase(
             return Ok(None);
         }
     };
-    if cfg.nodelay {
+    if cfg.options.nodelay {
         let _ = stream.set_nodelay(true);
     }
     let local = stream.local_addr().ok();
-    // The settings are shared (a pointer), not copied: most connections never use them.
+    // The settings and the host are shared (pointers), not copied: most connections never use
+    // them.
     let role = TlsKept::Client {
         settings: cfg.tls.clone(),
-        host: cfg.host.as_str().into(),
+        host: cfg.host.clone(),
     };
     // A makessl that was queued before the connection was up runs first: whatever else was
     // queued cannot be ordered against it (they are different boxes), so none of it may go out
     // in plaintext.
     let tls_first = b.makessl.try_recv().is_some();
     let options = CsaOptions::default()
-        .on_finish(cfg.on_finish)
+        .on_finish(cfg.options.on_finish)
         .tls_first(tls_first)
-        .idle_timeout(cfg.idle_timeout)
-        .limits(cfg.limits);
+        .idle_timeout(cfg.options.idle_timeout)
+        .limits(cfg.options.limits);
     let stopping = watch.stopping();
     Ok(Some((
         b,
@@ -492,15 +527,20 @@ where
         conn.producer_finished();
     }
     // Announced before the connection is driven: from here on, data sent before a makessl
-    // goes out in plaintext first. Made here and boxed, so the future does not keep the two
-    // addresses for the connection's life.
-    let announce = local.map(|local| {
-        let signal = conn.signal().clone();
-        Box::pin(async move {
-            let _ = signal
-                .send(Control::notice(Connected { peer, local }))
-                .await;
-        })
+    // goes out in plaintext first. Sent at once when `signal` has room (the usual case: no
+    // allocation); otherwise the wait is made here and boxed, so the future does not keep the
+    // two addresses for the connection's life.
+    let announce = local.and_then(|local| {
+        let notice = Control::notice(Connected { peer, local });
+        match conn.signal().try_send(notice) {
+            Ok(()) | Err(TrySendError::Closed(_)) => None,
+            Err(TrySendError::Full(notice) | TrySendError::Unlinked(notice)) => {
+                let signal = conn.signal().clone();
+                Some(Box::pin(async move {
+                    let _ = signal.send(notice).await;
+                }))
+            }
+        }
     });
     async move {
         if let Some(announce) = announce {
@@ -564,5 +604,24 @@ struct AbortOnDrop(tokio::task::AbortHandle);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client carries its host, port and two shared pointers from where it is built to where
+    /// it runs (its options and TLS settings, shared while at the defaults): what it carries is
+    /// freed there, a hole in the builder's heap.
+    #[test]
+    fn a_client_is_small_and_shares_its_defaults() {
+        let size = std::mem::size_of::<TcpClient>();
+        assert!(size <= 40, "TcpClient: {size} bytes");
+        let (a, b) = (TcpClient::new("a", 1), TcpClient::new("b", 2));
+        assert!(Arc::ptr_eq(&a.options, &b.options));
+        let c = b.clone().nodelay(true);
+        assert!(!Arc::ptr_eq(&c.options, &b.options));
+        assert!(c.options.nodelay && !b.options.nodelay);
     }
 }

@@ -407,12 +407,14 @@ async fn run(
                             next_id += 1;
                             let id = next_id;
                             connections.insert(id, csa.clone());
-                            // Held inline by the set that polls it: no box of its own.
+                            // Held inline by the set that polls it: no box of its own. A
+                            // supervisor (a Relay's: rare, and larger) is boxed, so that every
+                            // other connection's watcher is as small as `until_ended`.
                             let watcher = match supervised {
                                 None => Either::Left(until_ended(id, csa, proto)),
                                 Some((own_events, to_events)) => {
                                     let (signal, label) = (signal.clone(), label.clone());
-                                    Either::Right(supervise(id, own_events, to_events, signal, label, (csa, proto)))
+                                    Either::Right(Box::pin(supervise(id, own_events, to_events, signal, label, (csa, proto))))
                                 }
                             };
                             watchers.push(watcher);
@@ -594,12 +596,23 @@ where
 /// Waits for connection `id` to end, its CSA and then its protocol, and returns `id`, so the
 /// server can let go of them. The CSA tells the protocol ProducerFinished itself; a CSA that
 /// failed (panicked) could not, so the protocol is told here then.
-async fn until_ended(id: u64, csa: axon::Handle, proto: axon::Handle) -> u64 {
-    if csa.join().await.failure.is_some() {
-        proto.send_control(Control::producer_finished());
+///
+/// A plain function returning a block that owns its values (an `async fn` would keep its
+/// arguments twice): the server holds one of these for every connection.
+// Written out on purpose: see above.
+#[allow(clippy::manual_async_fn)]
+fn until_ended(
+    id: u64,
+    csa: axon::Handle,
+    proto: axon::Handle,
+) -> impl std::future::Future<Output = u64> + Send {
+    async move {
+        if csa.join().await.failure.is_some() {
+            proto.send_control(Control::producer_finished());
+        }
+        proto.join().await;
+        id
     }
-    proto.join().await;
-    id
 }
 
 /// Watches connection `id`: passes its errors on, tells the protocol ProducerFinished when the
@@ -752,7 +765,11 @@ mod tests {
         let signal = Outbox::<Control>::standalone(SIGNAL);
         link_refs(&signal.boxref(), &errors.boxref()).unwrap();
         let ((csa, proto), run) = failing_connection(&events, true).await;
-        let id = tokio::time::timeout(Duration::from_secs(10), until_ended(7, csa, proto))
+        let watcher = until_ended(7, csa, proto);
+        // The server holds one per connection: its id, the two handles and a join's wait.
+        let size = std::mem::size_of_val(&watcher);
+        assert!(size <= 64, "a connection's watcher: {size} bytes");
+        let id = tokio::time::timeout(Duration::from_secs(10), watcher)
             .await
             .expect("the watcher ended");
         assert_eq!(id, 7);

@@ -331,31 +331,12 @@ impl From<ConsoleReader> for Component {
             let mut streak = 0;
             while !watch.stopping() {
                 let next = poll_fn(|cx| {
-                    // The input first, while it has some (control is looked at when it has
-                    // none, and at least every CONTROL_EVERY messages).
-                    let input_first = streak < CONTROL_EVERY;
-                    if input_first {
-                        if let Poll::Ready(next) = input.poll_next(cx) {
-                            return Poll::Ready(Ok(next));
-                        }
-                    }
-                    if let Poll::Ready(c) = pin!(control.recv()).poll(cx) {
-                        return Poll::Ready(Err(c));
-                    }
-                    streak = 0;
-                    if input_first {
-                        return Poll::Pending;
-                    }
-                    input.poll_next(cx).map(Ok)
+                    poll_work_first(&mut streak, &control, cx, |cx| input.poll_next(cx))
                 })
                 .await;
                 let next = match next {
-                    Ok(next) => {
-                        streak += 1;
-                        next.map_err(|source| ConsoleError::Read { source })?
-                    }
+                    Ok(next) => next.map_err(|source| ConsoleError::Read { source })?,
                     Err(c) => {
-                        streak = 0;
                         watch.handle(c).await;
                         continue;
                     }
@@ -571,55 +552,75 @@ struct EchoWait {
 
 impl EchoWait {
     /// `None` when `batch` holds messages from `inbox`, or the message that arrived on
-    /// `control`. The inbox is looked at first, `control` when it is empty (and at least every
-    /// [`CONTROL_EVERY`] batches).
+    /// `control` ([`poll_work_first`]).
     async fn next(
         &mut self,
         inbox: &Inbox<Bytes>,
         control: &Inbox<Control>,
         batch: &mut Vec<Bytes>,
     ) -> Option<Control> {
+        let EchoWait { streak, written } = self;
         let got = poll_fn(|cx| {
-            let inbox_first = self.streak < CONTROL_EVERY;
-            if inbox_first && self.poll_inbox(inbox, batch, cx).is_ready() {
-                return Poll::Ready(None);
-            }
-            if let Poll::Ready(c) = pin!(control.recv()).poll(cx) {
-                return Poll::Ready(Some(c));
-            }
-            self.streak = 0;
-            if inbox_first {
-                return Poll::Pending;
-            }
-            self.poll_inbox(inbox, batch, cx).map(|()| None)
+            poll_work_first(streak, control, cx, |cx| {
+                poll_inbox(written, inbox, batch, cx)
+            })
         })
         .await;
         match got {
-            None => {
-                self.streak += 1;
+            Ok(()) => {
                 self.written = true;
+                None
             }
-            Some(_) => self.streak = 0,
+            Err(c) => Some(c),
         }
-        got
     }
+}
 
-    /// Moves what is queued (up to a batch) into `batch`, or leaves the task's waker with the
-    /// inbox.
-    fn poll_inbox(
-        &mut self,
-        inbox: &Inbox<Bytes>,
-        batch: &mut Vec<Bytes>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<()> {
-        if std::mem::take(&mut self.written) && pin!(inbox.ready()).poll(cx).is_pending() {
-            // Woken, the task most likely finds a message: it is then taken at once.
-            return Poll::Pending;
-        }
-        pin!(inbox.recv_many(batch, ECHO_BATCH))
-            .poll(cx)
-            .map(|_| ())
+/// Moves what is queued (up to a batch) into `batch`, or leaves the task's waker with the
+/// inbox. `written`: a batch was just taken (see [`EchoWait`]).
+fn poll_inbox(
+    written: &mut bool,
+    inbox: &Inbox<Bytes>,
+    batch: &mut Vec<Bytes>,
+    cx: &mut TaskContext<'_>,
+) -> Poll<()> {
+    if std::mem::take(written) && pin!(inbox.ready()).poll(cx).is_pending() {
+        // Woken, the task most likely finds a message: it is then taken at once.
+        return Poll::Pending;
     }
+    pin!(inbox.recv_many(batch, ECHO_BATCH))
+        .poll(cx)
+        .map(|_| ())
+}
+
+/// How both console components wait: `work` first while it has some, `control` when it has
+/// none and at least every [`CONTROL_EVERY`] times in a row (`streak` counts them). `Ok` is
+/// work done, `Err` a message from `control`.
+fn poll_work_first<W>(
+    streak: &mut u32,
+    control: &Inbox<Control>,
+    cx: &mut TaskContext<'_>,
+    mut work: impl FnMut(&mut TaskContext<'_>) -> Poll<W>,
+) -> Poll<Result<W, Control>> {
+    let work_first = *streak < CONTROL_EVERY;
+    if work_first {
+        if let Poll::Ready(w) = work(cx) {
+            *streak += 1;
+            return Poll::Ready(Ok(w));
+        }
+    }
+    if let Poll::Ready(c) = pin!(control.recv()).poll(cx) {
+        *streak = 0;
+        return Poll::Ready(Err(c));
+    }
+    *streak = 0;
+    if work_first {
+        return Poll::Pending;
+    }
+    work(cx).map(|w| {
+        *streak += 1;
+        Ok(w)
+    })
 }
 
 /// ConsoleEchoer's output side.

@@ -152,8 +152,8 @@ pub(in crate::internet) enum TlsKept {
     Client {
         /// Trust, name and timeout.
         settings: Arc<TlsSettings>,
-        /// The host connected to.
-        host: Box<str>,
+        /// The host connected to (shared with the client's settings).
+        host: Arc<str>,
     },
     /// A server presenting a certificate.
     Server {
@@ -169,7 +169,7 @@ impl From<TlsRole> for TlsKept {
         match role {
             TlsRole::Client { settings, host } => TlsKept::Client {
                 settings: Arc::new(settings),
-                host: host.into_boxed_str(),
+                host: host.into(),
             },
             TlsRole::Server { config, timeout } => TlsKept::Server { config, timeout },
         }

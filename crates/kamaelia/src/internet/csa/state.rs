@@ -155,6 +155,14 @@ struct Counts {
     dropped: u64,
 }
 
+/// A connection's idle timeouts and when a byte last moved (boxed: most connections have no
+/// idle timeout, and then nothing reads the clock for it).
+#[derive(Debug)]
+struct Timed {
+    timeouts: Timeouts,
+    last_activity: Instant,
+}
+
 /// The idle timeouts of [`super::CsaOptions`].
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Timeouts {
@@ -170,7 +178,7 @@ pub(super) struct State {
     write: WriteSide,
     on_finish: OnFinish,
     /// Boxed, and only when there is one: most connections have no idle timeout.
-    timeouts: Option<Box<Timeouts>>,
+    timeouts: Option<Box<Timed>>,
     /// Bytes the socket or TLS layer accepted that have not been flushed since.
     needs_flush: bool,
     pub(super) out: OutQueue,
@@ -184,8 +192,12 @@ impl State {
             read: ReadSide::Open,
             write: WriteSide::Open,
             on_finish,
-            timeouts: (timeouts.idle.is_some() || timeouts.plaintext.is_some())
-                .then(|| Box::new(timeouts)),
+            timeouts: (timeouts.idle.is_some() || timeouts.plaintext.is_some()).then(|| {
+                Box::new(Timed {
+                    timeouts,
+                    last_activity: Instant::now(),
+                })
+            }),
             needs_flush: false,
             out: OutQueue::default(),
             counts: Counts::default(),
@@ -221,9 +233,17 @@ impl State {
         self.write == WriteSide::Finishing
     }
 
-    /// Whether an idle timeout applies at any time (the connection then notes when bytes move).
-    pub(super) fn timed(&self) -> bool {
-        self.timeouts.is_some()
+    /// Notes that a byte moved, for the idle timeout (a connection without one does not read
+    /// the clock for it).
+    pub(super) fn touch(&mut self) {
+        if let Some(timed) = &mut self.timeouts {
+            timed.last_activity = Instant::now();
+        }
+    }
+
+    /// When a byte last moved either way, for a connection with an idle timeout.
+    pub(super) fn last_activity(&self) -> Option<Instant> {
+        self.timeouts.as_deref().map(|t| t.last_activity)
     }
 
     /// What to do before waiting for the next event. `inbox_empty` and `makessl_empty` say
@@ -380,7 +400,7 @@ impl State {
 
     /// The idle timeout that applies now: the plaintext one counts only before TLS.
     pub(super) fn idle_limit(&self) -> Option<Duration> {
-        let timeouts = self.timeouts.as_deref()?;
+        let timeouts = &self.timeouts.as_deref()?.timeouts;
         let plaintext = if self.is_tls() {
             None
         } else {
