@@ -178,33 +178,13 @@ pub(crate) async fn relays(cfg: &Config, table: &mut Table) -> Result<()> {
         return Ok(());
     }
     let n = cfg.relay_pings;
-    pass(cfg, table, &peers, &fill, n, "").await?;
-    // The same again with every CPU kept out of idle by a spinner at nice 19, which yields to
-    // the relays at once: what is left is each program's own work per round trip, without the
-    // machine's cost of waking an idle CPU (in this VM it is most of an idle round trip).
-    match Spinners::start() {
-        Ok(_spinners) => pass(cfg, table, &peers, &fill, n, ", CPUs kept busy").await?,
-        Err(e) => table.note(format!(
-            "{what}: the busy-CPU pass was skipped: no spinner ({e:#})"
-        )),
-    }
-    Ok(())
-}
-
-/// One pass of figure 6: every peer's rounds alternating, then its rows, `label` appended to
-/// each row's name.
-async fn pass(
-    cfg: &Config,
-    table: &mut Table,
-    peers: &[Tool],
-    fill: &Fill<'_>,
-    n: usize,
-    label: &str,
-) -> Result<()> {
     let sides: Vec<usize> = (0..peers.len()).collect();
-    let results = alternate(cfg.rounds, &sides, |i| async move {
-        let mut rtts = peers[i].relay_pings(fill, 20, n).await?;
-        Ok(vec![quantile(&mut rtts, 0.5), quantile(&mut rtts, 0.99)])
+    let results = alternate(cfg.rounds, &sides, |i| {
+        let (peers, fill) = (&peers, &fill);
+        async move {
+            let mut rtts = peers[i].relay_pings(fill, 20, n).await?;
+            Ok(vec![quantile(&mut rtts, 0.5), quantile(&mut rtts, 0.99)])
+        }
     })
     .await?;
     let kamaelia = peers.iter().position(|p| p.name == "kamaelia connect");
@@ -218,7 +198,7 @@ async fn pass(
                     let (lo, hi) = ratio_range(&results[k], &results[i], metric);
                     table.row_spread(
                         format!(
-                            "6 relay ping-pong x {n}, {q}{label}: `kamaelia connect` vs {}",
+                            "6 relay ping-pong x {n}, {q}: `kamaelia connect` vs {}",
                             p.name
                         ),
                         format!("{ours:.1} us"),
@@ -233,10 +213,7 @@ async fn pass(
                     );
                 }
                 None => table.row(
-                    format!(
-                        "6 relay ping-pong x {n}, {q}{label}: (peer alone) {}",
-                        p.name
-                    ),
+                    format!("6 relay ping-pong x {n}, {q}: (peer alone) {}", p.name),
                     "-".to_string(),
                     format!("{v:.1} us"),
                     f64::NAN,
@@ -246,36 +223,4 @@ async fn pass(
         }
     }
     Ok(())
-}
-
-/// One `kamaelia-bench spin` process per CPU at nice 19 (`nice`), killed when dropped.
-struct Spinners(Vec<std::process::Child>);
-
-impl Spinners {
-    fn start() -> Result<Spinners> {
-        let exe = std::env::current_exe()?;
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut all = Spinners(Vec::new());
-        for _ in 0..cpus {
-            all.0.push(
-                std::process::Command::new("nice")
-                    .args(["-n", "19"])
-                    .arg(&exe)
-                    .arg("spin")
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::null())
-                    .spawn()?,
-            );
-        }
-        Ok(all)
-    }
-}
-
-impl Drop for Spinners {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }

@@ -88,9 +88,6 @@ enum Role {
     /// An echo server: prints its port.
     #[command(hide = true)]
     Echo,
-    /// Keeps one CPU busy until killed (figure 6's second pass runs one per CPU, at nice 19).
-    #[command(hide = true)]
-    Spin,
     /// Figure 7's server process.
     #[command(hide = true)]
     ChildServer {
@@ -148,9 +145,6 @@ fn main() -> Result<()> {
         }
         Some(Role::Sink { cert, key }) => return procs::sink_main(cert.zip(key)),
         Some(Role::Echo) => return procs::echo_main(),
-        Some(Role::Spin) => loop {
-            std::hint::spin_loop();
-        },
         _ => {}
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
