@@ -6,7 +6,7 @@ use crate::client;
 use std::time::Duration;
 
 use crate::client::{start, trusting, Signals};
-use axon::Control;
+use axon::{Control, Inbox, Outbox};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use kamaelia::internet::{Connected, HowDied, PeerHalfClosed, TlsError};
@@ -308,6 +308,82 @@ async fn a_server_that_speaks_first_is_heard() {
         c.control.send(Control::producer_finished()).await.unwrap();
         let (s, _) = c.finish().await;
         assert!(matches!(s.how(), HowDied::Finished), "{s:?}");
+    })
+    .await;
+}
+
+/// `signal` full when the connection comes up: the `Connected` notice waits for room instead of
+/// being dropped, nothing is sent before it is announced, and it keeps its place on `signal`:
+/// after what filled it, before `PeerHalfClosed` and the final message.
+#[tokio::test]
+async fn a_connected_notice_that_finds_signal_full_waits_and_keeps_its_place() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (quiet, was_quiet) = oneshot::channel();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            // Nothing arrives while the client waits for room to announce the connection
+            // (the test reads `signal` only after this).
+            let mut got = [0_u8; 5];
+            let early = tokio::time::timeout(Duration::from_millis(300), s.read(&mut got)).await;
+            assert!(early.is_err(), "data before Connected: {early:?}");
+            let _ = quiet.send(());
+            s.read_exact(&mut got).await.unwrap();
+            s.write_all(&got).await.unwrap();
+            s.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).await.unwrap();
+            (got, rest)
+        });
+        let client: axon::Component = TcpClient::new("127.0.0.1", port).into();
+        let input = Outbox::<Bytes>::standalone("feed");
+        let control = Outbox::<Control>::standalone("control feed");
+        let out = Inbox::<Bytes>::standalone("out", 16);
+        let signal = Inbox::<Control>::standalone("signal", 1);
+        let filler = Outbox::<Control>::standalone("filler");
+        axon::link_refs(&input.boxref(), &client.boxref("inbox").unwrap()).unwrap();
+        axon::link_refs(&control.boxref(), &client.boxref("control").unwrap()).unwrap();
+        axon::link_refs(&client.boxref("outbox").unwrap(), &out.boxref()).unwrap();
+        axon::link_refs(&client.boxref("signal").unwrap(), &signal.boxref()).unwrap();
+        axon::link_refs(&filler.boxref(), &signal.boxref()).unwrap();
+        filler.try_send(Control::notice("first")).unwrap();
+        input.try_send(Bytes::from_static(b"hello")).unwrap();
+        let done = tokio::spawn(async move {
+            axon::Scheduler::new()
+                .run(async move {
+                    client.activate();
+                })
+                .await
+        });
+        was_quiet.await.unwrap();
+        let first = signal.recv().await;
+        assert_eq!(first.payload::<&str>(), Some(&"first"), "{first:?}");
+        let connected = signal.recv().await;
+        assert!(connected.payload::<Connected>().is_some(), "{connected:?}");
+        assert_eq!(&out.recv().await[..], b"hello");
+        control.send(Control::producer_finished()).await.unwrap();
+        let mut rest = Vec::new();
+        loop {
+            let m = signal.recv().await;
+            let last = m.is_final();
+            rest.push(m);
+            if last {
+                break;
+            }
+        }
+        assert!(
+            rest.iter().any(|m| m.payload::<PeerHalfClosed>().is_some()),
+            "{rest:?}"
+        );
+        assert!(
+            rest.iter().all(|m| m.payload::<Connected>().is_none()),
+            "{rest:?}"
+        );
+        let (got, after) = server.await.unwrap();
+        assert_eq!(&got, b"hello");
+        assert!(after.is_empty(), "{after:?}");
+        done.await.unwrap();
     })
     .await;
 }
