@@ -440,7 +440,7 @@ mod tests {
     /// activation, often on another thread, where its room is a hole in the builder's heap.
     /// Past two, the list grows one member at a time while small.
     #[test]
-    fn a_small_group_has_no_list_and_a_larger_one_no_spare_room() {
+    fn a_small_group_has_no_list_and_a_list_grows_exactly_while_small() {
         let group = Group::new().with(member()).with(member());
         assert_eq!((group.len(), group.rest.capacity()), (2, 0));
         let group = group.with(member());

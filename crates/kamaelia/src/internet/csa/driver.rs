@@ -134,7 +134,7 @@ where
     ///
     /// The loop is written here, not in a function of its own it awaits: that future would
     /// keep the connection's reference and `tls_first` a second time in the state every idle
-    /// connection holds (the loop's state 56 -> 32 bytes, release build).
+    /// connection holds (the loop's state 56 -> 32 bytes in a debug build; see the size test).
     pub(in crate::internet) async fn drive(&mut self, tls_first: bool) -> HowDied {
         // The connection's loop. It waits in [`Connection::poll_event`] and handles what is
         // frequent (data read and delivered, written, taken from `inbox`) without waiting;
