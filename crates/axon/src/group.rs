@@ -301,7 +301,7 @@ struct Member {
 
 /// A group's running members: the first in the task's own block, the others in a list. The
 /// task's block (tokio's, 128-byte aligned) is 256 bytes with the first member in it or not,
-/// so a connection's group of two holds a list of one (an 80-byte block, not 144), and a group
+/// so a connection's group of two holds a list of one (a 64-byte block, not 144), and a group
 /// of one no list.
 #[derive(Default)]
 struct Members {

@@ -811,6 +811,26 @@ mod tests {
         assert_eq!(s.id().to_string(), "c#2.signal");
     }
 
+    /// A capacity past the bits that hold it, set on a live inbox, saturates there and leaves
+    /// the direction and every flag as they were (a capacity that spilled into the flags would
+    /// make an inbox read as full, or closed).
+    #[test]
+    fn a_capacity_past_its_bits_saturates_and_sets_no_flag() {
+        let meta = crate::spec::shared_meta("inbox", "");
+        let s = Store::<u64>::new(Owner::new("c#3".into()), meta, Direction::In, 4, false);
+        for big in [1_usize << 28, (1 << 29) + 3, u32::MAX as usize, usize::MAX] {
+            s.set_capacity(big);
+            assert_eq!(s.capacity(), CAPACITY_MASK as usize, "{big}");
+            assert_eq!(s.direction(), Direction::In, "{big}");
+            let st = lock(&s.state);
+            assert!(
+                !st.has(SIGNAL) && !st.has(FINAL_SENT) && !st.has(CLOSED),
+                "{big}"
+            );
+        }
+        assert!(s.try_push(1, false).is_ok(), "not full, not closed");
+    }
+
     /// A used box's queue and first waiting task fit one 64-byte block of the allocator.
     #[test]
     fn a_used_box_stays_small() {
