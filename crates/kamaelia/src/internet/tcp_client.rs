@@ -278,10 +278,10 @@ impl Boxes {
         csa::Boxes {
             inbox: self.inbox,
             control: self.control,
-            makessl: self.makessl,
+            makessl: Some(self.makessl),
             outbox: self.outbox,
             signal: self.signal,
-            sslready: self.sslready,
+            sslready: Some(self.sslready),
             feedback: None,
         }
     }
