@@ -69,8 +69,8 @@ enum Socket {
 /// connection (honouring `control` meanwhile), closes the listening socket (a later connection
 /// is refused) and then runs the connection exactly as a TcpClient runs its own: itself, with
 /// its own boxes (the [`super::ConnectedSocketAdapter`]'s loop, without a component of its
-/// own), [`super::Connected`] with the client's address, the connection's notices, one final
-/// message. With
+/// own, so no `_socketFeedback` or `_csaControl` to wire one), [`super::Connected`] with the
+/// client's address, the connection's notices, one final message. With
 /// [`SingleServer::tls`] the connection speaks TLS from the first byte; `sslready` says when
 /// the handshake is done.
 ///
@@ -84,7 +84,6 @@ enum Socket {
 /// | `inbox` | `Bytes` | data to send to the client |
 /// | `control` | `Control` | ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now |
 /// | `makessl` | [`super::MakeSsl`] | switch the connection to TLS, with [`SingleServer::starttls`] |
-/// | `_socketFeedback` | `Control` | unused, kept from Kamaelia's list: the connection is driven here, with no ConnectedSocketAdapter to listen to |
 ///
 /// # Outboxes
 ///
@@ -93,7 +92,6 @@ enum Socket {
 /// | `outbox` | `Bytes` | data received from the client |
 /// | `signal` | `Control` | Listening, Connected, errors, PeerHalfClosed, Transferred, then one final message |
 /// | `sslready` | [`super::SslReady`] | TLS negotiated (version, cipher suite) |
-/// | `_csaControl` | `Control` | unused, kept from Kamaelia's list: nothing is passed on to a ConnectedSocketAdapter |
 ///
 /// # Shutdown
 ///
@@ -130,20 +128,12 @@ const BOXES: ClientBoxes = ClientBoxes {
         "makessl",
         "switch the connection to TLS, with [`SingleServer::starttls`]",
     ),
-    feedback: BoxDecl::new(
-        "_socketFeedback",
-        "unused, kept from Kamaelia's list: the connection is driven here, with no ConnectedSocketAdapter to listen to",
-    ),
     outbox: BoxDecl::new(OUTBOX, "data received from the client"),
     signal: BoxDecl::new(
         SIGNAL,
         "Listening, Connected, errors, PeerHalfClosed, Transferred, then one final message",
     ),
     sslready: BoxDecl::new("sslready", "TLS negotiated (version, cipher suite)"),
-    csa_control: BoxDecl::new(
-        "_csaControl",
-        "unused, kept from Kamaelia's list: nothing is passed on to a ConnectedSocketAdapter",
-    ),
 };
 
 impl SingleServer {

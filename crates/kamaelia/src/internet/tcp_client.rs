@@ -76,8 +76,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// [`ConnectedSocketAdapter`](super::ConnectedSocketAdapter) (CSA) in its own task, where
 /// Kamaelia made a CSA child and wired the client's `inbox`, `makessl` and `control` through
 /// to it and the CSA's `outbox`, `sslready` and `signal` back (one component, one set of boxes
-/// and one future per connection instead of two; what goes in and comes out is the same, and
-/// `_socketFeedback` and `_csaControl` stay declared but unused). Everything sent to `inbox`
+/// and one future per connection instead of two; what goes in and comes out is the same).
+/// Kamaelia's two private boxes to that child, `_socketFeedback` and `_csaControl`, are not
+/// declared: there is no child to wire them to, and a box costs a store per connection.
+/// Everything sent to `inbox`
 /// before the connection was up is sent first, in order — after the TLS handshake if a
 /// `makessl` was queued too (as in the page's SSL example, where OneShot sends it at once), so
 /// that nothing queued goes out in plaintext. When the connection has ended it sends exactly
@@ -100,7 +102,6 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// | `inbox` | `Bytes` | data to send to the server |
 /// | `control` | `Control` | ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now |
 /// | `makessl` | [`MakeSsl`] | switch the connection to TLS |
-/// | `_socketFeedback` | `Control` | unused, kept from Kamaelia's list: the connection is driven here, with no ConnectedSocketAdapter to listen to |
 ///
 /// # Outboxes
 ///
@@ -109,7 +110,6 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// | `outbox` | `Bytes` | data received from the server |
 /// | `signal` | `Control` | Connected, errors (a failed TLS handshake: PeerCertificates first), PeerHalfClosed, Transferred, then one final message |
 /// | `sslready` | [`SslReady`] | TLS negotiated (version, cipher suite) |
-/// | `_csaControl` | `Control` | unused, kept from Kamaelia's list: nothing is passed on to a ConnectedSocketAdapter |
 ///
 /// # Shutdown
 ///
@@ -278,28 +278,26 @@ impl Boxes {
         csa::Boxes {
             inbox: self.inbox,
             control: self.control,
-            makessl: self.makessl,
+            makessl: Some(self.makessl),
             outbox: self.outbox,
             signal: self.signal,
-            sslready: self.sslready,
+            sslready: Some(self.sslready),
             feedback: None,
         }
     }
 
     /// Declares the boxes from `table`, `inbox` and `outbox` bounded in bytes by `limits`.
-    /// `_socketFeedback` and `_csaControl` are declared (Kamaelia's list, and a program may
-    /// link to them) but nothing uses them: there is no CSA component to wire them to.
+    /// Kamaelia's `_socketFeedback` and `_csaControl` (its wiring to a CSA child) are not
+    /// declared: the connection is driven here, with no child.
     pub(super) fn declare(b: &mut ComponentBuilder, table: &ClientBoxes, limits: Limits) -> Self {
         let inbox = b.inbox_from(table.inbox).limit_bytes(limits.send_bytes);
         let control = b.control_from(table.control);
         let makessl = b.inbox_from(table.makessl);
-        let _: Inbox<Control> = b.inbox_from(table.feedback);
         let outbox = b
             .outbox_from(table.outbox)
             .limit_bytes(limits.receive_bytes);
         let signal = b.signal_from(table.signal);
         let sslready = b.outbox_from(table.sslready);
-        let _: Outbox<Control> = b.outbox_from(table.csa_control);
         Boxes {
             inbox,
             control,
@@ -318,11 +316,9 @@ axon::box_table! {
         inbox: INBOX => "data to send to the server",
         control: CONTROL => "ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now",
         makessl: "makessl" => "switch the connection to TLS",
-        feedback: "_socketFeedback" => "unused, kept from Kamaelia's list: the connection is driven here, with no ConnectedSocketAdapter to listen to",
         outbox: OUTBOX => "data received from the server",
         signal: SIGNAL => "Connected, errors (a failed TLS handshake: PeerCertificates first), PeerHalfClosed, Transferred, then one final message",
         sslready: "sslready" => "TLS negotiated (version, cipher suite)",
-        csa_control: "_csaControl" => "unused, kept from Kamaelia's list: nothing is passed on to a ConnectedSocketAdapter",
     }
 }
 
@@ -623,5 +619,22 @@ mod tests {
         let c = b.clone().nodelay(true);
         assert!(!Arc::ptr_eq(&c.options, &b.options));
         assert!(c.options.nodelay && !b.options.nodelay);
+    }
+
+    /// A client declares the boxes its connection uses, and not Kamaelia's `_socketFeedback`
+    /// and `_csaControl` (its wiring to a CSA child it does not have): six boxes, not eight.
+    /// SingleServer and UnixClient declare the same list.
+    #[test]
+    fn a_client_declares_the_boxes_its_connection_uses() {
+        let names =
+            |c: Component| -> Vec<String> { c.boxes().map(|b| b.name.to_string()).collect() };
+        let list = [INBOX, CONTROL, "makessl", OUTBOX, SIGNAL, "sslready"];
+        assert_eq!(names(TcpClient::new("localhost", 1).into()), list);
+        let server = super::super::SingleServer::bind("127.0.0.1:0").unwrap();
+        assert_eq!(names(server.into()), list);
+        assert_eq!(
+            names(super::super::UnixClient::new("/nonexistent").into()),
+            list
+        );
     }
 }

@@ -13,7 +13,7 @@ use axon::{
 use futures_util::future::Either;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, TlsRole};
+use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, ServerLinks, TlsRole};
 use super::messages::{Listening, PeerHalfClosed, SocketShutdown, TcpError};
 use super::selector::Selector;
 use super::unix::{bind_unix, UnixSocketFile};
@@ -79,7 +79,8 @@ enum TlsMode {
 /// For each connection it makes a CSA and a protocol and links, as ServerCore does, the
 /// protocol's `outbox` into the CSA's `inbox`, the CSA's `outbox` into the protocol's `inbox`
 /// and the protocol's `signal` into the CSA's `control`; a protocol with a `makessl` outbox or a
-/// `sslready` inbox is linked to the CSA's too, and a protocol with a `connevents` inbox (a
+/// `sslready` inbox is linked to the CSA's too (the CSA declares those two boxes only for a
+/// protocol that has them: nothing else could use them), and a protocol with a `connevents` inbox (a
 /// [`super::Relay`]) gets a copy of every message on the CSA's `signal`. When the peer finishes sending, or the
 /// connection ends, the protocol gets ProducerFinished on `control`: from the CSA itself
 /// (its `CreatorFeedback` is linked to the protocol's `control`), or, for a protocol with
@@ -535,18 +536,8 @@ where
         .plaintext_timeout(plaintext_timeout)
         .limits(server.limits);
     let proto = (server.factory)(info);
-    let makessl = proto.boxref("makessl");
     let connevents = proto.boxref("connevents");
-    // Told by its connection, but for a protocol that watches it: see `supervise`.
-    let tells_protocol = connevents.is_err();
-    let csa = ConnectedSocketAdapter::for_server(
-        stream,
-        info.peer,
-        role,
-        options,
-        makessl.is_ok(),
-        tells_protocol,
-    );
+    let csa = ConnectedSocketAdapter::for_server(stream, info.peer, role, options, links(&proto));
     if let Ok(out) = proto.boxref(OUTBOX) {
         link_refs(&out, &csa.boxref(INBOX)?)?;
     }
@@ -556,7 +547,7 @@ where
     if let Ok(sig) = proto.boxref(SIGNAL) {
         link_refs(&sig, &csa.boxref(CONTROL)?)?;
     }
-    if let Ok(m) = makessl {
+    if let Ok(m) = proto.boxref("makessl") {
         link_refs(&m, &csa.boxref("makessl")?)?;
     }
     if let Ok(r) = proto.boxref("sslready") {
@@ -591,6 +582,18 @@ where
     // Two members were added, so there are two handles.
     let [csa, proto]: [axon::Handle; 2] = handles.try_into().expect("one handle per member");
     Ok((csa, proto, supervised))
+}
+
+/// What `proto` links to its connection's adapter: `makessl` and `sslready` when it has the
+/// boxes (the adapter declares them only then), and whether the adapter tells it the
+/// connection's end itself (every protocol but one that watches its connection: see
+/// `supervise`).
+fn links(proto: &Component) -> ServerLinks {
+    ServerLinks {
+        makessl: proto.boxref("makessl").is_ok(),
+        sslready: proto.boxref("sslready").is_ok(),
+        tells_protocol: proto.boxref("connevents").is_err(),
+    }
 }
 
 /// Waits for connection `id` to end, its CSA and then its protocol, and returns `id`, so the
@@ -733,6 +736,53 @@ mod tests {
         assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
         assert!(report.failures[0].component.starts_with("FailingCsa"));
         assert!(matches!(errors.try_recv(), Some(Control::Error(_))));
+    }
+
+    /// The names of the boxes `c` declares.
+    fn box_names(c: &Component) -> Vec<String> {
+        c.boxes().map(|b| b.name.to_string()).collect()
+    }
+
+    /// A server connection's adapter declares `makessl` and `sslready` only when its protocol
+    /// has the box to link to them: an EchoProtocol's connection (every plaintext or TLS
+    /// server's but a STARTTLS protocol's) has neither, saving two box stores per connection;
+    /// a protocol with a `makessl` outbox and an `sslready` inbox gets both.
+    #[tokio::test]
+    async fn a_server_connection_declares_makessl_and_sslready_only_for_a_protocol_that_links_them()
+    {
+        let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let adapter = |proto: &Component| {
+            let (pipe, _) = tokio::io::duplex(64);
+            ConnectedSocketAdapter::for_server(
+                pipe,
+                peer,
+                None,
+                CsaOptions::default(),
+                links(proto),
+            )
+        };
+        let echo = EchoProtocol::new();
+        assert_eq!(
+            box_names(&adapter(&echo)),
+            [INBOX, CONTROL, OUTBOX, SIGNAL, "CreatorFeedback"]
+        );
+
+        let mut b = Component::build("StartTlsLike");
+        let _: Outbox<crate::internet::MakeSsl> = b.outbox("makessl", "switch to TLS");
+        let _: Inbox<crate::internet::SslReady> = b.inbox("sslready", "TLS is up");
+        let starttls = b.main(|_| async { Ok(()) });
+        assert_eq!(
+            box_names(&adapter(&starttls)),
+            [
+                INBOX,
+                CONTROL,
+                "makessl",
+                OUTBOX,
+                SIGNAL,
+                "sslready",
+                "CreatorFeedback"
+            ]
+        );
     }
 
     /// A connection whose CSA fails sends no SocketShutdown: the runtime sends its error and a

@@ -130,7 +130,7 @@ async fn connect_unix(path: &Path, timeout: Duration) -> Result<tokio::net::Unix
 /// When activated it connects to the path (within the connect timeout, honouring `control`
 /// meanwhile), then runs the connection exactly as TcpClient does: itself, with its own boxes
 /// (the [`super::ConnectedSocketAdapter`]'s loop over the Unix stream, without a component of
-/// its own), a [`super::Connected`] notice (whose addresses are [`unix_peer`]: a Unix socket
+/// its own, so no `_socketFeedback` or `_csaControl` to wire one), a [`super::Connected`] notice (whose addresses are [`unix_peer`]: a Unix socket
 /// has none), the connection's notices, one final message. There is no TLS over a Unix socket:
 /// `makessl` is refused with an error and the connection carries on.
 ///
@@ -144,7 +144,6 @@ async fn connect_unix(path: &Path, timeout: Duration) -> Result<tokio::net::Unix
 /// | `inbox` | `Bytes` | data to send to the server |
 /// | `control` | `Control` | ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now |
 /// | `makessl` | [`super::MakeSsl`] | refused: no TLS over a Unix socket |
-/// | `_socketFeedback` | `Control` | unused, kept from Kamaelia's list: the connection is driven here, with no ConnectedSocketAdapter to listen to |
 ///
 /// # Outboxes
 ///
@@ -153,7 +152,6 @@ async fn connect_unix(path: &Path, timeout: Duration) -> Result<tokio::net::Unix
 /// | `outbox` | `Bytes` | data received from the server |
 /// | `signal` | `Control` | Connected, errors, PeerHalfClosed, Transferred, then one final message |
 /// | `sslready` | [`super::SslReady`] | never sent |
-/// | `_csaControl` | `Control` | unused, kept from Kamaelia's list: nothing is passed on to a ConnectedSocketAdapter |
 ///
 /// # Shutdown
 ///
@@ -182,20 +180,12 @@ const BOXES: ClientBoxes = ClientBoxes {
         "ProducerFinished: send what is queued, then close; ShutdownMicroprocess: close now",
     ),
     makessl: BoxDecl::new("makessl", "refused: no TLS over a Unix socket"),
-    feedback: BoxDecl::new(
-        "_socketFeedback",
-        "unused, kept from Kamaelia's list: the connection is driven here, with no ConnectedSocketAdapter to listen to",
-    ),
     outbox: BoxDecl::new(OUTBOX, "data received from the server"),
     signal: BoxDecl::new(
         SIGNAL,
         "Connected, errors, PeerHalfClosed, Transferred, then one final message",
     ),
     sslready: BoxDecl::new("sslready", "never sent"),
-    csa_control: BoxDecl::new(
-        "_csaControl",
-        "unused, kept from Kamaelia's list: nothing is passed on to a ConnectedSocketAdapter",
-    ),
 };
 
 impl UnixClient {

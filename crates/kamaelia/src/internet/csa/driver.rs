@@ -34,14 +34,16 @@ use crate::internet::TlsError;
 
 /// The boxes a connection is driven with: the CSA's own, or those of a client-shaped
 /// component that drives its connection itself (it has no `CreatorFeedback`: it says how the
-/// connection ended in its own final message).
+/// connection ended in its own final message). A server's connection has `makessl` and
+/// `sslready` only when its protocol has the box to link to them: otherwise nothing could
+/// send to the one or read the other, and each declared box costs a store.
 pub(in crate::internet) struct Boxes {
     pub(in crate::internet) inbox: Inbox<Bytes>,
     pub(in crate::internet) control: Inbox<Control>,
-    pub(in crate::internet) makessl: Inbox<MakeSsl>,
+    pub(in crate::internet) makessl: Option<Inbox<MakeSsl>>,
     pub(in crate::internet) outbox: Outbox<Bytes>,
     pub(in crate::internet) signal: Outbox<Control>,
-    pub(in crate::internet) sslready: Outbox<SslReady>,
+    pub(in crate::internet) sslready: Option<Outbox<SslReady>>,
     pub(in crate::internet) feedback: Option<Outbox<Control>>,
 }
 
@@ -78,8 +80,6 @@ pub(in crate::internet) struct Connection<S> {
     /// the task (to be polled again) after setting it, so looking again before the task next
     /// waits finds it not readable again (about 120 instructions a look on the relay path).
     read_waiting: bool,
-    /// Nothing can send to `makessl` (a server's protocol without one): it is not waited on.
-    makessl_unlinked: bool,
     /// `CreatorFeedback` goes to the protocol's `control` (a server's connection): it gets one
     /// ProducerFinished, at the peer's half-close or the end, and `told_protocol` says when.
     tells_protocol: bool,
@@ -117,7 +117,6 @@ where
             turn: 0,
             rare_boxes_waiting: false,
             read_waiting: false,
-            makessl_unlinked: false,
             tells_protocol: false,
             told_protocol: false,
         }
@@ -151,7 +150,8 @@ where
                 // The boxes matter only to a connection finishing its sending (and looking takes
                 // their locks): any other gets the same answer without them.
                 let (inbox_empty, makessl_empty) = if self.state.finishing() {
-                    (self.b.inbox.is_empty(), self.b.makessl.is_empty())
+                    let makessl_empty = self.b.makessl.as_ref().is_none_or(Inbox::is_empty);
+                    (self.b.inbox.is_empty(), makessl_empty)
                 } else {
                     (true, true)
                 };
@@ -191,11 +191,6 @@ where
             }
         };
         Box::pin(self.end(how)).await
-    }
-
-    /// Nothing will ever be linked to `makessl`: it is not waited on.
-    pub(in crate::internet) fn makessl_unlinked(&mut self) {
-        self.makessl_unlinked = true;
     }
 
     /// `CreatorFeedback` is linked to the protocol's `control`: see `tells_protocol`.
@@ -403,8 +398,10 @@ where
             if let Poll::Ready(c) = poll_once(self.b.control.recv(), cx) {
                 return Poll::Ready(Event::Control(c));
             }
-            if !self.makessl_unlinked {
-                if let Poll::Ready(m) = poll_once(self.b.makessl.recv(), cx) {
+            // A connection without `makessl` (a server's protocol without one) has none to
+            // wait on.
+            if let Some(makessl) = &self.b.makessl {
+                if let Poll::Ready(m) = poll_once(makessl.recv(), cx) {
                     return Poll::Ready(Event::MakeSsl(m));
                 }
             }
@@ -723,7 +720,11 @@ where
                     replayed,
                     plaintext,
                 };
-                let _ = self.b.sslready.send(ready).await;
+                // A server's connection whose protocol has no `sslready` has none: nobody
+                // would read it.
+                if let Some(sslready) = &self.b.sslready {
+                    let _ = sslready.send(ready).await;
+                }
                 Ok(())
             }
             Err(e) => Err(HowDied::Failed(TcpError::Tls(e))),
@@ -972,10 +973,10 @@ mod tests {
         let b = Boxes {
             inbox: Inbox::standalone("inbox", 64),
             control: Inbox::standalone("control", 64),
-            makessl: Inbox::standalone("makessl", 64),
+            makessl: Some(Inbox::standalone("makessl", 64)),
             outbox: Outbox::standalone("outbox"),
             signal: Outbox::standalone("signal"),
-            sslready: Outbox::standalone("sslready"),
+            sslready: Some(Outbox::standalone("sslready")),
             feedback: Some(Outbox::standalone("CreatorFeedback")),
         };
         let state = State::new(OnFinish::Close, Default::default());

@@ -336,23 +336,22 @@ impl ConnectedSocketAdapter {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        Self::for_server(stream, peer, tls, options, true, false)
+        let links = ServerLinks {
+            makessl: true,
+            sslready: true,
+            tells_protocol: false,
+        };
+        Self::for_server(stream, peer, tls, options, links)
     }
 
-    /// As [`ConnectedSocketAdapter::with_config`], for a server that knows whether anything
-    /// will be linked to `makessl` (its protocol has one): when nothing will, the connection
-    /// does not wait on it (a waiting box costs a waker's room, per connection). With
-    /// `tells_protocol`, `CreatorFeedback` is linked to the protocol's `control` and carries
-    /// one ProducerFinished, when the peer has finished sending or the connection has ended,
-    /// instead of [`SocketShutdown`](crate::internet::SocketShutdown): the server needs no
-    /// supervisor per connection to tell it.
+    /// As [`ConnectedSocketAdapter::with_config`], for a server that knows what its protocol
+    /// links to the connection: see [`ServerLinks`].
     pub(in crate::internet) fn for_server<S>(
         stream: S,
         peer: SocketAddr,
         tls: Option<TlsRole>,
         options: CsaOptions,
-        makessl_linked: bool,
-        tells_protocol: bool,
+        links: ServerLinks,
     ) -> Component
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -363,12 +362,12 @@ impl ConnectedSocketAdapter {
         let boxes = Boxes {
             inbox: b.inbox_from(BOXES.inbox).limit_bytes(limits.send_bytes),
             control: b.control_from(BOXES.control),
-            makessl: b.inbox_from(BOXES.makessl),
+            makessl: links.makessl.then(|| b.inbox_from(BOXES.makessl)),
             outbox: b
                 .outbox_from(BOXES.outbox)
                 .limit_bytes(limits.receive_bytes),
             signal: b.signal_from(BOXES.signal),
-            sslready: b.outbox_from(BOXES.sslready),
+            sslready: links.sslready.then(|| b.outbox_from(BOXES.sslready)),
             feedback: Some(b.outbox_from(BOXES.feedback)),
         };
         b.main(move |cx| {
@@ -382,10 +381,7 @@ impl ConnectedSocketAdapter {
                 tls.map(Into::into),
                 &options,
             );
-            if !makessl_linked {
-                conn.makessl_unlinked();
-            }
-            if tells_protocol {
+            if links.tells_protocol {
                 conn.tells_protocol();
             }
             // Driven by reference from the block that owns it: see `Connection::drive`.
@@ -395,6 +391,24 @@ impl ConnectedSocketAdapter {
             }
         })
     }
+}
+
+/// What a server's protocol links to its connection's adapter, which declares only the boxes
+/// something can use: a box costs a store (an 80-byte block and a table entry) per connection.
+#[derive(Clone, Copy, Debug)]
+pub(in crate::internet) struct ServerLinks {
+    /// The protocol has a `makessl` outbox, linked to the adapter's: `makessl` is declared
+    /// and waited on. Without it the adapter has none (a server speaking TLS from the first
+    /// byte runs its handshake without one).
+    pub(in crate::internet) makessl: bool,
+    /// The protocol has an `sslready` inbox, linked from the adapter's: `sslready` is
+    /// declared and says when a handshake is done. Without it the adapter has none.
+    pub(in crate::internet) sslready: bool,
+    /// `CreatorFeedback` is linked to the protocol's `control` and carries one
+    /// ProducerFinished, when the peer has finished sending or the connection has ended,
+    /// instead of [`SocketShutdown`](crate::internet::SocketShutdown): the server needs no
+    /// supervisor per connection to tell it.
+    pub(in crate::internet) tells_protocol: bool,
 }
 
 /// A connection over `stream` driven with `boxes`, set up by `options` (all but `tls_first`,
