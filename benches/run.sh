@@ -18,7 +18,13 @@ cargo build --release --workspace
 # dynamic loader. The dynamic build is kept beside it as kamaelia-dynamic, for figure 5's rows
 # of that build. `cargo rustc` passes the flag to the program alone (RUSTFLAGS would reach the
 # proc-macros, which cannot be static).
+# Both builds of the program are made from its own package alone, as `cargo install` makes them:
+# the workspace build above unifies dependencies' features across packages, so its `kamaelia`
+# has tokio's `process` feature from the suite, whose runtime then does more at every park.
+# The yardsticks likewise, from their own package.
 bin="${CARGO_TARGET_DIR:-target}/release"
+cargo build --release -p kamaelia-yardsticks
+cargo build --release -p kamaelia-cli --bin kamaelia
 cp "$bin/kamaelia" "$bin/kamaelia-dynamic"
 cargo rustc --release -p kamaelia-cli --bin kamaelia -- -C target-feature=+crt-static
 

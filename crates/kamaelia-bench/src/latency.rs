@@ -115,7 +115,7 @@ async fn tokio_responder(addr: std::net::SocketAddr) -> Result<()> {
     Ok(())
 }
 
-/// Figure 6's diagnostic peer: a hand-written tokio relay (`src/bin/base-connect.rs`).
+/// Figure 6's diagnostic peer: a hand-written tokio relay (`crates/kamaelia-yardsticks/src/bin/base-connect.rs`).
 const BASE_CONNECT: &str = "base-connect";
 
 /// `kamaelia connect` and the peers as stdin/stdout relays to an echo server.
