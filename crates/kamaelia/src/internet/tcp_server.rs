@@ -789,12 +789,18 @@ mod tests {
     /// final message on its `signal`. The supervisor (a Relay's connection) must take that as
     /// the end, tell the protocol, and return once both have ended, so the server lets go of
     /// them (before, it waited for a SocketShutdown for ever).
-    #[tokio::test]
-    async fn a_failed_csa_ends_its_supervisor_and_its_protocol() {
+    /// A server's events inbox, and its `signal` linked to an inbox the test reads.
+    fn server_boxes() -> (Inbox<Control>, Inbox<Control>, Outbox<Control>) {
         let events = Inbox::<Control>::standalone("connection events", 16);
         let errors = Inbox::<Control>::standalone("server signal", 16);
         let signal = Outbox::<Control>::standalone(SIGNAL);
         link_refs(&signal.boxref(), &errors.boxref()).unwrap();
+        (events, errors, signal)
+    }
+
+    #[tokio::test]
+    async fn a_failed_csa_ends_its_supervisor_and_its_protocol() {
+        let (events, errors, signal) = server_boxes();
         let ((csa, proto), run) = failing_connection(&events, false).await;
         let supervised = supervise(7, events, None, signal, "TcpServer".into(), (csa, proto));
         let id = tokio::time::timeout(Duration::from_secs(10), supervised)
@@ -810,10 +816,7 @@ mod tests {
     /// reaches the server's events inbox, which passes it on.
     #[tokio::test]
     async fn a_failed_csa_that_tells_its_protocol_ends_its_watcher_and_its_protocol() {
-        let events = Inbox::<Control>::standalone("connection events", 16);
-        let errors = Inbox::<Control>::standalone("server signal", 16);
-        let signal = Outbox::<Control>::standalone(SIGNAL);
-        link_refs(&signal.boxref(), &errors.boxref()).unwrap();
+        let (events, errors, signal) = server_boxes();
         let ((csa, proto), run) = failing_connection(&events, true).await;
         let watcher = until_ended(7, csa, proto);
         // The server holds one per connection: its id, the two handles and a join's wait.

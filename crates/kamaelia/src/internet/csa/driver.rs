@@ -251,12 +251,12 @@ where
             Event::MakeSsl(m) => return Step::Rare(Rare::MakeSsl(m)),
             Event::Read(Ok(0)) => {
                 self.rb.release_small();
-                self.touch();
+                self.state.touch();
                 let closed = self.state.eof();
                 return Step::Rare(Rare::Notice(Control::notice(closed)));
             }
             Event::Read(Ok(n)) => {
-                self.touch();
+                self.state.touch();
                 let chunk = self.rb.filled(n, Instant::now);
                 // A read that did not fill a small buffer found the socket drained: the
                 // buffer goes with the data, and the next read takes one when there is
@@ -293,7 +293,7 @@ where
                 if self.conn.as_ref().is_some_and(Conn::flush_is_noop) {
                     self.state.flushed();
                 }
-                self.touch();
+                self.state.touch();
             }
             Event::Wrote(Err(e)) | Event::Flushed(Err(e)) => {
                 return Step::End(HowDied::Failed(self.state.io_error(self.peer, e)));
@@ -315,9 +315,7 @@ where
             Event::Timer => {
                 self.armed = false;
                 let now = Instant::now();
-                let expired = (self.state.last_activity())
-                    .and_then(|last| self.state.idle_expired(last, now));
-                if let Some(after) = expired {
+                if let Some(after) = self.state.idle_expired(now) {
                     return Step::End(HowDied::Failed(TcpError::IdleTimeout {
                         peer: self.peer,
                         after,
@@ -369,7 +367,7 @@ where
                     self.state.received(n);
                 }
                 // A receiver that took its time is no reason to call the connection idle.
-                self.touch();
+                self.state.touch();
             }
         }
         None
@@ -517,11 +515,7 @@ where
     /// (when a grown read buffer is let go). A deadline that overflows the clock is no
     /// deadline.
     fn arm(&mut self, quiet: Option<Instant>) {
-        let idle = self
-            .state
-            .idle_limit()
-            .and_then(|d| self.state.last_activity()?.checked_add(d));
-        let next = match (idle, quiet) {
+        let next = match (self.state.idle_deadline(), quiet) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -555,12 +549,6 @@ where
                 _ => std::future::pending().await,
             }
         }
-    }
-
-    /// Notes that a byte moved, for the idle timeout. A connection without one does not read
-    /// the clock for it.
-    fn touch(&mut self) {
-        self.state.touch();
     }
 
     /// What went each way, and what was handed over but never sent. Closes `inbox` first, so

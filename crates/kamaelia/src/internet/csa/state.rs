@@ -241,9 +241,11 @@ impl State {
         }
     }
 
-    /// When a byte last moved either way, for a connection with an idle timeout.
-    pub(super) fn last_activity(&self) -> Option<Instant> {
-        self.timeouts.as_deref().map(|t| t.last_activity)
+    /// When the idle timeout that applies now runs out, counted from when a byte last moved
+    /// either way; `None` without one (or past the clock's end).
+    pub(super) fn idle_deadline(&self) -> Option<Instant> {
+        let last = self.timeouts.as_deref()?.last_activity;
+        last.checked_add(self.idle_limit()?)
     }
 
     /// What to do before waiting for the next event. `inbox_empty` and `makessl_empty` say
@@ -412,12 +414,10 @@ impl State {
         }
     }
 
-    /// The timer fired at `now`: the idle timeout, if nothing moved since `last_activity` for
-    /// that long.
-    pub(super) fn idle_expired(&self, last_activity: Instant, now: Instant) -> Option<Duration> {
-        let after = self.idle_limit()?;
-        let deadline = last_activity.checked_add(after)?;
-        (deadline <= now).then_some(after)
+    /// The timer fired at `now`: the idle timeout, if nothing has moved for that long.
+    pub(super) fn idle_expired(&self, now: Instant) -> Option<Duration> {
+        let limit = self.idle_limit()?;
+        (self.idle_deadline()? <= now).then_some(limit)
     }
 
     /// The error for a failed socket operation: under TLS a rustls error keeps its kind.
@@ -841,24 +841,25 @@ mod tests {
 
     #[test]
     fn idle_timeouts_plaintext_counts_only_before_tls() {
-        let t0 = Instant::now();
         let s = Duration::from_secs;
         let timeouts = Timeouts {
             idle: Some(s(30)),
             plaintext: Some(s(10)),
         };
         let mut st = State::new(OnFinish::Close, timeouts);
+        // The last activity is the connection's start.
+        let t0 = st.timeouts.as_ref().map(|t| t.last_activity).unwrap();
         assert_eq!(st.idle_limit(), Some(s(10)));
-        assert_eq!(st.idle_expired(t0, t0 + s(9)), None);
-        assert_eq!(st.idle_expired(t0, t0 + s(10)), Some(s(10)));
+        assert_eq!(st.idle_expired(t0 + s(9)), None);
+        assert_eq!(st.idle_expired(t0 + s(10)), Some(s(10)));
         st.handshaking();
         assert_eq!(st.phase(), Phase::Handshaking);
         st.tls_up();
         assert_eq!(st.phase(), Phase::Tls);
         assert_eq!(st.idle_limit(), Some(s(30)));
-        assert_eq!(st.idle_expired(t0, t0 + s(10)), None);
-        assert_eq!(st.idle_expired(t0, t0 + s(30)), Some(s(30)));
+        assert_eq!(st.idle_expired(t0 + s(10)), None);
+        assert_eq!(st.idle_expired(t0 + s(30)), Some(s(30)));
         let never = State::new(OnFinish::Close, Timeouts::default());
-        assert_eq!(never.idle_expired(t0, t0 + s(1 << 30)), None);
+        assert_eq!(never.idle_expired(t0 + s(1 << 30)), None);
     }
 }
