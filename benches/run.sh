@@ -16,7 +16,8 @@ cargo build --release --workspace
 # The `kamaelia` program measured is statically linked (glibc's crt-static), as README's install
 # line builds it: a dynamically linked one spends a third of a 1 KiB `send` (figure 5) in the
 # dynamic loader. The dynamic build is kept beside it as kamaelia-dynamic, for figure 5's rows
-# of that build. `cargo rustc` passes the flag to the program alone (RUSTFLAGS would reach the
+# of that build; it carries crates/kamaelia-cli/build.rs's link flags, as `cargo install` does
+# (that script cannot see the `cargo rustc` flag below, so the static relink gets them too). `cargo rustc` passes the flag to the program alone (RUSTFLAGS would reach the
 # proc-macros, which cannot be static).
 # Both builds of the program are made from its own package alone, as `cargo install` makes them:
 # the workspace build above unifies dependencies' features across packages, so its `kamaelia`

@@ -1,5 +1,5 @@
 //! 64-byte ping-pong round trips, p50 and p99: through the library (figure 8) and through the
-//! command-line relays (figure 6).
+//! command-line relays (figure 6), placed by the kernel and then all on one CPU ([`OneCpu`]).
 
 use std::time::Duration;
 
@@ -118,7 +118,8 @@ async fn tokio_responder(addr: std::net::SocketAddr) -> Result<()> {
 /// Figure 6's diagnostic peer: a hand-written tokio relay (`crates/kamaelia-yardsticks/src/bin/base-connect.rs`).
 const BASE_CONNECT: &str = "base-connect";
 
-/// `kamaelia connect` and the peers as stdin/stdout relays to an echo server.
+/// `kamaelia connect` and the peers as stdin/stdout relays to an echo server: rounds as the
+/// kernel places the processes, then the same rounds with all of them on one CPU.
 pub(crate) async fn relays(cfg: &Config, table: &mut Table) -> Result<()> {
     let what = "figure 6";
     // The echo server is a process of its own, like the relays measured.
@@ -177,14 +178,47 @@ pub(crate) async fn relays(cfg: &Config, table: &mut Table) -> Result<()> {
     if peers.is_empty() {
         return Ok(());
     }
+    relay_rounds(cfg, table, &peers, &fill, "").await?;
+    drop(echo);
+    // The same rounds with every process on one CPU: see [`OneCpu`].
+    let pin = match OneCpu::pin().await {
+        Ok(pin) => pin,
+        Err(e) => {
+            table.note(format!(
+                "{what}: the pinned rows need taskset ({e:#}); not measured"
+            ));
+            return Ok(());
+        }
+    };
+    let pinned = async {
+        let echo = ServerProc::echo().await?;
+        let fill = Fill {
+            port: echo.port,
+            file: ca,
+            ca,
+        };
+        let label = format!(", all on CPU {}", pin.cpu);
+        relay_rounds(cfg, table, &peers, &fill, &label).await
+    }
+    .await;
+    pin.restore().await?;
+    pinned
+}
+
+/// Figure 6's alternating rounds of `peers` against the echo server in `fill`, and their rows
+/// (`label` says how the processes were placed).
+async fn relay_rounds(
+    cfg: &Config,
+    table: &mut Table,
+    peers: &[Tool],
+    fill: &Fill<'_>,
+    label: &str,
+) -> Result<()> {
     let n = cfg.relay_pings;
     let sides: Vec<usize> = (0..peers.len()).collect();
-    let results = alternate(cfg.rounds, &sides, |i| {
-        let (peers, fill) = (&peers, &fill);
-        async move {
-            let mut rtts = peers[i].relay_pings(fill, 20, n).await?;
-            Ok(vec![quantile(&mut rtts, 0.5), quantile(&mut rtts, 0.99)])
-        }
+    let results = alternate(cfg.rounds, &sides, |i| async move {
+        let mut rtts = peers[i].relay_pings(fill, 20, n).await?;
+        Ok(vec![quantile(&mut rtts, 0.5), quantile(&mut rtts, 0.99)])
     })
     .await?;
     let kamaelia = peers.iter().position(|p| p.name == "kamaelia connect");
@@ -198,7 +232,7 @@ pub(crate) async fn relays(cfg: &Config, table: &mut Table) -> Result<()> {
                     let (lo, hi) = ratio_range(&results[k], &results[i], metric);
                     table.row_spread(
                         format!(
-                            "6 relay ping-pong x {n}, {q}: `kamaelia connect` vs {}",
+                            "6 relay ping-pong x {n}{label}, {q}: `kamaelia connect` vs {}",
                             p.name
                         ),
                         format!("{ours:.1} us"),
@@ -213,7 +247,10 @@ pub(crate) async fn relays(cfg: &Config, table: &mut Table) -> Result<()> {
                     );
                 }
                 None => table.row(
-                    format!("6 relay ping-pong x {n}, {q}: (peer alone) {}", p.name),
+                    format!(
+                        "6 relay ping-pong x {n}{label}, {q}: (peer alone) {}",
+                        p.name
+                    ),
                     "-".to_string(),
                     format!("{v:.1} us"),
                     f64::NAN,
@@ -223,4 +260,71 @@ pub(crate) async fn relays(cfg: &Config, table: &mut Table) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// This process pinned to one CPU (every thread, with `taskset -a`) until [`restore`]: the
+/// pinger (this process), the echo server and each relay (its children, which inherit the
+/// mask) then share that CPU. Unpinned, the kernel places the three processes on the machine's
+/// CPUs as it likes, and on two vCPUs a run lands either at about 12 us p50 (all three on one
+/// CPU, wake-ups local) or at 60-90 us (spread, each wake-up an interrupt to an idle CPU):
+/// that lottery moves the ratio more than the programs do. On one CPU each round trip costs
+/// what the programs do for it (their instructions, their system calls, the context switches
+/// between them) and nothing of where they were put.
+///
+/// [`restore`]: OneCpu::restore
+struct OneCpu {
+    /// The CPU used: the last one this process may run on.
+    cpu: String,
+    /// The CPUs this process could run on before (`taskset -c` list form).
+    before: String,
+}
+
+impl OneCpu {
+    async fn pin() -> Result<OneCpu> {
+        let pid = std::process::id().to_string();
+        let out = taskset(&["-c", "-p", &pid]).await?;
+        // "pid 123's current affinity list: 0,1" (or ranges: 0-3,6).
+        let before = out
+            .rsplit(':')
+            .next()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("taskset said {out:?}"))?
+            .to_string();
+        let cpu = before
+            .rsplit([',', '-'])
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        ensure!(
+            cpu.parse::<u32>().is_ok(),
+            "taskset's affinity list {before:?}"
+        );
+        taskset(&["-a", "-c", "-p", &cpu, &pid]).await?;
+        Ok(OneCpu { cpu, before })
+    }
+
+    /// Every thread of this process back on the CPUs it had.
+    async fn restore(self) -> Result<()> {
+        let pid = std::process::id().to_string();
+        taskset(&["-a", "-c", "-p", &self.before, &pid])
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Runs `taskset` with `args`; its standard output.
+async fn taskset(args: &[&str]) -> Result<String> {
+    let out = tokio::process::Command::new("taskset")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await?;
+    ensure!(
+        out.status.success(),
+        "taskset {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
