@@ -888,9 +888,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
     /// make no whole record yet are read, found to give no plaintext, and waited for as before.
     ///
     /// Without this, every turn of a sending connection's loop read through tokio-rustls
-    /// (and looked for room in `outbox` first) to find nothing: about 1,500 instructions per
-    /// 64 KiB chunk of `kamaelia send --tls` (callgrind), most of its cost beyond the copy and
-    /// the encryption.
+    /// (and looked for room in `outbox` first) to find nothing: about 1,370 instructions per
+    /// 64 KiB chunk of `kamaelia send --tls` (callgrind), over half of what the loop spent per
+    /// chunk besides the write itself.
     fn poll_tls_may_read(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
         match self {
             Conn::Tls(s) => {
