@@ -188,9 +188,20 @@ impl Placement {
     }
 }
 
+/// Figure 2 measures this many rounds per `--rounds`.
+///
+/// Its single rounds swing far more than the difference it is there to show: over 1 GiB,
+/// pinned ([`Placement`]), per-round wall ratios spanned 0.70-1.66 in session 6's runs and
+/// 0.65-1.47 in session 7's, while the two senders' CPU differs by 5-10%; the median of 9
+/// rounds read 0.84-1.24 over six runs of the same code. Three times the rounds narrow the
+/// median's spread by about the square root of three, at about 2.5 s a round (the three
+/// senders), every sender measured in every round as before.
+const TLS_ROUNDS_PER_ROUND: usize = 3;
+
 /// Figures 1 (plain) and 2 (TLS): `kamaelia send` of the bulk file against `base-send`, and
 /// the peers (socat, nc, ncat) for reference; the sink is a process of its own. Figure 2 runs
-/// every sender and the sink on fixed CPUs ([`Placement`]).
+/// every sender and the sink on fixed CPUs ([`Placement`]), for [`TLS_ROUNDS_PER_ROUND`] times
+/// the rounds.
 pub(crate) async fn send(cfg: &Config, table: &mut Table, tls: bool) -> Result<()> {
     let fig = if tls { 2 } else { 1 };
     let what = format!("figure {fig}");
@@ -276,7 +287,17 @@ pub(crate) async fn send(cfg: &Config, table: &mut Table, tls: bool) -> Result<(
         ca: cfg.pki.ca_pem_file(),
     };
     let sides: Vec<usize> = (0..peers.len()).collect();
-    let results = alternate(cfg.rounds, &sides, |i| {
+    let rounds = if tls {
+        let rounds = cfg.rounds * TLS_ROUNDS_PER_ROUND;
+        table.note(format!(
+            "{what}: median of {rounds} alternating rounds ({TLS_ROUNDS_PER_ROUND} x --rounds): \
+             its single rounds swing more than the difference measured"
+        ));
+        rounds
+    } else {
+        cfg.rounds
+    };
+    let results = alternate(rounds, &sides, |i| {
         let (peers, fill, sink, dir) = (&peers, &fill, &sink, &cfg.dir);
         async move {
             let u = peers[i].send_measured(dir, fill, n, sink).await?;

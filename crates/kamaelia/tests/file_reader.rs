@@ -100,6 +100,29 @@ async fn the_file_arrives_exactly_and_then_producer_finished() {
     assert!(out.signals[0].is_producer_finished());
 }
 
+/// A read size of one chunk (as `kamaelia send --tls` uses): the same bytes, in the same
+/// chunks, each buffer reused as soon as its chunk has gone.
+#[tokio::test]
+async fn a_read_size_of_one_chunk_delivers_the_file_exactly() {
+    let data = random_bytes(1024 * 1024 + 5);
+    let file = TempFile::new("read-size", &data);
+    let reader = RateControlledFileReader::new(file.path())
+        .rate(None)
+        .chunk_size(16 * 1024)
+        .read_size(16 * 1024)
+        .into();
+    let out = timeout(LIMIT, run(reader, None)).await.unwrap();
+
+    assert!(out.report.is_ok(), "{:?}", out.report.failures);
+    assert!(out
+        .chunks
+        .iter()
+        .all(|c| !c.is_empty() && c.len() <= 16 * 1024));
+    assert!(out.chunks.concat() == data);
+    assert_eq!(out.signals.len(), 1);
+    assert!(out.signals[0].is_producer_finished());
+}
+
 #[tokio::test]
 async fn an_empty_file_sends_only_producer_finished() {
     let file = TempFile::new("empty", b"");

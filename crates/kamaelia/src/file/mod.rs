@@ -6,5 +6,5 @@ mod token_bucket;
 pub(crate) use token_bucket::TokenBucket;
 
 pub use rate_controlled_file_reader::{
-    FileReaderError, RateControlledFileReader, DEFAULT_RATE, MAX_CHUNK_SIZE,
+    FileReaderError, RateControlledFileReader, DEFAULT_RATE, DEFAULT_READ_SIZE, MAX_CHUNK_SIZE,
 };
