@@ -11,7 +11,9 @@ use std::task::Poll;
 use tokio::sync::Notify;
 
 use crate::boxes::Outbox;
-use crate::component::{Body, BoxError, Component, ComponentId, Core, MainFuture, CONTROL, SIGNAL};
+use crate::component::{
+    Body, BoxError, Component, ComponentId, Core, Label, MainFuture, CONTROL, SIGNAL,
+};
 use crate::control::{Control, ErrorMessage};
 use crate::group::{Group, GroupTask};
 use crate::link::{BoxRef, WiringError};
@@ -238,7 +240,7 @@ impl fmt::Debug for Scheduler {
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
-            .field("component", &self.core.label)
+            .field("component", &self.core.label())
             .finish_non_exhaustive()
     }
 }
@@ -288,8 +290,8 @@ impl Context {
     }
 
     /// This component's label.
-    pub fn label(&self) -> &Arc<str> {
-        &self.core.label
+    pub fn label(&self) -> Label {
+        self.core.label()
     }
 
     /// This component's id.
@@ -508,10 +510,11 @@ impl Scheduler {
     }
 
     fn finish(&self, core: &Core, failure: Option<FailureKind>) {
-        let label = &core.label;
+        // Put together only when shown (a failure, messages left undelivered).
+        let label = core.label();
         let failure = failure.map(|kind| {
             Arc::new(ComponentFailure {
-                component: label.clone(),
+                component: Arc::from(&label),
                 kind,
             })
         });
@@ -523,7 +526,7 @@ impl Scheduler {
                 .find(|d| &**d.name() == SIGNAL && d.direction() == Direction::Out)
                 .and_then(|d| d.r.outbox::<Control>())
             {
-                send_failure(&signal, label, f.clone());
+                send_failure(&signal, &f.component, f.clone());
             }
         }
         let mut undelivered = Vec::new();
@@ -681,13 +684,13 @@ impl Handle {
     }
 
     /// The component's label.
-    pub fn label(&self) -> &str {
-        &self.core.label
+    pub fn label(&self) -> Label {
+        self.core.label()
     }
 
     /// The box called `name`, for linking while the component runs.
     pub fn boxref(&self, name: &str) -> Result<BoxRef, WiringError> {
-        crate::component::find_box(&self.core.label, &self.core.boxes, name)
+        crate::component::find_box(&self.core.label(), &self.core.boxes, name)
     }
 
     /// Asks the component to stop: delivers ShutdownMicroprocess to its `control` inbox (through
@@ -775,7 +778,7 @@ impl ExitCell {
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Handle({})", self.core.label)
+        write!(f, "Handle({})", self.core.label())
     }
 }
 
@@ -891,8 +894,8 @@ mod tests {
         assert!(size_of::<Record>() <= 16);
     }
 
-    /// A component built and not yet activated is five words (its kind read from its label,
-    /// its rare wiring error boxed): a program holds many of them at once, in groups' lists
+    /// A component built and not yet activated is five words (its rare wiring error boxed):
+    /// a program holds many of them at once, in groups' lists
     /// freed at activation, often on another thread, where their room is a hole in the
     /// builder's heap.
     #[test]
@@ -937,5 +940,22 @@ mod tests {
         assert_eq!(a.0.load(Ordering::Relaxed), 1);
         assert_eq!(b.0.load(Ordering::Relaxed), 1);
         assert!(cell.poll(&wa).is_ready() && cell.is_done());
+    }
+
+    /// A component keeps its kind and id, not a label string of its own (a 48- or 64-byte
+    /// block per component, per connection): components of one kind share one kind, and the
+    /// label `Kind#id` is put together when it is shown.
+    #[test]
+    fn a_component_holds_no_label_of_its_own() {
+        let a = Component::build("Labelled").main(|_| async { Ok(()) });
+        let b = Component::build(String::from("Labelled")).main(|_| async { Ok(()) });
+        assert!(Arc::ptr_eq(&a.core.kind, &b.core.kind));
+        assert_eq!(a.label().to_string(), format!("Labelled#{}", a.id().0));
+        assert!(a.label() == format!("Labelled#{}", a.id().0).as_str());
+        assert!(a.label() != b.label() && a.label().kind() == "Labelled");
+        assert_eq!(
+            &*Arc::<str>::from(b.label()),
+            format!("Labelled#{}", b.id().0)
+        );
     }
 }

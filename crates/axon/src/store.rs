@@ -793,7 +793,7 @@ mod tests {
     fn capacity_and_flags_share_a_word() {
         let meta = crate::spec::shared_meta("signal", "");
         let s = Store::<u64>::new(
-            Owner::new("c#2".into()),
+            Owner::new(crate::component::Label::new("c".into(), 2)),
             meta,
             Direction::Out,
             usize::MAX,
@@ -817,7 +817,13 @@ mod tests {
     #[test]
     fn a_capacity_past_its_bits_saturates_and_sets_no_flag() {
         let meta = crate::spec::shared_meta("inbox", "");
-        let s = Store::<u64>::new(Owner::new("c#3".into()), meta, Direction::In, 4, false);
+        let s = Store::<u64>::new(
+            Owner::new(crate::component::Label::new("c".into(), 3)),
+            meta,
+            Direction::In,
+            4,
+            false,
+        );
         for big in [1_usize << 28, (1 << 29) + 3, u32::MAX as usize, usize::MAX] {
             s.set_capacity(big);
             assert_eq!(s.capacity(), CAPACITY_MASK as usize, "{big}");
@@ -848,7 +854,13 @@ mod tests {
     fn only_a_used_box_holds_a_queue() {
         let store = |name: &str, direction| {
             let meta = crate::spec::shared_meta(name, "");
-            Store::<u64>::new(Owner::new("c#1".into()), meta, direction, 4, false)
+            Store::<u64>::new(
+                Owner::new(crate::component::Label::new("c".into(), 1)),
+                meta,
+                direction,
+                4,
+                false,
+            )
         };
         let (out, pass, inbox) = (
             store("outbox", Direction::Out),

@@ -353,7 +353,7 @@ async fn run(
     signal: Outbox<Control>,
     cx: Context,
 ) -> MainResult {
-    let label = cx.label().clone();
+    let label: Arc<str> = cx.label().into();
     let (selector, _) = Selector::get_or_create(cx.services())?;
     let listener = {
         let std_listener = server

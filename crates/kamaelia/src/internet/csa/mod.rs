@@ -416,7 +416,7 @@ pub(in crate::internet) struct ServerLinks {
 /// drives its connection itself (`TcpClient`, `SingleServer`, `UnixClient`: one component,
 /// one set of boxes, one future per connection).
 pub(in crate::internet) fn connection<S>(
-    label: Arc<str>,
+    label: axon::Label,
     boxes: Boxes,
     stream: S,
     peer: SocketAddr,
