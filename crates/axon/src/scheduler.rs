@@ -1,6 +1,6 @@
 //! Activation and run-to-completion: Axon's scheduler contract on tokio.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -76,7 +76,10 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    live: BTreeMap<ComponentId, Record>,
+    /// The live components, found by id. A hash set of 16-byte records (one byte more each
+    /// for the table's control bytes): a B-tree keyed by id held about 48 bytes a component,
+    /// its nodes half full as ids come in order.
+    live: HashSet<Record, std::hash::BuildHasherDefault<IdHasher>>,
     /// Activated before a tokio runtime existed: started by [`Scheduler::run`].
     pending: Vec<(Component, Option<Arc<GroupTask>>)>,
     /// The most recent failures, as text (see [`RunReport`]); at most [`RECENT_FAILURES`].
@@ -91,11 +94,56 @@ struct State {
 pub const RECENT_FAILURES: usize = 64;
 
 /// A live component: its parent, and the block its handles share (16 bytes: one is kept per
-/// live component).
+/// live component). Found by its component's id, read from the block.
 struct Record {
     /// The parent's id (ids start at 1).
     parent: Option<std::num::NonZeroU64>,
     core: Arc<Core>,
+}
+
+impl std::borrow::Borrow<ComponentId> for Record {
+    fn borrow(&self) -> &ComponentId {
+        &self.core.id
+    }
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Record) -> bool {
+        self.core.id == other.core.id
+    }
+}
+
+impl Eq for Record {}
+
+impl std::hash::Hash for Record {
+    // As its id hashes, so that it is found by id.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.core.id.hash(state)
+    }
+}
+
+/// Hashes a component id: ids are distinct numbers handed out in order, so one multiplication
+/// by an odd constant spreads them over the table (its high bits too, which pick the control
+/// byte). No one chooses ids, so no defence against chosen keys is needed.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (a `ComponentId` hashes its one u64); this keeps any other
+        // use correct.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -393,9 +441,10 @@ impl Scheduler {
     pub fn shutdown_all(&self) {
         let tops: Vec<BoxRef> = {
             let st = lock(&self.inner.state);
-            st.live
-                .values()
-                .filter(|r| r.parent.is_none())
+            let mut tops: Vec<&Record> = st.live.iter().filter(|r| r.parent.is_none()).collect();
+            // In the order they were built, as before (the set has no order).
+            tops.sort_unstable_by_key(|r| r.core.id);
+            tops.into_iter()
                 .filter_map(|r| control_of(&r.core.boxes))
                 .collect()
         };
@@ -407,15 +456,17 @@ impl Scheduler {
     /// The live graph of components, boxes and links as Graphviz DOT text.
     pub fn graph_dot(&self) -> String {
         let st = lock(&self.inner.state);
-        let comps: Vec<crate::graph::Node> = st
+        let mut comps: Vec<crate::graph::Node> = st
             .live
-            .values()
+            .iter()
             .map(|r| crate::graph::Node {
                 parent: r.parent.map(|p| ComponentId(p.get())),
                 core: r.core.clone(),
             })
             .collect();
         drop(st);
+        // In the order they were built (the set has no order).
+        comps.sort_unstable_by_key(|n| n.core.id);
         crate::graph::render(&comps)
     }
 
@@ -447,14 +498,11 @@ impl Scheduler {
         {
             let mut st = lock(&self.inner.state);
             st.activated += 1;
-            st.live.insert(
-                core.id,
-                Record {
-                    // Ids start at 1 (`NEXT_ID`), so every parent has a non-zero one.
-                    parent: parent.and_then(|p| std::num::NonZeroU64::new(p.0)),
-                    core: core.clone(),
-                },
-            );
+            st.live.insert(Record {
+                // Ids start at 1 (`NEXT_ID`), so every parent has a non-zero one.
+                parent: parent.and_then(|p| std::num::NonZeroU64::new(p.0)),
+                core: core.clone(),
+            });
             if tokio::runtime::Handle::try_current().is_err() {
                 st.pending.push((component, group));
                 drop(st);
@@ -957,5 +1005,36 @@ mod tests {
             &*Arc::<str>::from(b.label()),
             format!("Labelled#{}", b.id().0)
         );
+    }
+
+    /// The scheduler's record of a live component is a 16-byte entry in a hash set (with its
+    /// control byte and the table's spare room, under 40 bytes a component at any count), not
+    /// a B-tree's (about 48 bytes a component, its nodes half full as ids come in order).
+    /// Found again by id, in any order.
+    #[test]
+    fn the_record_of_a_live_component_stays_small() {
+        let sched = Scheduler::new();
+        let n = 1000;
+        let cores: Vec<Arc<Core>> = (0..n)
+            .map(|_| Component::build("Live").main(|_| async { Ok(()) }).core)
+            .collect();
+        {
+            let mut st = lock(&sched.inner.state);
+            for core in &cores {
+                st.live.insert(Record {
+                    parent: None,
+                    core: core.clone(),
+                });
+            }
+            // The table's buckets: at most 7 in 8 are used.
+            let buckets = (st.live.capacity() * 8 / 7).next_power_of_two();
+            let per = buckets * (std::mem::size_of::<Record>() + 1) / n;
+            eprintln!("{buckets} buckets, {per} bytes a live component");
+            assert!(per <= 39, "{per}");
+        }
+        for core in cores.iter().rev() {
+            assert!(lock(&sched.inner.state).live.remove(&core.id));
+        }
+        assert_eq!(sched.live(), 0);
     }
 }
