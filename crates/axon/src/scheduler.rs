@@ -764,7 +764,15 @@ impl Handle {
 
     /// Waits for the component to end and says how.
     pub async fn join(&self) -> Exit {
-        std::future::poll_fn(|cx| self.core.exit.poll(cx.waker())).await
+        std::future::poll_fn(|cx| self.poll_join(cx)).await
+    }
+
+    /// [`Handle::join`] as a poll, for a future written by hand that holds the handle itself
+    /// (a server's watcher of each connection): how the component ended, or `Pending` with
+    /// `cx`'s task noted to be woken when it has. Any number of polls, from any number of
+    /// tasks; each task is noted once.
+    pub fn poll_join(&self, cx: &mut std::task::Context<'_>) -> Poll<Exit> {
+        self.core.exit.poll(cx.waker())
     }
 }
 

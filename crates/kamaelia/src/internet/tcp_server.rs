@@ -1,6 +1,5 @@
 //! TcpServer: listens, and gives each connection a ConnectedSocketAdapter and a protocol.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +9,6 @@ use axon::{
     link_refs, Component, Context, Control, ControlWatch, Group, Inbox, MainResult, Outbox,
     TrySendError, CONTROL, INBOX, OUTBOX, SIGNAL,
 };
-use futures_util::future::Either;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, ServerLinks, TlsRole};
@@ -371,12 +369,9 @@ async fn run(
     if let Listener::Tcp(_) = listener {
         let _ = signal.send(Control::notice(Listening(server.addr))).await;
     }
-    // Each connection's CSA, to stop it when the server stops, until its watcher has seen
-    // the connection end. (The watcher holds the protocol's handle; one copy per connection
-    // is enough.)
-    let mut connections: HashMap<u64, axon::Handle> = HashMap::new();
-    let mut next_id: u64 = 0;
-    // Polled by this task (each woken on its own), not a task per connection.
+    // A watcher of each connection until it has ended, polled by this task (each woken on
+    // its own), not a task per connection. It holds the connection's CSA, to stop it when the
+    // server stops; how many there are is how many connections are open.
     let mut watchers = FuturesUnordered::new();
     // What every connection's CSA says on its `signal` (but a Relay's, which has a
     // supervisor of its own): the errors are passed on, the rest is of no interest here.
@@ -391,7 +386,7 @@ async fn run(
             c = watch.control().recv() => watch.handle(c).await,
             () = signal.ready(), if held.is_some() => held = held.take().and_then(|c| pass_on(&signal, &label, c)),
             c = events.recv(), if held.is_none() => held = on_event(&signal, &label, c),
-            accepted = listener.accept(), if connections.len() < server.max_connections => match accepted {
+            accepted = listener.accept(), if watchers.len() < server.max_connections => match accepted {
                 Ok(accepted) => {
                     let started = match accepted {
                         Accepted::Tcp(stream, peer) => {
@@ -405,17 +400,17 @@ async fn run(
                     };
                     match started {
                         Ok((csa, proto, supervised)) => {
-                            next_id += 1;
-                            let id = next_id;
-                            connections.insert(id, csa.clone());
                             // Held inline by the set that polls it: no box of its own. A
                             // supervisor (a Relay's: rare, and larger) is boxed, so that every
-                            // other connection's watcher is as small as `until_ended`.
+                            // other connection's watcher is two handles and a flag.
                             let watcher = match supervised {
-                                None => Either::Left(until_ended(id, csa, proto)),
+                                None => Watcher::Plain { csa, proto, csa_ended: false },
                                 Some((own_events, to_events)) => {
                                     let (signal, label) = (signal.clone(), label.clone());
-                                    Either::Right(Box::pin(supervise(id, own_events, to_events, signal, label, (csa, proto))))
+                                    Watcher::Supervised {
+                                        csa: csa.clone(),
+                                        supervisor: Box::pin(supervise(own_events, to_events, signal, label, (csa, proto))),
+                                    }
                                 }
                             };
                             watchers.push(watcher);
@@ -431,14 +426,13 @@ async fn run(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(id) = watchers.next() => {
-                connections.remove(&id);
-            }
+            // A connection has ended: its watcher, and with it its handles, is gone.
+            Some(()) = watchers.next() => {}
         }
     }
     drop(listener);
-    for csa in connections.values() {
-        csa.stop();
+    for watcher in watchers.iter() {
+        watcher.csa().stop();
     }
     // Each watcher returns once its CSA and protocol have both ended; meanwhile the ending
     // connections still report (and must find room to).
@@ -596,31 +590,68 @@ fn links(proto: &Component) -> ServerLinks {
     }
 }
 
-/// Waits for connection `id` to end, its CSA and then its protocol, and returns `id`, so the
-/// server can let go of them. The CSA tells the protocol ProducerFinished itself; a CSA that
-/// failed (panicked) could not, so the protocol is told here then.
+/// The server's watch on one connection, until its CSA and then its protocol have both ended
+/// and the server can let go of them (and count the connection no more). It keeps the CSA's
+/// handle where the server reaches it, to stop it when the server stops.
 ///
-/// A plain function returning a block that owns its values (an `async fn` would keep its
-/// arguments twice): the server holds one of these for every connection.
-// Written out on purpose: see above.
-#[allow(clippy::manual_async_fn)]
-fn until_ended(
-    id: u64,
-    csa: axon::Handle,
-    proto: axon::Handle,
-) -> impl std::future::Future<Output = u64> + Send {
-    async move {
-        if csa.join().await.failure.is_some() {
-            proto.send_control(Control::producer_finished());
+/// `Plain`: the CSA tells the protocol ProducerFinished itself; a CSA that failed (panicked)
+/// could not, so the protocol is told here then. `Supervised`: a protocol that watches its
+/// connection (a Relay) has a supervisor ([`supervise`]), boxed: rare, and larger.
+///
+/// Written by hand (two handles and a flag, with no `async` state beside them): the server
+/// holds one for every connection, in its node of the set that polls them (before, an `async`
+/// block of 64 bytes and a map from the connection's number to its CSA's handle).
+enum Watcher<S> {
+    Plain {
+        csa: axon::Handle,
+        proto: axon::Handle,
+        csa_ended: bool,
+    },
+    Supervised {
+        csa: axon::Handle,
+        supervisor: std::pin::Pin<Box<S>>,
+    },
+}
+
+impl<S> Watcher<S> {
+    /// The connection's CSA.
+    fn csa(&self) -> &axon::Handle {
+        match self {
+            Watcher::Plain { csa, .. } | Watcher::Supervised { csa, .. } => csa,
         }
-        proto.join().await;
-        id
     }
 }
 
-/// Watches connection `id`: passes its errors on, tells the protocol ProducerFinished when the
-/// peer has finished sending or the connection has ended, and returns `id` once the CSA and
-/// the protocol have both ended, so the server can let go of them.
+impl<S: std::future::Future<Output = ()>> std::future::Future for Watcher<S> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        match self.get_mut() {
+            Watcher::Plain {
+                csa,
+                proto,
+                csa_ended,
+            } => {
+                if !*csa_ended {
+                    let exit = std::task::ready!(csa.poll_join(cx));
+                    *csa_ended = true;
+                    if exit.failure.is_some() {
+                        proto.send_control(Control::producer_finished());
+                    }
+                }
+                proto.poll_join(cx).map(drop)
+            }
+            Watcher::Supervised { supervisor, .. } => supervisor.as_mut().poll(cx),
+        }
+    }
+}
+
+/// Watches a connection: passes its errors on, tells the protocol ProducerFinished when the
+/// peer has finished sending or the connection has ended, and returns once the CSA and the
+/// protocol have both ended, so the server can let go of them.
 ///
 /// The connection has ended when the CSA says so ([`SocketShutdown`]) or when a final message
 /// arrives on its `signal`, which only the runtime sends, for a CSA that failed (panicked) and
@@ -632,13 +663,12 @@ fn until_ended(
 // Written out on purpose: see the comment in the body.
 #[allow(clippy::manual_async_fn)]
 fn supervise(
-    id: u64,
     events: Inbox<Control>,
     to_events: Option<Outbox<Control>>,
     signal: Outbox<Control>,
     label: Arc<str>,
     (csa, proto): (axon::Handle, axon::Handle),
-) -> impl std::future::Future<Output = u64> + Send {
+) -> impl std::future::Future<Output = ()> + Send {
     // A plain function returning a block that owns its values: an `async fn` would keep its
     // arguments twice (as arguments and as the locals they move to).
     async move {
@@ -667,7 +697,6 @@ fn supervise(
             proto.join().await;
         })
         .await;
-        id
     }
 }
 
@@ -802,11 +831,10 @@ mod tests {
     async fn a_failed_csa_ends_its_supervisor_and_its_protocol() {
         let (events, errors, signal) = server_boxes();
         let ((csa, proto), run) = failing_connection(&events, false).await;
-        let supervised = supervise(7, events, None, signal, "TcpServer".into(), (csa, proto));
-        let id = tokio::time::timeout(Duration::from_secs(10), supervised)
+        let supervised = supervise(events, None, signal, "TcpServer".into(), (csa, proto));
+        tokio::time::timeout(Duration::from_secs(10), supervised)
             .await
             .expect("the supervisor ended");
-        assert_eq!(id, 7);
         only_the_stand_in_failed(run, &errors).await;
     }
 
@@ -818,14 +846,19 @@ mod tests {
     async fn a_failed_csa_that_tells_its_protocol_ends_its_watcher_and_its_protocol() {
         let (events, errors, signal) = server_boxes();
         let ((csa, proto), run) = failing_connection(&events, true).await;
-        let watcher = until_ended(7, csa, proto);
-        // The server holds one per connection: its id, the two handles and a join's wait.
+        let watcher: Watcher<std::future::Ready<()>> = Watcher::Plain {
+            csa: csa.clone(),
+            proto,
+            csa_ended: false,
+        };
+        // The server holds one per connection, in its node of the set that polls them: the
+        // two handles and a flag (it was an `async` block of 64 bytes, beside a map entry).
         let size = std::mem::size_of_val(&watcher);
-        assert!(size <= 64, "a connection's watcher: {size} bytes");
-        let id = tokio::time::timeout(Duration::from_secs(10), watcher)
+        assert!(size <= 24, "a connection's watcher: {size} bytes");
+        assert_eq!(watcher.csa().id(), csa.id());
+        tokio::time::timeout(Duration::from_secs(10), watcher)
             .await
             .expect("the watcher ended");
-        assert_eq!(id, 7);
         let label: Arc<str> = "TcpServer".into();
         while let Some(c) = events.try_recv() {
             assert!(on_event(&signal, &label, c).is_none(), "signal has room");
