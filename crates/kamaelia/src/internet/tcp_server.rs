@@ -579,14 +579,16 @@ where
 }
 
 /// What `proto` links to its connection's adapter: `makessl` and `sslready` when it has the
-/// boxes (the adapter declares them only then), and whether the adapter tells it the
+/// boxes (the adapter declares them only then), whether the adapter tells it the
 /// connection's end itself (every protocol but one that watches its connection: see
-/// `supervise`).
+/// `supervise`), and whether the adapter's `outbox` is linked to its `inbox`
+/// ([`start_connection`] links it before the connection starts, or refuses the connection).
 fn links(proto: &Component) -> ServerLinks {
     ServerLinks {
         makessl: proto.boxref("makessl").is_ok(),
         sslready: proto.boxref("sslready").is_ok(),
         tells_protocol: proto.boxref("connevents").is_err(),
+        outbox_linked: proto.boxref(INBOX).is_ok(),
     }
 }
 
@@ -812,6 +814,37 @@ mod tests {
                 "CreatorFeedback"
             ]
         );
+    }
+
+    /// A server connection's adapter whose `outbox` the server links to the protocol's inbox
+    /// keeps nothing there and holds no byte bound for it; for a protocol without an inbox the
+    /// outbox keeps what the connection reads, bounded in bytes as any adapter's.
+    #[tokio::test]
+    async fn a_server_connection_s_outbox_linked_to_its_protocol_has_no_byte_bound_of_its_own() {
+        let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let limits = Limits::default();
+        let big = || Bytes::from(vec![0_u8; limits.receive_bytes + 1]);
+        let outbox_of = |proto: &Component| {
+            let (pipe, _) = tokio::io::duplex(64);
+            let csa = ConnectedSocketAdapter::for_server(
+                pipe,
+                peer,
+                None,
+                CsaOptions::default().limits(limits),
+                links(proto),
+            );
+            csa.outbox::<Bytes>(OUTBOX).unwrap()
+        };
+        // Unlinked here, so both keep what is sent: the first message always goes in, the
+        // second only where there is no byte bound.
+        let echo = outbox_of(&EchoProtocol::new());
+        assert!(echo.try_send(big()).is_ok() && echo.try_send(big()).is_ok());
+        let no_inbox = outbox_of(&Component::build("Mute").main(|_| async { Ok(()) }));
+        assert!(no_inbox.try_send(big()).is_ok());
+        assert!(matches!(
+            no_inbox.try_send(big()),
+            Err(axon::TrySendError::Unlinked(_))
+        ));
     }
 
     /// A connection whose CSA fails sends no SocketShutdown: the runtime sends its error and a

@@ -340,6 +340,7 @@ impl ConnectedSocketAdapter {
             makessl: true,
             sslready: true,
             tells_protocol: false,
+            outbox_linked: false,
         };
         Self::for_server(stream, peer, tls, options, links)
     }
@@ -363,9 +364,16 @@ impl ConnectedSocketAdapter {
             inbox: b.inbox_from(BOXES.inbox).limit_bytes(limits.send_bytes),
             control: b.control_from(BOXES.control),
             makessl: links.makessl.then(|| b.inbox_from(BOXES.makessl)),
-            outbox: b
-                .outbox_from(BOXES.outbox)
-                .limit_bytes(limits.receive_bytes),
+            // Bounded in bytes for what it keeps while unlinked; once linked, the bound of the
+            // inbox it is linked to applies. An outbox the server links before the connection
+            // starts, and nothing can unlink, never keeps anything: no bound (a 32-byte block
+            // per connection).
+            outbox: if links.outbox_linked {
+                b.outbox_from(BOXES.outbox)
+            } else {
+                b.outbox_from(BOXES.outbox)
+                    .limit_bytes(limits.receive_bytes)
+            },
             signal: b.signal_from(BOXES.signal),
             sslready: links.sslready.then(|| b.outbox_from(BOXES.sslready)),
             feedback: Some(b.outbox_from(BOXES.feedback)),
@@ -409,6 +417,11 @@ pub(in crate::internet) struct ServerLinks {
     /// instead of [`SocketShutdown`](crate::internet::SocketShutdown): the server needs no
     /// supervisor per connection to tell it.
     pub(in crate::internet) tells_protocol: bool,
+    /// The protocol has an `inbox`: the adapter's `outbox` is linked to it before the
+    /// connection starts, and only the server holds the adapter's boxes, so nothing can
+    /// unlink it. It then keeps nothing itself and needs no byte bound of its own (the
+    /// protocol's inbox's bound applies); without it, it is bounded, as for any adapter.
+    pub(in crate::internet) outbox_linked: bool,
 }
 
 /// A connection over `stream` driven with `boxes`, set up by `options` (all but `tls_first`,
