@@ -783,12 +783,20 @@ impl Handle {
 #[derive(Default)]
 pub(crate) struct ExitCell(Mutex<Option<Box<ExitState>>>);
 
-/// A component's exit, or the tasks waiting for it.
+/// A component's exit, or the tasks waiting for it: 24 bytes, one 32-byte block of the
+/// allocator (a server's watcher of each connection keeps one waiting in its adapter's cell).
+// A list is one pointer here, not a Vec's three words: the state fits a 32-byte block.
+#[allow(clippy::box_collection)]
 pub(crate) enum ExitState {
     /// The first task waiting for the exit, and any others (a list allocated only for them).
-    Running(Option<std::task::Waker>, Vec<std::task::Waker>),
-    Done(Exit),
+    Running(std::task::Waker, Option<Box<Vec<std::task::Waker>>>),
+    /// How it ended ([`Exit`]): the failure, and the messages left undelivered (a list only
+    /// if there were any).
+    Done(Option<Arc<ComponentFailure>>, Option<Box<LeftUndelivered>>),
 }
+
+/// [`Exit::undelivered`].
+type LeftUndelivered = Vec<(Arc<str>, usize)>;
 
 impl ExitCell {
     fn lock(&self) -> MutexGuard<'_, Option<Box<ExitState>>> {
@@ -797,34 +805,46 @@ impl ExitCell {
     }
 
     fn set(&self, exit: Exit) {
-        let state = self.lock().replace(Box::new(ExitState::Done(exit)));
+        let Exit {
+            failure,
+            undelivered,
+        } = exit;
+        let undelivered = (!undelivered.is_empty()).then(|| Box::new(undelivered));
+        let state = self
+            .lock()
+            .replace(Box::new(ExitState::Done(failure, undelivered)));
         if let Some(ExitState::Running(first, rest)) = state.map(|b| *b) {
-            first
-                .into_iter()
-                .chain(rest)
+            first.wake();
+            rest.into_iter()
+                .flat_map(|r| *r)
                 .for_each(std::task::Waker::wake);
         }
     }
 
     fn is_done(&self) -> bool {
-        matches!(self.lock().as_deref(), Some(ExitState::Done(_)))
+        matches!(self.lock().as_deref(), Some(ExitState::Done(..)))
     }
 
     /// The exit, or `Pending` with `waker` noted to be woken when there is one.
     fn poll(&self, waker: &std::task::Waker) -> Poll<Exit> {
         let mut g = self.lock();
-        match g
-            .get_or_insert_with(|| Box::new(ExitState::Running(None, Vec::new())))
-            .as_mut()
-        {
-            ExitState::Done(e) => Poll::Ready(e.clone()),
-            ExitState::Running(first @ None, _) => {
-                *first = Some(waker.clone());
+        match g.as_deref_mut() {
+            None => {
+                *g = Some(Box::new(ExitState::Running(waker.clone(), None)));
                 Poll::Pending
             }
-            ExitState::Running(Some(first), rest) => {
-                if !first.will_wake(waker) && !rest.iter().any(|w| w.will_wake(waker)) {
-                    rest.push(waker.clone());
+            Some(ExitState::Done(failure, undelivered)) => Poll::Ready(Exit {
+                failure: failure.clone(),
+                undelivered: undelivered.as_deref().cloned().unwrap_or_default(),
+            }),
+            Some(ExitState::Running(first, rest)) => {
+                let known = first.will_wake(waker)
+                    || rest
+                        .as_ref()
+                        .is_some_and(|r| r.iter().any(|w| w.will_wake(waker)));
+                if !known {
+                    rest.get_or_insert_with(Default::default)
+                        .push(waker.clone());
                 }
                 Poll::Pending
             }
@@ -960,7 +980,7 @@ mod tests {
         assert!(size <= 40, "Component: {size} bytes");
     }
 
-    /// A component one task waits for (a supervisor's join) holds one 48-byte block for it
+    /// A component one task waits for (a supervisor's join) holds one 32-byte block for it
     /// (the state, with that task's waker inline), and no list of waiters: more are listed
     /// only past the first, and every one of them is woken at the end.
     #[test]
@@ -973,7 +993,8 @@ mod tests {
                 self.0.fetch_add(1, Ordering::Relaxed);
             }
         }
-        assert!(std::mem::size_of::<ExitState>() + std::mem::size_of::<usize>() <= 48);
+        // One 32-byte block of the allocator (24 bytes or less).
+        assert!(std::mem::size_of::<ExitState>() <= 24);
         let cell = ExitCell::default();
         let (a, b) = (
             Arc::new(Count(AtomicUsize::new(0))),
@@ -986,7 +1007,7 @@ mod tests {
         assert!(cell.poll(&wa).is_pending() && cell.poll(&wa).is_pending());
         assert!(matches!(
             cell.lock().as_deref(),
-            Some(ExitState::Running(Some(_), rest)) if rest.capacity() == 0
+            Some(ExitState::Running(_, None))
         ));
         assert!(cell.poll(&wb).is_pending());
         cell.set(Exit {
