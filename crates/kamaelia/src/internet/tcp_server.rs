@@ -11,7 +11,9 @@ use axon::{
 };
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use super::csa::{ConnectedSocketAdapter, CsaOptions, Limits, OnFinish, ServerLinks, TlsRole};
+use super::csa::{
+    ConnectedSocketAdapter, CsaOptions, Feedback, Limits, OnFinish, ServerLinks, TlsRole,
+};
 use super::messages::{Listening, PeerHalfClosed, SocketShutdown, TcpError};
 use super::selector::Selector;
 use super::unix::{bind_unix, UnixSocketFile};
@@ -81,8 +83,9 @@ enum TlsMode {
 /// protocol that has them: nothing else could use them), and a protocol with a `connevents` inbox (a
 /// [`super::Relay`]) gets a copy of every message on the CSA's `signal`. When the peer finishes sending, or the
 /// connection ends, the protocol gets ProducerFinished on `control`: from the CSA itself
-/// (its `CreatorFeedback` is linked to the protocol's `control`), or, for a protocol with
-/// `connevents`, from a small supervisor of that connection. Every connection's `signal` goes
+/// (which sends it straight into the protocol's `control`: a server's CSA declares no
+/// `CreatorFeedback`), or, for a protocol with `connevents`, from a small supervisor of that
+/// connection (the CSA's feedback goes straight into the supervisor's inbox). Every connection's `signal` goes
 /// to one events inbox of the server, which passes connection errors on; once the CSA and the
 /// protocol have both ended the server lets go of them. A CSA that failed (the runtime reports
 /// it on its `signal`) could not tell its protocol, so the server does: a failing CSA cannot
@@ -531,7 +534,43 @@ where
         .limits(server.limits);
     let proto = (server.factory)(info);
     let connevents = proto.boxref("connevents");
-    let csa = ConnectedSocketAdapter::for_server(stream, info.peer, role, options, links(&proto));
+    // A protocol that watches its connection (a Relay) has a supervisor of the connection's
+    // own, whose inbox takes the adapter's events; any other is told by the adapter itself.
+    let own_events = connevents
+        .is_ok()
+        .then(|| Inbox::<Control>::standalone("connection events", 16));
+    // Where the adapter says that the peer has finished or how the connection ended: sent
+    // straight there, with no `CreatorFeedback` box of its own (a store and a table entry
+    // per connection). A protocol without `control` cannot be told.
+    let feedback_to = match &own_events {
+        Some(events) => Some(events.boxref()),
+        None => proto.boxref(CONTROL).ok(),
+    };
+    let feedback = match feedback_to {
+        None => None,
+        Some(to) => {
+            Some(
+                to.sender::<Control>()
+                    .ok_or_else(|| axon::WiringError::TypeMismatch {
+                        src: axon::BoxId {
+                            owner: "ConnectedSocketAdapter".into(),
+                            name: "CreatorFeedback".into(),
+                            direction: axon::Direction::Out,
+                            message_type: std::any::type_name::<Control>(),
+                        },
+                        dst: to.id(),
+                    })?,
+            )
+        }
+    };
+    let csa = ConnectedSocketAdapter::for_server(
+        stream,
+        info.peer,
+        role,
+        options,
+        links(&proto),
+        Feedback::Into(feedback),
+    );
     if let Ok(out) = proto.boxref(OUTBOX) {
         link_refs(&out, &csa.boxref(INBOX)?)?;
     }
@@ -547,28 +586,21 @@ where
     if let Ok(r) = proto.boxref("sslready") {
         link_refs(&csa.boxref("sslready")?, &r)?;
     }
-    let supervised = match connevents {
-        // The connection tells the protocol itself, and its errors go to the server's one
-        // events inbox: nothing per connection but a watcher of its end.
-        Err(_) => {
-            link_refs(&csa.boxref(SIGNAL)?, &events.boxref())?;
-            // A protocol without `control` cannot be told (the one message waits, unread, in
-            // the CSA's own outbox).
-            if let Ok(c) = proto.boxref(CONTROL) {
-                link_refs(&csa.boxref("CreatorFeedback")?, &c)?;
-            }
-            None
-        }
+    let supervised = match (connevents, own_events) {
         // A protocol that watches its connection (a Relay) gets a copy of every event, from
         // a supervisor of the connection's own: the CSA's events in, the protocol's control
         // and `connevents` out.
-        Ok(e) => {
-            let own_events = Inbox::<Control>::standalone("connection events", 16);
+        (Ok(e), Some(own_events)) => {
             link_refs(&csa.boxref(SIGNAL)?, &own_events.boxref())?;
-            link_refs(&csa.boxref("CreatorFeedback")?, &own_events.boxref())?;
             let out = Outbox::<Control>::standalone("to protocol's connevents");
             link_refs(&out.boxref(), &e)?;
             Some((own_events, Some(out)))
+        }
+        // The connection tells the protocol itself, and its errors go to the server's one
+        // events inbox: nothing per connection but a watcher of its end.
+        _ => {
+            link_refs(&csa.boxref(SIGNAL)?, &events.boxref())?;
+            None
         }
     };
     // The connection's adapter and protocol share one task (docs/semantics.md §10).
@@ -777,25 +809,35 @@ mod tests {
     /// A server connection's adapter declares `makessl` and `sslready` only when its protocol
     /// has the box to link to them: an EchoProtocol's connection (every plaintext or TLS
     /// server's but a STARTTLS protocol's) has neither, saving two box stores per connection;
-    /// a protocol with a `makessl` outbox and an `sslready` inbox gets both.
+    /// a protocol with a `makessl` outbox and an `sslready` inbox gets both. It declares no
+    /// `CreatorFeedback`: the server gives it a sender straight into the protocol's `control`
+    /// (or its supervisor's inbox), saving another; built on its own it has one.
     #[tokio::test]
     async fn a_server_connection_declares_makessl_and_sslready_only_for_a_protocol_that_links_them()
     {
         let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
         let adapter = |proto: &Component| {
             let (pipe, _) = tokio::io::duplex(64);
+            let to_protocol = proto
+                .boxref(CONTROL)
+                .ok()
+                .and_then(|c| c.sender::<Control>());
             ConnectedSocketAdapter::for_server(
                 pipe,
                 peer,
                 None,
                 CsaOptions::default(),
                 links(proto),
+                Feedback::Into(to_protocol),
             )
         };
         let echo = EchoProtocol::new();
+        assert_eq!(box_names(&adapter(&echo)), [INBOX, CONTROL, OUTBOX, SIGNAL]);
+        let (pipe, _) = tokio::io::duplex(64);
+        let alone = ConnectedSocketAdapter::with_config(pipe, peer, None, CsaOptions::default());
         assert_eq!(
-            box_names(&adapter(&echo)),
-            [INBOX, CONTROL, OUTBOX, SIGNAL, "CreatorFeedback"]
+            box_names(&alone).last().map(String::as_str),
+            Some("CreatorFeedback")
         );
 
         let mut b = Component::build("StartTlsLike");
@@ -804,15 +846,7 @@ mod tests {
         let starttls = b.main(|_| async { Ok(()) });
         assert_eq!(
             box_names(&adapter(&starttls)),
-            [
-                INBOX,
-                CONTROL,
-                "makessl",
-                OUTBOX,
-                SIGNAL,
-                "sslready",
-                "CreatorFeedback"
-            ]
+            [INBOX, CONTROL, "makessl", OUTBOX, SIGNAL, "sslready",]
         );
     }
 
@@ -832,6 +866,7 @@ mod tests {
                 None,
                 CsaOptions::default().limits(limits),
                 links(proto),
+                Feedback::Into(None),
             );
             csa.outbox::<Bytes>(OUTBOX).unwrap()
         };

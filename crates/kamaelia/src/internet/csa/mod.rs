@@ -255,7 +255,7 @@ impl From<TlsRole> for TlsKept {
 /// | `outbox` | `Bytes` | data received |
 /// | `signal` | `Control` | errors (a failed TLS client handshake: PeerCertificates first), PeerHalfClosed, then Transferred and ShutdownCsa as notices when it ends |
 /// | `sslready` | [`SslReady`](crate::internet::SslReady) | the TLS version and cipher suite, once the handshake is done |
-/// | `CreatorFeedback` | `Control` | SocketShutdown saying how the connection ended |
+/// | `CreatorFeedback` | `Control` | SocketShutdown saying how the connection ended (a [`TcpServer`](crate::internet::TcpServer)'s CSA has none: it sends straight into its protocol's `control`) |
 ///
 /// # Shutdown
 ///
@@ -342,7 +342,7 @@ impl ConnectedSocketAdapter {
             tells_protocol: false,
             outbox_linked: false,
         };
-        Self::for_server(stream, peer, tls, options, links)
+        Self::for_server(stream, peer, tls, options, links, Feedback::Declared)
     }
 
     /// As [`ConnectedSocketAdapter::with_config`], for a server that knows what its protocol
@@ -353,6 +353,7 @@ impl ConnectedSocketAdapter {
         tls: Option<TlsRole>,
         options: CsaOptions,
         links: ServerLinks,
+        feedback: Feedback,
     ) -> Component
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -376,7 +377,10 @@ impl ConnectedSocketAdapter {
             },
             signal: b.signal_from(BOXES.signal),
             sslready: links.sslready.then(|| b.outbox_from(BOXES.sslready)),
-            feedback: Some(b.outbox_from(BOXES.feedback)),
+            feedback: match feedback {
+                Feedback::Declared => Some(b.outbox_from(BOXES.feedback)),
+                Feedback::Into(sender) => sender,
+            },
         };
         b.main(move |cx| {
             // The connection is built here and its loop is the main routine itself, so the
@@ -401,6 +405,17 @@ impl ConnectedSocketAdapter {
     }
 }
 
+/// How a server connection's adapter tells its protocol (or the protocol's supervisor) that
+/// the peer has finished or how the connection ended.
+pub(in crate::internet) enum Feedback {
+    /// Through its own `CreatorFeedback` outbox, declared, for whoever builds it to link.
+    Declared,
+    /// Straight into the inbox the server gives ([`axon::BoxRef::sender`]; none: there is
+    /// nobody to tell), with no box of its own: a server wires it once and never relinks it,
+    /// and a declared outbox linked there cost a store and a table entry per connection.
+    Into(Option<axon::Outbox<axon::Control>>),
+}
+
 /// What a server's protocol links to its connection's adapter, which declares only the boxes
 /// something can use: a box costs a store (an 80-byte block and a table entry) per connection.
 #[derive(Clone, Copy, Debug)]
@@ -412,7 +427,7 @@ pub(in crate::internet) struct ServerLinks {
     /// The protocol has an `sslready` inbox, linked from the adapter's: `sslready` is
     /// declared and says when a handshake is done. Without it the adapter has none.
     pub(in crate::internet) sslready: bool,
-    /// `CreatorFeedback` is linked to the protocol's `control` and carries one
+    /// The adapter's feedback ([`Feedback`]) goes to the protocol's `control` and carries one
     /// ProducerFinished, when the peer has finished sending or the connection has ended,
     /// instead of [`SocketShutdown`](crate::internet::SocketShutdown): the server needs no
     /// supervisor per connection to tell it.
