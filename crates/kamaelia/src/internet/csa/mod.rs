@@ -255,7 +255,11 @@ impl From<TlsRole> for TlsKept {
 /// | `outbox` | `Bytes` | data received |
 /// | `signal` | `Control` | errors (a failed TLS client handshake: PeerCertificates first), PeerHalfClosed, then Transferred and ShutdownCsa as notices when it ends |
 /// | `sslready` | [`SslReady`](crate::internet::SslReady) | the TLS version and cipher suite, once the handshake is done |
-/// | `CreatorFeedback` | `Control` | SocketShutdown saying how the connection ended (a [`TcpServer`](crate::internet::TcpServer)'s CSA has none: it sends straight into its protocol's `control`) |
+/// | `CreatorFeedback` | `Control` | SocketShutdown saying how the connection ended |
+///
+/// A [`TcpServer`](crate::internet::TcpServer)'s connection has no `CreatorFeedback`: the
+/// server gives it a sender straight into its protocol's `control` instead (and declares
+/// `makessl` and `sslready` only for a protocol that has them).
 ///
 /// # Shutdown
 ///
