@@ -106,7 +106,10 @@ static STANDALONE: AtomicU64 = AtomicU64::new(1);
 
 fn standalone<T: Message>(name: &str, direction: Direction, capacity: usize) -> Arc<Store<T>> {
     let n = STANDALONE.fetch_add(1, Ordering::Relaxed);
-    let owner = crate::owners::Owner::new(format!("standalone#{n}").into());
+    let owner = crate::owners::Owner::new(crate::component::Label::new(
+        crate::spec::shared_name("standalone"),
+        n,
+    ));
     // Shared with every standalone box of that name (a server makes one per connection).
     let meta = crate::spec::shared_meta(name, "");
     Store::new(owner, meta, direction, capacity, false)

@@ -28,6 +28,79 @@ pub(crate) type Body = Box<dyn FnOnce(Context) -> MainFuture + Send + 'static>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ComponentId(pub u64);
 
+/// A component's label, `Kind#id` (e.g. `TcpClient#12`): unique within the process.
+///
+/// Put together when it is shown, from the component's kind and id: a component keeps its
+/// kind, shared with every component of that kind, and its id, not a string of its own (a
+/// label of its own was a 48- or 64-byte block per component, per connection). Cloning it
+/// allocates nothing; [`Label::to_string`](ToString::to_string) or `Arc<str>::from` makes the
+/// text.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Label {
+    kind: Arc<str>,
+    id: u64,
+}
+
+impl Label {
+    pub(crate) fn new(kind: Arc<str>, id: u64) -> Label {
+        Label { kind, id }
+    }
+
+    /// The component's kind, e.g. `"TcpClient"`.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The component's id.
+    pub fn id(&self) -> ComponentId {
+        ComponentId(self.id)
+    }
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.kind, self.id)
+    }
+}
+
+impl fmt::Debug for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_string(), f)
+    }
+}
+
+impl From<&Label> for Arc<str> {
+    fn from(label: &Label) -> Arc<str> {
+        label.to_string().into()
+    }
+}
+
+impl From<Label> for Arc<str> {
+    fn from(label: Label) -> Arc<str> {
+        Arc::from(&label)
+    }
+}
+
+impl From<Label> for String {
+    fn from(label: Label) -> String {
+        label.to_string()
+    }
+}
+
+impl PartialEq<str> for Label {
+    fn eq(&self, other: &str) -> bool {
+        other
+            .rsplit_once('#')
+            .is_some_and(|(kind, id)| kind == &*self.kind && id.parse() == Ok(self.id))
+    }
+}
+
+impl PartialEq<&str> for Label {
+    fn eq(&self, other: &&str) -> bool {
+        self == *other
+    }
+}
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A component that has been built but not yet activated: its boxes exist (so it can be linked)
@@ -54,7 +127,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// # assert_eq!(c.boxes().count(), 3);
 /// ```
 ///
-/// A built component is five words (its kind is read from its label, a wiring error is
+/// A built component is five words (its kind and label are its block's, a wiring error is
 /// boxed): a [`crate::Group`] holds its members until they are activated, often on another
 /// thread than the one that built them.
 pub struct Component {
@@ -73,7 +146,9 @@ pub struct Component {
 /// runs, its handles, the scheduler's record of the live components): one allocation.
 pub(crate) struct Core {
     pub(crate) id: ComponentId,
-    pub(crate) label: Arc<str>,
+    /// Its kind, shared with every component of that kind: its label is put together from
+    /// this and the id when shown ([`Label`]).
+    pub(crate) kind: Arc<str>,
     /// Declared once, never copied.
     pub(crate) boxes: Box<[Declared]>,
     /// How it ended, once it has; until then the tasks waiting for that.
@@ -86,7 +161,7 @@ pub(crate) struct Core {
 impl fmt::Debug for Component {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Component")
-            .field("label", &self.core.label)
+            .field("label", &self.core.label())
             .field(
                 "boxes",
                 &self
@@ -103,7 +178,7 @@ impl fmt::Debug for Component {
 
 /// Declares a component's boxes, then takes its main routine. See [`Component::build`].
 pub struct ComponentBuilder {
-    label: Arc<str>,
+    kind: Arc<str>,
     /// The label as its boxes name it (see `owners.rs`).
     owner: Owner,
     id: ComponentId,
@@ -116,11 +191,13 @@ impl Component {
     /// Starts declaring a component called `name` (its kind, e.g. `"TcpClient"`).
     pub fn build(name: impl Into<Arc<str>>) -> ComponentBuilder {
         let name: Arc<str> = name.into();
+        // Shared with every component of this kind (a connection's components are built a
+        // hundred thousand times over).
+        let kind = crate::spec::shared_name(&name);
         let id = ComponentId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
-        let label: Arc<str> = format!("{name}#{}", id.0).into();
         ComponentBuilder {
-            owner: Owner::new(label.clone()),
-            label,
+            owner: Owner::new(Label::new(kind.clone(), id.0)),
+            kind,
             id,
             boxes: Vec::new(),
             error: None,
@@ -130,14 +207,12 @@ impl Component {
 
     /// The component's kind, e.g. `"Pipeline"`.
     pub fn name(&self) -> &str {
-        // The label is `Name#id`; a kind may itself hold a `#`, the id never does.
-        let label = &*self.core.label;
-        label.rsplit_once('#').map_or(label, |(name, _)| name)
+        &self.core.kind
     }
 
     /// The component's unique label, `Name#id`.
-    pub fn label(&self) -> &str {
-        &self.core.label
+    pub fn label(&self) -> Label {
+        self.core.label()
     }
 
     /// Its id.
@@ -152,7 +227,7 @@ impl Component {
 
     /// The box called `name`, for linking.
     pub fn boxref(&self, name: &str) -> Result<BoxRef, WiringError> {
-        find_box(&self.core.label, &self.core.boxes, name)
+        find_box(&self.core.label(), &self.core.boxes, name)
     }
 
     /// The typed sending end of one of this component's outboxes (to inject messages in tests
@@ -198,7 +273,18 @@ fn wrong_type<T>(r: &BoxRef) -> WiringError {
     }
 }
 
-pub(crate) fn find_box(label: &str, boxes: &[Declared], name: &str) -> Result<BoxRef, WiringError> {
+impl Core {
+    /// The component's label, put together from its kind and id.
+    pub(crate) fn label(&self) -> Label {
+        Label::new(self.kind.clone(), self.id.0)
+    }
+}
+
+pub(crate) fn find_box(
+    label: &Label,
+    boxes: &[Declared],
+    name: &str,
+) -> Result<BoxRef, WiringError> {
     boxes
         .iter()
         .find(|d| &**d.name() == name)
@@ -213,7 +299,7 @@ pub(crate) fn find_box(label: &str, boxes: &[Declared], name: &str) -> Result<Bo
 impl fmt::Debug for ComponentBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ComponentBuilder")
-            .field("label", &self.label)
+            .field("label", &self.label())
             .field(
                 "boxes",
                 &self.boxes.iter().map(Declared::name).collect::<Vec<_>>(),
@@ -225,8 +311,8 @@ impl fmt::Debug for ComponentBuilder {
 
 impl ComponentBuilder {
     /// The label the component will have (`Name#id`).
-    pub fn label(&self) -> &str {
-        &self.label
+    pub fn label(&self) -> Label {
+        Label::new(self.kind.clone(), self.id.0)
     }
 
     /// Makes the component, when activated on its own, run as a [`crate::Group`] of one, so
@@ -243,7 +329,7 @@ impl ComponentBuilder {
     fn new_meta(&mut self, name: &str, description: &'static str) -> Arc<BoxMeta> {
         if self.boxes.iter().any(|d| &**d.name() == name) && self.error.is_none() {
             self.error = Some(WiringError::DuplicateBox {
-                component: self.label.to_string(),
+                component: self.label().to_string(),
                 name: name.to_string(),
             });
         }
@@ -353,7 +439,7 @@ impl ComponentBuilder {
     fn expect_name(&mut self, decl: BoxDecl, name: &str) {
         if decl.name != name {
             self.fail(WiringError::UnknownBox {
-                component: self.label.to_string(),
+                component: self.label().to_string(),
                 name: name.to_string(),
                 available: self.boxes.iter().map(|d| d.name().to_string()).collect(),
             });
@@ -384,7 +470,7 @@ impl ComponentBuilder {
 
     /// The box called `name` declared so far.
     pub fn boxref(&self, name: &str) -> Result<BoxRef, WiringError> {
-        find_box(&self.label, &self.boxes, name)
+        find_box(&self.label(), &self.boxes, name)
     }
 
     /// The wiring error recorded so far, if any.
@@ -401,7 +487,7 @@ impl ComponentBuilder {
         Component {
             core: Arc::new(Core {
                 id: self.id,
-                label: self.label,
+                kind: self.kind,
                 boxes: self.boxes.into_boxed_slice(),
                 exit: Default::default(),
                 group: std::sync::OnceLock::new(),

@@ -33,8 +33,9 @@ pub(crate) fn render(nodes: &[Node]) -> String {
         depth: usize,
     ) {
         let pad = "  ".repeat(depth);
-        let _ = writeln!(out, "{pad}subgraph \"cluster_{}\" {{", n.core.label);
-        let _ = writeln!(out, "{pad}  label={:?};", n.core.label.to_string());
+        let label = n.core.label();
+        let _ = writeln!(out, "{pad}subgraph \"cluster_{label}\" {{");
+        let _ = writeln!(out, "{pad}  label={:?};", label.to_string());
         for d in n.core.boxes.iter() {
             let r = &d.r;
             let shape = match d.direction() {

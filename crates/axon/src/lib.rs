@@ -51,7 +51,8 @@ mod watch;
 
 pub use boxes::{Inbox, Message, Outbox, SendError, TrySendError, DEFAULT_CAPACITY};
 pub use component::{
-    BoxError, Component, ComponentBuilder, ComponentId, MainResult, CONTROL, INBOX, OUTBOX, SIGNAL,
+    BoxError, Component, ComponentBuilder, ComponentId, Label, MainResult, CONTROL, INBOX, OUTBOX,
+    SIGNAL,
 };
 pub use control::{Control, Detail, ErrorMessage, Payload};
 pub use group::Group;

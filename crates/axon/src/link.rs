@@ -71,6 +71,22 @@ impl BoxRef {
     pub(crate) fn message_type_name(&self) -> &'static str {
         self.store.message_type_name()
     }
+
+    /// A way to send straight into this inbox, if it is an inbox of `T`: an [`Outbox`] handle
+    /// with no box of its own. It is declared by no component, shown in no graph and cannot be
+    /// linked anywhere else: its sends always land in this inbox (through the inbox's own
+    /// passthrough link, if it has one), as if from an outbox linked to it for good, with the
+    /// inbox's capacity, byte bound and end (§2, §3). Its [`Outbox::id`] and
+    /// [`Outbox::boxref`] are the inbox's. For a sender wired once and never relinked, where
+    /// a box of its own would cost a store per use (a server telling each connection's
+    /// protocol how the connection ended).
+    pub fn sender<T: Message>(&self) -> Option<Outbox<T>> {
+        if self.direction() != Direction::In {
+            return None;
+        }
+        let store = self.store.clone().as_any().downcast().ok()?;
+        Some(Outbox { store })
+    }
 }
 
 impl fmt::Debug for BoxRef {
@@ -273,4 +289,31 @@ pub fn link<T: Message>(src: &Outbox<T>, dst: &Inbox<T>) -> Result<Link, WiringE
 /// Removes whatever link leaves `src`, returning where it went.
 pub fn unlink(src: &BoxRef) -> Option<BoxId> {
     src.store.clone().unlink_erased()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sender straight into an inbox has no box of its own: what it sends lands in the
+    /// inbox, in order, and only an inbox of its message type gives one.
+    #[test]
+    fn a_sender_into_an_inbox_delivers_there_and_has_no_box_of_its_own() {
+        let inbox = Inbox::<u64>::standalone("in", 4);
+        let r = inbox.boxref();
+        let tx = r
+            .sender::<u64>()
+            .unwrap_or_else(|| panic!("an inbox of u64"));
+        assert!(tx.try_send(1).is_ok() && tx.try_send(2).is_ok());
+        assert_eq!((inbox.try_recv(), inbox.try_recv()), (Some(1), Some(2)));
+        assert_eq!(tx.id(), inbox.id(), "its id is the inbox's");
+        assert!(r.sender::<String>().is_none(), "another type");
+        let out = Outbox::<u64>::standalone("out");
+        assert!(out.boxref().sender::<u64>().is_none(), "not an inbox");
+        inbox.close();
+        assert!(matches!(
+            tx.try_send(3),
+            Err(crate::TrySendError::Closed(3))
+        ));
+    }
 }

@@ -6,7 +6,8 @@
 //! in a table slot, counted by the boxes (and the builder) that name it, and a box holds the
 //! slot's 4-byte index: [`Owner`]. The slot is freed when the last of them goes, so the table
 //! holds the labels of the owners alive now, not of every owner there ever was; its slot array
-//! (24 bytes a slot) stays at the most owners alive at once, reused from a free list.
+//! (32 bytes a slot: the label is the owner's kind, shared with every component of that
+//! kind, and its id) stays at the most owners alive at once, reused from a free list.
 //!
 //! Cost: one process-wide lock, taken when a component or a box is made or dropped, when a
 //! link is made or undone, and when a label is read; never per message (a push, a pop or a
@@ -14,9 +15,11 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::component::Label;
+
 /// A slot of the table: a label and how many [`Owner`]s name it, or a link in the free list.
 enum Slot {
-    Used { label: Arc<str>, count: u32 },
+    Used { label: Label, count: u32 },
     Free { next: u32 },
 }
 
@@ -43,7 +46,7 @@ fn table() -> MutexGuard<'static, Table> {
     let mut t = TABLE.lock().unwrap_or_else(|e| e.into_inner());
     if t.slots.is_empty() {
         t.slots.push(Slot::Used {
-            label: "(owner not kept)#0".into(),
+            label: Label::new(crate::spec::shared_name("(owner not kept)"), 0),
             count: 1,
         });
     }
@@ -57,7 +60,7 @@ pub(crate) struct Owner(u32);
 
 impl Owner {
     /// A new slot holding `label`, named once (by the returned `Owner`).
-    pub(crate) fn new(label: Arc<str>) -> Owner {
+    pub(crate) fn new(label: Label) -> Owner {
         let mut t = table();
         let i = t.free;
         if let Some(slot) = t.slots.get_mut(i as usize) {
@@ -82,7 +85,7 @@ impl Owner {
     /// The owner's label, `Name#id`.
     pub(crate) fn label(&self) -> Arc<str> {
         match table().slots.get(self.0 as usize) {
-            Some(Slot::Used { label, .. }) => label.clone(),
+            Some(Slot::Used { label, .. }) => label.into(),
             // Cannot happen: a slot is freed only once no `Owner` names it.
             _ => "(owner not kept)#0".into(),
         }
@@ -112,8 +115,8 @@ impl Drop for Owner {
         if let Slot::Used { count, .. } = slot {
             match *count {
                 1 => {
-                    // The label goes with the slot (while the component lives, the component
-                    // still holds it, so this only takes the slot back).
+                    // The label goes with the slot (its kind is shared with every component of
+                    // that kind, so this only takes the slot back).
                     *slot = Slot::Free { next: free };
                     t.free = self.0;
                 }
@@ -134,17 +137,21 @@ impl std::fmt::Debug for Owner {
 mod tests {
     use super::*;
 
+    fn label(kind: &str, id: u64) -> Label {
+        Label::new(kind.into(), id)
+    }
+
     /// A slot is taken back once the last owner naming it goes, and reused.
     #[test]
     fn slots_are_counted_and_reused() {
-        let a = Owner::new("A#1".into());
+        let a = Owner::new(label("A", 1));
         let a2 = a.clone();
         assert_eq!(&*a2.label(), "A#1");
         drop(a);
         assert_eq!(&*a2.label(), "A#1", "still named by a2");
         drop(a2);
         // Other tests may take the freed slot first; whichever slot is given, it holds B.
-        let b = Owner::new("B#2".into());
+        let b = Owner::new(label("B", 2));
         assert_eq!(&*b.label(), "B#2");
     }
 
@@ -156,8 +163,8 @@ mod tests {
             .map(|t| {
                 std::thread::spawn(move || {
                     for i in 0..2000 {
+                        let a = Owner::new(label(&format!("T{t}"), i));
                         let label = format!("T{t}#{i}");
-                        let a = Owner::new(label.as_str().into());
                         let b = a.clone();
                         drop(a);
                         assert_eq!(&*b.label(), label);
@@ -176,7 +183,7 @@ mod tests {
     #[test]
     fn the_table_does_not_grow_with_owners_come_and_gone() {
         for i in 0..10_000 {
-            drop(Owner::new(format!("R#{i}").into()));
+            drop(Owner::new(label("R", i)));
         }
         let slots = table().slots.len();
         assert!(

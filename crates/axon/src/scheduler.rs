@@ -1,6 +1,6 @@
 //! Activation and run-to-completion: Axon's scheduler contract on tokio.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -11,7 +11,9 @@ use std::task::Poll;
 use tokio::sync::Notify;
 
 use crate::boxes::Outbox;
-use crate::component::{Body, BoxError, Component, ComponentId, Core, MainFuture, CONTROL, SIGNAL};
+use crate::component::{
+    Body, BoxError, Component, ComponentId, Core, Label, MainFuture, CONTROL, SIGNAL,
+};
 use crate::control::{Control, ErrorMessage};
 use crate::group::{Group, GroupTask};
 use crate::link::{BoxRef, WiringError};
@@ -74,7 +76,10 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    live: BTreeMap<ComponentId, Record>,
+    /// The live components, found by id. A hash set of 16-byte records (one byte more each
+    /// for the table's control bytes): a B-tree keyed by id held about 48 bytes a component,
+    /// its nodes half full as ids come in order.
+    live: HashSet<Record, std::hash::BuildHasherDefault<IdHasher>>,
     /// Activated before a tokio runtime existed: started by [`Scheduler::run`].
     pending: Vec<(Component, Option<Arc<GroupTask>>)>,
     /// The most recent failures, as text (see [`RunReport`]); at most [`RECENT_FAILURES`].
@@ -89,11 +94,56 @@ struct State {
 pub const RECENT_FAILURES: usize = 64;
 
 /// A live component: its parent, and the block its handles share (16 bytes: one is kept per
-/// live component).
+/// live component). Found by its component's id, read from the block.
 struct Record {
     /// The parent's id (ids start at 1).
     parent: Option<std::num::NonZeroU64>,
     core: Arc<Core>,
+}
+
+impl std::borrow::Borrow<ComponentId> for Record {
+    fn borrow(&self) -> &ComponentId {
+        &self.core.id
+    }
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Record) -> bool {
+        self.core.id == other.core.id
+    }
+}
+
+impl Eq for Record {}
+
+impl std::hash::Hash for Record {
+    // As its id hashes, so that it is found by id.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.core.id.hash(state)
+    }
+}
+
+/// Hashes a component id: ids are distinct numbers handed out in order, so one multiplication
+/// by an odd constant spreads them over the table (its high bits too, which pick the control
+/// byte). No one chooses ids, so no defence against chosen keys is needed.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (a `ComponentId` hashes its one u64); this keeps any other
+        // use correct.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -238,7 +288,7 @@ impl fmt::Debug for Scheduler {
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
-            .field("component", &self.core.label)
+            .field("component", &self.core.label())
             .finish_non_exhaustive()
     }
 }
@@ -288,8 +338,8 @@ impl Context {
     }
 
     /// This component's label.
-    pub fn label(&self) -> &Arc<str> {
-        &self.core.label
+    pub fn label(&self) -> Label {
+        self.core.label()
     }
 
     /// This component's id.
@@ -391,9 +441,10 @@ impl Scheduler {
     pub fn shutdown_all(&self) {
         let tops: Vec<BoxRef> = {
             let st = lock(&self.inner.state);
-            st.live
-                .values()
-                .filter(|r| r.parent.is_none())
+            let mut tops: Vec<&Record> = st.live.iter().filter(|r| r.parent.is_none()).collect();
+            // In the order they were built, as before (the set has no order).
+            tops.sort_unstable_by_key(|r| r.core.id);
+            tops.into_iter()
                 .filter_map(|r| control_of(&r.core.boxes))
                 .collect()
         };
@@ -405,15 +456,17 @@ impl Scheduler {
     /// The live graph of components, boxes and links as Graphviz DOT text.
     pub fn graph_dot(&self) -> String {
         let st = lock(&self.inner.state);
-        let comps: Vec<crate::graph::Node> = st
+        let mut comps: Vec<crate::graph::Node> = st
             .live
-            .values()
+            .iter()
             .map(|r| crate::graph::Node {
                 parent: r.parent.map(|p| ComponentId(p.get())),
                 core: r.core.clone(),
             })
             .collect();
         drop(st);
+        // In the order they were built (the set has no order).
+        comps.sort_unstable_by_key(|n| n.core.id);
         crate::graph::render(&comps)
     }
 
@@ -445,14 +498,11 @@ impl Scheduler {
         {
             let mut st = lock(&self.inner.state);
             st.activated += 1;
-            st.live.insert(
-                core.id,
-                Record {
-                    // Ids start at 1 (`NEXT_ID`), so every parent has a non-zero one.
-                    parent: parent.and_then(|p| std::num::NonZeroU64::new(p.0)),
-                    core: core.clone(),
-                },
-            );
+            st.live.insert(Record {
+                // Ids start at 1 (`NEXT_ID`), so every parent has a non-zero one.
+                parent: parent.and_then(|p| std::num::NonZeroU64::new(p.0)),
+                core: core.clone(),
+            });
             if tokio::runtime::Handle::try_current().is_err() {
                 st.pending.push((component, group));
                 drop(st);
@@ -508,10 +558,11 @@ impl Scheduler {
     }
 
     fn finish(&self, core: &Core, failure: Option<FailureKind>) {
-        let label = &core.label;
+        // Put together only when shown (a failure, messages left undelivered).
+        let label = core.label();
         let failure = failure.map(|kind| {
             Arc::new(ComponentFailure {
-                component: label.clone(),
+                component: Arc::from(&label),
                 kind,
             })
         });
@@ -523,7 +574,7 @@ impl Scheduler {
                 .find(|d| &**d.name() == SIGNAL && d.direction() == Direction::Out)
                 .and_then(|d| d.r.outbox::<Control>())
             {
-                send_failure(&signal, label, f.clone());
+                send_failure(&signal, &f.component, f.clone());
             }
         }
         let mut undelivered = Vec::new();
@@ -681,13 +732,13 @@ impl Handle {
     }
 
     /// The component's label.
-    pub fn label(&self) -> &str {
-        &self.core.label
+    pub fn label(&self) -> Label {
+        self.core.label()
     }
 
     /// The box called `name`, for linking while the component runs.
     pub fn boxref(&self, name: &str) -> Result<BoxRef, WiringError> {
-        crate::component::find_box(&self.core.label, &self.core.boxes, name)
+        crate::component::find_box(&self.core.label(), &self.core.boxes, name)
     }
 
     /// Asks the component to stop: delivers ShutdownMicroprocess to its `control` inbox (through
@@ -713,7 +764,15 @@ impl Handle {
 
     /// Waits for the component to end and says how.
     pub async fn join(&self) -> Exit {
-        std::future::poll_fn(|cx| self.core.exit.poll(cx.waker())).await
+        std::future::poll_fn(|cx| self.poll_join(cx)).await
+    }
+
+    /// [`Handle::join`] as a poll, for a future written by hand that holds the handle itself
+    /// (a server's watcher of each connection): how the component ended, or `Pending` with
+    /// `cx`'s task noted to be woken when it has. Any number of polls, from any number of
+    /// tasks; each task is noted once.
+    pub fn poll_join(&self, cx: &mut std::task::Context<'_>) -> Poll<Exit> {
+        self.core.exit.poll(cx.waker())
     }
 }
 
@@ -724,12 +783,20 @@ impl Handle {
 #[derive(Default)]
 pub(crate) struct ExitCell(Mutex<Option<Box<ExitState>>>);
 
-/// A component's exit, or the tasks waiting for it.
+/// A component's exit, or the tasks waiting for it: 24 bytes, one 32-byte block of the
+/// allocator (a server's watcher of each connection keeps one waiting in its adapter's cell).
+// A list is one pointer here, not a Vec's three words: the state fits a 32-byte block.
+#[allow(clippy::box_collection)]
 pub(crate) enum ExitState {
     /// The first task waiting for the exit, and any others (a list allocated only for them).
-    Running(Option<std::task::Waker>, Vec<std::task::Waker>),
-    Done(Exit),
+    Running(std::task::Waker, Option<Box<Vec<std::task::Waker>>>),
+    /// How it ended ([`Exit`]): the failure, and the messages left undelivered (a list only
+    /// if there were any).
+    Done(Option<Arc<ComponentFailure>>, Option<Box<LeftUndelivered>>),
 }
+
+/// [`Exit::undelivered`].
+type LeftUndelivered = Vec<(Arc<str>, usize)>;
 
 impl ExitCell {
     fn lock(&self) -> MutexGuard<'_, Option<Box<ExitState>>> {
@@ -738,34 +805,46 @@ impl ExitCell {
     }
 
     fn set(&self, exit: Exit) {
-        let state = self.lock().replace(Box::new(ExitState::Done(exit)));
+        let Exit {
+            failure,
+            undelivered,
+        } = exit;
+        let undelivered = (!undelivered.is_empty()).then(|| Box::new(undelivered));
+        let state = self
+            .lock()
+            .replace(Box::new(ExitState::Done(failure, undelivered)));
         if let Some(ExitState::Running(first, rest)) = state.map(|b| *b) {
-            first
-                .into_iter()
-                .chain(rest)
+            first.wake();
+            rest.into_iter()
+                .flat_map(|r| *r)
                 .for_each(std::task::Waker::wake);
         }
     }
 
     fn is_done(&self) -> bool {
-        matches!(self.lock().as_deref(), Some(ExitState::Done(_)))
+        matches!(self.lock().as_deref(), Some(ExitState::Done(..)))
     }
 
     /// The exit, or `Pending` with `waker` noted to be woken when there is one.
     fn poll(&self, waker: &std::task::Waker) -> Poll<Exit> {
         let mut g = self.lock();
-        match g
-            .get_or_insert_with(|| Box::new(ExitState::Running(None, Vec::new())))
-            .as_mut()
-        {
-            ExitState::Done(e) => Poll::Ready(e.clone()),
-            ExitState::Running(first @ None, _) => {
-                *first = Some(waker.clone());
+        match g.as_deref_mut() {
+            None => {
+                *g = Some(Box::new(ExitState::Running(waker.clone(), None)));
                 Poll::Pending
             }
-            ExitState::Running(Some(first), rest) => {
-                if !first.will_wake(waker) && !rest.iter().any(|w| w.will_wake(waker)) {
-                    rest.push(waker.clone());
+            Some(ExitState::Done(failure, undelivered)) => Poll::Ready(Exit {
+                failure: failure.clone(),
+                undelivered: undelivered.as_deref().cloned().unwrap_or_default(),
+            }),
+            Some(ExitState::Running(first, rest)) => {
+                let known = first.will_wake(waker)
+                    || rest
+                        .as_ref()
+                        .is_some_and(|r| r.iter().any(|w| w.will_wake(waker)));
+                if !known {
+                    rest.get_or_insert_with(Default::default)
+                        .push(waker.clone());
                 }
                 Poll::Pending
             }
@@ -775,7 +854,7 @@ impl ExitCell {
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Handle({})", self.core.label)
+        write!(f, "Handle({})", self.core.label())
     }
 }
 
@@ -891,8 +970,8 @@ mod tests {
         assert!(size_of::<Record>() <= 16);
     }
 
-    /// A component built and not yet activated is five words (its kind read from its label,
-    /// its rare wiring error boxed): a program holds many of them at once, in groups' lists
+    /// A component built and not yet activated is five words (its rare wiring error boxed):
+    /// a program holds many of them at once, in groups' lists
     /// freed at activation, often on another thread, where their room is a hole in the
     /// builder's heap.
     #[test]
@@ -901,7 +980,7 @@ mod tests {
         assert!(size <= 40, "Component: {size} bytes");
     }
 
-    /// A component one task waits for (a supervisor's join) holds one 48-byte block for it
+    /// A component one task waits for (a supervisor's join) holds one 32-byte block for it
     /// (the state, with that task's waker inline), and no list of waiters: more are listed
     /// only past the first, and every one of them is woken at the end.
     #[test]
@@ -914,7 +993,8 @@ mod tests {
                 self.0.fetch_add(1, Ordering::Relaxed);
             }
         }
-        assert!(std::mem::size_of::<ExitState>() + std::mem::size_of::<usize>() <= 48);
+        // One 32-byte block of the allocator (24 bytes or less).
+        assert!(std::mem::size_of::<ExitState>() <= 24);
         let cell = ExitCell::default();
         let (a, b) = (
             Arc::new(Count(AtomicUsize::new(0))),
@@ -927,7 +1007,7 @@ mod tests {
         assert!(cell.poll(&wa).is_pending() && cell.poll(&wa).is_pending());
         assert!(matches!(
             cell.lock().as_deref(),
-            Some(ExitState::Running(Some(_), rest)) if rest.capacity() == 0
+            Some(ExitState::Running(_, None))
         ));
         assert!(cell.poll(&wb).is_pending());
         cell.set(Exit {
@@ -937,5 +1017,53 @@ mod tests {
         assert_eq!(a.0.load(Ordering::Relaxed), 1);
         assert_eq!(b.0.load(Ordering::Relaxed), 1);
         assert!(cell.poll(&wa).is_ready() && cell.is_done());
+    }
+
+    /// A component keeps its kind and id, not a label string of its own (a 48- or 64-byte
+    /// block per component, per connection): components of one kind share one kind, and the
+    /// label `Kind#id` is put together when it is shown.
+    #[test]
+    fn a_component_holds_no_label_of_its_own() {
+        let a = Component::build("Labelled").main(|_| async { Ok(()) });
+        let b = Component::build(String::from("Labelled")).main(|_| async { Ok(()) });
+        assert!(Arc::ptr_eq(&a.core.kind, &b.core.kind));
+        assert_eq!(a.label().to_string(), format!("Labelled#{}", a.id().0));
+        assert!(a.label() == format!("Labelled#{}", a.id().0).as_str());
+        assert!(a.label() != b.label() && a.label().kind() == "Labelled");
+        assert_eq!(
+            &*Arc::<str>::from(b.label()),
+            format!("Labelled#{}", b.id().0)
+        );
+    }
+
+    /// The scheduler's record of a live component is a 16-byte entry in a hash set (with its
+    /// control byte and the table's spare room, under 40 bytes a component at any count), not
+    /// a B-tree's (about 48 bytes a component, its nodes half full as ids come in order).
+    /// Found again by id, in any order.
+    #[test]
+    fn the_record_of_a_live_component_stays_small() {
+        let sched = Scheduler::new();
+        let n = 1000;
+        let cores: Vec<Arc<Core>> = (0..n)
+            .map(|_| Component::build("Live").main(|_| async { Ok(()) }).core)
+            .collect();
+        {
+            let mut st = lock(&sched.inner.state);
+            for core in &cores {
+                st.live.insert(Record {
+                    parent: None,
+                    core: core.clone(),
+                });
+            }
+            // The table's buckets: at most 7 in 8 are used.
+            let buckets = (st.live.capacity() * 8 / 7).next_power_of_two();
+            let per = buckets * (std::mem::size_of::<Record>() + 1) / n;
+            eprintln!("{buckets} buckets, {per} bytes a live component");
+            assert!(per <= 39, "{per}");
+        }
+        for core in cores.iter().rev() {
+            assert!(lock(&sched.inner.state).live.remove(&core.id));
+        }
+        assert_eq!(sched.live(), 0);
     }
 }

@@ -196,7 +196,7 @@ pub(crate) enum LinkFailure {
     TypeMismatch,
 }
 
-impl<T> State<T> {
+impl<T: 'static> State<T> {
     #[inline]
     fn capacity(&self) -> usize {
         (self.bits & CAPACITY_MASK) as usize
@@ -270,7 +270,14 @@ impl<T> State<T> {
     }
 
     fn pop(&mut self) -> Option<T> {
-        let msg = self.busy.as_mut()?.queue.pop_front()?;
+        let busy = self.busy.as_mut()?;
+        let msg = busy.queue.pop_front()?;
+        // A box of control messages carries a handful in its life (a notice or two, the final
+        // message), often one at the start and then nothing for as long as a connection lasts:
+        // its room goes with its last message instead of staying (a 48-byte block).
+        if busy.queue.is_empty() && carries_control::<T>() {
+            busy.queue = VecDeque::new();
+        }
         self.weigh(&msg, false);
         Some(msg)
     }
@@ -288,6 +295,13 @@ impl<T> State<T> {
             .as_mut()
             .map_or_else(Woken::default, |b| b.take(Side::Rx))
     }
+}
+
+/// True for a box of [`crate::Control`] messages (decided when the store's code is made for
+/// `T`: no cost at run time).
+#[inline(always)]
+fn carries_control<T: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<crate::Control>()
 }
 
 /// A capacity as stored: at least 1, at most [`CAPACITY_MASK`].
@@ -793,7 +807,7 @@ mod tests {
     fn capacity_and_flags_share_a_word() {
         let meta = crate::spec::shared_meta("signal", "");
         let s = Store::<u64>::new(
-            Owner::new("c#2".into()),
+            Owner::new(crate::component::Label::new("c".into(), 2)),
             meta,
             Direction::Out,
             usize::MAX,
@@ -817,7 +831,13 @@ mod tests {
     #[test]
     fn a_capacity_past_its_bits_saturates_and_sets_no_flag() {
         let meta = crate::spec::shared_meta("inbox", "");
-        let s = Store::<u64>::new(Owner::new("c#3".into()), meta, Direction::In, 4, false);
+        let s = Store::<u64>::new(
+            Owner::new(crate::component::Label::new("c".into(), 3)),
+            meta,
+            Direction::In,
+            4,
+            false,
+        );
         for big in [1_usize << 28, (1 << 29) + 3, u32::MAX as usize, usize::MAX] {
             s.set_capacity(big);
             assert_eq!(s.capacity(), CAPACITY_MASK as usize, "{big}");
@@ -848,7 +868,13 @@ mod tests {
     fn only_a_used_box_holds_a_queue() {
         let store = |name: &str, direction| {
             let meta = crate::spec::shared_meta(name, "");
-            Store::<u64>::new(Owner::new("c#1".into()), meta, direction, 4, false)
+            Store::<u64>::new(
+                Owner::new(crate::component::Label::new("c".into(), 1)),
+                meta,
+                direction,
+                4,
+                false,
+            )
         };
         let (out, pass, inbox) = (
             store("outbox", Direction::Out),
@@ -865,5 +891,34 @@ mod tests {
         assert!(used(&inbox));
         assert_eq!(inbox.try_pop(), Some(7));
         assert_eq!(pass.byte_usage(), Some((0, 100)));
+    }
+
+    /// A box of control messages gives its queue's room back with its last message (a
+    /// connection's `control` gets a notice at its start, then nothing for its whole life); a
+    /// box of data keeps its room for the next message.
+    #[test]
+    fn a_control_box_gives_its_room_back_when_emptied() {
+        let meta = crate::spec::shared_meta("control", "");
+        let owner = || Owner::new(crate::component::Label::new("c".into(), 4));
+        let control = Store::<crate::Control>::new(owner(), meta.clone(), Direction::In, 4, false);
+        assert!(control
+            .try_push(crate::Control::producer_finished(), false)
+            .is_ok());
+        let room = |s: &Store<crate::Control>| {
+            lock(&s.state)
+                .busy
+                .as_ref()
+                .map_or(0, |b| b.queue.capacity())
+        };
+        assert_eq!(room(&control), 1);
+        assert!(control.try_pop().is_some());
+        assert_eq!(room(&control), 0, "given back");
+        let data = Store::<u64>::new(owner(), meta, Direction::In, 4, false);
+        assert!(data.try_push(7, false).is_ok());
+        assert_eq!(data.try_pop(), Some(7));
+        assert_eq!(
+            lock(&data.state).busy.as_ref().map(|b| b.queue.capacity()),
+            Some(1)
+        );
     }
 }

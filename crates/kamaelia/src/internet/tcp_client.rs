@@ -550,7 +550,7 @@ where
 
 /// Ends a client-shaped component that never got its stream: passes the error on (if any),
 /// refuses and counts what was queued, and sends the final message.
-pub(super) async fn end_unconnected(b: &Boxes, label: Arc<str>, failure: Option<TcpError>) {
+pub(super) async fn end_unconnected(b: &Boxes, label: axon::Label, failure: Option<TcpError>) {
     match failure {
         None => {
             let (dropped_messages, dropped_bytes) = drop_queued(&b.inbox, &b.signal).await;

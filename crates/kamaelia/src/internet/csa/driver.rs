@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use axon::{Control, ControlWatch, Inbox, Outbox};
+use axon::{Control, ControlWatch, Inbox, Label, Outbox};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -49,7 +49,7 @@ pub(in crate::internet) struct Boxes {
 
 /// One connection being driven.
 pub(in crate::internet) struct Connection<S> {
-    label: Arc<str>,
+    label: Label,
     b: Boxes,
     peer: SocketAddr,
     /// Boxed: used once, by the few connections that switch to TLS.
@@ -92,7 +92,7 @@ where
 {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        label: Arc<str>,
+        label: Label,
         b: Boxes,
         stream: S,
         peer: SocketAddr,
@@ -995,7 +995,7 @@ mod tests {
         };
         let state = State::new(OnFinish::Close, Default::default());
         let conn = Connection::new(
-            "csa".into(),
+            axon::Component::build("csa").label(),
             b,
             ours,
             peer,

@@ -257,6 +257,10 @@ impl From<TlsRole> for TlsKept {
 /// | `sslready` | [`SslReady`](crate::internet::SslReady) | the TLS version and cipher suite, once the handshake is done |
 /// | `CreatorFeedback` | `Control` | SocketShutdown saying how the connection ended |
 ///
+/// A [`TcpServer`](crate::internet::TcpServer)'s connection has no `CreatorFeedback`: the
+/// server gives it a sender straight into its protocol's `control` instead (and declares
+/// `makessl` and `sslready` only for a protocol that has them).
+///
 /// # Shutdown
 ///
 /// ProducerFinished: everything queued in `inbox` is written, then the write side is shut (TLS:
@@ -340,8 +344,9 @@ impl ConnectedSocketAdapter {
             makessl: true,
             sslready: true,
             tells_protocol: false,
+            outbox_linked: false,
         };
-        Self::for_server(stream, peer, tls, options, links)
+        Self::for_server(stream, peer, tls, options, links, Feedback::Declared)
     }
 
     /// As [`ConnectedSocketAdapter::with_config`], for a server that knows what its protocol
@@ -352,6 +357,7 @@ impl ConnectedSocketAdapter {
         tls: Option<TlsRole>,
         options: CsaOptions,
         links: ServerLinks,
+        feedback: Feedback,
     ) -> Component
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -363,12 +369,22 @@ impl ConnectedSocketAdapter {
             inbox: b.inbox_from(BOXES.inbox).limit_bytes(limits.send_bytes),
             control: b.control_from(BOXES.control),
             makessl: links.makessl.then(|| b.inbox_from(BOXES.makessl)),
-            outbox: b
-                .outbox_from(BOXES.outbox)
-                .limit_bytes(limits.receive_bytes),
+            // Bounded in bytes for what it keeps while unlinked; once linked, the bound of the
+            // inbox it is linked to applies. An outbox the server links before the connection
+            // starts, and nothing can unlink, never keeps anything: no bound (a 32-byte block
+            // per connection).
+            outbox: if links.outbox_linked {
+                b.outbox_from(BOXES.outbox)
+            } else {
+                b.outbox_from(BOXES.outbox)
+                    .limit_bytes(limits.receive_bytes)
+            },
             signal: b.signal_from(BOXES.signal),
             sslready: links.sslready.then(|| b.outbox_from(BOXES.sslready)),
-            feedback: Some(b.outbox_from(BOXES.feedback)),
+            feedback: match feedback {
+                Feedback::Declared => Some(b.outbox_from(BOXES.feedback)),
+                Feedback::Into(sender) => sender,
+            },
         };
         b.main(move |cx| {
             // The connection is built here and its loop is the main routine itself, so the
@@ -393,6 +409,17 @@ impl ConnectedSocketAdapter {
     }
 }
 
+/// How a server connection's adapter tells its protocol (or the protocol's supervisor) that
+/// the peer has finished or how the connection ended.
+pub(in crate::internet) enum Feedback {
+    /// Through its own `CreatorFeedback` outbox, declared, for whoever builds it to link.
+    Declared,
+    /// Straight into the inbox the server gives ([`axon::BoxRef::sender`]; none: there is
+    /// nobody to tell), with no box of its own: a server wires it once and never relinks it,
+    /// and a declared outbox linked there cost a store and a table entry per connection.
+    Into(Option<axon::Outbox<axon::Control>>),
+}
+
 /// What a server's protocol links to its connection's adapter, which declares only the boxes
 /// something can use: a box costs a store (an 80-byte block and a table entry) per connection.
 #[derive(Clone, Copy, Debug)]
@@ -404,11 +431,16 @@ pub(in crate::internet) struct ServerLinks {
     /// The protocol has an `sslready` inbox, linked from the adapter's: `sslready` is
     /// declared and says when a handshake is done. Without it the adapter has none.
     pub(in crate::internet) sslready: bool,
-    /// `CreatorFeedback` is linked to the protocol's `control` and carries one
+    /// The adapter's feedback ([`Feedback`]) goes to the protocol's `control` and carries one
     /// ProducerFinished, when the peer has finished sending or the connection has ended,
     /// instead of [`SocketShutdown`](crate::internet::SocketShutdown): the server needs no
     /// supervisor per connection to tell it.
     pub(in crate::internet) tells_protocol: bool,
+    /// The protocol has an `inbox`: the adapter's `outbox` is linked to it before the
+    /// connection starts, and only the server holds the adapter's boxes, so nothing can
+    /// unlink it. It then keeps nothing itself and needs no byte bound of its own (the
+    /// protocol's inbox's bound applies); without it, it is bounded, as for any adapter.
+    pub(in crate::internet) outbox_linked: bool,
 }
 
 /// A connection over `stream` driven with `boxes`, set up by `options` (all but `tls_first`,
@@ -416,7 +448,7 @@ pub(in crate::internet) struct ServerLinks {
 /// drives its connection itself (`TcpClient`, `SingleServer`, `UnixClient`: one component,
 /// one set of boxes, one future per connection).
 pub(in crate::internet) fn connection<S>(
-    label: Arc<str>,
+    label: axon::Label,
     boxes: Boxes,
     stream: S,
     peer: SocketAddr,

@@ -107,7 +107,7 @@ pub(crate) fn component<D: ServerDialogue>(
     let makessl = b.outbox_from::<MakeSsl>(BOXES.makessl);
     let sslready = b.inbox_from::<SslReady>(BOXES.sslready);
     b.main(move |cx| async move {
-        let label = cx.label().clone();
+        let label: std::sync::Arc<str> = cx.label().into();
         let (timed_out, too_long) = (proto.timed_out(), proto.too_long());
         let fail = |e: DialogueError, reply: &'static [u8]| {
             drop_client(&outbox, &signal, label.clone(), e, reply)

@@ -177,7 +177,7 @@ fn layer<D: ServerDialogue>(
     let mut b = Component::build(name);
     let boxes = Boxes::declare(&mut b, &BOXES);
     b.main(move |cx| async move {
-        let label = cx.label().clone();
+        let label: std::sync::Arc<str> = cx.label().into();
         // Sends fail only when nobody is linked, which a wired layer always is.
         let _ = run(proto, peer, plaintext_limit, boxes, label).await;
         Ok(())
