@@ -398,62 +398,60 @@ fn poll_members(
     cx: &mut TaskContext<'_>,
     current: usize,
 ) -> Poll<()> {
-    {
-        group.task.register(cx.waker());
-        group.flags.fetch_or(RUNNING, Ordering::AcqRel);
-        let mut rounds = 0;
-        // Members seen waiting under the lock, whose INCOMING may not be noted yet.
-        let mut handed_over = false;
-        loop {
-            // Takes what was noted, leaving RUNNING set.
-            let flags = group.flags.fetch_and(RUNNING, Ordering::AcqRel) & !RUNNING;
-            let mut woken = flags & !INCOMING;
-            if flags & INCOMING != 0 || std::mem::take(&mut handed_over) {
-                let incoming = group.lock().incoming.take().map_or_else(Vec::new, |b| *b);
-                let n = incoming.len();
-                for (k, life) in incoming.into_iter().enumerate() {
-                    let waker = member_waker(group, life.core());
-                    woken |= bit(life.core());
-                    // The group's scheduler, from its first member (taken out of `members`
-                    // while a scheduler is the current one: see `run`).
-                    if current == 0 && members.sched.is_none() {
-                        members.sched = life.scheduler().cloned();
-                    }
-                    members.add(Member { life, waker }, n - k);
+    group.task.register(cx.waker());
+    let mut rounds = 0;
+    // Members seen waiting under the lock, whose INCOMING may not be noted yet.
+    let mut handed_over = false;
+    loop {
+        // Takes what was noted and sets RUNNING (already set after the first turn), in one
+        // atomic operation.
+        let flags = group.flags.swap(RUNNING, Ordering::AcqRel) & !RUNNING;
+        let mut woken = flags & !INCOMING;
+        if flags & INCOMING != 0 || std::mem::take(&mut handed_over) {
+            let incoming = group.lock().incoming.take().map_or_else(Vec::new, |b| *b);
+            let n = incoming.len();
+            for (k, life) in incoming.into_iter().enumerate() {
+                let waker = member_waker(group, life.core());
+                woken |= bit(life.core());
+                // The group's scheduler, from its first member (taken out of `members`
+                // while a scheduler is the current one: see `run`).
+                if current == 0 && members.sched.is_none() {
+                    members.sched = life.scheduler().cloned();
                 }
+                members.add(Member { life, waker }, n - k);
             }
-            if members.is_empty() {
-                let mut g = group.lock();
-                if g.incoming.as_ref().is_none_or(|v| v.is_empty()) {
-                    g.closed = true;
-                    return Poll::Ready(());
-                }
-                handed_over = true;
-                continue;
+        }
+        if members.is_empty() {
+            let mut g = group.lock();
+            if g.incoming.as_ref().is_none_or(|v| v.is_empty()) {
+                g.closed = true;
+                return Poll::Ready(());
             }
-            if woken == 0 {
-                // Nothing noted: stop running, unless something was noted meanwhile (its
-                // waker then saw RUNNING and left the wake-up to this loop).
-                if group
-                    .flags
-                    .compare_exchange(RUNNING, 0, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    return Poll::Pending;
-                }
-                continue;
-            }
-            if rounds == ROUNDS_PER_POLL {
-                group.flags.fetch_or(woken, Ordering::AcqRel);
-                group.flags.fetch_and(!RUNNING, Ordering::AcqRel);
-                cx.waker().wake_by_ref();
+            handed_over = true;
+            continue;
+        }
+        if woken == 0 {
+            // Nothing noted: stop running, unless something was noted meanwhile (its
+            // waker then saw RUNNING and left the wake-up to this loop).
+            if group
+                .flags
+                .compare_exchange(RUNNING, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
                 return Poll::Pending;
             }
-            rounds += 1;
-            poll_woken(&mut members.first, woken, current);
-            for slot in members.rest.iter_mut() {
-                poll_woken(slot, woken, current);
-            }
+            continue;
+        }
+        if rounds == ROUNDS_PER_POLL {
+            group.flags.fetch_or(woken, Ordering::AcqRel);
+            group.flags.fetch_and(!RUNNING, Ordering::AcqRel);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        rounds += 1;
+        poll_woken(&mut members.first, woken, current);
+        for slot in members.rest.iter_mut() {
+            poll_woken(slot, woken, current);
         }
     }
 }
