@@ -599,7 +599,9 @@ impl Life {
     /// [`Scheduler::key`] is `current` the current one: a member of that scheduler (every
     /// member, in practice) is polled as it is, without making its own the current one (one
     /// swap of the current scheduler per poll of the group, not two per member polled); any
-    /// other as [`Life`]'s `poll` does.
+    /// other as [`Life`]'s `poll` does. Inlined in the group's loop: it runs for every member
+    /// polled.
+    #[inline(always)]
     pub(crate) fn poll_member(
         &mut self,
         cx: &mut std::task::Context<'_>,
