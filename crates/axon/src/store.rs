@@ -105,6 +105,7 @@ impl<T> Busy<T> {
     /// Notes `waker` as waiting on `side`. Registered and taken under the store's lock, so a
     /// wake-up cannot be lost; woken after the lock is released.
     /// Returns true if `waker` is (now) the first waiting on `side`.
+    #[inline]
     fn register(&mut self, side: Side, waker: &Waker) -> bool {
         let first = match side {
             Side::Rx => &mut self.rx,
