@@ -139,13 +139,7 @@ impl<T: Message> Inbox<T> {
 
     /// Moves up to `max` queued messages into `out` and returns how many; waits for at least one.
     pub async fn recv_many(&self, out: &mut Vec<T>, max: usize) -> usize {
-        loop {
-            let n = self.store.pop_many(out, max.max(1));
-            if n > 0 {
-                return n;
-            }
-            poll_fn(|cx| self.store.poll_data(cx)).await;
-        }
+        poll_fn(|cx| self.store.poll_pop_many(out, max, cx)).await
     }
 
     /// Waits until a message is queued, without taking it. Cancel safe.

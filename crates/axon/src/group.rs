@@ -8,8 +8,6 @@
 //! the scheduler's run and report (docs/semantics.md §10).
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll, RawWakerVTable, Wake, Waker};
@@ -307,6 +305,9 @@ struct Member {
 struct Members {
     first: Option<Member>,
     rest: Vec<Option<Member>>,
+    /// The first member's scheduler, made the current one once per poll of the group's task
+    /// (see [`Life::poll_member`]).
+    sched: Option<Scheduler>,
 }
 
 impl Members {
@@ -332,15 +333,16 @@ impl Members {
     }
 }
 
-/// Polls the member in `slot` if `woken` notes it, and empties the slot once it has ended.
+/// Polls the member in `slot` if `woken` notes it, and empties the slot once it has ended;
+/// `current` is the key of the scheduler the group's task has made the current one.
 #[inline(always)]
-fn poll_woken(slot: &mut Option<Member>, woken: u64) {
+fn poll_woken(slot: &mut Option<Member>, woken: u64, current: usize) {
     if let Some(m) = slot {
         if woken & bit(m.life.core()) == 0 {
             return;
         }
         let mut mcx = TaskContext::from_waker(&m.waker);
-        if Pin::new(&mut m.life).poll(&mut mcx).is_ready() {
+        if m.life.poll_member(&mut mcx, current).is_ready() {
             *slot = None;
         }
     }
@@ -373,59 +375,85 @@ async fn run(group: Arc<GroupTask>) {
     let group = &close.0;
     let mut members = Members::default();
     std::future::poll_fn(|cx| {
-        group.task.register(cx.waker());
-        group.flags.fetch_or(RUNNING, Ordering::AcqRel);
-        let mut rounds = 0;
-        // Members seen waiting under the lock, whose INCOMING may not be noted yet.
-        let mut handed_over = false;
-        loop {
-            // Takes what was noted, leaving RUNNING set.
-            let flags = group.flags.fetch_and(RUNNING, Ordering::AcqRel) & !RUNNING;
-            let mut woken = flags & !INCOMING;
-            if flags & INCOMING != 0 || std::mem::take(&mut handed_over) {
-                let incoming = group.lock().incoming.take().map_or_else(Vec::new, |b| *b);
-                let n = incoming.len();
-                for (k, life) in incoming.into_iter().enumerate() {
-                    let waker = member_waker(group, life.core());
-                    woken |= bit(life.core());
-                    members.add(Member { life, waker }, n - k);
-                }
-            }
-            if members.is_empty() {
-                let mut g = group.lock();
-                if g.incoming.as_ref().is_none_or(|v| v.is_empty()) {
-                    g.closed = true;
-                    return Poll::Ready(());
-                }
-                handed_over = true;
-                continue;
-            }
-            if woken == 0 {
-                // Nothing noted: stop running, unless something was noted meanwhile (its
-                // waker then saw RUNNING and left the wake-up to this loop).
-                if group
-                    .flags
-                    .compare_exchange(RUNNING, 0, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    return Poll::Pending;
-                }
-                continue;
-            }
-            if rounds == ROUNDS_PER_POLL {
-                group.flags.fetch_or(woken, Ordering::AcqRel);
-                group.flags.fetch_and(!RUNNING, Ordering::AcqRel);
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            rounds += 1;
-            poll_woken(&mut members.first, woken);
-            for slot in members.rest.iter_mut() {
-                poll_woken(slot, woken);
-            }
+        // The members' scheduler is the current one while they are polled: made so once here
+        // (a member of another is polled as it would be alone).
+        let mut sched = members.sched.take();
+        let current = sched.as_ref().map_or(0, Scheduler::key);
+        let polled = crate::scheduler::entered(&mut sched, || {
+            poll_members(group, &mut members, cx, current)
+        });
+        if sched.is_some() {
+            members.sched = sched;
         }
+        polled
     })
     .await;
+}
+
+/// One poll of a group's task ([`run`]): polls the members that were woken and takes newcomers;
+/// ready when none is left.
+fn poll_members(
+    group: &Arc<GroupTask>,
+    members: &mut Members,
+    cx: &mut TaskContext<'_>,
+    current: usize,
+) -> Poll<()> {
+    group.task.register(cx.waker());
+    let mut rounds = 0;
+    // Members seen waiting under the lock, whose INCOMING may not be noted yet.
+    let mut handed_over = false;
+    loop {
+        // Takes what was noted and sets RUNNING (already set after the first turn), in one
+        // atomic operation.
+        let flags = group.flags.swap(RUNNING, Ordering::AcqRel) & !RUNNING;
+        let mut woken = flags & !INCOMING;
+        if flags & INCOMING != 0 || std::mem::take(&mut handed_over) {
+            let incoming = group.lock().incoming.take().map_or_else(Vec::new, |b| *b);
+            let n = incoming.len();
+            for (k, life) in incoming.into_iter().enumerate() {
+                let waker = member_waker(group, life.core());
+                woken |= bit(life.core());
+                // The group's scheduler, from its first member (taken out of `members`
+                // while a scheduler is the current one: see `run`).
+                if current == 0 && members.sched.is_none() {
+                    members.sched = life.scheduler().cloned();
+                }
+                members.add(Member { life, waker }, n - k);
+            }
+        }
+        if members.is_empty() {
+            let mut g = group.lock();
+            if g.incoming.as_ref().is_none_or(|v| v.is_empty()) {
+                g.closed = true;
+                return Poll::Ready(());
+            }
+            handed_over = true;
+            continue;
+        }
+        if woken == 0 {
+            // Nothing noted: stop running, unless something was noted meanwhile (its
+            // waker then saw RUNNING and left the wake-up to this loop).
+            if group
+                .flags
+                .compare_exchange(RUNNING, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return Poll::Pending;
+            }
+            continue;
+        }
+        if rounds == ROUNDS_PER_POLL {
+            group.flags.fetch_or(woken, Ordering::AcqRel);
+            group.flags.fetch_and(!RUNNING, Ordering::AcqRel);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        rounds += 1;
+        poll_woken(&mut members.first, woken, current);
+        for slot in members.rest.iter_mut() {
+            poll_woken(slot, woken, current);
+        }
+    }
 }
 
 #[cfg(test)]

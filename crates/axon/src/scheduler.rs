@@ -30,7 +30,7 @@ thread_local! {
 /// Runs `f` with `sched` as the current scheduler, then puts back the one before (even if `f`
 /// panics). The scheduler is moved in and out of its place, not cloned: entering costs no
 /// reference count (a shared counter every poll of every component would touch).
-fn entered<R>(sched: &mut Option<Scheduler>, f: impl FnOnce() -> R) -> R {
+pub(crate) fn entered<R>(sched: &mut Option<Scheduler>, f: impl FnOnce() -> R) -> R {
     struct Leave<'a>(&'a mut Option<Scheduler>);
     impl Drop for Leave<'_> {
         fn drop(&mut self) {
@@ -376,6 +376,11 @@ impl Scheduler {
             .unwrap_or_else(|| default_scheduler().clone())
     }
 
+    /// Which scheduler this is (never 0): equal for handles of the same scheduler.
+    pub(crate) fn key(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
     /// The service registry.
     pub fn services(&self) -> &Registry {
         &self.inner.registry
@@ -635,6 +640,30 @@ impl Life {
     pub(crate) fn core(&self) -> &Arc<Core> {
         &self.core
     }
+
+    /// Its scheduler.
+    pub(crate) fn scheduler(&self) -> Option<&Scheduler> {
+        self.sched.as_ref()
+    }
+
+    /// Polls a group member's life while its group has made the scheduler whose
+    /// [`Scheduler::key`] is `current` the current one: a member of that scheduler (every
+    /// member, in practice) is polled as it is, without making its own the current one (one
+    /// swap of the current scheduler per poll of the group, not two per member polled); any
+    /// other as [`Life`]'s `poll` does. Inlined in the group's loop: it runs for every member
+    /// polled.
+    #[inline(always)]
+    pub(crate) fn poll_member(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        current: usize,
+    ) -> Poll<()> {
+        if current != 0 && self.sched.as_ref().is_some_and(|s| s.key() == current) {
+            poll_life(&mut self.stage, &self.core, cx)
+        } else {
+            Pin::new(self).poll(cx)
+        }
+    }
 }
 
 impl Future for Life {
@@ -652,7 +681,9 @@ impl Future for Life {
     }
 }
 
-/// One poll of a component's life (see [`Life`]), with its scheduler the current one.
+/// One poll of a component's life (see [`Life`]), with its scheduler the current one. Inlined
+/// in both its callers: it runs at every poll of every component.
+#[inline(always)]
 fn poll_life(stage: &mut Stage, core: &Arc<Core>, cx: &mut std::task::Context<'_>) -> Poll<()> {
     let failure = loop {
         // The running case is polled in place: no move of the stage on every poll.

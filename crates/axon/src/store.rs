@@ -105,6 +105,7 @@ impl<T> Busy<T> {
     /// Notes `waker` as waiting on `side`. Registered and taken under the store's lock, so a
     /// wake-up cannot be lost; woken after the lock is released.
     /// Returns true if `waker` is (now) the first waiting on `side`.
+    #[inline]
     fn register(&mut self, side: Side, waker: &Waker) -> bool {
         let first = match side {
             Side::Rx => &mut self.rx,
@@ -250,6 +251,7 @@ impl<T: 'static> State<T> {
         }
     }
 
+    #[inline(always)]
     fn push(&mut self, msg: T) {
         self.weigh(&msg, true);
         let busy = self.busy();
@@ -390,32 +392,51 @@ impl<T: Send + 'static> Store<T> {
     }
 
     fn push_chain(self: &Arc<Self>, msg: T, force: bool) -> Result<(), PushError<T>> {
-        // The store reached after the first hop (the first is `self`, borrowed: no count).
-        let mut hop: Option<Arc<Self>> = None;
-        loop {
-            let cur = hop.as_ref().unwrap_or(self);
-            let mut g = lock(&cur.state);
-            if let Some(next) = g.forward.clone() {
-                drop(g);
-                hop = Some(next);
-                continue;
+        let mut g = lock(&self.state);
+        let woken = match g.forward.as_ref() {
+            None => self.push_locked(&mut g, msg, force)?,
+            Some(next) => {
+                // The usual chain, an outbox linked to an inbox: the inbox is locked while the
+                // outbox's lock is still held, so its link is followed without a count of its
+                // own (an atomic increment and decrement a send). Locks are always taken in
+                // the chain's direction (as `link_to` does), and chains have no cycles, so this
+                // cannot deadlock.
+                let mut end = lock(&next.state);
+                if end.forward.is_some() {
+                    // A longer chain (through passthroughs): one hop at a time.
+                    let next = Arc::clone(next);
+                    drop(end);
+                    drop(g);
+                    return next.push_chain(msg, force);
+                }
+                next.push_locked(&mut end, msg, force)?
             }
-            if g.has(CLOSED) {
-                return Err(PushError::Closed(msg));
-            }
-            if !force && g.is_full() {
-                let unlinked = g.has(OUT);
-                drop(g);
-                let full = hop.unwrap_or_else(|| Arc::clone(self));
-                return Err(PushError::Full(msg, full, unlinked));
-            }
-            g.push(msg);
-            cur.idle.store(0, Ordering::Release);
-            let woken = g.take_rx();
-            drop(g);
-            woken.wake();
-            return Ok(());
+        };
+        // Woken once every lock is released.
+        drop(g);
+        woken.wake();
+        Ok(())
+    }
+
+    /// Pushes `msg` into this store, the end of its chain, whose state `g` is locked, unless
+    /// it is closed or (without `force`) full. Returns the tasks to wake once the locks are
+    /// released.
+    #[inline(always)]
+    fn push_locked(
+        self: &Arc<Self>,
+        g: &mut State<T>,
+        msg: T,
+        force: bool,
+    ) -> Result<Woken, PushError<T>> {
+        if g.has(CLOSED) {
+            return Err(PushError::Closed(msg));
         }
+        if !force && g.is_full() {
+            return Err(PushError::Full(msg, Arc::clone(self), g.has(OUT)));
+        }
+        g.push(msg);
+        self.idle.store(0, Ordering::Release);
+        Ok(g.take_rx())
     }
 
     /// True if the queue is empty and `cx`'s task already waits here for a
@@ -503,6 +524,7 @@ impl<T: Send + 'static> Store<T> {
         let mut g = lock(&self.state);
         match g.pop() {
             Some(v) => {
+                self.wait_if_emptied(&mut g, cx);
                 let woken = g.take_tx();
                 drop(g);
                 woken.wake();
@@ -515,21 +537,42 @@ impl<T: Send + 'static> Store<T> {
         }
     }
 
-    /// Moves up to `max` messages into `out`; returns how many.
-    pub(crate) fn pop_many(&self, out: &mut Vec<T>, max: usize) -> usize {
-        if self.idle.load(Ordering::Acquire) != 0 {
-            return 0;
+    /// Registers `cx`'s task as waiting for a message if the queue of `g`, this store's state,
+    /// is now empty: it took the last message, and most likely waits here next. Its next look
+    /// then finds that out without the lock ([`Store::waits_here`]), as does a look for more
+    /// without waiting ([`Store::try_pop`]), instead of taking the lock to register then (a
+    /// relay's connection and echoer each looked twice a message). A task that does not come
+    /// back is woken once by the next message, for nothing.
+    #[inline(always)]
+    fn wait_if_emptied(&self, g: &mut State<T>, cx: &TaskContext<'_>) {
+        if g.len() == 0 {
+            self.wait_for_message(g, cx);
+        }
+    }
+
+    /// Moves up to `max` messages (at least one) into `out` and returns how many, or registers
+    /// `cx`'s task to be woken for the next if none is queued.
+    pub(crate) fn poll_pop_many(
+        &self,
+        out: &mut Vec<T>,
+        max: usize,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<usize> {
+        if self.waits_here(cx) {
+            return Poll::Pending;
         }
         let mut g = lock(&self.state);
-        let n = g.len().min(max);
+        let n = g.len().min(max.max(1));
         if n == 0 {
-            return 0;
+            self.wait_for_message(&mut g, cx);
+            return Poll::Pending;
         }
         out.extend(std::iter::from_fn(|| g.pop()).take(n));
+        self.wait_if_emptied(&mut g, cx);
         let woken = g.take_tx();
         drop(g);
         woken.wake();
-        n
+        Poll::Ready(n)
     }
 
     /// Ready once a message is queued (it is not taken); else registers `cx`'s task to be
@@ -611,21 +654,20 @@ impl<T: Send + 'static> Store<T> {
 
     /// The end of the chain from `self` if it is full (and open), else `None`.
     pub(crate) fn full_end(self: &Arc<Self>) -> Option<Arc<Self>> {
-        let mut cur = Arc::clone(self);
-        loop {
-            let g = lock(&cur.state);
-            match g.forward.clone() {
-                Some(next) => {
-                    drop(g);
-                    cur = next;
-                }
-                None => {
-                    let full = !g.has(CLOSED) && g.is_full();
-                    drop(g);
-                    return full.then_some(cur);
-                }
-            }
+        let g = lock(&self.state);
+        let Some(next) = g.forward.as_ref() else {
+            return (!g.has(CLOSED) && g.is_full()).then(|| Arc::clone(self));
+        };
+        // An outbox linked to an inbox, the usual chain: as in `push_chain`, the inbox is
+        // looked at under the outbox's lock, without a count of its own.
+        let end = lock(&next.state);
+        if end.forward.is_none() {
+            return (!end.has(CLOSED) && end.is_full()).then(|| Arc::clone(next));
         }
+        let next = Arc::clone(next);
+        drop(end);
+        drop(g);
+        next.full_end()
     }
 
     /// Whether following forwards from `self` ends in a closed store.
@@ -800,6 +842,45 @@ mod tests {
         let block = std::mem::size_of::<Store<u64>>() + 2 * std::mem::size_of::<usize>();
         eprintln!("Arc<Store<u64>>: {block} bytes");
         assert!(block <= 72);
+    }
+
+    /// A task that takes the last message is registered as waiting for the next at once (its
+    /// next look at the empty box then needs no lock): the next message wakes it though it has
+    /// not looked again. So does one that takes the last of several with `recv_many`.
+    #[test]
+    fn taking_the_last_message_registers_the_taker() {
+        use std::sync::atomic::AtomicUsize;
+        use std::task::Wake;
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(count.clone());
+        let mut cx = TaskContext::from_waker(&waker);
+        let inbox = crate::Inbox::<u64>::standalone("inbox", 8);
+        let store = &inbox.store;
+        assert!(store.try_push(1, false).is_ok());
+        assert_eq!(store.poll_pop(&mut cx), Poll::Ready(1));
+        assert!(store.try_push(2, false).is_ok());
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "woken without looking again"
+        );
+        assert!(store.try_push(3, false).is_ok());
+        let mut out = Vec::new();
+        assert_eq!(store.poll_pop_many(&mut out, 8, &mut cx), Poll::Ready(2));
+        assert_eq!(out, [2, 3]);
+        assert!(store.try_push(4, false).is_ok());
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        // Not emptied: no registration (4 and 5 queued, one taken).
+        assert!(store.try_push(5, false).is_ok());
+        assert_eq!(store.poll_pop(&mut cx), Poll::Ready(4));
+        assert!(store.try_push(6, false).is_ok());
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
     }
 
     /// The capacity saturates at what its bits hold, and a capacity change keeps the flags.

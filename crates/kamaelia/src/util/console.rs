@@ -8,7 +8,8 @@ use std::pin::pin;
 use std::task::{Context as TaskContext, Poll};
 
 use axon::{
-    Component, Control, ControlWatch, Inbox, Outbox, Undelivered, CONTROL, INBOX, OUTBOX, SIGNAL,
+    Component, Control, ControlWatch, Inbox, Outbox, TrySendError, Undelivered, CONTROL, INBOX,
+    OUTBOX, SIGNAL,
 };
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -342,7 +343,17 @@ impl From<ConsoleReader> for Component {
                     }
                 };
                 let Some(msg) = next else { break };
-                match watch.send(&outbox, msg).await {
+                // Sent at once when there is room (the usual case), without making the wait
+                // that [`ControlWatch::send`] is; that wait (handling `control` meanwhile) when
+                // there is none.
+                let sent = match outbox.try_send(msg) {
+                    Ok(()) => Ok(()),
+                    Err(TrySendError::Closed(_)) => Err(Undelivered::Closed),
+                    Err(TrySendError::Full(m) | TrySendError::Unlinked(m)) => {
+                        watch.send(&outbox, m).await
+                    }
+                };
+                match sent {
                     Ok(()) | Err(Undelivered::Shutdown) => {}
                     Err(Undelivered::Closed) => return Err(ConsoleError::OutboxClosed.into()),
                 }
