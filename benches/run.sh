@@ -16,9 +16,9 @@ cargo build --release --workspace
 # The `kamaelia` program measured is statically linked (glibc's crt-static), as README's install
 # line builds it: a dynamically linked one spends a third of a 1 KiB `send` (figure 5) in the
 # dynamic loader. The dynamic build is kept beside it as kamaelia-dynamic, for figure 5's rows
-# of that build; it carries crates/kamaelia-cli/build.rs's link flags, as `cargo install` does
-# (that script cannot see the `cargo rustc` flag below, so the static relink gets them too). `cargo rustc` passes the flag to the program alone (RUSTFLAGS would reach the
-# proc-macros, which cannot be static).
+# of that build; it carries crates/kamaelia-cli/build.rs's link flag (the static unwinder), as
+# `cargo install` does. `cargo rustc` passes the crt-static flag to the program alone (RUSTFLAGS
+# would reach the proc-macros, which cannot be static).
 # Both builds of the program are made from its own package alone, as `cargo install` makes them:
 # the workspace build above unifies dependencies' features across packages, so its `kamaelia`
 # has tokio's `process` feature from the suite, whose runtime then does more at every park.
@@ -27,7 +27,10 @@ bin="${CARGO_TARGET_DIR:-target}/release"
 cargo build --release -p kamaelia-yardsticks
 cargo build --release -p kamaelia-cli --bin kamaelia
 cp "$bin/kamaelia" "$bin/kamaelia-dynamic"
-cargo rustc --release -p kamaelia-cli --bin kamaelia -- -C target-feature=+crt-static
+# The build script cannot see this crt-static (it sees RUSTFLAGS, as README's install line
+# sets them), so the packed relocations it gives that build are passed here by hand.
+cargo rustc --release -p kamaelia-cli --bin kamaelia -- -C target-feature=+crt-static \
+  -C link-arg=-Wl,-z,pack-relative-relocs
 
 # Every measured program is written once more as an installer writes it (a plain sequential
 # copy): a binary as the linker leaves it takes about a quarter more page faults to start

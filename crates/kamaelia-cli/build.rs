@@ -5,11 +5,16 @@
 //! program is built with it by the same compiler, linker and flags as this package, and run;
 //! a toolchain, linker or C library that lacks it gets the program linked as before.
 //!
-//! The statically linked build (`crt-static`, README's second install line) links the unwinder
-//! statically already and gets only the packed relocations. `benches/run.sh` relinks it with
-//! `cargo rustc -- -C target-feature=+crt-static`, which this script cannot see: it then gets
-//! both flags, and the unwinder's is what `crt-static` links anyway. Nothing is added for a
-//! target other than glibc's Linux, or one this machine cannot run (the probe could not run).
+//! The dynamically linked build gets the static unwinder; the statically linked build
+//! (`crt-static`, README's second install line) links the unwinder statically already and gets
+//! the packed relocations instead. Packed relocations are kept to the static build because it
+//! carries its own start-up code: a dynamically linked program with them needs a C library
+//! with DT_RELR (glibc 2.36) wherever it runs, so one built here and copied to an older system
+//! would not start, for 1-3 page faults. `benches/run.sh` relinks the static build with
+//! `cargo rustc -- -C target-feature=+crt-static`, which this script cannot see (it then gets
+//! the unwinder's flag, which `crt-static` links anyway), so run.sh passes the packed
+//! relocations' flag itself. Nothing is added for a target other than glibc's Linux, or one
+//! this machine cannot run (the probe could not run).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -32,9 +37,9 @@ const STATIC_UNWINDER: Flag = Flag {
 /// 5,365 relative relocations (6,787 statically linked) take 1.6 KiB instead of 128 KiB of
 /// table for the loader to read at start. Instructions about the same (callgrind as above:
 /// 899,200 -> 900,407 on top of the static unwinder); page faults (`perf stat -r 300 -e
-/// page-faults`) 138 -> 128 statically linked, 1-3 fewer dynamically linked. A C library
-/// without DT_RELR refuses such a program (it names GLIBC_ABI_DT_RELR), which is why the probe
-/// runs what it built.
+/// page-faults`) 138 -> 128 statically linked, 1-3 fewer dynamically linked (not used there:
+/// see the top of this file). A C library without DT_RELR refuses a dynamically linked
+/// program with them (it names GLIBC_ABI_DT_RELR), which is why the probe runs what it built.
 const PACKED_RELOCATIONS: Flag = Flag {
     name: "packed-relocations",
     args: &["-C", "link-arg=-Wl,-z,pack-relative-relocs"],
@@ -62,20 +67,18 @@ fn main() {
     let static_crt = var("CARGO_CFG_TARGET_FEATURE")
         .split(',')
         .any(|f| f == "crt-static");
-    let flags = if static_crt {
-        vec![PACKED_RELOCATIONS]
+    let flag = if static_crt {
+        PACKED_RELOCATIONS
     } else {
-        vec![STATIC_UNWINDER, PACKED_RELOCATIONS]
+        STATIC_UNWINDER
     };
-    for flag in flags {
-        if probe(&out, &flag) {
-            println!("{}", flag.emit);
-        } else {
-            println!(
-                "cargo:warning=kamaelia: linking without {} (the toolchain or C library lacks it)",
-                flag.name
-            );
-        }
+    if probe(&out, &flag) {
+        println!("{}", flag.emit);
+    } else {
+        println!(
+            "cargo:warning=kamaelia: linking without {} (the toolchain or C library lacks it)",
+            flag.name
+        );
     }
 }
 

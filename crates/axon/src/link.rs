@@ -73,13 +73,18 @@ impl BoxRef {
     }
 
     /// A way to send straight into this inbox, if it is an inbox of `T`: an [`Outbox`] handle
-    /// with no box of its own. It is declared by no component, shown in no graph and cannot be
-    /// linked anywhere else: its sends always land in this inbox (through the inbox's own
-    /// passthrough link, if it has one), as if from an outbox linked to it for good, with the
-    /// inbox's capacity, byte bound and end (§2, §3). Its [`Outbox::id`] and
-    /// [`Outbox::boxref`] are the inbox's. For a sender wired once and never relinked, where
-    /// a box of its own would cost a store per use (a server telling each connection's
-    /// protocol how the connection ended).
+    /// with no box of its own. It is declared by no component and shown in no graph: its
+    /// sends land in this inbox (through the inbox's own passthrough link, if it has one), as
+    /// if from an outbox linked to it for good, with the inbox's capacity, byte bound and end
+    /// (§2, §3). Its [`Outbox::id`] and [`Outbox::boxref`] are the inbox's. For a sender wired
+    /// once and never relinked, where a box of its own would cost a store per use (a server
+    /// telling each connection's protocol how the connection ended).
+    ///
+    /// Use it only to send ([`Outbox::send`], [`Outbox::try_send`], [`Outbox::force_send`],
+    /// [`Outbox::ready`]). The handle *is* the inbox: linking it with [`crate::link`] would
+    /// link the inbox onward as a passthrough (its owner would receive nothing more),
+    /// [`Outbox::is_linked`] and [`Outbox::buffered`] describe the inbox (false; its queue
+    /// length) and [`Outbox::limit_bytes`] sets the inbox's byte bound.
     pub fn sender<T: Message>(&self) -> Option<Outbox<T>> {
         if self.direction() != Direction::In {
             return None;

@@ -274,9 +274,11 @@ impl<T: 'static> State<T> {
     fn pop(&mut self) -> Option<T> {
         let busy = self.busy.as_mut()?;
         let msg = busy.queue.pop_front()?;
-        // A box of control messages carries a handful in its life (a notice or two, the final
+        // A component's `control` carries a handful in its life (a notice or two, the final
         // message), often one at the start and then nothing for as long as a connection lasts:
-        // its room goes with its last message instead of staying (a 48-byte block).
+        // its room goes with its last message instead of staying (a 48-byte block). A busy box
+        // of control messages (TcpServer's events) pays an allocation per message that finds it
+        // empty; the type is all the store knows here (semantics §2).
         if busy.queue.is_empty() && carries_control::<T>() {
             busy.queue = VecDeque::new();
         }
