@@ -47,6 +47,8 @@ mod registry;
 mod scheduler;
 mod spec;
 mod store;
+#[cfg(test)]
+mod test_wakers;
 mod watch;
 
 pub use boxes::{Inbox, Message, Outbox, SendError, TrySendError, DEFAULT_CAPACITY};

@@ -1016,25 +1016,11 @@ mod tests {
     /// only past the first, and every one of them is woken at the end.
     #[test]
     fn one_join_allocates_one_block() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::task::Wake;
-        struct Count(AtomicUsize);
-        impl Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        use crate::test_wakers::WakeCount;
         // One 32-byte block of the allocator (24 bytes or less).
         assert!(std::mem::size_of::<ExitState>() <= 24);
         let cell = ExitCell::default();
-        let (a, b) = (
-            Arc::new(Count(AtomicUsize::new(0))),
-            Arc::new(Count(AtomicUsize::new(0))),
-        );
-        let (wa, wb) = (
-            std::task::Waker::from(a.clone()),
-            std::task::Waker::from(b.clone()),
-        );
+        let ((a, wa), (b, wb)) = (WakeCount::waker(), WakeCount::waker());
         assert!(cell.poll(&wa).is_pending() && cell.poll(&wa).is_pending());
         assert!(matches!(
             cell.lock().as_deref(),
@@ -1045,8 +1031,8 @@ mod tests {
             failure: None,
             undelivered: Vec::new(),
         });
-        assert_eq!(a.0.load(Ordering::Relaxed), 1);
-        assert_eq!(b.0.load(Ordering::Relaxed), 1);
+        assert_eq!(a.get(), 1);
+        assert_eq!(b.get(), 1);
         assert!(cell.poll(&wa).is_ready() && cell.is_done());
     }
 

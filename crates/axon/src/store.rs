@@ -851,38 +851,25 @@ mod tests {
     /// not looked again. So does one that takes the last of several with `recv_many`.
     #[test]
     fn taking_the_last_message_registers_the_taker() {
-        use std::sync::atomic::AtomicUsize;
-        use std::task::Wake;
-        struct Count(AtomicUsize);
-        impl Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = std::task::Waker::from(count.clone());
+        let (count, waker) = crate::test_wakers::WakeCount::waker();
         let mut cx = TaskContext::from_waker(&waker);
         let inbox = crate::Inbox::<u64>::standalone("inbox", 8);
         let store = &inbox.store;
         assert!(store.try_push(1, false).is_ok());
         assert_eq!(store.poll_pop(&mut cx), Poll::Ready(1));
         assert!(store.try_push(2, false).is_ok());
-        assert_eq!(
-            count.0.load(Ordering::SeqCst),
-            1,
-            "woken without looking again"
-        );
+        assert_eq!(count.get(), 1, "woken without looking again");
         assert!(store.try_push(3, false).is_ok());
         let mut out = Vec::new();
         assert_eq!(store.poll_pop_many(&mut out, 8, &mut cx), Poll::Ready(2));
         assert_eq!(out, [2, 3]);
         assert!(store.try_push(4, false).is_ok());
-        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert_eq!(count.get(), 2);
         // Not emptied: no registration (4 and 5 queued, one taken).
         assert!(store.try_push(5, false).is_ok());
         assert_eq!(store.poll_pop(&mut cx), Poll::Ready(4));
         assert!(store.try_push(6, false).is_ok());
-        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert_eq!(count.get(), 2);
     }
 
     /// The capacity saturates at what its bits hold, and a capacity change keeps the flags.
