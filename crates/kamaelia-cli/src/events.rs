@@ -238,6 +238,13 @@ pub(crate) fn flush(limit: Duration) {
     }
 }
 
+/// Chooses how lines reach stderr now rather than at the first line: a server then holds the
+/// same descriptors from its start (stderr opened again, when it is a pipe or a terminal)
+/// instead of one more from its first event line on.
+pub(crate) fn prepare() {
+    WRITER.get_or_init(start_writer);
+}
+
 /// Writes `line` in place if stderr never waits for a reader, or if it goes in whole without
 /// waiting; else queues it for the writer thread; never waits for a reader of stderr.
 fn emit(line: &str) {
