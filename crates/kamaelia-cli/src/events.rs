@@ -3,18 +3,27 @@
 //!
 //! Printing never waits for a reader of stderr. When stderr is a regular file or a device
 //! that is not a terminal (`/dev/null`), a write never waits for anyone, and each line is
-//! written in place: no thread, no queue. Otherwise (a pipe, a socket, a terminal) lines go into
-//! a queue of at most [`QUEUE_BYTES`] bytes that a writer thread, started by the first line,
-//! copies to stderr. When stderr is not read (a pipe nobody empties, a terminal paused with
-//! Ctrl-S) and the queue is full, further lines are dropped and counted, and
-//! `kamaelia: N event lines dropped` (with `--json-events`, a `lines_dropped` JSON line) takes
-//! their place once output flows again. [`flush`] waits, for a bounded time, until everything
-//! queued is written: the program calls it before it exits so that its last lines are not
-//! lost.
+//! written in place: no thread, no queue. When it is a pipe or a terminal, it is opened again,
+//! non-blocking, in an open file description of its own (the flags of the one the program was
+//! given, shared with other processes, are never changed), and each line is written in place
+//! too as long as it goes in whole. The first line that would wait (a pipe nobody empties, a
+//! terminal paused with Ctrl-S) starts a writer thread: it and every later line go into a
+//! queue of at most [`QUEUE_BYTES`] bytes that the thread copies to stderr. (Anything else, a
+//! socket, gets the queue and the thread from its first line.) When the queue is full, further
+//! lines are dropped and counted, and `kamaelia: N event lines dropped` (with
+//! `--json-events`, a `lines_dropped` JSON line) takes their place once output flows again.
+//! [`flush`] waits, for a bounded time, until everything queued is written: the program calls
+//! it before it exits so that its last lines are not lost.
+//!
+//! The thread is started only when needed because a second thread costs every system call of
+//! the program: glibc's cancellable calls (`read`, `write`, `epoll_wait`) take a slower path
+//! in a multi-threaded process, about 280 instructions per round trip of `connect`'s relay
+//! (callgrind, 64-byte ping-pong, stderr a pipe).
 
 use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
 use std::io::{IsTerminal, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -210,7 +219,7 @@ pub(crate) const QUEUE_BYTES: usize = 64 * 1024;
 /// Waits until every queued line has been written to stderr, or `limit` has passed (stderr
 /// may never be read).
 pub(crate) fn flush(limit: Duration) {
-    if WRITER.get() != Some(&Writer::Thread) {
+    if !matches!(WRITER.get(), Some(Writer::Thread | Writer::NonBlocking(_))) {
         return;
     }
     let sink = &SINK;
@@ -229,11 +238,27 @@ pub(crate) fn flush(limit: Duration) {
     }
 }
 
-/// Writes `line` in place if stderr never waits for a reader, else queues it for the writer
-/// thread (started by the first line); never waits for a reader of stderr.
+/// Chooses how lines reach stderr now rather than at the first line: a server then holds the
+/// same descriptors from its start (stderr opened again, when it is a pipe or a terminal)
+/// instead of one more from its first event line on.
+pub(crate) fn prepare() {
+    WRITER.get_or_init(start_writer);
+}
+
+/// Writes `line` in place if stderr never waits for a reader, or if it goes in whole without
+/// waiting; else queues it for the writer thread; never waits for a reader of stderr.
 fn emit(line: &str) {
     match WRITER.get_or_init(start_writer) {
         Writer::Thread => SINK.push(line),
+        Writer::NonBlocking(file) => {
+            if SINK.write_or_push(file, line) {
+                // The first line that would have waited: from now on the thread writes.
+                if start_thread().is_err() {
+                    // The last resort: what is queued is written here, waiting if it must.
+                    SINK.write_queued_in_place();
+                }
+            }
+        }
         // In place: stderr never waits for a reader, or (the last resort) no thread could be
         // started.
         Writer::InPlace | Writer::NoThread => write_line(line),
@@ -241,31 +266,64 @@ fn emit(line: &str) {
 }
 
 /// How lines reach stderr: chosen by the first one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum Writer {
     /// Written by the caller: stderr is a file or a device that is not a terminal.
     InPlace,
+    /// Written by the caller into stderr (a pipe or a terminal) opened again, non-blocking,
+    /// while each goes in whole; queued for the writer thread, started then, from the first
+    /// that would wait ([`Sink::write_or_push`]).
+    NonBlocking(std::fs::File),
     /// Queued for the writer thread.
     Thread,
     /// Written by the caller because no writer thread could be started.
     NoThread,
 }
 
-/// The writer for this process's stderr: in place when it never waits for a reader, else the
-/// thread. Measured on `kamaelia send` of 1 KiB with stderr on `/dev/null` (figure 5): the
-/// thread's start, its wake-ups and the wait for it at exit were a tenth of the process's CPU.
+/// The writer for this process's stderr: in place when it never waits for a reader; a pipe or
+/// a terminal opened again non-blocking; else the thread. Measured on `kamaelia send` of 1 KiB
+/// with stderr on `/dev/null` (figure 5): the thread's start, its wake-ups and the wait for it
+/// at exit were a tenth of the process's CPU.
 fn start_writer() -> Writer {
     let stderr = std::fs::metadata("/proc/self/fd/2").ok();
     if never_waits(stderr.as_ref(), stderr_is_terminal()) {
         return Writer::InPlace;
     }
-    match std::thread::Builder::new()
-        .name("kamaelia-events".into())
-        .spawn(writer)
+    if let Some(file) = stderr
+        .as_ref()
+        .and_then(|m| open_again_nonblocking(m, "/proc/self/fd/2"))
     {
-        Ok(_) => Writer::Thread,
+        return Writer::NonBlocking(file);
+    }
+    match start_thread() {
+        Ok(()) => Writer::Thread,
         Err(_) => Writer::NoThread,
     }
+}
+
+/// Starts the writer thread.
+fn start_thread() -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("kamaelia-events".into())
+        .spawn(writer)
+        .map(drop)
+}
+
+/// The pipe or terminal `path` (which `m` describes) opened again for writing, non-blocking,
+/// in an open file description of its own; `None` for anything else, or when it cannot be
+/// opened (a socket cannot be: it then gets the writer thread).
+fn open_again_nonblocking(m: &std::fs::Metadata, path: &str) -> Option<std::fs::File> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = m.file_type();
+    if !(t.is_fifo() || t.is_char_device()) {
+        return None;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        // Never made this process's controlling terminal by being opened.
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()
 }
 
 /// True for a regular file or a character device that is not a terminal (`/dev/null`): a
@@ -286,16 +344,42 @@ fn stderr_is_terminal() -> bool {
     *TERMINAL.get_or_init(|| std::io::stderr().is_terminal())
 }
 
-/// One line and its newline in one write.
-fn write_line(line: &str) {
+/// One line and its newline, as written.
+fn line_text(line: &str) -> String {
     // On a terminal, start from a clean line: a progress bar may be drawn on it.
     let clear = if stderr_is_terminal() { "\r\x1b[K" } else { "" };
     let mut text = String::with_capacity(clear.len() + line.len() + 1);
     text.push_str(clear);
     text.push_str(line);
     text.push('\n');
+    text
+}
+
+/// One line and its newline in one write.
+fn write_line(line: &str) {
+    write_raw(line_text(line).as_bytes());
+}
+
+/// `bytes` to stderr, waiting if it must.
+fn write_raw(bytes: &[u8]) {
     // Nothing useful can be done if stderr itself is gone.
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    let _ = std::io::stderr().lock().write_all(bytes);
+}
+
+/// Writes what of `bytes` goes into the non-blocking `file` without waiting; how much went in
+/// (all of it when the write failed otherwise: nothing useful can be done then).
+fn write_without_waiting(mut file: &std::fs::File, bytes: &[u8]) -> usize {
+    let mut done = 0;
+    while done < bytes.len() {
+        match file.write(&bytes[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(_) => return bytes.len(),
+        }
+    }
+    done
 }
 
 /// The queue between [`emit`] and the writer thread.
@@ -313,10 +397,16 @@ struct Queue {
     bytes: usize,
     /// The writer has taken a line and is writing it.
     writing: bool,
+    /// Lines go to the writer thread (started, or being started): with a non-blocking stderr,
+    /// set by the first line that would have waited, and never unset (the lines keep their
+    /// order).
+    queued: bool,
 }
 
 enum Item {
     Line(String),
+    /// The rest of a line of which a non-blocking write took the start (newline included).
+    Rest(Vec<u8>),
     /// This many lines were dropped here.
     Dropped(u64),
 }
@@ -336,6 +426,7 @@ impl Sink {
                 items: VecDeque::new(),
                 bytes: 0,
                 writing: false,
+                queued: false,
             }),
             more: Condvar::new(),
             idle: Condvar::new(),
@@ -349,6 +440,13 @@ impl Sink {
 
     fn push(&self, line: &str) {
         let mut q = self.lock();
+        Self::queue(&mut q, line);
+        drop(q);
+        self.more.notify_one();
+    }
+
+    /// `line` at the end of the queue, or counted as dropped if it does not fit.
+    fn queue(q: &mut Queue, line: &str) {
         if q.bytes + line.len() > QUEUE_BYTES && (q.writing || !q.items.is_empty()) {
             match q.items.back_mut() {
                 Some(Item::Dropped(n)) => *n += 1,
@@ -358,8 +456,61 @@ impl Sink {
             q.bytes += line.len();
             q.items.push_back(Item::Line(line.to_owned()));
         }
+    }
+
+    /// Writes `line` into the non-blocking `file` if it goes in whole and nothing is queued;
+    /// else queues it (or what of it did not go in). True the first time a line is queued:
+    /// the caller then starts the writer thread.
+    fn write_or_push(&self, file: &std::fs::File, line: &str) -> bool {
+        let mut q = self.lock();
+        if q.queued {
+            Self::queue(&mut q, line);
+            drop(q);
+            self.more.notify_one();
+            return false;
+        }
+        // Under the lock, so that lines written here and queued ones keep their order.
+        let text = line_text(line);
+        let done = write_without_waiting(file, text.as_bytes());
+        if done == text.len() {
+            return false;
+        }
+        let rest = text.as_bytes()[done..].to_vec();
+        q.bytes += rest.len();
+        q.items.push_back(Item::Rest(rest));
+        q.queued = true;
         drop(q);
         self.more.notify_one();
+        true
+    }
+
+    /// Writes what is queued here, waiting if it must (no writer thread could be started);
+    /// the next line is tried without waiting again.
+    fn write_queued_in_place(&self) {
+        let mut q = self.lock();
+        while let Some(item) = q.items.pop_front() {
+            write_item(item);
+        }
+        q.bytes = 0;
+        q.queued = false;
+    }
+}
+
+/// Writes a queued item to stderr, waiting if it must; the bytes it held in the queue.
+fn write_item(item: Item) -> usize {
+    match item {
+        Item::Line(l) => {
+            write_line(&l);
+            l.len()
+        }
+        Item::Rest(r) => {
+            write_raw(&r);
+            r.len()
+        }
+        Item::Dropped(n) => {
+            write_line(&dropped_line(n));
+            0
+        }
     }
 }
 
@@ -380,14 +531,7 @@ fn writer() {
                 q = sink.more.wait(q).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let (text, len) = match item {
-            Item::Line(l) => {
-                let len = l.len();
-                (l, len)
-            }
-            Item::Dropped(n) => (dropped_line(n), 0),
-        };
-        write_line(&text);
+        let len = write_item(item);
         sink.lock().bytes -= len;
     }
 }
@@ -498,6 +642,49 @@ mod tests {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         assert!(!never_waits(at(a.as_raw_fd()).as_ref(), false));
         assert!(!never_waits(None, false));
+    }
+
+    /// With a non-blocking stderr, lines are written in place while they go in whole; the
+    /// first that would wait is queued (what of it did not go in) and asks for the writer
+    /// thread, and every later line is queued behind it, in order, within the queue's bound.
+    #[test]
+    fn a_line_that_would_wait_and_every_later_one_go_to_the_queue() {
+        use std::io::Read as _;
+        let (a, mut reader) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let file = std::fs::File::from(std::os::fd::OwnedFd::from(a));
+        let sink = Sink::new();
+        assert!(!sink.write_or_push(&file, "first"));
+        let mut got = [0_u8; 6];
+        reader.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"first\n");
+        // Nobody reads: the socket's buffer fills, and then a line would wait.
+        let line = "x".repeat(1000);
+        let mut written = 0;
+        while !sink.write_or_push(&file, &line) {
+            written += 1;
+            assert!(written < 100_000, "the socket never filled");
+        }
+        let more: Vec<String> = (0..200).map(|i| format!("line {i}")).collect();
+        for l in &more {
+            assert!(
+                !sink.write_or_push(&file, l),
+                "the thread is asked for once"
+            );
+        }
+        let q = sink.lock();
+        assert!(q.queued);
+        assert!(matches!(q.items.front(), Some(Item::Rest(r)) if r.ends_with(b"x\n")));
+        let queued: Vec<&str> = q
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Line(l) => Some(l.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(queued, more.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(q.bytes <= QUEUE_BYTES);
     }
 
     #[test]

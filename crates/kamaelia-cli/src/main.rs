@@ -35,6 +35,13 @@ fn main() -> ExitCode {
     };
     out_of_line(|| init_tracing(config.output.verbose));
     let output = config.output;
+    if matches!(
+        config.mode,
+        flags::Mode::Serve(_) | flags::Mode::Listen(_) | flags::Mode::Forward(_)
+    ) {
+        // A server's descriptors stay as they are from before its first connection on.
+        events::prepare();
+    }
     let result = match config.mode {
         flags::Mode::Connect(ep) => out_of_line(|| connect::main(ep, output)),
         flags::Mode::Send(cfg) => out_of_line(|| send::main(cfg, output)),
