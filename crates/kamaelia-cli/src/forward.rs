@@ -30,6 +30,18 @@ use crate::flags::{ForwardConfig, Output, TlsMode};
 use crate::serve::{client_tls_error, print_address};
 use crate::session;
 
+/// Each relayed connection's byte bounds, on both sides and each way: 32 KiB, so it reads
+/// 16 KiB at a time and hands each chunk on while it is still in the CPU's cache (the bytes are
+/// copied out of one socket and into the other; chunks of 128 KiB, with 256 KiB bounds, were
+/// copied back from memory; base-relay's `copy_bidirectional` copies through 8 KiB). Figure 4
+/// with every process on one CPU, where the wall time is the three processes' work: 1.06x and
+/// 1.07x base-relay with 256 KiB bounds, 0.95x and 0.98x with these (0.77 s against 0.84 s
+/// per GiB). The sockets' own buffers still carry the bulk of a transfer in flight.
+const RELAY_LIMITS: Limits = Limits {
+    send_bytes: 32 * 1024,
+    receive_bytes: 32 * 1024,
+};
+
 /// Runs `forward` until Ctrl-C and returns the exit status (130 when interrupted).
 pub(crate) fn main(cfg: ForwardConfig, output: Output) -> anyhow::Result<u8> {
     session::run_single(|_sched| async move {
@@ -42,16 +54,18 @@ pub(crate) fn main(cfg: ForwardConfig, output: Output) -> anyhow::Result<u8> {
         // A proxied target's components are made the same way for each connection: checked
         // once here, before serving.
         if target.proxy.is_some() {
-            session::client(&target)?;
+            session::client_with(&target, RELAY_LIMITS)?;
         }
         let server = TcpServer::bind(&cfg.bind.to_string(), move |info| {
             let relay = match &target.proxy {
-                None => Relay::new(session::tcp_client(&target)),
+                None => Relay::new(session::tcp_client(&target).limits(RELAY_LIMITS)),
                 // The TcpClient to the proxy half-closes (keep_open is false for forward's
                 // target), so the relay's half-close passes through the tunnel. Made as checked
                 // above, so it does not fail; if it did, the relay would fail with the error and
                 // close the client, never connecting around the proxy.
-                Some(_) => Relay::through(session::client(&target).unwrap_or_else(failed)),
+                Some(_) => Relay::through(
+                    session::client_with(&target, RELAY_LIMITS).unwrap_or_else(failed),
+                ),
             };
             let relay = relay.client(info.peer).tls(tls);
             let relay: Component = match &target.tls {
@@ -75,7 +89,7 @@ pub(crate) fn main(cfg: ForwardConfig, output: Output) -> anyhow::Result<u8> {
             }
         };
         let server = server
-            .limits(Limits::default())
+            .limits(RELAY_LIMITS)
             .on_finish(OnFinish::HalfClose)
             .idle_timeout(cfg.target.idle_timeout)
             .max_connections(cfg.max_connections);
