@@ -87,11 +87,24 @@ impl From<Label> for String {
     }
 }
 
+/// Equal to exactly the text [`Display`](fmt::Display) prints, `Kind#12`, and to no other
+/// spelling of it (`Kind#012`, `Kind#+12`), compared without making that text.
 impl PartialEq<str> for Label {
     fn eq(&self, other: &str) -> bool {
         other
             .rsplit_once('#')
-            .is_some_and(|(kind, id)| kind == &*self.kind && id.parse() == Ok(self.id))
+            .is_some_and(|(kind, id)| kind == &*self.kind && decimal(id) == Some(self.id))
+    }
+}
+
+/// `text` as a number if it is one written as `u64`'s `Display` writes it: ASCII digits only,
+/// no sign, no leading zero (but `0` itself).
+fn decimal(text: &str) -> Option<u64> {
+    let plain = text.bytes().all(|b| b.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
+    if plain {
+        text.parse().ok()
+    } else {
+        None
     }
 }
 

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::{alternate, median, quantile, ratio_range, Table};
+use crate::pin::OneCpu;
 use crate::procs::ServerProc;
 use crate::servers;
 use crate::tools::{self, Fill, Stdin, Tool};
@@ -260,71 +261,4 @@ async fn relay_rounds(
         }
     }
     Ok(())
-}
-
-/// This process pinned to one CPU (every thread, with `taskset -a`) until [`restore`]: the
-/// pinger (this process), the echo server and each relay (its children, which inherit the
-/// mask) then share that CPU. Unpinned, the kernel places the three processes on the machine's
-/// CPUs as it likes, and on two vCPUs a run lands either at about 12 us p50 (all three on one
-/// CPU, wake-ups local) or at 60-90 us (spread, each wake-up an interrupt to an idle CPU):
-/// that lottery moves the ratio more than the programs do. On one CPU each round trip costs
-/// what the programs do for it (their instructions, their system calls, the context switches
-/// between them) and nothing of where they were put.
-///
-/// [`restore`]: OneCpu::restore
-struct OneCpu {
-    /// The CPU used: the last one this process may run on.
-    cpu: String,
-    /// The CPUs this process could run on before (`taskset -c` list form).
-    before: String,
-}
-
-impl OneCpu {
-    async fn pin() -> Result<OneCpu> {
-        let pid = std::process::id().to_string();
-        let out = taskset(&["-c", "-p", &pid]).await?;
-        // "pid 123's current affinity list: 0,1" (or ranges: 0-3,6).
-        let before = out
-            .rsplit(':')
-            .next()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .ok_or_else(|| anyhow::anyhow!("taskset said {out:?}"))?
-            .to_string();
-        let cpu = before
-            .rsplit([',', '-'])
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        ensure!(
-            cpu.parse::<u32>().is_ok(),
-            "taskset's affinity list {before:?}"
-        );
-        taskset(&["-a", "-c", "-p", &cpu, &pid]).await?;
-        Ok(OneCpu { cpu, before })
-    }
-
-    /// Every thread of this process back on the CPUs it had.
-    async fn restore(self) -> Result<()> {
-        let pid = std::process::id().to_string();
-        taskset(&["-a", "-c", "-p", &self.before, &pid])
-            .await
-            .map(|_| ())
-    }
-}
-
-/// Runs `taskset` with `args`; its standard output.
-async fn taskset(args: &[&str]) -> Result<String> {
-    let out = tokio::process::Command::new("taskset")
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await?;
-    ensure!(
-        out.status.success(),
-        "taskset {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -17,6 +17,7 @@ mod certs;
 mod conns;
 mod harness;
 mod latency;
+mod pin;
 mod pipeline;
 mod procs;
 mod servers;

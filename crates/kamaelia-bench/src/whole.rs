@@ -12,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::harness::{alternate, median, range, ratio_range, size, Sample, Table};
+use crate::pin::OneCpu;
 use crate::procs::ServerProc;
 use crate::tools::{self, Fill, Stdin, Tool};
 use crate::Config;
@@ -466,14 +467,16 @@ fn port_of(addr: &str) -> Result<u16> {
 /// Figure 4: `kamaelia forward` relaying the bulk file from `base-send` to the sink, against
 /// `base-relay` (copy_bidirectional) and `socat TCP-LISTEN,fork`. Wall is the transfer (the
 /// sender's start to the sink's count); CPU and memory are the relay process's, stopped with
-/// SIGTERM after the transfer.
+/// SIGTERM after the transfer. The rounds are run twice: placed by the kernel (the goal's
+/// rows), then with every process on one CPU ([`OneCpu`]: the sink, each relay and each sender
+/// start pinned), rows beside the first, the same for every program.
 pub(crate) async fn forward(cfg: &Config, table: &mut Table) -> Result<()> {
     let what = "figure 4";
     let sink = ServerProc::sink(None).await?;
     let Some(sender) = sender(table, what) else {
         return Ok(());
     };
-    let mut found: Vec<(Tool, bool)> = Vec::new();
+    let mut found: Vec<Relayer> = Vec::new();
     if has_subcommand(&cfg.kamaelia, "forward").await {
         found.extend(
             Tool::find(
@@ -509,56 +512,9 @@ pub(crate) async fn forward(cfg: &Config, table: &mut Table) -> Result<()> {
     let file = bulk_file(cfg, n)?;
     let small = cfg.dir.join("probe-1k");
     std::fs::write(&small, vec![0x5a_u8; 1024])?;
-    let run = |(t, prints): (Tool, bool), file: &Path, n: u64| {
-        let (sender, sink) = (&sender, &sink);
-        let file = file.to_path_buf();
-        async move {
-            let chosen = if prints { 0 } else { free_port()? };
-            let chosen_text = chosen.to_string();
-            let fill = Fill {
-                port: sink.port,
-                file: Path::new(&chosen_text),
-                ca: cfg.pki.ca_pem_file(),
-            };
-            let mut m = t.spawn_measured(&cfg.dir, &fill, true, Stdio::piped(), Stdio::null())?;
-            let port = if prints {
-                let stdout = m.child().stdout.take().context("no stdout")?;
-                let mut lines = BufReader::new(stdout).lines();
-                let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-                    .await
-                    .map_err(|_| anyhow!("{} did not print its address", t.name))??
-                    .ok_or_else(|| anyhow!("{} ended without its address", t.name))?;
-                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                port_of(first.rsplit("listening on ").next().unwrap_or_default())?
-            } else {
-                wait_listening(chosen, sink).await?;
-                chosen
-            };
-            let start = Instant::now();
-            let status = run_sender(sender, port, &file).await?;
-            let got = sink.next(Duration::from_secs(30)).await?;
-            let wall = start.elapsed().as_secs_f64();
-            ensure!(
-                status.success(),
-                "base-send through {} exited with {status}",
-                t.name
-            );
-            ensure!(got == n, "{}: the sink got {got} of {n} bytes", t.name);
-            // A forking relay (socat) counts its connection's process only once it has
-            // reaped it: wait for that before stopping it.
-            if let Some(pid) = m.child().id() {
-                wait_childless(pid).await;
-            }
-            drop(m.child().stdin.take());
-            let u = m.finish(Duration::from_secs(30), false).await?;
-            let mut s = u.sample();
-            s[0] = wall;
-            anyhow::Ok(s)
-        }
-    };
     let mut peers = Vec::new();
     for t in found {
-        match run(t.clone(), &small, 1024).await {
+        match relay_once(cfg, &t, &sender, &sink, &small, 1024).await {
             Ok(_) => peers.push(t),
             Err(e) => table.note(format!(
                 "{what}: {} skipped: its trial run failed: {e:#}",
@@ -566,40 +522,96 @@ pub(crate) async fn forward(cfg: &Config, table: &mut Table) -> Result<()> {
             )),
         }
     }
-    let sides: Vec<usize> = (0..peers.len()).collect();
-    let results = alternate(cfg.rounds, &sides, |i| run(peers[i].clone(), &file, n)).await?;
+    let bulk = Bulk {
+        sender: &sender,
+        file: &file,
+        n,
+    };
+    let placed = forward_rounds(cfg, table, &peers, &bulk, &sink, "").await;
+    drop(sink);
+    // The same rounds with every process on one CPU.
+    let pinned = match (placed.is_ok(), OneCpu::pin().await) {
+        (false, _) => Ok(()),
+        (true, Err(e)) => {
+            table.note(format!(
+                "{what}: the pinned rows need taskset ({e:#}); not measured"
+            ));
+            Ok(())
+        }
+        (true, Ok(pin)) => {
+            let label = format!(", all on CPU {}", pin.cpu);
+            let rounds = async {
+                let sink = ServerProc::sink(None).await?;
+                forward_rounds(cfg, table, &peers, &bulk, &sink, &label).await
+            }
+            .await;
+            pin.restore().await?;
+            rounds
+        }
+    };
     let _ = std::fs::remove_file(&file);
+    placed.and(pinned)
+}
+
+/// A relay of figure 4 and whether it prints its address (socat is told a port instead).
+type Relayer = (Tool, bool);
+
+/// What figure 4's measured rounds send: `n` bytes of `file`, by `sender`.
+struct Bulk<'a> {
+    sender: &'a Path,
+    file: &'a Path,
+    n: u64,
+}
+
+/// Figure 4's alternating rounds of `peers` into `sink`, and their rows (`label` says how the
+/// processes were placed).
+async fn forward_rounds(
+    cfg: &Config,
+    table: &mut Table,
+    peers: &[Relayer],
+    bulk: &Bulk<'_>,
+    sink: &ServerProc,
+    label: &str,
+) -> Result<()> {
+    let sides: Vec<usize> = (0..peers.len()).collect();
+    let results = alternate(cfg.rounds, &sides, |i| {
+        relay_once(cfg, &peers[i], bulk.sender, sink, bulk.file, bulk.n)
+    })
+    .await?;
     let pos = |name: &str| peers.iter().position(|p| p.0.name == name);
     let (k, b, s) = (
         pos("kamaelia forward"),
         pos("base-relay"),
         pos("socat TCP-LISTEN,fork"),
     );
-    let label = format!("4 `kamaelia forward` {}", size(n));
+    let n = size(bulk.n);
+    let ours = format!("4 `kamaelia forward` {n}{label}");
+    // The goals are the placed rows'; the pinned ones are there to read beside them.
+    let goal = |g| if label.is_empty() { g } else { "-" };
     if let (Some(k), Some(b)) = (k, b) {
         usage_rows(
             table,
-            &format!("{label} vs base-relay"),
+            &format!("{ours} vs base-relay"),
             &results,
             (k, b),
-            ["<= 1.1", "-", "-", "-"],
+            [goal("<= 1.1"), "-", "-", "-"],
             false,
         );
     }
     if let (Some(k), Some(s)) = (k, s) {
         usage_rows(
             table,
-            &format!("{label} vs socat fork"),
+            &format!("{ours} vs socat fork"),
             &results,
             (k, s),
-            ["< 1", "-", "-", "-"],
+            [goal("< 1"), "-", "-", "-"],
             false,
         );
     }
     if let (None, Some(b), Some(s)) = (k, b, s) {
         usage_rows(
             table,
-            &format!("4 (baselines alone) base-relay {} vs socat fork", size(n)),
+            &format!("4 (baselines alone) base-relay {n}{label} vs socat fork"),
             &results,
             (b, s),
             ["-", "-", "-", "-"],
@@ -607,6 +619,59 @@ pub(crate) async fn forward(cfg: &Config, table: &mut Table) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// One transfer of `n` bytes of `file` from `sender` through the relay `t` to `sink`: wall
+/// (the sender's start to the sink's count), then the relay process's usage.
+async fn relay_once(
+    cfg: &Config,
+    (t, prints): &Relayer,
+    sender: &Path,
+    sink: &ServerProc,
+    file: &Path,
+    n: u64,
+) -> Result<Sample> {
+    let chosen = if *prints { 0 } else { free_port()? };
+    let chosen_text = chosen.to_string();
+    let fill = Fill {
+        port: sink.port,
+        file: Path::new(&chosen_text),
+        ca: cfg.pki.ca_pem_file(),
+    };
+    let mut m = t.spawn_measured(&cfg.dir, &fill, true, Stdio::piped(), Stdio::null())?;
+    let port = if *prints {
+        let stdout = m.child().stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .map_err(|_| anyhow!("{} did not print its address", t.name))??
+            .ok_or_else(|| anyhow!("{} ended without its address", t.name))?;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        port_of(first.rsplit("listening on ").next().unwrap_or_default())?
+    } else {
+        wait_listening(chosen, sink).await?;
+        chosen
+    };
+    let start = Instant::now();
+    let status = run_sender(sender, port, file).await?;
+    let got = sink.next(Duration::from_secs(30)).await?;
+    let wall = start.elapsed().as_secs_f64();
+    ensure!(
+        status.success(),
+        "base-send through {} exited with {status}",
+        t.name
+    );
+    ensure!(got == n, "{}: the sink got {got} of {n} bytes", t.name);
+    // A forking relay (socat) counts its connection's process only once it has
+    // reaped it: wait for that before stopping it.
+    if let Some(pid) = m.child().id() {
+        wait_childless(pid).await;
+    }
+    drop(m.child().stdin.take());
+    let u = m.finish(Duration::from_secs(30), false).await?;
+    let mut s = u.sample();
+    s[0] = wall;
+    Ok(s)
 }
 
 /// Waits (up to 5 s) until the process the wrapper `pid` runs has no child processes left.

@@ -196,6 +196,22 @@ fn render(label: &str, done: u64, total: Option<u64>, elapsed: Duration) -> Stri
     }
 }
 
+/// The shortest transfer whose rate the summary prints (a tenth of a second). Below it the
+/// time measured is mostly the connection's set-up and the kernel taking the bytes into its
+/// socket buffers, not a transfer: a 1-byte send over loopback takes microseconds and would
+/// read as megabytes per second. Such a summary gives the bytes and the time only.
+pub(crate) const RATED_AFTER: Duration = Duration::from_millis(100);
+
+/// The summary's rate, `", 1.00 MB/s"`, or nothing for a transfer shorter than
+/// [`RATED_AFTER`].
+pub(crate) fn summary_rate(bytes: u64, elapsed: Duration) -> String {
+    if elapsed < RATED_AFTER {
+        String::new()
+    } else {
+        format!(", {}/s", human(per_second(bytes, elapsed)))
+    }
+}
+
 /// Bytes per second over `elapsed`.
 pub(crate) fn per_second(bytes: u64, elapsed: Duration) -> u64 {
     let secs = elapsed.as_secs_f64();
@@ -232,5 +248,21 @@ mod tests {
         let line = render("send", 50, Some(100), Duration::from_secs(1));
         assert!(line.contains(" 50%"), "{line}");
         assert!(line.contains("[###############...............]"), "{line}");
+    }
+
+    #[test]
+    fn the_summary_rates_only_a_transfer_of_a_tenth_of_a_second_or_more() {
+        // A 1-byte send over loopback: microseconds, no rate (it would read 200 kB/s).
+        assert_eq!(summary_rate(1, Duration::from_micros(5)), "");
+        assert_eq!(summary_rate(1 << 20, Duration::from_millis(99)), "");
+        assert_eq!(
+            summary_rate(100_000, Duration::from_millis(100)),
+            ", 1.00 MB/s"
+        );
+        assert_eq!(
+            summary_rate(3_000_000, Duration::from_secs_f64(2.99)),
+            ", 1.00 MB/s"
+        );
+        assert_eq!(summary_rate(1, Duration::from_secs(5)), ", 0 B/s");
     }
 }

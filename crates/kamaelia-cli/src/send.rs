@@ -8,6 +8,11 @@
 //! With `--tls` or `--starttls` the reader and meter become the source of the SSL Graphline
 //! (see `session::graphline`). Standard input (`-`) is read by a `ConsoleReader` in chunk mode,
 //! paced by a `RateLimiter` when `--rate` is given.
+//!
+//! At the end a summary line on stderr: `sent N bytes (size) in T s, R/s`, timed from the
+//! connection's set-up to its end; the rate only for a transfer of a tenth of a second or more
+//! (`progress::RATED_AFTER`: a shorter one measures the set-up and the kernel's buffering, and
+//! a 1-byte send would read as megabytes per second).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,7 +24,7 @@ use kamaelia::{ConsoleEchoer, ConsoleReader, Pipeline, RateControlledFileReader,
 
 use crate::events::Events;
 use crate::flags::{Output, SendConfig, Source};
-use crate::progress::{human, per_second, Counts, Meter, ProgressBar};
+use crate::progress::{human, summary_rate, Counts, Meter, ProgressBar};
 use crate::session::{self, Observer};
 
 /// What each queue on the way to an encrypting connection holds with `--tls` or
@@ -116,10 +121,10 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
         let since = summary.connected_at.unwrap_or(started);
         let elapsed = since.elapsed();
         events.failure(format_args!(
-            "sent {sent} bytes ({}) in {:.2} s, {}/s",
+            "sent {sent} bytes ({}) in {:.2} s{}",
             human(sent),
             elapsed.as_secs_f64(),
-            human(per_second(sent, elapsed))
+            summary_rate(sent, elapsed)
         ));
         let mut code = summary.exit_code();
         if code == 0 {

@@ -143,7 +143,12 @@ impl fmt::Display for RelayClosed {
 /// the client's FIN becomes the target's FIN and what the target sends after it is still
 /// relayed) and links its own `inbox` straight into the TcpClient's `inbox` and the
 /// TcpClient's `outbox` straight out of its own `outbox`: the bytes pass without a copy or a
-/// hop through the relay. With [`Relay::tls`] a [`MakeSsl`] is queued first, so nothing goes
+/// hop through the relay. The TcpClient (and a [`Relay::layer`]) runs in the relay's task
+/// ([`axon::Context::activate_beside`]; a relay activated alone hosts a group of its own), and
+/// a [`super::TcpServer`] runs the relay in its client connection's task: both connections of
+/// a relayed connection are polled in one task, so a chunk read from one side is written to
+/// the other in the same poll, with no wake-up of another task or thread
+/// (docs/semantics.md §10). With [`Relay::tls`] a [`MakeSsl`] is queued first, so nothing goes
 /// to the target before its certificate has been verified.
 /// With [`Relay::layer`] a STARTTLS client component sits between the relay and the TcpClient
 /// (wired as in `kamaelia connect --starttls`): it speaks the protocol's dialogue with the target
@@ -289,6 +294,7 @@ struct Boxes {
 impl From<Relay> for Component {
     fn from(relay: Relay) -> Component {
         let mut b = Component::build("Relay");
+        b.hosts_group();
         let boxes = Boxes {
             inbox: b.inbox_from(BOXES.inbox).limit_bytes(DEFAULT_LIMIT_BYTES),
             control: b.control_from(BOXES.control),
@@ -484,13 +490,13 @@ async fn run(relay: Relay, b: Boxes, cx: Context) -> MainResult {
                 link_refs(from, to)?;
             }
             toward_client(&layer.boxref("touser")?, &b.outbox.boxref())?;
-            Some(cx.activate(layer))
+            Some(cx.activate_beside(layer))
         }
     };
     if relay.tls {
         let _ = b.makessl.send(MakeSsl::new()).await;
     }
-    let target = cx.activate(target);
+    let target = cx.activate_beside(target);
     let mut t = Tracker::default();
     while !t.done() {
         let event = tokio::select! {
