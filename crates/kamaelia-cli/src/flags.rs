@@ -266,6 +266,12 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 1024,
               value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         max_connections: u64,
+        /// Worker threads relaying connections (default 1: one thread relays them all, as
+        /// `copy_bidirectional` on a `current_thread` runtime does; more spread many busy
+        /// connections over the CPUs, at the price of a connection's chunks crossing threads).
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u16).range(1..=1024))]
+        threads: u16,
         /// Close a relayed connection when no byte has moved either way on one of its sides for
         /// this long (fractions allowed; default: no limit).
         #[arg(long, value_name = "SECS", value_parser = parse_positive_secs)]
@@ -750,6 +756,8 @@ pub(crate) struct ForwardConfig {
     /// The target, and TLS towards it (origination).
     pub(crate) target: Endpoint,
     pub(crate) max_connections: usize,
+    /// Worker threads (`--threads`, at least 1).
+    pub(crate) threads: usize,
 }
 
 /// What `serve` does.
@@ -863,6 +871,7 @@ impl Args {
                 target_id,
                 proxy,
                 max_connections,
+                threads,
                 idle_timeout,
                 connect_timeout,
                 ipv4,
@@ -889,6 +898,7 @@ impl Args {
                         "--target-cert, --target-key and --target-alpn",
                     )?,
                     max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+                    threads: usize::from(threads),
                 })
             }
             Some(Command::Send {

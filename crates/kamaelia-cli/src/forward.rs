@@ -17,7 +17,9 @@
 //! second worker thread only moved that task from one thread to the other at its wake-ups
 //! (an eventfd write and a futex wake per chunk or so: `strace -f` of 64 MiB relayed) while
 //! the sender and the receiver wanted the machine's CPUs. The cost: every relayed connection
-//! shares that one thread (a 1 GiB relay took about a third of a CPU second in figure 4).
+//! shares that one thread (a 1 GiB relay took about a third of a CPU second in figure 4);
+//! `--threads N` runs N worker threads instead ([`session::run_on`]), for many busy
+//! connections at once.
 
 use axon::{link_refs, Component, Control, Inbox};
 use kamaelia::internet::{
@@ -44,7 +46,8 @@ const RELAY_LIMITS: Limits = Limits {
 
 /// Runs `forward` until Ctrl-C and returns the exit status (130 when interrupted).
 pub(crate) fn main(cfg: ForwardConfig, output: Output) -> anyhow::Result<u8> {
-    session::run_single(|_sched| async move {
+    let threads = cfg.threads;
+    session::run_on(threads, |_sched| async move {
         let events = Events::new(output);
         // Every relay reports here: opened and closed, and the target's errors.
         let reports = Inbox::<Control>::standalone("relay reports", 1024);

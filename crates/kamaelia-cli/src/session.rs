@@ -558,11 +558,29 @@ where
     F: FnOnce(Scheduler) -> Fut,
     Fut: Future<Output = anyhow::Result<T>>,
 {
+    run_on(1, body)
+}
+
+/// [`run_single`] on `threads` worker threads: one is [`run_single`] itself (a
+/// `current_thread` runtime); more, a multi-threaded runtime with that many workers (`forward
+/// --threads`), with the same interrupt handling.
+pub(crate) fn run_on<F, Fut, T>(threads: usize, body: F) -> anyhow::Result<T>
+where
+    F: FnOnce(Scheduler) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
     use std::sync::atomic::Ordering;
     use tokio::signal::unix::{signal, SignalKind};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    };
     let sched = Scheduler::current();
     let out = rt.block_on(async move {
         // Registered before `body` runs, so an interrupt never meets the default handler

@@ -74,6 +74,13 @@ impl Forward {
         }
     }
 
+    /// The threads the forward process has now (/proc/PID/task).
+    fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .unwrap()
+            .count()
+    }
+
     fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         status
@@ -497,6 +504,49 @@ fn forward_speaks_starttls_smtp_to_the_target() {
     let err = f.wait_stderr("closed:", 1);
     assert_eq!(got, b"after STARTTLS\r\n", "{err}");
     assert!(err.contains("both sides closed"), "{err}");
+}
+
+/// `--threads N` relays on N worker threads (default one: the whole process is one thread),
+/// byte-exact either way, with several connections open at once.
+#[test]
+fn forward_runs_on_the_threads_it_is_given() {
+    let rt = runtime();
+    let target = rt.block_on(echo_target());
+    for (extra, want) in [(&[][..], 1), (&["--threads", "3"][..], 4)] {
+        let f = Forward::start(extra, target);
+        let data: Vec<Vec<u8>> = (0..4_u64)
+            .map(|i| kamaelia_test::random_bytes(i, 256 << 10))
+            .collect();
+        // Connected and relayed while the threads are counted: each client sends its bytes,
+        // and waits for the last of them back before it half-closes.
+        let mut open: Vec<TcpStream> = Vec::new();
+        for d in &data {
+            let mut c = TcpStream::connect(f.addr).unwrap();
+            c.set_read_timeout(Some(LIMIT)).unwrap();
+            let w = c.try_clone().unwrap();
+            let d2 = d.clone();
+            let writer = std::thread::spawn(move || {
+                let mut w = w;
+                w.write_all(&d2).unwrap();
+            });
+            let mut got = vec![0; d.len()];
+            c.read_exact(&mut got).unwrap();
+            writer.join().unwrap();
+            assert!(got == *d, "byte-exact through {extra:?}");
+            open.push(c);
+        }
+        // The main thread, and the workers of a multi-threaded runtime beside it.
+        assert_eq!(f.threads(), want, "threads of `forward {extra:?}`");
+        for c in &open {
+            c.shutdown(Shutdown::Write).unwrap();
+        }
+        for mut c in open {
+            let mut rest = Vec::new();
+            c.read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty());
+        }
+        f.wait_stderr("both sides closed", data.len());
+    }
 }
 
 /// Sends `data` through the forward, half-closes, and reads to the end.
