@@ -81,17 +81,6 @@ pub(in crate::internet) struct Connection<S> {
     /// the task (to be polled again) after setting it, so looking again before the task next
     /// waits finds it not readable again (about 120 instructions a look on the relay path).
     read_waiting: bool,
-    /// A plain TCP or Unix stream was found not readable, and tokio took this task's waker
-    /// for its read readiness (not a refusal of the cooperative budget, which registers
-    /// nothing); nothing has read the stream since. The waker stays with tokio until the
-    /// reactor sets the readiness (it wakes the task after setting it; only this connection
-    /// reads the stream and clears it), and the task's waker is the same at every poll (a
-    /// component's life is polled only by its own task or its group). So while tokio holds
-    /// no read readiness, a later poll of the task (woken by `inbox`, say) needs no new
-    /// registration: one atomic load ([`Conn::readable_now`]) instead of a lock and a waker
-    /// comparison, about 100 instructions a relay round trip. Cleared wherever the stream may
-    /// change or be read elsewhere (the rare paths), and by any read.
-    read_registered: bool,
     /// `CreatorFeedback` goes to the protocol's `control` (a server's connection): it gets one
     /// ProducerFinished, at the peer's half-close or the end, and `told_protocol` says when.
     tells_protocol: bool,
@@ -129,7 +118,6 @@ where
             turn: 0,
             rare_boxes_waiting: false,
             read_waiting: false,
-            read_registered: false,
             tells_protocol: false,
             told_protocol: false,
         }
@@ -172,11 +160,9 @@ where
                     Next::Wait => {}
                     Next::Finished => break 'run HowDied::Finished,
                     Next::Shut => {
-                        // It may wait: see `rare_boxes_waiting`, `read_waiting` and
-                        // `read_registered`.
+                        // It may wait: see `rare_boxes_waiting` and `read_waiting`.
                         self.rare_boxes_waiting = false;
                         self.read_waiting = false;
-                        self.read_registered = false;
                         if let Err(how) = Box::pin(self.shut_write()).await {
                             break 'run how;
                         }
@@ -199,7 +185,6 @@ where
                 // or `makessl`, or the socket's readiness (and the stream may change: TLS).
                 self.rare_boxes_waiting = false;
                 self.read_waiting = false;
-                self.read_registered = false;
                 let handled = Box::pin(self.on_rare(rare));
                 if let Some(how) = handled.await {
                     break 'run how;
@@ -469,24 +454,8 @@ where
         let Some(conn) = self.conn.as_mut() else {
             return Poll::Pending;
         };
-        if self.read_registered {
-            if conn.readable_now() == Some(false) {
-                self.read_waiting = true;
-                return Poll::Pending;
-            }
-            self.read_registered = false;
-        }
-        let ready = match conn.poll_read_ready(cx) {
-            Some(Poll::Pending) => {
-                // Registered, unless the budget refused the poll (it then wakes the task soon
-                // and registers nothing).
-                self.read_registered = tokio::task::coop::has_budget_remaining();
-                self.read_waiting = true;
-                return Poll::Pending;
-            }
-            ready => ready,
-        };
-        if conn.poll_tls_may_read(cx).is_pending() {
+        let ready = conn.poll_read_ready(cx);
+        if matches!(ready, Some(Poll::Pending)) || conn.poll_tls_may_read(cx).is_pending() {
             self.read_waiting = true;
             return Poll::Pending;
         }
@@ -945,15 +914,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
         }
     }
 
-    /// Whether a plain stream is readable as tokio last saw it, without registering anything
-    /// ([`Rewind::readable_now`]); `None` for a TLS stream or one that cannot say.
-    fn readable_now(&self) -> Option<bool> {
-        match self {
-            Conn::Plain(s) => s.readable_now(),
-            Conn::Tls(_) => None,
-        }
-    }
-
     /// Whether a read of a TLS stream could find anything: `Pending` when rustls holds no
     /// plaintext and has not seen the peer's close_notify (it wants to read) and the socket
     /// under it says it is not readable; that readiness then wakes the task, as for a plain
@@ -1081,95 +1041,10 @@ mod tests {
         (conn, theirs)
     }
 
-    /// Polls once, as the task would when woken: with the test task's own waker, as a
-    /// component's task polls its connection with the same waker every time (see
-    /// `read_registered`).
-    async fn poll(conn: &mut Connection<TcpStream>) -> Poll<Event> {
-        std::future::poll_fn(|cx| Poll::Ready(conn.poll_event(cx))).await
-    }
-
-    /// A waker that counts its wake-ups.
-    struct Wakes(std::sync::atomic::AtomicUsize);
-
-    impl std::task::Wake for Wakes {
-        fn wake(self: Arc<Self>) {
-            self.wake_by_ref();
-        }
-        fn wake_by_ref(self: &Arc<Self>) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
-
-    /// Polls `conn` with `waker`.
-    fn poll_with(conn: &mut Connection<TcpStream>, waker: &std::task::Waker) -> Poll<Event> {
-        conn.poll_event(&mut TaskContext::from_waker(waker))
-    }
-
-    /// Lets the runtime turn its reactor until `wakes` has counted a wake-up.
-    async fn woken(wakes: &Wakes) {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while wakes.0.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .expect("the socket's readiness wakes the connection");
-    }
-
-    /// A connection found not readable keeps its waker with tokio, and a later poll (the task
-    /// woken by `inbox`, say) does not register it again (`read_registered`): the socket's
-    /// readiness still wakes the task, and the data is then read.
-    #[tokio::test]
-    async fn a_connection_polled_again_while_waiting_is_still_woken_by_its_socket() {
-        let (mut conn, mut theirs) = connection().await;
-        let wakes = Arc::new(Wakes(Default::default()));
-        let waker = std::task::Waker::from(wakes.clone());
-        assert!(poll_with(&mut conn, &waker).is_pending());
-        assert!(conn.read_registered, "tokio took the waker");
-        for _ in 0..3 {
-            assert!(poll_with(&mut conn, &waker).is_pending());
-            assert!(conn.read_registered);
-        }
-        theirs.write_all(b"hello!!\n").await.unwrap();
-        woken(&wakes).await;
-        let ev = poll_with(&mut conn, &waker);
-        assert!(matches!(ev, Poll::Ready(Event::Read(Ok(8)))));
-        assert!(!conn.read_registered, "a read clears it");
-    }
-
-    /// A poll that the task's cooperative budget refuses registers nothing: the connection
-    /// then does not count on a registration, registers at the next poll, and is woken by the
-    /// socket's readiness.
-    #[tokio::test]
-    async fn a_poll_refused_by_the_budget_is_not_taken_for_a_registration() {
-        let (mut conn, mut theirs) = connection().await;
-        let wakes = Arc::new(Wakes(Default::default()));
-        let waker = std::task::Waker::from(wakes.clone());
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        for i in 0..1000 {
-            tx.send(i).unwrap();
-        }
-        std::future::poll_fn(|cx| {
-            // Each message received spends a unit of the budget, until it refuses.
-            while rx.poll_recv(cx).is_ready() {}
-            assert!(!tokio::task::coop::has_budget_remaining());
-            assert!(poll_with(&mut conn, &waker).is_pending());
-            Poll::Ready(())
-        })
-        .await;
-        assert!(!conn.read_registered, "the budget refused the poll");
-        // The task's next poll has its budget again.
-        tokio::task::yield_now().await;
-        assert!(poll_with(&mut conn, &waker).is_pending());
-        assert!(conn.read_registered);
-        // The refusal woke the task (to be polled again with a budget): counted afresh.
-        wakes.0.store(0, std::sync::atomic::Ordering::SeqCst);
-        theirs.write_all(b"hello!!\n").await.unwrap();
-        woken(&wakes).await;
-        assert!(matches!(
-            poll_with(&mut conn, &waker),
-            Poll::Ready(Event::Read(Ok(8)))
-        ));
+    /// Polls once, as the task would when woken.
+    fn poll(conn: &mut Connection<TcpStream>) -> Poll<Event> {
+        let mut cx = TaskContext::from_waker(std::task::Waker::noop());
+        conn.poll_event(&mut cx)
     }
 
     /// Issue 11: an idle connection holds no read buffer. It waits for the socket to be
@@ -1178,7 +1053,7 @@ mod tests {
     #[tokio::test]
     async fn an_idle_connection_holds_no_read_buffer() {
         let (mut conn, mut theirs) = connection().await;
-        assert!(poll(&mut conn).await.is_pending());
+        assert!(poll(&mut conn).is_pending());
         assert_eq!(conn.rb.held(), 0, "waiting for data takes no buffer");
 
         theirs.write_all(b"hello!!\n").await.unwrap();
@@ -1192,7 +1067,7 @@ mod tests {
         assert!(matches!(conn.on_event(ev), Step::Go));
         assert_eq!(conn.b.outbox.buffered(), 1, "the data was delivered");
         assert_eq!(conn.rb.held(), 0, "the buffer went with the data");
-        assert!(poll(&mut conn).await.is_pending());
+        assert!(poll(&mut conn).is_pending());
         assert_eq!(conn.rb.held(), 0);
     }
 
@@ -1218,7 +1093,7 @@ mod tests {
         conn.conn = Some(Conn::Tls(Box::new(tokio_rustls::TlsStream::from(ours))));
 
         for _ in 0..3 {
-            assert!(poll(&mut conn).await.is_pending());
+            assert!(poll(&mut conn).is_pending());
             assert_eq!(conn.rb.held(), 0, "nothing to read: no read buffer taken");
         }
 

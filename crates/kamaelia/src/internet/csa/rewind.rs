@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 /// A byte stream that first yields some bytes already read from it (STARTTLS pushback).
@@ -43,27 +43,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Rewind<S> {
             inner
                 .downcast_ref::<UnixStream>()
                 .map(|s| s.poll_read_ready(cx))
-        }
-    }
-
-    /// Whether the stream is readable as tokio last saw it (bytes handed back count as
-    /// readable), without a look at the socket and without registering anything; `None` if
-    /// the stream cannot say. One atomic load, where [`Rewind::poll_read_ready`] on a stream
-    /// that is not ready takes a lock to register the task's waker.
-    pub(super) fn readable_now(&self) -> Option<bool> {
-        if self.prefix.is_some() {
-            return Some(true);
-        }
-        // `try_io` runs the closure only when tokio holds read readiness, and the closure does
-        // nothing: a look at the readiness alone.
-        let peek = |r: io::Result<()>| r.is_ok();
-        let inner: &dyn Any = &self.inner;
-        if let Some(s) = inner.downcast_ref::<TcpStream>() {
-            Some(peek(s.try_io(Interest::READABLE, || Ok(()))))
-        } else {
-            inner
-                .downcast_ref::<UnixStream>()
-                .map(|s| peek(s.try_io(Interest::READABLE, || Ok(()))))
         }
     }
 
