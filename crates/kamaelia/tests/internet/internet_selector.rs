@@ -15,6 +15,21 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// reactor is gone) and the failure arrives on `signal` as a typed error, then one final message.
 #[test]
 fn sockets_live_on_the_runtime_the_selector_service_names() {
+    selector_runtime_taken_away(true);
+}
+
+/// The same with nothing more to send: a connection waiting only for its socket to be readable
+/// learns that the reactor is gone from the wake-up the reactor's shutdown gives it, and fails
+/// the same way, rather than waiting for ever.
+#[test]
+fn an_idle_connection_fails_when_its_selector_runtime_goes() {
+    selector_runtime_taken_away(false);
+}
+
+/// Echoes one message through a client whose selector is its own runtime, takes that runtime
+/// away (then sends once more if `send_after`), and expects one typed error and the final
+/// message on `signal`.
+fn selector_runtime_taken_away(send_after: bool) {
     let io_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -71,7 +86,9 @@ fn sockets_live_on_the_runtime_the_selector_service_names() {
 
             // Take the selector's runtime away: the socket registered with it fails.
             io_runtime.shutdown_background();
-            let _ = feed.send(Bytes::from_static(b"after")).await;
+            if send_after {
+                let _ = feed.send(Bytes::from_static(b"after")).await;
+            }
             let mut errors = Vec::new();
             let last = loop {
                 let c = signal.recv().await;
