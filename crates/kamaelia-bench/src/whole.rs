@@ -530,15 +530,20 @@ pub(crate) async fn forward(cfg: &Config, table: &mut Table) -> Result<()> {
     let placed = forward_rounds(cfg, table, &peers, &bulk, &sink, "").await;
     drop(sink);
     // The same rounds with every process on one CPU.
-    let pinned = match (placed.is_ok(), OneCpu::pin().await) {
-        (false, _) => Ok(()),
-        (true, Err(e)) => {
+    // Not after a failed pass: the pin is held only by a pass that restores it.
+    let pin = match &placed {
+        Ok(()) => Some(OneCpu::pin().await),
+        Err(_) => None,
+    };
+    let pinned = match pin {
+        None => Ok(()),
+        Some(Err(e)) => {
             table.note(format!(
                 "{what}: the pinned rows need taskset ({e:#}); not measured"
             ));
             Ok(())
         }
-        (true, Ok(pin)) => {
+        Some(Ok(pin)) => {
             let label = format!(", all on CPU {}", pin.cpu);
             let rounds = async {
                 let sink = ServerProc::sink(None).await?;
