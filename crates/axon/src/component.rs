@@ -484,14 +484,18 @@ impl ComponentBuilder {
         F: FnOnce(Context) -> Fut + Send + 'static,
         Fut: Future<Output = MainResult> + Send + 'static,
     {
+        let core = Arc::new(Core {
+            id: self.id,
+            kind: self.kind,
+            boxes: self.boxes.into_boxed_slice(),
+            exit: Default::default(),
+            group: std::sync::OnceLock::new(),
+        });
+        // Its boxes find their owner's waker through it (`store.rs`: an empty box its owner
+        // waits on holds no waiting list).
+        self.owner.set_core(&core);
         Component {
-            core: Arc::new(Core {
-                id: self.id,
-                kind: self.kind,
-                boxes: self.boxes.into_boxed_slice(),
-                exit: Default::default(),
-                group: std::sync::OnceLock::new(),
-            }),
+            core,
             body: Box::new(move |cx| Box::pin(main(cx))),
             error: self.error.map(Box::new),
             hosts_group: self.hosts_group,

@@ -6,21 +6,36 @@
 //! in a table slot, counted by the boxes (and the builder) that name it, and a box holds the
 //! slot's 4-byte index: [`Owner`]. The slot is freed when the last of them goes, so the table
 //! holds the labels of the owners alive now, not of every owner there ever was; its slot array
-//! (32 bytes a slot: the label is the owner's kind, shared with every component of that
-//! kind, and its id) stays at the most owners alive at once, reused from a free list.
+//! (40 bytes a slot: the label is the owner's kind, shared with every component of that
+//! kind, and its id; and a weak reference to the component's block) stays at the most owners
+//! alive at once, reused from a free list.
+//!
+//! The slot's reference to the component's block lets a box find its owner's waker (a group
+//! member's waker is its block): an empty box its owner waits on keeps no waker of its own
+//! (`store.rs`, [`Store::idle`](crate::store)).
 //!
 //! Cost: one process-wide lock, taken when a component or a box is made or dropped, when a
-//! link is made or undone, and when a label is read; never per message (a push, a pop or a
-//! poll does not read the owner).
+//! link is made or undone, and when a label is read; and when an owner starts waiting on an
+//! empty box with no used part, or such a box gets a message, closes or is linked (once per
+//! box in a connection's life, or per message on a box of `Control`); never per message on a
+//! box of data once it has had one.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::Waker;
 
-use crate::component::Label;
+use crate::component::{Core, Label};
 
-/// A slot of the table: a label and how many [`Owner`]s name it, or a link in the free list.
+/// A slot of the table: a label, how many [`Owner`]s name it and, once the component is made,
+/// its block (not kept alive by the table), or a link in the free list.
 enum Slot {
-    Used { label: Label, count: u32 },
-    Free { next: u32 },
+    Used {
+        label: Label,
+        count: u32,
+        core: Weak<Core>,
+    },
+    Free {
+        next: u32,
+    },
 }
 
 struct Table {
@@ -48,6 +63,7 @@ fn table() -> MutexGuard<'static, Table> {
         t.slots.push(Slot::Used {
             label: Label::new(crate::spec::shared_name("(owner not kept)"), 0),
             count: 1,
+            core: Weak::new(),
         });
     }
     t
@@ -65,7 +81,11 @@ impl Owner {
         let i = t.free;
         if let Some(slot) = t.slots.get_mut(i as usize) {
             if let Slot::Free { next } = *slot {
-                *slot = Slot::Used { label, count: 1 };
+                *slot = Slot::Used {
+                    label,
+                    count: 1,
+                    core: Weak::new(),
+                };
                 t.free = next;
                 return Owner(i);
             }
@@ -75,7 +95,11 @@ impl Owner {
         t.free = NONE;
         match u32::try_from(t.slots.len()) {
             Ok(i) if i != NONE => {
-                t.slots.push(Slot::Used { label, count: 1 });
+                t.slots.push(Slot::Used {
+                    label,
+                    count: 1,
+                    core: Weak::new(),
+                });
                 Owner(i)
             }
             _ => Owner(OVERFLOW),
@@ -89,6 +113,40 @@ impl Owner {
             // Cannot happen: a slot is freed only once no `Owner` names it.
             _ => "(owner not kept)#0".into(),
         }
+    }
+
+    /// Notes the owner's block, once the component is made, so that its boxes can find the
+    /// owner's waker ([`Owner::is_waker_of`], [`Owner::waker`]).
+    pub(crate) fn set_core(&self, core: &Arc<Core>) {
+        if self.0 == OVERFLOW {
+            return;
+        }
+        if let Some(Slot::Used { core: c, .. }) = table().slots.get_mut(self.0 as usize) {
+            *c = Arc::downgrade(core);
+        }
+    }
+
+    /// True if `data` is the data pointer of the owner's own waker: a group member's waker is
+    /// its component's block (`group.rs`), so a waker of a known kind
+    /// (`group::is_known_waker`) whose data pointer is the owner's block is the owner's, as the
+    /// block, kept allocated by the table's reference, cannot be another task's.
+    pub(crate) fn is_waker_of(&self, data: *const ()) -> bool {
+        match table().slots.get(self.0 as usize) {
+            Some(Slot::Used { core, .. }) if self.0 != OVERFLOW => {
+                std::ptr::eq(Weak::as_ptr(core).cast::<()>(), data)
+            }
+            _ => false,
+        }
+    }
+
+    /// The owner's waker (its block as a group member's waker), while the owner lives.
+    pub(crate) fn waker(&self) -> Option<Waker> {
+        let core = match table().slots.get(self.0 as usize) {
+            Some(Slot::Used { core, .. }) if self.0 != OVERFLOW => core.upgrade(),
+            _ => None,
+        };
+        // Made once the table's lock is released.
+        core.map(Waker::from)
     }
 }
 
