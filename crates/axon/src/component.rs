@@ -55,6 +55,11 @@ impl Label {
     pub fn id(&self) -> ComponentId {
         ComponentId(self.id)
     }
+
+    /// The kind, as shared by every component of that kind.
+    pub(crate) fn shared_kind(&self) -> &Arc<str> {
+        &self.kind
+    }
 }
 
 impl fmt::Display for Label {
