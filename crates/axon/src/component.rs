@@ -363,7 +363,7 @@ impl ComponentBuilder {
     }
 
     /// Declares an inbox of `T` that queues at most `capacity` messages (at least 1, at most
-    /// 268,435,455: a larger capacity is taken as that; `docs/semantics.md` §3).
+    /// 134,217,727: a larger capacity is taken as that; `docs/semantics.md` §3).
     pub fn inbox_with_capacity<T: Message>(
         &mut self,
         name: &str,

@@ -49,18 +49,21 @@ struct State<T> {
     busy: Option<Box<Busy<T>>>,
     /// The byte bound and how a message is weighed, once one is set.
     bound: Option<Box<ByteBound<T>>>,
-    /// The capacity (the low [`CAPACITY_BITS`] bits) and the flags ([`OUT`], [`SIGNAL`],
-    /// [`FINAL_SENT`], [`CLOSED`]), in one word so that the owner's index fits beside them and
+    /// The capacity (the low [`CAPACITY_BITS`] bits) and the flags ([`ROOM_GIVEN`], [`OUT`],
+    /// [`SIGNAL`], [`FINAL_SENT`], [`CLOSED`]), in one word so that the owner's index fits beside them and
     /// the store in one 80-byte block of the allocator.
     bits: u32,
     /// The owner, whose label `Name#id` is kept once for all its boxes.
     owner: Owner,
 }
 
-/// How many bits of [`State::bits`] hold the capacity: at most 268,435,455 messages (any larger
+/// How many bits of [`State::bits`] hold the capacity: at most 134,217,727 messages (any larger
 /// capacity means as many as that).
-const CAPACITY_BITS: u32 = 28;
+const CAPACITY_BITS: u32 = 27;
 const CAPACITY_MASK: u32 = (1 << CAPACITY_BITS) - 1;
+/// A box of data has given its used part back once (see [`Store::wait_for_message`]): from
+/// then on it keeps it.
+const ROOM_GIVEN: u32 = 1 << 27;
 /// An outbox (else an inbox).
 const OUT: u32 = 1 << 28;
 /// A `signal` outbox: it notes its final message, so the runtime never sends another.
@@ -82,11 +85,11 @@ struct Busy<T> {
 }
 
 impl<T> Busy<T> {
-    /// True if this used part holds nothing but, perhaps, `waker` waiting for a message: no
-    /// message, no room for one, no other waiting task.
+    /// True if this used part holds nothing but, perhaps, `waker` waiting for a message and
+    /// the queue's room: no message, no other waiting task.
     #[inline]
     fn holds_only(&self, waker: &Waker) -> bool {
-        self.queue.capacity() == 0
+        self.queue.is_empty()
             && self.more.is_none()
             && self.rx.as_ref().is_none_or(|w| w.will_wake(waker))
     }
@@ -516,14 +519,25 @@ impl<T: Send + 'static> Store<T> {
     /// kind.
     ///
     /// The owner, a group member, waiting on a box with no used part is noted in
-    /// [`Store::idle`] alone (no used part is made for it); a box of [`crate::Control`] whose
-    /// used part holds nothing else (no message, no room, no other waiting task) gives it
-    /// back when its owner takes its last message, as it gives back its room (`control` has
-    /// a message or two in a connection's life, and is waited on for all of it).
+    /// [`Store::idle`] alone (no used part is made for it). When its owner has taken the last
+    /// message and waits again, and the used part holds nothing else (no other waiting task),
+    /// the used part and the queue's room are given back: every time for a box of
+    /// [`crate::Control`] (`control` has a message or two in a connection's life, and is
+    /// waited on for all of it), once for a box of data ([`ROOM_GIVEN`]: a box that had one
+    /// message, a connection's greeting, holds nothing after it; a box that gets a second keeps
+    /// its room for the next, as a busy box must not allocate per message).
+    // Inlined where a box is polled (an emptying pop of the relay's boxes comes here every
+    // message): its rare parts are out of line.
+    #[inline(always)]
     fn wait_for_message(&self, g: &mut State<T>, cx: &TaskContext<'_>) {
         let waker = cx.waker();
         let busy = match g.busy.as_mut() {
-            Some(busy) if !carries_control::<T>() || !busy.holds_only(waker) => busy,
+            Some(busy)
+                if (!carries_control::<T>() && g.bits & ROOM_GIVEN != 0)
+                    || !busy.holds_only(waker) =>
+            {
+                busy
+            }
             _ => {
                 if self.owner_waits_unboxed(g, waker) {
                     return;
@@ -539,10 +553,14 @@ impl<T: Send + 'static> Store<T> {
 
     /// Notes `waker`'s task as waiting here with no used part, if it is the owner's (a group
     /// member's waker, its component's block): the used part, if any, holds nothing else
-    /// (checked by the caller) and is given back.
+    /// (checked by the caller) and is given back. A box of data does that once (whether the
+    /// waker is the owner's or not: the owner's is looked up under a process-wide lock).
     #[cold]
     #[inline(never)]
     fn owner_waits_unboxed(&self, g: &mut State<T>, waker: &Waker) -> bool {
+        if g.busy.is_some() && !carries_control::<T>() {
+            g.set(ROOM_GIVEN);
+        }
         if !crate::group::is_known_waker(waker) || !g.owner.is_waker_of(waker.data()) {
             return false;
         }
@@ -999,13 +1017,19 @@ mod tests {
             4,
             false,
         );
-        for big in [1_usize << 28, (1 << 29) + 3, u32::MAX as usize, usize::MAX] {
+        for big in [
+            1_usize << 27,
+            1 << 28,
+            (1 << 29) + 3,
+            u32::MAX as usize,
+            usize::MAX,
+        ] {
             s.set_capacity(big);
             assert_eq!(s.capacity(), CAPACITY_MASK as usize, "{big}");
             assert_eq!(s.direction(), Direction::In, "{big}");
             let st = lock(&s.state);
             assert!(
-                !st.has(SIGNAL) && !st.has(FINAL_SENT) && !st.has(CLOSED),
+                !st.has(SIGNAL) && !st.has(FINAL_SENT) && !st.has(CLOSED) && !st.has(ROOM_GIVEN),
                 "{big}"
             );
         }
@@ -1068,8 +1092,8 @@ mod tests {
     /// A group member waiting on a box that nothing has sent to (a connection's `control` and
     /// `makessl`) holds no used part there: its waker is found through its block when a message
     /// comes, and the message wakes it. A box of control messages gives its used part back
-    /// once its owner has taken the last message and waits again; a box of data keeps it (its
-    /// room, for the next message).
+    /// once its owner has taken the last message and waits again; a box of data does so once
+    /// (after a one-off message), then keeps it (its room, for the next message).
     #[tokio::test]
     async fn an_empty_box_its_owner_waits_on_holds_no_used_part() {
         let mut b = crate::Component::build("Waiter");
@@ -1078,7 +1102,7 @@ mod tests {
         let (data, ctl) = (inbox.store.clone(), control.store.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let waiter = b.main(move |_| async move {
-            let got = inbox.recv().await;
+            let got = inbox.recv().await + inbox.recv().await;
             while !control.recv().await.is_final() {}
             let _ = tx.send(got);
             Ok(())
@@ -1090,8 +1114,12 @@ mod tests {
                 assert!(!used(&data), "waited on: no used part");
                 assert!(!used(&ctl), "never polled yet");
                 assert!(data.try_push(7, false).is_ok());
+                until(|| used(&data)).await;
+                until(|| data.idle.load(Ordering::Acquire) != 0).await;
+                assert!(!used(&data), "one message came and went: given back, once");
+                assert!(data.try_push(8, false).is_ok());
                 until(|| ctl.idle.load(Ordering::Acquire) != 0).await;
-                assert!(used(&data), "a message came: its room is kept");
+                assert!(used(&data), "a second message came: its room is kept");
                 assert!(!used(&ctl), "waited on: no used part");
                 let notice = crate::Control::notice("a notice");
                 assert!(ctl.try_push(notice, false).is_ok());
@@ -1109,7 +1137,7 @@ mod tests {
             })
             .await;
         assert!(report.is_ok());
-        assert_eq!(rx.await.ok(), Some(7));
+        assert_eq!(rx.await.ok(), Some(15));
     }
 
     /// A task that is not the box's owner (here the test's own, with a waker of an unknown
