@@ -162,7 +162,7 @@ impl<T: Message> Inbox<T> {
         self.store.capacity()
     }
 
-    /// Changes the capacity (Axon's `setInboxSize`): at least 1, at most 268,435,455 messages
+    /// Changes the capacity (Axon's `setInboxSize`): at least 1, at most 134,217,727 messages
     /// (a larger one is taken as that; `docs/semantics.md` §3).
     pub fn set_capacity(&self, capacity: usize) {
         self.store.set_capacity(capacity)

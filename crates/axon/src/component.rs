@@ -55,6 +55,11 @@ impl Label {
     pub fn id(&self) -> ComponentId {
         ComponentId(self.id)
     }
+
+    /// The kind, as shared by every component of that kind.
+    pub(crate) fn shared_kind(&self) -> &Arc<str> {
+        &self.kind
+    }
 }
 
 impl fmt::Display for Label {
@@ -371,7 +376,7 @@ impl ComponentBuilder {
     }
 
     /// Declares an inbox of `T` that queues at most `capacity` messages (at least 1, at most
-    /// 268,435,455: a larger capacity is taken as that; `docs/semantics.md` §3).
+    /// 134,217,727: a larger capacity is taken as that; `docs/semantics.md` §3).
     pub fn inbox_with_capacity<T: Message>(
         &mut self,
         name: &str,
@@ -497,14 +502,18 @@ impl ComponentBuilder {
         F: FnOnce(Context) -> Fut + Send + 'static,
         Fut: Future<Output = MainResult> + Send + 'static,
     {
+        let core = Arc::new(Core {
+            id: self.id,
+            kind: self.kind,
+            boxes: self.boxes.into_boxed_slice(),
+            exit: Default::default(),
+            group: std::sync::OnceLock::new(),
+        });
+        // Its boxes find their owner's waker through it (`store.rs`: an empty box its owner
+        // waits on holds no waiting list).
+        self.owner.set_core(&core);
         Component {
-            core: Arc::new(Core {
-                id: self.id,
-                kind: self.kind,
-                boxes: self.boxes.into_boxed_slice(),
-                exit: Default::default(),
-                group: std::sync::OnceLock::new(),
-            }),
+            core,
             body: Box::new(move |cx| Box::pin(main(cx))),
             error: self.error.map(Box::new),
             hosts_group: self.hosts_group,

@@ -32,6 +32,12 @@ pub(crate) struct Store<T> {
     /// (the usual poll of a component that waits on several boxes) finds that out without the
     /// lock. Every push clears it before it wakes the waiting task, so whoever still reads the
     /// old value is woken after; so does anything that takes the waiting task's waker.
+    ///
+    /// Set while the store has no used part ([`State::busy`] is `None`), it also says that
+    /// the box's owner, a group member, waits here: its waker is not kept in the store but
+    /// found through the owner ([`Owner::waker`]) when a message comes or the box closes or
+    /// is linked. A box that nothing sends to (a connection's `control` and `makessl`) then
+    /// holds no waiting list for as long as it is waited on.
     idle: AtomicUsize,
     /// The box's name and description (shared by every box declared with both).
     meta: Arc<BoxMeta>,
@@ -43,18 +49,21 @@ struct State<T> {
     busy: Option<Box<Busy<T>>>,
     /// The byte bound and how a message is weighed, once one is set.
     bound: Option<Box<ByteBound<T>>>,
-    /// The capacity (the low [`CAPACITY_BITS`] bits) and the flags ([`OUT`], [`SIGNAL`],
-    /// [`FINAL_SENT`], [`CLOSED`]), in one word so that the owner's index fits beside them and
+    /// The capacity (the low [`CAPACITY_BITS`] bits) and the flags ([`ROOM_GIVEN`], [`OUT`],
+    /// [`SIGNAL`], [`FINAL_SENT`], [`CLOSED`]), in one word so that the owner's index fits beside them and
     /// the store in one 80-byte block of the allocator.
     bits: u32,
     /// The owner, whose label `Name#id` is kept once for all its boxes.
     owner: Owner,
 }
 
-/// How many bits of [`State::bits`] hold the capacity: at most 268,435,455 messages (any larger
+/// How many bits of [`State::bits`] hold the capacity: at most 134,217,727 messages (any larger
 /// capacity means as many as that).
-const CAPACITY_BITS: u32 = 28;
+const CAPACITY_BITS: u32 = 27;
 const CAPACITY_MASK: u32 = (1 << CAPACITY_BITS) - 1;
+/// A box of data has given its used part back once (see [`Store::wait_for_message`]): from
+/// then on it keeps it.
+const ROOM_GIVEN: u32 = 1 << 27;
 /// An outbox (else an inbox).
 const OUT: u32 = 1 << 28;
 /// A `signal` outbox: it notes its final message, so the runtime never sends another.
@@ -73,6 +82,17 @@ struct Busy<T> {
     /// tasks waiting for a message: only a full box or a box shared by several receivers has
     /// them, so one pointer until there are some.
     more: Option<Box<MoreWakers>>,
+}
+
+impl<T> Busy<T> {
+    /// True if this used part holds nothing but, perhaps, `waker` waiting for a message and
+    /// the queue's room: no message, no other waiting task.
+    #[inline]
+    fn holds_only(&self, waker: &Waker) -> bool {
+        self.queue.is_empty()
+            && self.more.is_none()
+            && self.rx.as_ref().is_none_or(|w| w.will_wake(waker))
+    }
 }
 
 impl<T> Default for Busy<T> {
@@ -234,7 +254,9 @@ impl<T: 'static> State<T> {
             || (!busy.queue.is_empty() && self.bound.as_ref().is_some_and(|b| b.bytes >= b.limit))
     }
 
-    /// The used part, made on first use.
+    /// The used part, made on first use. Not while the owner waits here with none: the
+    /// callers that may make it then ([`Store::push_locked`], [`Store::wait_for_message`])
+    /// take the owner's waker first, or make it with [`new_busy`].
     fn busy(&mut self) -> &mut Busy<T> {
         self.busy.get_or_insert_with(Default::default)
     }
@@ -293,12 +315,40 @@ impl<T: 'static> State<T> {
             .map_or_else(Woken::default, |b| b.take(Side::Tx))
     }
 
-    /// The tasks waiting for a message, to wake once the lock is released.
-    fn take_rx(&mut self) -> Woken {
-        self.busy
-            .as_mut()
-            .map_or_else(Woken::default, |b| b.take(Side::Rx))
+    /// The tasks waiting for a message, to wake once the lock is released: those in the used
+    /// part, or the owner if it waits with none (`idle`, the store's [`Store::idle`], is then
+    /// set; the caller clears it).
+    fn take_rx(&mut self, idle: &AtomicUsize) -> Woken {
+        match self.busy.as_mut() {
+            Some(b) => b.take(Side::Rx),
+            None => self.take_owner(idle),
+        }
     }
+
+    #[cold]
+    #[inline(never)]
+    fn take_owner(&mut self, idle: &AtomicUsize) -> Woken {
+        Woken {
+            first: if idle.load(Ordering::Relaxed) != 0 {
+                self.owner.waker()
+            } else {
+                None
+            },
+            rest: Vec::new(),
+        }
+    }
+}
+
+/// A store's used part, made on first use; if the store's owner waits there with none
+/// (`idle` set, see [`Store::idle`]), its waker goes in as the first waiting for a message.
+#[cold]
+#[inline(never)]
+fn new_busy<T>(owner: &Owner, idle: &AtomicUsize) -> Box<Busy<T>> {
+    let mut busy = Box::<Busy<T>>::default();
+    if idle.load(Ordering::Relaxed) != 0 {
+        busy.rx = owner.waker();
+    }
+    busy
 }
 
 /// True for a box of [`crate::Control`] messages (decided when the store's code is made for
@@ -436,9 +486,23 @@ impl<T: Send + 'static> Store<T> {
         if !force && g.is_full() {
             return Err(PushError::Full(msg, Arc::clone(self), g.has(OUT)));
         }
+        if g.busy.is_none() {
+            return Ok(self.push_first(g, msg));
+        }
         g.push(msg);
         self.idle.store(0, Ordering::Release);
-        Ok(g.take_rx())
+        Ok(g.take_rx(&self.idle))
+    }
+
+    /// [`Store::push_locked`] into a store with no used part yet: the owner, if it waits here
+    /// (`idle`), is taken to be woken before the push makes the used part.
+    #[cold]
+    #[inline(never)]
+    fn push_first(&self, g: &mut State<T>, msg: T) -> Woken {
+        let woken = g.take_rx(&self.idle);
+        g.push(msg);
+        self.idle.store(0, Ordering::Release);
+        woken
     }
 
     /// True if the queue is empty and `cx`'s task already waits here for a
@@ -453,11 +517,56 @@ impl<T: Send + 'static> Store<T> {
     /// Registers `cx`'s task as waiting for a message on the (empty) queue of `g`, this store's
     /// state, and notes it in [`Store::idle`] when it is the first and its waker is of a known
     /// kind.
+    ///
+    /// The owner, a group member, waiting on a box with no used part is noted in
+    /// [`Store::idle`] alone (no used part is made for it). When its owner has taken the last
+    /// message and waits again, and the used part holds nothing else (no other waiting task),
+    /// the used part and the queue's room are given back: every time for a box of
+    /// [`crate::Control`] (`control` has a message or two in a connection's life, and is
+    /// waited on for all of it), once for a box of data ([`ROOM_GIVEN`]: a box that had one
+    /// message, a connection's greeting, holds nothing after it; a box that gets a second keeps
+    /// its room for the next, as a busy box must not allocate per message).
+    // Inlined where a box is polled (an emptying pop of the relay's boxes comes here every
+    // message): its rare parts are out of line.
+    #[inline(always)]
     fn wait_for_message(&self, g: &mut State<T>, cx: &TaskContext<'_>) {
         let waker = cx.waker();
-        if g.busy().register(Side::Rx, waker) && crate::group::is_known_waker(waker) {
+        let busy = match g.busy.as_mut() {
+            Some(busy)
+                if (!carries_control::<T>() && g.bits & ROOM_GIVEN != 0)
+                    || !busy.holds_only(waker) =>
+            {
+                busy
+            }
+            _ => {
+                if self.owner_waits_unboxed(g, waker) {
+                    return;
+                }
+                let owner = &g.owner;
+                g.busy.get_or_insert_with(|| new_busy(owner, &self.idle))
+            }
+        };
+        if busy.register(Side::Rx, waker) && crate::group::is_known_waker(waker) {
             self.idle.store(waker.data() as usize, Ordering::Release);
         }
+    }
+
+    /// Notes `waker`'s task as waiting here with no used part, if it is the owner's (a group
+    /// member's waker, its component's block): the used part, if any, holds nothing else
+    /// (checked by the caller) and is given back. A box of data does that once (whether the
+    /// waker is the owner's or not: the owner's is looked up under a process-wide lock).
+    #[cold]
+    #[inline(never)]
+    fn owner_waits_unboxed(&self, g: &mut State<T>, waker: &Waker) -> bool {
+        if g.busy.is_some() && !carries_control::<T>() {
+            g.set(ROOM_GIVEN);
+        }
+        if !crate::group::is_known_waker(waker) || !g.owner.is_waker_of(waker.data()) {
+            return false;
+        }
+        g.busy = None;
+        self.idle.store(waker.data() as usize, Ordering::Release);
+        true
     }
 
     /// Waits until this store (the full end of a chain) has room, is closed or forwards. Returns
@@ -727,7 +836,7 @@ impl<T: Send + 'static> Store<T> {
                 return Err(LinkFailure::Closed(dst.id()));
             }
         }
-        let (tx, rx) = (g.take_tx(), g.take_rx());
+        let (tx, rx) = (g.take_tx(), g.take_rx(&self.idle));
         self.idle.store(0, Ordering::Release);
         drop(g);
         tx.wake();
@@ -761,7 +870,7 @@ impl<T: Send + 'static> Store<T> {
         let mut g = lock(&self.state);
         g.set(CLOSED);
         let left = g.len();
-        let (tx, rx) = (g.take_tx(), g.take_rx());
+        let (tx, rx) = (g.take_tx(), g.take_rx(&self.idle));
         self.idle.store(0, Ordering::Release);
         drop(g);
         tx.wake();
@@ -908,13 +1017,19 @@ mod tests {
             4,
             false,
         );
-        for big in [1_usize << 28, (1 << 29) + 3, u32::MAX as usize, usize::MAX] {
+        for big in [
+            1_usize << 27,
+            1 << 28,
+            (1 << 29) + 3,
+            u32::MAX as usize,
+            usize::MAX,
+        ] {
             s.set_capacity(big);
             assert_eq!(s.capacity(), CAPACITY_MASK as usize, "{big}");
             assert_eq!(s.direction(), Direction::In, "{big}");
             let st = lock(&s.state);
             assert!(
-                !st.has(SIGNAL) && !st.has(FINAL_SENT) && !st.has(CLOSED),
+                !st.has(SIGNAL) && !st.has(FINAL_SENT) && !st.has(CLOSED) && !st.has(ROOM_GIVEN),
                 "{big}"
             );
         }
@@ -927,7 +1042,7 @@ mod tests {
         assert!(std::mem::size_of::<Busy<u64>>() <= 56);
     }
 
-    fn used(s: &Store<u64>) -> bool {
+    fn used<T: Send + 'static>(s: &Store<T>) -> bool {
         lock(&s.state).busy.is_some()
     }
 
@@ -961,6 +1076,83 @@ mod tests {
         assert!(used(&inbox));
         assert_eq!(inbox.try_pop(), Some(7));
         assert_eq!(pass.byte_usage(), Some((0, 100)));
+    }
+
+    /// Yields until `cond` holds (at most a thousand times: a test on one thread needs a few).
+    async fn until(cond: impl Fn() -> bool) {
+        for _ in 0..1000 {
+            if cond() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("not reached");
+    }
+
+    /// A group member waiting on a box that nothing has sent to (a connection's `control` and
+    /// `makessl`) holds no used part there: its waker is found through its block when a message
+    /// comes, and the message wakes it. A box of control messages gives its used part back
+    /// once its owner has taken the last message and waits again; a box of data does so once
+    /// (after a one-off message), then keeps it (its room, for the next message).
+    #[tokio::test]
+    async fn an_empty_box_its_owner_waits_on_holds_no_used_part() {
+        let mut b = crate::Component::build("Waiter");
+        let inbox = b.inbox::<u64>("inbox", "");
+        let control = b.control();
+        let (data, ctl) = (inbox.store.clone(), control.store.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let waiter = b.main(move |_| async move {
+            let got = inbox.recv().await + inbox.recv().await;
+            while !control.recv().await.is_final() {}
+            let _ = tx.send(got);
+            Ok(())
+        });
+        let check = {
+            let (data, ctl) = (data.clone(), ctl.clone());
+            async move {
+                until(|| data.idle.load(Ordering::Acquire) != 0).await;
+                assert!(!used(&data), "waited on: no used part");
+                assert!(!used(&ctl), "never polled yet");
+                assert!(data.try_push(7, false).is_ok());
+                until(|| used(&data)).await;
+                until(|| data.idle.load(Ordering::Acquire) != 0).await;
+                assert!(!used(&data), "one message came and went: given back, once");
+                assert!(data.try_push(8, false).is_ok());
+                until(|| ctl.idle.load(Ordering::Acquire) != 0).await;
+                assert!(used(&data), "a second message came: its room is kept");
+                assert!(!used(&ctl), "waited on: no used part");
+                let notice = crate::Control::notice("a notice");
+                assert!(ctl.try_push(notice, false).is_ok());
+                until(|| ctl.idle.load(Ordering::Acquire) != 0).await;
+                assert!(!used(&ctl), "given back");
+                assert!(ctl
+                    .try_push(crate::Control::producer_finished(), false)
+                    .is_ok());
+            }
+        };
+        let report = crate::Scheduler::new()
+            .run(async {
+                crate::Group::new().with(waiter).activate();
+                check.await;
+            })
+            .await;
+        assert!(report.is_ok());
+        assert_eq!(rx.await.ok(), Some(15));
+    }
+
+    /// A task that is not the box's owner (here the test's own, with a waker of an unknown
+    /// kind) waiting on an empty box is kept in a used part, as before, and woken by the next
+    /// message.
+    #[test]
+    fn another_task_waiting_gets_a_used_part() {
+        let (count, waker) = crate::test_wakers::WakeCount::waker();
+        let mut cx = TaskContext::from_waker(&waker);
+        let inbox = crate::Inbox::<u64>::standalone("inbox", 8);
+        let store = &inbox.store;
+        assert_eq!(store.poll_pop(&mut cx), Poll::Pending);
+        assert!(used(store));
+        assert!(store.try_push(1, false).is_ok());
+        assert_eq!(count.get(), 1);
     }
 
     /// A box of control messages gives its queue's room back with its last message (a
