@@ -178,7 +178,11 @@ pub fn connect(
     // connected (a freed block is a hole in the heap until something of its size comes), so
     // it is written to hold no more than the connect and its deadline.
     match literal(host, port) {
-        Some(addr) if family.matches(&addr) => Either::Left(connect_literal(host, addr, timeout)),
+        // Lazy, as an `async fn` is: nothing (the clock, the timer) before the first poll, so
+        // the future can be made outside a runtime and its deadline runs from when it starts.
+        Some(addr) if family.matches(&addr) => Either::Left(
+            futures_util::future::lazy(move |_| connect_literal(host, addr, timeout)).flatten(),
+        ),
         _ => Either::Right(Box::pin(connect_resolving(host, port, family, timeout))),
     }
 }
@@ -452,6 +456,15 @@ mod tests {
     /// build's layout, with room.
     #[tokio::test]
     async fn a_connect_to_an_ip_literal_is_small() {
+        // Made outside any runtime, as an `async fn`'s future can be: nothing happens before
+        // its first poll.
+        let made = std::thread::spawn(|| {
+            drop(connect("127.0.0.1", 1, Family::Any, Duration::from_secs(1)));
+        });
+        assert!(
+            made.join().is_ok(),
+            "connect() did work before its first poll"
+        );
         let f = connect("127.0.0.1", 1, Family::Any, Duration::from_secs(1));
         let size = std::mem::size_of_val(&f);
         eprintln!("connect: {size} bytes");
