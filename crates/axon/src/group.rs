@@ -277,6 +277,14 @@ pub(crate) fn is_known_waker(waker: &Waker) -> bool {
     vtable == MEMBER_VTABLE.load(Ordering::Relaxed) || vtable == TASK_VTABLE.load(Ordering::Relaxed)
 }
 
+/// True if `waker` is a group member's (made by [`member_waker`]): the only kind a box's owner
+/// can wait with and be found again through its block (`store.rs`, `owners.rs`), so a task of
+/// another kind need not look in the table of labels.
+#[inline]
+pub(crate) fn is_member_waker(waker: &Waker) -> bool {
+    vtable_of(waker) == MEMBER_VTABLE.load(Ordering::Relaxed)
+}
+
 /// Learns the kind of waker tokio gives its tasks from `waker`, the waker a component's life is
 /// polled with: a life is polled only by its own tokio task or by its group (whose members'
 /// wakers are made, and their kind noted, before it polls them), so any waker that is not a

@@ -561,7 +561,9 @@ impl<T: Send + 'static> Store<T> {
         if g.busy.is_some() && !carries_control::<T>() {
             g.set(ROOM_GIVEN);
         }
-        if !crate::group::is_known_waker(waker) || !g.owner.is_waker_of(waker.data()) {
+        // A task of its own (not a group member) is never found through its block: no look
+        // in the process-wide table for it.
+        if !crate::group::is_member_waker(waker) || !g.owner.is_waker_of(waker.data()) {
             return false;
         }
         g.busy = None;
@@ -1094,6 +1096,56 @@ mod tests {
     /// comes, and the message wakes it. A box of control messages gives its used part back
     /// once its owner has taken the last message and waits again; a box of data does so once
     /// (after a one-off message), then keeps it (its room, for the next message).
+    /// A group member waiting with no used part on its `control` (given back after each
+    /// message) is woken by every push from other threads, one at a time, each finding the box
+    /// empty: none is lost (the owner's waker found through the table each time, under the
+    /// store's lock, while the owner runs on another worker).
+    #[test]
+    fn pushes_from_other_threads_wake_an_owner_waiting_with_no_used_part() {
+        const N: u64 = 2_000;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut b = crate::Component::build("Counter");
+            let control = b.control();
+            let ctl = control.store.clone();
+            let (ack, mut acks) = tokio::sync::mpsc::unbounded_channel::<()>();
+            let counter = b.main(move |_| async move {
+                loop {
+                    let c = control.recv().await;
+                    if c.is_final() {
+                        return Ok(());
+                    }
+                    let _ = ack.send(());
+                }
+            });
+            let sched = crate::Scheduler::new();
+            let report = sched.run(async {
+                crate::Group::new().with(counter).activate();
+                let pusher = std::thread::spawn(move || {
+                    for _ in 0..N {
+                        assert!(ctl.try_push(crate::Control::notice("n"), false).is_ok());
+                        // Waits until the owner took it: the next push finds the box empty.
+                        if acks.blocking_recv().is_none() {
+                            return false;
+                        }
+                    }
+                    ctl.try_push(crate::Control::producer_finished(), false)
+                        .is_ok()
+                });
+                let done = tokio::task::spawn_blocking(move || pusher.join());
+                let joined = tokio::time::timeout(std::time::Duration::from_secs(30), done)
+                    .await
+                    .expect("every push woke the owner (30 s)");
+                assert!(matches!(joined, Ok(Ok(true))));
+            });
+            assert!(report.await.is_ok());
+        });
+    }
+
     #[tokio::test]
     async fn an_empty_box_its_owner_waits_on_holds_no_used_part() {
         let mut b = crate::Component::build("Waiter");
