@@ -68,13 +68,24 @@ async fn a_message_taken_while_the_socket_is_full_arrives_in_order() {
         });
 
         // Nobody reads yet: the socket fills, its writes return Pending, and the feeder is held
-        // back by the connection's bounded queues, whatever the time it is given.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let before = fed.load(Ordering::SeqCst);
+        // back by the connection's bounded queues, whatever the time it is given. Waits until
+        // the count of messages fed has stood still for 200 ms (there is no event for "held
+        // back"; the whole test is bounded by its timeout): it must then have stopped short of
+        // the end, with messages taken.
+        let mut before = fed.load(Ordering::SeqCst);
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = fed.load(Ordering::SeqCst);
+            if now == before {
+                break;
+            }
+            before = now;
+        }
         assert!(
             before < 200,
             "all 200 messages (2 MiB) were taken with nobody reading: the socket never filled"
         );
+        assert!(before > 0, "the connection took nothing");
 
         // Now the peer reads: everything arrives once, in order, then the half-close.
         let mut got = Vec::new();
