@@ -87,14 +87,19 @@ async fn the_file_arrives_exactly_and_then_producer_finished() {
     let file = TempFile::new("exact", &data);
     let reader = RateControlledFileReader::new(file.path()).rate(None).into();
     let out = timeout(LIMIT, run(reader, None)).await.unwrap();
+    assert_delivered_exactly(&out, &data, 64 * 1024);
+}
 
+/// `out` is `data` exactly, in non-empty chunks of at most `max_chunk` bytes, and a clean end:
+/// one ProducerFinished.
+fn assert_delivered_exactly(out: &Outcome, data: &[u8], max_chunk: usize) {
     assert!(out.report.is_ok(), "{:?}", out.report.failures);
     assert!(out
         .chunks
         .iter()
-        .all(|c| !c.is_empty() && c.len() <= 64 * 1024));
+        .all(|c| !c.is_empty() && c.len() <= max_chunk));
     let got = out.chunks.concat();
-    assert_eq!(Sha256::digest(&got), Sha256::digest(&data));
+    assert_eq!(Sha256::digest(&got), Sha256::digest(data));
     assert!(got == data, "same digest, different bytes");
     assert_eq!(out.signals.len(), 1);
     assert!(out.signals[0].is_producer_finished());
@@ -112,15 +117,7 @@ async fn a_read_size_of_one_chunk_delivers_the_file_exactly() {
         .read_size(16 * 1024)
         .into();
     let out = timeout(LIMIT, run(reader, None)).await.unwrap();
-
-    assert!(out.report.is_ok(), "{:?}", out.report.failures);
-    assert!(out
-        .chunks
-        .iter()
-        .all(|c| !c.is_empty() && c.len() <= 16 * 1024));
-    assert!(out.chunks.concat() == data);
-    assert_eq!(out.signals.len(), 1);
-    assert!(out.signals[0].is_producer_finished());
+    assert_delivered_exactly(&out, &data, 16 * 1024);
 }
 
 #[tokio::test]

@@ -1047,6 +1047,16 @@ mod tests {
         conn.poll_event(&mut cx)
     }
 
+    /// The connection's next event, within 10 s (`what` says what was awaited).
+    async fn next_event(conn: &mut Connection<TcpStream>, what: &str) -> Event {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            std::future::poll_fn(|cx| conn.poll_event(cx)),
+        )
+        .await
+        .expect(what)
+    }
+
     /// Issue 11: an idle connection holds no read buffer. It waits for the socket to be
     /// readable before taking one, and a read that drains the socket gives it back with the
     /// data (before, every connection kept 1 KiB while idle).
@@ -1057,12 +1067,7 @@ mod tests {
         assert_eq!(conn.rb.held(), 0, "waiting for data takes no buffer");
 
         theirs.write_all(b"hello!!\n").await.unwrap();
-        let ev = tokio::time::timeout(
-            Duration::from_secs(10),
-            std::future::poll_fn(|cx| conn.poll_event(cx)),
-        )
-        .await
-        .expect("the data is read");
+        let ev = next_event(&mut conn, "the data is read").await;
         assert!(matches!(ev, Event::Read(Ok(8))));
         assert!(matches!(conn.on_event(ev), Step::Go));
         assert_eq!(conn.b.outbox.buffered(), 1, "the data was delivered");
@@ -1099,12 +1104,7 @@ mod tests {
 
         theirs.write_all(b"hello!!\n").await.unwrap();
         theirs.flush().await.unwrap();
-        let ev = tokio::time::timeout(
-            Duration::from_secs(10),
-            std::future::poll_fn(|cx| conn.poll_event(cx)),
-        )
-        .await
-        .expect("the peer's data wakes the connection");
+        let ev = next_event(&mut conn, "the peer's data wakes the connection").await;
         assert!(matches!(ev, Event::Read(Ok(8))));
         assert!(matches!(conn.on_event(ev), Step::Go));
         assert_eq!(conn.b.outbox.buffered(), 1, "the data was delivered");
