@@ -64,6 +64,8 @@ struct Table {
     /// connection), and the index of each.
     kinds: Vec<Arc<str>>,
     kind_index: Option<HashMap<Arc<str>, u32>>,
+    /// What the kinds' names weigh, in bytes (at most [`KIND_BYTES`]).
+    kind_bytes: usize,
 }
 
 /// No free slot.
@@ -78,12 +80,17 @@ const OVERFLOW: u32 = 0;
 /// it for ever): past them, a label shows kind 0's name.
 const KINDS: usize = 65_536;
 
+/// How many bytes of kind names the table keeps at most, for the same reason: a name past
+/// them is not kept either (its labels show kind 0's name).
+const KIND_BYTES: usize = 1 << 20;
+
 static TABLE: Mutex<Table> = Mutex::new(Table {
     chunks: Vec::new(),
     len: 0,
     free: NONE,
     kinds: Vec::new(),
     kind_index: None,
+    kind_bytes: 0,
 });
 
 fn table() -> MutexGuard<'static, Table> {
@@ -134,16 +141,18 @@ impl Table {
         Some(i)
     }
 
-    /// The index of `kind`, added if new (kind 0 once [`KINDS`] are kept).
+    /// The index of `kind`, added if new (kind 0 once [`KINDS`] kinds or [`KIND_BYTES`] of
+    /// their names are kept).
     fn kind(&mut self, kind: &Arc<str>) -> u32 {
         let index = self.kind_index.get_or_insert_with(HashMap::new);
         if let Some(&k) = index.get(kind) {
             return k;
         }
         match u32::try_from(self.kinds.len()) {
-            Ok(k) if self.kinds.len() < KINDS => {
+            Ok(k) if self.kinds.len() < KINDS && self.kind_bytes + kind.len() <= KIND_BYTES => {
                 index.insert(kind.clone(), k);
                 self.kinds.push(kind.clone());
+                self.kind_bytes += kind.len();
                 k
             }
             _ => 0,
@@ -349,5 +358,26 @@ mod tests {
         );
         drop(t);
         assert_eq!(&*owners[5].label(), "Chunked#5");
+    }
+
+    /// Kind names made on the fly do not grow the table past [`KIND_BYTES`]: a kind past it
+    /// is not kept, and its labels show kind 0's name instead.
+    #[test]
+    fn the_kinds_kept_are_bounded_in_bytes() {
+        let mut t = Table {
+            chunks: Vec::new(),
+            len: 0,
+            free: NONE,
+            kinds: vec!["(owner not kept)".into()],
+            kind_index: None,
+            kind_bytes: 0,
+        };
+        // 64 KiB each: sixteen fill the bound.
+        let long = |i: usize| -> Arc<str> { format!("{i:05}{}", "x".repeat(65_531)).into() };
+        let kept: Vec<u32> = (1..=17).map(|i| t.kind(&long(i))).collect();
+        assert!(kept[..16].iter().all(|&k| k != 0), "{kept:?}");
+        assert_eq!(kept[16], 0, "past 1 MiB of names: not kept");
+        assert!(t.kind_bytes <= KIND_BYTES);
+        assert_eq!(t.kind(&long(3)), kept[2], "a kept kind is found again");
     }
 }
