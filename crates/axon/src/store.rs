@@ -1091,11 +1091,6 @@ mod tests {
         panic!("not reached");
     }
 
-    /// A group member waiting on a box that nothing has sent to (a connection's `control` and
-    /// `makessl`) holds no used part there: its waker is found through its block when a message
-    /// comes, and the message wakes it. A box of control messages gives its used part back
-    /// once its owner has taken the last message and waits again; a box of data does so once
-    /// (after a one-off message), then keeps it (its room, for the next message).
     /// A group member waiting with no used part on its `control` (given back after each
     /// message) is woken by every push from other threads, one at a time, each finding the box
     /// empty: none is lost (the owner's waker found through the table each time, under the
@@ -1142,10 +1137,16 @@ mod tests {
                     .expect("every push woke the owner (30 s)");
                 assert!(matches!(joined, Ok(Ok(true))));
             });
-            assert!(report.await.is_ok());
+            let ended = tokio::time::timeout(std::time::Duration::from_secs(30), report).await;
+            assert!(ended.expect("the final message ended it (30 s)").is_ok());
         });
     }
 
+    /// A group member waiting on a box that nothing has sent to (a connection's `control` and
+    /// `makessl`) holds no used part there: its waker is found through its block when a message
+    /// comes, and the message wakes it. A box of control messages gives its used part back
+    /// once its owner has taken the last message and waits again; a box of data does so once
+    /// (after a one-off message), then keeps it (its room, for the next message).
     #[tokio::test]
     async fn an_empty_box_its_owner_waits_on_holds_no_used_part() {
         let mut b = crate::Component::build("Waiter");
@@ -1182,14 +1183,21 @@ mod tests {
                     .is_ok());
             }
         };
-        let report = crate::Scheduler::new()
-            .run(async {
-                crate::Group::new().with(waiter).activate();
-                check.await;
-            })
-            .await;
+        let run = async {
+            let report = crate::Scheduler::new()
+                .run(async {
+                    crate::Group::new().with(waiter).activate();
+                    check.await;
+                })
+                .await;
+            (report, rx.await.ok())
+        };
+        // A lost wake-up would hang here: bounded.
+        let (report, got) = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+            .await
+            .expect("every message woke the waiter (30 s)");
         assert!(report.is_ok());
-        assert_eq!(rx.await.ok(), Some(15));
+        assert_eq!(got, Some(15));
     }
 
     /// A task that is not the box's owner (here the test's own, with a waker of an unknown

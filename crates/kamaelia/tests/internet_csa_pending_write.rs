@@ -4,8 +4,6 @@
 //! must wait in the connection's queue, not be lost, written twice or overtaken, and once the
 //! peer reads, every byte arrives, in order.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axon::{link_refs, Control, Inbox, Outbox, Scheduler};
@@ -57,33 +55,29 @@ async fn a_message_taken_while_the_socket_is_full_arrives_in_order() {
         let sched = Scheduler::new();
         let s = sched.clone();
         let running = tokio::spawn(async move { s.run(async { csa.activate() }).await });
-        let fed = Arc::new(AtomicUsize::new(0));
-        let count = fed.clone();
+        // Told the first time the connection's queue is full (the feeder held back).
+        let (held, held_back) = tokio::sync::oneshot::channel::<usize>();
         let feeder = tokio::spawn(async move {
-            for m in all {
-                feed.send(m).await.unwrap();
-                count.fetch_add(1, Ordering::SeqCst);
+            let mut held = Some(held);
+            for (i, m) in all.into_iter().enumerate() {
+                match feed.try_send(m) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        if let Some(h) = held.take() {
+                            let _ = h.send(i);
+                        }
+                        feed.send(e.into_inner()).await.unwrap();
+                    }
+                }
             }
             stop.send(Control::producer_finished()).await.unwrap();
         });
 
         // Nobody reads yet: the socket fills, its writes return Pending, and the feeder is held
-        // back by the connection's bounded queues, whatever the time it is given. Waits until
-        // the count of messages fed has stood still for 200 ms (there is no event for "held
-        // back"; the whole test is bounded by its timeout): it must then have stopped short of
-        // the end, with messages taken.
-        let mut before = fed.load(Ordering::SeqCst);
-        loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let now = fed.load(Ordering::SeqCst);
-            if now == before {
-                break;
-            }
-            before = now;
-        }
-        assert!(
-            before < 200,
-            "all 200 messages (2 MiB) were taken with nobody reading: the socket never filled"
+        // back by the connection's bounded queues: it says so at the first message that finds
+        // them full, which must come before the end, with messages taken.
+        let before = held_back.await.expect(
+            "all 200 messages (2 MiB) were taken with nobody reading: the socket never filled",
         );
         assert!(before > 0, "the connection took nothing");
 

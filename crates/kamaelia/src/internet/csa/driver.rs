@@ -1091,8 +1091,11 @@ mod tests {
         };
         let settings = TlsSettings::new().with_trust(Trust::Certificates(vec![pki.ca_der()]));
         let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config());
-        let (ours, theirs) =
-            tokio::join!(settings.connect("127.0.0.1", sock), acceptor.accept(theirs));
+        let (ours, theirs) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(settings.connect("127.0.0.1", sock), acceptor.accept(theirs))
+        })
+        .await
+        .expect("the handshake within 10 s");
         let (ours, _info) = ours.expect("the client's handshake");
         let mut theirs = theirs.expect("the server's handshake");
         conn.conn = Some(Conn::Tls(Box::new(tokio_rustls::TlsStream::from(ours))));
