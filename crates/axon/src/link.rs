@@ -46,7 +46,12 @@ impl BoxRef {
 
     /// The typed outbox behind this reference, if it is an outbox of `T`.
     pub fn outbox<T: Message>(&self) -> Option<Outbox<T>> {
-        if self.direction() != Direction::Out {
+        self.sending_handle(Direction::Out)
+    }
+
+    /// An [`Outbox`] handle on this box's store, if the box goes `dir` and carries `T`.
+    fn sending_handle<T: Message>(&self, dir: Direction) -> Option<Outbox<T>> {
+        if self.direction() != dir {
             return None;
         }
         let store = self.store.clone().as_any().downcast().ok()?;
@@ -86,11 +91,7 @@ impl BoxRef {
     /// [`Outbox::is_linked`] and [`Outbox::buffered`] describe the inbox (false; its queue
     /// length) and [`Outbox::limit_bytes`] sets the inbox's byte bound.
     pub fn sender<T: Message>(&self) -> Option<Outbox<T>> {
-        if self.direction() != Direction::In {
-            return None;
-        }
-        let store = self.store.clone().as_any().downcast().ok()?;
-        Some(Outbox { store })
+        self.sending_handle(Direction::In)
     }
 }
 
