@@ -245,7 +245,7 @@ impl Component {
 
     /// The box called `name`, for linking.
     pub fn boxref(&self, name: &str) -> Result<BoxRef, WiringError> {
-        find_box(&self.core.label(), &self.core.boxes, name)
+        find_box(|| self.core.label(), &self.core.boxes, name)
     }
 
     /// The typed sending end of one of this component's outboxes (to inject messages in tests
@@ -298,8 +298,10 @@ impl Core {
     }
 }
 
+/// The declared box `name`, or an unknown-box error naming the component (its label made
+/// only then).
 pub(crate) fn find_box(
-    label: &Label,
+    label: impl FnOnce() -> Label,
     boxes: &[Declared],
     name: &str,
 ) -> Result<BoxRef, WiringError> {
@@ -308,7 +310,7 @@ pub(crate) fn find_box(
         .find(|d| &**d.name() == name)
         .map(|d| d.r.clone())
         .ok_or_else(|| WiringError::UnknownBox {
-            component: label.to_string(),
+            component: label().to_string(),
             name: name.to_string(),
             available: boxes.iter().map(|d| d.name().to_string()).collect(),
         })
@@ -488,7 +490,7 @@ impl ComponentBuilder {
 
     /// The box called `name` declared so far.
     pub fn boxref(&self, name: &str) -> Result<BoxRef, WiringError> {
-        find_box(&self.label(), &self.boxes, name)
+        find_box(|| self.label(), &self.boxes, name)
     }
 
     /// The wiring error recorded so far, if any.

@@ -769,7 +769,7 @@ impl Handle {
 
     /// The box called `name`, for linking while the component runs.
     pub fn boxref(&self, name: &str) -> Result<BoxRef, WiringError> {
-        crate::component::find_box(&self.core.label(), &self.core.boxes, name)
+        crate::component::find_box(|| self.core.label(), &self.core.boxes, name)
     }
 
     /// Asks the component to stop: delivers ShutdownMicroprocess to its `control` inbox (through
