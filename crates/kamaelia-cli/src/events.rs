@@ -361,9 +361,33 @@ fn write_line(line: &str) {
 }
 
 /// `bytes` to stderr, waiting if it must.
+///
+/// Only the writer thread and the last resort write here, and both may wait. A stderr given
+/// to us non-blocking (its open file description, and so the flag, shared with whoever set
+/// it) refuses a write that would wait instead of waiting: what is left is tried again after
+/// a pause (1 ms, doubling up to 50 ms) rather than lost. There is no event to wait on
+/// without `poll(2)`, which safe Rust does not offer here.
 fn write_raw(bytes: &[u8]) {
-    // Nothing useful can be done if stderr itself is gone.
-    let _ = std::io::stderr().lock().write_all(bytes);
+    const LONGEST_PAUSE: Duration = Duration::from_millis(50);
+    let mut stderr = std::io::stderr().lock();
+    let mut done = 0;
+    let mut pause = Duration::from_millis(1);
+    while done < bytes.len() {
+        match stderr.write(&bytes[done..]) {
+            Ok(0) => return,
+            Ok(n) => {
+                done += n;
+                pause = Duration::from_millis(1);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(LONGEST_PAUSE);
+            }
+            // Nothing useful can be done if stderr itself is gone.
+            Err(_) => return,
+        }
+    }
 }
 
 /// Writes what of `bytes` goes into the non-blocking `file` without waiting; how much went in
@@ -485,14 +509,28 @@ impl Sink {
     }
 
     /// Writes what is queued here, waiting if it must (no writer thread could be started);
-    /// the next line is tried without waiting again.
+    /// the next line is tried without waiting again. The lock is not held while writing:
+    /// other lines meanwhile join the queue (or are counted as dropped when it is full)
+    /// instead of waiting for this caller, and are written here too, in order.
     fn write_queued_in_place(&self) {
-        let mut q = self.lock();
-        while let Some(item) = q.items.pop_front() {
-            write_item(item);
+        loop {
+            let items: Vec<Item> = {
+                let mut q = self.lock();
+                if q.items.is_empty() {
+                    q.writing = false;
+                    q.queued = false;
+                    drop(q);
+                    self.idle.notify_all();
+                    return;
+                }
+                q.writing = true;
+                q.items.drain(..).collect()
+            };
+            for item in items {
+                let len = write_item(item);
+                self.lock().bytes -= len;
+            }
         }
-        q.bytes = 0;
-        q.queued = false;
     }
 }
 

@@ -218,6 +218,33 @@ fn serve_keeps_accepting_while_nobody_reads_its_stderr() {
     assert_eq!(status.code(), Some(130));
 }
 
+/// A stderr handed over non-blocking (the flag lives in the open file description, which a
+/// parent shares) refuses the writer thread's writes while the pipe is full: those lines were
+/// lost. Now the thread tries again until they go in. 2,200 connection lines (about 95 KB)
+/// overfill the pipe (64 KiB) and fit the queue (64 KiB): every one of them must arrive.
+#[test]
+fn serve_loses_no_event_line_when_its_stderr_is_given_non_blocking() {
+    const CONNECTIONS: usize = 2200;
+    let mut s = Served::start(&["--echo"], Stderr::UnreadNonBlocking);
+    for i in 0..CONNECTIONS {
+        let mut c = connect(s.addr, Duration::from_secs(10));
+        c.write_all(b"x").unwrap();
+        let mut one = [0u8; 1];
+        if let Err(e) = c.read_exact(&mut one) {
+            panic!("connection {i} got no echo ({e})");
+        }
+    }
+    s.start_reading();
+    s.interrupt();
+    let (status, err) = s.finish(LIMIT);
+    assert_eq!(status.code(), Some(130), "{err}");
+    let lines = err.matches("connection from").count();
+    let tail = &err[err.len().saturating_sub(300)..];
+    assert!(!err.contains("dropped"), "{tail}");
+    assert_eq!(lines, CONNECTIONS, "event lines lost; stderr ends:\n{tail}");
+    assert!(err.ends_with("kamaelia: stopped\n"), "{tail}");
+}
+
 // Item 14: Ctrl-C.
 
 #[test]

@@ -16,7 +16,15 @@ pub enum Stderr {
     Collect,
     /// A pipe nobody reads (until [`Served::start_reading`]).
     Unread,
+    /// As [`Stderr::Unread`], and given to the server non-blocking, as a parent that set
+    /// `O_NONBLOCK` on a descriptor it shares would hand it over.
+    UnreadNonBlocking,
 }
+
+/// Sets `O_NONBLOCK` on stderr, then becomes the program named by its arguments.
+const NONBLOCKING_STDERR: &str = "import fcntl, os, sys
+fcntl.fcntl(2, fcntl.F_SETFL, fcntl.fcntl(2, fcntl.F_GETFL) | os.O_NONBLOCK)
+os.execv(sys.argv[1], sys.argv[1:])";
 
 /// A running `kamaelia serve 0 ARGS...`, killed when dropped.
 pub struct Served {
@@ -47,6 +55,13 @@ impl Served {
     /// line on its stdout: an address (in `addr`), or a Unix socket path (`printed` only).
     pub fn spawn(all: &[&str], stderr: Stderr) -> Served {
         let mut cmd = kamaelia();
+        if matches!(stderr, Stderr::UnreadNonBlocking) {
+            let program = cmd.get_program().to_owned();
+            cmd = std::process::Command::new("python3");
+            cmd.env_remove("RUST_LOG")
+                .args(["-c", NONBLOCKING_STDERR])
+                .arg(program);
+        }
         cmd.args(all)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
