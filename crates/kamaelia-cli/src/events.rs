@@ -430,6 +430,9 @@ struct Queue {
 enum Item {
     Line(String),
     /// The rest of a line of which a non-blocking write took the start (newline included).
+    /// Our own lines keep their order, but another process writing to the same terminal
+    /// between the two parts splits the line on screen (a pipe takes a line of at most
+    /// `PIPE_BUF`, 4,096 bytes, whole or not at all, so this is a terminal's case).
     Rest(Vec<u8>),
     /// This many lines were dropped here.
     Dropped(u64),
