@@ -219,7 +219,7 @@ impl GroupTask {
         drop(g);
         if start {
             self.flags.fetch_or(INCOMING, Ordering::AcqRel);
-            tokio::spawn(run(self.clone(), Members::default()));
+            self.spawn(Members::default());
         } else {
             self.notify(INCOMING);
         }
@@ -243,6 +243,12 @@ impl GroupTask {
         }
         self.lock().started = true;
         self.flags.fetch_or(woken, Ordering::AcqRel);
+        self.spawn(members);
+    }
+
+    /// Starts the group's task, with `members` in it (none if its members come through the
+    /// list of newcomers). Every group's task starts here.
+    fn spawn(self: &Arc<Self>, members: Members) {
         tokio::spawn(run(self.clone(), members));
     }
 }
