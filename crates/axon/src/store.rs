@@ -1309,6 +1309,74 @@ mod tests {
         });
     }
 
+    /// A group member waiting with no used part on an inbox nothing is linked to is woken when
+    /// an outbox holding messages is linked to it from another thread (the link moves them in
+    /// and finds the owner's waker through its block), and gets them in order, each time for
+    /// many owners. On a multi-thread runtime, bounded at 30 s.
+    #[test]
+    fn a_link_from_another_thread_wakes_an_owner_waiting_with_no_used_part() {
+        const OWNERS: usize = 200;
+        two_workers().block_on(async {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64, u64)>();
+            let mut members = Vec::new();
+            let mut inboxes = Vec::new();
+            for i in 0..OWNERS {
+                let mut b = crate::Component::build("Linked");
+                let inbox = b.inbox::<u64>("inbox", "");
+                inboxes.push(inbox.store.clone());
+                let tx = tx.clone();
+                members.push(b.main(move |_| async move {
+                    let (a, b) = (inbox.recv().await, inbox.recv().await);
+                    let _ = tx.send((i, a, b));
+                    Ok(())
+                }));
+            }
+            drop(tx);
+            let sched = crate::Scheduler::new();
+            let report = sched.run(async move {
+                for m in members {
+                    crate::Group::new().with(m).activate();
+                }
+                // Every owner waits, with no used part, before its link is made (its tasks
+                // run on the other worker too: looked at until then, 10 s at most).
+                for s in &inboxes {
+                    for _ in 0..10_000 {
+                        if s.idle.load(Ordering::Acquire) != 0 {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                    assert!(s.idle.load(Ordering::Acquire) != 0 && !used(s));
+                }
+                let linker = std::thread::spawn(move || {
+                    inboxes.iter().all(|dst| {
+                        let out = crate::Outbox::<u64>::standalone("out");
+                        let queued = out.try_send(1).is_ok() && out.try_send(2).is_ok();
+                        queued
+                            && crate::link_refs(&out.boxref(), &crate::BoxRef::new(dst.clone()))
+                                .is_ok()
+                    })
+                });
+                let linked = tokio::task::spawn_blocking(move || linker.join());
+                assert!(matches!(linked.await, Ok(Ok(true))));
+            });
+            let collect = async {
+                let mut got = Vec::new();
+                while let Some(r) = rx.recv().await {
+                    got.push(r);
+                }
+                got
+            };
+            let run = async { tokio::join!(report, collect) };
+            let (report, got) = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+                .await
+                .expect("every link woke its owner (30 s)");
+            assert!(report.is_ok());
+            assert_eq!(got.len(), OWNERS);
+            assert!(got.iter().all(|&(_, a, b)| (a, b) == (1, 2)), "in order");
+        });
+    }
+
     /// A multi-thread runtime of two workers, for the tests across threads.
     fn two_workers() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
