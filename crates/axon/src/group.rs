@@ -219,11 +219,37 @@ impl GroupTask {
         drop(g);
         if start {
             self.flags.fetch_or(INCOMING, Ordering::AcqRel);
-            tokio::spawn(run(self.clone()));
+            self.spawn(Members::default());
         } else {
             self.notify(INCOMING);
         }
         Ok(())
+    }
+
+    /// Starts the group's task with `lives` (`n` of them) as its members, handed to it in its
+    /// own future: no list of newcomers, which the task would free when it first runs, a hole
+    /// in the activating thread's heap for every connection (a block of 176 bytes for two).
+    /// The group must be new (no member has joined it).
+    pub(crate) fn start_with(self: &Arc<Self>, n: usize, lives: impl Iterator<Item = Life>) {
+        let mut members = Members::default();
+        let mut woken = 0;
+        for (k, life) in lives.enumerate() {
+            let waker = member_waker(self, life.core());
+            woken |= bit(life.core());
+            if members.sched.is_none() {
+                members.sched = life.scheduler().cloned();
+            }
+            members.add(Member { life, waker }, n.saturating_sub(k).max(1));
+        }
+        self.lock().started = true;
+        self.flags.fetch_or(woken, Ordering::AcqRel);
+        self.spawn(members);
+    }
+
+    /// Starts the group's task, with `members` in it (none if its members come through the
+    /// list of newcomers). Every group's task starts here.
+    fn spawn(self: &Arc<Self>, members: Members) {
+        tokio::spawn(run(self.clone(), members));
     }
 }
 
@@ -361,8 +387,15 @@ fn poll_woken(slot: &mut Option<Member>, woken: u64, current: usize) {
 const ROUNDS_PER_POLL: usize = 2;
 
 /// The group's task: polls the members that were woken, each with its own waker, and takes
-/// newcomers, until none is left.
-async fn run(group: Arc<GroupTask>) {
+/// newcomers, until none is left. `members` are those it starts with (none if they join).
+///
+/// A plain function returning the future, which holds `members` once, where they are polled
+/// (an `async fn` would hold them twice, as argument and as local: tokio's block for the task
+/// 384 bytes, not 256).
+fn run(
+    group: Arc<GroupTask>,
+    mut members: Members,
+) -> impl std::future::Future<Output = ()> + Send {
     // If the task is dropped (the runtime shutting down), members not yet taken are dropped
     // with it rather than kept alive by their own contexts' reference to the group.
     struct Close(Arc<GroupTask>);
@@ -379,23 +412,24 @@ async fn run(group: Arc<GroupTask>) {
             drop(self.0.task.take());
         }
     }
-    let close = Close(group);
-    let group = &close.0;
-    let mut members = Members::default();
-    std::future::poll_fn(|cx| {
-        // The members' scheduler is the current one while they are polled: made so once here
-        // (a member of another is polled as it would be alone).
-        let mut sched = members.sched.take();
-        let current = sched.as_ref().map_or(0, Scheduler::key);
-        let polled = crate::scheduler::entered(&mut sched, || {
-            poll_members(group, &mut members, cx, current)
-        });
-        if sched.is_some() {
-            members.sched = sched;
-        }
-        polled
-    })
-    .await;
+    async move {
+        let close = Close(group);
+        let group = &close.0;
+        std::future::poll_fn(|cx| {
+            // The members' scheduler is the current one while they are polled: made so once
+            // here (a member of another is polled as it would be alone).
+            let mut sched = members.sched.take();
+            let current = sched.as_ref().map_or(0, Scheduler::key);
+            let polled = crate::scheduler::entered(&mut sched, || {
+                poll_members(group, &mut members, cx, current)
+            });
+            if sched.is_some() {
+                members.sched = sched;
+            }
+            polled
+        })
+        .await;
+    }
 }
 
 /// One poll of a group's task ([`run`]): polls the members that were woken and takes newcomers;
@@ -494,6 +528,28 @@ mod tests {
         assert!(ids.windows(2).all(|w| w[0].0 < w[1].0));
     }
 
+    /// A group activated at once is handed to its task whole, in the task's own future: no
+    /// list of newcomers is made (it was freed when the task first ran, a hole in the heap of
+    /// the thread that activated it, per connection), and each member's waker is its block
+    /// before the task runs.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_group_activated_at_once_makes_no_list_of_newcomers() {
+        let sched = crate::Scheduler::new();
+        let report = sched.run(async {
+            let (a, b) = (member(), member());
+            let cores = [a.core.clone(), b.core.clone()];
+            Group::new().with(a).with(b).activate();
+            // The task has not run yet (one thread, not yielded to).
+            let task = cores[0].group.get().cloned();
+            let task = task.unwrap_or_else(|| panic!("joined before the task runs"));
+            assert!(cores[1].group.get().is_some_and(|g| Arc::ptr_eq(g, &task)));
+            let g = task.lock();
+            assert!(g.started && g.incoming.is_none(), "no list of newcomers");
+        });
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(30), report).await;
+        assert!(ended.expect("the members ended (30 s)").is_ok());
+    }
+
     /// Every connection is a group: its shared block (with the `Arc`'s two counts) fits one
     /// 80-byte block of the allocator (72 bytes or less), the members handed over waiting in a
     /// list of their own only while there are some.
@@ -509,7 +565,10 @@ mod tests {
     /// besides the future, rounded up to 128) stays 256 bytes.
     #[test]
     fn a_group_task_future_leaves_tokio_s_block_at_256_bytes() {
-        let f = run(std::sync::Arc::new(GroupTask::default()));
+        let f = run(
+            std::sync::Arc::new(GroupTask::default()),
+            Members::default(),
+        );
         let size = std::mem::size_of_val(&f);
         eprintln!("the group task's future: {size} bytes");
         assert!(size <= 136);

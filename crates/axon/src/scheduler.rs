@@ -479,10 +479,22 @@ impl Scheduler {
     /// [`Scheduler::activate`].
     pub(crate) fn activate_group(&self, group: Group, parent: Option<ComponentId>) -> Vec<Handle> {
         let task = Arc::new(GroupTask::default());
-        group
-            .into_members()
-            .map(|c| self.activate_in(c, parent, Some(task.clone())))
-            .collect()
+        if tokio::runtime::Handle::try_current().is_err() {
+            return group
+                .into_members()
+                .map(|c| self.activate_in(c, parent, Some(task.clone())))
+                .collect();
+        }
+        // The members go to the group's task all at once, in its own future (`group.rs`).
+        let n = group.len();
+        let mut handles = Vec::with_capacity(n);
+        let lives = group.into_members().map(|c| {
+            handles.push(record(&mut lock(&self.inner.state), &c, parent));
+            self.life(c)
+        });
+        task.start_with(n, lives);
+        self.inner.changed.notify_waiters();
+        handles
     }
 
     pub(crate) fn activate(&self, component: Component, parent: Option<ComponentId>) -> Handle {
@@ -499,25 +511,20 @@ impl Scheduler {
         parent: Option<ComponentId>,
         group: Option<Arc<GroupTask>>,
     ) -> Handle {
-        let core = component.core.clone();
-        {
+        let handle = {
             let mut st = lock(&self.inner.state);
-            st.activated += 1;
-            st.live.insert(Record {
-                // Ids start at 1 (`NEXT_ID`), so every parent has a non-zero one.
-                parent: parent.and_then(|p| std::num::NonZeroU64::new(p.0)),
-                core: core.clone(),
-            });
+            let handle = record(&mut st, &component, parent);
             if tokio::runtime::Handle::try_current().is_err() {
                 st.pending.push((component, group));
                 drop(st);
                 self.inner.changed.notify_waiters();
-                return Handle { core };
+                return handle;
             }
-        }
+            handle
+        };
         self.inner.changed.notify_waiters();
         self.start(component, group);
-        Handle { core }
+        handle
     }
 
     fn start_pending(&self) {
@@ -609,6 +616,18 @@ impl Scheduler {
         });
         self.inner.changed.notify_waiters();
     }
+}
+
+/// Notes `component` in `st` as activated and live (a child of `parent`); its handle.
+fn record(st: &mut State, component: &Component, parent: Option<ComponentId>) -> Handle {
+    let core = component.core.clone();
+    st.activated += 1;
+    st.live.insert(Record {
+        // Ids start at 1 (`NEXT_ID`), so every parent has a non-zero one.
+        parent: parent.and_then(|p| std::num::NonZeroU64::new(p.0)),
+        core: core.clone(),
+    });
+    Handle { core }
 }
 
 /// Where a component's life stands.

@@ -22,7 +22,8 @@ use crate::spec::{BoxId, BoxMeta, Direction};
 /// that was declared and never used (or only linked: a passthrough, or an outbox whose sends go
 /// straight on) holds a few words: its link, its capacity and flags, and its name. What a box
 /// needs only once messages are queued or tasks wait on it (the queue, the byte count, the
-/// wakers) is allocated then, in [`Busy`]; a byte bound, only when one is set.
+/// wakers) is allocated then, in [`Busy`]; a byte bound's limit, shared by every box bounded
+/// alike, only when one is set, and what a bounded box holds is weighed in [`Store::idle`].
 pub(crate) struct Store<T> {
     state: Mutex<State<T>>,
     /// While the queue is empty and a task waits here for a message, that task's waker's data
@@ -38,6 +39,13 @@ pub(crate) struct Store<T> {
     /// found through the owner ([`Owner::waker`]) when a message comes or the box closes or
     /// is linked. A box that nothing sends to (a connection's `control` and `makessl`) then
     /// holds no waiting list for as long as it is waited on.
+    ///
+    /// While a box bounded in bytes holds messages, it holds what they weigh instead, with the
+    /// top bit set ([`weight_word`]): negative as a signed number, where a waker's data pointer
+    /// is positive, so no task takes it for its own, and a lock-free look ([`is_waiting`]) goes
+    /// to the lock. A task is noted only while the queue is empty, a weight only while it is
+    /// not (0 again once it is emptied), so the two never meet. A byte bound then needs no
+    /// count of its own beside its shared limit.
     idle: AtomicUsize,
     /// The box's name and description (shared by every box declared with both).
     meta: Arc<BoxMeta>,
@@ -47,8 +55,9 @@ struct State<T> {
     forward: Option<Arc<Store<T>>>,
     /// The queue and the waiting tasks, once the box has been used.
     busy: Option<Box<Busy<T>>>,
-    /// The byte bound and how a message is weighed, once one is set.
-    bound: Option<Box<ByteBound<T>>>,
+    /// The byte bound and how a message is weighed, once one is set (shared by every box
+    /// bounded alike); what the queued messages weigh is in [`Store::idle`].
+    bound: Option<Arc<ByteBound<T>>>,
     /// The capacity (the low [`CAPACITY_BITS`] bits) and the flags ([`ROOM_GIVEN`], [`OUT`],
     /// [`SIGNAL`], [`FINAL_SENT`], [`CLOSED`]), in one word so that the owner's index fits beside them and
     /// the store in one 80-byte block of the allocator.
@@ -165,12 +174,88 @@ impl<T> Busy<T> {
     }
 }
 
-/// A byte bound: a non-empty store at or above `limit` bytes is full.
+/// A byte bound: a non-empty store at or above `limit` bytes is full. Shared by every box
+/// bounded alike ([`shared_bound`]): a connection's bounded boxes hold a pointer to it, not
+/// a block each.
 struct ByteBound<T> {
     limit: usize,
-    /// What the queued messages weigh.
-    bytes: usize,
     weigh: fn(&T) -> usize,
+}
+
+/// The shared byte bounds, of any message type: a few (one per limit and type a program uses).
+static BOUNDS: Mutex<Vec<Arc<dyn Any + Send + Sync>>> = Mutex::new(Vec::new());
+
+/// How many byte bounds are shared at most (a program that makes limits on the fly must not
+/// grow the list for ever): past them, a box gets a bound of its own.
+const SHARED_BOUNDS: usize = 256;
+
+/// The byte bound of `limit` weighed with `weigh`, shared with every other box bounded alike.
+fn shared_bound<T: Send + 'static>(limit: usize, weigh: fn(&T) -> usize) -> Arc<ByteBound<T>> {
+    let mut bounds = lock(&BOUNDS);
+    let alike = |b: &Arc<dyn Any + Send + Sync>| {
+        (**b)
+            .downcast_ref::<ByteBound<T>>()
+            .is_some_and(|b| b.limit == limit && b.weigh as usize == weigh as usize)
+    };
+    if let Some(b) = bounds.iter().find(|b| alike(b)) {
+        if let Ok(b) = b.clone().downcast::<ByteBound<T>>() {
+            return b;
+        }
+    }
+    let b = Arc::new(ByteBound { limit, weigh });
+    if bounds.len() < SHARED_BOUNDS {
+        bounds.push(b.clone());
+    }
+    b
+}
+
+/// Marks [`Store::idle`] as holding a weight (see there): its top bit.
+const WEIGHT: usize = 1 << (usize::BITS - 1);
+
+/// What [`Store::idle`] holds for a bounded box holding messages that weigh `bytes`: messages
+/// held in memory, so less than `WEIGHT` bytes in all.
+#[inline(always)]
+fn weight_word(bytes: usize) -> usize {
+    bytes | WEIGHT
+}
+
+/// The weight [`Store::idle`]'s `word` holds (0 if it holds none). Read only while the queue
+/// holds messages.
+#[inline(always)]
+fn weight_of(word: usize) -> usize {
+    if word & WEIGHT != 0 {
+        word & !WEIGHT
+    } else {
+        0
+    }
+}
+
+/// True if [`Store::idle`]'s `word` says, to a look without the lock, that a task waits on the
+/// empty queue: a pointer, positive as a signed number (a weight is negative). A pointer with
+/// the top bit set (only possible on a 32-bit target) is taken for a weight: the look then
+/// takes the lock, and finds the same.
+#[inline(always)]
+fn is_waiting(word: usize) -> bool {
+    (word as isize) > 0
+}
+
+/// What [`Store::idle`] is to hold once `msg` is added to a queue (`empty` before it) bounded
+/// by `bound`: what the queue weighs; 0 if it is not bounded.
+#[inline(always)]
+fn weigh_in<T>(bound: Option<&ByteBound<T>>, msg: &T, idle: &AtomicUsize, empty: bool) -> usize {
+    match bound {
+        None => 0,
+        Some(b) => {
+            // An empty queue weighs nothing (its word may be a waiting task's).
+            let held = if empty {
+                0
+            } else {
+                weight_of(idle.load(Ordering::Relaxed))
+            };
+            // Both below `WEIGHT` (lengths of things in memory): no overflow.
+            weight_word(held.wrapping_add((b.weigh)(msg)))
+        }
+    }
 }
 
 /// Wakers taken from a store, to be woken once its lock is released.
@@ -246,12 +331,16 @@ impl<T: 'static> State<T> {
 
     /// Full by count, or by bytes: an empty store always admits one message, however large, so
     /// a message bigger than the byte bound still goes through.
-    fn is_full(&self) -> bool {
+    fn is_full(&self, idle: &AtomicUsize) -> bool {
         let Some(busy) = &self.busy else {
             return false;
         };
         busy.queue.len() >= self.capacity()
-            || (!busy.queue.is_empty() && self.bound.as_ref().is_some_and(|b| b.bytes >= b.limit))
+            || (!busy.queue.is_empty()
+                && self
+                    .bound
+                    .as_ref()
+                    .is_some_and(|b| weight_of(idle.load(Ordering::Relaxed)) >= b.limit))
     }
 
     /// The used part, made on first use. Not while the owner waits here with none: the
@@ -261,22 +350,13 @@ impl<T: 'static> State<T> {
         self.busy.get_or_insert_with(Default::default)
     }
 
-    /// Adds (or takes away) a message's weight, when the store is bounded in bytes.
-    fn weigh(&mut self, msg: &T, add: bool) {
-        if let Some(b) = &mut self.bound {
-            let w = (b.weigh)(msg);
-            b.bytes = if add {
-                b.bytes.saturating_add(w)
-            } else {
-                b.bytes.saturating_sub(w)
-            };
-        }
-    }
-
+    /// Queues `msg`; returns what [`Store::idle`] is to hold (the caller stores it): what the
+    /// queue weighs, when the store is bounded in bytes, else 0 (no task waits on a queue that
+    /// holds a message).
     #[inline(always)]
-    fn push(&mut self, msg: T) {
-        self.weigh(&msg, true);
-        let busy = self.busy();
+    fn push(&mut self, msg: T, idle: &AtomicUsize) -> usize {
+        let busy = self.busy.get_or_insert_with(Default::default);
+        let word = weigh_in(self.bound.as_deref(), &msg, idle, busy.queue.is_empty());
         // A box's first message gets room for one, not the four a queue starts with: most
         // boxes of a connection (control, signal, feedback) carry a handful of messages in
         // their life, and keep their queue's room for as long as the connection lasts. A busy
@@ -285,15 +365,19 @@ impl<T: 'static> State<T> {
             busy.queue.reserve_exact(1);
         }
         busy.queue.push_back(msg);
+        word
     }
 
     /// Puts a message back at the front (a link that could not move it).
-    fn push_front(&mut self, msg: T) {
-        self.weigh(&msg, true);
-        self.busy().queue.push_front(msg);
+    fn push_front(&mut self, msg: T, idle: &AtomicUsize) {
+        let busy = self.busy.get_or_insert_with(Default::default);
+        let word = weigh_in(self.bound.as_deref(), &msg, idle, busy.queue.is_empty());
+        busy.queue.push_front(msg);
+        idle.store(word, Ordering::Release);
     }
 
-    fn pop(&mut self) -> Option<T> {
+    /// Takes the first message (and its weight, from `idle`).
+    fn pop(&mut self, idle: &AtomicUsize) -> Option<T> {
         let busy = self.busy.as_mut()?;
         let msg = busy.queue.pop_front()?;
         // A component's `control` carries a handful in its life (a notice or two, the final
@@ -301,10 +385,20 @@ impl<T: 'static> State<T> {
         // its room goes with its last message instead of staying (a 48-byte block). A busy box
         // of control messages (TcpServer's events) pays an allocation per message that finds it
         // empty; the type is all the store knows here (semantics §2).
-        if busy.queue.is_empty() && carries_control::<T>() {
+        let emptied = busy.queue.is_empty();
+        if emptied && carries_control::<T>() {
             busy.queue = VecDeque::new();
         }
-        self.weigh(&msg, false);
+        if let Some(b) = &self.bound {
+            // What is left weighs nothing once the queue is empty: not weighed again.
+            let word = if emptied {
+                0
+            } else {
+                let left = weight_of(idle.load(Ordering::Relaxed));
+                weight_word(left.saturating_sub((b.weigh)(&msg)))
+            };
+            idle.store(word, Ordering::Release);
+        }
         Some(msg)
     }
 
@@ -329,6 +423,7 @@ impl<T: 'static> State<T> {
     #[inline(never)]
     fn take_owner(&mut self, idle: &AtomicUsize) -> Woken {
         Woken {
+            // No used part: the queue is empty, so the word holds no weight.
             first: if idle.load(Ordering::Relaxed) != 0 {
                 self.owner.waker()
             } else {
@@ -345,6 +440,7 @@ impl<T: 'static> State<T> {
 #[inline(never)]
 fn new_busy<T>(owner: &Owner, idle: &AtomicUsize) -> Box<Busy<T>> {
     let mut busy = Box::<Busy<T>>::default();
+    // No used part: the queue is empty, so the word holds no weight.
     if idle.load(Ordering::Relaxed) != 0 {
         busy.rx = owner.waker();
     }
@@ -483,14 +579,14 @@ impl<T: Send + 'static> Store<T> {
         if g.has(CLOSED) {
             return Err(PushError::Closed(msg));
         }
-        if !force && g.is_full() {
+        if !force && g.is_full(&self.idle) {
             return Err(PushError::Full(msg, Arc::clone(self), g.has(OUT)));
         }
         if g.busy.is_none() {
             return Ok(self.push_first(g, msg));
         }
-        g.push(msg);
-        self.idle.store(0, Ordering::Release);
+        let word = g.push(msg, &self.idle);
+        self.idle.store(word, Ordering::Release);
         Ok(g.take_rx(&self.idle))
     }
 
@@ -500,8 +596,8 @@ impl<T: Send + 'static> Store<T> {
     #[inline(never)]
     fn push_first(&self, g: &mut State<T>, msg: T) -> Woken {
         let woken = g.take_rx(&self.idle);
-        g.push(msg);
-        self.idle.store(0, Ordering::Release);
+        let word = g.push(msg, &self.idle);
+        self.idle.store(word, Ordering::Release);
         woken
     }
 
@@ -510,8 +606,11 @@ impl<T: Send + 'static> Store<T> {
     /// the lock (see [`Store::idle`]).
     #[inline]
     fn waits_here(&self, cx: &TaskContext<'_>) -> bool {
+        // Not a weight, even one equal to a pointer with the top bit set (a 32-bit target).
         let tag = self.idle.load(Ordering::Acquire);
-        tag != 0 && tag == cx.waker().data() as usize && crate::group::is_known_waker(cx.waker())
+        is_waiting(tag)
+            && tag == cx.waker().data() as usize
+            && crate::group::is_known_waker(cx.waker())
     }
 
     /// Registers `cx`'s task as waiting for a message on the (empty) queue of `g`, this store's
@@ -594,7 +693,7 @@ impl<T: Send + 'static> Store<T> {
     /// registers `cx`'s task to be woken when that may have changed.
     pub(crate) fn poll_space(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
         let mut g = lock(&self.state);
-        if g.forward.is_some() || g.has(CLOSED) || !g.is_full() {
+        if g.forward.is_some() || g.has(CLOSED) || !g.is_full(&self.idle) {
             return Poll::Ready(());
         }
         g.busy().register(Side::Tx, cx.waker());
@@ -605,8 +704,8 @@ impl<T: Send + 'static> Store<T> {
     // the larger part of an empty poll's cost).
     #[inline]
     pub(crate) fn try_pop(&self) -> Option<T> {
-        // Set only while the queue is empty.
-        if self.idle.load(Ordering::Acquire) != 0 {
+        // A waiting task is noted only while the queue is empty.
+        if is_waiting(self.idle.load(Ordering::Acquire)) {
             return None;
         }
         self.try_pop_locked()
@@ -615,7 +714,7 @@ impl<T: Send + 'static> Store<T> {
     #[inline(never)]
     fn try_pop_locked(&self) -> Option<T> {
         let mut g = lock(&self.state);
-        let v = g.pop()?;
+        let v = g.pop(&self.idle)?;
         let woken = g.take_tx();
         drop(g);
         woken.wake();
@@ -635,7 +734,7 @@ impl<T: Send + 'static> Store<T> {
     #[inline(never)]
     fn poll_pop_locked(&self, cx: &mut TaskContext<'_>) -> Poll<T> {
         let mut g = lock(&self.state);
-        match g.pop() {
+        match g.pop(&self.idle) {
             Some(v) => {
                 self.wait_if_emptied(&mut g, cx);
                 let woken = g.take_tx();
@@ -680,7 +779,7 @@ impl<T: Send + 'static> Store<T> {
             self.wait_for_message(&mut g, cx);
             return Poll::Pending;
         }
-        out.extend(std::iter::from_fn(|| g.pop()).take(n));
+        out.extend(std::iter::from_fn(|| g.pop(&self.idle)).take(n));
         self.wait_if_emptied(&mut g, cx);
         let woken = g.take_tx();
         drop(g);
@@ -710,7 +809,7 @@ impl<T: Send + 'static> Store<T> {
     }
 
     pub(crate) fn len(&self) -> usize {
-        if self.idle.load(Ordering::Acquire) != 0 {
+        if is_waiting(self.idle.load(Ordering::Acquire)) {
             return 0;
         }
         lock(&self.state).len()
@@ -724,19 +823,15 @@ impl<T: Send + 'static> Store<T> {
     pub(crate) fn set_byte_limit(&self, max: usize, weigh: fn(&T) -> usize) {
         let mut g = lock(&self.state);
         let limit = max.max(1);
-        match &mut g.bound {
-            Some(b) => b.limit = limit,
-            None => {
-                let bytes = g.busy.as_ref().map_or(0, |busy| {
-                    busy.queue.iter().map(weigh).fold(0, usize::saturating_add)
-                });
-                g.bound = Some(Box::new(ByteBound {
-                    limit,
-                    bytes,
-                    weigh,
-                }));
-            }
+        // A box bounded already keeps its weighing (and its weight).
+        let weigh = g.bound.as_ref().map_or(weigh, |b| b.weigh);
+        if g.bound.is_none() && g.len() != 0 {
+            let bytes = g.busy.as_ref().map_or(0, |busy| {
+                busy.queue.iter().map(weigh).fold(0, usize::saturating_add)
+            });
+            self.idle.store(weight_word(bytes), Ordering::Release);
         }
+        g.bound = Some(shared_bound(limit, weigh));
         let woken = g.take_tx();
         drop(g);
         woken.wake();
@@ -745,7 +840,12 @@ impl<T: Send + 'static> Store<T> {
     /// The byte bound and what is queued now, if the store has one.
     pub(crate) fn byte_usage(&self) -> Option<(usize, usize)> {
         let g = lock(&self.state);
-        g.bound.as_ref().map(|b| (b.bytes, b.limit))
+        let bytes = if g.len() == 0 {
+            0
+        } else {
+            weight_of(self.idle.load(Ordering::Relaxed))
+        };
+        g.bound.as_ref().map(|b| (bytes, b.limit))
     }
 
     pub(crate) fn set_capacity(&self, capacity: usize) {
@@ -769,13 +869,13 @@ impl<T: Send + 'static> Store<T> {
     pub(crate) fn full_end(self: &Arc<Self>) -> Option<Arc<Self>> {
         let g = lock(&self.state);
         let Some(next) = g.forward.as_ref() else {
-            return (!g.has(CLOSED) && g.is_full()).then(|| Arc::clone(self));
+            return (!g.has(CLOSED) && g.is_full(&self.idle)).then(|| Arc::clone(self));
         };
         // An outbox linked to an inbox, the usual chain: as in `push_chain`, the inbox is
         // looked at under the outbox's lock, without a count of its own.
         let end = lock(&next.state);
         if end.forward.is_none() {
-            return (!end.has(CLOSED) && end.is_full()).then(|| Arc::clone(next));
+            return (!end.has(CLOSED) && end.is_full(&next.idle)).then(|| Arc::clone(next));
         }
         let next = Arc::clone(next);
         drop(end);
@@ -828,11 +928,10 @@ impl<T: Send + 'static> Store<T> {
         g.forward = Some(Arc::clone(dst));
         // Pushing while holding our own lock keeps later sends (which must take our lock to
         // find the forward) behind the moved messages: order is preserved.
-        while let Some(msg) = g.pop() {
+        while let Some(msg) = g.pop(&self.idle) {
             if let Err(PushError::Closed(m) | PushError::Full(m, ..)) = dst.push_chain(msg, true) {
                 // The destination ended while we moved: keep the rest here and refuse.
-                g.push_front(m);
-                self.idle.store(0, Ordering::Release);
+                g.push_front(m, &self.idle);
                 g.forward = None;
                 drop(g);
                 return Err(LinkFailure::Closed(dst.id()));
@@ -873,7 +972,10 @@ impl<T: Send + 'static> Store<T> {
         g.set(CLOSED);
         let left = g.len();
         let (tx, rx) = (g.take_tx(), g.take_rx(&self.idle));
-        self.idle.store(0, Ordering::Release);
+        // A waiting task is woken; what the queue weighs, if it holds messages, stays.
+        if left == 0 {
+            self.idle.store(0, Ordering::Release);
+        }
         drop(g);
         tx.wake();
         rx.wake();
@@ -1080,6 +1182,210 @@ mod tests {
         assert_eq!(pass.byte_usage(), Some((0, 100)));
     }
 
+    /// A byte bound is shared by every box bounded alike (a connection's bounded boxes hold a
+    /// pointer to one, not a block each), and what a bounded box holds is weighed in its
+    /// lock-free word: negative, so that no lock-free look takes it for a waiting task (a queued
+    /// message is found by `try_pop` and counted by `len`), and back to 0 once the box is
+    /// empty, where a task's waiting is noted as before.
+    #[test]
+    fn a_byte_bound_is_shared_and_its_weight_kept_in_the_lock_free_word() {
+        let bounded = |name: &str| {
+            let meta = crate::spec::shared_meta(name, "");
+            let s = Store::<Vec<u8>>::new(
+                Owner::new(crate::component::Label::new("b".into(), 9)),
+                meta,
+                Direction::In,
+                8,
+                false,
+            );
+            s.set_byte_limit(1_000, |m| m.len());
+            s
+        };
+        let (a, b) = (bounded("a"), bounded("b"));
+        let bound = |s: &Store<Vec<u8>>| lock(&s.state).bound.clone();
+        let (ba, bb) = (bound(&a), bound(&b));
+        assert!(
+            ba.zip(bb).is_some_and(|(x, y)| Arc::ptr_eq(&x, &y)),
+            "bounded alike: one bound"
+        );
+        assert!(a.try_push(vec![0; 600], false).is_ok());
+        assert_eq!(a.byte_usage(), Some((600, 1_000)));
+        assert!(!is_waiting(a.idle.load(Ordering::Acquire)));
+        assert_eq!(a.len(), 1, "counted without the lock's answer being lost");
+        assert!(a.try_push(vec![0; 600], false).is_ok(), "600 < 1,000");
+        assert_eq!(a.byte_usage(), Some((1_200, 1_000)));
+        assert!(matches!(
+            a.try_push(vec![0; 1], false),
+            Err(PushError::Full(..))
+        ));
+        assert_eq!(
+            a.try_pop().map(|m| m.len()),
+            Some(600),
+            "found by a lock-free look"
+        );
+        assert_eq!(a.byte_usage(), Some((600, 1_000)));
+        assert_eq!(a.try_pop().map(|m| m.len()), Some(600));
+        assert_eq!(a.byte_usage(), Some((0, 1_000)));
+        assert_eq!(a.idle.load(Ordering::Acquire), 0, "empty: no weight left");
+        // A waiting task on the empty box, then a message: woken, and the message weighed.
+        let (count, waker) = crate::test_wakers::WakeCount::waker();
+        let mut cx = TaskContext::from_waker(&waker);
+        assert_eq!(a.poll_pop(&mut cx), Poll::Pending);
+        assert!(a.try_push(vec![0; 10], false).is_ok());
+        assert_eq!(count.get(), 1);
+        assert_eq!(a.byte_usage(), Some((10, 1_000)));
+        // Closed with a message left: still weighed, and still taken.
+        assert_eq!(a.close(), 1);
+        assert_eq!(a.byte_usage(), Some((10, 1_000)));
+        assert_eq!(a.try_pop().map(|m| m.len()), Some(10));
+        // A bound set on a box that holds messages weighs them; a new limit keeps the weight.
+        let c = Store::<Vec<u8>>::new(
+            Owner::new(crate::component::Label::new("c".into(), 10)),
+            crate::spec::shared_meta("c", ""),
+            Direction::In,
+            8,
+            false,
+        );
+        assert!(c.try_push(vec![0; 30], false).is_ok());
+        c.set_byte_limit(20, |m| m.len());
+        assert_eq!(c.byte_usage(), Some((30, 20)));
+        c.set_byte_limit(100, |m| m.len());
+        assert_eq!(c.byte_usage(), Some((30, 100)));
+    }
+
+    /// A sender on another worker keeps a bounded box of a group member full while the member
+    /// takes from it: every message arrives in order, the sender is woken for room each time
+    /// (the weight in the lock-free word says full), and the box never holds more than its
+    /// bound and one message. On a multi-thread runtime, bounded at 30 s (a lost wake-up would
+    /// hang it).
+    #[test]
+    fn a_bounded_box_between_two_workers_loses_nothing_and_keeps_its_bound() {
+        const N: usize = 2_000;
+        two_workers().block_on(async {
+            let mut b = crate::Component::build("Taker");
+            let inbox = b.inbox::<Vec<u8>>("inbox", "").limit_bytes(100);
+            let store = inbox.store.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let taker = b.main(move |_| async move {
+                let mut seen = Vec::with_capacity(N);
+                while seen.len() < N {
+                    let m = inbox.recv().await;
+                    let (bytes, limit) = inbox.byte_usage().unwrap_or((0, 0));
+                    assert!(bytes < limit + 64, "{bytes} bytes held, bound {limit}");
+                    seen.push(m[0]);
+                    if seen.len() % 7 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                let _ = tx.send(seen);
+                Ok(())
+            });
+            let out = crate::Outbox::<Vec<u8>>::standalone("out");
+            let link = crate::link_refs(&out.boxref(), &crate::BoxRef::new(store));
+            assert!(link.is_ok());
+            let sched = crate::Scheduler::new();
+            let report = sched.run(async move {
+                crate::Group::new().with(taker).activate();
+                tokio::spawn(async move {
+                    for i in 0..N {
+                        let len = 1 + i % 60;
+                        let mut m = vec![0_u8; len];
+                        m[0] = (i % 256) as u8;
+                        assert!(out.send(m).await.is_ok());
+                    }
+                });
+            });
+            let run = async { (report.await, rx.await) };
+            let (report, seen) = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+                .await
+                .expect("every message arrived (30 s)");
+            assert!(report.is_ok());
+            let seen = seen.unwrap_or_default();
+            assert_eq!(seen.len(), N);
+            assert!(
+                seen.iter().enumerate().all(|(i, &b)| b == (i % 256) as u8),
+                "in order"
+            );
+        });
+    }
+
+    /// A group member waiting with no used part on an inbox nothing is linked to is woken when
+    /// an outbox holding messages is linked to it from another thread (the link moves them in
+    /// and finds the owner's waker through its block), and gets them in order, each time for
+    /// many owners. On a multi-thread runtime, bounded at 30 s.
+    #[test]
+    fn a_link_from_another_thread_wakes_an_owner_waiting_with_no_used_part() {
+        const OWNERS: usize = 200;
+        two_workers().block_on(async {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64, u64)>();
+            let mut members = Vec::new();
+            let mut inboxes = Vec::new();
+            for i in 0..OWNERS {
+                let mut b = crate::Component::build("Linked");
+                let inbox = b.inbox::<u64>("inbox", "");
+                inboxes.push(inbox.store.clone());
+                let tx = tx.clone();
+                members.push(b.main(move |_| async move {
+                    let (a, b) = (inbox.recv().await, inbox.recv().await);
+                    let _ = tx.send((i, a, b));
+                    Ok(())
+                }));
+            }
+            drop(tx);
+            let sched = crate::Scheduler::new();
+            let report = sched.run(async move {
+                for m in members {
+                    crate::Group::new().with(m).activate();
+                }
+                // Every owner waits, with no used part, before its link is made (its tasks
+                // run on the other worker too: looked at until then, 10 s at most).
+                for s in &inboxes {
+                    for _ in 0..10_000 {
+                        if s.idle.load(Ordering::Acquire) != 0 {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                    assert!(s.idle.load(Ordering::Acquire) != 0 && !used(s));
+                }
+                let linker = std::thread::spawn(move || {
+                    inboxes.iter().all(|dst| {
+                        let out = crate::Outbox::<u64>::standalone("out");
+                        let queued = out.try_send(1).is_ok() && out.try_send(2).is_ok();
+                        queued
+                            && crate::link_refs(&out.boxref(), &crate::BoxRef::new(dst.clone()))
+                                .is_ok()
+                    })
+                });
+                let linked = tokio::task::spawn_blocking(move || linker.join());
+                assert!(matches!(linked.await, Ok(Ok(true))));
+            });
+            let collect = async {
+                let mut got = Vec::new();
+                while let Some(r) = rx.recv().await {
+                    got.push(r);
+                }
+                got
+            };
+            let run = async { tokio::join!(report, collect) };
+            let (report, got) = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+                .await
+                .expect("every link woke its owner (30 s)");
+            assert!(report.is_ok());
+            assert_eq!(got.len(), OWNERS);
+            assert!(got.iter().all(|&(_, a, b)| (a, b) == (1, 2)), "in order");
+        });
+    }
+
+    /// A multi-thread runtime of two workers, for the tests across threads.
+    fn two_workers() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     /// Yields until `cond` holds (at most a thousand times: a test on one thread needs a few).
     async fn until(cond: impl Fn() -> bool) {
         for _ in 0..1000 {
@@ -1098,12 +1404,7 @@ mod tests {
     #[test]
     fn pushes_from_other_threads_wake_an_owner_waiting_with_no_used_part() {
         const N: u64 = 2_000;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        two_workers().block_on(async {
             let mut b = crate::Component::build("Counter");
             let control = b.control();
             let ctl = control.store.clone();
