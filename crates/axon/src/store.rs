@@ -21,8 +21,8 @@ use crate::spec::{BoxId, BoxMeta, Direction};
 /// Every box is one of these, so its size is paid per box per component per connection. A box
 /// that was declared and never used (or only linked: a passthrough, or an outbox whose sends go
 /// straight on) holds a few words: its link, its capacity and flags, and its name. What a box
-/// needs only once messages are queued or tasks wait on it (the queue, the byte count, the
-/// wakers) is allocated then, in [`Busy`]; a byte bound's limit, shared by every box bounded
+/// needs only once messages are queued or tasks wait on it (the queue, the wakers) is
+/// allocated then, in [`Busy`]; a byte bound's limit, shared by every box bounded
 /// alike, only when one is set, and what a bounded box holds is weighed in [`Store::idle`].
 pub(crate) struct Store<T> {
     state: Mutex<State<T>>,
@@ -252,8 +252,10 @@ fn weigh_in<T>(bound: Option<&ByteBound<T>>, msg: &T, idle: &AtomicUsize, empty:
             } else {
                 weight_of(idle.load(Ordering::Relaxed))
             };
-            // Both below `WEIGHT` (lengths of things in memory): no overflow.
-            weight_word(held.wrapping_add((b.weigh)(msg)))
+            // Saturating below `WEIGHT`: clones of one shared buffer each weigh its whole
+            // length, so on a 32-bit target the sum can pass what memory holds. A full box
+            // stays full.
+            weight_word(held.saturating_add((b.weigh)(msg)).min(!WEIGHT))
         }
     }
 }
@@ -1151,8 +1153,8 @@ mod tests {
     }
 
     /// A box allocates its queue and wakers on first use, not when declared; a box that only
-    /// forwards (a passthrough, a linked outbox) never does; a byte bound adds its own few
-    /// words and no queue.
+    /// forwards (a passthrough, a linked outbox) never does; a byte bound adds a pointer to
+    /// its shared limit and no queue.
     #[test]
     fn only_a_used_box_holds_a_queue() {
         let store = |name: &str, direction| {

@@ -366,14 +366,16 @@ fn write_line(line: &str) {
 /// to us non-blocking (its open file description, and so the flag, shared with whoever set
 /// it) refuses a write that would wait instead of waiting: what is left is tried again after
 /// a pause (1 ms, doubling up to 50 ms) rather than lost. There is no event to wait on
-/// without `poll(2)`, which safe Rust does not offer here.
+/// without `poll(2)`, which safe Rust does not offer here. The process's stderr lock is not
+/// held over a pause: other writers (tracing under `--verbose`, a panic message) get in
+/// between our writes, never inside a line a pipe takes whole.
 fn write_raw(bytes: &[u8]) {
     const LONGEST_PAUSE: Duration = Duration::from_millis(50);
-    let mut stderr = std::io::stderr().lock();
     let mut done = 0;
     let mut pause = Duration::from_millis(1);
     while done < bytes.len() {
-        match stderr.write(&bytes[done..]) {
+        let written = std::io::stderr().lock().write(&bytes[done..]);
+        match written {
             Ok(0) => return,
             Ok(n) => {
                 done += n;
@@ -430,9 +432,10 @@ struct Queue {
 enum Item {
     Line(String),
     /// The rest of a line of which a non-blocking write took the start (newline included).
-    /// Our own lines keep their order, but another process writing to the same terminal
-    /// between the two parts splits the line on screen (a pipe takes a line of at most
-    /// `PIPE_BUF`, 4,096 bytes, whole or not at all, so this is a terminal's case).
+    /// Our own lines keep their order, but another process writing to the same terminal or
+    /// pipe between the two parts splits the line. A pipe takes a line of at most
+    /// `PIPE_BUF` (4,096 bytes) whole or not at all, so there it is a longer line's case (a
+    /// `--json-events` certificate line with many names).
     Rest(Vec<u8>),
     /// This many lines were dropped here.
     Dropped(u64),
@@ -514,7 +517,9 @@ impl Sink {
     /// Writes what is queued here, waiting if it must (no writer thread could be started);
     /// the next line is tried without waiting again. The lock is not held while writing:
     /// other lines meanwhile join the queue (or are counted as dropped when it is full)
-    /// instead of waiting for this caller, and are written here too, in order.
+    /// instead of waiting for this caller, and are written here too, in order. So under a
+    /// steady stream of lines to a slow stderr this caller writes for as long as they come:
+    /// the price of the last resort, reached only when no thread can be started.
     fn write_queued_in_place(&self) {
         loop {
             let items: Vec<Item> = {

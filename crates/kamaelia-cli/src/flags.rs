@@ -233,7 +233,8 @@ enum Command {
     /// through end to end (the client's FIN becomes a FIN to the target after everything
     /// queued, and the other way); a failure on one side (refused, reset) closes the other. A
     /// connection's boxes hold at most 32 KiB each (it reads 16 KiB at a time): about 112 KiB
-    /// each way at most beside the sockets' own buffers, so a slow side holds the fast one back.
+    /// each way at most beside the sockets' own buffers (with --starttls or --proxy, their
+    /// layer holds up to 256 KiB more each way), so a slow side holds the fast one back.
     /// At most --max-connections are relayed at once: further connections wait in the
     /// listening socket's backlog (they are accepted when one ends), they are not refused.
     /// Each relayed connection takes two file descriptors: under the usual limit of 1024

@@ -660,8 +660,8 @@ fn forward_reports_a_target_that_does_not_offer_starttls() {
 }
 
 /// `forward --help` states the bounds the relay is built with (32 KiB boxes: the help said
-/// 256 KiB, the library's default, after forward's own bounds had changed), the threads, the
-/// connection limit and the exit status.
+/// 256 KiB, the library's default, after forward's own bounds had changed; a STARTTLS or
+/// proxy layer's own), the threads, the connection limit and the exit status.
 #[test]
 fn forward_help_states_its_bounds() {
     let r = support::run(
@@ -671,8 +671,14 @@ fn forward_help_states_its_bounds() {
     );
     r.expect_code(0);
     let out = String::from_utf8_lossy(&r.stdout);
-    assert!(!out.contains("256 KiB"), "{out}");
-    for text in ["32 KiB", "--threads", "--max-connections", "130"] {
+    assert!(!out.contains("at most 256 KiB each way"), "{out}");
+    for text in [
+        "32 KiB",
+        "with --starttls or --proxy",
+        "--threads",
+        "--max-connections",
+        "130",
+    ] {
         assert!(out.contains(text), "--help should mention {text:?}:\n{out}");
     }
 }
