@@ -85,6 +85,10 @@ pub(in crate::internet) struct Connection<S> {
     /// ProducerFinished, at the peer's half-close or the end, and `told_protocol` says when.
     tells_protocol: bool,
     told_protocol: bool,
+    /// The TLS handshake runs before any data ([`super::CsaOptions::tls_first`]): kept here,
+    /// in the room the flags above leave, rather than beside the connection in every
+    /// connection's future (8 bytes with its padding).
+    tls_first: bool,
 }
 
 impl<S> Connection<S>
@@ -101,6 +105,7 @@ where
         state: State,
         keep_history: bool,
         limits: Limits,
+        tls_first: bool,
     ) -> Self {
         let now = Instant::now();
         Connection {
@@ -120,6 +125,7 @@ where
             read_waiting: false,
             tells_protocol: false,
             told_protocol: false,
+            tls_first,
         }
     }
 
@@ -133,65 +139,70 @@ where
     /// twice in its state (as the argument and as the local it is moved to).
     ///
     /// The loop is written here, not in a function of its own it awaits: that future would
-    /// keep the connection's reference and `tls_first` a second time in the state every idle
-    /// connection holds (the loop's state 56 -> 32 bytes in a debug build; see the size test).
-    pub(in crate::internet) async fn drive(&mut self, tls_first: bool) -> HowDied {
-        // The connection's loop. It waits in [`Connection::poll_event`] and handles what is
-        // frequent (data read and delivered, written, taken from `inbox`) without waiting;
-        // what is rare and may wait (a control message, `makessl`, a notice, a delivery that
-        // finds no room, the TLS switch, the closing flush) is boxed when it runs, so that the
-        // loop's own state, which every idle connection holds, stays a few words.
-        let how = 'run: {
-            if tls_first {
-                if let Err(how) = Box::pin(self.start_tls(MakeSsl::new(), true)).await {
-                    break 'run how;
-                }
-            }
-            loop {
-                // The boxes matter only to a connection finishing its sending (and looking takes
-                // their locks): any other gets the same answer without them.
-                let (inbox_empty, makessl_empty) = if self.state.finishing() {
-                    let makessl_empty = self.b.makessl.as_ref().is_none_or(Inbox::is_empty);
-                    (self.b.inbox.is_empty(), makessl_empty)
-                } else {
-                    (true, true)
-                };
-                match self.state.next(inbox_empty, makessl_empty) {
-                    Next::Wait => {}
-                    Next::Finished => break 'run HowDied::Finished,
-                    Next::Shut => {
-                        // It may wait: see `rare_boxes_waiting` and `read_waiting`.
-                        self.rare_boxes_waiting = false;
-                        self.read_waiting = false;
-                        if let Err(how) = Box::pin(self.shut_write()).await {
-                            break 'run how;
-                        }
-                        if self.state.shut() == Next::Finished {
-                            break 'run HowDied::Finished;
-                        }
-                        continue;
+    /// keep the connection's reference a second time in the state every idle connection
+    /// holds (the loop's state 56 -> 32 bytes in a debug build; see the size test).
+    #[allow(clippy::manual_async_fn)] // on purpose: see the first comment
+    pub(in crate::internet) fn drive(&mut self) -> impl Future<Output = HowDied> + Send + '_ {
+        // A plain function returning the block: an `async fn` would hold `self` twice (as its
+        // argument and as the local it moves to), in the state every idle connection holds.
+        async move {
+            // The connection's loop. It waits in [`Connection::poll_event`] and handles what is
+            // frequent (data read and delivered, written, taken from `inbox`) without waiting;
+            // what is rare and may wait (a control message, `makessl`, a notice, a delivery that
+            // finds no room, the TLS switch, the closing flush) is boxed when it runs, so that the
+            // loop's own state, which every idle connection holds, stays a few words.
+            let how = 'run: {
+                if self.tls_first {
+                    if let Err(how) = Box::pin(self.start_tls(MakeSsl::new(), true)).await {
+                        break 'run how;
                     }
                 }
-                self.arm(self.rb.quiet_at());
-                let ev = std::future::poll_fn(|cx| self.poll_event(cx)).await;
-                // The step is unpacked before anything is awaited: a match whose arm awaits keeps
-                // what it matched on in the loop's state, which every idle connection holds.
-                let rare = match self.on_event(ev) {
-                    Step::Go => continue,
-                    Step::End(how) => break 'run how,
-                    Step::Rare(rare) => rare,
-                };
-                // It may wait, and what woke the task then may have been a message on `control`
-                // or `makessl`, or the socket's readiness (and the stream may change: TLS).
-                self.rare_boxes_waiting = false;
-                self.read_waiting = false;
-                let handled = Box::pin(self.on_rare(rare));
-                if let Some(how) = handled.await {
-                    break 'run how;
+                loop {
+                    // The boxes matter only to a connection finishing its sending (and looking takes
+                    // their locks): any other gets the same answer without them.
+                    let (inbox_empty, makessl_empty) = if self.state.finishing() {
+                        let makessl_empty = self.b.makessl.as_ref().is_none_or(Inbox::is_empty);
+                        (self.b.inbox.is_empty(), makessl_empty)
+                    } else {
+                        (true, true)
+                    };
+                    match self.state.next(inbox_empty, makessl_empty) {
+                        Next::Wait => {}
+                        Next::Finished => break 'run HowDied::Finished,
+                        Next::Shut => {
+                            // It may wait: see `rare_boxes_waiting` and `read_waiting`.
+                            self.rare_boxes_waiting = false;
+                            self.read_waiting = false;
+                            if let Err(how) = Box::pin(self.shut_write()).await {
+                                break 'run how;
+                            }
+                            if self.state.shut() == Next::Finished {
+                                break 'run HowDied::Finished;
+                            }
+                            continue;
+                        }
+                    }
+                    self.arm(self.rb.quiet_at());
+                    let ev = std::future::poll_fn(|cx| self.poll_event(cx)).await;
+                    // The step is unpacked before anything is awaited: a match whose arm awaits keeps
+                    // what it matched on in the loop's state, which every idle connection holds.
+                    let rare = match self.on_event(ev) {
+                        Step::Go => continue,
+                        Step::End(how) => break 'run how,
+                        Step::Rare(rare) => rare,
+                    };
+                    // It may wait, and what woke the task then may have been a message on `control`
+                    // or `makessl`, or the socket's readiness (and the stream may change: TLS).
+                    self.rare_boxes_waiting = false;
+                    self.read_waiting = false;
+                    let handled = Box::pin(self.on_rare(rare));
+                    if let Some(how) = handled.await {
+                        break 'run how;
+                    }
                 }
-            }
-        };
-        Box::pin(self.end(how)).await
+            };
+            Box::pin(self.end(how)).await
+        }
     }
 
     /// `CreatorFeedback` is linked to the protocol's `control`: see `tells_protocol`.
@@ -1037,6 +1048,7 @@ mod tests {
             state,
             false,
             Limits::default(),
+            false,
         );
         (conn, theirs)
     }
@@ -1124,7 +1136,7 @@ mod tests {
     async fn the_connection_and_its_loop_stay_small() {
         let (mut conn, _theirs) = connection().await;
         let conn_size = std::mem::size_of_val(&conn);
-        let loop_size = std::mem::size_of_val(&conn.drive(false));
+        let loop_size = std::mem::size_of_val(&conn.drive());
         assert!(conn_size <= 384, "Connection: {conn_size} bytes");
         assert!(loop_size <= 48, "its loop: {loop_size} bytes");
     }

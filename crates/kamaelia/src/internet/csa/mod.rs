@@ -362,7 +362,6 @@ impl ConnectedSocketAdapter {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let tls_first = options.tls_first;
         let limits = options.limits;
         let mut b = Component::build("ConnectedSocketAdapter");
         let boxes = Boxes {
@@ -402,7 +401,7 @@ impl ConnectedSocketAdapter {
             }
             // Driven by reference from the block that owns it: see `Connection::drive`.
             async move {
-                conn.drive(tls_first).await;
+                conn.drive().await;
                 Ok(())
             }
         })
@@ -443,8 +442,7 @@ pub(in crate::internet) struct ServerLinks {
     pub(in crate::internet) outbox_linked: bool,
 }
 
-/// A connection over `stream` driven with `boxes`, set up by `options` (all but `tls_first`,
-/// which is given to [`Connection::drive`]): the CSA's, or a client-shaped component's that
+/// A connection over `stream` driven with `boxes`, set up by `options`: the CSA's, or a client-shaped component's that
 /// drives its connection itself (`TcpClient`, `SingleServer`, `UnixClient`: one component,
 /// one set of boxes, one future per connection).
 pub(in crate::internet) fn connection<S>(
@@ -473,6 +471,7 @@ where
         state,
         server_starttls,
         options.limits,
+        options.tls_first,
     )
 }
 
