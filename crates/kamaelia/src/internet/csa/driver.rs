@@ -535,14 +535,58 @@ where
     /// Takes from `inbox` (what is queued, up to a batch) and writes it at once if the socket
     /// takes it, not in a turn of the loop of its own (about 150 instructions a message on a
     /// relay).
+    ///
+    /// A message that comes alone to an empty queue (a relay's, a greeting, an echo: the
+    /// usual case) is written straight from itself, and queued only if the socket does not
+    /// take all of it: a connection whose writes complete holds no room in its queue (a 48-byte
+    /// block for the connection's life once it had one).
     #[inline(always)]
     fn poll_take(&mut self, cx: &mut TaskContext<'_>) -> Poll<Event> {
         match self.poll_data(cx) {
             Poll::Ready(d) => {
-                self.take_data(d);
+                if self.state.out.is_empty() && !d.is_empty() {
+                    // Would the queue, holding `d`, take another message? As `take_data` asks.
+                    let more = if WRITE_BATCH > 1 && d.len() < self.send_limit {
+                        self.b.inbox.try_recv()
+                    } else {
+                        None
+                    };
+                    match more {
+                        None => return self.write_alone(d, cx),
+                        Some(next) => {
+                            self.state.out.push(d);
+                            self.take_data(next);
+                        }
+                    }
+                } else {
+                    self.take_data(d);
+                }
                 self.poll_write(cx)
             }
             Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Writes `d`, taken alone into an empty queue, from itself; queues it (to be written
+    /// from, and counted, as before) unless the socket took all of it.
+    #[inline(always)]
+    fn write_alone(&mut self, d: Bytes, cx: &mut TaskContext<'_>) -> Poll<Event> {
+        let written = match self.conn.as_mut() {
+            Some(conn) => Pin::new(conn).poll_write(cx, &d),
+            None => Poll::Pending,
+        };
+        match written {
+            Poll::Ready(Ok(n)) if n == d.len() => Poll::Ready(Event::Wrote(Ok(n))),
+            other => {
+                self.state.out.push(d);
+                match other {
+                    Poll::Ready(Ok(0)) => {
+                        Poll::Ready(Event::Wrote(Err(io::ErrorKind::WriteZero.into())))
+                    }
+                    Poll::Ready(r) => Poll::Ready(Event::Wrote(r)),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
@@ -1086,6 +1130,37 @@ mod tests {
         assert_eq!(conn.rb.held(), 0, "the buffer went with the data");
         assert!(poll(&mut conn).is_pending());
         assert_eq!(conn.rb.held(), 0);
+    }
+
+    /// Issue 11: a connection whose writes complete holds no room in the queue ahead of the
+    /// socket. A message that comes alone is written straight from itself; before, it went
+    /// through the queue, which then kept room for one (a 48-byte block) for the connection's
+    /// life. Fails on that code (room 1). A write the socket does not take whole still queues
+    /// what is left, in order.
+    #[tokio::test]
+    async fn an_idle_connection_holds_no_room_for_writes() {
+        let (mut conn, mut theirs) = connection().await;
+        let feed = Outbox::<Bytes>::standalone("feed");
+        axon::link(&feed, &conn.b.inbox).unwrap();
+        feed.try_send(Bytes::from_static(b"hello!!\n")).unwrap();
+        let ev = next_event(&mut conn, "the message is written").await;
+        assert!(matches!(ev, Event::Wrote(Ok(8))));
+        assert!(matches!(conn.on_event(ev), Step::Go));
+        assert!(poll(&mut conn).is_pending());
+        assert!(conn.state.out.is_empty());
+        assert_eq!(conn.state.out.room(), 0, "no room kept for writes");
+        let mut got = [0; 8];
+        theirs.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello!!\n");
+
+        // Two messages waiting are written together, through the queue, as before.
+        feed.try_send(Bytes::from_static(b"one,")).unwrap();
+        feed.try_send(Bytes::from_static(b"two\n")).unwrap();
+        let ev = next_event(&mut conn, "both are written").await;
+        assert!(matches!(ev, Event::Wrote(Ok(8))));
+        assert!(matches!(conn.on_event(ev), Step::Go));
+        theirs.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"one,two\n");
     }
 
     /// A connection under TLS with nothing to read does not read: rustls holds no plaintext

@@ -106,6 +106,12 @@ impl OutQueue {
         self.bytes
     }
 
+    /// How many messages the queue has room for without allocating.
+    #[cfg(test)]
+    pub(super) fn room(&self) -> usize {
+        self.chunks.capacity()
+    }
+
     /// Whether another message may be taken: fewer than a batch, under `limit` bytes. An
     /// empty queue always takes one, so a limit of 0 still makes progress.
     pub(super) fn has_room(&self, limit: usize) -> bool {
