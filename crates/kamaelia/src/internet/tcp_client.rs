@@ -260,7 +260,7 @@ impl TcpClient {
 
 /// The default TLS settings, made once per process and shared by every client left at them
 /// (one root store and session cache for all of them, as for clones of one client).
-fn default_tls() -> Arc<TlsSettings> {
+pub(in crate::internet) fn default_tls() -> Arc<TlsSettings> {
     static DEFAULT: std::sync::OnceLock<Arc<TlsSettings>> = std::sync::OnceLock::new();
     DEFAULT.get_or_init(|| Arc::new(TlsSettings::new())).clone()
 }

@@ -30,6 +30,7 @@ use super::{Limits, TlsKept};
 use crate::internet::messages::{
     HowDied, MakeSsl, ShutdownCsa, SocketShutdown, SslReady, TcpError,
 };
+use crate::internet::tcp_client::default_tls;
 use crate::internet::tls::accept;
 use crate::internet::TlsError;
 
@@ -53,14 +54,11 @@ pub(in crate::internet) struct Connection<S> {
     label: Label,
     b: Boxes,
     peer: SocketAddr,
-    /// Boxed: used once, by the few connections that switch to TLS.
-    tls: Option<Box<TlsKept>>,
+    /// What a `makessl` needs, and a STARTTLS server's history ([`Kept`]).
+    kept: Kept,
     /// The stream; `None` only while the TLS switch has it, or once closed.
     conn: Option<Conn<S>>,
     state: State,
-    /// STARTTLS servers: what was delivered on `outbox` lately, so a protocol can hand back
-    /// what followed its command ([`MakeSsl::with_consumed`]). Boxed, and only for them.
-    history: Option<Box<History>>,
     /// [`Limits::send_bytes`]: the queue ahead of the socket stops taking from `inbox` there.
     send_limit: usize,
     rb: ReadBuffer,
@@ -112,10 +110,9 @@ where
             label,
             b,
             peer,
-            tls: tls.map(Box::new),
+            kept: Kept::new(tls, keep_history),
             conn: Some(Conn::Plain(Rewind::new(stream))),
             state,
-            history: keep_history.then(Box::default),
             send_limit: limits.send_bytes,
             rb: ReadBuffer::new(limits.receive_bytes, now),
             timer: None,
@@ -277,7 +274,7 @@ where
                 if self.conn.as_ref().is_some_and(Conn::reports_readiness) {
                     self.rb.release_small();
                 }
-                if let Some(h) = self.history.as_mut() {
+                if let Some(h) = self.kept.history_mut() {
                     h.record(&chunk);
                 }
                 let n = chunk.len();
@@ -691,7 +688,7 @@ where
 
     /// Flushes plaintext, checks nothing unread is pending (client), and runs the handshake.
     async fn start_tls(&mut self, m: MakeSsl, first: bool) -> Result<(), HowDied> {
-        let Some(role) = self.tls.as_deref().cloned() else {
+        let Some(role) = self.kept.role() else {
             return Err(HowDied::Failed(TcpError::Tls(TlsError::Config(
                 "this connection has no TLS configuration".into(),
             ))));
@@ -742,7 +739,7 @@ where
         };
         // A STARTTLS server's handshake starts with what the client sent after the command.
         let (replay, replayed) = match m.consumed {
-            Some(consumed) => match History::after(self.history.as_deref(), consumed) {
+            Some(consumed) => match History::after(self.kept.history(), consumed) {
                 Ok(r) => {
                     let n = r.len() as u64;
                     (r, n)
@@ -795,7 +792,7 @@ where
         match result {
             Ok((stream, info)) => {
                 self.state.tls_up();
-                self.history = None;
+                self.kept.drop_history();
                 self.conn = Some(Conn::Tls(Box::new(stream)));
                 let plaintext = self.state.delivered();
                 let ready = SslReady {
@@ -886,6 +883,77 @@ fn poll_write_some<S: AsyncRead + AsyncWrite + Unpin>(
     match Pin::new(conn).poll_write_vectored(cx, &slices[..k]) {
         Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
         other => other,
+    }
+}
+
+/// What a connection keeps for a `makessl`, and a STARTTLS server's history: 16 bytes in
+/// every connection, and no block of its own for a plain server's connection or a client at
+/// the default TLS settings (most of them), whose host is all it keeps (shared with the
+/// client's). Before, every client kept a boxed record (a 32-byte block) beside the host.
+enum Kept {
+    /// A client at the default TLS settings ([`default_tls`], shared by every such client):
+    /// the host it connected to.
+    DefaultClient(Arc<str>),
+    /// Anything else, boxed: a client's own settings, a server's configuration, a STARTTLS
+    /// server's history; or nothing.
+    Other(Option<Box<OtherKept>>),
+}
+
+/// [`Kept::Other`].
+struct OtherKept {
+    tls: Option<TlsKept>,
+    /// STARTTLS servers: what was delivered on `outbox` lately, so a protocol can hand back
+    /// what followed its command ([`MakeSsl::with_consumed`]). Boxed, and only for them.
+    history: Option<Box<History>>,
+}
+
+impl Kept {
+    fn new(tls: Option<TlsKept>, keep_history: bool) -> Kept {
+        match tls {
+            Some(TlsKept::Client { settings, host })
+                if !keep_history && Arc::ptr_eq(&settings, &default_tls()) =>
+            {
+                Kept::DefaultClient(host)
+            }
+            None if !keep_history => Kept::Other(None),
+            tls => Kept::Other(Some(Box::new(OtherKept {
+                tls,
+                history: keep_history.then(Box::default),
+            }))),
+        }
+    }
+
+    /// The TLS role a `makessl` takes, if there is one.
+    fn role(&self) -> Option<TlsKept> {
+        match self {
+            Kept::DefaultClient(host) => Some(TlsKept::Client {
+                settings: default_tls(),
+                host: host.clone(),
+            }),
+            Kept::Other(other) => other.as_ref()?.tls.clone(),
+        }
+    }
+
+    fn history(&self) -> Option<&History> {
+        match self {
+            Kept::Other(Some(other)) => other.history.as_deref(),
+            _ => None,
+        }
+    }
+
+    #[inline(always)]
+    fn history_mut(&mut self) -> Option<&mut History> {
+        match self {
+            Kept::Other(Some(other)) => other.history.as_deref_mut(),
+            _ => None,
+        }
+    }
+
+    /// Under TLS: the plaintext's history is of no more use.
+    fn drop_history(&mut self) {
+        if let Kept::Other(Some(other)) = self {
+            other.history = None;
+        }
     }
 }
 
@@ -1221,6 +1289,45 @@ mod tests {
         eprintln!("Connection {conn_size} bytes, its loop {loop_size}");
         assert!(conn_size <= 336, "Connection: {conn_size} bytes");
         assert!(loop_size <= 24, "its loop: {loop_size} bytes");
+    }
+
+    /// Issue 11: a client at the default TLS settings keeps its host alone for a `makessl`,
+    /// with no block of its own (before, a boxed record of the settings' pointer and the
+    /// host, a 32-byte block, in every client connection); a `makessl` gets the same role.
+    /// Other clients, servers and STARTTLS servers keep theirs boxed, a plain server's
+    /// connection nothing.
+    #[test]
+    fn a_client_at_the_default_tls_settings_keeps_no_tls_record() {
+        let host: Arc<str> = Arc::from("example.org");
+        let kept = Kept::new(
+            Some(TlsKept::Client {
+                settings: default_tls(),
+                host: host.clone(),
+            }),
+            false,
+        );
+        assert!(matches!(&kept, Kept::DefaultClient(h) if Arc::ptr_eq(h, &host)));
+        let Some(TlsKept::Client { settings, host: h }) = kept.role() else {
+            panic!("a client's role");
+        };
+        assert!(Arc::ptr_eq(&settings, &default_tls()) && Arc::ptr_eq(&h, &host));
+        assert_eq!(std::mem::size_of::<Kept>(), 16);
+
+        let own = Arc::new(crate::internet::TlsSettings::new());
+        let kept = Kept::new(
+            Some(TlsKept::Client {
+                settings: own.clone(),
+                host,
+            }),
+            false,
+        );
+        assert!(matches!(kept, Kept::Other(Some(_))));
+        assert!(
+            matches!(kept.role(), Some(TlsKept::Client { settings, .. }) if Arc::ptr_eq(&settings, &own))
+        );
+        assert!(matches!(Kept::new(None, false), Kept::Other(None)));
+        let starttls = Kept::new(None, true);
+        assert!(starttls.history().is_some() && starttls.role().is_none());
     }
 
     /// What a connection keeps for a `makessl` (boxed) is a pointer to shared settings and the
