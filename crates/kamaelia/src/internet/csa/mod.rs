@@ -143,9 +143,11 @@ pub enum TlsRole {
     },
 }
 
-/// What a connection keeps to switch to TLS on `makessl` (boxed: most never do). A client's
-/// settings are shared by every client of one configuration (and by all clients left at the
-/// default), so a connection holds a pointer to them and its host, not a copy of the settings.
+/// What a connection needs to switch to TLS on `makessl`. A client's settings are shared by
+/// every client of one configuration (and by all clients left at the default), so this holds
+/// a pointer to them and its host, not a copy of the settings. A connection keeps it boxed
+/// (most never switch), except a client at the default settings, which keeps its host alone
+/// (`driver::Kept`).
 #[derive(Clone)]
 pub(in crate::internet) enum TlsKept {
     /// A client verifying the server's certificate for `host` (or the settings' server name).
