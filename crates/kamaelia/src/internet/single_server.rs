@@ -221,10 +221,10 @@ async fn run(server: SingleServer, b: Boxes, cx: Context) -> MainResult {
     let label = cx.label().clone();
     let (selector, _) = Selector::get_or_create(cx.services())?;
     let mut watch = ControlWatch::new(&b.control, &b.signal);
-    let role = server.tls.as_ref().map(|config| TlsKept::Server {
-        config: config.clone(),
-        timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-    });
+    let role = server
+        .tls
+        .as_ref()
+        .map(|config| TlsKept::server(config.clone(), DEFAULT_HANDSHAKE_TIMEOUT));
     let options = CsaOptions::default()
         .on_finish(server.on_finish)
         .tls_first(role.is_some() && !server.starttls)

@@ -143,9 +143,11 @@ pub enum TlsRole {
     },
 }
 
-/// What a connection keeps to switch to TLS on `makessl` (boxed: most never do). A client's
-/// settings are shared by every client of one configuration (and by all clients left at the
-/// default), so a connection holds a pointer to them and its host, not a copy of the settings.
+/// What a connection needs to switch to TLS on `makessl`. A client's settings are shared by
+/// every client of one configuration (and by all clients left at the default), so this holds
+/// a pointer to them and its host, not a copy of the settings. A connection keeps it boxed
+/// (most never switch), except a client at the default settings, which keeps its host alone
+/// (`driver::Kept`).
 #[derive(Clone)]
 pub(in crate::internet) enum TlsKept {
     /// A client verifying the server's certificate for `host` (or the settings' server name).
@@ -159,9 +161,25 @@ pub(in crate::internet) enum TlsKept {
     Server {
         /// The server configuration.
         config: Arc<rustls::ServerConfig>,
-        /// How long a handshake may take.
-        timeout: Duration,
+        /// How long a handshake may take, in nanoseconds ([`TlsKept::server`]): eight bytes
+        /// where a `Duration` takes sixteen, so that the record is 24 bytes (a client's, beside
+        /// it, is two pointers and a length), a 32-byte block, not a 48-byte one.
+        timeout_nanos: u64,
     },
+}
+
+impl TlsKept {
+    /// A server's record: `timeout` saturates at `u64::MAX` nanoseconds (584 years: no
+    /// deadline, as a longer one was).
+    pub(in crate::internet) fn server(
+        config: Arc<rustls::ServerConfig>,
+        timeout: Duration,
+    ) -> Self {
+        TlsKept::Server {
+            config,
+            timeout_nanos: u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 impl From<TlsRole> for TlsKept {
@@ -171,7 +189,7 @@ impl From<TlsRole> for TlsKept {
                 settings: Arc::new(settings),
                 host: host.into(),
             },
-            TlsRole::Server { config, timeout } => TlsKept::Server { config, timeout },
+            TlsRole::Server { config, timeout } => TlsKept::server(config, timeout),
         }
     }
 }
@@ -362,7 +380,6 @@ impl ConnectedSocketAdapter {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let tls_first = options.tls_first;
         let limits = options.limits;
         let mut b = Component::build("ConnectedSocketAdapter");
         let boxes = Boxes {
@@ -402,7 +419,7 @@ impl ConnectedSocketAdapter {
             }
             // Driven by reference from the block that owns it: see `Connection::drive`.
             async move {
-                conn.drive(tls_first).await;
+                conn.drive().await;
                 Ok(())
             }
         })
@@ -443,8 +460,7 @@ pub(in crate::internet) struct ServerLinks {
     pub(in crate::internet) outbox_linked: bool,
 }
 
-/// A connection over `stream` driven with `boxes`, set up by `options` (all but `tls_first`,
-/// which is given to [`Connection::drive`]): the CSA's, or a client-shaped component's that
+/// A connection over `stream` driven with `boxes`, set up by `options`: the CSA's, or a client-shaped component's that
 /// drives its connection itself (`TcpClient`, `SingleServer`, `UnixClient`: one component,
 /// one set of boxes, one future per connection).
 pub(in crate::internet) fn connection<S>(
@@ -473,6 +489,7 @@ where
         state,
         server_starttls,
         options.limits,
+        options.tls_first,
     )
 }
 

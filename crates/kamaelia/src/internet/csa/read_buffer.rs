@@ -28,12 +28,15 @@ pub(super) struct ReadBuffer {
     /// What the next read asks for, and the most it may ask for: at most [`READ_CHUNK`], so
     /// they fit in 32 bits (every connection holds this for its whole life).
     want: u32,
+    /// The most a read may ask for, and [`EXACT`]: its top bit (a flag of its own would be
+    /// eight bytes more, with its padding, in every connection).
     max: u32,
     last_read: Instant,
-    /// `buf` holds exactly what a small read copied ([`ReadBuffer::copied`]), to be handed
-    /// over whole.
-    exact: bool,
 }
+
+/// In [`ReadBuffer`]'s `max`: `buf` holds exactly what a small read copied
+/// ([`ReadBuffer::copied`]), to be handed over whole. Above any `max` ([`READ_CHUNK`]).
+const EXACT: u32 = 1 << 31;
 
 impl ReadBuffer {
     pub(super) fn new(receive_limit: usize, now: Instant) -> Self {
@@ -43,7 +46,6 @@ impl ReadBuffer {
             want: (FIRST_READ as u32).min(max),
             max,
             last_read: now,
-            exact: false,
         }
     }
 
@@ -61,13 +63,15 @@ impl ReadBuffer {
     /// Takes the `n` bytes just read, at `now`; a read that filled the buffer doubles the next.
     /// The clock is read only when a grown buffer is kept ([`ReadBuffer::quiet_at`] needs it).
     pub(super) fn filled(&mut self, n: usize, now: impl FnOnce() -> Instant) -> Bytes {
+        let exact = self.max & EXACT != 0;
+        self.max &= !EXACT;
         if n == self.want as usize {
             self.want = (self.want * 2).min(self.max);
         }
         if self.want as usize > FIRST_READ {
             self.last_read = now();
         }
-        if std::mem::take(&mut self.exact) {
+        if exact {
             // Exactly the bytes read, in an allocation of their size: handed over whole, with
             // no shared header (what splitting a buffer costs) and nothing left behind.
             return std::mem::take(&mut self.buf).freeze();
@@ -87,7 +91,7 @@ impl ReadBuffer {
     /// (where reading into a reserved buffer takes the buffer and a shared header to split it).
     pub(super) fn copied(&mut self, data: &[u8]) {
         self.buf = BytesMut::from(data);
-        self.exact = true;
+        self.max |= EXACT;
     }
 
     /// When a grown buffer is to be let go, if it has grown.
@@ -114,7 +118,7 @@ impl ReadBuffer {
     pub(super) fn release_if_quiet(&mut self, now: Instant) {
         if self.quiet_at().is_some_and(|at| at <= now) {
             self.buf = BytesMut::new();
-            self.want = (FIRST_READ as u32).min(self.max);
+            self.want = (FIRST_READ as u32).min(self.max & !EXACT);
         }
     }
 

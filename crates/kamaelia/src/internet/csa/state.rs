@@ -106,6 +106,12 @@ impl OutQueue {
         self.bytes
     }
 
+    /// How many messages the queue has room for without allocating.
+    #[cfg(test)]
+    pub(super) fn room(&self) -> usize {
+        self.chunks.capacity()
+    }
+
     /// Whether another message may be taken: fewer than a batch, under `limit` bytes. An
     /// empty queue always takes one, so a limit of 0 still makes progress.
     pub(super) fn has_room(&self, limit: usize) -> bool {
@@ -151,8 +157,9 @@ struct Counts {
     /// Of those, flushed to the socket.
     flushed: u64,
     received: u64,
-    /// Taken from `inbox` and thrown away (shutdown).
-    dropped: u64,
+    // What was taken from `inbox` and thrown away at a shutdown is not kept here: the
+    // shutdown's `HowDied` says it, and [`State::finish`] is given it (8 bytes less in every
+    // connection's state).
 }
 
 /// A connection's idle timeouts and when a byte last moved (boxed: most connections have no
@@ -285,7 +292,6 @@ impl State {
         let (messages, bytes) = self.out.clear();
         let dropped_messages = messages + inbox_messages;
         let dropped_bytes = bytes + inbox_bytes;
-        self.counts.dropped += dropped_bytes as u64;
         HowDied::Shutdown {
             dropped_messages,
             dropped_bytes,
@@ -432,16 +438,20 @@ impl State {
         }
     }
 
-    /// The connection is over: what went each way, and what was handed over but never sent
-    /// (`left_in_inbox` bytes were still in `inbox`).
-    pub(super) fn finish(&mut self, left_in_inbox: u64) -> Transferred {
-        self.counts.dropped += left_in_inbox;
+    /// The connection is over (`how` it ended): what went each way, and what was handed over
+    /// but never sent (`left_in_inbox` bytes were still in `inbox`; a shutdown's `how` says
+    /// what it dropped).
+    pub(super) fn finish(&mut self, left_in_inbox: u64, how: &HowDied) -> Transferred {
+        let dropped = match how {
+            HowDied::Shutdown { dropped_bytes, .. } => *dropped_bytes as u64,
+            _ => 0,
+        };
         let queued = self.out.bytes() as u64;
         let c = &self.counts;
         Transferred {
             sent: c.flushed,
             received: c.received,
-            unsent: c.dropped + queued + (c.written - c.flushed),
+            unsent: left_in_inbox + dropped + queued + (c.written - c.flushed),
         }
     }
 }
@@ -483,7 +493,7 @@ mod tests {
         Ended,
     }
 
-    fn apply(s: &mut State, ev: Ev) -> Got {
+    fn apply(s: &mut State, ev: Ev, how: &mut HowDied) -> Got {
         match ev {
             Ev::Data(n) => {
                 assert!(s.takes_more(1024), "took data while it should not");
@@ -494,7 +504,10 @@ mod tests {
                 s.producer_finished();
                 Got::Nothing
             }
-            Ev::Shutdown(inbox) => Got::Died(s.shutdown(usize::from(inbox > 0), inbox).to_string()),
+            Ev::Shutdown(inbox) => {
+                *how = s.shutdown(usize::from(inbox > 0), inbox);
+                Got::Died(how.to_string())
+            }
             Ev::MakeSsl => match s.makessl() {
                 Ok(()) => Got::Nothing,
                 Err(e) => Got::Refused(e.to_string()),
@@ -779,12 +792,14 @@ mod tests {
         for case in cases() {
             let mut s = State::new(case.on_finish, Timeouts::default());
             let mut last = Got::Nothing;
+            // How it ended, as the driver hands it to `finish` (a shutdown's, if there was one).
+            let mut how = HowDied::Finished;
             for ev in case.events {
-                last = apply(&mut s, *ev);
+                last = apply(&mut s, *ev, &mut how);
             }
             assert_eq!(last, case.last, "{}", case.name);
             assert_eq!(s.next(true, true), case.next, "{}", case.name);
-            let t = s.finish(0);
+            let t = s.finish(0, &how);
             assert_eq!(
                 (t.sent, t.received, t.unsent),
                 case.transferred,
