@@ -116,7 +116,8 @@ pub enum ConnectError {
         source: Arc<io::Error>,
     },
     /// The task connecting ended without an answer: it panicked, or the runtime it ran on
-    /// (the [`super::Selector`]'s) shut down. No address was connected to.
+    /// (the [`super::Selector`]'s) shut down; or a client that connects on a selector's
+    /// runtime could not find or make the selector. No address was connected to.
     Interrupted {
         /// The host name as given.
         host: String,
@@ -174,9 +175,10 @@ pub fn connect(
 ) -> impl Future<Output = Result<(TcpStream, SocketAddr), ConnectError>> + Send + '_ {
     // An IP literal of the family asked for has one address and no resolver: it is tried
     // in this future, and the state of a resolution and a race is boxed for the names that
-    // need it. A burst of clients holds this future all at once, and each frees it once
+    // need it. A burst of callers holds this future all at once, and each frees it once
     // connected (a freed block is a hole in the heap until something of its size comes), so
-    // it is written to hold no more than the connect and its deadline.
+    // it is written to hold no more than the connect and its deadline. (TcpClient connects to
+    // a literal in its own block instead, `tcp_client.rs`.)
     match literal_of(host, port, family) {
         // Lazy, as an `async fn` is: nothing (the clock, the timer) before the first poll, so
         // the future can be made outside a runtime and its deadline runs from when it starts.

@@ -134,8 +134,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// name did not resolve, the connection was refused or timed out ([`TcpError::Connect`]), reset by
 /// the peer, broken pipe, a TLS failure with its reason ([`TcpError::Tls`]), no traffic for the
 /// idle timeout ([`TcpError::IdleTimeout`]). A clean close by the server is not an error. A
-/// huge `delay`, `connect_timeout` or `idle_timeout` (even [`Duration::MAX`]) means no
-/// deadline, never a panic.
+/// huge `delay`, `connect_timeout` or `idle_timeout` (even [`Duration::MAX`]) is never a panic:
+/// a deadline the clock cannot hold is dropped, or (a connect to an IP literal with no delay,
+/// kept small) put 100 years off, past any client's life.
 #[derive(Clone, Debug)]
 pub struct TcpClient {
     /// Shared, not copied, with the connection's TLS record: the one allocation made where the
@@ -829,12 +830,14 @@ mod tests {
             let _ = main_tx.send(std::mem::size_of_val(&main));
             async { Ok(()) }
         });
-        let report = axon::Scheduler::new()
-            .run(async {
-                sizes.activate();
-                main.activate();
-            })
-            .await;
+        let sched = axon::Scheduler::new();
+        let run = sched.run(async {
+            sizes.activate();
+            main.activate();
+        });
+        let report = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("both clients end within 30 s");
         assert!(report.is_ok(), "{report:?}");
         let (connecting, connected) = rx.await.unwrap_or((usize::MAX, 0));
         let main = main_rx.await.unwrap_or(usize::MAX);
