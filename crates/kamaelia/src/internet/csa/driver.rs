@@ -793,7 +793,10 @@ where
         match result {
             Ok((stream, info)) => {
                 self.state.tls_up();
-                self.kept.drop_history();
+                // The role served the one handshake a connection can have (a second
+                // `makessl` is refused as `AlreadyTls` before this is read), and a STARTTLS
+                // server's history is of no more use: a TLS connection keeps no record.
+                self.kept = Kept::Other(None);
                 self.conn = Some(Conn::Tls(Box::new(stream)));
                 let plaintext = self.state.delivered();
                 let ready = SslReady {
@@ -947,13 +950,6 @@ impl Kept {
         match self {
             Kept::Other(Some(other)) => other.history.as_deref_mut(),
             _ => None,
-        }
-    }
-
-    /// Under TLS: the plaintext's history is of no more use.
-    fn drop_history(&mut self) {
-        if let Kept::Other(Some(other)) = self {
-            other.history = None;
         }
     }
 }
@@ -1278,6 +1274,38 @@ mod tests {
         assert!(matches!(ev, Event::Read(Ok(8))));
         assert!(matches!(conn.on_event(ev), Step::Go));
         assert_eq!(conn.b.outbox.buffered(), 1, "the data was delivered");
+    }
+
+    /// Once TLS is up a connection keeps no TLS record (before, a client with settings of its
+    /// own, or a TLS server's connection, kept a 48-byte block for its life): checked after a
+    /// real switch, `makessl` mid-stream against a rustls server.
+    #[tokio::test]
+    async fn a_connection_keeps_no_tls_record_once_tls_is_up() {
+        use crate::internet::tls::{TlsSettings, Trust};
+        let pki = kamaelia_test::pki::TestPki::new();
+        let (mut conn, theirs) = connection().await;
+        let settings = TlsSettings::new().with_trust(Trust::Certificates(vec![pki.ca_der()]));
+        let tls = TlsKept::Client {
+            settings: Arc::new(settings),
+            host: Arc::from("127.0.0.1"),
+        };
+        conn.kept = Kept::new(Some(tls), false);
+        assert!(matches!(conn.kept, Kept::Other(Some(_))));
+        conn.state
+            .makessl()
+            .expect("a plaintext connection may switch");
+        let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config());
+        let (ours, theirs) = with_timeout(async {
+            tokio::join!(
+                conn.start_tls(MakeSsl::new(), false),
+                acceptor.accept(theirs)
+            )
+        })
+        .await;
+        assert!(ours.is_ok(), "the switch failed");
+        theirs.expect("the server's handshake");
+        assert!(matches!(conn.conn, Some(Conn::Tls(_))));
+        assert!(matches!(conn.kept, Kept::Other(None)), "a TLS record kept");
     }
 
     /// What an idle connection's task holds: the connection, and its loop's state a few words
