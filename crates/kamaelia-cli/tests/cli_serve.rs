@@ -194,19 +194,25 @@ fn echo_server_holds_about_1_mib_per_client_that_floods_without_reading() {
 
 // Item 5: event output never blocks serving.
 
-#[test]
-fn serve_keeps_accepting_while_nobody_reads_its_stderr() {
-    const CONNECTIONS: usize = 5000;
-    let mut s = Served::start(&["--echo"], Stderr::Unread);
-    let start = Instant::now();
-    for i in 0..CONNECTIONS {
-        let mut c = connect(s.addr, Duration::from_secs(10));
+/// `connections` clients of an echo server one after another, each sending a byte and
+/// waiting (at most 10 s) for it to come back; panics naming the first that got nothing.
+fn echo_one_byte_each(addr: SocketAddr, connections: usize) {
+    for i in 0..connections {
+        let mut c = connect(addr, Duration::from_secs(10));
         c.write_all(b"x").unwrap();
         let mut one = [0u8; 1];
         if let Err(e) = c.read_exact(&mut one) {
             panic!("connection {i} got no echo ({e}): serving stopped");
         }
     }
+}
+
+#[test]
+fn serve_keeps_accepting_while_nobody_reads_its_stderr() {
+    const CONNECTIONS: usize = 5000;
+    let mut s = Served::start(&["--echo"], Stderr::Unread);
+    let start = Instant::now();
+    echo_one_byte_each(s.addr, CONNECTIONS);
     println!(
         "{CONNECTIONS} connections with stderr unread, each echoed, in {:.2?}",
         start.elapsed()
@@ -226,14 +232,7 @@ fn serve_keeps_accepting_while_nobody_reads_its_stderr() {
 fn serve_loses_no_event_line_when_its_stderr_is_given_non_blocking() {
     const CONNECTIONS: usize = 2200;
     let mut s = Served::start(&["--echo"], Stderr::UnreadNonBlocking);
-    for i in 0..CONNECTIONS {
-        let mut c = connect(s.addr, Duration::from_secs(10));
-        c.write_all(b"x").unwrap();
-        let mut one = [0u8; 1];
-        if let Err(e) = c.read_exact(&mut one) {
-            panic!("connection {i} got no echo ({e})");
-        }
-    }
+    echo_one_byte_each(s.addr, CONNECTIONS);
     s.start_reading();
     s.interrupt();
     let (status, err) = s.finish(LIMIT);
