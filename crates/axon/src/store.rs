@@ -59,8 +59,8 @@ struct State<T> {
     /// bounded alike); what the queued messages weigh is in [`Store::idle`].
     bound: Option<Arc<ByteBound<T>>>,
     /// The capacity (the low [`CAPACITY_BITS`] bits) and the flags ([`ROOM_GIVEN`], [`OUT`],
-    /// [`SIGNAL`], [`FINAL_SENT`], [`CLOSED`]), in one word so that the owner's index fits beside them and
-    /// the store in one 80-byte block of the allocator.
+    /// [`SIGNAL`], [`FINAL_SENT`], [`CLOSED`]), in one word so that the owner's index fits beside
+    /// them and the store in one 80-byte block of the allocator.
     bits: u32,
     /// The owner, whose label `Name#id` is kept once for all its boxes.
     owner: Owner,

@@ -285,14 +285,11 @@ enum Writer {
 /// with stderr on `/dev/null` (figure 5): the thread's start, its wake-ups and the wait for it
 /// at exit were a tenth of the process's CPU.
 fn start_writer() -> Writer {
-    let stderr = std::fs::metadata("/proc/self/fd/2").ok();
+    let stderr = std::fs::metadata(STDERR_PATH).ok();
     if never_waits(stderr.as_ref(), stderr_is_terminal()) {
         return Writer::InPlace;
     }
-    if let Some(file) = stderr
-        .as_ref()
-        .and_then(|m| open_again_nonblocking(m, "/proc/self/fd/2"))
-    {
+    if let Some(file) = stderr.as_ref().and_then(open_again_nonblocking) {
         return Writer::NonBlocking(file);
     }
     match start_thread() {
@@ -309,10 +306,13 @@ fn start_thread() -> std::io::Result<()> {
         .map(drop)
 }
 
-/// The pipe or terminal `path` (which `m` describes) opened again for writing, non-blocking,
-/// in an open file description of its own; `None` for anything else, or when it cannot be
-/// opened (a socket cannot be: it then gets the writer thread).
-fn open_again_nonblocking(m: &std::fs::Metadata, path: &str) -> Option<std::fs::File> {
+/// This process's stderr, by a path that opens it again.
+const STDERR_PATH: &str = "/proc/self/fd/2";
+
+/// Stderr, when a pipe or a terminal (which `m` describes), opened again for writing,
+/// non-blocking, in an open file description of its own; `None` for anything else, or when it
+/// cannot be opened (a socket cannot be: it then gets the writer thread).
+fn open_again_nonblocking(m: &std::fs::Metadata) -> Option<std::fs::File> {
     use std::os::unix::fs::FileTypeExt as _;
     let t = m.file_type();
     if !(t.is_fifo() || t.is_char_device()) {
@@ -322,7 +322,7 @@ fn open_again_nonblocking(m: &std::fs::Metadata, path: &str) -> Option<std::fs::
         .write(true)
         // Never made this process's controlling terminal by being opened.
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
+        .open(STDERR_PATH)
         .ok()
 }
 

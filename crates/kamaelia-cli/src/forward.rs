@@ -61,7 +61,7 @@ pub(crate) fn main(cfg: ForwardConfig, output: Output) -> anyhow::Result<u8> {
         }
         let server = TcpServer::bind(&cfg.bind.to_string(), move |info| {
             let relay = match &target.proxy {
-                None => Relay::new(session::tcp_client(&target).limits(RELAY_LIMITS)),
+                None => Relay::new(session::tcp_client_with(&target, RELAY_LIMITS)),
                 // The TcpClient to the proxy half-closes (keep_open is false for forward's
                 // target), so the relay's half-close passes through the tunnel. Made as checked
                 // above, so it does not fail; if it did, the relay would fail with the error and

@@ -58,13 +58,9 @@ fn on_finish(ep: &Endpoint) -> OnFinish {
     }
 }
 
-/// The TcpClient for `ep`'s host and port, with its TLS settings (`forward`'s target).
-pub(crate) fn tcp_client(ep: &Endpoint) -> TcpClient {
-    tcp_client_with(ep, Limits::default())
-}
-
-/// [`tcp_client`] with `limits` on its boxes and queues.
-fn tcp_client_with(ep: &Endpoint, limits: Limits) -> TcpClient {
+/// The TcpClient for `ep`'s host and port, with its TLS settings and `limits` on its boxes
+/// and queues (`forward`'s target).
+pub(crate) fn tcp_client_with(ep: &Endpoint, limits: Limits) -> TcpClient {
     with_tls(ep, tcp_client_to(ep, ep.host.clone(), ep.port, limits))
 }
 

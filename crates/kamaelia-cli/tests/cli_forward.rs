@@ -74,10 +74,11 @@ impl Forward {
         }
     }
 
-    /// The tokio worker threads the forward process has now: its threads (/proc/PID/task)
-    /// named as tokio names a multi-threaded runtime's workers (`tokio-rt-worker` in the tokio
-    /// this workspace locks; in older releases `tokio-runtime-worker`, cut to 15 bytes by the
-    /// kernel), not the event writer's or any other. A `current_thread` runtime has none: it runs on the main thread.
+    /// The tokio worker threads the forward process has now: its threads (/proc/PID/task) named as
+    /// tokio names a multi-threaded runtime's workers (`tokio-rt-worker` in the tokio this
+    /// workspace locks; in older releases `tokio-runtime-worker`, cut to 15 bytes by the kernel),
+    /// not the event writer's or any other. A `current_thread` runtime has none: it runs on the
+    /// main thread.
     fn workers(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
             .unwrap()

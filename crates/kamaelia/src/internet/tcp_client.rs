@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::csa::{self, connection, CsaOptions, Limits, OnFinish, TlsKept};
 use super::messages::{Connected, HowDied, MakeSsl, SslReady, TcpError, Transferred};
 use super::selector::Selector;
+use super::tls::default_tls;
 use super::{connect, ConnectError, Family, TlsSettings};
 
 /// Kamaelia's default connect timeout.
@@ -257,13 +258,6 @@ impl TcpClient {
             OnFinish::Close
         })
     }
-}
-
-/// The default TLS settings, made once per process and shared by every client left at them
-/// (one root store and session cache for all of them, as for clones of one client).
-pub(in crate::internet) fn default_tls() -> Arc<TlsSettings> {
-    static DEFAULT: std::sync::OnceLock<Arc<TlsSettings>> = std::sync::OnceLock::new();
-    DEFAULT.get_or_init(|| Arc::new(TlsSettings::new())).clone()
 }
 
 /// The boxes of a client-shaped component (TcpClient, SingleServer, UnixClient).

@@ -75,6 +75,22 @@ pub enum Trust {
     Certificates(Vec<CertificateDer<'static>>),
 }
 
+/// The default TLS settings, made once per process and shared by every client left at them
+/// (one root store and session cache for all of them, as for clones of one client).
+pub(in crate::internet) fn default_tls() -> Arc<TlsSettings> {
+    DEFAULT_TLS
+        .get_or_init(|| Arc::new(TlsSettings::new()))
+        .clone()
+}
+
+/// Whether `settings` are [`default_tls`]'s, asked without making them or touching their
+/// count (a connection asks once, as it starts).
+pub(in crate::internet) fn is_default_tls(settings: &Arc<TlsSettings>) -> bool {
+    DEFAULT_TLS.get().is_some_and(|d| Arc::ptr_eq(d, settings))
+}
+
+static DEFAULT_TLS: std::sync::OnceLock<Arc<TlsSettings>> = std::sync::OnceLock::new();
+
 /// How a client speaks TLS: trust, the name to verify, a client certificate, ALPN, a deadline.
 #[derive(Clone)]
 pub struct TlsSettings {

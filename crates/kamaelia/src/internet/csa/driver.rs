@@ -30,8 +30,8 @@ use super::{Limits, TlsKept};
 use crate::internet::messages::{
     HowDied, MakeSsl, ShutdownCsa, SocketShutdown, SslReady, TcpError,
 };
-use crate::internet::tcp_client::default_tls;
 use crate::internet::tls::accept;
+use crate::internet::tls::{default_tls, is_default_tls};
 use crate::internet::TlsError;
 
 /// The boxes a connection is driven with: the CSA's own, or those of a client-shaped
@@ -132,17 +132,16 @@ where
     /// ending is boxed: it runs once, and its state (the closing handshake's timer, the
     /// messages) need not be part of every connection's task.
     ///
-    /// Takes the connection by reference: an `async fn` taking it by value would hold it
-    /// twice in its state (as the argument and as the local it is moved to).
+    /// Takes the connection by reference, and is a plain function returning the block: an
+    /// `async fn` would hold `self` twice in its state (as the argument and as the local it is
+    /// moved to), the state every idle connection holds.
     ///
     /// The loop is written here, not in a function of its own it awaits: that future would
     /// keep the connection's reference a second time in the state every idle connection
     /// holds (the loop's state 56 -> 32 bytes in a debug build, 24 once `drive` took no
     /// argument; see the size test).
-    #[allow(clippy::manual_async_fn)] // on purpose: see the first comment
+    #[allow(clippy::manual_async_fn)] // on purpose: see the doc's second paragraph
     pub(in crate::internet) fn drive(&mut self) -> impl Future<Output = HowDied> + Send + '_ {
-        // A plain function returning the block: an `async fn` would hold `self` twice (as its
-        // argument and as the local it moves to), in the state every idle connection holds.
         async move {
             // The connection's loop. It waits in [`Connection::poll_event`] and handles what is
             // frequent (data read and delivered, written, taken from `inbox`) without waiting;
@@ -156,8 +155,8 @@ where
                     }
                 }
                 loop {
-                    // The boxes matter only to a connection finishing its sending (and looking takes
-                    // their locks): any other gets the same answer without them.
+                    // The boxes matter only to a connection finishing its sending (and looking
+                    // takes their locks): any other gets the same answer without them.
                     let (inbox_empty, makessl_empty) = if self.state.finishing() {
                         let makessl_empty = self.b.makessl.as_ref().is_none_or(Inbox::is_empty);
                         (self.b.inbox.is_empty(), makessl_empty)
@@ -182,8 +181,9 @@ where
                     }
                     self.arm(self.rb.quiet_at());
                     let ev = std::future::poll_fn(|cx| self.poll_event(cx)).await;
-                    // The step is unpacked before anything is awaited: a match whose arm awaits keeps
-                    // what it matched on in the loop's state, which every idle connection holds.
+                    // The step is unpacked before anything is awaited: a match whose arm awaits
+                    // keeps what it matched on in the loop's state, which every idle connection
+                    // holds.
                     let rare = match self.on_event(ev) {
                         Step::Go => continue,
                         Step::End(how) => break 'run how,
@@ -543,8 +543,8 @@ where
         match self.poll_data(cx) {
             Poll::Ready(d) => {
                 if self.state.out.is_empty() && !d.is_empty() {
-                    // Would the queue, holding `d`, take another message? As `take_data` asks.
-                    let more = if WRITE_BATCH > 1 && d.len() < self.send_limit {
+                    // Would the queue, holding `d`, take another message?
+                    let more = if OutQueue::has_room_with(1, d.len(), self.send_limit) {
                         self.b.inbox.try_recv()
                     } else {
                         None
@@ -915,7 +915,7 @@ impl Kept {
     fn new(tls: Option<TlsKept>, keep_history: bool) -> Kept {
         match tls {
             Some(TlsKept::Client { settings, host })
-                if !keep_history && Arc::ptr_eq(&settings, &default_tls()) =>
+                if !keep_history && is_default_tls(&settings) =>
             {
                 Kept::DefaultClient(host)
             }

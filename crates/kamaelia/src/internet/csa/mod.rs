@@ -460,9 +460,9 @@ pub(in crate::internet) struct ServerLinks {
     pub(in crate::internet) outbox_linked: bool,
 }
 
-/// A connection over `stream` driven with `boxes`, set up by `options`: the CSA's, or a client-shaped component's that
-/// drives its connection itself (`TcpClient`, `SingleServer`, `UnixClient`: one component,
-/// one set of boxes, one future per connection).
+/// A connection over `stream` driven with `boxes`, set up by `options`: the CSA's, or a
+/// client-shaped component's that drives its connection itself (`TcpClient`, `SingleServer`,
+/// `UnixClient`: one component, one set of boxes, one future per connection).
 pub(in crate::internet) fn connection<S>(
     label: axon::Label,
     boxes: Boxes,

@@ -115,7 +115,13 @@ impl OutQueue {
     /// Whether another message may be taken: fewer than a batch, under `limit` bytes. An
     /// empty queue always takes one, so a limit of 0 still makes progress.
     pub(super) fn has_room(&self, limit: usize) -> bool {
-        self.chunks.len() < WRITE_BATCH && (self.chunks.is_empty() || self.bytes < limit)
+        Self::has_room_with(self.chunks.len(), self.bytes, limit)
+    }
+
+    /// [`OutQueue::has_room`] for a queue that would hold `chunks` messages of `bytes` bytes.
+    #[inline(always)]
+    pub(super) fn has_room_with(chunks: usize, bytes: usize, limit: usize) -> bool {
+        chunks < WRITE_BATCH && (chunks == 0 || bytes < limit)
     }
 
     /// The front of the queue, up to a batch, for one vectored write.
@@ -123,7 +129,10 @@ impl OutQueue {
         self.chunks.iter().take(WRITE_BATCH)
     }
 
-    /// Drops the first `n` bytes, which were written.
+    /// Drops the first `n` bytes, which were written. Bytes past what is queued are no error:
+    /// a message that came alone is written straight from itself (`Connection::write_alone`),
+    /// and when the socket takes it whole its write is reported as usual with nothing queued,
+    /// so this must then do nothing.
     pub(super) fn consume(&mut self, mut n: usize) {
         self.bytes -= n.min(self.bytes);
         while n > 0 {
