@@ -291,8 +291,9 @@ fn vtable_of(waker: &Waker) -> usize {
 }
 
 /// True if `waker` is of a kind whose data pointer alone says which task it wakes: a group
-/// member's (made by [`member_waker`]: the member's own block, an `Arc<Core>`, which only
-/// [`member_waker`] makes into a waker) or a tokio task's (the task's header;
+/// member's (made by [`member_waker`], or by the owners table's `Owner::waker` for the same
+/// member: the member's own block, an `Arc<Core>`, which nothing else makes into a waker) or a
+/// tokio task's (the task's header;
 /// [`note_task_waker`] learns that kind). Two live wakers of these kinds with the same data
 /// pointer wake the same task, as the pointer is their own allocation. A store
 /// uses it to see, without its lock, that the task polling it is the one already waiting there

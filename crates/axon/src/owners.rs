@@ -216,8 +216,8 @@ impl Owner {
     }
 
     /// True if `data` is the data pointer of the owner's own waker: a group member's waker is
-    /// its component's block (`group.rs`), so a waker of a known kind
-    /// (`group::is_known_waker`) whose data pointer is the owner's block is the owner's, as the
+    /// its component's block (`group.rs`), so a member's waker (the caller checks
+    /// `group::is_member_waker`) whose data pointer is the owner's block is the owner's, as the
     /// block, kept allocated by the table's reference, cannot be another task's.
     pub(crate) fn is_waker_of(&self, data: *const ()) -> bool {
         match table().used(self.0) {

@@ -478,6 +478,10 @@ impl Scheduler {
     /// Activates the members of `group` in one new task; `parent` as for
     /// [`Scheduler::activate`].
     pub(crate) fn activate_group(&self, group: Group, parent: Option<ComponentId>) -> Vec<Handle> {
+        // No members, no task.
+        if group.is_empty() {
+            return Vec::new();
+        }
         let task = Arc::new(GroupTask::default());
         if tokio::runtime::Handle::try_current().is_err() {
             return group

@@ -345,9 +345,9 @@ impl<T: 'static> State<T> {
                     .is_some_and(|b| weight_of(idle.load(Ordering::Relaxed)) >= b.limit))
     }
 
-    /// The used part, made on first use. Not while the owner waits here with none: the
-    /// callers that may make it then ([`Store::push_locked`], [`Store::wait_for_message`])
-    /// take the owner's waker first, or make it with [`new_busy`].
+    /// The used part, made on first use. Called only by [`Store::poll_space`], for a sender
+    /// waiting for room; everywhere else the used part is made with [`new_busy`], which takes
+    /// the owner's waker if it waits here with none.
     fn busy(&mut self) -> &mut Busy<T> {
         self.busy.get_or_insert_with(Default::default)
     }
@@ -423,16 +423,22 @@ impl<T: 'static> State<T> {
 
     #[cold]
     #[inline(never)]
-    fn take_owner(&mut self, idle: &AtomicUsize) -> Woken {
+    fn take_owner(&self, idle: &AtomicUsize) -> Woken {
         Woken {
-            // No used part: the queue is empty, so the word holds no weight.
-            first: if idle.load(Ordering::Relaxed) != 0 {
-                self.owner.waker()
-            } else {
-                None
-            },
+            first: waiting_owner(&self.owner, idle),
             rest: Vec::new(),
         }
+    }
+}
+
+/// The owner's waker if it waits here with no used part (`idle` set, see [`Store::idle`]).
+/// Called only with no used part: the queue is empty, so the word holds no weight.
+#[inline(always)]
+fn waiting_owner(owner: &Owner, idle: &AtomicUsize) -> Option<Waker> {
+    if idle.load(Ordering::Relaxed) != 0 {
+        owner.waker()
+    } else {
+        None
     }
 }
 
@@ -442,10 +448,7 @@ impl<T: 'static> State<T> {
 #[inline(never)]
 fn new_busy<T>(owner: &Owner, idle: &AtomicUsize) -> Box<Busy<T>> {
     let mut busy = Box::<Busy<T>>::default();
-    // No used part: the queue is empty, so the word holds no weight.
-    if idle.load(Ordering::Relaxed) != 0 {
-        busy.rx = owner.waker();
-    }
+    busy.rx = waiting_owner(owner, idle);
     busy
 }
 
@@ -1350,7 +1353,8 @@ mod tests {
                     }
                     assert!(s.idle.load(Ordering::Acquire) != 0 && !used(s));
                 }
-                let linker = std::thread::spawn(move || {
+                // Off the runtime's workers, as a plain thread would be.
+                let linked = tokio::task::spawn_blocking(move || {
                     inboxes.iter().all(|dst| {
                         let out = crate::Outbox::<u64>::standalone("out");
                         let queued = out.try_send(1).is_ok() && out.try_send(2).is_ok();
@@ -1359,8 +1363,7 @@ mod tests {
                                 .is_ok()
                     })
                 });
-                let linked = tokio::task::spawn_blocking(move || linker.join());
-                assert!(matches!(linked.await, Ok(Ok(true))));
+                assert!(matches!(linked.await, Ok(true)));
             });
             let collect = async {
                 let mut got = Vec::new();
@@ -1423,7 +1426,8 @@ mod tests {
             let sched = crate::Scheduler::new();
             let report = sched.run(async {
                 crate::Group::new().with(counter).activate();
-                let pusher = std::thread::spawn(move || {
+                // Off the runtime's workers, as a plain thread would be.
+                let done = tokio::task::spawn_blocking(move || {
                     for _ in 0..N {
                         assert!(ctl.try_push(crate::Control::notice("n"), false).is_ok());
                         // Waits until the owner took it: the next push finds the box empty.
@@ -1434,11 +1438,10 @@ mod tests {
                     ctl.try_push(crate::Control::producer_finished(), false)
                         .is_ok()
                 });
-                let done = tokio::task::spawn_blocking(move || pusher.join());
                 let joined = tokio::time::timeout(std::time::Duration::from_secs(30), done)
                     .await
                     .expect("every push woke the owner (30 s)");
-                assert!(matches!(joined, Ok(Ok(true))));
+                assert!(matches!(joined, Ok(true)));
             });
             let ended = tokio::time::timeout(std::time::Duration::from_secs(30), report).await;
             assert!(ended.expect("the final message ended it (30 s)").is_ok());
