@@ -182,14 +182,8 @@ pub(crate) async fn relays(cfg: &Config, table: &mut Table) -> Result<()> {
     relay_rounds(cfg, table, &peers, &fill, "").await?;
     drop(echo);
     // The same rounds with every process on one CPU: see [`OneCpu`].
-    let pin = match OneCpu::pin().await {
-        Ok(pin) => pin,
-        Err(e) => {
-            table.note(format!(
-                "{what}: the pinned rows need taskset ({e:#}); not measured"
-            ));
-            return Ok(());
-        }
+    let Some(pin) = OneCpu::pin_or_note(table, what).await else {
+        return Ok(());
     };
     let pinned = async {
         let echo = ServerProc::echo().await?;
@@ -198,8 +192,7 @@ pub(crate) async fn relays(cfg: &Config, table: &mut Table) -> Result<()> {
             file: ca,
             ca,
         };
-        let label = format!(", all on CPU {}", pin.cpu);
-        relay_rounds(cfg, table, &peers, &fill, &label).await
+        relay_rounds(cfg, table, &peers, &fill, &pin.label()).await
     }
     .await;
     pin.restore().await?;

@@ -3,6 +3,8 @@
 
 use anyhow::{anyhow, ensure, Result};
 
+use crate::harness::Table;
+
 /// This process pinned to one CPU (every thread, with `taskset -a`) until [`restore`]: the
 /// processes it then starts (servers, relays, senders: its children inherit the mask) share
 /// that CPU with it. Unpinned, the kernel places a figure's processes on the machine's CPUs as
@@ -15,7 +17,7 @@ use anyhow::{anyhow, ensure, Result};
 /// [`restore`]: OneCpu::restore
 pub(crate) struct OneCpu {
     /// The CPU used: the highest one this process may run on.
-    pub(crate) cpu: String,
+    cpu: String,
     /// The CPUs this process could run on before (`taskset -c` list form).
     before: String,
 }
@@ -39,6 +41,25 @@ impl OneCpu {
             .to_string();
         taskset(&["-a", "-c", "-p", &cpu, &pid]).await?;
         Ok(OneCpu { cpu, before })
+    }
+
+    /// [`pin`](OneCpu::pin), or `None` with a note in `table` that `what`'s pinned rows were
+    /// not measured (no taskset, or it failed).
+    pub(crate) async fn pin_or_note(table: &mut Table, what: &str) -> Option<OneCpu> {
+        match OneCpu::pin().await {
+            Ok(pin) => Some(pin),
+            Err(e) => {
+                table.note(format!(
+                    "{what}: the pinned rows need taskset ({e:#}); not measured"
+                ));
+                None
+            }
+        }
+    }
+
+    /// The label of a row measured while pinned: which CPU.
+    pub(crate) fn label(&self) -> String {
+        format!(", all on CPU {}", self.cpu)
     }
 
     /// Every thread of this process back on the CPUs it had.

@@ -532,22 +532,15 @@ pub(crate) async fn forward(cfg: &Config, table: &mut Table) -> Result<()> {
     // The same rounds with every process on one CPU.
     // Not after a failed pass: the pin is held only by a pass that restores it.
     let pin = match &placed {
-        Ok(()) => Some(OneCpu::pin().await),
+        Ok(()) => OneCpu::pin_or_note(table, what).await,
         Err(_) => None,
     };
     let pinned = match pin {
         None => Ok(()),
-        Some(Err(e)) => {
-            table.note(format!(
-                "{what}: the pinned rows need taskset ({e:#}); not measured"
-            ));
-            Ok(())
-        }
-        Some(Ok(pin)) => {
-            let label = format!(", all on CPU {}", pin.cpu);
+        Some(pin) => {
             let rounds = async {
                 let sink = ServerProc::sink(None).await?;
-                forward_rounds(cfg, table, &peers, &bulk, &sink, &label).await
+                forward_rounds(cfg, table, &peers, &bulk, &sink, &pin.label()).await
             }
             .await;
             pin.restore().await?;
