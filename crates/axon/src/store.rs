@@ -635,6 +635,8 @@ impl<T: Send + 'static> Store<T> {
     #[inline(always)]
     fn wait_for_message(&self, g: &mut State<T>, cx: &TaskContext<'_>) {
         let waker = cx.waker();
+        // A store that forwards notes no waiting task (see [`Store::full_end`]).
+        let at_end = g.forward.is_none();
         let busy = match g.busy.as_mut() {
             Some(busy)
                 if (!carries_control::<T>() && g.bits & ROOM_GIVEN != 0)
@@ -650,7 +652,7 @@ impl<T: Send + 'static> Store<T> {
                 g.busy.get_or_insert_with(|| new_busy(owner, &self.idle))
             }
         };
-        if busy.register(Side::Rx, waker) && crate::group::is_known_waker(waker) {
+        if busy.register(Side::Rx, waker) && crate::group::is_known_waker(waker) && at_end {
             self.idle.store(waker.data() as usize, Ordering::Release);
         }
     }
@@ -667,7 +669,10 @@ impl<T: Send + 'static> Store<T> {
         }
         // A task of its own (not a group member) is never found through its block: no look
         // in the process-wide table for it.
-        if !crate::group::is_member_waker(waker) || !g.owner.is_waker_of(waker.data()) {
+        if !crate::group::is_member_waker(waker)
+            || !g.owner.is_waker_of(waker.data())
+            || g.forward.is_some()
+        {
             return false;
         }
         g.busy = None;
@@ -876,6 +881,12 @@ impl<T: Send + 'static> Store<T> {
         let Some(next) = g.forward.as_ref() else {
             return (!g.has(CLOSED) && g.is_full(&self.idle)).then(|| Arc::clone(self));
         };
+        // An inbox whose owner waits on its empty queue (a relay's, nearly every time) has
+        // room, and is the chain's end (no task is noted waiting on a store that forwards):
+        // seen without its lock.
+        if is_waiting(next.idle.load(Ordering::Acquire)) {
+            return None;
+        }
         // An outbox linked to an inbox, the usual chain: as in `push_chain`, the inbox is
         // looked at under the outbox's lock, without a count of its own.
         let end = lock(&next.state);
