@@ -52,8 +52,83 @@ axon::box_table! {
 /// The most ConsoleEchoer's inbox holds, in bytes (plus one message; docs/semantics.md §3).
 const ECHOER_QUEUE_BYTES: usize = 256 * 1024;
 
-type Reader = Box<dyn AsyncRead + Send + Unpin>;
-type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+/// What a console component reads: a pipe on standard input, polled directly (the relay's
+/// case: no call through a vtable per read), or anything else, boxed.
+enum Reader {
+    Pipe(pipe::Receiver),
+    Any(Box<dyn AsyncRead + Send + Unpin>),
+}
+
+/// What a console component writes to: a pipe on standard output, polled directly, or
+/// anything else (a regular file, a terminal, a caller's writer), boxed.
+enum Writer {
+    Pipe(pipe::Sender),
+    Any(Box<dyn AsyncWrite + Send + Unpin>),
+}
+
+impl AsyncRead for Reader {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Reader::Pipe(p) => std::pin::Pin::new(p).poll_read(cx, buf),
+            Reader::Any(r) => std::pin::Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Writer {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Writer::Pipe(p) => std::pin::Pin::new(p).poll_write(cx, buf),
+            Writer::Any(w) => std::pin::Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Writer::Pipe(p) => std::pin::Pin::new(p).poll_write_vectored(cx, bufs),
+            Writer::Any(w) => std::pin::Pin::new(w).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Writer::Pipe(p) => p.is_write_vectored(),
+            Writer::Any(w) => w.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Writer::Pipe(p) => std::pin::Pin::new(p).poll_flush(cx),
+            Writer::Any(w) => std::pin::Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Writer::Pipe(p) => std::pin::Pin::new(p).poll_shutdown(cx),
+            Writer::Any(w) => std::pin::Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}
 
 /// How [`ConsoleReader`] cuts its input into messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,7 +347,7 @@ impl ConsoleReader {
         R: AsyncRead + Send + Unpin + 'static,
     {
         ConsoleReader {
-            reader: Some(Box::new(reader)),
+            reader: Some(Reader::Any(Box::new(reader))),
             mode: None,
             chunk_size: DEFAULT_CHUNK_SIZE,
         }
@@ -371,7 +446,7 @@ impl ConsoleEchoer {
         W: AsyncWrite + Send + Unpin + 'static,
     {
         ConsoleEchoer {
-            writer: Some(Box::new(writer)),
+            writer: Some(Writer::Any(Box::new(writer))),
             forwarder: false,
         }
     }
@@ -793,8 +868,8 @@ fn write_error(source: io::Error) -> ConsoleError {
 fn stdin_reader() -> Reader {
     let pipe = own_pipe(0).and_then(|path| pipe::OpenOptions::new().open_receiver(path).ok());
     match pipe {
-        Some(pipe) => Box::new(pipe),
-        None => Box::new(tokio::io::stdin()),
+        Some(pipe) => Reader::Pipe(pipe),
+        None => Reader::Any(Box::new(tokio::io::stdin())),
     }
 }
 
@@ -804,11 +879,11 @@ fn stdin_reader() -> Reader {
 fn stdout_writer() -> Writer {
     if let Some(pipe) = own_pipe(1).and_then(|path| pipe::OpenOptions::new().open_sender(path).ok())
     {
-        return Box::new(pipe);
+        return Writer::Pipe(pipe);
     }
     match stdout_file() {
-        Some(file) => Box::new(FileWriter(file)),
-        None => Box::new(tokio::io::stdout()),
+        Some(file) => Writer::Any(Box::new(FileWriter(file))),
+        None => Writer::Any(Box::new(tokio::io::stdout())),
     }
 }
 
@@ -903,7 +978,7 @@ mod tests {
     use std::pin::Pin;
 
     async fn messages(input: &'static [u8], mode: ReadMode, max: usize) -> Vec<Bytes> {
-        read_all(Box::new(input), mode, max).await
+        read_all(Reader::Any(Box::new(input)), mode, max).await
     }
 
     /// Every message `reader` gives, to the end.
@@ -943,7 +1018,7 @@ mod tests {
     }
 
     async fn trickled(data: &'static [u8], step: usize, mode: ReadMode, max: usize) -> Vec<Bytes> {
-        read_all(Box::new(Trickle { data, step }), mode, max).await
+        read_all(Reader::Any(Box::new(Trickle { data, step })), mode, max).await
     }
 
     #[tokio::test]
