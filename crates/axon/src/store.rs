@@ -1393,6 +1393,55 @@ mod tests {
         });
     }
 
+    /// A noted waiting task says the store is its chain's end ([`Store::full_end`] answers
+    /// "room" from it without the lock): a group member waiting on an inbox that forwards (a
+    /// passthrough made while it waited) is not noted, so an outbox linked through that inbox
+    /// to a full one finds the full end, and a message then sent to the inbox, once unlinked,
+    /// still wakes the member.
+    #[test]
+    fn a_store_that_forwards_notes_no_waiting_task() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut b = crate::Component::build("Middle");
+            let mid = b.inbox::<u64>("inbox", "");
+            let mid_store = mid.store.clone();
+            let member = b.main(move |_| async move {
+                let _ = mid.recv().await;
+                Ok(())
+            });
+            let end = crate::Inbox::<u64>::standalone("end", 1);
+            assert!(end.store.try_push(7, false).is_ok());
+            let out = crate::Outbox::<u64>::standalone("out");
+            let sched = crate::Scheduler::new();
+            let report = sched.run(async move {
+                crate::Group::new().with(member).activate();
+                // The member waits on its empty inbox, noted in the lock-free word.
+                until(|| mid_store.idle.load(Ordering::Acquire) != 0).await;
+                let mid_ref = crate::BoxRef::new(mid_store.clone());
+                assert!(crate::link_refs(&mid_ref, &end.boxref()).is_ok());
+                // Woken by the link, it waits again on an inbox that now forwards.
+                for _ in 0..10 {
+                    tokio::task::yield_now().await;
+                }
+                assert_eq!(mid_store.idle.load(Ordering::Acquire), 0);
+                assert!(crate::link_refs(&out.boxref(), &mid_ref).is_ok());
+                assert!(
+                    out.store.full_end().is_some(),
+                    "the full end, past the inbox"
+                );
+                assert!(mid_store.unlink().is_some());
+                assert!(mid_store.try_push(1, false).is_ok());
+            });
+            let report = tokio::time::timeout(std::time::Duration::from_secs(10), report)
+                .await
+                .expect("the member was woken");
+            assert!(report.is_ok());
+        });
+    }
+
     /// A multi-thread runtime of two workers, for the tests across threads.
     fn two_workers() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
