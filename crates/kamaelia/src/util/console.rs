@@ -1047,4 +1047,78 @@ mod tests {
         let got = messages(b"\0\xff\n\xfe tail", ReadMode::Chunks, 64).await;
         assert_eq!(got.concat(), b"\0\xff\n\xfe tail");
     }
+
+    /// An output that takes at most 3 bytes a write, is not ready every other time (it wakes
+    /// the task at once), and flushes only every other time: what it was written, in order.
+    struct Stingy {
+        out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+        calls: usize,
+    }
+
+    impl Stingy {
+        fn not_now(&mut self, cx: &mut TaskContext<'_>) -> bool {
+            self.calls += 1;
+            if self.calls % 2 == 0 {
+                cx.waker().wake_by_ref();
+            }
+            self.calls % 2 == 0
+        }
+    }
+
+    impl AsyncWrite for Stingy {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut TaskContext<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            if self.not_now(cx) {
+                return Poll::Pending;
+            }
+            let n = buf.len().min(3);
+            self.out.lock().unwrap().extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+            if self.not_now(cx) {
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// ConsoleEchoer writes each batch in the poll that took it, and goes on from where a
+    /// write that was not ready (or short, or a flush not ready) left off: every byte, in
+    /// order, with empty messages among them.
+    #[tokio::test]
+    async fn the_echoer_writes_on_from_where_the_output_left_off() {
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = Stingy {
+            out: out.clone(),
+            calls: 0,
+        };
+        let echoer: Component = ConsoleEchoer::with_writer(writer).into();
+        let data = Outbox::<Bytes>::standalone("data");
+        let control = Outbox::<Control>::standalone("control");
+        axon::link_refs(&data.boxref(), &echoer.boxref("inbox").unwrap()).unwrap();
+        axon::link_refs(&control.boxref(), &echoer.boxref("control").unwrap()).unwrap();
+        let mut want = Vec::new();
+        for i in 0..40_u8 {
+            let msg: Vec<u8> = (0..i % 7)
+                .map(|k| i.wrapping_mul(31).wrapping_add(k))
+                .collect();
+            want.extend_from_slice(&msg);
+            data.send(Bytes::from(msg)).await.unwrap();
+        }
+        control.send(Control::producer_finished()).await.unwrap();
+        let report = axon::Scheduler::new()
+            .run(async {
+                echoer.activate();
+            })
+            .await;
+        assert!(report.is_ok());
+        assert_eq!(*out.lock().unwrap(), want);
+    }
 }
