@@ -66,16 +66,30 @@ enum Writer {
     Any(Box<dyn AsyncWrite + Send + Unpin>),
 }
 
+/// `$body` with `$io` bound to what a [`Reader`] or [`Writer`] holds, pinned: one arm per
+/// kind, each calling its own type's code (no vtable for the pipe).
+macro_rules! with_pinned {
+    ($this:expr, $kind:ident, $io:ident => $body:expr) => {
+        match $this {
+            $kind::Pipe($io) => {
+                let $io = std::pin::Pin::new($io);
+                $body
+            }
+            $kind::Any($io) => {
+                let $io = std::pin::Pin::new($io);
+                $body
+            }
+        }
+    };
+}
+
 impl AsyncRead for Reader {
     fn poll_read(
         self: std::pin::Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Reader::Pipe(p) => std::pin::Pin::new(p).poll_read(cx, buf),
-            Reader::Any(r) => std::pin::Pin::new(r).poll_read(cx, buf),
-        }
+        with_pinned!(self.get_mut(), Reader, r => r.poll_read(cx, buf))
     }
 }
 
@@ -85,10 +99,7 @@ impl AsyncWrite for Writer {
         cx: &mut TaskContext<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Writer::Pipe(p) => std::pin::Pin::new(p).poll_write(cx, buf),
-            Writer::Any(w) => std::pin::Pin::new(w).poll_write(cx, buf),
-        }
+        with_pinned!(self.get_mut(), Writer, w => w.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -96,10 +107,7 @@ impl AsyncWrite for Writer {
         cx: &mut TaskContext<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Writer::Pipe(p) => std::pin::Pin::new(p).poll_write_vectored(cx, bufs),
-            Writer::Any(w) => std::pin::Pin::new(w).poll_write_vectored(cx, bufs),
-        }
+        with_pinned!(self.get_mut(), Writer, w => w.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -113,20 +121,14 @@ impl AsyncWrite for Writer {
         self: std::pin::Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Writer::Pipe(p) => std::pin::Pin::new(p).poll_flush(cx),
-            Writer::Any(w) => std::pin::Pin::new(w).poll_flush(cx),
-        }
+        with_pinned!(self.get_mut(), Writer, w => w.poll_flush(cx))
     }
 
     fn poll_shutdown(
         self: std::pin::Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Writer::Pipe(p) => std::pin::Pin::new(p).poll_shutdown(cx),
-            Writer::Any(w) => std::pin::Pin::new(w).poll_shutdown(cx),
-        }
+        with_pinned!(self.get_mut(), Writer, w => w.poll_shutdown(cx))
     }
 }
 
