@@ -635,6 +635,8 @@ impl<T: Send + 'static> Store<T> {
     #[inline(always)]
     fn wait_for_message(&self, g: &mut State<T>, cx: &TaskContext<'_>) {
         let waker = cx.waker();
+        // A store that forwards notes no waiting task (see [`Store::full_end`]).
+        let at_end = g.forward.is_none();
         let busy = match g.busy.as_mut() {
             Some(busy)
                 if (!carries_control::<T>() && g.bits & ROOM_GIVEN != 0)
@@ -650,7 +652,7 @@ impl<T: Send + 'static> Store<T> {
                 g.busy.get_or_insert_with(|| new_busy(owner, &self.idle))
             }
         };
-        if busy.register(Side::Rx, waker) && crate::group::is_known_waker(waker) {
+        if busy.register(Side::Rx, waker) && crate::group::is_known_waker(waker) && at_end {
             self.idle.store(waker.data() as usize, Ordering::Release);
         }
     }
@@ -667,7 +669,10 @@ impl<T: Send + 'static> Store<T> {
         }
         // A task of its own (not a group member) is never found through its block: no look
         // in the process-wide table for it.
-        if !crate::group::is_member_waker(waker) || !g.owner.is_waker_of(waker.data()) {
+        if !crate::group::is_member_waker(waker)
+            || !g.owner.is_waker_of(waker.data())
+            || g.forward.is_some()
+        {
             return false;
         }
         g.busy = None;
@@ -876,6 +881,12 @@ impl<T: Send + 'static> Store<T> {
         let Some(next) = g.forward.as_ref() else {
             return (!g.has(CLOSED) && g.is_full(&self.idle)).then(|| Arc::clone(self));
         };
+        // An inbox whose owner waits on its empty queue (a relay's, nearly every time) has
+        // room, and is the chain's end (no task is noted waiting on a store that forwards):
+        // seen without its lock.
+        if is_waiting(next.idle.load(Ordering::Acquire)) {
+            return None;
+        }
         // An outbox linked to an inbox, the usual chain: as in `push_chain`, the inbox is
         // looked at under the outbox's lock, without a count of its own.
         let end = lock(&next.state);
@@ -1379,6 +1390,55 @@ mod tests {
             assert!(report.is_ok());
             assert_eq!(got.len(), OWNERS);
             assert!(got.iter().all(|&(_, a, b)| (a, b) == (1, 2)), "in order");
+        });
+    }
+
+    /// A noted waiting task says the store is its chain's end ([`Store::full_end`] answers
+    /// "room" from it without the lock): a group member waiting on an inbox that forwards (a
+    /// passthrough made while it waited) is not noted, so an outbox linked through that inbox
+    /// to a full one finds the full end, and a message then sent to the inbox, once unlinked,
+    /// still wakes the member.
+    #[test]
+    fn a_store_that_forwards_notes_no_waiting_task() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut b = crate::Component::build("Middle");
+            let mid = b.inbox::<u64>("inbox", "");
+            let mid_store = mid.store.clone();
+            let member = b.main(move |_| async move {
+                let _ = mid.recv().await;
+                Ok(())
+            });
+            let end = crate::Inbox::<u64>::standalone("end", 1);
+            assert!(end.store.try_push(7, false).is_ok());
+            let out = crate::Outbox::<u64>::standalone("out");
+            let sched = crate::Scheduler::new();
+            let report = sched.run(async move {
+                crate::Group::new().with(member).activate();
+                // The member waits on its empty inbox, noted in the lock-free word.
+                until(|| mid_store.idle.load(Ordering::Acquire) != 0).await;
+                let mid_ref = crate::BoxRef::new(mid_store.clone());
+                assert!(crate::link_refs(&mid_ref, &end.boxref()).is_ok());
+                // Woken by the link, it waits again on an inbox that now forwards.
+                for _ in 0..10 {
+                    tokio::task::yield_now().await;
+                }
+                assert_eq!(mid_store.idle.load(Ordering::Acquire), 0);
+                assert!(crate::link_refs(&out.boxref(), &mid_ref).is_ok());
+                assert!(
+                    out.store.full_end().is_some(),
+                    "the full end, past the inbox"
+                );
+                assert!(mid_store.unlink().is_some());
+                assert!(mid_store.try_push(1, false).is_ok());
+            });
+            let report = tokio::time::timeout(std::time::Duration::from_secs(10), report)
+                .await
+                .expect("the member was woken");
+            assert!(report.is_ok());
         });
     }
 

@@ -12,7 +12,7 @@ use axon::{
     OUTBOX, SIGNAL,
 };
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::unix::pipe;
 
 /// The largest message ConsoleReader sends unless told otherwise.
@@ -52,8 +52,85 @@ axon::box_table! {
 /// The most ConsoleEchoer's inbox holds, in bytes (plus one message; docs/semantics.md §3).
 const ECHOER_QUEUE_BYTES: usize = 256 * 1024;
 
-type Reader = Box<dyn AsyncRead + Send + Unpin>;
-type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+/// What a console component reads: a pipe on standard input, polled directly (the relay's
+/// case: no call through a vtable per read), or anything else, boxed.
+enum Reader {
+    Pipe(pipe::Receiver),
+    Any(Box<dyn AsyncRead + Send + Unpin>),
+}
+
+/// What a console component writes to: a pipe on standard output, polled directly, or
+/// anything else (a regular file, a terminal, a caller's writer), boxed.
+enum Writer {
+    Pipe(pipe::Sender),
+    Any(Box<dyn AsyncWrite + Send + Unpin>),
+}
+
+/// `$body` with `$io` bound to what a [`Reader`] or [`Writer`] holds, pinned: one arm per
+/// kind, each calling its own type's code (no vtable for the pipe).
+macro_rules! with_pinned {
+    ($this:expr, $kind:ident, $io:ident => $body:expr) => {
+        match $this {
+            $kind::Pipe($io) => {
+                let $io = std::pin::Pin::new($io);
+                $body
+            }
+            $kind::Any($io) => {
+                let $io = std::pin::Pin::new($io);
+                $body
+            }
+        }
+    };
+}
+
+impl AsyncRead for Reader {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        with_pinned!(self.get_mut(), Reader, r => r.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Writer {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        with_pinned!(self.get_mut(), Writer, w => w.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        with_pinned!(self.get_mut(), Writer, w => w.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Writer::Pipe(p) => p.is_write_vectored(),
+            Writer::Any(w) => w.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<io::Result<()>> {
+        with_pinned!(self.get_mut(), Writer, w => w.poll_flush(cx))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<io::Result<()>> {
+        with_pinned!(self.get_mut(), Writer, w => w.poll_shutdown(cx))
+    }
+}
 
 /// How [`ConsoleReader`] cuts its input into messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,7 +349,7 @@ impl ConsoleReader {
         R: AsyncRead + Send + Unpin + 'static,
     {
         ConsoleReader {
-            reader: Some(Box::new(reader)),
+            reader: Some(Reader::Any(Box::new(reader))),
             mode: None,
             chunk_size: DEFAULT_CHUNK_SIZE,
         }
@@ -331,31 +408,21 @@ impl From<ConsoleReader> for Component {
             let mut watch = ControlWatch::new(&control, &signal);
             let mut streak = 0;
             while !watch.stopping() {
-                let next = poll_fn(|cx| {
-                    poll_work_first(&mut streak, &control, cx, |cx| input.poll_next(cx))
-                })
-                .await;
-                let next = match next {
-                    Ok(next) => next.map_err(|source| ConsoleError::Read { source })?,
-                    Err(c) => {
+                let next =
+                    poll_fn(|cx| poll_read_send(&mut streak, &control, &mut input, &outbox, cx));
+                // What the poll could not do without waiting: a message on `control`, a
+                // message that found no room, the end of input, a failure.
+                let msg = match next.await {
+                    Read::Control(c) => {
                         watch.handle(c).await;
                         continue;
                     }
+                    Read::Failed(source) => return Err(ConsoleError::Read { source }.into()),
+                    Read::Closed => return Err(ConsoleError::OutboxClosed.into()),
+                    Read::Ended => break,
+                    Read::NoRoom(msg) => msg,
                 };
-                let Some(msg) = next else { break };
-                // Sent at once when there is room (the usual case), without making the wait
-                // that [`ControlWatch::send`] is; that wait (handling `control` meanwhile) when
-                // there is none. (The same first try inside `ControlWatch::send`, returning a
-                // ready future, cost 52 more instructions a relay round trip under callgrind:
-                // kept here, on the relay's path, and not there.)
-                let sent = match outbox.try_send(msg) {
-                    Ok(()) => Ok(()),
-                    Err(TrySendError::Closed(_)) => Err(Undelivered::Closed),
-                    Err(TrySendError::Full(m) | TrySendError::Unlinked(m)) => {
-                        watch.send(&outbox, m).await
-                    }
-                };
-                match sent {
+                match watch.send(&outbox, msg).await {
                     Ok(()) | Err(Undelivered::Shutdown) => {}
                     Err(Undelivered::Closed) => return Err(ConsoleError::OutboxClosed.into()),
                 }
@@ -381,7 +448,7 @@ impl ConsoleEchoer {
         W: AsyncWrite + Send + Unpin + 'static,
     {
         ConsoleEchoer {
-            writer: Some(Box::new(writer)),
+            writer: Some(Writer::Any(Box::new(writer))),
             forwarder: false,
         }
     }
@@ -424,17 +491,19 @@ impl From<ConsoleEchoer> for Component {
         let writer: Option<Writer> = config.writer;
         let forwarder = config.forwarder;
         b.main(move |_cx| async move {
-            let mut out = Output {
-                writer: writer.unwrap_or_else(stdout_writer),
-                forward: forwarder.then_some(outbox),
-            };
+            let mut out = Output::new(
+                writer.unwrap_or_else(stdout_writer),
+                forwarder.then_some(outbox),
+            );
             let mut watch = ControlWatch::new(&control, &signal);
             let mut batch = Vec::with_capacity(ECHO_BATCH);
             let mut wait = EchoWait::default();
             loop {
-                match wait.next(&inbox, &control, &mut batch).await {
-                    None => out.write(&mut batch, &mut watch).await?,
-                    Some(c) => {
+                let next = poll_fn(|cx| wait.poll_echo(&inbox, &control, &mut batch, &mut out, cx));
+                match next.await {
+                    Echoed::Taken => out.write(&mut batch, &mut watch).await?,
+                    Echoed::Failed(e) => return Err(e.into()),
+                    Echoed::Control(c) => {
                         watch.handle(c).await;
                         if watch.stopping() {
                             // Only what is queued now: a producer that keeps sending must not
@@ -553,6 +622,50 @@ impl Input {
     }
 }
 
+/// What [`poll_read_send`] ends with.
+enum Read {
+    /// A message arrived on `control`.
+    Control(Control),
+    /// Reading failed.
+    Failed(io::Error),
+    /// The component `outbox` is linked to has ended.
+    Closed,
+    /// End of input (everything read was sent).
+    Ended,
+    /// A message found `outbox` full (or not linked): to be sent with a wait.
+    NoRoom(Bytes),
+}
+
+/// ConsoleReader's work: reads and sends what it read, message after message, in the poll
+/// that read it (not in an `.await` of its own per message); `Pending` when there is nothing to
+/// read. Each message is sent at once when there is room (the usual case), without making the
+/// wait that [`ControlWatch::send`] is; that wait (handling `control` meanwhile) is left to
+/// the caller when there is none ([`Read::NoRoom`]).
+fn poll_read_send(
+    streak: &mut u32,
+    control: &Inbox<Control>,
+    input: &mut Input,
+    outbox: &Outbox<Bytes>,
+    cx: &mut TaskContext<'_>,
+) -> Poll<Read> {
+    loop {
+        let msg = match poll_work_first(streak, control, cx, |cx| input.poll_next(cx)) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(c)) => return Poll::Ready(Read::Control(c)),
+            Poll::Ready(Ok(Err(e))) => return Poll::Ready(Read::Failed(e)),
+            Poll::Ready(Ok(Ok(None))) => return Poll::Ready(Read::Ended),
+            Poll::Ready(Ok(Ok(Some(msg)))) => msg,
+        };
+        match outbox.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => return Poll::Ready(Read::Closed),
+            Err(TrySendError::Full(m) | TrySendError::Unlinked(m)) => {
+                return Poll::Ready(Read::NoRoom(m))
+            }
+        }
+    }
+}
+
 /// ConsoleEchoer's wait: which inbox to look at, and how.
 #[derive(Default)]
 struct EchoWait {
@@ -563,28 +676,51 @@ struct EchoWait {
     written: bool,
 }
 
+/// What [`EchoWait::poll_echo`] ends with.
+enum Echoed {
+    /// A forwarder's batch was taken: it is written and forwarded by [`Output::write`].
+    Taken,
+    /// Writing failed.
+    Failed(ConsoleError),
+    /// A message arrived on `control`.
+    Control(Control),
+}
+
 impl EchoWait {
-    /// `None` when `batch` holds messages from `inbox`, or the message that arrived on
-    /// `control` ([`poll_work_first`]).
-    async fn next(
+    /// Takes what `inbox` holds and writes it, batch after batch, in the poll that took it
+    /// (not in an `.await` of its own per batch: about 130 instructions a message less on a
+    /// relay); `Pending` when `inbox` is empty (or the output full: the batch in hand is then
+    /// written on, not taken again). A forwarder's batch is handed back to be written and
+    /// forwarded ([`Echoed::Taken`]); so is a message on `control` ([`poll_work_first`]).
+    fn poll_echo(
         &mut self,
         inbox: &Inbox<Bytes>,
         control: &Inbox<Control>,
         batch: &mut Vec<Bytes>,
-    ) -> Option<Control> {
-        let EchoWait { streak, written } = self;
-        let got = poll_fn(|cx| {
-            poll_work_first(streak, control, cx, |cx| {
-                poll_inbox(written, inbox, batch, cx)
-            })
-        })
-        .await;
-        match got {
-            Ok(()) => {
-                self.written = true;
-                None
+        out: &mut Output,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Echoed> {
+        loop {
+            // A batch in hand is one the output was not ready for: written on first.
+            if batch.is_empty() {
+                let EchoWait { streak, written } = self;
+                let got = poll_work_first(streak, control, cx, |cx| {
+                    poll_inbox(written, inbox, batch, cx)
+                });
+                match got {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(c)) => return Poll::Ready(Echoed::Control(c)),
+                    Poll::Ready(Ok(())) => self.written = true,
+                }
+                if out.forward.is_some() {
+                    return Poll::Ready(Echoed::Taken);
+                }
             }
-            Err(c) => Some(c),
+            match out.poll_write(batch, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Echoed::Failed(e)),
+                Poll::Ready(Ok(())) => batch.clear(),
+            }
         }
     }
 }
@@ -640,9 +776,60 @@ fn poll_work_first<W>(
 struct Output {
     writer: Writer,
     forward: Option<Outbox<Bytes>>,
+    /// How far the batch being written has gone: messages written whole, and bytes of the
+    /// next ([`Output::poll_write`]).
+    done: usize,
+    part: usize,
 }
 
 impl Output {
+    fn new(writer: Writer, forward: Option<Outbox<Bytes>>) -> Self {
+        Output {
+            writer,
+            forward,
+            done: 0,
+            part: 0,
+        }
+    }
+
+    /// Writes every message in `batch`, byte for byte, then flushes; `Pending` keeps how far
+    /// it got, and the next call goes on from there with the same batch. Leaves `batch` as it
+    /// is.
+    fn poll_write(
+        &mut self,
+        batch: &[Bytes],
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Result<(), ConsoleError>> {
+        while let Some(msg) = batch.get(self.done) {
+            let rest = &msg[self.part..];
+            if rest.is_empty() {
+                self.done += 1;
+                self.part = 0;
+                continue;
+            }
+            match std::pin::Pin::new(&mut self.writer).poll_write(cx, rest) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    self.done = 0;
+                    self.part = 0;
+                    return Poll::Ready(Err(write_error(io::ErrorKind::WriteZero.into())));
+                }
+                Poll::Ready(Ok(n)) => self.part += n,
+                Poll::Ready(Err(e)) => {
+                    self.done = 0;
+                    self.part = 0;
+                    return Poll::Ready(Err(write_error(e)));
+                }
+            }
+        }
+        let flushed = std::pin::Pin::new(&mut self.writer).poll_flush(cx);
+        if flushed.is_ready() {
+            self.done = 0;
+            self.part = 0;
+        }
+        flushed.map_err(write_error)
+    }
+
     /// Writes and flushes every message in `batch`, then forwards them if asked to; empties it.
     async fn write(
         &mut self,
@@ -652,10 +839,7 @@ impl Output {
         if batch.is_empty() {
             return Ok(());
         }
-        for msg in batch.iter() {
-            self.writer.write_all(msg).await.map_err(write_error)?;
-        }
-        self.writer.flush().await.map_err(write_error)?;
+        poll_fn(|cx| self.poll_write(batch, cx)).await?;
         match &self.forward {
             None => batch.clear(),
             Some(outbox) => {
@@ -686,8 +870,8 @@ fn write_error(source: io::Error) -> ConsoleError {
 fn stdin_reader() -> Reader {
     let pipe = own_pipe(0).and_then(|path| pipe::OpenOptions::new().open_receiver(path).ok());
     match pipe {
-        Some(pipe) => Box::new(pipe),
-        None => Box::new(tokio::io::stdin()),
+        Some(pipe) => Reader::Pipe(pipe),
+        None => Reader::Any(Box::new(tokio::io::stdin())),
     }
 }
 
@@ -697,11 +881,11 @@ fn stdin_reader() -> Reader {
 fn stdout_writer() -> Writer {
     if let Some(pipe) = own_pipe(1).and_then(|path| pipe::OpenOptions::new().open_sender(path).ok())
     {
-        return Box::new(pipe);
+        return Writer::Pipe(pipe);
     }
     match stdout_file() {
-        Some(file) => Box::new(FileWriter(file)),
-        None => Box::new(tokio::io::stdout()),
+        Some(file) => Writer::Any(Box::new(FileWriter(file))),
+        None => Writer::Any(Box::new(tokio::io::stdout())),
     }
 }
 
@@ -796,7 +980,7 @@ mod tests {
     use std::pin::Pin;
 
     async fn messages(input: &'static [u8], mode: ReadMode, max: usize) -> Vec<Bytes> {
-        read_all(Box::new(input), mode, max).await
+        read_all(Reader::Any(Box::new(input)), mode, max).await
     }
 
     /// Every message `reader` gives, to the end.
@@ -836,7 +1020,7 @@ mod tests {
     }
 
     async fn trickled(data: &'static [u8], step: usize, mode: ReadMode, max: usize) -> Vec<Bytes> {
-        read_all(Box::new(Trickle { data, step }), mode, max).await
+        read_all(Reader::Any(Box::new(Trickle { data, step })), mode, max).await
     }
 
     #[tokio::test]
@@ -864,5 +1048,79 @@ mod tests {
     async fn chunks_carry_every_byte() {
         let got = messages(b"\0\xff\n\xfe tail", ReadMode::Chunks, 64).await;
         assert_eq!(got.concat(), b"\0\xff\n\xfe tail");
+    }
+
+    /// An output that takes at most 3 bytes a write, is not ready every other time (it wakes
+    /// the task at once), and flushes only every other time: what it was written, in order.
+    struct Stingy {
+        out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+        calls: usize,
+    }
+
+    impl Stingy {
+        fn not_now(&mut self, cx: &mut TaskContext<'_>) -> bool {
+            self.calls += 1;
+            if self.calls % 2 == 0 {
+                cx.waker().wake_by_ref();
+            }
+            self.calls % 2 == 0
+        }
+    }
+
+    impl AsyncWrite for Stingy {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut TaskContext<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            if self.not_now(cx) {
+                return Poll::Pending;
+            }
+            let n = buf.len().min(3);
+            self.out.lock().unwrap().extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+            if self.not_now(cx) {
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// ConsoleEchoer writes each batch in the poll that took it, and goes on from where a
+    /// write that was not ready (or short, or a flush not ready) left off: every byte, in
+    /// order, with empty messages among them.
+    #[tokio::test]
+    async fn the_echoer_writes_on_from_where_the_output_left_off() {
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = Stingy {
+            out: out.clone(),
+            calls: 0,
+        };
+        let echoer: Component = ConsoleEchoer::with_writer(writer).into();
+        let data = Outbox::<Bytes>::standalone("data");
+        let control = Outbox::<Control>::standalone("control");
+        axon::link_refs(&data.boxref(), &echoer.boxref("inbox").unwrap()).unwrap();
+        axon::link_refs(&control.boxref(), &echoer.boxref("control").unwrap()).unwrap();
+        let mut want = Vec::new();
+        for i in 0..40_u8 {
+            let msg: Vec<u8> = (0..i % 7)
+                .map(|k| i.wrapping_mul(31).wrapping_add(k))
+                .collect();
+            want.extend_from_slice(&msg);
+            data.send(Bytes::from(msg)).await.unwrap();
+        }
+        control.send(Control::producer_finished()).await.unwrap();
+        let report = axon::Scheduler::new()
+            .run(async {
+                echoer.activate();
+            })
+            .await;
+        assert!(report.is_ok());
+        assert_eq!(*out.lock().unwrap(), want);
     }
 }
