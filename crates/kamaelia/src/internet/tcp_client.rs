@@ -166,6 +166,30 @@ struct Options {
     limits: Limits,
 }
 
+/// How many distinct hosts are shared at most: a program that connects to ever new names
+/// must not grow the table for ever (past it, a client keeps its own copy).
+const SHARED_HOSTS: usize = 1024;
+
+/// `host` as a client keeps it: shared with every other client of the same host, as most
+/// connections go to a few servers. A string of its own per client was a block as long as its
+/// connection lived (48 bytes for `"127.0.0.1"`), made where the client was built.
+fn shared_host(host: String) -> Arc<str> {
+    static HOSTS: std::sync::Mutex<std::collections::BTreeSet<Arc<str>>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    // Nothing panics while this lock is held.
+    let mut hosts = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
+    match hosts.get(host.as_str()) {
+        Some(shared) => shared.clone(),
+        None => {
+            let own = Arc::<str>::from(host);
+            if hosts.len() < SHARED_HOSTS {
+                hosts.insert(own.clone());
+            }
+            own
+        }
+    }
+}
+
 /// The default options, made once per process and shared by every client left at them.
 fn default_options() -> Arc<Options> {
     static DEFAULT: std::sync::OnceLock<Arc<Options>> = std::sync::OnceLock::new();
@@ -188,7 +212,7 @@ impl TcpClient {
     /// A client for `host` (a name, or an IPv4 or IPv6 literal) and `port`.
     pub fn new(host: impl Into<String>, port: u16) -> Self {
         TcpClient {
-            host: Arc::from(host.into()),
+            host: shared_host(host.into()),
             port,
             tls: default_tls(),
             options: default_options(),
@@ -848,6 +872,31 @@ mod tests {
             main <= connected + 16,
             "the main routine ({main} bytes) holds more than the connection ({connected})"
         );
+    }
+
+    /// Clients of one host share its name: a string per client was a 48-byte block for
+    /// `"127.0.0.1"`, held as long as its connection. Past [`SHARED_HOSTS`] distinct hosts a
+    /// client keeps its own. Fails on the old code (each client had its own copy).
+    #[test]
+    fn clients_of_one_host_share_its_name() {
+        let (a, b) = (
+            TcpClient::new("127.0.0.1", 1),
+            TcpClient::new(String::from("127.0.0.1"), 2),
+        );
+        assert!(Arc::ptr_eq(&a.host, &b.host), "one string for one host");
+        let c = TcpClient::new("127.0.0.2", 1);
+        assert_eq!((&*a.host, &*c.host), ("127.0.0.1", "127.0.0.2"));
+        // However many hosts come, the table stays bounded and every client keeps its host.
+        let many: Vec<TcpClient> = (0..SHARED_HOSTS + 10)
+            .map(|i| TcpClient::new(format!("host-{i}.test"), 1))
+            .collect();
+        assert!(many
+            .iter()
+            .enumerate()
+            .all(|(i, c)| *c.host == *format!("host-{i}.test")));
+        let last = &many[many.len() - 1];
+        let again = TcpClient::new(last.host.to_string(), 1);
+        assert_eq!(again.host, last.host);
     }
 
     /// A client declares the boxes its connection uses, and not Kamaelia's `_socketFeedback`
