@@ -1079,6 +1079,53 @@ mod tests {
         assert_eq!(*label.lock().unwrap(), Some((id, sched.key())));
     }
 
+    /// A routine in two phases ([`crate::ComponentBuilder::main_then`]) is one block too: the
+    /// start, the first phase, then the second in its place, so its size is the largest of
+    /// them and a few words of tags, not their sum; the second gets what the first ended with.
+    #[test]
+    fn a_routine_in_two_phases_is_one_block() {
+        // What makes the second phase is held beside the first (here a pointer): the second
+        // phase's own state is made when it starts.
+        let first = [1_u8; 200];
+        let got = Arc::new(Mutex::new(None));
+        let put = got.clone();
+        let component = Component::build("TwoPhases").main_then(
+            move |cx| async move {
+                tokio::task::yield_now().await;
+                let sum: u32 = std::hint::black_box(first)
+                    .iter()
+                    .map(|&b| u32::from(b))
+                    .sum();
+                (sum, cx.label())
+            },
+            move |(sum, label)| async move {
+                let second = std::hint::black_box([2_u8; 200]);
+                tokio::task::yield_now().await;
+                let more: u32 = std::hint::black_box(second)
+                    .iter()
+                    .map(|&b| u32::from(b))
+                    .sum();
+                *put.lock().unwrap() = Some((sum + more, label));
+                Ok(())
+            },
+        );
+        let size = std::mem::size_of_val(&*component.main);
+        eprintln!("two phases: one block of {size} bytes");
+        assert!(
+            (200..=200 + 2 * 64).contains(&size),
+            "{size} bytes: not one block holding each phase in turn"
+        );
+        let id = component.label();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let report = rt.block_on(Scheduler::new().run(async {
+            component.activate();
+        }));
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(*got.lock().unwrap(), Some((600, id)));
+    }
+
     /// A component one task waits for (a supervisor's join) holds one 32-byte block for it
     /// (the state, with that task's waker inline), and no list of waiters: more are listed
     /// only past the first, and every one of them is woken at the end.
