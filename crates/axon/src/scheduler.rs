@@ -1057,6 +1057,17 @@ mod tests {
         assert!(size <= 40, "Component: {size} bytes");
     }
 
+    /// The block of `component`'s routine holds each of its states of about 200 bytes in
+    /// turn, not all of them at once (a few words of tags aside).
+    fn assert_one_block_of_200(component: &Component, what: &str) {
+        let size = std::mem::size_of_val(&*component.main);
+        eprintln!("{what}: one block of {size} bytes");
+        assert!(
+            (200..=200 + 2 * 64).contains(&size),
+            "{size} bytes: not one block for {what}"
+        );
+    }
+
     /// A component's routine and its future are one block, made when it is built: the block
     /// holds the closure until the first poll, then the future in its place, so its size is
     /// the larger of the two (and a word at most), not their sum. Before, the closure was boxed
@@ -1082,12 +1093,7 @@ mod tests {
                 Ok(())
             }
         });
-        let size = std::mem::size_of_val(&*component.main);
-        eprintln!("routine and future: one block of {size} bytes");
-        assert!(
-            (200..=200 + 2 * 64).contains(&size),
-            "{size} bytes: not one block holding the routine, then the future"
-        );
+        assert_one_block_of_200(&component, "the routine, then the future");
         assert!(
             !ran.load(std::sync::atomic::Ordering::SeqCst),
             "ran when built"
@@ -1134,12 +1140,7 @@ mod tests {
                 Ok(())
             },
         );
-        let size = std::mem::size_of_val(&*component.main);
-        eprintln!("two phases: one block of {size} bytes");
-        assert!(
-            (200..=200 + 2 * 64).contains(&size),
-            "{size} bytes: not one block holding each phase in turn"
-        );
+        assert_one_block_of_200(&component, "each phase in turn");
         let id = component.label();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
