@@ -6,6 +6,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use futures_util::future::Either;
+use std::task::Poll;
+
 use crate::boxes::{Inbox, Message, Outbox, DEFAULT_CAPACITY};
 use crate::control::Control;
 use crate::link::{BoxRef, WiringError};
@@ -21,8 +24,123 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// What a main routine returns.
 pub type MainResult = Result<(), BoxError>;
 
-pub(crate) type MainFuture = Pin<Box<dyn Future<Output = MainResult> + Send + 'static>>;
-pub(crate) type Body = Box<dyn FnOnce(Context) -> MainFuture + Send + 'static>;
+/// A component's main routine as it is held from the moment it is built: the routine (the
+/// closure given to [`ComponentBuilder::main`]) and, in the same block once it has started, its
+/// future (see [`Main`]).
+pub(crate) type MainFuture = Pin<Box<dyn Main>>;
+
+/// A main routine and its future in one block: at the first poll, the routine (in a `Lazy`,
+/// which is `Unpin`, so it can be taken out) makes the future, which takes its place (`set`);
+/// from then on a poll is the future's, after one test of which side holds it.
+pub(crate) trait Main: Send {
+    /// Polls the future, made first if this is the first poll.
+    fn poll_main(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<MainResult>;
+}
+
+impl<F, Fut> Main for Either<futures_util::future::Lazy<F>, Fut>
+where
+    F: FnOnce(&mut std::task::Context<'_>) -> Fut + Send,
+    Fut: Future<Output = MainResult> + Send,
+{
+    #[inline]
+    fn poll_main(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<MainResult> {
+        // One test, then the future's own poll: the start is out of line, so this is a jump.
+        match self.as_mut().as_pin_mut() {
+            Either::Right(main) => main.poll(cx),
+            Either::Left(_) => start(self, cx),
+        }
+    }
+}
+
+/// The first poll of a [`Main`]: makes the future in the routine's place, then polls it.
+#[cold]
+#[inline(never)]
+fn start<F, Fut>(
+    mut main: Pin<&mut Either<futures_util::future::Lazy<F>, Fut>>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<MainResult>
+where
+    F: FnOnce(&mut std::task::Context<'_>) -> Fut,
+    Fut: Future<Output = MainResult>,
+{
+    if let Either::Left(start) = main.as_mut().as_pin_mut() {
+        // `Lazy` is always ready at once.
+        let Poll::Ready(future) = start.poll(cx) else {
+            return Poll::Pending;
+        };
+        main.set(Either::Right(future));
+    }
+    match main.as_pin_mut() {
+        Either::Right(future) => future.poll(cx),
+        // Not reached: it was set just above.
+        Either::Left(_) => Poll::Pending,
+    }
+}
+
+/// A main routine in two phases ([`ComponentBuilder::main_then`]): the start, then the first
+/// phase with what makes the second of its output, then the second, each in the place of the
+/// one before.
+type Phases<F, Fut1, G, Fut2> = Either<Start<F>, Either<futures_util::future::Map<Fut1, G>, Fut2>>;
+
+/// The start of a main routine in two phases: a `Lazy` (which is `Unpin`, so this is too, and
+/// can be taken out of its pin), in a type of its own so that [`Phases`] is not taken for the
+/// one-phase [`Main`].
+pub(crate) struct Start<F>(futures_util::future::Lazy<F>);
+
+impl<F, Fut1, G, Fut2> Main for Phases<F, Fut1, G, Fut2>
+where
+    F: FnOnce(&mut std::task::Context<'_>) -> futures_util::future::Map<Fut1, G> + Send,
+    Fut1: Future + Send,
+    G: FnOnce(Fut1::Output) -> Fut2 + Send,
+    Fut2: Future<Output = MainResult> + Send,
+{
+    #[inline]
+    fn poll_main(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<MainResult> {
+        // Two tests, then the second phase's own poll: the rest is out of line.
+        if let Either::Right(phases) = self.as_mut().as_pin_mut() {
+            if let Either::Right(second) = phases.as_pin_mut() {
+                return second.poll(cx);
+            }
+        }
+        start_phases(self, cx)
+    }
+}
+
+/// A poll of a [`Phases`] before its second phase: starts it, or polls the first phase, and
+/// when that ends makes the second in its place and polls it.
+#[cold]
+#[inline(never)]
+fn start_phases<F, Fut1, G, Fut2>(
+    mut main: Pin<&mut Phases<F, Fut1, G, Fut2>>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<MainResult>
+where
+    F: FnOnce(&mut std::task::Context<'_>) -> futures_util::future::Map<Fut1, G>,
+    Fut1: Future,
+    G: FnOnce(Fut1::Output) -> Fut2,
+    Fut2: Future<Output = MainResult>,
+{
+    loop {
+        match main.as_mut().as_pin_mut() {
+            Either::Left(start) => {
+                // `Lazy` is always ready at once.
+                let Poll::Ready(first) = Pin::new(&mut start.get_mut().0).poll(cx) else {
+                    return Poll::Pending;
+                };
+                main.set(Either::Right(Either::Left(first)));
+            }
+            Either::Right(phases) => match phases.as_pin_mut() {
+                Either::Left(first) => {
+                    let Poll::Ready(second) = first.poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    main.set(Either::Right(Either::Right(second)));
+                }
+                Either::Right(second) => return second.poll(cx),
+            },
+        }
+    }
+}
 
 /// A process-unique component number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -152,7 +270,9 @@ pub struct Component {
     /// Its id, label, boxes and (once it has ended) exit, in one block shared with its handles
     /// and the scheduler's record.
     pub(crate) core: Arc<Core>,
-    pub(crate) body: Body,
+    /// Its main routine, not yet started: the closure and, once it has run, its future, in one
+    /// block made here and freed when the component ends (see [`ComponentBuilder::main`]).
+    pub(crate) main: MainFuture,
     /// Boxed: rare, and large beside the rest (a component is 40 bytes, not 168; components
     /// are moved about and held in groups and lists until they are activated).
     pub(crate) error: Option<Box<WiringError>>,
@@ -499,11 +619,43 @@ impl ComponentBuilder {
     }
 
     /// Finishes the component with its main routine, which runs as its own task once activated.
-    pub fn main<F, Fut>(mut self, main: F) -> Component
+    pub fn main<F, Fut>(self, main: F) -> Component
     where
         F: FnOnce(Context) -> Fut + Send + 'static,
         Fut: Future<Output = MainResult> + Send + 'static,
     {
+        self.finish(|start| {
+            let main: Either<_, Fut> = Either::Left(futures_util::future::lazy(move |_| {
+                main(Context::start(start))
+            }));
+            Box::pin(main)
+        })
+    }
+
+    /// Finishes the component with a main routine in two phases: `first` (connecting, say),
+    /// then the future `then` makes of what `first` ended with (the connection), in the place
+    /// `first` had. As [`ComponentBuilder::main`] in everything else; what it adds is that the
+    /// two phases share one block for the component's whole life, and a poll of the second
+    /// is one test and its own poll, where a `first.then(..)` routine would be polled through
+    /// the combinator's own layer too.
+    pub fn main_then<F, Fut1, G, Fut2>(self, first: F, then: G) -> Component
+    where
+        F: FnOnce(Context) -> Fut1 + Send + 'static,
+        Fut1: Future + Send + 'static,
+        G: FnOnce(Fut1::Output) -> Fut2 + Send + 'static,
+        Fut2: Future<Output = MainResult> + Send + 'static,
+    {
+        self.finish(|start| {
+            let begin = futures_util::future::lazy(move |_| {
+                futures_util::FutureExt::map(first(Context::start(start)), then)
+            });
+            let main: Phases<_, _, _, Fut2> = Either::Left(Start(begin));
+            Box::pin(main)
+        })
+    }
+
+    /// The component, with its main routine made by `main` from a reference to its block.
+    fn finish(mut self, main: impl FnOnce(Arc<Core>) -> MainFuture) -> Component {
         // The table in a block of exactly its size, the builder's list freed whole: shrunk in
         // place, the list would leave its tail free as a small block between the component's
         // (32 bytes for a table of six, in a list grown to eight), a hole per component that
@@ -521,9 +673,17 @@ impl ComponentBuilder {
         // Its boxes find their owner's waker through it (`store.rs`: an empty box its owner
         // waits on holds no waiting list).
         self.owner.set_core(&core);
+        // The routine and its future share one block, made here: the future is made in it
+        // when the component first runs (in place: `Main`), with a context made then, as it
+        // always was (the current scheduler, this block, the group it has joined). A closure
+        // boxed on its own was made where the component is built and freed where it first
+        // runs: built on one thread (a program's main thread, say) and run on a worker, each
+        // component left a hole in the builder's heap that nothing made later of that size
+        // filled (a client connection's two: 96 and 48 bytes).
+        let main = main(core.clone());
         Component {
             core,
-            body: Box::new(move |cx| Box::pin(main(cx))),
+            main,
             error: self.error.map(Box::new),
             hosts_group: self.hosts_group,
         }

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use crate::boxes::Outbox;
 use crate::component::{
-    Body, BoxError, Component, ComponentId, Core, Label, MainFuture, CONTROL, SIGNAL,
+    BoxError, Component, ComponentId, Core, Label, MainFuture, CONTROL, SIGNAL,
 };
 use crate::control::{Control, ErrorMessage};
 use crate::group::{Group, GroupTask};
@@ -76,10 +76,14 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    /// The live components, found by id. A hash set of 16-byte records (one byte more each
-    /// for the table's control bytes): a B-tree keyed by id held about 48 bytes a component,
-    /// its nodes half full as ids come in order.
-    live: HashSet<Record, std::hash::BuildHasherDefault<IdHasher>>,
+    /// The live components with no parent (a program's top level: each of a client program's
+    /// connections), found by id: 8-byte records, their blocks (one byte more each for the
+    /// table's control bytes). A B-tree keyed by id held about 48 bytes a component, its nodes
+    /// half full as ids come in order.
+    tops: Live<()>,
+    /// The live components with a parent (a server's connections), found by id: 16-byte
+    /// records, the parent's id and the block.
+    children: Live<std::num::NonZeroU64>,
     /// Activated before a tokio runtime existed: started by [`Scheduler::run`].
     pending: Vec<(Component, Option<Arc<GroupTask>>)>,
     /// The most recent failures, as text (see [`RunReport`]); at most [`RECENT_FAILURES`].
@@ -93,32 +97,55 @@ struct State {
 /// that runs for months with failing connections does not grow.
 pub const RECENT_FAILURES: usize = 64;
 
-/// A live component: its parent, and the block its handles share (16 bytes: one is kept per
-/// live component). Found by its component's id, read from the block.
-struct Record {
-    /// The parent's id (ids start at 1).
-    parent: Option<std::num::NonZeroU64>,
+/// The live components of one kind of [`Record`], found by id.
+type Live<P> = HashSet<Record<P>, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// A live component: its parent (`()` for one at the top level: 8 bytes in all; the parent's
+/// id otherwise: 16 bytes), and the block its handles share. Found by its component's id, read
+/// from the block.
+struct Record<P> {
+    parent: P,
     core: Arc<Core>,
 }
 
-impl std::borrow::Borrow<ComponentId> for Record {
+impl<P> std::borrow::Borrow<ComponentId> for Record<P> {
     fn borrow(&self) -> &ComponentId {
         &self.core.id
     }
 }
 
-impl PartialEq for Record {
-    fn eq(&self, other: &Record) -> bool {
+impl<P> PartialEq for Record<P> {
+    fn eq(&self, other: &Record<P>) -> bool {
         self.core.id == other.core.id
     }
 }
 
-impl Eq for Record {}
+impl<P> Eq for Record<P> {}
 
-impl std::hash::Hash for Record {
+impl<P> std::hash::Hash for Record<P> {
     // As its id hashes, so that it is found by id.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.core.id.hash(state)
+    }
+}
+
+impl State {
+    /// How many components are live.
+    fn live(&self) -> usize {
+        self.tops.len() + self.children.len()
+    }
+
+    /// Records a live component, under its parent if it has one (ids start at 1: `NEXT_ID`).
+    fn insert(&mut self, core: Arc<Core>, parent: Option<ComponentId>) {
+        match parent.and_then(|p| std::num::NonZeroU64::new(p.0)) {
+            None => self.tops.insert(Record { parent: (), core }),
+            Some(parent) => self.children.insert(Record { parent, core }),
+        };
+    }
+
+    /// Forgets a live component; whether it was recorded.
+    fn remove(&mut self, id: ComponentId) -> bool {
+        self.tops.remove(&id) || self.children.remove(&id)
     }
 }
 
@@ -279,7 +306,7 @@ impl fmt::Debug for Scheduler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let st = lock(&self.inner.state);
         f.debug_struct("Scheduler")
-            .field("live", &st.live.len())
+            .field("live", &st.live())
             .field("failed", &st.failed)
             .finish_non_exhaustive()
     }
@@ -302,6 +329,17 @@ pub struct Context {
 }
 
 impl Context {
+    /// The context of the component whose block is `core`, made when its main routine starts:
+    /// under the current scheduler (its life's own while it is polled), in the group its block
+    /// has joined, if any (a member joins before its first poll).
+    pub(crate) fn start(core: Arc<Core>) -> Context {
+        Context {
+            sched: Scheduler::current(),
+            group: core.group.get().cloned(),
+            core,
+        }
+    }
+
     /// Activates `child` as this component's child (Axon's `addChildren` + `activate`).
     pub fn activate(&self, child: Component) -> Handle {
         self.sched.activate(child, Some(self.core.id))
@@ -404,14 +442,14 @@ impl Scheduler {
 
     /// Waits until no component is alive (and none waits to be started).
     pub async fn wait_idle(&self) {
-        self.wait_for(|st| st.live.is_empty() && st.pending.is_empty())
+        self.wait_for(|st| st.live() == 0 && st.pending.is_empty())
             .await
     }
 
     /// Waits until exactly `n` components are alive: a test's way to see connections come and
     /// go without polling.
     pub async fn wait_live(&self, n: usize) {
-        self.wait_for(|st| st.live.len() == n).await
+        self.wait_for(|st| st.live() == n).await
     }
 
     async fn wait_for(&self, done: impl Fn(&State) -> bool) {
@@ -428,7 +466,7 @@ impl Scheduler {
 
     /// How many components are alive now.
     pub fn live(&self) -> usize {
-        lock(&self.inner.state).live.len()
+        lock(&self.inner.state).live()
     }
 
     /// Failures so far, and the count of components activated; resets both.
@@ -446,7 +484,7 @@ impl Scheduler {
     pub fn shutdown_all(&self) {
         let tops: Vec<BoxRef> = {
             let st = lock(&self.inner.state);
-            let mut tops: Vec<&Record> = st.live.iter().filter(|r| r.parent.is_none()).collect();
+            let mut tops: Vec<&Record<()>> = st.tops.iter().collect();
             // In the order they were built, as before (the set has no order).
             tops.sort_unstable_by_key(|r| r.core.id);
             tops.into_iter()
@@ -461,12 +499,13 @@ impl Scheduler {
     /// The live graph of components, boxes and links as Graphviz DOT text.
     pub fn graph_dot(&self) -> String {
         let st = lock(&self.inner.state);
-        let mut comps: Vec<crate::graph::Node> = st
-            .live
-            .iter()
-            .map(|r| crate::graph::Node {
-                parent: r.parent.map(|p| ComponentId(p.get())),
-                core: r.core.clone(),
+        let tops = st.tops.iter().map(|r| (None, &r.core));
+        let children = (st.children.iter()).map(|r| (Some(ComponentId(r.parent.get())), &r.core));
+        let mut comps: Vec<crate::graph::Node> = tops
+            .chain(children)
+            .map(|(parent, core)| crate::graph::Node {
+                parent,
+                core: core.clone(),
             })
             .collect();
         drop(st);
@@ -560,11 +599,11 @@ impl Scheduler {
     /// (The group it runs in, if any, is its block's once it joins, before its first poll.)
     fn life(&self, component: Component) -> Life {
         let Component {
-            core, body, error, ..
+            core, main, error, ..
         } = component;
         let stage = match error {
             Some(e) => Stage::Miswired(e),
-            None => Stage::Ready(body),
+            None => Stage::Running(main),
         };
         Life {
             stage,
@@ -605,7 +644,7 @@ impl Scheduler {
         }
         {
             let mut st = lock(&self.inner.state);
-            st.live.remove(&core.id);
+            st.remove(core.id);
             if let Some(f) = &failure {
                 st.failed += 1;
                 if st.failures.len() == RECENT_FAILURES {
@@ -626,20 +665,15 @@ impl Scheduler {
 fn record(st: &mut State, component: &Component, parent: Option<ComponentId>) -> Handle {
     let core = component.core.clone();
     st.activated += 1;
-    st.live.insert(Record {
-        // Ids start at 1 (`NEXT_ID`), so every parent has a non-zero one.
-        parent: parent.and_then(|p| std::num::NonZeroU64::new(p.0)),
-        core: core.clone(),
-    });
+    st.insert(core.clone(), parent);
     Handle { core }
 }
 
 /// Where a component's life stands.
 enum Stage {
-    /// Not yet started: the main routine (its context is made when it starts, from the life's
-    /// own scheduler and block, and the group that block has joined, if any).
-    Ready(Body),
-    /// The main routine's future.
+    /// The main routine: at its first poll it makes its context (from the current scheduler,
+    /// which is the life's own, its block, and the group that block has joined, if any) and
+    /// its future, in its own block (`ComponentBuilder::main`).
     Running(MainFuture),
     /// It could not be wired: it fails as soon as it is started.
     Miswired(Box<WiringError>),
@@ -708,31 +742,19 @@ impl Future for Life {
 /// in both its callers: it runs at every poll of every component.
 #[inline(always)]
 fn poll_life(stage: &mut Stage, core: &Arc<Core>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-    let failure = loop {
-        // The running case is polled in place: no move of the stage on every poll.
-        if let Stage::Running(main) = stage {
-            match std::panic::catch_unwind(AssertUnwindSafe(|| main.as_mut().poll(cx))) {
-                Ok(Poll::Pending) => return Poll::Pending,
-                Ok(Poll::Ready(Ok(()))) => break None,
-                Ok(Poll::Ready(Err(e))) => break Some(FailureKind::Error(e)),
-                Err(panic) => break Some(FailureKind::Panicked(panic_message(&*panic))),
-            }
+    // The running case is polled in place: no move of the stage on every poll.
+    let failure = if let Stage::Running(main) = stage {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| main.as_mut().poll_main(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(Ok(()))) => None,
+            Ok(Poll::Ready(Err(e))) => Some(FailureKind::Error(e)),
+            Err(panic) => Some(FailureKind::Panicked(panic_message(&*panic))),
         }
+    } else {
         match std::mem::replace(stage, Stage::Done) {
             // Ended and recorded already (`Running` was handled above).
             Stage::Done | Stage::Running(_) => return Poll::Ready(()),
-            Stage::Miswired(e) => break Some(FailureKind::Wiring(*e)),
-            Stage::Ready(body) => {
-                let context = Context {
-                    sched: Scheduler::current(),
-                    core: core.clone(),
-                    group: core.group.get().cloned(),
-                };
-                match std::panic::catch_unwind(AssertUnwindSafe(|| body(context))) {
-                    Ok(main) => *stage = Stage::Running(main),
-                    Err(panic) => break Some(FailureKind::Panicked(panic_message(&*panic))),
-                }
-            }
+            Stage::Miswired(e) => Some(FailureKind::Wiring(*e)),
         }
     };
     // The main routine's state (its boxes' handles, its sockets) goes before the end is
@@ -1016,12 +1038,13 @@ mod tests {
             "Life: {} bytes, Core: {} bytes, Record: {} bytes",
             size_of::<Life>(),
             size_of::<Core>(),
-            size_of::<Record>()
+            size_of::<Record<std::num::NonZeroU64>>()
         );
         assert!(size_of::<Life>() <= 40);
         assert_eq!(size_of::<Handle>(), size_of::<usize>());
         assert!(size_of::<Core>() + 2 * size_of::<usize>() <= 88);
-        assert!(size_of::<Record>() <= 16);
+        assert!(size_of::<Record<std::num::NonZeroU64>>() <= 16);
+        assert_eq!(size_of::<Record<()>>(), size_of::<usize>());
     }
 
     /// A component built and not yet activated is five words (its rare wiring error boxed):
@@ -1032,6 +1055,101 @@ mod tests {
     fn a_built_component_is_small() {
         let size = std::mem::size_of::<crate::Component>();
         assert!(size <= 40, "Component: {size} bytes");
+    }
+
+    /// The block of `component`'s routine holds each of its states of about 200 bytes in
+    /// turn, not all of them at once (a few words of tags aside).
+    fn assert_one_block_of_200(component: &Component, what: &str) {
+        let size = std::mem::size_of_val(&*component.main);
+        eprintln!("{what}: one block of {size} bytes");
+        assert!(
+            (200..=200 + 2 * 64).contains(&size),
+            "{size} bytes: not one block for {what}"
+        );
+    }
+
+    /// A component's routine and its future are one block, made when it is built: the block
+    /// holds the closure until the first poll, then the future in its place, so its size is
+    /// the larger of the two (and a word at most), not their sum. Before, the closure was boxed
+    /// on its own where the component was built and freed where it first ran: built on one
+    /// thread and run on another, every component left a hole in the builder's heap (a client
+    /// connection's two: 96 and 48 bytes). And the routine still runs at the first poll, in
+    /// its task, with its context, not when it is built.
+    #[test]
+    fn a_routine_and_its_future_share_one_block() {
+        let payload = [7_u8; 200];
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, label) = (ran.clone(), Arc::new(Mutex::new(None)));
+        let saw = label.clone();
+        let component = Component::build("OneBlock").main(move |cx| {
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            *saw.lock().unwrap() = Some((cx.label(), cx.scheduler().key()));
+            async move {
+                let sum: u32 = std::hint::black_box(payload)
+                    .iter()
+                    .map(|&b| u32::from(b))
+                    .sum();
+                assert_eq!(sum, 1400);
+                Ok(())
+            }
+        });
+        assert_one_block_of_200(&component, "the routine, then the future");
+        assert!(
+            !ran.load(std::sync::atomic::Ordering::SeqCst),
+            "ran when built"
+        );
+        let id = component.label();
+        let sched = Scheduler::new();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let report = rt.block_on(sched.run(async {
+            component.activate();
+        }));
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(*label.lock().unwrap(), Some((id, sched.key())));
+    }
+
+    /// A routine in two phases ([`crate::ComponentBuilder::main_then`]) is one block too: the
+    /// start, the first phase, then the second in its place, so its size is the largest of
+    /// them and a few words of tags, not their sum; the second gets what the first ended with.
+    #[test]
+    fn a_routine_in_two_phases_is_one_block() {
+        // What makes the second phase is held beside the first (here a pointer): the second
+        // phase's own state is made when it starts.
+        let first = [1_u8; 200];
+        let got = Arc::new(Mutex::new(None));
+        let put = got.clone();
+        let component = Component::build("TwoPhases").main_then(
+            move |cx| async move {
+                tokio::task::yield_now().await;
+                let sum: u32 = std::hint::black_box(first)
+                    .iter()
+                    .map(|&b| u32::from(b))
+                    .sum();
+                (sum, cx.label())
+            },
+            move |(sum, label)| async move {
+                let second = std::hint::black_box([2_u8; 200]);
+                tokio::task::yield_now().await;
+                let more: u32 = std::hint::black_box(second)
+                    .iter()
+                    .map(|&b| u32::from(b))
+                    .sum();
+                *put.lock().unwrap() = Some((sum + more, label));
+                Ok(())
+            },
+        );
+        assert_one_block_of_200(&component, "each phase in turn");
+        let id = component.label();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let report = rt.block_on(Scheduler::new().run(async {
+            component.activate();
+        }));
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(*got.lock().unwrap(), Some((600, id)));
     }
 
     /// A component one task waits for (a supervisor's join) holds one 32-byte block for it
@@ -1076,10 +1194,12 @@ mod tests {
         );
     }
 
-    /// The scheduler's record of a live component is a 16-byte entry in a hash set (with its
-    /// control byte and the table's spare room, under 40 bytes a component at any count), not
-    /// a B-tree's (about 48 bytes a component, its nodes half full as ids come in order).
-    /// Found again by id, in any order.
+    /// The scheduler's record of a live component is an entry in a hash set: 8 bytes for one
+    /// at the top level (each connection of a client program: under 20 bytes a component at
+    /// any count, with its control byte and the table's spare room), 16 with a parent (under
+    /// 40), not a B-tree's (about 48 bytes a component, its nodes half full as ids come in
+    /// order). Found again by id, in any order, and counted as live either way. Before, every
+    /// record was 16 bytes, a top-level one too.
     #[test]
     fn the_record_of_a_live_component_stays_small() {
         let sched = Scheduler::new();
@@ -1087,22 +1207,30 @@ mod tests {
         let cores: Vec<Arc<Core>> = (0..n)
             .map(|_| Component::build("Live").main(|_| async { Ok(()) }).core)
             .collect();
+        let parent = Some(cores[0].id);
         {
             let mut st = lock(&sched.inner.state);
-            for core in &cores {
-                st.live.insert(Record {
-                    parent: None,
-                    core: core.clone(),
-                });
+            for (k, core) in cores.iter().enumerate() {
+                st.insert(core.clone(), if k < n / 2 { None } else { parent });
             }
-            // The table's buckets: at most 7 in 8 are used.
-            let buckets = (st.live.capacity() * 8 / 7).next_power_of_two();
-            let per = buckets * (std::mem::size_of::<Record>() + 1) / n;
-            eprintln!("{buckets} buckets, {per} bytes a live component");
-            assert!(per <= 39, "{per}");
+            assert_eq!(st.live(), n);
+            // The tables' buckets: at most 7 in 8 are used.
+            let per = |capacity: usize, record: usize| {
+                (capacity * 8 / 7).next_power_of_two() * (record + 1) / (n / 2)
+            };
+            let top = per(st.tops.capacity(), std::mem::size_of::<Record<()>>());
+            let child = per(
+                st.children.capacity(),
+                std::mem::size_of::<Record<std::num::NonZeroU64>>(),
+            );
+            eprintln!("{top} bytes a live component at the top level, {child} with a parent");
+            assert!(top <= 19 && child <= 39, "{top}, {child}");
         }
+        assert!(sched
+            .graph_dot()
+            .contains(&format!("Live#{}", cores[n - 1].id.0)));
         for core in cores.iter().rev() {
-            assert!(lock(&sched.inner.state).live.remove(&core.id));
+            assert!(lock(&sched.inner.state).remove(core.id));
         }
         assert_eq!(sched.live(), 0);
     }
