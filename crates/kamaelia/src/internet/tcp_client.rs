@@ -167,8 +167,13 @@ struct Options {
 }
 
 /// How many distinct hosts are shared at most: a program that connects to ever new names
-/// must not grow the table for ever (past it, a client keeps its own copy).
+/// must not grow the table for ever (when it is full, names no client holds any more leave
+/// it; if none can, a client keeps its own copy).
 const SHARED_HOSTS: usize = 1024;
+
+/// The longest host shared (a DNS name is at most 253 bytes): with [`SHARED_HOSTS`], the
+/// table holds at most 256 KiB of names, whatever strings a program is given.
+const SHARED_HOST_LEN: usize = 256;
 
 /// `host` as a client keeps it: shared with every other client of the same host, as most
 /// connections go to a few servers. A string of its own per client was a block as long as its
@@ -176,18 +181,23 @@ const SHARED_HOSTS: usize = 1024;
 fn shared_host(host: String) -> Arc<str> {
     static HOSTS: std::sync::Mutex<std::collections::BTreeSet<Arc<str>>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
+    if host.len() > SHARED_HOST_LEN {
+        return Arc::from(host);
+    }
     // Nothing panics while this lock is held.
     let mut hosts = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
-    match hosts.get(host.as_str()) {
-        Some(shared) => shared.clone(),
-        None => {
-            let own = Arc::<str>::from(host);
-            if hosts.len() < SHARED_HOSTS {
-                hosts.insert(own.clone());
-            }
-            own
-        }
+    if let Some(shared) = hosts.get(host.as_str()) {
+        return shared.clone();
     }
+    if hosts.len() >= SHARED_HOSTS {
+        // Only the table holds these: no client of theirs is left.
+        hosts.retain(|h| Arc::strong_count(h) > 1);
+    }
+    let own = Arc::<str>::from(host);
+    if hosts.len() < SHARED_HOSTS {
+        hosts.insert(own.clone());
+    }
+    own
 }
 
 /// The default options, made once per process and shared by every client left at them.
@@ -899,6 +909,18 @@ mod tests {
         let last = &many[many.len() - 1];
         let again = TcpClient::new(last.host.to_string(), 1);
         assert_eq!(again.host, last.host);
+        // Once their clients are gone, a full table makes room for new names.
+        drop((many, again));
+        let d = TcpClient::new("after.test", 1);
+        let e = TcpClient::new("after.test", 2);
+        assert!(
+            Arc::ptr_eq(&d.host, &e.host),
+            "a full table of unheld names made room"
+        );
+        // A string longer than any host name is kept, not shared: the table's bytes are bounded.
+        let long = "h".repeat(SHARED_HOST_LEN + 1);
+        let (f, g) = (TcpClient::new(long.clone(), 1), TcpClient::new(long, 2));
+        assert!(!Arc::ptr_eq(&f.host, &g.host));
     }
 
     /// A client declares the boxes its connection uses, and not Kamaelia's `_socketFeedback`
