@@ -28,7 +28,9 @@ pub(crate) struct Store<T> {
     state: Mutex<State<T>>,
     /// While the queue is empty and a task waits here for a message, that task's waker's data
     /// pointer, if its waker is of a kind whose data pointer alone names the task (a group
-    /// member's or a tokio task's, `group::is_known_waker`); otherwise 0. Set and cleared
+    /// member's or a tokio task's, `group::is_known_waker`) and the store does not forward
+    /// (so a task noted here also says the store is its chain's end: [`Store::full_end`]
+    /// answers "room" from it without the lock); otherwise 0. Set and cleared
     /// under the lock, read without it: a task that polls an empty box it already waits on
     /// (the usual poll of a component that waits on several boxes) finds that out without the
     /// lock. Every push clears it before it wakes the waiting task, so whoever still reads the

@@ -102,21 +102,6 @@ impl AsyncWrite for Writer {
         with_pinned!(self.get_mut(), Writer, w => w.poll_write(cx, buf))
     }
 
-    fn poll_write_vectored(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        with_pinned!(self.get_mut(), Writer, w => w.poll_write_vectored(cx, bufs))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Writer::Pipe(p) => p.is_write_vectored(),
-            Writer::Any(w) => w.is_write_vectored(),
-        }
-    }
-
     fn poll_flush(
         self: std::pin::Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
@@ -501,20 +486,20 @@ impl From<ConsoleEchoer> for Component {
             loop {
                 let next = poll_fn(|cx| wait.poll_echo(&inbox, &control, &mut batch, &mut out, cx));
                 match next.await {
+                    // A forwarder's write may wait for room downstream, reading `control`
+                    // meanwhile: the stop it reads there is seen below, as one from `control`.
                     Echoed::Taken => out.write(&mut batch, &mut watch).await?,
                     Echoed::Failed(e) => return Err(e.into()),
-                    Echoed::Control(c) => {
-                        watch.handle(c).await;
-                        if watch.stopping() {
-                            // Only what is queued now: a producer that keeps sending must not
-                            // keep a finishing echoer alive.
-                            for _ in 0..inbox.len() {
-                                batch.extend(inbox.try_recv());
-                            }
-                            out.write(&mut batch, &mut watch).await?;
-                            break;
-                        }
+                    Echoed::Control(c) => watch.handle(c).await,
+                }
+                if watch.stopping() {
+                    // Only what is queued now: a producer that keeps sending must not keep a
+                    // finishing echoer alive.
+                    for _ in 0..inbox.len() {
+                        batch.extend(inbox.try_recv());
                     }
+                    out.write(&mut batch, &mut watch).await?;
+                    break;
                 }
             }
             watch.finish(Control::producer_finished());
@@ -915,19 +900,6 @@ impl AsyncWrite for FileWriter {
         std::task::Poll::Ready(retry_interrupted(|| io::Write::write(file, buf)))
     }
 
-    fn poll_write_vectored(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> std::task::Poll<io::Result<usize>> {
-        let file = &mut self.get_mut().0;
-        std::task::Poll::Ready(retry_interrupted(|| io::Write::write_vectored(file, bufs)))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
     fn poll_flush(
         self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
@@ -978,6 +950,7 @@ fn own_pipe(fd: u8) -> Option<String> {
 mod tests {
     use super::*;
     use std::pin::Pin;
+    use std::time::Duration;
 
     async fn messages(input: &'static [u8], mode: ReadMode, max: usize) -> Vec<Bytes> {
         read_all(Reader::Any(Box::new(input)), mode, max).await
@@ -1091,9 +1064,9 @@ mod tests {
         }
     }
 
-    /// ConsoleEchoer writes each batch in the poll that took it, and goes on from where a
-    /// write that was not ready (or short, or a flush not ready) left off: every byte, in
-    /// order, with empty messages among them.
+    /// ConsoleEchoer goes on from where a write that was not ready (or short, or a flush not
+    /// ready) left off: every byte, in order, with empty messages among them. (A guard: the
+    /// echoer before it wrote each batch in a poll of its own passes too.)
     #[tokio::test]
     async fn the_echoer_writes_on_from_where_the_output_left_off() {
         let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -1115,12 +1088,64 @@ mod tests {
             data.send(Bytes::from(msg)).await.unwrap();
         }
         control.send(Control::producer_finished()).await.unwrap();
-        let report = axon::Scheduler::new()
-            .run(async {
-                echoer.activate();
-            })
-            .await;
-        assert!(report.is_ok());
+        let scheduler = axon::Scheduler::new();
+        let report = scheduler.run(async {
+            echoer.activate();
+        });
+        let report = tokio::time::timeout(Duration::from_secs(10), report).await;
+        assert!(report.expect("the echoer ended").is_ok());
         assert_eq!(*out.lock().unwrap(), want);
+    }
+
+    /// A forwarding echoer whose final message comes while it waits for room downstream ends:
+    /// after a `producerFinished`, once room comes, with every message written and forwarded;
+    /// after a `shutdownMicroprocess`, at once, without waiting for room. Its own final message
+    /// goes on `signal`. Before session 10's review mend the stop read while waiting was kept
+    /// and never looked at again: the echoer waited for ever, after either (this test then
+    /// fails at its time bound).
+    #[tokio::test]
+    async fn a_forwarder_stopped_while_it_waits_for_room_ends() {
+        for (last, all) in [
+            (Control::producer_finished(), true),
+            (Control::shutdown(), false),
+        ] {
+            let echoer: Component = ConsoleEchoer::with_writer(tokio::io::sink())
+                .forwarder(true)
+                .into();
+            let data = Outbox::<Bytes>::standalone("data");
+            let control = Outbox::<Control>::standalone("control");
+            let down = axon::Inbox::<Bytes>::standalone("down", 1);
+            let signal = axon::Inbox::<Control>::standalone("signal", 4);
+            axon::link_refs(&data.boxref(), &echoer.boxref("inbox").unwrap()).unwrap();
+            axon::link_refs(&control.boxref(), &echoer.boxref("control").unwrap()).unwrap();
+            axon::link_refs(&echoer.boxref("outbox").unwrap(), &down.boxref()).unwrap();
+            axon::link_refs(&echoer.boxref("signal").unwrap(), &signal.boxref()).unwrap();
+            for m in ["a", "b", "c"] {
+                data.send(Bytes::from(m)).await.unwrap();
+            }
+            let scheduler = axon::Scheduler::new();
+            let run = scheduler.run(async {
+                echoer.activate();
+            });
+            let drive = async {
+                // Taking "a" lets "b" in; "c" then waits for room (`down` holds one), and the
+                // stop comes while it waits: `down` is drained (if at all) after it is sent.
+                let mut got = vec![down.recv().await];
+                control.send(last.clone()).await.unwrap();
+                while all && got.len() < 3 {
+                    got.push(down.recv().await);
+                }
+                got
+            };
+            let (report, got) =
+                tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(run, drive) })
+                    .await
+                    .unwrap_or_else(|_| panic!("stopped by {last:?} while waiting: it hung"));
+            assert!(report.is_ok());
+            if all {
+                assert_eq!(got, ["a", "b", "c"]);
+            }
+            assert!(signal.try_recv().is_some(), "its final message on signal");
+        }
     }
 }
