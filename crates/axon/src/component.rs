@@ -64,16 +64,16 @@ where
     Fut: Future<Output = MainResult>,
 {
     if let Either::Left(start) = main.as_mut().as_pin_mut() {
-        // `Lazy` is always ready at once.
         let Poll::Ready(future) = start.poll(cx) else {
-            return Poll::Pending;
+            unreachable!("a `Lazy` is ready at once")
         };
         main.set(Either::Right(future));
     }
     match main.as_pin_mut() {
         Either::Right(future) => future.poll(cx),
-        // Not reached: it was set just above.
-        Either::Left(_) => Poll::Pending,
+        // A panic here would be caught and reported as the component's failure, as any in
+        // its routine; a `Pending` would leave it waiting with no waker.
+        Either::Left(_) => unreachable!("the future was set just above"),
     }
 }
 
@@ -123,9 +123,8 @@ where
     loop {
         match main.as_mut().as_pin_mut() {
             Either::Left(start) => {
-                // `Lazy` is always ready at once.
                 let Poll::Ready(first) = Pin::new(&mut start.get_mut().0).poll(cx) else {
-                    return Poll::Pending;
+                    unreachable!("a `Lazy` is ready at once")
                 };
                 main.set(Either::Right(Either::Left(first)));
             }
@@ -265,7 +264,10 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 ///
 /// A built component is five words (its kind and label are its block's, a wiring error is
 /// boxed): a [`crate::Group`] holds its members until they are activated, often on another
-/// thread than the one that built them.
+/// thread than the one that built them. Its main routine is one block, made when it is built
+/// and freed when it ends: as large as the larger of the routine's closure and the future
+/// the closure makes (TcpClient's: 376 bytes), so a component built long before it is
+/// activated holds that block meanwhile.
 pub struct Component {
     /// Its id, label, boxes and (once it has ended) exit, in one block shared with its handles
     /// and the scheduler's record.
@@ -326,6 +328,12 @@ pub struct ComponentBuilder {
 }
 
 impl Component {
+    /// The size of its main routine's block, in bytes (for tests of a component's memory).
+    #[doc(hidden)]
+    pub fn routine_size(&self) -> usize {
+        std::mem::size_of_val(&*self.main)
+    }
+
     /// Starts declaring a component called `name` (its kind, e.g. `"TcpClient"`).
     pub fn build(name: impl Into<Arc<str>>) -> ComponentBuilder {
         let name: Arc<str> = name.into();
@@ -634,10 +642,46 @@ impl ComponentBuilder {
 
     /// Finishes the component with a main routine in two phases: `first` (connecting, say),
     /// then the future `then` makes of what `first` ended with (the connection), in the place
-    /// `first` had. As [`ComponentBuilder::main`] in everything else; what it adds is that the
-    /// two phases share one block for the component's whole life, and a poll of the second
-    /// is one test and its own poll, where a `first.then(..)` routine would be polled through
-    /// the combinator's own layer too.
+    /// `first` had. As [`ComponentBuilder::main`] with `first(cx).then(then)` in everything
+    /// else, one block included; what it saves is the combinator's layer on every poll of the
+    /// second phase (two tests and the second phase's own poll): TcpClient's relay round trip
+    /// measured 6,730 instructions as a `then`, 6,658 so.
+    ///
+    /// ```
+    /// use axon::{Component, Control, Scheduler};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut b = Component::build("FirstNumber");
+    /// let inbox = b.inbox::<u32>("inbox", "numbers");
+    /// let signal = b.signal();
+    /// let first_number = b.main_then(
+    ///     // The first phase: wait for a number.
+    ///     move |_cx| async move { (inbox.recv().await, signal) },
+    ///     // The second, made of the first's output in its place.
+    ///     |(n, signal)| async move {
+    ///         signal.send(Control::producer_finished()).await?;
+    ///         if n == 0 { Err("zero".into()) } else { Ok(()) }
+    ///     },
+    /// );
+    /// let to = axon::Outbox::<u32>::standalone("to");
+    /// axon::link_refs(&to.boxref(), &first_number.boxref("inbox").unwrap()).unwrap();
+    /// to.send(7).await.unwrap();
+    /// let report = Scheduler::new().run(async { first_number.activate(); }).await;
+    /// assert!(report.is_ok());
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// `then` runs with whatever `first` ended with: an error of the first phase reaches the
+    /// component's exit and `signal` only if `then`'s future returns it. A panic in either
+    /// phase (or in `then` itself) is the component's failure, reported as for
+    /// [`ComponentBuilder::main`].
+    ///
+    /// # Shutdown
+    /// The runtime reads no box for the routine in either phase: a `control` inbox is the
+    /// routine's to watch while it connects as after (TcpClient's first phase races its
+    /// connect against `control`).
     pub fn main_then<F, Fut1, G, Fut2>(self, first: F, then: G) -> Component
     where
         F: FnOnce(Context) -> Fut1 + Send + 'static,

@@ -1059,8 +1059,16 @@ mod tests {
 
     /// The block of `component`'s routine holds each of its states of about 200 bytes in
     /// turn, not all of them at once (a few words of tags aside).
+    /// `run`'s output, or a panic after 10 s (a start that returned `Pending` with no waker
+    /// would hang the test).
+    async fn within_10_s<T>(run: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(10), run)
+            .await
+            .expect("the component ended within 10 s")
+    }
+
     fn assert_one_block_of_200(component: &Component, what: &str) {
-        let size = std::mem::size_of_val(&*component.main);
+        let size = component.routine_size();
         eprintln!("{what}: one block of {size} bytes");
         assert!(
             (200..=200 + 2 * 64).contains(&size),
@@ -1070,7 +1078,7 @@ mod tests {
 
     /// A component's routine and its future are one block, made when it is built: the block
     /// holds the closure until the first poll, then the future in its place, so its size is
-    /// the larger of the two (and a word at most), not their sum. Before, the closure was boxed
+    /// the larger of the two (and a tag), not their sum. Before, the closure was boxed
     /// on its own where the component was built and freed where it first ran: built on one
     /// thread and run on another, every component left a hole in the builder's heap (a client
     /// connection's two: 96 and 48 bytes). And the routine still runs at the first poll, in
@@ -1101,11 +1109,12 @@ mod tests {
         let id = component.label();
         let sched = Scheduler::new();
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .unwrap();
-        let report = rt.block_on(sched.run(async {
+        let report = rt.block_on(within_10_s(sched.run(async {
             component.activate();
-        }));
+        })));
         assert!(report.is_ok(), "{report:?}");
         assert_eq!(*label.lock().unwrap(), Some((id, sched.key())));
     }
@@ -1143,11 +1152,12 @@ mod tests {
         assert_one_block_of_200(&component, "each phase in turn");
         let id = component.label();
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .unwrap();
-        let report = rt.block_on(Scheduler::new().run(async {
+        let report = rt.block_on(within_10_s(Scheduler::new().run(async {
             component.activate();
-        }));
+        })));
         assert!(report.is_ok(), "{report:?}");
         assert_eq!(*got.lock().unwrap(), Some((600, id)));
     }
