@@ -785,6 +785,20 @@ impl Output {
         batch: &[Bytes],
         cx: &mut TaskContext<'_>,
     ) -> Poll<Result<(), ConsoleError>> {
+        let written = self.poll_write_on(batch, cx);
+        if written.is_ready() {
+            // Done, or failed: the next batch starts from its beginning.
+            (self.done, self.part) = (0, 0);
+        }
+        written
+    }
+
+    /// [`Output::poll_write`] from where `done` and `part` say it got.
+    fn poll_write_on(
+        &mut self,
+        batch: &[Bytes],
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Result<(), ConsoleError>> {
         while let Some(msg) = batch.get(self.done) {
             let rest = &msg[self.part..];
             if rest.is_empty() {
@@ -792,27 +806,15 @@ impl Output {
                 self.part = 0;
                 continue;
             }
-            match std::pin::Pin::new(&mut self.writer).poll_write(cx, rest) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(0)) => {
-                    self.done = 0;
-                    self.part = 0;
-                    return Poll::Ready(Err(write_error(io::ErrorKind::WriteZero.into())));
-                }
-                Poll::Ready(Ok(n)) => self.part += n,
-                Poll::Ready(Err(e)) => {
-                    self.done = 0;
-                    self.part = 0;
-                    return Poll::Ready(Err(write_error(e)));
-                }
+            match std::task::ready!(std::pin::Pin::new(&mut self.writer).poll_write(cx, rest)) {
+                Ok(0) => return Poll::Ready(Err(write_error(io::ErrorKind::WriteZero.into()))),
+                Ok(n) => self.part += n,
+                Err(e) => return Poll::Ready(Err(write_error(e))),
             }
         }
-        let flushed = std::pin::Pin::new(&mut self.writer).poll_flush(cx);
-        if flushed.is_ready() {
-            self.done = 0;
-            self.part = 0;
-        }
-        flushed.map_err(write_error)
+        std::pin::Pin::new(&mut self.writer)
+            .poll_flush(cx)
+            .map_err(write_error)
     }
 
     /// Writes and flushes every message in `batch`, then forwards them if asked to; empties it.
