@@ -1057,8 +1057,6 @@ mod tests {
         assert!(size <= 40, "Component: {size} bytes");
     }
 
-    /// The block of `component`'s routine holds each of its states of about 200 bytes in
-    /// turn, not all of them at once (a few words of tags aside).
     /// `run`'s output, or a panic after 10 s (a start that returned `Pending` with no waker
     /// would hang the test).
     async fn within_10_s<T>(run: impl std::future::Future<Output = T>) -> T {
@@ -1067,6 +1065,8 @@ mod tests {
             .expect("the component ended within 10 s")
     }
 
+    /// The block of `component`'s routine holds each of its states of about 200 bytes in
+    /// turn, not all of them at once (a few words of tags aside).
     fn assert_one_block_of_200(component: &Component, what: &str) {
         let size = component.routine_size();
         eprintln!("{what}: one block of {size} bytes");
