@@ -335,11 +335,10 @@ impl Component {
     }
 
     /// Starts declaring a component called `name` (its kind, e.g. `"TcpClient"`).
-    pub fn build(name: impl Into<Arc<str>>) -> ComponentBuilder {
-        let name: Arc<str> = name.into();
+    pub fn build(name: impl AsRef<str>) -> ComponentBuilder {
         // Shared with every component of this kind (a connection's components are built a
-        // hundred thousand times over).
-        let kind = crate::spec::shared_name(&name);
+        // hundred thousand times over): looked up, not made, for each.
+        let kind = crate::spec::shared_name(name.as_ref());
         let id = ComponentId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
         ComponentBuilder {
             owner: Owner::new(Label::new(kind.clone(), id.0)),

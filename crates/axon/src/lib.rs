@@ -64,5 +64,5 @@ pub use scheduler::{
     block_on, interrupted, run, ComponentFailure, Context, Exit, FailureKind, Handle, RunReport,
     Scheduler, RECENT_FAILURES,
 };
-pub use spec::{BoxDecl, BoxId, BoxSpec, Direction, LinkKind};
+pub use spec::{BoxDecl, BoxId, BoxSpec, Direction, LinkKind, SharedNames};
 pub use watch::{ControlWatch, Undelivered};

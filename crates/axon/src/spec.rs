@@ -4,27 +4,83 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-/// Names shared by every box (and component kind) that uses them: a connection's boxes are
-/// called `inbox`, `control`, ... a hundred thousand times over, and each would otherwise hold its
-/// own copy. Bounded: past [`SHARED_NAMES`] distinct names, new ones get their own copy.
-static NAMES: Mutex<BTreeSet<Arc<str>>> = Mutex::new(BTreeSet::new());
+/// A bounded table of shared strings: each name is kept once, and everyone who asks for it
+/// gets the same `Arc<str>` (a connection's boxes are called `inbox`, `control`, ... and its
+/// clients connect to the same host, a hundred thousand times over; each would otherwise hold
+/// its own copy). Bounded in names and in bytes, so a program that makes names on the fly
+/// (from what a peer sends, say) cannot grow it for ever: a name longer than the table's
+/// longest is not shared, and when the table is full, names nobody holds any more leave it;
+/// if none can, the new name is not shared. A name not shared is still returned, as a copy of
+/// its own.
+///
+/// ```
+/// use axon::SharedNames;
+/// use std::sync::Arc;
+///
+/// static HOSTS: SharedNames = SharedNames::new(2, 16);
+/// let (a, b) = (HOSTS.get("127.0.0.1"), HOSTS.get("127.0.0.1"));
+/// assert!(Arc::ptr_eq(&a, &b));
+/// let long = HOSTS.get("a-name-longer-than-sixteen-bytes");
+/// assert!(!Arc::ptr_eq(&long, &HOSTS.get(&long)));
+/// ```
+#[derive(Debug)]
+pub struct SharedNames {
+    names: Mutex<BTreeSet<Arc<str>>>,
+    /// How many names it keeps at most.
+    most: usize,
+    /// The longest name it keeps, in bytes.
+    longest: usize,
+}
 
-/// How many distinct names are shared at most (a program that makes names on the fly must not
-/// grow the table for ever).
-const SHARED_NAMES: usize = 4096;
+impl SharedNames {
+    /// An empty table keeping at most `most` names of at most `longest` bytes each.
+    pub const fn new(most: usize, longest: usize) -> Self {
+        SharedNames {
+            names: Mutex::new(BTreeSet::new()),
+            most,
+            longest,
+        }
+    }
+
+    /// `name`, shared with everyone else who asked this table for it (a copy of its own if the
+    /// table does not keep it).
+    pub fn get(&self, name: &str) -> Arc<str> {
+        if name.len() > self.longest {
+            return name.into();
+        }
+        // Nothing panics while this lock is held.
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = names.get(name) {
+            return n.clone();
+        }
+        if names.len() >= self.most {
+            // Only the table holds these: nobody asked for them is left.
+            names.retain(|n| Arc::strong_count(n) > 1);
+        }
+        let n: Arc<str> = name.into();
+        if names.len() < self.most {
+            names.insert(n.clone());
+        }
+        n
+    }
+
+    /// How many names it keeps now.
+    pub fn len(&self) -> usize {
+        self.names.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether it keeps no name.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The names of boxes and component kinds: at most 4,096 names of at most 256 bytes (1 MiB).
+static NAMES: SharedNames = SharedNames::new(4096, 256);
 
 /// `name`, shared with every other box or component kind of that name.
 pub(crate) fn shared_name(name: &str) -> Arc<str> {
-    // Nothing panics while this lock is held.
-    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(n) = names.get(name) {
-        return n.clone();
-    }
-    let n: Arc<str> = name.into();
-    if names.len() < SHARED_NAMES {
-        names.insert(n.clone());
-    }
-    n
+    NAMES.get(name)
 }
 
 /// A box's name and the line that describes it: shared by every box declared with both (a
@@ -38,7 +94,7 @@ pub(crate) struct BoxMeta {
 
 type MetaTable = BTreeMap<(Arc<str>, &'static str), Arc<BoxMeta>>;
 
-/// The shared [`BoxMeta`]s; bounded as [`NAMES`] is.
+/// The shared [`BoxMeta`]s: at most as many as [`NAMES`] keeps names.
 static METAS: Mutex<MetaTable> = Mutex::new(BTreeMap::new());
 
 /// The [`BoxMeta`] of `name` and `description`, shared with every other box declared with both.
@@ -54,7 +110,7 @@ pub(crate) fn shared_meta(name: &str, description: &'static str) -> Arc<BoxMeta>
         name: key.0.clone(),
         description,
     });
-    if metas.len() < SHARED_NAMES {
+    if metas.len() < NAMES.most {
         metas.insert(key, m.clone());
     }
     m
@@ -278,5 +334,39 @@ mod tests {
             }
             assert!(matches!(b.error(), Some(WiringError::UnknownBox { .. })));
         }
+    }
+
+    /// A table of shared names stays within its bounds, whatever names come: past its count,
+    /// a new name is not shared while every name kept is held; names nobody holds make room;
+    /// a name longer than its longest is never kept. (Moved here from TcpClient's host
+    /// table, session 10: its room check failed on the table as first merged.)
+    #[test]
+    fn shared_names_stay_within_their_bounds() {
+        use super::SharedNames;
+        use std::sync::Arc;
+        let table = SharedNames::new(4, 8);
+        let (a, b) = (table.get("one"), table.get("one"));
+        assert!(Arc::ptr_eq(&a, &b), "one string for one name");
+        let held: Vec<Arc<str>> = (0..3).map(|i| table.get(&format!("n{i}"))).collect();
+        assert_eq!(table.len(), 4);
+        // Full of held names: a new one is not kept, and the table does not grow.
+        let (c, d) = (table.get("new"), table.get("new"));
+        assert!(
+            !Arc::ptr_eq(&c, &d),
+            "a full table of held names shares no new one"
+        );
+        assert_eq!((&*c, table.len()), ("new", 4));
+        // Once their holders are gone, the names make room.
+        drop((a, b, held));
+        let (e, f) = (table.get("after"), table.get("after"));
+        assert!(
+            Arc::ptr_eq(&e, &f),
+            "a full table of unheld names made room"
+        );
+        assert!(table.len() <= 4);
+        // Longer than its longest: kept by whoever asked, not by the table.
+        let (g, h) = (table.get("123456789"), table.get("123456789"));
+        assert!(!Arc::ptr_eq(&g, &h));
+        assert_eq!(&*g, "123456789");
     }
 }

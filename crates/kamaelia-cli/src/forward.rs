@@ -59,9 +59,12 @@ pub(crate) fn main(cfg: ForwardConfig, output: Output) -> anyhow::Result<u8> {
         if target.proxy.is_some() {
             session::client_with(&target, RELAY_LIMITS)?;
         }
+        // A direct target's client is made once and cloned for each connection (its host,
+        // options and TLS settings shared, not made again per connection).
+        let direct = session::tcp_client_with(&target, RELAY_LIMITS);
         let server = TcpServer::bind(&cfg.bind.to_string(), move |info| {
             let relay = match &target.proxy {
-                None => Relay::new(session::tcp_client_with(&target, RELAY_LIMITS)),
+                None => Relay::new(direct.clone()),
                 // The TcpClient to the proxy half-closes (keep_open is false for forward's
                 // target), so the relay's half-close passes through the tunnel. Made as checked
                 // above, so it does not fail; if it did, the relay would fail with the error and

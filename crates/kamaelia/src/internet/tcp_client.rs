@@ -166,39 +166,11 @@ struct Options {
     limits: Limits,
 }
 
-/// How many distinct hosts are shared at most: a program that connects to ever new names
-/// must not grow the table for ever (when it is full, names no client holds any more leave
-/// it; if none can, a client keeps its own copy).
-const SHARED_HOSTS: usize = 1024;
-
-/// The longest host shared (a DNS name is at most 253 bytes): with [`SHARED_HOSTS`], the
-/// table holds at most 256 KiB of names, whatever strings a program is given.
-const SHARED_HOST_LEN: usize = 256;
-
-/// `host` as a client keeps it: shared with every other client of the same host, as most
-/// connections go to a few servers. A string of its own per client was a block as long as its
-/// connection lived (48 bytes for `"127.0.0.1"`), made where the client was built.
-fn shared_host(host: String) -> Arc<str> {
-    static HOSTS: std::sync::Mutex<std::collections::BTreeSet<Arc<str>>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    if host.len() > SHARED_HOST_LEN {
-        return Arc::from(host);
-    }
-    // Nothing panics while this lock is held.
-    let mut hosts = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(shared) = hosts.get(host.as_str()) {
-        return shared.clone();
-    }
-    if hosts.len() >= SHARED_HOSTS {
-        // Only the table holds these: no client of theirs is left.
-        hosts.retain(|h| Arc::strong_count(h) > 1);
-    }
-    let own = Arc::<str>::from(host);
-    if hosts.len() < SHARED_HOSTS {
-        hosts.insert(own.clone());
-    }
-    own
-}
+/// The hosts clients keep, shared: most connections go to a few servers, and a string of its
+/// own per client was a block as long as its connection lived (48 bytes for `"127.0.0.1"`),
+/// made where the client was built. At most 1,024 hosts of at most 256 bytes (a DNS name is
+/// at most 253): 256 KiB, whatever strings a program is given.
+static HOSTS: axon::SharedNames = axon::SharedNames::new(1024, 256);
 
 /// The default options, made once per process and shared by every client left at them.
 fn default_options() -> Arc<Options> {
@@ -222,7 +194,7 @@ impl TcpClient {
     /// A client for `host` (a name, or an IPv4 or IPv6 literal) and `port`.
     pub fn new(host: impl Into<String>, port: u16) -> Self {
         TcpClient {
-            host: shared_host(host.into()),
+            host: HOSTS.get(&host.into()),
             port,
             tls: default_tls(),
             options: default_options(),
@@ -266,7 +238,11 @@ impl TcpClient {
 
     /// What ProducerFinished does (default [`OnFinish::Close`]).
     pub fn on_finish(mut self, on_finish: OnFinish) -> Self {
-        self.options_mut().on_finish = on_finish;
+        // Options shared with other clients are copied only to change (a Relay sets its
+        // client's to what it usually is already).
+        if self.options.on_finish != on_finish {
+            self.options_mut().on_finish = on_finish;
+        }
         self
     }
 
@@ -878,10 +854,8 @@ mod tests {
     }
 
     /// Clients of one host share its name: a string per client was a 48-byte block for
-    /// `"127.0.0.1"`, held as long as its connection. While the table is full of names clients
-    /// still hold, a client of a new host keeps its own (finding that out scans the table:
-    /// 1,024 names at most, under its lock); names no client holds make room. Fails on the
-    /// old code (each client had its own copy).
+    /// `"127.0.0.1"`, held as long as its connection. Fails on the old code (each client had
+    /// its own copy). The table's bounds are `axon::SharedNames`' (tested there).
     #[test]
     fn clients_of_one_host_share_its_name() {
         let (a, b) = (
@@ -891,29 +865,7 @@ mod tests {
         assert!(Arc::ptr_eq(&a.host, &b.host), "one string for one host");
         let c = TcpClient::new("127.0.0.2", 1);
         assert_eq!((&*a.host, &*c.host), ("127.0.0.1", "127.0.0.2"));
-        // However many hosts come, the table stays bounded and every client keeps its host.
-        let many: Vec<TcpClient> = (0..SHARED_HOSTS + 10)
-            .map(|i| TcpClient::new(format!("host-{i}.test"), 1))
-            .collect();
-        assert!(many
-            .iter()
-            .enumerate()
-            .all(|(i, c)| *c.host == *format!("host-{i}.test")));
-        let last = &many[many.len() - 1];
-        let again = TcpClient::new(last.host.to_string(), 1);
-        assert_eq!(again.host, last.host);
-        // Once their clients are gone, a full table makes room for new names.
-        drop((many, again));
-        let d = TcpClient::new("after.test", 1);
-        let e = TcpClient::new("after.test", 2);
-        assert!(
-            Arc::ptr_eq(&d.host, &e.host),
-            "a full table of unheld names made room"
-        );
-        // A string longer than any host name is kept, not shared: the table's bytes are bounded.
-        let long = "h".repeat(SHARED_HOST_LEN + 1);
-        let (f, g) = (TcpClient::new(long.clone(), 1), TcpClient::new(long, 2));
-        assert!(!Arc::ptr_eq(&f.host, &g.host));
+        assert!(HOSTS.len() <= 1024);
     }
 
     /// A client declares the boxes its connection uses, and not Kamaelia's `_socketFeedback`
