@@ -192,18 +192,26 @@ impl<T: Message> Outbox<T> {
     ///
     /// Not cancel safe: if the future is dropped while waiting for room, `msg` goes with it. Use
     /// [`Outbox::ready`] and [`Outbox::try_send`] inside `select!`.
-    pub async fn send(&self, msg: T) -> Result<(), SendError<T>> {
-        let mut msg = msg;
-        loop {
-            match self.store.try_push(msg, false) {
-                Ok(()) => return Ok(()),
-                Err(PushError::Closed(m)) => return Err(SendError(m)),
+    ///
+    /// The future is the message and a reference to this outbox, polled directly (no `async`
+    /// state machine around it): a component waiting in a send holds no more than that.
+    pub fn send(&self, msg: T) -> impl Future<Output = Result<(), SendError<T>>> + '_ {
+        let mut msg = Some(msg);
+        poll_fn(move |cx| loop {
+            let m = msg.take().expect("Outbox::send polled after it completed");
+            match self.store.try_push(m, false) {
+                Ok(()) => return Poll::Ready(Ok(())),
+                Err(PushError::Closed(m)) => return Poll::Ready(Err(SendError(m))),
                 Err(PushError::Full(m, full, _)) => {
-                    msg = m;
-                    full.wait_space().await;
+                    msg = Some(m);
+                    // Registered for room at the full end: any wake-up tries again from the
+                    // start of the chain (what woke it may be a relink upstream).
+                    if full.poll_space(cx).is_pending() {
+                        return Poll::Pending;
+                    }
                 }
             }
-        }
+        })
     }
 
     /// Sends `msg` if there is room now; otherwise hands it back saying why.

@@ -12,7 +12,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use std::future::poll_fn;
 use std::task::{Context as TaskContext, Poll, Waker};
 
 use crate::owners::Owner;
@@ -681,25 +680,6 @@ impl<T: Send + 'static> Store<T> {
         g.busy = None;
         self.idle.store(waker.data() as usize, Ordering::Release);
         true
-    }
-
-    /// Waits until this store (the full end of a chain) has room, is closed or forwards. Returns
-    /// after the first wake-up: what woke it may be a relink upstream, which only a fresh walk
-    /// of the chain (the caller's retry) can see.
-    pub(crate) async fn wait_space(&self) {
-        let mut registered = false;
-        poll_fn(|cx| {
-            if registered {
-                return Poll::Ready(());
-            }
-            registered = self.poll_space(cx).is_pending();
-            if registered {
-                Poll::Pending
-            } else {
-                Poll::Ready(())
-            }
-        })
-        .await
     }
 
     /// Ready if this store (the full end of a chain) has room, is closed or forwards; else

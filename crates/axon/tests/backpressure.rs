@@ -233,6 +233,54 @@ async fn a_waiting_send_fails_when_the_reader_ends() {
     .await;
 }
 
+/// §3 (send waits): a send that waits for room is its message and a reference to its outbox,
+/// nothing more, so a component waiting in one (every component that sends) holds no more than
+/// that in its routine's block (176 bytes for a `Bytes` before, an `async fn` holding
+/// the message twice and a wait of its own). It still waits while the inbox is full and goes
+/// through when the owner takes a message, in order, and follows a relink made while it waits.
+#[tokio::test]
+async fn a_waiting_send_holds_its_message_and_its_outbox_only_and_then_goes_through() {
+    within("a waiting send, then room", async {
+        let out = Outbox::<Vec<u8>>::standalone("out");
+        let first = Inbox::<Vec<u8>>::standalone("first", 1);
+        let second = Inbox::<Vec<u8>>::standalone("second", 1);
+        let l = link_refs(&out.boxref(), &first.boxref()).unwrap();
+        out.send(vec![1]).await.unwrap();
+
+        let waiting = out.send(vec![2]);
+        assert_eq!(
+            std::mem::size_of_val(&waiting),
+            std::mem::size_of::<Option<Vec<u8>>>() + std::mem::size_of::<&Outbox<Vec<u8>>>()
+        );
+        let mut waiting = std::pin::pin!(waiting);
+        assert!(
+            futures_poll_once(waiting.as_mut()).is_pending(),
+            "the inbox is full"
+        );
+        assert_eq!(first.try_recv(), Some(vec![1]));
+        waiting.as_mut().await.unwrap();
+        assert_eq!(first.try_recv(), Some(vec![2]));
+
+        // Full again; relinked to an empty inbox while the send waits: it lands there.
+        out.send(vec![3]).await.unwrap();
+        let mut waiting = std::pin::pin!(out.send(vec![4]));
+        assert!(futures_poll_once(waiting.as_mut()).is_pending());
+        l.unlink();
+        link_refs(&out.boxref(), &second.boxref()).unwrap();
+        waiting.as_mut().await.unwrap();
+        assert_eq!(second.try_recv(), Some(vec![4]));
+        assert_eq!(first.try_recv(), Some(vec![3]));
+    })
+    .await;
+}
+
+/// Polls `f` once with a waker that does nothing.
+fn futures_poll_once<F: std::future::Future>(
+    f: std::pin::Pin<&mut F>,
+) -> std::task::Poll<F::Output> {
+    f.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+}
+
 /// §3 (byte bounds): an inbox bounded in bytes holds its producer back by bytes, not only by
 /// count. Messages of 1 B to 96 KiB go through a passthrough outbox into an inbox of 64 messages
 /// and 256 KiB. Sampled at every receive, the inbox never holds more than 256 KiB - 1 plus the
