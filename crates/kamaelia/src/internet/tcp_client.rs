@@ -354,8 +354,9 @@ fn connected(
     std::future::Ready<MainResult>,
 > {
     match connecting {
-        Ok(Some((b, (stream, addrs, role, options, stopping)))) => Either::Left(drive_connected(
+        Ok(Some((b, (stream, addrs, role, options, stopping)))) => Either::Left(run_connected(
             b,
+            (),
             stream,
             addrs,
             Some(role),
@@ -680,27 +681,13 @@ async fn connect_elsewhere(
 /// The future owns the connection and is made by a plain function: an `async fn` would hold
 /// its arguments twice in its state (as arguments and as the locals they move to), and this
 /// future lives as long as the connection.
+///
+/// `cx` is what the caller held until now, its [`Context`] (SingleServer, UnixClient) or
+/// nothing (TcpClient's second phase): it is not kept, as the connection has no children to
+/// start and its errors read its label from its boxes.
 pub(super) fn run_connected<S>(
     b: Boxes,
-    cx: Context,
-    stream: S,
-    addrs: (SocketAddr, Option<SocketAddr>),
-    role: Option<TlsKept>,
-    options: CsaOptions,
-    stopping: bool,
-) -> impl std::future::Future<Output = MainResult> + Send + 'static
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    // Not kept: the connection has no children to start, and its errors read its label from
-    // its boxes.
-    drop(cx);
-    drive_connected(b, stream, addrs, role, options, stopping)
-}
-
-/// [`run_connected`] with no context: TcpClient's second phase, which keeps none.
-fn drive_connected<S>(
-    b: Boxes,
+    cx: impl Sized,
     stream: S,
     (peer, local): (SocketAddr, Option<SocketAddr>),
     role: Option<TlsKept>,
@@ -710,6 +697,7 @@ fn drive_connected<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    drop(cx);
     // Made here, before the future: what it is made from (the stream, the TLS role, the
     // options) is not kept beside it for the whole connection.
     let mut conn = connection(b.into_connection(), stream, peer, role, &options);
@@ -821,6 +809,19 @@ mod tests {
         assert!(c.options.nodelay && !b.options.nodelay);
     }
 
+    /// Runs `component` under a scheduler of its own until it ends (at most 30 s); the run
+    /// must report no failure.
+    async fn run_to_its_end(component: Component) {
+        let sched = axon::Scheduler::new();
+        let run = sched.run(async {
+            component.activate();
+        });
+        let report = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("the client ends within 30 s");
+        assert!(report.is_ok(), "{report:?}");
+    }
+
     /// A client is one block for its whole life: its main routine connects, then makes the
     /// connection's future in the place the connecting state had; the connecting state (the
     /// attempt at an IP literal and its deadline, the boxes, the settings) fits in that block,
@@ -845,18 +846,11 @@ mod tests {
             let Ok(Some((b, (stream, addrs, role, options, stopping)))) = connecting.await else {
                 return Err("no connection".into());
             };
-            let connected = drive_connected(b, stream, addrs, Some(role), options, stopping);
+            let connected = run_connected(b, (), stream, addrs, Some(role), options, stopping);
             let _ = tx.send((connecting_size, std::mem::size_of_val(&connected)));
             Ok(())
         });
-        let sched = axon::Scheduler::new();
-        let run = sched.run(async {
-            sizes.activate();
-        });
-        let report = tokio::time::timeout(Duration::from_secs(30), run)
-            .await
-            .expect("the client ends within 30 s");
-        assert!(report.is_ok(), "{report:?}");
+        run_to_its_end(sizes).await;
         let (connecting, connected) = rx.await.unwrap_or((usize::MAX, 0));
         // The block a TcpClient runs in, as the runtime holds it from when it is built.
         let block = Component::from(TcpClient::new("127.0.0.1", port)).routine_size();
@@ -888,14 +882,7 @@ mod tests {
         let label = client.label().to_string();
         let seen = Inbox::<Control>::standalone("seen", 64);
         axon::link_refs(&client.boxref(SIGNAL).unwrap(), &seen.boxref()).unwrap();
-        let sched = axon::Scheduler::new();
-        let run = sched.run(async {
-            client.activate();
-        });
-        let report = tokio::time::timeout(Duration::from_secs(30), run)
-            .await
-            .expect("the client ends within 30 s");
-        assert!(report.is_ok(), "{report:?}");
+        run_to_its_end(client).await;
         server.await.unwrap();
         let mut errors = Vec::new();
         while let Some(c) = seen.try_recv() {
