@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use axon::{Control, ControlWatch, Inbox, Label, Outbox};
+use axon::{Control, ControlWatch, Inbox, Outbox};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -51,7 +51,9 @@ pub(in crate::internet) struct Boxes {
 
 /// One connection being driven.
 pub(in crate::internet) struct Connection<S> {
-    label: Label,
+    /// Its boxes. The component's label is not kept beside them (24 bytes in every
+    /// connection's block): the errors that name it read it from `signal`'s owner
+    /// ([`Connection::label`]).
     b: Boxes,
     peer: SocketAddr,
     /// What a `makessl` needs, and a STARTTLS server's history ([`Kept`]).
@@ -95,7 +97,6 @@ where
 {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        label: Label,
         b: Boxes,
         stream: S,
         peer: SocketAddr,
@@ -107,7 +108,6 @@ where
     ) -> Self {
         let now = Instant::now();
         Connection {
-            label,
             b,
             peer,
             kept: Kept::new(tls, keep_history),
@@ -225,6 +225,12 @@ where
         &self.b.signal
     }
 
+    /// The label of the component the connection is driven by, as its errors name it: the
+    /// owner of its boxes (read from the boxes' table, under its lock: only errors need it).
+    fn label(&self) -> Arc<str> {
+        self.b.signal.id().owner
+    }
+
     /// Takes ProducerFinished that arrived before the connection was driven: what is queued
     /// goes out, then it finishes as [`super::OnFinish`] says.
     pub(in crate::internet) fn producer_finished(&mut self) {
@@ -236,7 +242,7 @@ where
             let _ = self
                 .b
                 .signal
-                .send(Control::error(self.label.clone(), e.clone()))
+                .send(Control::error(self.label(), e.clone()))
                 .await;
         }
         self.close(&how).await;
@@ -345,7 +351,7 @@ where
                     let _ = self
                         .b
                         .signal
-                        .send(Control::error(self.label.clone(), TcpError::Tls(e)))
+                        .send(Control::error(self.label(), TcpError::Tls(e)))
                         .await;
                 }
                 Ok(()) => {
@@ -1152,17 +1158,7 @@ mod tests {
             feedback: Some(Outbox::standalone("CreatorFeedback")),
         };
         let state = State::new(OnFinish::Close, Default::default());
-        let conn = Connection::new(
-            axon::Component::build("csa").label(),
-            b,
-            ours,
-            peer,
-            None,
-            state,
-            false,
-            Limits::default(),
-            false,
-        );
+        let conn = Connection::new(b, ours, peer, None, state, false, Limits::default(), false);
         (conn, theirs)
     }
 
@@ -1309,10 +1305,12 @@ mod tests {
     }
 
     /// What an idle connection's task holds: the connection, and its loop's state a few words
-    /// beside it. The bounds are a debug build's layout: 336 and 24 bytes (328 and 24 in a
-    /// release build) since the read buffer's flag went into a spare bit, a shutdown's dropped
-    /// bytes are read from how it ended rather than counted, `tls_first` is kept in the
-    /// flags' room and `drive` holds `self` once; 344 and 32 before (fails on that code),
+    /// beside it. The bounds are a debug build's layout: 312 and 24 bytes (304 and 24 in a
+    /// release build) since the label is read from the boxes' owner when an error names it;
+    /// 336 and 24 (328 and 24) before (fails on that code), since the read buffer's flag went
+    /// into a spare bit, a shutdown's dropped bytes are read from how it ended rather than
+    /// counted, `tls_first` is kept in the flags' room and `drive` holds `self` once; 344 and
+    /// 32 before that,
     /// 360 and 56 before the loop was written inside `drive`, far below what a `select!` over
     /// the boxes and the stream held (1664 bytes in a release build), and below the 424 and
     /// 136 bytes before the rarely used parts (the STARTTLS pushback, the idle timeouts) were
@@ -1323,7 +1321,7 @@ mod tests {
         let conn_size = std::mem::size_of_val(&conn);
         let loop_size = std::mem::size_of_val(&conn.drive());
         eprintln!("Connection {conn_size} bytes, its loop {loop_size}");
-        assert!(conn_size <= 336, "Connection: {conn_size} bytes");
+        assert!(conn_size <= 312, "Connection: {conn_size} bytes");
         assert!(loop_size <= 24, "its loop: {loop_size} bytes");
     }
 

@@ -403,17 +403,10 @@ impl ConnectedSocketAdapter {
                 Feedback::Into(sender) => sender,
             },
         };
-        b.main(move |cx| {
+        b.main(move |_| {
             // The connection is built here and its loop is the main routine itself, so the
             // task holds one copy of the connection's state, not the arguments as well.
-            let mut conn = connection(
-                cx.label().clone(),
-                boxes,
-                stream,
-                peer,
-                tls.map(Into::into),
-                &options,
-            );
+            let mut conn = connection(boxes, stream, peer, tls.map(Into::into), &options);
             if links.tells_protocol {
                 conn.tells_protocol();
             }
@@ -464,7 +457,6 @@ pub(in crate::internet) struct ServerLinks {
 /// client-shaped component's that drives its connection itself (`TcpClient`, `SingleServer`,
 /// `UnixClient`: one component, one set of boxes, one future per connection).
 pub(in crate::internet) fn connection<S>(
-    label: axon::Label,
     boxes: Boxes,
     stream: S,
     peer: SocketAddr,
@@ -481,7 +473,6 @@ where
     };
     let state = State::new(options.on_finish, timeouts);
     Connection::new(
-        label,
         boxes,
         stream,
         peer,
