@@ -49,6 +49,12 @@ pub(crate) enum Side {
     Ours,
     /// Hand-written tokio.
     Baseline,
+    /// A diagnostic, not a yardstick: the hand-written clients, each also holding two heap
+    /// blocks the size of TcpClient's and the holder's routines (their own state, read from a
+    /// TcpClient and a holder built for it), against the hand-written server. What a client
+    /// connection would cost if the runtime kept nothing for it: the difference to ours is the
+    /// runtime's share (boxes, component records, the group).
+    Components,
 }
 
 /// The parent's side of figure 7. One process pair holds as many connections as the open-file
@@ -75,7 +81,7 @@ pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
 async fn one_pair(cfg: &Config, table: &mut Table, n: usize) -> Result<()> {
     let results = alternate(
         cfg.rounds,
-        &[Side::Ours, Side::Baseline],
+        &[Side::Ours, Side::Baseline, Side::Components],
         |side| async move {
             let (c, s) = run_pair(cfg.workers, side, n).await?;
             let get = |m: &HashMap<String, f64>, k: &str| {
@@ -103,7 +109,7 @@ async fn one_pair(cfg: &Config, table: &mut Table, n: usize) -> Result<()> {
         },
     )
     .await?;
-    let (o, b) = (&results[0], &results[1]);
+    let (o, b, c) = (&results[0], &results[1], &results[2]);
     let m = |r: &[Vec<f64>], i| median(r, i);
     table.row(
         format!("7 {n} TcpClients -> TcpServer: time to connect and serve all"),
@@ -130,6 +136,20 @@ async fn one_pair(cfg: &Config, table: &mut Table, n: usize) -> Result<()> {
             "<= 1.5",
         );
     }
+    table.row(
+        "7 memory per idle connection, clients process: the hand-written clients also holding blocks the size of TcpClient's and the holder's routines (no runtime)",
+        format!("{:.0} B", m(c, 6) * 1024.0),
+        format!("{:.0} B", m(b, 6) * 1024.0),
+        m(c, 6) / m(b, 6),
+        "- (diagnostic)",
+    );
+    table.row(
+        "7 memory per idle connection, clients process: ours vs the line above (the runtime's share)",
+        format!("{:.0} B", m(o, 6) * 1024.0),
+        format!("{:.0} B", m(c, 6) * 1024.0),
+        m(o, 6) / m(c, 6),
+        "- (diagnostic)",
+    );
     table.row(
         format!(
             "7 CPU while idle, {} s, clients + server",
@@ -438,7 +458,7 @@ async fn listen_all(side: Side) -> Result<Vec<std::net::SocketAddr>> {
                     .await
             });
         }
-        Side::Baseline => {
+        Side::Baseline | Side::Components => {
             let mut listeners = Vec::new();
             for i in 0..usize::from(LISTEN_ADDRS) {
                 let want = match addrs.first() {
@@ -474,6 +494,13 @@ async fn listen_all(side: Side) -> Result<Vec<std::net::SocketAddr>> {
 
 /// The clients child: `n` clients that each send [`HELLO`], get it back and stay connected.
 pub(crate) async fn child_clients(side: Side, addr: std::net::SocketAddr, n: usize) -> Result<()> {
+    // The sizes of a TcpClient's and a holder's routine blocks, from a pair built (and
+    // dropped, never run) before the figure's start.
+    let sizes = {
+        let (tx, _rx) = mpsc::unbounded_channel::<()>();
+        let client: Component = TcpClient::new(addr.ip().to_string(), addr.port()).into();
+        (client.routine_size(), holder(tx).routine_size())
+    };
     let before = status_kib("VmRSS")?;
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let start = Instant::now();
@@ -502,20 +529,20 @@ pub(crate) async fn child_clients(side: Side, addr: std::net::SocketAddr, n: usi
         }
         Side::Baseline => {
             for i in 0..n {
-                let tx = tx.clone();
-                let to = listen_addr(addr, i);
-                tokio::spawn(async move {
-                    let Ok(mut s) = TcpStream::connect(to).await else {
-                        return;
-                    };
-                    let mut back = [0_u8; 8];
-                    if s.write_all(HELLO).await.is_err() || s.read_exact(&mut back).await.is_err() {
-                        return;
-                    }
-                    let _ = tx.send(());
-                    // Held until the server closes.
-                    let _ = s.read(&mut back).await;
-                });
+                tokio::spawn(hand_written_client(listen_addr(addr, i), tx.clone(), ()));
+            }
+        }
+        Side::Components => {
+            let (client, holder) = sizes;
+            for i in 0..n {
+                // Written to, as the routines' blocks are.
+                let blocks = (vec![1_u8; client], vec![1_u8; holder]);
+                let blocks = (blocks.0.into_boxed_slice(), blocks.1.into_boxed_slice());
+                tokio::spawn(hand_written_client(
+                    listen_addr(addr, i),
+                    tx.clone(),
+                    blocks,
+                ));
             }
         }
     }
@@ -534,6 +561,26 @@ pub(crate) async fn child_clients(side: Side, addr: std::net::SocketAddr, n: usi
         start.elapsed().as_secs_f64()
     );
     measure_on_request(before).await
+}
+
+/// The hand-written client: connects to `to`, sends [`HELLO`], reads it back, reports on
+/// `served`, then holds the connection (and `keep`) until the server closes.
+async fn hand_written_client<K>(
+    to: std::net::SocketAddr,
+    served: mpsc::UnboundedSender<()>,
+    keep: K,
+) {
+    let Ok(mut s) = TcpStream::connect(to).await else {
+        return;
+    };
+    let mut back = [0_u8; 8];
+    if s.write_all(HELLO).await.is_err() || s.read_exact(&mut back).await.is_err() {
+        return;
+    }
+    let _ = served.send(());
+    // Held until the server closes.
+    let _ = s.read(&mut back).await;
+    drop(keep);
 }
 
 /// Sends [`HELLO`], waits for it to come back, reports, then holds the connection open until
