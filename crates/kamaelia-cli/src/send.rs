@@ -5,8 +5,9 @@
 //! Pipeline(RateControlledFileReader(file, rate), Meter, TcpClient(host, port), ConsoleEchoer)
 //! ```
 //!
-//! With `--tls` or `--starttls` the reader and meter become the source of the SSL Graphline
-//! (see `session::graphline`). Standard input (`-`) is read by a `ConsoleReader` in chunk mode,
+//! With `--tls` or `--starttls` the reader and meter become the source of the SSL Graphline,
+//! each a member of it (see `session::graphline_fed`); with `--tls` to a TCP host the
+//! connection itself handshakes before it takes any data, with no TlsGate in front of it. Standard input (`-`) is read by a `ConsoleReader` in chunk mode,
 //! paced by a `RateLimiter` when `--rate` is given.
 //!
 //! At the end a summary line on stderr: `sent N bytes (size) in T s, R/s`, timed from the
@@ -97,12 +98,9 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
         let client = session::client_with(&cfg.endpoint, limits)?;
         let session = match &cfg.endpoint.tls {
             None => Pipeline::new([reader, meter, client, ConsoleEchoer::new().into()])?,
-            Some(tls) => session::graphline(
-                Pipeline::new([reader, meter])?,
-                client,
-                ConsoleEchoer::new(),
-                Some(tls),
-            )?,
+            Some(_) => {
+                session::graphline_fed(reader, meter, client, ConsoleEchoer::new(), &cfg.endpoint)?
+            }
         };
         let events = Events::new(output);
         let observer = Observer::attach(&session, events)?
