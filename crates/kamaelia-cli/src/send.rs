@@ -7,7 +7,8 @@
 //!
 //! With `--tls` or `--starttls` the reader and meter become the source of the SSL Graphline,
 //! each a member of it (see `session::graphline_fed`); with `--tls` to a TCP host the
-//! connection itself handshakes before it takes any data, with no TlsGate in front of it. Standard input (`-`) is read by a `ConsoleReader` in chunk mode,
+//! connection itself handshakes before it takes any data, with no TlsGate in front of it. A
+//! file sent with `--tls` (without `--crlf`) is counted by its reader, with no Meter. Standard input (`-`) is read by a `ConsoleReader` in chunk mode,
 //! paced by a `RateLimiter` when `--rate` is given.
 //!
 //! At the end a summary line on stderr: `sent N bytes (size) in T s, R/s`, timed from the
@@ -15,10 +16,12 @@
 //! (`progress::RATED_AFTER`: a shorter one measures the set-up and the kernel's buffering, and
 //! a 1-byte send would read as megabytes per second).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axon::Component;
+use kamaelia::file::SentCounter;
 use kamaelia::internet::{Limits, DEFAULT_LIMIT_BYTES};
 use kamaelia::util::{RateLimiter, DEFAULT_BURST};
 use kamaelia::{ConsoleEchoer, ConsoleReader, Pipeline, RateControlledFileReader, ReadMode};
@@ -56,16 +59,35 @@ const TLS_LIMITS: Limits = Limits {
     receive_bytes: DEFAULT_LIMIT_BYTES,
 };
 
+/// The meter's counts, kept by the file reader itself when it has no Meter behind it.
+impl SentCounter for Counts {
+    fn sent(&self, bytes: u64) {
+        self.input.fetch_add(bytes, Ordering::Relaxed);
+        self.handed_on.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn ended(&self) {
+        self.input_ended.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Runs `send` and returns the exit status.
 pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
     session::run_single(|_sched| async move {
         let counts = Arc::new(Counts::default());
+        // A file sent with TLS and as it is (no --crlf) is counted by its reader, with no
+        // Meter between it and the connection (see RateControlledFileReader::count).
+        let mut counted = false;
         let (reader, total): (Component, Option<u64>) = match cfg.source {
             Source::File { path, file, size } => {
                 let mut r = RateControlledFileReader::from_file(file, path).rate(cfg.rate);
                 // With TLS, a chunk at a time (see TLS_QUEUE_BYTES).
                 if cfg.endpoint.tls.is_some() {
                     r = r.read_size(TLS_QUEUE_BYTES);
+                    if !cfg.endpoint.crlf {
+                        r = r.count(counts.clone());
+                        counted = true;
+                    }
                 }
                 if let Some(n) = cfg.chunk_size {
                     r = r.chunk_size(n);
@@ -94,12 +116,17 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
             None => (Meter::INBOX_BYTES, Limits::default()),
             Some(_) => (TLS_QUEUE_BYTES, TLS_LIMITS),
         };
-        let meter = Meter::with_inbox(counts.clone(), cfg.endpoint.crlf, meter_bytes);
+        let meter = || Meter::with_inbox(counts.clone(), cfg.endpoint.crlf, meter_bytes);
         let client = session::client_with(&cfg.endpoint, limits)?;
         let session = match &cfg.endpoint.tls {
-            None => Pipeline::new([reader, meter, client, ConsoleEchoer::new().into()])?,
+            None => Pipeline::new([reader, meter(), client, ConsoleEchoer::new().into()])?,
             Some(_) => {
-                session::graphline_fed(reader, meter, client, ConsoleEchoer::new(), &cfg.endpoint)?
+                let (feed, source) = if counted {
+                    (None, reader)
+                } else {
+                    (Some(reader), meter())
+                };
+                session::graphline_fed(feed, source, client, ConsoleEchoer::new(), &cfg.endpoint)?
             }
         };
         let events = Events::new(output);

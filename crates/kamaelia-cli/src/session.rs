@@ -112,9 +112,9 @@ pub(crate) fn graphline(
     graphline_with(source, connection, echo, client_layer(tls))
 }
 
-/// `send`'s Graphline: [`graphline`] for `ep`, whose source is two components, `feed` ->
-/// `source` (the file reader and the meter), each a member of the Graphline (FEED and SOURCE)
-/// rather than a Pipeline of their own: a Pipeline's outbox is a passthrough, so every message
+/// `send`'s Graphline: [`graphline`] for `ep`, whose source is `source`, or two components,
+/// `feed` -> `source` (the reader and the meter), each a member of the Graphline (FEED and
+/// SOURCE) rather than a Pipeline of their own: a Pipeline's outbox is a passthrough, so every message
 /// its last member sent (and every look for room) would follow a chain of three boxes one hop
 /// at a time, each hop taking two locks, instead of an outbox linked straight to the next
 /// inbox. The Graphline's `control` fan-out reaches `feed` (whose `signal` feeds `source`'s
@@ -129,7 +129,7 @@ pub(crate) fn graphline(
 /// chunk the gate held, cold by the time rustls copies it). The connection's `sslready`
 /// leaves as the Graphline's, as without TLS.
 pub(crate) fn graphline_fed(
-    feed: Component,
+    feed: Option<Component>,
     source: Component,
     connection: Component,
     echo: ConsoleEchoer,
@@ -147,7 +147,7 @@ pub(crate) fn graphline_fed(
 
 /// [`graphline_fed`] with `layer`, and `makessl` queued on `connection` if `tls_first`.
 fn graphline_fed_as(
-    feed: Component,
+    feed: Option<Component>,
     source: Component,
     connection: Component,
     echo: ConsoleEchoer,
@@ -157,13 +157,7 @@ fn graphline_fed_as(
     if tls_first {
         queue_makessl(&connection)?;
     }
-    Ok(graphline_parts(
-        Some(feed),
-        source,
-        connection,
-        echo,
-        layer,
-    )?)
+    Ok(graphline_parts(feed, source, connection, echo, layer)?)
 }
 
 /// Queues `makessl` on `connection` (a TcpClient not yet running), from an outbox of no
@@ -714,7 +708,14 @@ mod tests {
         let makessl = connection.boxref("makessl").unwrap();
         let feed_out = feed.boxref(OUTBOX).unwrap();
         let meter_in = meter.boxref(INBOX).unwrap();
-        let g = graphline_fed_as(feed, meter, connection, ConsoleEchoer::new(), None, true);
+        let g = graphline_fed_as(
+            Some(feed),
+            meter,
+            connection,
+            ConsoleEchoer::new(),
+            None,
+            true,
+        );
         assert!(g.is_ok());
         assert_eq!(out.linked_to(), Some(inbox.id()));
         assert_eq!(feed_out.linked_to(), Some(meter_in.id()));

@@ -133,8 +133,11 @@ fn send_tls_of_a_file_is_encrypted_from_the_first_byte_and_arrives_whole() {
         Input::Bytes(Vec::new()),
         LIMIT,
     );
+    // What the reader counted (it has no Meter behind it with --tls): the input ended, all of
+    // it sent.
     r.expect_code(0)
         .expect_stderr("TLS established")
+        .expect_stderr(&format!("input ended ({} bytes sent)", data.len()))
         .expect_stderr(&format!("sent {} bytes", data.len()));
     let seen = seen.recv_timeout(LIMIT).expect("the server's report");
     assert_eq!(seen.plaintext.bytes, data.len() as u64, "{}", r.stderr);
