@@ -407,3 +407,57 @@ async fn a_counter_is_not_told_the_end_at_a_shutdown() {
     assert_eq!((bytes, ended), (got, 0));
     assert!(got < data.len() as u64);
 }
+
+/// A regular file's next block is read only once the receiver has room: with the receiver
+/// holding one chunk it has not taken, the reader has read that chunk and no more (read ahead,
+/// the next block would wait in its buffer, cold by the time it is sent).
+#[tokio::test]
+async fn a_block_is_read_only_once_the_receiver_has_room() {
+    use std::io::Seek as _;
+    const CHUNK: usize = 64 * 1024;
+    let data = random_bytes(8 * CHUNK);
+    let file = TempFile::new("room-first", &data);
+    let open = std::fs::File::open(file.path()).unwrap();
+    // The same open file: its offset says how much the reader has read.
+    let mut offset = open.try_clone().unwrap();
+    let reader: Component = RateControlledFileReader::from_file(open, file.path())
+        .rate(None)
+        .read_size(CHUNK)
+        .into();
+    let sink = Inbox::<Bytes>::standalone("sink", 1);
+    axon::link_refs(&reader.boxref("outbox").unwrap(), &sink.boxref()).unwrap();
+    let sched = Scheduler::new();
+    let check = async {
+        let first = sink.recv().await;
+        // The sink holds the next chunk and takes no more; let the reader run on.
+        while sink.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        let read = offset.stream_position().unwrap();
+        assert_eq!(
+            read,
+            2 * CHUNK as u64,
+            "one chunk taken, one waiting, none read ahead"
+        );
+        let mut got = first.to_vec();
+        loop {
+            let b = sink.recv().await;
+            got.extend_from_slice(&b);
+            if got.len() == data.len() {
+                break;
+            }
+        }
+        got
+    };
+    let running = sched.run(async {
+        reader.activate();
+    });
+    let (report, got) = timeout(LIMIT, async { tokio::join!(running, check) })
+        .await
+        .unwrap();
+    assert!(report.is_ok());
+    assert!(got == data);
+}

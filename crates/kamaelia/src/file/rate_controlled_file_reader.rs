@@ -369,7 +369,7 @@ async fn read(
                 watch.handle(c).await;
                 continue;
             }
-            next = blocks.next() => next,
+            next = blocks.next(outbox) => next,
         };
         let mut data = match next {
             None => break,
@@ -423,6 +423,8 @@ enum Blocks {
         file: std::fs::File,
         pool: BlockPool,
         path: PathBuf,
+        /// A block is one chunk: read it only once the receiver has room (see `next`).
+        room_first: bool,
     },
     /// No rate limit, anything else (a FIFO, a terminal): blocks from [`ReaderThread`].
     Thread(mpsc::Receiver<Result<Bytes, FileReaderError>>),
@@ -478,15 +480,33 @@ impl Blocks {
             file,
             pool: BlockPool::new(size),
             path,
+            room_first: block <= chunk,
         })
     }
 
     /// The next block; `None` at end of file. Cancel-safe: a regular file's read completes
     /// before anything can cancel it, a dropped receive loses nothing, and tokio's `File` keeps
     /// a read it had started, whose bytes the next read returns.
-    async fn next(&mut self) -> Option<Result<Bytes, FileReaderError>> {
+    ///
+    /// A regular file's block of one chunk (a read size of one chunk, as `kamaelia send --tls`
+    /// reads) is read only once `out` has room for it: read ahead, it would wait (in its
+    /// buffer) behind the chunk the receiver has not taken yet, and be cold in the CPU's cache
+    /// by the time the receiver gets to it (an encrypting connection copies every byte again);
+    /// read when it can go on at once, it is used while the kernel's copy into it is still in
+    /// the cache, as a program that reads and then writes one buffer uses it. No parallelism
+    /// is lost: the read is made in this task either way. (A block of several chunks is read
+    /// as before: most of it waits for room whenever it is read.)
+    async fn next(&mut self, out: &axon::Outbox<Bytes>) -> Option<Result<Bytes, FileReaderError>> {
         match self {
-            Blocks::Regular { file, pool, path } => {
+            Blocks::Regular {
+                file,
+                pool,
+                path,
+                room_first,
+            } => {
+                if *room_first {
+                    out.ready().await;
+                }
                 // Give the runtime a turn between blocks, should nothing downstream make
                 // this task wait.
                 tokio::task::consume_budget().await;
