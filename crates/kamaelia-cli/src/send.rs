@@ -33,14 +33,17 @@ use crate::session::{self, Observer};
 
 /// What each queue on the way to an encrypting connection holds with `--tls` or
 /// `--starttls`: one default chunk (the meter's inbox, the connection's inbox and its queue
-/// ahead of the socket; the library's TlsGate holds one chunk too). rustls copies each chunk
-/// into its records, and a chunk that waited behind a megabyte of other queued chunks is cold
-/// in the CPU's cache by then; one chunk per queue is enough to keep the socket fed. Measured
-/// on 256 MiB to the benchmark's TLS sink, sender pinned to CPU 0 and sink to CPU 1, in three
-/// sets of 30, 40 and 50 alternating runs: CPU (task-clock) median 1.142, 1.130, 1.121x
-/// base-send's with the default queues, 1.112, 1.113, 1.104x with these (a small gain, within
-/// each set's spread, but in every set); perf samples in rustls's copy of the plaintext -32%,
-/// in the kernel's copy of the file into our buffers -16%; peak RSS 8.9 -> 8.35 MiB.
+/// ahead of the socket; the library's TlsGate holds one chunk too, where there is one). A
+/// file sent with `--tls` to a TCP host has neither meter nor gate: the reader, reading a
+/// chunk only once the connection has room for it, feeds the connection directly. rustls
+/// copies each chunk into its records, and a chunk that waited behind a megabyte of other
+/// queued chunks is cold in the CPU's cache by then; one chunk per queue is enough to keep
+/// the socket fed. Measured on 256 MiB to the benchmark's TLS sink, sender pinned to CPU 0
+/// and sink to CPU 1, in three sets of 30, 40 and 50 alternating runs: CPU (task-clock)
+/// median 1.142, 1.130, 1.121x base-send's with the default queues, 1.112, 1.113, 1.104x with
+/// these (a small gain, within each set's spread, but in every set); perf samples in rustls's
+/// copy of the plaintext -32%, in the kernel's copy of the file into our buffers -16%; peak
+/// RSS 8.9 -> 8.35 MiB.
 ///
 /// A regular file is also read one such chunk at a time with TLS
 /// ([`RateControlledFileReader::read_size`]), not 256 KiB: each buffer is read into again as

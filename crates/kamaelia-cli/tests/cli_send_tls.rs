@@ -111,7 +111,24 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
+/// What the client put on the wire starts with a TLS handshake record and holds no piece of
+/// the file ([`MARKER`]) in plaintext.
+fn assert_encrypted_from_the_start(wire: &[u8]) {
+    assert_eq!(wire.first(), Some(&0x16), "a TLS handshake record first");
+    assert!(!contains(wire, MARKER), "no byte of the file in plaintext");
+}
+
 const MARKER: &[u8] = b"PLAINTEXT-MARKER-0123456789";
+
+/// `kamaelia send --tls --ca CA 127.0.0.1 PORT FILE`, trusting `pki`'s CA.
+fn send_tls(pki: &Pki, addr: SocketAddr, file: &std::path::Path) -> support::Run {
+    let port = addr.port().to_string();
+    let ca = pki.ca_pem.to_str().unwrap();
+    let argv = ["send", "--tls", "--ca", ca, "127.0.0.1", &port];
+    let mut cmd = args(&argv);
+    cmd.arg(file);
+    run(cmd, Input::Bytes(Vec::new()), LIMIT)
+}
 
 #[test]
 fn send_tls_of_a_file_is_encrypted_from_the_first_byte_and_arrives_whole() {
@@ -120,19 +137,7 @@ fn send_tls_of_a_file_is_encrypted_from_the_first_byte_and_arrives_whole() {
     let dir = TempDir::new("send-tls");
     // Several chunks and reads, and a short last one.
     let (file, data) = marked_file(&dir, 3 * 1024 * 1024 + 12_345, MARKER);
-    let r = run(
-        args(&[
-            "send",
-            "--tls",
-            "--ca",
-            pki.ca_pem.to_str().unwrap(),
-            "127.0.0.1",
-            &addr.port().to_string(),
-            file.to_str().unwrap(),
-        ]),
-        Input::Bytes(Vec::new()),
-        LIMIT,
-    );
+    let r = send_tls(&pki, addr, &file);
     // What the reader counted (it has no Meter behind it with --tls): the input ended, all of
     // it sent.
     r.expect_code(0)
@@ -143,15 +148,7 @@ fn send_tls_of_a_file_is_encrypted_from_the_first_byte_and_arrives_whole() {
     assert_eq!(seen.plaintext.bytes, data.len() as u64, "{}", r.stderr);
     assert_eq!(seen.plaintext.sha256, sha256(&data));
     assert!(seen.clean_close, "the upload ends with close_notify");
-    assert_eq!(
-        seen.wire.first(),
-        Some(&0x16),
-        "a TLS handshake record first"
-    );
-    assert!(
-        !contains(&seen.wire, MARKER),
-        "no byte of the file in plaintext"
-    );
+    assert_encrypted_from_the_start(&seen.wire);
 }
 
 #[test]
@@ -162,19 +159,7 @@ fn send_tls_to_an_untrusted_server_sends_nothing_of_the_file() {
     let (addr, seen) = recording_tls_server(other.server_config());
     let dir = TempDir::new("send-tls-untrusted");
     let (file, _) = marked_file(&dir, 256 * 1024, MARKER);
-    let r = run(
-        args(&[
-            "send",
-            "--tls",
-            "--ca",
-            trusted.ca_pem.to_str().unwrap(),
-            "127.0.0.1",
-            &addr.port().to_string(),
-            file.to_str().unwrap(),
-        ]),
-        Input::Bytes(Vec::new()),
-        LIMIT,
-    );
+    let r = send_tls(&trusted, addr, &file);
     r.expect_code(1).expect_stderr("sent 0 bytes");
     assert!(
         r.stderr.contains("certificate") || r.stderr.contains("CA"),
@@ -183,13 +168,5 @@ fn send_tls_to_an_untrusted_server_sends_nothing_of_the_file() {
     );
     let seen = seen.recv_timeout(LIMIT).expect("the server's report");
     assert_eq!(seen.plaintext.bytes, 0);
-    assert_eq!(
-        seen.wire.first(),
-        Some(&0x16),
-        "a TLS handshake record first"
-    );
-    assert!(
-        !contains(&seen.wire, MARKER),
-        "no byte of the file on the wire"
-    );
+    assert_encrypted_from_the_start(&seen.wire);
 }
