@@ -5,8 +5,10 @@
 //! Pipeline(RateControlledFileReader(file, rate), Meter, TcpClient(host, port), ConsoleEchoer)
 //! ```
 //!
-//! With `--tls` or `--starttls` the reader and meter become the source of the SSL Graphline
-//! (see `session::graphline`). Standard input (`-`) is read by a `ConsoleReader` in chunk mode,
+//! With `--tls` or `--starttls` the reader and meter become the source of the SSL Graphline,
+//! each a member of it (see `session::graphline_fed`); with `--tls` to a TCP host the
+//! connection itself handshakes before it takes any data, with no TlsGate in front of it. A
+//! file sent with `--tls` (without `--crlf`) is counted by its reader, with no Meter. Standard input (`-`) is read by a `ConsoleReader` in chunk mode,
 //! paced by a `RateLimiter` when `--rate` is given.
 //!
 //! At the end a summary line on stderr: `sent N bytes (size) in T s, R/s`, timed from the
@@ -14,10 +16,12 @@
 //! (`progress::RATED_AFTER`: a shorter one measures the set-up and the kernel's buffering, and
 //! a 1-byte send would read as megabytes per second).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axon::Component;
+use kamaelia::file::SentCounter;
 use kamaelia::internet::{Limits, DEFAULT_LIMIT_BYTES};
 use kamaelia::util::{RateLimiter, DEFAULT_BURST};
 use kamaelia::{ConsoleEchoer, ConsoleReader, Pipeline, RateControlledFileReader, ReadMode};
@@ -29,14 +33,17 @@ use crate::session::{self, Observer};
 
 /// What each queue on the way to an encrypting connection holds with `--tls` or
 /// `--starttls`: one default chunk (the meter's inbox, the connection's inbox and its queue
-/// ahead of the socket; the library's TlsGate holds one chunk too). rustls copies each chunk
-/// into its records, and a chunk that waited behind a megabyte of other queued chunks is cold
-/// in the CPU's cache by then; one chunk per queue is enough to keep the socket fed. Measured
-/// on 256 MiB to the benchmark's TLS sink, sender pinned to CPU 0 and sink to CPU 1, in three
-/// sets of 30, 40 and 50 alternating runs: CPU (task-clock) median 1.142, 1.130, 1.121x
-/// base-send's with the default queues, 1.112, 1.113, 1.104x with these (a small gain, within
-/// each set's spread, but in every set); perf samples in rustls's copy of the plaintext -32%,
-/// in the kernel's copy of the file into our buffers -16%; peak RSS 8.9 -> 8.35 MiB.
+/// ahead of the socket; the library's TlsGate holds one chunk too, where there is one). A
+/// file sent with `--tls` to a TCP host has neither meter nor gate: the reader, reading a
+/// chunk only once the connection has room for it, feeds the connection directly. rustls
+/// copies each chunk into its records, and a chunk that waited behind a megabyte of other
+/// queued chunks is cold in the CPU's cache by then; one chunk per queue is enough to keep
+/// the socket fed. Measured on 256 MiB to the benchmark's TLS sink, sender pinned to CPU 0
+/// and sink to CPU 1, in three sets of 30, 40 and 50 alternating runs: CPU (task-clock)
+/// median 1.142, 1.130, 1.121x base-send's with the default queues, 1.112, 1.113, 1.104x with
+/// these (a small gain, within each set's spread, but in every set); perf samples in rustls's
+/// copy of the plaintext -32%, in the kernel's copy of the file into our buffers -16%; peak
+/// RSS 8.9 -> 8.35 MiB.
 ///
 /// A regular file is also read one such chunk at a time with TLS
 /// ([`RateControlledFileReader::read_size`]), not 256 KiB: each buffer is read into again as
@@ -55,16 +62,35 @@ const TLS_LIMITS: Limits = Limits {
     receive_bytes: DEFAULT_LIMIT_BYTES,
 };
 
+/// The meter's counts, kept by the file reader itself when it has no Meter behind it.
+impl SentCounter for Counts {
+    fn sent(&self, bytes: u64) {
+        self.input.fetch_add(bytes, Ordering::Relaxed);
+        self.handed_on.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn ended(&self) {
+        self.input_ended.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Runs `send` and returns the exit status.
 pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
     session::run_single(|_sched| async move {
         let counts = Arc::new(Counts::default());
+        // A file sent with TLS and as it is (no --crlf) is counted by its reader, with no
+        // Meter between it and the connection (see RateControlledFileReader::count).
+        let mut counted = false;
         let (reader, total): (Component, Option<u64>) = match cfg.source {
             Source::File { path, file, size } => {
                 let mut r = RateControlledFileReader::from_file(file, path).rate(cfg.rate);
                 // With TLS, a chunk at a time (see TLS_QUEUE_BYTES).
                 if cfg.endpoint.tls.is_some() {
                     r = r.read_size(TLS_QUEUE_BYTES);
+                    if !cfg.endpoint.crlf {
+                        r = r.count(counts.clone());
+                        counted = true;
+                    }
                 }
                 if let Some(n) = cfg.chunk_size {
                     r = r.chunk_size(n);
@@ -93,16 +119,18 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
             None => (Meter::INBOX_BYTES, Limits::default()),
             Some(_) => (TLS_QUEUE_BYTES, TLS_LIMITS),
         };
-        let meter = Meter::with_inbox(counts.clone(), cfg.endpoint.crlf, meter_bytes);
+        let meter = || Meter::with_inbox(counts.clone(), cfg.endpoint.crlf, meter_bytes);
         let client = session::client_with(&cfg.endpoint, limits)?;
         let session = match &cfg.endpoint.tls {
-            None => Pipeline::new([reader, meter, client, ConsoleEchoer::new().into()])?,
-            Some(tls) => session::graphline(
-                Pipeline::new([reader, meter])?,
-                client,
-                ConsoleEchoer::new(),
-                Some(tls),
-            )?,
+            None => Pipeline::new([reader, meter(), client, ConsoleEchoer::new().into()])?,
+            Some(_) => {
+                let (feed, source) = if counted {
+                    (None, reader)
+                } else {
+                    (Some(reader), meter())
+                };
+                session::graphline_fed(feed, source, client, ConsoleEchoer::new(), &cfg.endpoint)?
+            }
         };
         let events = Events::new(output);
         let observer = Observer::attach(&session, events)?

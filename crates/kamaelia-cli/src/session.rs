@@ -112,6 +112,66 @@ pub(crate) fn graphline(
     graphline_with(source, connection, echo, client_layer(tls))
 }
 
+/// `send`'s Graphline: [`graphline`] for `ep`, whose source is `source`, or two components,
+/// `feed` -> `source` (the reader and the meter), each a member of the Graphline (FEED and
+/// SOURCE) rather than a Pipeline of their own: a Pipeline's outbox is a passthrough, so every message
+/// its last member sent (and every look for room) would follow a chain of three boxes one hop
+/// at a time, each hop taking two locks, instead of an outbox linked straight to the next
+/// inbox. The Graphline's `control` fan-out reaches `feed` (whose `signal` feeds `source`'s
+/// `control`), as the Pipeline's `control` reached its first member.
+///
+/// With `--tls` to a TCP host (no proxy, no Unix socket), no [`TlsGate`] either: `makessl` is
+/// queued on the TcpClient before anything runs, and a TcpClient that finds it queued when its
+/// connection comes up runs the handshake before it takes anything from its inbox (TLS from the
+/// first byte, as a TLS server's connections do), so no byte can go out in plaintext and
+/// nothing read before TLS exists to be shown. The source feeds the connection directly: one
+/// hop and one queue fewer for every chunk (about 900 instructions a 64 KiB chunk, and the
+/// chunk the gate held, cold by the time rustls copies it). The connection's `sslready`
+/// leaves as the Graphline's, as without TLS.
+pub(crate) fn graphline_fed(
+    feed: Option<Component>,
+    source: Component,
+    connection: Component,
+    echo: ConsoleEchoer,
+    ep: &Endpoint,
+) -> anyhow::Result<Component> {
+    let tls_first =
+        matches!(ep.tls, Some(TlsMode::Immediate(_))) && ep.proxy.is_none() && ep.unix.is_none();
+    let layer = if tls_first {
+        None
+    } else {
+        client_layer(ep.tls.as_ref())
+    };
+    graphline_fed_as(feed, source, connection, echo, layer, tls_first)
+}
+
+/// [`graphline_fed`] with `layer`, and `makessl` queued on `connection` if `tls_first`.
+fn graphline_fed_as(
+    feed: Option<Component>,
+    source: Component,
+    connection: Component,
+    echo: ConsoleEchoer,
+    layer: Option<(Component, bool)>,
+    tls_first: bool,
+) -> anyhow::Result<Component> {
+    if tls_first {
+        queue_makessl(&connection)?;
+    }
+    Ok(graphline_parts(feed, source, connection, echo, layer)?)
+}
+
+/// Queues `makessl` on `connection` (a TcpClient not yet running), from an outbox of no
+/// component's that is gone once it has sent.
+fn queue_makessl(connection: &Component) -> anyhow::Result<()> {
+    let makessl = Outbox::<MakeSsl>::standalone("makessl");
+    link_refs(&makessl.boxref(), &connection.boxref("makessl")?)?;
+    // A box of a component not yet running is open and empty, so this cannot fail; if it
+    // did, the connection would never switch to TLS: the run stops here instead.
+    makessl
+        .force_send(MakeSsl::new())
+        .map_err(|_| anyhow::anyhow!("could not queue the TLS switch on the connection"))
+}
+
 /// The layer a client session puts between the console and the connection: for TLS from the
 /// first byte a gate (the page's OneShot(MakeSsl) does the switching), for STARTTLS the
 /// protocol's client component, which sends makessl itself (`true`).
@@ -135,8 +195,25 @@ pub(crate) fn graphline_with(
     echo: ConsoleEchoer,
     layer: Option<(Component, bool)>,
 ) -> Result<Component, WiringError> {
-    let g = Graphline::new()
-        .grouped()
+    graphline_parts(None, source, connection, echo, layer)
+}
+
+/// [`graphline_with`], with a `feed` (FEED) in front of the source if given.
+fn graphline_parts(
+    feed: Option<Component>,
+    source: Component,
+    connection: Component,
+    echo: ConsoleEchoer,
+    layer: Option<(Component, bool)>,
+) -> Result<Component, WiringError> {
+    let mut g = Graphline::new().grouped();
+    if let Some(feed) = feed {
+        g = g
+            .component("FEED", feed)
+            .link(("FEED", OUTBOX), ("SOURCE", INBOX))
+            .link(("FEED", SIGNAL), ("SOURCE", CONTROL));
+    }
+    let g = g
         .component("SOURCE", source)
         .component("CONNECTION", connection)
         .component("ECHO", echo);
@@ -604,4 +681,44 @@ where
 pub(crate) async fn drive(session: Component, observer: Observer) -> Summary {
     session.activate();
     observer.watch().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Meter;
+    use kamaelia::internet::TlsSettings;
+
+    /// `send --tls` to a TCP host: the meter's outbox is linked straight to the connection's
+    /// inbox (not through a Pipeline's passthrough, nor a TlsGate), and the TLS switch is
+    /// queued on the connection before anything runs, so it handshakes before it takes data.
+    #[test]
+    fn send_over_tls_feeds_the_connection_straight_and_switches_it_first() {
+        let feed: Component = kamaelia::RateControlledFileReader::new("/dev/null")
+            .rate(None)
+            .into();
+        let meter = Meter::new(Arc::new(Counts::default()), false);
+        let connection: Component = TcpClient::new("127.0.0.1", 1)
+            .tls(TlsSettings::new())
+            .into();
+        let (out, inbox) = (
+            meter.boxref(OUTBOX).unwrap(),
+            connection.boxref(INBOX).unwrap(),
+        );
+        let makessl = connection.boxref("makessl").unwrap();
+        let feed_out = feed.boxref(OUTBOX).unwrap();
+        let meter_in = meter.boxref(INBOX).unwrap();
+        let g = graphline_fed_as(
+            Some(feed),
+            meter,
+            connection,
+            ConsoleEchoer::new(),
+            None,
+            true,
+        );
+        assert!(g.is_ok());
+        assert_eq!(out.linked_to(), Some(inbox.id()));
+        assert_eq!(feed_out.linked_to(), Some(meter_in.id()));
+        assert_eq!(makessl.queued(), 1, "the switch waits on the connection");
+    }
 }

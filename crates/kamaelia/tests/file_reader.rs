@@ -307,3 +307,157 @@ async fn from_file_reads_the_file_it_is_given_not_the_path() {
     assert!(out.chunks.concat() == data);
     assert!(out.signals[0].is_producer_finished());
 }
+
+/// A [`SentCounter`] that keeps what it is told.
+#[derive(Default)]
+struct Counted {
+    bytes: std::sync::atomic::AtomicU64,
+    chunks: std::sync::atomic::AtomicU64,
+    ended: std::sync::atomic::AtomicU64,
+}
+
+impl kamaelia::file::SentCounter for Counted {
+    fn sent(&self, bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.bytes.fetch_add(bytes, Relaxed);
+        self.chunks.fetch_add(1, Relaxed);
+    }
+    fn ended(&self) {
+        self.ended
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Counted {
+    fn get(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.bytes.load(Relaxed),
+            self.chunks.load(Relaxed),
+            self.ended.load(Relaxed),
+        )
+    }
+}
+
+/// The counter is told every chunk that went on `outbox`, and once that the reader ended, at
+/// end of file (as `kamaelia send --tls` counts a file with no Meter behind the reader).
+#[tokio::test]
+async fn a_counter_is_told_every_chunk_sent_and_the_end() {
+    let data = random_bytes(1024 * 1024 + 5);
+    let file = TempFile::new("counted", &data);
+    let counted = std::sync::Arc::new(Counted::default());
+    let reader = RateControlledFileReader::new(file.path())
+        .rate(None)
+        .read_size(64 * 1024)
+        .count(counted.clone())
+        .into();
+    let out = timeout(LIMIT, run(reader, None)).await.unwrap();
+    assert_delivered_exactly(&out, &data, 64 * 1024);
+    assert_eq!(
+        counted.get(),
+        (data.len() as u64, out.chunks.len() as u64, 1)
+    );
+}
+
+/// A failing reader has ended too (its error and ProducerFinished follow on `signal`), as a
+/// Meter behind it would have seen.
+#[tokio::test]
+async fn a_counter_is_told_the_end_of_a_reader_that_failed() {
+    let counted = std::sync::Arc::new(Counted::default());
+    let reader = RateControlledFileReader::new(std::env::temp_dir())
+        .count(counted.clone())
+        .into();
+    let out = timeout(LIMIT, run(reader, None)).await.unwrap();
+    assert!(out.signals[1].is_producer_finished());
+    assert_eq!(counted.get(), (0, 0, 1));
+}
+
+/// ShutdownMicroprocess is not an end of the input: the counter is told only what was sent.
+#[tokio::test(start_paused = true)]
+async fn a_counter_is_not_told_the_end_at_a_shutdown() {
+    let data = random_bytes(1_000_000);
+    let file = TempFile::new("counted-shutdown", &data);
+    let counted = std::sync::Arc::new(Counted::default());
+    let reader: Component = RateControlledFileReader::new(file.path())
+        .rate(100_000)
+        .count(counted.clone())
+        .into();
+    let control = Outbox::<Control>::standalone("control");
+    let sink = Inbox::<Bytes>::standalone("sink", 64);
+    axon::link_refs(&reader.boxref("outbox").unwrap(), &sink.boxref()).unwrap();
+    axon::link_refs(&control.boxref(), &reader.boxref("control").unwrap()).unwrap();
+    let drive = async {
+        let first = sink.recv().await;
+        control.send(Control::shutdown()).await.unwrap();
+        first
+    };
+    let sched = Scheduler::new();
+    let running = sched.run(async {
+        reader.activate();
+    });
+    let (report, first) = timeout(LIMIT, async { tokio::join!(running, drive) })
+        .await
+        .unwrap();
+    assert!(report.is_ok());
+    let mut got = first.len() as u64;
+    while let Some(b) = sink.try_recv() {
+        got += b.len() as u64;
+    }
+    let (bytes, _, ended) = counted.get();
+    assert_eq!((bytes, ended), (got, 0));
+    assert!(got < data.len() as u64);
+}
+
+/// A regular file's next block is read only once the receiver has room: with the receiver
+/// holding one chunk it has not taken, the reader has read that chunk and no more (read ahead,
+/// the next block would wait in its buffer, cold by the time it is sent).
+#[tokio::test]
+async fn a_block_is_read_only_once_the_receiver_has_room() {
+    use std::io::Seek as _;
+    const CHUNK: usize = 64 * 1024;
+    let data = random_bytes(8 * CHUNK);
+    let file = TempFile::new("room-first", &data);
+    let open = std::fs::File::open(file.path()).unwrap();
+    // The same open file: its offset says how much the reader has read.
+    let mut offset = open.try_clone().unwrap();
+    let reader: Component = RateControlledFileReader::from_file(open, file.path())
+        .rate(None)
+        .read_size(CHUNK)
+        .into();
+    let sink = Inbox::<Bytes>::standalone("sink", 1);
+    axon::link_refs(&reader.boxref("outbox").unwrap(), &sink.boxref()).unwrap();
+    let sched = Scheduler::new();
+    let check = async {
+        let first = sink.recv().await;
+        // The sink holds the next chunk and takes no more; let the reader run on.
+        while sink.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        let read = offset.stream_position().unwrap();
+        assert_eq!(
+            read,
+            2 * CHUNK as u64,
+            "one chunk taken, one waiting, none read ahead"
+        );
+        let mut got = first.to_vec();
+        loop {
+            let b = sink.recv().await;
+            got.extend_from_slice(&b);
+            if got.len() == data.len() {
+                break;
+            }
+        }
+        got
+    };
+    let running = sched.run(async {
+        reader.activate();
+    });
+    let (report, got) = timeout(LIMIT, async { tokio::join!(running, check) })
+        .await
+        .unwrap();
+    assert!(report.is_ok());
+    assert!(got == data);
+}

@@ -6,5 +6,6 @@ mod token_bucket;
 pub(crate) use token_bucket::TokenBucket;
 
 pub use rate_controlled_file_reader::{
-    FileReaderError, RateControlledFileReader, DEFAULT_RATE, DEFAULT_READ_SIZE, MAX_CHUNK_SIZE,
+    FileReaderError, RateControlledFileReader, SentCounter, DEFAULT_RATE, DEFAULT_READ_SIZE,
+    MAX_CHUNK_SIZE,
 };

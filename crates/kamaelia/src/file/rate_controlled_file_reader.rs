@@ -137,6 +137,28 @@ pub struct RateControlledFileReader {
     rate: Option<u64>,
     chunk_size: Option<usize>,
     read_size: usize,
+    counter: Option<Counter>,
+}
+
+/// Told what a [`RateControlledFileReader`] sends ([`RateControlledFileReader::count`]): a
+/// count or a progress display kept by the reader itself, with no component between it and
+/// the receiver just to count.
+pub trait SentCounter: Send + Sync {
+    /// `bytes` more were sent on `outbox` (called once per chunk, after the receiver took it).
+    fn sent(&self, bytes: u64);
+    /// The reader has ended other than by `ShutdownMicroprocess`: at end of file, at
+    /// `ProducerFinished`, or failing (its final message follows on `signal`).
+    fn ended(&self);
+}
+
+/// A [`SentCounter`], shown by `Debug` as being there.
+#[derive(Clone)]
+struct Counter(std::sync::Arc<dyn SentCounter>);
+
+impl fmt::Debug for Counter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SentCounter")
+    }
 }
 
 /// Why a [`RateControlledFileReader`] failed.
@@ -185,6 +207,7 @@ impl RateControlledFileReader {
             rate: Some(DEFAULT_RATE),
             chunk_size: None,
             read_size: DEFAULT_READ_SIZE,
+            counter: None,
         }
     }
 
@@ -226,6 +249,16 @@ impl RateControlledFileReader {
         self
     }
 
+    /// Tells `counter` the length of every chunk once it is on `outbox`, and that the reader
+    /// has ended (unless by `ShutdownMicroprocess`). `kamaelia send --tls` counts its file
+    /// this way: a counting component between the reader and the connection would cost every
+    /// chunk a hop, a queue and a wake-up (about 1,100 instructions a 64 KiB chunk), and keep
+    /// one more chunk in flight, cold in the CPU's cache by the time it is encrypted.
+    pub fn count(mut self, counter: std::sync::Arc<dyn SentCounter>) -> Self {
+        self.counter = Some(Counter(counter));
+        self
+    }
+
     /// How much an unlimited reader of a regular file will read at once: the read size, or
     /// the chunk size if that is larger.
     pub fn effective_read_size(&self) -> usize {
@@ -254,79 +287,133 @@ impl From<RateControlledFileReader> for Component {
         let chunk_size = config.effective_chunk_size();
         let read_size = config.effective_read_size();
         let RateControlledFileReader {
-            path, file, rate, ..
+            path,
+            file,
+            rate,
+            counter,
+            ..
         } = config;
         b.main(move |_cx| async move {
-            if rate == Some(0) {
-                return Err(FileReaderError::ZeroRate { path }.into());
+            let counter = counter.map(|c| c.0);
+            let ended = read(
+                path,
+                file,
+                rate,
+                chunk_size,
+                read_size,
+                &outbox,
+                &control,
+                &signal,
+                counter.as_deref(),
+            )
+            .await;
+            if let Some(counter) = &counter {
+                if !matches!(ended, Ok(Ended::Shutdown)) {
+                    counter.ended();
+                }
             }
-            // Unlimited: large blocks from a thread of its own, sent as chunk-sized slices of
-            // one buffer (no copy). Rated: one chunk at a time, when the rate allows.
-            let mut blocks = match rate {
-                None => Blocks::unlimited(path.clone(), file, read_size, chunk_size)?,
-                Some(_) => Blocks::Paced {
-                    file: match file {
-                        Some(file) => File::from_std(file),
-                        None => match File::open(&path).await {
-                            Ok(file) => file,
-                            Err(source) => {
-                                return Err(FileReaderError::Open { path, source }.into())
-                            }
-                        },
-                    },
-                    chunk: chunk_size,
-                    path: path.clone(),
+            ended.map(|_| ())
+        })
+    }
+}
+
+/// How a reader's loop ended, when it did not fail.
+enum Ended {
+    /// At end of file, or at `ProducerFinished`.
+    Finished,
+    /// At `ShutdownMicroprocess`.
+    Shutdown,
+}
+
+/// The reader's routine: reads and sends until end of file, a stop or a failure.
+#[allow(clippy::too_many_arguments)]
+async fn read(
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    rate: Option<u64>,
+    chunk_size: usize,
+    read_size: usize,
+    outbox: &axon::Outbox<Bytes>,
+    control: &axon::Inbox<Control>,
+    signal: &axon::Outbox<Control>,
+    counter: Option<&dyn SentCounter>,
+) -> Result<Ended, axon::BoxError> {
+    if rate == Some(0) {
+        return Err(FileReaderError::ZeroRate { path }.into());
+    }
+    // Unlimited: large blocks from a thread of its own, sent as chunk-sized slices of
+    // one buffer (no copy). Rated: one chunk at a time, when the rate allows.
+    let mut blocks = match rate {
+        None => Blocks::unlimited(path.clone(), file, read_size, chunk_size)?,
+        Some(_) => Blocks::Paced {
+            file: match file {
+                Some(file) => File::from_std(file),
+                None => match File::open(&path).await {
+                    Ok(file) => file,
+                    Err(source) => return Err(FileReaderError::Open { path, source }.into()),
                 },
-            };
-            let chunk_bytes = u64::try_from(chunk_size).unwrap_or(u64::MAX);
-            let mut bucket = rate.map(|r| TokenBucket::new(r, chunk_bytes, Instant::now()));
-            let mut watch = ControlWatch::new(&control, &signal);
-            'reading: while !watch.stopping() {
-                let control = watch.control();
-                // Losing the race to `control` loses no data (see `Blocks::next`).
-                let next = tokio::select! {
-                    biased;
-                    c = control.recv() => {
-                        watch.handle(c).await;
-                        continue;
-                    }
-                    next = blocks.next() => next,
-                };
-                let mut data = match next {
-                    None => break,
-                    Some(Ok(data)) => data,
-                    Some(Err(e)) => return Err(e.into()),
-                };
-                while !data.is_empty() && !watch.stopping() {
-                    let piece = data.split_to(chunk_size.min(data.len()));
-                    if let Some(bucket) = bucket.as_mut() {
-                        let len = u64::try_from(piece.len()).unwrap_or(u64::MAX);
-                        while let Some(wait) = bucket.take(len, Instant::now()) {
-                            tokio::select! {
-                                biased;
-                                c = control.recv() => {
-                                    watch.handle(c).await;
-                                    if watch.shutdown_requested() {
-                                        break 'reading;
-                                    }
-                                }
-                                () = tokio::time::sleep(wait) => {}
+            },
+            chunk: chunk_size,
+            path: path.clone(),
+        },
+    };
+    let chunk_bytes = u64::try_from(chunk_size).unwrap_or(u64::MAX);
+    let mut bucket = rate.map(|r| TokenBucket::new(r, chunk_bytes, Instant::now()));
+    let mut watch = ControlWatch::new(control, signal);
+    'reading: while !watch.stopping() {
+        let control = watch.control();
+        // Losing the race to `control` loses no data (see `Blocks::next`).
+        let next = tokio::select! {
+            biased;
+            c = control.recv() => {
+                watch.handle(c).await;
+                continue;
+            }
+            next = blocks.next(outbox) => next,
+        };
+        let mut data = match next {
+            None => break,
+            Some(Ok(data)) => data,
+            Some(Err(e)) => return Err(e.into()),
+        };
+        while !data.is_empty() && !watch.stopping() {
+            let piece = data.split_to(chunk_size.min(data.len()));
+            if let Some(bucket) = bucket.as_mut() {
+                let len = u64::try_from(piece.len()).unwrap_or(u64::MAX);
+                while let Some(wait) = bucket.take(len, Instant::now()) {
+                    tokio::select! {
+                        biased;
+                        c = control.recv() => {
+                            watch.handle(c).await;
+                            if watch.shutdown_requested() {
+                                break 'reading;
                             }
                         }
-                    }
-                    match watch.send(&outbox, piece).await {
-                        Ok(()) => {}
-                        Err(Undelivered::Shutdown) => break 'reading,
-                        Err(Undelivered::Closed) => {
-                            return Err(FileReaderError::OutboxClosed { path }.into())
-                        }
+                        () = tokio::time::sleep(wait) => {}
                     }
                 }
             }
-            watch.finish(Control::producer_finished());
-            Ok(())
-        })
+            let len = piece.len() as u64;
+            match watch.send(outbox, piece).await {
+                Ok(()) => {
+                    if let Some(counter) = counter {
+                        counter.sent(len);
+                    }
+                }
+                Err(Undelivered::Shutdown) => break 'reading,
+                Err(Undelivered::Closed) => {
+                    return Err(FileReaderError::OutboxClosed { path }.into())
+                }
+            }
+        }
     }
+    let shutdown = watch.shutdown_requested();
+    watch.finish(Control::producer_finished());
+    Ok(if shutdown {
+        Ended::Shutdown
+    } else {
+        Ended::Finished
+    })
 }
 
 /// Where the reader's bytes come from.
@@ -336,6 +423,8 @@ enum Blocks {
         file: std::fs::File,
         pool: BlockPool,
         path: PathBuf,
+        /// A block is one chunk: read it only once the receiver has room (see `next`).
+        room_first: bool,
     },
     /// No rate limit, anything else (a FIFO, a terminal): blocks from [`ReaderThread`].
     Thread(mpsc::Receiver<Result<Bytes, FileReaderError>>),
@@ -391,15 +480,33 @@ impl Blocks {
             file,
             pool: BlockPool::new(size),
             path,
+            room_first: block <= chunk,
         })
     }
 
     /// The next block; `None` at end of file. Cancel-safe: a regular file's read completes
     /// before anything can cancel it, a dropped receive loses nothing, and tokio's `File` keeps
     /// a read it had started, whose bytes the next read returns.
-    async fn next(&mut self) -> Option<Result<Bytes, FileReaderError>> {
+    ///
+    /// A regular file's block of one chunk (a read size of one chunk, as `kamaelia send --tls`
+    /// reads) is read only once `out` has room for it: read ahead, it would wait (in its
+    /// buffer) behind the chunk the receiver has not taken yet, and be cold in the CPU's cache
+    /// by the time the receiver gets to it (an encrypting connection copies every byte again);
+    /// read when it can go on at once, it is used while the kernel's copy into it is still in
+    /// the cache, as a program that reads and then writes one buffer uses it. No parallelism
+    /// is lost: the read is made in this task either way. (A block of several chunks is read
+    /// as before: most of it waits for room whenever it is read.)
+    async fn next(&mut self, out: &axon::Outbox<Bytes>) -> Option<Result<Bytes, FileReaderError>> {
         match self {
-            Blocks::Regular { file, pool, path } => {
+            Blocks::Regular {
+                file,
+                pool,
+                path,
+                room_first,
+            } => {
+                if *room_first {
+                    out.ready().await;
+                }
                 // Give the runtime a turn between blocks, should nothing downstream make
                 // this task wait.
                 tokio::task::consume_budget().await;
