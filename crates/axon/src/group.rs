@@ -161,16 +161,17 @@ pub(crate) struct GroupTask {
     /// harmless, as any future may be polled without cause); [`INCOMING`], members were handed
     /// over; [`RUNNING`], the task is polling its members and looks at this word again before
     /// it returns, so a wake-up then (a member waking another: the usual case) needs no wake
-    /// of the task; [`STARTED`] and [`CLOSED`], set once each, under [`NEWCOMERS`]' lock.
+    /// of the task; [`STARTED`], set before the task's first poll and kept by every poll;
+    /// [`CLOSED`], set when the task ends (see [`CLOSED`]).
     flags: AtomicU64,
     /// The task, to wake when a member is woken or handed over while it is not running.
     task: AtomicWaker,
 }
 
 /// Members handed over to running groups and not yet taken by their tasks, by group (the
-/// address of its block, which is not freed while its entry is here: the task takes the
-/// entry, or drops it when it ends). Also the lock under which a group is marked started and
-/// closed, so that nothing joins a group whose task has ended.
+/// address of its block: the task takes the entry, or drops it when it ends or is dropped,
+/// even unpolled, so no entry outlives its group's block). Also the lock under which a group
+/// is found open and marked closed, so that nothing joins a group whose task has ended.
 static NEWCOMERS: Mutex<Vec<(usize, Vec<Life>)>> = Mutex::new(Vec::new());
 
 fn newcomers() -> MutexGuard<'static, Vec<(usize, Vec<Life>)>> {
@@ -182,11 +183,12 @@ fn newcomers() -> MutexGuard<'static, Vec<(usize, Vec<Life>)>> {
 const INCOMING: u64 = 1 << 63;
 /// The task is inside its poll and will look at the flags again (a bit of [`GroupTask::flags`]).
 const RUNNING: u64 = 1 << 62;
-/// The task has been spawned (a bit of [`GroupTask::flags`], set under [`NEWCOMERS`]' lock
-/// before the task's first poll, and kept by every poll).
+/// The task has been spawned (a bit of [`GroupTask::flags`], set before the task's first
+/// poll, and kept by every poll).
 const STARTED: u64 = 1 << 61;
-/// The task has ended (its last member ended): nothing more can join (a bit of
-/// [`GroupTask::flags`], set under [`NEWCOMERS`]' lock, after the task's last poll).
+/// The task has ended (its last member ended) or was dropped: nothing more can join (a bit of
+/// [`GroupTask::flags`], set under [`NEWCOMERS`]' lock: by the task's last poll when no
+/// newcomer is listed, else when the task is dropped).
 const CLOSED: u64 = 1 << 60;
 /// How many bits of [`GroupTask::flags`] say which members were woken (a power of two, at
 /// most 60).
@@ -417,23 +419,31 @@ fn run(
     mut members: Members,
 ) -> impl std::future::Future<Output = ()> + Send {
     // If the task is dropped (the runtime shutting down), members not yet taken are dropped
-    // with it rather than kept alive by their own contexts' reference to the group.
+    // with it rather than kept alive by their own contexts' reference to the group. Made here,
+    // outside the `async` block, so that it closes the group even if the task is dropped
+    // before its first poll: its newcomers' entry in [`NEWCOMERS`] must not outlive the
+    // group's block, whose address keys it (a later group at that address would adopt them).
     struct Close(Arc<GroupTask>);
     impl Drop for Close {
         fn drop(&mut self) {
-            let incoming = {
-                let mut list = newcomers();
-                self.0.flags.fetch_or(CLOSED, Ordering::AcqRel);
-                self.0.take_newcomers(&mut list)
-            };
-            drop(incoming);
+            // Closed by the task's last poll, under the lock with no entry listed: nothing can
+            // have joined since, so the list need not be looked at again.
+            if self.0.flags.load(Ordering::Acquire) & CLOSED == 0 {
+                let incoming = {
+                    let mut list = newcomers();
+                    self.0.flags.fetch_or(CLOSED, Ordering::AcqRel);
+                    self.0.take_newcomers(&mut list)
+                };
+                drop(incoming);
+            }
             // Ended members' blocks (their wakers) may outlive the task, held by handles, and
             // they hold the group: it must not hold the task's own waker (the task) too.
             drop(self.0.task.take());
         }
     }
+    let close = Close(group);
     async move {
-        let close = Close(group);
+        let close = close;
         let group = &close.0;
         std::future::poll_fn(|cx| {
             // The members' scheduler is the current one while they are polled: made so once

@@ -237,7 +237,10 @@ async fn a_waiting_send_fails_when_the_reader_ends() {
 /// nothing more, so a component waiting in one (every component that sends) holds no more than
 /// that in its routine's block (176 bytes for a `Bytes` before, an `async fn` holding
 /// the message twice and a wait of its own). It still waits while the inbox is full and goes
-/// through when the owner takes a message, in order, and follows a relink made while it waits.
+/// through when the owner takes a message, in order, and lands where a relink made while it
+/// waits points. Only the size check fails on the old code; this half checks where the message
+/// lands, not the wake-ups (`.await` polls again at once): those are tested in
+/// `links_relink.rs` and `a_slow_reader_bounds_memory_while_1_gib_is_offered`.
 #[tokio::test]
 async fn a_waiting_send_holds_its_message_and_its_outbox_only_and_then_goes_through() {
     within("a waiting send, then room", async {

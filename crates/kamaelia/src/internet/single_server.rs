@@ -245,7 +245,8 @@ async fn run(server: SingleServer, b: Boxes, cx: Context) -> MainResult {
             };
             let local = stream.local_addr().ok();
             let stopping = watch.stopping();
-            run_connected(b, cx, stream, (peer, local), role, options, stopping).await
+            drop(cx);
+            run_connected(b, stream, (peer, local), role, options, stopping).await
         }
         Socket::Unix(listener, file) => {
             let listener = {
@@ -261,7 +262,8 @@ async fn run(server: SingleServer, b: Boxes, cx: Context) -> MainResult {
             };
             let stopping = watch.stopping();
             let peer = unix_peer();
-            run_connected(b, cx, stream, (peer, Some(peer)), role, options, stopping).await
+            drop(cx);
+            run_connected(b, stream, (peer, Some(peer)), role, options, stopping).await
         }
     }
 }

@@ -356,7 +356,6 @@ fn connected(
     match connecting {
         Ok(Some((b, (stream, addrs, role, options, stopping)))) => Either::Left(run_connected(
             b,
-            (),
             stream,
             addrs,
             Some(role),
@@ -682,12 +681,11 @@ async fn connect_elsewhere(
 /// its arguments twice in its state (as arguments and as the locals they move to), and this
 /// future lives as long as the connection.
 ///
-/// `cx` is what the caller held until now, its [`Context`] (SingleServer, UnixClient) or
-/// nothing (TcpClient's second phase): it is not kept, as the connection has no children to
-/// start and its errors read its label from its boxes.
+/// It takes no [`Context`]: the connection has no children to start and its errors read its
+/// label from its boxes, so a caller that holds one (SingleServer, UnixClient) drops it first,
+/// and the connection's future does not keep it.
 pub(super) fn run_connected<S>(
     b: Boxes,
-    cx: impl Sized,
     stream: S,
     (peer, local): (SocketAddr, Option<SocketAddr>),
     role: Option<TlsKept>,
@@ -697,7 +695,6 @@ pub(super) fn run_connected<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    drop(cx);
     // Made here, before the future: what it is made from (the stream, the TLS role, the
     // options) is not kept beside it for the whole connection.
     let mut conn = connection(b.into_connection(), stream, peer, role, &options);
@@ -846,7 +843,7 @@ mod tests {
             let Ok(Some((b, (stream, addrs, role, options, stopping)))) = connecting.await else {
                 return Err("no connection".into());
             };
-            let connected = run_connected(b, (), stream, addrs, Some(role), options, stopping);
+            let connected = run_connected(b, stream, addrs, Some(role), options, stopping);
             let _ = tx.send((connecting_size, std::mem::size_of_val(&connected)));
             Ok(())
         });
@@ -883,7 +880,10 @@ mod tests {
         let seen = Inbox::<Control>::standalone("seen", 64);
         axon::link_refs(&client.boxref(SIGNAL).unwrap(), &seen.boxref()).unwrap();
         run_to_its_end(client).await;
-        server.await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the server accepts within 10 s")
+            .unwrap();
         let mut errors = Vec::new();
         while let Some(c) = seen.try_recv() {
             if let Control::Error(e) = c {

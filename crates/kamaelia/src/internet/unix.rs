@@ -279,5 +279,6 @@ async fn run(cfg: UnixClient, b: Boxes, cx: Context) -> MainResult {
         .limits(cfg.limits);
     let stopping = watch.stopping();
     let peer = unix_peer();
-    run_connected(b, cx, stream, (peer, Some(peer)), None, options, stopping).await
+    drop(cx);
+    run_connected(b, stream, (peer, Some(peer)), None, options, stopping).await
 }
