@@ -380,7 +380,7 @@ struct ConnectTargetArgs {
 
 #[derive(Debug, clap::Args)]
 struct TlsArgs {
-    /// Switch to TLS as soon as connected (the page's OneShot(MakeSsl) -> makessl).
+    /// Switch to TLS as soon as connected, before any data (a MakeSsl on the client's makessl).
     #[arg(long)]
     tls: bool,
     /// Speak this protocol up to its STARTTLS command, then switch to TLS.

@@ -23,7 +23,8 @@ use bytes::Bytes;
 
 use crate::crlf::Crlf;
 
-/// What a [`Meter`] has counted, shared with whoever reports on the session.
+/// What a [`Meter`] (or a file reader, through `SentCounter`) has counted, shared with whoever
+/// reports on the session.
 #[derive(Debug, Default)]
 pub(crate) struct Counts {
     /// Bytes taken from the input.

@@ -8,8 +8,9 @@
 //! With `--tls` or `--starttls` the reader and meter become the source of the SSL Graphline,
 //! each a member of it (see `session::graphline_fed`); with `--tls` to a TCP host the
 //! connection itself handshakes before it takes any data, with no TlsGate in front of it. A
-//! file sent with `--tls` (without `--crlf`) is counted by its reader, with no Meter. Standard input (`-`) is read by a `ConsoleReader` in chunk mode,
-//! paced by a `RateLimiter` when `--rate` is given.
+//! file sent with `--tls` (without `--crlf`) is counted by its reader, with no Meter. Standard
+//! input (`-`) is read by a `ConsoleReader` in chunk mode, paced by a `RateLimiter` when
+//! `--rate` is given.
 //!
 //! At the end a summary line on stderr: `sent N bytes (size) in T s, R/s`, timed from the
 //! connection's set-up to its end; the rate only for a transfer of a tenth of a second or more
@@ -34,7 +35,7 @@ use crate::session::{self, Observer};
 /// What each queue on the way to an encrypting connection holds with `--tls` or
 /// `--starttls`: one default chunk (the meter's inbox, the connection's inbox and its queue
 /// ahead of the socket; the library's TlsGate holds one chunk too, where there is one). A
-/// file sent with `--tls` to a TCP host has neither meter nor gate: the reader, reading a
+/// file sent with `--tls` to a TCP host (without `--crlf`) has neither meter nor gate: the reader, reading a
 /// chunk only once the connection has room for it, feeds the connection directly. rustls
 /// copies each chunk into its records, and a chunk that waited behind a megabyte of other
 /// queued chunks is cold in the CPU's cache by then; one chunk per queue is enough to keep

@@ -461,3 +461,101 @@ async fn a_block_is_read_only_once_the_receiver_has_room() {
     assert!(report.is_ok());
     assert!(got == data);
 }
+
+/// A counter that notes, when told the end, how many messages were already on `signal`.
+struct EndOrder {
+    signal: std::sync::Arc<Inbox<Control>>,
+    queued_at_end: std::sync::Mutex<Option<usize>>,
+}
+
+impl kamaelia::file::SentCounter for EndOrder {
+    fn sent(&self, _bytes: u64) {}
+    fn ended(&self) {
+        *self.queued_at_end.lock().unwrap() = Some(self.signal.len());
+    }
+}
+
+/// SentCounter::ended is called before the reader's final message goes on `signal` (as the
+/// Meter it replaced in `kamaelia send` noted the end before passing the final message on):
+/// at end of file, nothing is on `signal` yet when the counter is told.
+#[tokio::test]
+async fn a_counter_is_told_the_end_before_the_final_message() {
+    let data = random_bytes(100_000);
+    let file = TempFile::new("end-order", &data);
+    let signal = std::sync::Arc::new(Inbox::<Control>::standalone("signal", 64));
+    let counter = std::sync::Arc::new(EndOrder {
+        signal: signal.clone(),
+        queued_at_end: std::sync::Mutex::new(None),
+    });
+    let reader: Component = RateControlledFileReader::new(file.path())
+        .rate(None)
+        .read_size(64 * 1024)
+        .count(counter.clone())
+        .into();
+    let sink = Inbox::<Bytes>::standalone("sink", 64);
+    axon::link_refs(&reader.boxref("outbox").unwrap(), &sink.boxref()).unwrap();
+    axon::link_refs(&reader.boxref("signal").unwrap(), &signal.boxref()).unwrap();
+    let report = timeout(
+        LIMIT,
+        Scheduler::new().run(async {
+            reader.activate();
+        }),
+    )
+    .await
+    .unwrap();
+    assert!(report.is_ok());
+    assert_eq!(
+        *counter.queued_at_end.lock().unwrap(),
+        Some(0),
+        "ProducerFinished was on signal before the counter was told the end"
+    );
+}
+
+/// A reader waiting for room (a one-chunk block) whose receiver closes ends, with
+/// OutboxClosed, instead of waiting for ever.
+#[tokio::test]
+async fn a_reader_waiting_for_room_ends_when_the_receiver_closes() {
+    const CHUNK: usize = 64 * 1024;
+    let data = random_bytes(8 * CHUNK);
+    let file = TempFile::new("room-close", &data);
+    let reader: Component = RateControlledFileReader::new(file.path())
+        .rate(None)
+        .read_size(CHUNK)
+        .into();
+    let sink = Inbox::<Bytes>::standalone("sink", 1);
+    let signal = Inbox::<Control>::standalone("signal", 64);
+    axon::link_refs(&reader.boxref("outbox").unwrap(), &sink.boxref()).unwrap();
+    axon::link_refs(&reader.boxref("signal").unwrap(), &signal.boxref()).unwrap();
+    let check = async {
+        let _first = sink.recv().await;
+        while sink.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        sink.close();
+        let mut got = Vec::new();
+        loop {
+            let c = signal.recv().await;
+            let last = c.is_final();
+            got.push(c);
+            if last {
+                return got;
+            }
+        }
+    };
+    let (report, got) = timeout(LIMIT, async {
+        let sched = Scheduler::new();
+        tokio::join!(
+            sched.run(async {
+                reader.activate();
+            }),
+            check
+        )
+    })
+    .await
+    .expect("the reader ended");
+    assert!(!report.is_ok());
+    assert!(matches!(
+        reader_error(&got[0]),
+        FileReaderError::OutboxClosed { .. }
+    ));
+}

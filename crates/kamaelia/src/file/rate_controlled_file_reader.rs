@@ -77,6 +77,8 @@ axon::box_table! {
 /// no hand-over between threads and no trip to tokio's blocking pool per block), into one of a
 /// few buffers that are reused once the connection has written them; each block goes on as
 /// chunk-sized slices of that one buffer: no zero-filling, no fresh memory and no copy.
+/// A block that is one chunk (`read_size(64 * 1024)` with 64 KiB chunks) is read only once the
+/// receiver has room for it, so it goes on while the bytes are still in the CPU's cache.
 /// Anything that is not a regular file (a FIFO, a terminal), whose reads wait for a writer, is
 /// read by a thread of its own, at most a chunk at a time, into a channel, so its bytes go on
 /// as soon as they are there and the component never waits on it.
@@ -110,7 +112,9 @@ axon::box_table! {
 ///
 /// # Shutdown
 ///
-/// At end of file the reader sends `ProducerFinished` on `signal` and ends.
+/// At end of file the reader sends `ProducerFinished` on `signal` and ends. A
+/// [`SentCounter`] given with [`RateControlledFileReader::count`] is told every chunk queued
+/// for the receiver and, unless the reader was shut down, the end, before the final message.
 ///
 /// `ShutdownMicroprocess` on `control` stops it promptly — while it waits for the rate, for room
 /// downstream, or for the disk — and is forwarded on `signal` as its final message; the chunk in
@@ -143,11 +147,54 @@ pub struct RateControlledFileReader {
 /// Told what a [`RateControlledFileReader`] sends ([`RateControlledFileReader::count`]): a
 /// count or a progress display kept by the reader itself, with no component between it and
 /// the receiver just to count.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+/// use std::sync::Arc;
+///
+/// use axon::{Component, Inbox, Scheduler};
+/// use bytes::Bytes;
+/// use kamaelia::{RateControlledFileReader, SentCounter};
+///
+/// #[derive(Default)]
+/// struct Progress {
+///     bytes: AtomicU64,
+///     done: AtomicBool,
+/// }
+///
+/// impl SentCounter for Progress {
+///     fn sent(&self, bytes: u64) {
+///         self.bytes.fetch_add(bytes, Ordering::Relaxed);
+///     }
+///     fn ended(&self) {
+///         self.done.store(true, Ordering::Relaxed);
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let path = std::env::temp_dir().join(format!("rcfr-count-doc-{}", std::process::id()));
+/// # std::fs::write(&path, vec![7_u8; 100_000])?;
+/// let progress = Arc::new(Progress::default());
+/// let reader: Component = RateControlledFileReader::new(&path)
+///     .rate(None)
+///     .count(progress.clone())
+///     .into();
+/// let sink = Inbox::<Bytes>::standalone("sink", 64);
+/// axon::link_refs(&reader.boxref("outbox")?, &sink.boxref())?;
+/// assert!(Scheduler::new().run(async { reader.activate(); }).await.is_ok());
+/// assert_eq!(progress.bytes.load(Ordering::Relaxed), 100_000);
+/// assert!(progress.done.load(Ordering::Relaxed));
+/// # std::fs::remove_file(&path)?;
+/// # Ok(())
+/// # }
+/// ```
 pub trait SentCounter: Send + Sync {
-    /// `bytes` more were sent on `outbox` (called once per chunk, after the receiver took it).
+    /// `bytes` more were sent on `outbox` (called once per chunk, once it is queued for the
+    /// receiver: in its inbox, or in the unlinked outbox; not when the receiver takes it).
     fn sent(&self, bytes: u64);
     /// The reader has ended other than by `ShutdownMicroprocess`: at end of file, at
-    /// `ProducerFinished`, or failing (its final message follows on `signal`).
+    /// `ProducerFinished`, or failing. Called before its final message goes on `signal`.
     fn ended(&self);
 }
 
@@ -250,7 +297,8 @@ impl RateControlledFileReader {
     }
 
     /// Tells `counter` the length of every chunk once it is on `outbox`, and that the reader
-    /// has ended (unless by `ShutdownMicroprocess`). `kamaelia send --tls` counts its file
+    /// has ended (unless by `ShutdownMicroprocess`), before its final message goes on
+    /// `signal`. `kamaelia send --tls` counts its file
     /// this way: a counting component between the reader and the connection would cost every
     /// chunk a hop, a queue and a wake-up (about 1,100 instructions a 64 KiB chunk), and keep
     /// one more chunk in flight, cold in the CPU's cache by the time it is encrypted.
@@ -295,7 +343,7 @@ impl From<RateControlledFileReader> for Component {
         } = config;
         b.main(move |_cx| async move {
             let counter = counter.map(|c| c.0);
-            let ended = read(
+            let read = read(
                 path,
                 file,
                 rate,
@@ -307,22 +355,14 @@ impl From<RateControlledFileReader> for Component {
                 counter.as_deref(),
             )
             .await;
-            if let Some(counter) = &counter {
-                if !matches!(ended, Ok(Ended::Shutdown)) {
-                    counter.ended();
-                }
+            // A failure's final message is sent by the runtime once this returns; the end of
+            // file's and ProducerFinished's was sent by `read`, after it told the counter.
+            if let (Some(counter), Err(_)) = (&counter, &read) {
+                counter.ended();
             }
-            ended.map(|_| ())
+            read
         })
     }
-}
-
-/// How a reader's loop ended, when it did not fail.
-enum Ended {
-    /// At end of file, or at `ProducerFinished`.
-    Finished,
-    /// At `ShutdownMicroprocess`.
-    Shutdown,
 }
 
 /// The reader's routine: reads and sends until end of file, a stop or a failure.
@@ -337,7 +377,7 @@ async fn read(
     control: &axon::Inbox<Control>,
     signal: &axon::Outbox<Control>,
     counter: Option<&dyn SentCounter>,
-) -> Result<Ended, axon::BoxError> {
+) -> Result<(), axon::BoxError> {
     if rate == Some(0) {
         return Err(FileReaderError::ZeroRate { path }.into());
     }
@@ -407,13 +447,11 @@ async fn read(
             }
         }
     }
-    let shutdown = watch.shutdown_requested();
+    if let (Some(counter), false) = (counter, watch.shutdown_requested()) {
+        counter.ended();
+    }
     watch.finish(Control::producer_finished());
-    Ok(if shutdown {
-        Ended::Shutdown
-    } else {
-        Ended::Finished
-    })
+    Ok(())
 }
 
 /// Where the reader's bytes come from.
