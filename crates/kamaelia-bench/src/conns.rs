@@ -127,27 +127,35 @@ async fn one_pair(cfg: &Config, table: &mut Table, n: usize) -> Result<()> {
             "<= 1.5",
         );
     }
-    for (side, i) in [("clients", 6), ("server", 7)] {
+    // Resident bytes per idle connection (index 6 clients, 7 server) of `x` against `y`.
+    let idle_row = |table: &mut Table, label: String, x: &[Vec<f64>], y: &[Vec<f64>], i, goal| {
         table.row(
-            format!("7 memory per idle connection, {side} process (VmRSS after the idle window)"),
-            format!("{:.0} B", m(o, i) * 1024.0),
-            format!("{:.0} B", m(b, i) * 1024.0),
-            m(o, i) / m(b, i),
-            "<= 1.5",
+            label,
+            format!("{:.0} B", m(x, i) * 1024.0),
+            format!("{:.0} B", m(y, i) * 1024.0),
+            m(x, i) / m(y, i),
+            goal,
         );
+    };
+    for (side, i) in [("clients", 6), ("server", 7)] {
+        let label =
+            format!("7 memory per idle connection, {side} process (VmRSS after the idle window)");
+        idle_row(table, label, o, b, i, "<= 1.5");
     }
-    table.row(
-        "7 memory per idle connection, clients process: the hand-written clients also holding blocks the size of TcpClient's and the holder's routines (no runtime)",
-        format!("{:.0} B", m(c, 6) * 1024.0),
-        format!("{:.0} B", m(b, 6) * 1024.0),
-        m(c, 6) / m(b, 6),
+    idle_row(
+        table,
+        "7 memory per idle connection, clients process: the hand-written clients also holding blocks the size of TcpClient's and the holder's routines (no runtime)".into(),
+        c,
+        b,
+        6,
         "- (diagnostic)",
     );
-    table.row(
-        "7 memory per idle connection, clients process: ours vs the line above (the runtime's share)",
-        format!("{:.0} B", m(o, 6) * 1024.0),
-        format!("{:.0} B", m(c, 6) * 1024.0),
-        m(o, 6) / m(c, 6),
+    idle_row(
+        table,
+        "7 memory per idle connection, clients process: ours vs the line above (the runtime's share)".into(),
+        o,
+        c,
+        6,
         "- (diagnostic)",
     );
     table.row(
