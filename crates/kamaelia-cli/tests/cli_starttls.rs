@@ -362,9 +362,34 @@ fn serve_starttls_imap_pop3_and_default_smtp_answer_openssl_s_client() {
     }
 }
 
-/// aiosmtpd (a real SMTP/LMTP server, installed by `.ci/run`) with STARTTLS on `port`, as SMTP
-/// requiring STARTTLS or as LMTP; it serves until its stdin closes.
-fn aiosmtpd(pki: &Pki, port: u16, lmtp: bool) -> support::KillOnDrop {
+/// aiosmtpd (a real SMTP/LMTP server, installed by `.ci/run`) with STARTTLS on a free port, as
+/// SMTP requiring STARTTLS or as LMTP; it serves until its stdin closes. Returns it and its
+/// port once it says it has started (its `Controller.start()` returned: listening and its own
+/// test connection answered). Its port is picked by `free_port` (the Controller's start-up
+/// check connects to the port it was given, so it cannot take port 0): if another process
+/// took that port meanwhile, aiosmtpd exits before it says so, and another port is tried.
+fn aiosmtpd(pki: &Pki, lmtp: bool) -> (support::KillOnDrop, u16) {
+    for _ in 0..5 {
+        let port = support::free_port();
+        let mut child = aiosmtpd_on(pki, port, lmtp);
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+            let _ = tx.send(line);
+        });
+        let server = support::KillOnDrop(child);
+        match rx.recv_timeout(LIMIT) {
+            Ok(line) if line.trim() == "ready" => return (server, port),
+            Ok(_) => continue,
+            Err(_) => panic!("aiosmtpd did not start within {LIMIT:?}"),
+        }
+    }
+    panic!("aiosmtpd could not start on five free ports");
+}
+
+fn aiosmtpd_on(pki: &Pki, port: u16, lmtp: bool) -> std::process::Child {
     const SCRIPT: &str = r#"
 import ssl, sys
 from aiosmtpd.controller import Controller
@@ -382,22 +407,21 @@ ctx.load_cert_chain(cert, key)
 kind = LmtpController if lmtp else Controller
 c = kind(Handler(), hostname='127.0.0.1', port=port, tls_context=ctx, require_starttls=not lmtp)
 c.start()
+print('ready', flush=True)
 sys.stdin.read()
 c.stop()
 "#;
-    let child = Command::new("python3")
+    Command::new("python3")
         .args(["-c", SCRIPT])
         .arg(&pki.cert_pem)
         .arg(&pki.key_pem)
         .arg(port.to_string())
         .arg(if lmtp { "lmtp" } else { "smtp" })
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("python3 runs");
-    support::wait_listening(port, LIMIT);
-    support::KillOnDrop(child)
+        .expect("python3 runs")
 }
 
 /// Against aiosmtpd: `--starttls smtp` and `--starttls lmtp` get through its dialogue and talk
@@ -406,8 +430,7 @@ c.stop()
 fn connect_starttls_smtp_and_lmtp_against_aiosmtpd() {
     let pki = Pki::new();
     for (proto, hello) in [("smtp", "EHLO me"), ("lmtp", "LHLO me")] {
-        let port = support::free_port();
-        let _server = aiosmtpd(&pki, port, proto == "lmtp");
+        let (_server, port) = aiosmtpd(&pki, proto == "lmtp");
         let input = format!("{hello}\r\nNOOP\r\nQUIT\r\n").into_bytes();
         let p = port.to_string();
         let r = run(
