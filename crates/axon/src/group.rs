@@ -7,7 +7,9 @@
 //! else about a member is as for any component: its boxes, its handle, its exit, its place in
 //! the scheduler's run and report (docs/semantics.md §10).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll, RawWakerVTable, Wake, Waker};
@@ -172,9 +174,13 @@ pub(crate) struct GroupTask {
 /// address of its block: the task takes the entry, or drops it when it ends or is dropped,
 /// even unpolled, so no entry outlives its group's block). Also the lock under which a group
 /// is found open and marked closed, so that nothing joins a group whose task has ended.
-static NEWCOMERS: Mutex<Vec<(usize, Vec<Life>)>> = Mutex::new(Vec::new());
+/// A map, not a list: every join beside a running group and every group's end looks its group
+/// up here under the process's lock, so the look-up must not grow with the groups waiting.
+static NEWCOMERS: Mutex<Newcomers> = Mutex::new(HashMap::with_hasher(BuildHasherDefault::new()));
 
-fn newcomers() -> MutexGuard<'static, Vec<(usize, Vec<Life>)>> {
+type Newcomers = HashMap<usize, Vec<Life>, BuildHasherDefault<std::hash::DefaultHasher>>;
+
+fn newcomers() -> MutexGuard<'static, Newcomers> {
     // Nothing panics while this lock is held.
     NEWCOMERS.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -210,11 +216,8 @@ impl GroupTask {
     }
 
     /// Takes this group's newcomers from `list` (none if it has none there).
-    fn take_newcomers(&self, list: &mut Vec<(usize, Vec<Life>)>) -> Vec<Life> {
-        match list.iter().position(|(k, _)| *k == self.key()) {
-            Some(i) => list.swap_remove(i).1,
-            None => Vec::new(),
-        }
+    fn take_newcomers(&self, list: &mut Newcomers) -> Vec<Life> {
+        list.remove(&self.key()).unwrap_or_default()
     }
 
     /// Notes `bits` for the task and wakes it, unless it is polling its members now (it looks
@@ -232,11 +235,7 @@ impl GroupTask {
         if self.flags.load(Ordering::Acquire) & CLOSED != 0 {
             return Err(member);
         }
-        let key = self.key();
-        match list.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, lives)) => lives.push(member),
-            None => list.push((key, vec![member])),
-        }
+        list.entry(self.key()).or_default().push(member);
         let start = self.flags.fetch_or(STARTED, Ordering::AcqRel) & STARTED == 0;
         drop(list);
         if start {
@@ -496,7 +495,7 @@ fn poll_members(
         }
         if members.is_empty() {
             let list = newcomers();
-            if !list.iter().any(|(k, _)| *k == group.key()) {
+            if !list.contains_key(&group.key()) {
                 group.flags.fetch_or(CLOSED, Ordering::AcqRel);
                 return Poll::Ready(());
             }
@@ -580,7 +579,7 @@ mod tests {
             let task = task.unwrap_or_else(|| panic!("joined before the task runs"));
             assert!(cores[1].group.get().is_some_and(|g| Arc::ptr_eq(g, &task)));
             let started = task.flags.load(Ordering::Acquire) & STARTED != 0;
-            let listed = newcomers().iter().any(|(k, _)| *k == task.key());
+            let listed = newcomers().contains_key(&task.key());
             assert!(started && !listed, "no list of newcomers");
         });
         let ended = tokio::time::timeout(std::time::Duration::from_secs(30), report).await;

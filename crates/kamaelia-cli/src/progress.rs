@@ -35,6 +35,19 @@ pub(crate) struct Counts {
     pub(crate) input_ended: AtomicBool,
 }
 
+/// The meter's counts, kept by a file reader itself when it has no Meter behind it (`send
+/// --tls` of a file as it is): what it sends is taken from the input and handed on alike.
+impl kamaelia::file::SentCounter for Counts {
+    fn sent(&self, bytes: u64) {
+        self.input.fetch_add(bytes, Ordering::Relaxed);
+        self.handed_on.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn ended(&self) {
+        self.input_ended.store(true, Ordering::Relaxed);
+    }
+}
+
 impl Counts {
     pub(crate) fn input(&self) -> u64 {
         self.input.load(Ordering::Relaxed)

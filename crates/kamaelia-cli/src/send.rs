@@ -17,12 +17,10 @@
 //! (`progress::RATED_AFTER`: a shorter one measures the set-up and the kernel's buffering, and
 //! a 1-byte send would read as megabytes per second).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axon::Component;
-use kamaelia::file::SentCounter;
 use kamaelia::internet::{Limits, DEFAULT_LIMIT_BYTES};
 use kamaelia::util::{RateLimiter, DEFAULT_BURST};
 use kamaelia::{ConsoleEchoer, ConsoleReader, Pipeline, RateControlledFileReader, ReadMode};
@@ -62,18 +60,6 @@ const TLS_LIMITS: Limits = Limits {
     send_bytes: TLS_QUEUE_BYTES,
     receive_bytes: DEFAULT_LIMIT_BYTES,
 };
-
-/// The meter's counts, kept by the file reader itself when it has no Meter behind it.
-impl SentCounter for Counts {
-    fn sent(&self, bytes: u64) {
-        self.input.fetch_add(bytes, Ordering::Relaxed);
-        self.handed_on.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    fn ended(&self) {
-        self.input_ended.store(true, Ordering::Relaxed);
-    }
-}
 
 /// Runs `send` and returns the exit status.
 pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {

@@ -160,16 +160,14 @@ fn graphline_fed_as(
     Ok(graphline_parts(feed, source, connection, echo, layer)?)
 }
 
-/// Queues `makessl` on `connection` (a TcpClient not yet running), from an outbox of no
-/// component's that is gone once it has sent.
+/// Queues `makessl` on `connection` (a TcpClient not yet running), straight into its inbox.
 fn queue_makessl(connection: &Component) -> anyhow::Result<()> {
-    let makessl = Outbox::<MakeSsl>::standalone("makessl");
-    link_refs(&makessl.boxref(), &connection.boxref("makessl")?)?;
+    let makessl = connection.boxref("makessl")?.sender::<MakeSsl>();
     // A box of a component not yet running is open and empty, so this cannot fail; if it
     // did, the connection would never switch to TLS: the run stops here instead.
     makessl
-        .force_send(MakeSsl::new())
-        .map_err(|_| anyhow::anyhow!("could not queue the TLS switch on the connection"))
+        .and_then(|m| m.force_send(MakeSsl::new()).ok())
+        .ok_or_else(|| anyhow::anyhow!("could not queue the TLS switch on the connection"))
 }
 
 /// The layer a client session puts between the console and the connection: for TLS from the

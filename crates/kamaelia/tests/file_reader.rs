@@ -70,6 +70,21 @@ async fn run(reader: Component, control: Option<&Outbox<Control>>) -> Outcome {
     }
 }
 
+/// Runs `reader` on a scheduler of its own beside `beside` (what the test does meanwhile), both
+/// within [`LIMIT`]: the run's report and what `beside` returned.
+async fn run_beside<T>(
+    reader: Component,
+    beside: impl std::future::Future<Output = T>,
+) -> (RunReport, T) {
+    let sched = Scheduler::new();
+    let running = sched.run(async {
+        reader.activate();
+    });
+    timeout(LIMIT, async { tokio::join!(running, beside) })
+        .await
+        .expect("the reader and the test's side ended within the limit")
+}
+
 /// The reader's own error inside the runtime's `Control::Error`.
 fn reader_error(c: &Control) -> &FileReaderError {
     let failure = c
@@ -267,13 +282,7 @@ async fn shutdown_stops_it_mid_file_and_is_its_final_message() {
         }
         (got.concat(), signals)
     };
-    let sched = Scheduler::new();
-    let running = sched.run(async {
-        reader.activate();
-    });
-    let (report, (got, signals)) = timeout(LIMIT, async { tokio::join!(running, drive) })
-        .await
-        .unwrap();
+    let (report, (got, signals)) = run_beside(reader, drive).await;
 
     assert!(report.is_ok());
     assert!(
@@ -391,13 +400,7 @@ async fn a_counter_is_not_told_the_end_at_a_shutdown() {
         control.send(Control::shutdown()).await.unwrap();
         first
     };
-    let sched = Scheduler::new();
-    let running = sched.run(async {
-        reader.activate();
-    });
-    let (report, first) = timeout(LIMIT, async { tokio::join!(running, drive) })
-        .await
-        .unwrap();
+    let (report, first) = run_beside(reader, drive).await;
     assert!(report.is_ok());
     let mut got = first.len() as u64;
     while let Some(b) = sink.try_recv() {
@@ -426,7 +429,6 @@ async fn a_block_is_read_only_once_the_receiver_has_room() {
         .into();
     let sink = Inbox::<Bytes>::standalone("sink", 1);
     axon::link_refs(&reader.boxref("outbox").unwrap(), &sink.boxref()).unwrap();
-    let sched = Scheduler::new();
     let check = async {
         let first = sink.recv().await;
         // The sink holds the next chunk and takes no more; let the reader run on.
@@ -452,12 +454,7 @@ async fn a_block_is_read_only_once_the_receiver_has_room() {
         }
         got
     };
-    let running = sched.run(async {
-        reader.activate();
-    });
-    let (report, got) = timeout(LIMIT, async { tokio::join!(running, check) })
-        .await
-        .unwrap();
+    let (report, got) = run_beside(reader, check).await;
     assert!(report.is_ok());
     assert!(got == data);
 }
@@ -542,17 +539,7 @@ async fn a_reader_waiting_for_room_ends_when_the_receiver_closes() {
             }
         }
     };
-    let (report, got) = timeout(LIMIT, async {
-        let sched = Scheduler::new();
-        tokio::join!(
-            sched.run(async {
-                reader.activate();
-            }),
-            check
-        )
-    })
-    .await
-    .expect("the reader ended");
+    let (report, got) = run_beside(reader, check).await;
     assert!(!report.is_ok());
     assert!(matches!(
         reader_error(&got[0]),
