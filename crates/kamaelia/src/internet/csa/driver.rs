@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::read_buffer::{ReadBuffer, FIRST_READ};
-use super::rewind::Rewind;
+use super::rewind::{self, Rewind};
 use super::state::{Next, OutQueue, ReadFailure, State, WRITE_BATCH};
 use super::{Limits, TlsKept};
 use crate::internet::messages::{
@@ -152,7 +152,7 @@ where
             peer4,
             peer6,
             kept: Kept::new(tls, keep_history),
-            conn: Some(Conn::Plain(Rewind::new(stream))),
+            conn: Some(Conn::Plain(stream)),
             state,
             send_limit: limits.send_bytes,
             rb: ReadBuffer::new(limits.receive_bytes, now),
@@ -793,9 +793,10 @@ where
             self.state.producer_finished();
         }
         self.state.handshaking();
-        let Conn::Plain(mut sock) = conn else {
+        let Conn::Plain(sock) = conn else {
             return Err(HowDied::Failed(TcpError::Tls(TlsError::AlreadyTls)));
         };
+        let mut sock = Rewind::new(sock);
         // A STARTTLS server's handshake starts with what the client sent after the command.
         let (replay, replayed) = match m.consumed {
             Some(consumed) => match History::after(self.kept.history(), consumed) {
@@ -1065,9 +1066,13 @@ impl History {
     }
 }
 
-/// The stream in plaintext, or under TLS (tokio-rustls's own client or server stream).
+/// The stream in plaintext, or under TLS (tokio-rustls's own client or server stream). In
+/// plaintext the stream is held bare: it is wrapped in a [`Rewind`] (which a STARTTLS server's
+/// handshake is handed bytes back through) when TLS starts, not in every connection for its
+/// whole life (8 bytes, and for a TCP or Unix stream the variant's tag too, which goes in the
+/// stream's niche).
 enum Conn<S> {
-    Plain(Rewind<S>),
+    Plain(S),
     Tls(Box<tokio_rustls::TlsStream<Rewind<S>>>),
 }
 
@@ -1077,7 +1082,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
     /// nothing on the socket, or bytes on the socket and no plaintext yet.
     fn reports_readiness(&self) -> bool {
         match self {
-            Conn::Plain(s) => s.reports_readiness(),
+            Conn::Plain(s) => rewind::reports_readiness(s),
             Conn::Tls(_) => false,
         }
     }
@@ -1091,7 +1096,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
     /// Waits for the stream to be readable; `None` if it cannot say (read it instead).
     fn poll_read_ready(&mut self, cx: &mut TaskContext<'_>) -> Option<Poll<io::Result<()>>> {
         match self {
-            Conn::Plain(s) => s.poll_read_ready(cx),
+            Conn::Plain(s) => rewind::poll_read_ready(s, cx),
             Conn::Tls(_) => None,
         }
     }
@@ -1310,6 +1315,7 @@ mod tests {
         let Some(Conn::Plain(sock)) = conn.conn.take() else {
             panic!("a fresh connection is in plaintext");
         };
+        let sock = Rewind::new(sock);
         let settings = TlsSettings::new().with_trust(Trust::Certificates(vec![pki.ca_der()]));
         let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config());
         let (ours, theirs) = tokio::time::timeout(Duration::from_secs(10), async {
