@@ -145,18 +145,21 @@ pub struct TcpClient {
     /// freed on the worker that would be a hole in the builder's heap).
     host: Arc<str>,
     port: u16,
-    /// Shared by the clients cloned from this one, and by every client left at the default:
-    /// each connection keeps a pointer to them for a `makessl` most never get.
-    tls: Arc<TlsSettings>,
-    /// Shared likewise (changed copy-on-write): a client is built on one thread and run on
-    /// another, and what it carries from one to the other (this and its boxes) is freed there,
-    /// a hole in the builder's heap; a client at the defaults carries a pointer, not 80 bytes.
+    /// Shared (changed copy-on-write): a client is built on one thread and run on another,
+    /// and what it carries from one to the other (this and its boxes) is freed there, a hole
+    /// in the builder's heap; a client at the defaults carries a pointer, not 88 bytes. The
+    /// client is held through its connect, in the block its connection then lives in: 32
+    /// bytes with its TLS settings in here, 40 with them beside (the cost: a client with TLS
+    /// settings of its own carries a copy of its options, as one with any other option does).
     options: Arc<Options>,
 }
 
 /// The rest of a [`TcpClient`]'s settings.
 #[derive(Clone, Debug)]
 struct Options {
+    /// Shared by the clients cloned from this one, and by every client left at the default:
+    /// each connection keeps a pointer to them for a `makessl` most never get.
+    tls: Arc<TlsSettings>,
     delay: Duration,
     connect_timeout: Duration,
     family: Family,
@@ -178,6 +181,7 @@ fn default_options() -> Arc<Options> {
     DEFAULT
         .get_or_init(|| {
             Arc::new(Options {
+                tls: default_tls(),
                 delay: Duration::ZERO,
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 family: Family::Any,
@@ -196,7 +200,6 @@ impl TcpClient {
         TcpClient {
             host: HOSTS.get(&host.into()),
             port,
-            tls: default_tls(),
             options: default_options(),
         }
     }
@@ -226,7 +229,7 @@ impl TcpClient {
 
     /// TLS settings used on `makessl` (default: the built-in Mozilla roots, verifying `host`).
     pub fn tls(mut self, settings: TlsSettings) -> Self {
-        self.tls = Arc::new(settings);
+        self.options_mut().tls = Arc::new(settings);
         self
     }
 
@@ -400,10 +403,10 @@ fn connect_phase(
     b: Boxes,
     cx: Context,
 ) -> impl std::future::Future<Output = Result<Option<(Boxes, Up)>, axon::BoxError>> + Send {
-    // Of the context only the scheduler is kept, for its services (the selector): the client
-    // starts no children, and its errors read its label from its boxes. The whole context was
-    // 16 bytes more in the block the connection lives in.
-    let sched = cx.scheduler().clone();
+    // Nothing of the context is kept: the client starts no children, its errors read its label
+    // from its boxes, and its scheduler, for its services (the selector), is the current one
+    // while its routine is polled (`Scheduler::current`). The whole context was 24 bytes in
+    // the block the connection lives in, the scheduler alone 8.
     drop(cx);
     async move {
         // On the selector's own runtime (the usual case) the attempt runs in this task; only a
@@ -411,6 +414,7 @@ fn connect_phase(
         // be memory held at the peak of a burst of connections, for nothing. (The selector is
         // not kept through the wait: looked up again by the rare connects that need it.)
         let here = {
+            let sched = axon::Scheduler::current();
             let (selector, _) = Selector::get_or_create(sched.services())?;
             tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == selector.handle().id())
         };
@@ -422,15 +426,21 @@ fn connect_phase(
         // address is found again after the wait rather than kept through it: the connecting
         // state holds the attempt and its deadline and little else (the size test).
         let connected = match literal_here(&cfg, here) {
-            Some(addr) => {
+            Some(addr) => 'attempt: {
                 // A timeout too long for the clock (e.g. 1e19 s) is no deadline at all: one
                 // past this client's life.
                 let deadline = Instant::now()
                     .checked_add(cfg.options.connect_timeout)
                     .unwrap_or_else(|| Instant::now() + NO_DEADLINE);
+                // Started here, and the attempt waits for the stream alone: what failed at once
+                // (the socket, or the connect) is said without a slot for it in the state.
+                let stream = match super::connect::start_connect(addr) {
+                    Ok(stream) => stream,
+                    Err(e) => break 'attempt Err(connect_failed(super::connect::failed(addr, e))),
+                };
                 let mut attempt = std::pin::pin!(tokio::time::timeout_at(
                     deadline,
-                    super::connect::connect_one(addr)
+                    super::connect::Connecting::new(stream)
                 ));
                 loop {
                     // Written out here rather than with `with_control`: its future would hold
@@ -453,16 +463,7 @@ fn connect_phase(
                     }
                 }
             }
-            None => {
-                Box::pin(connect_elsewhere(
-                    &cfg,
-                    &b,
-                    &mut stopping,
-                    here,
-                    sched.services(),
-                ))
-                .await
-            }
+            None => Box::pin(connect_elsewhere(&cfg, &b, &mut stopping, here)).await,
         };
         // `connected` is moved whole (a local moved only in part would be kept through the
         // wait below), and nothing in this match waits: what may wait is boxed, with what it
@@ -538,7 +539,7 @@ fn up(
     // The settings and the host are shared (pointers), not copied: most connections never use
     // them.
     let role = TlsKept::Client {
-        settings: cfg.tls.clone(),
+        settings: cfg.options.tls.clone(),
         host: cfg.host.clone(),
     };
     let options = CsaOptions::default()
@@ -653,7 +654,6 @@ async fn connect_elsewhere(
     b: &Boxes,
     stopping: &mut bool,
     here: bool,
-    services: &axon::Registry,
 ) -> Result<(tokio::net::TcpStream, SocketAddr), Early> {
     if !cfg.options.delay.is_zero() {
         let sleep = std::pin::pin!(tokio::time::sleep(cfg.options.delay).map(Ok));
@@ -668,8 +668,9 @@ async fn connect_elsewhere(
         cfg.options.family,
         cfg.options.connect_timeout,
     );
-    // Looked up again (it was there a moment ago), rather than kept through every connect.
-    let selector = match Selector::get_or_create(services) {
+    // Looked up again (it was there a moment ago), rather than kept through every connect;
+    // the scheduler is the current one while the client's routine is polled.
+    let selector = match Selector::get_or_create(axon::Scheduler::current().services()) {
         Ok((selector, _)) => selector,
         Err(e) => {
             return Err(connect_failed(ConnectError::Interrupted {
@@ -827,18 +828,27 @@ impl Drop for AbortOnDrop {
 mod tests {
     use super::*;
 
-    /// A client carries its host, port and two shared pointers from where it is built to where
+    /// A client carries its host, port and one shared pointer from where it is built to where
     /// it runs (its options and TLS settings, shared while at the defaults): what it carries is
-    /// freed there, a hole in the builder's heap.
+    /// freed there, a hole in the builder's heap. 32 bytes since session 12 (the TLS settings
+    /// in the options; it is held through its connect, in the block its connection lives in),
+    /// 40 before: fails on that code.
     #[test]
     fn a_client_is_small_and_shares_its_defaults() {
         let size = std::mem::size_of::<TcpClient>();
-        assert!(size <= 40, "TcpClient: {size} bytes");
+        assert!(size <= 32, "TcpClient: {size} bytes");
         let (a, b) = (TcpClient::new("a", 1), TcpClient::new("b", 2));
         assert!(Arc::ptr_eq(&a.options, &b.options));
         let c = b.clone().nodelay(true);
         assert!(!Arc::ptr_eq(&c.options, &b.options));
         assert!(c.options.nodelay && !b.options.nodelay);
+        assert!(Arc::ptr_eq(&c.options.tls, &default_tls()));
+        let own = b.clone().tls(TlsSettings::new());
+        assert!(!Arc::ptr_eq(&own.options.tls, &default_tls()));
+        assert!(
+            Arc::ptr_eq(&b.options.tls, &default_tls()),
+            "the default changed"
+        );
     }
 
     /// Runs `component` under a scheduler of its own until it ends (at most 30 s); the run
@@ -865,10 +875,11 @@ mod tests {
     /// block is at most 376 bytes in a debug build (360 in a release build, a 368-byte chunk of
     /// the allocator) since neither phase keeps the context and the connection keeps no label;
     /// 392 (376, a 384-byte chunk) before: that fails here too. Since session 12 it is at most
-    /// 296 bytes in either build (a 304-byte chunk): the connection is 56 bytes smaller
+    /// 280 bytes in either build (a 288-byte chunk): the connection is 72 bytes smaller
     /// (`csa/driver.rs`), the connection's future keeps no slot for the `Connected` notice's
-    /// wait (the connecting state announces it), and the attempt at an IP literal is a future
-    /// of 40 bytes, not 104 (`connect::ConnectOne`). Fails on the code before (376).
+    /// wait (the connecting state announces it), the attempt at an IP literal waits on a
+    /// future of 40 bytes, not 104 (`connect::Connecting`), and the connecting state keeps
+    /// no scheduler and a client of 32 bytes, not 40. Fails on the code before (376).
     #[tokio::test]
     async fn a_client_connects_in_the_block_its_connection_lives_in() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -899,7 +910,7 @@ mod tests {
             block <= connecting.max(connected) + 16,
             "the block ({block} bytes) is not the larger phase's ({connecting}, {connected}) and a tag"
         );
-        assert!(block <= 296, "the block: {block} bytes");
+        assert!(block <= 280, "the block: {block} bytes");
     }
 
     /// A connection's errors name its client: the connection reads the label from the owner of
