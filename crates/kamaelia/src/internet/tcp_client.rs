@@ -147,7 +147,7 @@ pub struct TcpClient {
     port: u16,
     /// Shared (changed copy-on-write): a client is built on one thread and run on another,
     /// and what it carries from one to the other (this and its boxes) is freed there, a hole
-    /// in the builder's heap; a client at the defaults carries a pointer, not 88 bytes. The
+    /// in the builder's heap; a client at the defaults carries a pointer, not 80 bytes. The
     /// client is held through its connect, in the block its connection then lives in: 32
     /// bytes with its TLS settings in here, 40 with them beside (the cost: a client with TLS
     /// settings of its own carries a copy of its options, as one with any other option does).
@@ -825,7 +825,7 @@ impl Drop for AbortOnDrop {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A client carries its host, port and one shared pointer from where it is built to where
@@ -853,7 +853,7 @@ mod tests {
 
     /// Runs `component` under a scheduler of its own until it ends (at most 30 s); the run
     /// must report no failure.
-    async fn run_to_its_end(component: Component) {
+    pub(in crate::internet) async fn run_to_its_end(component: Component) {
         let sched = axon::Scheduler::new();
         let run = sched.run(async {
             component.activate();
@@ -913,6 +913,22 @@ mod tests {
         assert!(block <= 280, "the block: {block} bytes");
     }
 
+    /// What `client` said on `signal` in a run to its end against `server` (a task that
+    /// accepts one connection), once the server's task has ended too (within 10 s).
+    async fn signals_of_a_run(
+        client: Component,
+        server: tokio::task::JoinHandle<()>,
+    ) -> Vec<Control> {
+        let seen = Inbox::<Control>::standalone("seen", 64);
+        axon::link_refs(&client.boxref(SIGNAL).unwrap(), &seen.boxref()).unwrap();
+        run_to_its_end(client).await;
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the server accepts within 10 s")
+            .unwrap();
+        std::iter::from_fn(|| seen.try_recv()).collect()
+    }
+
     /// A connection's errors name its client: the connection reads the label from the owner of
     /// its boxes when it reports one, rather than keeping it (24 bytes in every connection's
     /// block).
@@ -927,15 +943,8 @@ mod tests {
         });
         let client = Component::from(TcpClient::new("127.0.0.1", port));
         let label = client.label().to_string();
-        let seen = Inbox::<Control>::standalone("seen", 64);
-        axon::link_refs(&client.boxref(SIGNAL).unwrap(), &seen.boxref()).unwrap();
-        run_to_its_end(client).await;
-        tokio::time::timeout(Duration::from_secs(10), server)
-            .await
-            .expect("the server accepts within 10 s")
-            .unwrap();
         let mut errors = Vec::new();
-        while let Some(c) = seen.try_recv() {
+        for c in signals_of_a_run(client, server).await {
             if let Control::Error(e) = c {
                 assert!(e.downcast_ref::<TcpError>().is_some(), "{e:?}");
                 errors.push(e.component().to_string());
@@ -967,15 +976,8 @@ mod tests {
         let feed = Outbox::<Bytes>::standalone("feed");
         axon::link_refs(&feed.boxref(), &client.boxref(INBOX).unwrap()).unwrap();
         feed.try_send(Bytes::from_static(b"hi")).unwrap();
-        let seen = Inbox::<Control>::standalone("seen", 64);
-        axon::link_refs(&client.boxref(SIGNAL).unwrap(), &seen.boxref()).unwrap();
-        run_to_its_end(client).await;
-        tokio::time::timeout(Duration::from_secs(10), server)
-            .await
-            .expect("the server accepts within 10 s")
-            .unwrap();
         let (mut connected, mut errors) = (Vec::new(), Vec::new());
-        while let Some(c) = seen.try_recv() {
+        for c in signals_of_a_run(client, server).await {
             if let Some(n) = c.payload::<Connected>() {
                 connected.push(n.peer);
             }

@@ -545,14 +545,7 @@ mod tests {
         axon::link_refs(&csa.boxref(SIGNAL).unwrap(), &seen.boxref()).unwrap();
         tokio::time::advance(Duration::from_secs(8)).await;
         let started = tokio::time::Instant::now();
-        let sched = axon::Scheduler::new();
-        let run = sched.run(async {
-            csa.activate();
-        });
-        let report = tokio::time::timeout(Duration::from_secs(60), run)
-            .await
-            .expect("the adapter ends within 60 s (paused time)");
-        assert!(report.is_ok(), "{report:?}");
+        crate::internet::tcp_client::tests::run_to_its_end(csa).await;
         let ended = started.elapsed();
         assert!(ended >= after, "timed out {ended:?} after its start");
         let mut timeouts = Vec::new();
