@@ -12,7 +12,7 @@ use axon::{OUTBOX, SIGNAL};
 use super::csa::{CsaOptions, Limits, OnFinish, TlsKept};
 use super::messages::{Listening, TcpError};
 use super::selector::Selector;
-use super::tcp_client::{end_unconnected, run_connected, Boxes, ClientBoxes};
+use super::tcp_client::{announce, end_unconnected, run_connected, Boxes, ClientBoxes};
 use super::unix::{bind_unix, unix_peer, UnixSocketFile};
 use super::{ServerTls, DEFAULT_HANDSHAKE_TIMEOUT};
 
@@ -243,10 +243,14 @@ async fn run(server: SingleServer, b: Boxes, cx: Context) -> MainResult {
                 end_unconnected(&b, label, None).await;
                 return Ok(());
             };
-            let local = stream.local_addr().ok();
             let stopping = watch.stopping();
             drop(cx);
-            run_connected(b, stream, (peer, local), role, options, stopping).await
+            if let Ok(local) = stream.local_addr() {
+                if let Some(wait) = announce(&b.signal, peer, local) {
+                    wait.await;
+                }
+            }
+            run_connected(b, stream, peer, role, options, stopping).await
         }
         Socket::Unix(listener, file) => {
             let listener = {
@@ -263,7 +267,10 @@ async fn run(server: SingleServer, b: Boxes, cx: Context) -> MainResult {
             let stopping = watch.stopping();
             let peer = unix_peer();
             drop(cx);
-            run_connected(b, stream, (peer, Some(peer)), role, options, stopping).await
+            if let Some(wait) = announce(&b.signal, peer, peer) {
+                wait.await;
+            }
+            run_connected(b, stream, peer, role, options, stopping).await
         }
     }
 }

@@ -13,7 +13,7 @@ use axon::{BoxDecl, Component, Context, ControlWatch, MainResult, CONTROL, INBOX
 use super::csa::{CsaOptions, Limits, OnFinish};
 use super::messages::TcpError;
 use super::selector::Selector;
-use super::tcp_client::{end_unconnected, run_connected, Boxes, ClientBoxes};
+use super::tcp_client::{announce, end_unconnected, run_connected, Boxes, ClientBoxes};
 use super::DEFAULT_CONNECT_TIMEOUT;
 
 /// The address a Unix socket's connection reports as its peer and local end in
@@ -280,5 +280,8 @@ async fn run(cfg: UnixClient, b: Boxes, cx: Context) -> MainResult {
     let stopping = watch.stopping();
     let peer = unix_peer();
     drop(cx);
-    run_connected(b, stream, (peer, Some(peer)), None, options, stopping).await
+    if let Some(wait) = announce(&b.signal, peer, peer) {
+        wait.await;
+    }
+    run_connected(b, stream, peer, None, options, stopping).await
 }

@@ -31,7 +31,10 @@ pub(super) struct ReadBuffer {
     /// The most a read may ask for, and [`EXACT`]: its top bit (a flag of its own would be
     /// eight bytes more, with its padding, in every connection).
     max: u32,
-    last_read: Instant,
+    /// When a read last filled a grown buffer: kept only while the buffer has grown (the
+    /// clock is read for nothing else), boxed then, and let go with the buffer. Every
+    /// connection holds this for its whole life: a pointer, not the 16 bytes of an `Instant`.
+    last_read: Option<Box<Instant>>,
 }
 
 /// In [`ReadBuffer`]'s `max`: `buf` holds exactly what a small read copied
@@ -39,13 +42,13 @@ pub(super) struct ReadBuffer {
 const EXACT: u32 = 1 << 31;
 
 impl ReadBuffer {
-    pub(super) fn new(receive_limit: usize, now: Instant) -> Self {
+    pub(super) fn new(receive_limit: usize) -> Self {
         let max = (receive_limit / 2).clamp(1, READ_CHUNK) as u32;
         ReadBuffer {
             buf: BytesMut::new(),
             want: (FIRST_READ as u32).min(max),
             max,
-            last_read: now,
+            last_read: None,
         }
     }
 
@@ -69,7 +72,11 @@ impl ReadBuffer {
             self.want = (self.want * 2).min(self.max);
         }
         if self.want as usize > FIRST_READ {
-            self.last_read = now();
+            let now = now();
+            match self.last_read.as_deref_mut() {
+                Some(last) => *last = now,
+                None => self.last_read = Some(Box::new(now)),
+            }
         }
         if exact {
             // Exactly the bytes read, in an allocation of their size: handed over whole, with
@@ -97,7 +104,7 @@ impl ReadBuffer {
     /// When a grown buffer is to be let go, if it has grown.
     pub(super) fn quiet_at(&self) -> Option<Instant> {
         if self.want as usize > FIRST_READ {
-            self.last_read.checked_add(QUIET_AFTER)
+            self.last_read.as_deref()?.checked_add(QUIET_AFTER)
         } else {
             None
         }
@@ -119,6 +126,7 @@ impl ReadBuffer {
         if self.quiet_at().is_some_and(|at| at <= now) {
             self.buf = BytesMut::new();
             self.want = (FIRST_READ as u32).min(self.max & !EXACT);
+            self.last_read = None;
         }
     }
 
@@ -140,8 +148,9 @@ mod tests {
     #[test]
     fn a_quiet_connection_lets_go_of_its_grown_read_buffer() {
         let t0 = Instant::now();
-        let mut rb = ReadBuffer::new(DEFAULT_LIMIT_BYTES, t0);
+        let mut rb = ReadBuffer::new(DEFAULT_LIMIT_BYTES);
         assert_eq!(rb.quiet_at(), None, "a small buffer has nothing to let go");
+        assert!(rb.last_read.is_none(), "a small buffer reads no clock");
         // A burst: every read fills what it asked for.
         for _ in 0..10 {
             let mut room = rb.prepare();
@@ -159,16 +168,19 @@ mod tests {
         rb.release_if_quiet(t0 + QUIET_AFTER);
         assert_eq!(rb.held(), 0);
         assert_eq!(rb.quiet_at(), None);
+        assert!(
+            rb.last_read.is_none(),
+            "the clock kept without a grown buffer"
+        );
         let _ = rb.prepare();
         assert_eq!(rb.held(), FIRST_READ);
     }
 
     #[test]
     fn reads_are_at_most_half_the_receive_limit_and_at_least_one_byte() {
-        let t0 = Instant::now();
-        assert_eq!(ReadBuffer::new(64 * 1024, t0).max, 32 * 1024);
-        assert_eq!(ReadBuffer::new(16 << 20, t0).max as usize, READ_CHUNK);
-        let tiny = ReadBuffer::new(0, t0);
+        assert_eq!(ReadBuffer::new(64 * 1024).max, 32 * 1024);
+        assert_eq!(ReadBuffer::new(16 << 20).max as usize, READ_CHUNK);
+        let tiny = ReadBuffer::new(0);
         assert_eq!((tiny.max, tiny.want), (1, 1));
     }
 }

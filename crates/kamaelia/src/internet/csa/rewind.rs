@@ -1,6 +1,7 @@
-//! [`Rewind`]: the byte stream under a ConnectedSocketAdapter, which can be handed back bytes
-//! already read from it, so that a STARTTLS server's handshake starts with what the client
-//! sent after its command.
+//! [`Rewind`]: the byte stream under a ConnectedSocketAdapter's TLS, which can be handed back
+//! bytes already read from it, so that a STARTTLS server's handshake starts with what the
+//! client sent after its command. A connection in plaintext holds its stream bare, and wraps
+//! it when TLS starts.
 
 use std::any::Any;
 use std::io;
@@ -11,39 +12,46 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
+/// Whether `stream` says when it is readable: a tokio TCP or Unix stream. The CSA is generic
+/// over any byte stream (its public signature stays so); these two, the streams its servers
+/// and clients make, are recognised by type, and get an idle connection that holds no read
+/// buffer.
+pub(super) fn reports_readiness<S: 'static>(stream: &S) -> bool {
+    let stream: &dyn Any = stream;
+    stream.is::<TcpStream>() || stream.is::<UnixStream>()
+}
+
+/// Waits for `stream` to be readable; `None` if it cannot say.
+pub(super) fn poll_read_ready<S: 'static>(
+    stream: &S,
+    cx: &mut Context<'_>,
+) -> Option<Poll<io::Result<()>>> {
+    let stream: &dyn Any = stream;
+    if let Some(s) = stream.downcast_ref::<TcpStream>() {
+        Some(s.poll_read_ready(cx))
+    } else {
+        stream
+            .downcast_ref::<UnixStream>()
+            .map(|s| s.poll_read_ready(cx))
+    }
+}
+
 /// A byte stream that first yields some bytes already read from it (STARTTLS pushback).
 #[derive(Debug)]
 pub(super) struct Rewind<S> {
-    /// Boxed: only a STARTTLS server's handshake is handed bytes back, and every connection
-    /// holds this for its whole life (a pointer, not the 32 bytes of a `Bytes`).
+    /// Boxed: only a STARTTLS server's handshake is handed bytes back.
     prefix: Option<Box<Bytes>>,
     inner: S,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Rewind<S> {
-    /// Whether the stream says when it is readable: a tokio TCP or Unix stream. The CSA is
-    /// generic over any byte stream (its public signature stays so); these two, the streams
-    /// its servers and clients make, are recognised by type, and get an idle connection that
-    /// holds no read buffer.
-    pub(super) fn reports_readiness(&self) -> bool {
-        let inner: &dyn Any = &self.inner;
-        inner.is::<TcpStream>() || inner.is::<UnixStream>()
-    }
-
     /// Waits for the stream to be readable (bytes handed back count as readable); `None` if
     /// the stream cannot say.
     pub(super) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Option<Poll<io::Result<()>>> {
         if self.prefix.is_some() {
             return Some(Poll::Ready(Ok(())));
         }
-        let inner: &dyn Any = &self.inner;
-        if let Some(s) = inner.downcast_ref::<TcpStream>() {
-            Some(s.poll_read_ready(cx))
-        } else {
-            inner
-                .downcast_ref::<UnixStream>()
-                .map(|s| s.poll_read_ready(cx))
-        }
+        poll_read_ready(&self.inner, cx)
     }
 
     pub(super) fn new(inner: S) -> Self {

@@ -73,8 +73,18 @@ pub(super) enum ReadFailure {
 
 /// Messages taken from `inbox` and not yet written: the front one may be partly written. Its
 /// bytes are counted, so the driver stops taking from `inbox` at the send limit.
+///
+/// Boxed, and made when a message is first queued: a message that comes alone is written
+/// straight from itself (`Connection::write_alone`), so most connections never queue one, and
+/// every connection holds this for its whole life (a pointer, not the 40 bytes of a queue and
+/// its count). Once made it is kept, as the queue's room is: a connection that queued once
+/// will again.
 #[derive(Debug, Default)]
-pub(super) struct OutQueue {
+pub(super) struct OutQueue(Option<Box<Queued>>);
+
+/// What [`OutQueue`] holds once made.
+#[derive(Debug, Default)]
+struct Queued {
     chunks: VecDeque<Bytes>,
     bytes: usize,
 }
@@ -82,40 +92,51 @@ pub(super) struct OutQueue {
 impl OutQueue {
     pub(super) fn push(&mut self, d: Bytes) {
         if !d.is_empty() {
+            let q = self.0.get_or_insert_with(Box::default);
             // Room for one at first, not the four a queue starts with: the queue keeps its
             // room for the connection's life, and most connections send a message at a time.
             // A busy one grows it as before.
-            if self.chunks.capacity() == 0 {
-                self.chunks.reserve_exact(1);
+            if q.chunks.capacity() == 0 {
+                q.chunks.reserve_exact(1);
             }
-            self.bytes += d.len();
-            self.chunks.push_back(d);
+            q.bytes += d.len();
+            q.chunks.push_back(d);
         }
     }
 
+    #[inline(always)]
     pub(super) fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.0.as_ref().is_none_or(|q| q.chunks.is_empty())
     }
 
     /// How many messages (the front one perhaps partly written) are queued.
     pub(super) fn len(&self) -> usize {
-        self.chunks.len()
+        self.0.as_ref().map_or(0, |q| q.chunks.len())
     }
 
     pub(super) fn bytes(&self) -> usize {
-        self.bytes
+        self.0.as_ref().map_or(0, |q| q.bytes)
     }
 
     /// How many messages the queue has room for without allocating.
     #[cfg(test)]
     pub(super) fn room(&self) -> usize {
-        self.chunks.capacity()
+        self.0.as_ref().map_or(0, |q| q.chunks.capacity())
+    }
+
+    /// Whether the queue's block has been made (a message was queued once).
+    #[cfg(test)]
+    pub(super) fn is_made(&self) -> bool {
+        self.0.is_some()
     }
 
     /// Whether another message may be taken: fewer than a batch, under `limit` bytes. An
     /// empty queue always takes one, so a limit of 0 still makes progress.
     pub(super) fn has_room(&self, limit: usize) -> bool {
-        Self::has_room_with(self.chunks.len(), self.bytes, limit)
+        match &self.0 {
+            None => true,
+            Some(q) => Self::has_room_with(q.chunks.len(), q.bytes, limit),
+        }
     }
 
     /// [`OutQueue::has_room`] for a queue that would hold `chunks` messages of `bytes` bytes.
@@ -126,14 +147,39 @@ impl OutQueue {
 
     /// The front of the queue, up to a batch, for one vectored write.
     pub(super) fn front_batch(&self) -> impl Iterator<Item = &Bytes> {
-        self.chunks.iter().take(WRITE_BATCH)
+        self.0
+            .iter()
+            .flat_map(|q| q.chunks.iter())
+            .take(WRITE_BATCH)
     }
 
     /// Drops the first `n` bytes, which were written. Bytes past what is queued are no error:
     /// a message that came alone is written straight from itself (`Connection::write_alone`),
     /// and when the socket takes it whole its write is reported as usual with nothing queued,
     /// so this must then do nothing.
-    pub(super) fn consume(&mut self, mut n: usize) {
+    #[inline(always)]
+    pub(super) fn consume(&mut self, n: usize) {
+        if let Some(q) = &mut self.0 {
+            q.consume(n);
+        }
+    }
+
+    /// Empties the queue; returns the messages and bytes dropped.
+    fn clear(&mut self) -> (usize, usize) {
+        match &mut self.0 {
+            None => (0, 0),
+            Some(q) => {
+                let dropped = (q.chunks.len(), q.bytes);
+                q.chunks.clear();
+                q.bytes = 0;
+                dropped
+            }
+        }
+    }
+}
+
+impl Queued {
+    fn consume(&mut self, mut n: usize) {
         self.bytes -= n.min(self.bytes);
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {
@@ -147,14 +193,6 @@ impl OutQueue {
                 n = 0;
             }
         }
-    }
-
-    /// Empties the queue; returns the messages and bytes dropped.
-    fn clear(&mut self) -> (usize, usize) {
-        let dropped = (self.chunks.len(), self.bytes);
-        self.chunks.clear();
-        self.bytes = 0;
-        dropped
     }
 }
 
