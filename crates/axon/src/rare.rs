@@ -450,7 +450,10 @@ impl<T: Message> RareInbox<T> {
         RareInbox { made: None }
     }
 
-    /// A handle of no box: polls find nothing, for ever (a component built without the box).
+    /// A handle not made, for a box a component may or may not have declared (a server's
+    /// connection has `makessl` only when its protocol does): it finds the box by name, as a
+    /// handle from [`crate::ComponentBuilder::rare_inbox_from`] does, and a component without
+    /// it finds nothing there.
     pub fn none() -> Self {
         RareInbox::unmade()
     }
@@ -519,11 +522,6 @@ impl<T: Message> RareInbox<T> {
         }
         self.made
             .get_or_insert_with(|| Inbox::standalone(name, DEFAULT_CAPACITY))
-    }
-
-    /// The box if it has been made and taken, without looking further.
-    pub fn made(&self) -> Option<&Inbox<T>> {
-        self.made.as_ref()
     }
 }
 

@@ -125,7 +125,9 @@ async fn makessl_linked_late_switches_to_tls_and_sslready_linked_later_hands_on_
         let config = pki.server_config();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        // Echoes 4 bytes in plaintext, then 5 under TLS, then closes.
+        // Echoes 4 bytes in plaintext, then, once it has said the handshake is done, 5 under
+        // TLS; then closes.
+        let (up_tx, up) = oneshot::channel();
         let server = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
             echo4(&mut s).await;
@@ -133,6 +135,7 @@ async fn makessl_linked_late_switches_to_tls_and_sslready_linked_later_hands_on_
                 .accept(s)
                 .await
                 .unwrap();
+            let _ = up_tx.send(());
             let mut buf = [0u8; 5];
             tls.read_exact(&mut buf).await.unwrap();
             tls.write_all(&buf).await.unwrap();
@@ -144,6 +147,9 @@ async fn makessl_linked_late_switches_to_tls_and_sslready_linked_later_hands_on_
         let makessl = Outbox::<MakeSsl>::standalone("makessl feed");
         link_refs(&makessl.boxref(), &g.handle.boxref("makessl").unwrap()).unwrap();
         makessl.send(MakeSsl::new()).await.unwrap();
+        // Data sent now could be taken before the makessl (two boxes: no order between them)
+        // and go out in plaintext: sent once the handshake is done.
+        up.await.unwrap();
         g.input.send(Bytes::from_static(b"hello")).await.unwrap();
         let mut echoed = Vec::new();
         while echoed.len() < 5 {
@@ -156,6 +162,9 @@ async fn makessl_linked_late_switches_to_tls_and_sslready_linked_later_hands_on_
         let SslReady { info, .. } = sslready.try_recv().expect("SslReady kept until linked");
         assert_eq!(info.version, "TLSv1.3");
         server.await.unwrap();
+        // The server's close ends only its direction (§9): stopped, through `control`, made
+        // for the stop.
+        assert!(g.handle.stop());
         ended(g).await;
     })
     .await;
