@@ -161,7 +161,7 @@ impl MadeBox {
     fn taken(&mut self, key: usize) {
         if self.untaken {
             self.untaken = false;
-            untaken(key).fetch_sub(1, Ordering::Release);
+            count_untaken(key, 1, true);
         }
     }
 }
@@ -179,6 +179,22 @@ const BUCKETS: usize = 256;
 /// nothing while it is not 0: only for as long as a made inbox waits for its owner's next
 /// poll, as owners take their boxes when they next run.
 static UNTAKEN: [AtomicU32; BUCKETS] = [const { AtomicU32::new(0) }; BUCKETS];
+
+/// The sum of [`UNTAKEN`]: 0 nearly always (a made inbox is taken at its owner's next poll),
+/// and then one look answers for every owner, without finding its counter.
+static UNTAKEN_ANY: AtomicU32 = AtomicU32::new(0);
+
+/// Counts `n` more (or, with `less`, fewer) made inboxes untaken by the owner whose key is
+/// `key`.
+fn count_untaken(key: usize, n: u32, less: bool) {
+    if less {
+        untaken(key).fetch_sub(n, Ordering::Release);
+        UNTAKEN_ANY.fetch_sub(n, Ordering::Release);
+    } else {
+        untaken(key).fetch_add(n, Ordering::Release);
+        UNTAKEN_ANY.fetch_add(n, Ordering::Release);
+    }
+}
 
 #[inline(always)]
 fn key(core: &Core) -> usize {
@@ -246,7 +262,7 @@ pub(crate) fn resolve(
     }
     let untaken_now = inbox && !ended && !take;
     if untaken_now {
-        untaken(key).fetch_add(1, Ordering::Release);
+        count_untaken(key, 1, false);
     }
     m.boxes.push(MadeBox {
         index,
@@ -287,7 +303,7 @@ pub(crate) fn made_early(core: &Arc<Core>, early: &[usize]) {
         if let Some(d) = core.boxes.get(index) {
             let inbox = d.direction() == Direction::In;
             if inbox {
-                untaken(key).fetch_add(1, Ordering::Release);
+                count_untaken(key, 1, false);
             }
             m.boxes.push(MadeBox {
                 index,
@@ -356,7 +372,7 @@ pub(crate) fn forget(core: &Core) {
     if let Some(m) = gone {
         let n = m.boxes.iter().filter(|b| b.untaken).count();
         if n > 0 {
-            untaken(key).fetch_sub(n as u32, Ordering::Release);
+            count_untaken(key, n as u32, true);
         }
     }
 }
@@ -408,7 +424,9 @@ impl RareBoxes {
     /// is woken when a box is made.
     #[inline(always)]
     fn quiet(&self, waker: &Waker) -> bool {
-        self.owns(waker) && untaken(key(&self.core)).load(Ordering::Acquire) == 0
+        self.owns(waker)
+            && (UNTAKEN_ANY.load(Ordering::Acquire) == 0
+                || untaken(key(&self.core)).load(Ordering::Acquire) == 0)
     }
 
     /// True if `waker` is its owner's as a group member. Its data pointer alone says so: a
