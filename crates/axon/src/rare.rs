@@ -297,20 +297,24 @@ pub(crate) fn made_early(core: &Arc<Core>, early: &[usize]) {
         return;
     }
     let key = key(core);
-    let mut made = lock(&MADE);
-    let m = made.entry(key).or_default();
-    for &index in early {
-        if let Some(d) = core.boxes.get(index) {
-            let inbox = d.direction() == Direction::In;
-            if inbox {
-                count_untaken(key, 1, false);
-            }
-            m.boxes.push(MadeBox {
+    // Their directions are read before the map's lock is taken (each under its store's lock).
+    let boxes: Vec<MadeBox> = early
+        .iter()
+        .filter_map(|&index| {
+            let d = core.boxes.get(index)?;
+            Some(MadeBox {
                 index,
                 store: d.r.store.clone(),
-                untaken: inbox,
-            });
+                untaken: d.direction() == Direction::In,
+            })
+        })
+        .collect();
+    let mut made = lock(&MADE);
+    for b in boxes {
+        if b.untaken {
+            count_untaken(key, 1, false);
         }
+        made.entry(key).or_default().boxes.push(b);
     }
 }
 
@@ -340,21 +344,32 @@ pub(crate) fn end(core: &Core) -> Vec<(Arc<str>, usize)> {
         return Vec::new();
     }
     let key = key(core);
+    let to_close: Vec<Arc<dyn ErasedStore>> = {
+        let mut made = lock(&MADE);
+        let m = made.entry(key).or_default();
+        m.ended = true;
+        m.boxes
+            .iter_mut()
+            .filter_map(|b| {
+                b.taken(key);
+                // Boxes made on the builder are in the table: closed with the others.
+                let in_table = core
+                    .boxes
+                    .get(b.index)
+                    .is_some_and(|d| !d.r.store.is_rare());
+                (!in_table).then(|| b.store.clone())
+            })
+            .collect()
+    };
+    // Closed once the map's lock is released: a close wakes the tasks waiting there, and a
+    // waker dropped then may be the last hold on another component's block, whose drop takes
+    // the map's lock.
     let mut left = Vec::new();
-    let mut made = lock(&MADE);
-    let m = made.entry(key).or_default();
-    m.ended = true;
-    for b in &mut m.boxes {
-        b.taken(key);
-        // Boxes made on the builder are in the table: closed with the others.
-        let in_table = core
-            .boxes
-            .get(b.index)
-            .is_some_and(|d| !d.r.store.is_rare());
-        if b.store.direction() == Direction::In && !in_table {
-            let n = b.store.close_erased();
+    for store in to_close {
+        if store.direction() == Direction::In {
+            let n = store.close_erased();
             if n > 0 {
-                left.push((b.store.meta().name.clone(), n));
+                left.push((store.meta().name.clone(), n));
             }
         }
     }

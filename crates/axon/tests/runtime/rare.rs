@@ -169,3 +169,34 @@ async fn a_rare_inbox_made_by_another_thread_while_its_owner_waits_wakes_it() {
     })
     .await;
 }
+
+/// §1: a rare box looked up on its builder (as a chassis looks up its own boxes while it is
+/// built) is made then, is the box the component hands out later, and is taken by its owner,
+/// a group member, when it runs.
+#[tokio::test]
+async fn a_rare_box_looked_up_on_its_builder_is_made_then_and_taken_by_its_owner() {
+    within("a rare box made on its builder", async {
+        let mut b = Component::build("Early");
+        let mut numbers: RareInbox<u64> = b.rare_inbox_from(NUMBERS);
+        let early = b.boxref("numbers").unwrap();
+        let feed = Outbox::<u64>::standalone("feed");
+        link_refs(&feed.boxref(), &early).unwrap();
+        feed.try_send(5).unwrap();
+        let (tx, rx) = oneshot::channel();
+        let c = b.main(move |cx| async move {
+            let rare = cx.rare_boxes();
+            let v = std::future::poll_fn(|cx| numbers.poll_recv(&rare, "numbers", cx)).await;
+            let _ = tx.send(v);
+            Ok(())
+        });
+        assert_eq!(c.boxref("numbers").unwrap().id(), early.id());
+        let report = Scheduler::new()
+            .run(async move {
+                Group::new().with(c).activate();
+            })
+            .await;
+        assert!(report.is_ok(), "{:?}", report.failures);
+        assert_eq!(rx.await.unwrap(), 5);
+    })
+    .await;
+}
