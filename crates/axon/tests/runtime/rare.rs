@@ -51,6 +51,16 @@ fn adder(n: usize, first: Option<u64>) -> (Component, oneshot::Receiver<u64>) {
     (c, rx)
 }
 
+/// Runs `c` as a group's member to its end, which must report no failure.
+async fn run_grouped(c: Component) {
+    let report = Scheduler::new()
+        .run(async move {
+            Group::new().with(c).activate();
+        })
+        .await;
+    assert!(report.is_ok(), "{:?}", report.failures);
+}
+
 /// §1, §2: a rare box is listed from the start; linked by name before activation, with the
 /// typed errors any box gives (wrong type, wrong direction); what is sent into it before it
 /// runs waits there.
@@ -84,12 +94,7 @@ async fn a_rare_box_is_listed_and_linked_like_any_with_the_same_errors() {
         for v in [1, 2, 3] {
             feed.try_send(v).unwrap();
         }
-        let report = Scheduler::new()
-            .run(async move {
-                Group::new().with(c).activate();
-            })
-            .await;
-        assert!(report.is_ok(), "{:?}", report.failures);
+        run_grouped(c).await;
         assert_eq!(sum.await.unwrap(), 6);
     })
     .await;
@@ -190,12 +195,7 @@ async fn a_rare_box_looked_up_on_its_builder_is_made_then_and_taken_by_its_owner
             Ok(())
         });
         assert_eq!(c.boxref("numbers").unwrap().id(), early.id());
-        let report = Scheduler::new()
-            .run(async move {
-                Group::new().with(c).activate();
-            })
-            .await;
-        assert!(report.is_ok(), "{:?}", report.failures);
+        run_grouped(c).await;
         assert_eq!(rx.await.unwrap(), 5);
     })
     .await;
