@@ -323,6 +323,8 @@ pub struct ComponentBuilder {
     owner: Owner,
     id: ComponentId,
     boxes: Vec<Declared>,
+    /// The rare boxes made while it was built (by [`ComponentBuilder::boxref`]).
+    early: Vec<usize>,
     error: Option<WiringError>,
     hosts_group: bool,
 }
@@ -345,6 +347,7 @@ impl Component {
             kind,
             id,
             boxes: Vec::new(),
+            early: Vec::new(),
             error: None,
             hosts_group: false,
         }
@@ -372,7 +375,7 @@ impl Component {
 
     /// The box called `name`, for linking.
     pub fn boxref(&self, name: &str) -> Result<BoxRef, WiringError> {
-        find_box(|| self.core.label(), &self.core.boxes, name)
+        self.core.boxref(name)
     }
 
     /// The typed sending end of one of this component's outboxes (to inject messages in tests
@@ -423,24 +426,43 @@ impl Core {
     pub(crate) fn label(&self) -> Label {
         Label::new(self.kind.clone(), self.id.0)
     }
+
+    /// The declared box `name` (a rare box made now if it was not), or an unknown-box error
+    /// naming the component.
+    pub(crate) fn boxref(self: &Arc<Self>, name: &str) -> Result<BoxRef, WiringError> {
+        let index = find_box(|| self.label(), &self.boxes, name)?;
+        crate::rare::resolve(self, index, true, false)
+            .map(BoxRef::new)
+            .ok_or_else(|| unknown_box(|| self.label(), &self.boxes, name))
+    }
 }
 
-/// The declared box `name`, or an unknown-box error naming the component (its label made
-/// only then).
+impl Drop for Core {
+    fn drop(&mut self) {
+        // Its rare boxes made, if any, leave the process-wide map with it.
+        crate::rare::forget(self);
+    }
+}
+
+/// The place of the declared box `name` in `boxes`, or an unknown-box error naming the
+/// component (its label made only then).
 pub(crate) fn find_box(
     label: impl FnOnce() -> Label,
     boxes: &[Declared],
     name: &str,
-) -> Result<BoxRef, WiringError> {
+) -> Result<usize, WiringError> {
     boxes
         .iter()
-        .find(|d| &**d.name() == name)
-        .map(|d| d.r.clone())
-        .ok_or_else(|| WiringError::UnknownBox {
-            component: label().to_string(),
-            name: name.to_string(),
-            available: boxes.iter().map(|d| d.name().to_string()).collect(),
-        })
+        .position(|d| &**d.name() == name)
+        .ok_or_else(|| unknown_box(label, boxes, name))
+}
+
+fn unknown_box(label: impl FnOnce() -> Label, boxes: &[Declared], name: &str) -> WiringError {
+    WiringError::UnknownBox {
+        component: label().to_string(),
+        name: name.to_string(),
+        available: boxes.iter().map(|d| d.name().to_string()).collect(),
+    }
 }
 
 impl fmt::Debug for ComponentBuilder {
@@ -582,6 +604,67 @@ impl ComponentBuilder {
         self.outbox(decl.name, decl.description)
     }
 
+    /// Declares a *rare* inbox of `T` from its entry in the component's
+    /// [`box_table!`](crate::box_table): a box for what most uses of the component never do
+    /// (a connection's `makessl`). It is listed, linked and sent to as any other box, from
+    /// the moment the component is built (`docs/semantics.md` §1), but its store (one 80-byte
+    /// block) is made only when it is first used: looked up by name (to link it, or to send
+    /// into it), or waited on by an owner that is not a group member. Its owner's routine
+    /// reaches it through the returned handle and the component's [`crate::RareBoxes`]
+    /// ([`crate::Context::rare_boxes`]). A rare box has the default capacity and no byte bound.
+    ///
+    /// ```
+    /// use axon::{Component, Control, RareInbox, Scheduler, CONTROL};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut b = Component::build("Waiter");
+    /// let mut control: RareInbox<Control> = b.rare_control_from(axon::BoxDecl::new(CONTROL, "ends it"));
+    /// let waiter = b.main(move |cx| async move {
+    ///     let rare = cx.rare_boxes();
+    ///     std::future::poll_fn(|cx| control.poll_recv(&rare, CONTROL, cx)).await;
+    ///     Ok(())
+    /// });
+    /// let handle = Scheduler::new().run(async move {
+    ///     let h = waiter.activate();
+    ///     assert!(h.stop(), "its control is made when it is first used");
+    /// }).await;
+    /// assert!(handle.is_ok());
+    /// # }
+    /// ```
+    pub fn rare_inbox_from<T: Message>(&mut self, decl: BoxDecl) -> crate::RareInbox<T> {
+        let meta = self.new_meta(decl.name, decl.description);
+        self.boxes.push(Declared {
+            r: BoxRef::new(crate::rare::placeholder::<T>(meta, Direction::In)),
+        });
+        crate::RareInbox::unmade()
+    }
+
+    /// Declares the standard `control` inbox from its table entry as a rare box (see
+    /// [`ComponentBuilder::rare_inbox_from`]): made when something links it or sends to it
+    /// ([`crate::Handle::stop`] included). A misnamed entry is a wiring error, as for
+    /// [`ComponentBuilder::control_from`].
+    pub fn rare_control_from(&mut self, decl: BoxDecl) -> crate::RareInbox<Control> {
+        self.expect_name(decl, CONTROL);
+        self.rare_inbox_from(decl)
+    }
+
+    /// Declares a rare outbox of `T` from its table entry (see
+    /// [`ComponentBuilder::rare_inbox_from`]): made when it is looked up by name (to link it)
+    /// or its owner sends on it ([`crate::RareBoxes::outbox`]); what is sent before it is
+    /// linked is kept as on any outbox. A `signal` is never rare (it is declared as with
+    /// [`ComponentBuilder::outbox_from`], found the same way).
+    pub fn rare_outbox_from<T: Message>(&mut self, decl: BoxDecl) {
+        if decl.name == SIGNAL {
+            self.outbox_from::<T>(decl);
+            return;
+        }
+        let meta = self.new_meta(decl.name, decl.description);
+        self.boxes.push(Declared {
+            r: BoxRef::new(crate::rare::placeholder::<T>(meta, Direction::Out)),
+        });
+    }
+
     /// Records a wiring error if a table entry meant as the standard box `name` has another name.
     fn expect_name(&mut self, decl: BoxDecl, name: &str) {
         if decl.name != name {
@@ -615,9 +698,19 @@ impl ComponentBuilder {
         }
     }
 
-    /// The box called `name` declared so far.
-    pub fn boxref(&self, name: &str) -> Result<BoxRef, WiringError> {
-        find_box(|| self.label(), &self.boxes, name)
+    /// The box called `name` declared so far (a rare box is made now: see
+    /// [`ComponentBuilder::rare_inbox_from`]).
+    pub fn boxref(&mut self, name: &str) -> Result<BoxRef, WiringError> {
+        let index = find_box(|| self.label(), &self.boxes, name)?;
+        let d = &mut self.boxes[index];
+        if d.r.store.is_rare() {
+            let store =
+                d.r.store
+                    .new_like(&self.owner, d.r.store.meta().clone(), d.direction());
+            d.r = BoxRef::new(store);
+            self.early.push(index);
+        }
+        Ok(self.boxes[index].r.clone())
     }
 
     /// The wiring error recorded so far, if any.
@@ -716,6 +809,7 @@ impl ComponentBuilder {
         // Its boxes find their owner's waker through it (`store.rs`: an empty box its owner
         // waits on holds no waiting list).
         self.owner.set_core(&core);
+        crate::rare::made_early(&core, &self.early);
         // The routine and its future share one block, made here: the future is made in it
         // when the component first runs (in place: `Main`), with a context made then, as it
         // always was (the current scheduler, this block, the group it has joined). A closure

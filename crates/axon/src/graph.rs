@@ -12,6 +12,22 @@ pub(crate) struct Node {
     pub(crate) core: Arc<Core>,
 }
 
+/// The id of the box at `index` of `core`'s table, made or not.
+fn box_id(core: &Arc<Core>, index: usize) -> BoxId {
+    match crate::rare::resolve(core, index, false, false) {
+        Some(store) => store.id(),
+        None => {
+            let d = &core.boxes[index];
+            BoxId {
+                owner: Arc::from(core.label()),
+                name: d.name().clone(),
+                direction: d.direction(),
+                message_type: d.r.message_type_name(),
+            }
+        }
+    }
+}
+
 fn node_name(b: &BoxId) -> String {
     format!("{:?}", format!("{}.{}", b.owner, b.name))
 }
@@ -36,8 +52,7 @@ pub(crate) fn render(nodes: &[Node]) -> String {
         let label = n.core.label();
         let _ = writeln!(out, "{pad}subgraph \"cluster_{label}\" {{");
         let _ = writeln!(out, "{pad}  label={:?};", label.to_string());
-        for d in n.core.boxes.iter() {
-            let r = &d.r;
+        for (i, d) in n.core.boxes.iter().enumerate() {
             let shape = match d.direction() {
                 Direction::In => "invhouse",
                 Direction::Out => "house",
@@ -45,7 +60,7 @@ pub(crate) fn render(nodes: &[Node]) -> String {
             let _ = writeln!(
                 out,
                 "{pad}  {} [label={:?}, shape={shape}];",
-                node_name(&r.id()),
+                node_name(&box_id(&n.core, i)),
                 d.name().to_string()
             );
         }
@@ -62,7 +77,10 @@ pub(crate) fn render(nodes: &[Node]) -> String {
         }
     }
     for n in nodes {
-        for r in n.core.boxes.iter().map(|d| &d.r) {
+        // A rare box not made is linked to nothing (and not made for the graph).
+        let made =
+            (0..n.core.boxes.len()).filter_map(|i| crate::rare::resolve(&n.core, i, false, false));
+        for r in made.map(crate::BoxRef::new) {
             if let Some(dst) = r.linked_to() {
                 let style = match LinkKind::between(r.direction(), dst.direction) {
                     Some(LinkKind::Normal) | None => "solid",

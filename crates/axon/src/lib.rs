@@ -43,6 +43,7 @@ mod graph;
 mod group;
 mod link;
 mod owners;
+mod rare;
 mod registry;
 mod scheduler;
 mod spec;
@@ -59,6 +60,7 @@ pub use component::{
 pub use control::{Control, Detail, ErrorMessage, Payload};
 pub use group::Group;
 pub use link::{link, link_refs, unlink, BoxRef, Link, WiringError};
+pub use rare::{RareBoxes, RareInbox};
 pub use registry::{Registry, RegistryError};
 pub use scheduler::{
     block_on, interrupted, run, ComponentFailure, Context, Exit, FailureKind, Handle, RunReport,

@@ -997,6 +997,14 @@ pub(crate) trait ErasedStore: Send + Sync {
     fn new_like(&self, owner: &Owner, meta: Arc<BoxMeta>, dir: Direction) -> Arc<dyn ErasedStore>;
     fn close_erased(&self) -> usize;
     fn queued(&self) -> usize;
+    /// A rare box's placeholder, not a store (`rare.rs`).
+    fn is_rare(&self) -> bool {
+        false
+    }
+    /// The store's owner (none for a placeholder).
+    fn owner(&self) -> Option<Owner> {
+        None
+    }
 }
 
 impl<T: Send + 'static> ErasedStore for Store<T> {
@@ -1039,6 +1047,9 @@ impl<T: Send + 'static> ErasedStore for Store<T> {
     }
     fn queued(&self) -> usize {
         self.len()
+    }
+    fn owner(&self) -> Option<Owner> {
+        Some(lock(&self.state).owner.clone())
     }
 }
 

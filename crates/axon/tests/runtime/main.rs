@@ -9,6 +9,7 @@ mod control_stop;
 mod failures;
 mod graph;
 mod groups;
+mod rare;
 mod registry;
 mod runtime_basics;
 mod scheduler_run;

@@ -12,7 +12,7 @@ use axon::{OUTBOX, SIGNAL};
 use super::csa::{CsaOptions, Limits, OnFinish, TlsKept};
 use super::messages::{Listening, TcpError};
 use super::selector::Selector;
-use super::tcp_client::{announce, end_unconnected, run_connected, Boxes, ClientBoxes};
+use super::tcp_client::{announce, end_unconnected, run_connected, Boxes, ClientBoxes, Declared};
 use super::unix::{bind_unix, unix_peer, UnixSocketFile};
 use super::{ServerTls, DEFAULT_HANDSHAKE_TIMEOUT};
 
@@ -217,10 +217,13 @@ impl From<SingleServer> for Component {
     }
 }
 
-async fn run(server: SingleServer, b: Boxes, cx: Context) -> MainResult {
+async fn run(server: SingleServer, b: Declared, cx: Context) -> MainResult {
     let label = cx.label().clone();
     let (selector, _) = Selector::get_or_create(cx.services())?;
-    let mut watch = ControlWatch::new(&b.control, &b.signal);
+    // Its `control` is watched from the start: made now (rare for a TcpClient, which polls it
+    // by hand).
+    let mut b = b.start(&cx);
+    let mut watch = ControlWatch::new(b.control.inbox(&b.rare, CONTROL), &b.signal);
     let role = server
         .tls
         .as_ref()

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axon::{
-    Component, ComponentBuilder, Context, Control, Detail, Inbox, MainResult, Outbox, TrySendError,
-    CONTROL, INBOX, OUTBOX, SIGNAL,
+    Component, ComponentBuilder, Context, Control, Detail, Inbox, MainResult, Outbox, RareBoxes,
+    RareInbox, TrySendError, CONTROL, INBOX, OUTBOX, SIGNAL,
 };
 use bytes::Bytes;
 use futures_util::future::{Either, FutureExt};
@@ -14,7 +14,7 @@ use std::future::Future as _;
 use std::task::{Context as TaskContext, Poll};
 use tokio::time::Instant;
 
-use super::csa::{self, connection, CsaOptions, Limits, OnFinish, TlsKept};
+use super::csa::{self, connection, CsaOptions, Limits, OnFinish, TlsKept, MAKESSL};
 use super::messages::{Connected, HowDied, MakeSsl, SslReady, TcpError, Transferred};
 use super::selector::Selector;
 use super::tls::default_tls;
@@ -83,7 +83,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// and one future per connection instead of two; what goes in and comes out is the same).
 /// Kamaelia's two private boxes to that child, `_socketFeedback` and `_csaControl`, are not
 /// declared: there is no child to wire them to, and a box costs a store per connection.
-/// Everything sent to `inbox`
+/// `control`, `makessl` and `sslready` are rare boxes (`docs/semantics.md` §1): boxes in full,
+/// whose stores are made when something first links or sends to them, so a client that nothing
+/// links them to holds none. Everything sent to `inbox`
 /// before the connection was up is sent first, in order — after the TLS handshake if a
 /// `makessl` was queued too (as in the page's SSL example, where OneShot sends it at once), so
 /// that nothing queued goes out in plaintext. When the connection has ended it sends exactly
@@ -273,49 +275,85 @@ impl TcpClient {
     }
 }
 
-/// The boxes of a client-shaped component (TcpClient, SingleServer, UnixClient).
+/// The boxes of a client-shaped component (TcpClient, SingleServer, UnixClient) as its
+/// routine holds them. `control`, `makessl` and `sslready` are rare boxes (made when first
+/// used: an idle client that nothing links them to holds none of their stores); `sslready` is
+/// found through `rare` when a handshake is done.
 pub(super) struct Boxes {
     pub(super) inbox: Inbox<Bytes>,
-    pub(super) control: Inbox<Control>,
-    pub(super) makessl: Inbox<MakeSsl>,
+    pub(super) control: RareInbox<Control>,
+    pub(super) makessl: RareInbox<MakeSsl>,
     pub(super) outbox: Outbox<Bytes>,
     pub(super) signal: Outbox<Control>,
-    pub(super) sslready: Outbox<SslReady>,
+    pub(super) rare: RareBoxes,
+}
+
+/// The boxes as declared, before the routine starts (the rare ones are reached through the
+/// component's block, which exists only once it is built).
+pub(super) struct Declared {
+    inbox: Inbox<Bytes>,
+    control: RareInbox<Control>,
+    makessl: RareInbox<MakeSsl>,
+    outbox: Outbox<Bytes>,
+    signal: Outbox<Control>,
+}
+
+impl Declared {
+    /// The boxes as the routine started by `cx` holds them.
+    pub(super) fn start(self, cx: &Context) -> Boxes {
+        Boxes {
+            inbox: self.inbox,
+            control: self.control,
+            makessl: self.makessl,
+            outbox: self.outbox,
+            signal: self.signal,
+            rare: cx.rare_boxes(),
+        }
+    }
 }
 
 impl Boxes {
+    /// Polls `control` (made when something first links or sends to it). A method, so that a
+    /// closure that polls it holds one reference to the boxes, not one per field it reads.
+    fn poll_control(&mut self, cx: &mut TaskContext<'_>) -> Poll<Control> {
+        self.control.poll_recv(&self.rare, CONTROL, cx)
+    }
+
     /// The boxes its connection is driven with once up: the client's own.
     fn into_connection(self) -> csa::Boxes {
         csa::Boxes {
             inbox: self.inbox,
             control: self.control,
-            makessl: Some(self.makessl),
+            makessl: self.makessl,
             outbox: self.outbox,
             signal: self.signal,
-            sslready: Some(self.sslready),
             feedback: None,
+            rare: self.rare,
         }
     }
 
     /// Declares the boxes from `table`, `inbox` and `outbox` bounded in bytes by `limits`.
     /// Kamaelia's `_socketFeedback` and `_csaControl` (its wiring to a CSA child) are not
     /// declared: the connection is driven here, with no child.
-    pub(super) fn declare(b: &mut ComponentBuilder, table: &ClientBoxes, limits: Limits) -> Self {
+    pub(super) fn declare(
+        b: &mut ComponentBuilder,
+        table: &ClientBoxes,
+        limits: Limits,
+    ) -> Declared {
         let inbox = b.inbox_from(table.inbox).limit_bytes(limits.send_bytes);
-        let control = b.control_from(table.control);
-        let makessl = b.inbox_from(table.makessl);
+        let control = b.rare_control_from(table.control);
+        let makessl = b.rare_inbox_from(table.makessl);
         let outbox = b
             .outbox_from(table.outbox)
             .limit_bytes(limits.receive_bytes);
         let signal = b.signal_from(table.signal);
-        let sslready = b.outbox_from(table.sslready);
-        Boxes {
+        b.rare_outbox_from::<SslReady>(table.sslready);
+        Declared {
             inbox,
             control,
             makessl,
             outbox,
             signal,
-            sslready,
         }
     }
 }
@@ -400,9 +438,10 @@ fn literal_here(cfg: &TcpClient, here: bool) -> Option<SocketAddr> {
 #[allow(clippy::manual_async_fn)] // on purpose: see above
 fn connect_phase(
     cfg: TcpClient,
-    b: Boxes,
+    b: Declared,
     cx: Context,
 ) -> impl std::future::Future<Output = Result<Option<(Boxes, Up)>, axon::BoxError>> + Send {
+    let mut b = b.start(&cx);
     // Nothing of the context is kept: the client starts no children, its errors read its label
     // from its boxes, and its scheduler, for its services (the selector), is the current one
     // while its routine is polled (`Scheduler::current`). The whole context was 24 bytes in
@@ -449,7 +488,7 @@ fn connect_phase(
                         if let Poll::Ready(r) = attempt.as_mut().poll(cx) {
                             return Poll::Ready(Ok(r));
                         }
-                        std::pin::pin!(b.control.recv()).poll(cx).map(Err)
+                        b.poll_control(cx).map(Err)
                     })
                     .await
                     {
@@ -463,7 +502,7 @@ fn connect_phase(
                     }
                 }
             }
-            None => Box::pin(connect_elsewhere(&cfg, &b, &mut stopping, here)).await,
+            None => Box::pin(connect_elsewhere(&cfg, &mut b, &mut stopping, here)).await,
         };
         // `connected` is moved whole (a local moved only in part would be kept through the
         // wait below), and nothing in this match waits: what may wait is boxed, with what it
@@ -493,7 +532,7 @@ fn connect_phase(
 #[allow(clippy::type_complexity)] // a phase's output, as the builder hands it over
 fn announced(
     cfg: TcpClient,
-    b: Boxes,
+    mut b: Boxes,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     stopping: bool,
@@ -508,7 +547,7 @@ fn announced(
     // A makessl that was queued before the connection was up runs first: whatever else was
     // queued cannot be ordered against it (they are different boxes), so none of it may go out
     // in plaintext.
-    let tls_first = b.makessl.try_recv().is_some();
+    let tls_first = b.makessl.try_recv(&b.rare, MAKESSL).is_some();
     let up = up(cfg, b, stream, peer, tls_first, stopping);
     match local.and_then(|local| try_announce(&up.0.signal, peer, local)) {
         None => Ok(up),
@@ -614,7 +653,7 @@ fn connect_to(
 /// each time (cancel safe: one that is not ready keeps this task's waker).
 #[allow(clippy::manual_async_fn)] // on purpose: see above
 fn with_control<'a, T: 'a>(
-    b: &'a Boxes,
+    b: &'a mut Boxes,
     stopping: &'a mut bool,
     mut poll: impl FnMut(&mut TaskContext<'_>) -> Poll<T> + 'a,
 ) -> impl std::future::Future<Output = Result<T, Early>> + 'a {
@@ -624,7 +663,7 @@ fn with_control<'a, T: 'a>(
                 if let Poll::Ready(r) = poll(cx) {
                     return Poll::Ready(Ok(r));
                 }
-                std::pin::pin!(b.control.recv()).poll(cx).map(Err)
+                b.poll_control(cx).map(Err)
             })
             .await
             {
@@ -640,7 +679,7 @@ fn with_control<'a, T: 'a>(
 
 /// Polls `attempt`, pinned by the caller, under [`with_control`].
 fn attempt_with_control<'a, T: 'a, F: std::future::Future<Output = Result<T, Early>> + 'a>(
-    b: &'a Boxes,
+    b: &'a mut Boxes,
     stopping: &'a mut bool,
     mut attempt: std::pin::Pin<&'a mut F>,
 ) -> impl std::future::Future<Output = Result<T, Early>> + 'a {
@@ -651,7 +690,7 @@ fn attempt_with_control<'a, T: 'a, F: std::future::Future<Output = Result<T, Ear
 /// task's (the attempt then runs in a task there).
 async fn connect_elsewhere(
     cfg: &TcpClient,
-    b: &Boxes,
+    b: &mut Boxes,
     stopping: &mut bool,
     here: bool,
 ) -> Result<(tokio::net::TcpStream, SocketAddr), Early> {

@@ -13,7 +13,7 @@ use axon::{BoxDecl, Component, Context, ControlWatch, MainResult, CONTROL, INBOX
 use super::csa::{CsaOptions, Limits, OnFinish};
 use super::messages::TcpError;
 use super::selector::Selector;
-use super::tcp_client::{announce, end_unconnected, run_connected, Boxes, ClientBoxes};
+use super::tcp_client::{announce, end_unconnected, run_connected, Boxes, ClientBoxes, Declared};
 use super::DEFAULT_CONNECT_TIMEOUT;
 
 /// The address a Unix socket's connection reports as its peer and local end in
@@ -234,10 +234,13 @@ impl From<UnixClient> for Component {
     }
 }
 
-async fn run(cfg: UnixClient, b: Boxes, cx: Context) -> MainResult {
+async fn run(cfg: UnixClient, b: Declared, cx: Context) -> MainResult {
     let label = cx.label().clone();
     let (selector, _) = Selector::get_or_create(cx.services())?;
-    let mut watch = ControlWatch::new(&b.control, &b.signal);
+    // Its `control` is watched from the start: made now (rare for a TcpClient, which polls it
+    // by hand).
+    let mut b = b.start(&cx);
+    let mut watch = ControlWatch::new(b.control.inbox(&b.rare, CONTROL), &b.signal);
     let connecting = {
         let (path, timeout) = (cfg.path.clone(), cfg.connect_timeout);
         selector

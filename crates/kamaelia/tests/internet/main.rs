@@ -18,6 +18,7 @@ mod internet_client_examples;
 mod internet_client_halfclose;
 mod internet_client_integrity;
 mod internet_client_names;
+mod internet_client_rare;
 mod internet_client_shutdown;
 mod internet_client_tls;
 mod internet_csa_duplex;

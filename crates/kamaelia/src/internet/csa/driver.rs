@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use axon::{Control, ControlWatch, Inbox, Outbox};
+use axon::{Control, ControlWatch, Inbox, Outbox, RareBoxes, RareInbox, CONTROL};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -38,16 +38,24 @@ use crate::internet::TlsError;
 /// component that drives its connection itself (it has no `CreatorFeedback`: it says how the
 /// connection ended in its own final message). A server's connection has `makessl` and
 /// `sslready` only when its protocol has the box to link to them: otherwise nothing could
-/// send to the one or read the other, and each declared box costs a store.
+/// send to the one or read the other, and each declared box costs a store. A client's
+/// `control`, `makessl` and `sslready` are rare boxes (`axon::RareInbox`), made when they are
+/// first used: `sslready` is found through `rare` when the handshake is done, the others are
+/// held here once made.
 pub(in crate::internet) struct Boxes {
     pub(in crate::internet) inbox: Inbox<Bytes>,
-    pub(in crate::internet) control: Inbox<Control>,
-    pub(in crate::internet) makessl: Option<Inbox<MakeSsl>>,
+    pub(in crate::internet) control: RareInbox<Control>,
+    pub(in crate::internet) makessl: RareInbox<MakeSsl>,
     pub(in crate::internet) outbox: Outbox<Bytes>,
     pub(in crate::internet) signal: Outbox<Control>,
-    pub(in crate::internet) sslready: Option<Outbox<SslReady>>,
     pub(in crate::internet) feedback: Option<Outbox<Control>>,
+    pub(in crate::internet) rare: RareBoxes,
 }
+
+/// The name of a connection's `makessl` and `sslready` (its routine finds them by name once
+/// they are made).
+pub(in crate::internet) const MAKESSL: &str = "makessl";
+pub(in crate::internet) const SSLREADY: &str = "sslready";
 
 /// One connection being driven.
 pub(in crate::internet) struct Connection<S> {
@@ -201,7 +209,7 @@ where
                     // The boxes matter only to a connection finishing its sending (and looking
                     // takes their locks): any other gets the same answer without them.
                     let (inbox_empty, makessl_empty) = if self.state.finishing() {
-                        let makessl_empty = self.b.makessl.as_ref().is_none_or(Inbox::is_empty);
+                        let makessl_empty = self.b.makessl.is_empty(&self.b.rare, MAKESSL);
                         (self.b.inbox.is_empty(), makessl_empty)
                     } else {
                         (true, true)
@@ -246,10 +254,12 @@ where
         }
     }
 
-    /// The connection starts being driven: its idle timeout counts from now (it was made
-    /// earlier, where its component was built). The read buffer's clock needs no start: it
-    /// is read only once a read has grown the buffer, and set then.
-    pub(in crate::internet) fn starts(&mut self) {
+    /// The connection starts being driven, by the component whose rare boxes are `rare`
+    /// (made where its component was built, it had none: [`RareBoxes::none`]): its idle
+    /// timeout counts from now. The read buffer's clock needs no start: it is read only once
+    /// a read has grown the buffer, and set then.
+    pub(in crate::internet) fn starts(&mut self, rare: RareBoxes) {
+        self.b.rare = rare;
         self.state.touch();
     }
 
@@ -387,7 +397,8 @@ where
     async fn on_rare(&mut self, rare: Rare) -> Option<HowDied> {
         match rare {
             Rare::Control(c) => {
-                let mut watch = ControlWatch::new(&self.b.control, &self.b.signal);
+                let mut watch =
+                    ControlWatch::new(self.b.control.inbox(&self.b.rare, CONTROL), &self.b.signal);
                 watch.handle(c).await;
                 let (stopping, shutdown) = (watch.stopping(), watch.shutdown_requested());
                 if shutdown {
@@ -449,15 +460,15 @@ where
 
     fn poll_next(&mut self, cx: &mut TaskContext<'_>) -> Poll<Event> {
         if !self.flags.has(Flags::RARE_BOXES_WAITING) {
-            if let Poll::Ready(c) = poll_once(self.b.control.recv(), cx) {
+            // A rare box not made (nothing has linked or sent to it) costs its owner's poll a
+            // look at one counter; a connection without `makessl` (a server's protocol
+            // without one) finds nothing there.
+            let b = &mut self.b;
+            if let Poll::Ready(c) = b.control.poll_recv(&b.rare, CONTROL, cx) {
                 return Poll::Ready(Event::Control(c));
             }
-            // A connection without `makessl` (a server's protocol without one) has none to
-            // wait on.
-            if let Some(makessl) = &self.b.makessl {
-                if let Poll::Ready(m) = poll_once(makessl.recv(), cx) {
-                    return Poll::Ready(Event::MakeSsl(m));
-                }
+            if let Poll::Ready(m) = b.makessl.poll_recv(&b.rare, MAKESSL, cx) {
+                return Poll::Ready(Event::MakeSsl(m));
             }
             self.flags.set(Flags::RARE_BOXES_WAITING);
         }
@@ -731,7 +742,8 @@ where
             conn.shutdown().await
         };
         // Already finishing: a further ProducerFinished changes nothing.
-        let mut watch = ControlWatch::new(&self.b.control, &self.b.signal);
+        let mut watch =
+            ControlWatch::new(self.b.control.inbox(&self.b.rare, CONTROL), &self.b.signal);
         let outcome = tokio::select! {
             r = shut => r.map_err(|e| Some(HowDied::Failed(TcpError::io(peer, e)))),
             () = watch.until_shutdown() => Err(None),
@@ -775,7 +787,8 @@ where
             }
             conn.flush().await
         };
-        let mut watch = ControlWatch::new(&self.b.control, &self.b.signal);
+        let mut watch =
+            ControlWatch::new(self.b.control.inbox(&self.b.rare, CONTROL), &self.b.signal);
         let flushed = tokio::select! {
             r = flush => r.map_err(|e| Some(HowDied::Failed(TcpError::io(peer, e)))),
             () = watch.until_shutdown() => Err(None),
@@ -836,7 +849,8 @@ where
                 }
             }
         };
-        let mut watch = ControlWatch::new(&self.b.control, &self.b.signal);
+        let mut watch =
+            ControlWatch::new(self.b.control.inbox(&self.b.rare, CONTROL), &self.b.signal);
         let result = tokio::select! {
             r = handshake => Some(r),
             () = watch.until_shutdown() => None,
@@ -863,8 +877,8 @@ where
                     plaintext,
                 };
                 // A server's connection whose protocol has no `sslready` has none: nobody
-                // would read it.
-                if let Some(sslready) = &self.b.sslready {
+                // would read it. A client's is made here, if nothing has linked it yet.
+                if let Some(sslready) = self.b.rare.outbox::<SslReady>(SSLREADY) {
                     let _ = sslready.send(ready).await;
                 }
                 Ok(())
@@ -1212,12 +1226,12 @@ mod tests {
         let peer = peer.unwrap_or(pair_peer);
         let b = Boxes {
             inbox: Inbox::standalone("inbox", 64),
-            control: Inbox::standalone("control", 64),
-            makessl: Some(Inbox::standalone("makessl", 64)),
+            control: Inbox::standalone("control", 64).into(),
+            makessl: Inbox::standalone("makessl", 64).into(),
             outbox: Outbox::standalone("outbox"),
             signal: Outbox::standalone("signal"),
-            sslready: Some(Outbox::standalone("sslready")),
             feedback: Some(Outbox::standalone("CreatorFeedback")),
+            rare: RareBoxes::standalone(),
         };
         let state = State::new(OnFinish::Close, Default::default());
         let conn = Connection::new(b, ours, peer, None, state, false, Limits::default(), false);

@@ -18,7 +18,7 @@ use axon::{Component, CONTROL, INBOX, OUTBOX, SIGNAL};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::TlsSettings;
-pub(in crate::internet) use driver::{Boxes, Connection};
+pub(in crate::internet) use driver::{Boxes, Connection, MAKESSL};
 use state::{State, Timeouts};
 
 /// The default of each direction of [`Limits`]: 256 KiB.
@@ -382,26 +382,41 @@ impl ConnectedSocketAdapter {
     {
         let limits = options.limits;
         let mut b = Component::build("ConnectedSocketAdapter");
+        let inbox = b.inbox_from(BOXES.inbox).limit_bytes(limits.send_bytes);
+        // Its server links its `control`, and its protocol `makessl` and `sslready` if it has
+        // them: none is rare. `sslready` is found by name when a handshake is done.
+        let control = b.control_from(BOXES.control).into();
+        let makessl = match links.makessl {
+            true => b.inbox_from(BOXES.makessl).into(),
+            false => axon::RareInbox::none(),
+        };
+        // Bounded in bytes for what it keeps while unlinked; once linked, the bound of the
+        // inbox it is linked to applies. An outbox the server links before the connection
+        // starts, and nothing can unlink, never keeps anything: no bound (a 32-byte block per
+        // connection).
+        let outbox = if links.outbox_linked {
+            b.outbox_from(BOXES.outbox)
+        } else {
+            b.outbox_from(BOXES.outbox)
+                .limit_bytes(limits.receive_bytes)
+        };
+        let signal = b.signal_from(BOXES.signal);
+        if links.sslready {
+            b.outbox_from::<crate::internet::SslReady>(BOXES.sslready);
+        }
+        let feedback = match feedback {
+            Feedback::Declared => Some(b.outbox_from(BOXES.feedback)),
+            Feedback::Into(sender) => sender,
+        };
         let boxes = Boxes {
-            inbox: b.inbox_from(BOXES.inbox).limit_bytes(limits.send_bytes),
-            control: b.control_from(BOXES.control),
-            makessl: links.makessl.then(|| b.inbox_from(BOXES.makessl)),
-            // Bounded in bytes for what it keeps while unlinked; once linked, the bound of the
-            // inbox it is linked to applies. An outbox the server links before the connection
-            // starts, and nothing can unlink, never keeps anything: no bound (a 32-byte block
-            // per connection).
-            outbox: if links.outbox_linked {
-                b.outbox_from(BOXES.outbox)
-            } else {
-                b.outbox_from(BOXES.outbox)
-                    .limit_bytes(limits.receive_bytes)
-            },
-            signal: b.signal_from(BOXES.signal),
-            sslready: links.sslready.then(|| b.outbox_from(BOXES.sslready)),
-            feedback: match feedback {
-                Feedback::Declared => Some(b.outbox_from(BOXES.feedback)),
-                Feedback::Into(sender) => sender,
-            },
+            inbox,
+            control,
+            makessl,
+            outbox,
+            signal,
+            feedback,
+            // Its own, where `sslready` is found, once it runs (`Connection::starts`).
+            rare: axon::RareBoxes::none(),
         };
         // The connection is made here, and the routine's closure holds it: its loop is the
         // main routine itself, made in the closure's place, so the block holds one copy of the
@@ -412,9 +427,9 @@ impl ConnectedSocketAdapter {
         if links.tells_protocol {
             conn.tells_protocol();
         }
-        b.main(move |_| {
+        b.main(move |cx| {
             // The idle timeout counts from when the connection starts, as when it was made here.
-            conn.starts();
+            conn.starts(cx.rare_boxes());
             // Driven by reference from the block that owns it: see `Connection::drive`.
             async move {
                 conn.drive().await;

@@ -1,0 +1,596 @@
+//! Rare boxes: declared, listed and linked like any other box, but made on first use.
+//!
+//! Most boxes of a connection are used: its data comes and goes through them. A few are there
+//! for what most connections never do: a client's `makessl` and `sslready` (a switch to TLS),
+//! its `control` when nothing links it. Each declared box is a store (one 80-byte block), so
+//! an idle client connection paid 240 bytes for three boxes nothing ever touched. A box
+//! declared *rare* ([`ComponentBuilder::rare_inbox_from`](crate::ComponentBuilder::rare_inbox_from)
+//! and friends) is, until it is used, a pointer in its component's table to a placeholder
+//! shared by every box declared alike (its name, description, direction and type: what the
+//! table lists), and nothing in its owner's routine but an empty handle ([`RareInbox`]).
+//!
+//! Its store is made the first time anything needs it: a look-up by name
+//! ([`Component::boxref`](crate::Component::boxref), [`Handle::boxref`](crate::Handle::boxref),
+//! a Graphline's or Pipeline's linking, [`Handle::stop`](crate::Handle::stop)), or its owner's
+//! send ([`RareBoxes::outbox`]) or a wait that cannot be noted without it (an owner that is
+//! not a group member). The made store is kept in a process-wide map keyed by the component's
+//! block ([`MADE`]), where its owner's handle and the table's look-ups find it; it goes when
+//! the block does. Its owner, a group member waiting on the empty handle, is woken when it is
+//! made (its block is its waker), and takes it then ([`RareInbox::poll_recv`]).
+//!
+//! The owner's poll of an empty handle must be as cheap as a poll of an empty box it already
+//! waits on (TcpClient polls `control` and `makessl` every time its task runs): it looks at
+//! one counter of a small table ([`UNTAKEN`]) that counts the made inboxes their owners have
+//! not taken yet, by their owner's block; while the counter is 0 and the poll is the owner's
+//! own (its member waker), nothing can have come, and the poll ends there, with no lock.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context as TaskContext, Poll, Waker};
+
+use crate::boxes::{Inbox, Message, Outbox, DEFAULT_CAPACITY};
+use crate::component::Core;
+use crate::owners::Owner;
+use crate::spec::{BoxId, BoxMeta, Direction};
+use crate::store::{ErasedStore, LinkFailure, Store};
+
+/// What a rare box is in its component's table until it is made: its name and description,
+/// direction and type, shared by every box declared alike (a connection's `makessl` is one
+/// placeholder for every client in the process).
+pub(crate) struct Placeholder<T> {
+    meta: Arc<BoxMeta>,
+    direction: Direction,
+    _type: PhantomData<fn() -> T>,
+}
+
+/// The shared placeholders, of any type: one per rare box declared differently (a few).
+static PLACEHOLDERS: Mutex<Vec<Arc<dyn ErasedStore>>> = Mutex::new(Vec::new());
+
+/// How many placeholders are shared at most (a program that makes box names on the fly must
+/// not grow the list for ever): past them, a rare box gets a placeholder of its own.
+const SHARED_PLACEHOLDERS: usize = 256;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while these locks are held.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The placeholder of a rare box of `T` called `meta`, going `direction`, shared with every
+/// other declared alike.
+pub(crate) fn placeholder<T: Message>(
+    meta: Arc<BoxMeta>,
+    direction: Direction,
+) -> Arc<dyn ErasedStore> {
+    let mut shared = lock(&PLACEHOLDERS);
+    let alike = |p: &&Arc<dyn ErasedStore>| {
+        p.message_type() == std::any::TypeId::of::<T>()
+            && Arc::ptr_eq(p.meta(), &meta)
+            && p.direction() == direction
+    };
+    if let Some(p) = shared.iter().find(alike) {
+        return p.clone();
+    }
+    let p: Arc<dyn ErasedStore> = Arc::new(Placeholder::<T> {
+        meta,
+        direction,
+        _type: PhantomData,
+    });
+    if shared.len() < SHARED_PLACEHOLDERS {
+        shared.push(p.clone());
+    }
+    p
+}
+
+impl<T: Message> ErasedStore for Placeholder<T> {
+    // Only the table's listing reads a placeholder: every look-up that hands a box out makes
+    // it first ([`resolve`]). What is asked of it otherwise is what an unused box would answer.
+    fn id(&self) -> BoxId {
+        BoxId {
+            owner: "(rare box not made)".into(),
+            name: self.meta.name.clone(),
+            direction: self.direction,
+            message_type: std::any::type_name::<T>(),
+        }
+    }
+    fn meta(&self) -> &Arc<BoxMeta> {
+        &self.meta
+    }
+    fn direction(&self) -> Direction {
+        self.direction
+    }
+    fn message_type(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<T>()
+    }
+    fn message_type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+    fn link_erased(self: Arc<Self>, _dst: Arc<dyn ErasedStore>) -> Result<(), LinkFailure> {
+        Err(LinkFailure::TypeMismatch)
+    }
+    fn unlink_erased(self: Arc<Self>) -> Option<BoxId> {
+        None
+    }
+    fn forward(&self) -> Option<BoxId> {
+        None
+    }
+    fn new_like(&self, owner: &Owner, meta: Arc<BoxMeta>, dir: Direction) -> Arc<dyn ErasedStore> {
+        Store::<T>::new(owner.clone(), meta, dir, DEFAULT_CAPACITY, false)
+    }
+    fn close_erased(&self) -> usize {
+        0
+    }
+    fn queued(&self) -> usize {
+        0
+    }
+    fn is_rare(&self) -> bool {
+        true
+    }
+}
+
+/// The rare boxes of one component that have been made.
+#[derive(Default)]
+struct Made {
+    /// Its component has ended: a box made from now on is made closed.
+    ended: bool,
+    boxes: Vec<MadeBox>,
+}
+
+struct MadeBox {
+    /// Its place in the component's table.
+    index: usize,
+    store: Arc<dyn ErasedStore>,
+    /// An inbox its owner has not taken yet (counted in [`UNTAKEN`]).
+    untaken: bool,
+}
+
+impl MadeBox {
+    /// The store, found for its owner's handle (`take`: no longer counted as untaken) or for
+    /// anyone else; `key` is its component's.
+    fn found(&mut self, key: usize, take: bool) -> Arc<dyn ErasedStore> {
+        if take {
+            self.taken(key);
+        }
+        self.store.clone()
+    }
+
+    fn taken(&mut self, key: usize) {
+        if self.untaken {
+            self.untaken = false;
+            count_untaken(key, 1, true);
+        }
+    }
+}
+
+/// The rare boxes made, by their component's block (its address: the entry goes when the
+/// block is dropped, before the address can be another's).
+static MADE: Mutex<BTreeMap<usize, Made>> = Mutex::new(BTreeMap::new());
+
+/// How many counters [`UNTAKEN`] has.
+const BUCKETS: usize = 256;
+
+/// Made rare inboxes whose owners have not taken them yet, counted by their owner's block
+/// (a hash of its address): an owner whose counter is 0 has none, seen without a lock. The
+/// counter of a block is shared with others (1 in 256), which then look under the lock for
+/// nothing while it is not 0: only for as long as a made inbox waits for its owner's next
+/// poll, as owners take their boxes when they next run.
+static UNTAKEN: [AtomicU32; BUCKETS] = [const { AtomicU32::new(0) }; BUCKETS];
+
+/// The sum of [`UNTAKEN`]: 0 nearly always (a made inbox is taken at its owner's next poll),
+/// and then one look answers for every owner, without finding its counter.
+static UNTAKEN_ANY: AtomicU32 = AtomicU32::new(0);
+
+/// Counts `n` more (or, with `less`, fewer) made inboxes untaken by the owner whose key is
+/// `key`.
+fn count_untaken(key: usize, n: u32, less: bool) {
+    if less {
+        untaken(key).fetch_sub(n, Ordering::Release);
+        UNTAKEN_ANY.fetch_sub(n, Ordering::Release);
+    } else {
+        untaken(key).fetch_add(n, Ordering::Release);
+        UNTAKEN_ANY.fetch_add(n, Ordering::Release);
+    }
+}
+
+#[inline(always)]
+fn key(core: &Core) -> usize {
+    core as *const Core as usize
+}
+
+#[inline(always)]
+fn untaken(key: usize) -> &'static AtomicU32 {
+    // Blocks are 16-byte aligned and at least 96 bytes apart, so the bits above the alignment
+    // spread them over the counters (a multiplicative hash cost 5 instructions a poll more:
+    // a poll of an empty handle is on the relay's path).
+    &UNTAKEN[(key >> 4) % BUCKETS]
+}
+
+/// True if `core` declared a rare box.
+pub(crate) fn has_rare(core: &Core) -> bool {
+    core.boxes.iter().any(|d| d.r.store.is_rare())
+}
+
+/// The store of the box at `index` of `core`'s table: a rare box's as made, made now if `make`
+/// and not made yet (`None` if it is not); the box itself if it is not rare. With `take`, the
+/// caller is the owner's handle, which holds it from now on.
+pub(crate) fn resolve(
+    core: &Arc<Core>,
+    index: usize,
+    make: bool,
+    take: bool,
+) -> Option<Arc<dyn ErasedStore>> {
+    let d = core.boxes.get(index)?;
+    if !d.r.store.is_rare() {
+        // Declared rare and made on its builder (`early`): still in the map, to be taken.
+        if take {
+            taken(core, index);
+        }
+        return Some(d.r.store.clone());
+    }
+    let key = key(core);
+    {
+        let mut made = lock(&MADE);
+        if let Some(b) = made
+            .get_mut(&key)
+            .and_then(|m| m.boxes.iter_mut().find(|b| b.index == index))
+        {
+            return Some(b.found(key, take));
+        }
+    }
+    if !make {
+        return None;
+    }
+    // Made outside the map's lock (its owner is found under other locks).
+    let owner = owner_of(core);
+    let store =
+        d.r.store
+            .new_like(&owner, d.r.store.meta().clone(), d.direction());
+    let inbox = d.direction() == Direction::In;
+    let mut made = lock(&MADE);
+    let m = made.entry(key).or_default();
+    // Made meanwhile by another thread: that one.
+    if let Some(b) = m.boxes.iter_mut().find(|b| b.index == index) {
+        return Some(b.found(key, take));
+    }
+    let ended = m.ended;
+    if ended {
+        store.close_erased();
+    }
+    let untaken_now = inbox && !ended && !take;
+    if untaken_now {
+        count_untaken(key, 1, false);
+    }
+    m.boxes.push(MadeBox {
+        index,
+        store: store.clone(),
+        untaken: untaken_now,
+    });
+    drop(made);
+    drop(owner);
+    if untaken_now {
+        // Its owner, if it waits on the handle as a group member, takes it at its next poll.
+        Waker::from(core.clone()).wake();
+    }
+    Some(store)
+}
+
+/// Notes the owner's taking of a box made on its builder.
+fn taken(core: &Core, index: usize) {
+    let key = key(core);
+    let mut made = lock(&MADE);
+    if let Some(b) = made
+        .get_mut(&key)
+        .and_then(|m| m.boxes.iter_mut().find(|b| b.index == index))
+    {
+        b.found(key, true);
+    }
+}
+
+/// Notes the rare inboxes its builder made (a look-up by name before the component was
+/// finished) for its owner to take, as if made since.
+pub(crate) fn made_early(core: &Arc<Core>, early: &[usize]) {
+    if early.is_empty() {
+        return;
+    }
+    let key = key(core);
+    // Their directions are read before the map's lock is taken (each under its store's lock).
+    let boxes: Vec<MadeBox> = early
+        .iter()
+        .filter_map(|&index| {
+            let d = core.boxes.get(index)?;
+            Some(MadeBox {
+                index,
+                store: d.r.store.clone(),
+                untaken: d.direction() == Direction::In,
+            })
+        })
+        .collect();
+    let mut made = lock(&MADE);
+    for b in boxes {
+        if b.untaken {
+            count_untaken(key, 1, false);
+        }
+        made.entry(key).or_default().boxes.push(b);
+    }
+}
+
+/// An owner for a store made for `core`: its boxes' (every box of a component names one), or
+/// a new one naming `core` if it has no box made.
+fn owner_of(core: &Arc<Core>) -> Owner {
+    if let Some(o) = core.boxes.iter().find_map(|d| d.r.store.owner()) {
+        return o;
+    }
+    let o = Owner::new(core.label());
+    o.set_core(core);
+    o
+}
+
+/// How many of `core`'s boxes have a store (for tests of a component's memory): every box
+/// but the rare ones not made.
+pub(crate) fn made_count(core: &Arc<Core>) -> usize {
+    (0..core.boxes.len())
+        .filter(|&i| resolve(core, i, false, false).is_some())
+        .count()
+}
+
+/// `core`'s component has ended: its made rare inboxes close (what they held is returned, by
+/// name, for its exit), and any made from now on is made closed.
+pub(crate) fn end(core: &Core) -> Vec<(Arc<str>, usize)> {
+    if !has_rare(core) {
+        return Vec::new();
+    }
+    let key = key(core);
+    let to_close: Vec<Arc<dyn ErasedStore>> = {
+        let mut made = lock(&MADE);
+        let m = made.entry(key).or_default();
+        m.ended = true;
+        m.boxes
+            .iter_mut()
+            .filter_map(|b| {
+                b.taken(key);
+                // Boxes made on the builder are in the table: closed with the others.
+                let in_table = core
+                    .boxes
+                    .get(b.index)
+                    .is_some_and(|d| !d.r.store.is_rare());
+                (!in_table).then(|| b.store.clone())
+            })
+            .collect()
+    };
+    // Closed once the map's lock is released: a close wakes the tasks waiting there, and a
+    // waker dropped then may be the last hold on another component's block, whose drop takes
+    // the map's lock.
+    let mut left = Vec::new();
+    for store in to_close {
+        if store.direction() == Direction::In {
+            let n = store.close_erased();
+            if n > 0 {
+                left.push((store.meta().name.clone(), n));
+            }
+        }
+    }
+    left
+}
+
+/// `core` is being dropped: its made boxes leave the map (the boxes themselves live on while
+/// links or handles hold them).
+pub(crate) fn forget(core: &Core) {
+    if !has_rare(core) {
+        return;
+    }
+    let key = key(core);
+    let gone = lock(&MADE).remove(&key);
+    if let Some(m) = gone {
+        let n = m.boxes.iter().filter(|b| b.untaken).count();
+        if n > 0 {
+            count_untaken(key, n as u32, true);
+        }
+    }
+}
+
+/// How a component's main routine reaches its rare boxes ([`RareInbox`], [`RareBoxes::outbox`]):
+/// a reference to its block, one for all of them. [`crate::Context::rare_boxes`] gives it;
+/// [`RareBoxes::none`] stands in until the routine runs.
+pub struct RareBoxes {
+    /// `None` for [`RareBoxes::none`]: no box is found through it.
+    core: Option<Arc<Core>>,
+}
+
+impl std::fmt::Debug for RareBoxes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.core {
+            Some(core) => write!(f, "RareBoxes({})", core.label()),
+            None => f.write_str("RareBoxes(none)"),
+        }
+    }
+}
+
+impl RareBoxes {
+    pub(crate) fn new(core: Arc<Core>) -> Self {
+        RareBoxes { core: Some(core) }
+    }
+
+    /// No component's rare boxes: a handle not made finds nothing through it, and a poll of
+    /// it waits for nothing. For state made before its routine runs (a server's connection is
+    /// made where its adapter is built), given the component's own when it does.
+    pub const fn none() -> Self {
+        RareBoxes { core: None }
+    }
+
+    /// The rare boxes of a component that has none (never activated): for tests and tools
+    /// that drive a routine's code by hand, with boxes made as [`RareInbox::from`].
+    pub fn standalone() -> Self {
+        let c = crate::Component::build("standalone").main(|_| async { Ok(()) });
+        RareBoxes::new(c.core.clone())
+    }
+
+    /// The outbox of `T` called `name`, made now if it is rare and not made yet; `None` if the
+    /// component has no outbox of `T` by that name. A send is a use: a routine that sends on a
+    /// rare outbox gets it here when it sends (the handle is a clone: keep it while it is
+    /// used).
+    pub fn outbox<T: Message>(&self, name: &str) -> Option<Outbox<T>> {
+        let index = self.index(name)?;
+        let store = resolve(self.core.as_ref()?, index, true, false)?;
+        if store.direction() != Direction::Out {
+            return None;
+        }
+        let store = store.as_any().downcast::<Store<T>>().ok()?;
+        Some(Outbox { store })
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        let core = self.core.as_ref()?;
+        core.boxes.iter().position(|d| &**d.name() == name)
+    }
+
+    /// True if `waker` is its owner's own (a group member's: its block) and no made inbox
+    /// waits for it to be taken: a poll of an empty handle then finds nothing, and its owner
+    /// is woken when a box is made.
+    #[inline(always)]
+    fn quiet(&self, waker: &Waker) -> bool {
+        match &self.core {
+            // No component: nothing can be made for it.
+            None => true,
+            Some(core) => {
+                std::ptr::eq(waker.data(), Arc::as_ptr(core).cast())
+                    && (UNTAKEN_ANY.load(Ordering::Acquire) == 0
+                        || untaken(key(core)).load(Ordering::Acquire) == 0)
+            }
+        }
+    }
+
+    /// True if `waker` is its owner's as a group member. Its data pointer alone says so: a
+    /// waker whose data pointer is a live component's block was made from that block
+    /// (`Waker::from(Arc<Core>)`: the runtime makes no other, and nothing outside it has the
+    /// block), and such a waker is the one a group polls that member with.
+    #[inline(always)]
+    fn owns(&self, waker: &Waker) -> bool {
+        self.core
+            .as_ref()
+            .is_some_and(|core| std::ptr::eq(waker.data(), Arc::as_ptr(core).cast()))
+    }
+}
+
+/// An inbox declared rare, as its owner's routine holds it: empty until the box is made
+/// (`docs/semantics.md` §1), then the box's [`Inbox`]. 8 bytes, as an [`Inbox`]. Its methods
+/// take the component's [`RareBoxes`] and the box's name, to find it once it has been made.
+pub struct RareInbox<T: Message> {
+    made: Option<Inbox<T>>,
+}
+
+impl<T: Message> std::fmt::Debug for RareInbox<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.made {
+            Some(i) => write!(f, "RareInbox({i:?})"),
+            None => f.write_str("RareInbox(not made)"),
+        }
+    }
+}
+
+impl<T: Message> From<Inbox<T>> for RareInbox<T> {
+    /// A handle holding a box made at once: for a component whose box is rare in one use and
+    /// not in another (a server's connection is always linked to its `control`).
+    fn from(inbox: Inbox<T>) -> Self {
+        RareInbox { made: Some(inbox) }
+    }
+}
+
+impl<T: Message> RareInbox<T> {
+    pub(crate) fn unmade() -> Self {
+        RareInbox { made: None }
+    }
+
+    /// A handle not made, for a box a component may or may not have declared (a server's
+    /// connection has `makessl` only when its protocol does): it finds the box by name, as a
+    /// handle from [`crate::ComponentBuilder::rare_inbox_from`] does, and a component without
+    /// it finds nothing there.
+    pub fn none() -> Self {
+        RareInbox::unmade()
+    }
+
+    /// Polls the box `name` for a message, as [`Inbox::recv`]'s future does: cancel safe; a
+    /// message is taken only when it is returned. Until the box is made, its owner's poll, as
+    /// a group member, looks at one counter; any other poll makes the box (the task must be
+    /// noted as waiting somewhere).
+    #[inline]
+    pub fn poll_recv(&mut self, rare: &RareBoxes, name: &str, cx: &mut TaskContext<'_>) -> Poll<T> {
+        if let Some(inbox) = &self.made {
+            return inbox.store.poll_pop(cx);
+        }
+        if rare.quiet(cx.waker()) {
+            return Poll::Pending;
+        }
+        self.poll_taking(rare, name, cx)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn poll_taking(&mut self, rare: &RareBoxes, name: &str, cx: &mut TaskContext<'_>) -> Poll<T> {
+        let make = !rare.owns(cx.waker());
+        match self.take(rare, name, make) {
+            Some(inbox) => inbox.store.poll_pop(cx),
+            // Not made, and its owner is woken when it is; or no such box.
+            None => Poll::Pending,
+        }
+    }
+
+    /// The box, taken from where it was made (and made now with `make`).
+    fn take(&mut self, rare: &RareBoxes, name: &str, make: bool) -> Option<&Inbox<T>> {
+        // A box made by anyone but this handle is counted until taken: none counted, none
+        // to take (no lock).
+        if self.made.is_none() {
+            let core = rare.core.as_ref()?;
+            if !make && untaken(key(core)).load(Ordering::Acquire) == 0 {
+                return None;
+            }
+            let index = rare.index(name)?;
+            let store = resolve(core, index, make, true)?;
+            if store.direction() != Direction::In {
+                return None;
+            }
+            let store = store.as_any().downcast::<Store<T>>().ok()?;
+            self.made = Some(Inbox { store });
+        }
+        self.made.as_ref()
+    }
+
+    /// The next message if one is queued; a box not made has none.
+    pub fn try_recv(&mut self, rare: &RareBoxes, name: &str) -> Option<T> {
+        self.take(rare, name, false)?.try_recv()
+    }
+
+    /// True if nothing is queued (a box not made holds nothing).
+    pub fn is_empty(&mut self, rare: &RareBoxes, name: &str) -> bool {
+        self.take(rare, name, false).is_none_or(Inbox::is_empty)
+    }
+
+    /// The box as an [`Inbox`], made now if it is not made yet: for what needs the box itself
+    /// (a [`crate::ControlWatch`]). If the component has no inbox of `T` by that name, the
+    /// handle gets a box of its own that nothing sends to.
+    pub fn inbox(&mut self, rare: &RareBoxes, name: &str) -> &Inbox<T> {
+        if self.made.is_none() {
+            let _ = self.take(rare, name, true);
+        }
+        self.made
+            .get_or_insert_with(|| Inbox::standalone(name, DEFAULT_CAPACITY))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rare inbox's handle is an inbox's size (its routine holds it in place of one), and
+    /// the way to all of a component's rare boxes one pointer: a client's connection holds
+    /// two handles and it where it held three boxes.
+    #[test]
+    fn rare_handles_stay_small() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<RareInbox<u64>>(), size_of::<Inbox<u64>>());
+        assert_eq!(size_of::<RareBoxes>(), size_of::<usize>());
+    }
+}
