@@ -323,8 +323,9 @@ pub struct ComponentBuilder {
     owner: Owner,
     id: ComponentId,
     boxes: Vec<Declared>,
-    /// The rare boxes made while it was built (by [`ComponentBuilder::boxref`]).
-    early: Vec<usize>,
+    /// The rare boxes made while it was built (by [`ComponentBuilder::boxref`]), by their
+    /// place in `boxes` (which keeps their placeholders).
+    early: Vec<(usize, Arc<dyn crate::store::ErasedStore>)>,
     error: Option<WiringError>,
     hosts_group: bool,
 }
@@ -612,6 +613,8 @@ impl ComponentBuilder {
     /// into it), or waited on by an owner that is not a group member. Its owner's routine
     /// reaches it through the returned handle and the component's [`crate::RareBoxes`]
     /// ([`crate::Context::rare_boxes`]). A rare box has the default capacity and no byte bound.
+    /// A component with a rare inbox, activated on its own, runs as a group of one
+    /// ([`ComponentBuilder::hosts_group`]), so that its waits on the box need no store.
     ///
     /// ```
     /// use axon::{Component, Control, RareInbox, Scheduler, CONTROL};
@@ -633,6 +636,10 @@ impl ComponentBuilder {
     /// # }
     /// ```
     pub fn rare_inbox_from<T: Message>(&mut self, decl: BoxDecl) -> crate::RareInbox<T> {
+        // Activated on its own, it runs as a group of one: its own waits on the box then need
+        // no store (a member's block is its waker). Its own task would make the box at its
+        // first wait, to note a waker there: two stores and the map's entry for a client.
+        self.hosts_group = true;
         let meta = self.new_meta(decl.name, decl.description);
         self.boxes.push(Declared {
             r: BoxRef::new(crate::rare::placeholder::<T>(meta, Direction::In)),
@@ -702,15 +709,18 @@ impl ComponentBuilder {
     /// [`ComponentBuilder::rare_inbox_from`]).
     pub fn boxref(&mut self, name: &str) -> Result<BoxRef, WiringError> {
         let index = find_box(|| self.label(), &self.boxes, name)?;
-        let d = &mut self.boxes[index];
-        if d.r.store.is_rare() {
-            let store =
-                d.r.store
-                    .new_like(&self.owner, d.r.store.meta().clone(), d.direction());
-            d.r = BoxRef::new(store);
-            self.early.push(index);
+        let d = &self.boxes[index];
+        if !d.r.store.is_rare() {
+            return Ok(d.r.clone());
         }
-        Ok(self.boxes[index].r.clone())
+        if let Some((_, store)) = self.early.iter().find(|(i, _)| *i == index) {
+            return Ok(BoxRef::new(store.clone()));
+        }
+        let store =
+            d.r.store
+                .new_like(&self.owner, d.r.store.meta().clone(), d.direction());
+        self.early.push((index, store.clone()));
+        Ok(BoxRef::new(store))
     }
 
     /// The wiring error recorded so far, if any.
@@ -809,7 +819,7 @@ impl ComponentBuilder {
         // Its boxes find their owner's waker through it (`store.rs`: an empty box its owner
         // waits on holds no waiting list).
         self.owner.set_core(&core);
-        crate::rare::made_early(&core, &self.early);
+        crate::rare::made_early(&core, std::mem::take(&mut self.early));
         // The routine and its future share one block, made here: the future is made in it
         // when the component first runs (in place: `Main`), with a context made then, as it
         // always was (the current scheduler, this block, the group it has joined). A closure

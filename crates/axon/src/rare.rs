@@ -225,10 +225,6 @@ pub(crate) fn resolve(
 ) -> Option<Arc<dyn ErasedStore>> {
     let d = core.boxes.get(index)?;
     if !d.r.store.is_rare() {
-        // Declared rare and made on its builder (`early`): still in the map, to be taken.
-        if take {
-            taken(core, index);
-        }
         return Some(d.r.store.clone());
     }
     let key = key(core);
@@ -278,35 +274,21 @@ pub(crate) fn resolve(
     Some(store)
 }
 
-/// Notes the owner's taking of a box made on its builder.
-fn taken(core: &Core, index: usize) {
-    let key = key(core);
-    let mut made = lock(&MADE);
-    if let Some(b) = made
-        .get_mut(&key)
-        .and_then(|m| m.boxes.iter_mut().find(|b| b.index == index))
-    {
-        b.found(key, true);
-    }
-}
-
-/// Notes the rare inboxes its builder made (a look-up by name before the component was
-/// finished) for its owner to take, as if made since.
-pub(crate) fn made_early(core: &Arc<Core>, early: &[usize]) {
+/// Notes the rare boxes its builder made (a look-up by name before the component was
+/// finished), for its owner to take as if made since. Its table keeps their placeholders, so
+/// that they are found, closed at its end and forgotten with its block as any made since.
+pub(crate) fn made_early(core: &Arc<Core>, early: Vec<(usize, Arc<dyn ErasedStore>)>) {
     if early.is_empty() {
         return;
     }
     let key = key(core);
     // Their directions are read before the map's lock is taken (each under its store's lock).
     let boxes: Vec<MadeBox> = early
-        .iter()
-        .filter_map(|&index| {
-            let d = core.boxes.get(index)?;
-            Some(MadeBox {
-                index,
-                store: d.r.store.clone(),
-                untaken: d.direction() == Direction::In,
-            })
+        .into_iter()
+        .map(|(index, store)| MadeBox {
+            index,
+            untaken: store.direction() == Direction::In,
+            store,
         })
         .collect();
     let mut made = lock(&MADE);
@@ -350,14 +332,9 @@ pub(crate) fn end(core: &Core) -> Vec<(Arc<str>, usize)> {
         m.ended = true;
         m.boxes
             .iter_mut()
-            .filter_map(|b| {
+            .map(|b| {
                 b.taken(key);
-                // Boxes made on the builder are in the table: closed with the others.
-                let in_table = core
-                    .boxes
-                    .get(b.index)
-                    .is_some_and(|d| !d.r.store.is_rare());
-                (!in_table).then(|| b.store.clone())
+                b.store.clone()
             })
             .collect()
     };
@@ -592,5 +569,32 @@ mod tests {
         use std::mem::size_of;
         assert_eq!(size_of::<RareInbox<u64>>(), size_of::<Inbox<u64>>());
         assert_eq!(size_of::<RareBoxes>(), size_of::<usize>());
+    }
+
+    /// A component whose rare box was made on its builder (a look-up by name before it was
+    /// finished) leaves the map with its block, as one made since does. Found by the review
+    /// of the rare boxes: the builder put the made box in the table, the table then held no
+    /// placeholder, and the block's drop took it for a component without rare boxes.
+    #[test]
+    fn a_box_made_on_its_builder_leaves_the_map_with_its_block() {
+        let mut b = crate::Component::build("Early");
+        let _handle: RareInbox<u64> = b.rare_inbox_from(crate::BoxDecl::new("early", "a box"));
+        let early = b.boxref("early").unwrap();
+        let again = b.boxref("early").unwrap();
+        let c = b.main(|_| async { Ok(()) });
+        let k = key(&c.core);
+        assert!(lock(&MADE).contains_key(&k), "noted for its owner to take");
+        let found = c.boxref("early").unwrap();
+        assert!(
+            Arc::ptr_eq(&early.store, &found.store) && Arc::ptr_eq(&again.store, &found.store),
+            "one box"
+        );
+        assert_eq!(c.boxes().count(), 1, "listed once");
+        drop((early, again, found));
+        drop(c);
+        assert!(
+            !lock(&MADE).contains_key(&k),
+            "the map's entry outlived its block"
+        );
     }
 }
