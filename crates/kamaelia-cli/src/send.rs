@@ -30,8 +30,8 @@ use crate::flags::{Output, SendConfig, Source};
 use crate::progress::{human, summary_rate, Counts, Meter, ProgressBar};
 use crate::session::{self, Observer};
 
-/// What each queue on the way to an encrypting connection holds with `--tls` or
-/// `--starttls`: one default chunk (the meter's inbox, the connection's inbox and its queue
+/// What each queue on the way to the connection holds, with `--tls`, `--starttls` or
+/// neither: one default chunk (the meter's inbox, the connection's inbox and its queue
 /// ahead of the socket; the library's TlsGate holds one chunk too, where there is one). A
 /// file sent with `--tls` to a TCP host (without `--crlf`) has neither meter nor gate: the reader, reading a
 /// chunk only once the connection has room for it, feeds the connection directly. rustls
@@ -53,11 +53,19 @@ use crate::session::{self, Observer};
 /// user space 0.61-0.74 -> 0.49-0.58 (base-send 1.41-1.67 and 0.29-0.31); CPU (median of 24
 /// alternating rounds of 256 MiB) 148 -> 136 ms, base-send 136 ms. Four times the reads,
 /// and 0.7M more instructions per 64 MiB (callgrind), are cheaper than the colder buffers.
-const TLS_QUEUE_BYTES: usize = 64 * 1024;
+///
+/// Plain sends take the same queues and reads (session 12): with the default ones (256 KiB
+/// reads, 256 KiB queues) the kernel's copy of the file into our buffers ran at half
+/// base-send's speed on this machine, whose buffer of 64 KiB is read into again while it is
+/// in the cache (`strace -c`: 4,098 reads at 181 us against base-send's 16,392 at 22 us), and
+/// `send` of 1 GiB took 1.8-2.2x base-send's wall time; with these, 1.03-1.16x (figure 1,
+/// `kamaelia-bench --kamaelia DIR --only 1 --rounds 3`, two runs each, alternating), user CPU
+/// +0.02-0.04 s a GiB for four times the chunks.
+const QUEUE_BYTES: usize = 64 * 1024;
 
-/// The connection's limits with TLS: [`TLS_QUEUE_BYTES`] to send, the default to receive.
-const TLS_LIMITS: Limits = Limits {
-    send_bytes: TLS_QUEUE_BYTES,
+/// The connection's limits with TLS: [`QUEUE_BYTES`] to send, the default to receive.
+const SEND_LIMITS: Limits = Limits {
+    send_bytes: QUEUE_BYTES,
     receive_bytes: DEFAULT_LIMIT_BYTES,
 };
 
@@ -71,13 +79,11 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
         let (reader, total): (Component, Option<u64>) = match cfg.source {
             Source::File { path, file, size } => {
                 let mut r = RateControlledFileReader::from_file(file, path).rate(cfg.rate);
-                // With TLS, a chunk at a time (see TLS_QUEUE_BYTES).
-                if cfg.endpoint.tls.is_some() {
-                    r = r.read_size(TLS_QUEUE_BYTES);
-                    if !cfg.endpoint.crlf {
-                        r = r.count(counts.clone());
-                        counted = true;
-                    }
+                // A chunk at a time, with TLS or not (see QUEUE_BYTES).
+                r = r.read_size(QUEUE_BYTES);
+                if cfg.endpoint.tls.is_some() && !cfg.endpoint.crlf {
+                    r = r.count(counts.clone());
+                    counted = true;
                 }
                 if let Some(n) = cfg.chunk_size {
                     r = r.chunk_size(n);
@@ -102,10 +108,7 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
                 (r, None)
             }
         };
-        let (meter_bytes, limits) = match cfg.endpoint.tls {
-            None => (Meter::INBOX_BYTES, Limits::default()),
-            Some(_) => (TLS_QUEUE_BYTES, TLS_LIMITS),
-        };
+        let (meter_bytes, limits) = (QUEUE_BYTES, SEND_LIMITS);
         let meter = || Meter::with_inbox(counts.clone(), cfg.endpoint.crlf, meter_bytes);
         let client = session::client_with(&cfg.endpoint, limits)?;
         let session = match &cfg.endpoint.tls {
