@@ -87,6 +87,19 @@ async fn echo4(s: &mut tokio::net::TcpStream) {
     s.write_all(&buf).await.unwrap();
 }
 
+/// A server that echoes 4 bytes, then reads until its client closes; its port.
+async fn echo4_then_drain() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        echo4(&mut s).await;
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink).await;
+    });
+    port
+}
+
 /// Waits for the final message on `signal`, then for the run to end without failure.
 async fn ended(g: Grouped) {
     loop {
@@ -104,14 +117,7 @@ async fn ended(g: Grouped) {
 #[tokio::test]
 async fn an_idle_client_s_rare_boxes_hold_no_store_and_control_linked_late_shuts_it_down() {
     bounded(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let _server = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            echo4(&mut s).await;
-            let mut sink = Vec::new();
-            let _ = s.read_to_end(&mut sink).await;
-        });
+        let port = echo4_then_drain().await;
         let g = grouped(TcpClient::new("127.0.0.1", port)).await;
         // The client has waited on `control` and `makessl`: still not made.
         ping(&g).await;
@@ -131,14 +137,7 @@ async fn an_idle_client_s_rare_boxes_hold_no_store_and_control_linked_late_shuts
 #[tokio::test]
 async fn a_client_activated_on_its_own_makes_no_rare_box_while_idle() {
     bounded(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let _server = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            echo4(&mut s).await;
-            let mut sink = Vec::new();
-            let _ = s.read_to_end(&mut sink).await;
-        });
+        let port = echo4_then_drain().await;
         let g = started(TcpClient::new("127.0.0.1", port), false).await;
         ping(&g).await;
         assert_eq!(g.handle.made_boxes(), 3, "inbox, outbox and signal alone");
