@@ -644,7 +644,7 @@ impl ComponentBuilder {
         self.boxes.push(Declared {
             r: BoxRef::new(crate::rare::placeholder::<T>(meta, Direction::In)),
         });
-        crate::RareInbox::unmade()
+        crate::RareInbox::none()
     }
 
     /// Declares the standard `control` inbox from its table entry as a rare box (see

@@ -393,16 +393,10 @@ impl RareBoxes {
 
     /// No component's rare boxes: a handle not made finds nothing through it, and a poll of
     /// it waits for nothing. For state made before its routine runs (a server's connection is
-    /// made where its adapter is built), given the component's own when it does.
+    /// made where its adapter is built), given the component's own when it does, and for tests
+    /// and tools that drive a routine's code by hand with boxes made as [`RareInbox::from`].
     pub const fn none() -> Self {
         RareBoxes { core: None }
-    }
-
-    /// The rare boxes of a component that has none (never activated): for tests and tools
-    /// that drive a routine's code by hand, with boxes made as [`RareInbox::from`].
-    pub fn standalone() -> Self {
-        let c = crate::Component::build("standalone").main(|_| async { Ok(()) });
-        RareBoxes::new(c.core.clone())
     }
 
     /// The outbox of `T` called `name`, made now if it is rare and not made yet; `None` if the
@@ -477,16 +471,12 @@ impl<T: Message> From<Inbox<T>> for RareInbox<T> {
 }
 
 impl<T: Message> RareInbox<T> {
-    pub(crate) fn unmade() -> Self {
-        RareInbox { made: None }
-    }
-
     /// A handle not made, for a box a component may or may not have declared (a server's
     /// connection has `makessl` only when its protocol does): it finds the box by name, as a
     /// handle from [`crate::ComponentBuilder::rare_inbox_from`] does, and a component without
     /// it finds nothing there.
     pub fn none() -> Self {
-        RareInbox::unmade()
+        RareInbox { made: None }
     }
 
     /// Polls the box `name` for a message, as [`Inbox::recv`]'s future does: cancel safe; a

@@ -1231,7 +1231,7 @@ mod tests {
             outbox: Outbox::standalone("outbox"),
             signal: Outbox::standalone("signal"),
             feedback: Some(Outbox::standalone("CreatorFeedback")),
-            rare: RareBoxes::standalone(),
+            rare: RareBoxes::none(),
         };
         let state = State::new(OnFinish::Close, Default::default());
         let conn = Connection::new(b, ours, peer, None, state, false, Limits::default(), false);
