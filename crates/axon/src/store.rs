@@ -54,8 +54,8 @@ pub(crate) struct Store<T> {
 
 struct State<T> {
     forward: Option<Arc<Store<T>>>,
-    /// The queue and the waiting tasks, once the box has been used; or its one message.
-    busy: Option<Box<Used<T>>>,
+    /// The queue and the waiting tasks, once the box has been used.
+    busy: Option<Box<Busy<T>>>,
     /// The byte bound and how a message is weighed, once one is set (shared by every box
     /// bounded alike); what the queued messages weigh is in [`Store::idle`].
     bound: Option<Arc<ByteBound<T>>>,
@@ -83,77 +83,7 @@ const FINAL_SENT: u32 = 1 << 30;
 /// The owner has ended: the store takes no more messages.
 const CLOSED: u32 = 1 << 31;
 
-/// The part of a box that only a used box needs, in one 64-byte block of the allocator (56
-/// bytes, its one message's or its queue's and wakers').
-///
-/// A message that comes to a box with none (no used part, no waiting task but perhaps the
-/// owner, found through its block) is kept in the block itself, [`Used::One`]: one block, not
-/// a used part and a queue's room (64 + 48 bytes). Such a message often waits a while: a
-/// connection's greeting in its client's `inbox` while it connects, the `Connected` notice in
-/// its holder's `control` until the holder looks there. Whatever those blocks are when a
-/// burst of connections is over stays free in the allocator's arenas (its holes), so a
-/// parked message costs its bytes again at idle. A second message, or a task waiting for
-/// room, moves it into a queue ([`Used::busy`]).
-enum Used<T> {
-    /// The one message queued, nobody else waiting.
-    One(T),
-    /// The queue and the waiting tasks.
-    Busy(Busy<T>),
-}
-
-impl<T> Used<T> {
-    /// The queue and the waiting tasks; a message kept alone moves into a queue first.
-    #[inline(always)]
-    fn busy(&mut self) -> &mut Busy<T> {
-        if let Used::One(_) = self {
-            self.spill();
-        }
-        match self {
-            Used::Busy(b) => b,
-            // Just made so.
-            Used::One(_) => unreachable!(),
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn spill(&mut self) {
-        if let Used::One(msg) = std::mem::replace(self, Used::Busy(Busy::default())) {
-            if let Used::Busy(b) = self {
-                b.queue.reserve_exact(1);
-                b.queue.push_back(msg);
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn len(&self) -> usize {
-        match self {
-            Used::One(_) => 1,
-            Used::Busy(b) => b.queue.len(),
-        }
-    }
-
-    /// See [`Busy::holds_only`]; a message kept alone is something.
-    #[inline(always)]
-    fn holds_only(&self, waker: &Waker) -> bool {
-        match self {
-            Used::One(_) => false,
-            Used::Busy(b) => b.holds_only(waker),
-        }
-    }
-
-    /// The tasks waiting on `side`: none beside a message kept alone.
-    #[inline(always)]
-    fn take(&mut self, side: Side) -> Woken {
-        match self {
-            Used::One(_) => Woken::default(),
-            Used::Busy(b) => b.take(side),
-        }
-    }
-}
-
-/// The queue and the waiting tasks of a used box (see [`Used`]).
+/// The part of a box that only a used box needs: 56 bytes, one 64-byte block.
 struct Busy<T> {
     queue: VecDeque<T>,
     /// The task waiting for a message here (nearly always the box's owner alone).
@@ -399,7 +329,7 @@ impl<T: 'static> State<T> {
     }
 
     fn len(&self) -> usize {
-        self.busy.as_ref().map_or(0, |b| b.len())
+        self.busy.as_ref().map_or(0, |b| b.queue.len())
     }
 
     /// Full by count, or by bytes: an empty store always admits one message, however large, so
@@ -408,9 +338,8 @@ impl<T: 'static> State<T> {
         let Some(busy) = &self.busy else {
             return false;
         };
-        let len = busy.len();
-        len >= self.capacity()
-            || (len != 0
+        busy.queue.len() >= self.capacity()
+            || (!busy.queue.is_empty()
                 && self
                     .bound
                     .as_ref()
@@ -421,9 +350,7 @@ impl<T: 'static> State<T> {
     /// waiting for room; everywhere else the used part is made with [`new_busy`], which takes
     /// the owner's waker if it waits here with none.
     fn busy(&mut self) -> &mut Busy<T> {
-        self.busy
-            .get_or_insert_with(|| Box::new(Used::Busy(Busy::default())))
-            .busy()
+        self.busy.get_or_insert_with(Default::default)
     }
 
     /// Queues `msg`; returns what [`Store::idle`] is to hold (the caller stores it): what the
@@ -431,10 +358,7 @@ impl<T: 'static> State<T> {
     /// holds a message).
     #[inline(always)]
     fn push(&mut self, msg: T, idle: &AtomicUsize) -> usize {
-        let Some(used) = self.busy.as_mut() else {
-            return self.push_alone(msg, idle);
-        };
-        let busy = used.busy();
+        let busy = self.busy.get_or_insert_with(Default::default);
         let word = weigh_in(self.bound.as_deref(), &msg, idle, busy.queue.is_empty());
         // A box's first message gets room for one, not the four a queue starts with: most
         // boxes of a connection (control, signal, feedback) carry a handful of messages in
@@ -447,24 +371,9 @@ impl<T: 'static> State<T> {
         word
     }
 
-    /// Queues `msg` in a store with no used part: kept alone in a block of its own
-    /// ([`Used::One`]); returns what [`Store::idle`] is to hold, as [`State::push`] does.
-    #[cold]
-    #[inline(never)]
-    fn push_alone(&mut self, msg: T, idle: &AtomicUsize) -> usize {
-        let word = weigh_in(self.bound.as_deref(), &msg, idle, true);
-        self.busy = Some(Box::new(Used::One(msg)));
-        word
-    }
-
     /// Puts a message back at the front (a link that could not move it).
     fn push_front(&mut self, msg: T, idle: &AtomicUsize) {
-        let Some(used) = self.busy.as_mut() else {
-            let word = self.push_alone(msg, idle);
-            idle.store(word, Ordering::Release);
-            return;
-        };
-        let busy = used.busy();
+        let busy = self.busy.get_or_insert_with(Default::default);
         let word = weigh_in(self.bound.as_deref(), &msg, idle, busy.queue.is_empty());
         busy.queue.push_front(msg);
         idle.store(word, Ordering::Release);
@@ -472,10 +381,7 @@ impl<T: 'static> State<T> {
 
     /// Takes the first message (and its weight, from `idle`).
     fn pop(&mut self, idle: &AtomicUsize) -> Option<T> {
-        let busy = match &mut **self.busy.as_mut()? {
-            Used::Busy(busy) => busy,
-            Used::One(_) => return self.pop_alone(idle),
-        };
+        let busy = self.busy.as_mut()?;
         let msg = busy.queue.pop_front()?;
         // A component's `control` carries a handful in its life (a notice or two, the final
         // message), often one at the start and then nothing for as long as a connection lasts:
@@ -495,22 +401,6 @@ impl<T: 'static> State<T> {
                 weight_word(left.saturating_sub((b.weigh)(&msg)))
             };
             idle.store(word, Ordering::Release);
-        }
-        Some(msg)
-    }
-
-    /// Takes the message kept alone ([`Used::One`]), leaving an empty used part in its block
-    /// (given back, or kept, as any emptied used part: [`Store::wait_for_message`]).
-    #[cold]
-    #[inline(never)]
-    fn pop_alone(&mut self, idle: &AtomicUsize) -> Option<T> {
-        let used = self.busy.as_mut()?;
-        let Used::One(msg) = std::mem::replace(&mut **used, Used::Busy(Busy::default())) else {
-            return None;
-        };
-        if self.bound.is_some() {
-            // Emptied: it weighs nothing.
-            idle.store(0, Ordering::Release);
         }
         Some(msg)
     }
@@ -557,10 +447,10 @@ fn waiting_owner(owner: &Owner, idle: &AtomicUsize) -> Option<Waker> {
 /// (`idle` set, see [`Store::idle`]), its waker goes in as the first waiting for a message.
 #[cold]
 #[inline(never)]
-fn new_busy<T>(owner: &Owner, idle: &AtomicUsize) -> Box<Used<T>> {
-    let mut busy = Busy::default();
+fn new_busy<T>(owner: &Owner, idle: &AtomicUsize) -> Box<Busy<T>> {
+    let mut busy = Box::<Busy<T>>::default();
     busy.rx = waiting_owner(owner, idle);
-    Box::new(Used::Busy(busy))
+    busy
 }
 
 /// True for a box of [`crate::Control`] messages (decided when the store's code is made for
@@ -763,7 +653,7 @@ impl<T: Send + 'static> Store<T> {
                 g.busy.get_or_insert_with(|| new_busy(owner, &self.idle))
             }
         };
-        if busy.busy().register(Side::Rx, waker) && crate::group::is_known_waker(waker) && at_end {
+        if busy.register(Side::Rx, waker) && crate::group::is_known_waker(waker) && at_end {
             self.idle.store(waker.data() as usize, Ordering::Release);
         }
     }
@@ -929,13 +819,9 @@ impl<T: Send + 'static> Store<T> {
         // A box bounded already keeps its weighing (and its weight).
         let weigh = g.bound.as_ref().map_or(weigh, |b| b.weigh);
         if g.bound.is_none() && g.len() != 0 {
-            let bytes = match g.busy.as_deref() {
-                None => 0,
-                Some(Used::One(msg)) => weigh(msg),
-                Some(Used::Busy(busy)) => {
-                    busy.queue.iter().map(weigh).fold(0, usize::saturating_add)
-                }
-            };
+            let bytes = g.busy.as_ref().map_or(0, |busy| {
+                busy.queue.iter().map(weigh).fold(0, usize::saturating_add)
+            });
             self.idle.store(weight_word(bytes), Ordering::Release);
         }
         g.bound = Some(shared_bound(limit, weigh));
@@ -1264,15 +1150,10 @@ mod tests {
         assert!(s.try_push(1, false).is_ok(), "not full, not closed");
     }
 
-    /// A used box's queue and first waiting task fit one 64-byte block of the allocator; so
-    /// does a message kept alone, of the sizes a connection's boxes carry (`Bytes` is 32 bytes,
-    /// `Control` 40), in the same block.
+    /// A used box's queue and first waiting task fit one 64-byte block of the allocator.
     #[test]
     fn a_used_box_stays_small() {
         assert!(std::mem::size_of::<Busy<u64>>() <= 56);
-        assert!(std::mem::size_of::<Used<u64>>() <= 56);
-        assert!(std::mem::size_of::<Used<[u64; 4]>>() <= 56);
-        assert!(std::mem::size_of::<Used<crate::Control>>() <= 56);
     }
 
     fn used<T: Send + 'static>(s: &Store<T>) -> bool {
@@ -1704,77 +1585,21 @@ mod tests {
         assert!(control
             .try_push(crate::Control::producer_finished(), false)
             .is_ok());
-        assert!(control
-            .try_push(crate::Control::producer_finished(), false)
-            .is_ok());
-        assert!(room(&control.state).is_some_and(|r| r >= 2));
+        let room = |s: &Store<crate::Control>| {
+            lock(&s.state)
+                .busy
+                .as_ref()
+                .map_or(0, |b| b.queue.capacity())
+        };
+        assert_eq!(room(&control), 1);
         assert!(control.try_pop().is_some());
-        assert!(control.try_pop().is_some());
-        assert_eq!(room(&control.state), Some(0), "given back");
+        assert_eq!(room(&control), 0, "given back");
         let data = Store::<u64>::new(owner(), meta, Direction::In, 4, false);
         assert!(data.try_push(7, false).is_ok());
-        assert!(data.try_push(8, false).is_ok());
         assert_eq!(data.try_pop(), Some(7));
-        assert_eq!(data.try_pop(), Some(8));
-        assert!(room(&data.state).is_some_and(|r| r >= 1), "kept");
-    }
-
-    /// The room of a store's queue, if it has one (`None`: no used part, or a message kept
-    /// alone in it).
-    fn room<T>(state: &Mutex<State<T>>) -> Option<usize> {
-        match lock(state).busy.as_deref() {
-            Some(Used::Busy(b)) => Some(b.queue.capacity()),
-            _ => None,
-        }
-    }
-
-    /// A message that comes to a box with no used part is kept alone in one block, not in a
-    /// used part and a queue's room: a connection's greeting in its client's `inbox` while it
-    /// connects, its `Connected` notice in the holder's `control`. A second message, or a
-    /// byte bound set meanwhile, finds it where it is; the order holds.
-    #[test]
-    fn a_first_message_is_kept_alone_in_one_block() {
-        let meta = crate::spec::shared_meta("inbox", "");
-        let owner = || Owner::new(crate::component::Label::new("c".into(), 4));
-        let data = Store::<u64>::new(owner(), meta.clone(), Direction::In, 4, false);
-        assert!(data.try_push(1, false).is_ok());
-        assert!(matches!(
-            lock(&data.state).busy.as_deref(),
-            Some(Used::One(1))
-        ));
-        assert_eq!(data.len(), 1);
-        assert!(data.try_push(2, false).is_ok());
-        assert!(data.try_push(3, false).is_ok());
-        assert_eq!(data.len(), 3);
         assert_eq!(
-            [
-                data.try_pop(),
-                data.try_pop(),
-                data.try_pop(),
-                data.try_pop()
-            ],
-            [Some(1), Some(2), Some(3), None]
+            lock(&data.state).busy.as_ref().map(|b| b.queue.capacity()),
+            Some(1)
         );
-        let control = Store::<crate::Control>::new(owner(), meta.clone(), Direction::In, 4, false);
-        assert!(control.try_push(crate::Control::shutdown(), false).is_ok());
-        assert!(matches!(
-            lock(&control.state).busy.as_deref(),
-            Some(Used::One(_))
-        ));
-        assert!(control.try_pop().is_some_and(|c| c.is_shutdown()));
-        assert_eq!(
-            room(&control.state),
-            Some(0),
-            "nothing left but the empty used part"
-        );
-        let bounded = Store::<u64>::new(owner(), meta, Direction::In, 4, false);
-        assert!(bounded.try_push(5, false).is_ok());
-        bounded.set_byte_limit(100, |_| 150);
-        assert!(matches!(
-            bounded.try_push(6, false),
-            Err(PushError::Full(6, _, _))
-        ));
-        assert_eq!(bounded.try_pop(), Some(5));
-        assert!(bounded.try_push(6, false).is_ok());
     }
 }
