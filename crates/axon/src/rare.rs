@@ -469,9 +469,9 @@ impl RareBoxes {
         core.boxes.iter().position(|d| &**d.name() == name)
     }
 
-    /// True if `waker` is its owner's own (a group member's: its block) and no made inbox
-    /// waits for it to be taken: a poll of an empty handle then finds nothing, and its owner
-    /// is woken when a box is made.
+    /// True if `waker` is its owner's own (a group member's: its block, see
+    /// [`RareBoxes::owns`]) and no made inbox waits for it to be taken: a poll of an empty
+    /// handle then finds nothing, and its owner is woken when a box is made.
     #[inline(always)]
     fn quiet(&self, waker: &Waker) -> bool {
         match &self.core {
@@ -479,20 +479,26 @@ impl RareBoxes {
             None => true,
             Some(core) => {
                 std::ptr::eq(waker.data(), Arc::as_ptr(core).cast())
+                    && crate::group::is_member_waker(waker)
                     && (UNTAKEN_ANY.load(Ordering::Acquire) == 0 || !may_have_untaken(key(core)))
             }
         }
     }
 
-    /// True if `waker` is its owner's as a group member. Its data pointer alone says so: a
-    /// waker whose data pointer is a live component's block was made from that block
-    /// (`Waker::from(Arc<Core>)`: the runtime makes no other, and nothing outside it has the
-    /// block), and such a waker is the one a group polls that member with.
+    /// True if `waker` is its owner's as a group member: its data pointer is the owner's block
+    /// and it is of a group member's kind (`group::is_member_waker`). Such a waker was made
+    /// from that block (`Waker::from(Arc<Core>)`: the runtime makes no other, and nothing
+    /// outside it has the block), and it is the one a group polls that member with. The data
+    /// pointer alone does not say so: a waker of another kind may point at the same address
+    /// (a zero-sized waker's pointer, one past its allocation, under an allocator that puts
+    /// blocks end to end), and taken for the owner's it would not be woken when the box is
+    /// made. (The kind's check costs the relay 6 instructions a round trip.)
     #[inline(always)]
     fn owns(&self, waker: &Waker) -> bool {
-        self.core
-            .as_ref()
-            .is_some_and(|core| std::ptr::eq(waker.data(), Arc::as_ptr(core).cast()))
+        self.core.as_ref().is_some_and(|core| {
+            std::ptr::eq(waker.data(), Arc::as_ptr(core).cast())
+                && crate::group::is_member_waker(waker)
+        })
     }
 }
 
@@ -618,6 +624,22 @@ mod tests {
         (b.main(|_| async { Ok(()) }), handle)
     }
 
+    /// Runs a group (a component with a rare inbox, run alone, is a group of one), so that
+    /// this process knows a member's waker by its kind.
+    fn a_group_has_run() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (c, _) = with_a_rare_inbox("Member");
+        let report = rt.block_on(async {
+            let scheduler = crate::Scheduler::new();
+            let run = scheduler.run(async { c.activate() });
+            tokio::time::timeout(std::time::Duration::from_secs(10), run).await
+        });
+        assert!(report.expect("ends within 10 s").is_ok());
+    }
+
     /// A made box its owner has not taken (a look-up by name while the owner polls other
     /// boxes, or none: SingleServer's `makessl` while it listens) costs the owners that share
     /// its word of [`UNTAKEN`] (1 in 256) nothing: their polls of an empty handle take no lock.
@@ -626,6 +648,7 @@ mod tests {
     #[test]
     fn an_untaken_box_holds_up_no_neighbour() {
         let _one = lock(&ONE_AT_A_TIME);
+        a_group_has_run();
         let (waiting, _) = with_a_rare_inbox("Waiting");
         let made = waiting.boxref("r").unwrap();
         let k = key(&waiting.core);
@@ -661,6 +684,60 @@ mod tests {
         let mut own = RareInbox::<u64>::none();
         assert_eq!(own.poll_recv(&rare, "r", &mut cx), Poll::Ready(7));
         assert!(!may_have_untaken(k), "taken");
+    }
+
+    /// Set in the child run of [`a_waker_of_another_kind_is_not_taken_for_the_owners`].
+    const CHILD: &str = "AXON_RARE_WAKER_KIND_CHILD";
+
+    /// A poll with a waker whose data pointer is the owner's block but whose kind is not a
+    /// group member's is not taken for the owner's: the box is made and the waker noted in it,
+    /// to be woken when a message comes. Safe Rust makes no such waker to order; the test runs
+    /// in a process of its own (this test binary, filtered to it), where no group has run and
+    /// no waker is known as a member's, so the block's own waker stands for one of another
+    /// kind. Fails on the code before, which compared the data pointer alone: the poll ended
+    /// there, with no box made and the waker noted nowhere.
+    #[test]
+    fn a_waker_of_another_kind_is_not_taken_for_the_owners() {
+        if std::env::var_os(CHILD).is_some() {
+            let (c, mut handle) = with_a_rare_inbox("OtherKind");
+            let rare = RareBoxes::new(c.core.clone());
+            let waker = Waker::from(c.core.clone());
+            assert!(
+                !crate::group::is_member_waker(&waker),
+                "a group has run here"
+            );
+            let mut cx = TaskContext::from_waker(&waker);
+            assert!(handle.poll_recv(&rare, "r", &mut cx).is_pending());
+            assert_eq!(made_count(&c.core), 1, "the box was not made");
+            assert!(handle.made.is_some(), "the handle does not hold the box");
+            return;
+        }
+        let name = "rare::tests::a_waker_of_another_kind_is_not_taken_for_the_owners";
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--test-threads=1"])
+            .env(CHILD, "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the child run did not end within 60 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// A rare inbox's handle is an inbox's size (its routine holds it in place of one), and
