@@ -20,13 +20,14 @@
 //!
 //! The owner's poll of an empty handle must be as cheap as a poll of an empty box it already
 //! waits on (TcpClient polls `control` and `makessl` every time its task runs): it looks at
-//! one counter of a small table ([`UNTAKEN`]) that counts the made inboxes their owners have
-//! not taken yet, by their owner's block; while the counter is 0 and the poll is the owner's
-//! own (its member waker), nothing can have come, and the poll ends there, with no lock.
+//! one count ([`UNTAKEN_ANY`]) of the owners with made inboxes they have not taken yet, and,
+//! when it is not 0, at one word of a small table ([`UNTAKEN`]) that names such an owner by
+//! its block; while neither names it and the poll is the owner's own (its member waker),
+//! nothing can have come, and the poll ends there, with no lock.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll, Waker};
 
@@ -148,53 +149,109 @@ struct MadeBox {
     untaken: bool,
 }
 
+impl Made {
+    /// True if one of its inboxes waits to be taken by its owner.
+    fn untaken(&self) -> bool {
+        self.boxes.iter().any(|b| b.untaken)
+    }
+}
+
 impl MadeBox {
     /// The store, found for its owner's handle (`take`: no longer counted as untaken) or for
-    /// anyone else; `key` is its component's.
-    fn found(&mut self, key: usize, take: bool) -> Arc<dyn ErasedStore> {
+    /// anyone else.
+    fn found(&mut self, take: bool) -> Arc<dyn ErasedStore> {
         if take {
-            self.taken(key);
+            self.untaken = false;
         }
         self.store.clone()
     }
+}
 
-    fn taken(&mut self, key: usize) {
-        if self.untaken {
-            self.untaken = false;
-            count_untaken(key, 1, true);
+/// The rare boxes made, by their component's block, and how many owners with untaken inboxes
+/// each word of [`UNTAKEN`] stands for.
+struct MadeMap {
+    /// By their component's block (its address: the entry goes when the block is dropped,
+    /// before the address can be another's).
+    by_block: BTreeMap<usize, Made>,
+    /// Owners with untaken inboxes, by their word of [`UNTAKEN`].
+    owners: [u32; BUCKETS],
+}
+
+impl MadeMap {
+    /// Runs `change` on the entry of the block `key` (made if there is none), and keeps
+    /// [`UNTAKEN`] and [`UNTAKEN_ANY`] true to what its boxes are then.
+    fn change<R>(&mut self, key: usize, change: impl FnOnce(&mut Made) -> R) -> R {
+        let m = self.by_block.entry(key).or_default();
+        let before = m.untaken();
+        let r = change(m);
+        let after = m.untaken();
+        self.noted(key, before, after);
+        r
+    }
+
+    /// The block `key`'s entry is gone (its block is being dropped).
+    fn forget(&mut self, key: usize) {
+        if let Some(m) = self.by_block.remove(&key) {
+            self.noted(key, m.untaken(), false);
+        }
+    }
+
+    /// The owner `key` had untaken inboxes (`before`) and has now (`after`).
+    fn noted(&mut self, key: usize, before: bool, after: bool) {
+        let i = bucket(key);
+        match (before, after) {
+            (false, true) => {
+                self.owners[i] += 1;
+                let word = if self.owners[i] == 1 { key } else { SEVERAL };
+                UNTAKEN[i].store(word, Ordering::Release);
+                UNTAKEN_ANY.fetch_add(1, Ordering::Release);
+            }
+            (true, false) => {
+                self.owners[i] -= 1;
+                // Several, down to one: which one is not known without a search, and the
+                // word says several until there are none (their neighbours look under the
+                // lock meanwhile, as when two untaken owners share the word).
+                if self.owners[i] == 0 {
+                    UNTAKEN[i].store(0, Ordering::Release);
+                }
+                UNTAKEN_ANY.fetch_sub(1, Ordering::Release);
+            }
+            _ => {}
         }
     }
 }
 
-/// The rare boxes made, by their component's block (its address: the entry goes when the
-/// block is dropped, before the address can be another's).
-static MADE: Mutex<BTreeMap<usize, Made>> = Mutex::new(BTreeMap::new());
+static MADE: Mutex<MadeMap> = Mutex::new(MadeMap {
+    by_block: BTreeMap::new(),
+    owners: [0; BUCKETS],
+});
 
-/// How many counters [`UNTAKEN`] has.
+/// The map of made boxes, locked.
+fn made() -> MutexGuard<'static, MadeMap> {
+    #[cfg(test)]
+    tests::MAP_LOCKS.with(|n| n.set(n.get() + 1));
+    lock(&MADE)
+}
+
+/// How many words [`UNTAKEN`] has.
 const BUCKETS: usize = 256;
 
-/// Made rare inboxes whose owners have not taken them yet, counted by their owner's block
-/// (a hash of its address): an owner whose counter is 0 has none, seen without a lock. The
-/// counter of a block is shared with others (1 in 256), which then look under the lock for
-/// nothing while it is not 0: only for as long as a made inbox waits for its owner's next
-/// poll, as owners take their boxes when they next run.
-static UNTAKEN: [AtomicU32; BUCKETS] = [const { AtomicU32::new(0) }; BUCKETS];
+/// What a word of [`UNTAKEN`] holds when two or more owners with untaken inboxes share it
+/// (no block is at an odd address).
+const SEVERAL: usize = 1;
 
-/// The sum of [`UNTAKEN`]: 0 nearly always (a made inbox is taken at its owner's next poll),
-/// and then one look answers for every owner, without finding its counter.
+/// The owners with made rare inboxes they have not taken yet, by their block (a hash of its
+/// address): a word is 0 while none of its owners has one, the owner's block's address while
+/// one owner has, [`SEVERAL`] while more than one have. An owner not named there has none,
+/// seen without a lock; its neighbours (the owners sharing its word, 1 in 256) are not held
+/// up by its untaken box, however long it waits for its owner's next poll. (A counter per
+/// word, before, made every neighbour look under the lock meanwhile.)
+static UNTAKEN: [AtomicUsize; BUCKETS] = [const { AtomicUsize::new(0) }; BUCKETS];
+
+/// How many owners have made inboxes they have not taken yet: 0 nearly always (a made inbox
+/// is taken at its owner's next poll), and then one look answers for every owner, without
+/// finding its word.
 static UNTAKEN_ANY: AtomicU32 = AtomicU32::new(0);
-
-/// Counts `n` more (or, with `less`, fewer) made inboxes untaken by the owner whose key is
-/// `key`.
-fn count_untaken(key: usize, n: u32, less: bool) {
-    if less {
-        untaken(key).fetch_sub(n, Ordering::Release);
-        UNTAKEN_ANY.fetch_sub(n, Ordering::Release);
-    } else {
-        untaken(key).fetch_add(n, Ordering::Release);
-        UNTAKEN_ANY.fetch_add(n, Ordering::Release);
-    }
-}
 
 #[inline(always)]
 fn key(core: &Core) -> usize {
@@ -202,11 +259,19 @@ fn key(core: &Core) -> usize {
 }
 
 #[inline(always)]
-fn untaken(key: usize) -> &'static AtomicU32 {
+fn bucket(key: usize) -> usize {
     // Blocks are 16-byte aligned and at least 96 bytes apart, so the bits above the alignment
-    // spread them over the counters (a multiplicative hash cost 5 instructions a poll more:
+    // spread them over the words (a multiplicative hash cost 5 instructions a poll more:
     // a poll of an empty handle is on the relay's path).
-    &UNTAKEN[(key >> 4) % BUCKETS]
+    (key >> 4) % BUCKETS
+}
+
+/// True if the owner whose key is `key` may have an untaken inbox: its word names it, or
+/// several.
+#[inline(always)]
+fn may_have_untaken(key: usize) -> bool {
+    let word = UNTAKEN[bucket(key)].load(Ordering::Acquire);
+    word == key || word == SEVERAL
 }
 
 /// True if `core` declared a rare box.
@@ -229,12 +294,15 @@ pub(crate) fn resolve(
     }
     let key = key(core);
     {
-        let mut made = lock(&MADE);
-        if let Some(b) = made
-            .get_mut(&key)
-            .and_then(|m| m.boxes.iter_mut().find(|b| b.index == index))
-        {
-            return Some(b.found(key, take));
+        let mut made = made();
+        if made.by_block.contains_key(&key) {
+            let found = made.change(key, |m| {
+                let b = m.boxes.iter_mut().find(|b| b.index == index)?;
+                Some(b.found(take))
+            });
+            if found.is_some() {
+                return found;
+            }
         }
     }
     if !make {
@@ -246,24 +314,22 @@ pub(crate) fn resolve(
         d.r.store
             .new_like(&owner, d.r.store.meta().clone(), d.direction());
     let inbox = d.direction() == Direction::In;
-    let mut made = lock(&MADE);
-    let m = made.entry(key).or_default();
-    // Made meanwhile by another thread: that one.
-    if let Some(b) = m.boxes.iter_mut().find(|b| b.index == index) {
-        return Some(b.found(key, take));
-    }
-    let ended = m.ended;
-    if ended {
-        store.close_erased();
-    }
-    let untaken_now = inbox && !ended && !take;
-    if untaken_now {
-        count_untaken(key, 1, false);
-    }
-    m.boxes.push(MadeBox {
-        index,
-        store: store.clone(),
-        untaken: untaken_now,
+    let mut made = made();
+    let (store, untaken_now) = made.change(key, |m| {
+        // Made meanwhile by another thread: that one.
+        if let Some(b) = m.boxes.iter_mut().find(|b| b.index == index) {
+            return (b.found(take), false);
+        }
+        if m.ended {
+            store.close_erased();
+        }
+        let untaken_now = inbox && !m.ended && !take;
+        m.boxes.push(MadeBox {
+            index,
+            store: store.clone(),
+            untaken: untaken_now,
+        });
+        (store, untaken_now)
     });
     drop(made);
     drop(owner);
@@ -291,13 +357,7 @@ pub(crate) fn made_early(core: &Arc<Core>, early: Vec<(usize, Arc<dyn ErasedStor
             store,
         })
         .collect();
-    let mut made = lock(&MADE);
-    for b in boxes {
-        if b.untaken {
-            count_untaken(key, 1, false);
-        }
-        made.entry(key).or_default().boxes.push(b);
-    }
+    made().change(key, |m| m.boxes.extend(boxes));
 }
 
 /// An owner for a store made for `core`: its boxes' (every box of a component names one), or
@@ -326,18 +386,16 @@ pub(crate) fn end(core: &Core) -> Vec<(Arc<str>, usize)> {
         return Vec::new();
     }
     let key = key(core);
-    let to_close: Vec<Arc<dyn ErasedStore>> = {
-        let mut made = lock(&MADE);
-        let m = made.entry(key).or_default();
+    let to_close: Vec<Arc<dyn ErasedStore>> = made().change(key, |m| {
         m.ended = true;
         m.boxes
             .iter_mut()
             .map(|b| {
-                b.taken(key);
+                b.untaken = false;
                 b.store.clone()
             })
             .collect()
-    };
+    });
     // Closed once the map's lock is released: a close wakes the tasks waiting there, and a
     // waker dropped then may be the last hold on another component's block, whose drop takes
     // the map's lock.
@@ -359,14 +417,7 @@ pub(crate) fn forget(core: &Core) {
     if !has_rare(core) {
         return;
     }
-    let key = key(core);
-    let gone = lock(&MADE).remove(&key);
-    if let Some(m) = gone {
-        let n = m.boxes.iter().filter(|b| b.untaken).count();
-        if n > 0 {
-            count_untaken(key, n as u32, true);
-        }
-    }
+    made().forget(key(core));
 }
 
 /// How a component's main routine reaches its rare boxes ([`RareInbox`], [`RareBoxes::outbox`]):
@@ -418,9 +469,9 @@ impl RareBoxes {
         core.boxes.iter().position(|d| &**d.name() == name)
     }
 
-    /// True if `waker` is its owner's own (a group member's: its block) and no made inbox
-    /// waits for it to be taken: a poll of an empty handle then finds nothing, and its owner
-    /// is woken when a box is made.
+    /// True if `waker` is its owner's own (a group member's: its block, see
+    /// [`RareBoxes::owns`]) and no made inbox waits for it to be taken: a poll of an empty
+    /// handle then finds nothing, and its owner is woken when a box is made.
     #[inline(always)]
     fn quiet(&self, waker: &Waker) -> bool {
         match &self.core {
@@ -428,21 +479,26 @@ impl RareBoxes {
             None => true,
             Some(core) => {
                 std::ptr::eq(waker.data(), Arc::as_ptr(core).cast())
-                    && (UNTAKEN_ANY.load(Ordering::Acquire) == 0
-                        || untaken(key(core)).load(Ordering::Acquire) == 0)
+                    && crate::group::is_member_waker(waker)
+                    && (UNTAKEN_ANY.load(Ordering::Acquire) == 0 || !may_have_untaken(key(core)))
             }
         }
     }
 
-    /// True if `waker` is its owner's as a group member. Its data pointer alone says so: a
-    /// waker whose data pointer is a live component's block was made from that block
-    /// (`Waker::from(Arc<Core>)`: the runtime makes no other, and nothing outside it has the
-    /// block), and such a waker is the one a group polls that member with.
+    /// True if `waker` is its owner's as a group member: its data pointer is the owner's block
+    /// and it is of a group member's kind (`group::is_member_waker`). Such a waker was made
+    /// from that block (`Waker::from(Arc<Core>)`: the runtime makes no other, and nothing
+    /// outside it has the block), and it is the one a group polls that member with. The data
+    /// pointer alone does not say so: a waker of another kind may point at the same address
+    /// (a zero-sized waker's pointer, one past its allocation, under an allocator that puts
+    /// blocks end to end), and taken for the owner's it would not be woken when the box is
+    /// made. (The kind's check costs the relay 6 instructions a round trip.)
     #[inline(always)]
     fn owns(&self, waker: &Waker) -> bool {
-        self.core
-            .as_ref()
-            .is_some_and(|core| std::ptr::eq(waker.data(), Arc::as_ptr(core).cast()))
+        self.core.as_ref().is_some_and(|core| {
+            std::ptr::eq(waker.data(), Arc::as_ptr(core).cast())
+                && crate::group::is_member_waker(waker)
+        })
     }
 }
 
@@ -507,11 +563,11 @@ impl<T: Message> RareInbox<T> {
 
     /// The box, taken from where it was made (and made now with `make`).
     fn take(&mut self, rare: &RareBoxes, name: &str, make: bool) -> Option<&Inbox<T>> {
-        // A box made by anyone but this handle is counted until taken: none counted, none
-        // to take (no lock).
+        // A box made by anyone but this handle is noted until taken: none noted, none to
+        // take (no lock).
         if self.made.is_none() {
             let core = rare.core.as_ref()?;
-            if !make && untaken(key(core)).load(Ordering::Acquire) == 0 {
+            if !make && !may_have_untaken(key(core)) {
                 return None;
             }
             let index = rare.index(name)?;
@@ -550,6 +606,139 @@ impl<T: Message> RareInbox<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// How many times this thread has locked the map of made boxes.
+        pub(super) static MAP_LOCKS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Held by the tests here that leave boxes untaken: another's untaken box in the same
+    /// word of [`UNTAKEN`] would make the word say several.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+    /// A component with one rare inbox of `u64` called `r`, and its handle.
+    fn with_a_rare_inbox(kind: &str) -> (crate::Component, RareInbox<u64>) {
+        let mut b = crate::Component::build(kind);
+        let handle = b.rare_inbox_from(crate::BoxDecl::new("r", "a rare box"));
+        (b.main(|_| async { Ok(()) }), handle)
+    }
+
+    /// Runs a group (a component with a rare inbox, run alone, is a group of one), so that
+    /// this process knows a member's waker by its kind.
+    fn a_group_has_run() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (c, _) = with_a_rare_inbox("Member");
+        let report = rt.block_on(async {
+            let scheduler = crate::Scheduler::new();
+            let run = scheduler.run(async { c.activate() });
+            tokio::time::timeout(std::time::Duration::from_secs(10), run).await
+        });
+        assert!(report.expect("ends within 10 s").is_ok());
+    }
+
+    /// A made box its owner has not taken (a look-up by name while the owner polls other
+    /// boxes, or none: SingleServer's `makessl` while it listens) costs the owners that share
+    /// its word of [`UNTAKEN`] (1 in 256) nothing: their polls of an empty handle take no lock.
+    /// Fails on the code before, where the word was a counter and every poll of such a
+    /// neighbour looked in the map under its lock for as long as the box stayed untaken.
+    #[test]
+    fn an_untaken_box_holds_up_no_neighbour() {
+        let _one = lock(&ONE_AT_A_TIME);
+        a_group_has_run();
+        let (waiting, _) = with_a_rare_inbox("Waiting");
+        let made = waiting.boxref("r").unwrap();
+        let k = key(&waiting.core);
+        assert!(may_have_untaken(k), "noted for its owner to take");
+        // Components until one shares its word (kept, so that each is at a new address).
+        let mut others = Vec::new();
+        let (neighbour, mut handle) = loop {
+            let (c, handle) = with_a_rare_inbox("Neighbour");
+            if bucket(key(&c.core)) == bucket(k) {
+                break (c, handle);
+            }
+            others.push(c);
+            assert!(others.len() < 100_000, "no neighbour found");
+        };
+        // Polled as the group would poll it: with its block as its waker.
+        let rare = RareBoxes::new(neighbour.core.clone());
+        let waker = Waker::from(neighbour.core.clone());
+        let mut cx = TaskContext::from_waker(&waker);
+        let before = MAP_LOCKS.get();
+        for _ in 0..10 {
+            assert!(handle.poll_recv(&rare, "r", &mut cx).is_pending());
+        }
+        assert_eq!(
+            MAP_LOCKS.get() - before,
+            0,
+            "the neighbour's polls locked the map"
+        );
+        // The owner's own poll still finds its box, and takes it.
+        let rare = RareBoxes::new(waiting.core.clone());
+        let waker = Waker::from(waiting.core.clone());
+        let mut cx = TaskContext::from_waker(&waker);
+        made.sender::<u64>().unwrap().try_send(7).unwrap();
+        let mut own = RareInbox::<u64>::none();
+        assert_eq!(own.poll_recv(&rare, "r", &mut cx), Poll::Ready(7));
+        assert!(!may_have_untaken(k), "taken");
+    }
+
+    /// Set in the child run of [`a_waker_of_another_kind_is_not_taken_for_the_owners`].
+    const CHILD: &str = "AXON_RARE_WAKER_KIND_CHILD";
+
+    /// A poll with a waker whose data pointer is the owner's block but whose kind is not a
+    /// group member's is not taken for the owner's: the box is made and the waker noted in it,
+    /// to be woken when a message comes. Safe Rust makes no such waker to order; the test runs
+    /// in a process of its own (this test binary, filtered to it), where no group has run and
+    /// no waker is known as a member's, so the block's own waker stands for one of another
+    /// kind. Fails on the code before, which compared the data pointer alone: the poll ended
+    /// there, with no box made and the waker noted nowhere.
+    #[test]
+    fn a_waker_of_another_kind_is_not_taken_for_the_owners() {
+        if std::env::var_os(CHILD).is_some() {
+            let (c, mut handle) = with_a_rare_inbox("OtherKind");
+            let rare = RareBoxes::new(c.core.clone());
+            let waker = Waker::from(c.core.clone());
+            assert!(
+                !crate::group::is_member_waker(&waker),
+                "a group has run here"
+            );
+            let mut cx = TaskContext::from_waker(&waker);
+            assert!(handle.poll_recv(&rare, "r", &mut cx).is_pending());
+            assert_eq!(made_count(&c.core), 1, "the box was not made");
+            assert!(handle.made.is_some(), "the handle does not hold the box");
+            return;
+        }
+        let name = "rare::tests::a_waker_of_another_kind_is_not_taken_for_the_owners";
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--test-threads=1"])
+            .env(CHILD, "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the child run did not end within 60 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     /// A rare inbox's handle is an inbox's size (its routine holds it in place of one), and
     /// the way to all of a component's rare boxes one pointer: a client's connection holds
@@ -567,13 +756,17 @@ mod tests {
     /// placeholder, and the block's drop took it for a component without rare boxes.
     #[test]
     fn a_box_made_on_its_builder_leaves_the_map_with_its_block() {
+        let _one = lock(&ONE_AT_A_TIME);
         let mut b = crate::Component::build("Early");
         let _handle: RareInbox<u64> = b.rare_inbox_from(crate::BoxDecl::new("early", "a box"));
         let early = b.boxref("early").unwrap();
         let again = b.boxref("early").unwrap();
         let c = b.main(|_| async { Ok(()) });
         let k = key(&c.core);
-        assert!(lock(&MADE).contains_key(&k), "noted for its owner to take");
+        assert!(
+            made().by_block.contains_key(&k),
+            "noted for its owner to take"
+        );
         let found = c.boxref("early").unwrap();
         assert!(
             Arc::ptr_eq(&early.store, &found.store) && Arc::ptr_eq(&again.store, &found.store),
@@ -583,7 +776,7 @@ mod tests {
         drop((early, again, found));
         drop(c);
         assert!(
-            !lock(&MADE).contains_key(&k),
+            !made().by_block.contains_key(&k),
             "the map's entry outlived its block"
         );
     }

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
@@ -320,6 +320,23 @@ pub fn hangs_up_on_half_close_server() -> (SocketAddr, mpsc::Receiver<bool>) {
 }
 
 /// Accepts, sends nothing, and reads until the client goes.
+/// Keeps quiet for `quiet` after accepting, sends `byte`, then says nothing more and reads
+/// until the client closes. Reports when it sent the byte, read just before the write: no
+/// client can have received it earlier.
+pub fn late_byte_server(quiet: Duration, byte: u8) -> (SocketAddr, mpsc::Receiver<Instant>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let addr = serve_each("127.0.0.1:0", move |mut s| {
+        thread::sleep(quiet);
+        let sent = Instant::now();
+        if s.write_all(&[byte]).is_ok() {
+            let _ = tx.lock().unwrap().send(sent);
+        }
+        let _ = read_all(&s);
+    });
+    (addr, rx)
+}
+
 pub fn silent_server() -> SocketAddr {
     serve_each("127.0.0.1:0", |s| {
         let _ = read_all(&s);
