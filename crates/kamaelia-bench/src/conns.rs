@@ -830,3 +830,37 @@ fn open_file_limit() -> Result<usize> {
         .map(|v| v.parse().unwrap_or(usize::MAX))
         .ok_or_else(|| anyhow!("no open-file limit in /proc/self/limits"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{model_blocks, model_client, parse_model_blocks};
+
+    #[test]
+    fn model_rows_are_read_and_their_blocks_are_only_those_asked_for() {
+        let rows = parse_model_blocks(Some("272,96;none; 48")).unwrap();
+        assert_eq!(rows, vec![vec![272, 96], vec![], vec![48]]);
+        assert!(parse_model_blocks(None).unwrap().is_empty());
+        assert!(parse_model_blocks(Some("12,x")).is_err());
+        // The first block is the list of the others: 17 fat pointers (272 B, the chunk of a
+        // 272-byte request), the second block's 96 bytes among them, the rest empty.
+        let blocks = model_blocks(&[272, 96]).unwrap();
+        assert_eq!((blocks.len(), blocks.capacity()), (17, 17));
+        let sizes: Vec<usize> = blocks.iter().map(|b| b.len()).collect();
+        assert_eq!(sizes[0], 96);
+        assert!(sizes[1..].iter().all(|&n| n == 0));
+        assert!(
+            model_blocks(&[32, 8, 8, 8]).is_err(),
+            "a list too small to hold the rest"
+        );
+        assert!(model_blocks(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_model_client_s_task_is_tokio_s_smallest_that_holds_a_socket() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = model_client("127.0.0.1:9".parse().unwrap(), tx, Vec::new());
+        // tokio's task block is 128-byte aligned: a future of at most 128 B makes a 256-byte
+        // block, as our group's task is.
+        assert!(std::mem::size_of_val(&task) <= 128);
+    }
+}
