@@ -20,7 +20,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use axon::{link_refs, Component, Group, Scheduler};
 use bytes::Bytes;
 use kamaelia::internet::{EchoProtocol, TcpClient, TcpServer};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::mpsc;
@@ -55,6 +55,38 @@ pub(crate) enum Side {
     /// connection would cost if the runtime kept nothing for it: the difference to ours is the
     /// runtime's share (boxes, component records, the group).
     Components,
+    /// A diagnostic for a layout not built: the hand-written clients, each in a task of our
+    /// group's size (tokio's 256-byte block: the start is awaited boxed, so only the socket
+    /// and the blocks are kept in the task while idle) and holding heap blocks of the sizes
+    /// given (`--model-blocks`), written to, against the hand-written server. What a client
+    /// connection would cost if the library kept exactly those blocks beside its task and
+    /// socket.
+    Model,
+}
+
+/// The model rows' block sizes from `--model-blocks` (`272,96;272,96,176`): one list a row,
+/// `none` for a row of no blocks.
+pub(crate) fn parse_model_blocks(arg: Option<&str>) -> Result<Vec<Vec<usize>>> {
+    let Some(arg) = arg else {
+        return Ok(Vec::new());
+    };
+    let mut rows = Vec::new();
+    for list in arg.split(';').filter(|l| !l.trim().is_empty()) {
+        if list.trim() == "none" {
+            rows.push(Vec::new());
+            continue;
+        }
+        let row = list
+            .split(',')
+            .map(|b| {
+                b.trim()
+                    .parse()
+                    .with_context(|| format!("a block size in --model-blocks: {b:?}"))
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 /// The parent's side of figure 7. One process pair holds as many connections as the open-file
@@ -79,11 +111,15 @@ pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
 
 /// Figure 7 in one process pair: `n` connections.
 async fn one_pair(cfg: &Config, table: &mut Table, n: usize) -> Result<()> {
-    let results = alternate(
-        cfg.rounds,
-        &[Side::Ours, Side::Baseline, Side::Components],
-        |side| async move {
-            let (c, s) = run_pair(cfg.workers, side, n).await?;
+    let mut sides = vec![(Side::Ours, 0), (Side::Baseline, 0), (Side::Components, 0)];
+    sides.extend((0..cfg.model_blocks.len()).map(|i| (Side::Model, i)));
+    let results = alternate(cfg.rounds, &sides, |(side, i)| async move {
+        let blocks = match side {
+            Side::Model => cfg.model_blocks[i].as_slice(),
+            _ => &[],
+        };
+        {
+            let (c, s) = run_pair(cfg.workers, side, n, blocks).await?;
             let get = |m: &HashMap<String, f64>, k: &str| {
                 m.get(k)
                     .copied()
@@ -106,8 +142,8 @@ async fn one_pair(cfg: &Config, table: &mut Table, n: usize) -> Result<()> {
                 idle_per_conn(&c)?,
                 idle_per_conn(&s)?,
             ])
-        },
-    )
+        }
+    })
     .await?;
     let (o, b, c) = (&results[0], &results[1], &results[2]);
     let m = |r: &[Vec<f64>], i| median(r, i);
@@ -158,6 +194,14 @@ async fn one_pair(cfg: &Config, table: &mut Table, n: usize) -> Result<()> {
         6,
         "- (diagnostic)",
     );
+    for (blocks, r) in cfg.model_blocks.iter().zip(&results[3..]) {
+        let sizes: Vec<String> = blocks.iter().map(usize::to_string).collect();
+        let label = format!(
+            "7 memory per idle connection, clients process: a model, the hand-written clients in a task of our group's size holding blocks of {} B (no runtime)",
+            if sizes.is_empty() { "no".to_string() } else { sizes.join(", ") }
+        );
+        idle_row(table, label, r, b, 6, "- (diagnostic)");
+    }
     table.row(
         format!(
             "7 CPU while idle, {} s, clients + server",
@@ -185,8 +229,9 @@ async fn run_pair(
     workers: usize,
     side: Side,
     n: usize,
+    blocks: &[usize],
 ) -> Result<(HashMap<String, f64>, HashMap<String, f64>)> {
-    let mut pair = Pair::start(workers, side, n).await?;
+    let mut pair = Pair::start(workers, side, n, blocks).await?;
     pair.ask().await?;
     let measured = pair.collect().await?;
     pair.end().await;
@@ -206,7 +251,8 @@ struct Pair {
 impl Pair {
     /// Starts the server child, then the clients child, and waits until every connection was
     /// served (or the clients child gave up).
-    async fn start(workers: usize, side: Side, n: usize) -> Result<Pair> {
+    /// `blocks` are the model's block sizes ([`Side::Model`]).
+    async fn start(workers: usize, side: Side, n: usize, blocks: &[usize]) -> Result<Pair> {
         let exe = std::env::current_exe()?;
         let side_arg = format!("{side:?}").to_lowercase();
         let workers = workers.to_string();
@@ -223,20 +269,23 @@ impl Pair {
             .to_string();
         let server_ready = parse(&ready);
         let n_arg = n.to_string();
-        let mut clients = spawn_child(
-            &exe,
-            &[
-                "--workers",
-                &workers,
-                "child-clients",
-                "--side",
-                &side_arg,
-                "--addr",
-                &addr,
-                "--n",
-                &n_arg,
-            ],
-        )?;
+        let blocks: Vec<String> = blocks.iter().map(usize::to_string).collect();
+        let blocks_arg = format!("--blocks={}", blocks.join(","));
+        let mut args = vec![
+            "--workers",
+            &workers,
+            "child-clients",
+            "--side",
+            &side_arg,
+            "--addr",
+            &addr,
+            "--n",
+            &n_arg,
+        ];
+        if !blocks.is_empty() {
+            args.push(&blocks_arg);
+        }
+        let mut clients = spawn_child(&exe, &args)?;
         let mut clients_out = lines(&mut clients)?;
         let held = parse(&next_line(&mut clients_out, Duration::from_secs(300)).await?);
         Ok(Pair {
@@ -304,7 +353,7 @@ async fn spread(cfg: &Config, table: &mut Table, total: usize, per_process: usiz
             let t0 = Instant::now();
             let mut held = Vec::with_capacity(sizes.len());
             for &n in &sizes {
-                held.push(Pair::start(cfg.workers, side, n).await?);
+                held.push(Pair::start(cfg.workers, side, n, &[]).await?);
             }
             let secs = t0.elapsed().as_secs_f64();
             for p in &mut held {
@@ -466,7 +515,7 @@ async fn listen_all(side: Side) -> Result<Vec<std::net::SocketAddr>> {
                     .await
             });
         }
-        Side::Baseline | Side::Components => {
+        Side::Baseline | Side::Components | Side::Model => {
             let mut listeners = Vec::new();
             for i in 0..usize::from(LISTEN_ADDRS) {
                 let want = match addrs.first() {
@@ -501,7 +550,13 @@ async fn listen_all(side: Side) -> Result<Vec<std::net::SocketAddr>> {
 }
 
 /// The clients child: `n` clients that each send [`HELLO`], get it back and stay connected.
-pub(crate) async fn child_clients(side: Side, addr: std::net::SocketAddr, n: usize) -> Result<()> {
+/// `blocks` are the model's block sizes ([`Side::Model`]).
+pub(crate) async fn child_clients(
+    side: Side,
+    addr: std::net::SocketAddr,
+    n: usize,
+    blocks: Vec<usize>,
+) -> Result<()> {
     // The sizes of a TcpClient's and a holder's routine blocks, from a pair built (and
     // dropped, never run) before the figure's start.
     let sizes = {
@@ -553,6 +608,18 @@ pub(crate) async fn child_clients(side: Side, addr: std::net::SocketAddr, n: usi
                 ));
             }
         }
+        Side::Model => {
+            for i in 0..n {
+                let task = model_client(listen_addr(addr, i), tx.clone(), model_blocks(&blocks)?);
+                if i == 0 {
+                    eprintln!(
+                        "figure 7 model: the task's future is {} B (at most 128 for a 256-byte task)",
+                        std::mem::size_of_val(&task)
+                    );
+                }
+                tokio::spawn(task);
+            }
+        }
     }
     drop(tx);
     let mut served = 0;
@@ -589,6 +656,97 @@ async fn hand_written_client<K>(
     // Held until the server closes.
     let _ = s.read(&mut back).await;
     drop(keep);
+}
+
+/// The model's blocks: one heap block of each size in `sizes` (written to), the first holding
+/// the others (a list whose room makes its chunk the first size's chunk), so that nothing but
+/// the blocks asked for is allocated.
+fn model_blocks(sizes: &[usize]) -> Result<Vec<Box<[u8]>>> {
+    let Some((&first, rest)) = sizes.split_first() else {
+        return Ok(Vec::new());
+    };
+    // glibc's chunk for a request of n bytes; a list of `room` fat pointers asks 16 x room.
+    let chunk = (first + 23).max(32) & !15;
+    let room = chunk / 16 - 1;
+    if room < rest.len() {
+        bail!(
+            "--model-blocks: the first block ({first} B) must hold the other {}: list the largest first",
+            rest.len()
+        );
+    }
+    let mut list = Vec::with_capacity(room);
+    list.extend(rest.iter().map(|&b| vec![1_u8; b].into_boxed_slice()));
+    // The list's unused room, written to as well (empty blocks allocate nothing).
+    list.resize_with(room, Box::default);
+    Ok(list)
+}
+
+/// [`Side::Model`]'s client: the hand-written client's work, its start boxed, then the socket
+/// held until the server closes. A future written out (an `async fn` kept its arguments beside
+/// its locals: 160 bytes) so that the task is tokio's 256-byte block, as our group's is; the
+/// hand-written client's is about 400.
+struct ModelClient {
+    start: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Option<TcpStream>> + Send>>>,
+    stream: Option<TcpStream>,
+    served: Option<mpsc::UnboundedSender<()>>,
+    keep: Vec<Box<[u8]>>,
+}
+
+fn model_client(
+    to: std::net::SocketAddr,
+    served: mpsc::UnboundedSender<()>,
+    keep: Vec<Box<[u8]>>,
+) -> ModelClient {
+    ModelClient {
+        start: Some(Box::pin(async move {
+            let mut s = TcpStream::connect(to).await.ok()?;
+            let mut back = [0_u8; 8];
+            s.write_all(HELLO).await.ok()?;
+            s.read_exact(&mut back).await.ok()?;
+            Some(s)
+        })),
+        stream: None,
+        served: Some(served),
+        keep,
+    }
+}
+
+impl std::future::Future for ModelClient {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if let Some(start) = this.start.as_mut() {
+            let Poll::Ready(stream) = start.as_mut().poll(cx) else {
+                return Poll::Pending;
+            };
+            this.start = None;
+            let Some(stream) = stream else {
+                return Poll::Ready(());
+            };
+            this.stream = Some(stream);
+            if let Some(served) = this.served.take() {
+                let _ = served.send(());
+            }
+        }
+        let Some(stream) = this.stream.as_mut() else {
+            return Poll::Ready(());
+        };
+        // Held until the server closes.
+        let mut back = [0_u8; 1];
+        let mut buf = tokio::io::ReadBuf::new(&mut back);
+        match std::pin::Pin::new(stream).poll_read(cx, &mut buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => {
+                this.keep.clear();
+                Poll::Ready(())
+            }
+        }
+    }
 }
 
 /// Sends [`HELLO`], waits for it to come back, reports, then holds the connection open until
@@ -671,4 +829,38 @@ fn open_file_limit() -> Result<usize> {
         .and_then(|v| v.split_whitespace().next())
         .map(|v| v.parse().unwrap_or(usize::MAX))
         .ok_or_else(|| anyhow!("no open-file limit in /proc/self/limits"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{model_blocks, model_client, parse_model_blocks};
+
+    #[test]
+    fn model_rows_are_read_and_their_blocks_are_only_those_asked_for() {
+        let rows = parse_model_blocks(Some("272,96;none; 48")).unwrap();
+        assert_eq!(rows, vec![vec![272, 96], vec![], vec![48]]);
+        assert!(parse_model_blocks(None).unwrap().is_empty());
+        assert!(parse_model_blocks(Some("12,x")).is_err());
+        // The first block is the list of the others: 17 fat pointers (272 B, the chunk of a
+        // 272-byte request), the second block's 96 bytes among them, the rest empty.
+        let blocks = model_blocks(&[272, 96]).unwrap();
+        assert_eq!((blocks.len(), blocks.capacity()), (17, 17));
+        let sizes: Vec<usize> = blocks.iter().map(|b| b.len()).collect();
+        assert_eq!(sizes[0], 96);
+        assert!(sizes[1..].iter().all(|&n| n == 0));
+        assert!(
+            model_blocks(&[32, 8, 8, 8]).is_err(),
+            "a list too small to hold the rest"
+        );
+        assert!(model_blocks(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_model_client_s_task_is_tokio_s_smallest_that_holds_a_socket() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = model_client("127.0.0.1:9".parse().unwrap(), tx, Vec::new());
+        // tokio's task block is 128-byte aligned: a future of at most 128 B makes a 256-byte
+        // block, as our group's task is.
+        assert!(std::mem::size_of_val(&task) <= 128);
+    }
 }

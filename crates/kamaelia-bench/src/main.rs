@@ -60,6 +60,11 @@ struct Args {
     /// Concurrent connections in figure 7, overriding the mode's count.
     #[arg(long)]
     conns: Option<usize>,
+    /// Figure 7's model rows (a diagnostic): for each list of block sizes in bytes (lists
+    /// separated by `;`, e.g. `272,96;272,96,176;none`), a row of the hand-written clients in a task
+    /// of our group's size, each also holding heap blocks of those sizes (no runtime).
+    #[arg(long)]
+    model_blocks: Option<String>,
     #[command(subcommand)]
     child: Option<Role>,
 }
@@ -104,6 +109,9 @@ enum Role {
         addr: std::net::SocketAddr,
         #[arg(long)]
         n: usize,
+        /// The model's block sizes (`--side model`), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        blocks: Vec<usize>,
     },
 }
 
@@ -119,6 +127,8 @@ pub(crate) struct Config {
     pub(crate) relay_pings: usize,
     /// Figure 7: concurrent connections.
     pub(crate) conns: usize,
+    /// Figure 7: the model rows' block sizes, one list a row.
+    pub(crate) model_blocks: Vec<Vec<usize>>,
     /// Figure 8: messages through 1 stage, and through 10.
     pub(crate) msgs_short: u64,
     pub(crate) msgs_long: u64,
@@ -155,9 +165,12 @@ fn main() -> Result<()> {
         .context("building the tokio runtime")?;
     match args.child {
         Some(Role::ChildServer { side }) => rt.block_on(conns::child_server(side)),
-        Some(Role::ChildClients { side, addr, n }) => {
-            rt.block_on(conns::child_clients(side, addr, n))
-        }
+        Some(Role::ChildClients {
+            side,
+            addr,
+            n,
+            blocks,
+        }) => rt.block_on(conns::child_clients(side, addr, n, blocks)),
         _ => rt.block_on(suite(&args)),
     }
 }
@@ -183,6 +196,7 @@ async fn suite(args: &Args) -> Result<()> {
         pings: if q { 2_000 } else { 100_000 },
         relay_pings: if q { 500 } else { 20_000 },
         conns: args.conns.unwrap_or(if q { 500 } else { 10_000 }),
+        model_blocks: conns::parse_model_blocks(args.model_blocks.as_deref())?,
         msgs_short: if q { 50_000 } else { 1_000_000 },
         msgs_long: if q { 20_000 } else { 200_000 },
         switches: if q { 100 } else { 2_000 },
