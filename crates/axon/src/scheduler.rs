@@ -603,14 +603,14 @@ impl Scheduler {
     /// A component's whole life: its main routine under this scheduler, then the bookkeeping
     /// of its end (§6).
     /// (The group it runs in, if any, is its block's once it joins, before its first poll.)
-    fn life(&self, component: Component) -> Life {
+    pub(crate) fn life(&self, component: Component) -> Life {
         let Component {
             core, main, error, ..
         } = component;
-        let stage = match error {
-            Some(e) => Stage::Miswired(e),
-            None => Stage::Running(main),
-        };
+        let stage: Stage = Some(match error {
+            Some(e) => Box::pin(Miswired(Some(e))),
+            None => main,
+        });
         Life {
             stage,
             sched: Some(self.clone()),
@@ -680,16 +680,42 @@ fn record(st: &mut State, component: &Component, parent: Option<ComponentId>) ->
     Handle { core }
 }
 
-/// Where a component's life stands.
-enum Stage {
-    /// The main routine: at its first poll it makes its context (from the current scheduler,
-    /// which is the life's own, its block, and the group that block has joined, if any) and
-    /// its future, in its own block (`ComponentBuilder::main`).
-    Running(MainFuture),
-    /// It could not be wired: it fails as soon as it is started.
-    Miswired(Box<WiringError>),
-    /// Ended and recorded.
-    Done,
+/// Where a component's life stands: its main routine while it runs (`None` once it has
+/// ended and been recorded). At its first poll the routine makes its context (from the current
+/// scheduler, which is the life's own, its block, and the group that block has joined, if
+/// any) and its future, in its own block (`ComponentBuilder::main`). A component that could
+/// not be wired runs [`Miswired`] in its place, which fails at once: one pointer-sized tag
+/// fewer than an enum with a case of its own, so that a group's second member fits in its
+/// task's block (`group.rs`, `Members`).
+type Stage = Option<MainFuture>;
+
+/// The routine of a component that could not be wired: it fails as soon as it is started,
+/// with its wiring error (told apart from the errors of main routines in [`poll_life`]).
+struct Miswired(Option<Box<WiringError>>);
+
+/// [`Miswired`]'s error on its way to [`poll_life`], which makes it [`FailureKind::Wiring`].
+#[derive(Debug)]
+struct MiswiredError(Box<WiringError>);
+
+impl fmt::Display for MiswiredError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for MiswiredError {}
+
+impl crate::component::Main for Miswired {
+    fn poll_main(
+        mut self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> Poll<crate::component::MainResult> {
+        match self.0.take() {
+            Some(e) => Poll::Ready(Err(Box::new(MiswiredError(e)))),
+            // Polled again after it failed: never, as its life ends at the first.
+            None => Poll::Ready(Ok(())),
+        }
+    }
 }
 
 /// A component's whole life as one small future (it is what every task or group member holds,
@@ -753,24 +779,23 @@ impl Future for Life {
 /// in both its callers: it runs at every poll of every component.
 #[inline(always)]
 fn poll_life(stage: &mut Stage, core: &Arc<Core>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-    // The running case is polled in place: no move of the stage on every poll.
-    let failure = if let Stage::Running(main) = stage {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| main.as_mut().poll_main(cx))) {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(Ok(()))) => None,
-            Ok(Poll::Ready(Err(e))) => Some(FailureKind::Error(e)),
-            Err(panic) => Some(FailureKind::Panicked(panic_message(&*panic))),
-        }
-    } else {
-        match std::mem::replace(stage, Stage::Done) {
-            // Ended and recorded already (`Running` was handled above).
-            Stage::Done | Stage::Running(_) => return Poll::Ready(()),
-            Stage::Miswired(e) => Some(FailureKind::Wiring(*e)),
-        }
+    // Polled in place: no move of the stage on every poll.
+    let Some(main) = stage else {
+        // Ended and recorded already.
+        return Poll::Ready(());
+    };
+    let failure = match std::panic::catch_unwind(AssertUnwindSafe(|| main.as_mut().poll_main(cx))) {
+        Ok(Poll::Pending) => return Poll::Pending,
+        Ok(Poll::Ready(Ok(()))) => None,
+        Ok(Poll::Ready(Err(e))) => Some(match e.downcast::<MiswiredError>() {
+            Ok(miswired) => FailureKind::Wiring(*miswired.0),
+            Err(e) => FailureKind::Error(e),
+        }),
+        Err(panic) => Some(FailureKind::Panicked(panic_message(&*panic))),
     };
     // The main routine's state (its boxes' handles, its sockets) goes before the end is
     // recorded, so whoever joins it finds it gone.
-    *stage = Stage::Done;
+    *stage = None;
     Scheduler::current().finish(core, failure);
     Poll::Ready(())
 }
@@ -1047,8 +1072,8 @@ mod tests {
     use super::*;
 
     /// What every component holds for its whole life, whether it runs in a group or alone: its
-    /// life (the main routine's box, the scheduler, its block: 40 bytes, a group member's entry
-    /// 56 with its waker), a handle of one pointer, its
+    /// life (the main routine's box, the scheduler, its block: 32 bytes, a group member's entry
+    /// 48 with its waker), a handle of one pointer, its
     /// block (with the `Arc`'s counts, at most 88 bytes: one 96-byte block of the allocator;
     /// a group member's waker too) and the scheduler's record of it.
     #[test]
@@ -1060,7 +1085,7 @@ mod tests {
             size_of::<Core>(),
             size_of::<Record<std::num::NonZeroU64>>()
         );
-        assert!(size_of::<Life>() <= 40);
+        assert!(size_of::<Life>() <= 32);
         assert_eq!(size_of::<Handle>(), size_of::<usize>());
         assert!(size_of::<Core>() + 2 * size_of::<usize>() <= 88);
         assert!(size_of::<Record<std::num::NonZeroU64>>() <= 16);
