@@ -175,6 +175,9 @@ struct MadeMap {
     by_block: BTreeMap<usize, Made>,
     /// Owners with untaken inboxes, by their word of [`UNTAKEN`].
     owners: [u32; BUCKETS],
+    /// The XOR of those owners' keys, by word: the one left when their count comes down to 1
+    /// (so a word says [`SEVERAL`] only while two or more have untaken inboxes at once).
+    xor: [usize; BUCKETS],
 }
 
 impl MadeMap {
@@ -202,17 +205,19 @@ impl MadeMap {
         match (before, after) {
             (false, true) => {
                 self.owners[i] += 1;
+                self.xor[i] ^= key;
                 let word = if self.owners[i] == 1 { key } else { SEVERAL };
                 UNTAKEN[i].store(word, Ordering::Release);
                 UNTAKEN_ANY.fetch_add(1, Ordering::Release);
             }
             (true, false) => {
                 self.owners[i] -= 1;
-                // Several, down to one: which one is not known without a search, and the
-                // word says several until there are none (their neighbours look under the
-                // lock meanwhile, as when two untaken owners share the word).
-                if self.owners[i] == 0 {
-                    UNTAKEN[i].store(0, Ordering::Release);
+                self.xor[i] ^= key;
+                // None left: 0; one left (from several): the XOR of the keys is that one's.
+                match self.owners[i] {
+                    0 => UNTAKEN[i].store(0, Ordering::Release),
+                    1 => UNTAKEN[i].store(self.xor[i], Ordering::Release),
+                    _ => {}
                 }
                 UNTAKEN_ANY.fetch_sub(1, Ordering::Release);
             }
@@ -224,6 +229,7 @@ impl MadeMap {
 static MADE: Mutex<MadeMap> = Mutex::new(MadeMap {
     by_block: BTreeMap::new(),
     owners: [0; BUCKETS],
+    xor: [0; BUCKETS],
 });
 
 /// The map of made boxes, locked.
@@ -244,8 +250,9 @@ const SEVERAL: usize = 1;
 /// address): a word is 0 while none of its owners has one, the owner's block's address while
 /// one owner has, [`SEVERAL`] while more than one have. An owner not named there has none,
 /// seen without a lock; its neighbours (the owners sharing its word, 1 in 256) are not held
-/// up by its untaken box, however long it waits for its owner's next poll. (A counter per
-/// word, before, made every neighbour look under the lock meanwhile.)
+/// up by its untaken box, however long it waits for its owner's next poll, unless another
+/// owner sharing the word has an untaken box at the same time. (A counter per word, before,
+/// made every neighbour look under the lock meanwhile.)
 static UNTAKEN: [AtomicUsize; BUCKETS] = [const { AtomicUsize::new(0) }; BUCKETS];
 
 /// How many owners have made inboxes they have not taken yet: 0 nearly always (a made inbox
@@ -779,5 +786,50 @@ mod tests {
             !made().by_block.contains_key(&k),
             "the map's entry outlived its block"
         );
+    }
+
+    /// A word that said "several" names the one owner left when the other takes its box, so
+    /// a third owner sharing the word polls without the map's lock although the first still
+    /// waits (session 13's review: the word stayed "several" until none was left).
+    #[test]
+    fn a_word_shared_by_two_untaken_owners_names_the_one_left() {
+        let _one = lock(&ONE_AT_A_TIME);
+        a_group_has_run();
+        let (x, _) = with_a_rare_inbox("X");
+        let _made = x.boxref("r").unwrap();
+        let k = key(&x.core);
+        let mut others = Vec::new();
+        let mut sharing = |tag: &str| loop {
+            let (c, h) = with_a_rare_inbox(tag);
+            if bucket(key(&c.core)) == bucket(k) {
+                break (c, h);
+            }
+            others.push(c);
+        };
+        let (y, _) = sharing("Y");
+        let (z, mut zh) = sharing("Z");
+        // Y has an untaken box beside X's, then takes it.
+        let made = y.boxref("r").unwrap();
+        assert_eq!(UNTAKEN[bucket(k)].load(Ordering::Acquire), SEVERAL);
+        let rare = RareBoxes::new(y.core.clone());
+        let waker = Waker::from(y.core.clone());
+        let mut cx = TaskContext::from_waker(&waker);
+        made.sender::<u64>().unwrap().try_send(1).unwrap();
+        let mut yh = RareInbox::<u64>::none();
+        assert_eq!(yh.poll_recv(&rare, "r", &mut cx), Poll::Ready(1));
+        assert_eq!(
+            UNTAKEN[bucket(k)].load(Ordering::Acquire),
+            k,
+            "the word names X"
+        );
+        // Z's polls of its empty handle take no lock.
+        let rare = RareBoxes::new(z.core.clone());
+        let waker = Waker::from(z.core.clone());
+        let mut cx = TaskContext::from_waker(&waker);
+        let before = MAP_LOCKS.get();
+        for _ in 0..10 {
+            assert!(zh.poll_recv(&rare, "r", &mut cx).is_pending());
+        }
+        assert_eq!(MAP_LOCKS.get() - before, 0);
     }
 }

@@ -319,7 +319,6 @@ pub fn hangs_up_on_half_close_server() -> (SocketAddr, mpsc::Receiver<bool>) {
     (addr, rx)
 }
 
-/// Accepts, sends nothing, and reads until the client goes.
 /// Keeps quiet for `quiet` after accepting, sends `byte`, then says nothing more and reads
 /// until the client closes. Reports when it sent the byte, read just before the write: no
 /// client can have received it earlier.
@@ -337,6 +336,7 @@ pub fn late_byte_server(quiet: Duration, byte: u8) -> (SocketAddr, mpsc::Receive
     (addr, rx)
 }
 
+/// Accepts, sends nothing, and reads until the client goes.
 pub fn silent_server() -> SocketAddr {
     serve_each("127.0.0.1:0", |s| {
         let _ = read_all(&s);
