@@ -631,6 +631,48 @@ mod tests {
         (b.main(|_| async { Ok(()) }), handle)
     }
 
+    /// A component of `kind` with a rare inbox whose block shares the word of [`UNTAKEN`] of
+    /// the block `k`; the others made on the way are kept in `others`, so that each new one is
+    /// at a new address.
+    fn sharing_a_word(
+        k: usize,
+        kind: &str,
+        others: &mut Vec<crate::Component>,
+    ) -> (crate::Component, RareInbox<u64>) {
+        loop {
+            let (c, handle) = with_a_rare_inbox(kind);
+            if bucket(key(&c.core)) == bucket(k) {
+                return (c, handle);
+            }
+            others.push(c);
+            assert!(others.len() < 100_000, "no component shares the word");
+        }
+    }
+
+    /// `c`, polled as its group would poll it, takes its made box `made` (with a message sent
+    /// into it) at its first poll of a handle it holds as not made.
+    fn takes_its_box(c: &crate::Component, made: &crate::BoxRef) {
+        let rare = RareBoxes::new(c.core.clone());
+        let waker = Waker::from(c.core.clone());
+        let mut cx = TaskContext::from_waker(&waker);
+        made.sender::<u64>().unwrap().try_send(7).unwrap();
+        let mut own = RareInbox::<u64>::none();
+        assert_eq!(own.poll_recv(&rare, "r", &mut cx), Poll::Ready(7));
+    }
+
+    /// How many times `c`'s ten polls of its empty `handle`, as its group would poll it (its
+    /// block its waker), took the map's lock (each poll must find nothing).
+    fn map_locks_of_ten_polls(c: &crate::Component, handle: &mut RareInbox<u64>) -> usize {
+        let rare = RareBoxes::new(c.core.clone());
+        let waker = Waker::from(c.core.clone());
+        let mut cx = TaskContext::from_waker(&waker);
+        let before = MAP_LOCKS.get();
+        for _ in 0..10 {
+            assert!(handle.poll_recv(&rare, "r", &mut cx).is_pending());
+        }
+        MAP_LOCKS.get() - before
+    }
+
     /// Runs a group (a component with a rare inbox, run alone, is a group of one), so that
     /// this process knows a member's waker by its kind.
     fn a_group_has_run() {
@@ -660,36 +702,15 @@ mod tests {
         let made = waiting.boxref("r").unwrap();
         let k = key(&waiting.core);
         assert!(may_have_untaken(k), "noted for its owner to take");
-        // Components until one shares its word (kept, so that each is at a new address).
         let mut others = Vec::new();
-        let (neighbour, mut handle) = loop {
-            let (c, handle) = with_a_rare_inbox("Neighbour");
-            if bucket(key(&c.core)) == bucket(k) {
-                break (c, handle);
-            }
-            others.push(c);
-            assert!(others.len() < 100_000, "no neighbour found");
-        };
-        // Polled as the group would poll it: with its block as its waker.
-        let rare = RareBoxes::new(neighbour.core.clone());
-        let waker = Waker::from(neighbour.core.clone());
-        let mut cx = TaskContext::from_waker(&waker);
-        let before = MAP_LOCKS.get();
-        for _ in 0..10 {
-            assert!(handle.poll_recv(&rare, "r", &mut cx).is_pending());
-        }
+        let (neighbour, mut handle) = sharing_a_word(k, "Neighbour", &mut others);
         assert_eq!(
-            MAP_LOCKS.get() - before,
+            map_locks_of_ten_polls(&neighbour, &mut handle),
             0,
             "the neighbour's polls locked the map"
         );
         // The owner's own poll still finds its box, and takes it.
-        let rare = RareBoxes::new(waiting.core.clone());
-        let waker = Waker::from(waiting.core.clone());
-        let mut cx = TaskContext::from_waker(&waker);
-        made.sender::<u64>().unwrap().try_send(7).unwrap();
-        let mut own = RareInbox::<u64>::none();
-        assert_eq!(own.poll_recv(&rare, "r", &mut cx), Poll::Ready(7));
+        takes_its_box(&waiting, &made);
         assert!(!may_have_untaken(k), "taken");
     }
 
@@ -799,37 +820,18 @@ mod tests {
         let _made = x.boxref("r").unwrap();
         let k = key(&x.core);
         let mut others = Vec::new();
-        let mut sharing = |tag: &str| loop {
-            let (c, h) = with_a_rare_inbox(tag);
-            if bucket(key(&c.core)) == bucket(k) {
-                break (c, h);
-            }
-            others.push(c);
-        };
-        let (y, _) = sharing("Y");
-        let (z, mut zh) = sharing("Z");
+        let (y, _) = sharing_a_word(k, "Y", &mut others);
+        let (z, mut zh) = sharing_a_word(k, "Z", &mut others);
         // Y has an untaken box beside X's, then takes it.
         let made = y.boxref("r").unwrap();
         assert_eq!(UNTAKEN[bucket(k)].load(Ordering::Acquire), SEVERAL);
-        let rare = RareBoxes::new(y.core.clone());
-        let waker = Waker::from(y.core.clone());
-        let mut cx = TaskContext::from_waker(&waker);
-        made.sender::<u64>().unwrap().try_send(1).unwrap();
-        let mut yh = RareInbox::<u64>::none();
-        assert_eq!(yh.poll_recv(&rare, "r", &mut cx), Poll::Ready(1));
+        takes_its_box(&y, &made);
         assert_eq!(
             UNTAKEN[bucket(k)].load(Ordering::Acquire),
             k,
             "the word names X"
         );
         // Z's polls of its empty handle take no lock.
-        let rare = RareBoxes::new(z.core.clone());
-        let waker = Waker::from(z.core.clone());
-        let mut cx = TaskContext::from_waker(&waker);
-        let before = MAP_LOCKS.get();
-        for _ in 0..10 {
-            assert!(zh.poll_recv(&rare, "r", &mut cx).is_pending());
-        }
-        assert_eq!(MAP_LOCKS.get() - before, 0);
+        assert_eq!(map_locks_of_ten_polls(&z, &mut zh), 0);
     }
 }
