@@ -118,31 +118,29 @@ async fn one_pair(cfg: &Config, table: &mut Table, n: usize) -> Result<()> {
             Side::Model => cfg.model_blocks[i].as_slice(),
             _ => &[],
         };
-        {
-            let (c, s) = run_pair(cfg.workers, side, n, blocks).await?;
-            let get = |m: &HashMap<String, f64>, k: &str| {
-                m.get(k)
-                    .copied()
-                    .ok_or_else(|| anyhow!("no {k} in a child's report"))
-            };
-            let per_conn = |m: &HashMap<String, f64>| -> Result<f64> {
-                Ok((get(m, "hwm_kib")? - get(m, "rss_before_kib")?) / n as f64)
-            };
-            // What an idle connection holds once the burst of connecting is over.
-            let idle_per_conn = |m: &HashMap<String, f64>| -> Result<f64> {
-                Ok((get(m, "rss_kib")? - get(m, "rss_before_kib")?) / n as f64)
-            };
-            Ok(vec![
-                get(&c, "secs")?,
-                per_conn(&c)?,
-                per_conn(&s)?,
-                get(&c, "cpu_pct")?,
-                get(&s, "cpu_pct")?,
-                get(&c, "served")?,
-                idle_per_conn(&c)?,
-                idle_per_conn(&s)?,
-            ])
-        }
+        let (c, s) = run_pair(cfg.workers, side, n, blocks).await?;
+        let get = |m: &HashMap<String, f64>, k: &str| {
+            m.get(k)
+                .copied()
+                .ok_or_else(|| anyhow!("no {k} in a child's report"))
+        };
+        let per_conn = |m: &HashMap<String, f64>| -> Result<f64> {
+            Ok((get(m, "hwm_kib")? - get(m, "rss_before_kib")?) / n as f64)
+        };
+        // What an idle connection holds once the burst of connecting is over.
+        let idle_per_conn = |m: &HashMap<String, f64>| -> Result<f64> {
+            Ok((get(m, "rss_kib")? - get(m, "rss_before_kib")?) / n as f64)
+        };
+        Ok(vec![
+            get(&c, "secs")?,
+            per_conn(&c)?,
+            per_conn(&s)?,
+            get(&c, "cpu_pct")?,
+            get(&s, "cpu_pct")?,
+            get(&c, "served")?,
+            idle_per_conn(&c)?,
+            idle_per_conn(&s)?,
+        ])
     })
     .await?;
     let (o, b, c) = (&results[0], &results[1], &results[2]);

@@ -63,7 +63,7 @@ use crate::session::{self, Observer};
 /// +0.02-0.04 s a GiB for four times the chunks.
 const QUEUE_BYTES: usize = 64 * 1024;
 
-/// The connection's limits with TLS: [`QUEUE_BYTES`] to send, the default to receive.
+/// The connection's limits, with TLS or not: [`QUEUE_BYTES`] to send, the default to receive.
 const SEND_LIMITS: Limits = Limits {
     send_bytes: QUEUE_BYTES,
     receive_bytes: DEFAULT_LIMIT_BYTES,
@@ -108,9 +108,8 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
                 (r, None)
             }
         };
-        let (meter_bytes, limits) = (QUEUE_BYTES, SEND_LIMITS);
-        let meter = || Meter::with_inbox(counts.clone(), cfg.endpoint.crlf, meter_bytes);
-        let client = session::client_with(&cfg.endpoint, limits)?;
+        let meter = || Meter::with_inbox(counts.clone(), cfg.endpoint.crlf, QUEUE_BYTES);
+        let client = session::client_with(&cfg.endpoint, SEND_LIMITS)?;
         let session = match &cfg.endpoint.tls {
             None => Pipeline::new([reader, meter(), client, ConsoleEchoer::new().into()])?,
             Some(_) => {
