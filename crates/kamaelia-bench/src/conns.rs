@@ -119,9 +119,10 @@ pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
             cfg.conns
         ));
     }
-    table.note(format!(
+    table.note(
         "figure 7: each side makes its connections one at a time, each started before the next is made (`--order each`); the diagnostic row \"made all first\" is ours with every connection made before any is started (`--order batch`, the order before session 14)"
-    ));
+            .to_string(),
+    );
     one_pair(cfg, table, n).await?;
     if n < cfg.conns {
         spread(cfg, table, cfg.conns, per_process).await?;
