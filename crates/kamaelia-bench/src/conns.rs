@@ -64,6 +64,23 @@ pub(crate) enum Side {
     Model,
 }
 
+/// How a clients child makes its connections: the same for every side of a run.
+///
+/// The order decides where the allocator puts each connection's blocks. tokio's task block
+/// and a socket's registration are aligned to 128 bytes, so each leaves free pieces around it
+/// (docs/memory-per-connection.md, session 13's `holes13`); blocks made after them can fill
+/// those pieces, blocks made before cannot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Order {
+    /// One at a time, in a task: each connection made, started, and run to its first wait (it
+    /// has asked to connect) before the next is made: a loop that yields after each start, as a
+    /// Kamaelia component that spawns clients does (`activate`, then `yield`).
+    Each,
+    /// All made first, on the runtime's entry thread, then all started (the order before
+    /// session 14; kept as a diagnostic row).
+    Batch,
+}
+
 /// The model rows' block sizes from `--model-blocks` (`272,96;272,96,176`): one list a row,
 /// `none` for a row of no blocks.
 pub(crate) fn parse_model_blocks(arg: Option<&str>) -> Result<Vec<Vec<usize>>> {
@@ -102,6 +119,10 @@ pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
             cfg.conns
         ));
     }
+    table.note(
+        "figure 7: each side makes its connections one at a time, each started before the next is made (`--order each`); the diagnostic row \"made all first\" is ours with every connection made before any is started (`--order batch`, the order before session 14)"
+            .to_string(),
+    );
     one_pair(cfg, table, n).await?;
     if n < cfg.conns {
         spread(cfg, table, cfg.conns, per_process).await?;
@@ -111,14 +132,19 @@ pub(crate) async fn figure(cfg: &Config, table: &mut Table) -> Result<()> {
 
 /// Figure 7 in one process pair: `n` connections.
 async fn one_pair(cfg: &Config, table: &mut Table, n: usize) -> Result<()> {
-    let mut sides = vec![(Side::Ours, 0), (Side::Baseline, 0), (Side::Components, 0)];
-    sides.extend((0..cfg.model_blocks.len()).map(|i| (Side::Model, i)));
-    let results = alternate(cfg.rounds, &sides, |(side, i)| async move {
+    let mut sides = vec![
+        (Side::Ours, 0, Order::Each),
+        (Side::Baseline, 0, Order::Each),
+        (Side::Components, 0, Order::Each),
+        (Side::Ours, 0, Order::Batch),
+    ];
+    sides.extend((0..cfg.model_blocks.len()).map(|i| (Side::Model, i, Order::Each)));
+    let results = alternate(cfg.rounds, &sides, |(side, i, order)| async move {
         let blocks = match side {
             Side::Model => cfg.model_blocks[i].as_slice(),
             _ => &[],
         };
-        let (c, s) = run_pair(cfg.workers, side, n, blocks).await?;
+        let (c, s) = run_pair(cfg.workers, side, order, n, blocks).await?;
         let get = |m: &HashMap<String, f64>, k: &str| {
             m.get(k)
                 .copied()
@@ -192,7 +218,15 @@ async fn one_pair(cfg: &Config, table: &mut Table, n: usize) -> Result<()> {
         6,
         "- (diagnostic)",
     );
-    for (blocks, r) in cfg.model_blocks.iter().zip(&results[3..]) {
+    idle_row(
+        table,
+        "7 memory per idle connection, clients process: ours with every connection made all first, then started (`--order batch`)".into(),
+        &results[3],
+        b,
+        6,
+        "- (diagnostic)",
+    );
+    for (blocks, r) in cfg.model_blocks.iter().zip(&results[4..]) {
         let sizes: Vec<String> = blocks.iter().map(usize::to_string).collect();
         let label = format!(
             "7 memory per idle connection, clients process: a model, the hand-written clients in a task of our group's size holding blocks of {} B (no runtime)",
@@ -226,10 +260,11 @@ async fn one_pair(cfg: &Config, table: &mut Table, n: usize) -> Result<()> {
 async fn run_pair(
     workers: usize,
     side: Side,
+    order: Order,
     n: usize,
     blocks: &[usize],
 ) -> Result<(HashMap<String, f64>, HashMap<String, f64>)> {
-    let mut pair = Pair::start(workers, side, n, blocks).await?;
+    let mut pair = Pair::start(workers, side, order, n, blocks).await?;
     pair.ask().await?;
     let measured = pair.collect().await?;
     pair.end().await;
@@ -250,9 +285,16 @@ impl Pair {
     /// Starts the server child, then the clients child, and waits until every connection was
     /// served (or the clients child gave up).
     /// `blocks` are the model's block sizes ([`Side::Model`]).
-    async fn start(workers: usize, side: Side, n: usize, blocks: &[usize]) -> Result<Pair> {
+    async fn start(
+        workers: usize,
+        side: Side,
+        order: Order,
+        n: usize,
+        blocks: &[usize],
+    ) -> Result<Pair> {
         let exe = std::env::current_exe()?;
         let side_arg = format!("{side:?}").to_lowercase();
+        let order_arg = format!("{order:?}").to_lowercase();
         let workers = workers.to_string();
         let mut server = spawn_child(
             &exe,
@@ -279,6 +321,8 @@ impl Pair {
             &addr,
             "--n",
             &n_arg,
+            "--order",
+            &order_arg,
         ];
         if !blocks.is_empty() {
             args.push(&blocks_arg);
@@ -351,7 +395,7 @@ async fn spread(cfg: &Config, table: &mut Table, total: usize, per_process: usiz
             let t0 = Instant::now();
             let mut held = Vec::with_capacity(sizes.len());
             for &n in &sizes {
-                held.push(Pair::start(cfg.workers, side, n, &[]).await?);
+                held.push(Pair::start(cfg.workers, side, Order::Each, n, &[]).await?);
             }
             let secs = t0.elapsed().as_secs_f64();
             for p in &mut held {
@@ -551,6 +595,7 @@ async fn listen_all(side: Side) -> Result<Vec<std::net::SocketAddr>> {
 /// `blocks` are the model's block sizes ([`Side::Model`]).
 pub(crate) async fn child_clients(
     side: Side,
+    order: Order,
     addr: std::net::SocketAddr,
     n: usize,
     blocks: Vec<usize>,
@@ -567,56 +612,95 @@ pub(crate) async fn child_clients(
     let start = Instant::now();
     match side {
         Side::Ours => {
-            let mut parts = Vec::with_capacity(n);
-            for i in 0..n {
+            // One task per connection: the client, its holder and the client's CSA.
+            let make = move |i: usize, served: mpsc::UnboundedSender<()>| -> Result<Group> {
                 let to = listen_addr(addr, i);
                 let client: Component = TcpClient::new(to.ip().to_string(), to.port()).into();
-                let holder = holder(tx.clone());
+                let holder = holder(served);
                 link_refs(&holder.boxref("outbox")?, &client.boxref("inbox")?)?;
                 link_refs(&client.boxref("outbox")?, &holder.boxref("inbox")?)?;
                 link_refs(&client.boxref("signal")?, &holder.boxref("control")?)?;
-                // One task per connection: the client, its holder and the client's CSA.
-                parts.push(Group::new().with(client).with(holder));
+                Ok(Group::new().with(client).with(holder))
+            };
+            let mut made = Vec::new();
+            if order == Order::Batch {
+                made.reserve(n);
+                for i in 0..n {
+                    made.push(make(i, tx.clone())?);
+                }
+            } else if n > 0 {
+                // The first is made here too, so that a wiring error ends the child at once.
+                made.push(make(0, tx.clone())?);
             }
+            let tx = tx.clone();
             tokio::spawn(async move {
                 Scheduler::new()
-                    .run(async {
-                        for g in parts {
+                    .run(async move {
+                        let rest = match order {
+                            Order::Each => made.len()..n,
+                            Order::Batch => n..n,
+                        };
+                        for g in made {
                             g.activate();
+                        }
+                        for i in rest {
+                            tokio::task::yield_now().await;
+                            match make(i, tx.clone()) {
+                                Ok(g) => {
+                                    g.activate();
+                                }
+                                Err(e) => {
+                                    eprintln!("figure 7: connection {i} not made: {e:#}");
+                                    break;
+                                }
+                            }
                         }
                     })
                     .await
             });
         }
         Side::Baseline => {
-            for i in 0..n {
-                tokio::spawn(hand_written_client(listen_addr(addr, i), tx.clone(), ()));
-            }
+            spawn_clients(
+                order,
+                n,
+                move |i, tx| hand_written_client(listen_addr(addr, i), tx, ()),
+                &tx,
+            );
         }
         Side::Components => {
             let (client, holder) = sizes;
-            for i in 0..n {
-                // Written to, as the routines' blocks are.
-                let blocks = (vec![1_u8; client], vec![1_u8; holder]);
-                let blocks = (blocks.0.into_boxed_slice(), blocks.1.into_boxed_slice());
-                tokio::spawn(hand_written_client(
-                    listen_addr(addr, i),
-                    tx.clone(),
-                    blocks,
-                ));
-            }
+            spawn_clients(
+                order,
+                n,
+                move |i, tx| {
+                    // Written to, as the routines' blocks are.
+                    let blocks = (vec![1_u8; client], vec![1_u8; holder]);
+                    let blocks = (blocks.0.into_boxed_slice(), blocks.1.into_boxed_slice());
+                    hand_written_client(listen_addr(addr, i), tx, blocks)
+                },
+                &tx,
+            );
         }
         Side::Model => {
-            for i in 0..n {
-                let task = model_client(listen_addr(addr, i), tx.clone(), model_blocks(&blocks)?);
-                if i == 0 {
-                    eprintln!(
-                        "figure 7 model: the task's future is {} B (at most 128 for a 256-byte task)",
-                        std::mem::size_of_val(&task)
-                    );
-                }
-                tokio::spawn(task);
-            }
+            // Made once here so that a bad size ends the child at once.
+            let first = model_client(listen_addr(addr, 0), tx.clone(), model_blocks(&blocks)?);
+            eprintln!(
+                "figure 7 model: the task's future is {} B (at most 128 for a 256-byte task)",
+                std::mem::size_of_val(&first)
+            );
+            drop(first);
+            spawn_clients(
+                order,
+                n,
+                move |i, tx| {
+                    model_client(
+                        listen_addr(addr, i),
+                        tx,
+                        model_blocks(&blocks).unwrap_or_default(),
+                    )
+                },
+                &tx,
+            );
         }
     }
     drop(tx);
@@ -634,6 +718,32 @@ pub(crate) async fn child_clients(
         start.elapsed().as_secs_f64()
     );
     measure_on_request(before).await
+}
+
+/// Spawns the tasks `make` returns for connections `0..n`, in `order` ([`Order::Each`]: from
+/// a task that yields after each spawn, so that each runs to its first wait before the next
+/// is made; [`Order::Batch`]: all at once from here). Each gets a sender of `served`.
+fn spawn_clients<F, Fut>(order: Order, n: usize, make: F, served: &mpsc::UnboundedSender<()>)
+where
+    F: Fn(usize, mpsc::UnboundedSender<()>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    match order {
+        Order::Batch => {
+            for i in 0..n {
+                tokio::spawn(make(i, served.clone()));
+            }
+        }
+        Order::Each => {
+            let served = served.clone();
+            tokio::spawn(async move {
+                for i in 0..n {
+                    tokio::spawn(make(i, served.clone()));
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
+    }
 }
 
 /// The hand-written client: connects to `to`, sends [`HELLO`], reads it back, reports on

@@ -109,6 +109,9 @@ enum Role {
         addr: std::net::SocketAddr,
         #[arg(long)]
         n: usize,
+        /// How the connections are made (one at a time, or all first).
+        #[arg(long, value_enum, default_value = "each")]
+        order: conns::Order,
         /// The model's block sizes (`--side model`), comma-separated.
         #[arg(long, value_delimiter = ',')]
         blocks: Vec<usize>,
@@ -167,10 +170,11 @@ fn main() -> Result<()> {
         Some(Role::ChildServer { side }) => rt.block_on(conns::child_server(side)),
         Some(Role::ChildClients {
             side,
+            order,
             addr,
             n,
             blocks,
-        }) => rt.block_on(conns::child_clients(side, addr, n, blocks)),
+        }) => rt.block_on(conns::child_clients(side, order, addr, n, blocks)),
         _ => rt.block_on(suite(&args)),
     }
 }
