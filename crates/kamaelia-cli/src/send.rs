@@ -1,16 +1,18 @@
 //! `kamaelia send`: the page's Pipeline, `RateControlledFileReader -> TcpClient`, with a
-//! `Meter` counting the bytes between them and a `ConsoleEchoer` for what the server says.
+//! `ConsoleEchoer` for what the server says. The reader counts what it sends itself
+//! ([`RateControlledFileReader::count`]); only what it cannot count goes through a `Meter`
+//! (standard input, and `--crlf`, which changes the bytes on the way).
 //!
 //! ```text
-//! Pipeline(RateControlledFileReader(file, rate), Meter, TcpClient(host, port), ConsoleEchoer)
+//! Pipeline(RateControlledFileReader(file, rate), TcpClient(host, port), ConsoleEchoer)
+//! Pipeline(ConsoleReader | RateControlledFileReader, Meter, TcpClient, ConsoleEchoer)   # stdin, --crlf
 //! ```
 //!
-//! With `--tls` or `--starttls` the reader and meter become the source of the SSL Graphline,
-//! each a member of it (see `session::graphline_fed`); with `--tls` to a TCP host the
-//! connection itself handshakes before it takes any data, with no TlsGate in front of it. A
-//! file sent with `--tls` (without `--crlf`) is counted by its reader, with no Meter. Standard
-//! input (`-`) is read by a `ConsoleReader` in chunk mode, paced by a `RateLimiter` when
-//! `--rate` is given.
+//! With `--tls` or `--starttls` the reader (and the meter, where there is one) become the
+//! source of the SSL Graphline, each a member of it (see `session::graphline_fed`); with
+//! `--tls` to a TCP host the connection itself handshakes before it takes any data, with no
+//! TlsGate in front of it. Standard input (`-`) is read by a `ConsoleReader` in chunk mode,
+//! paced by a `RateLimiter` when `--rate` is given.
 //!
 //! At the end a summary line on stderr: `sent N bytes (size) in T s, R/s`, timed from the
 //! connection's set-up to its end; the rate only for a transfer of a tenth of a second or more
@@ -73,15 +75,16 @@ const SEND_LIMITS: Limits = Limits {
 pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
     session::run_single(|_sched| async move {
         let counts = Arc::new(Counts::default());
-        // A file sent with TLS and as it is (no --crlf) is counted by its reader, with no
-        // Meter between it and the connection (see RateControlledFileReader::count).
+        // A file sent as it is (no --crlf), with TLS or not, is counted by its reader, with no
+        // Meter between it and the connection (see RateControlledFileReader::count and
+        // QUEUE_BYTES).
         let mut counted = false;
         let (reader, total): (Component, Option<u64>) = match cfg.source {
             Source::File { path, file, size } => {
                 let mut r = RateControlledFileReader::from_file(file, path).rate(cfg.rate);
                 // A chunk at a time, with TLS or not (see QUEUE_BYTES).
                 r = r.read_size(QUEUE_BYTES);
-                if cfg.endpoint.tls.is_some() && !cfg.endpoint.crlf {
+                if !cfg.endpoint.crlf {
                     r = r.count(counts.clone());
                     counted = true;
                 }
@@ -111,6 +114,7 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
         let meter = || Meter::with_inbox(counts.clone(), cfg.endpoint.crlf, QUEUE_BYTES);
         let client = session::client_with(&cfg.endpoint, SEND_LIMITS)?;
         let session = match &cfg.endpoint.tls {
+            None if counted => Pipeline::new([reader, client, ConsoleEchoer::new().into()])?,
             None => Pipeline::new([reader, meter(), client, ConsoleEchoer::new().into()])?,
             Some(_) => {
                 let (feed, source) = if counted {
