@@ -1,18 +1,20 @@
 //! `kamaelia send`: the page's Pipeline, `RateControlledFileReader -> TcpClient`, with a
-//! `ConsoleEchoer` for what the server says. The reader counts what it sends itself
+//! `ConsoleEchoer` for what the server says, wired as a grouped Graphline (one task for all
+//! of them, see `session::graphline_fed`). The reader counts what it sends itself
 //! ([`RateControlledFileReader::count`]); only what it cannot count goes through a `Meter`
 //! (standard input, and `--crlf`, which changes the bytes on the way).
 //!
 //! ```text
-//! Pipeline(RateControlledFileReader(file, rate), TcpClient(host, port), ConsoleEchoer)
-//! Pipeline(ConsoleReader | RateControlledFileReader, Meter, TcpClient, ConsoleEchoer)   # stdin, --crlf
+//! Graphline(SOURCE = RateControlledFileReader(file, rate), CONNECTION = TcpClient(host, port),
+//!           ECHO = ConsoleEchoer)
+//! Graphline(FEED = ConsoleReader | RateControlledFileReader, SOURCE = Meter, CONNECTION, ECHO)
+//!                                                                  # stdin, or --crlf
 //! ```
 //!
-//! With `--tls` or `--starttls` the reader (and the meter, where there is one) become the
-//! source of the SSL Graphline, each a member of it (see `session::graphline_fed`); with
-//! `--tls` to a TCP host the connection itself handshakes before it takes any data, with no
-//! TlsGate in front of it. Standard input (`-`) is read by a `ConsoleReader` in chunk mode,
-//! paced by a `RateLimiter` when `--rate` is given.
+//! With `--tls` to a TCP host the connection itself handshakes before it takes any data, with
+//! no TlsGate in front of it; with `--starttls` (or TLS through a proxy or to a Unix socket)
+//! the protocol's layer sits between the source and the connection. Standard input (`-`) is
+//! read by a `ConsoleReader` in chunk mode, paced by a `RateLimiter` when `--rate` is given.
 //!
 //! At the end a summary line on stderr: `sent N bytes (size) in T s, R/s`, timed from the
 //! connection's set-up to its end; the rate only for a transfer of a tenth of a second or more
@@ -113,18 +115,16 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
         };
         let meter = || Meter::with_inbox(counts.clone(), cfg.endpoint.crlf, QUEUE_BYTES);
         let client = session::client_with(&cfg.endpoint, SEND_LIMITS)?;
-        let session = match &cfg.endpoint.tls {
-            None if counted => Pipeline::new([reader, client, ConsoleEchoer::new().into()])?,
-            None => Pipeline::new([reader, meter(), client, ConsoleEchoer::new().into()])?,
-            Some(_) => {
-                let (feed, source) = if counted {
-                    (None, reader)
-                } else {
-                    (Some(reader), meter())
-                };
-                session::graphline_fed(feed, source, client, ConsoleEchoer::new(), &cfg.endpoint)?
-            }
+        // One grouped Graphline with TLS or without (session::graphline_fed): the reader, the
+        // connection and the echoer share one task, so handing a chunk on is a member's wake-up
+        // inside it, not a trip through tokio's run queue (see QUEUE_BYTES).
+        let (feed, source) = if counted {
+            (None, reader)
+        } else {
+            (Some(reader), meter())
         };
+        let session =
+            session::graphline_fed(feed, source, client, ConsoleEchoer::new(), &cfg.endpoint)?;
         let events = Events::new(output);
         let observer = Observer::attach(&session, events)?
             .counts(counts.clone(), total)
