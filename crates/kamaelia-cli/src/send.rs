@@ -35,10 +35,11 @@ use crate::progress::{human, summary_rate, Counts, Meter, ProgressBar};
 use crate::session::{self, Observer};
 
 /// What each queue on the way to the connection holds, with `--tls`, `--starttls` or
-/// neither: one default chunk (the meter's inbox, the connection's inbox and its queue
-/// ahead of the socket; the library's TlsGate holds one chunk too, where there is one). A
-/// file sent with `--tls` to a TCP host (without `--crlf`) has neither meter nor gate: the reader, reading a
-/// chunk only once the connection has room for it, feeds the connection directly. rustls
+/// neither: one default chunk (the connection's inbox and its queue ahead of the socket; a
+/// meter's inbox and the library's TlsGate hold one chunk too, where there is one). A file
+/// sent as it is (without `--crlf`) to a TCP host, plain or with `--tls`, has neither meter
+/// nor gate: the reader, reading a chunk only once the connection has room for it, feeds the
+/// connection directly. rustls
 /// copies each chunk into its records, and a chunk that waited behind a megabyte of other
 /// queued chunks is cold in the CPU's cache by then; one chunk per queue is enough to keep
 /// the socket fed. Measured on 256 MiB to the benchmark's TLS sink, sender pinned to CPU 0
@@ -65,6 +66,14 @@ use crate::session::{self, Observer};
 /// `send` of 1 GiB took 1.8-2.2x base-send's wall time; with these, 1.03-1.16x (figure 1,
 /// `kamaelia-bench --kamaelia DIR --only 1 --rounds 3`, two runs each, alternating), user CPU
 /// +0.02-0.04 s a GiB for four times the chunks.
+///
+/// Session 14 took the meter out of a plain send of a file (the reader counts, as with TLS)
+/// and ran a plain send as the same grouped Graphline as a TLS one (one task): per 64 KiB
+/// chunk 4,710 -> 2,666 instructions with the reader's buffers no longer allocating (callgrind,
+/// 64 MiB to the benchmark's sink, less a 1 KiB send's), one queue of 64 KiB fewer between
+/// the file and the socket, and `epoll_wait` 808 -> 275 calls a GiB (tokio looks for I/O every
+/// 61 task polls: three a chunk before, one now). docs/perf-session14.md
+/// has the profile and the measurements.
 const QUEUE_BYTES: usize = 64 * 1024;
 
 /// The connection's limits, with TLS or not: [`QUEUE_BYTES`] to send, the default to receive.
