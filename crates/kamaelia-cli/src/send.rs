@@ -1,16 +1,20 @@
 //! `kamaelia send`: the page's Pipeline, `RateControlledFileReader -> TcpClient`, with a
-//! `Meter` counting the bytes between them and a `ConsoleEchoer` for what the server says.
+//! `ConsoleEchoer` for what the server says, wired as a grouped Graphline (one task for all
+//! of them, see `session::graphline_fed`). The reader counts what it sends itself
+//! ([`RateControlledFileReader::count`]); only what it cannot count goes through a `Meter`
+//! (standard input, and `--crlf`, which changes the bytes on the way).
 //!
 //! ```text
-//! Pipeline(RateControlledFileReader(file, rate), Meter, TcpClient(host, port), ConsoleEchoer)
+//! Graphline(SOURCE = RateControlledFileReader(file, rate), CONNECTION = TcpClient(host, port),
+//!           ECHO = ConsoleEchoer)
+//! Graphline(FEED = ConsoleReader | RateControlledFileReader, SOURCE = Meter, CONNECTION, ECHO)
+//!                                                                  # stdin, or --crlf
 //! ```
 //!
-//! With `--tls` or `--starttls` the reader and meter become the source of the SSL Graphline,
-//! each a member of it (see `session::graphline_fed`); with `--tls` to a TCP host the
-//! connection itself handshakes before it takes any data, with no TlsGate in front of it. A
-//! file sent with `--tls` (without `--crlf`) is counted by its reader, with no Meter. Standard
-//! input (`-`) is read by a `ConsoleReader` in chunk mode, paced by a `RateLimiter` when
-//! `--rate` is given.
+//! With `--tls` to a TCP host the connection itself handshakes before it takes any data, with
+//! no TlsGate in front of it; with `--starttls` (or TLS through a proxy or to a Unix socket)
+//! the protocol's layer sits between the source and the connection. Standard input (`-`) is
+//! read by a `ConsoleReader` in chunk mode, paced by a `RateLimiter` when `--rate` is given.
 //!
 //! At the end a summary line on stderr: `sent N bytes (size) in T s, R/s`, timed from the
 //! connection's set-up to its end; the rate only for a transfer of a tenth of a second or more
@@ -31,10 +35,11 @@ use crate::progress::{human, summary_rate, Counts, Meter, ProgressBar};
 use crate::session::{self, Observer};
 
 /// What each queue on the way to the connection holds, with `--tls`, `--starttls` or
-/// neither: one default chunk (the meter's inbox, the connection's inbox and its queue
-/// ahead of the socket; the library's TlsGate holds one chunk too, where there is one). A
-/// file sent with `--tls` to a TCP host (without `--crlf`) has neither meter nor gate: the reader, reading a
-/// chunk only once the connection has room for it, feeds the connection directly. rustls
+/// neither: one default chunk (the connection's inbox and its queue ahead of the socket; a
+/// meter's inbox and the library's TlsGate hold one chunk too, where there is one). A file
+/// sent as it is (without `--crlf`) to a TCP host, plain or with `--tls`, has neither meter
+/// nor gate: the reader, reading a chunk only once the connection has room for it, feeds the
+/// connection directly. rustls
 /// copies each chunk into its records, and a chunk that waited behind a megabyte of other
 /// queued chunks is cold in the CPU's cache by then; one chunk per queue is enough to keep
 /// the socket fed. Measured on 256 MiB to the benchmark's TLS sink, sender pinned to CPU 0
@@ -61,6 +66,14 @@ use crate::session::{self, Observer};
 /// `send` of 1 GiB took 1.8-2.2x base-send's wall time; with these, 1.03-1.16x (figure 1,
 /// `kamaelia-bench --kamaelia DIR --only 1 --rounds 3`, two runs each, alternating), user CPU
 /// +0.02-0.04 s a GiB for four times the chunks.
+///
+/// Session 14 took the meter out of a plain send of a file (the reader counts, as with TLS)
+/// and ran a plain send as the same grouped Graphline as a TLS one (one task): per 64 KiB
+/// chunk 4,710 -> 2,666 instructions with the reader's buffers no longer allocating (callgrind,
+/// 64 MiB to the benchmark's sink, less a 1 KiB send's), one queue of 64 KiB fewer between
+/// the file and the socket, and `epoll_wait` 808 -> 275 calls a GiB (tokio looks for I/O every
+/// 61 task polls: three a chunk before, one now). docs/perf-session14.md
+/// has the profile and the measurements.
 const QUEUE_BYTES: usize = 64 * 1024;
 
 /// The connection's limits, with TLS or not: [`QUEUE_BYTES`] to send, the default to receive.
@@ -73,15 +86,16 @@ const SEND_LIMITS: Limits = Limits {
 pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
     session::run_single(|_sched| async move {
         let counts = Arc::new(Counts::default());
-        // A file sent with TLS and as it is (no --crlf) is counted by its reader, with no
-        // Meter between it and the connection (see RateControlledFileReader::count).
+        // A file sent as it is (no --crlf), with TLS or not, is counted by its reader, with no
+        // Meter between it and the connection (see RateControlledFileReader::count and
+        // QUEUE_BYTES).
         let mut counted = false;
         let (reader, total): (Component, Option<u64>) = match cfg.source {
             Source::File { path, file, size } => {
                 let mut r = RateControlledFileReader::from_file(file, path).rate(cfg.rate);
                 // A chunk at a time, with TLS or not (see QUEUE_BYTES).
                 r = r.read_size(QUEUE_BYTES);
-                if cfg.endpoint.tls.is_some() && !cfg.endpoint.crlf {
+                if !cfg.endpoint.crlf {
                     r = r.count(counts.clone());
                     counted = true;
                 }
@@ -110,17 +124,16 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
         };
         let meter = || Meter::with_inbox(counts.clone(), cfg.endpoint.crlf, QUEUE_BYTES);
         let client = session::client_with(&cfg.endpoint, SEND_LIMITS)?;
-        let session = match &cfg.endpoint.tls {
-            None => Pipeline::new([reader, meter(), client, ConsoleEchoer::new().into()])?,
-            Some(_) => {
-                let (feed, source) = if counted {
-                    (None, reader)
-                } else {
-                    (Some(reader), meter())
-                };
-                session::graphline_fed(feed, source, client, ConsoleEchoer::new(), &cfg.endpoint)?
-            }
+        // One grouped Graphline with TLS or without (session::graphline_fed): the reader, the
+        // connection and the echoer share one task, so handing a chunk on is a member's wake-up
+        // inside it, not a trip through tokio's run queue (see QUEUE_BYTES).
+        let (feed, source) = if counted {
+            (None, reader)
+        } else {
+            (Some(reader), meter())
         };
+        let session =
+            session::graphline_fed(feed, source, client, ConsoleEchoer::new(), &cfg.endpoint)?;
         let events = Events::new(output);
         let observer = Observer::attach(&session, events)?
             .counts(counts.clone(), total)
