@@ -302,15 +302,7 @@ impl fmt::Debug for Component {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Component")
             .field("label", &self.core.label())
-            .field(
-                "boxes",
-                &self
-                    .core
-                    .listed()
-                    .iter()
-                    .map(|(_, d)| d.name().clone())
-                    .collect::<Vec<_>>(),
-            )
+            .field("boxes", &self.core.box_names())
             .field("error", &self.error)
             .finish_non_exhaustive()
     }
@@ -452,6 +444,13 @@ impl Core {
         listed(&self.exit.table())
     }
 
+    /// Its declared boxes' names, in declaration order.
+    pub(crate) fn box_names(&self) -> Vec<Arc<str>> {
+        (self.listed().iter())
+            .map(|(_, d)| d.name().clone())
+            .collect()
+    }
+
     /// Its declared box of that name and direction, with its place in its table.
     pub(crate) fn declared(&self, name: &str, direction: Direction) -> Option<(usize, Declared)> {
         self.listed()
@@ -509,15 +508,7 @@ impl fmt::Debug for ComponentBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ComponentBuilder")
             .field("label", &self.label())
-            .field(
-                "boxes",
-                &self
-                    .core
-                    .listed()
-                    .iter()
-                    .map(|(_, d)| d.name().clone())
-                    .collect::<Vec<_>>(),
-            )
+            .field("boxes", &self.core.box_names())
             .field("error", &self.error)
             .finish()
     }

@@ -35,7 +35,7 @@ use crate::boxes::{Inbox, Message, Outbox, DEFAULT_CAPACITY};
 use crate::component::Core;
 use crate::owners::Owner;
 use crate::spec::{BoxId, BoxMeta, Direction};
-use crate::store::{ErasedStore, LinkFailure, Store};
+use crate::store::{ErasedStore, Store};
 
 /// What a rare box is in its component's table until it is made: its name and description,
 /// direction and type, shared by every box declared alike (a connection's `makessl` is one
@@ -101,35 +101,9 @@ impl<T: Message> ErasedStore for Placeholder<T> {
     fn direction(&self) -> Direction {
         self.direction
     }
-    fn message_type(&self) -> std::any::TypeId {
-        std::any::TypeId::of::<T>()
-    }
-    fn message_type_name(&self) -> &'static str {
-        std::any::type_name::<T>()
-    }
-    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
-        self
-    }
-    fn any_ref(&self) -> &(dyn std::any::Any + Send + Sync) {
-        self
-    }
-    fn link_erased(self: Arc<Self>, _dst: Arc<dyn ErasedStore>) -> Result<(), LinkFailure> {
-        Err(LinkFailure::TypeMismatch)
-    }
-    fn unlink_erased(self: Arc<Self>) -> Option<BoxId> {
-        None
-    }
-    fn forward(&self) -> Option<BoxId> {
-        None
-    }
+    crate::store::typed_answers!(T);
     fn new_like(&self, owner: &Owner, meta: Arc<BoxMeta>, dir: Direction) -> Arc<dyn ErasedStore> {
         Store::<T>::new(owner.clone(), meta, dir, DEFAULT_CAPACITY, false)
-    }
-    fn close_erased(&self) -> usize {
-        0
-    }
-    fn queued(&self) -> usize {
-        0
     }
     fn is_rare(&self) -> bool {
         true

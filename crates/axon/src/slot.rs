@@ -105,35 +105,9 @@ impl<T: Send + 'static> ErasedStore for Slotted<T> {
     fn direction(&self) -> Direction {
         Direction::Out
     }
-    fn message_type(&self) -> TypeId {
-        TypeId::of::<T>()
-    }
-    fn message_type_name(&self) -> &'static str {
-        std::any::type_name::<T>()
-    }
-    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
-    }
-    fn any_ref(&self) -> &(dyn Any + Send + Sync) {
-        self
-    }
-    fn link_erased(self: Arc<Self>, _dst: Arc<dyn ErasedStore>) -> Result<(), LinkFailure> {
-        Err(LinkFailure::TypeMismatch)
-    }
-    fn unlink_erased(self: Arc<Self>) -> Option<BoxId> {
-        None
-    }
-    fn forward(&self) -> Option<BoxId> {
-        None
-    }
+    crate::store::typed_answers!(T);
     fn new_like(&self, owner: &Owner, meta: Arc<BoxMeta>, dir: Direction) -> Arc<dyn ErasedStore> {
         Store::<T>::new(owner.clone(), meta, dir, crate::DEFAULT_CAPACITY, false)
-    }
-    fn close_erased(&self) -> usize {
-        0
-    }
-    fn queued(&self) -> usize {
-        0
     }
     fn is_slot(&self) -> bool {
         true

@@ -1055,6 +1055,25 @@ impl<T: Send + 'static> Store<T> {
     }
 }
 
+/// What every [`ErasedStore`] of messages of `$t` answers about its type, and itself as `Any`.
+macro_rules! typed_answers {
+    ($t:ty) => {
+        fn message_type(&self) -> std::any::TypeId {
+            std::any::TypeId::of::<$t>()
+        }
+        fn message_type_name(&self) -> &'static str {
+            std::any::type_name::<$t>()
+        }
+        fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+            self
+        }
+        fn any_ref(&self) -> &(dyn std::any::Any + Send + Sync) {
+            self
+        }
+    };
+}
+pub(crate) use typed_answers;
+
 /// The type-erased face of a store, for linking by name and for the graph.
 pub(crate) trait ErasedStore: Send + Sync {
     fn id(&self) -> BoxId;
@@ -1063,13 +1082,25 @@ pub(crate) trait ErasedStore: Send + Sync {
     fn message_type(&self) -> TypeId;
     fn message_type_name(&self) -> &'static str;
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
-    fn link_erased(self: Arc<Self>, dst: Arc<dyn ErasedStore>) -> Result<(), LinkFailure>;
-    fn unlink_erased(self: Arc<Self>) -> Option<BoxId>;
-    fn forward(&self) -> Option<BoxId>;
+    // What a box that is not a store (a rare box's placeholder, an outbox's descriptor)
+    // answers, unless it says otherwise: it is linked nowhere and holds nothing.
+    fn link_erased(self: Arc<Self>, _dst: Arc<dyn ErasedStore>) -> Result<(), LinkFailure> {
+        Err(LinkFailure::TypeMismatch)
+    }
+    fn unlink_erased(self: Arc<Self>) -> Option<BoxId> {
+        None
+    }
+    fn forward(&self) -> Option<BoxId> {
+        None
+    }
     /// A new box of the same message type, with the default capacity.
     fn new_like(&self, owner: &Owner, meta: Arc<BoxMeta>, dir: Direction) -> Arc<dyn ErasedStore>;
-    fn close_erased(&self) -> usize;
-    fn queued(&self) -> usize;
+    fn close_erased(&self) -> usize {
+        0
+    }
+    fn queued(&self) -> usize {
+        0
+    }
     /// A rare box's placeholder, not a store (`rare.rs`).
     fn is_rare(&self) -> bool {
         false
@@ -1117,18 +1148,7 @@ impl<T: Send + 'static> ErasedStore for Store<T> {
     fn direction(&self) -> Direction {
         Store::direction(self)
     }
-    fn message_type(&self) -> TypeId {
-        TypeId::of::<T>()
-    }
-    fn message_type_name(&self) -> &'static str {
-        std::any::type_name::<T>()
-    }
-    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
-    }
-    fn any_ref(&self) -> &(dyn Any + Send + Sync) {
-        self
-    }
+    crate::store::typed_answers!(T);
     fn link_erased(self: Arc<Self>, dst: Arc<dyn ErasedStore>) -> Result<(), LinkFailure> {
         let dst = dst
             .as_any()
