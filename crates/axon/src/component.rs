@@ -431,17 +431,29 @@ impl Core {
     /// The declared box `name` (a rare box made now if it was not), or an unknown-box error
     /// naming the component.
     pub(crate) fn boxref(self: &Arc<Self>, name: &str) -> Result<BoxRef, WiringError> {
-        let listed = self.listed();
-        let index = find_box(|| self.label(), &listed, name)?;
+        let unknown = || unknown_box(|| self.label(), &self.listed(), name);
+        let (index, _) = self
+            .find_declared(|d| &**d.name() == name)
+            .ok_or_else(unknown)?;
         crate::rare::resolve(self, index, true, false)
             .map(BoxRef::new)
-            .ok_or_else(|| unknown_box(|| self.label(), &listed, name))
+            .ok_or_else(unknown)
     }
 
     /// Its declared boxes with their places in its table, in declaration order (the table's
     /// second entries of outboxes kept there, `slot.rs`, are not boxes: left out).
     pub(crate) fn listed(&self) -> Vec<(usize, Declared)> {
-        listed(&self.exit.table())
+        listed(self.exit.lock().table())
+    }
+
+    /// Its first declared box that `pred` picks, with its place in its table.
+    pub(crate) fn find_declared(
+        &self,
+        pred: impl Fn(&Declared) -> bool,
+    ) -> Option<(usize, Declared)> {
+        let g = self.exit.lock();
+        let found = declared_in(g.table()).find(|(_, d)| pred(d));
+        found.map(|(i, d)| (i, d.clone()))
     }
 
     /// Its declared boxes' names, in declaration order.
@@ -453,22 +465,25 @@ impl Core {
 
     /// Its declared box of that name and direction, with its place in its table.
     pub(crate) fn declared(&self, name: &str, direction: Direction) -> Option<(usize, Declared)> {
-        self.listed()
-            .into_iter()
-            .find(|(_, d)| &**d.name() == name && d.direction() == direction)
+        self.find_declared(|d| &**d.name() == name && d.direction() == direction)
     }
 }
 
 /// The declared boxes of `table`, with their places: every entry but the second entry of an
 /// outbox kept by the table (`slot.rs`).
 pub(crate) fn listed(table: &[Declared]) -> Vec<(usize, Declared)> {
-    let mut out = Vec::with_capacity(table.len());
+    declared_in(table).map(|(i, d)| (i, d.clone())).collect()
+}
+
+/// [`listed`], by reference.
+fn declared_in(table: &[Declared]) -> impl Iterator<Item = (usize, &Declared)> {
     let mut i = 0;
-    while let Some(d) = table.get(i).filter(|d| !crate::scheduler::is_filler(d)) {
-        out.push((i, d.clone()));
+    std::iter::from_fn(move || {
+        let d = table.get(i).filter(|d| !crate::scheduler::is_filler(d))?;
+        let at = i;
         i += if d.r.store.is_slot() { 2 } else { 1 };
-    }
-    out
+        Some((at, d))
+    })
 }
 
 impl Drop for Core {
@@ -532,8 +547,8 @@ impl ComponentBuilder {
     /// The shared name and description of a new box `name`, noting a duplicate name as this
     /// component's wiring error.
     fn new_meta(&mut self, name: &str, description: &'static str) -> Arc<BoxMeta> {
-        let listed = self.core.listed();
-        if listed.iter().any(|(_, d)| &**d.name() == name) && self.error.is_none() {
+        let duplicate = self.core.find_declared(|d| &**d.name() == name).is_some();
+        if duplicate && self.error.is_none() {
             self.error = Some(WiringError::DuplicateBox {
                 component: self.label().to_string(),
                 name: name.to_string(),

@@ -464,11 +464,7 @@ impl RareBoxes {
 
     fn index(&self, name: &str) -> Option<usize> {
         let core = self.core.as_ref()?;
-        let listed = core.listed();
-        listed
-            .iter()
-            .find(|(_, d)| &**d.name() == name)
-            .map(|(i, _)| *i)
+        core.find_declared(|d| &**d.name() == name).map(|(i, _)| i)
     }
 
     /// True if `waker` is its owner's own (a group member's: its block, see
