@@ -168,11 +168,13 @@ pub(crate) fn push<T: Send + 'static>(
     force: bool,
 ) -> Result<(), PushError<T>> {
     let final_msg = crate::component::is_final_control(&msg);
+    // The table's lock is held for the whole push, whichever way it goes, so that a link or
+    // an unlink is ordered with it; the tasks to wake are woken once it is released.
+    let g = core.exit.lock();
     if !final_msg {
         // The usual send, an outbox linked to an inbox: the inbox is locked while the
         // table's lock is held (as a store that forwards did under its own), so the link is
         // followed without a count of its own. Locks are taken in the chain's direction.
-        let g = core.exit.lock();
         let to = &g.table()[index + 1].r.store;
         if let Some(to) = to.any_ref().downcast_ref::<Store<T>>() {
             return match to.push_held(msg, force) {
@@ -187,7 +189,33 @@ pub(crate) fn push<T: Send + 'static>(
             };
         }
     }
-    send_target_slow::<T>(core, index, final_msg).try_push(msg, force)
+    push_slow(core, g, index, msg, force, final_msg)
+}
+
+/// [`push`] from an outbox that is not linked and has no store (it gets one), or of a final
+/// message (a `signal`'s notes it in a store of its own); `g`, the table's lock, held until
+/// the push is done.
+#[cold]
+#[inline(never)]
+fn push_slow<T: Send + 'static>(
+    core: &Arc<Core>,
+    mut g: std::sync::MutexGuard<'_, crate::scheduler::CellState>,
+    index: usize,
+    msg: T,
+    force: bool,
+    final_msg: bool,
+) -> Result<(), PushError<T>> {
+    let d = slotted::<T>(g.table(), index);
+    let to = &g.table()[index + 1].r.store;
+    let to = if (final_msg && d.signal) || to.is_slot() {
+        make_own(core, &mut g, index)
+    } else {
+        typed(to.clone()).expect("an outbox's link, of its type")
+    };
+    let woken = to.try_push_woken(msg, force)?;
+    drop(g);
+    woken.wake();
+    Ok(())
 }
 
 /// The store a send from the outbox at `index` found full: where it is linked (its
@@ -214,22 +242,6 @@ pub(crate) fn full_end<T: Send + 'static>(core: &Core, index: usize) -> Option<A
         }
     }
     target::<T>(core, index).and_then(|s| s.full_end())
-}
-
-#[cold]
-#[inline(never)]
-fn send_target_slow<T: Send + 'static>(
-    core: &Arc<Core>,
-    index: usize,
-    final_msg: bool,
-) -> Arc<Store<T>> {
-    let mut g = core.exit.lock();
-    let d = slotted::<T>(g.table(), index);
-    let to = &g.table()[index + 1].r.store;
-    if (final_msg && d.signal) || to.is_slot() {
-        return make_own(core, &mut g, index);
-    }
-    typed(to.clone()).expect("an outbox's link, of its type")
 }
 
 /// Where the outbox at `index` of `core` sends now, without making anything: `None` if it is

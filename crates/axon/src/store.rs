@@ -561,13 +561,25 @@ impl<T: Send + 'static> Store<T> {
     /// Pushes into the end of the chain starting at `self`, unless it is full or closed.
     /// `force` ignores the capacity (used for runtime messages and for migration).
     pub(crate) fn try_push(self: &Arc<Self>, msg: T, force: bool) -> Result<(), PushError<T>> {
+        // Woken once every lock is released.
+        self.try_push_woken(msg, force)?.wake();
+        Ok(())
+    }
+
+    /// [`Store::try_push`], the tasks to wake returned, to be woken once the caller's locks
+    /// are released too (an outbox's send holds its component's table: `slot.rs`).
+    pub(crate) fn try_push_woken(
+        self: &Arc<Self>,
+        msg: T,
+        force: bool,
+    ) -> Result<Woken, PushError<T>> {
         // The lock is taken only for a final control message, never for data.
         let is_final = crate::component::is_final_control(&msg) && lock(&self.state).has(SIGNAL);
-        let r = self.push_chain(msg, force);
-        if is_final && r.is_ok() {
+        let woken = self.push_chain_woken(msg, force)?;
+        if is_final {
             lock(&self.state).set(FINAL_SENT);
         }
-        r
+        Ok(woken)
     }
 
     /// True once a final message has been sent from this (signal) box.
@@ -575,10 +587,18 @@ impl<T: Send + 'static> Store<T> {
         lock(&self.state).has(FINAL_SENT)
     }
 
+    /// Pushes into the end of the chain from `self` and wakes whoever waits there.
     fn push_chain(self: &Arc<Self>, msg: T, force: bool) -> Result<(), PushError<T>> {
+        self.push_chain_woken(msg, force)?.wake();
+        Ok(())
+    }
+
+    /// Pushes into the end of the chain from `self`; returns the tasks to wake once every
+    /// lock is released.
+    fn push_chain_woken(self: &Arc<Self>, msg: T, force: bool) -> Result<Woken, PushError<T>> {
         let mut g = lock(&self.state);
-        let woken = match g.forward.as_ref() {
-            None => self.push_locked(&mut g, msg, force)?,
+        match g.forward.as_ref() {
+            None => self.push_locked(&mut g, msg, force),
             Some(next) => {
                 // The usual chain, an outbox linked to an inbox: the inbox is locked while the
                 // outbox's lock is still held, so its link is followed without a count of its
@@ -591,15 +611,11 @@ impl<T: Send + 'static> Store<T> {
                     let next = Arc::clone(next);
                     drop(end);
                     drop(g);
-                    return next.push_chain(msg, force);
+                    return next.push_chain_woken(msg, force);
                 }
-                next.push_locked(&mut end, msg, force)?
+                next.push_locked(&mut end, msg, force)
             }
-        };
-        // Woken once every lock is released.
-        drop(g);
-        woken.wake();
-        Ok(())
+        }
     }
 
     /// Pushes `msg` into this store, the end of its chain, whose state `g` is locked, unless
@@ -629,12 +645,19 @@ impl<T: Send + 'static> Store<T> {
         match g.forward.as_ref() {
             None => self.push_here(&mut g, msg, force),
             Some(next) => {
-                // Through passthroughs, or an outbox's own store that is linked: one hop at a
-                // time, as `push_chain` goes.
-                let next = Arc::clone(next);
-                drop(g);
-                (next.push_chain(msg, force))
-                    .map(|()| Woken::default())
+                // Through passthroughs, or an outbox's own store that is linked: hand over
+                // hand, as `push_chain_woken` goes. This store's lock is held until the next
+                // is locked, so an unlink of this store is ordered with the push (a send that
+                // let go first could land in the old target after the unlink returned); the
+                // wake-ups are returned, not made here, as the caller holds its table's lock.
+                let mut end = lock(&next.state);
+                if end.forward.is_some() {
+                    let next = Arc::clone(next);
+                    drop(end);
+                    drop(g);
+                    return next.push_chain_woken(msg, force).map_err(Refused::Other);
+                }
+                next.push_locked(&mut end, msg, force)
                     .map_err(Refused::Other)
             }
         }
