@@ -239,6 +239,14 @@ pub(crate) fn target<T: Send + 'static>(core: &Core, index: usize) -> Option<Arc
     typed(core.exit.lock().table()[index + 1].r.store.clone())
 }
 
+/// True if the outbox at `index` of `core` is linked (through its own store, if it has one).
+pub(crate) fn is_linked(core: &Core, index: usize) -> bool {
+    if let Some(own) = own_erased(core, index) {
+        return own.forward().is_some();
+    }
+    !core.exit.lock().table()[index + 1].r.store.is_slot()
+}
+
 /// The store the outbox at `index` of `core` has of its own, if it has one.
 pub(crate) fn own<T: Send + 'static>(core: &Core, index: usize) -> Option<Arc<Store<T>>> {
     own_erased(core, index).and_then(typed)
