@@ -337,7 +337,7 @@ impl<T: Message> Outbox<T> {
     pub fn is_linked(&self) -> bool {
         match &self.at {
             At::Store(s) => s.is_linked(),
-            At::Slot(..) => self.boxref().linked_to().is_some(),
+            At::Slot(core, i) => crate::slot::is_linked(core, *i as usize),
         }
     }
 

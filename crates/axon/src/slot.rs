@@ -29,7 +29,9 @@ use std::sync::{Arc, Mutex};
 use crate::component::Core;
 use crate::owners::Owner;
 use crate::spec::{BoxId, BoxMeta, Direction};
-use crate::store::{lock, ByteBound, ErasedStore, LinkFailure, PushError, Refused, Store};
+use crate::store::{
+    as_any_ref, lock, ByteBound, ErasedStore, LinkFailure, PushError, Refused, Store,
+};
 
 /// What an outbox kept by its component's table is: shared by every outbox declared alike.
 pub(crate) struct Slotted<T> {
@@ -57,16 +59,18 @@ pub(crate) fn descriptor<T: Send + 'static>(
 ) -> Arc<dyn ErasedStore> {
     let mut shared = lock(&DESCRIPTORS);
     let alike = |p: &&Arc<dyn ErasedStore>| {
-        p.any_ref().downcast_ref::<Slotted<T>>().is_some_and(|d| {
-            Arc::ptr_eq(&d.meta, &meta)
-                && d.signal == signal
-                && d.own == own
-                && match (&d.bound, &bound) {
-                    (None, None) => true,
-                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                    _ => false,
-                }
-        })
+        as_any_ref(&***p)
+            .downcast_ref::<Slotted<T>>()
+            .is_some_and(|d| {
+                Arc::ptr_eq(&d.meta, &meta)
+                    && d.signal == signal
+                    && d.own == own
+                    && match (&d.bound, &bound) {
+                        (None, None) => true,
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        _ => false,
+                    }
+            })
     };
     if let Some(p) = shared.iter().find(alike) {
         return p.clone();
@@ -122,10 +126,7 @@ impl<T: Send + 'static> ErasedStore for Slotted<T> {
 
 /// The typed descriptor at `index` of `table`.
 fn slotted<T: Send + 'static>(table: &[crate::spec::Declared], index: usize) -> &Slotted<T> {
-    table[index]
-        .r
-        .store
-        .any_ref()
+    as_any_ref(&*table[index].r.store)
         .downcast_ref::<Slotted<T>>()
         .expect("an outbox's handle names its descriptor, of its type")
 }
@@ -176,7 +177,7 @@ pub(crate) fn push<T: Send + 'static>(
         // table's lock is held (as a store that forwards did under its own), so the link is
         // followed without a count of its own. Locks are taken in the chain's direction.
         let to = &g.table()[index + 1].r.store;
-        if let Some(to) = to.any_ref().downcast_ref::<Store<T>>() {
+        if let Some(to) = as_any_ref(&**to).downcast_ref::<Store<T>>() {
             return match to.push_held(msg, force) {
                 Ok(woken) => {
                     drop(g);
@@ -233,7 +234,7 @@ pub(crate) fn full_end<T: Send + 'static>(core: &Core, index: usize) -> Option<A
     {
         let g = core.exit.lock();
         let to = &g.table()[index + 1].r.store;
-        match to.any_ref().downcast_ref::<Store<T>>() {
+        match as_any_ref(&**to).downcast_ref::<Store<T>>() {
             None => return None,
             // An inbox whose owner waits on its empty queue (a relay's, nearly every time)
             // has room, seen without its lock.
@@ -248,6 +249,14 @@ pub(crate) fn full_end<T: Send + 'static>(core: &Core, index: usize) -> Option<A
 /// not linked and has no store.
 pub(crate) fn target<T: Send + 'static>(core: &Core, index: usize) -> Option<Arc<Store<T>>> {
     typed(core.exit.lock().table()[index + 1].r.store.clone())
+}
+
+/// True if the outbox at `index` of `core` is linked (through its own store, if it has one).
+pub(crate) fn is_linked(core: &Core, index: usize) -> bool {
+    if let Some(own) = own_erased(core, index) {
+        return own.forward().is_some();
+    }
+    !core.exit.lock().table()[index + 1].r.store.is_slot()
 }
 
 /// The store the outbox at `index` of `core` has of its own, if it has one.
@@ -367,9 +376,6 @@ impl ErasedStore for SlotRef {
         self.desc.message_type_name()
     }
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
-    }
-    fn any_ref(&self) -> &(dyn Any + Send + Sync) {
         self
     }
     fn link_erased(self: Arc<Self>, dst: Arc<dyn ErasedStore>) -> Result<(), LinkFailure> {

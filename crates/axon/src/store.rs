@@ -1090,15 +1090,19 @@ macro_rules! typed_answers {
         fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
             self
         }
-        fn any_ref(&self) -> &(dyn std::any::Any + Send + Sync) {
-            self
-        }
     };
 }
 pub(crate) use typed_answers;
 
 /// The type-erased face of a store, for linking by name and for the graph.
-pub(crate) trait ErasedStore: Send + Sync {
+/// `store` as `Any`, to downcast by reference: an upcast, so no call (a method returning
+/// itself as `Any` was one more indirect call on every send from an outbox kept by its table).
+#[inline(always)]
+pub(crate) fn as_any_ref(store: &dyn ErasedStore) -> &dyn Any {
+    store
+}
+
+pub(crate) trait ErasedStore: Any + Send + Sync {
     fn id(&self) -> BoxId;
     fn meta(&self) -> &Arc<BoxMeta>;
     fn direction(&self) -> Direction;
@@ -1132,7 +1136,6 @@ pub(crate) trait ErasedStore: Send + Sync {
     fn owner(&self) -> Option<Owner> {
         None
     }
-    fn any_ref(&self) -> &(dyn Any + Send + Sync);
     /// An outbox kept by its component's table: its entry's descriptor (`slot.rs`).
     fn is_slot(&self) -> bool {
         false
