@@ -30,14 +30,44 @@ pub struct Inbox<T: Message> {
 /// A send follows the box's link to the inbox at the end of the chain (through any passthrough
 /// hops) and queues the message there. An outbox that is not linked keeps what is sent to it, up
 /// to its capacity, and hands it on in order when it is linked (`docs/semantics.md` §2).
+///
+/// A component's outbox keeps no store of its own while it is linked: the handle is the
+/// component's block and the outbox's place in its table, where its link is (`slot.rs`).
 pub struct Outbox<T: Message> {
-    pub(crate) store: Arc<Store<T>>,
+    at: At<T>,
+}
+
+/// What an [`Outbox`] handle reaches: a store (a standalone outbox, a rare outbox made, a
+/// sender into an inbox), or an outbox kept by its component's table.
+enum At<T> {
+    Store(Arc<Store<T>>),
+    Slot(Arc<crate::component::Core>, u32),
 }
 
 impl<T: Message> Clone for Outbox<T> {
     fn clone(&self) -> Self {
         Outbox {
-            store: Arc::clone(&self.store),
+            at: match &self.at {
+                At::Store(s) => At::Store(Arc::clone(s)),
+                At::Slot(core, i) => At::Slot(Arc::clone(core), *i),
+            },
+        }
+    }
+}
+
+/// The store a use of an [`Outbox`] starts from: the handle's own, or one found for it.
+pub(crate) enum Start<'a, T> {
+    Held(&'a Arc<Store<T>>),
+    Found(Arc<Store<T>>),
+}
+
+impl<T> std::ops::Deref for Start<'_, T> {
+    type Target = Arc<Store<T>>;
+    #[inline]
+    fn deref(&self) -> &Arc<Store<T>> {
+        match self {
+            Start::Held(s) => s,
+            Start::Found(s) => s,
         }
     }
 }
@@ -182,9 +212,64 @@ impl<T: Message> Inbox<T> {
 impl<T: Message> Outbox<T> {
     /// An outbox that belongs to no component: a way to feed a component from outside.
     pub fn standalone(name: &str) -> Self {
+        Outbox::from_store(standalone(name, Direction::Out, DEFAULT_CAPACITY))
+    }
+
+    /// A handle on `store`.
+    pub(crate) fn from_store(store: Arc<Store<T>>) -> Self {
         Outbox {
-            store: standalone(name, Direction::Out, DEFAULT_CAPACITY),
+            at: At::Store(store),
         }
+    }
+
+    /// A handle on the outbox at `index` of `core`'s table (`slot.rs`).
+    pub(crate) fn slot(core: Arc<crate::component::Core>, index: usize) -> Self {
+        let index = u32::try_from(index).expect("a table of fewer than 2^32 boxes");
+        Outbox {
+            at: At::Slot(core, index),
+        }
+    }
+
+    /// Pushes `msg` from this outbox (as [`Store::try_push`]).
+    #[inline]
+    fn try_push(&self, msg: T, force: bool) -> Result<(), PushError<T>> {
+        match &self.at {
+            At::Store(s) => s.try_push(msg, force),
+            At::Slot(core, i) => crate::slot::push(core, *i as usize, msg, force),
+        }
+    }
+
+    /// Where this outbox's sends go now, if anywhere (an outbox with no store that is not
+    /// linked: nowhere).
+    #[inline]
+    pub(crate) fn start(&self) -> Option<Start<'_, T>> {
+        match &self.at {
+            At::Store(s) => Some(Start::Held(s)),
+            At::Slot(core, i) => crate::slot::target::<T>(core, *i as usize).map(Start::Found),
+        }
+    }
+
+    /// The full end of the chain from this outbox, if it is full (an outbox with no store
+    /// that is not linked has room).
+    #[inline]
+    pub(crate) fn full_end(&self) -> Option<Arc<Store<T>>> {
+        match &self.at {
+            At::Store(s) => s.full_end(),
+            At::Slot(core, i) => crate::slot::full_end(core, *i as usize),
+        }
+    }
+
+    /// Its own store, if it has one.
+    fn own(&self) -> Option<Start<'_, T>> {
+        match &self.at {
+            At::Store(s) => Some(Start::Held(s)),
+            At::Slot(core, i) => crate::slot::own::<T>(core, *i as usize).map(Start::Found),
+        }
+    }
+
+    /// True once a final message has been sent from this (signal) outbox.
+    pub(crate) fn final_sent(&self) -> bool {
+        self.own().is_some_and(|s| s.final_sent())
     }
 
     /// Sends `msg`, waiting while the destination is full. Fails, handing `msg` back, if the
@@ -199,7 +284,7 @@ impl<T: Message> Outbox<T> {
         let mut msg = Some(msg);
         poll_fn(move |cx| loop {
             let m = msg.take().expect("Outbox::send polled after it completed");
-            match self.store.try_push(m, false) {
+            match self.try_push(m, false) {
                 Ok(()) => return Poll::Ready(Ok(())),
                 Err(PushError::Closed(m)) => return Poll::Ready(Err(SendError(m))),
                 Err(PushError::Full(m, full, _)) => {
@@ -216,7 +301,7 @@ impl<T: Message> Outbox<T> {
 
     /// Sends `msg` if there is room now; otherwise hands it back saying why.
     pub fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
-        match self.store.try_push(msg, false) {
+        match self.try_push(msg, false) {
             Ok(()) => Ok(()),
             Err(PushError::Closed(m)) => Err(TrySendError::Closed(m)),
             Err(PushError::Full(m, _, true)) => Err(TrySendError::Unlinked(m)),
@@ -227,7 +312,7 @@ impl<T: Message> Outbox<T> {
     /// Sends `msg` even if the destination is full. For the few messages that must not wait
     /// (a final control message); never for data.
     pub fn force_send(&self, msg: T) -> Result<(), SendError<T>> {
-        match self.store.try_push(msg, true) {
+        match self.try_push(msg, true) {
             Ok(()) => Ok(()),
             Err(PushError::Closed(m) | PushError::Full(m, ..)) => Err(SendError(m)),
         }
@@ -237,7 +322,7 @@ impl<T: Message> Outbox<T> {
     pub fn ready(&self) -> impl Future<Output = ()> + '_ {
         // Each poll walks the chain afresh: what woke it may be a relink upstream.
         poll_fn(move |cx| loop {
-            match self.store.full_end() {
+            match self.full_end() {
                 None => return Poll::Ready(()),
                 Some(full) => {
                     if full.poll_space(cx).is_pending() {
@@ -250,27 +335,36 @@ impl<T: Message> Outbox<T> {
 
     /// True if this outbox is linked to a destination.
     pub fn is_linked(&self) -> bool {
-        self.store.is_linked()
+        match &self.at {
+            At::Store(s) => s.is_linked(),
+            At::Slot(core, i) => crate::slot::is_linked(core, *i as usize),
+        }
     }
 
     /// True if the inbox at the end of this outbox's link belongs to a component that ended.
     pub fn is_closed(&self) -> bool {
-        self.store.end_is_closed()
+        self.start().is_some_and(|s| s.end_is_closed())
     }
 
     /// How many messages this outbox holds because it is not linked.
     pub fn buffered(&self) -> usize {
-        self.store.len()
+        self.own().map_or(0, |s| s.len())
     }
 
     /// Which box this is.
     pub fn id(&self) -> BoxId {
-        self.store.id()
+        match &self.at {
+            At::Store(s) => s.id(),
+            At::Slot(core, i) => crate::slot::id(core, *i as usize),
+        }
     }
 
     /// A reference for linking and unlinking this box.
     pub fn boxref(&self) -> crate::BoxRef {
-        crate::BoxRef::new(self.store.clone())
+        match &self.at {
+            At::Store(s) => crate::BoxRef::new(s.clone()),
+            At::Slot(core, i) => crate::slot::boxref(core, *i as usize),
+        }
     }
 }
 
@@ -312,7 +406,10 @@ impl<T: Message + AsRef<[u8]>> Outbox<T> {
     /// (as [`Inbox::limit_bytes`]). Once linked, the bound of the inbox at the end of the link
     /// applies.
     pub fn limit_bytes(self, max: usize) -> Self {
-        self.store.set_byte_limit(max, weigh::<T>);
+        match &self.at {
+            At::Store(s) => s.set_byte_limit(max, weigh::<T>),
+            At::Slot(core, i) => crate::slot::limit_bytes(core, *i as usize, max, weigh::<T>),
+        }
         self
     }
 }
@@ -325,7 +422,7 @@ impl<T: Message> fmt::Debug for Inbox<T> {
 
 impl<T: Message> fmt::Debug for Outbox<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Outbox({})", self.store.id())
+        write!(f, "Outbox({})", self.id())
     }
 }
 

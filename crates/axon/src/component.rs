@@ -289,9 +289,9 @@ pub(crate) struct Core {
     /// Its kind, shared with every component of that kind: its label is put together from
     /// this and the id when shown ([`Label`]).
     pub(crate) kind: Arc<str>,
-    /// Declared once, never copied.
-    pub(crate) boxes: Box<[Declared]>,
-    /// How it ended, once it has; until then the tasks waiting for that.
+    /// How it ended, once it has; until then the tasks waiting for that. Its lock also
+    /// guards the box table (declared once, never copied), whose outbox entries hold the
+    /// outboxes' links (`slot.rs`).
     pub(crate) exit: crate::scheduler::ExitCell,
     /// The group whose task polls it, once it is a member: the block is then also the
     /// member's waker (`group.rs`), so a member costs no allocation of its own for that.
@@ -302,15 +302,7 @@ impl fmt::Debug for Component {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Component")
             .field("label", &self.core.label())
-            .field(
-                "boxes",
-                &self
-                    .core
-                    .boxes
-                    .iter()
-                    .map(Declared::name)
-                    .collect::<Vec<_>>(),
-            )
+            .field("boxes", &self.core.box_names())
             .field("error", &self.error)
             .finish_non_exhaustive()
     }
@@ -318,11 +310,11 @@ impl fmt::Debug for Component {
 
 /// Declares a component's boxes, then takes its main routine. See [`Component::build`].
 pub struct ComponentBuilder {
-    kind: Arc<str>,
+    /// Its block, made first: an outbox's handle is the block and the outbox's place in its
+    /// table (`slot.rs`), which grows here while the component is built.
+    core: Arc<Core>,
     /// The label as its boxes name it (see `owners.rs`).
     owner: Owner,
-    id: ComponentId,
-    boxes: Vec<Declared>,
     /// The rare boxes made while it was built (by [`ComponentBuilder::boxref`]), by their
     /// place in `boxes` (which keeps their placeholders).
     early: Vec<(usize, Arc<dyn crate::store::ErasedStore>)>,
@@ -343,11 +335,19 @@ impl Component {
         // hundred thousand times over): looked up, not made, for each.
         let kind = crate::spec::shared_name(name.as_ref());
         let id = ComponentId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
-        ComponentBuilder {
-            owner: Owner::new(Label::new(kind.clone(), id.0)),
-            kind,
+        let owner = Owner::new(Label::new(kind.clone(), id.0));
+        let core = Arc::new(Core {
             id,
-            boxes: Vec::new(),
+            kind,
+            exit: crate::scheduler::ExitCell::building(),
+            group: std::sync::OnceLock::new(),
+        });
+        // Its boxes find their owner's waker through it (`store.rs`: an empty box its owner
+        // waits on holds no waiting list).
+        owner.set_core(&core);
+        ComponentBuilder {
+            core,
+            owner,
             early: Vec::new(),
             error: None,
             hosts_group: false,
@@ -371,7 +371,7 @@ impl Component {
 
     /// Its boxes, in declaration order.
     pub fn boxes(&self) -> impl Iterator<Item = BoxSpec> + '_ {
-        self.core.boxes.iter().map(Declared::spec)
+        self.core.listed().into_iter().map(|(_, d)| d.spec())
     }
 
     /// The box called `name`, for linking.
@@ -431,11 +431,59 @@ impl Core {
     /// The declared box `name` (a rare box made now if it was not), or an unknown-box error
     /// naming the component.
     pub(crate) fn boxref(self: &Arc<Self>, name: &str) -> Result<BoxRef, WiringError> {
-        let index = find_box(|| self.label(), &self.boxes, name)?;
+        let unknown = || unknown_box(|| self.label(), &self.listed(), name);
+        let (index, _) = self
+            .find_declared(|d| &**d.name() == name)
+            .ok_or_else(unknown)?;
         crate::rare::resolve(self, index, true, false)
             .map(BoxRef::new)
-            .ok_or_else(|| unknown_box(|| self.label(), &self.boxes, name))
+            .ok_or_else(unknown)
     }
+
+    /// Its declared boxes with their places in its table, in declaration order (the table's
+    /// second entries of outboxes kept there, `slot.rs`, are not boxes: left out).
+    pub(crate) fn listed(&self) -> Vec<(usize, Declared)> {
+        listed(self.exit.lock().table())
+    }
+
+    /// Its first declared box that `pred` picks, with its place in its table.
+    pub(crate) fn find_declared(
+        &self,
+        pred: impl Fn(&Declared) -> bool,
+    ) -> Option<(usize, Declared)> {
+        let g = self.exit.lock();
+        let found = declared_in(g.table()).find(|(_, d)| pred(d));
+        found.map(|(i, d)| (i, d.clone()))
+    }
+
+    /// Its declared boxes' names, in declaration order.
+    pub(crate) fn box_names(&self) -> Vec<Arc<str>> {
+        (self.listed().iter())
+            .map(|(_, d)| d.name().clone())
+            .collect()
+    }
+
+    /// Its declared box of that name and direction, with its place in its table.
+    pub(crate) fn declared(&self, name: &str, direction: Direction) -> Option<(usize, Declared)> {
+        self.find_declared(|d| &**d.name() == name && d.direction() == direction)
+    }
+}
+
+/// The declared boxes of `table`, with their places: every entry but the second entry of an
+/// outbox kept by the table (`slot.rs`).
+pub(crate) fn listed(table: &[Declared]) -> Vec<(usize, Declared)> {
+    declared_in(table).map(|(i, d)| (i, d.clone())).collect()
+}
+
+/// [`listed`], by reference.
+fn declared_in(table: &[Declared]) -> impl Iterator<Item = (usize, &Declared)> {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let d = table.get(i).filter(|d| !crate::scheduler::is_filler(d))?;
+        let at = i;
+        i += if d.r.store.is_slot() { 2 } else { 1 };
+        Some((at, d))
+    })
 }
 
 impl Drop for Core {
@@ -449,20 +497,25 @@ impl Drop for Core {
 /// component (its label made only then).
 pub(crate) fn find_box(
     label: impl FnOnce() -> Label,
-    boxes: &[Declared],
+    boxes: &[(usize, Declared)],
     name: &str,
 ) -> Result<usize, WiringError> {
     boxes
         .iter()
-        .position(|d| &**d.name() == name)
+        .find(|(_, d)| &**d.name() == name)
+        .map(|(i, _)| *i)
         .ok_or_else(|| unknown_box(label, boxes, name))
 }
 
-fn unknown_box(label: impl FnOnce() -> Label, boxes: &[Declared], name: &str) -> WiringError {
+fn unknown_box(
+    label: impl FnOnce() -> Label,
+    boxes: &[(usize, Declared)],
+    name: &str,
+) -> WiringError {
     WiringError::UnknownBox {
         component: label().to_string(),
         name: name.to_string(),
-        available: boxes.iter().map(|d| d.name().to_string()).collect(),
+        available: boxes.iter().map(|(_, d)| d.name().to_string()).collect(),
     }
 }
 
@@ -470,10 +523,7 @@ impl fmt::Debug for ComponentBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ComponentBuilder")
             .field("label", &self.label())
-            .field(
-                "boxes",
-                &self.boxes.iter().map(Declared::name).collect::<Vec<_>>(),
-            )
+            .field("boxes", &self.core.box_names())
             .field("error", &self.error)
             .finish()
     }
@@ -482,7 +532,7 @@ impl fmt::Debug for ComponentBuilder {
 impl ComponentBuilder {
     /// The label the component will have (`Name#id`).
     pub fn label(&self) -> Label {
-        Label::new(self.kind.clone(), self.id.0)
+        self.core.label()
     }
 
     /// Makes the component, when activated on its own, run as a [`crate::Group`] of one, so
@@ -497,7 +547,8 @@ impl ComponentBuilder {
     /// The shared name and description of a new box `name`, noting a duplicate name as this
     /// component's wiring error.
     fn new_meta(&mut self, name: &str, description: &'static str) -> Arc<BoxMeta> {
-        if self.boxes.iter().any(|d| &**d.name() == name) && self.error.is_none() {
+        let duplicate = self.core.find_declared(|d| &**d.name() == name).is_some();
+        if duplicate && self.error.is_none() {
             self.error = Some(WiringError::DuplicateBox {
                 component: self.label().to_string(),
                 name: name.to_string(),
@@ -516,7 +567,7 @@ impl ComponentBuilder {
     ) -> Arc<Store<T>> {
         let meta = self.new_meta(name, description);
         let store = Store::<T>::new(self.owner.clone(), meta, direction, capacity, signal);
-        self.boxes.push(Declared {
+        self.core.exit.push_box(Declared {
             r: BoxRef::new(store.clone()),
         });
         store
@@ -543,11 +594,23 @@ impl ComponentBuilder {
     /// Declares an outbox of `T`. An outbox called [`SIGNAL`] that carries [`Control`] is the
     /// standard `signal` however it is declared: it notes its final message (see
     /// [`ComponentBuilder::signal`]).
+    ///
+    /// The outbox keeps no store of its own while it is linked (or unused): its link is an
+    /// entry of the component's table, and its handle the component's block and a place in it
+    /// (`docs/semantics.md` §2). It makes one when it needs one: sent to while it is not
+    /// linked, linked to (a passthrough out of a child), or a final message sent on `signal`.
     pub fn outbox<T: Message>(&mut self, name: &str, description: &'static str) -> Outbox<T> {
         let signal = name == SIGNAL;
-        Outbox {
-            store: self.declare(name, Direction::Out, description, DEFAULT_CAPACITY, signal),
-        }
+        let meta = self.new_meta(name, description);
+        let desc = crate::slot::descriptor::<T>(meta, signal, None, false);
+        let index = self.core.exit.push_box(Declared {
+            r: BoxRef::new(desc.clone()),
+        });
+        // Where its sends go: nowhere yet (the descriptor again, `slot.rs`).
+        self.core.exit.push_box(Declared {
+            r: BoxRef::new(desc),
+        });
+        Outbox::slot(self.core.clone(), index)
     }
 
     /// Declares the standard `control` inbox.
@@ -641,7 +704,7 @@ impl ComponentBuilder {
         // first wait, to note a waker there: two stores and the map's entry for a client.
         self.hosts_group = true;
         let meta = self.new_meta(decl.name, decl.description);
-        self.boxes.push(Declared {
+        self.core.exit.push_box(Declared {
             r: BoxRef::new(crate::rare::placeholder::<T>(meta, Direction::In)),
         });
         crate::RareInbox::none()
@@ -667,7 +730,7 @@ impl ComponentBuilder {
             return;
         }
         let meta = self.new_meta(decl.name, decl.description);
-        self.boxes.push(Declared {
+        self.core.exit.push_box(Declared {
             r: BoxRef::new(crate::rare::placeholder::<T>(meta, Direction::Out)),
         });
     }
@@ -678,7 +741,9 @@ impl ComponentBuilder {
             self.fail(WiringError::UnknownBox {
                 component: self.label().to_string(),
                 name: name.to_string(),
-                available: self.boxes.iter().map(|d| d.name().to_string()).collect(),
+                available: (self.core.listed().iter())
+                    .map(|(_, d)| d.name().to_string())
+                    .collect(),
             });
         }
     }
@@ -694,7 +759,7 @@ impl ComponentBuilder {
     ) -> BoxRef {
         let meta = self.new_meta(name, description);
         let r = like.new_like(&self.owner, meta, direction);
-        self.boxes.push(Declared { r: r.clone() });
+        self.core.exit.push_box(Declared { r: r.clone() });
         r
     }
 
@@ -708,8 +773,16 @@ impl ComponentBuilder {
     /// The box called `name` declared so far (a rare box is made now: see
     /// [`ComponentBuilder::rare_inbox_from`]).
     pub fn boxref(&mut self, name: &str) -> Result<BoxRef, WiringError> {
-        let index = find_box(|| self.label(), &self.boxes, name)?;
-        let d = &self.boxes[index];
+        let listed = self.core.listed();
+        let index = find_box(|| self.label(), &listed, name)?;
+        let d = &listed
+            .iter()
+            .find(|(i, _)| *i == index)
+            .expect("found just above")
+            .1;
+        if d.r.store.is_slot() {
+            return Ok(crate::slot::boxref(&self.core, index));
+        }
         if !d.r.store.is_rare() {
             return Ok(d.r.clone());
         }
@@ -802,23 +875,9 @@ impl ComponentBuilder {
 
     /// The component, with its main routine made by `main` from a reference to its block.
     fn finish(mut self, main: impl FnOnce(Arc<Core>) -> MainFuture) -> Component {
-        // The table in a block of exactly its size, the builder's list freed whole: shrunk in
-        // place, the list would leave its tail free as a small block between the component's
-        // (32 bytes for a table of six, in a list grown to eight), a hole per component that
-        // blocks of other sizes made later do not fill; whole, it is taken again by the next
-        // component's list.
-        let mut boxes = Vec::with_capacity(self.boxes.len());
-        boxes.append(&mut self.boxes);
-        let core = Arc::new(Core {
-            id: self.id,
-            kind: self.kind,
-            boxes: boxes.into_boxed_slice(),
-            exit: Default::default(),
-            group: std::sync::OnceLock::new(),
-        });
-        // Its boxes find their owner's waker through it (`store.rs`: an empty box its owner
-        // waits on holds no waiting list).
-        self.owner.set_core(&core);
+        // The table in a block of exactly its size (see `ExitCell::finish_table`).
+        self.core.exit.finish_table();
+        let core = self.core.clone();
         crate::rare::made_early(&core, std::mem::take(&mut self.early));
         // The routine and its future share one block, made here: the future is made in it
         // when the component first runs (in place: `Main`), with a context made then, as it

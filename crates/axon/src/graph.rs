@@ -17,7 +17,7 @@ fn box_id(core: &Arc<Core>, index: usize) -> BoxId {
     match crate::rare::resolve(core, index, false, false) {
         Some(store) => store.id(),
         None => {
-            let d = &core.boxes[index];
+            let d = &core.exit.table()[index];
             BoxId {
                 owner: Arc::from(core.label()),
                 name: d.name().clone(),
@@ -52,7 +52,7 @@ pub(crate) fn render(nodes: &[Node]) -> String {
         let label = n.core.label();
         let _ = writeln!(out, "{pad}subgraph \"cluster_{label}\" {{");
         let _ = writeln!(out, "{pad}  label={:?};", label.to_string());
-        for (i, d) in n.core.boxes.iter().enumerate() {
+        for (i, d) in n.core.listed() {
             let shape = match d.direction() {
                 Direction::In => "invhouse",
                 Direction::Out => "house",
@@ -78,8 +78,8 @@ pub(crate) fn render(nodes: &[Node]) -> String {
     }
     for n in nodes {
         // A rare box not made is linked to nothing (and not made for the graph).
-        let made =
-            (0..n.core.boxes.len()).filter_map(|i| crate::rare::resolve(&n.core, i, false, false));
+        let made = (n.core.listed().into_iter())
+            .filter_map(|(i, _)| crate::rare::resolve(&n.core, i, false, false));
         for r in made.map(crate::BoxRef::new) {
             if let Some(dst) = r.linked_to() {
                 let style = match LinkKind::between(r.direction(), dst.direction) {

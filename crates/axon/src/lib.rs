@@ -46,6 +46,7 @@ mod owners;
 mod rare;
 mod registry;
 mod scheduler;
+mod slot;
 mod spec;
 mod store;
 #[cfg(test)]

@@ -54,8 +54,12 @@ impl BoxRef {
         if self.direction() != dir {
             return None;
         }
+        if let Some(slot) = self.store.as_slot() {
+            return (slot.message_type() == TypeId::of::<T>())
+                .then(|| Outbox::slot(slot.core.clone(), slot.index));
+        }
         let store = self.store.clone().as_any().downcast().ok()?;
-        Some(Outbox { store })
+        Some(Outbox::from_store(store))
     }
 
     pub(crate) fn message_type(&self) -> TypeId {
@@ -262,24 +266,27 @@ pub fn link_refs(src: &BoxRef, dst: &BoxRef) -> Result<Link, WiringError> {
             dst: dst.id(),
         });
     }
-    src.store
-        .clone()
-        .link_erased(dst.store.clone())
-        .map_err(|e| match e {
-            LinkFailure::AlreadyLinked(existing) => WiringError::AlreadyLinked {
-                src: src.id(),
-                existing,
-            },
-            LinkFailure::Closed(dst) => WiringError::Closed { src: src.id(), dst },
-            LinkFailure::Cycle => WiringError::Cycle {
-                src: src.id(),
-                dst: dst.id(),
-            },
-            LinkFailure::TypeMismatch => WiringError::TypeMismatch {
-                src: src.id(),
-                dst: dst.id(),
-            },
-        })?;
+    // An outbox kept by its component's table is linked to through a store of its own
+    // (`slot.rs`): a passthrough out of a child goes through it.
+    let to = match dst.store.as_slot() {
+        Some(slot) => slot.own_store(),
+        None => dst.store.clone(),
+    };
+    src.store.clone().link_erased(to).map_err(|e| match e {
+        LinkFailure::AlreadyLinked(existing) => WiringError::AlreadyLinked {
+            src: src.id(),
+            existing,
+        },
+        LinkFailure::Closed(dst) => WiringError::Closed { src: src.id(), dst },
+        LinkFailure::Cycle => WiringError::Cycle {
+            src: src.id(),
+            dst: dst.id(),
+        },
+        LinkFailure::TypeMismatch => WiringError::TypeMismatch {
+            src: src.id(),
+            dst: dst.id(),
+        },
+    })?;
     Ok(Link {
         src: src.clone(),
         dst: dst.id(),

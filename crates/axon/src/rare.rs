@@ -35,7 +35,7 @@ use crate::boxes::{Inbox, Message, Outbox, DEFAULT_CAPACITY};
 use crate::component::Core;
 use crate::owners::Owner;
 use crate::spec::{BoxId, BoxMeta, Direction};
-use crate::store::{ErasedStore, LinkFailure, Store};
+use crate::store::{ErasedStore, Store};
 
 /// What a rare box is in its component's table until it is made: its name and description,
 /// direction and type, shared by every box declared alike (a connection's `makessl` is one
@@ -101,32 +101,9 @@ impl<T: Message> ErasedStore for Placeholder<T> {
     fn direction(&self) -> Direction {
         self.direction
     }
-    fn message_type(&self) -> std::any::TypeId {
-        std::any::TypeId::of::<T>()
-    }
-    fn message_type_name(&self) -> &'static str {
-        std::any::type_name::<T>()
-    }
-    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
-        self
-    }
-    fn link_erased(self: Arc<Self>, _dst: Arc<dyn ErasedStore>) -> Result<(), LinkFailure> {
-        Err(LinkFailure::TypeMismatch)
-    }
-    fn unlink_erased(self: Arc<Self>) -> Option<BoxId> {
-        None
-    }
-    fn forward(&self) -> Option<BoxId> {
-        None
-    }
+    crate::store::typed_answers!(T);
     fn new_like(&self, owner: &Owner, meta: Arc<BoxMeta>, dir: Direction) -> Arc<dyn ErasedStore> {
         Store::<T>::new(owner.clone(), meta, dir, DEFAULT_CAPACITY, false)
-    }
-    fn close_erased(&self) -> usize {
-        0
-    }
-    fn queued(&self) -> usize {
-        0
     }
     fn is_rare(&self) -> bool {
         true
@@ -283,7 +260,7 @@ fn may_have_untaken(key: usize) -> bool {
 
 /// True if `core` declared a rare box.
 pub(crate) fn has_rare(core: &Core) -> bool {
-    core.boxes.iter().any(|d| d.r.store.is_rare())
+    (core.listed().iter()).any(|(_, d)| d.r.store.is_rare())
 }
 
 /// The store of the box at `index` of `core`'s table: a rare box's as made, made now if `make`
@@ -295,7 +272,11 @@ pub(crate) fn resolve(
     make: bool,
     take: bool,
 ) -> Option<Arc<dyn ErasedStore>> {
-    let d = core.boxes.get(index)?;
+    let d = core.exit.lock().table().get(index)?.clone();
+    if d.r.store.is_slot() {
+        // An outbox kept by the table: a reference to its place there.
+        return Some(crate::slot::slot_ref(core, index));
+    }
     if !d.r.store.is_rare() {
         return Some(d.r.store.clone());
     }
@@ -370,7 +351,14 @@ pub(crate) fn made_early(core: &Arc<Core>, early: Vec<(usize, Arc<dyn ErasedStor
 /// An owner for a store made for `core`: its boxes' (every box of a component names one), or
 /// a new one naming `core` if it has no box made.
 fn owner_of(core: &Arc<Core>) -> Owner {
-    if let Some(o) = core.boxes.iter().find_map(|d| d.r.store.owner()) {
+    owner_in(core, &core.exit.table())
+}
+
+/// [`owner_of`], with `core`'s table at hand (its lock may be held).
+pub(crate) fn owner_in(core: &Arc<Core>, table: &[crate::spec::Declared]) -> Owner {
+    // A declared box's store (not the store an outbox kept by the table is linked to).
+    let listed = crate::component::listed(table);
+    if let Some(o) = listed.iter().find_map(|(_, d)| d.r.store.owner()) {
         return o;
     }
     let o = Owner::new(core.label());
@@ -381,8 +369,15 @@ fn owner_of(core: &Arc<Core>) -> Owner {
 /// How many of `core`'s boxes have a store (for tests of a component's memory): every box
 /// but the rare ones not made.
 pub(crate) fn made_count(core: &Arc<Core>) -> usize {
-    (0..core.boxes.len())
-        .filter(|&i| resolve(core, i, false, false).is_some())
+    // An outbox kept by the table counts if it has a store of its own.
+    (core.listed().into_iter())
+        .filter(|(i, d)| {
+            if d.r.store.is_slot() {
+                d.r.store.slot_has_own()
+            } else {
+                resolve(core, *i, false, false).is_some()
+            }
+        })
         .count()
 }
 
@@ -464,16 +459,12 @@ impl RareBoxes {
     pub fn outbox<T: Message>(&self, name: &str) -> Option<Outbox<T>> {
         let index = self.index(name)?;
         let store = resolve(self.core.as_ref()?, index, true, false)?;
-        if store.direction() != Direction::Out {
-            return None;
-        }
-        let store = store.as_any().downcast::<Store<T>>().ok()?;
-        Some(Outbox { store })
+        crate::BoxRef::new(store).outbox::<T>()
     }
 
     fn index(&self, name: &str) -> Option<usize> {
         let core = self.core.as_ref()?;
-        core.boxes.iter().position(|d| &**d.name() == name)
+        core.find_declared(|d| &**d.name() == name).map(|(i, _)| i)
     }
 
     /// True if `waker` is its owner's own (a group member's: its block, see

@@ -618,7 +618,7 @@ impl Scheduler {
         }
     }
 
-    fn finish(&self, core: &Core, failure: Option<FailureKind>) {
+    fn finish(&self, core: &Arc<Core>, failure: Option<FailureKind>) {
         // Put together only when shown (a failure, messages left undelivered).
         let label = core.label();
         let failure = failure.map(|kind| {
@@ -630,16 +630,15 @@ impl Scheduler {
         if let Some(f) = &failure {
             tracing::warn!(component = %label, "{f}");
             if let Some(signal) = core
-                .boxes
-                .iter()
-                .find(|d| &**d.name() == SIGNAL && d.direction() == Direction::Out)
-                .and_then(|d| d.r.outbox::<Control>())
+                .declared(SIGNAL, Direction::Out)
+                .and_then(|(i, _)| crate::rare::resolve(core, i, false, false))
+                .and_then(|r| BoxRef::new(r).outbox::<Control>())
             {
                 send_failure(&signal, &f.component, f.clone());
             }
         }
         let mut undelivered = Vec::new();
-        for d in core.boxes.iter() {
+        for (_, d) in core.listed() {
             if d.direction() == Direction::In {
                 let left = d.r.store.close_erased();
                 if left > 0 {
@@ -812,7 +811,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 fn send_failure(signal: &Outbox<Control>, label: &Arc<str>, failure: Arc<ComponentFailure>) {
     // After its final message a component's signal carries nothing more (§5); the failure is
     // still in the exit and the run's report.
-    if signal.store.final_sent() {
+    if signal.final_sent() {
         return;
     }
     // Otherwise the runtime sends the error and then ProducerFinished, so whatever is
@@ -824,10 +823,7 @@ fn send_failure(signal: &Outbox<Control>, label: &Arc<str>, failure: Arc<Compone
 }
 
 fn control_of(core: &Arc<Core>) -> Option<BoxRef> {
-    let index = core
-        .boxes
-        .iter()
-        .position(|d| &**d.name() == CONTROL && d.direction() == Direction::In)?;
+    let (index, _) = core.declared(CONTROL, Direction::In)?;
     // A rare `control` is made now: a message is coming.
     crate::rare::resolve(core, index, true, false).map(BoxRef::new)
 }
@@ -901,8 +897,39 @@ impl Handle {
 /// a watch channel: there is one per component, inside its [`Core`]). Two words while the
 /// component runs and nobody waits for it: the waiters and the exit are allocated when there
 /// are some, in one block while a single task waits (the usual case: a supervisor joining it).
+///
+/// Its lock is also the component's box table's ([`CellState::boxes`]): a linked outbox
+/// keeps no store of its own, its link is an entry of the table, read under this lock by a
+/// send (`slot.rs`), in the place of the lock of the store it would have had.
 #[derive(Default)]
-pub(crate) struct ExitCell(Mutex<Option<Box<ExitState>>>);
+pub(crate) struct ExitCell(Mutex<CellState>);
+
+/// What a component's [`ExitCell`] guards: its exit (or its waiters), and its box table.
+#[derive(Default)]
+pub(crate) struct CellState {
+    pub(crate) exit: Option<Box<ExitState>>,
+    /// Its boxes, declared once: one entry a box, and for each outbox kept by its table
+    /// (`slot.rs`) a second entry just after it, where its sends go. While the component is
+    /// built, the table grows as a list does, its room past the boxes declared so far filled
+    /// with [`filler`]; once it is finished, it is a block of exactly its size.
+    pub(crate) boxes: Box<[crate::spec::Declared]>,
+}
+
+/// What fills a table's room while its component is built: no box.
+pub(crate) fn filler() -> &'static crate::spec::Declared {
+    static FILLER: std::sync::OnceLock<crate::spec::Declared> = std::sync::OnceLock::new();
+    FILLER.get_or_init(|| crate::spec::Declared {
+        r: BoxRef::new(crate::rare::placeholder::<()>(
+            crate::spec::shared_meta("(room)", ""),
+            Direction::In,
+        )),
+    })
+}
+
+/// True if `d` is [`filler`].
+pub(crate) fn is_filler(d: &crate::spec::Declared) -> bool {
+    Arc::ptr_eq(&d.r.store, &filler().r.store)
+}
 
 /// A component's exit, or the tasks waiting for it: 24 bytes, one 32-byte block of the
 /// allocator (a server's watcher of each connection keeps one waiting in its adapter's cell).
@@ -919,10 +946,76 @@ pub(crate) enum ExitState {
 /// [`Exit::undelivered`].
 type LeftUndelivered = Vec<(Arc<str>, usize)>;
 
+impl CellState {
+    /// The box table (while the component is built, with [`filler`] past its boxes).
+    #[inline]
+    pub(crate) fn table(&self) -> &[crate::spec::Declared] {
+        &self.boxes
+    }
+
+    /// The box table, to change an entry.
+    pub(crate) fn table_mut(&mut self) -> &mut [crate::spec::Declared] {
+        &mut self.boxes
+    }
+
+    /// How many entries the table holds (the room past them is [`filler`]).
+    fn filled(&self) -> usize {
+        self.boxes
+            .iter()
+            .position(is_filler)
+            .unwrap_or(self.boxes.len())
+    }
+
+    /// True once the component has ended.
+    pub(crate) fn ended(&self) -> bool {
+        matches!(self.exit.as_deref(), Some(ExitState::Done(..)))
+    }
+}
+
 impl ExitCell {
-    fn lock(&self) -> MutexGuard<'_, Option<Box<ExitState>>> {
+    /// A cell for a component being built.
+    pub(crate) fn building() -> ExitCell {
+        ExitCell::default()
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, CellState> {
         // Nothing panics while this lock is held.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends `d` to the table of a component being built; returns its place.
+    pub(crate) fn push_box(&self, d: crate::spec::Declared) -> usize {
+        let mut g = self.lock();
+        let n = g.filled();
+        if n == g.boxes.len() {
+            // Full: room for as many again, as a list grows.
+            let mut v = std::mem::take(&mut g.boxes).into_vec();
+            let room = (2 * n).max(4);
+            v.reserve_exact(room - n);
+            v.resize(room, filler().clone());
+            g.boxes = v.into_boxed_slice();
+        }
+        g.boxes[n] = d;
+        n
+    }
+
+    /// The table in a block of exactly its size, once the component is finished. The
+    /// builder's list is freed whole: shrunk in place, it would leave its tail free as a
+    /// small block between the component's (32 bytes for a table of six, in a list grown to
+    /// eight), a hole per component that blocks of other sizes made later do not fill;
+    /// whole, it is taken again by the next component's list.
+    pub(crate) fn finish_table(&self) {
+        let mut g = self.lock();
+        let n = g.filled();
+        if n < g.boxes.len() {
+            let boxes = g.boxes[..n].to_vec();
+            g.boxes = boxes.into_boxed_slice();
+        }
+    }
+
+    /// A copy of the table (its entries are references: for look-ups outside the lock).
+    pub(crate) fn table(&self) -> Vec<crate::spec::Declared> {
+        self.lock().table().to_vec()
     }
 
     fn set(&self, exit: Exit) {
@@ -933,6 +1026,7 @@ impl ExitCell {
         let undelivered = (!undelivered.is_empty()).then(|| Box::new(undelivered));
         let state = self
             .lock()
+            .exit
             .replace(Box::new(ExitState::Done(failure, undelivered)));
         if let Some(ExitState::Running(first, rest)) = state.map(|b| *b) {
             first.wake();
@@ -943,12 +1037,13 @@ impl ExitCell {
     }
 
     fn is_done(&self) -> bool {
-        matches!(self.lock().as_deref(), Some(ExitState::Done(..)))
+        self.lock().ended()
     }
 
     /// The exit, or `Pending` with `waker` noted to be woken when there is one.
     fn poll(&self, waker: &std::task::Waker) -> Poll<Exit> {
         let mut g = self.lock();
+        let g = &mut g.exit;
         match g.as_deref_mut() {
             None => {
                 *g = Some(Box::new(ExitState::Running(waker.clone(), None)));
@@ -1219,7 +1314,7 @@ mod tests {
         let ((a, wa), (b, wb)) = (WakeCount::waker(), WakeCount::waker());
         assert!(cell.poll(&wa).is_pending() && cell.poll(&wa).is_pending());
         assert!(matches!(
-            cell.lock().as_deref(),
+            cell.lock().exit.as_deref(),
             Some(ExitState::Running(_, None))
         ));
         assert!(cell.poll(&wb).is_pending());

@@ -323,7 +323,7 @@ mod tests {
             ]
         );
         assert!(signal.try_send(Control::producer_finished()).is_ok());
-        assert!(signal.store.final_sent(), "signal_from keeps the guard");
+        assert!(signal.final_sent(), "signal_from keeps the guard");
 
         for misnamed in [true, false] {
             let mut b = Component::build("Bad");

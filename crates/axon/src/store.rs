@@ -178,7 +178,7 @@ impl<T> Busy<T> {
 /// A byte bound: a non-empty store at or above `limit` bytes is full. Shared by every box
 /// bounded alike ([`shared_bound`]): a connection's bounded boxes hold a pointer to it, not
 /// a block each.
-struct ByteBound<T> {
+pub(crate) struct ByteBound<T> {
     limit: usize,
     weigh: fn(&T) -> usize,
 }
@@ -191,7 +191,10 @@ static BOUNDS: Mutex<Vec<Arc<dyn Any + Send + Sync>>> = Mutex::new(Vec::new());
 const SHARED_BOUNDS: usize = 256;
 
 /// The byte bound of `limit` weighed with `weigh`, shared with every other box bounded alike.
-fn shared_bound<T: Send + 'static>(limit: usize, weigh: fn(&T) -> usize) -> Arc<ByteBound<T>> {
+pub(crate) fn shared_bound<T: Send + 'static>(
+    limit: usize,
+    weigh: fn(&T) -> usize,
+) -> Arc<ByteBound<T>> {
     let mut bounds = lock(&BOUNDS);
     let alike = |b: &Arc<dyn Any + Send + Sync>| {
         (**b)
@@ -264,7 +267,7 @@ fn weigh_in<T>(bound: Option<&ByteBound<T>>, msg: &T, idle: &AtomicUsize, empty:
 /// Wakers taken from a store, to be woken once its lock is released.
 #[must_use]
 #[derive(Default)]
-struct Woken {
+pub(crate) struct Woken {
     first: Option<Waker>,
     rest: Vec<Waker>,
 }
@@ -275,7 +278,7 @@ impl Woken {
     // of line, at about 30M instructions in figure 8's quick run under callgrind: axon's share
     // 200M -> 229M; and inlining all of it at every call moved other inlining in the relay.)
     #[inline(always)]
-    fn wake(self) {
+    pub(crate) fn wake(self) {
         let Woken { first, rest } = self;
         if let Some(w) = first {
             w.wake();
@@ -296,6 +299,14 @@ fn wake_all(rest: Vec<Waker>) {
 pub(crate) enum PushError<T> {
     Full(T, Arc<Store<T>>, bool),
     Closed(T),
+}
+
+/// Why a push into a store reached by reference ([`Store::push_held`]) did not happen:
+/// [`PushError`], but a store found full is the caller's to name (with whether it is an
+/// outbox).
+pub(crate) enum Refused<T> {
+    Full(T, bool),
+    Other(PushError<T>),
 }
 
 pub(crate) enum LinkFailure {
@@ -468,9 +479,9 @@ fn capacity_bits(capacity: usize) -> u32 {
 }
 
 /// Held while a link is made (see [`Store::link_to`]).
-static LINKING: Mutex<()> = Mutex::new(());
+pub(crate) static LINKING: Mutex<()> = Mutex::new(());
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // No code panics while holding a store lock, so poisoning cannot carry a broken invariant.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -505,6 +516,25 @@ impl<T: Send + 'static> Store<T> {
         })
     }
 
+    /// A store of its own for an outbox kept by its component's table (`slot.rs`): `bound`
+    /// is the bound its handle set, and it forwards to `to`, where the table sent it, if
+    /// anywhere (nothing forwards to it yet, so no cycle can close and nothing moves).
+    pub(crate) fn new_own(
+        owner: Owner,
+        meta: Arc<BoxMeta>,
+        signal: bool,
+        bound: Option<Arc<ByteBound<T>>>,
+        to: Option<Arc<dyn ErasedStore>>,
+    ) -> Arc<Self> {
+        let store = Store::new(owner, meta, Direction::Out, crate::DEFAULT_CAPACITY, signal);
+        {
+            let mut g = lock(&store.state);
+            g.bound = bound;
+            g.forward = to.and_then(|to| to.as_any().downcast::<Store<T>>().ok());
+        }
+        store
+    }
+
     /// Which box this is.
     pub(crate) fn id(&self) -> BoxId {
         let (owner, direction) = {
@@ -531,13 +561,25 @@ impl<T: Send + 'static> Store<T> {
     /// Pushes into the end of the chain starting at `self`, unless it is full or closed.
     /// `force` ignores the capacity (used for runtime messages and for migration).
     pub(crate) fn try_push(self: &Arc<Self>, msg: T, force: bool) -> Result<(), PushError<T>> {
+        // Woken once every lock is released.
+        self.try_push_woken(msg, force)?.wake();
+        Ok(())
+    }
+
+    /// [`Store::try_push`], the tasks to wake returned, to be woken once the caller's locks
+    /// are released too (an outbox's send holds its component's table: `slot.rs`).
+    pub(crate) fn try_push_woken(
+        self: &Arc<Self>,
+        msg: T,
+        force: bool,
+    ) -> Result<Woken, PushError<T>> {
         // The lock is taken only for a final control message, never for data.
         let is_final = crate::component::is_final_control(&msg) && lock(&self.state).has(SIGNAL);
-        let r = self.push_chain(msg, force);
-        if is_final && r.is_ok() {
+        let woken = self.push_chain_woken(msg, force)?;
+        if is_final {
             lock(&self.state).set(FINAL_SENT);
         }
-        r
+        Ok(woken)
     }
 
     /// True once a final message has been sent from this (signal) box.
@@ -545,10 +587,18 @@ impl<T: Send + 'static> Store<T> {
         lock(&self.state).has(FINAL_SENT)
     }
 
+    /// Pushes into the end of the chain from `self` and wakes whoever waits there.
     fn push_chain(self: &Arc<Self>, msg: T, force: bool) -> Result<(), PushError<T>> {
+        self.push_chain_woken(msg, force)?.wake();
+        Ok(())
+    }
+
+    /// Pushes into the end of the chain from `self`; returns the tasks to wake once every
+    /// lock is released.
+    fn push_chain_woken(self: &Arc<Self>, msg: T, force: bool) -> Result<Woken, PushError<T>> {
         let mut g = lock(&self.state);
-        let woken = match g.forward.as_ref() {
-            None => self.push_locked(&mut g, msg, force)?,
+        match g.forward.as_ref() {
+            None => self.push_locked(&mut g, msg, force),
             Some(next) => {
                 // The usual chain, an outbox linked to an inbox: the inbox is locked while the
                 // outbox's lock is still held, so its link is followed without a count of its
@@ -561,15 +611,11 @@ impl<T: Send + 'static> Store<T> {
                     let next = Arc::clone(next);
                     drop(end);
                     drop(g);
-                    return next.push_chain(msg, force);
+                    return next.push_chain_woken(msg, force);
                 }
-                next.push_locked(&mut end, msg, force)?
+                next.push_locked(&mut end, msg, force)
             }
-        };
-        // Woken once every lock is released.
-        drop(g);
-        woken.wake();
-        Ok(())
+        }
     }
 
     /// Pushes `msg` into this store, the end of its chain, whose state `g` is locked, unless
@@ -582,11 +628,56 @@ impl<T: Send + 'static> Store<T> {
         msg: T,
         force: bool,
     ) -> Result<Woken, PushError<T>> {
+        match self.push_here(g, msg, force) {
+            Ok(woken) => Ok(woken),
+            Err(Refused::Full(m, out)) => Err(PushError::Full(m, Arc::clone(self), out)),
+            Err(Refused::Other(e)) => Err(e),
+        }
+    }
+
+    /// Pushes `msg` into the chain from this store, reached by reference (an outbox's link in
+    /// its component's table, whose lock the caller holds: `slot.rs`), as [`Store::try_push`]
+    /// does from a store of its own, but for the wake-ups: the tasks to wake are returned, to
+    /// be woken once the caller's lock is released too.
+    #[inline(always)]
+    pub(crate) fn push_held(&self, msg: T, force: bool) -> Result<Woken, Refused<T>> {
+        let mut g = lock(&self.state);
+        match g.forward.as_ref() {
+            None => self.push_here(&mut g, msg, force),
+            Some(next) => {
+                // Through passthroughs, or an outbox's own store that is linked: hand over
+                // hand, as `push_chain_woken` goes. This store's lock is held until the next
+                // is locked, so an unlink of this store is ordered with the push (a send that
+                // let go first could land in the old target after the unlink returned); the
+                // wake-ups are returned, not made here, as the caller holds its table's lock.
+                let mut end = lock(&next.state);
+                if end.forward.is_some() {
+                    let next = Arc::clone(next);
+                    drop(end);
+                    drop(g);
+                    return next.push_chain_woken(msg, force).map_err(Refused::Other);
+                }
+                next.push_locked(&mut end, msg, force)
+                    .map_err(Refused::Other)
+            }
+        }
+    }
+
+    /// True if a task is noted waiting on this store's empty queue: it is its chain's end
+    /// and has room (see [`Store::idle`]). Seen without the lock.
+    #[inline]
+    pub(crate) fn has_room_now(&self) -> bool {
+        is_waiting(self.idle.load(Ordering::Acquire))
+    }
+
+    /// [`Store::push_locked`], a full store being the caller's to name.
+    #[inline(always)]
+    fn push_here(&self, g: &mut State<T>, msg: T, force: bool) -> Result<Woken, Refused<T>> {
         if g.has(CLOSED) {
-            return Err(PushError::Closed(msg));
+            return Err(Refused::Other(PushError::Closed(msg)));
         }
         if !force && g.is_full(&self.idle) {
-            return Err(PushError::Full(msg, Arc::clone(self), g.has(OUT)));
+            return Err(Refused::Full(msg, g.has(OUT)));
         }
         if g.busy.is_none() {
             return Ok(self.push_first(g, msg));
@@ -954,7 +1045,13 @@ impl<T: Send + 'static> Store<T> {
         let old = old?;
         // Senders upstream of us may be waiting for room at the end of the old chain: wake them
         // so they retry along the new one.
-        let mut cur = Some(Arc::clone(&old));
+        old.wake_senders();
+        Some(old.id())
+    }
+
+    /// Wakes the tasks waiting for room anywhere along the chain from `self`.
+    pub(crate) fn wake_senders(self: &Arc<Self>) {
+        let mut cur = Some(Arc::clone(self));
         while let Some(c) = cur {
             let mut g = lock(&c.state);
             let woken = g.take_tx();
@@ -962,7 +1059,6 @@ impl<T: Send + 'static> Store<T> {
             drop(g);
             woken.wake();
         }
-        Some(old.id())
     }
 
     /// Marks the store closed (its owner ended) and returns how many messages it still held.
@@ -982,21 +1078,56 @@ impl<T: Send + 'static> Store<T> {
     }
 }
 
+/// What every [`ErasedStore`] of messages of `$t` answers about its type, and itself as `Any`.
+macro_rules! typed_answers {
+    ($t:ty) => {
+        fn message_type(&self) -> std::any::TypeId {
+            std::any::TypeId::of::<$t>()
+        }
+        fn message_type_name(&self) -> &'static str {
+            std::any::type_name::<$t>()
+        }
+        fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+            self
+        }
+    };
+}
+pub(crate) use typed_answers;
+
 /// The type-erased face of a store, for linking by name and for the graph.
-pub(crate) trait ErasedStore: Send + Sync {
+/// `store` as `Any`, to downcast by reference: an upcast, so no call (a method returning
+/// itself as `Any` was one more indirect call on every send from an outbox kept by its table).
+#[inline(always)]
+pub(crate) fn as_any_ref(store: &dyn ErasedStore) -> &dyn Any {
+    store
+}
+
+pub(crate) trait ErasedStore: Any + Send + Sync {
     fn id(&self) -> BoxId;
     fn meta(&self) -> &Arc<BoxMeta>;
     fn direction(&self) -> Direction;
     fn message_type(&self) -> TypeId;
     fn message_type_name(&self) -> &'static str;
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
-    fn link_erased(self: Arc<Self>, dst: Arc<dyn ErasedStore>) -> Result<(), LinkFailure>;
-    fn unlink_erased(self: Arc<Self>) -> Option<BoxId>;
-    fn forward(&self) -> Option<BoxId>;
+    // What a box that is not a store (a rare box's placeholder, an outbox's descriptor)
+    // answers, unless it says otherwise: it is linked nowhere and holds nothing.
+    fn link_erased(self: Arc<Self>, _dst: Arc<dyn ErasedStore>) -> Result<(), LinkFailure> {
+        Err(LinkFailure::TypeMismatch)
+    }
+    fn unlink_erased(self: Arc<Self>) -> Option<BoxId> {
+        None
+    }
+    fn forward(&self) -> Option<BoxId> {
+        None
+    }
     /// A new box of the same message type, with the default capacity.
     fn new_like(&self, owner: &Owner, meta: Arc<BoxMeta>, dir: Direction) -> Arc<dyn ErasedStore>;
-    fn close_erased(&self) -> usize;
-    fn queued(&self) -> usize;
+    fn close_erased(&self) -> usize {
+        0
+    }
+    fn queued(&self) -> usize {
+        0
+    }
     /// A rare box's placeholder, not a store (`rare.rs`).
     fn is_rare(&self) -> bool {
         false
@@ -1005,6 +1136,32 @@ pub(crate) trait ErasedStore: Send + Sync {
     fn owner(&self) -> Option<Owner> {
         None
     }
+    /// An outbox kept by its component's table: its entry's descriptor (`slot.rs`).
+    fn is_slot(&self) -> bool {
+        false
+    }
+    /// A descriptor that says its outbox has a store of its own (`slot.rs`).
+    fn slot_has_own(&self) -> bool {
+        false
+    }
+    /// A descriptor's: gives the outbox at `index` of `core` a store of its own (`slot.rs`).
+    fn make_own_erased(
+        &self,
+        _core: &Arc<crate::component::Core>,
+        _index: usize,
+    ) -> Option<Arc<dyn ErasedStore>> {
+        None
+    }
+    /// A reference to an outbox kept by its component's table (`slot.rs`).
+    fn as_slot(&self) -> Option<&crate::slot::SlotRef> {
+        None
+    }
+    /// Whether following forwards from here ends in a closed store.
+    fn end_closed(&self) -> bool {
+        false
+    }
+    /// Wakes the tasks waiting for room along the chain from here.
+    fn wake_senders_erased(&self) {}
 }
 
 impl<T: Send + 'static> ErasedStore for Store<T> {
@@ -1017,15 +1174,7 @@ impl<T: Send + 'static> ErasedStore for Store<T> {
     fn direction(&self) -> Direction {
         Store::direction(self)
     }
-    fn message_type(&self) -> TypeId {
-        TypeId::of::<T>()
-    }
-    fn message_type_name(&self) -> &'static str {
-        std::any::type_name::<T>()
-    }
-    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
-    }
+    crate::store::typed_answers!(T);
     fn link_erased(self: Arc<Self>, dst: Arc<dyn ErasedStore>) -> Result<(), LinkFailure> {
         let dst = dst
             .as_any()
@@ -1050,6 +1199,26 @@ impl<T: Send + 'static> ErasedStore for Store<T> {
     }
     fn owner(&self) -> Option<Owner> {
         Some(lock(&self.state).owner.clone())
+    }
+    fn end_closed(&self) -> bool {
+        let g = lock(&self.state);
+        match g.forward.clone() {
+            Some(next) => {
+                drop(g);
+                next.end_is_closed()
+            }
+            None => g.has(CLOSED),
+        }
+    }
+    fn wake_senders_erased(&self) {
+        let (woken, next) = {
+            let mut g = lock(&self.state);
+            (g.take_tx(), g.forward.clone())
+        };
+        woken.wake();
+        if let Some(next) = next {
+            next.wake_senders();
+        }
     }
 }
 
@@ -1422,7 +1591,7 @@ mod tests {
                 assert_eq!(mid_store.idle.load(Ordering::Acquire), 0);
                 assert!(crate::link_refs(&out.boxref(), &mid_ref).is_ok());
                 assert!(
-                    out.store.full_end().is_some(),
+                    out.start().and_then(|s| s.full_end()).is_some(),
                     "the full end, past the inbox"
                 );
                 assert!(mid_store.unlink().is_some());

@@ -219,10 +219,12 @@ mod tests {
     /// A server holds one echo per connection, idle most of the time: its block is the four
     /// boxes, the watch, the wait and a tag. Fails on the old loop, whose event (40 bytes)
     /// was kept beside the boxed wait it had been made into (128 bytes in a release build).
+    /// 104 bytes since session 14 (96 before): its outbox handles are 16 bytes, not 8 (a
+    /// linked outbox keeps no store, axon's `slot.rs`); the same 112-byte chunk.
     #[test]
     fn an_idle_echo_holds_its_boxes_and_little_else() {
         let block = EchoProtocol::new().routine_size();
-        assert!(block <= 96, "EchoProtocol's block: {block} bytes");
+        assert!(block <= 104, "EchoProtocol's block: {block} bytes");
     }
 
     /// docs/semantics.md §5: ProducerFinished comes after the data queued before it;

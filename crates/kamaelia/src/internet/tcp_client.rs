@@ -918,7 +918,10 @@ pub(super) mod tests {
     /// (`csa/driver.rs`), the connection's future keeps no slot for the `Connected` notice's
     /// wait (the connecting state announces it), the attempt at an IP literal waits on a
     /// future of 40 bytes, not 104 (`connect::Connecting`), and the connecting state keeps
-    /// no scheduler and a client of 32 bytes, not 40. Fails on the code before (376).
+    /// no scheduler and a client of 32 bytes, not 40. Fails on the code before (376). Since
+    /// session 14 at most 304 (a 320-byte chunk): the connection's three outbox handles are
+    /// 16 bytes each, not 8 (a linked outbox keeps no store, axon's `slot.rs`: two 80-byte
+    /// stores fewer for this component).
     #[tokio::test]
     async fn a_client_connects_in_the_block_its_connection_lives_in() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -949,7 +952,7 @@ pub(super) mod tests {
             block <= connecting.max(connected) + 16,
             "the block ({block} bytes) is not the larger phase's ({connecting}, {connected}) and a tag"
         );
-        assert!(block <= 280, "the block: {block} bytes");
+        assert!(block <= 304, "the block: {block} bytes");
     }
 
     /// What `client` said on `signal` in a run to its end against `server` (a task that

@@ -113,7 +113,9 @@ async fn ended(g: Grouped) {
 
 /// §1 (rare boxes): an idle client connection holds stores for its `inbox`, `outbox` and
 /// `signal` only; its table still lists all six boxes. Fails on main's code, where every
-/// declared box is a store (6). Then `control`, linked only now, shuts it down.
+/// declared box is a store (6). Then `control`, linked only now, shuts it down. Since
+/// session 14 (§2: a linked outbox keeps no store) its `outbox` and `signal`, linked, hold
+/// none either: 1 store, 2 once `control` is linked (3 and 4 before).
 #[tokio::test]
 async fn an_idle_client_s_rare_boxes_hold_no_store_and_control_linked_late_shuts_it_down() {
     bounded(async {
@@ -121,10 +123,14 @@ async fn an_idle_client_s_rare_boxes_hold_no_store_and_control_linked_late_shuts
         let g = grouped(TcpClient::new("127.0.0.1", port)).await;
         // The client has waited on `control` and `makessl`: still not made.
         ping(&g).await;
-        assert_eq!(g.handle.made_boxes(), 3, "inbox, outbox and signal alone");
+        assert_eq!(
+            g.handle.made_boxes(),
+            1,
+            "inbox alone: outbox and signal are linked"
+        );
         let control = Outbox::<Control>::standalone("control feed");
         link_refs(&control.boxref(), &g.handle.boxref("control").unwrap()).unwrap();
-        assert_eq!(g.handle.made_boxes(), 4, "control, made by its link");
+        assert_eq!(g.handle.made_boxes(), 2, "control, made by its link");
         control.send(Control::shutdown()).await.unwrap();
         ended(g).await;
     })
@@ -133,14 +139,19 @@ async fn an_idle_client_s_rare_boxes_hold_no_store_and_control_linked_late_shuts
 
 /// §1 (rare boxes): a client activated on its own runs as a group of one, so its waits on
 /// `control` and `makessl` make no store either (as its own task it made both at its first
-/// wait: 5 stores, and the map's entry). Found by the review of the rare boxes.
+/// wait: 5 stores, and the map's entry). Found by the review of the rare boxes. Its linked
+/// `outbox` and `signal` hold no store since session 14 (1, not 3).
 #[tokio::test]
 async fn a_client_activated_on_its_own_makes_no_rare_box_while_idle() {
     bounded(async {
         let port = echo4_then_drain().await;
         let g = started(TcpClient::new("127.0.0.1", port), false).await;
         ping(&g).await;
-        assert_eq!(g.handle.made_boxes(), 3, "inbox, outbox and signal alone");
+        assert_eq!(
+            g.handle.made_boxes(),
+            1,
+            "inbox alone: outbox and signal are linked"
+        );
         assert!(g.handle.stop(), "its control, made for the stop");
         ended(g).await;
     })
@@ -175,7 +186,8 @@ async fn makessl_linked_late_switches_to_tls_and_sslready_linked_later_hands_on_
         });
         let g = grouped(TcpClient::new("127.0.0.1", port).tls(trusting(&pki))).await;
         ping(&g).await;
-        assert_eq!(g.handle.made_boxes(), 3);
+        // The inbox (its linked outbox and signal keep none since session 14: 3 before).
+        assert_eq!(g.handle.made_boxes(), 1);
         let makessl = Outbox::<MakeSsl>::standalone("makessl feed");
         link_refs(&makessl.boxref(), &g.handle.boxref("makessl").unwrap()).unwrap();
         makessl.send(MakeSsl::new()).await.unwrap();

@@ -1386,8 +1386,10 @@ mod tests {
     }
 
     /// What an idle connection's task holds: the connection, and its loop's state a few words
-    /// beside it. The bounds are a debug build's layout: 240 and 24 bytes (232 and 24 in a
-    /// release build) since the peer's address is kept in 6 bytes beside the flags (IPv6
+    /// beside it. The bounds are a debug build's layout: 264 and 24 bytes since session 14,
+    /// whose outbox handles are 16 bytes, not 8 (a component's block and the outbox's place
+    /// in its table: a linked outbox keeps no store, axon's `slot.rs`; three handles, +24);
+    /// 240 and 24 bytes (232 and 24 in a release build) since the peer's address is kept in 6 bytes beside the flags (IPv6
     /// boxed), the flags are bits of one byte, the queue ahead of the socket is boxed when
     /// first used, the stream is held bare in plaintext (not in a `Rewind`) and the read
     /// buffer's clock is kept only while it has grown; 312 and 24 (304 and 24) before (fails
@@ -1407,7 +1409,7 @@ mod tests {
         let conn_size = std::mem::size_of_val(&conn);
         let loop_size = std::mem::size_of_val(&conn.drive());
         eprintln!("Connection {conn_size} bytes, its loop {loop_size}");
-        assert!(conn_size <= 240, "Connection: {conn_size} bytes");
+        assert!(conn_size <= 264, "Connection: {conn_size} bytes");
         assert!(loop_size <= 24, "its loop: {loop_size} bytes");
     }
 

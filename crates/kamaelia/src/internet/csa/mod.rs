@@ -535,8 +535,9 @@ mod tests {
     }
 
     /// The block an adapter's routine lives in is the connection's future and a tag: at most
-    /// 280 bytes (a 288-byte chunk) in a debug build since session 12 (272 in a release
-    /// build). Before, the connection was made in the routine's closure, which held what it is
+    /// 304 bytes in a debug build since session 14 (its three outbox handles 16 bytes each,
+    /// not 8: a linked outbox keeps no store, axon's `slot.rs`); 280 bytes (a 288-byte chunk)
+    /// in a debug build since session 12 (272 in a release build). Before, the connection was made in the routine's closure, which held what it is
     /// made from (320 bytes, then the larger of the two), and the connection was 304 bytes
     /// (the block 344, a 352-byte chunk): fails on that code.
     #[tokio::test]
@@ -544,7 +545,7 @@ mod tests {
         let (ours, _theirs, peer) = pair().await;
         let block = ConnectedSocketAdapter::new(ours, peer, None, OnFinish::Close).routine_size();
         eprintln!("the adapter's block: {block} bytes");
-        assert!(block <= 280, "the block: {block} bytes");
+        assert!(block <= 304, "the block: {block} bytes");
     }
 
     /// The connection is made where the adapter is built, and its idle timeout still counts
