@@ -597,25 +597,39 @@ impl<T: Send + 'static> Store<T> {
     /// lock is released.
     fn push_chain_woken(self: &Arc<Self>, msg: T, force: bool) -> Result<Woken, PushError<T>> {
         let mut g = lock(&self.state);
-        match g.forward.as_ref() {
-            None => self.push_locked(&mut g, msg, force),
-            Some(next) => {
-                // The usual chain, an outbox linked to an inbox: the inbox is locked while the
-                // outbox's lock is still held, so its link is followed without a count of its
-                // own (an atomic increment and decrement a send). Locks are always taken in
-                // the chain's direction (as `link_to` does), and chains have no cycles, so this
-                // cannot deadlock.
-                let mut end = lock(&next.state);
-                if end.forward.is_some() {
-                    // A longer chain (through passthroughs): one hop at a time.
-                    let next = Arc::clone(next);
-                    drop(end);
-                    drop(g);
-                    return next.push_chain_woken(msg, force);
-                }
-                next.push_locked(&mut end, msg, force)
-            }
+        if g.forward.is_none() {
+            return self.push_locked(&mut g, msg, force);
         }
+        Self::push_forward(g, msg, force)
+    }
+
+    /// Pushes into the chain past a store whose state `g` is locked and forwards; returns the
+    /// tasks to wake once every lock is released.
+    ///
+    /// The usual chain, an outbox linked to an inbox: the inbox is locked while the outbox's
+    /// lock is still held, so its link is followed without a count of its own (an atomic
+    /// increment and decrement a send), and an unlink of this store is ordered with the push
+    /// (a send that let go first could land in the old target after the unlink returned).
+    /// Locks are always taken in the chain's direction (as `link_to` does), and chains have no
+    /// cycles, so this cannot deadlock.
+    #[inline(always)]
+    fn push_forward(
+        g: MutexGuard<'_, State<T>>,
+        msg: T,
+        force: bool,
+    ) -> Result<Woken, PushError<T>> {
+        let Some(next) = g.forward.as_ref() else {
+            unreachable!("push_forward is called for a store that forwards")
+        };
+        let mut end = lock(&next.state);
+        if end.forward.is_some() {
+            // A longer chain (through passthroughs): one hop at a time.
+            let next = Arc::clone(next);
+            drop(end);
+            drop(g);
+            return next.push_chain_woken(msg, force);
+        }
+        next.push_locked(&mut end, msg, force)
     }
 
     /// Pushes `msg` into this store, the end of its chain, whose state `g` is locked, unless
@@ -642,25 +656,12 @@ impl<T: Send + 'static> Store<T> {
     #[inline(always)]
     pub(crate) fn push_held(&self, msg: T, force: bool) -> Result<Woken, Refused<T>> {
         let mut g = lock(&self.state);
-        match g.forward.as_ref() {
-            None => self.push_here(&mut g, msg, force),
-            Some(next) => {
-                // Through passthroughs, or an outbox's own store that is linked: hand over
-                // hand, as `push_chain_woken` goes. This store's lock is held until the next
-                // is locked, so an unlink of this store is ordered with the push (a send that
-                // let go first could land in the old target after the unlink returned); the
-                // wake-ups are returned, not made here, as the caller holds its table's lock.
-                let mut end = lock(&next.state);
-                if end.forward.is_some() {
-                    let next = Arc::clone(next);
-                    drop(end);
-                    drop(g);
-                    return next.push_chain_woken(msg, force).map_err(Refused::Other);
-                }
-                next.push_locked(&mut end, msg, force)
-                    .map_err(Refused::Other)
-            }
+        if g.forward.is_none() {
+            return self.push_here(&mut g, msg, force);
         }
+        // Through passthroughs, or an outbox's own store that is linked: hand over hand, the
+        // wake-ups returned, not made here, as the caller holds its table's lock.
+        Self::push_forward(g, msg, force).map_err(Refused::Other)
     }
 
     /// True if a task is noted waiting on this store's empty queue: it is its chain's end

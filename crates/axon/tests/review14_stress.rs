@@ -1,4 +1,6 @@
-//! Review of c2ac788 ("a linked outbox keeps no store"): stress tests and reproductions.
+//! Stress tests of the links of outboxes kept by their component's table (session 14's
+//! review of "a linked outbox keeps no store": several were reproductions of bugs it found,
+//! and guard against them now).
 //!
 //! Every test runs its body on a thread of its own and fails if it has not finished within a
 //! bound (a deadlock fails the test instead of stalling the suite). No sleeps synchronise
@@ -62,11 +64,9 @@ impl Meet {
 
 /// §4: "each message goes to exactly one destination, the one the source was linked to when
 /// the message was queued". A final `Control` on an outbox that is not `signal` never takes
-/// the fast path: `send_target_slow` reads the link under the table's lock, lets go of the
-/// lock and pushes into the store it read. An unlink made in that gap returns, the unlinker
-/// drains the old inbox and retires it, and then the message lands there: lost, though
-/// `force_send` said Ok. On main the outbox's own lock orders the push and the unlink
-/// (`push_chain` holds it while it locks the inbox).
+/// the fast path: its slow path must hold the table's lock until the push is done, or an
+/// unlink made in between returns, the unlinker drains the old inbox and retires it, and the
+/// message lands there after all: lost, though `force_send` said Ok.
 #[test]
 fn a_final_sent_while_the_outbox_is_unlinked_never_lands_in_the_old_inbox() {
     bounded("final vs unlink", 120, || {
@@ -406,108 +406,6 @@ fn kept_messages_are_freed_when_everything_is_dropped() {
     });
 }
 
-/// An outbox with a store of its own (it was sent to once while not linked; every `signal`
-/// after its final, every outbox a child's outbox is linked to is one), linked to `a`, sent
-/// to without pause while it is unlinked: nothing reaches `a` after `unlink` returned. The
-/// send goes `slot::push` -> `Store::push_held` on the own store, which lets go of the own
-/// store's lock before it pushes into `a` (`push_chain` on main keeps it until `a` is
-/// locked); the unlink takes only the own store's lock (`SlotRef::unlink_erased` ->
-/// `Store::unlink`), not the table's.
-#[test]
-fn a_send_from_an_outbox_with_its_own_store_never_lands_after_the_unlink() {
-    bounded("own store vs unlink", 120, || {
-        const ROUNDS: usize = 2_000;
-        let (hand_tx, hand_rx) = channel::<(Outbox<u64>, Arc<AtomicBool>)>();
-        let (done_tx, done_rx) = channel::<()>();
-        let t = std::thread::spawn(move || {
-            for _ in 0..ROUNDS {
-                let (out, stop) = hand_rx.recv().unwrap();
-                let mut i = 0;
-                while !stop.load(Ordering::Acquire) {
-                    // Kept by the outbox once it is unlinked (up to 64).
-                    let _ = out.try_send(i);
-                    i += 1;
-                }
-                done_tx.send(()).unwrap();
-            }
-        });
-        let mut late = 0;
-        for _ in 0..ROUNDS {
-            let (c, out) = sender::<u64>("OwnSender", "out");
-            // Sent to while not linked: a store of its own, which the link then goes through.
-            out.try_send(u64::MAX).unwrap();
-            let r = c.boxref("out").unwrap();
-            let a = Inbox::<u64>::standalone("a", 1 << 20);
-            link_refs(&r, &a.boxref()).unwrap();
-            let stop = Arc::new(AtomicBool::new(false));
-            hand_tx.send((out.clone(), stop.clone())).unwrap();
-            while a.len() < 16 {
-                std::thread::yield_now();
-            }
-            unlink(&r);
-            let before = a.len();
-            stop.store(true, Ordering::Release);
-            done_rx.recv().unwrap();
-            if a.len() > before {
-                late += 1;
-            }
-        }
-        t.join().unwrap();
-        assert_eq!(
-            late, 0,
-            "in {late} of {ROUNDS} rounds a send reached the inbox after the unlink returned"
-        );
-    });
-}
-
-/// The same through a passthrough: a child's outbox linked to its parent's outbox (a store
-/// of its own), the parent's outbox unlinked from `a` while the child sends.
-#[test]
-fn a_send_through_a_passthrough_never_lands_after_the_parent_outbox_is_unlinked() {
-    bounded("passthrough vs unlink", 120, || {
-        const ROUNDS: usize = 2_000;
-        let (hand_tx, hand_rx) = channel::<(Outbox<u64>, Arc<AtomicBool>)>();
-        let (done_tx, done_rx) = channel::<()>();
-        let t = std::thread::spawn(move || {
-            for _ in 0..ROUNDS {
-                let (out, stop) = hand_rx.recv().unwrap();
-                let mut i = 0;
-                while !stop.load(Ordering::Acquire) {
-                    let _ = out.try_send(i);
-                    i += 1;
-                }
-                done_tx.send(()).unwrap();
-            }
-        });
-        let mut late = 0;
-        for _ in 0..ROUNDS {
-            let (child, out) = sender::<u64>("Child", "outbox");
-            let (parent, _p) = sender::<u64>("Parent", "outbox");
-            let pr = parent.boxref("outbox").unwrap();
-            let a = Inbox::<u64>::standalone("a", 1 << 20);
-            link_refs(&pr, &a.boxref()).unwrap();
-            link_refs(&child.boxref("outbox").unwrap(), &pr).unwrap();
-            let stop = Arc::new(AtomicBool::new(false));
-            hand_tx.send((out.clone(), stop.clone())).unwrap();
-            while a.len() < 16 {
-                std::thread::yield_now();
-            }
-            unlink(&pr);
-            let before = a.len();
-            stop.store(true, Ordering::Release);
-            done_rx.recv().unwrap();
-            if a.len() > before {
-                late += 1;
-            }
-        }
-        t.join().unwrap();
-        assert_eq!(
-            late, 0,
-            "in {late} of {ROUNDS} rounds a send reached the inbox after the unlink returned"
-        );
-    });
-}
-
 /// A waker that sends on an outbox when woken (once).
 struct SendingWaker {
     out: Outbox<u64>,
@@ -525,13 +423,10 @@ impl std::task::Wake for SendingWaker {
     }
 }
 
-/// Tasks are woken once the locks a send took are released (§3's wake-ups; `push_chain`
-/// does so, and `slot::push` returns the fast path's wakers to wake after the table's lock).
-/// But a send from an outbox whose table entry is a store that forwards (its own store,
-/// linked; or a parent's outbox it is linked to) goes `Store::push_held` -> `push_chain`,
-/// which wakes the inbox's waiting task while the sender's table lock (its exit cell's) is
-/// still held: a waker that sends on the same component's outbox then waits on that lock
-/// for ever. On main no lock is held when a send wakes a task.
+/// Tasks are woken once the locks a send took are released (§3's wake-ups), also for a send
+/// from an outbox whose table entry is a store that forwards (its own store, linked; or a
+/// parent's outbox it is linked to): a task woken while the sender's table lock is held could
+/// not send on that component (a waker that does waits on the lock for ever).
 #[test]
 fn a_waker_woken_by_a_send_through_a_forwarding_store_can_send_on_that_component() {
     use std::future::Future;
@@ -625,12 +520,22 @@ fn a_send_waiting_for_room_follows_a_relink_at_either_hop() {
     });
 }
 
-/// The same gap at an inbox passed through to a child (inbox -> inbox, Axon's passthrough=1):
-/// an outbox linked to a parent's inbox that forwards to `a`; the parent's inbox unlinked from
-/// `a` while the outbox sends.
-#[test]
-fn a_send_through_an_inbox_passthrough_never_lands_after_it_is_unlinked() {
-    bounded("inbox passthrough vs unlink", 120, || {
+/// One way to a standalone inbox for a sender to send on without pause: the sender's outbox,
+/// the inbox, the box whose unlink cuts the way, and what must live as long (the components).
+type Way = (
+    Outbox<u64>,
+    Inbox<u64>,
+    axon::BoxRef,
+    Box<dyn std::any::Any + Send>,
+);
+
+/// §4: once `unlink` has returned, nothing sent reaches the old destination. `ROUNDS` rounds
+/// of: `way` makes a way to an inbox, a thread sends on it without pause, the way is cut
+/// while it sends; fails if in any round the inbox got something after the cut returned. A
+/// send through a store that forwards is ordered with an unlink of that store only if the
+/// send holds the store's lock until it has locked the next one (hand over hand).
+fn nothing_lands_after_the_unlink(what: &'static str, way: fn() -> Way) {
+    bounded(what, 120, move || {
         const ROUNDS: usize = 2_000;
         let (hand_tx, hand_rx) = channel::<(Outbox<u64>, Arc<AtomicBool>)>();
         let (done_tx, done_rx) = channel::<()>();
@@ -639,6 +544,7 @@ fn a_send_through_an_inbox_passthrough_never_lands_after_it_is_unlinked() {
                 let (out, stop) = hand_rx.recv().unwrap();
                 let mut i = 0;
                 while !stop.load(Ordering::Acquire) {
+                    // Kept by the outbox once it is unlinked, up to its capacity.
                     let _ = out.try_send(i);
                     i += 1;
                 }
@@ -647,20 +553,13 @@ fn a_send_through_an_inbox_passthrough_never_lands_after_it_is_unlinked() {
         });
         let mut late = 0;
         for _ in 0..ROUNDS {
-            let (src, out) = sender::<u64>("Source", "outbox");
-            let mut b = Component::build("Parent");
-            let _inbox = b.inbox_with_capacity::<u64>("inbox", "passed on", 1 << 20);
-            let parent = b.main(|_| async { Ok(()) });
-            let pin = parent.boxref("inbox").unwrap();
-            let a = Inbox::<u64>::standalone("a", 1 << 20);
-            link_refs(&pin, &a.boxref()).unwrap();
-            link_refs(&src.boxref("outbox").unwrap(), &pin).unwrap();
+            let (out, a, cut, _keep) = way();
             let stop = Arc::new(AtomicBool::new(false));
             hand_tx.send((out.clone(), stop.clone())).unwrap();
             while a.len() < 16 {
                 std::thread::yield_now();
             }
-            unlink(&pin);
+            unlink(&cut);
             let before = a.len();
             stop.store(true, Ordering::Release);
             done_rx.recv().unwrap();
@@ -671,7 +570,55 @@ fn a_send_through_an_inbox_passthrough_never_lands_after_it_is_unlinked() {
         t.join().unwrap();
         assert_eq!(
             late, 0,
-            "in {late} of {ROUNDS} rounds a send reached the inbox after the unlink returned"
+            "{what}: in {late} of {ROUNDS} rounds a send reached the inbox after the unlink returned"
         );
+    });
+}
+
+/// An outbox with a store of its own (it was sent to while not linked), linked to `a` and
+/// unlinked while it sends.
+#[test]
+fn a_send_from_an_outbox_with_its_own_store_never_lands_after_the_unlink() {
+    nothing_lands_after_the_unlink("own store vs unlink", || {
+        let (c, out) = sender::<u64>("OwnSender", "out");
+        // Sent to while not linked: a store of its own, which the link then goes through.
+        out.try_send(u64::MAX).unwrap();
+        let r = c.boxref("out").unwrap();
+        let a = Inbox::<u64>::standalone("a", 1 << 20);
+        link_refs(&r, &a.boxref()).unwrap();
+        (out, a, r, Box::new(c))
+    });
+}
+
+/// Through a passthrough out of a child: the child's outbox linked to its parent's outbox (a
+/// store of its own), the parent's outbox unlinked from `a` while the child sends.
+#[test]
+fn a_send_through_a_passthrough_never_lands_after_the_parent_outbox_is_unlinked() {
+    nothing_lands_after_the_unlink("passthrough vs unlink", || {
+        let (child, out) = sender::<u64>("Child", "outbox");
+        let (parent, _p) = sender::<u64>("Parent", "outbox");
+        let pr = parent.boxref("outbox").unwrap();
+        let a = Inbox::<u64>::standalone("a", 1 << 20);
+        link_refs(&pr, &a.boxref()).unwrap();
+        link_refs(&child.boxref("outbox").unwrap(), &pr).unwrap();
+        (out, a, pr, Box::new((child, parent)))
+    });
+}
+
+/// Through an inbox passed through to a child (inbox -> inbox, Axon's passthrough=1): an
+/// outbox linked to a parent's inbox that forwards to `a`, the parent's inbox unlinked from
+/// `a` while the outbox sends.
+#[test]
+fn a_send_through_an_inbox_passthrough_never_lands_after_it_is_unlinked() {
+    nothing_lands_after_the_unlink("inbox passthrough vs unlink", || {
+        let (src, out) = sender::<u64>("Source", "outbox");
+        let mut b = Component::build("Parent");
+        let inbox = b.inbox_with_capacity::<u64>("inbox", "passed on", 1 << 20);
+        let parent = b.main(|_| async { Ok(()) });
+        let pin = parent.boxref("inbox").unwrap();
+        let a = Inbox::<u64>::standalone("a", 1 << 20);
+        link_refs(&pin, &a.boxref()).unwrap();
+        link_refs(&src.boxref("outbox").unwrap(), &pin).unwrap();
+        (out, a, pin, Box::new((src, parent, inbox)))
     });
 }
