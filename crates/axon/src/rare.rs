@@ -622,6 +622,17 @@ mod tests {
         (b.main(|_| async { Ok(()) }), handle)
     }
 
+    /// A component of `kind` whose rare inbox `r` was made by a look-up by name (its owner has
+    /// not taken it), the reference that made it, and its block's key; after a group has run
+    /// (so that owners' wakers are known by their kind).
+    fn an_untaken_box(kind: &str) -> (crate::Component, crate::BoxRef, usize) {
+        a_group_has_run();
+        let (c, _) = with_a_rare_inbox(kind);
+        let made = c.boxref("r").unwrap();
+        let k = key(&c.core);
+        (c, made, k)
+    }
+
     /// A component of `kind` with a rare inbox whose block shares the word of [`UNTAKEN`] of
     /// the block `k`; the others made on the way are kept in `others`, so that each new one is
     /// at a new address.
@@ -688,10 +699,7 @@ mod tests {
     #[test]
     fn an_untaken_box_holds_up_no_neighbour() {
         let _one = lock(&ONE_AT_A_TIME);
-        a_group_has_run();
-        let (waiting, _) = with_a_rare_inbox("Waiting");
-        let made = waiting.boxref("r").unwrap();
-        let k = key(&waiting.core);
+        let (waiting, made, k) = an_untaken_box("Waiting");
         assert!(may_have_untaken(k), "noted for its owner to take");
         let mut others = Vec::new();
         let (neighbour, mut handle) = sharing_a_word(k, "Neighbour", &mut others);
@@ -806,10 +814,7 @@ mod tests {
     #[test]
     fn a_word_shared_by_two_untaken_owners_names_the_one_left() {
         let _one = lock(&ONE_AT_A_TIME);
-        a_group_has_run();
-        let (x, _) = with_a_rare_inbox("X");
-        let _made = x.boxref("r").unwrap();
-        let k = key(&x.core);
+        let (_x, _made, k) = an_untaken_box("X");
         let mut others = Vec::new();
         let (y, _) = sharing_a_word(k, "Y", &mut others);
         let (z, mut zh) = sharing_a_word(k, "Z", &mut others);
