@@ -381,8 +381,9 @@ impl From<TcpClient> for Component {
 }
 
 /// A client's main routine is in two phases ([`ComponentBuilder::main_then`]), one block for
-/// its whole life: it connects ([`connect_phase`]), then makes the connection's future here in
-/// the place the connecting state had. The connecting state is about the size of the
+/// its whole life: it connects ([`connect_phase`]), which ends here: with the connection's
+/// future, made in the place the connecting state had, or with the routine's result when
+/// there is no connection. The connecting state is about the size of the
 /// connection's (344 bytes each in a release build), so a connect costs no block of its own:
 /// a burst of connecting clients held one each (744 bytes) and freed it once connected, leaving
 /// holes in the heap that the smaller blocks allocated after it did not fill. A poll of the
