@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -78,20 +79,18 @@ where
 }
 
 /// A main routine in two phases ([`ComponentBuilder::main_then`]): the start, then the first
-/// phase with what makes the second of its output, then the second, each in the place of the
-/// one before.
-type Phases<F, Fut1, G, Fut2> = Either<Start<F>, Either<futures_util::future::Map<Fut1, G>, Fut2>>;
+/// phase, then the second it ended with, each in the place of the one before.
+type Phases<F, Fut1, Fut2> = Either<Start<F>, Either<Fut1, Fut2>>;
 
 /// The start of a main routine in two phases: a `Lazy` (which is `Unpin`, so this is too, and
 /// can be taken out of its pin), in a type of its own so that [`Phases`] is not taken for the
 /// one-phase [`Main`].
 pub(crate) struct Start<F>(futures_util::future::Lazy<F>);
 
-impl<F, Fut1, G, Fut2> Main for Phases<F, Fut1, G, Fut2>
+impl<F, Fut1, Fut2> Main for Phases<F, Fut1, Fut2>
 where
-    F: FnOnce(&mut std::task::Context<'_>) -> futures_util::future::Map<Fut1, G> + Send,
-    Fut1: Future + Send,
-    G: FnOnce(Fut1::Output) -> Fut2 + Send,
+    F: FnOnce(&mut std::task::Context<'_>) -> Fut1 + Send,
+    Fut1: Future<Output = ControlFlow<MainResult, Fut2>> + Send,
     Fut2: Future<Output = MainResult> + Send,
 {
     #[inline]
@@ -107,17 +106,17 @@ where
 }
 
 /// A poll of a [`Phases`] before its second phase: starts it, or polls the first phase, and
-/// when that ends makes the second in its place and polls it.
+/// when that ends with a second makes it in its place and polls it (or ends with the result
+/// the first ended with: the first's finished state is not polled again).
 #[cold]
 #[inline(never)]
-fn start_phases<F, Fut1, G, Fut2>(
-    mut main: Pin<&mut Phases<F, Fut1, G, Fut2>>,
+fn start_phases<F, Fut1, Fut2>(
+    mut main: Pin<&mut Phases<F, Fut1, Fut2>>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<MainResult>
 where
-    F: FnOnce(&mut std::task::Context<'_>) -> futures_util::future::Map<Fut1, G>,
-    Fut1: Future,
-    G: FnOnce(Fut1::Output) -> Fut2,
+    F: FnOnce(&mut std::task::Context<'_>) -> Fut1,
+    Fut1: Future<Output = ControlFlow<MainResult, Fut2>>,
     Fut2: Future<Output = MainResult>,
 {
     loop {
@@ -129,12 +128,13 @@ where
                 main.set(Either::Right(Either::Left(first)));
             }
             Either::Right(phases) => match phases.as_pin_mut() {
-                Either::Left(first) => {
-                    let Poll::Ready(second) = first.poll(cx) else {
-                        return Poll::Pending;
-                    };
-                    main.set(Either::Right(Either::Right(second)));
-                }
+                Either::Left(first) => match first.poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(ControlFlow::Break(result)) => return Poll::Ready(result),
+                    Poll::Ready(ControlFlow::Continue(second)) => {
+                        main.set(Either::Right(Either::Right(second)));
+                    }
+                },
                 Either::Right(second) => return second.poll(cx),
             },
         }
@@ -816,13 +816,18 @@ impl ComponentBuilder {
     }
 
     /// Finishes the component with a main routine in two phases: `first` (connecting, say),
-    /// then the future `then` makes of what `first` ended with (the connection), in the place
-    /// `first` had. As [`ComponentBuilder::main`] with `first(cx).then(then)` in everything
-    /// else, one block included; what it saves is the combinator's layer on every poll of the
-    /// second phase (two tests and the second phase's own poll): TcpClient's relay round trip
-    /// measured 6,730 instructions as a `then`, 6,658 so.
+    /// which ends with the second phase (`ControlFlow::Continue`: the connection's future),
+    /// made in the place `first` had, or with the routine's result if there is no second
+    /// phase (`ControlFlow::Break`: it failed to connect). As [`ComponentBuilder::main`] with
+    /// `first(cx)` followed by the future it ends with in everything else, one block included;
+    /// what it saves is a combinator's layer on every poll of the second phase (two tests and
+    /// the second phase's own poll: TcpClient's relay round trip measured 6,730 instructions
+    /// as a `then`, 6,658 so) and its tags in the block: the block is the larger phase and one
+    /// word (a `then` closure kept beside the first phase, and a ready result beside the
+    /// second, were a word each: TcpClient's block crossed an allocator step with them).
     ///
     /// ```
+    /// use std::ops::ControlFlow;
     /// use axon::{Component, Control, Scheduler};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -830,15 +835,19 @@ impl ComponentBuilder {
     /// let mut b = Component::build("FirstNumber");
     /// let inbox = b.inbox::<u32>("inbox", "numbers");
     /// let signal = b.signal();
-    /// let first_number = b.main_then(
+    /// let first_number = b.main_then(move |_cx| async move {
     ///     // The first phase: wait for a number.
-    ///     move |_cx| async move { (inbox.recv().await, signal) },
-    ///     // The second, made of the first's output in its place.
-    ///     |(n, signal)| async move {
+    ///     let n = inbox.recv().await;
+    ///     if n == 0 {
+    ///         // No second phase: the routine ends here, with this result.
+    ///         return ControlFlow::Break(Err("zero".into()));
+    ///     }
+    ///     // The second, made of what the first found, in its place.
+    ///     ControlFlow::Continue(async move {
     ///         signal.send(Control::producer_finished()).await?;
-    ///         if n == 0 { Err("zero".into()) } else { Ok(()) }
-    ///     },
-    /// );
+    ///         Ok(())
+    ///     })
+    /// });
     /// let to = axon::Outbox::<u32>::standalone("to");
     /// axon::link_refs(&to.boxref(), &first_number.boxref("inbox").unwrap()).unwrap();
     /// to.send(7).await.unwrap();
@@ -848,27 +857,23 @@ impl ComponentBuilder {
     /// ```
     ///
     /// # Errors
-    /// `then` runs with whatever `first` ended with: an error of the first phase reaches the
-    /// component's exit and `signal` only if `then`'s future returns it. A panic in either
-    /// phase (or in `then` itself) is the component's failure, reported as for
-    /// [`ComponentBuilder::main`].
+    /// An error of the first phase reaches the component's exit and `signal` only if the
+    /// first phase ends with it (`Break(Err(..))`), or the second phase returns it. A panic in
+    /// either phase is the component's failure, reported as for [`ComponentBuilder::main`].
     ///
     /// # Shutdown
     /// The runtime reads no box for the routine in either phase: a `control` inbox is the
     /// routine's to watch while it connects as after (TcpClient's first phase races its
     /// connect against `control`).
-    pub fn main_then<F, Fut1, G, Fut2>(self, first: F, then: G) -> Component
+    pub fn main_then<F, Fut1, Fut2>(self, first: F) -> Component
     where
         F: FnOnce(Context) -> Fut1 + Send + 'static,
-        Fut1: Future + Send + 'static,
-        G: FnOnce(Fut1::Output) -> Fut2 + Send + 'static,
+        Fut1: Future<Output = ControlFlow<MainResult, Fut2>> + Send + 'static,
         Fut2: Future<Output = MainResult> + Send + 'static,
     {
         self.finish(|start| {
-            let begin = futures_util::future::lazy(move |_| {
-                futures_util::FutureExt::map(first(Context::start(start)), then)
-            });
-            let main: Phases<_, _, _, Fut2> = Either::Left(Start(begin));
+            let begin = futures_util::future::lazy(move |_| first(Context::start(start)));
+            let main: Phases<_, _, Fut2> = Either::Left(Start(begin));
             Box::pin(main)
         })
     }

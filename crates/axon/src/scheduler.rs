@@ -1264,21 +1264,19 @@ mod tests {
     /// them and a few words of tags, not their sum; the second gets what the first ended with.
     #[test]
     fn a_routine_in_two_phases_is_one_block() {
-        // What makes the second phase is held beside the first (here a pointer): the second
+        // What the second phase is made of is held by the first (here a pointer): the second
         // phase's own state is made when it starts.
         let first = [1_u8; 200];
         let got = Arc::new(Mutex::new(None));
         let put = got.clone();
-        let component = Component::build("TwoPhases").main_then(
-            move |cx| async move {
-                tokio::task::yield_now().await;
-                let sum: u32 = std::hint::black_box(first)
-                    .iter()
-                    .map(|&b| u32::from(b))
-                    .sum();
-                (sum, cx.label())
-            },
-            move |(sum, label)| async move {
+        let component = Component::build("TwoPhases").main_then(move |cx| async move {
+            tokio::task::yield_now().await;
+            let sum: u32 = std::hint::black_box(first)
+                .iter()
+                .map(|&b| u32::from(b))
+                .sum();
+            let label = cx.label();
+            std::ops::ControlFlow::Continue(async move {
                 let second = std::hint::black_box([2_u8; 200]);
                 tokio::task::yield_now().await;
                 let more: u32 = std::hint::black_box(second)
@@ -1287,8 +1285,8 @@ mod tests {
                     .sum();
                 *put.lock().unwrap() = Some((sum + more, label));
                 Ok(())
-            },
-        );
+            })
+        });
         assert_one_block_of_200(&component, "each phase in turn");
         let id = component.label();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -1300,6 +1298,41 @@ mod tests {
         })));
         assert!(report.is_ok(), "{report:?}");
         assert_eq!(*got.lock().unwrap(), Some((600, id)));
+    }
+
+    /// A first phase that ends with the routine's result (`ControlFlow::Break`: no second
+    /// phase, as a client that could not connect) ends the component with it: an error is
+    /// the component's failure, with its text, and nothing runs after it.
+    #[test]
+    fn a_first_phase_can_end_the_routine() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let ran_second = Arc::new(Mutex::new(false));
+        let flag = ran_second.clone();
+        let failing = Component::build("NoSecondPhase").main_then(move |_cx| async move {
+            tokio::task::yield_now().await;
+            if std::hint::black_box(true) {
+                return std::ops::ControlFlow::Break(Err("could not connect".into()));
+            }
+            std::ops::ControlFlow::Continue(async move {
+                *flag.lock().unwrap() = true;
+                Ok(())
+            })
+        });
+        let ending = Component::build("EndsWell").main_then(|_cx| async {
+            std::ops::ControlFlow::<crate::MainResult, std::future::Ready<crate::MainResult>>::Break(Ok(()))
+        });
+        let report = rt.block_on(within_10_s(Scheduler::new().run(async {
+            failing.activate();
+            ending.activate();
+        })));
+        assert_eq!((report.components, report.failed), (2, 1), "{report:?}");
+        let failure = format!("{:?}", report.failures);
+        assert!(failure.contains("could not connect"), "{failure}");
+        assert!(failure.contains("NoSecondPhase"), "{failure}");
+        assert!(!*ran_second.lock().unwrap());
     }
 
     /// A component one task waits for (a supervisor's join) holds one 32-byte block for it

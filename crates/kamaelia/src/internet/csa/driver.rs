@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use axon::{Control, ControlWatch, Inbox, Outbox, RareBoxes, RareInbox, CONTROL};
+use axon::{
+    Control, ControlWatch, Detail, Inbox, MainResult, Outbox, RareBoxes, RareInbox, CONTROL,
+};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -88,6 +90,17 @@ pub(in crate::internet) struct Connection<S> {
     flags: Flags,
 }
 
+/// Sends a component's final message on `signal`, carrying how it ended: ShutdownMicroprocess
+/// after a shutdown, ProducerFinished otherwise.
+pub(in crate::internet) async fn final_message(signal: &Outbox<Control>, how: HowDied) {
+    let detail = Some(Detail::new(how.clone()));
+    let msg = match how {
+        HowDied::Shutdown { .. } => Control::ShutdownMicroprocess { detail },
+        _ => Control::ProducerFinished { detail },
+    };
+    let _ = signal.send(msg).await;
+}
+
 /// [`Connection`]'s flags, one bit each.
 #[derive(Clone, Copy, Default)]
 struct Flags(u8);
@@ -111,6 +124,9 @@ impl Flags {
     /// The TLS handshake runs before any data ([`super::CsaOptions::tls_first`]): kept here
     /// rather than beside the connection in every connection's future.
     const TLS_FIRST: u8 = 1 << 5;
+    /// A client-shaped component's connection: its end sends the component's final message
+    /// ([`Connection::ends_with_final_message`]).
+    const FINAL_MESSAGE: u8 = 1 << 6;
 
     #[inline(always)]
     fn has(self, flag: u8) -> bool {
@@ -179,20 +195,24 @@ where
 
     /// Runs the connection to its end, then says how it ended: an error on `signal`, then
     /// [`crate::internet::Transferred`] on `signal`; with a `CreatorFeedback` (the CSA),
-    /// [`SocketShutdown`] on it and [`ShutdownCsa`] on `signal`. Returns how it ended. The
-    /// ending is boxed: it runs once, and its state (the closing handshake's timer, the
-    /// messages) need not be part of every connection's task.
+    /// [`SocketShutdown`] on it and [`ShutdownCsa`] on `signal`; a client-shaped component's
+    /// connection ([`Connection::ends_with_final_message`]) then its final message, carrying
+    /// how it ended. The ending is boxed: it runs once, and its state (the closing handshake's
+    /// timer, the messages) need not be part of every connection's task.
     ///
-    /// Takes the connection by reference, and is a plain function returning the block: an
-    /// `async fn` would hold `self` twice in its state (as the argument and as the local it is
-    /// moved to), the state every idle connection holds.
+    /// Takes the connection by value, and is a plain function returning the block that owns
+    /// it: an `async fn` would hold `self` twice in its state (as the argument and as the local
+    /// it is moved to), the state every idle connection holds. Driven by reference from a block
+    /// that owned the connection (as it was until session 15), the loop's own state (the
+    /// reference, its discriminant, its awaited step: 24 bytes) came on top of the connection:
+    /// owned, the block is the connection, one discriminant and one awaited step (see the size
+    /// test), a 16-byte step of the allocator less for every connection.
     ///
     /// The loop is written here, not in a function of its own it awaits: that future would
     /// keep the connection's reference a second time in the state every idle connection
-    /// holds (the loop's state 56 -> 32 bytes in a debug build, 24 once `drive` took no
-    /// argument; see the size test).
+    /// holds.
     #[allow(clippy::manual_async_fn)] // on purpose: see the doc's second paragraph
-    pub(in crate::internet) fn drive(&mut self) -> impl Future<Output = HowDied> + Send + '_ {
+    pub(in crate::internet) fn run(mut self) -> impl Future<Output = MainResult> + Send + 'static {
         async move {
             // The connection's loop. It waits in [`Connection::poll_event`] and handles what is
             // frequent (data read and delivered, written, taken from `inbox`) without waiting;
@@ -250,7 +270,11 @@ where
                     }
                 }
             };
-            Box::pin(self.end(how)).await
+            let how = Box::pin(self.end(how)).await;
+            if self.flags.has(Flags::FINAL_MESSAGE) {
+                Box::pin(final_message(&self.b.signal, how)).await;
+            }
+            Ok(())
         }
     }
 
@@ -261,6 +285,12 @@ where
     pub(in crate::internet) fn starts(&mut self, rare: RareBoxes) {
         self.b.rare = rare;
         self.state.touch();
+    }
+
+    /// The connection is its component's whole life (a client-shaped component's): once it
+    /// has ended, its [`Connection::run`] sends the component's final message on `signal`.
+    pub(in crate::internet) fn ends_with_final_message(&mut self) {
+        self.flags.set(Flags::FINAL_MESSAGE);
     }
 
     /// `CreatorFeedback` is linked to the protocol's `control`: see [`Flags::TELLS_PROTOCOL`].
@@ -278,11 +308,6 @@ where
                 let _ = feedback.force_send(Control::producer_finished());
             }
         }
-    }
-
-    /// The `signal` outbox the connection reports on.
-    pub(in crate::internet) fn signal(&self) -> &Outbox<Control> {
-        &self.b.signal
     }
 
     /// The label of the component the connection is driven by, as its errors name it: the
@@ -1385,8 +1410,11 @@ mod tests {
         assert!(matches!(conn.kept, Kept::Other(None)), "a TLS record kept");
     }
 
-    /// What an idle connection's task holds: the connection, and its loop's state a few words
-    /// beside it. The bounds are a debug build's layout: 264 and 24 bytes since session 14,
+    /// What an idle connection's task holds: the connection, and its run's state a word or two
+    /// beyond it. The bounds are a debug build's layout: 264 bytes, and its run 280 (256 and
+    /// 272 in a release build) since session 15, whose run owns the connection (before, a
+    /// block owning the connection held the loop's 24 bytes beside it: 264 + 24, which fails
+    /// the second bound); 264 and 24 bytes since session 14,
     /// whose outbox handles are 16 bytes, not 8 (a component's block and the outbox's place
     /// in its table: a linked outbox keeps no store, axon's `slot.rs`; three handles, +24);
     /// 240 and 24 bytes (232 and 24 in a release build) since the peer's address is kept in 6 bytes beside the flags (IPv6
@@ -1405,12 +1433,15 @@ mod tests {
     /// boxed and the loop stopped keeping what it matched on.
     #[tokio::test]
     async fn the_connection_and_its_loop_stay_small() {
-        let (mut conn, _theirs) = connection().await;
+        let (conn, _theirs) = connection().await;
         let conn_size = std::mem::size_of_val(&conn);
-        let loop_size = std::mem::size_of_val(&conn.drive());
-        eprintln!("Connection {conn_size} bytes, its loop {loop_size}");
+        let run_size = std::mem::size_of_val(&conn.run());
+        eprintln!("Connection {conn_size} bytes, its run {run_size}");
         assert!(conn_size <= 264, "Connection: {conn_size} bytes");
-        assert!(loop_size <= 24, "its loop: {loop_size} bytes");
+        assert!(
+            run_size <= conn_size + 16,
+            "its run: {run_size} bytes, the connection {conn_size}"
+        );
     }
 
     /// A connection keeps an IPv4 peer's address in 6 bytes and an IPv6 one boxed; its errors
