@@ -150,9 +150,26 @@ fn smtp_server_then(
 
 /// Reads each connection to EOF, answers `got N`, and closes. Sends N on the channel.
 pub fn sink_server() -> (SocketAddr, mpsc::Receiver<u64>) {
+    let (addr, timed) = sink_server_timed();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, _) in timed {
+            if tx.send(n).is_err() {
+                break;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// As [`sink_server`], and each connection's count comes with how long it lasted, from its
+/// accept to the client's end of sending: the pace of what arrived, without the client
+/// process's own start (slow under load) in it.
+pub fn sink_server_timed() -> (SocketAddr, mpsc::Receiver<(u64, std::time::Duration)>) {
     let (tx, rx) = mpsc::channel();
     let tx = std::sync::Mutex::new(tx);
     let addr = serve_each("127.0.0.1:0", move |mut s| {
+        let accepted = std::time::Instant::now();
         let mut n = 0u64;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -161,9 +178,10 @@ pub fn sink_server() -> (SocketAddr, mpsc::Receiver<u64>) {
                 Ok(k) => n += k as u64,
             }
         }
+        let lasted = accepted.elapsed();
         let _ = s.write_all(format!("got {n}\n").as_bytes());
         let _ = s.shutdown(std::net::Shutdown::Write);
-        let _ = tx.lock().unwrap().send(n);
+        let _ = tx.lock().unwrap().send((n, lasted));
     });
     (addr, rx)
 }
