@@ -287,15 +287,16 @@ pub struct Component {
 pub(crate) struct Core {
     pub(crate) id: ComponentId,
     /// Its kind, shared with every component of that kind: its label is put together from
-    /// this and the id when shown ([`Label`]).
-    pub(crate) kind: Arc<str>,
+    /// the kind's name and the id when shown ([`Label`]). A thin pointer (8 bytes, where the
+    /// name's was 16).
+    pub(crate) kind: Arc<crate::spec::Kind>,
     /// How it ended, once it has; until then the tasks waiting for that. Its lock also
     /// guards the box table (declared once, never copied), whose outbox entries hold the
-    /// outboxes' links (`slot.rs`).
+    /// outboxes' links (`slot.rs`), and the group whose task polls it, once it is a member
+    /// (the block is then also the member's waker, `group.rs`, so a member costs no
+    /// allocation of its own for that): a cell of its own for the group was 16 bytes, which
+    /// took the block (with the `Arc`'s counts) past 72 bytes, into a 96-byte chunk.
     pub(crate) exit: crate::scheduler::ExitCell,
-    /// The group whose task polls it, once it is a member: the block is then also the
-    /// member's waker (`group.rs`), so a member costs no allocation of its own for that.
-    pub(crate) group: std::sync::OnceLock<Arc<crate::group::GroupTask>>,
 }
 
 impl fmt::Debug for Component {
@@ -333,14 +334,13 @@ impl Component {
     pub fn build(name: impl AsRef<str>) -> ComponentBuilder {
         // Shared with every component of this kind (a connection's components are built a
         // hundred thousand times over): looked up, not made, for each.
-        let kind = crate::spec::shared_name(name.as_ref());
+        let kind = crate::spec::shared_kind(name.as_ref());
         let id = ComponentId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
-        let owner = Owner::new(Label::new(kind.clone(), id.0));
+        let owner = Owner::new(Label::new(kind.name.clone(), id.0));
         let core = Arc::new(Core {
             id,
             kind,
             exit: crate::scheduler::ExitCell::building(),
-            group: std::sync::OnceLock::new(),
         });
         // Its boxes find their owner's waker through it (`store.rs`: an empty box its owner
         // waits on holds no waiting list).
@@ -356,7 +356,7 @@ impl Component {
 
     /// The component's kind, e.g. `"Pipeline"`.
     pub fn name(&self) -> &str {
-        &self.core.kind
+        &self.core.kind.name
     }
 
     /// The component's unique label, `Name#id`.
@@ -425,7 +425,7 @@ fn wrong_type<T>(r: &BoxRef) -> WiringError {
 impl Core {
     /// The component's label, put together from its kind and id.
     pub(crate) fn label(&self) -> Label {
-        Label::new(self.kind.clone(), self.id.0)
+        Label::new(self.kind.name.clone(), self.id.0)
     }
 
     /// The declared box `name` (a rare box made now if it was not), or an unknown-box error
