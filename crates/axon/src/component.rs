@@ -288,14 +288,13 @@ pub(crate) struct Core {
     pub(crate) id: ComponentId,
     /// How it ended, once it has; until then the tasks waiting for that. Its lock also
     /// guards the box table (declared once, never copied), whose outbox entries hold where
-    /// the outboxes send (`slot.rs`); its kind, shared with every component of that kind
+    /// the outboxes send (`slot.rs`), and its kind, shared with every component of that kind
     /// built alike (its name, of which and the id its label is put together when shown,
-    /// [`Label`], and its outboxes' descriptors); and the group whose task polls it, once it
-    /// is a member (the block is then also the member's waker, `group.rs`, so a member costs
-    /// no allocation of its own for that). The kind's name as a fat pointer and a cell of its
-    /// own for the group, 16 bytes each, took the block (with the `Arc`'s counts) past 72
-    /// bytes, into a 96-byte chunk.
+    /// [`Label`], and its outboxes' descriptors).
     pub(crate) exit: crate::scheduler::ExitCell,
+    /// The group whose task polls it, once it is a member: the block is then also the
+    /// member's waker (`group.rs`), so a member costs no allocation of its own for that.
+    pub(crate) group: std::sync::OnceLock<Arc<crate::group::GroupTask>>,
 }
 
 impl fmt::Debug for Component {
@@ -339,6 +338,7 @@ impl Component {
         let core = Arc::new(Core {
             id,
             exit: crate::scheduler::ExitCell::building(kind),
+            group: std::sync::OnceLock::new(),
         });
         // Its boxes find their owner's waker through it (`store.rs`: an empty box its owner
         // waits on holds no waiting list).

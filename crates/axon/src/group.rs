@@ -282,9 +282,7 @@ impl Wake for Core {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        // The group is kept under the block's lock (a cell of its own took the block into a
-        // larger chunk); it is notified under it, as nothing it does takes that lock.
-        if let Some(group) = &self.exit.lock().group {
+        if let Some(group) = self.group.get() {
             group.notify(bit(self));
         }
     }
@@ -293,12 +291,8 @@ impl Wake for Core {
 /// The waker of `member`, a member of `group`. Every member's waker is made here, so that
 /// [`is_known_waker`] knows them.
 fn member_waker(group: &Arc<GroupTask>, member: &Arc<Core>) -> Waker {
-    // A component is activated once, so it joins one group once: the place is empty here.
-    member
-        .exit
-        .lock()
-        .group
-        .get_or_insert_with(|| group.clone());
+    // A component is activated once, so it joins one group once: the cell is empty here.
+    let _ = member.group.set(group.clone());
     let waker = Waker::from(member.clone());
     MEMBER_VTABLE.store(vtable_of(&waker), Ordering::Relaxed);
     waker
@@ -599,10 +593,9 @@ mod tests {
             let cores = [a.core.clone(), b.core.clone()];
             Group::new().with(a).with(b).activate();
             // The task has not run yet (one thread, not yielded to).
-            let task = cores[0].exit.lock().group.clone();
+            let task = cores[0].group.get().cloned();
             let task = task.unwrap_or_else(|| panic!("joined before the task runs"));
-            let second = cores[1].exit.lock().group.clone();
-            assert!(second.is_some_and(|g| Arc::ptr_eq(&g, &task)));
+            assert!(cores[1].group.get().is_some_and(|g| Arc::ptr_eq(g, &task)));
             let started = task.flags.load(Ordering::Acquire) & STARTED != 0;
             let listed = newcomers().contains_key(&task.key());
             assert!(started && !listed, "no list of newcomers");

@@ -333,10 +333,9 @@ impl Context {
     /// under the current scheduler (its life's own while it is polled), in the group its block
     /// has joined, if any (a member joins before its first poll).
     pub(crate) fn start(core: Arc<Core>) -> Context {
-        let group = core.exit.lock().group.clone();
         Context {
             sched: Scheduler::current(),
-            group,
+            group: core.group.get().cloned(),
             core,
         }
     }
@@ -904,16 +903,13 @@ impl Handle {
 /// send (`slot.rs`), in the place of the lock of the store it would have had.
 pub(crate) struct ExitCell(Mutex<CellState>);
 
-/// What a component's [`ExitCell`] guards: its exit (or its waiters), its box table, its
-/// kind, and its group.
+/// What a component's [`ExitCell`] guards: its exit (or its waiters), its box table and its
+/// kind.
 pub(crate) struct CellState {
     pub(crate) exit: Option<Box<ExitState>>,
     /// Its kind's record, shared with every component of that kind built alike: its name,
     /// and the descriptors of the outboxes its table keeps (`slot.rs`).
     pub(crate) kind: Arc<crate::spec::Kind>,
-    /// The group whose task polls the component, once it is a member (set once, when it
-    /// joins: `group.rs`). Read by each wake-up of the member (its block is its waker).
-    pub(crate) group: Option<Arc<crate::group::GroupTask>>,
     /// Its boxes, declared once: one entry a box, for an outbox kept by its table
     /// (`slot.rs`) where its sends go (its descriptor is its kind's). While the component is
     /// built, the table grows as a list does, its room past the boxes declared so far filled
@@ -996,7 +992,6 @@ impl ExitCell {
             exit: None,
             kind,
             boxes: Box::default(),
-            group: None,
         }))
     }
 
@@ -1204,10 +1199,8 @@ mod tests {
     /// What every component holds for its whole life, whether it runs in a group or alone: its
     /// life (the main routine's box, the scheduler, its block: 32 bytes, a group member's entry
     /// 48 with its waker), a handle of one pointer, its
-    /// block (with the `Arc`'s counts, at most 72 bytes: one 80-byte block of the allocator;
-    /// a group member's waker too) and the scheduler's record of it. The block was 88 bytes
-    /// (a 96-byte chunk) with its kind's name as a fat pointer and its group in a cell of its
-    /// own: fails on that.
+    /// block (with the `Arc`'s counts, at most 88 bytes: one 96-byte block of the allocator;
+    /// a group member's waker too) and the scheduler's record of it.
     #[test]
     fn a_life_stays_small() {
         use std::mem::size_of;
@@ -1219,49 +1212,9 @@ mod tests {
         );
         assert!(size_of::<Life>() <= 32);
         assert_eq!(size_of::<Handle>(), size_of::<usize>());
-        assert!(size_of::<Core>() + 2 * size_of::<usize>() <= 72);
+        assert!(size_of::<Core>() + 2 * size_of::<usize>() <= 88);
         assert!(size_of::<Record<std::num::NonZeroU64>>() <= 16);
         assert_eq!(size_of::<Record<()>>(), size_of::<usize>());
-    }
-
-    /// A component's block is one 80-byte chunk of the allocator (`max(32, (n + 23) & !15)`
-    /// for a request of n bytes: the block with the `Arc`'s counts at most 72 bytes), two per
-    /// client connection and two per server connection: its kind a thin pointer to the kind's
-    /// shared record, its group kept under its lock. Fails on the block before (88 bytes, a
-    /// 96-byte chunk: the kind's name a fat pointer, the group a cell of its own, 16 each).
-    /// The member's group is still found, through the lock, by its context and its waker.
-    #[test]
-    fn a_component_block_is_an_80_byte_chunk() {
-        use std::mem::size_of;
-        let chunk = |n: usize| ((n + 23) & !15).max(32);
-        let block = size_of::<Core>() + 2 * size_of::<usize>();
-        assert_eq!(chunk(block), 80, "Arc<Core>: {block} bytes");
-        assert_eq!(size_of::<Arc<crate::spec::Kind>>(), size_of::<usize>());
-        let a = Component::build("Chunked").main(|_| async { Ok(()) });
-        let b = Component::build("Chunked").main(|_| async { Ok(()) });
-        let kind = |c: &Component| c.core.exit.lock().kind.clone();
-        assert!(Arc::ptr_eq(&kind(&a), &kind(&b)), "one record a kind");
-        let seen = Arc::new(Mutex::new(None));
-        let put = seen.clone();
-        let grouped = Component::build("InAGroup").main(move |cx| async move {
-            *put.lock().unwrap() = Some(cx.group.is_some());
-            Ok(())
-        });
-        let core = grouped.core.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        let report = rt.block_on(within_10_s(Scheduler::new().run(async {
-            crate::Group::new().with(grouped).with(a).activate();
-        })));
-        assert!(report.is_ok(), "{report:?}");
-        assert_eq!(
-            *seen.lock().unwrap(),
-            Some(true),
-            "its context has its group"
-        );
-        assert!(core.exit.lock().group.is_some(), "kept under its lock");
     }
 
     /// A component built and not yet activated is five words (its rare wiring error boxed):
