@@ -286,12 +286,11 @@ pub struct Component {
 /// runs, its handles, the scheduler's record of the live components): one allocation.
 pub(crate) struct Core {
     pub(crate) id: ComponentId,
-    /// Its kind, shared with every component of that kind: its label is put together from
-    /// this and the id when shown ([`Label`]).
-    pub(crate) kind: Arc<str>,
     /// How it ended, once it has; until then the tasks waiting for that. Its lock also
-    /// guards the box table (declared once, never copied), whose outbox entries hold the
-    /// outboxes' links (`slot.rs`).
+    /// guards the box table (declared once, never copied), whose outbox entries hold where
+    /// the outboxes send (`slot.rs`), and its kind, shared with every component of that kind
+    /// built alike (its name, of which and the id its label is put together when shown,
+    /// [`Label`], and its outboxes' descriptors).
     pub(crate) exit: crate::scheduler::ExitCell,
     /// The group whose task polls it, once it is a member: the block is then also the
     /// member's waker (`group.rs`), so a member costs no allocation of its own for that.
@@ -333,13 +332,12 @@ impl Component {
     pub fn build(name: impl AsRef<str>) -> ComponentBuilder {
         // Shared with every component of this kind (a connection's components are built a
         // hundred thousand times over): looked up, not made, for each.
-        let kind = crate::spec::shared_name(name.as_ref());
+        let kind = crate::spec::shared_kind(name.as_ref());
         let id = ComponentId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
-        let owner = Owner::new(Label::new(kind.clone(), id.0));
+        let owner = Owner::new(Label::new(kind.name.clone(), id.0));
         let core = Arc::new(Core {
             id,
-            kind,
-            exit: crate::scheduler::ExitCell::building(),
+            exit: crate::scheduler::ExitCell::building(kind),
             group: std::sync::OnceLock::new(),
         });
         // Its boxes find their owner's waker through it (`store.rs`: an empty box its owner
@@ -354,9 +352,9 @@ impl Component {
         }
     }
 
-    /// The component's kind, e.g. `"Pipeline"`.
-    pub fn name(&self) -> &str {
-        &self.core.kind
+    /// The component's kind, e.g. `"Pipeline"` (shared by every component of that kind).
+    pub fn name(&self) -> Arc<str> {
+        self.core.kind_name()
     }
 
     /// The component's unique label, `Name#id`.
@@ -425,7 +423,12 @@ fn wrong_type<T>(r: &BoxRef) -> WiringError {
 impl Core {
     /// The component's label, put together from its kind and id.
     pub(crate) fn label(&self) -> Label {
-        Label::new(self.kind.clone(), self.id.0)
+        Label::new(self.kind_name(), self.id.0)
+    }
+
+    /// The component's kind's name.
+    pub(crate) fn kind_name(&self) -> Arc<str> {
+        self.exit.lock().kind.name.clone()
     }
 
     /// The declared box `name` (a rare box made now if it was not), or an unknown-box error
@@ -440,10 +443,10 @@ impl Core {
             .ok_or_else(unknown)
     }
 
-    /// Its declared boxes with their places in its table, in declaration order (the table's
-    /// second entries of outboxes kept there, `slot.rs`, are not boxes: left out).
+    /// Its declared boxes with their places in its table, in declaration order (an outbox
+    /// kept there, `slot.rs`, as its descriptor, not where it sends).
     pub(crate) fn listed(&self) -> Vec<(usize, Declared)> {
-        listed(self.exit.lock().table())
+        listed(&self.exit.lock())
     }
 
     /// Its first declared box that `pred` picks, with its place in its table.
@@ -452,8 +455,8 @@ impl Core {
         pred: impl Fn(&Declared) -> bool,
     ) -> Option<(usize, Declared)> {
         let g = self.exit.lock();
-        let found = declared_in(g.table()).find(|(_, d)| pred(d));
-        found.map(|(i, d)| (i, d.clone()))
+        let found = declared_in(&g).find(|(_, d)| pred(d));
+        found
     }
 
     /// Its declared boxes' names, in declaration order.
@@ -469,21 +472,17 @@ impl Core {
     }
 }
 
-/// The declared boxes of `table`, with their places: every entry but the second entry of an
-/// outbox kept by the table (`slot.rs`).
-pub(crate) fn listed(table: &[Declared]) -> Vec<(usize, Declared)> {
-    declared_in(table).map(|(i, d)| (i, d.clone())).collect()
+/// The declared boxes of a component's table (its lock held, `g`), with their places: an
+/// outbox kept by the table (`slot.rs`) as its descriptor, found in the component's kind.
+pub(crate) fn listed(g: &crate::scheduler::CellState) -> Vec<(usize, Declared)> {
+    declared_in(g).collect()
 }
 
-/// [`listed`], by reference.
-fn declared_in(table: &[Declared]) -> impl Iterator<Item = (usize, &Declared)> {
-    let mut i = 0;
-    std::iter::from_fn(move || {
-        let d = table.get(i).filter(|d| !crate::scheduler::is_filler(d))?;
-        let at = i;
-        i += if d.r.store.is_slot() { 2 } else { 1 };
-        Some((at, d))
-    })
+/// [`listed`], one at a time.
+fn declared_in(g: &crate::scheduler::CellState) -> impl Iterator<Item = (usize, Declared)> + '_ {
+    let table = g.table();
+    let declared = (0..table.len()).map(|i| (i, g.declared(i)));
+    declared.take_while(|(_, d)| !crate::scheduler::is_filler(d))
 }
 
 impl Drop for Core {
@@ -603,13 +602,9 @@ impl ComponentBuilder {
         let signal = name == SIGNAL;
         let meta = self.new_meta(name, description);
         let desc = crate::slot::descriptor::<T>(meta, signal, None, false);
-        let index = self.core.exit.push_box(Declared {
-            r: BoxRef::new(desc.clone()),
-        });
-        // Where its sends go: nowhere yet (the descriptor again, `slot.rs`).
-        self.core.exit.push_box(Declared {
-            r: BoxRef::new(desc),
-        });
+        // Its one entry is where its sends go: nowhere yet (the descriptor, `slot.rs`); the
+        // descriptor itself is its kind's.
+        let index = self.core.exit.push_outbox(desc);
         Outbox::slot(self.core.clone(), index)
     }
 

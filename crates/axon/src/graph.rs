@@ -17,7 +17,7 @@ fn box_id(core: &Arc<Core>, index: usize) -> BoxId {
     match crate::rare::resolve(core, index, false, false) {
         Some(store) => store.id(),
         None => {
-            let d = &core.exit.table()[index];
+            let d = core.exit.lock().declared(index);
             BoxId {
                 owner: Arc::from(core.label()),
                 name: d.name().clone(),

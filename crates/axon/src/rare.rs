@@ -272,7 +272,10 @@ pub(crate) fn resolve(
     make: bool,
     take: bool,
 ) -> Option<Arc<dyn ErasedStore>> {
-    let d = core.exit.lock().table().get(index)?.clone();
+    let d = {
+        let g = core.exit.lock();
+        (index < g.table().len()).then(|| g.declared(index))?
+    };
     if d.r.store.is_slot() {
         // An outbox kept by the table: a reference to its place there.
         return Some(crate::slot::slot_ref(core, index));
@@ -351,17 +354,17 @@ pub(crate) fn made_early(core: &Arc<Core>, early: Vec<(usize, Arc<dyn ErasedStor
 /// An owner for a store made for `core`: its boxes' (every box of a component names one), or
 /// a new one naming `core` if it has no box made.
 fn owner_of(core: &Arc<Core>) -> Owner {
-    owner_in(core, &core.exit.table())
+    owner_in(core, &core.exit.lock())
 }
 
-/// [`owner_of`], with `core`'s table at hand (its lock may be held).
-pub(crate) fn owner_in(core: &Arc<Core>, table: &[crate::spec::Declared]) -> Owner {
+/// [`owner_of`], with `core`'s table at hand (its lock held, `g`).
+pub(crate) fn owner_in(core: &Arc<Core>, g: &crate::scheduler::CellState) -> Owner {
     // A declared box's store (not the store an outbox kept by the table is linked to).
-    let listed = crate::component::listed(table);
+    let listed = crate::component::listed(g);
     if let Some(o) = listed.iter().find_map(|(_, d)| d.r.store.owner()) {
         return o;
     }
-    let o = Owner::new(core.label());
+    let o = Owner::new(crate::component::Label::new(g.kind.name.clone(), core.id.0));
     o.set_core(core);
     o
 }

@@ -901,15 +901,17 @@ impl Handle {
 /// Its lock is also the component's box table's ([`CellState::boxes`]): a linked outbox
 /// keeps no store of its own, its link is an entry of the table, read under this lock by a
 /// send (`slot.rs`), in the place of the lock of the store it would have had.
-#[derive(Default)]
 pub(crate) struct ExitCell(Mutex<CellState>);
 
-/// What a component's [`ExitCell`] guards: its exit (or its waiters), and its box table.
-#[derive(Default)]
+/// What a component's [`ExitCell`] guards: its exit (or its waiters), its box table and its
+/// kind.
 pub(crate) struct CellState {
     pub(crate) exit: Option<Box<ExitState>>,
-    /// Its boxes, declared once: one entry a box, and for each outbox kept by its table
-    /// (`slot.rs`) a second entry just after it, where its sends go. While the component is
+    /// Its kind's record, shared with every component of that kind built alike: its name,
+    /// and the descriptors of the outboxes its table keeps (`slot.rs`).
+    pub(crate) kind: Arc<crate::spec::Kind>,
+    /// Its boxes, declared once: one entry a box, for an outbox kept by its table
+    /// (`slot.rs`) where its sends go (its descriptor is its kind's). While the component is
     /// built, the table grows as a list does, its room past the boxes declared so far filled
     /// with [`filler`]; once it is finished, it is a block of exactly its size.
     pub(crate) boxes: Box<[crate::spec::Declared]>,
@@ -958,6 +960,17 @@ impl CellState {
         &mut self.boxes
     }
 
+    /// The declared box at `index` of the table: the entry, or for an outbox kept by the
+    /// table (whose entry says where it sends) its descriptor.
+    pub(crate) fn declared(&self, index: usize) -> crate::spec::Declared {
+        match self.kind.outbox(index) {
+            Some(d) => crate::spec::Declared {
+                r: BoxRef::new(d.clone()),
+            },
+            None => self.boxes[index].clone(),
+        }
+    }
+
     /// How many entries the table holds (the room past them is [`filler`]).
     fn filled(&self) -> usize {
         self.boxes
@@ -973,9 +986,13 @@ impl CellState {
 }
 
 impl ExitCell {
-    /// A cell for a component being built.
-    pub(crate) fn building() -> ExitCell {
-        ExitCell::default()
+    /// A cell for a component of `kind` being built.
+    pub(crate) fn building(kind: Arc<crate::spec::Kind>) -> ExitCell {
+        ExitCell(Mutex::new(CellState {
+            exit: None,
+            kind,
+            boxes: Box::default(),
+        }))
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, CellState> {
@@ -985,7 +1002,25 @@ impl ExitCell {
 
     /// Appends `d` to the table of a component being built; returns its place.
     pub(crate) fn push_box(&self, d: crate::spec::Declared) -> usize {
+        Self::push_held(&mut self.lock(), d)
+    }
+
+    /// Appends an outbox kept by the table (`slot.rs`) to a component being built: its entry
+    /// (where it sends: nowhere yet, its descriptor `desc`) to the table, `desc` to its kind's
+    /// record; returns its place.
+    pub(crate) fn push_outbox(&self, desc: Arc<dyn crate::store::ErasedStore>) -> usize {
         let mut g = self.lock();
+        let index = Self::push_held(
+            &mut g,
+            crate::spec::Declared {
+                r: BoxRef::new(desc.clone()),
+            },
+        );
+        g.kind = g.kind.with(index, desc);
+        index
+    }
+
+    fn push_held(g: &mut CellState, d: crate::spec::Declared) -> usize {
         let n = g.filled();
         if n == g.boxes.len() {
             // Full: room for as many again, as a list grows.
@@ -1011,11 +1046,6 @@ impl ExitCell {
             let boxes = g.boxes[..n].to_vec();
             g.boxes = boxes.into_boxed_slice();
         }
-    }
-
-    /// A copy of the table (its entries are references: for look-ups outside the lock).
-    pub(crate) fn table(&self) -> Vec<crate::spec::Declared> {
-        self.lock().table().to_vec()
     }
 
     fn set(&self, exit: Exit) {
@@ -1343,7 +1373,7 @@ mod tests {
         use crate::test_wakers::WakeCount;
         // One 32-byte block of the allocator (24 bytes or less).
         assert!(std::mem::size_of::<ExitState>() <= 24);
-        let cell = ExitCell::default();
+        let cell = ExitCell::building(crate::spec::shared_kind("Cell"));
         let ((a, wa), (b, wb)) = (WakeCount::waker(), WakeCount::waker());
         assert!(cell.poll(&wa).is_pending() && cell.poll(&wa).is_pending());
         assert!(matches!(
@@ -1367,7 +1397,10 @@ mod tests {
     fn a_component_holds_no_label_of_its_own() {
         let a = Component::build("Labelled").main(|_| async { Ok(()) });
         let b = Component::build(String::from("Labelled")).main(|_| async { Ok(()) });
-        assert!(Arc::ptr_eq(&a.core.kind, &b.core.kind));
+        assert!(Arc::ptr_eq(
+            &a.core.exit.lock().kind,
+            &b.core.exit.lock().kind
+        ));
         assert_eq!(a.label().to_string(), format!("Labelled#{}", a.id().0));
         assert!(a.label() == format!("Labelled#{}", a.id().0).as_str());
         assert!(a.label() != b.label() && a.label().kind() == "Labelled");

@@ -6,20 +6,23 @@
 //! client connection's six stores were only ever a link and a lock.
 //!
 //! An outbox declared with [`ComponentBuilder::outbox`](crate::ComponentBuilder::outbox)
-//! (and friends) is two entries of its component's table instead: the first says what it is
-//! (its name, description, type, whether it is a `signal` and the byte bound its handle set:
-//! a descriptor shared by every outbox declared alike, [`Slotted`]), the second where its sends
-//! go. That second entry is the descriptor again while the outbox is neither linked nor used,
-//! the store it is linked to while it is linked, or a store of its own once it needs one: when
-//! it is sent to while not linked (what it keeps then is kept there and moved, in order, when
-//! it is linked), when something links to it (a passthrough out of a child: the chain then
-//! goes through it), or when a final message goes out on `signal` (the store notes it, as
-//! every `signal` did). Its first entry then says so ([`Slotted::own`]); from then on the
-//! outbox is what every box was before: its store, linked and unlinked as a store is.
+//! (and friends) is one entry of its component's table instead, where its sends go, and a
+//! descriptor that says what it is (its name, description, type, whether it is a `signal` and
+//! the byte bound its handle set: [`Slotted`], shared by every outbox declared alike), kept
+//! in the record of its component's kind ([`crate::spec::Kind`], shared by every component
+//! of that kind built alike), not in the table: a table entry is 16 bytes per outbox per
+//! component per connection. The entry is the descriptor while the outbox is neither linked
+//! nor used, the store it is linked to while it is linked, or a store of its own once it
+//! needs one: when it is sent to while not linked (what it keeps then is kept there and
+//! moved, in order, when it is linked), when something links to it (a passthrough out of a
+//! child: the chain then goes through it), or when a final message goes out on `signal` (the
+//! store notes it, as every `signal` did). Its descriptor then says so ([`Slotted::own`]: the
+//! component moves to the record of its kind with that descriptor); from then on the outbox
+//! is what every box was before: its store, linked and unlinked as a store is.
 //!
 //! The handle ([`crate::Outbox`]) is the component's block and the outbox's place in its
 //! table. A send takes the table's lock (the component's exit cell's: one lock moved, not
-//! added), takes a reference to the second entry, and pushes into the end of the chain from
+//! added), takes a reference to the outbox's entry, and pushes into the end of the chain from
 //! there as before. Linking and unlinking change the entry under that lock, so a send made
 //! after a link or an unlink returned goes where it says.
 
@@ -28,6 +31,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::component::Core;
 use crate::owners::Owner;
+use crate::scheduler::CellState;
 use crate::spec::{BoxId, BoxMeta, Direction};
 use crate::store::{
     as_any_ref, lock, ByteBound, ErasedStore, LinkFailure, PushError, Refused, Store,
@@ -40,7 +44,7 @@ pub(crate) struct Slotted<T> {
     signal: bool,
     /// The byte bound its handle set (a store made for it keeps it).
     bound: Option<Arc<ByteBound<T>>>,
-    /// It has a store of its own (the table's second entry): every use goes there.
+    /// It has a store of its own (the table's entry): every use goes there.
     own: bool,
 }
 
@@ -124,33 +128,36 @@ impl<T: Send + 'static> ErasedStore for Slotted<T> {
     }
 }
 
-/// The typed descriptor at `index` of `table`.
-fn slotted<T: Send + 'static>(table: &[crate::spec::Declared], index: usize) -> &Slotted<T> {
-    as_any_ref(&*table[index].r.store)
+/// The typed descriptor of the outbox at `index` of the table whose lock `g` is held (its
+/// kind's).
+fn slotted<T: Send + 'static>(g: &CellState, index: usize) -> &Slotted<T> {
+    as_any_ref(&**descriptor_at(g, index))
         .downcast_ref::<Slotted<T>>()
         .expect("an outbox's handle names its descriptor, of its type")
 }
 
+/// The descriptor of the outbox at `index` of the table whose lock `g` is held.
+fn descriptor_at(g: &CellState, index: usize) -> &Arc<dyn ErasedStore> {
+    g.kind
+        .outbox(index)
+        .expect("an outbox kept by the table has a descriptor in its kind")
+}
+
 /// Gives the outbox at `index` of `core`'s table a store of its own, if it has none (under
 /// the table's lock, `g`), forwarding where the table sent it; returns it.
-fn make_own<T: Send + 'static>(
-    core: &Arc<Core>,
-    g: &mut crate::scheduler::CellState,
-    index: usize,
-) -> Arc<Store<T>> {
-    let d = slotted::<T>(g.table(), index);
+fn make_own<T: Send + 'static>(core: &Arc<Core>, g: &mut CellState, index: usize) -> Arc<Store<T>> {
+    let d = slotted::<T>(g, index);
     if !d.own {
-        let to = &g.table()[index + 1].r.store;
+        let to = &g.table()[index].r.store;
         let to = (!to.is_slot()).then(|| to.clone());
-        let owner = crate::rare::owner_in(core, g.table());
+        let owner = crate::rare::owner_in(core, g);
         let own = Store::<T>::new_own(owner, d.meta.clone(), d.signal, d.bound.clone(), to);
         let mark = d.with(d.bound.clone(), true);
-        let table = g.table_mut();
-        table[index].r = crate::BoxRef::new(mark);
-        table[index + 1].r = crate::BoxRef::new(own.clone());
+        g.kind = g.kind.with(index, mark);
+        g.table_mut()[index].r = crate::BoxRef::new(own.clone());
         return own;
     }
-    typed(g.table()[index + 1].r.store.clone()).expect("an outbox's own store, of its type")
+    typed(g.table()[index].r.store.clone()).expect("an outbox's own store, of its type")
 }
 
 /// `store` as a store of `T`, if it is one (a descriptor is not).
@@ -176,7 +183,7 @@ pub(crate) fn push<T: Send + 'static>(
         // The usual send, an outbox linked to an inbox: the inbox is locked while the
         // table's lock is held (as a store that forwards did under its own), so the link is
         // followed without a count of its own. Locks are taken in the chain's direction.
-        let to = &g.table()[index + 1].r.store;
+        let to = &g.table()[index].r.store;
         if let Some(to) = as_any_ref(&**to).downcast_ref::<Store<T>>() {
             return match to.push_held(msg, force) {
                 Ok(woken) => {
@@ -200,14 +207,14 @@ pub(crate) fn push<T: Send + 'static>(
 #[inline(never)]
 fn push_slow<T: Send + 'static>(
     core: &Arc<Core>,
-    mut g: std::sync::MutexGuard<'_, crate::scheduler::CellState>,
+    mut g: std::sync::MutexGuard<'_, CellState>,
     index: usize,
     msg: T,
     force: bool,
     final_msg: bool,
 ) -> Result<(), PushError<T>> {
-    let d = slotted::<T>(g.table(), index);
-    let to = &g.table()[index + 1].r.store;
+    let d = slotted::<T>(&g, index);
+    let to = &g.table()[index].r.store;
     let to = if (final_msg && d.signal) || to.is_slot() {
         make_own(core, &mut g, index)
     } else {
@@ -223,8 +230,8 @@ fn push_slow<T: Send + 'static>(
 /// component's table `g` locked).
 #[cold]
 #[inline(never)]
-fn full_here<T: Send + 'static>(g: &crate::scheduler::CellState, index: usize) -> Arc<Store<T>> {
-    typed(g.table()[index + 1].r.store.clone()).expect("the store the outbox sent to")
+fn full_here<T: Send + 'static>(g: &CellState, index: usize) -> Arc<Store<T>> {
+    typed(g.table()[index].r.store.clone()).expect("the store the outbox sent to")
 }
 
 /// The full end of the chain from the outbox at `index` of `core` (as [`Store::full_end`]);
@@ -233,7 +240,7 @@ fn full_here<T: Send + 'static>(g: &crate::scheduler::CellState, index: usize) -
 pub(crate) fn full_end<T: Send + 'static>(core: &Core, index: usize) -> Option<Arc<Store<T>>> {
     {
         let g = core.exit.lock();
-        let to = &g.table()[index + 1].r.store;
+        let to = &g.table()[index].r.store;
         match as_any_ref(&**to).downcast_ref::<Store<T>>() {
             None => return None,
             // An inbox whose owner waits on its empty queue (a relay's, nearly every time)
@@ -248,7 +255,7 @@ pub(crate) fn full_end<T: Send + 'static>(core: &Core, index: usize) -> Option<A
 /// Where the outbox at `index` of `core` sends now, without making anything: `None` if it is
 /// not linked and has no store.
 pub(crate) fn target<T: Send + 'static>(core: &Core, index: usize) -> Option<Arc<Store<T>>> {
-    typed(core.exit.lock().table()[index + 1].r.store.clone())
+    typed(core.exit.lock().table()[index].r.store.clone())
 }
 
 /// True if the outbox at `index` of `core` is linked (through its own store, if it has one).
@@ -256,7 +263,7 @@ pub(crate) fn is_linked(core: &Core, index: usize) -> bool {
     if let Some(own) = own_erased(core, index) {
         return own.forward().is_some();
     }
-    !core.exit.lock().table()[index + 1].r.store.is_slot()
+    !core.exit.lock().table()[index].r.store.is_slot()
 }
 
 /// The store the outbox at `index` of `core` has of its own, if it has one.
@@ -266,12 +273,9 @@ pub(crate) fn own<T: Send + 'static>(core: &Core, index: usize) -> Option<Arc<St
 
 fn own_erased(core: &Core, index: usize) -> Option<Arc<dyn ErasedStore>> {
     let g = core.exit.lock();
-    let table = g.table();
-    let own = table[index].r.store.is_slot() && !table[index + 1].r.store.is_slot() && {
-        // A store of its own is marked in the descriptor.
-        is_own(&*table[index].r.store)
-    };
-    own.then(|| table[index + 1].r.store.clone())
+    // A store of its own is marked in the descriptor.
+    let own = is_own(&**descriptor_at(&g, index));
+    own.then(|| g.table()[index].r.store.clone())
 }
 
 /// True if the descriptor `d` says its outbox has a store of its own.
@@ -294,25 +298,28 @@ pub(crate) fn limit_bytes<T: Send + 'static>(
     }
     let bound = crate::store::shared_bound(max.max(1), weigh);
     let mut g = core.exit.lock();
-    let d = slotted::<T>(g.table(), index);
+    let d = slotted::<T>(&g, index);
     if d.own {
         drop(g);
         return limit_bytes(core, index, max, weigh);
     }
     let mark = d.with(Some(bound), false);
+    // The entry is the descriptor too while the outbox is not linked.
     let table = g.table_mut();
-    // The second entry is the descriptor too while the outbox is not linked.
-    if table[index + 1].r.store.is_slot() {
-        table[index + 1].r = crate::BoxRef::new(mark.clone());
+    if table[index].r.store.is_slot() {
+        table[index].r = crate::BoxRef::new(mark.clone());
     }
-    table[index].r = crate::BoxRef::new(mark);
+    g.kind = g.kind.with(index, mark);
 }
 
 /// Which box the outbox at `index` of `core` is.
 pub(crate) fn id(core: &Core, index: usize) -> BoxId {
-    let d = core.exit.lock().table()[index].r.store.clone();
+    let (d, kind) = {
+        let g = core.exit.lock();
+        (descriptor_at(&g, index).clone(), g.kind.name.clone())
+    };
     BoxId {
-        owner: Arc::from(core.label()),
+        owner: Arc::from(crate::component::Label::new(kind, core.id.0)),
         name: d.meta().name.clone(),
         direction: Direction::Out,
         message_type: d.message_type_name(),
@@ -325,7 +332,7 @@ pub(crate) fn boxref(core: &Arc<Core>, index: usize) -> crate::BoxRef {
 }
 
 pub(crate) fn slot_ref(core: &Arc<Core>, index: usize) -> Arc<dyn ErasedStore> {
-    let desc = core.exit.lock().table()[index].r.store.clone();
+    let desc = descriptor_at(&core.exit.lock(), index).clone();
     Arc::new(SlotRef {
         core: core.clone(),
         index,
@@ -397,12 +404,11 @@ impl ErasedStore for SlotRef {
             return Err(LinkFailure::Closed(dst.id()));
         }
         let mut g = self.core.exit.lock();
-        let table = g.table_mut();
-        let to = &table[self.index + 1].r.store;
+        let to = &g.table()[self.index].r.store;
         if !to.is_slot() {
             // Linked already, or given a store of its own meanwhile (a send).
             let to = to.clone();
-            let own = is_own(&*table[self.index].r.store);
+            let own = is_own(&**descriptor_at(&g, self.index));
             drop(g);
             drop(one_at_a_time);
             if own {
@@ -410,21 +416,21 @@ impl ErasedStore for SlotRef {
             }
             return Err(LinkFailure::AlreadyLinked(to.id()));
         }
-        table[self.index + 1].r = crate::BoxRef::new(dst);
+        g.table_mut()[self.index].r = crate::BoxRef::new(dst);
         Ok(())
     }
     fn unlink_erased(self: Arc<Self>) -> Option<BoxId> {
         let mut g = self.core.exit.lock();
-        let table = g.table_mut();
-        let to = table[self.index + 1].r.store.clone();
+        let to = g.table()[self.index].r.store.clone();
         if to.is_slot() {
             return None;
         }
-        if is_own(&*table[self.index].r.store) {
+        let d = descriptor_at(&g, self.index).clone();
+        if is_own(&*d) {
             drop(g);
             return to.unlink_erased();
         }
-        table[self.index + 1].r = table[self.index].r.clone();
+        g.table_mut()[self.index].r = crate::BoxRef::new(d);
         drop(g);
         // Senders on this outbox may be waiting for room at the end of the old chain: woken,
         // they try again (and keep what they send, as the outbox is no longer linked).
@@ -435,10 +441,7 @@ impl ErasedStore for SlotRef {
         if let Some(own) = own_erased(&self.core, self.index) {
             return own.forward();
         }
-        let to = self.core.exit.lock().table()[self.index + 1]
-            .r
-            .store
-            .clone();
+        let to = self.core.exit.lock().table()[self.index].r.store.clone();
         (!to.is_slot()).then(|| to.id())
     }
     fn new_like(&self, owner: &Owner, meta: Arc<BoxMeta>, dir: Direction) -> Arc<dyn ErasedStore> {
@@ -454,10 +457,7 @@ impl ErasedStore for SlotRef {
         Some(self)
     }
     fn end_closed(&self) -> bool {
-        let to = self.core.exit.lock().table()[self.index + 1]
-            .r
-            .store
-            .clone();
+        let to = self.core.exit.lock().table()[self.index].r.store.clone();
         to.end_closed()
     }
 }
@@ -506,6 +506,46 @@ mod tests {
         }
         assert!(matches!(out.try_send(8), Err(crate::TrySendError::Full(8))));
         assert!(own_store(&c).is_none());
+    }
+
+    /// An outbox is one entry of its component's table (where it sends), its descriptor in
+    /// the record of its component's kind, shared by the components built alike: a table of
+    /// four boxes is four entries (16 bytes each), not six. Fails on the code before (a second
+    /// entry per outbox). A component built differently under the same name has a record of
+    /// its own, and its boxes are listed, linked and sent to as declared.
+    #[test]
+    fn an_outbox_is_one_entry_and_its_descriptor_is_its_kind_s() {
+        let build = |outbox: &'static str| {
+            let mut b = Component::build("OneEntry");
+            let inbox = b.inbox::<u64>("inbox", "numbers in");
+            b.control();
+            let out = b.outbox::<u64>(outbox, "numbers out");
+            b.signal();
+            (b.main(|_| async { Ok(()) }), inbox, out)
+        };
+        let entries = |c: &Component| c.core.exit.lock().table().len();
+        let kind = |c: &Component| c.core.exit.lock().kind.clone();
+        let (a, _, _) = build("outbox");
+        let (b, _, out) = build("outbox");
+        assert_eq!(entries(&a), 4, "one entry a box");
+        assert!(Arc::ptr_eq(&kind(&a), &kind(&b)), "built alike: one record");
+        let (c, c_in, c_out) = build("other");
+        assert!(!Arc::ptr_eq(&kind(&a), &kind(&c)), "built differently");
+        let names: Vec<_> = c.boxes().map(|s| s.name.to_string()).collect();
+        assert_eq!(names, ["inbox", "control", "other", "signal"]);
+        // Linked, the entry is the inbox it sends to; the box is still listed as declared.
+        link_refs(&c.boxref("other").unwrap(), &b.boxref("inbox").unwrap()).unwrap();
+        link_refs(&out.boxref(), &c.boxref("inbox").unwrap()).unwrap();
+        out.try_send(1).unwrap();
+        c_out.try_send(2).unwrap();
+        assert_eq!(drain(&c_in), vec![1]);
+        let names: Vec<_> = c.boxes().map(|s| s.name.to_string()).collect();
+        assert_eq!(names, ["inbox", "control", "other", "signal"]);
+        assert_eq!(
+            c.boxref("other").unwrap().linked_to(),
+            Some(b.boxref("inbox").unwrap().id())
+        );
+        assert_eq!(entries(&c), 4);
     }
 
     /// An unlinked outbox sent to makes a store of its own, keeps what it is sent (up to its

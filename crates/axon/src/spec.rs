@@ -83,6 +83,108 @@ pub(crate) fn shared_name(name: &str) -> Arc<str> {
     NAMES.get(name)
 }
 
+/// A component kind's record, shared by every component of that kind built alike: its name,
+/// and the descriptors of the outboxes its table keeps (`slot.rs`: what each is, by its place
+/// in the table, where the table keeps only where each sends). A component keeps one pointer
+/// to it, under its block's lock: declaring an outbox, giving one a store of its own or a
+/// byte bound moves the component to the record of its kind with that descriptor, so
+/// components built differently under one name each find their own.
+pub(crate) struct Kind {
+    pub(crate) name: Arc<str>,
+    /// `(place in the table, descriptor)`, in the order declared.
+    outboxes: Box<[(usize, Arc<dyn crate::store::ErasedStore>)]>,
+}
+
+impl Kind {
+    /// The descriptor of the outbox at `index` of the table, if the table keeps one there.
+    #[inline]
+    pub(crate) fn outbox(&self, index: usize) -> Option<&Arc<dyn crate::store::ErasedStore>> {
+        self.outboxes
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, d)| d)
+    }
+
+    /// The record of this kind with `desc` as the descriptor of the outbox at `index`.
+    pub(crate) fn with(&self, index: usize, desc: Arc<dyn crate::store::ErasedStore>) -> Arc<Kind> {
+        let had = self.outbox(index).is_some();
+        let desc = &desc;
+        let wanted = || {
+            let kept = self.outboxes.iter().map(move |(i, d)| {
+                if *i == index {
+                    (*i, desc.clone())
+                } else {
+                    (*i, d.clone())
+                }
+            });
+            kept.chain((!had).then(|| (index, desc.clone())))
+        };
+        let alike = |k: &Arc<Kind>| {
+            k.outboxes.len() == self.outboxes.len() + usize::from(!had)
+                && (k.outboxes.iter().zip(wanted()))
+                    .all(|((i, d), (j, e))| *i == j && Arc::ptr_eq(d, &e))
+        };
+        kind_where(&self.name, alike, || wanted().collect())
+    }
+}
+
+impl fmt::Debug for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kind")
+            .field("name", &self.name)
+            .field("outboxes", &self.outboxes.len())
+            .finish()
+    }
+}
+
+/// The shared [`Kind`]s by name, each name's records built alike: at most as many as
+/// [`NAMES`] keeps names, in all. Past them, a component gets a record of its own (one
+/// 48-byte block, and its list of outboxes; its name is still shared if [`NAMES`] keeps it):
+/// a program that makes kinds (or ways of building one) on the fly cannot grow the map for
+/// ever.
+static KINDS: Mutex<Kinds> = Mutex::new(Kinds {
+    by_name: BTreeMap::new(),
+    count: 0,
+});
+
+struct Kinds {
+    by_name: BTreeMap<Arc<str>, Vec<Arc<Kind>>>,
+    count: usize,
+}
+
+/// The record of kind `name` that `alike` picks, made of `outboxes()` and kept if there is
+/// none (and there is room).
+fn kind_where(
+    name: &str,
+    alike: impl Fn(&Arc<Kind>) -> bool,
+    outboxes: impl FnOnce() -> Vec<(usize, Arc<dyn crate::store::ErasedStore>)>,
+) -> Arc<Kind> {
+    // Nothing panics while this lock is held.
+    let mut kinds = KINDS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(k) = kinds
+        .by_name
+        .get(name)
+        .and_then(|v| v.iter().find(|k| alike(k)))
+    {
+        return k.clone();
+    }
+    let k = Arc::new(Kind {
+        name: shared_name(name),
+        outboxes: outboxes().into_boxed_slice(),
+    });
+    if kinds.count < NAMES.most {
+        kinds.count += 1;
+        let list = kinds.by_name.entry(k.name.clone()).or_default();
+        list.push(k.clone());
+    }
+    k
+}
+
+/// The [`Kind`] called `name` with no outbox kept by the table: where every component starts.
+pub(crate) fn shared_kind(name: &str) -> Arc<Kind> {
+    kind_where(name, |k| k.outboxes.is_empty(), Vec::new)
+}
+
 /// A box's name and the line that describes it: shared by every box declared with both (a
 /// connection's boxes are declared with the same names and descriptions a hundred thousand
 /// times over), so a box holds one pointer for them.
