@@ -82,37 +82,6 @@ const SEND_LIMITS: Limits = Limits {
     receive_bytes: DEFAULT_LIMIT_BYTES,
 };
 
-/// The connection's limits when a regular file is read a chunk at a time, unpaced, straight
-/// into it: one chunk in its inbox and one in its queue ahead of the socket (a box admits a
-/// message while it holds fewer bytes than its limit, so a limit of one byte admits one at a
-/// time).
-///
-/// With [`SEND_LIMITS`] the queue took a second chunk while the socket had only part of the
-/// first, and the inbox a third: up to 192 KiB between the file and the socket, the newest
-/// chunk read while two others waited, and two chunks written at once (`writev`) about 120
-/// times a GiB. With one chunk each, a chunk is read as the one before it goes to the socket,
-/// as base-send's one buffer is: no `writev`, the same `sendto` count as base-send (16,510
-/// against 16,530 a GiB, `perf stat -e syscalls:sys_enter_sendto`), and task-clock a GiB to
-/// the benchmark's sink (median of 8, 12 and 10 runs alternating with the build before and
-/// base-send, load average 8-10 on 2 CPUs) 505, 524, 492 ms against 546, 573, 512 ms before
-/// (base-send 450, 444, 412 ms). docs/perf-session15.md has the runs.
-const ONE_CHUNK_LIMITS: Limits = Limits {
-    send_bytes: 1,
-    ..SEND_LIMITS
-};
-
-/// The connection's limits for a file sent by `reader` (`counted`: with no Meter between
-/// them): one chunk at a time when each read is one chunk, unpaced, straight to the
-/// connection ([`ONE_CHUNK_LIMITS`]); otherwise [`SEND_LIMITS`], so smaller chunks of a block,
-/// or paced ones, are still queued together for one write.
-fn file_limits(reader: &RateControlledFileReader, counted: bool, rate: Option<u64>) -> Limits {
-    if counted && rate.is_none() && reader.effective_read_size() == reader.effective_chunk_size() {
-        ONE_CHUNK_LIMITS
-    } else {
-        SEND_LIMITS
-    }
-}
-
 /// Runs `send` and returns the exit status.
 pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
     session::run_single(|_sched| async move {
@@ -121,7 +90,6 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
         // Meter between it and the connection (see RateControlledFileReader::count and
         // QUEUE_BYTES).
         let mut counted = false;
-        let mut limits = SEND_LIMITS;
         let (reader, total): (Component, Option<u64>) = match cfg.source {
             Source::File { path, file, size } => {
                 let mut r = RateControlledFileReader::from_file(file, path).rate(cfg.rate);
@@ -134,7 +102,6 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
                 if let Some(n) = cfg.chunk_size {
                     r = r.chunk_size(n);
                 }
-                limits = file_limits(&r, counted, cfg.rate);
                 (r.into(), size)
             }
             Source::Stdin => {
@@ -156,7 +123,7 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
             }
         };
         let meter = || Meter::with_inbox(counts.clone(), cfg.endpoint.crlf, QUEUE_BYTES);
-        let client = session::client_with(&cfg.endpoint, limits)?;
+        let client = session::client_with(&cfg.endpoint, SEND_LIMITS)?;
         // One grouped Graphline with TLS or without (session::graphline_fed): the reader, the
         // connection and the echoer share one task, so handing a chunk on is a member's wake-up
         // inside it, not a trip through tokio's run queue (see QUEUE_BYTES).
@@ -203,28 +170,4 @@ pub(crate) fn main(cfg: SendConfig, output: Output) -> anyhow::Result<u8> {
         }
         Ok(code)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reader() -> RateControlledFileReader {
-        RateControlledFileReader::new("unused").read_size(QUEUE_BYTES)
-    }
-
-    #[test]
-    fn a_file_read_a_chunk_at_a_time_goes_one_chunk_at_a_time() {
-        assert_eq!(file_limits(&reader(), true, None), ONE_CHUNK_LIMITS);
-        assert_eq!(ONE_CHUNK_LIMITS.send_bytes, 1);
-        assert_eq!(ONE_CHUNK_LIMITS.receive_bytes, SEND_LIMITS.receive_bytes);
-    }
-
-    #[test]
-    fn smaller_chunks_paced_chunks_and_metered_ones_keep_the_queue() {
-        let small = reader().chunk_size(1024);
-        assert_eq!(file_limits(&small, true, None), SEND_LIMITS);
-        assert_eq!(file_limits(&reader(), true, Some(1_000_000)), SEND_LIMITS);
-        assert_eq!(file_limits(&reader(), false, None), SEND_LIMITS);
-    }
 }
