@@ -189,20 +189,25 @@ impl Placement {
     }
 }
 
-/// Figure 2 measures this many rounds per `--rounds`.
+/// Figures 1 and 2 measure this many rounds per `--rounds`.
 ///
-/// Its single rounds swing far more than the difference it is there to show: over 1 GiB,
-/// pinned ([`Placement`]), per-round wall ratios spanned 0.70-1.66 in session 6's runs and
-/// 0.65-1.47 in session 7's, while the two senders' CPU differs by 5-10%; the median of 9
-/// rounds read 0.84-1.24 over six runs of the same code. Three times the rounds narrow the
-/// median's spread by about the square root of three, at about 2.5 s a round (the three
-/// senders), every sender measured in every round as before.
-const TLS_ROUNDS_PER_ROUND: usize = 3;
+/// Their single rounds swing far more than the difference they are there to show. Figure 2:
+/// over 1 GiB, pinned ([`Placement`]), per-round wall ratios spanned 0.70-1.66 in session 6's
+/// runs and 0.65-1.47 in session 7's, while the two senders' CPU differs by 5-10%; the median
+/// of 9 rounds read 0.84-1.24 over six runs of the same code. Figure 1 (session 15, load
+/// average 5-12 from other work on the machine's 2 CPUs): per-round wall ratios 0.69-2.38,
+/// the median of 10 rounds 0.97 and 1.08 in two runs of the same binary, each sender's wall
+/// 0.75-2.6 s a GiB for 0.3-0.6 s of CPU: the rest is waiting for a CPU. Pinning the sender
+/// and the sink (as figure 2 does) made it worse under that load (median wall 5.3 s for
+/// base-send, 6.4 s for ours, against 1.9 and 1.8 s unpinned), as neither could move off a
+/// busy CPU. Three times the rounds narrow the median's spread by
+/// about the square root of three, every sender measured in every round as before.
+const SEND_ROUNDS_PER_ROUND: usize = 3;
 
 /// Figures 1 (plain) and 2 (TLS): `kamaelia send` of the bulk file against `base-send`, and
-/// the peers (socat, nc, ncat) for reference; the sink is a process of its own. Figure 2 runs
-/// every sender and the sink on fixed CPUs ([`Placement`]), for [`TLS_ROUNDS_PER_ROUND`] times
-/// the rounds.
+/// the peers (socat, nc, ncat) for reference; the sink is a process of its own. Both run
+/// [`SEND_ROUNDS_PER_ROUND`] times the rounds; figure 2 runs every sender and the sink on
+/// fixed CPUs ([`Placement`]).
 pub(crate) async fn send(cfg: &Config, table: &mut Table, tls: bool) -> Result<()> {
     let fig = if tls { 2 } else { 1 };
     let what = format!("figure {fig}");
@@ -288,16 +293,11 @@ pub(crate) async fn send(cfg: &Config, table: &mut Table, tls: bool) -> Result<(
         ca: cfg.pki.ca_pem_file(),
     };
     let sides: Vec<usize> = (0..peers.len()).collect();
-    let rounds = if tls {
-        let rounds = cfg.rounds * TLS_ROUNDS_PER_ROUND;
-        table.note(format!(
-            "{what}: median of {rounds} alternating rounds ({TLS_ROUNDS_PER_ROUND} x --rounds): \
-             its single rounds swing more than the difference measured"
-        ));
-        rounds
-    } else {
-        cfg.rounds
-    };
+    let rounds = cfg.rounds * SEND_ROUNDS_PER_ROUND;
+    table.note(format!(
+        "{what}: median of {rounds} alternating rounds ({SEND_ROUNDS_PER_ROUND} x --rounds): \
+         its single rounds swing more than the difference measured"
+    ));
     let results = alternate(rounds, &sides, |i| {
         let (peers, fill, sink, dir) = (&peers, &fill, &sink, &cfg.dir);
         async move {
