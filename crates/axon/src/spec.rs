@@ -138,10 +138,11 @@ impl fmt::Debug for Kind {
 }
 
 /// The shared [`Kind`]s by name, each name's records built alike: at most as many as
-/// [`NAMES`] keeps names, in all. Past them, a component gets a record of its own (one
-/// 48-byte block, and its list of outboxes; its name is still shared if [`NAMES`] keeps it):
-/// a program that makes kinds (or ways of building one) on the fly cannot grow the map for
-/// ever.
+/// [`NAMES`] keeps names, in all. When full, the records no component holds any more are let
+/// go first (as [`SharedNames::get`] lets names go); past the cap with every record in use, a
+/// component gets a record of its own (one 48-byte block, and its list of outboxes; its name is
+/// still shared if [`NAMES`] keeps it): a program that makes kinds (or ways of building one) on
+/// the fly cannot grow the map for ever, nor fill it for good.
 static KINDS: Mutex<Kinds> = Mutex::new(Kinds {
     by_name: BTreeMap::new(),
     count: 0,
@@ -172,6 +173,17 @@ fn kind_where(
         name: shared_name(name),
         outboxes: outboxes().into_boxed_slice(),
     });
+    if kinds.count >= NAMES.most {
+        // Only the map holds these: no component is of them now (a kind whose components have
+        // all ended, or a way of building one passed through while a component declared its
+        // outboxes one by one). Kept past the cap, they would leave every kind seen later a
+        // record of its own per component for the rest of the process (review15).
+        kinds.by_name.retain(|_, list| {
+            list.retain(|k| Arc::strong_count(k) > 1);
+            !list.is_empty()
+        });
+        kinds.count = kinds.by_name.values().map(Vec::len).sum();
+    }
     if kinds.count < NAMES.most {
         kinds.count += 1;
         let list = kinds.by_name.entry(k.name.clone()).or_default();
