@@ -353,6 +353,11 @@ impl Component {
     }
 
     /// The component's kind, e.g. `"Pipeline"` (shared by every component of that kind).
+    ///
+    /// An `Arc<str>` (a `&str` until session 15): the kind is kept under the component's lock
+    /// beside its table (declaring an outbox, or giving one a byte bound or a store of its own,
+    /// moves the component to the record of its kind built that way), so the name is read
+    /// under that lock and handed out shared. Compare it as `&*c.name() == "Pipeline"`.
     pub fn name(&self) -> Arc<str> {
         self.core.kind_name()
     }
