@@ -8,29 +8,14 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, RecvTimeoutError};
+use std::sync::mpsc::channel;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axon::{link_refs, unlink, Component, Control, Inbox, Outbox, TrySendError};
 
-/// Runs `body` on its own thread; fails if it panics or has not finished within `secs`.
-fn bounded<F: FnOnce() + Send + 'static>(what: &str, secs: u64, body: F) {
-    let (tx, rx) = channel();
-    let t = std::thread::spawn(move || {
-        body();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => t.join().unwrap(),
-        Err(RecvTimeoutError::Disconnected) => {
-            if let Err(p) = t.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(RecvTimeoutError::Timeout) => panic!("timed out after {secs} s: {what} (deadlock?)"),
-    }
-}
+mod support;
+use support::bounded;
 
 /// A component (never run) with one outbox of `T` called `name`.
 fn sender<T: axon::Message>(kind: &str, name: &str) -> (Component, Outbox<T>) {

@@ -10,27 +10,10 @@
 //! Measured as the resident memory a kind's components add, 20,000 of them kept alive:
 //! before the map fills and after. One test in its own binary: the tables are process-wide.
 
-use std::sync::mpsc::{channel, RecvTimeoutError};
-use std::time::Duration;
-
 use axon::Component;
 
-fn bounded<F: FnOnce() + Send + 'static>(what: &str, secs: u64, body: F) {
-    let (tx, rx) = channel();
-    let t = std::thread::spawn(move || {
-        body();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => t.join().unwrap(),
-        Err(RecvTimeoutError::Disconnected) => {
-            if let Err(p) = t.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(RecvTimeoutError::Timeout) => panic!("timed out after {secs} s: {what}"),
-    }
-}
+mod support;
+use support::bounded;
 
 /// A component with an inbox and two outboxes, as a connection's holder.
 fn holder(kind: &str) -> Component {

@@ -8,28 +8,12 @@
 //! bound. No sleeps synchronise anything.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axon::{link_refs, unlink, BoxDecl, Component, Direction, Inbox, Outbox, TrySendError};
 
-fn bounded<F: FnOnce() + Send + 'static>(what: &str, secs: u64, body: F) {
-    let (tx, rx) = channel();
-    let t = std::thread::spawn(move || {
-        body();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => t.join().unwrap(),
-        Err(RecvTimeoutError::Disconnected) => {
-            if let Err(p) = t.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(RecvTimeoutError::Timeout) => panic!("timed out after {secs} s: {what} (deadlock?)"),
-    }
-}
+mod support;
+use support::bounded;
 
 type Bytes = Vec<u8>;
 

@@ -179,3 +179,23 @@ pub(crate) fn assert_increasing(what: &str, v: &[u64]) {
         panic!("{what}: not strictly increasing at {} then {}", w[0], w[1]);
     }
 }
+
+/// Runs `body` on its own thread; fails if it panics or has not finished within `secs`.
+pub(crate) fn bounded<F: FnOnce() + Send + 'static>(what: &str, secs: u64, body: F) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        body();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(()) => t.join().unwrap(),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(p) = t.join() {
+                std::panic::resume_unwind(p);
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("timed out after {secs} s: {what} (deadlock?)")
+        }
+    }
+}
