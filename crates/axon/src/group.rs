@@ -462,9 +462,8 @@ fn run(members: Members) -> impl std::future::Future<Output = ()> + Send {
         // here (a member of another is polled as it would be alone).
         let mut sched = state.members.sched.take();
         let current = sched.as_ref().map_or(0, Scheduler::key);
-        let polled = crate::scheduler::entered(&mut sched, || {
-            poll_members(&mut state, cx, current)
-        });
+        let polled =
+            crate::scheduler::entered(&mut sched, || poll_members(&mut state, cx, current));
         if sched.is_some() {
             state.members.sched = sched;
         }
@@ -490,11 +489,7 @@ impl Drop for Polling {
 
 /// One poll of a group's task ([`run`]): polls the members that were woken and takes newcomers;
 /// ready when none is left.
-fn poll_members(
-    state: &mut GroupState,
-    cx: &mut TaskContext<'_>,
-    current: usize,
-) -> Poll<()> {
+fn poll_members(state: &mut GroupState, cx: &mut TaskContext<'_>, current: usize) -> Poll<()> {
     if state.key == 0 {
         // The first poll: the members learn the task's waker (a member is in one group, once).
         state.key = key_of(cx.waker());
@@ -508,7 +503,10 @@ fn poll_members(
     loop {
         if rounds == ROUNDS_PER_POLL {
             // Members that keep waking each other: the runtime's other tasks go first.
-            if members.iter().any(|m| m.life.core().word.load(Ordering::Acquire) & (WOKEN | INCOMING) != 0) {
+            if members
+                .iter()
+                .any(|m| m.life.core().word.load(Ordering::Acquire) & (WOKEN | INCOMING) != 0)
+            {
                 cx.waker().wake_by_ref();
             }
             return Poll::Pending;
@@ -607,7 +605,10 @@ mod tests {
             let task = cores[0].group.get().cloned();
             let task = task.unwrap_or_else(|| panic!("the task has polled its members"));
             assert!(cores[1].group.get().is_some_and(|t| t.will_wake(&task)));
-            assert!(!newcomers().contains_key(&key_of(&task)), "no list of newcomers");
+            assert!(
+                !newcomers().contains_key(&key_of(&task)),
+                "no list of newcomers"
+            );
             // The second member has ended and left; the first still runs.
             assert!(cores[1].word.load(Ordering::Acquire) & LEFT != 0);
             assert!(cores[0].word.load(Ordering::Acquire) & LEFT == 0);

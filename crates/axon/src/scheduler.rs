@@ -558,7 +558,12 @@ impl Scheduler {
     /// Activates `child`, a child of `beside`'s, in the task of the group `beside` runs in
     /// (whose waker is `task`); in a task of its own if `beside` has left it (§10), or once a
     /// runtime runs if there is none on this thread.
-    pub(crate) fn activate_beside(&self, child: Component, beside: &Core, task: &std::task::Waker) -> Handle {
+    pub(crate) fn activate_beside(
+        &self,
+        child: Component,
+        beside: &Core,
+        task: &std::task::Waker,
+    ) -> Handle {
         if tokio::runtime::Handle::try_current().is_err() {
             return self.activate_in(child, Some(beside.id()), None);
         }
