@@ -285,16 +285,21 @@ pub struct Component {
 /// What every component keeps for its whole life, whoever holds it (the component before it
 /// runs, its handles, the scheduler's record of the live components): one allocation.
 pub(crate) struct Core {
-    pub(crate) id: ComponentId,
+    /// Its id ([`Core::id`], the low [`crate::group::ID_BITS`] bits) and, above it, its flags
+    /// as a group member ([`crate::group::WOKEN`] and the others): one word, so that a member
+    /// needs no block of its group's to say it was woken (`group.rs`).
+    pub(crate) word: AtomicU64,
     /// How it ended, once it has; until then the tasks waiting for that. Its lock also
     /// guards the box table (declared once, never copied), whose outbox entries hold where
     /// the outboxes send (`slot.rs`), and its kind, shared with every component of that kind
     /// built alike (its name, of which and the id its label is put together when shown,
     /// [`Label`], and its outboxes' descriptors).
     pub(crate) exit: crate::scheduler::ExitCell,
-    /// The group whose task polls it, once it is a member: the block is then also the
-    /// member's waker (`group.rs`), so a member costs no allocation of its own for that.
-    pub(crate) group: std::sync::OnceLock<Arc<crate::group::GroupTask>>,
+    /// The waker of the task of the group that polls it, set when the task first polls it:
+    /// the block is the member's own waker (`group.rs`), which notes [`crate::group::WOKEN`]
+    /// in [`Core::word`] and wakes this, so a member costs no allocation of its own for that,
+    /// nor its group one for all (the block stays one 96-byte chunk with it).
+    pub(crate) group: std::sync::OnceLock<std::task::Waker>,
 }
 
 impl fmt::Debug for Component {
@@ -336,7 +341,7 @@ impl Component {
         let id = ComponentId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
         let owner = Owner::new(Label::new(kind.name.clone(), id.0));
         let core = Arc::new(Core {
-            id,
+            word: AtomicU64::new(id.0),
             exit: crate::scheduler::ExitCell::building(kind),
             group: std::sync::OnceLock::new(),
         });
@@ -369,7 +374,7 @@ impl Component {
 
     /// Its id.
     pub fn id(&self) -> ComponentId {
-        self.core.id
+        self.core.id()
     }
 
     /// Its boxes, in declaration order.
@@ -426,9 +431,15 @@ fn wrong_type<T>(r: &BoxRef) -> WiringError {
 }
 
 impl Core {
+    /// The component's id.
+    #[inline]
+    pub(crate) fn id(&self) -> ComponentId {
+        ComponentId(self.word.load(Ordering::Relaxed) & crate::group::ID_BITS)
+    }
+
     /// The component's label, put together from its kind and id.
     pub(crate) fn label(&self) -> Label {
-        Label::new(self.kind_name(), self.id.0)
+        Label::new(self.kind_name(), self.id().0)
     }
 
     /// The component's kind's name.

@@ -36,7 +36,8 @@ fn node_name(b: &BoxId) -> String {
 /// edges: solid for outbox -> inbox, dashed for passthrough.
 pub(crate) fn render(nodes: &[Node]) -> String {
     let mut children: BTreeMap<Option<ComponentId>, Vec<&Node>> = BTreeMap::new();
-    let known: std::collections::BTreeSet<ComponentId> = nodes.iter().map(|n| n.core.id).collect();
+    let known: std::collections::BTreeSet<ComponentId> =
+        nodes.iter().map(|n| n.core.id()).collect();
     for n in nodes {
         let parent = n.parent.filter(|p| known.contains(p));
         children.entry(parent).or_default().push(n);
@@ -64,7 +65,7 @@ pub(crate) fn render(nodes: &[Node]) -> String {
                 d.name().to_string()
             );
         }
-        if let Some(kids) = children.get(&Some(n.core.id)) {
+        if let Some(kids) = children.get(&Some(n.core.id())) {
             for k in kids {
                 cluster(out, k, children, depth + 1);
             }

@@ -10,11 +10,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::BuildHasherDefault;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll, RawWakerVTable, Wake, Waker};
-
-use futures_util::task::AtomicWaker;
 
 use crate::component::{Component, Core};
 use crate::scheduler::{Handle, Life, Scheduler};
@@ -127,6 +125,11 @@ impl Group {
         Scheduler::current().activate_group(self, None)
     }
 
+    /// The first member's id (a group's number while it waits for a runtime); 0 if empty.
+    pub(crate) fn first_id(&self) -> u64 {
+        self.first[0].as_ref().map_or(0, |c| c.id().0)
+    }
+
     /// The members, in the order they were added.
     fn members(&self) -> impl Iterator<Item = &Component> {
         self.first.iter().flatten().chain(&self.rest)
@@ -148,33 +151,26 @@ impl<C: Into<Component>> FromIterator<C> for Group {
     }
 }
 
-/// The shared end of a running (or about to run) group: which of its members were woken, and
-/// its task's waker.
-///
-/// Every connection is a group: the block (with the `Arc`'s counts) is 48 bytes, one 64-byte
-/// chunk of the allocator. Members that join a running group (rare: a member's children,
-/// [`crate::Context::activate_beside`]) wait in a list of the process's ([`NEWCOMERS`]), not
-/// behind a lock of the group's own (a lock and two flags were 24 bytes in the block, then
-/// 72 bytes, an 80-byte chunk).
-#[derive(Default)]
-pub(crate) struct GroupTask {
-    /// What the task has to look at, one word: member woken is the bit of its component's id,
-    /// `id % MEMBER_BITS` ([`bit`]; members that share a bit are each polled when it is set:
-    /// harmless, as any future may be polled without cause); [`INCOMING`], members were handed
-    /// over; [`RUNNING`], the task is polling its members and looks at this word again before
-    /// it returns, so a wake-up then (a member waking another: the usual case) needs no wake
-    /// of the task; [`STARTED`], set before the task's first poll and kept by every poll;
-    /// [`CLOSED`], set when the task ends (see [`CLOSED`]).
-    flags: AtomicU64,
-    /// The task, to wake when a member is woken or handed over while it is not running.
-    task: AtomicWaker,
-}
+/// The bits of a component's word ([`Core::word`]) that hold its id. Ids are counted from 1 and
+/// do not reach 2^60 (a million components a second would take 36,000 years).
+pub(crate) const ID_BITS: u64 = (1 << 60) - 1;
+/// The member was woken since its group's task last looked (a bit of [`Core::word`]).
+pub(crate) const WOKEN: u64 = 1 << 63;
+/// Components wait in [`NEWCOMERS`] to join the group beside this member (a bit of
+/// [`Core::word`], set by [`join_beside`]).
+const INCOMING: u64 = 1 << 62;
+/// The member has left its group's task (it ended, or the task was dropped): nothing joins the
+/// group beside it any more (a bit of [`Core::word`]; set and read by atomic operations that
+/// order it with [`INCOMING`], see [`join_beside`]).
+const LEFT: u64 = 1 << 61;
+const _: () = assert!(ID_BITS & (WOKEN | INCOMING | LEFT) == 0);
 
-/// Members handed over to running groups and not yet taken by their tasks, by group (the
-/// address of its block: the task takes the entry, or drops it when it ends or is dropped,
-/// even unpolled, so no entry outlives its group's block). Also the lock under which a group
-/// is found open and marked closed, so that nothing joins a group whose task has ended.
-/// A map, not a list: every join beside a running group and every group's end looks its group
+/// Components handed over to running groups and not yet taken by their tasks, by group (the
+/// key of its task, [`key_of`]: the task takes the entry, or drops it when it ends or is
+/// dropped, and the address is not reused while a member's block holds the task's waker, which
+/// every component that can join holds). Also the lock under which a member is found still in
+/// its group, so that nothing joins a group whose task has ended.
+/// A map, not a list: every join beside a running member and every group's end looks its group
 /// up here under the process's lock, so the look-up must not grow with the groups waiting.
 static NEWCOMERS: Mutex<Newcomers> = Mutex::new(HashMap::with_hasher(BuildHasherDefault::new()));
 
@@ -185,114 +181,90 @@ fn newcomers() -> MutexGuard<'static, Newcomers> {
     NEWCOMERS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Members handed over and not yet taken (a bit of [`GroupTask::flags`]).
-const INCOMING: u64 = 1 << 63;
-/// The task is inside its poll and will look at the flags again (a bit of [`GroupTask::flags`]).
-const RUNNING: u64 = 1 << 62;
-/// The task has been spawned (a bit of [`GroupTask::flags`], set before the task's first
-/// poll, and kept by every poll).
-const STARTED: u64 = 1 << 61;
-/// The task has ended (its last member ended) or was dropped: nothing more can join (a bit of
-/// [`GroupTask::flags`], set under [`NEWCOMERS`]' lock: by the task's last poll when no
-/// newcomer is listed, else when the task is dropped).
-const CLOSED: u64 = 1 << 60;
-/// How many bits of [`GroupTask::flags`] say which members were woken (a power of two, at
-/// most 60).
-const MEMBER_BITS: usize = 32;
-const _: () = assert!(MEMBER_BITS.is_power_of_two() && MEMBER_BITS <= 60);
+std::thread_local! {
+    /// The key ([`key_of`]) of the group's task polling its members on this thread, 0 if none:
+    /// a member woken meanwhile on this thread (by another member, usually) is found by the
+    /// task's own loop, which looks at its members again before it returns, so the task need
+    /// not be woken through the runtime.
+    static POLLING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
-/// The bit in [`GroupTask::flags`] of the member whose block is `core`: its id's low bits (a
-/// mask, not a division by [`MEMBER_BITS`]: this runs for every wake-up and every member
-/// looked at: as a division it cost about 150 instructions per relay round trip).
+/// A group's task's key: its waker's data pointer (a tokio task's header, the same for every
+/// waker of that task).
 #[inline]
-fn bit(core: &Core) -> u64 {
-    1 << (core.id.0 & (MEMBER_BITS as u64 - 1))
+fn key_of(task: &Waker) -> usize {
+    task.data() as usize
 }
 
-impl GroupTask {
-    /// The key of this group's newcomers in [`NEWCOMERS`].
-    fn key(&self) -> usize {
-        self as *const GroupTask as usize
+/// Wakes the group's task `task` through the runtime, unless it is polling its members on this
+/// thread now (it looks at them again before it returns).
+#[inline]
+fn wake_task(task: &Waker) {
+    if POLLING.with(|p| p.get()) != key_of(task) {
+        task.wake_by_ref();
     }
+}
 
-    /// Takes this group's newcomers from `list` (none if it has none there).
-    fn take_newcomers(&self, list: &mut Newcomers) -> Vec<Life> {
-        list.remove(&self.key()).unwrap_or_default()
-    }
-
-    /// Notes `bits` for the task and wakes it, unless it is polling its members now (it looks
-    /// at the flags again before it returns).
-    fn notify(&self, bits: u64) {
-        if self.flags.fetch_or(bits, Ordering::AcqRel) & RUNNING == 0 {
-            self.task.wake();
-        }
-    }
-
-    /// Hands `member` to the group's task, spawning the task on the current runtime if this is
-    /// its first member. Hands it back if the group has already ended.
-    pub(crate) fn join(self: &Arc<Self>, member: Life) -> Result<(), Life> {
+/// Hands `life` to the task of the group `beside` runs in (whose waker is `task`), to run
+/// beside it ([`crate::Context::activate_beside`]). Hands it back if `beside` has left its
+/// group (it ended, or its group's task ended or was dropped).
+///
+/// `beside`'s [`INCOMING`] is set, and its [`LEFT`] read, in one atomic operation under the
+/// lock, and the task sets `LEFT` with one that returns `INCOMING`: whichever comes second sees
+/// the other's bit, so either this refuses, or the task finds the entry (made under the lock,
+/// which the task takes to look) when the member leaves or at its next look.
+pub(crate) fn join_beside(beside: &Core, task: &Waker, life: Life) -> Result<(), Life> {
+    {
         let mut list = newcomers();
-        if self.flags.load(Ordering::Acquire) & CLOSED != 0 {
-            return Err(member);
+        if beside.word.fetch_or(INCOMING, Ordering::AcqRel) & LEFT != 0 {
+            return Err(life);
         }
-        list.entry(self.key()).or_default().push(member);
-        let start = self.flags.fetch_or(STARTED, Ordering::AcqRel) & STARTED == 0;
-        drop(list);
-        if start {
-            self.flags.fetch_or(INCOMING, Ordering::AcqRel);
-            self.spawn(Members::default());
-        } else {
-            self.notify(INCOMING);
-        }
-        Ok(())
+        list.entry(key_of(task)).or_default().push(life);
     }
-
-    /// Starts the group's task with `lives` (`n` of them) as its members, handed to it in its
-    /// own future: no list of newcomers, which the task would free when it first runs, a hole
-    /// in the activating thread's heap for every connection (a block of 176 bytes for two).
-    /// The group must be new (no member has joined it).
-    pub(crate) fn start_with(self: &Arc<Self>, n: usize, lives: impl Iterator<Item = Life>) {
-        let mut members = Members::default();
-        let mut woken = 0;
-        for (k, life) in lives.enumerate() {
-            let waker = member_waker(self, life.core());
-            woken |= bit(life.core());
-            if members.sched.is_none() {
-                members.sched = life.scheduler().cloned();
-            }
-            members.add(Member { life, waker }, n.saturating_sub(k).max(1));
-        }
-        self.flags.fetch_or(woken | STARTED, Ordering::AcqRel);
-        self.spawn(members);
-    }
-
-    /// Starts the group's task, with `members` in it (none if its members come through the
-    /// list of newcomers). Every group's task starts here.
-    fn spawn(self: &Arc<Self>, members: Members) {
-        tokio::spawn(run(self.clone(), members));
-    }
+    wake_task(task);
+    Ok(())
 }
 
-/// A member's waker is its component's block: waking it notes which member it is, then wakes
-/// the group's task. (The block is allocated anyway; a waker of its own would be 48 bytes more
-/// per member.)
+/// Starts a group's task on the current runtime with `lives` (`n` of them) as its members,
+/// handed to it in its own future: no list of newcomers, which the task would free when it
+/// first runs, a hole in the activating thread's heap for every connection (a block of 176
+/// bytes for two).
+pub(crate) fn start(n: usize, lives: impl Iterator<Item = Life>) {
+    let mut members = Members::default();
+    for (k, life) in lives.enumerate() {
+        // Polled at the task's first poll, as they are all woken.
+        life.core().word.fetch_or(WOKEN, Ordering::AcqRel);
+        if members.sched.is_none() {
+            members.sched = life.scheduler().cloned();
+        }
+        let waker = member_waker(life.core());
+        members.add(Member { life, waker }, n.saturating_sub(k).max(1));
+    }
+    tokio::spawn(run(members));
+}
+
+/// A member's waker is its component's block: waking it notes [`WOKEN`] in its word, then
+/// wakes its group's task (unless it was noted already: a wake of the task is then on its way,
+/// or the task has yet to look). (The block is allocated anyway; a waker of its own would be
+/// 48 bytes more per member, and a block of the group's own 64 more per group.)
 impl Wake for Core {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref()
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if let Some(group) = self.group.get() {
-            group.notify(bit(self));
+        if self.word.fetch_or(WOKEN, Ordering::AcqRel) & WOKEN == 0 {
+            // Not set before the task's first poll, which looks at every member.
+            if let Some(task) = self.group.get() {
+                wake_task(task);
+            }
         }
     }
 }
 
-/// The waker of `member`, a member of `group`. Every member's waker is made here, so that
+/// The waker of `member`, a member of a group. Every member's waker is made here, so that
 /// [`is_known_waker`] knows them.
-fn member_waker(group: &Arc<GroupTask>, member: &Arc<Core>) -> Waker {
-    // A component is activated once, so it joins one group once: the cell is empty here.
-    let _ = member.group.set(group.clone());
+fn member_waker(member: &Arc<Core>) -> Waker {
     let waker = Waker::from(member.clone());
     MEMBER_VTABLE.store(vtable_of(&waker), Ordering::Relaxed);
     waker
@@ -390,6 +362,12 @@ impl Members {
         *rest = grown.into_boxed_slice();
     }
 
+    /// The members, in their slots' order.
+    fn iter(&self) -> impl Iterator<Item = &Member> {
+        let rest = self.rest.as_deref().unwrap_or_default();
+        self.inline.iter().chain(rest).flatten()
+    }
+
     /// Looked at every poll of the group's task: written out (as a chained iterator over the
     /// slots it cost about 90 instructions a relay round trip, callgrind).
     fn is_empty(&self) -> bool {
@@ -403,18 +381,40 @@ impl Members {
     }
 }
 
-/// Polls the member in `slot` if `woken` notes it, and empties the slot once it has ended;
-/// `current` is the key of the scheduler the group's task has made the current one.
+/// What looking at the member in `slot` found (see [`look_at`]).
+#[derive(Default)]
+struct Looked {
+    /// A member was polled.
+    polled: bool,
+    /// Newcomers wait beside a member.
+    incoming: bool,
+}
+
+/// Looks at the member in `slot`: polls it if it was woken, empties the slot once it has ended
+/// (it leaves the group: [`LEFT`]), and notes newcomers waiting beside it; `current` is the key
+/// of the scheduler the group's task has made the current one.
 #[inline(always)]
-fn poll_woken(slot: &mut Option<Member>, woken: u64, current: usize) {
-    if let Some(m) = slot {
-        if woken & bit(m.life.core()) == 0 {
-            return;
-        }
-        let mut mcx = TaskContext::from_waker(&m.waker);
-        if m.life.poll_member(&mut mcx, current).is_ready() {
-            *slot = None;
-        }
+fn look_at(slot: &mut Option<Member>, current: usize, looked: &mut Looked) {
+    let Some(m) = slot else {
+        return;
+    };
+    let word = &m.life.core().word;
+    // Nothing noted (the usual look at an idle member): no atomic write. A flag set after this
+    // read was set on another thread, which woke the task through the runtime.
+    if word.load(Ordering::Acquire) & (WOKEN | INCOMING) == 0 {
+        return;
+    }
+    let flags = word.fetch_and(!(WOKEN | INCOMING), Ordering::AcqRel);
+    looked.incoming |= flags & INCOMING != 0;
+    if flags & WOKEN == 0 {
+        return;
+    }
+    looked.polled = true;
+    let mut mcx = TaskContext::from_waker(&m.waker);
+    if m.life.poll_member(&mut mcx, current).is_ready() {
+        let word = &m.life.core().word;
+        looked.incoming |= word.fetch_or(LEFT, Ordering::AcqRel) & INCOMING != 0;
+        *slot = None;
     }
 }
 
@@ -422,132 +422,133 @@ fn poll_woken(slot: &mut Option<Member>, woken: u64, current: usize) {
 /// the runtime (members that keep waking each other must not hold a worker for ever).
 const ROUNDS_PER_POLL: usize = 2;
 
+/// A group's task's state: its members, and its key ([`key_of`], 0 before its first poll).
+struct GroupState {
+    members: Members,
+    key: usize,
+}
+
+impl Drop for GroupState {
+    /// A task dropped before its members ended (the runtime shutting down): they leave the
+    /// group, and its newcomers not yet taken go with it (rather than kept alive by their own
+    /// contexts, and listed under a key that a later task could have once this one is freed).
+    fn drop(&mut self) {
+        if self.members.is_empty() {
+            // Ended: its last look, under the lock, found no newcomer, and nothing can join
+            // a group whose members have all left.
+            return;
+        }
+        let incoming = {
+            let mut list = newcomers();
+            for m in self.members.iter() {
+                m.life.core().word.fetch_or(LEFT, Ordering::AcqRel);
+            }
+            (self.key != 0).then(|| list.remove(&self.key)).flatten()
+        };
+        drop(incoming);
+    }
+}
+
 /// The group's task: polls the members that were woken, each with its own waker, and takes
-/// newcomers, until none is left. `members` are those it starts with (none if they join).
+/// newcomers, until none is left.
 ///
 /// A plain function returning the future, which holds `members` once, where they are polled
 /// (an `async fn` would hold them twice, as argument and as local: tokio's block for the task
 /// 384 bytes, not 256).
-fn run(
-    group: Arc<GroupTask>,
-    mut members: Members,
-) -> impl std::future::Future<Output = ()> + Send {
-    // If the task is dropped (the runtime shutting down), members not yet taken are dropped
-    // with it rather than kept alive by their own contexts' reference to the group. Made here,
-    // outside the `async` block, so that it closes the group even if the task is dropped
-    // before its first poll: its newcomers' entry in [`NEWCOMERS`] must not outlive the
-    // group's block, whose address keys it (a later group at that address would adopt them).
-    struct Close(Arc<GroupTask>);
-    impl Drop for Close {
-        fn drop(&mut self) {
-            // Closed by the task's last poll, under the lock with no entry listed: nothing can
-            // have joined since, so the list need not be looked at again.
-            if self.0.flags.load(Ordering::Acquire) & CLOSED == 0 {
-                let incoming = {
-                    let mut list = newcomers();
-                    self.0.flags.fetch_or(CLOSED, Ordering::AcqRel);
-                    self.0.take_newcomers(&mut list)
-                };
-                drop(incoming);
-            }
-            // Ended members' blocks (their wakers) may outlive the task, held by handles, and
-            // they hold the group: it must not hold the task's own waker (the task) too.
-            drop(self.0.task.take());
+fn run(members: Members) -> impl std::future::Future<Output = ()> + Send {
+    let mut state = GroupState { members, key: 0 };
+    std::future::poll_fn(move |cx| {
+        // The members' scheduler is the current one while they are polled: made so once
+        // here (a member of another is polled as it would be alone).
+        let mut sched = state.members.sched.take();
+        let current = sched.as_ref().map_or(0, Scheduler::key);
+        let polled =
+            crate::scheduler::entered(&mut sched, || poll_members(&mut state, cx, current));
+        if sched.is_some() {
+            state.members.sched = sched;
         }
+        polled
+    })
+}
+
+/// Notes on this thread that the group's task with key `key` is polling its members, until
+/// dropped (see [`POLLING`]).
+struct Polling(usize);
+
+impl Polling {
+    fn enter(key: usize) -> Polling {
+        Polling(POLLING.with(|p| p.replace(key)))
     }
-    let close = Close(group);
-    async move {
-        let group = &close.0;
-        std::future::poll_fn(|cx| {
-            // The members' scheduler is the current one while they are polled: made so once
-            // here (a member of another is polled as it would be alone).
-            let mut sched = members.sched.take();
-            let current = sched.as_ref().map_or(0, Scheduler::key);
-            let polled = crate::scheduler::entered(&mut sched, || {
-                poll_members(group, &mut members, cx, current)
-            });
-            if sched.is_some() {
-                members.sched = sched;
-            }
-            polled
-        })
-        .await;
+}
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        POLLING.with(|p| p.set(self.0));
     }
 }
 
 /// One poll of a group's task ([`run`]): polls the members that were woken and takes newcomers;
 /// ready when none is left.
-fn poll_members(
-    group: &Arc<GroupTask>,
-    members: &mut Members,
-    cx: &mut TaskContext<'_>,
-    current: usize,
-) -> Poll<()> {
-    group.task.register(cx.waker());
+fn poll_members(state: &mut GroupState, cx: &mut TaskContext<'_>, current: usize) -> Poll<()> {
+    if state.key == 0 {
+        // The first poll: the members learn the task's waker (a member is in one group, once).
+        state.key = key_of(cx.waker());
+        for m in state.members.iter() {
+            let _ = m.life.core().group.set(cx.waker().clone());
+        }
+    }
+    let _polling = Polling::enter(state.key);
+    let members = &mut state.members;
     let mut rounds = 0;
-    // Members seen waiting under the lock, whose INCOMING may not be noted yet.
-    let mut handed_over = false;
     loop {
-        // Takes what was noted and sets RUNNING (already set after the first turn), in one
-        // atomic operation; STARTED stays (set before the first poll), CLOSED is set only
-        // after the last.
-        let flags = group.flags.swap(RUNNING | STARTED, Ordering::AcqRel) & !(RUNNING | STARTED);
-        let mut woken = flags & !INCOMING;
-        if flags & INCOMING != 0 || std::mem::take(&mut handed_over) {
-            let incoming = group.take_newcomers(&mut newcomers());
-            let n = incoming.len();
-            for (k, life) in incoming.into_iter().enumerate() {
-                let waker = member_waker(group, life.core());
-                woken |= bit(life.core());
-                // The group's scheduler, from its first member (taken out of `members`
-                // while a scheduler is the current one: see `run`).
-                if current == 0 && members.sched.is_none() {
-                    members.sched = life.scheduler().cloned();
-                }
-                members.add(Member { life, waker }, n - k);
-            }
-        }
-        if members.is_empty() {
-            let list = newcomers();
-            if !list.contains_key(&group.key()) {
-                group.flags.fetch_or(CLOSED, Ordering::AcqRel);
-                return Poll::Ready(());
-            }
-            handed_over = true;
-            continue;
-        }
-        if woken == 0 {
-            // Nothing noted: stop running, unless something was noted meanwhile (its
-            // waker then saw RUNNING and left the wake-up to this loop).
-            if group
-                .flags
-                .compare_exchange(
-                    RUNNING | STARTED,
-                    STARTED,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
-            {
-                return Poll::Pending;
-            }
-            continue;
-        }
         if rounds == ROUNDS_PER_POLL {
-            group.flags.fetch_or(woken, Ordering::AcqRel);
-            group.flags.fetch_and(!RUNNING, Ordering::AcqRel);
-            cx.waker().wake_by_ref();
+            // Members that keep waking each other: the runtime's other tasks go first.
+            if members
+                .iter()
+                .any(|m| m.life.core().word.load(Ordering::Acquire) & (WOKEN | INCOMING) != 0)
+            {
+                cx.waker().wake_by_ref();
+            }
+            return Poll::Pending;
+        }
+        let mut looked = Looked::default();
+        let [a, b] = &mut members.inline;
+        look_at(a, current, &mut looked);
+        look_at(b, current, &mut looked);
+        if let Some(rest) = members.rest.as_deref_mut() {
+            for slot in rest.iter_mut() {
+                look_at(slot, current, &mut looked);
+            }
+        }
+        let ended = members.is_empty();
+        if looked.incoming || ended {
+            let incoming = newcomers().remove(&state.key);
+            match incoming {
+                Some(lives) => {
+                    let n = lives.len();
+                    for (k, life) in lives.into_iter().enumerate() {
+                        let core = life.core();
+                        let _ = core.group.set(cx.waker().clone());
+                        core.word.fetch_or(WOKEN, Ordering::AcqRel);
+                        // The group's scheduler, from its first member (taken out of
+                        // `members` while a scheduler is the current one: see `run`).
+                        if current == 0 && members.sched.is_none() {
+                            members.sched = life.scheduler().cloned();
+                        }
+                        let waker = member_waker(core);
+                        members.add(Member { life, waker }, n - k);
+                    }
+                    looked.polled = true;
+                }
+                // The last member has left and nothing waits to join: the task ends.
+                None if ended => return Poll::Ready(()),
+                None => {}
+            }
+        }
+        if !looked.polled {
             return Poll::Pending;
         }
         rounds += 1;
-        let [a, b] = &mut members.inline;
-        poll_woken(a, woken, current);
-        poll_woken(b, woken, current);
-        if let Some(rest) = members.rest.as_deref_mut() {
-            for slot in rest.iter_mut() {
-                poll_woken(slot, woken, current);
-            }
-        }
     }
 }
 
@@ -583,36 +584,48 @@ mod tests {
 
     /// A group activated at once is handed to its task whole, in the task's own future: no
     /// list of newcomers is made (it was freed when the task first ran, a hole in the heap of
-    /// the thread that activated it, per connection), and each member's waker is its block
-    /// before the task runs.
+    /// the thread that activated it, per connection). The members learn their task's waker at
+    /// its first poll, the same task for both: what their wakers wake, with no block of the
+    /// group's own.
     #[tokio::test(flavor = "current_thread")]
-    async fn a_group_activated_at_once_makes_no_list_of_newcomers() {
+    async fn a_group_activated_at_once_makes_no_list_and_its_members_learn_its_task() {
         let sched = crate::Scheduler::new();
         let report = sched.run(async {
-            let (a, b) = (member(), member());
+            let (go, went) = tokio::sync::oneshot::channel::<()>();
+            let a = Component::build("Member").main(|_| async move {
+                let _ = went.await;
+                Ok(())
+            });
+            let b = member();
             let cores = [a.core.clone(), b.core.clone()];
             Group::new().with(a).with(b).activate();
             // The task has not run yet (one thread, not yielded to).
+            assert!(cores.iter().all(|c| c.group.get().is_none()));
+            tokio::task::yield_now().await;
             let task = cores[0].group.get().cloned();
-            let task = task.unwrap_or_else(|| panic!("joined before the task runs"));
-            assert!(cores[1].group.get().is_some_and(|g| Arc::ptr_eq(g, &task)));
-            let started = task.flags.load(Ordering::Acquire) & STARTED != 0;
-            let listed = newcomers().contains_key(&task.key());
-            assert!(started && !listed, "no list of newcomers");
+            let task = task.unwrap_or_else(|| panic!("the task has polled its members"));
+            assert!(cores[1].group.get().is_some_and(|t| t.will_wake(&task)));
+            assert!(
+                !newcomers().contains_key(&key_of(&task)),
+                "no list of newcomers"
+            );
+            // The second member has ended and left; the first still runs.
+            assert!(cores[1].word.load(Ordering::Acquire) & LEFT != 0);
+            assert!(cores[0].word.load(Ordering::Acquire) & LEFT == 0);
+            let _ = go.send(());
         });
         let ended = tokio::time::timeout(std::time::Duration::from_secs(30), report).await;
         assert!(ended.expect("the members ended (30 s)").is_ok());
     }
 
-    /// Every connection is a group: its shared block (with the `Arc`'s two counts) fits one
-    /// 64-byte chunk of the allocator (56 bytes or less), the members handed over to a running
-    /// group waiting in the process's list. Fails on the old block (72 bytes, an 80-byte
-    /// chunk: a lock of its own over the newcomers and two flags).
+    /// A member's block keeps its group's task's waker and its flags, so that a group needs
+    /// no block of its own (a 64-byte chunk a connection before): the block, with the `Arc`'s
+    /// two counts, stays one 96-byte chunk of the allocator (88 bytes or less).
     #[test]
-    fn a_group_block_stays_small() {
-        let block = std::mem::size_of::<GroupTask>() + 2 * std::mem::size_of::<usize>();
-        eprintln!("Arc<GroupTask>: {block} bytes");
-        assert!(block <= 56);
+    fn a_member_s_block_holds_its_group_s_waker_in_one_96_byte_chunk() {
+        let block = std::mem::size_of::<Core>() + 2 * std::mem::size_of::<usize>();
+        eprintln!("ArcInner<Core>: {block} bytes");
+        assert!(block <= 88);
     }
 
     /// The group's task future, with two members inline, stays small enough that tokio's task
@@ -623,10 +636,7 @@ mod tests {
     /// member of 56 bytes).
     #[test]
     fn a_group_task_future_leaves_tokio_s_block_at_256_bytes() {
-        let f = run(
-            std::sync::Arc::new(GroupTask::default()),
-            Members::default(),
-        );
+        let f = run(Members::default());
         let size = std::mem::size_of_val(&f);
         eprintln!("the group task's future: {size} bytes");
         assert!(size <= 152);
@@ -639,11 +649,10 @@ mod tests {
     #[test]
     fn a_running_group_of_two_makes_no_list_of_members() {
         let sched = crate::Scheduler::new();
-        let group = Arc::new(GroupTask::default());
         let mut members = Members::default();
         for k in 0..3 {
             let life = sched.life(member());
-            let waker = member_waker(&group, life.core());
+            let waker = member_waker(life.core());
             members.add(Member { life, waker }, 1);
             assert_eq!(members.rest.is_some(), k == 2, "a list only from the third");
         }

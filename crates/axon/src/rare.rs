@@ -364,7 +364,10 @@ pub(crate) fn owner_in(core: &Arc<Core>, g: &crate::scheduler::CellState) -> Own
     if let Some(o) = listed.iter().find_map(|(_, d)| d.r.store.owner()) {
         return o;
     }
-    let o = Owner::new(crate::component::Label::new(g.kind.name.clone(), core.id.0));
+    let o = Owner::new(crate::component::Label::new(
+        g.kind.name.clone(),
+        core.id().0,
+    ));
     o.set_core(core);
     o
 }

@@ -15,7 +15,7 @@ use crate::component::{
     BoxError, Component, ComponentId, Core, Label, MainFuture, CONTROL, SIGNAL,
 };
 use crate::control::{Control, ErrorMessage};
-use crate::group::{Group, GroupTask};
+use crate::group::Group;
 use crate::link::{BoxRef, WiringError};
 use crate::registry::Registry;
 use crate::spec::Direction;
@@ -84,8 +84,9 @@ struct State {
     /// The live components with a parent (a server's connections), found by id: 16-byte
     /// records, the parent's id and the block.
     children: Live<std::num::NonZeroU64>,
-    /// Activated before a tokio runtime existed: started by [`Scheduler::run`].
-    pending: Vec<(Component, Option<Arc<GroupTask>>)>,
+    /// Activated before a tokio runtime existed: started by [`Scheduler::run`]. The members of
+    /// one group carry the same number (its first member's id), and start as one task.
+    pending: Vec<(Component, Option<u64>)>,
     /// The most recent failures, as text (see [`RunReport`]); at most [`RECENT_FAILURES`].
     failures: VecDeque<Arc<ComponentFailure>>,
     /// Every failure since the last report.
@@ -108,15 +109,9 @@ struct Record<P> {
     core: Arc<Core>,
 }
 
-impl<P> std::borrow::Borrow<ComponentId> for Record<P> {
-    fn borrow(&self) -> &ComponentId {
-        &self.core.id
-    }
-}
-
 impl<P> PartialEq for Record<P> {
     fn eq(&self, other: &Record<P>) -> bool {
-        self.core.id == other.core.id
+        self.core.id() == other.core.id()
     }
 }
 
@@ -125,7 +120,7 @@ impl<P> Eq for Record<P> {}
 impl<P> std::hash::Hash for Record<P> {
     // As its id hashes, so that it is found by id.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.core.id.hash(state)
+        self.core.id().hash(state)
     }
 }
 
@@ -143,9 +138,18 @@ impl State {
         };
     }
 
-    /// Forgets a live component; whether it was recorded.
-    fn remove(&mut self, id: ComponentId) -> bool {
-        self.tops.remove(&id) || self.children.remove(&id)
+    /// Forgets a live component; whether it was recorded. (Found by its block's id: a record
+    /// is equal to any other with the same id, whatever its parent.)
+    fn remove(&mut self, core: &Arc<Core>) -> bool {
+        let top = Record {
+            parent: (),
+            core: core.clone(),
+        };
+        self.tops.remove(&top)
+            || self.children.remove(&Record {
+                parent: std::num::NonZeroU64::MIN,
+                core: top.core,
+            })
     }
 }
 
@@ -323,26 +327,23 @@ impl fmt::Debug for Context {
 /// What a component's main routine gets: its place in the system.
 pub struct Context {
     sched: Scheduler,
+    /// Its block, which also says the group whose task runs it, if it runs in one (§10).
     core: Arc<Core>,
-    /// The group whose task runs this component, if it runs in one (§10).
-    group: Option<Arc<GroupTask>>,
 }
 
 impl Context {
     /// The context of the component whose block is `core`, made when its main routine starts:
-    /// under the current scheduler (its life's own while it is polled), in the group its block
-    /// has joined, if any (a member joins before its first poll).
+    /// under the current scheduler (its life's own while it is polled).
     pub(crate) fn start(core: Arc<Core>) -> Context {
         Context {
             sched: Scheduler::current(),
-            group: core.group.get().cloned(),
             core,
         }
     }
 
     /// Activates `child` as this component's child (Axon's `addChildren` + `activate`).
     pub fn activate(&self, child: Component) -> Handle {
-        self.sched.activate(child, Some(self.core.id))
+        self.sched.activate(child, Some(self.core.id()))
     }
 
     /// Activates `child` as this component's child in the same task as this component, when
@@ -351,10 +352,8 @@ impl Context {
     /// For the components of one connection, which wake each other and gain nothing from
     /// running in parallel (docs/semantics.md §10).
     pub fn activate_beside(&self, child: Component) -> Handle {
-        match &self.group {
-            Some(g) => self
-                .sched
-                .activate_in(child, Some(self.core.id), Some(g.clone())),
+        match self.core.group.get() {
+            Some(task) => self.sched.activate_beside(child, &self.core, task),
             None => self.activate(child),
         }
     }
@@ -362,7 +361,7 @@ impl Context {
     /// Activates the members of `group` as this component's children, all in one new task
     /// (docs/semantics.md §10). The handles are in the order the members were added.
     pub fn activate_group(&self, group: Group) -> Vec<Handle> {
-        self.sched.activate_group(group, Some(self.core.id))
+        self.sched.activate_group(group, Some(self.core.id()))
     }
 
     /// The component's rare boxes, as its routine reaches them
@@ -389,7 +388,7 @@ impl Context {
 
     /// This component's id.
     pub fn id(&self) -> ComponentId {
-        self.core.id
+        self.core.id()
     }
 }
 
@@ -493,7 +492,7 @@ impl Scheduler {
             let st = lock(&self.inner.state);
             let mut tops: Vec<&Record<()>> = st.tops.iter().collect();
             // In the order they were built, as before (the set has no order).
-            tops.sort_unstable_by_key(|r| r.core.id);
+            tops.sort_unstable_by_key(|r| r.core.id());
             tops.into_iter().map(|r| r.core.clone()).collect()
         };
         // Outside the scheduler's lock: a rare `control` is made here.
@@ -516,7 +515,7 @@ impl Scheduler {
             .collect();
         drop(st);
         // In the order they were built (the set has no order).
-        comps.sort_unstable_by_key(|n| n.core.id);
+        comps.sort_unstable_by_key(|n| n.core.id());
         crate::graph::render(&comps)
     }
 
@@ -527,11 +526,12 @@ impl Scheduler {
         if group.is_empty() {
             return Vec::new();
         }
-        let task = Arc::new(GroupTask::default());
         if tokio::runtime::Handle::try_current().is_err() {
+            // Started together by `Scheduler::run`: the members carry their first's id.
+            let token = group.first_id();
             return group
                 .into_members()
-                .map(|c| self.activate_in(c, parent, Some(task.clone())))
+                .map(|c| self.activate_in(c, parent, Some(token)))
                 .collect();
         }
         // The members go to the group's task all at once, in its own future (`group.rs`).
@@ -541,24 +541,49 @@ impl Scheduler {
             handles.push(record(&mut lock(&self.inner.state), &c, parent));
             self.life(c)
         });
-        task.start_with(n, lives);
+        crate::group::start(n, lives);
         self.inner.changed.notify_waiters();
         handles
     }
 
     pub(crate) fn activate(&self, component: Component, parent: Option<ComponentId>) -> Handle {
-        let group = component
-            .hosts_group
-            .then(|| Arc::new(GroupTask::default()));
-        self.activate_in(component, parent, group)
+        if !component.hosts_group {
+            return self.activate_in(component, parent, None);
+        }
+        // A group of one, that its children may join.
+        let mut handles = self.activate_group(Group::new().with(component), parent);
+        handles.pop().expect("a group of one has one member")
     }
 
-    /// Activates `component` in its own task, or in `group`'s.
+    /// Activates `child`, a child of `beside`'s, in the task of the group `beside` runs in
+    /// (whose waker is `task`); in a task of its own if `beside` has left it (§10), or once a
+    /// runtime runs if there is none on this thread.
+    pub(crate) fn activate_beside(
+        &self,
+        child: Component,
+        beside: &Core,
+        task: &std::task::Waker,
+    ) -> Handle {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.activate_in(child, Some(beside.id()), None);
+        }
+        let handle = record(&mut lock(&self.inner.state), &child, Some(beside.id()));
+        self.inner.changed.notify_waiters();
+        if let Err(life) = crate::group::join_beside(beside, task, self.life(child)) {
+            // `beside` has left its group (it ended, having handed its context elsewhere, or
+            // its group's task did): the newcomer runs alone.
+            tokio::spawn(life);
+        }
+        handle
+    }
+
+    /// Activates `component` in its own task, or, outside a runtime, notes it to start when
+    /// one runs (with the members of its group, `group`, if it has one).
     pub(crate) fn activate_in(
         &self,
         component: Component,
         parent: Option<ComponentId>,
-        group: Option<Arc<GroupTask>>,
+        group: Option<u64>,
     ) -> Handle {
         let handle = {
             let mut st = lock(&self.inner.state);
@@ -572,31 +597,28 @@ impl Scheduler {
             handle
         };
         self.inner.changed.notify_waiters();
-        self.start(component, group);
+        tokio::spawn(self.life(component));
         handle
     }
 
+    /// Starts what was activated before a runtime ran: each component alone, each group's
+    /// members together in one task (in the order of their first members).
     fn start_pending(&self) {
         let pending = std::mem::take(&mut lock(&self.inner.state).pending);
+        let mut groups: Vec<(u64, Vec<Component>)> = Vec::new();
         for (c, group) in pending {
-            self.start(c, group);
-        }
-    }
-
-    /// Starts `component`'s life: in `group`'s task if it has one that is still running,
-    /// otherwise as a task of its own.
-    fn start(&self, component: Component, group: Option<Arc<GroupTask>>) {
-        match group {
-            None => {
-                tokio::spawn(self.life(component));
-            }
-            Some(g) => {
-                if let Err(life) = g.join(self.life(component)) {
-                    // The group ended meanwhile (its last member was the activating one, which
-                    // handed its context elsewhere): the newcomer runs alone.
-                    tokio::spawn(life);
+            match group {
+                None => {
+                    tokio::spawn(self.life(c));
                 }
+                Some(token) => match groups.iter_mut().find(|(t, _)| *t == token) {
+                    Some((_, members)) => members.push(c),
+                    None => groups.push((token, vec![c])),
+                },
             }
+        }
+        for (_, members) in groups {
+            crate::group::start(members.len(), members.into_iter().map(|c| self.life(c)));
         }
     }
 
@@ -654,7 +676,7 @@ impl Scheduler {
         }
         {
             let mut st = lock(&self.inner.state);
-            st.remove(core.id);
+            st.remove(core);
             if let Some(f) = &failure {
                 st.failed += 1;
                 if st.failures.len() == RECENT_FAILURES {
@@ -838,7 +860,7 @@ pub(crate) fn push_control(control: &BoxRef, msg: Control) -> bool {
 impl Handle {
     /// The component's id.
     pub fn id(&self) -> ComponentId {
-        self.core.id
+        self.core.id()
     }
 
     /// The component's label.
@@ -1423,7 +1445,7 @@ mod tests {
         let cores: Vec<Arc<Core>> = (0..n)
             .map(|_| Component::build("Live").main(|_| async { Ok(()) }).core)
             .collect();
-        let parent = Some(cores[0].id);
+        let parent = Some(cores[0].id());
         {
             let mut st = lock(&sched.inner.state);
             for (k, core) in cores.iter().enumerate() {
@@ -1444,9 +1466,9 @@ mod tests {
         }
         assert!(sched
             .graph_dot()
-            .contains(&format!("Live#{}", cores[n - 1].id.0)));
+            .contains(&format!("Live#{}", cores[n - 1].id().0)));
         for core in cores.iter().rev() {
-            assert!(lock(&sched.inner.state).remove(core.id));
+            assert!(lock(&sched.inner.state).remove(core));
         }
         assert_eq!(sched.live(), 0);
     }

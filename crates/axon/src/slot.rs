@@ -319,7 +319,7 @@ pub(crate) fn id(core: &Core, index: usize) -> BoxId {
         (descriptor_at(&g, index).clone(), g.kind.name.clone())
     };
     BoxId {
-        owner: Arc::from(crate::component::Label::new(kind, core.id.0)),
+        owner: Arc::from(crate::component::Label::new(kind, core.id().0)),
         name: d.meta().name.clone(),
         direction: Direction::Out,
         message_type: d.message_type_name(),
