@@ -274,7 +274,7 @@ pub(crate) fn resolve(
 ) -> Option<Arc<dyn ErasedStore>> {
     let d = {
         let g = core.exit.lock();
-        (index < g.table().len()).then(|| g.declared(index))?
+        g.has_place(index).then(|| g.declared(index))?
     };
     if d.r.store.is_slot() {
         // An outbox kept by the table: a reference to its place there.
