@@ -987,7 +987,11 @@ impl CellState {
     /// A rare box (place [`crate::spec::RARE`] and up) is its placeholder, in its kind's
     /// record: it has no entry in the table.
     pub(crate) fn declared(&self, index: usize) -> crate::spec::Declared {
-        match self.kind.outbox(index).or_else(|| self.kind.rare_box(index)) {
+        match self
+            .kind
+            .outbox(index)
+            .or_else(|| self.kind.rare_box(index))
+        {
             Some(d) => crate::spec::Declared {
                 r: BoxRef::new(d.clone()),
             },

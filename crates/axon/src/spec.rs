@@ -161,7 +161,9 @@ impl Kind {
     }
 
     /// Its rare boxes: `(how many table entries come before it, its placeholder)`.
-    pub(crate) fn rare(&self) -> impl Iterator<Item = (usize, Arc<dyn crate::store::ErasedStore>)> + '_ {
+    pub(crate) fn rare(
+        &self,
+    ) -> impl Iterator<Item = (usize, Arc<dyn crate::store::ErasedStore>)> + '_ {
         self.rare.iter().map(|(n, d)| (*n, d.clone()))
     }
 
@@ -173,7 +175,10 @@ impl Kind {
         placeholder: Arc<dyn crate::store::ErasedStore>,
     ) -> (Arc<Kind>, usize) {
         let place = RARE + self.rare.len();
-        let wanted = || self.rare().chain(std::iter::once((before, placeholder.clone())));
+        let wanted = || {
+            self.rare()
+                .chain(std::iter::once((before, placeholder.clone())))
+        };
         let outboxes = || self.outboxes.iter().map(|(i, d)| (*i, d.clone()));
         let alike = |k: &Arc<Kind>| same(outboxes(), &k.outboxes) && same(wanted(), &k.rare);
         let kind = kind_where(&self.name, alike, || {
