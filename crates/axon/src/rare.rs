@@ -644,18 +644,21 @@ mod tests {
 
     /// A component of `kind` with a rare inbox whose block shares the word of [`UNTAKEN`] of
     /// the block `k`; the others made on the way are kept in `others`, so that each new one is
-    /// at a new address.
+    /// at a new address, each with a spacer of 32 or 48 bytes (alternately): components of
+    /// one kind are made at one stride, which may be a multiple of the words' span, and would
+    /// then never reach some words.
     fn sharing_a_word(
         k: usize,
         kind: &str,
-        others: &mut Vec<crate::Component>,
+        others: &mut Vec<(crate::Component, Vec<u8>)>,
     ) -> (crate::Component, RareInbox<u64>) {
         loop {
             let (c, handle) = with_a_rare_inbox(kind);
             if bucket(key(&c.core)) == bucket(k) {
                 return (c, handle);
             }
-            others.push(c);
+            let spacer = vec![0_u8; if others.len() % 2 == 0 { 24 } else { 40 }];
+            others.push((c, spacer));
             assert!(others.len() < 100_000, "no component shares the word");
         }
     }
