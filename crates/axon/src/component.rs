@@ -494,11 +494,21 @@ pub(crate) fn listed(g: &crate::scheduler::CellState) -> Vec<(usize, Declared)> 
     declared_in(g).collect()
 }
 
-/// [`listed`], one at a time.
+/// [`listed`], one at a time: the table's entries, with the rare boxes (kept in the kind's
+/// record) among them where they were declared.
 fn declared_in(g: &crate::scheduler::CellState) -> impl Iterator<Item = (usize, Declared)> + '_ {
-    let table = g.table();
-    let declared = (0..table.len()).map(|i| (i, g.declared(i)));
-    declared.take_while(|(_, d)| !crate::scheduler::is_filler(d))
+    let n = g.filled();
+    let mut rare = g.kind.rare().enumerate().peekable();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        if let Some((k, _)) = rare.next_if(|(_, (before, _))| *before <= i) {
+            return Some((crate::spec::RARE + k, g.declared(crate::spec::RARE + k)));
+        }
+        (i < n).then(|| {
+            i += 1;
+            (i - 1, g.declared(i - 1))
+        })
+    })
 }
 
 impl Drop for Core {
@@ -715,9 +725,7 @@ impl ComponentBuilder {
         // first wait, to note a waker there: two stores and the map's entry for a client.
         self.hosts_group = true;
         let meta = self.new_meta(decl.name, decl.description);
-        self.core.exit.push_box(Declared {
-            r: BoxRef::new(crate::rare::placeholder::<T>(meta, Direction::In)),
-        });
+        (self.core.exit).push_rare(crate::rare::placeholder::<T>(meta, Direction::In));
         crate::RareInbox::none()
     }
 
@@ -741,9 +749,7 @@ impl ComponentBuilder {
             return;
         }
         let meta = self.new_meta(decl.name, decl.description);
-        self.core.exit.push_box(Declared {
-            r: BoxRef::new(crate::rare::placeholder::<T>(meta, Direction::Out)),
-        });
+        (self.core.exit).push_rare(crate::rare::placeholder::<T>(meta, Direction::Out));
     }
 
     /// Records a wiring error if a table entry meant as the standard box `name` has another name.

@@ -5,9 +5,12 @@
 //! its `control` when nothing links it. Each declared box is a store (one 80-byte block), so
 //! an idle client connection paid 240 bytes for three boxes nothing ever touched. A box
 //! declared *rare* ([`ComponentBuilder::rare_inbox_from`](crate::ComponentBuilder::rare_inbox_from)
-//! and friends) is, until it is used, a pointer in its component's table to a placeholder
-//! shared by every box declared alike (its name, description, direction and type: what the
-//! table lists), and nothing in its owner's routine but an empty handle ([`RareInbox`]).
+//! and friends) is, until it is used, a placeholder shared by every box declared alike (its
+//! name, description, direction and type: what the component lists), kept in its kind's record
+//! (`spec::Kind`, shared by every component of that kind built alike) and not in its
+//! component's table (a client connection's table is three entries, not six), and nothing in
+//! its owner's routine but an empty handle ([`RareInbox`]). Its place is
+//! [`crate::spec::RARE`] and up, past any table.
 //!
 //! Its store is made the first time anything needs it: a look-up by name
 //! ([`Component::boxref`](crate::Component::boxref), [`Handle::boxref`](crate::Handle::boxref),
@@ -274,7 +277,7 @@ pub(crate) fn resolve(
 ) -> Option<Arc<dyn ErasedStore>> {
     let d = {
         let g = core.exit.lock();
-        (index < g.table().len()).then(|| g.declared(index))?
+        g.has_place(index).then(|| g.declared(index))?
     };
     if d.r.store.is_slot() {
         // An outbox kept by the table: a reference to its place there.
@@ -641,18 +644,21 @@ mod tests {
 
     /// A component of `kind` with a rare inbox whose block shares the word of [`UNTAKEN`] of
     /// the block `k`; the others made on the way are kept in `others`, so that each new one is
-    /// at a new address.
+    /// at a new address, each with a spacer of 32 or 48 bytes (alternately): components of
+    /// one kind are made at one stride, which may be a multiple of the words' span, and would
+    /// then never reach some words.
     fn sharing_a_word(
         k: usize,
         kind: &str,
-        others: &mut Vec<crate::Component>,
+        others: &mut Vec<(crate::Component, Vec<u8>)>,
     ) -> (crate::Component, RareInbox<u64>) {
         loop {
             let (c, handle) = with_a_rare_inbox(kind);
             if bucket(key(&c.core)) == bucket(k) {
                 return (c, handle);
             }
-            others.push(c);
+            let spacer = vec![0_u8; if others.len() % 2 == 0 { 24 } else { 40 }];
+            others.push((c, spacer));
             assert!(others.len() < 100_000, "no component shares the word");
         }
     }
@@ -812,6 +818,41 @@ mod tests {
             !made().by_block.contains_key(&k),
             "the map's entry outlived its block"
         );
+    }
+
+    /// A rare box has no entry in its component's table: its placeholder is in the kind's
+    /// record, shared by every component built alike, and it is listed where it was declared.
+    /// A client connection's table was six entries with its three rare boxes (a 112-byte
+    /// chunk), three without (64). Fails where rare boxes took table entries (a table of five
+    /// here).
+    #[test]
+    fn a_rare_box_takes_no_entry_in_its_component_s_table() {
+        let _one = lock(&ONE_AT_A_TIME);
+        let build = || {
+            let mut b = crate::Component::build("RareTable");
+            let _r1: RareInbox<u64> = b.rare_inbox_from(crate::BoxDecl::new("first", "rare"));
+            let _i = b.inbox::<u64>("inbox", "data");
+            b.rare_outbox_from::<u64>(crate::BoxDecl::new("ready", "rare out"));
+            let _o = b.outbox::<u64>("outbox", "data");
+            let _r2: RareInbox<u64> = b.rare_inbox_from(crate::BoxDecl::new("last", "rare"));
+            b.main(|_| async { Ok(()) })
+        };
+        let (a, b) = (build(), build());
+        let entries = |c: &crate::Component| c.core.exit.lock().table().len();
+        assert_eq!(
+            (entries(&a), entries(&b)),
+            (2, 2),
+            "the table holds inbox and outbox"
+        );
+        let names: Vec<String> = a.boxes().map(|s| s.name.to_string()).collect();
+        assert_eq!(names, ["first", "inbox", "ready", "outbox", "last"]);
+        let kind = |c: &crate::Component| c.core.exit.lock().kind.clone();
+        assert!(Arc::ptr_eq(&kind(&a), &kind(&b)), "one record for both");
+        // Each is still made on its own when used, and found again by name.
+        let made = a.boxref("ready").unwrap();
+        assert!(Arc::ptr_eq(&made.store, &a.boxref("ready").unwrap().store));
+        assert!(!Arc::ptr_eq(&made.store, &b.boxref("ready").unwrap().store));
+        assert!(!a.boxref("last").unwrap().store.is_rare(), "made");
     }
 
     /// A word that said "several" names the one owner left when the other takes its box, so

@@ -984,8 +984,14 @@ impl CellState {
 
     /// The declared box at `index` of the table: the entry, or for an outbox kept by the
     /// table (whose entry says where it sends) its descriptor.
+    /// A rare box (place [`crate::spec::RARE`] and up) is its placeholder, in its kind's
+    /// record: it has no entry in the table.
     pub(crate) fn declared(&self, index: usize) -> crate::spec::Declared {
-        match self.kind.outbox(index) {
+        match self
+            .kind
+            .outbox(index)
+            .or_else(|| self.kind.rare_box(index))
+        {
             Some(d) => crate::spec::Declared {
                 r: BoxRef::new(d.clone()),
             },
@@ -993,8 +999,13 @@ impl CellState {
         }
     }
 
+    /// True if `index` is the place of a declared box (in the table, or a rare box).
+    pub(crate) fn has_place(&self, index: usize) -> bool {
+        index < self.filled() || self.kind.rare_box(index).is_some()
+    }
+
     /// How many entries the table holds (the room past them is [`filler`]).
-    fn filled(&self) -> usize {
+    pub(crate) fn filled(&self) -> usize {
         self.boxes
             .iter()
             .position(is_filler)
@@ -1040,6 +1051,16 @@ impl ExitCell {
         );
         g.kind = g.kind.with(index, desc);
         index
+    }
+
+    /// Declares a rare box of a component being built: `placeholder` goes to its kind's
+    /// record, after the table entries declared so far, not to the table; returns its place.
+    pub(crate) fn push_rare(&self, placeholder: Arc<dyn crate::store::ErasedStore>) -> usize {
+        let mut g = self.lock();
+        let before = g.filled();
+        let (kind, place) = g.kind.with_rare(before, placeholder);
+        g.kind = kind;
+        place
     }
 
     fn push_held(g: &mut CellState, d: crate::spec::Declared) -> usize {

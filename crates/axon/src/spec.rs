@@ -93,6 +93,34 @@ pub(crate) struct Kind {
     pub(crate) name: Arc<str>,
     /// `(place in the table, descriptor)`, in the order declared.
     outboxes: Box<[(usize, Arc<dyn crate::store::ErasedStore>)]>,
+    /// Its rare boxes (`rare.rs`), which have no entry in the table: `(how many table entries
+    /// were declared before it, its placeholder)`, in the order declared. The `k`th is the box
+    /// at place [`RARE`]` + k`.
+    rare: Box<[(usize, Arc<dyn crate::store::ErasedStore>)]>,
+}
+
+/// The place of a component's first rare box: rare boxes are numbered from here, past any
+/// table (a table holds the boxes that are not rare, from 0).
+pub(crate) const RARE: usize = 1 << 24;
+
+/// A record's lists, as [`kind_where`] makes one.
+type Lists = (
+    Vec<(usize, Arc<dyn crate::store::ErasedStore>)>,
+    Vec<(usize, Arc<dyn crate::store::ErasedStore>)>,
+);
+
+/// True if the two lists name the same places and the same shared descriptors.
+fn same(
+    a: impl IntoIterator<Item = (usize, Arc<dyn crate::store::ErasedStore>)>,
+    b: &[(usize, Arc<dyn crate::store::ErasedStore>)],
+) -> bool {
+    let mut n = 0;
+    let all = a.into_iter().all(|(i, d)| {
+        let ok = b.get(n).is_some_and(|(j, e)| i == *j && Arc::ptr_eq(&d, e));
+        n += 1;
+        ok
+    });
+    all && n == b.len()
 }
 
 impl Kind {
@@ -119,12 +147,44 @@ impl Kind {
             });
             kept.chain((!had).then(|| (index, desc.clone())))
         };
-        let alike = |k: &Arc<Kind>| {
-            k.outboxes.len() == self.outboxes.len() + usize::from(!had)
-                && (k.outboxes.iter().zip(wanted()))
-                    .all(|((i, d), (j, e))| *i == j && Arc::ptr_eq(d, &e))
+        let alike = |k: &Arc<Kind>| same(wanted(), &k.outboxes) && same(self.rare(), &k.rare);
+        kind_where(&self.name, alike, || {
+            (wanted().collect(), self.rare().collect())
+        })
+    }
+
+    /// The placeholder of the rare box at `index` ([`RARE`] and up), if there is one.
+    #[inline]
+    pub(crate) fn rare_box(&self, index: usize) -> Option<&Arc<dyn crate::store::ErasedStore>> {
+        let k = index.checked_sub(RARE)?;
+        self.rare.get(k).map(|(_, d)| d)
+    }
+
+    /// Its rare boxes: `(how many table entries come before it, its placeholder)`.
+    pub(crate) fn rare(
+        &self,
+    ) -> impl Iterator<Item = (usize, Arc<dyn crate::store::ErasedStore>)> + '_ {
+        self.rare.iter().map(|(n, d)| (*n, d.clone()))
+    }
+
+    /// The record of this kind with one more rare box, `placeholder`, declared after `before`
+    /// table entries; and its place.
+    pub(crate) fn with_rare(
+        &self,
+        before: usize,
+        placeholder: Arc<dyn crate::store::ErasedStore>,
+    ) -> (Arc<Kind>, usize) {
+        let place = RARE + self.rare.len();
+        let wanted = || {
+            self.rare()
+                .chain(std::iter::once((before, placeholder.clone())))
         };
-        kind_where(&self.name, alike, || wanted().collect())
+        let outboxes = || self.outboxes.iter().map(|(i, d)| (*i, d.clone()));
+        let alike = |k: &Arc<Kind>| same(outboxes(), &k.outboxes) && same(wanted(), &k.rare);
+        let kind = kind_where(&self.name, alike, || {
+            (outboxes().collect(), wanted().collect())
+        });
+        (kind, place)
     }
 }
 
@@ -153,12 +213,12 @@ struct Kinds {
     count: usize,
 }
 
-/// The record of kind `name` that `alike` picks, made of `outboxes()` and kept if there is
-/// none (and there is room).
+/// The record of kind `name` that `alike` picks, made of `lists()` (its outboxes' and its
+/// rare boxes') and kept if there is none (and there is room).
 fn kind_where(
     name: &str,
     alike: impl Fn(&Arc<Kind>) -> bool,
-    outboxes: impl FnOnce() -> Vec<(usize, Arc<dyn crate::store::ErasedStore>)>,
+    lists: impl FnOnce() -> Lists,
 ) -> Arc<Kind> {
     // Nothing panics while this lock is held.
     let mut kinds = KINDS.lock().unwrap_or_else(|e| e.into_inner());
@@ -169,9 +229,11 @@ fn kind_where(
     {
         return k.clone();
     }
+    let (outboxes, rare) = lists();
     let k = Arc::new(Kind {
         name: shared_name(name),
-        outboxes: outboxes().into_boxed_slice(),
+        outboxes: outboxes.into_boxed_slice(),
+        rare: rare.into_boxed_slice(),
     });
     if kinds.count >= NAMES.most {
         // Only the map holds these: no component is of them now (a kind whose components have
@@ -194,7 +256,11 @@ fn kind_where(
 
 /// The [`Kind`] called `name` with no outbox kept by the table: where every component starts.
 pub(crate) fn shared_kind(name: &str) -> Arc<Kind> {
-    kind_where(name, |k| k.outboxes.is_empty(), Vec::new)
+    kind_where(
+        name,
+        |k| k.outboxes.is_empty() && k.rare.is_empty(),
+        Default::default,
+    )
 }
 
 /// A box's name and the line that describes it: shared by every box declared with both (a
