@@ -72,6 +72,10 @@ struct Inner {
     /// Woken whenever a component is activated or ends.
     changed: Notify,
     registry: Registry,
+    /// The runtime its [`Scheduler::run`] runs on, while it runs: what is activated from a
+    /// thread with no runtime meanwhile (a plain thread a component handed its context to)
+    /// starts there, not in the pending list, which only the run's start takes.
+    runtime: Mutex<Option<tokio::runtime::Handle>>,
 }
 
 #[derive(Default)]
@@ -177,7 +181,7 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The scheduler never panics while holding this lock.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -406,6 +410,7 @@ impl Scheduler {
                 state: Mutex::new(State::default()),
                 changed: Notify::new(),
                 registry: Registry::new(),
+                runtime: Mutex::new(None),
             }),
         }
     }
@@ -437,9 +442,11 @@ impl Scheduler {
         Scoped {
             sched: Some(self.clone()),
             fut: Box::pin(async move {
+                *lock(&this.inner.runtime) = Some(tokio::runtime::Handle::current());
                 setup.await;
                 this.start_pending();
                 this.wait_idle().await;
+                *lock(&this.inner.runtime) = None;
             }),
         }
         .await;
@@ -526,6 +533,8 @@ impl Scheduler {
         if group.is_empty() {
             return Vec::new();
         }
+        let runtime = self.runtime_elsewhere();
+        let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
         if tokio::runtime::Handle::try_current().is_err() {
             // Started together by `Scheduler::run`: the members carry their first's id.
             let token = group.first_id();
@@ -556,15 +565,17 @@ impl Scheduler {
     }
 
     /// Activates `child`, a child of `beside`'s, in the task of the group `beside` runs in
-    /// (whose waker is `task`); in a task of its own if `beside` has left it (§10), or once a
-    /// runtime runs if there is none on this thread.
+    /// (whose waker is `task`); in a task of its own if `beside` has left it (§10).
     pub(crate) fn activate_beside(
         &self,
         child: Component,
         beside: &Core,
         task: &std::task::Waker,
     ) -> Handle {
+        let runtime = self.runtime_elsewhere();
+        let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
         if tokio::runtime::Handle::try_current().is_err() {
+            // No run is running: it starts with the next.
             return self.activate_in(child, Some(beside.id()), None);
         }
         let handle = record(&mut lock(&self.inner.state), &child, Some(beside.id()));
@@ -585,6 +596,8 @@ impl Scheduler {
         parent: Option<ComponentId>,
         group: Option<u64>,
     ) -> Handle {
+        let runtime = self.runtime_elsewhere();
+        let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
         let handle = {
             let mut st = lock(&self.inner.state);
             let handle = record(&mut st, &component, parent);
@@ -599,6 +612,15 @@ impl Scheduler {
         self.inner.changed.notify_waiters();
         tokio::spawn(self.life(component));
         handle
+    }
+
+    /// The runtime this scheduler's run runs on, if this thread has none and a run is running
+    /// (see [`Inner::runtime`]).
+    fn runtime_elsewhere(&self) -> Option<tokio::runtime::Handle> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return None;
+        }
+        lock(&self.inner.runtime).clone()
     }
 
     /// Starts what was activated before a runtime ran: each component alone, each group's
