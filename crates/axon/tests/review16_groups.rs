@@ -585,3 +585,42 @@ fn newcomers_racing_a_runtime_shutdown_run_at_most_once_and_are_never_kept() {
         }
     });
 }
+
+/// Same-thread and cross-thread wake-ups in one group at once: two members bat a number
+/// between them (woken on the group's own thread, found by its loop through POLLING) while a
+/// third bats with a lone task on the other worker (woken through the runtime); 30 groups.
+#[test]
+fn wakeups_within_the_group_and_from_outside_mix_without_loss() {
+    bounded(
+        "30 groups of three, 1,000 exchanges on each pair",
+        60,
+        || {
+            multi().block_on(async {
+                let report = Scheduler::new()
+                    .run(async {
+                        let mut hs = Vec::new();
+                        for k in 0..30 {
+                            let a = answerer(&format!("A{k}"), 1000);
+                            let b = answerer(&format!("B{k}"), 1000);
+                            link_pair(&a, &b);
+                            let c = answerer(&format!("C{k}"), 1000);
+                            let lone = answerer(&format!("L{k}"), 1000);
+                            link_pair(&c, &lone);
+                            let s1: Outbox<u64> = b.outbox("outbox").unwrap();
+                            let s2: Outbox<u64> = lone.outbox("outbox").unwrap();
+                            hs.extend(Group::new().with(a).with(b).with(c).activate());
+                            hs.push(lone.activate());
+                            s1.send(0).await.unwrap();
+                            s2.send(0).await.unwrap();
+                        }
+                        for h in &hs {
+                            h.join().await;
+                        }
+                    })
+                    .await;
+                assert!(report.is_ok(), "{:?}", report.failures);
+                assert_eq!(report.components, 120);
+            })
+        },
+    );
+}
