@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axon::{link_refs, Component, Context, Group, Handle, Outbox, Scheduler};
 
 mod support;
-use support::bounded;
+use support::{answerer, bounded};
 
 fn multi() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -27,24 +27,6 @@ fn current() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// Answers each number on `inbox` with the next one on `outbox`, `rounds` times, watching
-/// `control` (a final message ends it). A send that finds its receiver gone is not a failure.
-fn answerer(name: &str, rounds: u64) -> Component {
-    let mut b = Component::build(name);
-    let inbox = b.inbox::<u64>("inbox", "a number");
-    let outbox = b.outbox::<u64>("outbox", "the next number");
-    let control = b.control();
-    b.main(move |_cx| async move {
-        for _ in 0..rounds {
-            tokio::select! {
-                c = control.recv() => if c.is_final() { return Ok(()) },
-                n = inbox.recv() => { let _ = outbox.send(n + 1).await; }
-            }
-        }
-        Ok(())
-    })
 }
 
 /// Waits on `control` until a final message; nothing else.
@@ -268,6 +250,22 @@ impl Drop for DropFlag {
     }
 }
 
+/// Activates a `hosts_group` parent (on the current scheduler) that hands its context out and
+/// then waits for a final control message; returns the context once the parent runs.
+async fn parent_handing_out_its_context() -> Context {
+    let (tx, rx) = tokio::sync::oneshot::channel::<Context>();
+    let mut b = Component::build("Parent");
+    b.hosts_group();
+    let control = b.control();
+    let parent = b.main(move |cx| async move {
+        let _ = tx.send(cx);
+        while !control.recv().await.is_final() {}
+        Ok(())
+    });
+    let _h: Handle = parent.activate();
+    rx.await.unwrap()
+}
+
 /// A newcomer handed to a group whose runtime then shuts down (the task dropped with the
 /// newcomer still waiting in NEWCOMERS) is dropped with it, never run; a child activated
 /// later beside the same member, on a new runtime, runs alone there.
@@ -279,17 +277,7 @@ fn a_newcomer_of_a_dropped_task_is_dropped_and_a_later_child_runs_alone() {
             let dropped = Arc::new(AtomicBool::new(false));
             let rt1 = current();
             let cx = rt1.block_on(async {
-                let (tx, rx) = tokio::sync::oneshot::channel::<Context>();
-                let mut b = Component::build("Parent");
-                b.hosts_group();
-                let control = b.control();
-                let parent = b.main(move |cx| async move {
-                    let _ = tx.send(cx);
-                    while !control.recv().await.is_final() {}
-                    Ok(())
-                });
-                let _h: Handle = parent.activate();
-                let cx = rx.await.unwrap();
+                let cx = parent_handing_out_its_context().await;
                 let (r, d) = (ran.clone(), DropFlag(dropped.clone()));
                 cx.activate_beside(Component::build("Newcomer").main(move |_| async move {
                     let _d = d;
@@ -533,19 +521,7 @@ fn newcomers_racing_a_runtime_shutdown_run_at_most_once_and_are_never_kept() {
     bounded("30 shutdowns raced by 100 newcomers each", 60, || {
         for round in 0..30 {
             let rt = multi();
-            let cx = rt.block_on(async {
-                let (tx, rx) = tokio::sync::oneshot::channel::<Context>();
-                let mut b = Component::build("Parent");
-                b.hosts_group();
-                let control = b.control();
-                let parent = b.main(move |cx| async move {
-                    let _ = tx.send(cx);
-                    while !control.recv().await.is_final() {}
-                    Ok(())
-                });
-                let _h: Handle = parent.activate();
-                rx.await.unwrap()
-            });
+            let cx = rt.block_on(async { parent_handing_out_its_context().await });
             let handle = rt.handle().clone();
             let runs: Vec<Arc<AtomicU8>> = (0..100).map(|_| Arc::default()).collect();
             let drops: Vec<Arc<AtomicBool>> = (0..100).map(|_| Arc::default()).collect();
