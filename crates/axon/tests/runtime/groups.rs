@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use crate::support::{collector, counter, idle, within};
+use crate::support::{answerer, collector, counter, idle, within};
 use axon::{link_refs, Component, Control, FailureKind, Group, Inbox, Outbox, Scheduler};
 use tokio::sync::oneshot;
 
@@ -279,26 +279,6 @@ async fn children_beside_share_the_parents_task() {
         assert_ne!(own, apart, "activate starts a task of its own");
     })
     .await;
-}
-
-/// A component that answers each number on `inbox` with the next one on `outbox`, and checks
-/// `control` between messages (so each poll looks at two boxes, one of them empty), until
-/// `rounds` numbers have gone through or a final control message arrives. The last answer may
-/// find its receiver gone: that is not a failure here.
-fn answerer(name: &str, rounds: u64) -> Component {
-    let mut b = Component::build(name);
-    let inbox = b.inbox::<u64>("inbox", "a number");
-    let outbox = b.outbox::<u64>("outbox", "the next number");
-    let control = b.control();
-    b.main(move |_cx| async move {
-        for _ in 0..rounds {
-            tokio::select! {
-                c = control.recv() => if c.is_final() { return Ok(()) },
-                n = inbox.recv() => { let _ = outbox.send(n + 1).await; }
-            }
-        }
-        Ok(())
-    })
 }
 
 /// §3, §10 (wake-ups): a box polled again by the task already waiting on it answers without

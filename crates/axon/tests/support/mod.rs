@@ -199,3 +199,23 @@ pub(crate) fn bounded<F: FnOnce() + Send + 'static>(what: &str, secs: u64, body:
         }
     }
 }
+
+/// A component that answers each number on `inbox` with the next one on `outbox`, and checks
+/// `control` between messages (so each poll looks at two boxes, one of them empty), until
+/// `rounds` numbers have gone through or a final control message arrives. The last answer may
+/// find its receiver gone: that is not a failure here.
+pub(crate) fn answerer(name: &str, rounds: u64) -> Component {
+    let mut b = Component::build(name);
+    let inbox = b.inbox::<u64>("inbox", "a number");
+    let outbox = b.outbox::<u64>("outbox", "the next number");
+    let control = b.control();
+    b.main(move |_cx| async move {
+        for _ in 0..rounds {
+            tokio::select! {
+                c = control.recv() => if c.is_final() { return Ok(()) },
+                n = inbox.recv() => { let _ = outbox.send(n + 1).await; }
+            }
+        }
+        Ok(())
+    })
+}
