@@ -167,8 +167,8 @@ const _: () = assert!(ID_BITS & (WOKEN | INCOMING | LEFT) == 0);
 
 /// Components handed over to running groups and not yet taken by their tasks, by group (the
 /// key of its task, [`key_of`]: the task takes the entry, or drops it when it ends or is
-/// dropped, and the address is not reused while a member's block holds the task's waker, which
-/// every component that can join holds). Also the lock under which a member is found still in
+/// dropped, and the address is not reused while a member's block holds the task's waker: the
+/// member a child joins beside is held by the context that activates the child). Also the lock under which a member is found still in
 /// its group, so that nothing joins a group whose task has ended.
 /// A map, not a list: every join beside a running member and every group's end looks its group
 /// up here under the process's lock, so the look-up must not grow with the groups waiting.

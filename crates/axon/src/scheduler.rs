@@ -633,7 +633,9 @@ impl Scheduler {
                 None => {
                     tokio::spawn(self.life(c));
                 }
-                Some(token) => match groups.iter_mut().find(|(t, _)| *t == token) {
+                // A group's members are listed one after another: its own list is the last
+                // one made, nearly always.
+                Some(token) => match groups.iter_mut().rev().find(|(t, _)| *t == token) {
                     Some((_, members)) => members.push(c),
                     None => groups.push((token, vec![c])),
                 },

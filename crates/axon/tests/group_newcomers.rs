@@ -1,6 +1,6 @@
-//! §10: a group's newcomers wait in a process-wide list keyed by the group's block; a group
-//! whose task is dropped before its first poll (its runtime shut down right after the spawn)
-//! must take its entry with it, or a later group at the same address adopts its members.
+//! §10: a group's newcomers wait in a process-wide list keyed by the group's task; a group
+//! whose task is dropped (its runtime shut down) must take its entry with it, or a later
+//! group's task at the same address adopts its members.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;

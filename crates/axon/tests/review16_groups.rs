@@ -473,11 +473,11 @@ fn a_panicking_member_does_not_lose_a_wake_up_on_its_thread() {
     });
 }
 
-/// §10 says a child activated beside a member from a thread with no runtime "starts when one
-/// runs there". It goes to the scheduler's pending list, which only `Scheduler::run` empties,
-/// once, after its setup: activated mid-run, the child never starts, and the run never ends.
+/// A child activated beside a member from a thread with no runtime, while the run runs,
+/// starts on the run's runtime (§10). It went to the scheduler's pending list, which only
+/// `Scheduler::run` empties, once, after its setup: activated mid-run, the child never
+/// started, and the run never ended (review16's finding; fails on 15d96c6 and on group16).
 #[test]
-#[ignore = "review16 finding: fails on group16 (and on main, for Context::activate alike)"]
 fn a_child_beside_from_a_thread_with_no_runtime_starts() {
     bounded("a child activated beside from a plain thread", 20, || {
         multi().block_on(async {
