@@ -582,9 +582,11 @@ impl Observer {
         }
     }
 
-    /// "N of M bytes sent, K not delivered", from the connection's count against the input's
-    /// (the file's size if known, else what the meter handed on, else what the connection was
-    /// given); nothing if there was nothing to send.
+    /// "N of M bytes sent, at least K not delivered", from the connection's count against the
+    /// input's (the file's size if known, else what the meter handed on, else what the
+    /// connection was given); nothing if there was nothing to send. "Sent" is what the kernel
+    /// took: after a reset or a timeout some of it may never have been read (a peer that read
+    /// 100 kB and reset had 524 kB "sent"), hence "at least".
     fn delivery(&self, s: &Summary) -> Option<String> {
         let t = s.transferred.as_ref()?;
         let sent = t.sent;
@@ -600,7 +602,7 @@ impl Observer {
             return None;
         }
         Some(format!(
-            "{sent} of {of} bytes sent, {} not delivered",
+            "{sent} of {of} bytes sent, at least {} not delivered",
             of - sent
         ))
     }
