@@ -4,12 +4,12 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::servers::serve_each;
+use support::servers::{read_to_end_paced, serve_each};
 use support::{args, random_bytes, run, Input, Run, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -35,19 +35,7 @@ fn timed_peer(peer: Peer) -> (SocketAddr, mpsc::Receiver<(u64, Duration)>) {
             let _ = s.write_all(b"bye\n");
             let _ = s.shutdown(Shutdown::Write);
         }
-        let mut n = 0u64;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(k) => n += k as u64,
-            }
-            if let Some(rate) = peer.rate {
-                // Paced by the clock: byte n is read no sooner than n / rate after the accept.
-                let due = accepted + Duration::from_secs_f64(n as f64 / rate as f64);
-                std::thread::sleep(due.saturating_duration_since(Instant::now()));
-            }
-        }
+        let n = read_to_end_paced(&mut s, peer.rate, accepted);
         let lasted = accepted.elapsed();
         let _ = tx.lock().unwrap().send((n, lasted));
     });
