@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axon::{Component, Control, ControlWatch, Scheduler, CONTROL, INBOX, OUTBOX, SIGNAL};
@@ -98,11 +98,10 @@ async fn demo(sched: &Scheduler, dir: &TempDir) -> anyhow::Result<u8> {
         human(FILE_SIZE as u64),
         human(RATE)
     );
-    let started = Instant::now();
     let bar = ProgressBar::start("example 1", counts.clone(), Some(FILE_SIZE as u64));
     let s1 = session::drive(pipeline, observer).await;
     bar.finish();
-    let elapsed = s1.connected_at.unwrap_or(started).elapsed();
+    let elapsed = s1.lasted();
     let sent = counts.handed_on();
     let answer = String::from_utf8_lossy(&reply.take()).trim().to_string();
     let server_saw = hashed.lock().map(|g| g.clone()).unwrap_or(None);

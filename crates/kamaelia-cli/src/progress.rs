@@ -226,6 +226,20 @@ pub(crate) fn summary_rate(bytes: u64, elapsed: Duration) -> String {
     }
 }
 
+/// A summary's time: `2.99 s` from a second on, `15 ms` or `8.5 ms` below it. Hundredths of a
+/// second are too coarse for a short transfer: a 20 MB send over loopback that took 15 ms read
+/// `0.01 s`.
+pub(crate) fn duration_text(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1e3;
+    if ms >= 999.5 {
+        format!("{:.2} s", d.as_secs_f64())
+    } else if ms >= 9.95 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{ms:.1} ms")
+    }
+}
+
 /// Bytes per second over `elapsed`.
 pub(crate) fn per_second(bytes: u64, elapsed: Duration) -> u64 {
     let secs = elapsed.as_secs_f64();
@@ -278,5 +292,15 @@ mod tests {
             ", 1.00 MB/s"
         );
         assert_eq!(summary_rate(1, Duration::from_secs(5)), ", 0 B/s");
+    }
+
+    #[test]
+    fn a_summary_time_keeps_its_precision_below_a_second() {
+        assert_eq!(duration_text(Duration::from_micros(420)), "0.4 ms");
+        assert_eq!(duration_text(Duration::from_micros(9_940)), "9.9 ms");
+        assert_eq!(duration_text(Duration::from_micros(15_400)), "15 ms");
+        assert_eq!(duration_text(Duration::from_micros(999_400)), "999 ms");
+        assert_eq!(duration_text(Duration::from_micros(999_600)), "1.00 s");
+        assert_eq!(duration_text(Duration::from_secs_f64(2.99)), "2.99 s");
     }
 }

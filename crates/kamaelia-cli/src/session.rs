@@ -281,8 +281,11 @@ const WHO_PEER: &str = "the peer";
 pub(crate) struct Summary {
     /// The address connected to.
     pub(crate) peer: Option<SocketAddr>,
-    /// When the connection came up.
-    pub(crate) connected_at: Option<Instant>,
+    /// When the session was started, just before its components first ran: before the
+    /// connection was made. See [`Summary::lasted`].
+    pub(crate) started: Option<Instant>,
+    /// When the session's final message was seen: the connection had ended.
+    pub(crate) ended: Option<Instant>,
     /// What TLS agreed on.
     pub(crate) tls: Option<TlsInfo>,
     /// How the connection ended.
@@ -311,6 +314,22 @@ pub(crate) enum ServerFinished {
 }
 
 impl Summary {
+    /// How long the session took, from its start (before connecting) to the connection's end:
+    /// the only two moments the observer knows in time. When `Connected` reaches the observer
+    /// says nothing about when the connection came up: the observer is a task of its own, and
+    /// the session's group may hand megabytes to the kernel before the observer runs (seen:
+    /// 61 chunks of 64 KiB, 4 MB, sent before a plain `send` over loopback printed
+    /// "connected"), so a clock started then missed the start of the transfer. The time
+    /// counted here includes connecting (and any TLS handshake or proxy tunnel), and at the
+    /// end the wait for the server's close, which comes after it has read what we sent.
+    pub(crate) fn lasted(&self) -> Duration {
+        match (self.started, self.ended) {
+            (Some(start), Some(end)) => end.saturating_duration_since(start),
+            (Some(start), None) => start.elapsed(),
+            _ => Duration::ZERO,
+        }
+    }
+
     /// 0 success, 1 failure, 130 interrupted.
     pub(crate) fn exit_code(&self) -> u8 {
         if self.stdout_closed {
@@ -433,9 +452,12 @@ impl Observer {
         self
     }
 
-    /// Reports each message until the final one.
-    pub(crate) async fn watch(self) -> Summary {
-        let mut s = Summary::default();
+    /// Reports each message until the final one, for a session started at `started`.
+    pub(crate) async fn watch(self, started: Instant) -> Summary {
+        let mut s = Summary {
+            started: Some(started),
+            ..Summary::default()
+        };
         loop {
             tokio::select! {
                 c = self.signal.recv() => {
@@ -454,7 +476,6 @@ impl Observer {
                         }
                     } else if let Some(Connected { peer, .. }) = c.payload::<Connected>() {
                         s.peer = Some(*peer);
-                        s.connected_at = Some(Instant::now());
                         match (&self.unix_path, self.who) {
                             (Some(path), WHO_SERVER) => self.events.line(format_args!("connected to {path}")),
                             (Some(path), _) => self.events.line(format_args!("connection on {path}")),
@@ -495,6 +516,7 @@ impl Observer {
                         }
                     }
                     if c.is_final() {
+                        s.ended = Some(Instant::now());
                         // sslready was sent long before the final message, but the two boxes
                         // race here: report it first.
                         if let Some(r) = self.sslready.try_recv() {
@@ -560,9 +582,11 @@ impl Observer {
         }
     }
 
-    /// "N of M bytes sent, K not delivered", from the connection's count against the input's
-    /// (the file's size if known, else what the meter handed on, else what the connection was
-    /// given); nothing if there was nothing to send.
+    /// "N of M bytes sent, at least K not delivered", from the connection's count against the
+    /// input's (the file's size if known, else what the meter handed on, else what the
+    /// connection was given); nothing if there was nothing to send. "Sent" is what the kernel
+    /// took: after a reset or a timeout some of it may never have been read (a peer that read
+    /// 100 kB and reset had 524 kB "sent"), hence "at least".
     fn delivery(&self, s: &Summary) -> Option<String> {
         let t = s.transferred.as_ref()?;
         let sent = t.sent;
@@ -578,7 +602,7 @@ impl Observer {
             return None;
         }
         Some(format!(
-            "{sent} of {of} bytes sent, {} not delivered",
+            "{sent} of {of} bytes sent, at least {} not delivered",
             of - sent
         ))
     }
@@ -677,8 +701,10 @@ where
 
 /// Activates `session` and watches it to the end.
 pub(crate) async fn drive(session: Component, observer: Observer) -> Summary {
+    // Before anything of the session runs: the clock of [`Summary::lasted`].
+    let started = Instant::now();
     session.activate();
-    observer.watch().await
+    observer.watch(started).await
 }
 
 #[cfg(test)]

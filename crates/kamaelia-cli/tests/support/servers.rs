@@ -170,20 +170,32 @@ pub fn sink_server_timed() -> (SocketAddr, mpsc::Receiver<(u64, std::time::Durat
     let tx = std::sync::Mutex::new(tx);
     let addr = serve_each("127.0.0.1:0", move |mut s| {
         let accepted = std::time::Instant::now();
-        let mut n = 0u64;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(k) => n += k as u64,
-            }
-        }
+        let n = read_to_end_paced(&mut s, None, accepted);
         let lasted = accepted.elapsed();
         let _ = s.write_all(format!("got {n}\n").as_bytes());
         let _ = s.shutdown(std::net::Shutdown::Write);
         let _ = tx.lock().unwrap().send((n, lasted));
     });
     (addr, rx)
+}
+
+/// Reads `s` to its end (or an error) and returns how many bytes it read; with `rate`, no
+/// faster than that many bytes a second counted from `since` (sleeping between reads).
+pub fn read_to_end_paced(s: &mut impl Read, rate: Option<u64>, since: Instant) -> u64 {
+    let mut n = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k as u64,
+        }
+        if let Some(rate) = rate {
+            // Byte n is read no sooner than n / rate after `since`.
+            let due = since + Duration::from_secs_f64(n as f64 / rate as f64);
+            thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+    }
+    n
 }
 
 /// Sends `greeting` and closes at once, without reading.
