@@ -441,7 +441,7 @@ impl Core {
     pub(crate) fn boxref(self: &Arc<Self>, name: &str) -> Result<BoxRef, WiringError> {
         let unknown = || unknown_box(|| self.label(), &self.listed(), name);
         let (index, _) = self
-            .find_declared(|d| &**d.name() == name)
+            .find_declared(|d| &*d.name() == name)
             .ok_or_else(unknown)?;
         crate::rare::resolve(self, index, true, false)
             .map(BoxRef::new)
@@ -473,7 +473,7 @@ impl Core {
 
     /// Its declared box of that name and direction, with its place in its table.
     pub(crate) fn declared(&self, name: &str, direction: Direction) -> Option<(usize, Declared)> {
-        self.find_declared(|d| &**d.name() == name && d.direction() == direction)
+        self.find_declared(|d| &*d.name() == name && d.direction() == direction)
     }
 }
 
@@ -506,7 +506,7 @@ pub(crate) fn find_box(
 ) -> Result<usize, WiringError> {
     boxes
         .iter()
-        .find(|(_, d)| &**d.name() == name)
+        .find(|(_, d)| &*d.name() == name)
         .map(|(i, _)| *i)
         .ok_or_else(|| unknown_box(label, boxes, name))
 }
@@ -551,7 +551,7 @@ impl ComponentBuilder {
     /// The shared name and description of a new box `name`, noting a duplicate name as this
     /// component's wiring error.
     fn new_meta(&mut self, name: &str, description: &'static str) -> Arc<BoxMeta> {
-        let duplicate = self.core.find_declared(|d| &**d.name() == name).is_some();
+        let duplicate = self.core.find_declared(|d| &*d.name() == name).is_some();
         if duplicate && self.error.is_none() {
             self.error = Some(WiringError::DuplicateBox {
                 component: self.label().to_string(),

@@ -67,7 +67,7 @@ pub(crate) fn placeholder<T: Message>(
     let mut shared = lock(&PLACEHOLDERS);
     let alike = |p: &&Arc<dyn ErasedStore>| {
         p.message_type() == std::any::TypeId::of::<T>()
-            && Arc::ptr_eq(p.meta(), &meta)
+            && Arc::ptr_eq(&p.meta(), &meta)
             && p.direction() == direction
     };
     if let Some(p) = shared.iter().find(alike) {
@@ -95,8 +95,8 @@ impl<T: Message> ErasedStore for Placeholder<T> {
             message_type: std::any::type_name::<T>(),
         }
     }
-    fn meta(&self) -> &Arc<BoxMeta> {
-        &self.meta
+    fn meta(&self) -> Arc<BoxMeta> {
+        self.meta.clone()
     }
     fn direction(&self) -> Direction {
         self.direction
@@ -303,7 +303,7 @@ pub(crate) fn resolve(
     let owner = owner_of(core);
     let store =
         d.r.store
-            .new_like(&owner, d.r.store.meta().clone(), d.direction());
+            .new_like(&owner, d.r.store.meta(), d.direction());
     let inbox = d.direction() == Direction::In;
     let mut made = made();
     let (store, untaken_now) = made.change(key, |m| {
@@ -467,7 +467,7 @@ impl RareBoxes {
 
     fn index(&self, name: &str) -> Option<usize> {
         let core = self.core.as_ref()?;
-        core.find_declared(|d| &**d.name() == name).map(|(i, _)| i)
+        core.find_declared(|d| &*d.name() == name).map(|(i, _)| i)
     }
 
     /// True if `waker` is its owner's own (a group member's: its block, see
