@@ -20,8 +20,8 @@ use crate::spec::{BoxId, BoxMeta, Direction};
 /// Every box is one of these, so its size is paid per box per component per connection. A box
 /// that was declared and never used (or only linked: a passthrough, or an outbox whose sends go
 /// straight on) holds a few words: its capacity and flags, its owner, and a pointer to its
-/// [`Shape`] (its name, its byte bound and its link, shared by every box declared alike that
-/// is not linked). What a box needs only once messages are queued or tasks wait on it (the
+/// [`Shape`] (its name, direction, byte bound and link, shared by every box declared alike
+/// that is not linked). What a box needs only once messages are queued or tasks wait on it (the
 /// queue, the wakers) is allocated then, in [`Busy`]; what a bounded box holds is weighed in
 /// [`Store::idle`]. 40 bytes: with the `Arc`'s two counts, one 64-byte chunk of the allocator.
 pub(crate) struct Store<T> {
@@ -57,8 +57,8 @@ struct State<T> {
     /// The box's name and description, its byte bound and where it forwards: under the lock,
     /// as a link or a bound set later changes it.
     shape: Arc<Shape<T>>,
-    /// The capacity (the low [`CAPACITY_BITS`] bits) and the flags ([`ROOM_GIVEN`], [`OUT`],
-    /// [`SIGNAL`], [`FINAL_SENT`], [`CLOSED`]), in one word so that the owner's index fits beside
+    /// The capacity (the low [`CAPACITY_BITS`] bits) and the flags ([`ROOM_GIVEN`],
+    /// [`FORWARDS`], [`SIGNAL`], [`FINAL_SENT`], [`CLOSED`]), in one word so that the owner's index fits beside
     /// them and the store in one 64-byte chunk of the allocator.
     bits: u32,
     /// The owner, whose label `Name#id` is kept once for all its boxes.
@@ -72,8 +72,10 @@ const CAPACITY_MASK: u32 = (1 << CAPACITY_BITS) - 1;
 /// A box of data has given its used part back once (see [`Store::wait_for_message`]): from
 /// then on it keeps it.
 const ROOM_GIVEN: u32 = 1 << 27;
-/// An outbox (else an inbox).
-const OUT: u32 = 1 << 28;
+/// The store forwards ([`Shape::forward`] is set): said here too, so that a send or a
+/// receive at the end of its chain (nearly all) learns it from the word it reads for
+/// [`CLOSED`], without following the shape's pointer.
+const FORWARDS: u32 = 1 << 28;
 /// A `signal` outbox: it notes its final message, so the runtime never sends another.
 const SIGNAL: u32 = 1 << 29;
 /// A final message has been sent from this (signal) box.
@@ -189,22 +191,24 @@ impl<T> Clone for ByteBound<T> {
 
 impl<T> Copy for ByteBound<T> {}
 
-/// What a store is beside its state: its name and description, its byte bound, and where it
-/// forwards. A store that does not forward shares its record with every other store of its
-/// message type declared alike (same name and description, same bound: [`Shape::of`]), so a
-/// connection's boxes hold a pointer each, not a block; a store that forwards (a passthrough,
-/// or an outbox's own store that is linked: both rare) has one of its own, 48 bytes (a
-/// 64-byte chunk) for as long as it is linked. The three in one pointer keep the store at 40
-/// bytes.
+/// What a store is beside its state: its name and description, its direction, its byte bound,
+/// and where it forwards. A store that does not forward shares its record with every other
+/// store of its message type declared alike (same name and description, direction and bound:
+/// [`Shape::of`]), so a connection's boxes hold a pointer each, not a block; a store that
+/// forwards (a passthrough, or an outbox's own store that is linked: both rare) has one of its
+/// own, 40 bytes (56 with the `Arc`'s counts, a 64-byte chunk), for as long as it is linked.
+/// All of it behind one pointer keeps the store at 40 bytes.
 struct Shape<T> {
     meta: Arc<BoxMeta>,
+    direction: Direction,
     bound: Option<ByteBound<T>>,
+    /// Where the store forwards; [`FORWARDS`] in its state says it is set.
     forward: Option<Arc<Store<T>>>,
 }
 
-/// The shared [`Shape`]s, of any message type, by the name's record, the type and the bound
-/// (its limit and weighing, 0 and 0 for none).
-type Shapes = BTreeMap<(usize, TypeId, usize, usize), Arc<dyn Any + Send + Sync>>;
+/// The shared [`Shape`]s, of any message type, by the name's record, the type, the direction
+/// (an outbox) and the bound (its limit and weighing, 0 and 0 for none).
+type Shapes = BTreeMap<(usize, TypeId, bool, usize, usize), Arc<dyn Any + Send + Sync>>;
 
 static SHAPES: Mutex<Shapes> = Mutex::new(BTreeMap::new());
 
@@ -215,16 +219,18 @@ static SHAPES: Mutex<Shapes> = Mutex::new(BTreeMap::new());
 const SHARED_SHAPES: usize = 4096;
 
 impl<T: Send + 'static> Shape<T> {
-    /// The shape of a box called `meta`, bounded by `bound` and forwarding to `forward`: shared
-    /// with every other declared alike if it does not forward, else its own.
+    /// The shape of a box called `meta` going `direction`, bounded by `bound` and forwarding to
+    /// `forward`: shared with every other declared alike if it does not forward, else its own.
     fn of(
         meta: Arc<BoxMeta>,
+        direction: Direction,
         bound: Option<ByteBound<T>>,
         forward: Option<Arc<Store<T>>>,
     ) -> Arc<Self> {
         if forward.is_some() {
             return Arc::new(Shape {
                 meta,
+                direction,
                 bound,
                 forward,
             });
@@ -234,6 +240,7 @@ impl<T: Send + 'static> Shape<T> {
         let key = (
             Arc::as_ptr(&meta) as usize,
             TypeId::of::<T>(),
+            direction == Direction::Out,
             bound.map_or(0, |b| b.limit),
             bound.map_or(0, |b| b.weigh as usize),
         );
@@ -245,6 +252,7 @@ impl<T: Send + 'static> Shape<T> {
         }
         let s = Arc::new(Shape {
             meta,
+            direction,
             bound,
             forward: None,
         });
@@ -258,9 +266,9 @@ impl<T: Send + 'static> Shape<T> {
         s
     }
 
-    /// This shape forwarding to `to` (or to nowhere).
-    fn forwarding(&self, to: Option<Arc<Store<T>>>) -> Arc<Self> {
-        Shape::of(self.meta.clone(), self.bound, to)
+    /// This shape bounded by `bound` and forwarding to `to` (or to nowhere).
+    fn with(&self, bound: Option<ByteBound<T>>, to: Option<Arc<Store<T>>>) -> Arc<Self> {
+        Shape::of(self.meta.clone(), self.direction, bound, to)
     }
 }
 
@@ -401,7 +409,11 @@ impl<T: 'static> State<T> {
     /// The store this one forwards to, if it is linked.
     #[inline(always)]
     fn forward(&self) -> Option<&Arc<Store<T>>> {
-        self.shape.forward.as_ref()
+        if self.has(FORWARDS) {
+            self.shape.forward.as_ref()
+        } else {
+            None
+        }
     }
 
     /// The byte bound, if one is set.
@@ -425,11 +437,17 @@ impl<T: 'static> State<T> {
     }
 
     fn direction(&self) -> Direction {
-        if self.has(OUT) {
-            Direction::Out
+        self.shape.direction
+    }
+
+    /// Gives the store `shape`, noting in [`State::bits`] whether it forwards.
+    fn set_shape(&mut self, shape: Arc<Shape<T>>) {
+        self.bits = if shape.forward.is_some() {
+            self.bits | FORWARDS
         } else {
-            Direction::In
-        }
+            self.bits & !FORWARDS
+        };
+        self.shape = shape;
     }
 
     fn len(&self) -> usize {
@@ -589,9 +607,6 @@ impl<T: Send + 'static> Store<T> {
         signal: bool,
     ) -> Arc<Self> {
         let mut bits = capacity_bits(capacity);
-        if direction == Direction::Out {
-            bits |= OUT;
-        }
         if signal {
             bits |= SIGNAL;
         }
@@ -599,7 +614,7 @@ impl<T: Send + 'static> Store<T> {
             idle: AtomicUsize::new(0),
             state: Mutex::new(State {
                 busy: None,
-                shape: Shape::of(meta, None, None),
+                shape: Shape::of(meta, direction, None, None),
                 bits,
                 owner,
             }),
@@ -620,7 +635,8 @@ impl<T: Send + 'static> Store<T> {
         {
             let mut g = lock(&store.state);
             let to = to.and_then(|to| to.as_any().downcast::<Store<T>>().ok());
-            g.shape = Shape::of(g.shape.meta.clone(), bound.as_deref().copied(), to);
+            let shape = g.shape.with(bound.as_deref().copied(), to);
+            g.set_shape(shape);
         }
         store
     }
@@ -765,7 +781,7 @@ impl<T: Send + 'static> Store<T> {
             return Err(Refused::Other(PushError::Closed(msg)));
         }
         if !force && g.is_full(&self.idle) {
-            return Err(Refused::Full(msg, g.has(OUT)));
+            return Err(Refused::Full(msg, g.direction() == Direction::Out));
         }
         if g.busy.is_none() {
             return Ok(self.push_first(g, msg));
@@ -1004,7 +1020,8 @@ impl<T: Send + 'static> Store<T> {
             self.idle.store(weight_word(bytes), Ordering::Release);
         }
         let bound = Some(ByteBound { limit, weigh });
-        g.shape = Shape::of(g.shape.meta.clone(), bound, g.forward().cloned());
+        let shape = g.shape.with(bound, g.forward().cloned());
+        g.set_shape(shape);
         let woken = g.take_tx();
         drop(g);
         woken.wake();
@@ -1104,14 +1121,16 @@ impl<T: Send + 'static> Store<T> {
             drop(g);
             return Err(LinkFailure::Closed(dst.id()));
         }
-        g.shape = g.shape.forwarding(Some(Arc::clone(dst)));
+        let shape = g.shape.with(g.bound().copied(), Some(Arc::clone(dst)));
+        g.set_shape(shape);
         // Pushing while holding our own lock keeps later sends (which must take our lock to
         // find the forward) behind the moved messages: order is preserved.
         while let Some(msg) = g.pop(&self.idle) {
             if let Err(PushError::Closed(m) | PushError::Full(m, ..)) = dst.push_chain(msg, true) {
                 // The destination ended while we moved: keep the rest here and refuse.
                 g.push_front(m, &self.idle);
-                g.shape = g.shape.forwarding(None);
+                let shape = g.shape.with(g.bound().copied(), None);
+                g.set_shape(shape);
                 drop(g);
                 return Err(LinkFailure::Closed(dst.id()));
             }
@@ -1129,7 +1148,8 @@ impl<T: Send + 'static> Store<T> {
         let mut g = lock(&self.state);
         let old = g.forward().cloned();
         if old.is_some() {
-            g.shape = g.shape.forwarding(None);
+            let shape = g.shape.with(g.bound().copied(), None);
+            g.set_shape(shape);
         }
         let woken = g.take_tx();
         drop(g);
