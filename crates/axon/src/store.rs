@@ -416,6 +416,12 @@ impl<T: 'static> State<T> {
         }
     }
 
+    /// True if the store forwards: [`State::forward`] is set (learnt from the flags alone).
+    #[inline(always)]
+    fn forwards(&self) -> bool {
+        self.has(FORWARDS)
+    }
+
     /// The byte bound, if one is set.
     #[inline(always)]
     fn bound(&self) -> Option<&ByteBound<T>> {
@@ -700,7 +706,7 @@ impl<T: Send + 'static> Store<T> {
     /// lock is released.
     fn push_chain_woken(self: &Arc<Self>, msg: T, force: bool) -> Result<Woken, PushError<T>> {
         let mut g = lock(&self.state);
-        if g.forward().is_none() {
+        if !g.forwards() {
             return self.push_locked(&mut g, msg, force);
         }
         Self::push_forward(g, msg, force)
@@ -725,7 +731,7 @@ impl<T: Send + 'static> Store<T> {
             unreachable!("push_forward is called for a store that forwards")
         };
         let mut end = lock(&next.state);
-        if end.forward().is_some() {
+        if end.forwards() {
             // A longer chain (through passthroughs): one hop at a time.
             let next = Arc::clone(next);
             drop(end);
@@ -759,7 +765,7 @@ impl<T: Send + 'static> Store<T> {
     #[inline(always)]
     pub(crate) fn push_held(&self, msg: T, force: bool) -> Result<Woken, Refused<T>> {
         let mut g = lock(&self.state);
-        if g.forward().is_none() {
+        if !g.forwards() {
             return self.push_here(&mut g, msg, force);
         }
         // Through passthroughs, or an outbox's own store that is linked: hand over hand, the
@@ -832,7 +838,7 @@ impl<T: Send + 'static> Store<T> {
     fn wait_for_message(&self, g: &mut State<T>, cx: &TaskContext<'_>) {
         let waker = cx.waker();
         // A store that forwards notes no waiting task (see [`Store::full_end`]).
-        let at_end = g.forward().is_none();
+        let at_end = !g.forwards();
         let busy = match g.busy.as_mut() {
             Some(busy)
                 if (!carries_control::<T>() && g.bits & ROOM_GIVEN != 0)
@@ -866,7 +872,7 @@ impl<T: Send + 'static> Store<T> {
         // A task of its own (not a group member) is never found through its block: no look
         // in the process-wide table for it.
         // (Cheapest first: `is_waker_of` takes the process-wide table's lock.)
-        if g.forward().is_some()
+        if g.forwards()
             || !crate::group::is_member_waker(waker)
             || !g.owner.is_waker_of(waker.data())
         {
@@ -881,7 +887,7 @@ impl<T: Send + 'static> Store<T> {
     /// registers `cx`'s task to be woken when that may have changed.
     pub(crate) fn poll_space(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
         let mut g = lock(&self.state);
-        if g.forward().is_some() || g.has(CLOSED) || !g.is_full(&self.idle) {
+        if g.forwards() || g.has(CLOSED) || !g.is_full(&self.idle) {
             return Poll::Ready(());
         }
         g.busy().register(Side::Tx, cx.waker());
@@ -1047,7 +1053,7 @@ impl<T: Send + 'static> Store<T> {
     }
 
     pub(crate) fn is_linked(&self) -> bool {
-        lock(&self.state).forward().is_some()
+        lock(&self.state).forwards()
     }
 
     pub(crate) fn forward_id(&self) -> Option<BoxId> {
@@ -1070,7 +1076,7 @@ impl<T: Send + 'static> Store<T> {
         // An outbox linked to an inbox, the usual chain: as in `push_chain`, the inbox is
         // looked at under the outbox's lock, without a count of its own.
         let end = lock(&next.state);
-        if end.forward().is_none() {
+        if !end.forwards() {
             return (!end.has(CLOSED) && end.is_full(&next.idle)).then(|| Arc::clone(next));
         }
         let next = Arc::clone(next);
