@@ -303,7 +303,7 @@ pub(crate) fn resolve(
     let owner = owner_of(core);
     let store =
         d.r.store
-            .new_like(&owner, d.r.store.meta(), d.direction());
+            .new_like(&owner, d.r.store.meta().clone(), d.direction());
     let inbox = d.direction() == Direction::In;
     let mut made = made();
     let (store, untaken_now) = made.change(key, |m| {

@@ -1367,7 +1367,11 @@ mod tests {
         let meta = crate::spec::shared_meta("shaped", "");
         let made = |dir| Store::<Vec<u8>>::new(owner(), meta.clone(), dir, 8, false);
         let shape = |s: &Store<Vec<u8>>| lock(&s.state).shape.clone();
-        let (a, b, dst) = (made(Direction::In), made(Direction::In), made(Direction::In));
+        let (a, b, dst) = (
+            made(Direction::In),
+            made(Direction::In),
+            made(Direction::In),
+        );
         assert!(Arc::ptr_eq(&shape(&a), &shape(&b)));
         let weigh: fn(&Vec<u8>) -> usize = Vec::len;
         a.set_byte_limit(100, weigh);
