@@ -671,7 +671,7 @@ impl ComponentBuilder {
     /// Declares a *rare* inbox of `T` from its entry in the component's
     /// [`box_table!`](crate::box_table): a box for what most uses of the component never do
     /// (a connection's `makessl`). It is listed, linked and sent to as any other box, from
-    /// the moment the component is built (`docs/semantics.md` §1), but its store (one 80-byte
+    /// the moment the component is built (`docs/semantics.md` §1), but its store (one 64-byte
     /// block) is made only when it is first used: looked up by name (to link it, or to send
     /// into it), or waited on by an owner that is not a group member. Its owner's routine
     /// reaches it through the returned handle and the component's [`crate::RareBoxes`]
