@@ -452,7 +452,7 @@ impl Core {
     pub(crate) fn boxref(self: &Arc<Self>, name: &str) -> Result<BoxRef, WiringError> {
         let unknown = || unknown_box(|| self.label(), &self.listed(), name);
         let (index, _) = self
-            .find_declared(|d| &**d.name() == name)
+            .find_declared(|d| &*d.name() == name)
             .ok_or_else(unknown)?;
         crate::rare::resolve(self, index, true, false)
             .map(BoxRef::new)
@@ -484,7 +484,7 @@ impl Core {
 
     /// Its declared box of that name and direction, with its place in its table.
     pub(crate) fn declared(&self, name: &str, direction: Direction) -> Option<(usize, Declared)> {
-        self.find_declared(|d| &**d.name() == name && d.direction() == direction)
+        self.find_declared(|d| &*d.name() == name && d.direction() == direction)
     }
 }
 
@@ -527,7 +527,7 @@ pub(crate) fn find_box(
 ) -> Result<usize, WiringError> {
     boxes
         .iter()
-        .find(|(_, d)| &**d.name() == name)
+        .find(|(_, d)| &*d.name() == name)
         .map(|(i, _)| *i)
         .ok_or_else(|| unknown_box(label, boxes, name))
 }
@@ -572,7 +572,7 @@ impl ComponentBuilder {
     /// The shared name and description of a new box `name`, noting a duplicate name as this
     /// component's wiring error.
     fn new_meta(&mut self, name: &str, description: &'static str) -> Arc<BoxMeta> {
-        let duplicate = self.core.find_declared(|d| &**d.name() == name).is_some();
+        let duplicate = self.core.find_declared(|d| &*d.name() == name).is_some();
         if duplicate && self.error.is_none() {
             self.error = Some(WiringError::DuplicateBox {
                 component: self.label().to_string(),
@@ -692,7 +692,7 @@ impl ComponentBuilder {
     /// Declares a *rare* inbox of `T` from its entry in the component's
     /// [`box_table!`](crate::box_table): a box for what most uses of the component never do
     /// (a connection's `makessl`). It is listed, linked and sent to as any other box, from
-    /// the moment the component is built (`docs/semantics.md` §1), but its store (one 80-byte
+    /// the moment the component is built (`docs/semantics.md` §1), but its store (one 64-byte
     /// block) is made only when it is first used: looked up by name (to link it, or to send
     /// into it), or waited on by an owner that is not a group member. Its owner's routine
     /// reaches it through the returned handle and the component's [`crate::RareBoxes`]

@@ -24,9 +24,9 @@ impl BoxRef {
         self.store.id()
     }
 
-    /// The box's name.
-    pub(crate) fn name(&self) -> &Arc<str> {
-        &self.store.meta().name
+    /// The box's name (read under its store's lock: `store.rs`, `Shape`).
+    pub(crate) fn name(&self) -> Arc<str> {
+        self.store.meta().name.clone()
     }
 
     /// Inbox or outbox.

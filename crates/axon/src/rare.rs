@@ -70,7 +70,7 @@ pub(crate) fn placeholder<T: Message>(
     let mut shared = lock(&PLACEHOLDERS);
     let alike = |p: &&Arc<dyn ErasedStore>| {
         p.message_type() == std::any::TypeId::of::<T>()
-            && Arc::ptr_eq(p.meta(), &meta)
+            && Arc::ptr_eq(&p.meta(), &meta)
             && p.direction() == direction
     };
     if let Some(p) = shared.iter().find(alike) {
@@ -98,8 +98,8 @@ impl<T: Message> ErasedStore for Placeholder<T> {
             message_type: std::any::type_name::<T>(),
         }
     }
-    fn meta(&self) -> &Arc<BoxMeta> {
-        &self.meta
+    fn meta(&self) -> Arc<BoxMeta> {
+        self.meta.clone()
     }
     fn direction(&self) -> Direction {
         self.direction
@@ -473,7 +473,7 @@ impl RareBoxes {
 
     fn index(&self, name: &str) -> Option<usize> {
         let core = self.core.as_ref()?;
-        core.find_declared(|d| &**d.name() == name).map(|(i, _)| i)
+        core.find_declared(|d| &*d.name() == name).map(|(i, _)| i)
     }
 
     /// True if `waker` is its owner's own (a group member's: its block, see

@@ -107,8 +107,8 @@ impl<T: Send + 'static> ErasedStore for Slotted<T> {
             message_type: std::any::type_name::<T>(),
         }
     }
-    fn meta(&self) -> &Arc<BoxMeta> {
-        &self.meta
+    fn meta(&self) -> Arc<BoxMeta> {
+        self.meta.clone()
     }
     fn direction(&self) -> Direction {
         Direction::Out
@@ -370,7 +370,7 @@ impl ErasedStore for SlotRef {
     fn id(&self) -> BoxId {
         id(&self.core, self.index)
     }
-    fn meta(&self) -> &Arc<BoxMeta> {
+    fn meta(&self) -> Arc<BoxMeta> {
         self.desc.meta()
     }
     fn direction(&self) -> Direction {

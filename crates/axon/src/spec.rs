@@ -359,7 +359,7 @@ pub(crate) struct Declared {
 }
 
 impl Declared {
-    pub(crate) fn name(&self) -> &Arc<str> {
+    pub(crate) fn name(&self) -> Arc<str> {
         self.r.name()
     }
 
@@ -370,7 +370,7 @@ impl Declared {
     /// The entry as the public [`BoxSpec`].
     pub(crate) fn spec(&self) -> BoxSpec {
         BoxSpec {
-            name: self.name().clone(),
+            name: self.name(),
             direction: self.direction(),
             message_type: self.r.message_type_name(),
             description: self.r.store.meta().description,
