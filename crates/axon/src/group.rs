@@ -225,22 +225,14 @@ pub(crate) fn join_beside(beside: &Core, task: &Waker, life: Life) -> Result<(),
     Ok(())
 }
 
-/// Starts a group's task on the current runtime with `lives` (`n` of them) as its members,
-/// handed to it in its own future: no list of newcomers, which the task would free when it
-/// first runs, a hole in the activating thread's heap for every connection (a block of 176
-/// bytes for two).
-pub(crate) fn start(n: usize, lives: impl Iterator<Item = Life>) {
+/// Starts a group's task on `runtime` with `lives` (`n` of them) as its members, handed to it
+/// in its own future: no list of newcomers, which the task would free when it first runs, a
+/// hole in the activating thread's heap for every connection (a block of 176 bytes for two).
+pub(crate) fn start(runtime: &tokio::runtime::Handle, n: usize, lives: impl Iterator<Item = Life>) {
     let mut members = Members::default();
-    for (k, life) in lives.enumerate() {
-        // Polled at the task's first poll, as they are all woken.
-        life.core().word.fetch_or(WOKEN, Ordering::AcqRel);
-        if members.sched.is_none() {
-            members.sched = life.scheduler().cloned();
-        }
-        let waker = member_waker(life.core());
-        members.add(Member { life, waker }, n.saturating_sub(k).max(1));
-    }
-    tokio::spawn(run(members));
+    // The members learn the task's waker at its first poll.
+    members.admit(n, lives, None, true);
+    runtime.spawn(run(members));
 }
 
 /// A member's waker is its component's block: waking it notes [`WOKEN`] in its word, then
@@ -360,6 +352,31 @@ impl Members {
         grown.resize_with(at + coming.max(1), || None);
         grown[at] = Some(member);
         *rest = grown.into_boxed_slice();
+    }
+
+    /// Takes `lives` (`n` of them) as members, each woken so that the task polls it, and told
+    /// the task's waker `task` if the task has one yet (else at its first poll); the first
+    /// one's scheduler becomes the group's if `sched` and the group has none.
+    fn admit(
+        &mut self,
+        n: usize,
+        lives: impl Iterator<Item = Life>,
+        task: Option<&Waker>,
+        sched: bool,
+    ) {
+        for (k, life) in lives.enumerate() {
+            let core = life.core();
+            if let Some(task) = task {
+                // A component is activated once, so it joins one group once.
+                let _ = core.group.set(task.clone());
+            }
+            core.word.fetch_or(WOKEN, Ordering::AcqRel);
+            if sched && self.sched.is_none() {
+                self.sched = life.scheduler().cloned();
+            }
+            let waker = member_waker(core);
+            self.add(Member { life, waker }, n.saturating_sub(k).max(1));
+        }
     }
 
     /// The members, in their slots' order.
@@ -525,19 +542,14 @@ fn poll_members(state: &mut GroupState, cx: &mut TaskContext<'_>, current: usize
             let incoming = newcomers().remove(&state.key);
             match incoming {
                 Some(lives) => {
-                    let n = lives.len();
-                    for (k, life) in lives.into_iter().enumerate() {
-                        let core = life.core();
-                        let _ = core.group.set(cx.waker().clone());
-                        core.word.fetch_or(WOKEN, Ordering::AcqRel);
-                        // The group's scheduler, from its first member (taken out of
-                        // `members` while a scheduler is the current one: see `run`).
-                        if current == 0 && members.sched.is_none() {
-                            members.sched = life.scheduler().cloned();
-                        }
-                        let waker = member_waker(core);
-                        members.add(Member { life, waker }, n - k);
-                    }
+                    // The group's scheduler, from its first member, only if it has none: it
+                    // is taken out of `members` while it is the current one (see `run`).
+                    members.admit(
+                        lives.len(),
+                        lives.into_iter(),
+                        Some(cx.waker()),
+                        current == 0,
+                    );
                     looked.polled = true;
                 }
                 // The last member has left and nothing waits to join: the task ends.

@@ -533,16 +533,14 @@ impl Scheduler {
         if group.is_empty() {
             return Vec::new();
         }
-        let runtime = self.runtime_elsewhere();
-        let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
-        if tokio::runtime::Handle::try_current().is_err() {
+        let Some(runtime) = self.runtime() else {
             // Started together by `Scheduler::run`: the members carry their first's id.
             let token = group.first_id();
             return group
                 .into_members()
                 .map(|c| self.activate_in(c, parent, Some(token)))
                 .collect();
-        }
+        };
         // The members go to the group's task all at once, in its own future (`group.rs`).
         let n = group.len();
         let mut handles = Vec::with_capacity(n);
@@ -550,7 +548,7 @@ impl Scheduler {
             handles.push(record(&mut lock(&self.inner.state), &c, parent));
             self.life(c)
         });
-        crate::group::start(n, lives);
+        crate::group::start(&runtime, n, lives);
         self.inner.changed.notify_waiters();
         handles
     }
@@ -572,18 +570,16 @@ impl Scheduler {
         beside: &Core,
         task: &std::task::Waker,
     ) -> Handle {
-        let runtime = self.runtime_elsewhere();
-        let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
-        if tokio::runtime::Handle::try_current().is_err() {
+        let Some(runtime) = self.runtime() else {
             // No run is running: it starts with the next.
             return self.activate_in(child, Some(beside.id()), None);
-        }
+        };
         let handle = record(&mut lock(&self.inner.state), &child, Some(beside.id()));
         self.inner.changed.notify_waiters();
         if let Err(life) = crate::group::join_beside(beside, task, self.life(child)) {
             // `beside` has left its group (it ended, having handed its context elsewhere, or
             // its group's task did): the newcomer runs alone.
-            tokio::spawn(life);
+            runtime.spawn(life);
         }
         handle
     }
@@ -596,12 +592,11 @@ impl Scheduler {
         parent: Option<ComponentId>,
         group: Option<u64>,
     ) -> Handle {
-        let runtime = self.runtime_elsewhere();
-        let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
+        let runtime = self.runtime();
         let handle = {
             let mut st = lock(&self.inner.state);
             let handle = record(&mut st, &component, parent);
-            if tokio::runtime::Handle::try_current().is_err() {
+            if runtime.is_none() {
                 st.pending.push((component, group));
                 drop(st);
                 self.inner.changed.notify_waiters();
@@ -610,17 +605,19 @@ impl Scheduler {
             handle
         };
         self.inner.changed.notify_waiters();
-        tokio::spawn(self.life(component));
+        if let Some(runtime) = runtime {
+            runtime.spawn(self.life(component));
+        }
         handle
     }
 
-    /// The runtime this scheduler's run runs on, if this thread has none and a run is running
-    /// (see [`Inner::runtime`]).
-    fn runtime_elsewhere(&self) -> Option<tokio::runtime::Handle> {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return None;
-        }
-        lock(&self.inner.runtime).clone()
+    /// Where what is activated now starts: this thread's runtime, else the runtime of the run
+    /// that is running (see [`Inner::runtime`]); `None` outside both (the pending list, for the
+    /// next run).
+    fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| lock(&self.inner.runtime).clone())
     }
 
     /// Starts what was activated before a runtime ran: each component alone, each group's
@@ -641,8 +638,10 @@ impl Scheduler {
                 },
             }
         }
+        let runtime = tokio::runtime::Handle::current();
         for (_, members) in groups {
-            crate::group::start(members.len(), members.into_iter().map(|c| self.life(c)));
+            let lives = members.into_iter().map(|c| self.life(c));
+            crate::group::start(&runtime, lives.len(), lives);
         }
     }
 
